@@ -1,0 +1,145 @@
+#include "bench/harness.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+namespace bench {
+namespace {
+
+std::vector<std::pair<std::string, std::function<void(Report&)>>>& registry() {
+  static std::vector<std::pair<std::string, std::function<void(Report&)>>> groups;
+  return groups;
+}
+
+std::string human(double v) {
+  char buf[64];
+  double a = std::fabs(v);
+  if (a >= 1e9) std::snprintf(buf, sizeof buf, "%.2f G", v / 1e9);
+  else if (a >= 1e6) std::snprintf(buf, sizeof buf, "%.2f M", v / 1e6);
+  else if (a >= 1e3) std::snprintf(buf, sizeof buf, "%.2f k", v / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.2f ", v);
+  return buf;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') { out += '\\'; out += c; }
+    else if (static_cast<unsigned char>(c) < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\u%04x", c); out += b; }
+    else out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+Group::Group(const char* name, std::function<void(Report&)> run) { registry().emplace_back(name, std::move(run)); }
+
+void Report::add(const std::string& name, double value, const std::string& unit, const std::string& peer,
+                 double peer_value) {
+  Row r{name, value, unit, peer, peer_value, peer_value > 0 ? value / peer_value : 0};
+  rows_.push_back(r);
+  std::printf("  %-58s %12s%-7s", name.c_str(), human(value).c_str(), unit.c_str());
+  if (!peer.empty()) {
+    if (peer_value > 0) std::printf(" | %-34s %12s%-7s x%.2f", peer.c_str(), human(peer_value).c_str(),
+                                    unit.c_str(), r.ratio);
+    else std::printf(" | %-34s %12s", peer.c_str(), "n/a");
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+void Report::target(const std::string& what, double ratio, const std::string& op, double bound) {
+  bool met = ratio > 0 && (op == ">=" ? ratio >= bound : ratio <= bound);
+  verdicts_.push_back({what, ratio, op, bound, met});
+}
+
+void Report::print_table() const {
+  std::printf("\nTargets (ratio = ours / peer, same run):\n");
+  for (const auto& v : verdicts_) {
+    std::printf("  %-60s ratio %8.2f  target %s %-6g  %s\n", v.what.c_str(), v.ratio, v.op.c_str(), v.bound,
+                v.ratio > 0 ? (v.met ? "met" : "NOT MET") : "n/a (peer unavailable)");
+  }
+}
+
+void Report::write_json(const std::string& path) const {
+  std::ofstream out(path);
+  out << "{\n  \"rows\": [\n";
+  for (size_t i = 0; i < rows_.size(); ++i) {
+    const Row& r = rows_[i];
+    out << "    {\"name\": \"" << json_escape(r.name) << "\", \"value\": " << r.value << ", \"unit\": \""
+        << json_escape(r.unit) << "\", \"peer\": \"" << json_escape(r.peer) << "\", \"peer_value\": " << r.peer_value
+        << ", \"ratio\": " << r.ratio << "}" << (i + 1 < rows_.size() ? "," : "") << "\n";
+  }
+  out << "  ],\n  \"targets\": [\n";
+  for (size_t i = 0; i < verdicts_.size(); ++i) {
+    const Verdict& v = verdicts_[i];
+    out << "    {\"target\": \"" << json_escape(v.what) << "\", \"ratio\": " << v.ratio << ", \"op\": \"" << v.op
+        << "\", \"bound\": " << v.bound << ", \"met\": " << (v.met ? "true" : "false") << "}"
+        << (i + 1 < verdicts_.size() ? "," : "") << "\n";
+  }
+  out << "  ]\n}\n";
+}
+
+double median_of(int reps, const std::function<double()>& f) {
+  std::vector<double> v;
+  for (int i = 0; i < reps; ++i) v.push_back(f());
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+double python_peer(const std::string& name, const std::vector<std::string>& args) {
+  std::string cmd = "python3 bench/python_peers.py " + name;
+  for (const auto& a : args) cmd += " " + a;
+  cmd += " 2>/dev/null";
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
+  if (!p) return -1;
+  std::array<char, 256> buf;
+  std::string last;
+  while (fgets(buf.data(), buf.size(), p.get())) last = buf.data();
+  try {
+    return last.empty() ? -1 : std::stod(last);
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace bench
+
+int main(int argc, char** argv) {
+  std::string json_path;
+  std::vector<std::string> only;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--only" && i + 1 < argc) only.push_back(argv[++i]);
+    else if (a == "--list") {
+      for (auto& g : bench::registry()) std::printf("%s\n", g.first.c_str());
+      return 0;
+    } else {
+      std::fprintf(stderr, "usage: %s [--json FILE] [--only GROUP]... [--list]\n", argv[0]);
+      return 2;
+    }
+  }
+  bench::Report report;
+  for (auto& [name, run] : bench::registry()) {
+    if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
+    std::printf("== %s\n", name.c_str());
+    std::fflush(stdout);
+    run(report);
+  }
+  report.print_table();
+  if (!json_path.empty()) report.write_json(json_path);
+  return 0;
+}

@@ -1,0 +1,66 @@
+// bench/harness.h: the benchmark program's shared vocabulary. Each component adds a file that registers a
+// group of figures; //bench:all runs every group (or those named with --only) and prints one table.
+//
+// A figure is always printed beside a peer measured in the same run, with the ratio, so that it means something
+// on any machine (../shared/BENCHMARKS.md). Medians of several repetitions.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace bench {
+
+// Which way is better for a figure: msgs/s (higher) or ns per round trip (lower).
+enum class Better { kHigher, kLower };
+
+struct Row {
+  std::string name;       // "SPSC 8 B, 1 producer -> 1 consumer process"
+  double value = 0;       // our figure
+  std::string unit;       // "msgs/s", "ns", "calls/s", "B/s", "CPU ms"
+  std::string peer;       // "Boost message_queue"; empty when the figure has no peer
+  double peer_value = 0;  // the peer's figure, same unit, measured in this run
+  double ratio = 0;       // value / peer_value (0 when no peer)
+};
+
+class Report {
+ public:
+  // Adds a row; the ratio is value / peer_value.
+  void add(const std::string& name, double value, const std::string& unit, const std::string& peer = "",
+           double peer_value = 0);
+  // Records a target's verdict: e.g. target("SPSC vs message_queue", ratio, ">=", 20).
+  void target(const std::string& what, double ratio, const std::string& op, double bound);
+
+  void print_table() const;
+  void write_json(const std::string& path) const;
+  const std::vector<Row>& rows() const { return rows_; }
+
+ private:
+  struct Verdict {
+    std::string what;
+    double ratio;
+    std::string op;
+    double bound;
+    bool met;
+  };
+  std::vector<Row> rows_;
+  std::vector<Verdict> verdicts_;
+};
+
+// Registers a group of figures, run by //bench:all. Use at namespace scope:
+//   static bench::Group g("queue", [](bench::Report& r) { ... });
+struct Group {
+  Group(const char* name, std::function<void(Report&)> run);
+};
+
+// Median of `reps` runs of `f` (each returning one measurement).
+double median_of(int reps, const std::function<double()>& f);
+
+// Runs `python3 bench/python_peers.py <name> <args...>` and returns the number it prints on its last line,
+// or a negative value when python3 or the peer is unavailable (the row then shows "n/a").
+double python_peer(const std::string& name, const std::vector<std::string>& args = {});
+
+// Wall-clock seconds from a monotonic clock.
+double now_seconds();
+
+}  // namespace bench

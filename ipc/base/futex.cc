@@ -1,0 +1,48 @@
+#include "ipc/base/futex.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "ipc/base/error.h"
+
+namespace ipc {
+
+std::optional<Deadline::Clock::duration> Deadline::remaining() const {
+  if (!at_) return std::nullopt;
+  auto now = Clock::now();
+  return now >= *at_ ? Clock::duration::zero() : *at_ - now;
+}
+
+FutexWaitResult futex_wait(std::atomic<uint32_t>& word, uint32_t expected, const Deadline& deadline) {
+  struct timespec ts;
+  struct timespec* tsp = nullptr;
+  if (auto left = deadline.remaining()) {
+    if (*left <= Deadline::Clock::duration::zero()) return FutexWaitResult::kTimedOut;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(*left).count();
+    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    tsp = &ts;
+  }
+  // FUTEX_WAIT (not FUTEX_WAIT_PRIVATE): the kernel keys the wait on the shared page, so a waker in another
+  // process that maps the same object at another address finds this waiter. The timeout is relative.
+  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT, expected, tsp, nullptr, 0);
+  if (r == 0) return FutexWaitResult::kWoken;
+  switch (errno) {
+    case EAGAIN: return FutexWaitResult::kValueChanged;
+    case ETIMEDOUT: return FutexWaitResult::kTimedOut;
+    case EINTR: return FutexWaitResult::kWoken;  // callers re-check their condition and the deadline
+    default: throw_errno("futex wait");
+  }
+}
+
+int futex_wake(std::atomic<uint32_t>& word, int count) {
+  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, count, nullptr, nullptr, 0);
+  if (r < 0) throw_errno("futex wake");
+  return static_cast<int>(r);
+}
+
+}  // namespace ipc

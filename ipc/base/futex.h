@@ -1,0 +1,67 @@
+// ipc/base/futex.h: sleeping and waking on a 32-bit word in shared memory (Linux futex, process-shared).
+//
+// Threads: any thread may wait or wake.
+// Processes: the word may live in any MAP_SHARED mapping; waiters and wakers may be in different processes and
+//   see the word at different addresses. These are deliberately *not* FUTEX_PRIVATE operations, and not
+//   std::atomic::wait, which libstdc++ implements with private futexes and a process-local waiter table.
+// Lifetime: the word belongs to whatever object contains it; nothing is allocated here.
+// Errors: timeouts and spurious wake-ups are return values; unexpected kernel errors throw SystemError.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+namespace ipc {
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "a futex word must be a plain 32-bit word");
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "a futex word must be lock-free");
+
+// A point in time on the monotonic clock, or "never". Built from an optional relative timeout.
+class Deadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  static Deadline never() { return Deadline(std::nullopt); }
+  template <typename Rep, typename Period>
+  static Deadline after(std::chrono::duration<Rep, Period> timeout) {
+    return Deadline(Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout));
+  }
+  // nullopt means "wait forever".
+  template <typename Rep, typename Period>
+  static Deadline from(std::optional<std::chrono::duration<Rep, Period>> timeout) {
+    return timeout ? after(*timeout) : never();
+  }
+
+  bool is_never() const { return !at_; }
+  bool expired() const { return at_ && Clock::now() >= *at_; }
+  // Time left (zero once expired); nullopt for "never".
+  std::optional<Clock::duration> remaining() const;
+
+ private:
+  explicit Deadline(std::optional<Clock::time_point> at) : at_(at) {}
+  std::optional<Clock::time_point> at_;
+};
+
+enum class FutexWaitResult { kWoken, kValueChanged, kTimedOut };
+
+// Sleeps while `*word == expected`, until woken, the deadline passes, or a signal arrives (reported as kWoken:
+// callers always re-check their condition). Returns at once with kValueChanged if the word differs.
+// Any process, any thread.
+FutexWaitResult futex_wait(std::atomic<uint32_t>& word, uint32_t expected, const Deadline& deadline);
+
+// Wakes up to `count` waiters sleeping on `word`; returns how many were woken. Any process, any thread.
+int futex_wake(std::atomic<uint32_t>& word, int count);
+inline int futex_wake_all(std::atomic<uint32_t>& word) { return futex_wake(word, INT32_MAX); }
+
+// A CPU hint for spin loops (PAUSE on x86).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace ipc

@@ -1,0 +1,80 @@
+#include "ipc/numa/placement.h"
+
+#include <numaif.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "ipc/base/error.h"
+
+namespace ipc::numa {
+
+std::string PagePlacement::to_string() const {
+  std::ostringstream out;
+  for (auto [node, pages] : pages_on_node) out << node << ':' << pages << ' ';
+  out << "absent:" << pages_not_present;
+  return out.str();
+}
+
+std::vector<int> page_nodes(const void* addr, size_t length) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = reinterpret_cast<uintptr_t>(addr) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(addr) + length;
+  const size_t count = (end - start + page - 1) / page;
+  std::vector<void*> pages(count);
+  std::vector<int> status(count, -1);
+  for (size_t i = 0; i < count; ++i) pages[i] = reinterpret_cast<void*>(start + i * page);
+  // The kernel takes at most a bounded batch per call on some versions; query in chunks.
+  constexpr size_t kBatch = 4096;
+  for (size_t i = 0; i < count; i += kBatch) {
+    size_t n = std::min(kBatch, count - i);
+    if (move_pages(0, n, pages.data() + i, nullptr, status.data() + i, 0) != 0) throw_errno("move_pages (query)");
+  }
+  for (auto& s : status) {
+    if (s == -EFAULT) throw InvalidArgument("page_placement: the range is not mapped");
+    if (s < 0) s = -1;  // -ENOENT: not faulted in yet
+  }
+  return status;
+}
+
+PagePlacement page_placement(const void* addr, size_t length) {
+  PagePlacement p;
+  for (int node : page_nodes(addr, length)) {
+    ++p.total_pages;
+    if (node < 0) ++p.pages_not_present;
+    else ++p.pages_on_node[node];
+  }
+  return p;
+}
+
+std::string numa_maps_policy(const void* addr) {
+  std::ifstream in("/proc/self/numa_maps");
+  std::string line;
+  const uintptr_t target = reinterpret_cast<uintptr_t>(addr);
+  // numa_maps lines start with the mapping's start address; the mapping containing `addr` is the last one whose
+  // start is <= addr (maps are sorted by address).
+  std::string best;
+  while (std::getline(in, line)) {
+    uintptr_t start = std::strtoull(line.c_str(), nullptr, 16);
+    if (start > target) break;
+    best = line;
+  }
+  if (best.empty()) return "";
+  std::istringstream fields(best);
+  std::string address, policy;
+  fields >> address >> policy;
+  // "weighted interleave:0-1" is printed with a space: keep the second word when the first is "weighted".
+  if (policy == "weighted") {
+    std::string rest;
+    fields >> rest;
+    policy += " " + rest;
+  }
+  return policy;
+}
+
+}  // namespace ipc::numa
