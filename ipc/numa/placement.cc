@@ -1,6 +1,7 @@
 #include "ipc/numa/placement.h"
 
 #include <numaif.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +30,17 @@ std::vector<int> page_nodes(const void* addr, size_t length) {
   std::vector<void*> pages(count);
   std::vector<int> status(count, -1);
   for (size_t i = 0; i < count; ++i) pages[i] = reinterpret_cast<void*>(start + i * page);
+  // move_pages reports only pages in *this* process's page tables. A shared page that another process faulted in
+  // is resident in the object (mincore says so) but not yet mapped here: read one byte of each resident page to
+  // map it. Reading never allocates, because only pages already resident are read.
+  std::vector<unsigned char> resident(count);
+  if (mincore(reinterpret_cast<void*>(start), count * page, resident.data()) != 0) {
+    if (errno == ENOMEM) throw InvalidArgument("page_placement: the range is not mapped");
+    throw_errno("mincore");
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (resident[i] & 1) (void)*static_cast<const volatile char*>(pages[i]);
+  }
   // The kernel takes at most a bounded batch per call on some versions; query in chunks.
   constexpr size_t kBatch = 4096;
   for (size_t i = 0; i < count; i += kBatch) {

@@ -26,8 +26,8 @@ struct PagePlacement {
   std::string to_string() const;
 };
 
-// Asks the kernel (move_pages with no target nodes) where each page of [addr, addr + length) lives.
-// Does not touch the range, so pages not yet faulted in are counted as not present.
+// Asks the kernel (move_pages with no target nodes) where each page of [addr, addr + length) lives, including
+// shared pages that other processes faulted in. Never allocates a page: pages nobody touched count as not present.
 PagePlacement page_placement(const void* addr, size_t length);
 
 // The node of each page in order (-1 for a page not present), for tests that check round-robin order.

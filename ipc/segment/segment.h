@@ -1,0 +1,195 @@
+// ipc/segment/segment.h: named shared-memory segments with a NUMA memory policy, and objects allocated inside.
+//
+// A Segment is a POSIX shared-memory object (/dev/shm/numa_mp.<name>) mapped into this process, carrying a
+// memory policy that is set before any page is touched, and managed by Boost.Interprocess so that named and
+// anonymous objects can be allocated inside and found by name from any process that opens it.
+//
+// Threads: a Segment handle may be used from several threads; construct/find/destroy/allocate are serialised by
+//   the segment's own process-shared allocator lock. Objects inside do their own synchronisation.
+// Processes: any process of the same user may open a segment by name. Each process maps it at its own address:
+//   store offsets (offset_of / at), never pointers, inside shared memory.
+// Lifetime: a segment is published under its name only once it is fully initialised (it is built under a
+//   private temporary name and then linked into place), so an opener never sees a half-made segment and a crash
+//   during creation leaves no segment under the name, only a temporary file that remove_stale() reclaims.
+//   The handle returned by create() owns the name: destroying it (or calling remove()) unlinks the name, after
+//   which no new process can open it while processes that already mapped it keep working until they unmap.
+//   Call keep() to give up ownership (the segment then outlives its creator until remove(name) or
+//   remove_stale()). Handles from open() never unlink. When every process using a segment has died, the segment
+//   is stale: remove_stale() (and the CLI's `segments --clean`) removes segments that no live process maps.
+// Errors: a bad name or size throws InvalidArgument; an existing name on create() throws SegmentExists; a
+//   missing one on open() throws SegmentNotFound; a segment owned by another user, or with the wrong
+//   permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument; an
+//   invalid policy throws numa::PolicyError before anything is created; out of space inside throws
+//   SegmentFull. OS failures throw SystemError.
+//   Known limit: a process killed *while allocating* inside a segment leaves the allocator lock held (Boost's
+//   lock is not robust); allocation is a set-up operation, never on a hot path.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "ipc/base/error.h"
+#include "ipc/numa/memory_policy.h"
+
+namespace ipc {
+
+class SegmentExists : public Error {
+ public:
+  using Error::Error;
+};
+class SegmentNotFound : public Error {
+ public:
+  using Error::Error;
+};
+class SegmentFull : public Error {
+ public:
+  using Error::Error;
+};
+
+enum class HugePages {
+  kNo,           // 4 KiB pages
+  kTransparent,  // 2 MiB transparent huge pages (madvise); Unsupported when shmem THP is disabled
+};
+
+struct SegmentOptions {
+  numa::MemoryPolicy policy;   // applied before the first touch; default = the kernel's default policy
+  mode_t permissions = 0600;   // only owner by default
+  HugePages huge_pages = HugePages::kNo;
+};
+
+// What list() reports about a segment, read from its header without opening it for use.
+struct SegmentInfo {
+  std::string name;            // without the /dev/shm prefix
+  std::string file;            // the file in /dev/shm ("numa_mp.<name>", or a temporary "numa_mp~<pid>~<n>~<name>")
+  size_t size_bytes = 0;
+  uid_t owner_uid = 0;
+  pid_t creator_pid = 0;
+  std::string policy;          // short string form, "interleave:0-1"; "?" when the header is unreadable
+  bool complete = true;        // false: a temporary left by a creator that died before publishing
+  std::vector<pid_t> users;    // live processes that map or hold it open
+};
+
+class Segment {
+ public:
+  // The prefix of every segment's file in /dev/shm, so that tools can tell ours from others'.
+  static constexpr std::string_view kFilePrefix = "numa_mp.";
+
+  // Creates a new segment of `size_bytes` (exclusive: throws SegmentExists if the name is taken). The policy is
+  // validated for this machine and applied before any page is touched. The returned handle owns the name.
+  // REQUIRES: name is 1..200 of [A-Za-z0-9_.-], not starting with '.'; size_bytes >= 4096.
+  static Segment create(std::string_view name, size_t size_bytes, const SegmentOptions& options = {});
+  // Opens an existing segment; throws SegmentNotFound when there is none. The handle does not own the name.
+  static Segment open(std::string_view name);
+  // Unlinks the name; returns false when it did not exist. Mapped users keep working.
+  static bool remove(std::string_view name);
+  // Every segment of this library on the machine (those of other users included), with the processes using it.
+  static std::vector<SegmentInfo> list();
+  // Removes segments of this user that no live process maps or holds open, and temporaries of creators that
+  // died. Returns the files removed (names in /dev/shm).
+  static std::vector<std::string> remove_stale();
+  // Throws InvalidArgument when `name` is not a valid segment name, saying why.
+  static void validate_name(std::string_view name);
+
+  Segment(Segment&&) noexcept;
+  Segment& operator=(Segment&&) noexcept;
+  ~Segment();
+
+  const std::string& name() const { return name_; }
+  size_t size_bytes() const { return size_; }
+  const numa::MemoryPolicy& policy() const;
+  bool owns_name() const { return owner_; }
+  // Gives up ownership: the segment outlives this handle until remove(name) or remove_stale().
+  void keep() { owner_ = false; }
+
+  // The mapping, for placement checks (numa::page_placement(base(), size_bytes())).
+  void* base() const { return base_; }
+  // Bytes still free for allocation.
+  size_t free_bytes() const;
+
+  // Address-free references: an offset is the same in every process.
+  uint64_t offset_of(const void* p) const { return static_cast<const char*>(p) - static_cast<const char*>(base_); }
+  template <typename T = void>
+  T* at(uint64_t offset) const {
+    return reinterpret_cast<T*>(static_cast<char*>(base_) + offset);
+  }
+
+  // Raw allocation, `alignment` a power of two up to 4096. Throws SegmentFull. Any thread, any process.
+  void* allocate(size_t bytes, size_t alignment = alignof(std::max_align_t));
+  void deallocate(void* p);
+
+  // Named raw block: allocates `bytes` under `name` and runs `init(ptr)` on it before anyone else can find it;
+  // returns the existing block (and found=true) if the name is taken. Any thread, any process.
+  struct NamedBlock {
+    void* ptr;
+    size_t bytes;
+    bool found;
+  };
+  template <typename Init>
+  NamedBlock find_or_create_block(std::string_view name, size_t bytes, size_t alignment, Init&& init) {
+    return find_or_create_block_impl(name, bytes, alignment, InitFn(&init, [](void* ctx, void* p) {
+                                       (*static_cast<std::remove_reference_t<Init>*>(ctx))(p);
+                                     }));
+  }
+  // The block named `name`, or {nullptr, 0, false}.
+  NamedBlock find_block(std::string_view name) const;
+  // Frees the named block (after the caller destroyed what was in it). Returns false if there was none.
+  bool remove_block(std::string_view name);
+
+  // Typed named objects. T must be able to live in shared memory: no pointers, vtables or heap.
+  template <typename T, typename... Args>
+  T& construct(std::string_view name, Args&&... args) {
+    auto b = find_or_create_block(name, sizeof(T), alignof(T),
+                                  [&](void* p) { new (p) T(std::forward<Args>(args)...); });
+    if (b.found) throw InvalidArgument("segment '" + name_ + "' already has an object named '" + std::string(name) + "'");
+    return *static_cast<T*>(b.ptr);
+  }
+  template <typename T, typename... Args>
+  T& find_or_construct(std::string_view name, Args&&... args) {
+    auto b = find_or_create_block(name, sizeof(T), alignof(T),
+                                  [&](void* p) { new (p) T(std::forward<Args>(args)...); });
+    check_size(name, b.bytes, sizeof(T));
+    return *static_cast<T*>(b.ptr);
+  }
+  // nullptr when there is no object of that name. The size is checked; the type cannot be.
+  template <typename T>
+  T* find(std::string_view name) const {
+    auto b = find_block(name);
+    if (!b.ptr) return nullptr;
+    check_size(name, b.bytes, sizeof(T));
+    return static_cast<T*>(b.ptr);
+  }
+  template <typename T>
+  bool destroy(std::string_view name) {
+    T* p = find<T>(name);
+    if (!p) return false;
+    p->~T();
+    return remove_block(name);
+  }
+
+ private:
+  struct Header;
+  struct Impl;
+  using InitFn = std::pair<void*, void (*)(void*, void*)>;
+
+  Segment(std::string name, void* base, size_t size, bool owner);
+  NamedBlock find_or_create_block_impl(std::string_view name, size_t bytes, size_t alignment, InitFn init);
+  void check_size(std::string_view name, size_t have, size_t want) const;
+  Header* header() const { return static_cast<Header*>(base_); }
+
+  std::string name_;
+  void* base_ = nullptr;
+  size_t size_ = 0;
+  bool owner_ = false;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ipc

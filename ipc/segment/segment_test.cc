@@ -1,0 +1,313 @@
+#include "ipc/segment/segment.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <random>
+
+#include "ipc/numa/placement.h"
+#include "ipc/numa/topology.h"
+#include "tests/support/test_support.h"
+
+using ipc::Segment;
+using ipc::SegmentOptions;
+using ipc::test::ForkedChild;
+using ipc::test::unique_name;
+
+namespace {
+
+bool shm_file_exists(const std::string& name) {
+  return access(("/dev/shm/numa_mp." + name).c_str(), F_OK) == 0;
+}
+
+struct Counter {
+  std::atomic<uint64_t> value{0};
+  char tag[16] = "hello";
+};
+
+}  // namespace
+
+TEST_CASE("a segment created in one process is opened and written by a forked child", "[segment]") {
+  const std::string name = unique_name("seg");
+  Segment seg = Segment::create(name, 1 << 20);
+  Counter& c = seg.construct<Counter>("counter");
+  ForkedChild child([&] {
+    Segment mine = Segment::open(name);
+    Counter* found = mine.find<Counter>("counter");
+    if (!found || std::strcmp(found->tag, "hello") != 0) return 2;
+    found->value.fetch_add(41, std::memory_order_relaxed);
+    auto& extra = mine.construct<uint64_t>("from-child", 7u);
+    return extra == 7 ? 0 : 3;
+  });
+  REQUIRE(child.wait() == 0);
+  CHECK(c.value.load(std::memory_order_relaxed) == 41);
+  uint64_t* extra = seg.find<uint64_t>("from-child");
+  REQUIRE(extra);
+  CHECK(*extra == 7);
+}
+
+TEST_CASE("named objects are found by name, sized and removable", "[segment]") {
+  Segment seg = Segment::create(unique_name("seg"), 1 << 20);
+  seg.construct<uint32_t>("x", 5u);
+  CHECK(seg.find<uint32_t>("missing") == nullptr);
+  CHECK_THROWS_AS(seg.construct<uint32_t>("x", 6u), ipc::InvalidArgument);
+  CHECK_THROWS_AS(seg.find<uint64_t>("x"), ipc::InvalidArgument);  // size mismatch is caught
+  CHECK(seg.find_or_construct<uint32_t>("x", 9u) == 5u);
+  CHECK(seg.destroy<uint32_t>("x"));
+  CHECK_FALSE(seg.destroy<uint32_t>("x"));
+  CHECK(seg.find<uint32_t>("x") == nullptr);
+}
+
+TEST_CASE("blocks honour their alignment and offsets are the same in every process", "[segment]") {
+  const std::string name = unique_name("seg");
+  Segment seg = Segment::create(name, 1 << 20);
+  struct alignas(64) Line {
+    char bytes[64];
+  };
+  Line& line = seg.construct<Line>("line");
+  CHECK(reinterpret_cast<uintptr_t>(&line) % 64 == 0);
+  void* page = seg.allocate(100, 4096);
+  CHECK(reinterpret_cast<uintptr_t>(page) % 4096 == 0);
+  const uint64_t off = seg.offset_of(page);
+  std::strcpy(static_cast<char*>(page), "by offset");
+  ForkedChild child([&] {
+    Segment mine = Segment::open(name);
+    return std::strcmp(mine.at<char>(off), "by offset") == 0 ? 0 : 1;
+  });
+  CHECK(child.wait() == 0);
+  CHECK_THROWS_AS(seg.allocate(8, 3), ipc::InvalidArgument);
+}
+
+TEST_CASE("a full segment reports SegmentFull and stays usable", "[segment]") {
+  Segment seg = Segment::create(unique_name("seg"), 64 * 1024);
+  CHECK_THROWS_AS(seg.allocate(1 << 20), ipc::SegmentFull);
+  CHECK_THROWS_AS(seg.find_or_create_block("big", 1 << 20, 8, [](void*) {}), ipc::SegmentFull);
+  CHECK(seg.find_block("big").ptr == nullptr);
+  void* p = seg.allocate(1024);
+  CHECK(p != nullptr);
+}
+
+TEST_CASE("create is exclusive and open of a missing name says so", "[segment]") {
+  const std::string name = unique_name("seg");
+  Segment seg = Segment::create(name, 8192);
+  CHECK_THROWS_AS(Segment::create(name, 8192), ipc::SegmentExists);
+  CHECK_THROWS_AS(Segment::open(unique_name("absent")), ipc::SegmentNotFound);
+}
+
+TEST_CASE("bad names and sizes are rejected with a clear error and create nothing", "[segment]") {
+  for (const char* bad : {"", ".hidden", "a/b", "white space", "tilde~x", "semi;colon"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(Segment::create(bad, 8192), ipc::InvalidArgument);
+  }
+  CHECK_THROWS_AS(Segment::create(std::string(201, 'a'), 8192), ipc::InvalidArgument);
+  const std::string name = unique_name("seg");
+  CHECK_THROWS_WITH(Segment::create(name, 100), Catch::Contains("minimum"));
+  CHECK_FALSE(shm_file_exists(name));
+  SegmentOptions no_owner_write;
+  no_owner_write.permissions = 0400;
+  CHECK_THROWS_AS(Segment::create(name, 8192, no_owner_write), ipc::InvalidArgument);
+  CHECK_FALSE(shm_file_exists(name));
+}
+
+TEST_CASE("segments are 0600 by default and take the permissions asked for", "[segment]") {
+  const std::string name = unique_name("seg");
+  Segment seg = Segment::create(name, 8192);
+  struct stat st;
+  REQUIRE(stat(("/dev/shm/numa_mp." + name).c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  SegmentOptions group;
+  group.permissions = 0660;
+  const std::string name2 = unique_name("seg");
+  Segment seg2 = Segment::create(name2, 8192, group);
+  REQUIRE(stat(("/dev/shm/numa_mp." + name2).c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0660);
+}
+
+TEST_CASE("a segment that belongs to another user is refused", "[segment]") {
+  const std::string name = unique_name("seg");
+  Segment seg = Segment::create(name, 8192);
+  if (chown(("/dev/shm/numa_mp." + name).c_str(), 65534, 65534) != 0) {
+    // Only root can give a file away; without it this machine cannot stage another user's segment.
+    WARN("not root: cannot stage another user's segment");
+    return;
+  }
+  try {
+    Segment::open(name);
+    FAIL("opened another user's segment");
+  } catch (const ipc::SystemError& e) {
+    CHECK(e.code() == EACCES);
+    CHECK_THAT(e.what(), Catch::Contains("belongs to uid 65534"));
+  }
+}
+
+TEST_CASE("a file that is not a segment is refused", "[segment]") {
+  const std::string name = unique_name("seg");
+  const std::string path = "/dev/shm/numa_mp." + name;
+  FILE* f = std::fopen(path.c_str(), "w");
+  REQUIRE(f);
+  std::vector<char> junk(8192, 'x');
+  std::fwrite(junk.data(), 1, junk.size(), f);
+  std::fclose(f);
+  CHECK_THROWS_WITH(Segment::open(name), Catch::Contains("not a numa_mp segment"));
+  CHECK(Segment::remove(name));
+}
+
+TEST_CASE("the owner's handle unlinks the name while users that mapped it keep working", "[segment]") {
+  const std::string name = unique_name("seg");
+  std::optional<Segment> owner(Segment::create(name, 1 << 16));
+  owner->construct<uint64_t>("v", 1u);
+  Segment user = Segment::open(name);
+  CHECK_FALSE(user.owns_name());
+  owner.reset();
+  CHECK_FALSE(shm_file_exists(name));
+  CHECK_THROWS_AS(Segment::open(name), ipc::SegmentNotFound);
+  uint64_t* v = user.find<uint64_t>("v");
+  REQUIRE(v);
+  *v = 2;  // still mapped and usable
+  CHECK(*user.find<uint64_t>("v") == 2);
+}
+
+TEST_CASE("an opener's handle never unlinks, and keep() hands the name on", "[segment]") {
+  const std::string name = unique_name("seg");
+  {
+    Segment owner = Segment::create(name, 8192);
+    { Segment user = Segment::open(name); }
+    CHECK(shm_file_exists(name));
+    owner.keep();
+  }
+  CHECK(shm_file_exists(name));
+  CHECK(Segment::remove(name));
+  CHECK_FALSE(Segment::remove(name));
+}
+
+TEST_CASE("a forked copy of the owner's handle does not unlink the name", "[segment]") {
+  const std::string name = unique_name("seg");
+  Segment owner = Segment::create(name, 8192);
+  ForkedChild child([&] {
+    { Segment moved = std::move(owner); }  // runs the destructor in the child
+    return 0;
+  });
+  REQUIRE(child.wait() == 0);
+  CHECK(shm_file_exists(name));
+}
+
+TEST_CASE("the segment's policy is applied before first touch and seen by every process", "[segment][numa]") {
+  const int node = ipc::numa::Topology::online_nodes().first();
+  const std::string name = unique_name("seg");
+  SegmentOptions opts;
+  opts.policy = ipc::numa::MemoryPolicy::bind({node});
+  const size_t size = 64 * 4096;
+  Segment seg = Segment::create(name, size, opts);
+  CHECK(seg.policy() == opts.policy);
+  CHECK(ipc::numa::MemoryPolicy::of_address(seg.base()) == opts.policy);
+  ForkedChild child([&] {
+    Segment mine = Segment::open(name);
+    if (!(mine.policy() == opts.policy)) return 2;
+    if (!(ipc::numa::MemoryPolicy::of_address(mine.base()) == opts.policy)) return 3;  // shared policy
+    void* block = mine.allocate(16 * 4096, 4096);
+    std::memset(block, 7, 16 * 4096);
+    return 0;
+  });
+  REQUIRE(child.wait() == 0);
+  auto placement = ipc::numa::page_placement(seg.base(), size);
+  CHECK(placement.pages_on(node) >= 17);  // header page + the child's 16 pages
+}
+
+TEST_CASE("an invalid policy fails before anything is created", "[segment][numa]") {
+  const std::string name = unique_name("seg");
+  SegmentOptions opts;
+  opts.policy = ipc::numa::MemoryPolicy::interleave({ipc::numa::Topology::online_nodes().last() + 1});
+  CHECK_THROWS_AS(Segment::create(name, 8192, opts), ipc::numa::PolicyError);
+  CHECK_FALSE(shm_file_exists(name));
+  for (const auto& info : Segment::list()) CHECK(info.name != name);
+}
+
+TEST_CASE("list shows segments with their policy and the processes using them", "[segment]") {
+  const std::string name = unique_name("seg");
+  Segment seg = Segment::create(name, 8192);
+  bool seen = false;
+  for (const auto& info : Segment::list()) {
+    if (info.name != name) continue;
+    seen = true;
+    CHECK(info.complete);
+    CHECK(info.size_bytes == 8192);
+    CHECK(info.policy == "default");
+    CHECK(info.creator_pid == getpid());
+    CHECK(std::find(info.users.begin(), info.users.end(), getpid()) != info.users.end());
+  }
+  CHECK(seen);
+}
+
+TEST_CASE("remove_stale removes segments nobody uses and keeps live ones", "[segment]") {
+  const std::string live = unique_name("seg");
+  const std::string stale = unique_name("seg");
+  Segment seg = Segment::create(live, 8192);
+  // A creator that kept its segment and died: nobody maps it any more.
+  ForkedChild child([&] {
+    Segment::create(stale, 8192).keep();
+    return 0;
+  });
+  REQUIRE(child.wait() == 0);
+  REQUIRE(shm_file_exists(stale));
+  auto removed = Segment::remove_stale();
+  CHECK(std::find(removed.begin(), removed.end(), "numa_mp." + stale) != removed.end());
+  CHECK_FALSE(shm_file_exists(stale));
+  CHECK(shm_file_exists(live));
+}
+
+TEST_CASE("a creator killed at any point never leaves a segment that hangs or corrupts the next opener",
+          "[segment][kill]") {
+  const std::string name = unique_name("seg");
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 20; ++round) {
+    ipc::test::PipeSignal started;
+    ForkedChild creator([&] {
+      started.notify();
+      for (;;) {
+        Segment s = Segment::create(name, 1 << 20);
+        s.construct<uint64_t>("ready", 1u);
+      }
+      return 0;
+    });
+    REQUIRE(started.wait());
+    // Let it run a random while (busy, so the kill lands in a random place of create/destroy).
+    auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(rng() % 3000);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    creator.kill(SIGKILL);
+    REQUIRE(creator.wait() == -SIGKILL);
+    // Whatever it left, the name is either absent or a complete, usable segment.
+    try {
+      Segment s = Segment::open(name);
+      CHECK(s.free_bytes() > 0);
+      uint64_t* ready = s.find<uint64_t>("ready");
+      if (ready) CHECK(*ready == 1);
+    } catch (const ipc::SegmentNotFound&) {
+    }
+    Segment::remove_stale();
+    CHECK_FALSE(shm_file_exists(name));
+    for (const auto& info : Segment::list()) {
+      if (info.name == name) CHECK(info.owner_uid != geteuid());  // no leftovers of ours
+    }
+  }
+  // And the name is free for a new creator.
+  Segment fresh = Segment::create(name, 8192);
+  CHECK(fresh.owns_name());
+}
+
+TEST_CASE("transparent huge pages are used or refused as unsupported", "[segment]") {
+  SegmentOptions opts;
+  opts.huge_pages = ipc::HugePages::kTransparent;
+  const std::string name = unique_name("seg");
+  try {
+    Segment seg = Segment::create(name, 3 * 1024 * 1024, opts);
+    CHECK(seg.size_bytes() == 4 * 1024 * 1024);  // rounded up to whole 2 MiB pages
+  } catch (const ipc::Unsupported& e) {
+    CHECK_THAT(e.what(), Catch::Contains("shmem_enabled"));
+  }
+}
