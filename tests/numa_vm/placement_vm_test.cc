@@ -1,0 +1,588 @@
+// tests/numa_vm/placement_vm_test.cc: real page placement on a multi-node kernel, checked page by page.
+//
+// Built as a fully static binary so that it runs as the only program (besides busybox) in the initramfs of the
+// QEMU VMs that tests/numa_vm/run_vm_suite.sh boots with 2 and 4 NUMA nodes. It also runs on the host as an
+// ordinary `bazel test` (one node: the checks run over the nodes there are, expectations are not given).
+//
+// Output: one line per check, "PASS <check>: <evidence>" or "FAIL <check>: <reason>", then exactly one line
+// "VM-RESULT: <N> passed, <M> failed". Exit status 0 only when nothing failed and something passed.
+//
+// Arguments (all optional; the VM suite passes all of them, so that nothing is skipped inside a VM):
+//   --expect-nodes=N          the online node count the VM was booted with; checks needing more nodes than the
+//                             machine has fail instead of being skipped when this is given
+//   --expect-cpus=0/1/2-3     the CPU list of each node, in node order
+//   --expect-distances=10,17/17,10   the distance matrix rows, in node order
+//   --expect-weights=3,1      the weighted-interleave weights the VM's init wrote to sysfs, in node order
+//
+// How a placement is predicted: for interleave the kernel gives page i of a mapping the node
+// list[(phase + i) % list.size()], where the phase depends on the mapping offset (and, for shmem objects, the
+// inode number), so the checks require round-robin order over the listed nodes from whatever node page 0 got.
+// Weighted interleave walks the same cycle with node n repeated weight(n) times.
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ipc/base/error.h"
+#include "ipc/numa/memory_policy.h"
+#include "ipc/numa/node_set.h"
+#include "ipc/numa/placement.h"
+#include "ipc/numa/policy_error.h"
+#include "ipc/numa/topology.h"
+#include "ipc/segment/segment.h"
+#include "tests/support/test_support.h"
+
+namespace {
+
+using ipc::numa::MemoryPolicy;
+using ipc::numa::NodeSet;
+using ipc::numa::Topology;
+
+const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+
+// ---------------------------------------------------------------------------------------------------------------
+// A minimal check runner: every check prints one line; a thrown exception is a failure with its message.
+
+struct Failed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct Skipped : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+int g_passed = 0, g_failed = 0, g_skipped = 0;
+bool g_vm_mode = false;  // --expect-nodes given: nothing may be skipped
+
+void run_check(const std::string& name, const std::function<std::string()>& body) {
+  try {
+    std::string evidence = body();
+    ++g_passed;
+    std::printf("PASS %s: %s\n", name.c_str(), evidence.c_str());
+  } catch (const Skipped& e) {
+    if (g_vm_mode) {
+      ++g_failed;
+      std::printf("FAIL %s: could not run: %s\n", name.c_str(), e.what());
+    } else {
+      ++g_skipped;
+      std::printf("SKIP %s: %s\n", name.c_str(), e.what());
+    }
+  } catch (const std::exception& e) {
+    ++g_failed;
+    std::printf("FAIL %s: %s\n", name.c_str(), e.what());
+  }
+  std::fflush(stdout);
+}
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw Failed(what);
+}
+
+std::string join(const std::vector<int>& v, const char* sep = " ") {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + std::to_string(v[i]);
+  return out;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(s);
+  while (std::getline(in, item, sep)) out.push_back(item);
+  return out;
+}
+
+std::vector<int> int_list(const std::string& s) {
+  std::vector<int> out;
+  for (const auto& item : split(s, ',')) out.push_back(std::stoi(item));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Test memory: a tmpfs object (memfd, like a segment's shm object: the policy is the object's shared policy) or a
+// private anonymous mapping. Transparent huge pages are switched off so that every 4 KiB page is placed alone.
+
+struct Mapping {
+  enum Kind { kShmem, kPrivateAnonymous };
+  Mapping(Kind kind, size_t pages) : length(pages * kPage) {
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+    if (kind == kShmem) {
+      fd = memfd_create("numa_vm_test", MFD_CLOEXEC);
+      if (fd < 0) ipc::throw_errno("memfd_create");
+      if (ftruncate(fd, static_cast<off_t>(length)) != 0) ipc::throw_errno("ftruncate");
+      flags = MAP_SHARED;
+    }
+    addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (addr == MAP_FAILED) ipc::throw_errno("mmap");
+    madvise(addr, length, MADV_NOHUGEPAGE);
+  }
+  ~Mapping() {
+    munmap(addr, length);
+    if (fd >= 0) close(fd);
+  }
+  void touch() const {
+    for (size_t off = 0; off < length; off += kPage) static_cast<volatile char*>(addr)[off] = 1;
+  }
+  size_t pages() const { return length / kPage; }
+  void* addr;
+  size_t length;
+  int fd = -1;
+};
+
+// Pins the calling thread to one CPU (placement of "local" memory follows the CPU that faults the page in).
+void pin_to_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) ipc::throw_errno("sched_setaffinity(cpu " + std::to_string(cpu) + ")");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Placement predicates, each returning the page-level evidence or throwing Failed with it.
+
+// Every page present and on `node`.
+std::string expect_all_on(const std::vector<int>& nodes, int node) {
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    require(nodes[i] == node, "page " + std::to_string(i) + " is on node " + std::to_string(nodes[i]) +
+                                  ", expected every page on node " + std::to_string(node) + "; pages: " + join(nodes));
+  }
+  return std::to_string(nodes.size()) + " pages, all on node " + std::to_string(node);
+}
+
+// The pages follow `cycle` (one full period of the placement pattern) from some starting phase, and every node
+// holds exactly its share. Returns the pattern and the counts.
+std::string expect_cycle(const std::vector<int>& nodes, const std::vector<int>& cycle) {
+  require(!nodes.empty() && !cycle.empty(), "empty page list or cycle");
+  require(nodes.size() % cycle.size() == 0, "test error: page count is not a multiple of the cycle");
+  std::optional<size_t> phase;
+  for (size_t p = 0; p < cycle.size() && !phase; ++p) {
+    bool match = true;
+    for (size_t i = 0; i < nodes.size() && match; ++i) match = nodes[i] == cycle[(p + i) % cycle.size()];
+    if (match) phase = p;
+  }
+  require(phase.has_value(), "pages do not follow the cycle [" + join(cycle) + "] from any phase; pages: " + join(nodes));
+  std::map<int, int> counts;
+  for (int n : nodes) ++counts[n];
+  std::map<int, int> expected;
+  for (int n : cycle) expected[n] += static_cast<int>(nodes.size() / cycle.size());
+  require(counts == expected, "per-node counts differ from the cycle's shares");
+  std::string out = "pages: " + join(nodes) + " | counts:";
+  for (auto [n, c] : counts) out += " node" + std::to_string(n) + "=" + std::to_string(c);
+  return out;
+}
+
+std::vector<int> interleave_cycle(const NodeSet& nodes) { return nodes.ids(); }
+
+std::vector<int> weighted_cycle(const NodeSet& nodes, const Topology& topo) {
+  std::vector<int> cycle;
+  for (int n : nodes.ids()) {
+    uint32_t w = topo.node(n).interleave_weight.value_or(1);
+    if (w == 0) w = 1;  // the kernel treats 0 as 1
+    for (uint32_t i = 0; i < w; ++i) cycle.push_back(n);
+  }
+  return cycle;
+}
+
+// The policy the kernel holds for the mapping, checked two ways.
+std::string expect_policy_recorded(const void* addr, const MemoryPolicy& policy, const std::string& numa_maps) {
+  MemoryPolicy held = MemoryPolicy::of_address(addr);
+  require(held == policy, "get_mempolicy reports '" + held.to_string() + "', applied '" + policy.to_string() + "'");
+  std::string maps = ipc::numa::numa_maps_policy(addr);
+  require(maps == numa_maps, "numa_maps reports '" + maps + "', expected '" + numa_maps + "'");
+  return "numa_maps '" + maps + "'";
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+struct Expectations {
+  std::optional<int> nodes;
+  std::vector<std::string> cpus;                // per node, kernel cpulist syntax
+  std::vector<std::vector<int>> distances;      // rows
+  std::vector<int> weights;                     // per node
+};
+
+Expectations parse_args(int argc, char** argv) {
+  Expectations e;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const std::string& key) -> std::optional<std::string> {
+      if (a.rfind(key + "=", 0) == 0) return a.substr(key.size() + 1);
+      return std::nullopt;
+    };
+    if (auto v = value("--expect-nodes")) {
+      e.nodes = std::stoi(*v);
+    } else if (auto v = value("--expect-cpus")) {
+      e.cpus = split(*v, '/');
+    } else if (auto v = value("--expect-distances")) {
+      for (const auto& row : split(*v, '/')) e.distances.push_back(int_list(row));
+    } else if (auto v = value("--expect-weights")) {
+      e.weights = int_list(*v);
+    } else {
+      std::fprintf(stderr, "unknown argument '%s'\n", a.c_str());
+      std::exit(2);
+    }
+  }
+  return e;
+}
+
+// The nodes the placement checks may use: in a VM every online node; on a host those that are online, have
+// memory and are allowed by this process's cpuset.
+NodeSet g_usable;
+
+// The usable nodes, or Skipped when there are fewer than `needed`.
+NodeSet need_nodes(int needed) {
+  if (g_usable.count() < needed) {
+    throw Skipped("needs " + std::to_string(needed) + " online nodes, this machine has " +
+                  std::to_string(g_usable.count()) + " (" + g_usable.to_string() + ")");
+  }
+  return g_usable;
+}
+
+// Skipped when `id` is not usable.
+void need_node(int id) {
+  if (!g_usable.contains(id)) {
+    throw Skipped("node " + std::to_string(id) + " is not online (usable nodes: " + g_usable.to_string() + ")");
+  }
+}
+
+NodeSet first_n(const NodeSet& set, int n) {
+  NodeSet out;
+  for (int id : set.ids()) {
+    if (out.count() == n) break;
+    out.insert(id);
+  }
+  return out;
+}
+
+// Checks one interleave-style policy on a fresh mapping of `pages` pages, touched by this process.
+std::string check_pattern(Mapping::Kind kind, const MemoryPolicy& policy, const std::string& numa_maps, size_t pages,
+                          const std::vector<int>& cycle) {
+  Mapping m(kind, pages);
+  policy.apply(m.addr, m.length);
+  std::string recorded = expect_policy_recorded(m.addr, policy, numa_maps);
+  auto before = ipc::numa::page_placement(m.addr, m.length);
+  require(before.pages_not_present == pages, "pages present before the first touch: " + before.to_string());
+  m.touch();
+  return expect_cycle(ipc::numa::page_nodes(m.addr, m.length), cycle) + " | " + recorded;
+}
+
+std::string check_all_on(Mapping::Kind kind, const MemoryPolicy& policy, const std::string& numa_maps, size_t pages,
+                         int node) {
+  Mapping m(kind, pages);
+  policy.apply(m.addr, m.length);
+  std::string recorded = expect_policy_recorded(m.addr, policy, numa_maps);
+  m.touch();
+  return expect_all_on(ipc::numa::page_nodes(m.addr, m.length), node) + " | " + recorded;
+}
+
+// A segment created here with `policy`; a forked child pinned to `child_cpu` opens it by name and touches a block
+// of `pages` pages that this process allocated but never touched. Returns the node of each page of the block,
+// read from here (page_placement maps in pages that another process faulted in).
+std::vector<int> segment_touched_by_child(const MemoryPolicy& policy, size_t pages, int child_cpu,
+                                          std::string* evidence) {
+  ipc::SegmentOptions options;
+  options.policy = policy;
+  const std::string name = ipc::test::unique_name("numa_vm_test");
+  ipc::Segment segment = ipc::Segment::create(name, (pages + 64) * kPage, options);
+  madvise(segment.base(), segment.size_bytes(), MADV_NOHUGEPAGE);
+  require(segment.policy() == policy, "segment header holds '" + segment.policy().to_string() + "'");
+  require(MemoryPolicy::of_address(segment.base()) == policy,
+          "the kernel holds '" + MemoryPolicy::of_address(segment.base()).to_string() + "' for the segment mapping");
+  void* block = segment.allocate(pages * kPage, kPage);
+  const uint64_t offset = segment.offset_of(block);
+  auto before = ipc::numa::page_placement(block, pages * kPage);
+  require(before.pages_not_present == pages,
+          "the creator touched pages of the block before the child did: " + before.to_string());
+
+  ipc::test::ForkedChild child([&]() -> int {
+    pin_to_cpu(child_cpu);
+    ipc::Segment opened = ipc::Segment::open(name);  // a new mapping, by name, not the inherited one
+    madvise(opened.base(), opened.size_bytes(), MADV_NOHUGEPAGE);
+    auto* p = opened.at<volatile char>(offset);
+    for (size_t i = 0; i < pages; ++i) p[i * kPage] = static_cast<char>(i + 1);
+    return 0;
+  });
+  auto status = child.wait(std::chrono::seconds(60));
+  require(status.has_value(), "the child did not finish within 60 s");
+  require(*status == 0, "the child exited with " + std::to_string(*status));
+
+  auto placement = ipc::numa::page_placement(block, pages * kPage);
+  require(placement.pages_not_present == 0, "pages the child touched are not present: " + placement.to_string());
+  auto* data = static_cast<volatile char*>(block);
+  for (size_t i = 0; i < pages; ++i) {
+    require(data[i * kPage] == static_cast<char>(i + 1), "page " + std::to_string(i) + " lacks the child's write");
+  }
+  *evidence = "child pid " + std::to_string(child.pid()) + " on cpu " + std::to_string(child_cpu) +
+              " touched block at offset " + std::to_string(offset) + "; placement " + placement.to_string();
+  return ipc::numa::page_nodes(block, pages * kPage);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  const Expectations expect = parse_args(argc, argv);
+  g_vm_mode = expect.nodes.has_value();
+
+  const Topology topo = Topology::discover();
+  const NodeSet online = topo.online();
+  const int n_online = online.count();
+  std::printf("VM-INFO: online nodes %s, allowed cpus %s\n", online.to_string().c_str(),
+              join(topo.allowed_cpus(), ",").c_str());
+
+  // Everything runs on the first allowed CPU unless a check pins elsewhere, so that "local" means node(cpu).
+  const int home_cpu = topo.allowed_cpus().at(0);
+  const int home_node = topo.node_of_cpu(home_cpu);
+  g_usable = online;
+  if (!g_vm_mode) {
+    g_usable = NodeSet();
+    for (int id : online.ids()) {
+      if (topo.with_memory().contains(id) && topo.allowed_memory_nodes().contains(id)) g_usable.insert(id);
+    }
+  }
+  // The nodes the per-node checks cover: those QEMU was told to create, or on the host those there are.
+  std::vector<int> node_ids = g_usable.ids();
+  if (expect.nodes) {
+    node_ids.clear();
+    for (int id = 0; id < *expect.nodes; ++id) node_ids.push_back(id);
+  }
+  pin_to_cpu(home_cpu);
+  // A CPU of each node, among the CPUs we may use.
+  auto cpu_of_node = [&](int node) -> int {
+    for (int cpu : topo.node(node).cpus) {
+      for (int allowed : topo.allowed_cpus()) {
+        if (cpu == allowed) return cpu;
+      }
+    }
+    throw Skipped("no usable CPU on node " + std::to_string(node));
+  };
+
+  // ---- Topology as the kernel reports it, against what QEMU was told.
+  run_check("topology.node_count", [&] {
+    if (!expect.nodes) throw Skipped("no --expect-nodes");
+    require(n_online == *expect.nodes, "online nodes '" + online.to_string() + "', expected " +
+                                           std::to_string(*expect.nodes) + " nodes");
+    require(online == first_n(online, *expect.nodes) && online.first() == 0 && online.last() == *expect.nodes - 1,
+            "online nodes are '" + online.to_string() + "'");
+    return "online " + online.to_string() + ", with memory " + topo.with_memory().to_string();
+  });
+  run_check("topology.cpus_per_node", [&] {
+    if (expect.cpus.empty()) throw Skipped("no --expect-cpus");
+    require(static_cast<int>(expect.cpus.size()) == n_online, "expected CPU lists for " +
+                                                                  std::to_string(expect.cpus.size()) + " nodes");
+    std::string out;
+    for (int id : online.ids()) {
+      auto want = ipc::numa::parse_cpu_list(expect.cpus.at(id));
+      require(topo.node(id).cpus == want, "node " + std::to_string(id) + " has cpus [" + join(topo.node(id).cpus) +
+                                              "], expected [" + join(want) + "]");
+      for (int cpu : want) require(topo.node_of_cpu(cpu) == id, "node_of_cpu(" + std::to_string(cpu) + ")");
+      out += "node" + std::to_string(id) + "=[" + join(topo.node(id).cpus, ",") + "] ";
+    }
+    return out;
+  });
+  run_check("topology.distances", [&] {
+    if (expect.distances.empty()) throw Skipped("no --expect-distances");
+    require(static_cast<int>(expect.distances.size()) == n_online,
+            "expected a " + std::to_string(expect.distances.size()) + "-node matrix, the machine has " +
+                std::to_string(n_online) + " nodes");
+    std::string out;
+    for (int a : online.ids()) {
+      for (int b : online.ids()) {
+        int want = expect.distances.at(a).at(b);
+        int got = topo.distance(a, b);
+        require(got == want, "distance(" + std::to_string(a) + "," + std::to_string(b) + ") = " + std::to_string(got) +
+                                 ", expected " + std::to_string(want));
+      }
+      out += (a ? "/" : "") + join(topo.node(a).distances, ",");
+    }
+    return "matrix " + out;
+  });
+  run_check("topology.interleave_weights", [&] {
+    if (expect.weights.empty()) throw Skipped("no --expect-weights");
+    require(topo.has_weighted_interleave(), "the kernel exposes no weighted-interleave weights");
+    require(static_cast<int>(expect.weights.size()) == n_online,
+            "expected weights for " + std::to_string(expect.weights.size()) + " nodes, the machine has " +
+                std::to_string(n_online));
+    std::string out;
+    for (int id : online.ids()) {
+      auto w = topo.node(id).interleave_weight;
+      require(w.has_value() && static_cast<int>(*w) == expect.weights.at(id),
+              "node " + std::to_string(id) + " weight " + (w ? std::to_string(*w) : "none") + ", expected " +
+                  std::to_string(expect.weights.at(id)));
+      out += "node" + std::to_string(id) + "=" + std::to_string(*w) + " ";
+    }
+    return out;
+  });
+
+  // ---- Validation against this machine's nodes: every online node is accepted, the next id is refused.
+  std::vector<int> validate_ids = node_ids;
+  validate_ids.push_back(std::max(node_ids.empty() ? 0 : node_ids.back(), online.last()) + 1);
+  for (int id : validate_ids) {
+    const bool should_accept = online.contains(id);
+    run_check("validate.bind_node" + std::to_string(id) + (should_accept ? "_accepted" : "_refused"), [&] {
+      if (expect.nodes && should_accept != (id < *expect.nodes)) {
+        throw Failed("node " + std::to_string(id) + " is " + (should_accept ? "" : "not ") + "online, expected " +
+                     std::to_string(*expect.nodes) + " nodes");
+      }
+      MemoryPolicy policy = MemoryPolicy::bind({id});
+      try {
+        policy.validate_for_this_machine();
+      } catch (const ipc::numa::PolicyError& e) {
+        require(!should_accept, std::string("refused an online node: ") + e.what());
+        require(e.rule() == ipc::numa::PolicyRule::kNodeNotOnline,
+                std::string("refused with the wrong rule: ") + ipc::numa::rule_name(e.rule()));
+        // apply() must refuse it too, before mbind: the mapping keeps the default policy.
+        Mapping m(Mapping::kShmem, 1);
+        try {
+          MemoryPolicy::interleave(NodeSet::parse("0-" + std::to_string(id))).apply(m.addr, m.length);
+          throw Failed("apply(interleave:0-" + std::to_string(id) + ") was accepted");
+        } catch (const ipc::numa::PolicyError&) {
+        }
+        require(MemoryPolicy::of_address(m.addr) == MemoryPolicy(), "a refused apply changed the mapping's policy");
+        return std::string("refused: ") + e.what();
+      }
+      require(should_accept, "accepted bind:" + std::to_string(id) + " on a machine with nodes " + online.to_string());
+      return "accepted bind:" + std::to_string(id);
+    });
+  }
+
+  // ---- Interleave: round-robin over the listed nodes.
+  run_check("interleave.all_nodes.shmem", [&] {
+    NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    auto policy = MemoryPolicy::interleave(nodes);
+    return check_pattern(Mapping::kShmem, policy, "interleave:" + nodes.to_string(), 16 * nodes.count(),
+                         interleave_cycle(nodes));
+  });
+  run_check("interleave.all_nodes.private_anonymous", [&] {
+    NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    auto policy = MemoryPolicy::interleave(nodes);
+    return check_pattern(Mapping::kPrivateAnonymous, policy, "interleave:" + nodes.to_string(), 16 * nodes.count(),
+                         interleave_cycle(nodes));
+  });
+  if (!expect.nodes || *expect.nodes >= 4) {
+    run_check("interleave.subset_1_3.shmem", [&] {
+      need_node(1);
+      need_node(3);
+      NodeSet nodes{1, 3};
+      return check_pattern(Mapping::kShmem, MemoryPolicy::interleave(nodes), "interleave:1,3", 32,
+                           interleave_cycle(nodes));
+    });
+  }
+
+  // ---- Bind: every page on the bound node, for each node.
+  for (int id : node_ids) {
+    run_check("bind.node" + std::to_string(id), [&] {
+      need_node(id);
+      return check_all_on(Mapping::kShmem, MemoryPolicy::bind({id}), "bind:" + std::to_string(id), 32, id);
+    });
+  }
+
+  // ---- Preferred: lands on the preferred node although this thread runs on another node.
+  for (int id : node_ids) {
+    run_check("preferred.node" + std::to_string(id), [&] {
+      need_node(id);
+      return check_all_on(Mapping::kPrivateAnonymous, MemoryPolicy::preferred(id), "prefer:" + std::to_string(id), 32,
+                          id) +
+             " (faulted from cpu " + std::to_string(home_cpu) + " on node " + std::to_string(home_node) + ")";
+    });
+  }
+
+  // ---- Local / default: a page lands on the node of the CPU that faults it in.
+  for (int id : node_ids) {
+    run_check("local.node" + std::to_string(id), [&] {
+      need_node(id);
+      const int cpu = cpu_of_node(id);
+      pin_to_cpu(cpu);
+      struct Restore {
+        int cpu;
+        ~Restore() { pin_to_cpu(cpu); }
+      } restore{home_cpu};
+      std::string a = check_all_on(Mapping::kPrivateAnonymous, MemoryPolicy::local(), "local", 16, id);
+      Mapping m(Mapping::kPrivateAnonymous, 16);  // no policy at all: the default is local too
+      m.touch();
+      std::string b = expect_all_on(ipc::numa::page_nodes(m.addr, m.length), id);
+      return "on cpu " + std::to_string(cpu) + ": local policy " + a + "; default policy " + b;
+    });
+  }
+
+  // ---- Weighted interleave: the pattern follows the sysfs weights, with exact counts.
+  auto weighted = [&](const NodeSet& nodes, size_t periods, Mapping::Kind kind) {
+    Topology fresh = Topology::discover();  // weights as they are now
+    if (!fresh.has_weighted_interleave()) throw Skipped("the kernel has no weighted interleave (Linux < 6.9)");
+    auto cycle = weighted_cycle(nodes, fresh);
+    std::string weights;
+    for (int n : nodes.ids()) weights += " node" + std::to_string(n) + "=" + std::to_string(*fresh.node(n).interleave_weight);
+    return "weights" + weights + " -> cycle [" + join(cycle) + "] | " +
+           check_pattern(kind, MemoryPolicy::weighted_interleave(nodes),
+                         "weighted interleave:" + nodes.to_string(), periods * cycle.size(), cycle);
+  };
+  run_check("weighted_interleave.all_nodes.shmem", [&] {
+    return weighted(need_nodes(expect.nodes.value_or(1)), 4, Mapping::kShmem);
+  });
+  run_check("weighted_interleave.all_nodes.shmem_x4", [&] {
+    return weighted(need_nodes(expect.nodes.value_or(1)), 16, Mapping::kShmem);
+  });
+  run_check("weighted_interleave.all_nodes.private_anonymous", [&] {
+    return weighted(need_nodes(expect.nodes.value_or(1)), 4, Mapping::kPrivateAnonymous);
+  });
+  if (!expect.nodes || *expect.nodes >= 4) {
+    run_check("weighted_interleave.subset_1_3.shmem", [&] {
+      need_node(1);
+      need_node(3);
+      return weighted(NodeSet{1, 3}, 8, Mapping::kShmem);
+    });
+  }
+
+  // ---- Segments: the policy is the shm object's, so pages another process faults in follow it.
+  const int far_node = g_usable.empty() ? 0 : g_usable.last();
+  run_check("segment.interleave.touched_by_child", [&] {
+    NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    std::string evidence;
+    auto pages = segment_touched_by_child(MemoryPolicy::interleave(nodes), 16 * nodes.count(), home_cpu, &evidence);
+    return evidence + " | " + expect_cycle(pages, interleave_cycle(nodes));
+  });
+  run_check("segment.bind_far_node.touched_by_child_on_node0", [&] {
+    need_nodes(expect.nodes.value_or(1));
+    std::string evidence;
+    auto pages = segment_touched_by_child(MemoryPolicy::bind({far_node}), 32, cpu_of_node(g_usable.first()), &evidence);
+    return evidence + " | " + expect_all_on(pages, far_node);
+  });
+  run_check("segment.weighted_interleave.touched_by_child", [&] {
+    NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    Topology fresh = Topology::discover();
+    if (!fresh.has_weighted_interleave()) throw Skipped("the kernel has no weighted interleave (Linux < 6.9)");
+    auto cycle = weighted_cycle(nodes, fresh);
+    std::string evidence;
+    auto pages = segment_touched_by_child(MemoryPolicy::weighted_interleave(nodes), 4 * cycle.size(), home_cpu,
+                                          &evidence);
+    return evidence + " | cycle [" + join(cycle) + "] " + expect_cycle(pages, cycle);
+  });
+  // Control: with the default policy the child's pages land on the child's node, so the checks above would see it
+  // if the segment's policy were not applied to the object.
+  run_check("segment.default_policy.child_places_locally", [&] {
+    need_nodes(expect.nodes.value_or(1));
+    std::string evidence;
+    auto pages = segment_touched_by_child(MemoryPolicy(), 16, cpu_of_node(far_node), &evidence);
+    return evidence + " | " + expect_all_on(pages, far_node);
+  });
+
+  if (g_vm_mode && g_passed == 0) ++g_failed;
+  std::printf("VM-RESULT: %d passed, %d failed\n", g_passed, g_failed);
+  if (g_skipped) std::printf("VM-INFO: %d skipped (host mode: fewer nodes than the checks need)\n", g_skipped);
+  std::fflush(stdout);
+  return g_failed == 0 && g_passed > 0 ? 0 : 1;
+}
