@@ -1,0 +1,149 @@
+// Manager figures for //bench:all: dict round trips against Python's Manager and a bare socketpair round trip,
+// pipelined calls per second, and throughput with several client processes.
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/harness.h"
+#include "manager/client.h"
+#include "manager/server.h"
+
+namespace {
+
+using ipc::manager::Client;
+
+// Seconds per round trip of one byte over a Unix socketpair between two processes, blocking reads on both sides.
+double socketpair_round_trip(int n) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    char c;
+    for (int i = 0; i < n; ++i) {
+      if (::read(sv[1], &c, 1) != 1 || ::write(sv[1], &c, 1) != 1) ::_exit(1);
+    }
+    ::_exit(0);
+  }
+  char c = 'x';
+  double t = bench::now_seconds();
+  for (int i = 0; i < n; ++i) {
+    if (::write(sv[0], &c, 1) != 1 || ::read(sv[0], &c, 1) != 1) break;
+  }
+  double elapsed = bench::now_seconds() - t;
+  ::waitpid(pid, nullptr, 0);
+  ::close(sv[0]);
+  ::close(sv[1]);
+  return elapsed / n;
+}
+
+// Seconds per dict set+get pair from one client.
+double dict_pair(Client& client, int n) {
+  auto d = client.dict("bench");
+  double t = bench::now_seconds();
+  for (int i = 0; i < n; ++i) {
+    d.set("key", i);
+    (void)d.get("key");
+  }
+  return (bench::now_seconds() - t) / n;
+}
+
+// Seconds per single call (one RPC round trip: dict get).
+double dict_get(Client& client, int n) {
+  auto d = client.dict("bench");
+  d.set("key", 1);
+  double t = bench::now_seconds();
+  for (int i = 0; i < n; ++i) (void)d.get("key");
+  return (bench::now_seconds() - t) / n;
+}
+
+// Calls per second with up to `window` dict sets in flight.
+double pipelined(Client& client, int n, int window) {
+  auto d = client.dict("bench");
+  std::vector<ipc::manager::Future<void>> in_flight;
+  in_flight.reserve(static_cast<std::size_t>(window));
+  double t = bench::now_seconds();
+  for (int done = 0; done < n; done += window) {
+    for (int i = 0; i < window; ++i) in_flight.push_back(d.set_async("key", done + i));
+    for (auto& f : in_flight) f.get();
+    in_flight.clear();
+  }
+  return n / (bench::now_seconds() - t);
+}
+
+// Total set+get calls per second of `clients` processes, each doing `n` pairs on the same dict.
+double multi_client(const ipc::manager::ServerProcess& server, int clients, int n) {
+  int ready[2], go[2];
+  if (::pipe(ready) != 0 || ::pipe(go) != 0) return -1;
+  std::vector<pid_t> pids;
+  for (int c = 0; c < clients; ++c) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      // A fresh thread: this process's main thread may carry the parent's KJ event loop.
+      int rc = 0;
+      std::thread t([&] {
+        Client client(server.socket_path(), server.key());
+        auto d = client.dict("bench");
+        std::string key = "client" + std::to_string(c);
+        char b = 1;
+        if (::write(ready[1], &b, 1) != 1 || ::read(go[0], &b, 1) != 1) rc = 1;
+        for (int i = 0; i < n; ++i) {
+          d.set(key, i);
+          (void)d.get(key);
+        }
+      });
+      t.join();
+      ::_exit(rc);
+    }
+    pids.push_back(pid);
+  }
+  char b;
+  for (int c = 0; c < clients; ++c) {
+    if (::read(ready[0], &b, 1) != 1) return -1;
+  }
+  double t = bench::now_seconds();
+  std::vector<char> release(static_cast<std::size_t>(clients), 1);
+  if (::write(go[1], release.data(), release.size()) != clients) return -1;
+  for (pid_t pid : pids) ::waitpid(pid, nullptr, 0);
+  double elapsed = bench::now_seconds() - t;
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+  return 2.0 * clients * n / elapsed;
+}
+
+static bench::Group g("manager", [](bench::Report& r) {
+  constexpr int kReps = 5;
+  auto server = ipc::manager::start_server();
+  double one_client_calls_per_s = 0;
+  {
+    Client client(server.socket_path(), server.key());
+    dict_pair(client, 500);  // warm-up
+
+    double pair_s = bench::median_of(kReps, [&] { return dict_pair(client, 5000); });
+    double py_pair_s = bench::python_peer("manager_dict", {"20000"});
+    r.add("Manager dict set+get pair, 1 client", pair_s * 1e6, "us", "Python Manager().dict()",
+          py_pair_s > 0 ? py_pair_s * 1e6 : 0);
+    if (py_pair_s > 0) r.target("Manager dict set+get vs Python Manager (speed-up)", py_pair_s / pair_s, ">=", 3);
+
+    double call_s = bench::median_of(kReps, [&] { return dict_get(client, 5000); });
+    double sp_s = bench::median_of(kReps, [] { return socketpair_round_trip(20000); });
+    r.add("Manager dict call round trip (get)", call_s * 1e6, "us", "socketpair round trip", sp_s * 1e6);
+    r.target("Manager call round trip vs socketpair round trip", call_s / sp_s, "<=", 2);
+
+    double blocking_calls = 1.0 / call_s;
+    double piped = bench::median_of(kReps, [&] { return pipelined(client, 200000, 1000); });
+    r.add("Manager calls pipelined (1000 in flight)", piped, "calls/s", "blocking calls", blocking_calls);
+    r.target("Manager pipelined calls vs 500 k calls/s", piped / 500e3, ">=", 1);
+    one_client_calls_per_s = 2.0 / pair_s;
+  }
+  for (int clients : {2, 4}) {
+    double total = bench::median_of(3, [&] { return multi_client(server, clients, 5000); });
+    r.add("Manager dict set+get, " + std::to_string(clients) + " client processes", total, "calls/s",
+          "1 client process", one_client_calls_per_s);
+  }
+});
+
+}  // namespace

@@ -1,0 +1,41 @@
+// bench/peers.h: reference measurements that every benchmark group sets its figures beside (../shared/BENCHMARKS.md).
+// Each call runs the peer once, in fresh child processes where it is cross-process, and returns one figure; wrap it
+// in bench::median_of for repetitions.
+//
+// Threads: call from the benchmark's main thread (children are fork()ed). Processes: children exit before return.
+// Errors: an OS failure throws std::runtime_error; a child that fails makes the figure negative ("n/a").
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace bench {
+
+// Round trip of a bare atomic ping-pong on one cache line between two processes (both spinning): ns.
+double atomic_pingpong_rtt_ns(uint64_t round_trips);
+
+// pipe(2), one write(2) of `message_bytes` per message, 1 producer process -> 1 consumer process: msgs/s.
+double pipe_msgs_per_s(uint64_t messages, size_t message_bytes = 8);
+
+// Unix socketpair round trip, blocking reads, 8-byte messages: ns. `idle_gap_us` > 0 waits that long before each
+// ping, so that the receiver is asleep when the ping arrives (the wake-up path).
+double socketpair_rtt_ns(uint64_t round_trips, unsigned idle_gap_us = 0);
+
+// Boost.Interprocess message_queue (mutex + condition), 8-byte messages, `producers` -> `consumers` processes
+// (messages split evenly): msgs/s.
+double boost_message_queue_msgs_per_s(uint64_t messages, int producers = 1, int consumers = 1);
+
+// memcpy bandwidth within one process for blocks of `block_bytes` (source and destination distinct): bytes/s.
+double memcpy_bytes_per_s(size_t block_bytes, size_t total_bytes);
+
+// Helpers for groups that run their own cross-process figures.
+// Forks a child that runs `body` and exits 0 (1 if it threw); returns its pid.
+int fork_child(const std::function<void()>& body);
+// Waits for a child; true when it exited 0.
+bool wait_child(int pid);
+// A MAP_SHARED anonymous mapping shared with children forked later; freed by free_shared.
+void* map_shared(size_t bytes);
+void free_shared(void* p, size_t bytes);
+
+}  // namespace bench

@@ -1,0 +1,208 @@
+// ipc/pipe/connection.h: Pipe() and Connection, Python's multiprocessing.Pipe for C++.
+//
+//   auto [parent_end, child_end] = ipc::Pipe();          // duplex
+//   fork(): the child uses child_end and closes parent_end; the parent does the opposite.
+//   child_end.send(std::string("hello"));               // any type with an ipc::Codec<T>
+//   auto text = parent_end.recv<std::string>();          // std::optional: nullopt = end of stream
+//
+// Design: each direction is a single-producer/single-consumer ring of variable-size records in a MAP_SHARED
+// mapping that forked children inherit, so a message is one copy in and one copy out with no system call while
+// both sides are busy. A Unix socketpair links the two ends: it carries one-byte "doorbells" only when a side is
+// about to sleep (so an idle wait costs no CPU and a busy stream costs no syscall), it makes a Connection
+// pollable together with others and with process sentinels (wait()), and it tells an end when every copy of the
+// other end is closed — which is how the death of the peer process is seen.
+//
+// Threads: one thread at a time per Connection (as in Python); the two ends may be used concurrently.
+// Processes: ends are inherited by fork(). Close the end a process does not use: end of stream is reported when
+//   every copy of the other end, in every process, is closed or its process died.
+// Happens-before: everything the sender did before send(m) happens before the recv() that returns m.
+// Lifetime: the mapping lives while any Connection of the pipe in any process is open; the kernel frees it with
+//   the last one. A process killed mid-send loses at most the message it was sending: the receiver drops a
+//   partial long message and reports end of stream.
+// Errors: end of stream, timeouts and a closed peer are return values (RecvResult / SendResult / std::optional).
+//   A buffer too small for recv_bytes_into throws BufferTooSmall (the message stays queued, nothing is lost);
+//   using a closed Connection, sending on a receive-only end or receiving on a send-only end throws StateError;
+//   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "ipc/base/error.h"
+#include "ipc/base/futex.h"
+#include "ipc/numa/memory_policy.h"
+#include "ipc/pipe/detail/byte_ring.h"
+#include "ipc/shared/codec.h"
+
+namespace ipc {
+
+enum class SendResult { kOk, kTimeout, kClosed };
+enum class RecvResult { kOk, kTimeout, kEndOfStream };
+
+// recv_bytes_into() was given a buffer smaller than the next message; needed_bytes() says how large it is.
+class BufferTooSmall : public InvalidArgument {
+ public:
+  BufferTooSmall(size_t needed, size_t given)
+      : InvalidArgument("recv_bytes_into: message of " + std::to_string(needed) + " bytes does not fit a buffer of " +
+                        std::to_string(given) + " bytes"),
+        needed_(needed) {}
+  size_t needed_bytes() const { return needed_; }
+
+ private:
+  size_t needed_;
+};
+
+struct PipeOptions {
+  bool duplex = true;
+  // Ring bytes per direction (a power of two >= 4096); messages of any size pass, in parts of a quarter of this.
+  uint64_t ring_bytes = 1 << 20;
+  // Where the rings' pages go (e.g. the node of the two processes); default: the kernel's default.
+  numa::MemoryPolicy policy;
+};
+
+class Connection;
+std::pair<Connection, Connection> Pipe(const PipeOptions& options);
+
+class Connection {
+ public:
+  Connection() = default;
+  Connection(Connection&&) noexcept;
+  Connection& operator=(Connection&&) noexcept;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  // --- raw bytes ---------------------------------------------------------------------------------------------
+  // Sends one message (any size; blocks while the ring is full). kClosed: every copy of the other end is closed.
+  [[nodiscard]] SendResult send_bytes(std::span<const std::byte> message) { return send_impl(message, Deadline::never()); }
+  template <typename Rep, typename Period>
+  [[nodiscard]] SendResult send_bytes(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
+    return send_impl(message, Deadline::after(timeout));
+  }
+  // Receives one message into `out` (replacing its contents).
+  [[nodiscard]] RecvResult recv_bytes(std::vector<std::byte>& out) { return recv_impl(out, Deadline::never()); }
+  template <typename Rep, typename Period>
+  [[nodiscard]] RecvResult recv_bytes(std::vector<std::byte>& out, std::chrono::duration<Rep, Period> timeout) {
+    return recv_impl(out, Deadline::after(timeout));
+  }
+  // Receives one message into `buffer`; `size` gets its length. Throws BufferTooSmall (message kept) if it does
+  // not fit.
+  [[nodiscard]] RecvResult recv_bytes_into(std::span<std::byte> buffer, size_t& size) {
+    return recv_into_impl(buffer, size, Deadline::never());
+  }
+  template <typename Rep, typename Period>
+  [[nodiscard]] RecvResult recv_bytes_into(std::span<std::byte> buffer, size_t& size,
+                                           std::chrono::duration<Rep, Period> timeout) {
+    return recv_into_impl(buffer, size, Deadline::after(timeout));
+  }
+
+  // --- typed values through ipc::Codec<T> --------------------------------------------------------------------
+  template <typename T>
+  [[nodiscard]] SendResult send(const T& value) {
+    return send_value(value, Deadline::never());
+  }
+  template <typename T, typename Rep, typename Period>
+  [[nodiscard]] SendResult send(const T& value, std::chrono::duration<Rep, Period> timeout) {
+    return send_value(value, Deadline::after(timeout));
+  }
+  // The next value; nullopt at end of stream. Throws CodecError for a message that is not a T.
+  template <typename T>
+  [[nodiscard]] std::optional<T> recv() {
+    std::optional<T> out;
+    if (recv_impl(scratch_, Deadline::never()) == RecvResult::kOk) out = Codec<T>::decode(scratch_);
+    return out;
+  }
+  // kOk (value set), kTimeout or kEndOfStream.
+  template <typename T, typename Rep, typename Period>
+  [[nodiscard]] RecvResult recv(T& value, std::chrono::duration<Rep, Period> timeout) {
+    RecvResult r = recv_impl(scratch_, Deadline::after(timeout));
+    if (r == RecvResult::kOk) value = Codec<T>::decode(scratch_);
+    return r;
+  }
+
+  // --- readiness ---------------------------------------------------------------------------------------------
+  // True when recv would not block: a message is queued or the stream has ended. Waits up to `timeout` (zero:
+  // just look). Any time; no CPU while waiting.
+  template <typename Rep = int64_t, typename Period = std::ratio<1>>
+  [[nodiscard]] bool poll(std::chrono::duration<Rep, Period> timeout = std::chrono::seconds(0)) {
+    return poll_impl(Deadline::after(timeout));
+  }
+
+  // Closes this process's copy of the end. The other end sees end of stream once every copy is closed.
+  void close();
+  bool closed() const { return shared_ == nullptr; }
+  bool readable_end() const { return in_.has_value(); }
+  bool writable_end() const { return out_.has_value(); }
+  // The socket whose readiness wait() polls (for integrating with your own event loop).
+  int fileno() const;
+
+ private:
+  friend std::pair<Connection, Connection> Pipe(const PipeOptions&);
+  friend struct WaitAccess;
+  struct Shared;
+
+  Connection(std::shared_ptr<Shared> shared, int socket_fd, detail::ByteRingHeader* in, detail::ByteRingHeader* out);
+
+  SendResult send_impl(std::span<const std::byte> message, const Deadline& deadline);
+  RecvResult recv_impl(std::vector<std::byte>& out, const Deadline& deadline);
+  RecvResult recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
+  bool poll_impl(const Deadline& deadline);
+  template <typename T>
+  SendResult send_value(const T& value, const Deadline& deadline) {
+    const size_t n = Codec<T>::encoded_size(value);
+    encode_buffer_.resize(n);
+    Codec<T>::encode(value, encode_buffer_);
+    return send_impl(encode_buffer_, deadline);
+  }
+
+  // Blocks until `ready()` or the deadline, sleeping in poll(2) on the socket with the given waiting flag set.
+  // Returns false on timeout. Sets peer_gone_ when the other end is closed everywhere.
+  template <typename Ready>
+  bool block_until(std::atomic<uint32_t>& waiting_flag, const Deadline& deadline, Ready&& ready);
+  // Reads pending doorbells; notes when the other end is gone.
+  void drain_doorbells();
+  void ring_doorbell();
+  void check_open(const char* what, bool direction_ok) const;
+
+  std::shared_ptr<Shared> shared_;
+  int fd_ = -1;
+  std::optional<detail::ByteRing> in_;   // the ring this end consumes
+  std::optional<detail::ByteRing> out_;  // the ring this end produces
+  bool peer_gone_ = false;
+  std::vector<std::byte> scratch_, encode_buffer_;
+};
+
+// Two connected ends. Duplex: both send and receive. Simplex: first receives, second sends (as in Python).
+// Throws InvalidArgument for a bad ring size, numa::PolicyError for a bad policy, SystemError on OS failure.
+inline std::pair<Connection, Connection> Pipe(bool duplex = true) {
+  PipeOptions o;
+  o.duplex = duplex;
+  return Pipe(o);
+}
+
+// What wait() found ready.
+struct WaitReady {
+  std::vector<Connection*> connections;  // ready to recv without blocking (a message, or end of stream)
+  std::vector<int> sentinels;            // file descriptors that became readable (e.g. a pidfd: process exited)
+};
+
+// Blocks until at least one connection is ready or one sentinel fd is readable, or the timeout passes (then
+// both lists are empty). Sentinels are file descriptors such as a pidfd (see process_sentinel). Any thread; no
+// CPU while waiting.
+WaitReady wait(std::span<Connection* const> connections, std::span<const int> sentinels,
+               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+inline WaitReady wait(std::span<Connection* const> connections,
+                      std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+  return wait(connections, {}, timeout);
+}
+
+// A pidfd for process `pid` (readable once it exits), for wait(). The caller closes it. Throws SystemError.
+int process_sentinel(pid_t pid);
+
+}  // namespace ipc

@@ -1,0 +1,153 @@
+// ipc/pipe/detail/byte_ring.h (internal): a single-producer/single-consumer ring of variable-size records in
+// shared memory, the data path of one direction of a Pipe.
+//
+// Layout: a ByteRingHeader (three cache lines) followed by `capacity` bytes (a power of two). Positions are byte
+// counters that only grow; index = position & (capacity - 1). Each record is an 8-byte RecordHeader and its
+// payload, padded to 8 bytes. A record never wraps: when it does not fit before the end, the producer writes a
+// kPad record that fills the rest and starts at the beginning. A record's payload is at most max_record_payload()
+// (a quarter of the capacity), so a message larger than that is split into kFirst/kMore/kLast records.
+//
+// Threads/Processes: one producer and one consumer at a time (any processes); the header holds no pointers.
+// Happens-before: everything the producer wrote into a record before commit() happens before the consumer's
+//   peek() that returns it (tail: release store / acquire load); the consumer's reads of a record happen before
+//   the producer's reuse of its bytes (head: release store / acquire load).
+// Lifetime: placement-constructed by the Pipe's creator in a MAP_SHARED mapping; plain memory, nothing to destroy.
+// Errors: none; the caller checks sizes (record payloads are bounded by max_record_payload()).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace ipc::detail {
+
+enum class RecordKind : uint32_t {
+  kWhole = 1,  // a complete message
+  kFirst = 2,  // first part of a long message; the payload starts with the message's total length (uint64)
+  kMore = 3,   // a middle part
+  kLast = 4,   // the final part
+  kPad = 5,    // filler up to the end of the buffer; skipped
+};
+
+struct RecordHeader {
+  uint32_t payload_bytes;
+  RecordKind kind;
+};
+static_assert(sizeof(RecordHeader) == 8);
+
+struct ByteRingHeader {
+  // The consumer's position. Written by the consumer only; read by the producer to find free space.
+  alignas(64) std::atomic<uint64_t> head{0};
+  // The producer's position. Written by the producer only; read by the consumer to find records.
+  alignas(64) std::atomic<uint64_t> tail{0};
+  // Set by a side that is about to sleep in poll(2) until the other rings its doorbell (see connection.cc).
+  alignas(64) std::atomic<uint32_t> consumer_waiting{0};
+  std::atomic<uint32_t> producer_waiting{0};
+  uint64_t capacity = 0;  // bytes of record space after the header; a power of two; immutable after creation
+};
+static_assert(std::is_standard_layout_v<ByteRingHeader>);
+static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
+static_assert(sizeof(ByteRingHeader) == 192, "head, tail and the waiting flags each own a cache line");
+
+inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+
+// A process's handle on one ring: the shared header and data plus the side's private cached position of the
+// other side (so that the common case reads no shared cache line the other side is writing).
+class ByteRing {
+ public:
+  ByteRing() = default;
+  ByteRing(ByteRingHeader* header) : h_(header), data_(reinterpret_cast<std::byte*>(header + 1)), mask_(header->capacity - 1) {}
+
+  static uint64_t bytes_needed(uint64_t capacity) { return sizeof(ByteRingHeader) + capacity; }
+  ByteRingHeader& header() const { return *h_; }
+  uint64_t max_record_payload() const { return h_->capacity / 4 - sizeof(RecordHeader); }
+
+  // Producer: reserves a record of `payload` bytes and returns where to write it, or nullptr when there is no
+  // room now. REQUIRES: payload <= max_record_payload(). Lock-free; no syscall.
+  std::byte* try_reserve(uint32_t payload) {
+    const uint64_t need = sizeof(RecordHeader) + round8(payload);
+    // relaxed: only the producer writes tail.
+    uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+    const uint64_t index = tail & mask_;
+    const uint64_t to_end = h_->capacity - index;
+    const uint64_t total = need <= to_end ? need : to_end + need;  // with a kPad record when it does not fit
+    if (tail + total - cached_head_ > h_->capacity) {
+      // acquire: partner is the consumer's release store of head in release(); the bytes it finished reading
+      // may now be overwritten.
+      cached_head_ = h_->head.load(std::memory_order_acquire);
+      if (tail + total - cached_head_ > h_->capacity) return nullptr;
+    }
+    if (need > to_end) {
+      write_header(index, static_cast<uint32_t>(to_end - sizeof(RecordHeader)), RecordKind::kPad);
+      tail += to_end;
+    } else {
+    }
+    reserved_at_ = tail;
+    return data_ + (tail & mask_) + sizeof(RecordHeader);
+  }
+  // Producer: publishes the record reserved last with its kind. Lock-free; no syscall.
+  void commit(uint32_t payload, RecordKind kind) {
+    write_header(reserved_at_ & mask_, payload, kind);
+    // release: the record's bytes (and a pad header) become visible with the new tail; partner: the acquire
+    // load of tail in peek().
+    h_->tail.store(reserved_at_ + sizeof(RecordHeader) + round8(payload), std::memory_order_release);
+  }
+
+  // Consumer: the next record (kPad records are skipped), or false when the ring is empty. Lock-free.
+  bool peek(RecordHeader& header, const std::byte*& payload) {
+    // relaxed: only the consumer writes head.
+    uint64_t head = h_->head.load(std::memory_order_relaxed);
+    for (;;) {
+      if (head == cached_tail_) {
+        // acquire: partner is the release store of tail in commit(); the record's bytes are visible.
+        cached_tail_ = h_->tail.load(std::memory_order_acquire);
+        if (head == cached_tail_) return false;
+      }
+      std::memcpy(&header, data_ + (head & mask_), sizeof header);
+      if (header.kind != RecordKind::kPad) break;
+      head += sizeof(RecordHeader) + header.payload_bytes;
+      // release: partner is the producer's acquire load of head in try_reserve().
+      h_->head.store(head, std::memory_order_release);
+    }
+    payload = data_ + (head & mask_) + sizeof(RecordHeader);
+    return true;
+  }
+  // Consumer: frees the record returned by the last peek(). Lock-free.
+  void release(const RecordHeader& header) {
+    const uint64_t head = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
+    // release: our reads of the record happen before the producer reuses its bytes; partner: the acquire load of
+    // head in try_reserve().
+    h_->head.store(head + sizeof(RecordHeader) + round8(header.payload_bytes), std::memory_order_release);
+  }
+
+  // Either side: whether a record may be waiting (acquire: partner is commit()'s release store).
+  bool readable() const {
+    return h_->head.load(std::memory_order_relaxed) != h_->tail.load(std::memory_order_acquire);
+  }
+  // Either side: whether a record of `payload` bytes would fit now (for the producer's wait).
+  bool writable(uint32_t payload) const {
+    const uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+    const uint64_t to_end = h_->capacity - (tail & mask_);
+    const uint64_t need = sizeof(RecordHeader) + round8(payload);
+    const uint64_t total = need <= to_end ? need : to_end + need;
+    // acquire: partner is release()'s release store of head.
+    return tail + total - h_->head.load(std::memory_order_acquire) <= h_->capacity;
+  }
+
+ private:
+  void write_header(uint64_t index, uint32_t payload, RecordKind kind) {
+    const RecordHeader rh{payload, kind};
+    std::memcpy(data_ + index, &rh, sizeof rh);
+  }
+
+  ByteRingHeader* h_ = nullptr;
+  std::byte* data_ = nullptr;
+  uint64_t mask_ = 0;
+  uint64_t cached_head_ = 0;  // producer side: last head seen
+  uint64_t cached_tail_ = 0;  // consumer side: last tail seen
+  uint64_t reserved_at_ = 0;  // producer side: where the reserved record's header goes
+};
+
+}  // namespace ipc::detail

@@ -1,0 +1,119 @@
+// ipc/queue/detail/mpmc_ops.h: blocking put/get on an MpmcRing, shared by Queue<T>, MessageQueue and friends
+// (internal). `deadline == nullptr` means "try once, do not wait".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "ipc/queue/detail/mpmc_ring.h"
+#include "ipc/queue/result.h"
+#include "ipc/segment/segment.h"
+
+namespace ipc::detail {
+
+// Claims a slot for writing, waiting per `deadline`. kOk: `pos` is claimed.
+inline QueueResult mpmc_claim_write(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
+  if (r.closed()) return QueueResult::kClosed;
+  if (r.try_claim_write(pos, false) == Claim::kOk) return QueueResult::kOk;
+  if (!deadline) {
+    if (r.try_claim_write(pos, true) == Claim::kOk) return QueueResult::kOk;
+    return r.closed() ? QueueResult::kClosed : QueueResult::kFull;
+  }
+  QueueResult result = QueueResult::kTimeout;
+  block_until(r.header().not_full, *deadline, [&](bool check_dead) {
+    if (r.closed()) {
+      result = QueueResult::kClosed;
+      return Attempt::kDone;
+    }
+    if (r.try_claim_write(pos, check_dead) == Claim::kOk) {
+      result = QueueResult::kOk;
+      return Attempt::kDone;
+    }
+    return Attempt::kRetry;
+  });
+  return result;
+}
+
+// Claims a slot for reading, waiting per `deadline`. kOk: `pos` is claimed. A closed ring is drained first.
+inline QueueResult mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
+  auto once = [&](bool check_dead) -> QueueResult {
+    if (r.try_claim_read(pos, check_dead) == Claim::kOk) return QueueResult::kOk;
+    if (!r.closed()) return QueueResult::kEmpty;
+    // Closed: look once more, so that everything published before close() is still delivered.
+    return r.try_claim_read(pos, check_dead) == Claim::kOk ? QueueResult::kOk : QueueResult::kClosed;
+  };
+  QueueResult result = once(false);
+  if (result != QueueResult::kEmpty) return result;
+  if (!deadline) return once(true);
+  result = QueueResult::kTimeout;
+  block_until(r.header().not_empty, *deadline, [&](bool check_dead) {
+    QueueResult q = once(check_dead);
+    if (q == QueueResult::kEmpty) return Attempt::kRetry;
+    result = q;
+    return Attempt::kDone;
+  });
+  return result;
+}
+
+// put: `write(std::byte* payload)` fills the claimed slot and returns the payload length. If it throws, the slot
+// is published as a skip record (consumers pass over it) and the exception propagates.
+template <typename Write>
+QueueResult mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
+  uint64_t pos;
+  const QueueResult q = mpmc_claim_write(r, deadline, pos);
+  if (q != QueueResult::kOk) return q;
+  uint32_t length;
+  try {
+    length = write(r.payload(pos));
+  } catch (...) {
+    r.publish_skip(pos);
+    throw;
+  }
+  r.publish(pos, length);
+  return QueueResult::kOk;
+}
+
+// get: `read(const std::byte* payload, uint32_t length)` consumes the claimed slot; the slot is released
+// afterwards even if `read` throws (the message is then consumed and the exception propagates).
+template <typename Read>
+QueueResult mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
+  for (;;) {
+    uint64_t pos;
+    const QueueResult q = mpmc_claim_read(r, deadline, pos);
+    if (q != QueueResult::kOk) return q;
+    const uint32_t length = r.slot(pos).length;
+    if (length == kSkipRecord) {
+      r.release_read(pos);
+      continue;
+    }
+    struct Release {
+      const MpmcRing& r;
+      uint64_t pos;
+      ~Release() { r.release_read(pos); }
+    } release{r, pos};
+    read(static_cast<const std::byte*>(r.payload(pos)), length);
+    return QueueResult::kOk;
+  }
+}
+
+// Rounds a requested capacity up to the ring's power of two; throws InvalidArgument on 0 or absurd sizes.
+uint64_t ring_capacity(uint64_t requested, std::string_view what);
+
+// Checks that `block` (of `bytes` bytes) holds an MPMC ring of the expected kind; throws InvalidArgument.
+MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t kind_flags, std::string_view what);
+
+// Creates a named block of `bytes` in `segment` (exclusive) and builds a ring in it with `init(void*)` before any
+// other process can find it. Throws InvalidArgument when the name is taken.
+template <typename Init>
+void* create_block(Segment& segment, std::string_view name, uint64_t bytes, Init&& init) {
+  auto b = segment.find_or_create_block(name, bytes, 64, init);
+  if (b.found) {
+    throw InvalidArgument("segment '" + segment.name() + "' already has an object named '" + std::string(name) + "'");
+  }
+  return b.ptr;
+}
+// The named block; throws QueueNotFound when missing.
+Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name);
+
+}  // namespace ipc::detail

@@ -1,0 +1,278 @@
+// ipc/queue/detail/mpmc_ring.h: the multi-producer/multi-consumer ring every MPMC queue is built on (internal).
+//
+// Memory layout of one ring, in one block of shared memory (all offsets, no pointers):
+//
+//   +--------------------+ 0
+//   | MpmcHeader         |  constants, closed flag, abandoned count, join counter      (read-mostly line)
+//   |   tail   (own line)|  next position producers claim
+//   |   head   (own line)|  next position consumers claim
+//   |   not_empty        |  WaitSet consumers sleep on
+//   |   not_full         |  WaitSet producers sleep on
+//   |   join             |  WaitSet join() sleeps on
+//   +--------------------+ sizeof(MpmcHeader)
+//   | slot 0             |  SlotHeader { word, length } + payload, `slot_stride` bytes (a multiple of 64)
+//   | slot 1             |
+//   | ...                |  capacity slots, capacity a power of two
+//   +--------------------+
+//
+// The protocol (docs/queue.md has the full argument). Each slot's 64-bit `word` packs
+//   seq (40 bits: the position it is for, mod 2^40) | state (2 bits) | pid (22 bits: the claimer)
+// and a slot goes round  FREE(p) -> WRITING(p, producer) -> FULL(p) -> READING(p, consumer) -> FREE(p + capacity).
+// Producers and consumers claim a *slot* with a CAS on its word (so the claim records who holds it), then advance
+// `tail`/`head` with a CAS that anyone may perform ("helping"): an index is only a hint of where to look, the
+// slot words are the truth. A claim whose process died is found by whoever is blocked behind it (its pid no
+// longer runs), and that process moves the slot on to FREE(p + capacity), counting one abandoned message.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "ipc/queue/detail/wait.h"
+
+namespace ipc::detail {
+
+inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
+inline constexpr uint32_t kMpmcVersion = 1;
+
+enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
+
+inline constexpr int kPidBits = 22;  // PID_MAX_LIMIT is 2^22: every Linux pid fits
+inline constexpr int kStateBits = 2;
+inline constexpr int kSeqBits = 64 - kPidBits - kStateBits;
+inline constexpr uint64_t kSeqMask = (uint64_t{1} << kSeqBits) - 1;
+inline constexpr uint64_t kPidMask = (uint64_t{1} << kPidBits) - 1;
+
+constexpr uint64_t make_word(uint64_t pos, SlotState s, uint32_t pid) {
+  return ((pos & kSeqMask) << (kPidBits + kStateBits)) | (uint64_t{s} << kPidBits) | (pid & kPidMask);
+}
+constexpr SlotState word_state(uint64_t w) { return SlotState((w >> kPidBits) & 3); }
+constexpr uint32_t word_pid(uint64_t w) { return static_cast<uint32_t>(w & kPidMask); }
+// (seq of w) - pos, as a signed distance modulo 2^40.
+constexpr int64_t seq_diff(uint64_t w, uint64_t pos) {
+  const uint64_t d = ((w >> (kPidBits + kStateBits)) - pos) & kSeqMask;
+  return d >= (uint64_t{1} << (kSeqBits - 1)) ? static_cast<int64_t>(d) - (int64_t{1} << kSeqBits)
+                                               : static_cast<int64_t>(d);
+}
+static_assert(seq_diff(make_word(5, kSlotFull, 7), 5) == 0);
+static_assert(seq_diff(make_word(3, kSlotFull, 7), 5) == -2);
+static_assert(seq_diff(make_word(0, kSlotFree, 0), kSeqMask) == 1, "sequence numbers wrap");
+static_assert(word_pid(make_word(9, kSlotReading, 4194303)) == 4194303);
+static_assert(word_state(make_word(9, kSlotReading, 4194303)) == kSlotReading);
+
+// Length value marking a record that carries no message (a typed put whose encoder threw after claiming).
+inline constexpr uint32_t kSkipRecord = 0xffffffffu;
+
+struct SlotHeader {
+  std::atomic<uint64_t> word;  // seq | state | pid, see above
+  uint32_t length;             // payload bytes; written by the claiming producer, read by the claiming consumer
+  uint32_t reserved;
+};
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot words must be lock-free in shared memory");
+static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 16);
+
+struct MpmcHeader {
+  // Constants, written once before the ring can be found.
+  uint64_t magic;
+  uint32_t version;
+  uint32_t flags;                 // kFlag* below
+  uint64_t capacity;              // slots, a power of two
+  uint64_t slot_stride;           // bytes per slot, a multiple of 64
+  uint64_t max_payload_bytes;     // payload room per slot
+  uint64_t type_size;             // sizeof(T) for typed fixed-size queues, 0 for byte queues (checked on open)
+  std::atomic<uint32_t> closed;   // 0 open, 1 closed
+  uint32_t reserved;
+  std::atomic<uint64_t> abandoned;   // messages lost to processes that died holding a claim
+  std::atomic<int64_t> unfinished;   // JoinableQueue: puts minus task_done() calls
+
+  alignas(64) std::atomic<uint64_t> tail;  // hint: next position to produce (written by all producers)
+  alignas(64) std::atomic<uint64_t> head;  // hint: next position to consume (written by all consumers)
+  alignas(64) WaitSet not_empty;
+  WaitSet not_full;
+  WaitSet join;
+
+  static constexpr uint32_t kFlagJoinable = 1;  // puts count into `unfinished`
+  static constexpr uint32_t kFlagBytes = 2;     // variable-size messages (MessageQueue)
+};
+static_assert(offsetof(MpmcHeader, tail) % 64 == 0 && offsetof(MpmcHeader, head) % 64 == 0);
+static_assert(offsetof(MpmcHeader, head) - offsetof(MpmcHeader, tail) >= 64, "tail and head on their own lines");
+static_assert(offsetof(MpmcHeader, not_empty) - offsetof(MpmcHeader, head) >= 64);
+static_assert(sizeof(MpmcHeader) % 64 == 0);
+static_assert(std::is_standard_layout_v<MpmcHeader>);
+static_assert(std::atomic<int64_t>::is_always_lock_free);
+
+// What one non-blocking claim attempt found.
+enum class Claim { kOk, kFull, kEmpty, kBusy };
+
+// A process-local view of a ring: the base address in this process and a few constants copied out of the header.
+class MpmcRing {
+ public:
+  MpmcRing() = default;
+  explicit MpmcRing(void* block) : h_(static_cast<MpmcHeader*>(block)) {
+    mask_ = h_->capacity - 1;
+    stride_ = h_->slot_stride;
+    slots_ = reinterpret_cast<std::byte*>(h_) + sizeof(MpmcHeader);
+  }
+
+  static uint64_t stride_for(uint64_t payload_bytes) { return (sizeof(SlotHeader) + payload_bytes + 63) / 64 * 64; }
+  static uint64_t bytes_needed(uint64_t capacity, uint64_t payload_bytes) {
+    return sizeof(MpmcHeader) + capacity * stride_for(payload_bytes);
+  }
+  // Builds a ring in `block` (bytes_needed() bytes, 64-byte aligned). REQUIRES: capacity a power of two.
+  static void init(void* block, uint64_t capacity, uint64_t payload_bytes, uint64_t type_size, uint32_t flags);
+
+  MpmcHeader& header() const { return *h_; }
+  bool valid() const { return h_ != nullptr; }
+  uint64_t capacity() const { return mask_ + 1; }
+
+  SlotHeader& slot(uint64_t pos) const { return *reinterpret_cast<SlotHeader*>(slots_ + (pos & mask_) * stride_); }
+  std::byte* payload(uint64_t pos) const { return reinterpret_cast<std::byte*>(&slot(pos)) + sizeof(SlotHeader); }
+
+  // Claims the next free slot for writing. kOk: `pos` is ours (state WRITING) until publish(pos). kFull: no free
+  // slot. `check_dead`: look at the claimer of a slot we are stuck behind and reap it if it died.
+  // Any process; lock-free.
+  Claim try_claim_write(uint64_t& pos, bool check_dead) const {
+    const uint32_t me = self_pid();
+    // relaxed: the tail is only a hint; the slot word's acquire load below orders everything that matters.
+    pos = h_->tail.load(std::memory_order_relaxed);
+    for (;;) {
+      SlotHeader& s = slot(pos);
+      // acquire: partner is the consumer's release store of FREE(pos) in release_read(), so its payload reads
+      // happen before our payload writes.
+      uint64_t w = s.word.load(std::memory_order_acquire);
+      const int64_t d = seq_diff(w, pos);
+      if (d == 0 && word_state(w) == kSlotFree) {
+        // acquire on success: same partner as the load above. The CAS records our pid as the claimer.
+        if (s.word.compare_exchange_weak(w, make_word(pos, kSlotWriting, me), std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+          advance(h_->tail, pos);
+          return Claim::kOk;
+        }
+        continue;
+      }
+      if (d >= 0) {  // position pos already claimed by another producer: the tail hint is stale
+        advance(h_->tail, pos);
+        pos = h_->tail.load(std::memory_order_relaxed);  // relaxed: hint, see above
+        continue;
+      }
+      // d < 0: the slot still holds the previous lap.
+      if (check_dead && (word_state(w) == kSlotReading || word_state(w) == kSlotWriting) && reap(s, w)) {
+        continue;
+      }
+      const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: hint, see above
+      if (t != pos) {
+        pos = t;
+        continue;
+      }
+      return Claim::kFull;
+    }
+  }
+
+  // Makes a written slot visible to consumers. Producer of `pos` only; wait-free.
+  void publish(uint64_t pos, uint32_t length) const {
+    SlotHeader& s = slot(pos);
+    s.length = length;
+    // release: partner is the consumer's acquire load/CAS in try_claim_read(); the payload and length are visible.
+    s.word.store(make_word(pos, kSlotFull, 0), std::memory_order_release);
+    notify(h_->not_empty);
+  }
+
+  // Claims the next full slot for reading. kOk: `pos` is ours (state READING) until release_read(pos). kEmpty:
+  // nothing to read. kBusy: the next message is being written (`obstacle` = its producer's pid).
+  // Any process; lock-free.
+  Claim try_claim_read(uint64_t& pos, bool check_dead) const {
+    const uint32_t me = self_pid();
+    pos = h_->head.load(std::memory_order_relaxed);  // relaxed: the head is only a hint, see try_claim_write
+    for (;;) {
+      SlotHeader& s = slot(pos);
+      // acquire: partner is publish()'s release store; the payload is visible once we see FULL(pos).
+      uint64_t w = s.word.load(std::memory_order_acquire);
+      const int64_t d = seq_diff(w, pos);
+      if (d == 0) {
+        switch (word_state(w)) {
+          case kSlotFull:
+            // acquire on success: same partner as the load above.
+            if (s.word.compare_exchange_weak(w, make_word(pos, kSlotReading, me), std::memory_order_acquire,
+                                             std::memory_order_relaxed)) {
+              advance(h_->head, pos);
+              return Claim::kOk;
+            }
+            continue;
+          case kSlotReading:  // another consumer has it: the head hint is stale
+            advance(h_->head, pos);
+            pos = h_->head.load(std::memory_order_relaxed);
+            continue;
+          case kSlotWriting:
+            if (check_dead && reap(s, w)) continue;
+            if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
+              pos = hd;
+              continue;
+            }
+            return Claim::kBusy;
+          case kSlotFree:
+            if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
+              pos = hd;
+              continue;
+            }
+            return Claim::kEmpty;
+        }
+      }
+      if (d > 0) {  // position pos consumed (or reaped) already: the head hint is stale
+        advance(h_->head, pos);
+        pos = h_->head.load(std::memory_order_relaxed);
+        continue;
+      }
+      // d < 0: the slot still holds the previous lap; nothing produced for pos yet.
+      if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
+        pos = hd;
+        continue;
+      }
+      return Claim::kEmpty;
+    }
+  }
+
+  // Returns a read slot to producers. Consumer of `pos` only; wait-free.
+  void release_read(uint64_t pos) const {
+    // release: partner is the producer's acquire load/CAS in try_claim_write(); our payload reads are done.
+    slot(pos).word.store(make_word(pos + capacity(), kSlotFree, 0), std::memory_order_release);
+    notify(h_->not_full);
+  }
+
+  // Abandons a claimed write without a message (an encoder threw): consumers skip it.
+  void publish_skip(uint64_t pos) const { publish(pos, kSkipRecord); }
+
+  bool closed() const {
+    // acquire: partner is close()'s release store; a closed ring stays closed.
+    return h_->closed.load(std::memory_order_acquire) != 0;
+  }
+  void close() const;
+
+  uint64_t size_approx() const {
+    // relaxed: an estimate by definition.
+    const uint64_t t = h_->tail.load(std::memory_order_relaxed);
+    const uint64_t hd = h_->head.load(std::memory_order_relaxed);
+    return t > hd ? (t - hd > capacity() ? capacity() : t - hd) : 0;
+  }
+  uint64_t abandoned() const {
+    return h_->abandoned.load(std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
+  }
+
+ private:
+  // Moves an index hint from `pos` to `pos + 1` unless someone already did.
+  static void advance(std::atomic<uint64_t>& index, uint64_t pos) {
+    // relaxed: indices are hints; the slot words carry the synchronisation.
+    index.compare_exchange_strong(pos, pos + 1, std::memory_order_relaxed, std::memory_order_relaxed);
+  }
+  // If the process holding slot `s` (whose word was `w`: WRITING or READING) is dead, frees the slot for the next
+  // lap and counts an abandoned message. Returns true when the slot changed (reaped by us or anyone), so the caller
+  // looks again. Slow path: a kill() and perhaps a /proc read.
+  bool reap(SlotHeader& s, uint64_t w) const;
+
+  MpmcHeader* h_ = nullptr;
+  uint64_t mask_ = 0;
+  uint64_t stride_ = 0;
+  std::byte* slots_ = nullptr;
+};
+
+}  // namespace ipc::detail

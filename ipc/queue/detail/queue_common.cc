@@ -1,0 +1,47 @@
+#include <string>
+
+#include "ipc/queue/detail/mpmc_ops.h"
+
+namespace ipc::detail {
+
+uint64_t ring_capacity(uint64_t requested, std::string_view what) {
+  if (requested == 0) throw InvalidArgument(std::string(what) + ": capacity must be at least 1");
+  if (requested > (uint64_t{1} << 32)) {
+    throw InvalidArgument(std::string(what) + ": capacity " + std::to_string(requested) + " exceeds 2^32 slots");
+  }
+  uint64_t c = 1;
+  while (c < requested) c <<= 1;
+  return c;
+}
+
+MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t kind_flags, std::string_view what) {
+  if (!block || reinterpret_cast<uintptr_t>(block) % 64 != 0) {
+    throw InvalidArgument(std::string(what) + ": the block must be 64-byte aligned");
+  }
+  if (bytes < sizeof(MpmcHeader)) throw InvalidArgument(std::string(what) + ": block too small for a queue");
+  const auto* h = static_cast<const MpmcHeader*>(block);
+  if (h->magic != kMpmcMagic || h->version != kMpmcVersion) {
+    throw InvalidArgument(std::string(what) + ": the block is not an MPMC queue of this library version");
+  }
+  if (h->flags != kind_flags) {
+    throw InvalidArgument(std::string(what) + ": the queue is of another kind (fixed-size, bytes or joinable)");
+  }
+  if (h->type_size != type_size) {
+    throw InvalidArgument(std::string(what) + ": the queue holds values of " + std::to_string(h->type_size) +
+                          " bytes, not " + std::to_string(type_size));
+  }
+  const uint64_t c = h->capacity;
+  if (c == 0 || (c & (c - 1)) != 0 || h->slot_stride % 64 != 0 ||
+      bytes < sizeof(MpmcHeader) + c * h->slot_stride) {
+    throw InvalidArgument(std::string(what) + ": the queue header is corrupt");
+  }
+  return MpmcRing(block);
+}
+
+Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name) {
+  auto b = segment.find_block(name);
+  if (!b.ptr) throw QueueNotFound("segment '" + segment.name() + "' has no queue named '" + std::string(name) + "'");
+  return b;
+}
+
+}  // namespace ipc::detail

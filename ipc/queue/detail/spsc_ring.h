@@ -1,0 +1,74 @@
+// ipc/queue/detail/spsc_ring.h: the single-producer/single-consumer ring behind SpscQueue (internal).
+//
+// Layout in one block of shared memory: SpscHeader (constants; tail, head, each WaitSet on its own cache line),
+// then `capacity` slots of `slot_bytes` bytes. The producer owns `tail`, the consumer owns `head` (Lamport's
+// queue); each side keeps a process-local copy of the other's index and reloads it only when the ring looks
+// full/empty, so the two sides touch each other's cache line rarely.
+//
+// Kill safety needs no reaping here: a producer killed before its release store of `tail` never made its message
+// visible (its put() had not returned, so nothing was sent); a consumer killed before its release store of `head`
+// leaves the message in the ring for the next consumer (its get() had not returned, so nothing was received).
+// The roles are recorded as pids so that a second live producer (or consumer) is refused and a replacement may
+// take over a dead one's role.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "ipc/queue/detail/wait.h"
+
+namespace ipc::detail {
+
+inline constexpr uint64_t kSpscMagic = 0x4e4d505f53505343ull;  // "NMP_SPSC"
+inline constexpr uint32_t kSpscVersion = 1;
+
+struct SpscHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t reserved;
+  uint64_t capacity;     // slots, a power of two
+  uint64_t slot_bytes;   // sizeof(T)
+  std::atomic<uint32_t> closed;
+  std::atomic<uint32_t> producer_pid;  // 0: no producer yet
+  std::atomic<uint32_t> consumer_pid;  // 0: no consumer yet
+
+  alignas(64) std::atomic<uint64_t> tail;  // written by the producer only
+  alignas(64) std::atomic<uint64_t> head;  // written by the consumer only
+  alignas(64) WaitSet not_empty;
+  WaitSet not_full;
+};
+static_assert(offsetof(SpscHeader, tail) % 64 == 0 && offsetof(SpscHeader, head) - offsetof(SpscHeader, tail) >= 64);
+static_assert(offsetof(SpscHeader, not_empty) - offsetof(SpscHeader, head) >= 64);
+static_assert(sizeof(SpscHeader) % 64 == 0);
+static_assert(std::is_standard_layout_v<SpscHeader>);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+inline uint64_t spsc_bytes_needed(uint64_t capacity, uint64_t slot_bytes) {
+  return sizeof(SpscHeader) + capacity * slot_bytes;
+}
+
+inline void spsc_init(void* block, uint64_t capacity, uint64_t slot_bytes) {
+  auto* h = new (block) SpscHeader{};
+  h->magic = kSpscMagic;
+  h->version = kSpscVersion;
+  h->capacity = capacity;
+  h->slot_bytes = slot_bytes;
+}
+
+// Takes the role word for this process: free, already ours, or held by a dead process. False: a live process
+// other than us holds it. Any process; slow path (called once per handle and process).
+inline bool take_role(std::atomic<uint32_t>& role) {
+  const uint32_t me = self_pid();
+  // acquire: partner is the previous holder's CAS; we continue from the indices it left.
+  uint32_t cur = role.load(std::memory_order_acquire);
+  for (;;) {
+    if (cur == me) return true;
+    if (cur != 0 && !process_dead(cur)) return false;
+    // acq_rel: acquire as above; release so that a later taker sees our claim.
+    if (role.compare_exchange_strong(cur, me, std::memory_order_acq_rel, std::memory_order_acquire)) return true;
+  }
+}
+
+}  // namespace ipc::detail

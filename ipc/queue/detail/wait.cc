@@ -1,0 +1,103 @@
+#include "ipc/queue/detail/wait.h"
+
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <mutex>
+
+namespace ipc::detail {
+
+std::atomic<bool> g_asymmetric_fences{false};
+
+namespace {
+
+std::atomic<uint32_t> g_pid{0};
+
+bool register_membarrier() noexcept {
+  long supported = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  if (supported < 0 || !(supported & MEMBARRIER_CMD_GLOBAL_EXPEDITED) ||
+      !(supported & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)) {
+    return false;
+  }
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+}
+
+void setup_this_process() noexcept {
+  // relaxed: each process writes its own copy before it touches any queue; threads of the process that use a
+  // queue were either started after this or reach it through ensure_process_setup()'s call_once.
+  g_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+#if defined(__SANITIZE_THREAD__)
+  // TSan does not model membarrier; full fences keep its view of the program exact.
+  g_asymmetric_fences.store(false, std::memory_order_relaxed);
+#else
+  g_asymmetric_fences.store(register_membarrier(), std::memory_order_relaxed);
+#endif
+}
+
+void once_per_process() {
+  setup_this_process();
+  // A forked child is a new process: new pid, and the membarrier registration is re-done for its own mm.
+  pthread_atfork(nullptr, nullptr, [] { setup_this_process(); });
+}
+
+}  // namespace
+
+void ensure_process_setup() noexcept {
+  static std::once_flag once;
+  std::call_once(once, once_per_process);
+}
+
+uint32_t self_pid() noexcept {
+  // relaxed: see setup_this_process().
+  uint32_t pid = g_pid.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    ensure_process_setup();
+    pid = g_pid.load(std::memory_order_relaxed);
+  }
+  return pid;
+}
+
+bool asymmetric_fences() noexcept {
+  ensure_process_setup();
+  return g_asymmetric_fences.load(std::memory_order_relaxed);
+}
+
+void heavy_fence() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (g_asymmetric_fences.load(std::memory_order_relaxed)) {
+    // Fails only if the kernel withdrew support after registration; the bounded sleep then covers the race.
+    syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+  }
+}
+
+void yield_cpu() noexcept { sched_yield(); }
+
+bool process_dead(uint32_t pid) noexcept {
+  if (pid == 0) return false;
+  if (kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  // A killed child stays a zombie until its parent reaps it; it will never finish what it claimed.
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  FILE* f = std::fopen(path, "re");
+  if (!f) return errno == ENOENT;
+  char buf[512];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // Format: "pid (comm) S ..."; comm may contain ')' so take the last one.
+  const char* close = nullptr;
+  for (const char* c = buf; *c; ++c) {
+    if (*c == ')') close = c;
+  }
+  if (!close || close[1] != ' ') return false;
+  const char state = close[2];
+  return state == 'Z' || state == 'X';
+}
+
+}  // namespace ipc::detail

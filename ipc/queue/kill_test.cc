@@ -1,0 +1,267 @@
+// Kill safety: processes are SIGKILLed at random points (mid-put, mid-get, asleep on a full or empty queue) in a
+// loop. After each kill the survivors must keep working, no message may arrive twice, and every committed message
+// is either delivered or accounted for: by abandoned_count() (a claim reaped from the dead process) or, for a
+// killed consumer, by the one message it may have taken but not yet recorded.
+#include <catch2/catch.hpp>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "ipc/queue/message_queue.h"
+#include "ipc/queue/queue.h"
+#include "ipc/queue/spsc_queue.h"
+#include "ipc/queue/test_util.h"
+
+using namespace std::chrono_literals;
+using ipc::QueueResult;
+using ipc::testing::SharedMemory;
+
+namespace {
+
+constexpr int kProducers = 2;
+constexpr int kConsumers = 2;
+constexpr uint32_t kPer = 3000;
+
+struct Shared {
+  std::atomic<uint32_t> committed[kProducers];  // puts that returned kOk
+  std::atomic<uint32_t> received[kProducers][kPer];
+  std::atomic<uint32_t> corrupt;
+};
+
+enum class Pace { kFast, kSlowProducers, kSlowConsumers };
+
+void pace(bool slow, uint32_t i) {
+  if (slow && i % 16 == 0) std::this_thread::sleep_for(100us);
+}
+
+// One round on an MPMC ring adapter `Q` (put(uint32 p, uint32 seq) / get -> optional pair).
+template <typename Adapter>
+void kill_round(std::mt19937& rng, Pace mode) {
+  SharedMemory shared_mem(sizeof(Shared));
+  auto* sh = new (shared_mem.get()) Shared{};
+  Adapter q(4);
+  std::vector<pid_t> prods, cons;
+  for (int c = 0; c < kConsumers; ++c) {
+    cons.push_back(ipc::testing::fork_child([&] {
+      uint32_t i = 0;
+      for (;;) {
+        pace(mode == Pace::kSlowConsumers, ++i);
+        uint32_t p = 0, s = 0;
+        const QueueResult r = q.get(p, s);
+        if (r == QueueResult::kClosed) return;
+        if (r != QueueResult::kOk) throw ipc::Error("get failed");
+        if (p >= kProducers || s >= kPer) {
+          sh->corrupt.fetch_add(1);
+        } else {
+          sh->received[p][s].fetch_add(1);
+        }
+      }
+    }));
+  }
+  for (int p = 0; p < kProducers; ++p) {
+    prods.push_back(ipc::testing::fork_child([&, p] {
+      for (uint32_t s = 0; s < kPer; ++s) {
+        pace(mode == Pace::kSlowProducers, s);
+        if (q.put(p, s) != QueueResult::kOk) throw ipc::Error("put failed");
+        sh->committed[p].store(s + 1);
+      }
+    }));
+  }
+  // Kill one random child at a random moment.
+  const bool kill_producer = rng() % 2;
+  const int victim_index = static_cast<int>(rng() % 2);
+  std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+  const pid_t victim = kill_producer ? prods[victim_index] : cons[victim_index];
+  kill(victim, SIGKILL);
+  const int victim_status = ipc::testing::wait_child(victim);
+  REQUIRE(victim_status >= 0);
+  const bool really_killed = WIFSIGNALED(victim_status);
+
+  for (int p = 0; p < kProducers; ++p) {
+    if (!(kill_producer && p == victim_index)) REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(prods[p])));
+  }
+  q.close();
+  for (int c = 0; c < kConsumers; ++c) {
+    if (!(!kill_producer && c == victim_index)) REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(cons[c])));
+  }
+
+  uint64_t lost = 0, duplicated = 0, beyond = 0;
+  for (int p = 0; p < kProducers; ++p) {
+    const uint32_t committed = sh->committed[p].load();
+    for (uint32_t s = 0; s < kPer; ++s) {
+      const uint32_t n = sh->received[p][s].load();
+      duplicated += n > 1;
+      if (s < committed) lost += n == 0;
+      // Only the killed producer's in-flight message (seq == committed) may arrive without being committed.
+      if (s > committed || (s == committed && !(kill_producer && p == victim_index))) beyond += n != 0;
+    }
+  }
+  const uint64_t abandoned = q.abandoned_count();
+  INFO("killed " << (kill_producer ? "producer " : "consumer ") << victim_index << (really_killed ? "" : " (it had exited)")
+                 << ", lost " << lost << ", abandoned " << abandoned);
+  CHECK(sh->corrupt.load() == 0);
+  CHECK(duplicated == 0);
+  CHECK(beyond == 0);
+  if (kill_producer) {
+    CHECK(lost == 0);          // everything a put() reported as sent arrived
+    CHECK(abandoned <= 1);     // at most the dead producer's claimed slot
+  } else {
+    CHECK(lost <= 1);          // at most the dead consumer's message
+    CHECK(abandoned <= lost);  // and if it died holding the claim, it was counted
+  }
+}
+
+struct FixedAdapter {
+  explicit FixedAdapter(uint64_t capacity)
+      : mem(ipc::Queue<uint64_t>::bytes_needed(capacity)),
+        q(ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), capacity)) {}
+  QueueResult put(uint32_t p, uint32_t s) { return q.put(uint64_t{p} << 32 | s); }
+  QueueResult get(uint32_t& p, uint32_t& s) {
+    uint64_t v = 0;
+    const QueueResult r = q.get(v);
+    p = static_cast<uint32_t>(v >> 32);
+    s = static_cast<uint32_t>(v);
+    return r;
+  }
+  void close() { q.close(); }
+  uint64_t abandoned_count() const { return q.abandoned_count(); }
+  SharedMemory mem;
+  ipc::Queue<uint64_t> q;
+};
+
+struct BytesAdapter {
+  explicit BytesAdapter(uint64_t capacity)
+      : mem(ipc::MessageQueue::bytes_needed(capacity, 2048)),
+        q(ipc::MessageQueue::create_at(mem.get(), mem.size(), capacity, 2048)) {}
+  QueueResult put(uint32_t p, uint32_t s) {
+    std::vector<std::byte> m(8 + (s * 131) % 2000, std::byte{0x5a});
+    std::memcpy(m.data(), &p, 4);
+    std::memcpy(m.data() + 4, &s, 4);
+    return q.put(m);
+  }
+  QueueResult get(uint32_t& p, uint32_t& s) {
+    const QueueResult r = q.get(buf);
+    if (r == QueueResult::kOk) {
+      std::memcpy(&p, buf.data(), 4);
+      std::memcpy(&s, buf.data() + 4, 4);
+      if (buf.size() != 8 + (s * 131) % 2000) p = UINT32_MAX;
+    }
+    return r;
+  }
+  void close() { q.close(); }
+  uint64_t abandoned_count() const { return q.abandoned_count(); }
+  SharedMemory mem;
+  ipc::MessageQueue q;
+  std::vector<std::byte> buf;
+};
+
+}  // namespace
+
+TEST_CASE("MPMC queue survives producers and consumers killed at random points", "[queue][kill]") {
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 24; ++round) {
+    INFO("round " << round);
+    kill_round<FixedAdapter>(rng, static_cast<Pace>(round % 3));
+  }
+}
+
+TEST_CASE("message queue survives producers and consumers killed at random points", "[queue][kill][bytes]") {
+  std::mt19937 rng(777);
+  for (int round = 0; round < 15; ++round) {
+    INFO("round " << round);
+    kill_round<BytesAdapter>(rng, static_cast<Pace>(round % 3));
+  }
+}
+
+TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as abandoned", "[queue][kill]") {
+  // Deterministic: the child claims a slot through the ring internals and is killed before publishing.
+  SharedMemory mem(ipc::Queue<uint64_t>::bytes_needed(2));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 2);
+  ipc::detail::MpmcRing ring(mem.get());
+  SharedMemory flag(64);
+  auto* claimed = flag.as<std::atomic<uint32_t>>();
+  pid_t child = ipc::testing::fork_child([&] {
+    uint64_t pos;
+    if (ring.try_claim_write(pos, false) != ipc::detail::Claim::kOk) throw ipc::Error("claim failed");
+    claimed->store(1);
+    for (;;) pause();
+  });
+  while (claimed->load() == 0) std::this_thread::yield();
+  REQUIRE(q.put(2) == QueueResult::kOk);  // behind the stuck slot
+  kill(child, SIGKILL);
+  ipc::testing::wait_child(child);
+  uint64_t v = 0;
+  REQUIRE(q.get(v, 10s) == QueueResult::kOk);
+  CHECK(v == 2);
+  CHECK(q.abandoned_count() == 1);
+  // The ring keeps working across laps.
+  for (uint64_t i = 0; i < 10; ++i) {
+    REQUIRE(q.put(i) == QueueResult::kOk);
+    REQUIRE(q.get(v, 1s) == QueueResult::kOk);
+    CHECK(v == i);
+  }
+}
+
+TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not stay blocked", "[queue][kill]") {
+  SharedMemory mem(ipc::Queue<uint64_t>::bytes_needed(1));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 1);
+  ipc::detail::MpmcRing ring(mem.get());
+  REQUIRE(q.put(1) == QueueResult::kOk);
+  SharedMemory flag(64);
+  auto* claimed = flag.as<std::atomic<uint32_t>>();
+  pid_t child = ipc::testing::fork_child([&] {
+    uint64_t pos;
+    if (ring.try_claim_read(pos, false) != ipc::detail::Claim::kOk) throw ipc::Error("claim failed");
+    claimed->store(1);
+    for (;;) pause();
+  });
+  while (claimed->load() == 0) std::this_thread::yield();
+  CHECK(q.try_put(2) == QueueResult::kFull);  // the claimer is alive: the slot is still in use
+  kill(child, SIGKILL);
+  ipc::testing::wait_child(child);
+  REQUIRE(q.put(2, 10s) == QueueResult::kOk);
+  CHECK(q.abandoned_count() == 1);
+  uint64_t v = 0;
+  REQUIRE(q.get(v, 1s) == QueueResult::kOk);
+  CHECK(v == 2);
+}
+
+TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement cannot get", "[queue][kill]") {
+  std::mt19937 rng(4242);
+  for (int round = 0; round < 10; ++round) {
+    SharedMemory mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
+    auto q = ipc::SpscQueue<uint64_t>::create_at(mem.get(), mem.size(), 8);
+    SharedMemory counts_mem(sizeof(std::atomic<uint32_t>) * kPer);
+    auto* counts = counts_mem.as<std::atomic<uint32_t>>();
+    auto consumer = [&] {
+      uint64_t v;
+      while (q.get(v) == QueueResult::kOk) counts[v].fetch_add(1);
+    };
+    pid_t producer = ipc::testing::fork_child([&] {
+      for (uint64_t s = 0; s < kPer; ++s) {
+        if (q.put(s) != QueueResult::kOk) throw ipc::Error("put failed");
+      }
+    });
+    pid_t first = ipc::testing::fork_child(consumer);
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+    kill(first, SIGKILL);
+    ipc::testing::wait_child(first);
+    pid_t second = ipc::testing::fork_child(consumer);  // takes over the dead consumer's role
+    REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(producer)));
+    q.close();
+    REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(second)));
+    uint32_t lost = 0, dup = 0;
+    for (uint32_t s = 0; s < kPer; ++s) {
+      lost += counts[s].load() == 0;
+      dup += counts[s].load() > 1;
+    }
+    CHECK(dup == 0);
+    CHECK(lost <= 1);  // only a value the victim had taken but not yet recorded
+  }
+}

@@ -1,0 +1,270 @@
+// ipc/queue/queue.h: bounded multi-producer/multi-consumer queues of fixed-size values in shared memory:
+// Queue<T>, JoinableQueue<T> (task_done/join) and SimpleQueue<T>. See also spsc_queue.h (one producer, one
+// consumer, fastest) and message_queue.h (variable-size messages, Codec<T>).
+//
+//   ipc::Segment seg = ipc::Segment::create("app", 1 << 20);
+//   auto jobs = ipc::Queue<Job>::create(seg, "jobs", 1024);        // in one process
+//   auto jobs = ipc::Queue<Job>::open(seg2, "jobs");               // in another (seg2 = Segment::open("app"))
+//   if (jobs.put(job) == ipc::QueueResult::kClosed) ...            // blocks while full
+//   Job j; switch (jobs.get(j, 100ms)) { case ipc::QueueResult::kOk: ... case kTimeout: ... case kClosed: ... }
+//
+// Threads: every method may be called from any number of threads at once (lock-free claims; blocking calls
+//   spin briefly, then sleep on a futex).
+// Processes: the ring lives in a segment (or any MAP_SHARED memory) and holds no pointers; any number of
+//   processes may put and get. Ordering: FIFO per producer; values from different producers interleave.
+//   Happens-before: everything a producer did before put(v) happens before the get() that returns v.
+// Lifetime: create() builds the ring under a name before any other process can find it; open() finds it. A
+//   handle is a small process-local view: it does not keep the segment mapped, so keep the Segment alive while
+//   using it. The ring lives until the segment is removed (or the block is removed with Segment::remove_block).
+//   A process killed at any point (mid-put, mid-get, asleep) does not wedge the queue: the slot it held is
+//   reclaimed by whoever is blocked behind it, at most that one in-flight message is lost, and each loss adds 1
+//   to abandoned_count(), which every process can read. See docs/queue.md for the protocol.
+// Errors: full/empty/timeout/closed are QueueResult values ([[nodiscard]]). A bad capacity, a name already taken,
+//   or opening a block that is not this kind of queue throw InvalidArgument; a missing name throws QueueNotFound;
+//   OS failures throw SystemError. put/get never allocate and never throw on the hot path.
+#pragma once
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+
+#include "ipc/base/error.h"
+#include "ipc/base/futex.h"
+#include "ipc/queue/detail/mpmc_ops.h"
+#include "ipc/queue/detail/mpmc_ring.h"
+#include "ipc/queue/result.h"
+#include "ipc/segment/segment.h"
+
+namespace ipc {
+
+template <typename T>
+class Queue {
+  static_assert(std::is_trivially_copyable_v<T>, "Queue<T> copies T bytewise through shared memory");
+  static_assert(!std::is_pointer_v<T>, "a pointer means nothing in another process; send an offset");
+
+ public:
+  using value_type = T;
+
+  // Bytes a ring of `capacity` values needs (for create_at). Capacity is rounded up to a power of two.
+  static uint64_t bytes_needed(uint64_t capacity) {
+    return detail::MpmcRing::bytes_needed(detail::ring_capacity(capacity, "Queue"), sizeof(T));
+  }
+  // Creates a queue named `name` in `segment` holding at least `capacity` values. Throws InvalidArgument if the
+  // name is taken. Any process.
+  static Queue create(Segment& segment, std::string_view name, uint64_t capacity) {
+    return Queue(create_ring(segment, name, capacity, kFlags));
+  }
+  // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not a Queue<T>.
+  static Queue open(const Segment& segment, std::string_view name) { return Queue(open_ring(segment, name, kFlags)); }
+  // Builds a queue in caller-provided shared memory (64-byte aligned, bytes_needed(capacity) bytes), e.g. a
+  // MAP_SHARED mapping inherited by fork()ed children.
+  static Queue create_at(void* block, uint64_t bytes, uint64_t capacity) {
+    return Queue(init_ring(block, bytes, capacity, kFlags));
+  }
+  // Attaches to a queue built by create_at (in this or another process); checks that it is a Queue<T>.
+  static Queue attach(void* block, uint64_t bytes) {
+    detail::ensure_process_setup();
+    return Queue(detail::checked_mpmc(block, bytes, sizeof(T), kFlags, "Queue::attach"));
+  }
+
+  Queue() = default;  // an empty handle; assign a created or opened one before use
+
+  // Blocks while the queue is full. Returns kOk or kClosed. Any process/thread.
+  [[nodiscard]] QueueResult put(const T& value) { return put_until(value, nullptr); }
+  // As put(), giving up after `timeout`: kOk, kTimeout or kClosed.
+  template <typename Rep, typename Period>
+  [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
+    const Deadline d = Deadline::after(timeout);
+    return put_until(value, &d);
+  }
+  // Never blocks: kOk, kFull or kClosed. Lock-free.
+  [[nodiscard]] QueueResult try_put(const T& value) {
+    return detail::mpmc_put(ring_, nullptr, [&](std::byte* p) { return write(p, value); });
+  }
+
+  // Blocks while the queue is empty. kOk (value in `out`) or kClosed (closed and drained). Any process/thread.
+  [[nodiscard]] QueueResult get(T& out) { return get_until(out, nullptr); }
+  // As get(T&), giving up after `timeout`: kOk, kTimeout or kClosed.
+  template <typename Rep, typename Period>
+  [[nodiscard]] QueueResult get(T& out, std::chrono::duration<Rep, Period> timeout) {
+    const Deadline d = Deadline::after(timeout);
+    return get_until(out, &d);
+  }
+  // Never blocks: kOk, kEmpty or kClosed (closed and drained). Lock-free.
+  [[nodiscard]] QueueResult try_get(T& out) {
+    return detail::mpmc_get(ring_, nullptr, [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
+  }
+  // Blocks for the next value; nullopt when the queue is closed and drained.
+  [[nodiscard]] std::optional<T> get() {
+    T v;
+    if (get(v) == QueueResult::kOk) return v;
+    return std::nullopt;
+  }
+
+  // Closes the queue for everyone: later puts return kClosed, gets drain what is left and then return kClosed,
+  // and every blocked put/get wakes up. Idempotent. Any process.
+  void close() { ring_.close(); }
+  bool closed() const { return ring_.closed(); }
+
+  // Estimates, exact only while nobody puts or gets. Any process.
+  uint64_t size_approx() const { return ring_.size_approx(); }
+  bool empty_approx() const { return size_approx() == 0; }
+  bool full_approx() const { return size_approx() >= capacity(); }
+  uint64_t capacity() const { return ring_.capacity(); }
+  // Messages lost because a process died holding a claim on them (mid-put or mid-get). Any process.
+  uint64_t abandoned_count() const { return ring_.abandoned(); }
+
+ protected:
+  static constexpr uint32_t kFlags = 0;
+  explicit Queue(detail::MpmcRing ring) : ring_(ring) {}
+
+  static detail::MpmcRing init_ring(void* block, uint64_t bytes, uint64_t capacity, uint32_t flags) {
+    detail::ensure_process_setup();
+    const uint64_t c = detail::ring_capacity(capacity, "Queue");
+    if (bytes < detail::MpmcRing::bytes_needed(c, sizeof(T))) {
+      throw InvalidArgument("Queue::create_at: " + std::to_string(bytes) + " bytes is too small for " +
+                            std::to_string(c) + " values");
+    }
+    detail::MpmcRing::init(block, c, sizeof(T), sizeof(T), flags);
+    return detail::checked_mpmc(block, bytes, sizeof(T), flags, "Queue::create_at");
+  }
+  static detail::MpmcRing create_ring(Segment& segment, std::string_view name, uint64_t capacity, uint32_t flags) {
+    detail::ensure_process_setup();
+    const uint64_t c = detail::ring_capacity(capacity, "Queue");
+    const uint64_t bytes = detail::MpmcRing::bytes_needed(c, sizeof(T));
+    void* p = detail::create_block(segment, name, bytes,
+                                   [&](void* b) { detail::MpmcRing::init(b, c, sizeof(T), sizeof(T), flags); });
+    return detail::MpmcRing(p);
+  }
+  static detail::MpmcRing open_ring(const Segment& segment, std::string_view name, uint32_t flags) {
+    detail::ensure_process_setup();
+    auto b = detail::find_queue_block(segment, name);
+    return detail::checked_mpmc(b.ptr, b.bytes, sizeof(T), flags, "Queue::open");
+  }
+
+  static uint32_t write(std::byte* p, const T& value) {
+    std::memcpy(p, &value, sizeof(T));
+    return sizeof(T);
+  }
+  QueueResult put_until(const T& value, const Deadline* d) {
+    return detail::mpmc_put(ring_, d ? d : &kNever, [&](std::byte* p) { return write(p, value); });
+  }
+  QueueResult get_until(T& out, const Deadline* d) {
+    return detail::mpmc_get(ring_, d ? d : &kNever,
+                            [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
+  }
+
+  inline static const Deadline kNever = Deadline::never();
+  detail::MpmcRing ring_;
+};
+
+// A Queue<T> that also counts unfinished work, like Python's JoinableQueue: every successful put adds one, every
+// task_done() removes one, join() waits until the count is zero.
+// Threads/Processes: as Queue<T>; task_done() and join() from any process.
+// Lifetime: as Queue<T>. A message lost to a killed process (abandoned_count()) is also removed from the count; a
+//   consumer killed after get() but before task_done() leaves its item counted: use join(timeout) where workers
+//   may die.
+// Errors: task_done() called more times than values were put throws StateError.
+template <typename T>
+class JoinableQueue : public Queue<T> {
+  using Base = Queue<T>;
+  static constexpr uint32_t kJoinFlags = detail::MpmcHeader::kFlagJoinable;
+
+ public:
+  static JoinableQueue create(Segment& segment, std::string_view name, uint64_t capacity) {
+    return JoinableQueue(Base::create_ring(segment, name, capacity, kJoinFlags));
+  }
+  static JoinableQueue open(const Segment& segment, std::string_view name) {
+    return JoinableQueue(Base::open_ring(segment, name, kJoinFlags));
+  }
+  static JoinableQueue create_at(void* block, uint64_t bytes, uint64_t capacity) {
+    return JoinableQueue(Base::init_ring(block, bytes, capacity, kJoinFlags));
+  }
+  static JoinableQueue attach(void* block, uint64_t bytes) {
+    detail::ensure_process_setup();
+    return JoinableQueue(detail::checked_mpmc(block, bytes, sizeof(T), kJoinFlags, "JoinableQueue::attach"));
+  }
+  JoinableQueue() = default;
+
+  [[nodiscard]] QueueResult put(const T& value) { return counted([&] { return Base::put(value); }); }
+  template <typename Rep, typename Period>
+  [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
+    return counted([&] { return Base::put(value, timeout); });
+  }
+  [[nodiscard]] QueueResult try_put(const T& value) { return counted([&] { return Base::try_put(value); }); }
+
+  // Marks one got value as processed. Throws StateError when there is no unfinished value. Any process.
+  void task_done() {
+    auto& u = this->ring_.header().unfinished;
+    // acq_rel: release pairs with join()'s acquire load (the work done before task_done() is visible to the
+    // joiner); acquire pairs with the puts' increments.
+    int64_t cur = u.load(std::memory_order_acquire);
+    do {
+      if (cur <= 0) throw StateError("JoinableQueue::task_done() called more times than values were put");
+    } while (!u.compare_exchange_weak(cur, cur - 1, std::memory_order_acq_rel, std::memory_order_acquire));
+    if (cur == 1) detail::notify_all(this->ring_.header().join);
+  }
+  // Blocks until every value put has been task_done()'d. Any process.
+  void join() { (void)join_until(Deadline::never()); }
+  // As join(); false when `timeout` passed first.
+  template <typename Rep, typename Period>
+  [[nodiscard]] bool join(std::chrono::duration<Rep, Period> timeout) {
+    return join_until(Deadline::after(timeout));
+  }
+  // Puts not yet matched by task_done(). Any process.
+  int64_t unfinished_approx() const {
+    return this->ring_.header().unfinished.load(std::memory_order_relaxed);  // relaxed: an estimate
+  }
+
+ private:
+  explicit JoinableQueue(detail::MpmcRing ring) : Base(ring) {}
+
+  // The count goes up *before* the value can be got, so that a fast task_done() never finds it at zero.
+  template <typename Put>
+  QueueResult counted(Put&& put) {
+    auto& u = this->ring_.header().unfinished;
+    u.fetch_add(1, std::memory_order_relaxed);  // relaxed: ordered before the value's publication (release)
+    const QueueResult r = put();
+    if (r != QueueResult::kOk && u.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      detail::notify_all(this->ring_.header().join);
+    }
+    return r;
+  }
+  bool join_until(const Deadline& d) {
+    return detail::block_until(this->ring_.header().join, d, [&](bool) {
+      // acquire: partner is task_done()'s release; the consumers' work is visible after join() returns.
+      return this->ring_.header().unfinished.load(std::memory_order_acquire) <= 0 ? detail::Attempt::kDone
+                                                                                   : detail::Attempt::kRetry;
+    });
+  }
+};
+
+// Python's SimpleQueue: a Queue<T> with only the blocking put/get, empty and close, for code that wants no
+// options. Same contract as Queue<T>.
+template <typename T>
+class SimpleQueue {
+ public:
+  static constexpr uint64_t kDefaultCapacity = 1024;
+  static SimpleQueue create(Segment& segment, std::string_view name, uint64_t capacity = kDefaultCapacity) {
+    return SimpleQueue(Queue<T>::create(segment, name, capacity));
+  }
+  static SimpleQueue open(const Segment& segment, std::string_view name) {
+    return SimpleQueue(Queue<T>::open(segment, name));
+  }
+  SimpleQueue() = default;
+
+  // Blocks while full; false when the queue is closed.
+  [[nodiscard]] bool put(const T& value) { return q_.put(value) == QueueResult::kOk; }
+  // Blocks while empty; nullopt when the queue is closed and drained.
+  [[nodiscard]] std::optional<T> get() { return q_.get(); }
+  bool empty() const { return q_.empty_approx(); }
+  void close() { q_.close(); }
+
+ private:
+  explicit SimpleQueue(Queue<T> q) : q_(q) {}
+  Queue<T> q_;
+};
+
+}  // namespace ipc

@@ -1,0 +1,298 @@
+// Single-process semantics of every queue, plus the few multi-process behaviours that need no stress: a blocked
+// consumer in another process wakes on put and on close, sleeps without using CPU, and queues are found by name.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ipc/queue/message_queue.h"
+#include "ipc/queue/queue.h"
+#include "ipc/queue/spsc_queue.h"
+#include "ipc/queue/test_util.h"
+#include "ipc/segment/segment.h"
+
+using namespace std::chrono_literals;
+using ipc::QueueResult;
+using ipc::testing::SharedMemory;
+
+namespace {
+
+template <typename Q>
+Q make_fixed(SharedMemory& mem, uint64_t capacity) {
+  return Q::create_at(mem.get(), mem.size(), capacity);
+}
+
+std::vector<std::byte> bytes_of(const std::string& s) {
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("a fixed-size queue delivers values in FIFO order and reports full and empty", "[queue]",
+                   ipc::Queue<uint64_t>, ipc::SpscQueue<uint64_t>) {
+  SharedMemory mem(TestType::bytes_needed(4));
+  auto q = make_fixed<TestType>(mem, 4);
+  REQUIRE(q.capacity() == 4);
+  uint64_t v = 0;
+  CHECK(q.try_get(v) == QueueResult::kEmpty);
+  for (uint64_t i = 0; i < 4; ++i) REQUIRE(q.try_put(i) == QueueResult::kOk);
+  CHECK(q.try_put(99) == QueueResult::kFull);
+  CHECK(q.full_approx());
+  CHECK(q.size_approx() == 4);
+  // Wrap around the ring several times.
+  for (uint64_t i = 4; i < 40; ++i) {
+    REQUIRE(q.get(v) == QueueResult::kOk);
+    CHECK(v == i - 4);
+    REQUIRE(q.put(i) == QueueResult::kOk);
+  }
+  for (uint64_t i = 36; i < 40; ++i) {
+    REQUIRE(q.try_get(v) == QueueResult::kOk);
+    CHECK(v == i);
+  }
+  CHECK(q.empty_approx());
+}
+
+TEMPLATE_TEST_CASE("get and put time out on an empty and a full queue", "[queue]", ipc::Queue<uint64_t>,
+                   ipc::SpscQueue<uint64_t>) {
+  SharedMemory mem(TestType::bytes_needed(1));
+  auto q = make_fixed<TestType>(mem, 1);
+  uint64_t v = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(q.get(v, 20ms) == QueueResult::kTimeout);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
+  REQUIRE(q.put(1, 20ms) == QueueResult::kOk);
+  t0 = std::chrono::steady_clock::now();
+  CHECK(q.put(2, 20ms) == QueueResult::kTimeout);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
+}
+
+TEMPLATE_TEST_CASE("close makes puts fail and gets drain before reporting closed", "[queue]", ipc::Queue<uint64_t>,
+                   ipc::SpscQueue<uint64_t>) {
+  SharedMemory mem(TestType::bytes_needed(8));
+  auto q = make_fixed<TestType>(mem, 8);
+  REQUIRE(q.put(7) == QueueResult::kOk);
+  q.close();
+  CHECK(q.closed());
+  CHECK(q.put(8) == QueueResult::kClosed);
+  CHECK(q.try_put(8) == QueueResult::kClosed);
+  uint64_t v = 0;
+  REQUIRE(q.get(v) == QueueResult::kOk);
+  CHECK(v == 7);
+  CHECK(q.get(v) == QueueResult::kClosed);
+  CHECK(q.try_get(v) == QueueResult::kClosed);
+  CHECK_FALSE(q.get().has_value());
+}
+
+TEMPLATE_TEST_CASE("close wakes a consumer blocked in another process", "[queue][process]", ipc::Queue<uint64_t>,
+                   ipc::SpscQueue<uint64_t>) {
+  SharedMemory mem(TestType::bytes_needed(8));
+  auto q = make_fixed<TestType>(mem, 8);
+  pid_t child = ipc::testing::fork_child([&] {
+    uint64_t v;
+    // The child must be woken by close(); a 30 s timeout only keeps a broken build from hanging.
+    if (q.get(v, 30s) != QueueResult::kClosed) throw ipc::Error("consumer did not see closed");
+  });
+  std::this_thread::sleep_for(20ms);  // let it fall asleep (the test passes either way)
+  q.close();
+  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+}
+
+TEMPLATE_TEST_CASE("close wakes a producer blocked on a full queue in another process", "[queue][process]",
+                   ipc::Queue<uint64_t>, ipc::SpscQueue<uint64_t>) {
+  SharedMemory mem(TestType::bytes_needed(1));
+  auto q = make_fixed<TestType>(mem, 1);
+  pid_t child = ipc::testing::fork_child([&] {
+    if (q.put(1) != QueueResult::kOk) throw ipc::Error("first put failed");
+    if (q.put(2, 30s) != QueueResult::kClosed) throw ipc::Error("producer did not see closed");
+  });
+  while (q.size_approx() == 0) std::this_thread::yield();
+  q.close();
+  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+}
+
+TEMPLATE_TEST_CASE("a consumer blocked on an empty queue uses almost no CPU", "[queue][process]",
+                   ipc::Queue<uint64_t>, ipc::SpscQueue<uint64_t>) {
+  SharedMemory mem(TestType::bytes_needed(8));
+  auto q = make_fixed<TestType>(mem, 8);
+  const auto before = ipc::testing::children_cpu_time();
+  pid_t child = ipc::testing::fork_child([&] {
+    uint64_t v;
+    if (q.get(v, 1s) != QueueResult::kTimeout) throw ipc::Error("expected a timeout");
+  });
+  REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  const auto used = ipc::testing::children_cpu_time() - before;
+  INFO("CPU time of a 1 s blocked get: " << used.count() << " us");
+  CHECK(used < 50ms);
+}
+
+TEST_CASE("a put in one process wakes a get sleeping in another", "[queue][process]") {
+  SharedMemory mem(ipc::Queue<uint64_t>::bytes_needed(8));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 8);
+  pid_t child = ipc::testing::fork_child([&] {
+    uint64_t v;
+    if (q.get(v, 30s) != QueueResult::kOk || v != 42) throw ipc::Error("did not get 42");
+  });
+  std::this_thread::sleep_for(20ms);
+  REQUIRE(q.put(42) == QueueResult::kOk);
+  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+}
+
+TEST_CASE("a second live SPSC producer is refused", "[queue][process]") {
+  SharedMemory mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
+  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.get(), mem.size(), 8);
+  REQUIRE(q.put(1) == QueueResult::kOk);
+  pid_t child = ipc::testing::fork_child([&] {
+    try {
+      (void)q.try_put(2);
+    } catch (const ipc::StateError&) {
+      return;
+    }
+    throw ipc::Error("a second producer was accepted");
+  });
+  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+}
+
+TEST_CASE("an SPSC role held by a dead process can be taken over", "[queue][process]") {
+  SharedMemory mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
+  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.get(), mem.size(), 8);
+  pid_t child = ipc::testing::fork_child([&] {
+    if (q.put(1) != QueueResult::kOk) throw ipc::Error("put failed");
+  });
+  REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  REQUIRE(q.put(2) == QueueResult::kOk);
+  uint64_t v = 0;
+  REQUIRE(q.get(v) == QueueResult::kOk);
+  CHECK(v == 1);
+  REQUIRE(q.get(v) == QueueResult::kOk);
+  CHECK(v == 2);
+}
+
+TEST_CASE("zero capacity and wrong blocks are rejected", "[queue]") {
+  SharedMemory mem(1 << 16);
+  CHECK_THROWS_AS(ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 0), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Queue<uint64_t>::create_at(mem.get(), 64, 8), ipc::InvalidArgument);
+  (void)ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 8);
+  CHECK_THROWS_AS(ipc::Queue<uint32_t>::attach(mem.get(), mem.size()), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::MessageQueue::attach(mem.get(), mem.size()), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::SpscQueue<uint64_t>::attach(mem.get(), mem.size()), ipc::InvalidArgument);
+  CHECK_NOTHROW(ipc::Queue<uint64_t>::attach(mem.get(), mem.size()));
+}
+
+TEST_CASE("a message queue carries variable-size messages intact", "[queue][bytes]") {
+  SharedMemory mem(ipc::MessageQueue::bytes_needed(4, 1000));
+  auto q = ipc::MessageQueue::create_at(mem.get(), mem.size(), 4, 1000);
+  CHECK(q.max_message_bytes() >= 1000);
+  std::vector<std::byte> out;
+  CHECK(q.try_get(out) == QueueResult::kEmpty);
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 4; ++i) {
+      std::string s(static_cast<size_t>(i * 300 + round), static_cast<char>('a' + i));
+      REQUIRE(q.put(bytes_of(s)) == QueueResult::kOk);
+    }
+    CHECK(q.try_put(bytes_of("x")) == QueueResult::kFull);
+    for (int i = 0; i < 4; ++i) {
+      REQUIRE(q.get(out, 1s) == QueueResult::kOk);
+      CHECK(out == bytes_of(std::string(static_cast<size_t>(i * 300 + round), static_cast<char>('a' + i))));
+    }
+  }
+  REQUIRE(q.put(std::span<const std::byte>()) == QueueResult::kOk);  // empty messages are messages
+  out.assign(3, std::byte{1});
+  REQUIRE(q.get(out) == QueueResult::kOk);
+  CHECK(out.empty());
+}
+
+TEST_CASE("a message larger than the queue can ever hold is an immediate error", "[queue][bytes]") {
+  SharedMemory mem(ipc::MessageQueue::bytes_needed(2, 100));
+  auto q = ipc::MessageQueue::create_at(mem.get(), mem.size(), 2, 100);
+  std::vector<std::byte> big(q.max_message_bytes() + 1);
+  CHECK_THROWS_AS(q.put(big), ipc::MessageTooLarge);
+  CHECK_THROWS_AS(q.try_put(big), ipc::MessageTooLarge);
+  CHECK_THROWS_AS(q.put_value(std::string(q.max_message_bytes() + 1, 'x')), ipc::MessageTooLarge);
+  big.resize(q.max_message_bytes());
+  CHECK(q.put(big) == QueueResult::kOk);
+  std::vector<std::byte> small_buffer(10);
+  size_t n = 0;
+  CHECK_THROWS_AS(q.get(std::span<std::byte>(small_buffer), n), ipc::InvalidArgument);
+  std::vector<std::byte> buffer(q.max_message_bytes());
+  REQUIRE(q.get(std::span<std::byte>(buffer), n, 1s) == QueueResult::kOk);
+  CHECK(n == q.max_message_bytes());
+}
+
+TEST_CASE("typed messages go through Codec and corrupt ones raise CodecError", "[queue][bytes]") {
+  SharedMemory mem(ipc::MessageQueue::bytes_needed(8, 4096));
+  auto q = ipc::MessageQueue::create_at(mem.get(), mem.size(), 8, 4096);
+  std::map<std::string, std::vector<int>> m{{"a", {1, 2}}, {"bb", {}}};
+  REQUIRE(q.put_value(m) == QueueResult::kOk);
+  REQUIRE(q.put_value(std::string("hello")) == QueueResult::kOk);
+  std::map<std::string, std::vector<int>> got;
+  REQUIRE(q.get_value(got) == QueueResult::kOk);
+  CHECK(got == m);
+  CHECK(q.get_value<std::string>() == std::optional<std::string>("hello"));
+  const std::byte junk[3] = {std::byte{0xff}, std::byte{0xff}, std::byte{0xff}};
+  REQUIRE(q.put(junk) == QueueResult::kOk);
+  std::string s;
+  CHECK_THROWS_AS(q.get_value(s), ipc::CodecError);
+  CHECK(q.try_get_value(s) == QueueResult::kEmpty);  // the corrupt message was consumed
+}
+
+TEST_CASE("task_done and join count unfinished work and too many task_done calls are an error", "[queue]") {
+  SharedMemory mem(ipc::JoinableQueue<int>::bytes_needed(8));
+  auto q = ipc::JoinableQueue<int>::create_at(mem.get(), mem.size(), 8);
+  CHECK_THROWS_AS(q.task_done(), ipc::StateError);
+  CHECK(q.join(10ms));
+  REQUIRE(q.put(1) == QueueResult::kOk);
+  REQUIRE(q.put(2) == QueueResult::kOk);
+  CHECK(q.unfinished_approx() == 2);
+  CHECK_FALSE(q.join(10ms));
+  pid_t child = ipc::testing::fork_child([&] {
+    int v;
+    for (int i = 0; i < 2; ++i) {
+      if (q.get(v, 30s) != QueueResult::kOk) throw ipc::Error("get failed");
+      q.task_done();
+    }
+  });
+  CHECK(q.join(30s));
+  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  CHECK_THROWS_AS(q.task_done(), ipc::StateError);
+  CHECK_THROWS_AS(ipc::Queue<int>::attach(mem.get(), mem.size()), ipc::InvalidArgument);
+}
+
+TEST_CASE("queues are created in a segment and opened by name from another process", "[queue][segment]") {
+  const std::string name = ipc::testing::unique_name("queue_test");
+  auto seg = ipc::Segment::create(name, 4 << 20);
+  auto jobs = ipc::Queue<int>::create(seg, "jobs", 16);
+  auto spsc = ipc::SpscQueue<int>::create(seg, "spsc", 16);
+  auto msgs = ipc::MessageQueue::create(seg, "msgs", 16, 256);
+  auto simple = ipc::SimpleQueue<int>::create(seg, "simple");
+  auto joinable = ipc::JoinableQueue<int>::create(seg, "joinable", 4);
+  CHECK_THROWS_AS(ipc::Queue<int>::create(seg, "jobs", 16), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Queue<int>::open(seg, "nope"), ipc::QueueNotFound);
+  CHECK_THROWS_AS(ipc::Queue<int>::open(seg, "msgs"), ipc::InvalidArgument);
+  pid_t child = ipc::testing::fork_child([&] {
+    auto s = ipc::Segment::open(name);
+    auto j = ipc::Queue<int>::open(s, "jobs");
+    auto p = ipc::SpscQueue<int>::open(s, "spsc");
+    auto m = ipc::MessageQueue::open(s, "msgs");
+    auto q = ipc::SimpleQueue<int>::open(s, "simple");
+    auto jq = ipc::JoinableQueue<int>::open(s, "joinable");
+    if (j.put(1) != QueueResult::kOk || p.put(2) != QueueResult::kOk || !q.put(3) ||
+        m.put_value(std::string("four")) != QueueResult::kOk || jq.put(5) != QueueResult::kOk) {
+      throw ipc::Error("put failed");
+    }
+  });
+  REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  int v = 0;
+  REQUIRE(jobs.get(v, 1s) == QueueResult::kOk);
+  CHECK(v == 1);
+  REQUIRE(spsc.get(v, 1s) == QueueResult::kOk);
+  CHECK(v == 2);
+  CHECK(simple.get() == std::optional<int>(3));
+  CHECK(msgs.get_value<std::string>() == std::optional<std::string>("four"));
+  REQUIRE(joinable.get(v, 1s) == QueueResult::kOk);
+  joinable.task_done();
+  CHECK(joinable.join(1s));
+}

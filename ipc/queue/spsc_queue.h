@@ -1,0 +1,239 @@
+// ipc/queue/spsc_queue.h: the fastest queue: one producer process, one consumer process, fixed-size values.
+//
+//   auto q = ipc::SpscQueue<uint64_t>::create(seg, "ticks", 4096);   // or ::open(seg, "ticks") elsewhere
+//   producer:  if (q.put(v) == ipc::QueueResult::kClosed) ...
+//   consumer:  uint64_t v; while (q.get(v) == ipc::QueueResult::kOk) ...
+//
+// Threads: at most one thread puts and at most one thread gets at a time (they may differ). size/closed/close
+//   from any thread.
+// Processes: the ring lives in shared memory and holds no pointers. The first process to put becomes the
+//   producer and the first to get becomes the consumer; another live process that tries to put (get) throws
+//   StateError. A process may take over a role whose holder died. Happens-before: everything the producer did
+//   before put(v) happens before the get() that returns v.
+// Lifetime: as Queue<T> (create/open by name in a Segment, or create_at/attach in raw shared memory; a handle
+//   does not keep the segment mapped). Kill safety: a producer killed mid-put had not sent its value (the value
+//   never becomes visible); a consumer killed mid-get had not received it (the value stays for the next
+//   consumer). Nothing is lost that a put() reported as sent, nothing is delivered twice, nothing wedges.
+// Errors: full/empty/timeout/closed are QueueResult values; misuse (a second live producer or consumer, a bad
+//   capacity, a wrong block) throws StateError/InvalidArgument. put/get never allocate and never throw on the hot
+//   path.
+#pragma once
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "ipc/base/error.h"
+#include "ipc/base/futex.h"
+#include "ipc/queue/detail/mpmc_ops.h"
+#include "ipc/queue/detail/spsc_ring.h"
+#include "ipc/queue/result.h"
+#include "ipc/segment/segment.h"
+
+namespace ipc {
+
+template <typename T>
+class SpscQueue {
+  static_assert(std::is_trivially_copyable_v<T>, "SpscQueue<T> copies T bytewise through shared memory");
+  static_assert(!std::is_pointer_v<T>, "a pointer means nothing in another process; send an offset");
+
+ public:
+  using value_type = T;
+
+  static uint64_t bytes_needed(uint64_t capacity) {
+    return detail::spsc_bytes_needed(detail::ring_capacity(capacity, "SpscQueue"), sizeof(T));
+  }
+  // Creates a queue named `name` holding at least `capacity` values. Throws InvalidArgument if the name is taken.
+  static SpscQueue create(Segment& segment, std::string_view name, uint64_t capacity) {
+    detail::ensure_process_setup();
+    const uint64_t c = detail::ring_capacity(capacity, "SpscQueue");
+    void* p = detail::create_block(segment, name, detail::spsc_bytes_needed(c, sizeof(T)),
+                                   [&](void* b) { detail::spsc_init(b, c, sizeof(T)); });
+    return SpscQueue(p);
+  }
+  // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not an SpscQueue<T>.
+  static SpscQueue open(const Segment& segment, std::string_view name) {
+    auto b = detail::find_queue_block(segment, name);
+    return attach(b.ptr, b.bytes);
+  }
+  // Builds a queue in caller-provided shared memory (64-byte aligned, bytes_needed(capacity) bytes).
+  static SpscQueue create_at(void* block, uint64_t bytes, uint64_t capacity) {
+    detail::ensure_process_setup();
+    const uint64_t c = detail::ring_capacity(capacity, "SpscQueue");
+    if (bytes < detail::spsc_bytes_needed(c, sizeof(T)) || reinterpret_cast<uintptr_t>(block) % 64 != 0) {
+      throw InvalidArgument("SpscQueue::create_at: the block must be 64-byte aligned and hold " + std::to_string(c) +
+                            " values");
+    }
+    detail::spsc_init(block, c, sizeof(T));
+    return SpscQueue(block);
+  }
+  // Attaches to a queue built by create_at; checks that it is an SpscQueue<T>.
+  static SpscQueue attach(void* block, uint64_t bytes) {
+    detail::ensure_process_setup();
+    const auto* h = static_cast<const detail::SpscHeader*>(block);
+    if (bytes < sizeof(detail::SpscHeader) || h->magic != detail::kSpscMagic || h->version != detail::kSpscVersion ||
+        h->slot_bytes != sizeof(T) || h->capacity == 0 || (h->capacity & (h->capacity - 1)) != 0 ||
+        bytes < detail::spsc_bytes_needed(h->capacity, sizeof(T))) {
+      throw InvalidArgument("SpscQueue::attach: the block is not an SpscQueue of " + std::to_string(sizeof(T)) +
+                            "-byte values");
+    }
+    return SpscQueue(block);
+  }
+
+  SpscQueue() = default;
+
+  // Producer only. Blocks while full: kOk or kClosed.
+  [[nodiscard]] QueueResult put(const T& value) { return put_until(value, &kNever); }
+  // Producer only. kOk, kTimeout or kClosed.
+  template <typename Rep, typename Period>
+  [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
+    const Deadline d = Deadline::after(timeout);
+    return put_until(value, &d);
+  }
+  // Producer only; wait-free: kOk, kFull or kClosed.
+  [[nodiscard]] QueueResult try_put(const T& value) { return put_until(value, nullptr); }
+
+  // Consumer only. Blocks while empty: kOk or kClosed (closed and drained).
+  [[nodiscard]] QueueResult get(T& out) { return get_until(out, &kNever); }
+  // Consumer only. kOk, kTimeout or kClosed.
+  template <typename Rep, typename Period>
+  [[nodiscard]] QueueResult get(T& out, std::chrono::duration<Rep, Period> timeout) {
+    const Deadline d = Deadline::after(timeout);
+    return get_until(out, &d);
+  }
+  // Consumer only; wait-free: kOk, kEmpty or kClosed.
+  [[nodiscard]] QueueResult try_get(T& out) { return get_until(out, nullptr); }
+  // Consumer only. The next value; nullopt when closed and drained.
+  [[nodiscard]] std::optional<T> get() {
+    T v;
+    if (get(v) == QueueResult::kOk) return v;
+    return std::nullopt;
+  }
+
+  // Any process: later puts return kClosed, gets drain and then return kClosed, blocked calls wake. Idempotent.
+  void close() {
+    h_->closed.store(1, std::memory_order_release);  // release: partner is closed()'s acquire load
+    detail::notify_all(h_->not_empty);
+    detail::notify_all(h_->not_full);
+  }
+  bool closed() const { return h_->closed.load(std::memory_order_acquire) != 0; }  // acquire: see close()
+
+  // Any process; estimates.
+  uint64_t size_approx() const {
+    // relaxed: an estimate. head first, so that tail >= head normally holds for the pair we read.
+    const uint64_t hd = h_->head.load(std::memory_order_relaxed);
+    const uint64_t t = h_->tail.load(std::memory_order_relaxed);
+    return t > hd ? t - hd : 0;
+  }
+  bool empty_approx() const { return size_approx() == 0; }
+  bool full_approx() const { return size_approx() >= capacity(); }
+  uint64_t capacity() const { return h_->capacity; }
+
+ private:
+  explicit SpscQueue(void* block)
+      : h_(static_cast<detail::SpscHeader*>(block)),
+        slots_(reinterpret_cast<std::byte*>(block) + sizeof(detail::SpscHeader)),
+        mask_(h_->capacity - 1) {}
+
+  std::byte* slot(uint64_t i) const { return slots_ + (i & mask_) * sizeof(T); }
+
+  // Takes (or re-takes after a fork) the producer role for this process; refreshes the cached consumer index.
+  void be_producer() {
+    const uint32_t me = detail::self_pid();
+    if (producer_pid_ == me) return;
+    if (!detail::take_role(h_->producer_pid)) {
+      throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->producer_pid.load()) +
+                       ") is the producer");
+    }
+    producer_pid_ = me;
+    head_cache_ = h_->head.load(std::memory_order_acquire);  // acquire: partner is the consumer's release of head
+  }
+  void be_consumer() {
+    const uint32_t me = detail::self_pid();
+    if (consumer_pid_ == me) return;
+    if (!detail::take_role(h_->consumer_pid)) {
+      throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->consumer_pid.load()) +
+                       ") is the consumer");
+    }
+    consumer_pid_ = me;
+    tail_cache_ = h_->tail.load(std::memory_order_acquire);  // acquire: partner is the producer's release of tail
+  }
+
+  bool try_push(const T& value) {
+    const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: only the producer writes tail
+    if (t - head_cache_ >= h_->capacity) {
+      // acquire: partner is the consumer's release store of head; its reads of the slot are done.
+      head_cache_ = h_->head.load(std::memory_order_acquire);
+      if (t - head_cache_ >= h_->capacity) return false;
+    }
+    std::memcpy(slot(t), &value, sizeof(T));
+    // release: partner is the consumer's acquire load of tail; the slot's bytes are visible with it.
+    h_->tail.store(t + 1, std::memory_order_release);
+    detail::notify(h_->not_empty);
+    return true;
+  }
+  bool try_pop(T& out) {
+    const uint64_t hd = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
+    if (hd == tail_cache_) {
+      // acquire: partner is the producer's release store of tail.
+      tail_cache_ = h_->tail.load(std::memory_order_acquire);
+      if (hd == tail_cache_) return false;
+    }
+    std::memcpy(&out, slot(hd), sizeof(T));
+    // release: partner is the producer's acquire load of head; our read of the slot is done before it reuses it.
+    h_->head.store(hd + 1, std::memory_order_release);
+    detail::notify(h_->not_full);
+    return true;
+  }
+
+  QueueResult put_until(const T& value, const Deadline* d) {
+    be_producer();
+    if (closed()) return QueueResult::kClosed;
+    if (try_push(value)) return QueueResult::kOk;
+    if (!d) return QueueResult::kFull;
+    QueueResult result = QueueResult::kTimeout;
+    detail::block_until(h_->not_full, *d, [&](bool) {
+      if (closed()) {
+        result = QueueResult::kClosed;
+        return detail::Attempt::kDone;
+      }
+      if (!try_push(value)) return detail::Attempt::kRetry;
+      result = QueueResult::kOk;
+      return detail::Attempt::kDone;
+    });
+    return result;
+  }
+  QueueResult get_until(T& out, const Deadline* d) {
+    be_consumer();
+    auto once = [&]() {
+      if (try_pop(out)) return QueueResult::kOk;
+      if (!closed()) return QueueResult::kEmpty;
+      return try_pop(out) ? QueueResult::kOk : QueueResult::kClosed;  // drain what was put before close()
+    };
+    QueueResult result = once();
+    if (result != QueueResult::kEmpty || !d) return result;
+    result = QueueResult::kTimeout;
+    detail::block_until(h_->not_empty, *d, [&](bool) {
+      const QueueResult q = once();
+      if (q == QueueResult::kEmpty) return detail::Attempt::kRetry;
+      result = q;
+      return detail::Attempt::kDone;
+    });
+    return result;
+  }
+
+  inline static const Deadline kNever = Deadline::never();
+  detail::SpscHeader* h_ = nullptr;
+  std::byte* slots_ = nullptr;
+  uint64_t mask_ = 0;
+  // Process-local: which process this handle took each role for, and the cached index of the other side.
+  uint32_t producer_pid_ = 0;
+  uint32_t consumer_pid_ = 0;
+  uint64_t head_cache_ = 0;
+  uint64_t tail_cache_ = 0;
+};
+
+}  // namespace ipc

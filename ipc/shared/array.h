@@ -1,0 +1,150 @@
+// ipc/shared/array.h: Array<T>, a fixed-length array of trivially copyable elements in shared memory, with a
+// robust lock (get_lock()), lock-free element operations where T allows them, and an optional NUMA memory policy
+// for the element storage (interleave across nodes is the usual choice for a big array).
+//
+// Happens-before: a store(i) (or RMW) happens before every load(i) that reads its value; everything done under
+// get_lock() happens before everything the next holder of get_lock() does.
+//
+// Threads: every method is safe from any thread; plain element access (operator[], span()) is the caller's to
+//   synchronise (hold get_lock(), or partition the indices between processes).
+// Processes: the header and the elements live in one shared block, addressed by offsets: any process that maps
+//   the segment (or the MAP_SHARED memory it was built in) uses it at its own address.
+//   With a policy, the elements start on a page boundary and the policy is set on their pages (mbind) *before*
+//   they are first touched, so the kernel places them by it; the policy is shared by every process mapping them.
+// Lifetime: create() in a Segment (or construct_at() in caller memory) once; the length never changes. A process
+//   that dies holding get_lock() is reported to the next holder (AcquireResult::kOwnerDied, see lock.h).
+// Errors: index out of range in at() throws InvalidArgument; a policy that is invalid for this machine throws
+//   numa::PolicyError or Unsupported before anything is created; create/open as Lock (InvalidArgument for a
+//   missing name or an Array of another element size).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "ipc/numa/memory_policy.h"
+#include "ipc/segment/segment.h"
+#include "ipc/sync/lock.h"
+
+namespace ipc {
+
+struct ArrayOptions {
+  // Where the element pages go; nullopt: wherever the segment's own policy puts them.
+  std::optional<numa::MemoryPolicy> policy;
+};
+
+template <typename T>
+class Array {
+  static_assert(std::is_trivially_copyable_v<T>, "Array<T> copies T bytes between processes");
+  static_assert(!std::is_pointer_v<T>, "a pointer means nothing in another process: store an offset");
+
+ public:
+  static constexpr uint32_t kTypeTag = 0x59415252;  // "RRAY"
+  static constexpr std::string_view kTypeName = "Array";
+  static constexpr bool kLockFree =
+      std::atomic_ref<T>::is_always_lock_free && alignof(T) >= std::atomic_ref<T>::required_alignment;
+  static constexpr size_t kPageBytes = 4096;
+
+  // A new array of `length` value-initialised elements, named `name` in `segment`. Any process.
+  static Array& create(Segment& segment, std::string_view name, size_t length, const ArrayOptions& options = {}) {
+    if (options.policy) options.policy->validate_for_this_machine();
+    const size_t bytes = bytes_needed(length, options);
+    auto block = segment.find_or_create_block(name, bytes, kPageBytes,
+                                              [&](void* p) { construct_at(p, bytes, length, options); });
+    if (block.found) {
+      throw InvalidArgument("segment '" + segment.name() + "' already has an object named '" + std::string(name) + "'");
+    }
+    return *static_cast<Array*>(block.ptr);
+  }
+  // The array named `name`; throws InvalidArgument when there is none or it has another element size.
+  static Array& open(Segment& segment, std::string_view name) {
+    auto block = segment.find_block(name);
+    if (!block.ptr || block.bytes < sizeof(Array)) {
+      throw InvalidArgument("segment '" + segment.name() + "' has no Array named '" + std::string(name) + "'");
+    }
+    auto& a = *static_cast<Array*>(block.ptr);
+    sync_internal::check_tag(a, name);
+    if (a.element_bytes_ != sizeof(T)) {
+      throw InvalidArgument("Array '" + std::string(name) + "' holds " + std::to_string(a.element_bytes_) +
+                            "-byte elements, not " + std::to_string(sizeof(T)));
+    }
+    return a;
+  }
+
+  // Bytes of caller-provided memory construct_at() needs (page-aligned memory when options.policy is set).
+  static size_t bytes_needed(size_t length, const ArrayOptions& options = {}) {
+    if (options.policy) return kPageBytes + round_up(length * sizeof(T), kPageBytes);
+    return round_up(sizeof(Array), alignof(T)) + length * sizeof(T);
+  }
+  // Builds an array in `memory` (any shared mapping; page-aligned when options.policy is set) that nobody else
+  // uses yet: applies the policy to the element pages, then touches them. REQUIRES: bytes >= bytes_needed().
+  static Array& construct_at(void* memory, size_t bytes, size_t length, const ArrayOptions& options = {}) {
+    if (bytes < bytes_needed(length, options)) throw InvalidArgument("Array::construct_at: memory too small");
+    if (options.policy && reinterpret_cast<uintptr_t>(memory) % kPageBytes != 0) {
+      throw InvalidArgument("Array::construct_at: memory must be page-aligned when a policy is given");
+    }
+    const size_t data_offset = options.policy ? kPageBytes : round_up(sizeof(Array), alignof(T));
+    auto* a = new (memory) Array(length, data_offset);
+    T* data = a->data();
+    if (options.policy) options.policy->apply(data, round_up(length * sizeof(T), kPageBytes));
+    for (size_t i = 0; i < length; ++i) new (data + i) T();  // the first touch, after the policy
+    return *a;
+  }
+
+  Array(const Array&) = delete;
+  Array& operator=(const Array&) = delete;
+
+  size_t size() const { return static_cast<size_t>(length_); }
+  T* data() { return reinterpret_cast<T*>(reinterpret_cast<char*>(this) + data_offset_); }
+  const T* data() const { return reinterpret_cast<const T*>(reinterpret_cast<const char*>(this) + data_offset_); }
+  std::span<T> span() { return {data(), size()}; }
+  // Unsynchronised element access (see Threads above).
+  T& operator[](size_t i) { return data()[i]; }
+  const T& operator[](size_t i) const { return data()[i]; }
+  T& at(size_t i) {
+    if (i >= size()) throw InvalidArgument("Array::at: index " + std::to_string(i) + " >= size " + std::to_string(size()));
+    return data()[i];
+  }
+
+  // Lock-free element operations; acquire/release pair with each other on the same element in any process.
+  T load(size_t i) const requires kLockFree { return elem(i).load(std::memory_order_acquire); }
+  void store(size_t i, const T& v) requires kLockFree { elem(i).store(v, std::memory_order_release); }
+  T fetch_add(size_t i, T delta) requires(kLockFree && std::is_integral_v<T>) {
+    return elem(i).fetch_add(delta, std::memory_order_acq_rel);
+  }
+  T fetch_sub(size_t i, T delta) requires(kLockFree && std::is_integral_v<T>) {
+    return elem(i).fetch_sub(delta, std::memory_order_acq_rel);
+  }
+  bool compare_exchange(size_t i, T& expected, const T& desired) requires kLockFree {
+    return elem(i).compare_exchange_strong(expected, desired, std::memory_order_acq_rel, std::memory_order_acquire);
+  }
+
+  // The robust lock for updates that span elements (use with LockGuard).
+  Lock& get_lock() { return lock_; }
+
+ private:
+  template <typename U>
+  friend void sync_internal::check_tag(const U&, std::string_view);
+
+  Array(size_t length, size_t data_offset)
+      : length_(length), data_offset_(data_offset), element_bytes_(sizeof(T)) {
+    static_assert(std::is_standard_layout_v<Array>, "Array<T> lives in shared memory");
+  }
+  static constexpr size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+  std::atomic_ref<T> elem(size_t i) const { return std::atomic_ref<T>(const_cast<T&>(data()[i])); }
+
+  sync_internal::TypeTag tag_{kTypeTag};
+  Lock lock_;
+  uint64_t length_;
+  uint64_t data_offset_;    // bytes from `this` to element 0: the same in every process
+  uint64_t element_bytes_;  // sizeof(T) of the creator, checked by open()
+};
+
+}  // namespace ipc

@@ -1,0 +1,77 @@
+#include "ipc/shared/array.h"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "ipc/numa/memory_policy.h"
+#include "ipc/numa/placement.h"
+#include "ipc/segment/segment.h"
+#include "ipc/sync/internal/test_util.h"
+
+using ipc::numa::MemoryPolicy;
+using ipc::testing::fork_child;
+using ipc::testing::SharedMapping;
+using ipc::testing::wait_exit;
+
+TEST_CASE("a new array has value-initialised elements and checked access", "[array]") {
+  SharedMapping mem(1 << 16);
+  auto& a = ipc::Array<int32_t>::construct_at(mem.base(), mem.bytes(), 100);
+  CHECK(a.size() == 100);
+  for (int32_t x : a.span()) CHECK(x == 0);
+  a[3] = 7;
+  CHECK(a.at(3) == 7);
+  CHECK(a.load(3) == 7);
+  CHECK_THROWS_AS(a.at(100), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Array<int32_t>::construct_at(mem.base(), 64, 100), ipc::InvalidArgument);
+}
+
+TEST_CASE("processes increment every element of a shared array exactly, lock-free and locked", "[array][stress]") {
+  constexpr int kProcesses = 3, kRounds = 2000;
+  constexpr size_t kLength = 16;
+  SharedMapping mem(1 << 16);
+  auto& a = ipc::Array<int64_t>::construct_at(mem.base(), mem.bytes(), kLength);
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcesses; ++p) {
+    kids.push_back(fork_child([&] {
+      for (int r = 0; r < kRounds; ++r) {
+        for (size_t i = 0; i < kLength; i += 2) a.fetch_add(i, 1);
+        ipc::LockGuard g(a.get_lock());
+        if (g.owner_died()) return 1;
+        for (size_t i = 1; i < kLength; i += 2) a[i] += 1;  // odd elements only ever under the lock
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  for (size_t i = 0; i < kLength; ++i) CHECK(a[i] == kProcesses * kRounds);
+}
+
+TEST_CASE("an interleaved array's pages land on the policy's nodes and the policy reads back", "[array][numa]") {
+  auto segment = ipc::Segment::create(ipc::testing::unique_name("shared_array"), 8 << 20);
+  const MemoryPolicy policy = MemoryPolicy::interleave({0});  // this host has one node
+  constexpr size_t kLength = 256 * 1024;                        // 2 MiB of doubles: 512 pages
+  auto& a = ipc::Array<double>::create(segment, "big", kLength, {policy});
+  REQUIRE(reinterpret_cast<uintptr_t>(a.data()) % 4096 == 0);
+  const size_t bytes = kLength * sizeof(double);
+  auto placement = ipc::numa::page_placement(a.data(), bytes);
+  CHECK(placement.total_pages == bytes / 4096);
+  CHECK(placement.pages_on(0) == placement.total_pages);  // every page was touched at creation, after mbind
+  CHECK(MemoryPolicy::of_address(a.data()) == policy);
+
+  auto& same = ipc::Array<double>::open(segment, "big");
+  CHECK(&same == &a);
+  CHECK_THROWS_AS(ipc::Array<float>::open(segment, "big"), ipc::InvalidArgument);  // element size differs
+  CHECK_THROWS_AS(ipc::Array<double>::open(segment, "missing"), ipc::InvalidArgument);
+}
+
+TEST_CASE("an array built in caller memory with a policy needs page-aligned memory", "[array][numa]") {
+  SharedMapping mem(1 << 20);
+  ipc::ArrayOptions options{MemoryPolicy::bind({0})};
+  auto& a = ipc::Array<int64_t>::construct_at(mem.base(), mem.bytes(), 1000, options);
+  CHECK(MemoryPolicy::of_address(a.data()) == MemoryPolicy::bind({0}));
+  CHECK_THROWS_AS(ipc::Array<int64_t>::construct_at(static_cast<char*>(mem.base()) + 64, 4096 * 4, 10, options),
+                  ipc::InvalidArgument);
+}

@@ -1,0 +1,158 @@
+// ipc/sync/lock.h: Lock and RLock, process-shared mutual exclusion that survives a holder's death, and LockGuard.
+//
+// Happens-before: everything a thread did before release() happens before everything the next acquirer (in any
+// process) does after its acquire() returns kAcquired or kOwnerDied.
+//
+// Threads: any thread may acquire; a Lock is owned by the *thread* that acquired it, and only that thread may
+//   release it (unlike Python's multiprocessing.Lock, which any process may release). RLock may be re-acquired by
+//   its owner thread and is released when every acquire has been matched by a release.
+// Processes: Lock and RLock live in shared memory (a Segment, by name, or any MAP_SHARED mapping: they are
+//   address-free) and work across every process that maps them.
+// Lifetime: create() constructs in a Segment, open() finds it from another process. Placed by hand, the
+//   constructor must run once, before any other process uses the memory. The object outlives the processes that
+//   use it; destroy it (Segment::destroy) only when no process uses it.
+//   When the owner dies while holding it (killed, crashed, or its thread exited), the next acquirer is told so:
+//   acquire() returns kOwnerDied *and the caller holds the lock*. The caller checks and repairs the data it
+//   protects, then calls mark_consistent() before release(). Releasing without mark_consistent() declares the
+//   data unrepairable: every later acquire throws LockNotRecoverable. See docs/sync.md.
+// Errors: timeout and owner death are results (AcquireResult). Releasing a lock the calling thread does not hold,
+//   re-acquiring a Lock its owner thread holds, and mark_consistent() outside the owner-died state throw
+//   StateError; an unrecoverable lock throws LockNotRecoverable; OS failures throw SystemError.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+
+#include "ipc/sync/acquire_result.h"
+#include "ipc/sync/internal/named.h"
+#include "ipc/sync/internal/robust_mutex.h"
+
+namespace ipc {
+
+class Segment;
+
+class Lock {
+ public:
+  static constexpr uint32_t kTypeTag = 0x4b434f4c;  // "LOCK"
+  static constexpr std::string_view kTypeName = "Lock";
+
+  // Named objects in a segment. Any process that has the segment open.
+  static Lock& create(Segment& segment, std::string_view name) {
+    return sync_internal::create_named<Lock>(segment, name);
+  }
+  static Lock& open(Segment& segment, std::string_view name) { return sync_internal::open_named<Lock>(segment, name); }
+  static Lock& open_or_create(Segment& segment, std::string_view name) {
+    return sync_internal::open_or_create_named<Lock>(segment, name);
+  }
+
+  Lock();
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+  // Blocks until held or `timeout` passes (nullopt: forever). Any thread, any process.
+  [[nodiscard]] AcquireResult acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Never blocks: kTimedOut when another thread holds it. Any thread, any process.
+  [[nodiscard]] AcquireResult try_acquire();
+  // REQUIRES: the calling thread holds it (else StateError).
+  void release();
+  // After kOwnerDied, once the protected data is repaired. REQUIRES: the calling thread holds it.
+  void mark_consistent();
+  // Whether the calling thread holds it. Any thread; exact for the calling thread.
+  bool held_by_this_thread() const;
+
+ private:
+  template <typename T>
+  friend void sync_internal::check_tag(const T&, std::string_view);
+
+  void on_acquired(AcquireResult r);
+
+  sync_internal::TypeTag tag_{kTypeTag};
+  // The owner thread's id, 0 when free; written only by the owner while it holds mutex_, so a thread that reads
+  // its own id here is certain it holds the lock. Relaxed: it answers "is it me?", never orders data.
+  std::atomic<pid_t> owner_tid_{0};
+  sync_internal::RobustMutex mutex_{sync_internal::RobustMutex::Kind::kNormal};
+};
+
+class RLock {
+ public:
+  static constexpr uint32_t kTypeTag = 0x4b434c52;  // "RLCK"
+  static constexpr std::string_view kTypeName = "RLock";
+
+  static RLock& create(Segment& segment, std::string_view name) {
+    return sync_internal::create_named<RLock>(segment, name);
+  }
+  static RLock& open(Segment& segment, std::string_view name) {
+    return sync_internal::open_named<RLock>(segment, name);
+  }
+  static RLock& open_or_create(Segment& segment, std::string_view name) {
+    return sync_internal::open_or_create_named<RLock>(segment, name);
+  }
+
+  RLock();
+  RLock(const RLock&) = delete;
+  RLock& operator=(const RLock&) = delete;
+
+  // As Lock::acquire; the owner thread re-acquiring returns kAcquired at once and deepens the recursion.
+  [[nodiscard]] AcquireResult acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  [[nodiscard]] AcquireResult try_acquire();
+  // Undoes one acquire; the lock is free after the last. REQUIRES: the calling thread holds it (else StateError).
+  void release();
+  // After kOwnerDied (the dead owner's recursion is discarded: the new owner holds it once).
+  void mark_consistent();
+  bool held_by_this_thread() const;
+  // How many times the calling thread holds it (0 when it does not).
+  uint32_t depth_for_this_thread() const;
+
+ private:
+  template <typename T>
+  friend void sync_internal::check_tag(const T&, std::string_view);
+
+  void on_acquired(AcquireResult r);
+
+  sync_internal::TypeTag tag_{kTypeTag};
+  std::atomic<pid_t> owner_tid_{0};  // as in Lock
+  uint32_t depth_ = 0;               // read and written only by the owner thread, under mutex_
+  sync_internal::RobustMutex mutex_{sync_internal::RobustMutex::Kind::kRecursive};
+};
+
+static_assert(std::is_standard_layout_v<Lock> && std::is_standard_layout_v<RLock>,
+              "Lock and RLock live in shared memory");
+static_assert(std::atomic<pid_t>::is_always_lock_free, "the owner id is read across processes");
+
+// RAII ownership of a Lock or RLock: acquires in the constructor, releases in the destructor if held.
+// A guard belongs to one thread. Check owner_died() before touching the protected data:
+//   LockGuard g(lock);
+//   if (g.owner_died()) { repair(data); g.mark_consistent(); }
+template <typename L>
+class [[nodiscard]] LockGuard {
+ public:
+  // Blocks until held (kAcquired or kOwnerDied).
+  explicit LockGuard(L& lock) : lock_(&lock), result_(lock.acquire()) {}
+  // Gives up after `timeout`: then owns_lock() is false and result() is kTimedOut.
+  LockGuard(L& lock, std::chrono::nanoseconds timeout) : lock_(&lock), result_(lock.acquire(timeout)) {}
+  ~LockGuard() {
+    if (owns_lock()) lock_->release();
+  }
+  LockGuard(const LockGuard&) = delete;
+  LockGuard& operator=(const LockGuard&) = delete;
+
+  AcquireResult result() const { return result_; }
+  bool owns_lock() const { return holds(result_); }
+  bool owner_died() const { return result_ == AcquireResult::kOwnerDied; }
+  explicit operator bool() const { return owns_lock(); }
+
+  // The protected data is repaired; later guards see kAcquired.
+  void mark_consistent() { lock_->mark_consistent(); }
+
+ private:
+  L* lock_;
+  AcquireResult result_;
+};
+
+}  // namespace ipc

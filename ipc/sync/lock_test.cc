@@ -1,0 +1,257 @@
+#include "ipc/sync/lock.h"
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "ipc/segment/segment.h"
+#include "ipc/sync/internal/test_util.h"
+
+using namespace std::chrono_literals;
+using ipc::AcquireResult;
+using ipc::testing::fork_child;
+using ipc::testing::kill_and_wait;
+using ipc::testing::SharedMapping;
+using ipc::testing::Signal;
+using ipc::testing::wait_exit;
+
+namespace {
+
+// A lock and the data it protects, as users lay them out in shared memory.
+template <typename L>
+struct Guarded {
+  L lock;
+  int64_t a = 0;
+  int64_t b = 0;  // invariant when consistent: a == b
+};
+
+// Runs `body` on another thread and returns its result (to see the lock as a non-owner sees it).
+template <typename F>
+auto on_other_thread(F body) {
+  decltype(body()) r{};
+  std::thread t([&] { r = body(); });
+  t.join();
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("an uncontended lock is acquired, held by its thread only, and released", "[lock]") {
+  ipc::Lock lock;
+  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  CHECK(lock.held_by_this_thread());
+  CHECK(on_other_thread([&] { return lock.held_by_this_thread(); }) == false);
+  CHECK(on_other_thread([&] { return lock.try_acquire(); }) == AcquireResult::kTimedOut);
+  CHECK(on_other_thread([&] { return lock.acquire(20ms); }) == AcquireResult::kTimedOut);
+  lock.release();
+  CHECK_FALSE(lock.held_by_this_thread());
+  CHECK(on_other_thread([&] {
+          AcquireResult r = lock.try_acquire();
+          if (ipc::holds(r)) lock.release();
+          return r;
+        }) == AcquireResult::kAcquired);
+}
+
+TEST_CASE("releasing a lock the caller does not hold throws StateError", "[lock]") {
+  ipc::Lock lock;
+  CHECK_THROWS_AS(lock.release(), ipc::StateError);
+  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  CHECK(on_other_thread([&] {
+    try {
+      lock.release();
+      return false;
+    } catch (const ipc::StateError&) {
+      return true;
+    }
+  }));
+  lock.release();
+}
+
+TEST_CASE("re-acquiring a Lock from the thread that holds it throws StateError", "[lock]") {
+  ipc::Lock lock;
+  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  CHECK_THROWS_AS((void)lock.acquire(), ipc::StateError);
+  lock.release();
+}
+
+TEST_CASE("mark_consistent outside the owner-died state throws StateError", "[lock]") {
+  ipc::Lock lock;
+  CHECK_THROWS_AS(lock.mark_consistent(), ipc::StateError);  // not held
+  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  CHECK_THROWS_AS(lock.mark_consistent(), ipc::StateError);  // held, but nobody died
+  lock.release();
+}
+
+TEST_CASE("a lock excludes other processes: N processes x M locked increments are exact", "[lock][stress]") {
+  constexpr int kProcesses = 3, kIncrements = 20000;
+  SharedMapping mem(4096);
+  auto& g = mem.make<Guarded<ipc::Lock>>(0);
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcesses; ++p) {
+    kids.push_back(fork_child([&] {
+      for (int i = 0; i < kIncrements; ++i) {
+        ipc::LockGuard guard(g.lock);
+        if (!guard.owns_lock() || guard.owner_died()) return 1;
+        ++g.a;  // not atomic: only exact if the lock excludes
+        ++g.b;
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  CHECK(g.a == kProcesses * kIncrements);
+  CHECK(g.b == kProcesses * kIncrements);
+}
+
+TEST_CASE("a holder killed with SIGKILL makes the next acquirer see kOwnerDied, repair and continue",
+          "[lock][kill]") {
+  SharedMapping mem(4096);
+  auto& g = mem.make<Guarded<ipc::Lock>>(0);
+  Signal holding;
+  pid_t holder = fork_child([&] {
+    if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
+    ++g.a;  // half of an update: a != b until b catches up
+    holding.notify();
+    for (;;) pause();
+  });
+  REQUIRE(holding.wait() == 1);
+  REQUIRE(kill_and_wait(holder) == -SIGKILL);
+
+  {
+    ipc::LockGuard guard(g.lock, 30s);
+    REQUIRE(guard.result() == AcquireResult::kOwnerDied);
+    REQUIRE(guard.owns_lock());
+    CHECK(g.a == 1);
+    CHECK(g.b == 0);
+    g.b = g.a;  // the repair
+    guard.mark_consistent();
+  }
+  // Normal service again, in this process and in another.
+  REQUIRE(g.lock.acquire() == AcquireResult::kAcquired);
+  g.lock.release();
+  pid_t next = fork_child([&] {
+    ipc::LockGuard guard(g.lock);
+    return guard.result() == AcquireResult::kAcquired && g.a == g.b ? 0 : 1;
+  });
+  CHECK(wait_exit(next) == 0);
+}
+
+TEST_CASE("a process blocked on the lock when its holder is killed wakes with kOwnerDied", "[lock][kill]") {
+  SharedMapping mem(4096);
+  auto& g = mem.make<Guarded<ipc::Lock>>(0);
+  Signal holding, waiting;
+  pid_t holder = fork_child([&] {
+    if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
+    holding.notify();
+    for (;;) pause();
+  });
+  REQUIRE(holding.wait() == 1);
+  pid_t waiter = fork_child([&] {
+    waiting.notify();
+    ipc::LockGuard guard(g.lock, 30s);
+    if (!guard.owner_died()) return 1;
+    guard.mark_consistent();
+    return 0;
+  });
+  REQUIRE(waiting.wait() == 1);
+  REQUIRE(kill_and_wait(holder) == -SIGKILL);
+  CHECK(wait_exit(waiter) == 0);
+  REQUIRE(g.lock.try_acquire() == AcquireResult::kAcquired);
+  g.lock.release();
+}
+
+TEST_CASE("releasing an owner-died lock without mark_consistent makes it unrecoverable", "[lock][kill]") {
+  SharedMapping mem(4096);
+  auto& g = mem.make<Guarded<ipc::Lock>>(0);
+  Signal holding;
+  pid_t holder = fork_child([&] {
+    if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
+    holding.notify();
+    for (;;) pause();
+  });
+  REQUIRE(holding.wait() == 1);
+  REQUIRE(kill_and_wait(holder) == -SIGKILL);
+  {
+    ipc::LockGuard guard(g.lock);
+    REQUIRE(guard.owner_died());
+    // No repair, no mark_consistent: the guard's release declares the data unrepairable.
+  }
+  CHECK_THROWS_AS((void)g.lock.acquire(), ipc::LockNotRecoverable);
+  CHECK_THROWS_AS((void)g.lock.try_acquire(), ipc::LockNotRecoverable);
+}
+
+TEST_CASE("a lock created in a segment is opened by name from another process", "[lock][segment]") {
+  std::string name = ipc::testing::unique_name("sync_lock");
+  auto segment = ipc::Segment::create(name, 1 << 16);
+  ipc::Lock& lock = ipc::Lock::create(segment, "the_lock");
+  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  Signal tried;
+  pid_t child = fork_child([&] {
+    auto mine = ipc::Segment::open(name);
+    ipc::Lock& same = ipc::Lock::open(mine, "the_lock");
+    if (same.try_acquire() != AcquireResult::kTimedOut) return 1;  // the parent holds it
+    tried.notify();
+    return same.acquire(30s) == AcquireResult::kAcquired ? 0 : 2;
+  });
+  REQUIRE(tried.wait() == 1);
+  lock.release();
+  CHECK(wait_exit(child) == 0);
+  CHECK_THROWS_AS(ipc::Lock::open(segment, "no_such_lock"), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::RLock::open(segment, "the_lock"), ipc::InvalidArgument);  // wrong type or size
+  CHECK(&ipc::Lock::open_or_create(segment, "the_lock") == &lock);
+}
+
+TEST_CASE("an RLock is re-entered by its owner and freed by the last release", "[rlock]") {
+  ipc::RLock lock;
+  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  REQUIRE(lock.try_acquire() == AcquireResult::kAcquired);
+  CHECK(lock.depth_for_this_thread() == 3);
+  CHECK(on_other_thread([&] { return lock.try_acquire(); }) == AcquireResult::kTimedOut);
+  lock.release();
+  lock.release();
+  CHECK(lock.held_by_this_thread());
+  CHECK(on_other_thread([&] { return lock.acquire(10ms); }) == AcquireResult::kTimedOut);
+  lock.release();
+  CHECK(lock.depth_for_this_thread() == 0);
+  CHECK_THROWS_AS(lock.release(), ipc::StateError);
+  CHECK(on_other_thread([&] {
+          AcquireResult r = lock.try_acquire();
+          if (ipc::holds(r)) lock.release();
+          return r;
+        }) == AcquireResult::kAcquired);
+}
+
+TEST_CASE("an RLock holder killed while holding it three deep hands kOwnerDied to the next acquirer",
+          "[rlock][kill]") {
+  SharedMapping mem(4096);
+  auto& g = mem.make<Guarded<ipc::RLock>>(0);
+  Signal holding;
+  pid_t holder = fork_child([&] {
+    for (int i = 0; i < 3; ++i) {
+      if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
+    }
+    ++g.a;
+    holding.notify();
+    for (;;) pause();
+  });
+  REQUIRE(holding.wait() == 1);
+  REQUIRE(kill_and_wait(holder) == -SIGKILL);
+  {
+    ipc::LockGuard guard(g.lock, 30s);
+    REQUIRE(guard.owner_died());
+    CHECK(g.lock.depth_for_this_thread() == 1);  // the dead owner's depth is discarded
+    g.b = g.a;
+    guard.mark_consistent();
+  }
+  CHECK_FALSE(g.lock.held_by_this_thread());
+  pid_t next = fork_child([&] {
+    ipc::LockGuard outer(g.lock);
+    ipc::LockGuard inner(g.lock);
+    return outer.result() == AcquireResult::kAcquired && inner.result() == AcquireResult::kAcquired ? 0 : 1;
+  });
+  CHECK(wait_exit(next) == 0);
+}

@@ -1,0 +1,122 @@
+#include "ipc/sync/semaphore.h"
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <vector>
+
+#include "ipc/segment/segment.h"
+#include "ipc/sync/internal/test_util.h"
+
+using namespace std::chrono_literals;
+using ipc::testing::fork_child;
+using ipc::testing::kill_and_wait;
+using ipc::testing::SharedMapping;
+using ipc::testing::Signal;
+using ipc::testing::wait_exit;
+
+TEST_CASE("a semaphore hands out its initial units and then times out", "[semaphore]") {
+  ipc::Semaphore sem(2);
+  CHECK(sem.try_acquire());
+  CHECK(sem.acquire(10ms));
+  CHECK_FALSE(sem.try_acquire());
+  CHECK_FALSE(sem.acquire(20ms));
+  sem.release(2);
+  CHECK(sem.value_approx() == 2);
+  CHECK(sem.try_acquire());
+}
+
+TEST_CASE("a semaphore may be released above its initial value", "[semaphore]") {
+  ipc::Semaphore sem(0);
+  sem.release(3);
+  CHECK(sem.value_approx() == 3);
+  CHECK_THROWS_AS(sem.release(ipc::Semaphore::kMaxValue), ipc::InvalidArgument);
+  CHECK(sem.value_approx() == 3);
+}
+
+TEST_CASE("releasing a bounded semaphore beyond its bound throws StateError and changes nothing",
+          "[semaphore]") {
+  ipc::BoundedSemaphore sem(2);
+  CHECK_THROWS_AS(sem.release(), ipc::StateError);
+  REQUIRE(sem.try_acquire());
+  CHECK_THROWS_AS(sem.release(2), ipc::StateError);
+  CHECK(sem.value_approx() == 1);
+  sem.release();
+  CHECK(sem.value_approx() == 2);
+  CHECK_THROWS_AS(ipc::BoundedSemaphore(0), ipc::InvalidArgument);
+}
+
+TEST_CASE("a release in one process wakes a waiter blocked in another", "[semaphore]") {
+  SharedMapping mem(4096);
+  auto& sem = mem.make<ipc::Semaphore>(0, 0u);
+  Signal waiting;
+  pid_t child = fork_child([&] {
+    waiting.notify();
+    return sem.acquire(30s) ? 0 : 1;
+  });
+  REQUIRE(waiting.wait() == 1);
+  sem.release();
+  CHECK(wait_exit(child) == 0);
+  CHECK(sem.value_approx() == 0);
+}
+
+TEST_CASE("a semaphore of N units admits at most N processes at once", "[semaphore][stress]") {
+  constexpr int kUnits = 2, kProcesses = 4, kRounds = 2000;
+  struct Shared {
+    ipc::Semaphore sem{kUnits};
+    std::atomic<int> inside{0};
+    std::atomic<int> most{0};
+  };
+  SharedMapping mem(4096);
+  auto& s = mem.make<Shared>(0);
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcesses; ++p) {
+    kids.push_back(fork_child([&] {
+      for (int i = 0; i < kRounds; ++i) {
+        if (!s.sem.acquire(30s)) return 1;
+        int now = s.inside.fetch_add(1) + 1;
+        int seen = s.most.load();
+        while (now > seen && !s.most.compare_exchange_weak(seen, now)) {
+        }
+        s.inside.fetch_sub(1);
+        s.sem.release();
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  CHECK(s.most.load() <= kUnits);
+  CHECK(s.sem.value_approx() == kUnits);
+}
+
+TEST_CASE("a waiter killed while blocked does not swallow a later release", "[semaphore][kill]") {
+  SharedMapping mem(4096);
+  auto& sem = mem.make<ipc::BoundedSemaphore>(0, 1u);
+  REQUIRE(sem.try_acquire());
+  Signal waiting;
+  pid_t doomed = fork_child([&] {
+    waiting.notify();
+    return sem.acquire() ? 0 : 1;
+  });
+  REQUIRE(waiting.wait() == 1);
+  REQUIRE(kill_and_wait(doomed) == -SIGKILL);
+  pid_t survivor = fork_child([&] {
+    waiting.notify();
+    return sem.acquire(30s) ? 0 : 1;
+  });
+  REQUIRE(waiting.wait() == 1);
+  sem.release();
+  CHECK(wait_exit(survivor) == 0);
+}
+
+TEST_CASE("semaphores are created and opened by name in a segment", "[semaphore][segment]") {
+  auto segment = ipc::Segment::create(ipc::testing::unique_name("sync_sem"), 1 << 16);
+  ipc::BoundedSemaphore& b = ipc::BoundedSemaphore::create(segment, "b", 3);
+  ipc::Semaphore::create(segment, "s", 0);
+  CHECK(&ipc::BoundedSemaphore::open(segment, "b") == &b);
+  CHECK(ipc::BoundedSemaphore::open(segment, "b").max_value() == 3);
+  CHECK_THROWS_AS(ipc::BoundedSemaphore::open(segment, "s"), ipc::InvalidArgument);
+}

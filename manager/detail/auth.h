@@ -1,0 +1,22 @@
+// manager/detail/auth.h: the challenge-response proofs of manager.capnp (Authenticator). Internal.
+//
+// Both sides compute HMAC-SHA-256 under the shared key over a label and both nonces; the labels differ so that a
+// proof in one direction can never be replayed as the other. Reentrant pure functions; no errors.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "manager/detail/sha256.h"
+
+namespace ipc::manager::detail {
+
+inline constexpr std::size_t kNonceBytes = 32;
+inline constexpr std::size_t kMinKeyBytes = 16;
+
+Digest client_proof(std::span<const std::uint8_t> key, std::span<const std::uint8_t> server_nonce,
+                    std::span<const std::uint8_t> client_nonce);
+Digest server_proof(std::span<const std::uint8_t> key, std::span<const std::uint8_t> server_nonce,
+                    std::span<const std::uint8_t> client_nonce);
+
+}  // namespace ipc::manager::detail

@@ -1,0 +1,52 @@
+// manager/detail/objects.h: the server-side shared objects and the registry that names them. Internal.
+//
+// Threads: everything here runs on the server's one event-loop thread; no locking is needed or done.
+// Processes: server process only.
+// Lifetime: the Registry lives inside Server::run(); objects are reference counted by the capabilities that point
+//   at them (the registry's own reference plus every client's), so a removed object lives on, failing every call,
+//   until the last client lets go.
+// Errors: calls fail with tagged kj exceptions (wire_errors.h).
+#pragma once
+
+#include <capnp/capability.h>
+#include <kj/timer.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "manager/manager.capnp.h"
+#include "manager/value.h"
+
+namespace ipc::manager::detail {
+
+class ObjectBase;
+
+class Registry {
+ public:
+  explicit Registry(kj::Timer& timer) : timer_(timer) {}
+  ~Registry();
+
+  // Fills `out` with the capability of `name`, creating it when allowed. See Manager.open in manager.capnp.
+  void open(kj::StringPtr name, Kind kind, bool create, std::uint64_t max_size, wire::Object::Builder out);
+  bool remove(kj::StringPtr name);
+  std::vector<ObjectRef> list() const;
+
+  void serve(std::string name, capnp::Capability::Client service);
+  capnp::Capability::Client service(kj::StringPtr name);
+
+ private:
+  struct Entry {
+    Kind kind;
+    capnp::Capability::Client cap;
+    ObjectBase* object;  // owned through `cap`
+  };
+  kj::Timer& timer_;
+  std::map<std::string, Entry, std::less<>> objects_;
+  std::map<std::string, capnp::Capability::Client, std::less<>> services_;
+};
+
+// Object names: 1..255 bytes, no NUL. Throws ipc::InvalidArgument otherwise.
+void validate_name(std::string_view name);
+
+}  // namespace ipc::manager::detail

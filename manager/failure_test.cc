@@ -1,0 +1,157 @@
+// What dies, and what the survivors see: clients killed while holding or waiting, servers killed under clients.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+
+#include "manager/client.h"
+#include "manager/detail/test_util.h"
+#include "manager/server.h"
+
+using namespace std::chrono_literals;
+using ipc::manager::Client;
+using ipc::manager::QueueStatus;
+using ipc::manager::Value;
+using ipc::manager::testing::run_child;
+using ipc::manager::testing::Signal;
+
+TEST_CASE("a client killed while holding a lock releases it to the next client", "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  Signal holding;
+  auto child = run_child([&] {
+    Client c(server.socket_path(), server.key());
+    auto held = c.lock("L").acquire();
+    holding.notify();
+    ::pause();  // killed here, still holding
+    return 0;
+  });
+  REQUIRE(holding.wait_for(30s));
+  Client client(server.socket_path(), server.key());
+  auto lock = client.lock("L");
+  CHECK_FALSE(lock.try_acquire().has_value());
+  child.kill(SIGKILL);
+  CHECK(child.join() == 128 + SIGKILL);
+  auto held = lock.try_acquire(30s);
+  CHECK(held.has_value());
+}
+
+TEST_CASE("a client killed while waiting for a lock does not keep it from others", "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto lock = client.lock("L");
+  auto held = lock.acquire();
+  Signal waiting;
+  auto child = run_child([&] {
+    Client c(server.socket_path(), server.key());
+    auto l = c.lock("L");
+    auto request = l.capability().acquireRequest();
+    request.setTimeoutNs(-1);
+    auto reply = request.send();
+    (void)l.locked();  // calls of one connection run in order: the acquire above is now waiting
+    waiting.notify();
+    c.wait(kj::mv(reply));
+    ::pause();
+    return 0;
+  });
+  REQUIRE(waiting.wait_for(30s));
+  child.kill(SIGKILL);
+  CHECK(child.join() == 128 + SIGKILL);
+  held.release();
+  // Had the dead waiter been handed the lock, this would time out.
+  CHECK(lock.try_acquire(30s).has_value());
+}
+
+TEST_CASE("a client killed while waiting on a queue does not swallow the next item", "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  Signal waiting;
+  auto child = run_child([&] {
+    Client c(server.socket_path(), server.key());
+    auto q = c.queue("q");
+    auto request = q.capability().getRequest();
+    request.setTimeoutNs(-1);
+    auto reply = request.send();
+    (void)q.size_approx();  // the get above is now waiting on the server
+    waiting.notify();
+    c.wait(kj::mv(reply));
+    return 0;
+  });
+  REQUIRE(waiting.wait_for(30s));
+  child.kill(SIGKILL);
+  CHECK(child.join() == 128 + SIGKILL);
+  Client client(server.socket_path(), server.key());
+  auto q = client.queue("q");
+  REQUIRE(q.put("item") == QueueStatus::kOk);
+  auto item = q.get(30s);
+  CHECK(item.status == QueueStatus::kOk);
+  CHECK(item.value == Value("item"));
+}
+
+TEST_CASE("a pending call fails with Disconnected when the server is killed, and so do later calls",
+          "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto ev = client.event("E");
+  auto d = client.dict("d");
+  auto request = ev.capability().waitRequest();
+  request.setTimeoutNs(-1);
+  auto pending = request.send();
+  (void)ev.is_set();  // the wait above is now pending on the server
+  ::kill(server.pid(), SIGKILL);
+  CHECK_THROWS_AS(client.wait(kj::mv(pending)), ipc::manager::Disconnected);
+  CHECK_THROWS_AS(d.set("k", 1), ipc::manager::Disconnected);
+  CHECK_THROWS_AS(ev.wait(), ipc::manager::Disconnected);
+  CHECK_THROWS_AS(client.dict("other"), ipc::manager::Disconnected);
+  CHECK(WIFSIGNALED(server.stop()));
+}
+
+TEST_CASE("a blocking call in progress fails with Disconnected when the server stops", "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto q = client.queue("q");
+  auto killer = run_child([&] {
+    Client c(server.socket_path(), server.key());
+    // Signals the parent's pending get by stopping the server once the parent waits.
+    auto ev = c.event("parent waiting");
+    if (!ev.wait(30s)) return 1;
+    ::kill(server.pid(), SIGTERM);
+    return 0;
+  });
+  auto request = q.capability().getRequest();
+  request.setTimeoutNs(-1);
+  auto pending = request.send();
+  client.event("parent waiting").set();
+  CHECK_THROWS_AS(client.wait(kj::mv(pending)), ipc::manager::Disconnected);
+  CHECK(killer.join() == 0);
+}
+
+TEST_CASE("connecting to a stopped server fails with a system error naming the socket", "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  std::string path = server.socket_path();
+  auto key = server.key();
+  CHECK(WIFEXITED(server.stop()));
+  CHECK_THROWS_AS(Client(path, key), ipc::SystemError);
+  CHECK_THROWS_WITH(Client(path, key), Catch::Contains(path));
+}
+
+TEST_CASE("a new server replaces the socket of a killed one, but not of a live one", "[manager][kill]") {
+  char templ[] = "/tmp/numa_mp-test-XXXXXX";
+  REQUIRE(::mkdtemp(templ) != nullptr);
+  std::string path = std::string(templ) + "/m.sock";
+  ipc::manager::ServerProcessOptions options;
+  options.socket_path = path;
+  {
+    auto first = ipc::manager::start_server(options);
+    options.key = first.key();
+    CHECK_THROWS_WITH(ipc::manager::start_server(options), Catch::Contains("already serves"));
+    ::kill(first.pid(), SIGKILL);
+    first.stop();
+    struct stat st;
+    REQUIRE(::stat(path.c_str(), &st) == 0);  // left behind by the killed server
+    auto second = ipc::manager::start_server(options);
+    Client client(second.socket_path(), second.key());
+    client.dict("d").set("k", 1);
+  }
+  ::unlink(path.c_str());
+  ::rmdir(templ);
+}

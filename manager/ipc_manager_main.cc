@@ -1,0 +1,104 @@
+// ipc-manager: serves a Manager on a Unix socket for unrelated processes.
+//
+//   ipc-manager --socket /run/user/1000/myapp/manager.sock --key-file ~/.config/myapp/manager.key
+//
+// The key file holds the shared key (at least 16 bytes; trailing newlines are ignored) and must not be readable by
+// group or others. The socket's directory is created (0700) if missing and must be private. SIGTERM or SIGINT
+// stops the server cleanly (socket removed). Exit status: 0 after a clean stop, 2 for bad usage, 1 otherwise.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "ipc/base/error.h"
+#include "manager/server.h"
+
+namespace {
+
+ipc::manager::Server* g_server = nullptr;
+
+extern "C" void on_stop_signal(int) {
+  if (g_server != nullptr) g_server->stop();
+}
+
+std::vector<std::uint8_t> read_key_file(const std::string& path) {
+  int fd = ipc::retry_on_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
+  if (fd < 0) ipc::throw_errno("open key file " + path);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw ipc::SystemError(err, "fstat " + path);
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    throw ipc::InvalidArgument("key file " + path + " is readable by group or others; chmod 600 it");
+  }
+  std::vector<std::uint8_t> key;
+  std::uint8_t buf[4096];
+  for (;;) {
+    ssize_t n = ipc::retry_on_eintr([&] { return ::read(fd, buf, sizeof buf); });
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      throw ipc::SystemError(err, "read " + path);
+    }
+    if (n == 0) break;
+    key.insert(key.end(), buf, buf + n);
+  }
+  ::close(fd);
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  return key;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace po = boost::program_options;
+  po::options_description options("ipc-manager: serve Manager objects on a Unix socket");
+  std::string socket_path, key_file;
+  std::size_t max_message_bytes = std::size_t{64} << 20;
+  options.add_options()("help,h", "show this help")(
+      "socket", po::value(&socket_path)->required(), "Unix socket path (its directory must be private, 0700)")(
+      "key-file", po::value(&key_file)->required(), "file holding the shared key (mode 0600, >= 16 bytes)")(
+      "max-message-bytes", po::value(&max_message_bytes)->default_value(max_message_bytes),
+      "largest request accepted; larger ones drop that client's connection");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, options), vm);
+    if (vm.count("help")) {
+      std::cout << options << "\n";
+      return 0;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "ipc-manager: " << e.what() << "\n" << options << "\n";
+    return 2;
+  }
+  try {
+    ipc::manager::Server server(
+        ipc::manager::ServerOptions{socket_path, read_key_file(key_file), max_message_bytes});
+    g_server = &server;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::sigaction(SIGINT, &sa, nullptr);
+    // A client that vanishes mid-write must not kill the server.
+    ::signal(SIGPIPE, SIG_IGN);
+    std::cout << "ipc-manager: serving on " << server.socket_path() << std::endl;
+    server.run();
+    g_server = nullptr;
+    std::cout << "ipc-manager: stopped" << std::endl;
+    return 0;
+  } catch (const ipc::Error& e) {
+    std::cerr << "ipc-manager: " << e.what() << "\n";
+    return 1;
+  }
+}

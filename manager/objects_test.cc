@@ -1,0 +1,308 @@
+// Semantics of every built-in object, from one client and across processes.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+
+#include "manager/client.h"
+#include "manager/detail/test_util.h"
+#include "manager/server.h"
+
+using namespace std::chrono_literals;
+using ipc::manager::Bytes;
+using ipc::manager::Client;
+using ipc::manager::Kind;
+using ipc::manager::ObjectRef;
+using ipc::manager::Open;
+using ipc::manager::QueueStatus;
+using ipc::manager::Value;
+using ipc::manager::testing::run_child;
+using ipc::manager::testing::Signal;
+
+TEST_CASE("a dict stores, replaces, erases and lists values", "[manager][dict]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto d = client.dict("d");
+  CHECK(d.size() == 0);
+  CHECK_FALSE(d.get("missing").has_value());
+
+  d.set("int", 7);
+  d.set("text", "hello");
+  d.set("nested", Value::Map{{"xs", Value::List{1, 2.5, Bytes{{9}}}}});
+  d.set("int", 8);  // replaces
+  CHECK(d.get("int") == Value(8));
+  CHECK(d.get("text") == Value("hello"));
+  CHECK(d.get("nested")->as_map().at("xs").as_list()[2] == Value(Bytes{{9}}));
+  CHECK(d.size() == 3);
+  CHECK(d.keys() == std::vector<std::string>{"int", "nested", "text"});
+
+  CHECK(d.erase("text"));
+  CHECK_FALSE(d.erase("text"));
+  d.update({{"a", 1}, {"b", 2}});
+  CHECK(d.items().size() == 4);
+  d.clear();
+  CHECK(d.size() == 0);
+
+  // A second proxy, from a second connection, sees the same object.
+  d.set("shared", true);
+  Client other(server.socket_path(), server.key());
+  CHECK(other.dict("d").get("shared") == Value(true));
+}
+
+TEST_CASE("a list indexes like Python and rejects out-of-range indices", "[manager][list]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto l = client.list("l");
+  l.append(1);
+  l.extend({2, 3, 4});
+  CHECK(l.size() == 4);
+  CHECK(l.get(0) == Value(1));
+  CHECK(l.get(-1) == Value(4));
+  l.set(-2, "three");
+  CHECK(l.pop() == Value(4));
+  CHECK(l.pop(0) == Value(1));
+  CHECK(l.items() == Value::List{2, "three"});
+  CHECK_THROWS_AS(l.get(2), ipc::InvalidArgument);
+  CHECK_THROWS_WITH(l.get(-3), Catch::Contains("out of range"));
+  l.clear();
+  CHECK_THROWS_AS(l.pop(), ipc::InvalidArgument);
+}
+
+TEST_CASE("a namespace keeps attributes", "[manager][namespace]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto ns = client.namespace_("config");
+  ns.set("threads", 4);
+  ns.set("name", "run-1");
+  CHECK(ns.get("threads") == Value(4));
+  CHECK_FALSE(ns.get("absent").has_value());
+  CHECK(ns.erase("name"));
+  CHECK(ns.items() == Value::Map{{"threads", 4}});
+}
+
+TEST_CASE("a queue hands items from a producer process to a consumer in order", "[manager][queue]") {
+  auto server = ipc::manager::start_server();
+  constexpr int kItems = 200;
+  auto producer = run_child([&] {
+    Client client(server.socket_path(), server.key());
+    auto q = client.queue("q");
+    for (int i = 0; i < kItems; ++i) {
+      if (q.put(i) != QueueStatus::kOk) return 1;
+    }
+    return 0;
+  });
+  Client client(server.socket_path(), server.key());
+  auto q = client.queue("q");
+  for (int i = 0; i < kItems; ++i) {
+    auto item = q.get(30s);
+    REQUIRE(item.status == QueueStatus::kOk);
+    CHECK(item.value == Value(i));
+  }
+  CHECK(producer.join() == 0);
+  CHECK(q.get(0s).status == QueueStatus::kTimeout);
+}
+
+TEST_CASE("queue get times out on an empty queue", "[manager][queue]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto q = client.queue("q");
+  auto start = std::chrono::steady_clock::now();
+  CHECK(q.get(50ms).status == QueueStatus::kTimeout);
+  CHECK(std::chrono::steady_clock::now() - start >= 50ms);
+  CHECK(q.get(0s).status == QueueStatus::kTimeout);
+}
+
+TEST_CASE("a bounded queue refuses a put while full and takes it after a get", "[manager][queue]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto q = client.queue("bounded", 2);
+  CHECK(q.put(1, 0s) == QueueStatus::kOk);
+  CHECK(q.put(2, 0s) == QueueStatus::kOk);
+  CHECK(q.put(3, 0s) == QueueStatus::kTimeout);
+  CHECK(q.put(3, 20ms) == QueueStatus::kTimeout);
+  // A waiting put gets in as soon as a get makes room.
+  auto pending = q.put_async(3, 30s);
+  CHECK(q.get().value == Value(1));
+  CHECK(pending.get() == QueueStatus::kOk);
+  CHECK(q.size_approx() == 2);
+  CHECK(q.get().value == Value(2));
+  CHECK(q.get().value == Value(3));
+}
+
+TEST_CASE("closing a queue wakes a waiting getter in another process", "[manager][queue]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto q = client.queue("q");
+  REQUIRE(q.put("left over") == QueueStatus::kOk);
+  Signal child_waiting;
+  auto consumer = run_child([&] {
+    Client c(server.socket_path(), server.key());
+    auto cq = c.queue("q");
+    if (cq.get(30s).value != Value("left over")) return 1;
+    auto request = cq.capability().getRequest();
+    request.setTimeoutNs(-1);
+    auto reply = request.send();
+    // The server handles one connection's calls in order: once this answer is back, the get above is waiting.
+    (void)cq.size_approx();
+    child_waiting.notify();
+    auto r = c.wait(kj::mv(reply));
+    return (!r.getOk() && r.getClosed()) ? 0 : 2;
+  });
+  REQUIRE(child_waiting.wait_for(30s));
+  q.close();
+  CHECK(consumer.join() == 0);
+  CHECK(q.put(1) == QueueStatus::kClosed);
+}
+
+TEST_CASE("a lock excludes another process until it is released", "[manager][lock]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto lock = client.lock("L");
+  auto held = lock.acquire();
+  CHECK(lock.locked());
+  CHECK_FALSE(lock.try_acquire().has_value());
+
+  Signal child_waiting;
+  auto child = run_child([&] {
+    Client c(server.socket_path(), server.key());
+    auto l = c.lock("L");
+    if (l.try_acquire(0s).has_value()) return 1;  // must be held by the parent
+    auto request = l.capability().acquireRequest();
+    request.setTimeoutNs(30'000'000'000);
+    auto reply = request.send();
+    (void)l.locked();  // calls of one connection run in order: the acquire above is now waiting
+    child_waiting.notify();
+    return c.wait(kj::mv(reply)).getAcquired() ? 0 : 2;
+  });
+  REQUIRE(child_waiting.wait_for(30s));
+  held.release();
+  CHECK(child.join() == 0);
+  CHECK_THROWS_AS(held.release(), ipc::StateError);
+  // The child's holder went away with its process: the lock is free again.
+  auto again = lock.try_acquire(30s);
+  CHECK(again.has_value());
+}
+
+TEST_CASE("an event wakes a waiter in another process", "[manager][event]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto ev = client.event("E");
+  CHECK_FALSE(ev.is_set());
+  CHECK_FALSE(ev.wait(10ms));
+  auto child = run_child([&] {
+    Client c(server.socket_path(), server.key());
+    c.event("E").set();
+    return 0;
+  });
+  CHECK(ev.wait(30s));
+  CHECK(child.join() == 0);
+  CHECK(ev.is_set());
+  ev.clear();
+  CHECK_FALSE(ev.is_set());
+}
+
+TEST_CASE("a value supports get, set and compare_exchange", "[manager][value]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto v = client.value("v");
+  CHECK(v.get().is_null());
+  v.set(Value::List{1, 2});
+  auto failed = v.compare_exchange(Value::List{1}, "new");
+  CHECK_FALSE(failed.exchanged);
+  CHECK(failed.previous == Value::List{1, 2});
+  auto done = v.compare_exchange(Value::List{1, 2}, "new");
+  CHECK(done.exchanged);
+  CHECK(v.get() == Value("new"));
+}
+
+TEST_CASE("a counter adds, and reports overflow as an error", "[manager][counter]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto c = client.counter("c");
+  CHECK(c.add() == 1);
+  CHECK(c.add(41) == 42);
+  CHECK(c.get() == 42);
+  c.set(INT64_MAX);
+  CHECK_THROWS_AS(c.add(), ipc::InvalidArgument);
+  CHECK(c.get() == INT64_MAX);
+}
+
+TEST_CASE("a name of another kind, a missing name and a bad name are errors", "[manager][errors]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  client.dict("taken");
+  CHECK_THROWS_AS(client.list("taken"), ipc::InvalidArgument);
+  CHECK_THROWS_WITH(client.list("taken"), Catch::Contains("is a dict, not a list"));
+  CHECK_THROWS_AS(client.dict("nope", Open::kExisting), ipc::StateError);
+  CHECK_THROWS_AS(client.dict(""), ipc::InvalidArgument);
+  CHECK_THROWS_AS(client.dict(std::string(256, 'x')), ipc::InvalidArgument);
+}
+
+TEST_CASE("calls on a removed object fail with a state error", "[manager][errors]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto d = client.dict("d");
+  d.set("k", 1);
+  auto ev = client.event("e");
+  CHECK(client.remove("d"));
+  CHECK_FALSE(client.remove("d"));
+  CHECK_THROWS_AS(d.get("k"), ipc::StateError);
+  CHECK_THROWS_WITH(d.set("k", 2), Catch::Contains("dict 'd' was removed"));
+  // The name is free again, for a fresh object.
+  CHECK_FALSE(client.dict("d").get("k").has_value());
+  CHECK(client.objects() == std::vector<ObjectRef>{{"d", Kind::kDict}, {"e", Kind::kEvent}});
+}
+
+TEST_CASE("removing an object fails the calls waiting on it", "[manager][errors]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto q = client.queue("q");
+  auto request = q.capability().getRequest();
+  request.setTimeoutNs(-1);
+  auto reply = request.send();
+  client.remove("q");
+  CHECK_THROWS_AS(client.wait(kj::mv(reply)), ipc::StateError);
+}
+
+TEST_CASE("a value can refer to another object, opened as a proxy", "[manager][nested]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  client.list("inner").append("deep");
+  client.dict("outer").set("child", ObjectRef{"inner", Kind::kList});
+  auto ref = client.dict("outer").get("child")->as_ref();
+  CHECK(client.open<ipc::manager::ListProxy>(ref).get(0) == Value("deep"));
+  CHECK_THROWS_AS(client.open<ipc::manager::DictProxy>(ref), ipc::InvalidArgument);
+}
+
+TEST_CASE("pipelined calls all complete, in order, without waiting for each", "[manager][async]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto d = client.dict("d");
+  auto c = client.counter("c");
+  std::vector<ipc::manager::Future<std::int64_t>> adds;
+  std::vector<ipc::manager::Future<void>> sets;
+  for (int i = 0; i < 1000; ++i) {
+    sets.push_back(d.set_async("k" + std::to_string(i), i));
+    adds.push_back(c.add_async(1));
+  }
+  for (int i = 0; i < 1000; ++i) {
+    sets[i].get();
+    CHECK(adds[i].get() == i + 1);
+  }
+  CHECK(d.size() == 1000);
+}
+
+TEST_CASE("a client used from another thread is refused", "[manager][threads]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto d = client.dict("d");
+  bool refused = false;
+  std::thread t([&] {
+    try {
+      d.set("k", 1);
+    } catch (const ipc::StateError&) {
+      refused = true;
+    }
+  });
+  t.join();
+  CHECK(refused);
+}

@@ -1,0 +1,247 @@
+// Authentication, socket permissions, and bad input written straight to the socket.
+#include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.capnp.h>
+#include <capnp/serialize.h>
+#include <kj/async-io.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "manager/client.h"
+#include "manager/detail/auth.h"
+#include "manager/detail/test_util.h"
+#include "manager/server.h"
+
+using namespace std::chrono_literals;
+using ipc::manager::Client;
+using ipc::manager::Value;
+
+namespace {
+
+int raw_connect(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+// Sends `bytes` on a fresh connection (optionally closing our writing side) and reports whether the server closed
+// the connection within `timeout` (reading whatever it answered first).
+bool server_closes_after(const std::string& path, const std::vector<std::uint8_t>& bytes, bool shutdown_write,
+                         std::chrono::milliseconds timeout = 20s) {
+  int fd = raw_connect(path);
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may close while we still write: fine
+    sent += static_cast<std::size_t>(n);
+  }
+  if (shutdown_write) ::shutdown(fd, SHUT_WR);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool closed = false;
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) != 1) continue;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      closed = true;
+      break;
+    }
+  }
+  ::close(fd);
+  return closed;
+}
+
+// A framed Cap'n Proto message as the RPC layer would send it.
+std::vector<std::uint8_t> frame(capnp::MessageBuilder& message) {
+  auto words = capnp::messageToFlatArray(message);
+  auto bytes = words.asBytes();
+  return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
+}
+
+std::vector<std::uint8_t> bootstrap_message() {
+  capnp::MallocMessageBuilder message;
+  auto boot = message.initRoot<capnp::rpc::Message>().initBootstrap();
+  boot.setQuestionId(0);
+  return frame(message);
+}
+
+void check_still_serving(Client& client, int round) {
+  auto d = client.dict("survivor");
+  d.set("round", round);
+  REQUIRE(d.get("round") == Value(round));
+}
+
+}  // namespace
+
+TEST_CASE("the socket is 0600 inside a 0700 directory", "[manager][security]") {
+  auto server = ipc::manager::start_server();
+  struct stat st;
+  REQUIRE(::stat(server.socket_path().c_str(), &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode));
+  CHECK((st.st_mode & 0777) == 0600);
+  std::string dir = server.socket_path().substr(0, server.socket_path().rfind('/'));
+  REQUIRE(::stat(dir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+}
+
+TEST_CASE("a server refuses a socket directory that others may enter", "[manager][security]") {
+  char templ[] = "/tmp/numa_mp-test-XXXXXX";
+  REQUIRE(::mkdtemp(templ) != nullptr);
+  REQUIRE(::chmod(templ, 0755) == 0);
+  ipc::manager::ServerOptions options;
+  options.socket_path = std::string(templ) + "/m.sock";
+  options.key = ipc::manager::random_bytes(32);
+  CHECK_THROWS_WITH(ipc::manager::Server(options), Catch::Contains("open to group or others"));
+  ::rmdir(templ);
+}
+
+TEST_CASE("a short key is refused", "[manager][security]") {
+  ipc::manager::ServerOptions options;
+  options.key = ipc::manager::random_bytes(8);
+  CHECK_THROWS_AS(ipc::manager::Server(options), ipc::InvalidArgument);
+}
+
+TEST_CASE("a wrong key is rejected and the correct key still works", "[manager][security]") {
+  auto server = ipc::manager::start_server();
+  auto wrong = server.key();
+  wrong[0] ^= 1;
+  CHECK_THROWS_AS(Client(server.socket_path(), wrong), ipc::manager::AuthenticationFailed);
+  Client good(server.socket_path(), server.key());
+  check_still_serving(good, 1);
+}
+
+TEST_CASE("nothing but authentication is reachable before the proof", "[manager][security]") {
+  auto server = ipc::manager::start_server();
+  // Raw Cap'n Proto on its own thread (this thread's event loop belongs to Client objects in other tests).
+  std::string failures;
+  std::thread t([&] {
+    auto io = kj::setupAsyncIo();
+    auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", server.socket_path().c_str())).wait(io.waitScope);
+    auto stream = addr->connect().wait(io.waitScope);
+    capnp::TwoPartyClient rpc(*stream);
+    auto boot = rpc.bootstrap();
+
+    // The bootstrap object is not a Manager: calling Manager methods on it fails.
+    try {
+      boot.castAs<ipc::manager::wire::Manager>().listRequest().send().wait(io.waitScope);
+      failures += "Manager.list answered on the bootstrap capability; ";
+    } catch (const kj::Exception& e) {
+      if (e.getType() != kj::Exception::Type::UNIMPLEMENTED) failures += "unexpected error type; ";
+    }
+    auto auth = boot.castAs<ipc::manager::wire::Authenticator>();
+    // respond() without a challenge is refused.
+    try {
+      auth.respondRequest().send().wait(io.waitScope);
+      failures += "respond without challenge succeeded; ";
+    } catch (const kj::Exception&) {
+    }
+    // A wrong proof fails, and the connection allows no second attempt, even with the right proof.
+    auto nonce = auth.challengeRequest().send().wait(io.waitScope);
+    std::vector<std::uint8_t> server_nonce(nonce.getServerNonce().begin(), nonce.getServerNonce().end());
+    std::vector<std::uint8_t> client_nonce(32, 7);
+    auto bad = auth.respondRequest();
+    std::vector<std::uint8_t> zeros(32, 0);
+    bad.setProof(capnp::Data::Reader(zeros.data(), zeros.size()));
+    bad.setClientNonce(capnp::Data::Reader(client_nonce.data(), client_nonce.size()));
+    try {
+      auto r = bad.send().wait(io.waitScope);
+      failures += "a wrong proof was accepted; ";
+    } catch (const kj::Exception& e) {
+      if (std::string(e.getDescription().cStr()).find("AuthenticationFailed") == std::string::npos) {
+        failures += "wrong proof error is not AuthenticationFailed; ";
+      }
+    }
+    try {
+      auth.challengeRequest().send().wait(io.waitScope);
+      failures += "a second challenge was handed out after a failure; ";
+    } catch (const kj::Exception&) {
+    }
+  });
+  t.join();
+  INFO(failures);
+  CHECK(failures.empty());
+}
+
+TEST_CASE("random, truncated and malformed bytes fail only their own connection", "[manager][security]") {
+  auto server = ipc::manager::start_server();
+  Client good(server.socket_path(), server.key());
+  std::mt19937_64 rng(12345);
+  auto boot = bootstrap_message();
+
+  for (int round = 0; round < 60; ++round) {
+    std::vector<std::uint8_t> bytes;
+    switch (round % 4) {
+      case 0:  // random bytes of random length
+        bytes.resize(1 + rng() % 2048);
+        for (auto& b : bytes) b = static_cast<std::uint8_t>(rng());
+        break;
+      case 1:  // a valid message cut short
+        bytes.assign(boot.begin(), boot.begin() + static_cast<std::ptrdiff_t>(1 + rng() % (boot.size() - 1)));
+        break;
+      case 2: {  // valid framing, random content
+        std::uint32_t words = 1 + rng() % 64;
+        bytes.resize(8 + words * 8);
+        std::uint32_t header[2] = {0, words};
+        std::memcpy(bytes.data(), header, 8);
+        for (std::size_t i = 8; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(rng());
+        break;
+      }
+      case 3:  // a valid message with random bits flipped
+        bytes = boot;
+        for (int i = 0; i < 4; ++i) bytes[8 + rng() % (bytes.size() - 8)] ^= static_cast<std::uint8_t>(1 + rng() % 255);
+        break;
+    }
+    // Our end closes its writing side: the server must end the connection rather than wait forever.
+    CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/true));
+    check_still_serving(good, round);
+  }
+  // A malformed message the server can frame but not understand makes it close even with our side still open.
+  std::vector<std::uint8_t> garbage(8 + 16 * 8, 0xff);
+  std::uint32_t header[2] = {0, 16};
+  std::memcpy(garbage.data(), header, 8);
+  CHECK(server_closes_after(server.socket_path(), garbage, /*shutdown_write=*/false));
+  check_still_serving(good, 1000);
+  Client late(server.socket_path(), server.key());
+  check_still_serving(late, 1001);
+}
+
+TEST_CASE("an oversized request is refused with a clear error and the connection survives", "[manager][security]") {
+  ipc::manager::ServerProcessOptions options;
+  options.max_message_bytes = 64 * 1024;
+  auto server = ipc::manager::start_server(options);
+  Client client(server.socket_path(), server.key());
+  CHECK(client.max_message_bytes() == 64 * 1024);
+  auto d = client.dict("d");
+  std::string big(100 * 1024, 'x');
+  CHECK_THROWS_WITH(d.set("big", big), Catch::Contains("exceeds the server's limit of 65536 bytes"));
+  CHECK_THROWS_AS(d.set("big", big), ipc::InvalidArgument);
+  check_still_serving(client, 1);
+}
+
+TEST_CASE("an oversized raw message drops only that connection", "[manager][security]") {
+  ipc::manager::ServerProcessOptions options;
+  options.max_message_bytes = 64 * 1024;
+  auto server = ipc::manager::start_server(options);
+  Client good(server.socket_path(), server.key());
+  // A frame that announces one segment of 1 Mi words (8 MiB), followed by only a little of it: the server must
+  // refuse on the announced size, not wait for (or allocate) all of it.
+  std::vector<std::uint8_t> bytes(8 + 4096, 0);
+  std::uint32_t header[2] = {0, 1u << 20};
+  std::memcpy(bytes.data(), header, 8);
+  CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/false));
+  // Many segments announced: refused too.
+  std::uint32_t many[2] = {100000, 1};
+  std::memcpy(bytes.data(), many, 8);
+  CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/false));
+  check_still_serving(good, 1);
+}

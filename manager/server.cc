@@ -1,0 +1,502 @@
+#include "manager/server.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <fcntl.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <utility>
+
+#include "ipc/base/error.h"
+#include "manager/detail/auth.h"
+#include "manager/detail/batching_stream.h"
+#include "manager/detail/objects.h"
+#include "manager/detail/wire_errors.h"
+#include "manager/manager.capnp.h"
+
+namespace ipc::manager {
+
+using detail::fail;
+using detail::Tag;
+
+std::vector<std::uint8_t> random_bytes(std::size_t n) {
+  std::vector<std::uint8_t> out(n);
+  std::size_t done = 0;
+  while (done < n) {
+    ssize_t r = retry_on_eintr([&] { return getrandom(out.data() + done, n - done, 0); });
+    if (r < 0) throw_errno("getrandom");
+    done += static_cast<std::size_t>(r);
+  }
+  return out;
+}
+
+namespace {
+
+std::span<const std::uint8_t> span_of(capnp::Data::Reader d) { return {d.begin(), d.size()}; }
+
+class ManagerImpl final : public wire::Manager::Server {
+ public:
+  explicit ManagerImpl(detail::Registry& registry) : registry_(registry) {}
+
+  kj::Promise<void> open(OpenContext c) override {
+    auto p = c.getParams();
+    Kind kind = detail::translate_to_wire([&] { return from_wire(p.getKind()); });
+    registry_.open(p.getName(), kind, p.getCreate(), p.getMaxSize(), c.getResults().initObject());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> remove(RemoveContext c) override {
+    c.getResults().setRemoved(registry_.remove(c.getParams().getName()));
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> list(ListContext c) override {
+    auto refs = registry_.list();
+    auto out = c.getResults().initObjects(static_cast<unsigned>(refs.size()));
+    for (unsigned i = 0; i < refs.size(); ++i) {
+      out[i].setName(capnp::Text::Reader(refs[i].name.data(), refs[i].name.size()));
+      out[i].setKind(to_wire(refs[i].kind));
+    }
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> getService(GetServiceContext c) override {
+    c.getResults().setService(registry_.service(c.getParams().getName()));
+    return kj::READY_NOW;
+  }
+
+ private:
+  detail::Registry& registry_;
+};
+
+// The bootstrap capability of one connection. Nothing but challenge/respond is reachable through it, and one wrong
+// proof ends authentication on this connection (a guesser must reconnect for every guess).
+class AuthenticatorImpl final : public wire::Authenticator::Server {
+ public:
+  AuthenticatorImpl(const std::vector<std::uint8_t>& key, detail::Registry& registry, std::uint64_t max_message_bytes)
+      : key_(key), registry_(registry), max_message_bytes_(max_message_bytes) {}
+
+  kj::Promise<void> challenge(ChallengeContext c) override {
+    check_not_done();
+    nonce_ = random_bytes(detail::kNonceBytes);
+    state_ = State::kChallenged;
+    c.getResults().setServerNonce(capnp::Data::Reader(nonce_.data(), nonce_.size()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> respond(RespondContext c) override {
+    check_not_done();
+    if (state_ != State::kChallenged) fail(Tag::kStateError, "respond() before challenge()");
+    // Whatever happens next, this nonce is spent.
+    state_ = State::kFailed;
+    auto p = c.getParams();
+    auto client_nonce = span_of(p.getClientNonce());
+    if (client_nonce.size() != detail::kNonceBytes) {
+      fail(Tag::kAuthenticationFailed, "client nonce must be " + std::to_string(detail::kNonceBytes) + " bytes");
+    }
+    detail::Digest expected = detail::client_proof(key_, nonce_, client_nonce);
+    if (!detail::equal_constant_time(expected, span_of(p.getProof()))) {
+      fail(Tag::kAuthenticationFailed, "wrong key (the proof does not match); reconnect to try again");
+    }
+    state_ = State::kDone;
+    detail::Digest proof = detail::server_proof(key_, nonce_, client_nonce);
+    auto r = c.getResults();
+    r.setManager(kj::heap<ManagerImpl>(registry_));
+    r.setServerProof(capnp::Data::Reader(proof.data(), proof.size()));
+    r.setMaxMessageBytes(max_message_bytes_);
+    return kj::READY_NOW;
+  }
+
+ private:
+  enum class State { kNew, kChallenged, kFailed, kDone };
+  void check_not_done() const {
+    if (state_ == State::kFailed) fail(Tag::kAuthenticationFailed, "authentication already failed on this connection");
+    if (state_ == State::kDone) fail(Tag::kStateError, "already authenticated");
+  }
+
+  const std::vector<std::uint8_t>& key_;
+  detail::Registry& registry_;
+  std::uint64_t max_message_bytes_;
+  State state_ = State::kNew;
+  std::vector<std::uint8_t> nonce_;
+};
+
+// One client connection: its stream, its two-party network and its own RPC system (so its capabilities, questions
+// and answers are its own, and dropping it releases exactly what this client held).
+struct Connection {
+  Connection(kj::Own<kj::AsyncIoStream> s, capnp::ReaderOptions options, capnp::Capability::Client bootstrap)
+      : stream(kj::mv(s)),
+        messages(*stream),
+        network(messages, capnp::rpc::twoparty::Side::SERVER, options),
+        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+  kj::Own<kj::AsyncIoStream> stream;
+  detail::BatchingMessageStream messages;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+};
+
+// A connection that fails (malformed bytes, oversized message, protocol error) ends alone; the server only notes it.
+class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&& e) override {
+    if (e.getType() == kj::Exception::Type::DISCONNECTED) return;  // a client went away: normal
+    std::fprintf(stderr, "ipc-manager: dropped a connection: %s\n", e.getDescription().cStr());
+  }
+};
+
+void ensure_private_directory(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) throw_errno("mkdir " + dir);
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) throw_errno("stat " + dir);
+  if (!S_ISDIR(st.st_mode)) throw InvalidArgument("socket directory " + dir + " is not a directory");
+  if (st.st_uid != ::geteuid()) throw InvalidArgument("socket directory " + dir + " belongs to another user");
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+    throw InvalidArgument("socket directory " + dir + " is open to group or others (mode " + mode +
+                          "); the manager needs a private directory (mode 0700)");
+  }
+}
+
+sockaddr_un unix_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path) {
+    throw InvalidArgument("socket path must be 1 to " + std::to_string(sizeof addr.sun_path - 1) +
+                          " bytes: '" + path + "'");
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+// Removes a socket file left by a server that died, refusing to touch one a live server listens on.
+void remove_stale_socket(const std::string& path, const sockaddr_un& addr) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw_errno("lstat " + path);
+  }
+  if (!S_ISSOCK(st.st_mode)) throw InvalidArgument(path + " exists and is not a socket");
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) throw_errno("socket");
+  int r = retry_on_eintr([&] { return ::connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof addr); });
+  int err = errno;
+  ::close(probe);
+  if (r == 0) throw StateError("a manager already serves on " + path);
+  if (err != ECONNREFUSED) throw SystemError(err, "connect " + path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink stale socket " + path);
+}
+
+std::string directory_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// Makes a fresh directory only this user can enter (mkdtemp gives 0700) and returns the socket path inside it.
+// Bazel and others set long TMPDIRs; falls back to /tmp where the path would not fit in sun_path.
+std::string make_private_socket_path() {
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string base = (tmpdir != nullptr && std::strlen(tmpdir) <= 60) ? tmpdir : "/tmp";
+  std::string templ = base + "/numa_mp-manager-XXXXXX";
+  if (::mkdtemp(templ.data()) == nullptr) throw_errno("mkdtemp " + templ);
+  return templ + "/manager.sock";
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions options;
+  int listen_fd = -1;
+  int stop_fd = -1;
+  std::string created_directory;  // removed by the destructor when this server made it
+  dev_t socket_dev = 0;
+  ino_t socket_ino = 0;
+  std::vector<std::pair<std::string, kj::Own<capnp::Capability::Server>>> pending_services;
+  detail::Registry* registry = nullptr;  // set while run() executes
+
+  kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener, kj::TaskSet& connections, kj::Timer& timer) {
+    return listener.accept()
+        .then([this, &listener, &connections, &timer](kj::Own<kj::AsyncIoStream> stream) {
+          capnp::ReaderOptions limits;
+          limits.traversalLimitInWords = options.max_message_bytes / sizeof(capnp::word);
+          limits.nestingLimit = 64;
+          auto conn = kj::heap<Connection>(kj::mv(stream), limits,
+                                           kj::heap<AuthenticatorImpl>(options.key, *registry,
+                                                                       options.max_message_bytes));
+          auto done = conn->network.onDisconnect();
+          connections.add(done.attach(kj::mv(conn)));
+          return accept_loop(listener, connections, timer);
+        })
+        .catch_([this, &listener, &connections, &timer](kj::Exception&& e) {
+          // accept() fails for lack of resources (EMFILE, ENOMEM): report it and keep serving the others.
+          std::fprintf(stderr, "ipc-manager: accept failed: %s\n", e.getDescription().cStr());
+          return timer.afterDelay(100 * kj::MILLISECONDS).then([this, &listener, &connections, &timer] {
+            return accept_loop(listener, connections, timer);
+          });
+        });
+  }
+};
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
+  if (options.key.size() < detail::kMinKeyBytes) {
+    throw InvalidArgument("manager key must be at least " + std::to_string(detail::kMinKeyBytes) + " bytes (got " +
+                          std::to_string(options.key.size()) + ")");
+  }
+  if (options.max_message_bytes < 4096) throw InvalidArgument("max_message_bytes must be at least 4096");
+  if (options.socket_path.empty()) {
+    options.socket_path = make_private_socket_path();
+    impl_->created_directory = directory_of(options.socket_path);
+  } else {
+    ensure_private_directory(directory_of(options.socket_path));
+  }
+  impl_->options = std::move(options);
+  const std::string& path = impl_->options.socket_path;
+  try {
+    sockaddr_un addr = unix_address(path);
+    remove_stale_socket(path, addr);
+    impl_->listen_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (impl_->listen_fd < 0) throw_errno("socket");
+    if (::bind(impl_->listen_fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) throw_errno("bind " + path);
+    // The directory already keeps others out; 0600 also keeps the socket private if the directory is moved.
+    if (::chmod(path.c_str(), 0600) != 0) throw_errno("chmod " + path);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) throw_errno("stat " + path);
+    impl_->socket_dev = st.st_dev;
+    impl_->socket_ino = st.st_ino;
+    if (::listen(impl_->listen_fd, SOMAXCONN) != 0) throw_errno("listen " + path);
+    impl_->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (impl_->stop_fd < 0) throw_errno("eventfd");
+  } catch (...) {
+    if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
+    if (!impl_->created_directory.empty()) ::rmdir(impl_->created_directory.c_str());
+    throw;
+  }
+}
+
+Server::~Server() {
+  ::close(impl_->listen_fd);
+  ::close(impl_->stop_fd);
+  // Unlinks only the socket this server bound: a later server may already have replaced the file.
+  const std::string& path = impl_->options.socket_path;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0 && st.st_dev == impl_->socket_dev && st.st_ino == impl_->socket_ino) {
+    ::unlink(path.c_str());
+  }
+  if (!impl_->created_directory.empty()) ::rmdir(impl_->created_directory.c_str());
+}
+
+const std::string& Server::socket_path() const { return impl_->options.socket_path; }
+
+void Server::serve(std::string name, kj::Own<capnp::Capability::Server> service) {
+  detail::validate_name(name);
+  if (impl_->registry != nullptr) {
+    impl_->registry->serve(std::move(name), capnp::Capability::Client(kj::mv(service)));
+  } else {
+    impl_->pending_services.emplace_back(std::move(name), kj::mv(service));
+  }
+}
+
+void Server::stop() noexcept {
+  std::uint64_t one = 1;
+  // eventfd writes of 8 bytes are atomic; the only possible failure (counter overflow) still leaves it readable.
+  [[maybe_unused]] ssize_t r = ::write(impl_->stop_fd, &one, sizeof one);
+}
+
+void Server::run() {
+  auto io = kj::setupAsyncIo();
+  kj::Timer& timer = io.provider->getTimer();
+  detail::Registry registry(timer);
+  for (auto& [name, service] : impl_->pending_services) {
+    registry.serve(name, capnp::Capability::Client(kj::mv(service)));
+  }
+  impl_->pending_services.clear();
+  impl_->registry = &registry;
+  KJ_DEFER(impl_->registry = nullptr);
+
+  ConnectionErrors errors;
+  // Declared after the registry so that connections (and the capabilities they hold) go first.
+  kj::TaskSet connections(errors);
+  auto listener = io.lowLevelProvider->wrapListenSocketFd(impl_->listen_fd);
+  auto accepting = impl_->accept_loop(*listener, connections, timer).eagerlyEvaluate(nullptr);
+
+  kj::UnixEventPort::FdObserver stop_observer(io.unixEventPort, impl_->stop_fd,
+                                              kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  for (;;) {
+    std::uint64_t count = 0;
+    if (::read(impl_->stop_fd, &count, sizeof count) == sizeof count) break;
+    if (errno != EAGAIN && errno != EINTR) throw_errno("read stop eventfd");
+    stop_observer.whenBecomesReadable().wait(io.waitScope);
+  }
+}
+
+// ---- start_server ----
+
+namespace {
+
+Server* g_child_server = nullptr;
+
+extern "C" void stop_child_server(int) {
+  if (g_child_server != nullptr) g_child_server->stop();
+}
+
+void write_all(int fd, const std::string& s) {
+  std::size_t done = 0;
+  while (done < s.size()) {
+    ssize_t r = retry_on_eintr([&] { return ::write(fd, s.data() + done, s.size() - done); });
+    if (r <= 0) return;  // the parent went away; nothing left to tell
+    done += static_cast<std::size_t>(r);
+  }
+}
+
+// Body of the server child. Runs on a fresh thread so that no event loop the parent's thread had at fork time is
+// in the way (KJ allows one per thread, and the copy is unusable in the child).
+int child_main(ServerProcessOptions& options, const std::string& path, int ready_fd) {
+  try {
+    Server server(ServerOptions{path, options.key, options.max_message_bytes});
+    if (options.setup) options.setup(server);
+    g_child_server = &server;
+    struct sigaction sa {};
+    sa.sa_handler = stop_child_server;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::sigaction(SIGINT, &sa, nullptr);
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, SIGTERM);
+    sigaddset(&unblock, SIGINT);
+    ::pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
+    write_all(ready_fd, "OK");
+    ::close(ready_fd);
+    server.run();
+    g_child_server = nullptr;
+    return 0;
+  } catch (const std::exception& e) {
+    write_all(ready_fd, std::string("ERR ") + e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+ServerProcess start_server(ServerProcessOptions options) {
+  if (options.key.empty()) options.key = random_bytes(32);
+  ServerProcess handle;
+  handle.key_ = options.key;
+  if (options.socket_path.empty()) {
+    handle.socket_path_ = make_private_socket_path();
+    handle.owns_directory_ = true;
+  } else {
+    handle.socket_path_ = options.socket_path;
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    handle.cleanup_files();
+    throw_errno("pipe2");
+  }
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    handle.cleanup_files();
+    throw SystemError(err, "fork manager server");
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
+    int rc = 1;
+    std::thread t([&] { rc = child_main(options, handle.socket_path_, fds[1]); });
+    t.join();
+    // _exit: the parent's atexit handlers and static destructors are not the child's to run.
+    ::_exit(rc);
+  }
+  ::close(fds[1]);
+  handle.pid_ = pid;
+  std::string message;
+  char buf[512];
+  for (;;) {
+    pollfd p{fds[0], POLLIN, 0};
+    int r = retry_on_eintr([&] { return ::poll(&p, 1, 30'000); });
+    if (r == 0) {
+      message = "timed out waiting for the server to listen";
+      break;
+    }
+    ssize_t n = retry_on_eintr([&] { return ::read(fds[0], buf, sizeof buf); });
+    if (n <= 0) break;
+    message.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  if (message != "OK") {
+    handle.stop(std::chrono::seconds(1));
+    throw StateError("manager server process failed to start: " +
+                     (message.rfind("ERR ", 0) == 0 ? message.substr(4) : message.empty() ? "it exited" : message));
+  }
+  return handle;
+}
+
+ServerProcess::ServerProcess(ServerProcess&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)),
+      status_(other.status_),
+      owns_directory_(std::exchange(other.owns_directory_, false)),
+      socket_path_(std::move(other.socket_path_)),
+      key_(std::move(other.key_)) {}
+
+ServerProcess& ServerProcess::operator=(ServerProcess&& other) noexcept {
+  if (this != &other) {
+    stop();
+    pid_ = std::exchange(other.pid_, -1);
+    status_ = other.status_;
+    owns_directory_ = std::exchange(other.owns_directory_, false);
+    socket_path_ = std::move(other.socket_path_);
+    key_ = std::move(other.key_);
+  }
+  return *this;
+}
+
+ServerProcess::~ServerProcess() { stop(); }
+
+int ServerProcess::stop(std::chrono::milliseconds timeout) {
+  if (pid_ < 0) return status_;
+  ::kill(pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  pid_t r = 0;
+  // Polls waitpid: a child's exit cannot be waited for with a timeout otherwise without a pidfd or SIGCHLD handler,
+  // and this runs once per server.
+  while ((r = ::waitpid(pid_, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
+    ::usleep(1000);
+  }
+  if (r == 0) {
+    ::kill(pid_, SIGKILL);
+    r = retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); });
+  }
+  status_ = status;
+  pid_ = -1;
+  cleanup_files();
+  return status_;
+}
+
+void ServerProcess::cleanup_files() noexcept {
+  if (!owns_directory_) return;
+  // A server that was killed could not remove its socket; the directory is ours either way.
+  ::unlink(socket_path_.c_str());
+  ::rmdir(directory_of(socket_path_).c_str());
+  owns_directory_ = false;
+}
+
+}  // namespace ipc::manager

@@ -1,0 +1,120 @@
+// manager/server.h: the Manager server: named shared objects served over a Unix socket with Cap'n Proto RPC.
+//
+// A Server binds a Unix socket (mode 0600, in a directory only its owner can enter) and serves every client
+// connection on one KJ event loop: each connection's bootstrap capability is an Authenticator, and only a client
+// that proves knowledge of the shared key (challenge-response, see manager.capnp) reaches the Manager and its
+// objects. Users can register their own Cap'n Proto capabilities with serve().
+//
+// Threads: construct, serve() and run() on one thread; stop() may be called from any thread and from a signal
+//   handler (it writes to an eventfd). All objects are served by that one thread, so each RPC on an object is
+//   atomic with respect to every other.
+// Processes: start_server() runs a Server in a child process (the usual way); the `ipc-manager` program runs one
+//   for unrelated processes. A Server object must not be used across fork() (the child gets a copy of the socket).
+// Lifetime: the constructor binds and listens, so clients may connect before run() starts (they wait in the
+//   backlog). Objects live inside run(): they are created by clients and destroyed when run() returns. The
+//   destructor closes the socket and unlinks it (and the private directory it created). A server killed with
+//   SIGKILL leaves the socket file behind; the next Server on that path replaces a socket nobody listens on.
+// Errors: bad options, a path in use by a live server, or a directory that others may enter throw
+//   ipc::InvalidArgument / ipc::StateError; system call failures throw ipc::SystemError. Nothing a client sends
+//   stops the server: malformed or oversized messages fail that one connection, which is dropped; a bad call
+//   fails that call.
+#pragma once
+
+#include <capnp/capability.h>
+#include <kj/memory.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ipc::manager {
+
+struct ServerOptions {
+  // Path of the Unix socket. Empty: a new private directory is made under $TMPDIR (or /tmp) with mkdtemp.
+  // Otherwise its directory must exist or be creatable, belong to this user and be closed to group and others
+  // (mode 0700), because the socket's permissions alone do not stop others from replacing it.
+  std::string socket_path;
+  // The shared key (at least 16 bytes). Clients prove knowledge of it; it never crosses the socket.
+  std::vector<std::uint8_t> key;
+  // Largest incoming message accepted; a larger one drops that connection. Clients learn the limit when they
+  // authenticate and refuse to send more, with a clear error.
+  std::size_t max_message_bytes = std::size_t{64} << 20;
+};
+
+class Server {
+ public:
+  // Binds and listens. REQUIRES: options.key.size() >= 16.
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Registers a user capability under `name` (owner thread, before or during run()). Clients get it with
+  // Client::get_service<Interface>(name) after authenticating. A second registration of a name replaces the first
+  // for later lookups.
+  void serve(std::string name, kj::Own<capnp::Capability::Server> service);
+
+  // Serves until stop(). Owner thread. Every connection is closed and every object destroyed when it returns.
+  void run();
+
+  // Makes run() return soon. Any thread, async-signal-safe; a stop() before run() makes run() return at once.
+  void stop() noexcept;
+
+  const std::string& socket_path() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A Manager server running in a child process, owned by this handle.
+struct ServerProcessOptions {
+  std::string socket_path;             // empty: a private temporary directory (removed at shutdown)
+  std::vector<std::uint8_t> key;       // empty: 32 random bytes
+  std::size_t max_message_bytes = std::size_t{64} << 20;
+  // Runs in the child before serving, e.g. to serve() user interfaces.
+  std::function<void(Server&)> setup;
+};
+
+class ServerProcess {
+ public:
+  ServerProcess(ServerProcess&& other) noexcept;
+  ServerProcess& operator=(ServerProcess&& other) noexcept;
+  // Stops the server (see stop()).
+  ~ServerProcess();
+
+  const std::string& socket_path() const { return socket_path_; }
+  const std::vector<std::uint8_t>& key() const { return key_; }
+  pid_t pid() const { return pid_; }
+
+  // Asks the server to stop (SIGTERM), waits up to `timeout`, then kills it (SIGKILL). Returns the wait status.
+  // Idempotent: later calls return the first status.
+  int stop(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+ private:
+  friend ServerProcess start_server(ServerProcessOptions options);
+  ServerProcess() = default;
+  void cleanup_files() noexcept;
+
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool owns_directory_ = false;
+  std::string socket_path_;
+  std::vector<std::uint8_t> key_;
+};
+
+// Forks a child that serves a Manager; returns once it accepts connections. Call from a process that is allowed
+// to fork (the child runs the server on a fresh thread and never returns into the caller's code). The child
+// asks to be terminated when the parent dies (PR_SET_PDEATHSIG).
+// Errors: ipc::StateError if the child failed to start (with its message); ipc::SystemError for fork/pipe.
+ServerProcess start_server(ServerProcessOptions options = {});
+
+// 32 random bytes from getrandom(2), for keys and nonces.
+std::vector<std::uint8_t> random_bytes(std::size_t n);
+
+}  // namespace ipc::manager
