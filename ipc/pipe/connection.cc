@@ -1,6 +1,7 @@
 #include "ipc/pipe/connection.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -21,7 +22,10 @@ using detail::RecordKind;
 
 namespace {
 
-constexpr int kSpins = 200;  // ~ a microsecond or two of spinning before sleeping: covers a busy peer's hand-off
+// How long a waiter spins before it sleeps: a busy peer answers within a few microseconds, and a sleep/wake
+// through the kernel costs ten times that on a virtual machine. Checked in batches so the clock is read rarely.
+constexpr auto kSpinTime = std::chrono::microseconds(5);
+constexpr int kSpinBatch = 64;
 
 struct timespec to_timespec(const Deadline& deadline, bool& infinite) {
   struct timespec ts{};
@@ -107,7 +111,7 @@ Connection& Connection::operator=(Connection&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     in_ = std::exchange(other.in_, std::nullopt);
     out_ = std::exchange(other.out_, std::nullopt);
-    peer_gone_ = std::exchange(other.peer_gone_, false);
+    peer_gone_.store(other.peer_gone_.exchange(false, std::memory_order_relaxed), std::memory_order_relaxed);
   }
   return *this;
 }
@@ -148,12 +152,17 @@ void Connection::ring_doorbell() {
 }
 
 void Connection::drain_doorbells() {
-  char buf[64];
+  // One read takes every pending doorbell (they are few: one per sleep at most). A doorbell that arrives just
+  // after it only makes a later poll return early, which the callers' re-check absorbs.
+  char buf[256];
   for (;;) {
     ssize_t r = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-    if (r > 0) continue;
-    if (r == 0 || (r < 0 && (errno == ECONNRESET || errno == EPIPE))) {
-      peer_gone_ = true;  // every copy of the other end is closed: its process closed it or died
+    if (r > 0) {
+      if (static_cast<size_t>(r) < sizeof buf) return;
+      continue;
+    }
+    if (r == 0 || errno == ECONNRESET || errno == EPIPE) {
+      mark_peer_gone();  // every copy of the other end is closed: its process closed it or died
       return;
     }
     if (errno == EINTR) continue;
@@ -165,10 +174,15 @@ void Connection::drain_doorbells() {
 template <typename Ready>
 bool Connection::block_until(std::atomic<uint32_t>& waiting_flag, const Deadline& deadline, Ready&& ready) {
   if (!deadline.expired()) {
-    for (int i = 0; i < kSpins; ++i) {
-      if (ready()) return true;
-      cpu_relax();
-    }
+    const auto spin_end = Deadline::Clock::now() + kSpinTime;
+    do {
+      for (int i = 0; i < kSpinBatch; ++i) {
+        if (ready()) return true;
+        cpu_relax();
+      }
+    } while (Deadline::Clock::now() < spin_end);
+    sched_yield();  // let a peer that shares this CPU run before we sleep
+    if (ready()) return true;
   }
   for (;;) {
     // seq_cst + heavy_fence: the waiter's half of the Dekker pair; partner: light_fence() before the other side
@@ -185,7 +199,7 @@ bool Connection::block_until(std::atomic<uint32_t>& waiting_flag, const Deadline
     waiting_flag.store(0, std::memory_order_relaxed);  // relaxed: as above
     if (r > 0) {
       drain_doorbells();
-      if (p.revents & (POLLHUP | POLLERR)) peer_gone_ = true;
+      if (p.revents & (POLLHUP | POLLERR)) mark_peer_gone();
     }
     if (ready()) return true;
     if (deadline.expired()) return false;
@@ -206,13 +220,13 @@ SendResult Connection::send_impl(std::span<const std::byte> message, const Deadl
     const uint32_t payload = static_cast<uint32_t>(prefix + chunk);
     std::byte* p = ring.try_reserve(payload);
     while (!p) {
-      if (peer_gone_) return SendResult::kClosed;
+      if (peer_gone()) return SendResult::kClosed;
       // The deadline only bounds the wait for the first part: once a long message has started it is finished,
       // so a receiver never sees half of it from a live sender.
       const Deadline& d = first ? deadline : Deadline::never();
-      bool ok = block_until(ring.header().producer_waiting, d, [&] { return ring.writable(payload) || peer_gone_; });
+      bool ok = block_until(ring.header().producer_waiting, d, [&] { return ring.writable(payload) || peer_gone(); });
       if (!ok) return SendResult::kTimeout;
-      if (peer_gone_) return SendResult::kClosed;
+      if (peer_gone()) return SendResult::kClosed;
       p = ring.try_reserve(payload);
     }
     if (prefix) {
@@ -254,12 +268,12 @@ RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& de
   const std::byte* p;
   auto next_record = [&](const Deadline& d) -> RecvResult {
     while (!ring.peek(h, p)) {
-      if (peer_gone_) {
+      if (peer_gone()) {
         // The other end is closed everywhere: what it sent before closing is all visible now.
         if (ring.peek(h, p)) break;
         return RecvResult::kEndOfStream;
       }
-      if (!block_until(ring.header().consumer_waiting, d, [&] { return ring.readable() || peer_gone_; })) {
+      if (!block_until(ring.header().consumer_waiting, d, [&] { return ring.readable() || peer_gone(); })) {
         return RecvResult::kTimeout;
       }
     }
@@ -303,9 +317,9 @@ RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size,
   const std::byte* p;
   // Look at the next message's size before consuming anything, so that a too-small buffer loses nothing.
   while (!ring.peek(h, p)) {
-    if (peer_gone_ && !ring.peek(h, p)) return RecvResult::kEndOfStream;
-    if (peer_gone_) break;
-    if (!block_until(ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone_; })) {
+    if (peer_gone() && !ring.peek(h, p)) return RecvResult::kEndOfStream;
+    if (peer_gone()) break;
+    if (!block_until(ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); })) {
       return RecvResult::kTimeout;
     }
   }
@@ -332,16 +346,16 @@ RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size,
 bool Connection::poll_impl(const Deadline& deadline) {
   check_open("poll", in_.has_value());
   ByteRing& ring = *in_;
-  return block_until(ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone_; });
+  return block_until(ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); });
 }
 
 // wait() needs the private parts of several Connections at once.
 struct WaitAccess {
-  static bool ready(Connection& c) { return c.in_->readable() || c.peer_gone_; }
+  static bool ready(Connection& c) { return c.in_->readable() || c.peer_gone(); }
   static std::atomic<uint32_t>& flag(Connection& c) { return c.in_->header().consumer_waiting; }
   static void woke(Connection& c, short revents) {
     c.drain_doorbells();
-    if (revents & (POLLHUP | POLLERR)) c.peer_gone_ = true;
+    if (revents & (POLLHUP | POLLERR)) c.mark_peer_gone();
   }
   static int fd(Connection& c) { return c.fd_; }
   static void check(Connection& c) { c.check_open("wait", c.in_.has_value()); }

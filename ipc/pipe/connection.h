@@ -12,7 +12,8 @@
 // pollable together with others and with process sentinels (wait()), and it tells an end when every copy of the
 // other end is closed — which is how the death of the peer process is seen.
 //
-// Threads: one thread at a time per Connection (as in Python); the two ends may be used concurrently.
+// Threads: per Connection, one thread sending and one thread receiving at a time (Python allows one thread in
+//   all); the two ends are independent.
 // Processes: ends are inherited by fork(). Close the end a process does not use: end of stream is reported when
 //   every copy of the other end, in every process, is closed or its process died.
 // Happens-before: everything the sender did before send(m) happens before the recv() that returns m.
@@ -25,6 +26,7 @@
 //   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -169,12 +171,17 @@ class Connection {
   void drain_doorbells();
   void ring_doorbell();
   void check_open(const char* what, bool direction_ok) const;
+  // relaxed: the flag only ends a wait; whatever the peer sent before closing is read through the ring's acquire
+  // loads of tail, which the kernel's close-to-poll hand-off orders after the peer's last commit.
+  bool peer_gone() const { return peer_gone_.load(std::memory_order_relaxed); }
+  void mark_peer_gone() { peer_gone_.store(true, std::memory_order_relaxed); }
 
   std::shared_ptr<Shared> shared_;
   int fd_ = -1;
   std::optional<detail::ByteRing> in_;   // the ring this end consumes
   std::optional<detail::ByteRing> out_;  // the ring this end produces
-  bool peer_gone_ = false;
+  // Set once every copy of the other end is closed. Atomic: the sending and the receiving thread may both see it.
+  std::atomic<bool> peer_gone_{false};
   std::vector<std::byte> scratch_, encode_buffer_;
 };
 

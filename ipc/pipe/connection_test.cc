@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "tests/support/test_support.h"
 
@@ -281,4 +282,31 @@ TEST_CASE("a receiver waiting on an idle pipe uses no CPU", "[pipe]") {
     return cpu_us < 50000 ? 0 : 1;  // a generous bound: a spinning receiver would use ~1 s
   });
   CHECK(child.wait() == 0);
+}
+
+TEST_CASE("two threads stream through both directions of a pipe", "[pipe][threads]") {
+  // The same protocol as across processes, in one address space so that the thread sanitizer can check it.
+  auto [a, b] = Pipe(small_ring());
+  constexpr int kMessages = 20000;
+  std::thread echo([&, &bb = b] {
+    std::vector<std::byte> m;
+    while (bb.recv_bytes(m) == RecvResult::kOk) {
+      if (bb.send_bytes(m) != SendResult::kOk) return;
+    }
+  });
+  std::thread sender([&, &aa = a] {
+    for (int i = 0; i < kMessages; ++i) {
+      if (aa.send_bytes(patterned(i, i % 97 == 0 ? 3000 : i % 50)) != SendResult::kOk) return;
+    }
+  });
+  std::vector<std::byte> got;
+  // The main thread reads the echoes from `a` while `sender` writes to it: one reader and one writer per end.
+  for (int i = 0; i < kMessages; ++i) {
+    REQUIRE(a.recv_bytes(got, 30s) == RecvResult::kOk);
+    REQUIRE(check_patterned(got, i, i % 97 == 0 ? 3000 : i % 50));
+  }
+  sender.join();
+  // Shutting down b's reader: close a (both directions end), so the echo thread sees end of stream.
+  a.close();
+  echo.join();
 }
