@@ -1,0 +1,96 @@
+// The README's tour of the API, compiled and run, so that the snippets users copy keep working.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "ipc/numa/memory_policy.h"
+#include "ipc/numa/placement.h"
+#include "ipc/numa/topology.h"
+#include "ipc/pipe/connection.h"
+#include "ipc/queue/message_queue.h"
+#include "ipc/queue/queue.h"
+#include "ipc/segment/segment.h"
+#include "ipc/shared/codec.h"
+#include "ipc/shared/value.h"
+#include "ipc/sync/lock.h"
+#include "manager/client.h"
+#include "manager/server.h"
+#include "tests/support/test_support.h"
+
+namespace {
+struct Job {
+  int id;
+  double weight;
+};
+}  // namespace
+
+TEST_CASE("the README's numa and segment snippets work", "[readme]") {
+  using namespace ipc::numa;
+  Topology t = Topology::discover();
+  CHECK(t.describe().find("available:") != std::string::npos);
+  MemoryPolicy q = MemoryPolicy::from_oci_json(
+      R"({"mode": "MPOL_BIND", "nodes": "0,1", "flags": ["MPOL_F_STATIC_NODES"]})");
+  CHECK(q.to_oci_json() == R"({"mode": "MPOL_BIND", "nodes": "0-1", "flags": ["MPOL_F_STATIC_NODES"]})");
+  CHECK(MemoryPolicy::parse("interleave:0-3").to_string() == "interleave:0-3");
+
+  ipc::SegmentOptions opts;
+  opts.policy = MemoryPolicy::interleave(t.online());
+  const std::string name = ipc::test::unique_name("readme");
+  ipc::Segment seg = ipc::Segment::create(name, 1 << 20, opts);
+  seg.construct<std::atomic<uint64_t>>("counter", 0u);
+  ipc::Segment same = ipc::Segment::open(name);
+  same.find<std::atomic<uint64_t>>("counter")->fetch_add(1, std::memory_order_relaxed);
+  CHECK(seg.find<std::atomic<uint64_t>>("counter")->load(std::memory_order_relaxed) == 1);
+  CHECK(page_placement(seg.base(), seg.size_bytes()).total_pages == seg.size_bytes() / 4096);
+}
+
+TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]") {
+  ipc::Segment seg = ipc::Segment::create(ipc::test::unique_name("readme"), 16 << 20);
+  auto jobs = ipc::Queue<Job>::create(seg, "jobs", 1024);
+  auto text = ipc::MessageQueue::create(seg, "lines", 256, 4096);
+  REQUIRE(jobs.put(Job{1, 0.5}, std::chrono::milliseconds(100)) == ipc::QueueResult::kOk);
+  Job j{};
+  REQUIRE(jobs.get(j) == ipc::QueueResult::kOk);
+  CHECK(j.id == 1);
+  REQUIRE(text.put_value(std::string("hello")) == ipc::QueueResult::kOk);
+  CHECK(text.get_value<std::string>() == std::string("hello"));
+  jobs.close();
+  CHECK(jobs.get(j) == ipc::QueueResult::kClosed);
+  CHECK(jobs.abandoned_count() == 0);
+
+  auto [parent_end, child_end] = ipc::Pipe();
+  REQUIRE(child_end.send(std::map<std::string, int>{{"x", 1}}) == ipc::SendResult::kOk);
+  auto m = parent_end.recv<std::map<std::string, int>>();
+  REQUIRE(m);
+  CHECK(m->at("x") == 1);
+
+  ipc::Lock& lock = ipc::Lock::create(seg, "ledger lock");
+  REQUIRE(lock.acquire(std::chrono::seconds(1)) == ipc::AcquireResult::kAcquired);
+  lock.release();
+
+  auto& hits = ipc::Value<int64_t>::create(seg, "hits", 0);
+  hits.fetch_add(1);
+  {
+    auto g = hits.lock();
+    g.set(g.get() * 2);
+  }
+  CHECK(hits.load() == 2);
+
+  std::vector<std::byte> bytes = ipc::encode(std::tuple{1, std::string("x"), std::vector<double>{2.5}});
+  auto back = ipc::decode<std::tuple<int, std::string, std::vector<double>>>(bytes);
+  CHECK(std::get<1>(back) == "x");
+}
+
+TEST_CASE("the README's manager snippet works", "[readme]") {
+  auto server = ipc::manager::start_server();
+  ipc::manager::Client client(server.socket_path(), server.key());
+  auto results = client.dict("results");
+  results.set("answer", 42);
+  auto counter = client.counter("items");
+  CHECK(counter.add(1000) == 1000);
+  CHECK(results.size() == 1);
+}
