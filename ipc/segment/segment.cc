@@ -12,7 +12,6 @@
 #include <boost/interprocess/indexes/iset_index.hpp>
 #include <boost/interprocess/managed_external_buffer.hpp>
 #include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
-#include <boost/interprocess/sync/mutex_family.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -20,6 +19,8 @@
 #include <optional>
 #include <set>
 #include <sstream>
+
+#include "ipc/segment/detail/robust_allocator_mutex.h"
 
 namespace ipc {
 namespace bip = boost::interprocess;
@@ -31,13 +32,15 @@ constexpr char kShmDir[] = "/dev/shm/";
 // never collide with a segment, and its creator's pid is in the name for remove_stale().
 constexpr char kTempPrefix[] = "numa_mp~";
 constexpr uint64_t kMagic = 0x4753504d414d554eULL;  // "NUMAMPSG"
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;  // 2: robust allocator mutexes
 constexpr size_t kMinSize = 4096;
 constexpr size_t kHugePageSize = 2 * 1024 * 1024;
 
-// The allocator and name index inside the segment. mutex_family makes its lock process-shared (Boost's default
-// managed_external_buffer uses a null mutex, which is only safe in one process).
-using ManagedBuffer = bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<bip::mutex_family>, bip::iset_index>;
+// The allocator and name index inside the segment, locked by robust process-shared mutexes (Boost's default
+// managed_external_buffer uses a null mutex, only safe in one process, and its interprocess mutexes are not
+// robust: a process killed while allocating would hang everyone after it).
+using ManagedBuffer = bip::basic_managed_external_buffer<
+    char, bip::rbtree_best_fit<segment_detail::RobustMutexFamily>, bip::iset_index>;
 
 // What a named block's name maps to, stored as a Boost named object; the block itself is an aligned allocation.
 struct BlockRecord {

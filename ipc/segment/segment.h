@@ -21,8 +21,9 @@
 //   permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument; an
 //   invalid policy throws numa::PolicyError before anything is created; out of space inside throws
 //   SegmentFull. OS failures throw SystemError.
-//   Known limit: a process killed *while allocating* inside a segment leaves the allocator lock held (Boost's
-//   lock is not robust); allocation is a set-up operation, never on a hot path.
+//   A process killed *while allocating* (or looking a name up) may leave the allocator half-updated: the next
+//   caller of allocate/find/construct in any process gets a StateError saying so, never a hang; objects already
+//   found keep working. Allocation is a set-up operation, never on a hot path.
 #pragma once
 
 #include <sys/types.h>

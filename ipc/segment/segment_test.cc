@@ -281,13 +281,16 @@ TEST_CASE("a creator killed at any point never leaves a segment that hangs or co
     }
     creator.kill(SIGKILL);
     REQUIRE(creator.wait() == -SIGKILL);
-    // Whatever it left, the name is either absent or a complete, usable segment.
+    // Whatever it left, the name is either absent or a complete segment, never one that hangs: if the kill
+    // landed inside construct(), lookups by name report the poisoned allocator.
     try {
       Segment s = Segment::open(name);
-      CHECK(s.free_bytes() > 0);
+      CHECK(s.size_bytes() == 1 << 20);
       uint64_t* ready = s.find<uint64_t>("ready");
       if (ready) CHECK(*ready == 1);
     } catch (const ipc::SegmentNotFound&) {
+    } catch (const ipc::StateError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("died while allocating"));
     }
     Segment::remove_stale();
     CHECK_FALSE(shm_file_exists(name));
@@ -310,4 +313,25 @@ TEST_CASE("transparent huge pages are used or refused as unsupported", "[segment
   } catch (const ipc::Unsupported& e) {
     CHECK_THAT(e.what(), Catch::Contains("shmem_enabled"));
   }
+}
+
+TEST_CASE("a process killed while allocating poisons the allocator with a clear error instead of a hang",
+          "[segment][kill]") {
+  const std::string name = unique_name("seg");
+  Segment seg = Segment::create(name, 1 << 20);
+  uint64_t& before = seg.construct<uint64_t>("before", 5u);
+  ForkedChild child([&] {
+    Segment mine = Segment::open(name);
+    // The initialiser runs under the allocator lock: dying here is dying mid-allocation.
+    (void)mine.find_or_create_block("doomed", 64, 8, [](void*) { raise(SIGKILL); });
+    return 0;
+  });
+  REQUIRE(child.wait() == -SIGKILL);
+  // It died holding the name index's lock: lookups by name fail clearly, in every process...
+  CHECK_THROWS_WITH(seg.find<uint64_t>("before"), Catch::Contains("died while allocating"));
+  CHECK_THROWS_AS(Segment::open(name).construct<uint32_t>("x", 1u), ipc::StateError);
+  // ...while the allocator proper, whose lock it had released, stays usable.
+  CHECK_NOTHROW(seg.deallocate(seg.allocate(64)));
+  before = 6;  // what was found before keeps working
+  CHECK(before == 6);
 }
