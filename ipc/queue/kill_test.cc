@@ -2,6 +2,8 @@
 // loop. After each kill the survivors must keep working, no message may arrive twice, and every committed message
 // is either delivered or accounted for: by abandoned_count() (a claim reaped from the dead process) or, for a
 // killed consumer, by the one message it may have taken but not yet recorded.
+// Ledger counters are relaxed: they are read only after the processes or threads that wrote them have been
+// reaped or joined, which orders every write before the read.
 #include <catch2/catch.hpp>
 #include <signal.h>
 
@@ -57,9 +59,9 @@ void kill_round(std::mt19937& rng, Pace mode) {
         if (r == QueueResult::kClosed) return;
         if (r != QueueResult::kOk) throw ipc::Error("get failed");
         if (p >= kProducers || s >= kPer) {
-          sh->corrupt.fetch_add(1);
+          sh->corrupt.fetch_add(1, std::memory_order_relaxed);
         } else {
-          sh->received[p][s].fetch_add(1);
+          sh->received[p][s].fetch_add(1, std::memory_order_relaxed);
         }
       }
     }));
@@ -69,7 +71,7 @@ void kill_round(std::mt19937& rng, Pace mode) {
       for (uint32_t s = 0; s < kPer; ++s) {
         pace(mode == Pace::kSlowProducers, s);
         if (q.put(p, s) != QueueResult::kOk) throw ipc::Error("put failed");
-        sh->committed[p].store(s + 1);
+        sh->committed[p].store(s + 1, std::memory_order_relaxed);
       }
     }));
   }
@@ -93,9 +95,9 @@ void kill_round(std::mt19937& rng, Pace mode) {
 
   uint64_t lost = 0, duplicated = 0, beyond = 0;
   for (int p = 0; p < kProducers; ++p) {
-    const uint32_t committed = sh->committed[p].load();
+    const uint32_t committed = sh->committed[p].load(std::memory_order_relaxed);
     for (uint32_t s = 0; s < kPer; ++s) {
-      const uint32_t n = sh->received[p][s].load();
+      const uint32_t n = sh->received[p][s].load(std::memory_order_relaxed);
       duplicated += n > 1;
       if (s < committed) lost += n == 0;
       // Only the killed producer's in-flight message (seq == committed) may arrive without being committed.
@@ -105,7 +107,7 @@ void kill_round(std::mt19937& rng, Pace mode) {
   const uint64_t abandoned = q.abandoned_count();
   INFO("killed " << (kill_producer ? "producer " : "consumer ") << victim_index << (really_killed ? "" : " (it had exited)")
                  << ", lost " << lost << ", abandoned " << abandoned);
-  CHECK(sh->corrupt.load() == 0);
+  CHECK(sh->corrupt.load(std::memory_order_relaxed) == 0);
   CHECK(duplicated == 0);
   CHECK(beyond == 0);
   if (kill_producer) {
@@ -241,7 +243,7 @@ TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement 
     auto* counts = counts_mem.as<std::atomic<uint32_t>>();
     auto consumer = [&] {
       uint64_t v;
-      while (q.get(v) == QueueResult::kOk) counts[v].fetch_add(1);
+      while (q.get(v) == QueueResult::kOk) counts[v].fetch_add(1, std::memory_order_relaxed);
     };
     pid_t producer = ipc::testing::fork_child([&] {
       for (uint64_t s = 0; s < kPer; ++s) {
@@ -258,8 +260,8 @@ TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement 
     REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(second)));
     uint32_t lost = 0, dup = 0;
     for (uint32_t s = 0; s < kPer; ++s) {
-      lost += counts[s].load() == 0;
-      dup += counts[s].load() > 1;
+      lost += counts[s].load(std::memory_order_relaxed) == 0;
+      dup += counts[s].load(std::memory_order_relaxed) > 1;
     }
     CHECK(dup == 0);
     CHECK(lost <= 1);  // only a value the victim had taken but not yet recorded

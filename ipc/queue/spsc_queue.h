@@ -145,7 +145,7 @@ class SpscQueue {
     const uint32_t me = detail::self_pid();
     if (producer_pid_ == me) return;
     if (!detail::take_role(h_->producer_pid)) {
-      throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->producer_pid.load()) +
+      throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->producer_pid.load(std::memory_order_relaxed)) +
                        ") is the producer");
     }
     producer_pid_ = me;
@@ -155,7 +155,7 @@ class SpscQueue {
     const uint32_t me = detail::self_pid();
     if (consumer_pid_ == me) return;
     if (!detail::take_role(h_->consumer_pid)) {
-      throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->consumer_pid.load()) +
+      throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->consumer_pid.load(std::memory_order_relaxed)) +
                        ") is the consumer");
     }
     consumer_pid_ = me;
