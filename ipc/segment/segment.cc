@@ -62,11 +62,9 @@ struct Fd {
   }
 };
 
-}  // namespace
-
 // The first bytes of every segment. Written once by the creator before the segment is published under its name,
 // read-only afterwards, so it needs no synchronisation.
-struct Segment::Header {
+struct SegmentHeader {
   uint64_t magic;
   uint32_t layout_version;
   uint32_t huge_pages;
@@ -76,7 +74,11 @@ struct Segment::Header {
   numa::MemoryPolicy policy;
   uint64_t managed_offset;  // where the Boost managed buffer starts
 };
-static_assert(std::is_trivially_copyable_v<numa::MemoryPolicy>, "the policy is stored in shared memory");
+static_assert(std::is_trivially_copyable_v<SegmentHeader>, "the header is shared memory, read with pread too");
+
+}  // namespace
+
+struct Segment::Header : SegmentHeader {};
 
 struct Segment::Impl {
   ManagedBuffer managed;
@@ -376,16 +378,11 @@ std::optional<std::pair<int32_t, std::string>> read_header(const std::string& pa
   Fd fd;
   fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd.fd < 0) return std::nullopt;
-  struct {
-    uint64_t magic;
-    uint32_t layout_version;
-    uint32_t huge_pages;
-    uint64_t size_bytes;
-    int32_t creator_pid;
-    uint32_t creator_uid;
-    numa::MemoryPolicy policy;
-  } h;
-  if (pread(fd.fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h) || h.magic != kMagic) return std::nullopt;
+  SegmentHeader h;
+  if (pread(fd.fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h) || h.magic != kMagic ||
+      h.layout_version != kLayoutVersion) {
+    return std::nullopt;
+  }
   return std::make_pair(h.creator_pid, h.policy.to_string());
 }
 
