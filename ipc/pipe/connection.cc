@@ -86,21 +86,35 @@ std::pair<Connection, Connection> Pipe(const PipeOptions& options) {
   };
   ByteRingHeader* a = make_ring(0);
   ByteRingHeader* b = options.duplex ? make_ring(one) : nullptr;
-  int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_errno("socketpair");
-  detail::ensure_process_setup();
+  // One socketpair per direction: [0] is the consumer's end, [1] the producer's.
+  auto make_sockets = [](int fds[2]) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_errno("socketpair");
+  };
+  int sa[2], sb[2] = {-1, -1};
+  make_sockets(sa);
   if (options.duplex) {
-    return {Connection(shared, fds[0], b, a), Connection(shared, fds[1], a, b)};
+    try {
+      make_sockets(sb);
+    } catch (...) {
+      ::close(sa[0]);
+      ::close(sa[1]);
+      throw;
+    }
+  }
+  detail::ensure_process_setup();
+  using Side = Connection::Side;
+  // Ring a carries second -> first, ring b first -> second.
+  if (options.duplex) {
+    return {Connection(shared, Side{ByteRing(a), sa[0]}, Side{ByteRing(b), sb[1]}),
+            Connection(shared, Side{ByteRing(b), sb[0]}, Side{ByteRing(a), sa[1]})};
   }
   // As in Python: the first end receives, the second sends.
-  return {Connection(shared, fds[0], a, nullptr), Connection(shared, fds[1], nullptr, a)};
+  return {Connection(shared, Side{ByteRing(a), sa[0]}, std::nullopt),
+          Connection(shared, std::nullopt, Side{ByteRing(a), sa[1]})};
 }
 
-Connection::Connection(std::shared_ptr<Shared> shared, int socket_fd, ByteRingHeader* in, ByteRingHeader* out)
-    : shared_(std::move(shared)), fd_(socket_fd) {
-  if (in) in_.emplace(in);
-  if (out) out_.emplace(out);
-}
+Connection::Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out)
+    : shared_(std::move(shared)), in_(std::move(in)), out_(std::move(out)) {}
 
 Connection::Connection(Connection&& other) noexcept { *this = std::move(other); }
 
@@ -108,7 +122,6 @@ Connection& Connection::operator=(Connection&& other) noexcept {
   if (this != &other) {
     close();
     shared_ = std::move(other.shared_);
-    fd_ = std::exchange(other.fd_, -1);
     in_ = std::exchange(other.in_, std::nullopt);
     out_ = std::exchange(other.out_, std::nullopt);
     peer_gone_.store(other.peer_gone_.exchange(false, std::memory_order_relaxed), std::memory_order_relaxed);
@@ -119,8 +132,8 @@ Connection& Connection::operator=(Connection&& other) noexcept {
 Connection::~Connection() { close(); }
 
 void Connection::close() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  if (in_) ::close(in_->fd);
+  if (out_) ::close(out_->fd);
   in_.reset();
   out_.reset();
   shared_.reset();
@@ -128,7 +141,7 @@ void Connection::close() {
 
 int Connection::fileno() const {
   check_open("fileno", true);
-  return fd_;
+  return in_ ? in_->fd : out_->fd;
 }
 
 void Connection::check_open(const char* what, bool direction_ok) const {
@@ -140,23 +153,23 @@ void Connection::check_open(const char* what, bool direction_ok) const {
   }
 }
 
-void Connection::ring_doorbell() {
+void Connection::ring_doorbell(int fd) {
   const char bell = 1;
   // MSG_DONTWAIT: a full socket buffer means a doorbell is already pending, which is all the peer needs.
   // MSG_NOSIGNAL: a peer that is gone must not kill us with SIGPIPE; its absence is seen by poll instead.
   for (;;) {
-    ssize_t r = ::send(fd_, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t r = ::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (r >= 0 || errno == EAGAIN || errno == EPIPE || errno == ECONNRESET) return;
     if (errno != EINTR) throw_errno("pipe doorbell");
   }
 }
 
-void Connection::drain_doorbells() {
+void Connection::drain_doorbells(int fd) {
   // One read takes every pending doorbell (they are few: one per sleep at most). A doorbell that arrives just
   // after it only makes a later poll return early, which the callers' re-check absorbs.
   char buf[256];
   for (;;) {
-    ssize_t r = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    ssize_t r = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
     if (r > 0) {
       if (static_cast<size_t>(r) < sizeof buf) return;
       continue;
@@ -172,7 +185,8 @@ void Connection::drain_doorbells() {
 }
 
 template <typename Ready>
-bool Connection::block_until(std::atomic<uint32_t>& waiting_flag, const Deadline& deadline, Ready&& ready) {
+bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, const Deadline& deadline,
+                             Ready&& ready) {
   if (!deadline.expired()) {
     const auto spin_end = Deadline::Clock::now() + kSpinTime;
     do {
@@ -194,11 +208,11 @@ bool Connection::block_until(std::atomic<uint32_t>& waiting_flag, const Deadline
       waiting_flag.store(0, std::memory_order_relaxed);  // relaxed: a stale 1 costs the peer one doorbell at most
       return true;
     }
-    pollfd p{fd_, POLLIN, 0};
+    pollfd p{side.fd, POLLIN, 0};
     int r = poll_until(&p, 1, deadline);
     waiting_flag.store(0, std::memory_order_relaxed);  // relaxed: as above
     if (r > 0) {
-      drain_doorbells();
+      drain_doorbells(side.fd);
       if (p.revents & (POLLHUP | POLLERR)) mark_peer_gone();
     }
     if (ready()) return true;
@@ -208,7 +222,8 @@ bool Connection::block_until(std::atomic<uint32_t>& waiting_flag, const Deadline
 
 SendResult Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
   check_open("send", out_.has_value());
-  ByteRing& ring = *out_;
+  Side& side = *out_;
+  ByteRing& ring = side.ring;
   const uint64_t max_part = ring.max_record_payload();
   const bool whole = message.size() <= max_part;
   size_t sent = 0;
@@ -224,7 +239,8 @@ SendResult Connection::send_impl(std::span<const std::byte> message, const Deadl
       // The deadline only bounds the wait for the first part: once a long message has started it is finished,
       // so a receiver never sees half of it from a live sender.
       const Deadline& d = first ? deadline : Deadline::never();
-      bool ok = block_until(ring.header().producer_waiting, d, [&] { return ring.writable(payload) || peer_gone(); });
+      bool ok = block_until(side, ring.header().producer_waiting, d,
+                            [&] { return ring.writable(payload) || peer_gone(); });
       if (!ok) return SendResult::kTimeout;
       if (peer_gone()) return SendResult::kClosed;
       p = ring.try_reserve(payload);
@@ -243,7 +259,7 @@ SendResult Connection::send_impl(std::span<const std::byte> message, const Deadl
     first = false;
     detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
     // relaxed: ordered by the fence pair.
-    if (ring.header().consumer_waiting.load(std::memory_order_relaxed)) ring_doorbell();
+    if (ring.header().consumer_waiting.load(std::memory_order_relaxed)) ring_doorbell(side.fd);
   }
   return SendResult::kOk;
 }
@@ -263,7 +279,8 @@ void release_and_notify(Ring& ring, const RecordHeader& h, bool& need_doorbell) 
 
 RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline) {
   check_open("recv", in_.has_value());
-  ByteRing& ring = *in_;
+  Side& side = *in_;
+  ByteRing& ring = side.ring;
   RecordHeader h;
   const std::byte* p;
   auto next_record = [&](const Deadline& d) -> RecvResult {
@@ -273,7 +290,7 @@ RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& de
         if (ring.peek(h, p)) break;
         return RecvResult::kEndOfStream;
       }
-      if (!block_until(ring.header().consumer_waiting, d, [&] { return ring.readable() || peer_gone(); })) {
+      if (!block_until(side, ring.header().consumer_waiting, d, [&] { return ring.readable() || peer_gone(); })) {
         return RecvResult::kTimeout;
       }
     }
@@ -294,7 +311,7 @@ RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& de
     std::memcpy(out.data(), p + sizeof total, got);
     release_and_notify(ring, h, doorbell);
     while (got < total) {
-      if (doorbell) ring_doorbell();
+      if (doorbell) ring_doorbell(side.fd);
       doorbell = false;
       // The rest of a started message comes from a sender that is mid-send: wait for it without the deadline.
       if (next_record(Deadline::never()) != RecvResult::kOk) {
@@ -306,20 +323,21 @@ RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& de
       release_and_notify(ring, h, doorbell);
     }
   }
-  if (doorbell) ring_doorbell();
+  if (doorbell) ring_doorbell(side.fd);
   return RecvResult::kOk;
 }
 
 RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
   check_open("recv", in_.has_value());
-  ByteRing& ring = *in_;
+  Side& side = *in_;
+  ByteRing& ring = side.ring;
   RecordHeader h;
   const std::byte* p;
   // Look at the next message's size before consuming anything, so that a too-small buffer loses nothing.
   while (!ring.peek(h, p)) {
     if (peer_gone() && !ring.peek(h, p)) return RecvResult::kEndOfStream;
     if (peer_gone()) break;
-    if (!block_until(ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); })) {
+    if (!block_until(side, ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); })) {
       return RecvResult::kTimeout;
     }
   }
@@ -331,7 +349,7 @@ RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size,
     std::memcpy(buffer.data(), p, h.payload_bytes);
     bool doorbell = false;
     release_and_notify(ring, h, doorbell);
-    if (doorbell) ring_doorbell();
+    if (doorbell) ring_doorbell(side.fd);
     size = h.payload_bytes;
     return RecvResult::kOk;
   }
@@ -345,19 +363,20 @@ RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size,
 
 bool Connection::poll_impl(const Deadline& deadline) {
   check_open("poll", in_.has_value());
-  ByteRing& ring = *in_;
-  return block_until(ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); });
+  Side& side = *in_;
+  ByteRing& ring = side.ring;
+  return block_until(side, ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); });
 }
 
 // wait() needs the private parts of several Connections at once.
 struct WaitAccess {
-  static bool ready(Connection& c) { return c.in_->readable() || c.peer_gone(); }
-  static std::atomic<uint32_t>& flag(Connection& c) { return c.in_->header().consumer_waiting; }
+  static bool ready(Connection& c) { return c.in_->ring.readable() || c.peer_gone(); }
+  static std::atomic<uint32_t>& flag(Connection& c) { return c.in_->ring.header().consumer_waiting; }
   static void woke(Connection& c, short revents) {
-    c.drain_doorbells();
+    c.drain_doorbells(c.in_->fd);
     if (revents & (POLLHUP | POLLERR)) c.mark_peer_gone();
   }
-  static int fd(Connection& c) { return c.fd_; }
+  static int fd(Connection& c) { return c.in_->fd; }
   static void check(Connection& c) { c.check_open("wait", c.in_.has_value()); }
 };
 

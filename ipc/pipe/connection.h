@@ -7,10 +7,11 @@
 //
 // Design: each direction is a single-producer/single-consumer ring of variable-size records in a MAP_SHARED
 // mapping that forked children inherit, so a message is one copy in and one copy out with no system call while
-// both sides are busy. A Unix socketpair links the two ends: it carries one-byte "doorbells" only when a side is
-// about to sleep (so an idle wait costs no CPU and a busy stream costs no syscall), it makes a Connection
+// both sides are busy. Each direction also has a Unix socketpair: it carries one-byte "doorbells" only when a side
+// is about to sleep (so an idle wait costs no CPU and a busy stream costs no syscall), it makes a Connection
 // pollable together with others and with process sentinels (wait()), and it tells an end when every copy of the
-// other end is closed — which is how the death of the peer process is seen.
+// other end is closed — which is how the death of the peer process is seen. One socketpair per direction means a
+// sending thread and a receiving thread of the same end never sleep on (or drain) the same socket.
 //
 // Threads: per Connection, one thread sending and one thread receiving at a time (Python allows one thread in
 //   all); the two ends are independent.
@@ -141,7 +142,8 @@ class Connection {
   bool closed() const { return shared_ == nullptr; }
   bool readable_end() const { return in_.has_value(); }
   bool writable_end() const { return out_.has_value(); }
-  // The socket whose readiness wait() polls (for integrating with your own event loop).
+  // The socket whose readiness wait() polls: the receiving direction's (the sending one's on a send-only end).
+  // For integrating with your own event loop.
   int fileno() const;
 
  private:
@@ -149,7 +151,13 @@ class Connection {
   friend struct WaitAccess;
   struct Shared;
 
-  Connection(std::shared_ptr<Shared> shared, int socket_fd, detail::ByteRingHeader* in, detail::ByteRingHeader* out);
+  // One direction as seen from this end: the ring, and this end's socket of the direction's socketpair (the
+  // other side's doorbells arrive on it and ours leave from it).
+  struct Side {
+    detail::ByteRing ring;
+    int fd = -1;
+  };
+  Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out);
 
   SendResult send_impl(std::span<const std::byte> message, const Deadline& deadline);
   RecvResult recv_impl(std::vector<std::byte>& out, const Deadline& deadline);
@@ -163,13 +171,13 @@ class Connection {
     return send_impl(encode_buffer_, deadline);
   }
 
-  // Blocks until `ready()` or the deadline, sleeping in poll(2) on the socket with the given waiting flag set.
-  // Returns false on timeout. Sets peer_gone_ when the other end is closed everywhere.
+  // Blocks until `ready()` or the deadline, sleeping in poll(2) on the side's socket with the side's waiting flag
+  // set. Returns false on timeout. Notes when the other end is closed everywhere (peer_gone()).
   template <typename Ready>
-  bool block_until(std::atomic<uint32_t>& waiting_flag, const Deadline& deadline, Ready&& ready);
-  // Reads pending doorbells; notes when the other end is gone.
-  void drain_doorbells();
-  void ring_doorbell();
+  bool block_until(Side& side, std::atomic<uint32_t>& waiting_flag, const Deadline& deadline, Ready&& ready);
+  // Reads the doorbells pending on `fd`; notes when the other end is gone.
+  void drain_doorbells(int fd);
+  void ring_doorbell(int fd);
   void check_open(const char* what, bool direction_ok) const;
   // relaxed: the flag only ends a wait; whatever the peer sent before closing is read through the ring's acquire
   // loads of tail, which the kernel's close-to-poll hand-off orders after the peer's last commit.
@@ -177,9 +185,8 @@ class Connection {
   void mark_peer_gone() { peer_gone_.store(true, std::memory_order_relaxed); }
 
   std::shared_ptr<Shared> shared_;
-  int fd_ = -1;
-  std::optional<detail::ByteRing> in_;   // the ring this end consumes
-  std::optional<detail::ByteRing> out_;  // the ring this end produces
+  std::optional<Side> in_;   // the direction this end consumes
+  std::optional<Side> out_;  // the direction this end produces
   // Set once every copy of the other end is closed. Atomic: the sending and the receiving thread may both see it.
   std::atomic<bool> peer_gone_{false};
   std::vector<std::byte> scratch_, encode_buffer_;

@@ -6,11 +6,13 @@
 // reaped or joined, which orders every write before the read.
 #include <catch2/catch.hpp>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -18,11 +20,11 @@
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
-#include "ipc/queue/test_util.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::QueueResult;
-using ipc::testing::SharedMemory;
+using ipc::test::SharedMapping;
 
 namespace {
 
@@ -45,12 +47,12 @@ void pace(bool slow, uint32_t i) {
 // One round on an MPMC ring adapter `Q` (put(uint32 p, uint32 seq) / get -> optional pair).
 template <typename Adapter>
 void kill_round(std::mt19937& rng, Pace mode) {
-  SharedMemory shared_mem(sizeof(Shared));
-  auto* sh = new (shared_mem.get()) Shared{};
+  SharedMapping shared_mem(sizeof(Shared));
+  auto* sh = new (shared_mem.base()) Shared{};
   Adapter q(4);
-  std::vector<pid_t> prods, cons;
+  std::vector<ipc::test::ForkedChild> prods, cons;
   for (int c = 0; c < kConsumers; ++c) {
-    cons.push_back(ipc::testing::fork_child([&] {
+    cons.emplace_back([&] {
       uint32_t i = 0;
       for (;;) {
         pace(mode == Pace::kSlowConsumers, ++i);
@@ -64,33 +66,33 @@ void kill_round(std::mt19937& rng, Pace mode) {
           sh->received[p][s].fetch_add(1, std::memory_order_relaxed);
         }
       }
-    }));
+    });
   }
   for (int p = 0; p < kProducers; ++p) {
-    prods.push_back(ipc::testing::fork_child([&, p] {
+    prods.emplace_back([&, p] {
       for (uint32_t s = 0; s < kPer; ++s) {
         pace(mode == Pace::kSlowProducers, s);
         if (q.put(p, s) != QueueResult::kOk) throw ipc::Error("put failed");
         sh->committed[p].store(s + 1, std::memory_order_relaxed);
       }
-    }));
+    });
   }
   // Kill one random child at a random moment.
   const bool kill_producer = rng() % 2;
   const int victim_index = static_cast<int>(rng() % 2);
   std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
-  const pid_t victim = kill_producer ? prods[victim_index] : cons[victim_index];
-  kill(victim, SIGKILL);
-  const int victim_status = ipc::testing::wait_child(victim);
-  REQUIRE(victim_status >= 0);
-  const bool really_killed = WIFSIGNALED(victim_status);
+  ipc::test::ForkedChild& victim = kill_producer ? prods[victim_index] : cons[victim_index];
+  victim.kill(SIGKILL);
+  const std::optional<int> victim_status = victim.wait();
+  REQUIRE(victim_status.has_value());
+  const bool really_killed = *victim_status < 0;  // minus a signal: it had not exited by itself
 
   for (int p = 0; p < kProducers; ++p) {
-    if (!(kill_producer && p == victim_index)) REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(prods[p])));
+    if (!(kill_producer && p == victim_index)) REQUIRE(prods[p].wait() == 0);
   }
   q.close();
   for (int c = 0; c < kConsumers; ++c) {
-    if (!(!kill_producer && c == victim_index)) REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(cons[c])));
+    if (!(!kill_producer && c == victim_index)) REQUIRE(cons[c].wait() == 0);
   }
 
   uint64_t lost = 0, duplicated = 0, beyond = 0;
@@ -122,7 +124,7 @@ void kill_round(std::mt19937& rng, Pace mode) {
 struct FixedAdapter {
   explicit FixedAdapter(uint64_t capacity)
       : mem(ipc::Queue<uint64_t>::bytes_needed(capacity)),
-        q(ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), capacity)) {}
+        q(ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), capacity)) {}
   QueueResult put(uint32_t p, uint32_t s) { return q.put(uint64_t{p} << 32 | s); }
   QueueResult get(uint32_t& p, uint32_t& s) {
     uint64_t v = 0;
@@ -133,14 +135,14 @@ struct FixedAdapter {
   }
   void close() { q.close(); }
   uint64_t abandoned_count() const { return q.abandoned_count(); }
-  SharedMemory mem;
+  SharedMapping mem;
   ipc::Queue<uint64_t> q;
 };
 
 struct BytesAdapter {
   explicit BytesAdapter(uint64_t capacity)
       : mem(ipc::MessageQueue::bytes_needed(capacity, 2048)),
-        q(ipc::MessageQueue::create_at(mem.get(), mem.size(), capacity, 2048)) {}
+        q(ipc::MessageQueue::create_at(mem.base(), mem.bytes(), capacity, 2048)) {}
   QueueResult put(uint32_t p, uint32_t s) {
     std::vector<std::byte> m(8 + (s * 131) % 2000, std::byte{0x5a});
     std::memcpy(m.data(), &p, 4);
@@ -158,7 +160,7 @@ struct BytesAdapter {
   }
   void close() { q.close(); }
   uint64_t abandoned_count() const { return q.abandoned_count(); }
-  SharedMemory mem;
+  SharedMapping mem;
   ipc::MessageQueue q;
   std::vector<std::byte> buf;
 };
@@ -183,12 +185,12 @@ TEST_CASE("message queue survives producers and consumers killed at random point
 
 TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as abandoned", "[queue][kill]") {
   // Deterministic: the child claims a slot through the ring internals and is killed before publishing.
-  SharedMemory mem(ipc::Queue<uint64_t>::bytes_needed(2));
-  auto q = ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 2);
-  ipc::detail::MpmcRing ring(mem.get());
-  SharedMemory flag(64);
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(2));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 2);
+  ipc::detail::MpmcRing ring(mem.base());
+  SharedMapping flag(64);
   auto* claimed = flag.as<std::atomic<uint32_t>>();
-  pid_t child = ipc::testing::fork_child([&] {
+  ipc::test::ForkedChild child([&] {
     uint64_t pos;
     if (ring.try_claim_write(pos, false) != ipc::detail::Claim::kOk) throw ipc::Error("claim failed");
     claimed->store(1);
@@ -196,8 +198,8 @@ TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as aband
   });
   while (claimed->load() == 0) std::this_thread::yield();
   REQUIRE(q.put(2) == QueueResult::kOk);  // behind the stuck slot
-  kill(child, SIGKILL);
-  ipc::testing::wait_child(child);
+  child.kill(SIGKILL);
+  child.wait();
   uint64_t v = 0;
   REQUIRE(q.get(v, 10s) == QueueResult::kOk);
   CHECK(v == 2);
@@ -211,13 +213,13 @@ TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as aband
 }
 
 TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not stay blocked", "[queue][kill]") {
-  SharedMemory mem(ipc::Queue<uint64_t>::bytes_needed(1));
-  auto q = ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 1);
-  ipc::detail::MpmcRing ring(mem.get());
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(1));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 1);
+  ipc::detail::MpmcRing ring(mem.base());
   REQUIRE(q.put(1) == QueueResult::kOk);
-  SharedMemory flag(64);
+  SharedMapping flag(64);
   auto* claimed = flag.as<std::atomic<uint32_t>>();
-  pid_t child = ipc::testing::fork_child([&] {
+  ipc::test::ForkedChild child([&] {
     uint64_t pos;
     if (ring.try_claim_read(pos, false) != ipc::detail::Claim::kOk) throw ipc::Error("claim failed");
     claimed->store(1);
@@ -225,8 +227,8 @@ TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not 
   });
   while (claimed->load() == 0) std::this_thread::yield();
   CHECK(q.try_put(2) == QueueResult::kFull);  // the claimer is alive: the slot is still in use
-  kill(child, SIGKILL);
-  ipc::testing::wait_child(child);
+  child.kill(SIGKILL);
+  child.wait();
   REQUIRE(q.put(2, 10s) == QueueResult::kOk);
   CHECK(q.abandoned_count() == 1);
   uint64_t v = 0;
@@ -237,27 +239,27 @@ TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not 
 TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement cannot get", "[queue][kill]") {
   std::mt19937 rng(4242);
   for (int round = 0; round < 10; ++round) {
-    SharedMemory mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
-    auto q = ipc::SpscQueue<uint64_t>::create_at(mem.get(), mem.size(), 8);
-    SharedMemory counts_mem(sizeof(std::atomic<uint32_t>) * kPer);
+    SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
+    auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
+    SharedMapping counts_mem(sizeof(std::atomic<uint32_t>) * kPer);
     auto* counts = counts_mem.as<std::atomic<uint32_t>>();
     auto consumer = [&] {
       uint64_t v;
       while (q.get(v) == QueueResult::kOk) counts[v].fetch_add(1, std::memory_order_relaxed);
     };
-    pid_t producer = ipc::testing::fork_child([&] {
+    ipc::test::ForkedChild producer([&] {
       for (uint64_t s = 0; s < kPer; ++s) {
         if (q.put(s) != QueueResult::kOk) throw ipc::Error("put failed");
       }
     });
-    pid_t first = ipc::testing::fork_child(consumer);
+    ipc::test::ForkedChild first(consumer);
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
-    kill(first, SIGKILL);
-    ipc::testing::wait_child(first);
-    pid_t second = ipc::testing::fork_child(consumer);  // takes over the dead consumer's role
-    REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(producer)));
+    first.kill(SIGKILL);
+    first.wait();
+    ipc::test::ForkedChild second(consumer);  // takes over the dead consumer's role
+    REQUIRE(producer.wait() == 0);
     q.close();
-    REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(second)));
+    REQUIRE(second.wait() == 0);
     uint32_t lost = 0, dup = 0;
     for (uint32_t s = 0; s < kPer; ++s) {
       lost += counts[s].load(std::memory_order_relaxed) == 0;

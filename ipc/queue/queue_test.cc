@@ -11,18 +11,18 @@
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
-#include "ipc/queue/test_util.h"
+#include "tests/support/test_support.h"
 #include "ipc/segment/segment.h"
 
 using namespace std::chrono_literals;
 using ipc::QueueResult;
-using ipc::testing::SharedMemory;
+using ipc::test::SharedMapping;
 
 namespace {
 
 template <typename Q>
-Q make_fixed(SharedMemory& mem, uint64_t capacity) {
-  return Q::create_at(mem.get(), mem.size(), capacity);
+Q make_fixed(SharedMapping& mem, uint64_t capacity) {
+  return Q::create_at(mem.base(), mem.bytes(), capacity);
 }
 
 std::vector<std::byte> bytes_of(const std::string& s) {
@@ -34,7 +34,7 @@ std::vector<std::byte> bytes_of(const std::string& s) {
 
 TEMPLATE_TEST_CASE("a fixed-size queue delivers values in FIFO order and reports full and empty", "[queue]",
                    ipc::Queue<uint64_t>, ipc::SpscQueue<uint64_t>) {
-  SharedMemory mem(TestType::bytes_needed(4));
+  SharedMapping mem(TestType::bytes_needed(4));
   auto q = make_fixed<TestType>(mem, 4);
   REQUIRE(q.capacity() == 4);
   uint64_t v = 0;
@@ -58,7 +58,7 @@ TEMPLATE_TEST_CASE("a fixed-size queue delivers values in FIFO order and reports
 
 TEMPLATE_TEST_CASE("get and put time out on an empty and a full queue", "[queue]", ipc::Queue<uint64_t>,
                    ipc::SpscQueue<uint64_t>) {
-  SharedMemory mem(TestType::bytes_needed(1));
+  SharedMapping mem(TestType::bytes_needed(1));
   auto q = make_fixed<TestType>(mem, 1);
   uint64_t v = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -72,7 +72,7 @@ TEMPLATE_TEST_CASE("get and put time out on an empty and a full queue", "[queue]
 
 TEMPLATE_TEST_CASE("close makes puts fail and gets drain before reporting closed", "[queue]", ipc::Queue<uint64_t>,
                    ipc::SpscQueue<uint64_t>) {
-  SharedMemory mem(TestType::bytes_needed(8));
+  SharedMapping mem(TestType::bytes_needed(8));
   auto q = make_fixed<TestType>(mem, 8);
   REQUIRE(q.put(7) == QueueResult::kOk);
   q.close();
@@ -89,63 +89,63 @@ TEMPLATE_TEST_CASE("close makes puts fail and gets drain before reporting closed
 
 TEMPLATE_TEST_CASE("close wakes a consumer blocked in another process", "[queue][process]", ipc::Queue<uint64_t>,
                    ipc::SpscQueue<uint64_t>) {
-  SharedMemory mem(TestType::bytes_needed(8));
+  SharedMapping mem(TestType::bytes_needed(8));
   auto q = make_fixed<TestType>(mem, 8);
-  pid_t child = ipc::testing::fork_child([&] {
+  ipc::test::ForkedChild child([&] {
     uint64_t v;
     // The child must be woken by close(); a 30 s timeout only keeps a broken build from hanging.
     if (q.get(v, 30s) != QueueResult::kClosed) throw ipc::Error("consumer did not see closed");
   });
   std::this_thread::sleep_for(20ms);  // let it fall asleep (the test passes either way)
   q.close();
-  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  CHECK(child.wait() == 0);
 }
 
 TEMPLATE_TEST_CASE("close wakes a producer blocked on a full queue in another process", "[queue][process]",
                    ipc::Queue<uint64_t>, ipc::SpscQueue<uint64_t>) {
-  SharedMemory mem(TestType::bytes_needed(1));
+  SharedMapping mem(TestType::bytes_needed(1));
   auto q = make_fixed<TestType>(mem, 1);
-  pid_t child = ipc::testing::fork_child([&] {
+  ipc::test::ForkedChild child([&] {
     if (q.put(1) != QueueResult::kOk) throw ipc::Error("first put failed");
     if (q.put(2, 30s) != QueueResult::kClosed) throw ipc::Error("producer did not see closed");
   });
   while (q.size_approx() == 0) std::this_thread::yield();
   q.close();
-  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  CHECK(child.wait() == 0);
 }
 
 TEMPLATE_TEST_CASE("a consumer blocked on an empty queue uses almost no CPU", "[queue][process]",
                    ipc::Queue<uint64_t>, ipc::SpscQueue<uint64_t>) {
-  SharedMemory mem(TestType::bytes_needed(8));
+  SharedMapping mem(TestType::bytes_needed(8));
   auto q = make_fixed<TestType>(mem, 8);
-  const auto before = ipc::testing::children_cpu_time();
-  pid_t child = ipc::testing::fork_child([&] {
+  const auto before = ipc::test::children_cpu_time();
+  ipc::test::ForkedChild child([&] {
     uint64_t v;
     if (q.get(v, 1s) != QueueResult::kTimeout) throw ipc::Error("expected a timeout");
   });
-  REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
-  const auto used = ipc::testing::children_cpu_time() - before;
+  REQUIRE(child.wait() == 0);
+  const auto used = ipc::test::children_cpu_time() - before;
   INFO("CPU time of a 1 s blocked get: " << used.count() << " us");
   CHECK(used < 50ms);
 }
 
 TEST_CASE("a put in one process wakes a get sleeping in another", "[queue][process]") {
-  SharedMemory mem(ipc::Queue<uint64_t>::bytes_needed(8));
-  auto q = ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 8);
-  pid_t child = ipc::testing::fork_child([&] {
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(8));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
+  ipc::test::ForkedChild child([&] {
     uint64_t v;
     if (q.get(v, 30s) != QueueResult::kOk || v != 42) throw ipc::Error("did not get 42");
   });
   std::this_thread::sleep_for(20ms);
   REQUIRE(q.put(42) == QueueResult::kOk);
-  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  CHECK(child.wait() == 0);
 }
 
 TEST_CASE("a second live SPSC producer is refused", "[queue][process]") {
-  SharedMemory mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
-  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.get(), mem.size(), 8);
+  SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
+  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
   REQUIRE(q.put(1) == QueueResult::kOk);
-  pid_t child = ipc::testing::fork_child([&] {
+  ipc::test::ForkedChild child([&] {
     try {
       (void)q.try_put(2);
     } catch (const ipc::StateError&) {
@@ -153,16 +153,16 @@ TEST_CASE("a second live SPSC producer is refused", "[queue][process]") {
     }
     throw ipc::Error("a second producer was accepted");
   });
-  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  CHECK(child.wait() == 0);
 }
 
 TEST_CASE("an SPSC role held by a dead process can be taken over", "[queue][process]") {
-  SharedMemory mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
-  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.get(), mem.size(), 8);
-  pid_t child = ipc::testing::fork_child([&] {
+  SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
+  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
+  ipc::test::ForkedChild child([&] {
     if (q.put(1) != QueueResult::kOk) throw ipc::Error("put failed");
   });
-  REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  REQUIRE(child.wait() == 0);
   REQUIRE(q.put(2) == QueueResult::kOk);
   uint64_t v = 0;
   REQUIRE(q.get(v) == QueueResult::kOk);
@@ -172,19 +172,19 @@ TEST_CASE("an SPSC role held by a dead process can be taken over", "[queue][proc
 }
 
 TEST_CASE("zero capacity and wrong blocks are rejected", "[queue]") {
-  SharedMemory mem(1 << 16);
-  CHECK_THROWS_AS(ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 0), ipc::InvalidArgument);
-  CHECK_THROWS_AS(ipc::Queue<uint64_t>::create_at(mem.get(), 64, 8), ipc::InvalidArgument);
-  (void)ipc::Queue<uint64_t>::create_at(mem.get(), mem.size(), 8);
-  CHECK_THROWS_AS(ipc::Queue<uint32_t>::attach(mem.get(), mem.size()), ipc::InvalidArgument);
-  CHECK_THROWS_AS(ipc::MessageQueue::attach(mem.get(), mem.size()), ipc::InvalidArgument);
-  CHECK_THROWS_AS(ipc::SpscQueue<uint64_t>::attach(mem.get(), mem.size()), ipc::InvalidArgument);
-  CHECK_NOTHROW(ipc::Queue<uint64_t>::attach(mem.get(), mem.size()));
+  SharedMapping mem(1 << 16);
+  CHECK_THROWS_AS(ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 0), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Queue<uint64_t>::create_at(mem.base(), 64, 8), ipc::InvalidArgument);
+  (void)ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
+  CHECK_THROWS_AS(ipc::Queue<uint32_t>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::MessageQueue::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::SpscQueue<uint64_t>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
+  CHECK_NOTHROW(ipc::Queue<uint64_t>::attach(mem.base(), mem.bytes()));
 }
 
 TEST_CASE("a message queue carries variable-size messages intact", "[queue][bytes]") {
-  SharedMemory mem(ipc::MessageQueue::bytes_needed(4, 1000));
-  auto q = ipc::MessageQueue::create_at(mem.get(), mem.size(), 4, 1000);
+  SharedMapping mem(ipc::MessageQueue::bytes_needed(4, 1000));
+  auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 4, 1000);
   CHECK(q.max_message_bytes() >= 1000);
   std::vector<std::byte> out;
   CHECK(q.try_get(out) == QueueResult::kEmpty);
@@ -206,8 +206,8 @@ TEST_CASE("a message queue carries variable-size messages intact", "[queue][byte
 }
 
 TEST_CASE("a message larger than the queue can ever hold is an immediate error", "[queue][bytes]") {
-  SharedMemory mem(ipc::MessageQueue::bytes_needed(2, 100));
-  auto q = ipc::MessageQueue::create_at(mem.get(), mem.size(), 2, 100);
+  SharedMapping mem(ipc::MessageQueue::bytes_needed(2, 100));
+  auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 2, 100);
   std::vector<std::byte> big(q.max_message_bytes() + 1);
   CHECK_THROWS_AS(q.put(big), ipc::MessageTooLarge);
   CHECK_THROWS_AS(q.try_put(big), ipc::MessageTooLarge);
@@ -223,8 +223,8 @@ TEST_CASE("a message larger than the queue can ever hold is an immediate error",
 }
 
 TEST_CASE("typed messages go through Codec and corrupt ones raise CodecError", "[queue][bytes]") {
-  SharedMemory mem(ipc::MessageQueue::bytes_needed(8, 4096));
-  auto q = ipc::MessageQueue::create_at(mem.get(), mem.size(), 8, 4096);
+  SharedMapping mem(ipc::MessageQueue::bytes_needed(8, 4096));
+  auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 8, 4096);
   std::map<std::string, std::vector<int>> m{{"a", {1, 2}}, {"bb", {}}};
   REQUIRE(q.put_value(m) == QueueResult::kOk);
   REQUIRE(q.put_value(std::string("hello")) == QueueResult::kOk);
@@ -240,15 +240,15 @@ TEST_CASE("typed messages go through Codec and corrupt ones raise CodecError", "
 }
 
 TEST_CASE("task_done and join count unfinished work and too many task_done calls are an error", "[queue]") {
-  SharedMemory mem(ipc::JoinableQueue<int>::bytes_needed(8));
-  auto q = ipc::JoinableQueue<int>::create_at(mem.get(), mem.size(), 8);
+  SharedMapping mem(ipc::JoinableQueue<int>::bytes_needed(8));
+  auto q = ipc::JoinableQueue<int>::create_at(mem.base(), mem.bytes(), 8);
   CHECK_THROWS_AS(q.task_done(), ipc::StateError);
   CHECK(q.join(10ms));
   REQUIRE(q.put(1) == QueueResult::kOk);
   REQUIRE(q.put(2) == QueueResult::kOk);
   CHECK(q.unfinished_approx() == 2);
   CHECK_FALSE(q.join(10ms));
-  pid_t child = ipc::testing::fork_child([&] {
+  ipc::test::ForkedChild child([&] {
     int v;
     for (int i = 0; i < 2; ++i) {
       if (q.get(v, 30s) != QueueResult::kOk) throw ipc::Error("get failed");
@@ -256,13 +256,13 @@ TEST_CASE("task_done and join count unfinished work and too many task_done calls
     }
   });
   CHECK(q.join(30s));
-  CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  CHECK(child.wait() == 0);
   CHECK_THROWS_AS(q.task_done(), ipc::StateError);
-  CHECK_THROWS_AS(ipc::Queue<int>::attach(mem.get(), mem.size()), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Queue<int>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
 }
 
 TEST_CASE("queues are created in a segment and opened by name from another process", "[queue][segment]") {
-  const std::string name = ipc::testing::unique_name("queue_test");
+  const std::string name = ipc::test::unique_name("queue_test");
   auto seg = ipc::Segment::create(name, 4 << 20);
   auto jobs = ipc::Queue<int>::create(seg, "jobs", 16);
   auto spsc = ipc::SpscQueue<int>::create(seg, "spsc", 16);
@@ -272,7 +272,7 @@ TEST_CASE("queues are created in a segment and opened by name from another proce
   CHECK_THROWS_AS(ipc::Queue<int>::create(seg, "jobs", 16), ipc::InvalidArgument);
   CHECK_THROWS_AS(ipc::Queue<int>::open(seg, "nope"), ipc::QueueNotFound);
   CHECK_THROWS_AS(ipc::Queue<int>::open(seg, "msgs"), ipc::InvalidArgument);
-  pid_t child = ipc::testing::fork_child([&] {
+  ipc::test::ForkedChild child([&] {
     auto s = ipc::Segment::open(name);
     auto j = ipc::Queue<int>::open(s, "jobs");
     auto p = ipc::SpscQueue<int>::open(s, "spsc");
@@ -284,7 +284,7 @@ TEST_CASE("queues are created in a segment and opened by name from another proce
       throw ipc::Error("put failed");
     }
   });
-  REQUIRE(ipc::testing::exited_ok(ipc::testing::wait_child(child)));
+  REQUIRE(child.wait() == 0);
   int v = 0;
   REQUIRE(jobs.get(v, 1s) == QueueResult::kOk);
   CHECK(v == 1);

@@ -12,13 +12,21 @@
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
-#include "ipc/queue/test_util.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::QueueResult;
-using ipc::testing::SharedMemory;
+using ipc::test::SharedMapping;
 
 namespace {
+
+// A 64-bit FNV-1a checksum.
+uint64_t checksum(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
 
 struct Msg {
   uint32_t producer;
@@ -29,7 +37,7 @@ struct Msg {
 
 Msg make_msg(uint32_t p, uint32_t seq) {
   Msg m{p, seq, {uint64_t{p} * 0x9e3779b97f4a7c15ull + seq, ~uint64_t{seq}}, 0};
-  m.sum = ipc::testing::checksum(&m, offsetof(Msg, sum));
+  m.sum = checksum(&m, offsetof(Msg, sum));
   return m;
 }
 
@@ -41,7 +49,7 @@ std::vector<std::byte> make_bytes(uint32_t p, uint32_t seq, size_t max_bytes) {
   std::memcpy(v.data(), &p, 4);
   std::memcpy(v.data() + 4, &seq, 4);
   for (size_t i = 0; i < body; ++i) v[8 + i] = std::byte(static_cast<uint8_t>(i * 13 + seq + p));
-  const uint64_t sum = ipc::testing::checksum(v.data(), 8 + body);
+  const uint64_t sum = checksum(v.data(), 8 + body);
   std::memcpy(v.data() + 8 + body, &sum, 8);
   return v;
 }
@@ -75,24 +83,24 @@ struct Ledger {
   }
   int producers;
   uint32_t per;
-  SharedMemory mem;
+  SharedMapping mem;
 };
 
 // Runs producers and consumers as processes; `produce(p)` and `consume()` are the children's bodies.
 template <typename Produce, typename Consume, typename Close>
 void run_processes(int producers, int consumers, Produce produce, Consume consume, Close close) {
-  std::vector<pid_t> cons, prods;
-  for (int c = 0; c < consumers; ++c) cons.push_back(ipc::testing::fork_child(consume));
-  for (int p = 0; p < producers; ++p) prods.push_back(ipc::testing::fork_child([&, p] { produce(p); }));
-  for (pid_t pid : prods) CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(pid)));
+  std::vector<ipc::test::ForkedChild> cons, prods;
+  for (int c = 0; c < consumers; ++c) cons.emplace_back(consume);
+  for (int p = 0; p < producers; ++p) prods.emplace_back([&, p] { produce(p); });
+  for (auto& child : prods) CHECK(child.wait() == 0);
   close();  // consumers drain what is left, then see kClosed
-  for (pid_t pid : cons) CHECK(ipc::testing::exited_ok(ipc::testing::wait_child(pid)));
+  for (auto& child : cons) CHECK(child.wait() == 0);
 }
 
 template <typename Q>
 void fixed_stress(int producers, int consumers, uint64_t capacity, uint32_t per_producer) {
-  SharedMemory mem(Q::bytes_needed(capacity));
-  auto q = Q::create_at(mem.get(), mem.size(), capacity);
+  SharedMapping mem(Q::bytes_needed(capacity));
+  auto q = Q::create_at(mem.base(), mem.bytes(), capacity);
   Ledger ledger(producers, per_producer);
   run_processes(
       producers, consumers,
@@ -117,7 +125,7 @@ void fixed_stress(int producers, int consumers, uint64_t capacity, uint32_t per_
           const QueueResult r = i % 2 ? q.get(m) : q.get(m, 1ms);
           if (r == QueueResult::kClosed) return;
           if (r != QueueResult::kOk) continue;
-          if (ipc::testing::checksum(&m, offsetof(Msg, sum)) != m.sum) {
+          if (checksum(&m, offsetof(Msg, sum)) != m.sum) {
             ledger.corrupt().fetch_add(1, std::memory_order_relaxed);
           } else {
             ledger.record(m.producer, m.seq);
@@ -148,8 +156,8 @@ TEST_CASE("message queue delivers every variable-size message exactly once and i
   constexpr int kProducers = 2, kConsumers = 3;
   constexpr uint32_t kPer = 20000;
   constexpr size_t kMax = 700;
-  SharedMemory mem(ipc::MessageQueue::bytes_needed(8, kMax));
-  auto q = ipc::MessageQueue::create_at(mem.get(), mem.size(), 8, kMax);
+  SharedMapping mem(ipc::MessageQueue::bytes_needed(8, kMax));
+  auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 8, kMax);
   Ledger ledger(kProducers, kPer);
   run_processes(
       kProducers, kConsumers,
@@ -182,7 +190,7 @@ TEST_CASE("message queue delivers every variable-size message exactly once and i
           std::memcpy(&p, m.data(), 4);
           std::memcpy(&s, m.data() + 4, 4);
           std::memcpy(&sum, m.data() + m.size() - 8, 8);
-          if (sum != ipc::testing::checksum(m.data(), m.size() - 8) || m != make_bytes(p, s, q.max_message_bytes())) {
+          if (sum != checksum(m.data(), m.size() - 8) || m != make_bytes(p, s, q.max_message_bytes())) {
             ledger.corrupt().fetch_add(1, std::memory_order_relaxed);
           } else {
             ledger.record(p, s);

@@ -12,11 +12,11 @@
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
-#include "ipc/queue/test_util.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::QueueResult;
-using ipc::testing::SharedMemory;
+using ipc::test::SharedMapping;
 
 namespace {
 
@@ -68,24 +68,24 @@ void run_threads(int producers, int consumers, uint32_t per, PutFn put, GetFn ge
 }  // namespace
 
 TEST_CASE("MPMC queue delivers exactly once between threads", "[queue][stress][threads]") {
-  SharedMemory mem(ipc::Queue<Item>::bytes_needed(8));
-  auto q = ipc::Queue<Item>::create_at(mem.get(), mem.size(), 8);
+  SharedMapping mem(ipc::Queue<Item>::bytes_needed(8));
+  auto q = ipc::Queue<Item>::create_at(mem.base(), mem.bytes(), 8);
   run_threads(
       3, 3, 20000, [&](const Item& it) { expect_ok(q.put(it)); },
       [&](Item& it) { return q.get(it) == QueueResult::kOk; }, [&] { q.close(); });
 }
 
 TEST_CASE("SPSC queue delivers exactly once between two threads", "[queue][stress][threads]") {
-  SharedMemory mem(ipc::SpscQueue<Item>::bytes_needed(16));
-  auto q = ipc::SpscQueue<Item>::create_at(mem.get(), mem.size(), 16);
+  SharedMapping mem(ipc::SpscQueue<Item>::bytes_needed(16));
+  auto q = ipc::SpscQueue<Item>::create_at(mem.base(), mem.bytes(), 16);
   run_threads(
       1, 1, 100000, [&](const Item& it) { expect_ok(q.put(it)); },
       [&](Item& it) { return q.get(it) == QueueResult::kOk; }, [&] { q.close(); });
 }
 
 TEST_CASE("message queue delivers exactly once between threads", "[queue][stress][threads][bytes]") {
-  SharedMemory mem(ipc::MessageQueue::bytes_needed(4, 256));
-  auto q = ipc::MessageQueue::create_at(mem.get(), mem.size(), 4, 256);
+  SharedMapping mem(ipc::MessageQueue::bytes_needed(4, 256));
+  auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 4, 256);
   run_threads(
       2, 2, 10000,
       [&](const Item& it) {
@@ -107,8 +107,8 @@ TEST_CASE("message queue delivers exactly once between threads", "[queue][stress
 }
 
 TEST_CASE("join returns once every value put by several threads is task_done", "[queue][threads]") {
-  SharedMemory mem(ipc::JoinableQueue<uint32_t>::bytes_needed(4));
-  auto q = ipc::JoinableQueue<uint32_t>::create_at(mem.get(), mem.size(), 4);
+  SharedMapping mem(ipc::JoinableQueue<uint32_t>::bytes_needed(4));
+  auto q = ipc::JoinableQueue<uint32_t>::create_at(mem.base(), mem.bytes(), 4);
   std::atomic<uint32_t> done{0};
   std::vector<std::thread> workers;
   for (int w = 0; w < 2; ++w) {

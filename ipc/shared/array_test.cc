@@ -9,12 +9,11 @@
 #include "ipc/numa/memory_policy.h"
 #include "ipc/numa/placement.h"
 #include "ipc/segment/segment.h"
-#include "ipc/sync/internal/test_util.h"
+#include "tests/support/test_support.h"
 
 using ipc::numa::MemoryPolicy;
-using ipc::testing::fork_child;
-using ipc::testing::SharedMapping;
-using ipc::testing::wait_exit;
+using ipc::test::ForkedChild;
+using ipc::test::SharedMapping;
 
 TEST_CASE("a new array has value-initialised elements and checked access", "[array]") {
   SharedMapping mem(1 << 16);
@@ -33,9 +32,9 @@ TEST_CASE("processes increment every element of a shared array exactly, lock-fre
   constexpr size_t kLength = 16;
   SharedMapping mem(1 << 16);
   auto& a = ipc::Array<int64_t>::construct_at(mem.base(), mem.bytes(), kLength);
-  std::vector<pid_t> kids;
+  std::vector<ForkedChild> kids;
   for (int p = 0; p < kProcesses; ++p) {
-    kids.push_back(fork_child([&] {
+    kids.emplace_back([&] {
       for (int r = 0; r < kRounds; ++r) {
         for (size_t i = 0; i < kLength; i += 2) a.fetch_add(i, 1);
         ipc::LockGuard g(a.get_lock());
@@ -43,14 +42,14 @@ TEST_CASE("processes increment every element of a shared array exactly, lock-fre
         for (size_t i = 1; i < kLength; i += 2) a[i] += 1;  // odd elements only ever under the lock
       }
       return 0;
-    }));
+    });
   }
-  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  for (auto& k : kids) CHECK(k.wait() == 0);
   for (size_t i = 0; i < kLength; ++i) CHECK(a[i] == kProcesses * kRounds);
 }
 
 TEST_CASE("an interleaved array's pages land on the policy's nodes and the policy reads back", "[array][numa]") {
-  auto segment = ipc::Segment::create(ipc::testing::unique_name("shared_array"), 8 << 20);
+  auto segment = ipc::Segment::create(ipc::test::unique_name("shared_array"), 8 << 20);
   const MemoryPolicy policy = MemoryPolicy::interleave({0});  // this host has one node
   constexpr size_t kLength = 256 * 1024;                        // 2 MiB of doubles: 512 pages
   auto& a = ipc::Array<double>::create(segment, "big", kLength, {policy});

@@ -3,20 +3,19 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <vector>
 
 #include "ipc/segment/segment.h"
-#include "ipc/sync/internal/test_util.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
-using ipc::testing::fork_child;
-using ipc::testing::kill_and_wait;
-using ipc::testing::SharedMapping;
-using ipc::testing::Signal;
-using ipc::testing::wait_exit;
+using ipc::test::ForkedChild;
+using ipc::test::PipeSignal;
+using ipc::test::SharedMapping;
 
 namespace {
 
@@ -30,9 +29,9 @@ constexpr int kIncrements = 20000;
 // Runs `body` in kProcesses children and checks that each exits 0.
 template <typename F>
 void in_processes(F body) {
-  std::vector<pid_t> kids;
-  for (int p = 0; p < kProcesses; ++p) kids.push_back(fork_child(body));
-  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  std::vector<ForkedChild> kids;
+  for (int p = 0; p < kProcesses; ++p) kids.emplace_back(body);
+  for (auto& k : kids) CHECK(k.wait() == 0);
 }
 
 }  // namespace
@@ -100,16 +99,17 @@ TEST_CASE("a value of a type that is not lock-free is updated consistently throu
 TEST_CASE("a process killed in the middle of a locked update is reported to the next locker", "[value][kill]") {
   SharedMapping mem(4096);
   auto& p = mem.make<ipc::Value<Point3>>(0, Point3{1, 1, 1});
-  Signal halfway;
-  pid_t doomed = fork_child([&] {
+  PipeSignal halfway;
+  ForkedChild doomed([&] {
     auto v = p.lock();
     if (v.owner_died()) return 1;
     v.set({2, 2, 1});  // z not yet written
     halfway.notify();
     for (;;) pause();
   });
-  REQUIRE(halfway.wait() == 1);
-  REQUIRE(kill_and_wait(doomed) == -SIGKILL);
+  REQUIRE(halfway.wait());
+  doomed.kill(SIGKILL);
+  REQUIRE(doomed.wait() == -SIGKILL);
   {
     auto v = p.lock();
     REQUIRE(v.owner_died());
@@ -124,15 +124,15 @@ TEST_CASE("a process killed in the middle of a locked update is reported to the 
 }
 
 TEST_CASE("a value created in a segment is incremented by a process that opened it by name", "[value][segment]") {
-  std::string name = ipc::testing::unique_name("shared_value");
+  std::string name = ipc::test::unique_name("shared_value");
   auto segment = ipc::Segment::create(name, 1 << 16);
   auto& counter = ipc::Value<int64_t>::create(segment, "counter", 40);
-  pid_t child = fork_child([&] {
+  ForkedChild child([&] {
     auto mine = ipc::Segment::open(name);
     ipc::Value<int64_t>::open(mine, "counter").fetch_add(2);
     return 0;
   });
-  CHECK(wait_exit(child) == 0);
+  CHECK(child.wait() == 0);
   CHECK(counter.load() == 42);
   CHECK_THROWS_AS(ipc::Value<int64_t>::open(segment, "missing"), ipc::InvalidArgument);
   CHECK_THROWS_AS(ipc::Value<int64_t>::create(segment, "counter"), ipc::InvalidArgument);

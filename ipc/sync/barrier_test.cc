@@ -12,15 +12,13 @@
 #include <vector>
 
 #include "ipc/segment/segment.h"
-#include "ipc/sync/internal/test_util.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::BarrierStatus;
 using ipc::BrokenReason;
-using ipc::testing::fork_child;
-using ipc::testing::kill_and_wait;
-using ipc::testing::SharedMapping;
-using ipc::testing::wait_exit;
+using ipc::test::ForkedChild;
+using ipc::test::SharedMapping;
 
 namespace {
 
@@ -59,9 +57,9 @@ TEST_CASE("three processes pass a barrier together, generation after generation"
     s.arrived[r] = 0;
     s.index_sum[r] = 0;
   }
-  std::vector<pid_t> kids;
+  std::vector<ForkedChild> kids;
   for (int p = 0; p < kParties; ++p) {
-    kids.push_back(fork_child([&] {
+    kids.emplace_back([&] {
       for (int r = 0; r < kRounds; ++r) {
         s.arrived[r].fetch_add(1);
         auto w = s.barrier.wait_with_action([&] { s.actions.fetch_add(1); }, 30s);
@@ -70,9 +68,9 @@ TEST_CASE("three processes pass a barrier together, generation after generation"
         s.index_sum[r].fetch_add(static_cast<int>(w.index));
       }
       return 0;
-    }));
+    });
   }
-  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  for (auto& k : kids) CHECK(k.wait() == 0);
   CHECK(s.actions.load() == kRounds);
   for (int r = 0; r < kRounds; ++r) CHECK(s.index_sum[r].load() == 0 + 1 + 2);
   CHECK_FALSE(s.barrier.broken());
@@ -94,7 +92,7 @@ TEST_CASE("abort and reset release a waiting process with kBroken", "[barrier]")
   SharedMapping mem(1 << 16);
   auto& b = mem.make<ipc::Barrier>(0, 2u);
   for (bool use_abort : {true, false}) {
-    pid_t child = fork_child([&] { return b.wait(30s).status == BarrierStatus::kBroken ? 0 : 1; });
+    ForkedChild child([&] { return b.wait(30s).status == BarrierStatus::kBroken ? 0 : 1; });
     REQUIRE(await_waiting(b, 1));
     if (use_abort) {
       b.abort();
@@ -103,7 +101,7 @@ TEST_CASE("abort and reset release a waiting process with kBroken", "[barrier]")
       b.reset();
       CHECK_FALSE(b.broken());
     }
-    CHECK(wait_exit(child) == 0);
+    CHECK(child.wait() == 0);
     b.reset();
   }
 }
@@ -111,39 +109,40 @@ TEST_CASE("abort and reset release a waiting process with kBroken", "[barrier]")
 TEST_CASE("an action that throws breaks the barrier and reaches the party that ran it", "[barrier]") {
   SharedMapping mem(1 << 16);
   auto& b = mem.make<ipc::Barrier>(0, 2u);
-  pid_t child = fork_child([&] { return b.wait(30s).status == BarrierStatus::kBroken ? 0 : 1; });
+  ForkedChild child([&] { return b.wait(30s).status == BarrierStatus::kBroken ? 0 : 1; });
   REQUIRE(await_waiting(b, 1));
   CHECK_THROWS_AS((void)b.wait_with_action([] { throw std::runtime_error("action failed"); }), std::runtime_error);
   CHECK(b.broken_reason() == BrokenReason::kActionFailed);
-  CHECK(wait_exit(child) == 0);
+  CHECK(child.wait() == 0);
 }
 
 TEST_CASE("a party killed while waiting breaks the barrier for the others instead of hanging",
           "[barrier][kill]") {
   SharedMapping mem(1 << 16);
   auto& b = mem.make<ipc::Barrier>(0, 3u);
-  pid_t doomed = fork_child([&] { return b.wait().passed() ? 0 : 1; });
+  ForkedChild doomed([&] { return b.wait().passed() ? 0 : 1; });
   REQUIRE(await_waiting(b, 1));
-  pid_t other = fork_child([&] { return b.wait(30s).status == BarrierStatus::kBroken ? 0 : 1; });
+  ForkedChild other([&] { return b.wait(30s).status == BarrierStatus::kBroken ? 0 : 1; });
   REQUIRE(await_waiting(b, 2));
-  REQUIRE(kill_and_wait(doomed) == -SIGKILL);
+  doomed.kill(SIGKILL);
+  REQUIRE(doomed.wait() == -SIGKILL);
   // The third party never comes; the survivor notices the death within the liveness interval, not at 30 s.
   auto started = std::chrono::steady_clock::now();
-  CHECK(wait_exit(other) == 0);
+  CHECK(other.wait() == 0);
   CHECK(std::chrono::steady_clock::now() - started < 20s);
   CHECK(b.broken_reason() == BrokenReason::kPartyDied);
   CHECK(b.wait(30s).status == BarrierStatus::kBroken);
 
   // After reset the barrier works again, and the dead party's slot is reused.
   b.reset();
-  std::vector<pid_t> kids;
-  for (int i = 0; i < 2; ++i) kids.push_back(fork_child([&] { return b.wait(30s).passed() ? 0 : 1; }));
+  std::vector<ForkedChild> kids;
+  for (int i = 0; i < 2; ++i) kids.emplace_back([&] { return b.wait(30s).passed() ? 0 : 1; });
   CHECK(b.wait(30s).passed());
-  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  for (auto& k : kids) CHECK(k.wait() == 0);
 }
 
 TEST_CASE("a barrier created in a segment is opened by name", "[barrier][segment]") {
-  auto segment = ipc::Segment::create(ipc::testing::unique_name("sync_barrier"), 1 << 16);
+  auto segment = ipc::Segment::create(ipc::test::unique_name("sync_barrier"), 1 << 16);
   ipc::Barrier& b = ipc::Barrier::create(segment, "b", 4);
   CHECK(ipc::Barrier::open(segment, "b").parties() == 4);
   CHECK(&ipc::Barrier::open(segment, "b") == &b);

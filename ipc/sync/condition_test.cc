@@ -3,21 +3,20 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <vector>
 
 #include "ipc/segment/segment.h"
-#include "ipc/sync/internal/test_util.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::AcquireResult;
 using ipc::WaitResult;
-using ipc::testing::fork_child;
-using ipc::testing::kill_and_wait;
-using ipc::testing::SharedMapping;
-using ipc::testing::Signal;
-using ipc::testing::wait_exit;
+using ipc::test::ForkedChild;
+using ipc::test::PipeSignal;
+using ipc::test::SharedMapping;
 
 namespace {
 
@@ -50,43 +49,43 @@ TEST_CASE("a wait with nobody to notify times out with the lock held again", "[c
 TEST_CASE("a notify in one process wakes a waiter in another whose predicate became true", "[condition]") {
   SharedMapping mem(4096);
   auto& s = mem.make<Shared>(0);
-  Signal waiting;
-  pid_t child = fork_child([&] {
+  PipeSignal waiting;
+  ForkedChild child([&] {
     ipc::LockGuard g(s.cond.lock());
     waiting.notify();
     return s.cond.wait_for([&] { return s.ready == 1; }, 30s) == WaitResult::kNotified ? 0 : 1;
   });
-  REQUIRE(waiting.wait() == 1);
+  REQUIRE(waiting.wait());
   {
     ipc::LockGuard g(s.cond.lock());  // the child is now inside wait (it released the lock)
     s.ready = 1;
     s.cond.notify();
   }
-  CHECK(wait_exit(child) == 0);
+  CHECK(child.wait() == 0);
 }
 
 TEST_CASE("notify_all wakes every waiting process", "[condition]") {
   constexpr int kWaiters = 3;
   SharedMapping mem(4096);
   auto& s = mem.make<Shared>(0);
-  Signal waiting;
-  std::vector<pid_t> kids;
+  PipeSignal waiting;
+  std::vector<ForkedChild> kids;
   for (int i = 0; i < kWaiters; ++i) {
-    kids.push_back(fork_child([&] {
+    kids.emplace_back([&] {
       ipc::LockGuard g(s.cond.lock());
       waiting.notify();
       if (s.cond.wait_for([&] { return s.ready == 1; }, 30s) != WaitResult::kNotified) return 1;
       ++s.woken;
       return 0;
-    }));
+    });
   }
-  for (int i = 0; i < kWaiters; ++i) REQUIRE(waiting.wait() == 1);
+  for (int i = 0; i < kWaiters; ++i) REQUIRE(waiting.wait());
   {
     ipc::LockGuard g(s.cond.lock());
     s.ready = 1;
     s.cond.notify_all();
   }
-  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  for (auto& k : kids) CHECK(k.wait() == 0);
   CHECK(s.woken == kWaiters);
 }
 
@@ -94,37 +93,38 @@ TEST_CASE("a process killed in the middle of a wait does not absorb a notify mea
           "[condition][kill]") {
   SharedMapping mem(4096);
   auto& s = mem.make<Shared>(0);
-  Signal waiting;
-  pid_t doomed = fork_child([&] {
+  PipeSignal waiting;
+  ForkedChild doomed([&] {
     ipc::LockGuard g(s.cond.lock());
     waiting.notify();
     (void)s.cond.wait();
     return 0;
   });
-  REQUIRE(waiting.wait() == 1);
+  REQUIRE(waiting.wait());
   { ipc::LockGuard g(s.cond.lock()); }  // taken: the doomed child is inside wait()
-  REQUIRE(kill_and_wait(doomed) == -SIGKILL);
+  doomed.kill(SIGKILL);
+  REQUIRE(doomed.wait() == -SIGKILL);
 
-  pid_t survivor = fork_child([&] {
+  ForkedChild survivor([&] {
     ipc::LockGuard g(s.cond.lock());
     waiting.notify();
     return s.cond.wait_for([&] { return s.ready == 1; }, 30s) == WaitResult::kNotified ? 0 : 1;
   });
-  REQUIRE(waiting.wait() == 1);
+  REQUIRE(waiting.wait());
   {
     ipc::LockGuard g(s.cond.lock());
     REQUIRE(g.result() == AcquireResult::kAcquired);  // the dead waiter held nothing
     s.ready = 1;
     s.cond.notify(1);  // one wake-up, and it must reach the live waiter
   }
-  CHECK(wait_exit(survivor) == 0);
+  CHECK(survivor.wait() == 0);
 }
 
 TEST_CASE("a waiter re-acquiring the lock from a killed holder gets kOwnerDied", "[condition][kill]") {
   SharedMapping mem(4096);
   auto& s = mem.make<Shared>(0);
-  Signal waiting, holding;
-  pid_t waiter = fork_child([&] {
+  PipeSignal waiting, holding;
+  ForkedChild waiter([&] {
     ipc::LockGuard g(s.cond.lock());
     waiting.notify();
     WaitResult r = s.cond.wait_for([&] { return s.ready == 1; }, 30s);
@@ -133,23 +133,24 @@ TEST_CASE("a waiter re-acquiring the lock from a killed holder gets kOwnerDied",
     g.mark_consistent();
     return 0;
   });
-  REQUIRE(waiting.wait() == 1);
-  pid_t holder = fork_child([&] {
+  REQUIRE(waiting.wait());
+  ForkedChild holder([&] {
     if (s.cond.acquire() != AcquireResult::kAcquired) return 1;
     s.cond.notify_all();  // wakes the waiter, which then blocks on the lock this process holds
     holding.notify();
     for (;;) pause();
   });
-  REQUIRE(holding.wait() == 1);
-  REQUIRE(kill_and_wait(holder) == -SIGKILL);
-  CHECK(wait_exit(waiter) == 0);
+  REQUIRE(holding.wait());
+  holder.kill(SIGKILL);
+  REQUIRE(holder.wait() == -SIGKILL);
+  CHECK(waiter.wait() == 0);
   ipc::LockGuard g(s.cond.lock());
   CHECK(g.result() == AcquireResult::kAcquired);
   CHECK(s.ready == 1);
 }
 
 TEST_CASE("a condition created in a segment is opened by name", "[condition][segment]") {
-  auto segment = ipc::Segment::create(ipc::testing::unique_name("sync_cond"), 1 << 16);
+  auto segment = ipc::Segment::create(ipc::test::unique_name("sync_cond"), 1 << 16);
   ipc::Condition& c = ipc::Condition::create(segment, "c");
   CHECK(&ipc::Condition::open(segment, "c") == &c);
   CHECK(&ipc::Condition::open_or_create(segment, "c") == &c);

@@ -3,20 +3,19 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <thread>
 
 #include "ipc/segment/segment.h"
-#include "ipc/sync/internal/test_util.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::AcquireResult;
-using ipc::testing::fork_child;
-using ipc::testing::kill_and_wait;
-using ipc::testing::SharedMapping;
-using ipc::testing::Signal;
-using ipc::testing::wait_exit;
+using ipc::test::ForkedChild;
+using ipc::test::PipeSignal;
+using ipc::test::SharedMapping;
 
 namespace {
 
@@ -89,9 +88,9 @@ TEST_CASE("a lock excludes other processes: N processes x M locked increments ar
   constexpr int kProcesses = 3, kIncrements = 20000;
   SharedMapping mem(4096);
   auto& g = mem.make<Guarded<ipc::Lock>>(0);
-  std::vector<pid_t> kids;
+  std::vector<ForkedChild> kids;
   for (int p = 0; p < kProcesses; ++p) {
-    kids.push_back(fork_child([&] {
+    kids.emplace_back([&] {
       for (int i = 0; i < kIncrements; ++i) {
         ipc::LockGuard guard(g.lock);
         if (!guard.owns_lock() || guard.owner_died()) return 1;
@@ -99,9 +98,9 @@ TEST_CASE("a lock excludes other processes: N processes x M locked increments ar
         ++g.b;
       }
       return 0;
-    }));
+    });
   }
-  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  for (auto& k : kids) CHECK(k.wait() == 0);
   CHECK(g.a == kProcesses * kIncrements);
   CHECK(g.b == kProcesses * kIncrements);
 }
@@ -110,15 +109,16 @@ TEST_CASE("a holder killed with SIGKILL makes the next acquirer see kOwnerDied, 
           "[lock][kill]") {
   SharedMapping mem(4096);
   auto& g = mem.make<Guarded<ipc::Lock>>(0);
-  Signal holding;
-  pid_t holder = fork_child([&] {
+  PipeSignal holding;
+  ForkedChild holder([&] {
     if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
     ++g.a;  // half of an update: a != b until b catches up
     holding.notify();
     for (;;) pause();
   });
-  REQUIRE(holding.wait() == 1);
-  REQUIRE(kill_and_wait(holder) == -SIGKILL);
+  REQUIRE(holding.wait());
+  holder.kill(SIGKILL);
+  REQUIRE(holder.wait() == -SIGKILL);
 
   {
     ipc::LockGuard guard(g.lock, 30s);
@@ -132,33 +132,34 @@ TEST_CASE("a holder killed with SIGKILL makes the next acquirer see kOwnerDied, 
   // Normal service again, in this process and in another.
   REQUIRE(g.lock.acquire() == AcquireResult::kAcquired);
   g.lock.release();
-  pid_t next = fork_child([&] {
+  ForkedChild next([&] {
     ipc::LockGuard guard(g.lock);
     return guard.result() == AcquireResult::kAcquired && g.a == g.b ? 0 : 1;
   });
-  CHECK(wait_exit(next) == 0);
+  CHECK(next.wait() == 0);
 }
 
 TEST_CASE("a process blocked on the lock when its holder is killed wakes with kOwnerDied", "[lock][kill]") {
   SharedMapping mem(4096);
   auto& g = mem.make<Guarded<ipc::Lock>>(0);
-  Signal holding, waiting;
-  pid_t holder = fork_child([&] {
+  PipeSignal holding, waiting;
+  ForkedChild holder([&] {
     if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
     holding.notify();
     for (;;) pause();
   });
-  REQUIRE(holding.wait() == 1);
-  pid_t waiter = fork_child([&] {
+  REQUIRE(holding.wait());
+  ForkedChild waiter([&] {
     waiting.notify();
     ipc::LockGuard guard(g.lock, 30s);
     if (!guard.owner_died()) return 1;
     guard.mark_consistent();
     return 0;
   });
-  REQUIRE(waiting.wait() == 1);
-  REQUIRE(kill_and_wait(holder) == -SIGKILL);
-  CHECK(wait_exit(waiter) == 0);
+  REQUIRE(waiting.wait());
+  holder.kill(SIGKILL);
+  REQUIRE(holder.wait() == -SIGKILL);
+  CHECK(waiter.wait() == 0);
   REQUIRE(g.lock.try_acquire() == AcquireResult::kAcquired);
   g.lock.release();
 }
@@ -166,14 +167,15 @@ TEST_CASE("a process blocked on the lock when its holder is killed wakes with kO
 TEST_CASE("releasing an owner-died lock without mark_consistent makes it unrecoverable", "[lock][kill]") {
   SharedMapping mem(4096);
   auto& g = mem.make<Guarded<ipc::Lock>>(0);
-  Signal holding;
-  pid_t holder = fork_child([&] {
+  PipeSignal holding;
+  ForkedChild holder([&] {
     if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
     holding.notify();
     for (;;) pause();
   });
-  REQUIRE(holding.wait() == 1);
-  REQUIRE(kill_and_wait(holder) == -SIGKILL);
+  REQUIRE(holding.wait());
+  holder.kill(SIGKILL);
+  REQUIRE(holder.wait() == -SIGKILL);
   {
     ipc::LockGuard guard(g.lock);
     REQUIRE(guard.owner_died());
@@ -184,21 +186,21 @@ TEST_CASE("releasing an owner-died lock without mark_consistent makes it unrecov
 }
 
 TEST_CASE("a lock created in a segment is opened by name from another process", "[lock][segment]") {
-  std::string name = ipc::testing::unique_name("sync_lock");
+  std::string name = ipc::test::unique_name("sync_lock");
   auto segment = ipc::Segment::create(name, 1 << 16);
   ipc::Lock& lock = ipc::Lock::create(segment, "the_lock");
   REQUIRE(lock.acquire() == AcquireResult::kAcquired);
-  Signal tried;
-  pid_t child = fork_child([&] {
+  PipeSignal tried;
+  ForkedChild child([&] {
     auto mine = ipc::Segment::open(name);
     ipc::Lock& same = ipc::Lock::open(mine, "the_lock");
     if (same.try_acquire() != AcquireResult::kTimedOut) return 1;  // the parent holds it
     tried.notify();
     return same.acquire(30s) == AcquireResult::kAcquired ? 0 : 2;
   });
-  REQUIRE(tried.wait() == 1);
+  REQUIRE(tried.wait());
   lock.release();
-  CHECK(wait_exit(child) == 0);
+  CHECK(child.wait() == 0);
   CHECK_THROWS_AS(ipc::Lock::open(segment, "no_such_lock"), ipc::InvalidArgument);
   CHECK_THROWS_AS(ipc::RLock::open(segment, "the_lock"), ipc::InvalidArgument);  // wrong type or size
   CHECK(&ipc::Lock::open_or_create(segment, "the_lock") == &lock);
@@ -229,8 +231,8 @@ TEST_CASE("an RLock holder killed while holding it three deep hands kOwnerDied t
           "[rlock][kill]") {
   SharedMapping mem(4096);
   auto& g = mem.make<Guarded<ipc::RLock>>(0);
-  Signal holding;
-  pid_t holder = fork_child([&] {
+  PipeSignal holding;
+  ForkedChild holder([&] {
     for (int i = 0; i < 3; ++i) {
       if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
     }
@@ -238,8 +240,9 @@ TEST_CASE("an RLock holder killed while holding it three deep hands kOwnerDied t
     holding.notify();
     for (;;) pause();
   });
-  REQUIRE(holding.wait() == 1);
-  REQUIRE(kill_and_wait(holder) == -SIGKILL);
+  REQUIRE(holding.wait());
+  holder.kill(SIGKILL);
+  REQUIRE(holder.wait() == -SIGKILL);
   {
     ipc::LockGuard guard(g.lock, 30s);
     REQUIRE(guard.owner_died());
@@ -248,10 +251,10 @@ TEST_CASE("an RLock holder killed while holding it three deep hands kOwnerDied t
     guard.mark_consistent();
   }
   CHECK_FALSE(g.lock.held_by_this_thread());
-  pid_t next = fork_child([&] {
+  ForkedChild next([&] {
     ipc::LockGuard outer(g.lock);
     ipc::LockGuard inner(g.lock);
     return outer.result() == AcquireResult::kAcquired && inner.result() == AcquireResult::kAcquired ? 0 : 1;
   });
-  CHECK(wait_exit(next) == 0);
+  CHECK(next.wait() == 0);
 }

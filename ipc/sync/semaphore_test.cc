@@ -9,14 +9,12 @@
 #include <vector>
 
 #include "ipc/segment/segment.h"
-#include "ipc/sync/internal/test_util.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
-using ipc::testing::fork_child;
-using ipc::testing::kill_and_wait;
-using ipc::testing::SharedMapping;
-using ipc::testing::Signal;
-using ipc::testing::wait_exit;
+using ipc::test::ForkedChild;
+using ipc::test::PipeSignal;
+using ipc::test::SharedMapping;
 
 TEST_CASE("a semaphore hands out its initial units and then times out", "[semaphore]") {
   ipc::Semaphore sem(2);
@@ -52,14 +50,14 @@ TEST_CASE("releasing a bounded semaphore beyond its bound throws StateError and 
 TEST_CASE("a release in one process wakes a waiter blocked in another", "[semaphore]") {
   SharedMapping mem(4096);
   auto& sem = mem.make<ipc::Semaphore>(0, 0u);
-  Signal waiting;
-  pid_t child = fork_child([&] {
+  PipeSignal waiting;
+  ForkedChild child([&] {
     waiting.notify();
     return sem.acquire(30s) ? 0 : 1;
   });
-  REQUIRE(waiting.wait() == 1);
+  REQUIRE(waiting.wait());
   sem.release();
-  CHECK(wait_exit(child) == 0);
+  CHECK(child.wait() == 0);
   CHECK(sem.value_approx() == 0);
 }
 
@@ -72,9 +70,9 @@ TEST_CASE("a semaphore of N units admits at most N processes at once", "[semapho
   };
   SharedMapping mem(4096);
   auto& s = mem.make<Shared>(0);
-  std::vector<pid_t> kids;
+  std::vector<ForkedChild> kids;
   for (int p = 0; p < kProcesses; ++p) {
-    kids.push_back(fork_child([&] {
+    kids.emplace_back([&] {
       for (int i = 0; i < kRounds; ++i) {
         if (!s.sem.acquire(30s)) return 1;
         int now = s.inside.fetch_add(1) + 1;
@@ -85,9 +83,9 @@ TEST_CASE("a semaphore of N units admits at most N processes at once", "[semapho
         s.sem.release();
       }
       return 0;
-    }));
+    });
   }
-  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  for (auto& k : kids) CHECK(k.wait() == 0);
   CHECK(s.most.load() <= kUnits);
   CHECK(s.sem.value_approx() == kUnits);
 }
@@ -96,24 +94,25 @@ TEST_CASE("a waiter killed while blocked does not swallow a later release", "[se
   SharedMapping mem(4096);
   auto& sem = mem.make<ipc::BoundedSemaphore>(0, 1u);
   REQUIRE(sem.try_acquire());
-  Signal waiting;
-  pid_t doomed = fork_child([&] {
+  PipeSignal waiting;
+  ForkedChild doomed([&] {
     waiting.notify();
     return sem.acquire() ? 0 : 1;
   });
-  REQUIRE(waiting.wait() == 1);
-  REQUIRE(kill_and_wait(doomed) == -SIGKILL);
-  pid_t survivor = fork_child([&] {
+  REQUIRE(waiting.wait());
+  doomed.kill(SIGKILL);
+  REQUIRE(doomed.wait() == -SIGKILL);
+  ForkedChild survivor([&] {
     waiting.notify();
     return sem.acquire(30s) ? 0 : 1;
   });
-  REQUIRE(waiting.wait() == 1);
+  REQUIRE(waiting.wait());
   sem.release();
-  CHECK(wait_exit(survivor) == 0);
+  CHECK(survivor.wait() == 0);
 }
 
 TEST_CASE("semaphores are created and opened by name in a segment", "[semaphore][segment]") {
-  auto segment = ipc::Segment::create(ipc::testing::unique_name("sync_sem"), 1 << 16);
+  auto segment = ipc::Segment::create(ipc::test::unique_name("sync_sem"), 1 << 16);
   ipc::BoundedSemaphore& b = ipc::BoundedSemaphore::create(segment, "b", 3);
   ipc::Semaphore::create(segment, "s", 0);
   CHECK(&ipc::BoundedSemaphore::open(segment, "b") == &b);

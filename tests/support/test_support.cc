@@ -2,6 +2,8 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,7 +21,22 @@ std::string unique_name(const std::string& prefix) {
   return prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
 }
 
-ForkedChild::ForkedChild(std::function<int()> body) {
+std::chrono::microseconds children_cpu_time() {
+  rusage ru{};
+  if (getrusage(RUSAGE_CHILDREN, &ru) != 0) throw_errno("getrusage(RUSAGE_CHILDREN)");
+  return std::chrono::seconds(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+SharedMapping::SharedMapping(size_t bytes) : bytes_(bytes) {
+  base_ = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (base_ == MAP_FAILED) throw_errno("mmap shared anonymous");
+}
+
+SharedMapping::~SharedMapping() { munmap(base_, bytes_); }
+
+void ForkedChild::start(const std::function<int()>& body) {
+  // Flushed so that the child does not inherit, and print a second time, output the parent has buffered.
   std::fflush(nullptr);
   pid_ = fork();
   if (pid_ < 0) throw_errno("fork");
@@ -30,11 +47,27 @@ ForkedChild::ForkedChild(std::function<int()> body) {
     } catch (const std::exception& e) {
       std::fprintf(stderr, "child %d: %s\n", getpid(), e.what());
     }
+    // _exit skips the stdio flush that exit() would do; the child's own diagnostics must not be lost.
+    std::fflush(nullptr);
     _exit(code);
   }
 }
 
-ForkedChild::~ForkedChild() {
+ForkedChild::ForkedChild(ForkedChild&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)), status_(std::exchange(other.status_, std::nullopt)) {}
+
+ForkedChild& ForkedChild::operator=(ForkedChild&& other) noexcept {
+  if (this != &other) {
+    kill_and_reap();
+    pid_ = std::exchange(other.pid_, -1);
+    status_ = std::exchange(other.status_, std::nullopt);
+  }
+  return *this;
+}
+
+ForkedChild::~ForkedChild() { kill_and_reap(); }
+
+void ForkedChild::kill_and_reap() noexcept {
   if (pid_ > 0 && !status_) {
     ::kill(pid_, SIGKILL);
     int st;
@@ -44,7 +77,7 @@ ForkedChild::~ForkedChild() {
 
 std::optional<int> ForkedChild::wait(std::chrono::milliseconds timeout) {
   if (status_) return status_;
-  // A pidfd becomes readable when the child exits, so the wait sleeps on the event itself.
+  // A pidfd becomes readable when the child exits, so the wait sleeps on the event itself instead of polling.
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
   if (pidfd < 0) throw_errno("pidfd_open");
   pollfd p{pidfd, POLLIN, 0};
@@ -73,15 +106,18 @@ PipeSignal::~PipeSignal() {
 
 void PipeSignal::notify() {
   char c = 1;
-  retry_on_eintr([&] { return write(fds_[1], &c, 1); });
+  if (retry_on_eintr([&] { return write(fds_[1], &c, 1); }) != 1) throw_errno("write(pipe signal)");
 }
 
 bool PipeSignal::wait(std::chrono::milliseconds timeout) {
   pollfd p{fds_[0], POLLIN, 0};
   int r = retry_on_eintr([&] { return poll(&p, 1, static_cast<int>(timeout.count())); });
-  if (r <= 0) return false;
+  if (r < 0) throw_errno("poll(pipe signal)");
+  if (r == 0) return false;
   char c;
-  return read(fds_[0], &c, 1) == 1;
+  const ssize_t n = retry_on_eintr([&] { return read(fds_[0], &c, 1); });
+  if (n < 0) throw_errno("read(pipe signal)");
+  return n == 1;
 }
 
 }  // namespace ipc::test

@@ -1,50 +1,113 @@
-// tests/support/test_support.h: helpers for tests that cross processes.
+// tests/support/test_support.h: the one set of helpers for tests that cross processes: unique names, memory a
+// parent shares with its forked children, forked children with a timed wait, and pipe signals between processes.
 //
-// Threads/Processes: ForkedChild runs a function in a forked child and reports how it ended; a child never
-//   returns into the test framework (it leaves with _exit), so a failure in it shows up as its exit code.
-// Lifetime: a ForkedChild that is destroyed while its child still runs kills and reaps the child.
-// Errors: fork/wait failures throw ipc::SystemError; timeouts are return values.
+// Threads: unique_name and children_cpu_time may be called from any thread; the other types are used by one thread
+//   of the test (each process has its own copy after fork).
+// Processes: SharedMapping and PipeSignal are created before forking and are inherited by the children, which
+//   share the mapping's pages and the pipe with the parent. A ForkedChild never returns into the test framework
+//   (the child leaves with _exit), so a failure in it shows up as its exit code.
+// Lifetime: every type is RAII. A ForkedChild destroyed while its child still runs kills (SIGKILL) and reaps the
+//   child, so a failed REQUIRE leaves no process behind; a SharedMapping is unmapped in the process that destroys
+//   it (the pages live while any process maps them); a PipeSignal closes its process's ends of the pipe.
+// Errors: failing system calls (fork, mmap, pipe, poll, waitpid, ...) throw ipc::SystemError; timeouts are return
+//   values (nullopt, false).
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <concepts>
+#include <cstddef>
 #include <functional>
+#include <new>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 namespace ipc::test {
 
-// A name no other test process uses at the same time: "<prefix>-<pid>-<counter>".
+// A name no other test process uses at the same time: "<prefix>-<pid>-<counter>". Any thread.
 std::string unique_name(const std::string& prefix);
+
+// CPU time (user + system) used so far by the children this process has reaped. Any thread.
+std::chrono::microseconds children_cpu_time();
+
+// An anonymous MAP_SHARED mapping: the simplest memory a parent and the children it forks afterwards share. The
+// pages start zeroed.
+class SharedMapping {
+ public:
+  explicit SharedMapping(size_t bytes);
+  ~SharedMapping();
+  SharedMapping(const SharedMapping&) = delete;
+  SharedMapping& operator=(const SharedMapping&) = delete;
+
+  void* base() const { return base_; }
+  size_t bytes() const { return bytes_; }
+  // The memory at byte `offset` seen as a T (no object is constructed: for arrays of atomics in zeroed pages).
+  template <typename T>
+  T* as(size_t offset = 0) const {
+    return reinterpret_cast<T*>(static_cast<char*>(base_) + offset);
+  }
+  // Constructs a T at byte `offset`. REQUIRES: offset + sizeof(T) <= bytes(), offset suitably aligned for T.
+  template <typename T, typename... Args>
+  T& make(size_t offset, Args&&... args) {
+    return *new (static_cast<char*>(base_) + offset) T(std::forward<Args>(args)...);
+  }
+
+ private:
+  void* base_;
+  size_t bytes_;
+};
 
 class ForkedChild {
  public:
-  // Forks; the child runs `body` and exits with its return value (1 if it throws).
-  explicit ForkedChild(std::function<int()> body);
+  // Forks; the child runs `body` and _exits with its return value (0 when `body` returns void; 1 when it throws,
+  // after printing the exception to stderr).
+  template <typename F>
+    requires std::invocable<F&>
+  explicit ForkedChild(F body) {
+    start([&]() -> int {
+      if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
+        body();
+        return 0;
+      } else {
+        return body();
+      }
+    });
+  }
+  ForkedChild(ForkedChild&& other) noexcept;
+  ForkedChild& operator=(ForkedChild&& other) noexcept;
   ForkedChild(const ForkedChild&) = delete;
   ForkedChild& operator=(const ForkedChild&) = delete;
   ~ForkedChild();
 
   pid_t pid() const { return pid_; }
-  // Waits for the child to end; returns its exit code (>= 0) or minus the signal that killed it, or nullopt
-  // after `timeout`.
+  // Waits for the child to end and reaps it; returns its exit code (>= 0) or minus the signal that killed it, or
+  // nullopt after `timeout` (the child keeps running). Once reaped, returns the same value again at once.
   std::optional<int> wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // Sends `signal` to the child unless it has been reaped.
   void kill(int signal);
 
  private:
+  void start(const std::function<int()>& body);
+  void kill_and_reap() noexcept;
+
   pid_t pid_ = -1;
   std::optional<int> status_;
 };
 
-// A one-shot cross-process signal through a pipe: the child calls notify(), the parent waits with a timeout.
-// Create it before forking.
+// A cross-process signal through a pipe: "I am ready" without sleeping for a guessed time. Each notify() writes
+// one byte and each wait() consumes one, so N children may each notify once and the parent waits N times.
 class PipeSignal {
  public:
   PipeSignal();
   ~PipeSignal();
+  PipeSignal(const PipeSignal&) = delete;
+  PipeSignal& operator=(const PipeSignal&) = delete;
+
   void notify();
-  // True when notified within `timeout`.
+  // True when a notification arrived within `timeout`.
   bool wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
  private:
