@@ -88,11 +88,16 @@ void Report::write_json(const std::string& path) const {
   out << "  ]\n}\n";
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
 double median_of(int reps, const std::function<double()>& f) {
   std::vector<double> v;
   for (int i = 0; i < reps; ++i) v.push_back(f());
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  return median(v);
 }
 
 double python_peer(const std::string& name, const std::vector<std::string>& args) {

@@ -55,6 +55,8 @@ struct Group {
 
 // Median of `reps` runs of `f` (each returning one measurement).
 double median_of(int reps, const std::function<double()>& f);
+// Median of samples (for per-operation latencies, where a mean is dominated by rare scheduler hiccups).
+double median(std::vector<double> samples);
 
 // Runs `python3 bench/python_peers.py <name> <args...>` and returns the number it prints on its last line,
 // or a negative value when python3 or the peer is unavailable (the row then shows "n/a").

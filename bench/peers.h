@@ -18,8 +18,9 @@ double atomic_pingpong_rtt_ns(uint64_t round_trips);
 // pipe(2), one write(2) of `message_bytes` per message, 1 producer process -> 1 consumer process: msgs/s.
 double pipe_msgs_per_s(uint64_t messages, size_t message_bytes = 8);
 
-// Unix socketpair round trip, blocking reads, 8-byte messages: ns. `idle_gap_us` > 0 waits that long before each
-// ping, so that the receiver is asleep when the ping arrives (the wake-up path).
+// Unix socketpair round trip, blocking reads, 8-byte messages: ns (the mean). `idle_gap_us` > 0 waits that long
+// before each ping, so that the receiver is asleep when the ping arrives (the wake-up path); then the figure is
+// the median round trip, as for every "asleep" row.
 double socketpair_rtt_ns(uint64_t round_trips, unsigned idle_gap_us = 0);
 
 // Boost.Interprocess message_queue (mutex + condition), 8-byte messages, `producers` -> `consumers` processes
