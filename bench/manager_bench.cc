@@ -1,10 +1,15 @@
-// Manager figures for //bench:all: dict round trips against Python's Manager and a bare socketpair round trip,
-// pipelined calls per second, and throughput with several client processes.
+// Manager figures for //bench:all: dict round trips against Python's Manager and a bare socketpair round trip (wall
+// clock, and CPU time of both sides, which a busy machine disturbs less), pipelined calls per second, and
+// throughput with several client processes.
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,10 +22,46 @@ namespace {
 
 using ipc::manager::Client;
 
-// Seconds per round trip of one byte over a Unix socketpair between two processes, blocking reads on both sides.
-double socketpair_round_trip(int n) {
+// CPU seconds this thread has used.
+double thread_cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
+// CPU seconds every thread of a live process `pid` has used (schedstat: nanosecond resolution).
+double process_cpu_seconds(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  double total = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(dir + "/" + e->d_name + "/schedstat");
+    double ns = 0;
+    if (in >> ns) total += ns * 1e-9;
+  }
+  ::closedir(d);
+  return total;
+}
+
+double children_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_CHILDREN, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
+// Wall-clock and CPU seconds (both sides together) per round trip.
+struct RoundTrip {
+  double wall = 0;
+  double cpu = 0;
+};
+
+// Per round trip of one byte over a Unix socketpair between two processes, blocking reads on both sides.
+RoundTrip socketpair_round_trip_with_cpu(int n) {
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return {-1, -1};
   pid_t pid = ::fork();
   if (pid == 0) {
     char c;
@@ -30,16 +71,22 @@ double socketpair_round_trip(int n) {
     ::_exit(0);
   }
   char c = 'x';
+  double children = children_cpu_seconds();
+  double cpu = thread_cpu_seconds();
   double t = bench::now_seconds();
   for (int i = 0; i < n; ++i) {
     if (::write(sv[0], &c, 1) != 1 || ::read(sv[0], &c, 1) != 1) break;
   }
   double elapsed = bench::now_seconds() - t;
+  cpu = thread_cpu_seconds() - cpu;
   ::waitpid(pid, nullptr, 0);
+  cpu += children_cpu_seconds() - children;  // the child's whole life: a little more than its loop
   ::close(sv[0]);
   ::close(sv[1]);
-  return elapsed / n;
+  return {elapsed / n, cpu / n};
 }
+
+double socketpair_round_trip(int n) { return socketpair_round_trip_with_cpu(n).wall; }
 
 // Seconds per dict set+get pair from one client.
 double dict_pair(Client& client, int n) {
@@ -59,6 +106,16 @@ double dict_get(Client& client, int n) {
   double t = bench::now_seconds();
   for (int i = 0; i < n; ++i) (void)d.get("key");
   return (bench::now_seconds() - t) / n;
+}
+
+// CPU seconds per dict get, this client thread and the whole server process together. Unlike wall-clock time it
+// does not depend on how the scheduler places the two processes on a busy machine.
+double dict_get_cpu(Client& client, pid_t server, int n) {
+  auto d = client.dict("bench");
+  d.set("key", 1);
+  double cpu = thread_cpu_seconds() + process_cpu_seconds(server);
+  for (int i = 0; i < n; ++i) (void)d.get("key");
+  return (thread_cpu_seconds() + process_cpu_seconds(server) - cpu) / n;
 }
 
 // Calls per second with up to `window` dict sets in flight.
@@ -132,6 +189,11 @@ static bench::Group g("manager", [](bench::Report& r) {
     double sp_s = bench::median_of(kReps, [] { return socketpair_round_trip(20000); });
     r.add("Manager dict call round trip (get)", call_s * 1e6, "us", "socketpair round trip", sp_s * 1e6);
     r.target("Manager call round trip vs socketpair round trip", call_s / sp_s, "<=", 2);
+
+    double call_cpu_s = bench::median_of(kReps, [&] { return dict_get_cpu(client, server.pid(), 5000); });
+    double sp_cpu_s = bench::median_of(kReps, [] { return socketpair_round_trip_with_cpu(20000).cpu; });
+    r.add("Manager dict call CPU, client + server (get)", call_cpu_s * 1e6, "us", "socketpair round trip CPU",
+          sp_cpu_s * 1e6);
 
     double blocking_calls = 1.0 / call_s;
     double piped = bench::median_of(kReps, [&] { return pipelined(client, 200000, 1000); });

@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "manager/detail/auth.h"
-#include "manager/detail/batching_stream.h"
+#include "manager/detail/socket_network.h"
 #include "manager/detail/wire_errors.h"
 
 namespace ipc::manager {
@@ -84,7 +84,7 @@ int connect_unix(const std::string& path) {
 }  // namespace
 
 // One authenticated connection. Members are destroyed in reverse order: the Manager capability, then the RPC
-// system, the network and the stream, and the thread's event loop last (if this was its last user).
+// system, the network (which owns the socket), and the thread's event loop last (if this was its last user).
 class Session {
  public:
   Session(const std::string& path, std::span<const std::uint8_t> key)
@@ -92,12 +92,11 @@ class Session {
     if (key.size() < kMinKeyBytes) {
       throw InvalidArgument("manager key must be at least " + std::to_string(kMinKeyBytes) + " bytes");
     }
-    stream_ = loop_->io.lowLevelProvider->wrapSocketFd(connect_unix(path), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     // The server is trusted once it proved it knows the key, so replies may be as large as memory allows.
     capnp::ReaderOptions options;
     options.traversalLimitInWords = std::uint64_t{1} << 40;
-    messages_ = kj::heap<BatchingMessageStream>(*stream_);
-    network_ = kj::heap<capnp::TwoPartyVatNetwork>(*messages_, capnp::rpc::twoparty::Side::CLIENT, options);
+    network_ = kj::heap<SocketVatNetwork>(loop_->io.unixEventPort, kj::AutoCloseFd(connect_unix(path)),
+                                          capnp::rpc::twoparty::Side::CLIENT, options);
     rpc_ = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*network_));
 
     capnp::word scratch[4] = {};
@@ -162,9 +161,7 @@ class Session {
   std::shared_ptr<ThreadLoop> loop_;
   std::string path_;
   std::string context_;
-  kj::Own<kj::AsyncIoStream> stream_;
-  kj::Own<BatchingMessageStream> messages_;
-  kj::Own<capnp::TwoPartyVatNetwork> network_;
+  kj::Own<SocketVatNetwork> network_;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
   std::optional<wire::Manager::Client> manager_;
   std::uint64_t max_message_bytes_ = 0;
@@ -189,6 +186,27 @@ auto send(detail::Session& s, Request&& request) {
   s.check_usable();
   s.check_size(request.totalSize());
   return request.send();
+}
+
+// Size hints for requests. Without one, Cap'n Proto allocates and zeroes an 8 KiB first segment for every request,
+// which dominated the cost of small calls; a hint that is too small only costs a second segment.
+constexpr capnp::MessageSize kSmallRequest{4, 0};  // scalar parameters only
+std::uint64_t text_words(std::string_view s) { return (s.size() + 8) / 8; }
+capnp::MessageSize words(std::string_view key) { return {4 + text_words(key), 0}; }
+capnp::MessageSize words(std::string_view key, const Value& value) {
+  return {4 + text_words(key) + wire_size_words(value), 0};
+}
+capnp::MessageSize value_words(const Value& value) { return {4 + wire_size_words(value), 0}; }
+capnp::MessageSize words(const Value& a, const Value& b) { return {4 + wire_size_words(a) + wire_size_words(b), 0}; }
+capnp::MessageSize words(const Value::List& values) {
+  std::uint64_t n = 4;
+  for (const auto& v : values) n += wire_size_words(v);
+  return {n, 0};
+}
+capnp::MessageSize words(const Value::Map& entries) {
+  std::uint64_t n = 4;
+  for (const auto& [k, v] : entries) n += 2 + text_words(k) + wire_size_words(v);
+  return {n, 0};
 }
 
 std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
@@ -222,7 +240,7 @@ std::size_t Client::max_message_bytes() const { return s_->max_message_bytes(); 
 const std::string& Client::socket_path() const { return s_->path(); }
 
 capnp::Capability::Client Client::open_object(std::string_view name, Kind kind, Open mode, std::uint64_t max_size) {
-  auto request = s_->manager().openRequest();
+  auto request = s_->manager().openRequest(words(name));
   request.setName(text(name));
   request.setKind(to_wire(kind));
   request.setCreate(mode == Open::kCreate);
@@ -268,20 +286,20 @@ CounterProxy Client::counter(std::string_view name, Open mode) {
 }
 
 bool Client::remove(std::string_view name) {
-  auto request = s_->manager().removeRequest();
+  auto request = s_->manager().removeRequest(words(name));
   request.setName(text(name));
   return s_->wait(send(*s_, request)).getRemoved();
 }
 
 std::vector<ObjectRef> Client::objects() {
-  auto response = s_->wait(send(*s_, s_->manager().listRequest()));
+  auto response = s_->wait(send(*s_, s_->manager().listRequest(kSmallRequest)));
   std::vector<ObjectRef> out;
   for (auto r : response.getObjects()) out.push_back(ObjectRef{str(r.getName()), from_wire(r.getKind())});
   return out;
 }
 
 capnp::Capability::Client Client::service(std::string_view name) {
-  auto request = s_->manager().getServiceRequest();
+  auto request = s_->manager().getServiceRequest(words(name));
   request.setName(text(name));
   return s_->wait(send(*s_, request)).getService();
 }
@@ -289,14 +307,14 @@ capnp::Capability::Client Client::service(std::string_view name) {
 // ---- DictProxy ----
 
 Future<void> DictProxy::set_async(std::string_view key, const Value& value) {
-  auto request = cap_.setRequest();
+  auto request = cap_.setRequest(words(key, value));
   request.setKey(text(key));
   to_wire(value, request.initValue());
   return Future<void>(s_, send(*s_, request).ignoreResult());
 }
 
 Future<std::optional<Value>> DictProxy::get_async(std::string_view key) {
-  auto request = cap_.getRequest();
+  auto request = cap_.getRequest(words(key));
   request.setKey(text(key));
   return Future<std::optional<Value>>(
       s_, send(*s_, request).then([](capnp::Response<wire::Dict::GetResults> r) -> std::optional<Value> {
@@ -306,86 +324,88 @@ Future<std::optional<Value>> DictProxy::get_async(std::string_view key) {
 }
 
 bool DictProxy::erase(std::string_view key) {
-  auto request = cap_.eraseRequest();
+  auto request = cap_.eraseRequest(words(key));
   request.setKey(text(key));
   return s_->wait(send(*s_, request)).getErased();
 }
 
-std::size_t DictProxy::size() { return s_->wait(send(*s_, cap_.sizeRequest())).getSize(); }
+std::size_t DictProxy::size() { return s_->wait(send(*s_, cap_.sizeRequest(kSmallRequest))).getSize(); }
 
 std::vector<std::string> DictProxy::keys() {
-  auto response = s_->wait(send(*s_, cap_.keysRequest()));
+  auto response = s_->wait(send(*s_, cap_.keysRequest(kSmallRequest)));
   std::vector<std::string> out;
   for (auto k : response.getKeys()) out.push_back(str(k));
   return out;
 }
 
-Value::Map DictProxy::items() { return to_map(s_->wait(send(*s_, cap_.itemsRequest())).getEntries()); }
+Value::Map DictProxy::items() {
+  return to_map(s_->wait(send(*s_, cap_.itemsRequest(kSmallRequest))).getEntries());
+}
 
 void DictProxy::update(const Value::Map& entries) {
-  auto request = cap_.updateRequest();
+  auto request = cap_.updateRequest(words(entries));
   fill_entries(entries, request.initEntries(static_cast<unsigned>(entries.size())));
   s_->wait(send(*s_, request));
 }
 
-void DictProxy::clear() { s_->wait(send(*s_, cap_.clearRequest())); }
+void DictProxy::clear() { s_->wait(send(*s_, cap_.clearRequest(kSmallRequest))); }
 
 // ---- ListProxy ----
 
 void ListProxy::append(const Value& value) {
-  auto request = cap_.appendRequest();
+  auto request = cap_.appendRequest(value_words(value));
   to_wire(value, request.initValue());
   s_->wait(send(*s_, request));
 }
 
 Value ListProxy::get(std::int64_t index) {
-  auto request = cap_.getRequest();
+  auto request = cap_.getRequest(kSmallRequest);
   request.setIndex(index);
   return from_wire(s_->wait(send(*s_, request)).getValue());
 }
 
 void ListProxy::set(std::int64_t index, const Value& value) {
-  auto request = cap_.setRequest();
+  auto request = cap_.setRequest(value_words(value));
   request.setIndex(index);
   to_wire(value, request.initValue());
   s_->wait(send(*s_, request));
 }
 
 Value ListProxy::pop(std::int64_t index) {
-  auto request = cap_.popRequest();
+  auto request = cap_.popRequest(kSmallRequest);
   request.setIndex(index);
   return from_wire(s_->wait(send(*s_, request)).getValue());
 }
 
-std::size_t ListProxy::size() { return s_->wait(send(*s_, cap_.sizeRequest())).getSize(); }
+std::size_t ListProxy::size() { return s_->wait(send(*s_, cap_.sizeRequest(kSmallRequest))).getSize(); }
 
 Value::List ListProxy::items() {
-  auto response = s_->wait(send(*s_, cap_.itemsRequest()));
+  auto response = s_->wait(send(*s_, cap_.itemsRequest(kSmallRequest)));
   Value::List out;
   for (auto v : response.getValues()) out.push_back(from_wire(v));
   return out;
 }
 
 void ListProxy::extend(const Value::List& values) {
-  auto request = cap_.extendRequest();
+  auto request = cap_.extendRequest(words(values));
   auto out = request.initValues(static_cast<unsigned>(values.size()));
   for (unsigned i = 0; i < values.size(); ++i) to_wire(values[i], out[i]);
   s_->wait(send(*s_, request));
 }
 
-void ListProxy::clear() { s_->wait(send(*s_, cap_.clearRequest())); }
+void ListProxy::clear() { s_->wait(send(*s_, cap_.clearRequest(kSmallRequest))); }
 
 // ---- NamespaceProxy ----
 
 void NamespaceProxy::set(std::string_view attr, const Value& value) {
-  auto request = cap_.setAttrRequest();
+  auto request = cap_.setAttrRequest(words(attr, value));
   request.setName(text(attr));
   to_wire(value, request.initValue());
   s_->wait(send(*s_, request));
 }
 
 std::optional<Value> NamespaceProxy::get(std::string_view attr) {
-  auto request = cap_.getAttrRequest();
+  auto request = cap_.getAttrRequest(words(attr));
   request.setName(text(attr));
   auto response = s_->wait(send(*s_, request));
   if (!response.getFound()) return std::nullopt;
@@ -393,17 +413,19 @@ std::optional<Value> NamespaceProxy::get(std::string_view attr) {
 }
 
 bool NamespaceProxy::erase(std::string_view attr) {
-  auto request = cap_.delAttrRequest();
+  auto request = cap_.delAttrRequest(words(attr));
   request.setName(text(attr));
   return s_->wait(send(*s_, request)).getDeleted();
 }
 
-Value::Map NamespaceProxy::items() { return to_map(s_->wait(send(*s_, cap_.attrsRequest())).getEntries()); }
+Value::Map NamespaceProxy::items() {
+  return to_map(s_->wait(send(*s_, cap_.attrsRequest(kSmallRequest))).getEntries());
+}
 
 // ---- QueueProxy ----
 
 Future<QueueStatus> QueueProxy::put_async(const Value& value, std::chrono::nanoseconds timeout) {
-  auto request = cap_.putRequest();
+  auto request = cap_.putRequest(value_words(value));
   to_wire(value, request.initValue());
   request.setTimeoutNs(timeout_ns(timeout));
   return Future<QueueStatus>(s_, send(*s_, request).then([](capnp::Response<wire::Queue::PutResults> r) {
@@ -413,16 +435,16 @@ Future<QueueStatus> QueueProxy::put_async(const Value& value, std::chrono::nanos
 }
 
 QueueItem QueueProxy::get(std::chrono::nanoseconds timeout) {
-  auto request = cap_.getRequest();
+  auto request = cap_.getRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
   auto r = s_->wait(send(*s_, request));
   if (r.getOk()) return QueueItem{QueueStatus::kOk, from_wire(r.getValue())};
   return QueueItem{r.getClosed() ? QueueStatus::kClosed : QueueStatus::kTimeout, Value()};
 }
 
-std::size_t QueueProxy::size_approx() { return s_->wait(send(*s_, cap_.sizeRequest())).getSize(); }
+std::size_t QueueProxy::size_approx() { return s_->wait(send(*s_, cap_.sizeRequest(kSmallRequest))).getSize(); }
 
-void QueueProxy::close() { s_->wait(send(*s_, cap_.closeRequest())); }
+void QueueProxy::close() { s_->wait(send(*s_, cap_.closeRequest(kSmallRequest))); }
 
 // ---- Lock ----
 
@@ -434,14 +456,14 @@ LockHolder LockProxy::acquire() {
 }
 
 std::optional<LockHolder> LockProxy::try_acquire(std::chrono::nanoseconds timeout) {
-  auto request = cap_.acquireRequest();
+  auto request = cap_.acquireRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
   auto r = s_->wait(send(*s_, request));
   if (!r.getAcquired()) return std::nullopt;
   return LockHolder(s_, r.getHolder());
 }
 
-bool LockProxy::locked() { return s_->wait(send(*s_, cap_.lockedRequest())).getLocked(); }
+bool LockProxy::locked() { return s_->wait(send(*s_, cap_.lockedRequest(kSmallRequest))).getLocked(); }
 
 LockHolder& LockHolder::operator=(LockHolder&& other) noexcept {
   if (this != &other) {
@@ -459,7 +481,7 @@ void LockHolder::release() {
   if (!cap_) throw StateError("LockHolder::release: the lock was already released");
   auto cap = std::move(*cap_);
   cap_.reset();
-  s_->wait(send(*s_, cap.releaseRequest()));
+  s_->wait(send(*s_, cap.releaseRequest(kSmallRequest)));
 }
 
 void LockHolder::release_quietly() noexcept {
@@ -476,25 +498,25 @@ void LockHolder::release_quietly() noexcept {
 
 // ---- Event, Value, Counter ----
 
-void EventProxy::set() { s_->wait(send(*s_, cap_.setRequest())); }
-void EventProxy::clear() { s_->wait(send(*s_, cap_.clearRequest())); }
-bool EventProxy::is_set() { return s_->wait(send(*s_, cap_.isSetRequest())).getSet(); }
+void EventProxy::set() { s_->wait(send(*s_, cap_.setRequest(kSmallRequest))); }
+void EventProxy::clear() { s_->wait(send(*s_, cap_.clearRequest(kSmallRequest))); }
+bool EventProxy::is_set() { return s_->wait(send(*s_, cap_.isSetRequest(kSmallRequest))).getSet(); }
 bool EventProxy::wait(std::chrono::nanoseconds timeout) {
-  auto request = cap_.waitRequest();
+  auto request = cap_.waitRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
   return s_->wait(send(*s_, request)).getSet();
 }
 
-Value ValueProxy::get() { return from_wire(s_->wait(send(*s_, cap_.getRequest())).getValue()); }
+Value ValueProxy::get() { return from_wire(s_->wait(send(*s_, cap_.getRequest(kSmallRequest))).getValue()); }
 
 void ValueProxy::set(const Value& value) {
-  auto request = cap_.setRequest();
+  auto request = cap_.setRequest(value_words(value));
   to_wire(value, request.initValue());
   s_->wait(send(*s_, request));
 }
 
 CompareExchangeResult ValueProxy::compare_exchange(const Value& expected, const Value& desired) {
-  auto request = cap_.compareExchangeRequest();
+  auto request = cap_.compareExchangeRequest(words(expected, desired));
   to_wire(expected, request.initExpected());
   to_wire(desired, request.initDesired());
   auto r = s_->wait(send(*s_, request));
@@ -502,16 +524,16 @@ CompareExchangeResult ValueProxy::compare_exchange(const Value& expected, const 
 }
 
 Future<std::int64_t> CounterProxy::add_async(std::int64_t delta) {
-  auto request = cap_.addRequest();
+  auto request = cap_.addRequest(kSmallRequest);
   request.setDelta(delta);
   return Future<std::int64_t>(
       s_, send(*s_, request).then([](capnp::Response<wire::Counter::AddResults> r) { return r.getValue(); }));
 }
 
-std::int64_t CounterProxy::get() { return s_->wait(send(*s_, cap_.getRequest())).getValue(); }
+std::int64_t CounterProxy::get() { return s_->wait(send(*s_, cap_.getRequest(kSmallRequest))).getValue(); }
 
 void CounterProxy::set(std::int64_t value) {
-  auto request = cap_.setRequest();
+  auto request = cap_.setRequest(kSmallRequest);
   request.setValue(value);
   s_->wait(send(*s_, request));
 }

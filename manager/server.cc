@@ -23,7 +23,7 @@
 
 #include "ipc/base/error.h"
 #include "manager/detail/auth.h"
-#include "manager/detail/batching_stream.h"
+#include "manager/detail/socket_network.h"
 #include "manager/detail/objects.h"
 #include "manager/detail/wire_errors.h"
 #include "manager/manager.capnp.h"
@@ -132,17 +132,14 @@ class AuthenticatorImpl final : public wire::Authenticator::Server {
   std::vector<std::uint8_t> nonce_;
 };
 
-// One client connection: its stream, its two-party network and its own RPC system (so its capabilities, questions
+// One client connection: its socket and two-party network, and its own RPC system (so its capabilities, questions
 // and answers are its own, and dropping it releases exactly what this client held).
 struct Connection {
-  Connection(kj::Own<kj::AsyncIoStream> s, capnp::ReaderOptions options, capnp::Capability::Client bootstrap)
-      : stream(kj::mv(s)),
-        messages(*stream),
-        network(messages, capnp::rpc::twoparty::Side::SERVER, options),
+  Connection(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::ReaderOptions options,
+             capnp::Capability::Client bootstrap)
+      : network(port, kj::mv(fd), capnp::rpc::twoparty::Side::SERVER, options),
         rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
-  kj::Own<kj::AsyncIoStream> stream;
-  detail::BatchingMessageStream messages;
-  capnp::TwoPartyVatNetwork network;
+  detail::SocketVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
 
@@ -227,26 +224,43 @@ struct Server::Impl {
   std::vector<std::pair<std::string, kj::Own<capnp::Capability::Server>>> pending_services;
   detail::Registry* registry = nullptr;  // set while run() executes
 
-  kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener, kj::TaskSet& connections, kj::Timer& timer) {
-    return listener.accept()
-        .then([this, &listener, &connections, &timer](kj::Own<kj::AsyncIoStream> stream) {
+  // Accepts every pending connection, then waits for the listening socket's next readable edge. (Accepted by hand
+  // rather than through KJ's listener because the connection's socket goes to SocketVatNetwork as a bare fd.)
+  kj::Promise<void> accept_loop(kj::UnixEventPort& port, kj::UnixEventPort::FdObserver& listening,
+                                kj::TaskSet& connections, kj::Timer& timer) {
+    for (;;) {
+      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        // A connection that cannot be set up is closed; the server keeps accepting.
+        kj::AutoCloseFd socket(fd);
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
           capnp::ReaderOptions limits;
           limits.traversalLimitInWords = options.max_message_bytes / sizeof(capnp::word);
           limits.nestingLimit = 64;
-          auto conn = kj::heap<Connection>(kj::mv(stream), limits,
+          auto conn = kj::heap<Connection>(port, kj::mv(socket), limits,
                                            kj::heap<AuthenticatorImpl>(options.key, *registry,
                                                                        options.max_message_bytes));
           auto done = conn->network.onDisconnect();
           connections.add(done.attach(kj::mv(conn)));
-          return accept_loop(listener, connections, timer);
-        })
-        .catch_([this, &listener, &connections, &timer](kj::Exception&& e) {
-          // accept() fails for lack of resources (EMFILE, ENOMEM): report it and keep serving the others.
-          std::fprintf(stderr, "ipc-manager: accept failed: %s\n", e.getDescription().cStr());
-          return timer.afterDelay(100 * kj::MILLISECONDS).then([this, &listener, &connections, &timer] {
-            return accept_loop(listener, connections, timer);
-          });
+        })) {
+          std::fprintf(stderr, "ipc-manager: could not set up a connection: %s\n", e->getDescription().cStr());
+        }
+        continue;
+      }
+      int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        return listening.whenBecomesReadable().then([this, &port, &listening, &connections, &timer] {
+          return accept_loop(port, listening, connections, timer);
         });
+      }
+      // accept() fails for lack of resources (EMFILE, ENOMEM): report it and keep serving the others; the
+      // connection stays in the backlog for the next try.
+      std::fprintf(stderr, "ipc-manager: accept failed: %s\n", std::strerror(err));
+      return timer.afterDelay(100 * kj::MILLISECONDS).then([this, &port, &listening, &connections, &timer] {
+        return accept_loop(port, listening, connections, timer);
+      });
+    }
   }
 };
 
@@ -329,8 +343,9 @@ void Server::run() {
   ConnectionErrors errors;
   // Declared after the registry so that connections (and the capabilities they hold) go first.
   kj::TaskSet connections(errors);
-  auto listener = io.lowLevelProvider->wrapListenSocketFd(impl_->listen_fd);
-  auto accepting = impl_->accept_loop(*listener, connections, timer).eagerlyEvaluate(nullptr);
+  kj::UnixEventPort::FdObserver listening(io.unixEventPort, impl_->listen_fd,
+                                          kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  auto accepting = impl_->accept_loop(io.unixEventPort, listening, connections, timer).eagerlyEvaluate(nullptr);
 
   kj::UnixEventPort::FdObserver stop_observer(io.unixEventPort, impl_->stop_fd,
                                               kj::UnixEventPort::FdObserver::OBSERVE_READ);

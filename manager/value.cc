@@ -111,6 +111,33 @@ Kind from_wire(wire::Kind kind) {
   return static_cast<Kind>(k);
 }
 
+std::size_t wire_size_words(const Value& value) {
+  constexpr std::size_t kValueWords = 3;  // wire::Value: 2 data words (tag, scalar) + 1 pointer
+  auto text_words = [](std::size_t bytes) { return (bytes + 8) / 8; };  // with the NUL, rounded up
+  return std::visit(
+      [&](const auto& x) -> std::size_t {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          return kValueWords + text_words(x.size());
+        } else if constexpr (std::is_same_v<T, Bytes>) {
+          return kValueWords + (x.data.size() + 7) / 8;
+        } else if constexpr (std::is_same_v<T, Value::List>) {
+          std::size_t words = kValueWords + 1;  // + the list's tag word
+          for (const auto& item : x) words += wire_size_words(item);
+          return words;
+        } else if constexpr (std::is_same_v<T, Value::Map>) {
+          std::size_t words = kValueWords + 1;
+          for (const auto& [k, v] : x) words += 2 + text_words(k.size()) + wire_size_words(v);  // Entry: 2 pointers
+          return words;
+        } else if constexpr (std::is_same_v<T, ObjectRef>) {
+          return kValueWords + 2 + text_words(x.name.size());  // ObjectRef: 1 data word + 1 pointer
+        } else {
+          return kValueWords;  // null, bool, int, float live in the struct itself
+        }
+      },
+      value.storage());
+}
+
 void to_wire(const Value& value, wire::Value::Builder out) {
   std::visit(
       [&](const auto& x) {

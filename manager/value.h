@@ -112,6 +112,9 @@ std::string to_string(const Value& value);
 // Wire conversion. from_wire recurses as deep as the message nests; the reader's nesting limit bounds it.
 void to_wire(const Value& value, wire::Value::Builder out);
 Value from_wire(wire::Value::Reader in);
+// Words `value` takes in a message (its wire::Value struct and everything it points to): a size hint for
+// messages, so that they are allocated once at about the right size.
+std::size_t wire_size_words(const Value& value);
 wire::Kind to_wire(Kind kind);
 Kind from_wire(wire::Kind kind);
 

@@ -44,6 +44,18 @@ namespace {
 std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
 capnp::Text::Reader text(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
 
+// Size hints for replies. Cap'n Proto sizes a reply's first segment by the hint of the first getResults() call and,
+// without one, allocates and zeroes 8 KiB per reply, which dominated the cost of small calls. A hint that is too
+// small only costs a second segment.
+constexpr capnp::MessageSize kScalarResults{4, 0};  // a few scalars or one capability
+capnp::MessageSize value_results(const Value& v) { return {4 + wire_size_words(v), 0}; }
+template <typename Map>
+capnp::MessageSize map_results(const Map& map) {
+  std::uint64_t words = 2;
+  for (const auto& [k, v] : map) words += 2 + (k.size() + 8) / 8 + wire_size_words(v);
+  return {words, 0};
+}
+
 // Runs a long-poll: `p` if it resolves within `timeout_ns` (negative: no limit), else `on_timeout()`.
 // Losing the race destroys the other branch, which is how a waiter notices a timeout (isWaiting() turns false).
 template <typename T, typename F>
@@ -79,11 +91,21 @@ bool fulfiller_gone(kj::Own<kj::PromiseFulfiller<T>>& f) {
 struct MapStore {
   Value::Map map;
 
-  void set(capnp::Text::Reader key, wire::Value::Reader value) { map.insert_or_assign(str(key), from_wire(value)); }
-  template <typename Results>
-  void get(capnp::Text::Reader key, Results results) const {
+  void set(capnp::Text::Reader key, wire::Value::Reader value) {
+    Value v = from_wire(value);  // first: a bad value leaves the map unchanged
+    // Looked up by view: replacing an existing key (the common case) allocates no key string.
     auto it = map.find(std::string_view(key.begin(), key.size()));
-    if (it == map.end()) return;
+    if (it != map.end()) {
+      it->second = std::move(v);
+    } else {
+      map.emplace(str(key), std::move(v));
+    }
+  }
+  template <typename Context>
+  void get(capnp::Text::Reader key, Context& c) const {
+    auto it = map.find(std::string_view(key.begin(), key.size()));
+    if (it == map.end()) return;  // found = false: the default reply
+    auto results = c.getResults(value_results(it->second));
     results.setFound(true);
     to_wire(it->second, results.initValue());
   }
@@ -124,29 +146,31 @@ class DictImpl final : public wire::Dict::Server, public ObjectBase {
   }
   kj::Promise<void> get(GetContext c) override {
     check_alive();
-    store_.get(c.getParams().getKey(), c.getResults());
+    store_.get(c.getParams().getKey(), c);
     return kj::READY_NOW;
   }
   kj::Promise<void> erase(EraseContext c) override {
     check_alive();
-    c.getResults().setErased(store_.erase(c.getParams().getKey()));
+    c.getResults(kScalarResults).setErased(store_.erase(c.getParams().getKey()));
     return kj::READY_NOW;
   }
   kj::Promise<void> size(SizeContext c) override {
     check_alive();
-    c.getResults().setSize(store_.map.size());
+    c.getResults(kScalarResults).setSize(store_.map.size());
     return kj::READY_NOW;
   }
   kj::Promise<void> keys(KeysContext c) override {
     check_alive();
-    auto out = c.getResults().initKeys(static_cast<unsigned>(store_.map.size()));
+    std::uint64_t words = 2;
+    for (const auto& entry : store_.map) words += 1 + (entry.first.size() + 8) / 8;
+    auto out = c.getResults(capnp::MessageSize{words, 0}).initKeys(static_cast<unsigned>(store_.map.size()));
     unsigned i = 0;
     for (const auto& entry : store_.map) out.set(i++, text(entry.first));
     return kj::READY_NOW;
   }
   kj::Promise<void> items(ItemsContext c) override {
     check_alive();
-    store_.items(c.getResults().initEntries(static_cast<unsigned>(store_.map.size())));
+    store_.items(c.getResults(map_results(store_.map)).initEntries(static_cast<unsigned>(store_.map.size())));
     return kj::READY_NOW;
   }
   kj::Promise<void> update(UpdateContext c) override {
@@ -180,17 +204,17 @@ class NamespaceImpl final : public wire::Namespace::Server, public ObjectBase {
   }
   kj::Promise<void> getAttr(GetAttrContext c) override {
     check_alive();
-    store_.get(c.getParams().getName(), c.getResults());
+    store_.get(c.getParams().getName(), c);
     return kj::READY_NOW;
   }
   kj::Promise<void> delAttr(DelAttrContext c) override {
     check_alive();
-    c.getResults().setDeleted(store_.erase(c.getParams().getName()));
+    c.getResults(kScalarResults).setDeleted(store_.erase(c.getParams().getName()));
     return kj::READY_NOW;
   }
   kj::Promise<void> attrs(AttrsContext c) override {
     check_alive();
-    store_.items(c.getResults().initEntries(static_cast<unsigned>(store_.map.size())));
+    store_.items(c.getResults(map_results(store_.map)).initEntries(static_cast<unsigned>(store_.map.size())));
     return kj::READY_NOW;
   }
 
@@ -211,7 +235,8 @@ class ListImpl final : public wire::SharedList::Server, public ObjectBase {
   }
   kj::Promise<void> get(GetContext c) override {
     check_alive();
-    to_wire(items_[index(c.getParams().getIndex())], c.getResults().initValue());
+    const Value& v = items_[index(c.getParams().getIndex())];
+    to_wire(v, c.getResults(value_results(v)).initValue());
     return kj::READY_NOW;
   }
   kj::Promise<void> set(SetContext c) override {
@@ -226,18 +251,20 @@ class ListImpl final : public wire::SharedList::Server, public ObjectBase {
   kj::Promise<void> pop(PopContext c) override {
     check_alive();
     std::size_t i = index(c.getParams().getIndex());
-    to_wire(items_[i], c.getResults().initValue());
+    to_wire(items_[i], c.getResults(value_results(items_[i])).initValue());
     items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(i));
     return kj::READY_NOW;
   }
   kj::Promise<void> size(SizeContext c) override {
     check_alive();
-    c.getResults().setSize(items_.size());
+    c.getResults(kScalarResults).setSize(items_.size());
     return kj::READY_NOW;
   }
   kj::Promise<void> items(ItemsContext c) override {
     check_alive();
-    auto out = c.getResults().initValues(static_cast<unsigned>(items_.size()));
+    std::uint64_t words = 2;
+    for (const auto& v : items_) words += wire_size_words(v);
+    auto out = c.getResults(capnp::MessageSize{words, 0}).initValues(static_cast<unsigned>(items_.size()));
     for (unsigned i = 0; i < items_.size(); ++i) to_wire(items_[i], out[i]);
     return kj::READY_NOW;
   }
@@ -279,7 +306,7 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     return translate_to_wire([&]() -> kj::Promise<void> {
       check_alive();
       auto p = c.getParams();
-      auto r = c.getResults();
+      auto r = c.getResults(kScalarResults);
       if (closed_) {
         r.setClosed(true);
         return kj::READY_NOW;
@@ -301,15 +328,15 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
                   [](Putter& w) { return !w.fulfiller->isWaiting(); });
       return with_timeout(timer_, kj::mv(paf.promise), p.getTimeoutNs(), [] { return PutOutcome{}; })
           .then([c](PutOutcome o) mutable {
-            c.getResults().setOk(o.ok);
-            c.getResults().setClosed(o.closed);
+            c.getResults(kScalarResults).setOk(o.ok);
+            c.getResults(kScalarResults).setClosed(o.closed);
           });
     });
   }
 
   kj::Promise<void> get(GetContext c) override {
     check_alive();
-    auto r = c.getResults();
+    auto r = c.getResults(items_.empty() ? kScalarResults : value_results(items_.front()));
     if (!items_.empty()) {
       to_wire(items_.front(), r.initValue());
       items_.pop_front();
@@ -328,7 +355,7 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     push_waiter(getters_, kj::mv(paf.fulfiller), fulfiller_gone<GetOutcome>);
     return with_timeout(timer_, kj::mv(paf.promise), timeout, [] { return GetOutcome{}; })
         .then([c](GetOutcome o) mutable {
-          auto r = c.getResults();
+          auto r = c.getResults(o.state == GetOutcome::kValue ? value_results(o.value) : kScalarResults);
           r.setOk(o.state == GetOutcome::kValue);
           r.setClosed(o.state == GetOutcome::kClosed);
           if (o.state == GetOutcome::kValue) to_wire(o.value, r.initValue());
@@ -337,7 +364,7 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
 
   kj::Promise<void> size(SizeContext c) override {
     check_alive();
-    c.getResults().setSize(items_.size());
+    c.getResults(kScalarResults).setSize(items_.size());
     return kj::READY_NOW;
   }
 
@@ -439,8 +466,8 @@ class LockImpl final : public wire::Lock::Server, public ObjectBase {
     check_alive();
     if (!held_) {
       held_ = true;
-      c.getResults().setAcquired(true);
-      c.getResults().setHolder(kj::heap<HolderImpl>(*this, thisCap()));
+      c.getResults(kScalarResults).setAcquired(true);
+      c.getResults(kScalarResults).setHolder(kj::heap<HolderImpl>(*this, thisCap()));
       return kj::READY_NOW;
     }
     std::int64_t timeout = c.getParams().getTimeoutNs();
@@ -452,15 +479,15 @@ class LockImpl final : public wire::Lock::Server, public ObjectBase {
     return with_timeout(timer_, kj::mv(granted), timeout, [] { return kj::Maybe<kj::Own<HolderImpl>>(nullptr); })
         .then([c](kj::Maybe<kj::Own<HolderImpl>> holder) mutable {
           KJ_IF_MAYBE(h, holder) {
-            c.getResults().setAcquired(true);
-            c.getResults().setHolder(kj::mv(*h));
+            c.getResults(kScalarResults).setAcquired(true);
+            c.getResults(kScalarResults).setHolder(kj::mv(*h));
           }
         });
   }
 
   kj::Promise<void> locked(LockedContext c) override {
     check_alive();
-    c.getResults().setLocked(held_);
+    c.getResults(kScalarResults).setLocked(held_);
     return kj::READY_NOW;
   }
 
@@ -521,21 +548,21 @@ class EventImpl final : public wire::Event::Server, public ObjectBase {
   }
   kj::Promise<void> isSet(IsSetContext c) override {
     check_alive();
-    c.getResults().setSet(flag_);
+    c.getResults(kScalarResults).setSet(flag_);
     return kj::READY_NOW;
   }
   kj::Promise<void> wait(WaitContext c) override {
     check_alive();
     std::int64_t timeout = c.getParams().getTimeoutNs();
     if (flag_ || timeout == 0) {
-      c.getResults().setSet(flag_);
+      c.getResults(kScalarResults).setSet(flag_);
       return kj::READY_NOW;
     }
     wait_cancellably(c);
     auto paf = kj::newPromiseAndFulfiller<bool>();
     push_waiter(waiters_, kj::mv(paf.fulfiller), fulfiller_gone<bool>);
     return with_timeout(timer_, kj::mv(paf.promise), timeout, [] { return false; }).then([c](bool set) mutable {
-      c.getResults().setSet(set);
+      c.getResults(kScalarResults).setSet(set);
     });
   }
 
@@ -558,7 +585,7 @@ class ValueImpl final : public wire::SharedValue::Server, public ObjectBase {
 
   kj::Promise<void> get(GetContext c) override {
     check_alive();
-    to_wire(value_, c.getResults().initValue());
+    to_wire(value_, c.getResults(value_results(value_)).initValue());
     return kj::READY_NOW;
   }
   kj::Promise<void> set(SetContext c) override {
@@ -574,7 +601,7 @@ class ValueImpl final : public wire::SharedValue::Server, public ObjectBase {
       auto p = c.getParams();
       Value expected = from_wire(p.getExpected());
       Value desired = from_wire(p.getDesired());
-      auto r = c.getResults();
+      auto r = c.getResults(value_results(value_));
       to_wire(value_, r.initPrevious());
       if (value_ == expected) {
         value_ = std::move(desired);
@@ -600,12 +627,12 @@ class CounterImpl final : public wire::Counter::Server, public ObjectBase {
       fail(Tag::kInvalidArgument, "counter overflow: " + std::to_string(value_) + " + " + std::to_string(delta));
     }
     value_ = result;
-    c.getResults().setValue(value_);
+    c.getResults(kScalarResults).setValue(value_);
     return kj::READY_NOW;
   }
   kj::Promise<void> get(GetContext c) override {
     check_alive();
-    c.getResults().setValue(value_);
+    c.getResults(kScalarResults).setValue(value_);
     return kj::READY_NOW;
   }
   kj::Promise<void> set(SetContext c) override {

@@ -1,0 +1,321 @@
+#include "manager/detail/socket_network.h"
+
+#include <capnp/serialize.h>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+namespace ipc::manager::detail {
+namespace {
+
+constexpr std::size_t kReadChunkBytes = 64 * 1024;
+constexpr std::size_t kKeepBufferBytes = 1 << 20;  // a larger buffer (one huge message) is given back afterwards
+constexpr std::uint32_t kMaxSegments = 512;
+constexpr unsigned kDefaultFirstSegmentWords = 128;  // when the RPC system gives no size hint
+constexpr std::size_t kEagerWriteBytes = 16 * 1024;  // see send()
+
+std::uint32_t load_u32(const kj::byte* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof v);  // the wire is little-endian, as is every machine this library supports
+  return v;
+}
+
+// As KJ's own streams classify errno: a vanished peer is DISCONNECTED (the client maps it to
+// ipc::manager::Disconnected, the server drops the connection quietly); anything else is a plain failure.
+kj::Exception socket_error(int err, const char* op) {
+  bool gone = err == ECONNRESET || err == EPIPE || err == ECONNABORTED || err == ENOTCONN || err == ETIMEDOUT;
+  return kj::Exception(gone ? kj::Exception::Type::DISCONNECTED : kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::str(op, ": ", std::strerror(err)));
+}
+
+kj::AutoCloseFd make_nonblocking(kj::AutoCloseFd fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  KJ_SYSCALL(flags);
+  if ((flags & O_NONBLOCK) == 0) {
+    KJ_SYSCALL(::fcntl(fd, F_SETFL, flags | O_NONBLOCK));
+  }
+  return fd;
+}
+
+}  // namespace
+
+// A message being built. send() copies it into the connection's write buffer at once, so it may be dropped (with
+// any capabilities it names) right after; the RPC system may keep it past the connection but never sends then.
+class SocketVatNetwork::Outgoing final : public capnp::OutgoingRpcMessage {
+ public:
+  Outgoing(SocketVatNetwork& network, unsigned words)
+      : network_(network), message_(words == 0 ? kDefaultFirstSegmentWords : words) {}
+  capnp::AnyPointer::Builder getBody() override { return message_.getRoot<capnp::AnyPointer>(); }
+  void setFds(kj::Array<int> fds) override {
+    KJ_REQUIRE(fds.size() == 0, "file descriptors cannot be sent to or from a Manager");
+  }
+  void send() override { network_.send(message_); }
+  size_t sizeInWords() override { return message_.sizeInWords(); }
+
+ private:
+  SocketVatNetwork& network_;
+  capnp::MallocMessageBuilder message_;
+};
+
+// A received message, in its own word-aligned copy (the receive buffer moves on; the RPC system may keep a
+// message as long as it likes).
+class SocketVatNetwork::Incoming final : public capnp::IncomingRpcMessage {
+ public:
+  Incoming(kj::Array<capnp::word> words, const capnp::ReaderOptions& options)
+      : words_(kj::mv(words)), reader_(words_.asPtr(), options) {}
+  capnp::AnyPointer::Reader getBody() override { return reader_.getRoot<capnp::AnyPointer>(); }
+  size_t sizeInWords() override { return words_.size(); }
+
+ private:
+  kj::Array<capnp::word> words_;
+  capnp::FlatArrayMessageReader reader_;
+};
+
+SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
+                                   capnp::ReaderOptions options)
+    : port_(port),
+      fd_(make_nonblocking(kj::mv(fd))),
+      side_(side),
+      options_(options),
+      read_observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
+      in_(kReadChunkBytes) {
+  peer_vat_id_.initRoot<capnp::rpc::twoparty::VatId>().setSide(side == capnp::rpc::twoparty::Side::CLIENT
+                                                                   ? capnp::rpc::twoparty::Side::SERVER
+                                                                   : capnp::rpc::twoparty::Side::CLIENT);
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  disconnected_ = paf.promise.fork();
+  disposer_.fulfiller = kj::mv(paf.fulfiller);
+}
+
+SocketVatNetwork::~SocketVatNetwork() noexcept(false) {}
+
+// ---- VatNetwork: one connection, to the other side (as TwoPartyVatNetwork) ----
+
+kj::Own<capnp::TwoPartyVatNetworkBase::Connection> SocketVatNetwork::as_connection() {
+  ++disposer_.refs;
+  return kj::Own<capnp::TwoPartyVatNetworkBase::Connection>(this, disposer_);
+}
+
+kj::Maybe<kj::Own<capnp::TwoPartyVatNetworkBase::Connection>> SocketVatNetwork::connect(
+    capnp::rpc::twoparty::VatId::Reader ref) {
+  if (ref.getSide() == side_) return nullptr;  // that is us
+  return as_connection();
+}
+
+kj::Promise<kj::Own<capnp::TwoPartyVatNetworkBase::Connection>> SocketVatNetwork::accept() {
+  if (side_ == capnp::rpc::twoparty::Side::SERVER && !accepted_) {
+    accepted_ = true;
+    return as_connection();
+  }
+  auto paf = kj::newPromiseAndFulfiller<kj::Own<capnp::TwoPartyVatNetworkBase::Connection>>();
+  never_accepted_ = kj::mv(paf.fulfiller);  // nobody else ever connects
+  return kj::mv(paf.promise);
+}
+
+capnp::rpc::twoparty::VatId::Reader SocketVatNetwork::getPeerVatId() {
+  return peer_vat_id_.getRoot<capnp::rpc::twoparty::VatId>();
+}
+
+kj::Own<capnp::OutgoingRpcMessage> SocketVatNetwork::newOutgoingMessage(unsigned firstSegmentWordSize) {
+  return kj::heap<Outgoing>(*this, firstSegmentWordSize);
+}
+
+// ---- reading ----
+
+kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
+  const std::size_t available = in_end_ - in_begin_;
+  if (available < 8) return nullptr;
+  const kj::byte* p = in_.data() + in_begin_;
+  std::uint32_t segments = load_u32(p) + 1;
+  if (segments == 0 || segments > kMaxSegments) {
+    KJ_FAIL_REQUIRE("Message has too many segments.", segments);
+  }
+  std::size_t header_bytes = (4 * (1 + std::size_t{segments}) + 7) & ~std::size_t{7};
+  if (available < header_bytes) return nullptr;
+  std::uint64_t body_words = 0;
+  for (std::uint32_t i = 0; i < segments; ++i) body_words += load_u32(p + 4 + 4 * i);
+  // Refused on the announced size, before the body is read or buffered.
+  KJ_REQUIRE(body_words <= options_.traversalLimitInWords,
+             "Message is too large. To increase the limit on the receiving end, see capnp::ReaderOptions.",
+             body_words, options_.traversalLimitInWords);
+  std::size_t total = header_bytes + body_words * sizeof(capnp::word);
+  if (available < total) {
+    if (in_.size() < total) in_.resize(total);  // bounded by the limit checked above
+    return nullptr;
+  }
+  auto words = kj::heapArray<capnp::word>(total / sizeof(capnp::word));
+  std::memcpy(words.begin(), p, total);
+  in_begin_ += total;
+  return kj::Own<capnp::IncomingRpcMessage>(kj::heap<Incoming>(kj::mv(words), options_));
+}
+
+kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::receiveIncomingMessage() {
+  // A bad frame must fail the returned promise, not throw out of here (the RPC system calls this outside any
+  // promise continuation too).
+  kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> parsed;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { parsed = try_parse(); })) { return kj::mv(*e); }
+  if (parsed != nullptr) return kj::mv(parsed);
+  // Move the unparsed tail to the front so that the buffer only grows for a message larger than it.
+  if (in_begin_ > 0) {
+    std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+    in_end_ -= in_begin_;
+    in_begin_ = 0;
+  }
+  if (in_end_ == 0 && in_.size() > kKeepBufferBytes) {
+    in_.resize(kReadChunkBytes);
+    in_.shrink_to_fit();
+  }
+  if (in_.size() - in_end_ < kReadChunkBytes / 4) in_.resize(in_.size() + kReadChunkBytes);
+  return read_more();
+}
+
+kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::read_more() {
+  KJ_IF_MAYBE(readable, readable_) {
+    auto edge = kj::mv(*readable);
+    readable_ = nullptr;
+    return edge.then([this] { return read_more(); });
+  }
+  for (;;) {
+    std::size_t space = in_.size() - in_end_;
+    ssize_t n = ::read(fd_, in_.data() + in_end_, space);
+    if (n > 0) {
+      in_end_ += static_cast<std::size_t>(n);
+      // A read short of the space asked for emptied the socket, unless the peer also closed it (then the next
+      // read must see the EOF, and no further edge would come): listen for the next edge now, in this turn.
+      bool at_end = true;  // unknown counts as "maybe": read again rather than wait for an edge
+      KJ_IF_MAYBE(hint, read_observer_.atEndHint()) { at_end = *hint; }
+      if (static_cast<std::size_t>(n) < space && !at_end) readable_ = read_observer_.whenBecomesReadable();
+      return receiveIncomingMessage();
+    }
+    if (n == 0) {
+      if (in_end_ == in_begin_) return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(nullptr);
+      return KJ_EXCEPTION(DISCONNECTED, "Premature EOF inside a message.");
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      readable_ = read_observer_.whenBecomesReadable();
+      return read_more();
+    }
+    return socket_error(errno, "read from manager socket");
+  }
+}
+
+// ---- writing ----
+
+void SocketVatNetwork::send(capnp::MessageBuilder& message) {
+  auto segments = message.getSegmentsForOutput();
+  std::size_t body_words = 0;
+  for (auto segment : segments) body_words += segment.size();
+  // As TwoPartyVatNetwork: the peer (with the same limit) would drop the connection, so fail this message only.
+  KJ_REQUIRE(body_words < options_.traversalLimitInWords, body_words,
+             "Trying to send Cap'n Proto message larger than our single-message size limit. The other side "
+             "probably won't accept it (assuming its traversalLimitInWords matches ours) and would abort the "
+             "connection, so I won't send it.") {
+    return;
+  }
+  // After a failed write or shutdown nothing more can arrive; the read side reports the end of the connection.
+  if (shut_down_ || write_failed_) return;
+
+  std::size_t count = segments.size();
+  std::size_t header_words = (count + 2) / 2;  // count-1, then count sizes, padded to a word
+  std::size_t old = out_.size();
+  out_.resize(old + (header_words + body_words) * sizeof(capnp::word));
+  kj::byte* h = out_.data() + old;
+  std::memset(h, 0, header_words * sizeof(capnp::word));
+  std::uint32_t first = static_cast<std::uint32_t>(count - 1);
+  std::memcpy(h, &first, 4);
+  for (std::size_t i = 0; i < count; ++i) {
+    std::uint32_t size = static_cast<std::uint32_t>(segments[i].size());
+    std::memcpy(h + 4 + 4 * i, &size, 4);
+  }
+  kj::byte* out = h + header_words * sizeof(capnp::word);
+  for (auto segment : segments) {
+    auto bytes = segment.asBytes();
+    std::memcpy(out, bytes.begin(), bytes.size());
+    out += bytes.size();
+  }
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    // evalLast: runs once everything already queued on the event loop ran, so one turn's messages share a write.
+    // It does not wait for I/O or a timer: the write still happens before the loop next sleeps.
+    flush_task_ = kj::evalLast([this] { return write_out(); }).eagerlyEvaluate([this](kj::Exception&&) {
+      flush_scheduled_ = false;
+      write_failed_ = true;
+      out_.clear();
+      out_begin_ = 0;
+    });
+  }
+  // A long burst (many pipelined calls, or the replies to them) goes out in pieces as it grows, so that the peer
+  // works on the first calls while this side still produces the rest: both processes busy, not taking turns.
+  if (out_.size() - out_begin_ >= kEagerWriteBytes && write_observer_ == nullptr) write_now();
+}
+
+void SocketVatNetwork::write_now() {
+  while (out_begin_ < out_.size()) {
+    ssize_t n = ::send(fd_, out_.data() + out_begin_, out_.size() - out_begin_, MSG_NOSIGNAL);
+    if (n >= 0) {
+      out_begin_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      // Inside send(), called by the RPC system: not the place to throw. The read side sees the end.
+      write_failed_ = true;
+      out_.clear();
+      out_begin_ = 0;
+    }
+    return;  // full: the scheduled flush waits for room
+  }
+  out_.clear();
+  out_begin_ = 0;
+}
+
+kj::Promise<void> SocketVatNetwork::write_out() {
+  while (out_begin_ < out_.size()) {
+    // MSG_NOSIGNAL: a vanished peer is an EPIPE error here, not a SIGPIPE for the process.
+    ssize_t n = ::send(fd_, out_.data() + out_begin_, out_.size() - out_begin_, MSG_NOSIGNAL);
+    if (n >= 0) {
+      out_begin_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return socket_error(errno, "write to manager socket");
+    // The socket buffer is full: watch for room until the backlog is out (epoll reports the current state when
+    // the observer is added, so an edge that came before cannot be missed). Messages sent meanwhile are appended
+    // to out_ and go with it.
+    if (write_observer_ == nullptr) {
+      write_fd_ = kj::AutoCloseFd(::fcntl(fd_, F_DUPFD_CLOEXEC, 0));
+      if (write_fd_ == nullptr) return socket_error(errno, "dup manager socket");
+      write_observer_ = kj::heap<kj::UnixEventPort::FdObserver>(port_, write_fd_,
+                                                                kj::UnixEventPort::FdObserver::OBSERVE_WRITE);
+    }
+    return KJ_ASSERT_NONNULL(write_observer_)->whenBecomesWritable().then([this] { return write_out(); });
+  }
+  // Done: no EPOLLOUT wake-ups from now on (the observer goes before the descriptor it watches).
+  write_observer_ = nullptr;
+  write_fd_ = nullptr;
+  out_.clear();
+  out_begin_ = 0;
+  if (out_.capacity() > kKeepBufferBytes) std::vector<kj::byte>().swap(out_);
+  flush_scheduled_ = false;
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> SocketVatNetwork::shutdown() {
+  // Everything sent so far still goes out, then the peer sees EOF.
+  shut_down_ = true;
+  KJ_IF_MAYBE(task, flush_task_) {
+    auto pending = kj::mv(*task);
+    flush_task_ = nullptr;
+    return pending.then([this] { ::shutdown(fd_, SHUT_WR); });
+  }
+  ::shutdown(fd_, SHUT_WR);
+  return kj::READY_NOW;
+}
+
+}  // namespace ipc::manager::detail

@@ -1,0 +1,72 @@
+// manager/perf_driver.cc: a small program to profile the Manager with strace / perf / callgrind (not a test, not a
+// benchmark: bench/manager_bench.cc prints the figures). Forks a server, then runs one kind of call N times.
+//   perf_driver get N          blocking dict get round trips
+//   perf_driver pair N         blocking dict set + get pairs
+//   perf_driver pipe N WINDOW  dict set_async with WINDOW calls in flight
+// Prints the time per call. The client runs on the main thread (PERF_DRIVER_THREAD=1: on a second thread).
+// Examples: strace -c -f perf_driver get 10000; valgrind --tool=callgrind perf_driver pipe 20000 1000 (one output
+// file per process: the forked server writes its own).
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "manager/client.h"
+#include "manager/server.h"
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void run(const ipc::manager::ServerProcess& server, const std::string& mode, int n, int window) {
+  ipc::manager::Client client(server.socket_path(), server.key());
+  auto d = client.dict("bench");
+  d.set("key", 1);
+  double t = now();
+  if (mode == "get") {
+    for (int i = 0; i < n; ++i) (void)d.get("key");
+  } else if (mode == "pair") {
+    for (int i = 0; i < n; ++i) {
+      d.set("key", i);
+      (void)d.get("key");
+    }
+  } else if (mode == "pipe") {
+    std::vector<ipc::manager::Future<void>> in_flight;
+    for (int done = 0; done < n; done += window) {
+      for (int i = 0; i < window; ++i) in_flight.push_back(d.set_async("key", done + i));
+      for (auto& f : in_flight) f.get();
+      in_flight.clear();
+    }
+  } else {
+    std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+    std::exit(2);
+  }
+  double e = now() - t;
+  std::printf("%s: %d calls, %.2f us per call, %.0f calls/s\n", mode.c_str(), n, e / n * 1e6, n / e);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: perf_driver get|pair|pipe N [WINDOW]\n");
+    return 2;
+  }
+  std::string mode = argv[1];
+  int n = std::atoi(argv[2]);
+  int window = argc > 3 ? std::atoi(argv[3]) : 1000;
+  auto server = ipc::manager::start_server();
+  // PERF_DRIVER_THREAD=1: run the client on a second thread (another malloc arena) instead of the main thread.
+  const char* on_thread = std::getenv("PERF_DRIVER_THREAD");
+  if (on_thread != nullptr && std::strcmp(on_thread, "1") == 0) {
+    std::thread([&] { run(server, mode, n, window); }).join();
+  } else {
+    run(server, mode, n, window);
+  }
+  return 0;
+}
