@@ -11,6 +11,27 @@
 #include <cstring>
 
 namespace ipc::manager::detail {
+
+namespace {
+thread_local std::uint64_t t_received_reads = 0;
+thread_local kj::Own<kj::PromiseFulfiller<void>> t_read_waiter;
+
+void note_received_read() {
+  ++t_received_reads;
+  if (t_read_waiter) {
+    t_read_waiter->fulfill();
+    t_read_waiter = nullptr;
+  }
+}
+}  // namespace
+
+std::uint64_t received_reads() { return t_received_reads; }
+
+kj::Promise<void> next_received_read() {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  t_read_waiter = kj::mv(paf.fulfiller);
+  return kj::mv(paf.promise);
+}
 namespace {
 
 constexpr std::size_t kReadChunkBytes = 64 * 1024;
@@ -184,6 +205,7 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
     std::size_t space = in_.size() - in_end_;
     ssize_t n = ::read(fd_, in_.data() + in_end_, space);
     if (n > 0) {
+      note_received_read();
       in_end_ += static_cast<std::size_t>(n);
       // A read short of the space asked for emptied the socket, unless the peer also closed it (then the next
       // read must see the EOF, and no further edge would come): listen for the next edge now, in this turn.

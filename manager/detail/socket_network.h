@@ -35,9 +35,17 @@
 #include <kj/async-unix.h>
 #include <kj/io.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace ipc::manager::detail {
+
+// Activity of this thread's connections: the number of reads that brought bytes, and a promise for the next one.
+// The server uses it to stay awake (polling) while requests keep arriving instead of paying a sleep and a
+// wake-up per request. Thread-local: each event loop sees its own connections only.
+std::uint64_t received_reads();
+// Resolves at the next read that brings bytes on any connection of this thread (one waiter at a time).
+kj::Promise<void> next_received_read();
 
 class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
                                private capnp::TwoPartyVatNetworkBase::Connection {
