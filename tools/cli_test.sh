@@ -10,7 +10,10 @@ check() { checks=$((checks + 1)); if eval "$2"; then echo "ok: $1"; else echo "F
 
 out=$("$cli" topology); check "topology lists node 0" '[[ "$out" == *"node 0 cpus:"* ]]'
 
-live="cli-live-$$"; stale="cli-stale-$$"
+# Every name starts with a prefix of this run's own, and `clean` is limited to it, so that tests running at the
+# same time never see each other's segments removed.
+prefix="cli-$$-"
+live="${prefix}live"; stale="${prefix}stale"
 "$maker" "$stale" keep                      # creates, keeps, exits: now stale
 coproc MAKER { "$maker" "$live" hold; }     # creates and holds until its stdin closes
 read -r ready <&"${MAKER[0]}"
@@ -22,11 +25,11 @@ check "segments lists the stale segment" '[[ "$out" == *"$stale"* ]]'
 json=$("$cli" segments --json)
 check "json output names the segment" '[[ "$json" == *"\"name\": \"$live\""* ]]'
 
-out=$("$cli" clean --dry-run)
+out=$("$cli" clean --dry-run --prefix "$prefix")
 check "dry run names the stale segment" '[[ "$out" == *"numa_mp.$stale"* ]]'
 check "dry run spares the live segment" '[[ "$out" != *"$live"* ]]'
 check "dry run removed nothing" '[ -e /dev/shm/numa_mp.$stale ]'
-out=$("$cli" clean)
+out=$("$cli" clean --prefix "$prefix")
 check "clean removes the stale segment" '[ ! -e /dev/shm/numa_mp.$stale ]'
 check "clean keeps the live segment" '[ -e /dev/shm/numa_mp.$live ]'
 maker_pid=$MAKER_PID

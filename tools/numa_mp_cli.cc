@@ -2,7 +2,9 @@
 //
 //   numa_mp topology                 nodes, CPUs, memory, distances, weights (like `numactl -H`)
 //   numa_mp segments [--json]        this library's live segments: size, owner, policy, pages per node, users
-//   numa_mp clean [--dry-run]        remove segments no live process uses, and temporaries of dead creators
+//   numa_mp clean [--dry-run] [--prefix P]
+//                                    remove segments no live process uses (only those whose names start with P),
+//                                    and temporaries of dead creators
 //   numa_mp policy TEXT|JSON         validate a memory policy for this machine and print both forms
 #include <unistd.h>
 
@@ -25,7 +27,7 @@ int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s topology\n"
                "       %s segments [--json]\n"
-               "       %s clean [--dry-run]\n"
+               "       %s clean [--dry-run] [--prefix P]\n"
                "       %s policy TEXT|JSON\n",
                argv0, argv0, argv0, argv0);
   return 2;
@@ -74,11 +76,11 @@ int cmd_segments(bool json) {
   return 0;
 }
 
-int cmd_clean(bool dry_run) {
+int cmd_clean(bool dry_run, const std::string& prefix) {
   if (dry_run) {
     int n = 0;
     for (const auto& s : ipc::Segment::list()) {
-      if (s.owner_uid == geteuid() && s.users.empty()) {
+      if (s.owner_uid == geteuid() && s.users.empty() && s.name.compare(0, prefix.size(), prefix) == 0) {
         std::printf("would remove %s\n", s.file.c_str());
         ++n;
       }
@@ -86,7 +88,7 @@ int cmd_clean(bool dry_run) {
     std::printf("%d stale segment(s)\n", n);
     return 0;
   }
-  auto removed = ipc::Segment::remove_stale();
+  auto removed = ipc::Segment::remove_stale(prefix);
   for (const auto& f : removed) std::printf("removed %s\n", f.c_str());
   std::printf("%zu stale segment(s) removed\n", removed.size());
   return 0;
@@ -105,7 +107,8 @@ int cmd_policy(const std::string& text) {
 int main(int argc, char** argv) {
   po::options_description opts("options");
   opts.add_options()("command", po::value<std::string>())("arg", po::value<std::string>())(
-      "json", "machine-readable output")("dry-run", "only say what would be removed")("help,h", "this help");
+      "json", "machine-readable output")("dry-run", "only say what would be removed")(
+      "prefix", po::value<std::string>()->default_value(""), "clean only segments whose names start with this")("help,h", "this help");
   po::positional_options_description pos;
   pos.add("command", 1).add("arg", 1);
   po::variables_map vm;
@@ -123,7 +126,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "segments") return cmd_segments(vm.count("json") > 0);
-    if (cmd == "clean") return cmd_clean(vm.count("dry-run") > 0);
+    if (cmd == "clean") return cmd_clean(vm.count("dry-run") > 0, vm["prefix"].as<std::string>());
     if (cmd == "policy" && vm.count("arg")) return cmd_policy(vm["arg"].as<std::string>());
   } catch (const ipc::Error& e) {
     std::fprintf(stderr, "%s: %s\n", argv[0], e.what());

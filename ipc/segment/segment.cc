@@ -390,7 +390,9 @@ std::optional<std::pair<int32_t, std::string>> read_header(const std::string& pa
 
 std::vector<SegmentInfo> Segment::list() {
   std::vector<SegmentInfo> out;
-  auto users = shm_users();
+  std::vector<std::pair<dev_t, ino_t>> ids;
+  // The directory first, the users second: a segment is mapped by its creator before its name appears (it is
+  // built under a temporary name), so every segment listed here already shows its users in /proc below.
   DIR* dir = opendir(kShmDir);
   if (!dir) throw_errno("opendir /dev/shm");
   while (dirent* e = readdir(dir)) {
@@ -402,6 +404,7 @@ std::vector<SegmentInfo> Segment::list() {
     if (stat((kShmDir + file).c_str(), &st) != 0) continue;
     SegmentInfo info;
     info.file = file;
+    info.inode = st.st_ino;
     info.complete = complete;
     info.size_bytes = static_cast<size_t>(st.st_size);
     info.owner_uid = st.st_uid;
@@ -418,19 +421,28 @@ std::vector<SegmentInfo> Segment::list() {
       info.creator_pid = h->first;
       info.policy = h->second;
     }
-    if (auto it = users.find({st.st_dev, st.st_ino}); it != users.end()) info.users.assign(it->second.begin(), it->second.end());
+    ids.emplace_back(st.st_dev, st.st_ino);
     out.push_back(std::move(info));
   }
   closedir(dir);
+  const auto users = shm_users();
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (auto it = users.find(ids[i]); it != users.end()) out[i].users.assign(it->second.begin(), it->second.end());
+  }
   return out;
 }
 
-std::vector<std::string> Segment::remove_stale() {
+std::vector<std::string> Segment::remove_stale(std::string_view name_prefix) {
   std::vector<std::string> removed;
   for (const auto& info : list()) {
     if (info.owner_uid != geteuid() || !info.users.empty()) continue;
+    if (info.name.compare(0, name_prefix.size(), name_prefix) != 0) continue;
     if (!info.complete && process_alive(info.creator_pid)) continue;  // still being created
-    if (unlink((kShmDir + info.file).c_str()) == 0) removed.push_back(info.file);
+    // Only the file that was listed: a segment re-created under the same name since then is somebody's new one.
+    struct stat st;
+    const std::string path = kShmDir + info.file;
+    if (stat(path.c_str(), &st) != 0 || st.st_ino != info.inode) continue;
+    if (unlink(path.c_str()) == 0) removed.push_back(info.file);
   }
   return removed;
 }

@@ -15,7 +15,7 @@
 //   which no new process can open it while processes that already mapped it keep working until they unmap.
 //   Call keep() to give up ownership (the segment then outlives its creator until remove(name) or
 //   remove_stale()). Handles from open() never unlink. When every process using a segment has died, the segment
-//   is stale: remove_stale() (and the CLI's `segments --clean`) removes segments that no live process maps.
+//   is stale: remove_stale() (and the CLI's `numa_mp clean`) removes segments that no live process maps.
 // Errors: a bad name or size throws InvalidArgument; an existing name on create() throws SegmentExists; a
 //   missing one on open() throws SegmentNotFound; a segment owned by another user, or with the wrong
 //   permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument; an
@@ -71,6 +71,7 @@ struct SegmentOptions {
 struct SegmentInfo {
   std::string name;            // without the /dev/shm prefix
   std::string file;            // the file in /dev/shm ("numa_mp.<name>", or a temporary "numa_mp~<pid>~<n>~<name>")
+  uint64_t inode = 0;          // tells this segment from a later one of the same name
   size_t size_bytes = 0;
   uid_t owner_uid = 0;
   pid_t creator_pid = 0;
@@ -94,9 +95,10 @@ class Segment {
   static bool remove(std::string_view name);
   // Every segment of this library on the machine (those of other users included), with the processes using it.
   static std::vector<SegmentInfo> list();
-  // Removes segments of this user that no live process maps or holds open, and temporaries of creators that
-  // died. Returns the files removed (names in /dev/shm).
-  static std::vector<std::string> remove_stale();
+  // Removes segments of this user whose names start with `name_prefix` (all of them by default) that no live
+  // process maps or holds open, and temporaries of creators that died. Returns the files removed (names in
+  // /dev/shm). A segment kept (keep()) for a process that has not opened it yet counts as stale.
+  static std::vector<std::string> remove_stale(std::string_view name_prefix = {});
   // Throws InvalidArgument when `name` is not a valid segment name, saying why.
   static void validate_name(std::string_view name);
 

@@ -254,7 +254,7 @@ TEST_CASE("remove_stale removes segments nobody uses and keeps live ones", "[seg
   });
   REQUIRE(child.wait() == 0);
   REQUIRE(shm_file_exists(stale));
-  auto removed = Segment::remove_stale();
+  auto removed = Segment::remove_stale(stale);
   CHECK(std::find(removed.begin(), removed.end(), "numa_mp." + stale) != removed.end());
   CHECK_FALSE(shm_file_exists(stale));
   CHECK(shm_file_exists(live));
@@ -292,7 +292,7 @@ TEST_CASE("a creator killed at any point never leaves a segment that hangs or co
     } catch (const ipc::StateError& e) {
       CHECK_THAT(e.what(), Catch::Contains("died while allocating"));
     }
-    Segment::remove_stale();
+    Segment::remove_stale(name);
     CHECK_FALSE(shm_file_exists(name));
     for (const auto& info : Segment::list()) {
       if (info.name == name) CHECK(info.owner_uid != geteuid());  // no leftovers of ours
