@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -20,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "ipc/base/process.h"
 #include "ipc/segment/detail/robust_allocator_mutex.h"
 
 namespace ipc {
@@ -53,7 +53,6 @@ std::string path_of(std::string_view name) { return kShmDir + file_name(name); }
 
 std::atomic<uint32_t> temp_counter{0};
 
-bool process_alive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
 
 struct Fd {
   int fd = -1;
@@ -437,7 +436,8 @@ std::vector<std::string> Segment::remove_stale(std::string_view name_prefix) {
   for (const auto& info : list()) {
     if (info.owner_uid != geteuid() || !info.users.empty()) continue;
     if (info.name.compare(0, name_prefix.size(), name_prefix) != 0) continue;
-    if (!info.complete && process_alive(info.creator_pid)) continue;  // still being created
+    // Still being created, unless its creator is gone (dead or a zombie that will never finish).
+    if (!info.complete && info.creator_pid > 0 && !process_dead(static_cast<uint32_t>(info.creator_pid))) continue;
     // Only the file that was listed: a segment re-created under the same name since then is somebody's new one.
     struct stat st;
     const std::string path = kShmDir + info.file;

@@ -3,12 +3,9 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
 #include <mutex>
 
 namespace ipc::detail {
@@ -77,27 +74,5 @@ void heavy_fence() noexcept {
 }
 
 void yield_cpu() noexcept { sched_yield(); }
-
-bool process_dead(uint32_t pid) noexcept {
-  if (pid == 0) return false;
-  if (kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
-  // A killed child stays a zombie until its parent reaps it; it will never finish what it claimed.
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  FILE* f = std::fopen(path, "re");
-  if (!f) return errno == ENOENT;
-  char buf[512];
-  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = '\0';
-  // Format: "pid (comm) S ..."; comm may contain ')' so take the last one.
-  const char* close = nullptr;
-  for (const char* c = buf; *c; ++c) {
-    if (*c == ')') close = c;
-  }
-  if (!close || close[1] != ' ') return false;
-  const char state = close[2];
-  return state == 'Z' || state == 'X';
-}
 
 }  // namespace ipc::detail

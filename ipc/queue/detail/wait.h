@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "ipc/base/futex.h"
+#include "ipc/base/process.h"
 
 namespace ipc::detail {
 
@@ -41,8 +42,7 @@ static_assert(sizeof(WaitSet) == 64, "a WaitSet fills exactly one cache line");
 // This process's id, cached (refreshed in fork children); cheap enough for every put/get.
 uint32_t self_pid() noexcept;
 
-// False only when `pid` certainly no longer runs: no such process, or a zombie waiting to be reaped.
-bool process_dead(uint32_t pid) noexcept;
+using ipc::process_dead;  // ipc/base/process.h
 
 // Whether the fences below are asymmetric (membarrier) in this process; for documentation and benchmarks.
 bool asymmetric_fences() noexcept;
