@@ -277,26 +277,29 @@ void release_and_notify(Ring& ring, const RecordHeader& h, bool& need_doorbell) 
 
 }  // namespace
 
+RecvResult Connection::next_record(Side& side, const Deadline& deadline, RecordHeader& h, const std::byte*& p) {
+  ByteRing& ring = side.ring;
+  while (!ring.peek(h, p)) {
+    if (peer_gone()) {
+      // The other end is closed everywhere: what it sent before closing is all visible now.
+      if (ring.peek(h, p)) break;
+      return RecvResult::kEndOfStream;
+    }
+    if (!block_until(side, ring.header().consumer_waiting, deadline,
+                     [&] { return ring.readable() || peer_gone(); })) {
+      return RecvResult::kTimeout;
+    }
+  }
+  return RecvResult::kOk;
+}
+
 RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline) {
   check_open("recv", in_.has_value());
   Side& side = *in_;
   ByteRing& ring = side.ring;
   RecordHeader h;
   const std::byte* p;
-  auto next_record = [&](const Deadline& d) -> RecvResult {
-    while (!ring.peek(h, p)) {
-      if (peer_gone()) {
-        // The other end is closed everywhere: what it sent before closing is all visible now.
-        if (ring.peek(h, p)) break;
-        return RecvResult::kEndOfStream;
-      }
-      if (!block_until(side, ring.header().consumer_waiting, d, [&] { return ring.readable() || peer_gone(); })) {
-        return RecvResult::kTimeout;
-      }
-    }
-    return RecvResult::kOk;
-  };
-  RecvResult r = next_record(deadline);
+  RecvResult r = next_record(side, deadline, h, p);
   if (r != RecvResult::kOk) return r;
   bool doorbell = false;
   if (h.kind == RecordKind::kWhole) {
@@ -314,7 +317,7 @@ RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& de
       if (doorbell) ring_doorbell(side.fd);
       doorbell = false;
       // The rest of a started message comes from a sender that is mid-send: wait for it without the deadline.
-      if (next_record(Deadline::never()) != RecvResult::kOk) {
+      if (next_record(side, Deadline::never(), h, p) != RecvResult::kOk) {
         out.clear();  // the sender died mid-message: the partial message is dropped
         return RecvResult::kEndOfStream;
       }
@@ -334,17 +337,12 @@ RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size,
   RecordHeader h;
   const std::byte* p;
   // Look at the next message's size before consuming anything, so that a too-small buffer loses nothing.
-  while (!ring.peek(h, p)) {
-    if (peer_gone() && !ring.peek(h, p)) return RecvResult::kEndOfStream;
-    if (peer_gone()) break;
-    if (!block_until(side, ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); })) {
-      return RecvResult::kTimeout;
-    }
-  }
+  if (RecvResult r = next_record(side, deadline, h, p); r != RecvResult::kOk) return r;
   uint64_t total = h.payload_bytes;
   if (h.kind == RecordKind::kFirst) std::memcpy(&total, p, sizeof total);
   if (total > buffer.size()) throw BufferTooSmall(total, buffer.size());
-  // It fits: receive it through the ordinary path into a view of the caller's buffer.
+  // It fits. A single record is copied straight out; a long message is assembled by the ordinary path (in the
+  // connection's scratch vector) and then copied.
   if (h.kind == RecordKind::kWhole) {
     std::memcpy(buffer.data(), p, h.payload_bytes);
     bool doorbell = false;

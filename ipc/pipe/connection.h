@@ -162,6 +162,9 @@ class Connection {
   SendResult send_impl(std::span<const std::byte> message, const Deadline& deadline);
   RecvResult recv_impl(std::vector<std::byte>& out, const Deadline& deadline);
   RecvResult recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
+  // Waits for the next record of `side` (without consuming it): kOk with `h` and `p` set, kTimeout, or
+  // kEndOfStream once the other end is closed everywhere and nothing is left.
+  RecvResult next_record(Side& side, const Deadline& deadline, detail::RecordHeader& h, const std::byte*& p);
   bool poll_impl(const Deadline& deadline);
   template <typename T>
   SendResult send_value(const T& value, const Deadline& deadline) {
