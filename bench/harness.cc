@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 namespace bench {
 namespace {
@@ -92,6 +93,20 @@ double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+double round_trip_ns(uint64_t n, unsigned idle_gap_us, const std::function<bool()>& round_trip) {
+  double total = 0;
+  std::vector<double> samples;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (idle_gap_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_gap_us));
+    const double t0 = now_seconds();
+    if (!round_trip()) return -1;
+    const double dt = now_seconds() - t0;
+    total += dt;
+    if (idle_gap_us) samples.push_back(dt);
+  }
+  return (idle_gap_us ? median(samples) : total / static_cast<double>(n)) * 1e9;
 }
 
 double median_of(int reps, const std::function<double()>& f) {

@@ -5,6 +5,7 @@
 // on any machine (../shared/BENCHMARKS.md). Medians of several repetitions.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -57,6 +58,12 @@ struct Group {
 double median_of(int reps, const std::function<double()>& f);
 // Median of samples (for per-operation latencies, where a mean is dominated by rare scheduler hiccups).
 double median(std::vector<double> samples);
+
+// Times `n` calls of `round_trip` (which returns false on failure): ns per round trip, or -1 on failure. With
+// `idle_gap_us` > 0 it waits that long before each call, so that the other side is asleep when the call
+// starts, and reports the median call (each one a separate wake-up); otherwise the mean of the tight loop.
+// Every "round trip" row and its socketpair peer are measured through this, so they are comparable.
+double round_trip_ns(uint64_t n, unsigned idle_gap_us, const std::function<bool()>& round_trip);
 
 // Runs `python3 bench/python_peers.py <name> <args...>` and returns the number it prints on its last line,
 // or a negative value when python3 or the peer is unavailable (the row then shows "n/a").

@@ -138,22 +138,14 @@ double socketpair_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
     }
   });
   close(sv[1]);
-  double total = 0;
-  std::vector<double> samples;
-  for (uint64_t i = 0; i < round_trips; ++i) {
-    if (idle_gap_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_gap_us));
-    const double t0 = now_seconds();
-    uint64_t v = i;
-    if (!write_all(sv[0], &v, 8) || !read_all(sv[0], &v, 8)) break;
-    const double dt = now_seconds() - t0;
-    total += dt;
-    if (idle_gap_us) samples.push_back(dt);
-  }
+  uint64_t v = 0;
+  const double ns = round_trip_ns(round_trips, idle_gap_us, [&] {
+    return write_all(sv[0], &v, 8) && read_all(sv[0], &v, 8);
+  });
+  if (ns < 0) shutdown(sv[0], SHUT_RDWR);  // let the child see the end instead of waiting for the rest
   const bool ok = wait_child(child);
   close(sv[0]);
-  if (!ok) return -1;
-  // Asleep: the median round trip (each one is a separate wake-up); busy: the mean of a tight loop.
-  return (idle_gap_us ? median(samples) : total / static_cast<double>(round_trips)) * 1e9;
+  return ok ? ns : -1;
 }
 
 double boost_message_queue_msgs_per_s(uint64_t messages, int producers, int consumers) {

@@ -53,20 +53,11 @@ double pipe_round_trip_ns(uint64_t n, unsigned idle_gap_us) {
   });
   b.close();
   std::vector<std::byte> msg(8), got;
-  double total = 0;
-  std::vector<double> samples;
-  for (uint64_t i = 0; i < n; ++i) {
-    if (idle_gap_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_gap_us));
-    const double t0 = bench::now_seconds();
-    if (a.send_bytes(msg) != SendResult::kOk || a.recv_bytes(got) != RecvResult::kOk) return -1;
-    const double dt = bench::now_seconds() - t0;
-    total += dt;
-    if (idle_gap_us) samples.push_back(dt);
-  }
+  const double ns = bench::round_trip_ns(n, idle_gap_us, [&] {
+    return a.send_bytes(msg) == SendResult::kOk && a.recv_bytes(got) == RecvResult::kOk;
+  });
   a.close();
-  if (!bench::wait_child(pid)) return -1;
-  // As the socketpair peer: asleep, the median round trip; busy, the mean of the tight loop.
-  return (idle_gap_us ? bench::median(samples) : total / n) * 1e9;
+  return bench::wait_child(pid) ? ns : -1;
 }
 
 bench::Group group("pipe", [](bench::Report& r) {

@@ -92,22 +92,12 @@ double queue_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
     uint64_t v;
     while (ping.get(v) == QueueResult::kOk) (void)pong.put(v);
   });
-  double total = 0;
-  std::vector<double> samples;
-  uint64_t v = 0;
-  for (uint64_t i = 0; i < round_trips; ++i) {
-    if (idle_gap_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_gap_us));
-    const double t0 = bench::now_seconds();
-    (void)ping.put(i);
-    (void)pong.get(v);
-    const double dt = bench::now_seconds() - t0;
-    total += dt;
-    if (idle_gap_us) samples.push_back(dt);
-  }
+  uint64_t i = 0, v = 0;
+  const double ns = bench::round_trip_ns(round_trips, idle_gap_us, [&] {
+    return ping.put(i++) == QueueResult::kOk && pong.get(v) == QueueResult::kOk;
+  });
   ping.close();
-  if (!bench::wait_child(child)) return -1;
-  // As the socketpair peer: asleep, the median round trip; busy, the mean of the tight loop.
-  return (idle_gap_us ? bench::median(samples) : total / static_cast<double>(round_trips)) * 1e9;
+  return bench::wait_child(child) ? ns : -1;
 }
 
 double message_bytes_per_s(size_t message_bytes, size_t total_bytes) {
