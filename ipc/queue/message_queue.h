@@ -123,7 +123,7 @@ class MessageQueue {
   uint64_t capacity() const { return ring_.capacity(); }
   // The largest message this queue can carry (at least what was asked at creation).
   uint64_t max_message_bytes() const { return ring_.header().max_payload_bytes; }
-  // Messages lost because a process died holding a claim on them. Any process.
+  // Messages lost because a process died holding a claim on them, or died returning one from get(). Any process.
   uint64_t abandoned_count() const { return ring_.abandoned(); }
 
  protected:

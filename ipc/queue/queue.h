@@ -18,7 +18,9 @@
 //   using it. The ring lives until the segment is removed (or the block is removed with Segment::remove_block).
 //   A process killed at any point (mid-put, mid-get, asleep) does not wedge the queue: the slot it held is
 //   reclaimed by whoever is blocked behind it, at most that one in-flight message is lost, and each loss adds 1
-//   to abandoned_count(), which every process can read. See docs/queue.md for the protocol.
+//   to abandoned_count(), which every process can read: a message is delivered to a consumer that lived past
+//   its get(), or counted. close() does not strand messages: gets drain everything put before it (waiting for
+//   a slot still being written) and only then return kClosed. See docs/queue.md for the protocol.
 // Errors: full/empty/timeout/closed are QueueResult values ([[nodiscard]]). A bad capacity, a name already taken,
 //   or opening a block that is not this kind of queue throw InvalidArgument; a missing name throws QueueNotFound;
 //   OS failures throw SystemError. put/get never allocate and never throw on the hot path.
@@ -113,7 +115,8 @@ class Queue {
   bool empty_approx() const { return size_approx() == 0; }
   bool full_approx() const { return size_approx() >= capacity(); }
   uint64_t capacity() const { return ring_.capacity(); }
-  // Messages lost because a process died holding a claim on them (mid-put or mid-get). Any process.
+  // Messages lost because a process died holding a claim on them (mid-put or mid-get), including a consumer
+  // killed after taking its message but before get() returned. Any process; slow-ish (checks armed hand-offs).
   uint64_t abandoned_count() const { return ring_.abandoned(); }
 
  protected:
@@ -233,7 +236,9 @@ class JoinableQueue : public Queue<T> {
     return r;
   }
   bool join_until(const Deadline& d) {
-    return detail::block_until(this->ring_.header().join, d, [&](bool) {
+    return detail::block_until(this->ring_.header().join, d, [&](bool check_dead) {
+      // A consumer killed while returning an item never task_done()s it: settling its hand-off removes it.
+      if (check_dead) (void)this->ring_.abandoned();
       // acquire: partner is task_done()'s release; the consumers' work is visible after join() returns.
       return this->ring_.header().unfinished.load(std::memory_order_acquire) <= 0 ? detail::Attempt::kDone
                                                                                    : detail::Attempt::kRetry;

@@ -12,8 +12,9 @@
 //   before put(v) happens before the get() that returns v.
 // Lifetime: as Queue<T> (create/open by name in a Segment, or create_at/attach in raw shared memory; a handle
 //   does not keep the segment mapped). Kill safety: a producer killed mid-put had not sent its value (the value
-//   never becomes visible); a consumer killed mid-get had not received it (the value stays for the next
-//   consumer). Nothing is lost that a put() reported as sent, nothing is delivered twice, nothing wedges.
+//   never becomes visible); a consumer killed mid-get either had not taken it (the value stays for the next
+//   consumer) or had taken it and is counted in abandoned_count(). A value put() reported as sent is delivered
+//   to a consumer that lived past its get() or counted; nothing is delivered twice, nothing wedges.
 // Errors: full/empty/timeout/closed are QueueResult values; misuse (a second live producer or consumer, a bad
 //   capacity, a wrong block) throws StateError/InvalidArgument. put/get never allocate and never throw on the hot
 //   path.
@@ -131,6 +132,12 @@ class SpscQueue {
   bool empty_approx() const { return size_approx() == 0; }
   bool full_approx() const { return size_approx() >= capacity(); }
   uint64_t capacity() const { return h_->capacity; }
+  // Values lost because a consumer died after taking one, before its get() returned. Any process; slow (it
+  // first checks whether the consumer role's holder died inside a get()).
+  uint64_t abandoned_count() const {
+    detail::settle_spsc_consumer(*h_, h_->consumer_pid.load(std::memory_order_acquire));  // acquire: see take_role
+    return h_->abandoned.load(std::memory_order_relaxed);  // relaxed: a counter
+  }
 
  private:
   explicit SpscQueue(void* block)
@@ -154,6 +161,8 @@ class SpscQueue {
   void be_consumer() {
     const uint32_t me = detail::self_pid();
     if (consumer_pid_ == me) return;
+    // A dead predecessor may have died returning a value: count it before its record is overwritten.
+    detail::settle_spsc_consumer(*h_, h_->consumer_pid.load(std::memory_order_acquire));  // acquire: see take_role
     if (!detail::take_role(h_->consumer_pid)) {
       throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->consumer_pid.load(std::memory_order_relaxed)) +
                        ") is the consumer");
@@ -183,9 +192,14 @@ class SpscQueue {
       if (hd == tail_cache_) return false;
     }
     std::memcpy(&out, slot(hd), sizeof(T));
+    // relaxed: ordered before the head store below (release), which a settler acquires first.
+    h_->returning.store(hd + 1, std::memory_order_relaxed);
     // release: partner is the producer's acquire load of head; our read of the slot is done before it reuses it.
     h_->head.store(hd + 1, std::memory_order_release);
+    detail::test_hook(detail::HookPoint::kGetReleased);
     detail::notify(h_->not_full);
+    // relaxed: only a settler reads it, after this process died (every store of ours is then visible).
+    h_->returning.store(0, std::memory_order_relaxed);
     return true;
   }
 

@@ -35,13 +35,23 @@ inline QueueResult mpmc_claim_write(const MpmcRing& r, const Deadline* deadline,
   return result;
 }
 
-// Claims a slot for reading, waiting per `deadline`. kOk: `pos` is claimed. A closed ring is drained first.
+// Claims a slot for reading, waiting per `deadline`. kOk: `pos` is claimed. A closed ring is drained first: every
+// put that returned kOk before (or while) the ring was closed is delivered, and kClosed comes only once the ring
+// is empty. A slot still being written is waited for, also on a closed ring: a live writer publishes (or, if it
+// saw the close, gives the slot up), a dead writer's slot is reaped and counted once we check for dead claimers.
 inline QueueResult mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
   auto once = [&](bool check_dead) -> QueueResult {
-    if (r.try_claim_read(pos, check_dead) == Claim::kOk) return QueueResult::kOk;
-    if (!r.closed()) return QueueResult::kEmpty;
-    // Closed: look once more, so that everything published before close() is still delivered.
-    return r.try_claim_read(pos, check_dead) == Claim::kOk ? QueueResult::kOk : QueueResult::kClosed;
+    const Claim first = r.try_claim_read(pos, check_dead);
+    if (first == Claim::kOk) return QueueResult::kOk;
+    if (first == Claim::kBusy || !r.closed()) return QueueResult::kEmpty;
+    // Empty and closed. seq_cst fence: with the producers' seq_cst claim CAS and closed_after_claim(), a slot
+    // claimed by a producer that missed the close is visible to the second look (see MpmcRing::closed_after_claim).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    switch (r.try_claim_read(pos, check_dead)) {
+      case Claim::kOk: return QueueResult::kOk;
+      case Claim::kEmpty: return QueueResult::kClosed;
+      default: return QueueResult::kEmpty;
+    }
   };
   QueueResult result = once(false);
   if (result != QueueResult::kEmpty) return result;
@@ -57,12 +67,17 @@ inline QueueResult mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, 
 }
 
 // put: `write(std::byte* payload)` fills the claimed slot and returns the payload length. If it throws, the slot
-// is published as a skip record (consumers pass over it) and the exception propagates.
+// is published as a skip record (consumers pass over it) and the exception propagates. A producer that finds the
+// ring closed once it holds its slot gives the slot up the same way and reports kClosed.
 template <typename Write>
 QueueResult mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
   uint64_t pos;
   const QueueResult q = mpmc_claim_write(r, deadline, pos);
   if (q != QueueResult::kOk) return q;
+  if (r.closed_after_claim()) {
+    r.publish_skip(pos);
+    return QueueResult::kClosed;
+  }
   uint32_t length;
   try {
     length = write(r.payload(pos));
@@ -70,6 +85,7 @@ QueueResult mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write)
     r.publish_skip(pos);
     throw;
   }
+  test_hook(HookPoint::kPutWritten);
   r.publish(pos, length);
   return QueueResult::kOk;
 }
@@ -84,7 +100,7 @@ QueueResult mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
     if (q != QueueResult::kOk) return q;
     const uint32_t length = r.slot(pos).length;
     if (length == kSkipRecord) {
-      r.release_read(pos);
+      r.release_skip(pos);
       continue;
     }
     struct Release {

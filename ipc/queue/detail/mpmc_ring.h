@@ -9,6 +9,7 @@
 //   |   not_empty        |  WaitSet consumers sleep on
 //   |   not_full         |  WaitSet producers sleep on
 //   |   join             |  WaitSet join() sleeps on
+//   |   hand_offs[64]    |  one line each: consumers between releasing a slot and returning from get()
 //   +--------------------+ sizeof(MpmcHeader)
 //   | slot 0             |  SlotHeader { word, length } + payload, `slot_stride` bytes (a multiple of 64)
 //   | slot 1             |
@@ -22,6 +23,14 @@
 // `tail`/`head` with a CAS that anyone may perform ("helping"): an index is only a hint of where to look, the
 // slot words are the truth. A claim whose process died is found by whoever is blocked behind it (its pid no
 // longer runs), and that process moves the slot on to FREE(p + capacity), counting one abandoned message.
+//
+// Hand-offs. A consumer has copied its message out before it frees the slot, but its get() has not returned: the
+// wake-up of sleeping producers (a futex syscall, where SIGKILL is most often delivered) still follows. So that a
+// consumer killed there is counted too, it first arms a hand-off entry HANDOFF(pos, pid), then frees the slot,
+// wakes, and disarms. For a dead pid the entry decides: whoever clears an armed entry counts the one loss (and
+// first frees the slot if the consumer died before freeing it); a reaper that finds READING(pos, dead pid) with an
+// armed entry settles the entry instead of counting the slot, so a loss is never counted twice. Entries are taken
+// per get() (a CAS on a line nobody else is using), so they need no registration and leak nothing.
 #pragma once
 
 #include <atomic>
@@ -29,12 +38,13 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ipc/queue/detail/test_hook.h"
 #include "ipc/queue/detail/wait.h"
 
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 1;
+inline constexpr uint32_t kMpmcVersion = 2;  // 2: hand-off entries
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
@@ -72,6 +82,19 @@ struct SlotHeader {
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot words must be lock-free in shared memory");
 static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 16);
 
+// A consumer between freeing its slot and returning from get(): (pos mod 2^40) << kPidBits | pid, or 0 when free.
+// Its own cache line, so that consumers in different processes arming at once do not share one.
+struct alignas(64) HandOff {
+  std::atomic<uint64_t> word;
+};
+inline constexpr uint32_t kHandOffs = 64;  // consumers that can be in the window at once before one waits
+constexpr uint64_t make_hand_off(uint64_t pos, uint32_t pid) { return ((pos & kSeqMask) << kPidBits) | (pid & kPidMask); }
+constexpr uint32_t hand_off_pid(uint64_t h) { return static_cast<uint32_t>(h & kPidMask); }
+constexpr uint64_t hand_off_seq(uint64_t h) { return h >> kPidBits; }
+static_assert(hand_off_pid(make_hand_off(kSeqMask, 4194303)) == 4194303);
+static_assert(hand_off_seq(make_hand_off(kSeqMask + 6, 1)) == 5, "positions are kept mod 2^40, as in slot words");
+static_assert(sizeof(HandOff) == 64);
+
 struct MpmcHeader {
   // Constants, written once before the ring can be found.
   uint64_t magic;
@@ -91,6 +114,7 @@ struct MpmcHeader {
   alignas(64) WaitSet not_empty;
   WaitSet not_full;
   WaitSet join;
+  HandOff hand_offs[kHandOffs];
 
   static constexpr uint32_t kFlagJoinable = 1;  // puts count into `unfinished`
   static constexpr uint32_t kFlagBytes = 2;     // variable-size messages (MessageQueue)
@@ -143,8 +167,10 @@ class MpmcRing {
       uint64_t w = s.word.load(std::memory_order_acquire);
       const int64_t d = seq_diff(w, pos);
       if (d == 0 && word_state(w) == kSlotFree) {
-        // acquire on success: same partner as the load above. The CAS records our pid as the claimer.
-        if (s.word.compare_exchange_weak(w, make_word(pos, kSlotWriting, me), std::memory_order_acquire,
+        // seq_cst on success: acquire as for the load above, and ordered before the producer's seq_cst load of
+        // `closed` in mpmc_put() against close()'s seq_cst store (see closed_after_claim()). The CAS records our
+        // pid as the claimer. (A locked cmpxchg on x86 either way.)
+        if (s.word.compare_exchange_weak(w, make_word(pos, kSlotWriting, me), std::memory_order_seq_cst,
                                          std::memory_order_relaxed)) {
           advance(h_->tail, pos);
           return Claim::kOk;
@@ -232,10 +258,20 @@ class MpmcRing {
     }
   }
 
-  // Returns a read slot to producers. Consumer of `pos` only; wait-free.
+  // Returns a read slot whose message the caller has taken to producers. The message counts as delivered once
+  // this returns; a consumer killed inside is counted in abandoned() (see "Hand-offs" above). Consumer of `pos`
+  // only; lock-free.
   void release_read(uint64_t pos) const {
-    // release: partner is the producer's acquire load/CAS in try_claim_write(); our payload reads are done.
-    slot(pos).word.store(make_word(pos + capacity(), kSlotFree, 0), std::memory_order_release);
+    HandOff& entry = arm_hand_off(pos);
+    free_slot(pos);
+    test_hook(HookPoint::kGetReleased);
+    notify(h_->not_full);
+    // release: partner is the acquire load in settle(); nothing of ours is touched after this.
+    entry.word.store(0, std::memory_order_release);
+  }
+  // Returns a read slot that carried no message (a skip record): nothing to count if we die. Consumer only.
+  void release_skip(uint64_t pos) const {
+    free_slot(pos);
     notify(h_->not_full);
   }
 
@@ -243,9 +279,15 @@ class MpmcRing {
   void publish_skip(uint64_t pos) const { publish(pos, kSkipRecord); }
 
   bool closed() const {
-    // acquire: partner is close()'s release store; a closed ring stays closed.
+    // acquire: partner is close()'s store; a closed ring stays closed.
     return h_->closed.load(std::memory_order_acquire) != 0;
   }
+  // The close protocol (mpmc_ops.h). A producer re-checks `closed` after claiming its slot and gives the slot up
+  // when it is set; a consumer that found the ring empty and closed looks at the ring once more. With the claim
+  // CAS, this load, close()'s store and the consumer's fence all seq_cst, either the producer sees the close (and
+  // its put fails), or the consumer's second look sees the claimed slot (and waits for the message): a put that
+  // succeeded is never left behind a get that returned kClosed.
+  bool closed_after_claim() const { return h_->closed.load(std::memory_order_seq_cst) != 0; }
   void close() const;
 
   uint64_t size_approx() const {
@@ -254,9 +296,9 @@ class MpmcRing {
     const uint64_t hd = h_->head.load(std::memory_order_relaxed);
     return t > hd ? (t - hd > capacity() ? capacity() : t - hd) : 0;
   }
-  uint64_t abandoned() const {
-    return h_->abandoned.load(std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
-  }
+  // Messages lost to dead processes. First settles the hand-offs of consumers that died inside release_read(),
+  // so the count is complete when this returns. Any process; slow (a liveness check per armed hand-off).
+  uint64_t abandoned() const;
 
  private:
   // Moves an index hint from `pos` to `pos + 1` unless someone already did.
@@ -268,6 +310,17 @@ class MpmcRing {
   // lap and counts an abandoned message. Returns true when the slot changed (reaped by us or anyone), so the caller
   // looks again. Slow path: a kill() and perhaps a /proc read.
   bool reap(SlotHeader& s, uint64_t w) const;
+  void free_slot(uint64_t pos) const {
+    // release: partner is the producer's acquire load/CAS in try_claim_write(); our payload reads are done.
+    slot(pos).word.store(make_word(pos + capacity(), kSlotFree, 0), std::memory_order_release);
+  }
+  // Takes a free hand-off entry for (pos, this process). Waits (yielding) only if all kHandOffs are in use.
+  HandOff& arm_hand_off(uint64_t pos) const;
+  // For an entry armed by a dead consumer: frees its slot if it had not, clears the entry and counts the loss
+  // once (whoever clears the entry counts). REQUIRES: the entry's pid is dead.
+  void settle(HandOff& entry, uint64_t armed) const;
+  // The loss of one message: the counter, a joinable queue's unfinished count, and the waiters that care.
+  void count_abandoned() const;
 
   MpmcHeader* h_ = nullptr;
   uint64_t mask_ = 0;

@@ -8,6 +8,10 @@
 // Kill safety needs no reaping here: a producer killed before its release store of `tail` never made its message
 // visible (its put() had not returned, so nothing was sent); a consumer killed before its release store of `head`
 // leaves the message in the ring for the next consumer (its get() had not returned, so nothing was received).
+// A consumer killed *after* that store, while it wakes a sleeping producer (a futex syscall, where SIGKILL is
+// most often delivered), took a message it never returned: it arms `returning` with head + 1 before the store and
+// clears it after the wake-up, so whoever next looks at a dead consumer's role (the next consumer taking it over,
+// or abandoned_count()) counts that message in `abandoned` exactly once: if head reached `returning`, it was taken.
 // The roles are recorded as pids so that a second live producer (or consumer) is refused and a replacement may
 // take over a dead one's role.
 #pragma once
@@ -17,12 +21,13 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ipc/queue/detail/test_hook.h"
 #include "ipc/queue/detail/wait.h"
 
 namespace ipc::detail {
 
 inline constexpr uint64_t kSpscMagic = 0x4e4d505f53505343ull;  // "NMP_SPSC"
-inline constexpr uint32_t kSpscVersion = 1;
+inline constexpr uint32_t kSpscVersion = 2;  // 2: returning + abandoned
 
 struct SpscHeader {
   uint64_t magic;
@@ -33,9 +38,11 @@ struct SpscHeader {
   std::atomic<uint32_t> closed;
   std::atomic<uint32_t> producer_pid;  // 0: no producer yet
   std::atomic<uint32_t> consumer_pid;  // 0: no consumer yet
+  std::atomic<uint64_t> abandoned;     // messages a consumer took and died before returning them
 
   alignas(64) std::atomic<uint64_t> tail;  // written by the producer only
   alignas(64) std::atomic<uint64_t> head;  // written by the consumer only
+  std::atomic<uint64_t> returning;         // consumer only: head + 1 while a get() is returning, else 0
   alignas(64) WaitSet not_empty;
   WaitSet not_full;
 };
@@ -59,6 +66,19 @@ inline void spsc_init(void* block, uint64_t capacity, uint64_t slot_bytes) {
 
 // Takes the role word for this process: free, already ours, or held by a dead process. False: a live process
 // other than us holds it. Any process; slow path (called once per handle and process).
+// If the consumer role's holder `pid` is dead and was returning a message when it died, counts that message once.
+// Any process; slow path.
+inline void settle_spsc_consumer(SpscHeader& h, uint32_t pid) {
+  // acquire: partner is the consumer's release store of head (its `returning` store precedes it).
+  uint64_t r = h.returning.load(std::memory_order_acquire);
+  if (r == 0 || pid == 0 || !process_dead(pid)) return;
+  const bool taken = h.head.load(std::memory_order_acquire) >= r;  // acquire: as above
+  // acq_rel: whoever clears `returning` decides, so the message is counted once.
+  if (h.returning.compare_exchange_strong(r, 0, std::memory_order_acq_rel, std::memory_order_relaxed) && taken) {
+    h.abandoned.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
+  }
+}
+
 inline bool take_role(std::atomic<uint32_t>& role) {
   const uint32_t me = self_pid();
   // acquire: partner is the previous holder's CAS; we continue from the indices it left.
