@@ -1,31 +1,436 @@
 #include "ipc/base/process.h"
 
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <typeinfo>
+#include <utility>
+
+#include "ipc/base/detail/proc_files.h"
+#include "ipc/base/error.h"
 
 namespace ipc {
 
+namespace {
+
+// ---- process-wide state -------------------------------------------------------------------------------------
+
+struct Child {
+  pid_t pid;
+  int pidfd;
+  bool daemon;
+};
+
+// The children this process started and has not reaped, and the write ends of report pipes between their
+// creation and the parent's close after fork(). One mutex guards both; the fork handlers below hold it across
+// every fork() of the process, so a child never inherits it locked or the lists half-changed.
+struct Registry {
+  std::mutex mu;
+  std::vector<Child> children;
+  std::vector<int> open_write_ends;
+};
+
+// Never destroyed: the atexit handler and forks late in exit() still use it.
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
+}
+
+// The report pipe write end this thread is forking for: that child keeps it, every other child closes it.
+thread_local int t_forking_for = -1;
+// In a child started by start(): the write end its exception report goes to.
+int g_report_fd = -1;
+// This process's name and identity ("" in the main process, "2:1" in the first child of Process-2), and how many
+// children it started. Written only in a freshly forked child before it runs anything else.
+std::string g_name;
+std::string g_identity;
+std::atomic<unsigned> g_started{0};
+
+void before_fork() { registry().mu.lock(); }
+void after_fork_in_parent() { registry().mu.unlock(); }
+// Runs in every child forked by this process (through Process or not): the parent's children are not its own, and
+// the report pipes of other children being started at the same moment must not stay open in it (an exec()
+// waiting for its pipe's end of file would wait for this child too).
+void after_fork_in_child() {
+  Registry& r = registry();
+  for (int fd : r.open_write_ends) {
+    if (fd != t_forking_for) ::close(fd);
+  }
+  r.open_write_ends.clear();
+  r.children.clear();
+  if (g_report_fd >= 0) {
+    ::close(g_report_fd);
+    g_report_fd = -1;
+  }
+  g_started.store(0, std::memory_order_relaxed);  // relaxed: this is the child's only thread
+  r.mu.unlock();
+}
+
+void install_fork_handlers() {
+  static const int rc = pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+  if (rc != 0) throw SystemError(rc, "pthread_atfork");
+}
+
+// Normal exit of the parent: daemon children go first, before static destructors run. (A parent that dies
+// otherwise takes them with it through the parent-death signal.)
+void kill_daemon_children() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  for (const Child& c : r.children) {
+    if (c.daemon) ::syscall(SYS_pidfd_send_signal, c.pidfd, SIGKILL, nullptr, 0);
+  }
+}
+
+void install_daemon_exit_handler() {
+  static const int rc = std::atexit(kill_daemon_children);
+  if (rc != 0) throw Error("atexit: cannot register the handler that kills daemon children");
+}
+
+void add_child(const Child& c) {
+  std::lock_guard lock(registry().mu);
+  registry().children.push_back(c);
+}
+
+void remove_child(pid_t pid) noexcept {
+  std::lock_guard lock(registry().mu);
+  std::erase_if(registry().children, [pid](const Child& c) { return c.pid == pid; });
+}
+
+// A report pipe (read end, write end) whose write end every other fork of this process closes in its child. Made
+// and closed under the registry's mutex, which every fork() holds: no fork sees the pipe half-registered.
+struct ReportPipe {
+  int read_end = -1;
+  int write_end = -1;
+
+  explicit ReportPipe(int flags) {
+    int fds[2];
+    std::lock_guard lock(registry().mu);
+    if (::pipe2(fds, O_CLOEXEC | flags) != 0) throw_errno("pipe2 (child report)");
+    read_end = fds[0];
+    write_end = fds[1];
+    registry().open_write_ends.push_back(write_end);
+  }
+  // Parent, after fork: closes its copy of the write end (the child's copy is the only one left).
+  void close_write_end() noexcept {
+    if (write_end < 0) return;
+    std::lock_guard lock(registry().mu);
+    std::erase(registry().open_write_ends, write_end);
+    ::close(write_end);
+    write_end = -1;
+  }
+  int take_read_end() noexcept { return std::exchange(read_end, -1); }
+  ~ReportPipe() {
+    close_write_end();
+    if (read_end >= 0) ::close(read_end);
+  }
+};
+
+// fork() with the report pipe's write end kept only in this child. Flushes stdio first so that the child does not
+// inherit, and print a second time, output the parent has buffered.
+pid_t fork_keeping(const ReportPipe& pipe) {
+  std::fflush(nullptr);
+  t_forking_for = pipe.write_end;
+  const pid_t pid = ::fork();
+  t_forking_for = -1;
+  return pid;
+}
+
+// Child, first thing for a daemon: die with the parent. The signal is armed only now, so the parent may already
+// be gone: then the child was reparented and dies at once, as if the signal had come.
+void arm_parent_death(pid_t parent) {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::raise(SIGKILL);
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && out ? std::string(out.get()) : std::string(mangled);
+}
+
+// The exception report: [type length: 2 bytes][type][message], in one write of at most PIPE_BUF bytes, which
+// neither blocks on the empty pipe (whatever its capacity) nor arrives in pieces.
+constexpr size_t kReportBytes = PIPE_BUF;
+constexpr size_t kMaxTypeBytes = 512;
+
+void report_exception(const std::string& type, const char* message) noexcept {
+  if (g_report_fd < 0) return;
+  char buf[kReportBytes];
+  const uint16_t type_len = static_cast<uint16_t>(std::min(type.size(), kMaxTypeBytes));
+  std::memcpy(buf, &type_len, sizeof type_len);
+  std::memcpy(buf + sizeof type_len, type.data(), type_len);
+  const size_t head = sizeof type_len + type_len;
+  const size_t message_len = std::min(std::strlen(message), kReportBytes - head);
+  std::memcpy(buf + head, message, message_len);
+  [[maybe_unused]] ssize_t n = retry_on_eintr([&] { return ::write(g_report_fd, buf, head + message_len); });
+}
+
+[[noreturn]] void run_child(int (*body)(void*), void* fn, int report_fd, const std::string& name,
+                            const std::string& identity) {
+  g_report_fd = report_fd;
+  g_name = name;
+  g_identity = identity;
+  int code = 1;
+  try {
+    code = body(fn);
+  } catch (const std::exception& e) {
+    report_exception(demangle(typeid(e).name()), e.what());
+  } catch (...) {
+    const std::type_info* t = abi::__cxa_current_exception_type();
+    report_exception(t ? demangle(t->name()) : std::string("unknown"), "");
+  }
+  // _exit skips the stdio flush exit() would do; the child's own output must not be lost.
+  std::fflush(nullptr);
+  ::_exit(code);
+}
+
+// pidfd_open for a child just forked; on failure the child is killed and reaped before the error is thrown.
+int open_child_pidfd(pid_t pid, const std::string& name) {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd >= 0) return fd;
+  const int err = errno;
+  ::kill(pid, SIGKILL);
+  retry_on_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+  throw SystemError(err, "pidfd_open " + name);
+}
+
+// Names the child (options.name, when empty), forks, and in the child arms the parent-death signal of a daemon
+// and runs `in_child(identity)`, which never returns. Returns the child's pid in the parent.
+template <typename InChild>
+pid_t fork_child(ProcessOptions& options, ReportPipe& report, InChild&& in_child) {
+  install_fork_handlers();
+  if (options.daemon) install_daemon_exit_handler();
+  const unsigned n = g_started.fetch_add(1, std::memory_order_relaxed) + 1;  // relaxed: only a counter
+  const std::string identity = (g_identity.empty() ? "" : g_identity + ":") + std::to_string(n);
+  if (options.name.empty()) options.name = "Process-" + identity;
+  const pid_t parent = ::getpid();
+  const pid_t pid = fork_keeping(report);
+  if (pid == 0) {
+    ::close(report.read_end);
+    if (options.daemon) arm_parent_death(parent);
+    in_child(identity);
+  }
+  const int fork_errno = errno;
+  report.close_write_end();
+  if (pid < 0) throw SystemError(fork_errno, "fork " + options.name);
+  return pid;
+}
+
+}  // namespace
+
+// ---- Process --------------------------------------------------------------------------------------------------
+
+Process::Process(pid_t pid, ProcessOptions options)
+    : pid_(pid),
+      owner_(::getpid()),
+      pidfd_(open_child_pidfd(pid, options.name)),
+      name_(std::move(options.name)),
+      daemon_(options.daemon) {
+  add_child({pid_, pidfd_, daemon_});
+}
+
+Process Process::start_child(ChildBody body, void* fn, ProcessOptions options) {
+  ReportPipe report(O_NONBLOCK);
+  const pid_t pid = fork_child(options, report, [&](const std::string& identity) {
+    run_child(body, fn, report.write_end, options.name, identity);
+  });
+  Process p(pid, std::move(options));
+  p.report_fd_ = report.take_read_end();
+  return p;
+}
+
+Process Process::exec(const std::string& program, const std::vector<std::string>& args, ProcessOptions options) {
+  if (program.empty()) throw InvalidArgument("Process::exec: empty program name");
+  // Everything the child needs is built before fork(): between fork and exec it only makes system calls.
+  std::vector<std::string> argv_strings = args.empty() ? std::vector<std::string>{program} : args;
+  std::vector<char*> argv;
+  for (std::string& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  // Blocking: the parent reads it until end of file, which the exec closes (O_CLOEXEC) or the child's errno.
+  ReportPipe report(0);
+  const pid_t pid = fork_child(options, report, [&](const std::string&) {
+    ::execvp(program.c_str(), argv.data());
+    const int err = errno;
+    [[maybe_unused]] ssize_t w = ::write(report.write_end, &err, sizeof err);
+    ::_exit(127);
+  });
+  Process p(pid, std::move(options));
+  int child_errno = 0;
+  const ssize_t got = retry_on_eintr([&] { return ::read(report.read_end, &child_errno, sizeof child_errno); });
+  if (got < 0) throw_errno("read exec report of " + p.name_);  // ~Process kills and reaps the child
+  if (got == sizeof child_errno) {
+    (void)p.join();  // the child leaves with 127 right after its report
+    throw SystemError(child_errno, "exec " + program);
+  }
+  return p;
+}
+
+Process::Process(Process&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)),
+      owner_(std::exchange(other.owner_, -1)),
+      pidfd_(std::exchange(other.pidfd_, -1)),
+      report_fd_(std::exchange(other.report_fd_, -1)),
+      name_(std::move(other.name_)),
+      daemon_(other.daemon_),
+      exitcode_(std::exchange(other.exitcode_, std::nullopt)),
+      exception_(std::exchange(other.exception_, std::nullopt)) {}
+
+Process& Process::operator=(Process&& other) noexcept {
+  if (this != &other) {
+    release();
+    pid_ = std::exchange(other.pid_, -1);
+    owner_ = std::exchange(other.owner_, -1);
+    pidfd_ = std::exchange(other.pidfd_, -1);
+    report_fd_ = std::exchange(other.report_fd_, -1);
+    name_ = std::move(other.name_);
+    daemon_ = other.daemon_;
+    exitcode_ = std::exchange(other.exitcode_, std::nullopt);
+    exception_ = std::exchange(other.exception_, std::nullopt);
+  }
+  return *this;
+}
+
+Process::~Process() { release(); }
+
+void Process::release() noexcept {
+  if (pid_ > 0 && owner_ == ::getpid() && !exitcode_) {
+    ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+    siginfo_t info{};
+    retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED); });
+    remove_child(pid_);
+  }
+  if (pidfd_ >= 0) ::close(pidfd_);
+  if (report_fd_ >= 0) ::close(report_fd_);
+  pid_ = -1;
+  pidfd_ = -1;
+  report_fd_ = -1;
+}
+
+void Process::check_usable(const char* what) const {
+  if (pid_ <= 0) throw StateError(std::string("Process::") + what + ": no child (moved from)");
+  if (owner_ != ::getpid()) {
+    throw StateError(std::string("Process::") + what + ": " + name_ + " belongs to process " + std::to_string(owner_) +
+                     ", not to this one");
+  }
+}
+
+void Process::reap() {
+  siginfo_t info{};
+  if (retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED); }) != 0) {
+    const int err = errno;
+    if (err == ECHILD) remove_child(pid_);
+    throw SystemError(err, "waitid " + name_ + (err == ECHILD ? " (reaped elsewhere: waitpid(-1) or SIGCHLD ignored?)" : ""));
+  }
+  exitcode_ = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
+  remove_child(pid_);
+  read_report();
+}
+
+void Process::read_report() {
+  if (report_fd_ < 0) return;
+  char buf[kReportBytes];
+  // The child wrote its report in one write before it ended; the read end is non-blocking (a grandchild may
+  // still hold a copy of the write end, so end of file is not awaited).
+  const ssize_t n = retry_on_eintr([&] { return ::read(report_fd_, buf, sizeof buf); });
+  ::close(report_fd_);
+  report_fd_ = -1;
+  uint16_t type_len = 0;
+  if (n < static_cast<ssize_t>(sizeof type_len)) return;
+  std::memcpy(&type_len, buf, sizeof type_len);
+  const size_t head = sizeof type_len + type_len;
+  if (static_cast<size_t>(n) < head) return;
+  exception_ = ChildException{std::string(buf + sizeof type_len, type_len), std::string(buf + head, n - head)};
+}
+
+bool Process::is_alive() {
+  if (exitcode_) return false;
+  check_usable("is_alive");
+  pollfd p{pidfd_, POLLIN, 0};
+  if (retry_on_eintr([&] { return ::poll(&p, 1, 0); }) < 0) throw_errno("poll " + name_);
+  if (p.revents == 0) return true;
+  reap();
+  return false;
+}
+
+std::optional<int> Process::join(std::optional<std::chrono::nanoseconds> timeout) {
+  if (exitcode_) return exitcode_;
+  check_usable("join");
+  const Deadline deadline = Deadline::from(timeout);
+  pollfd p{pidfd_, POLLIN, 0};
+  while (poll_until(&p, 1, deadline) == 0) {
+    if (deadline.expired()) return std::nullopt;
+  }
+  reap();
+  return exitcode_;
+}
+
+void Process::terminate() { send_signal(SIGTERM); }
+void Process::kill() { send_signal(SIGKILL); }
+
+void Process::send_signal(int signal) {
+  check_usable("send_signal");
+  if (exitcode_) return;
+  // ESRCH: it ended meanwhile (a zombie still takes signals, so this is rare); the next join() sees the end.
+  if (::syscall(SYS_pidfd_send_signal, pidfd_, signal, nullptr, 0) != 0 && errno != ESRCH) {
+    throw_errno("pidfd_send_signal " + std::to_string(signal) + " to " + name_);
+  }
+}
+
+// ---- free functions ---------------------------------------------------------------------------------------------
+
+ProcessInfo current_process() { return {::getpid(), g_name.empty() ? std::string("MainProcess") : g_name}; }
+
+std::vector<pid_t> active_children() {
+  std::lock_guard lock(registry().mu);
+  std::vector<pid_t> live;
+  for (const Child& c : registry().children) {
+    pollfd p{c.pidfd, POLLIN, 0};
+    if (retry_on_eintr([&] { return ::poll(&p, 1, 0); }) == 0) live.push_back(c.pid);
+  }
+  return live;
+}
+
+int process_sentinel(pid_t pid) {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) throw_errno("pidfd_open(" + std::to_string(pid) + ")");
+  return fd;
+}
+
+unsigned cpu_count() {
+  const unsigned allowed = detail::affinity_cpu_count();
+  const std::optional<unsigned> quota = detail::cgroup_cpu_limit();
+  return std::max(1u, quota ? std::min(allowed, *quota) : allowed);
+}
+
 bool process_dead(uint32_t pid) noexcept {
   if (pid == 0) return false;
-  if (kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  FILE* f = std::fopen(path, "re");
-  if (!f) return errno == ENOENT;
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return detail::dead_from_stat(static_cast<pid_t>(pid), std::nullopt);
   char buf[512];
-  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = '\0';
-  // Format: "pid (comm) S ..."; comm may contain ')' so take the last one.
-  const char* close = nullptr;
-  for (const char* c = buf; *c; ++c) {
-    if (*c == ')') close = c;
-  }
-  if (!close || close[1] != ' ') return false;
-  const char state = close[2];
-  return state == 'Z' || state == 'X';
+  const ssize_t n = retry_on_eintr([&] { return ::read(fd, buf, sizeof buf); });
+  ::close(fd);
+  if (n < 0) return detail::dead_from_stat(static_cast<pid_t>(pid), std::nullopt);
+  return detail::dead_from_stat(static_cast<pid_t>(pid), std::string_view(buf, static_cast<size_t>(n)));
 }
 
 }  // namespace ipc

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ipc/base/poll.h"
 #include "ipc/queue/detail/wait.h"
 
 namespace ipc {
@@ -26,30 +27,6 @@ namespace {
 // through the kernel costs ten times that on a virtual machine. Checked in batches so the clock is read rarely.
 constexpr auto kSpinTime = std::chrono::microseconds(5);
 constexpr int kSpinBatch = 64;
-
-struct timespec to_timespec(const Deadline& deadline, bool& infinite) {
-  struct timespec ts{};
-  auto left = deadline.remaining();
-  infinite = !left;
-  if (left) {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(*left).count();
-    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
-    ts.tv_nsec = static_cast<long>(ns % 1000000000);
-  }
-  return ts;
-}
-
-// ppoll with the time left until `deadline`; EINTR is reported as "nothing ready" (callers loop and re-check).
-int poll_until(pollfd* fds, nfds_t n, const Deadline& deadline) {
-  bool infinite = false;
-  struct timespec ts = to_timespec(deadline, infinite);
-  int r = ppoll(fds, n, infinite ? nullptr : &ts, nullptr);
-  if (r < 0) {
-    if (errno == EINTR) return 0;
-    throw_errno("ppoll");
-  }
-  return r;
-}
 
 }  // namespace
 
@@ -418,10 +395,5 @@ WaitReady wait(std::span<Connection* const> connections, std::span<const int> se
   }
 }
 
-int process_sentinel(pid_t pid) {
-  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) throw_errno("pidfd_open(" + std::to_string(pid) + ")");
-  return fd;
-}
 
 }  // namespace ipc

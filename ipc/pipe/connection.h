@@ -39,6 +39,7 @@
 
 #include "ipc/base/error.h"
 #include "ipc/base/futex.h"
+#include "ipc/base/process.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/pipe/detail/byte_ring.h"
 #include "ipc/shared/codec.h"
@@ -210,16 +211,13 @@ struct WaitReady {
 };
 
 // Blocks until at least one connection is ready or one sentinel fd is readable, or the timeout passes (then
-// both lists are empty). Sentinels are file descriptors such as a pidfd (see process_sentinel). Any thread; no
-// CPU while waiting.
+// both lists are empty). Sentinels are file descriptors such as Process::sentinel() or process_sentinel(pid)
+// (ipc/base/process.h). Any thread; no CPU while waiting.
 WaitReady wait(std::span<Connection* const> connections, std::span<const int> sentinels,
                std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 inline WaitReady wait(std::span<Connection* const> connections,
                       std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
   return wait(connections, {}, timeout);
 }
-
-// A pidfd for process `pid` (readable once it exits), for wait(). The caller closes it. Throws SystemError.
-int process_sentinel(pid_t pid);
 
 }  // namespace ipc

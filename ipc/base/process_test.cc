@@ -1,0 +1,385 @@
+// Process: start/exec, join with timeouts, exit codes and signals, exceptions reported to the parent, sentinels
+// in wait(), daemon and non-daemon children when their parent dies, active_children(), current_process(),
+// cpu_count() with cgroup quotas, the destructor's kill-and-reap, and process_dead() on a reaped child.
+#include "ipc/base/process.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <csignal>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ipc/base/detail/proc_files.h"
+#include "ipc/base/error.h"
+#include "tests/support/test_support.h"
+
+using namespace std::chrono_literals;
+using ipc::Process;
+using ipc::ProcessOptions;
+using ipc::test::PipeSignal;
+
+namespace proc_test {
+struct Overheated : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+}  // namespace proc_test
+
+namespace {
+
+// A pipe whose ends close with the object; for passing a pid or a byte between processes.
+struct RawPipe {
+  int fds[2];
+  RawPipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
+  ~RawPipe() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  int read_end() const { return fds[0]; }
+  int write_end() const { return fds[1]; }
+};
+
+std::vector<int> wait_one(int fd, std::chrono::nanoseconds timeout) {
+  return ipc::wait(std::array{fd}, timeout);
+}
+
+// Starts an intermediate process that starts a grandchild (daemon or not) blocked forever, reports the
+// grandchild's pid and then blocks forever itself; returns the intermediate and a pidfd of the grandchild, opened
+// while the intermediate still lives (so the pid cannot have been reused).
+std::pair<Process, int> parent_with_blocked_grandchild(bool daemon) {
+  RawPipe pid_pipe;
+  Process middle = Process::start([&] {
+    Process grandchild = Process::start([] {
+      for (;;) ::pause();
+    }, ProcessOptions{.daemon = daemon});
+    const pid_t pid = grandchild.pid();
+    if (::write(pid_pipe.write_end(), &pid, sizeof pid) != sizeof pid) return 2;
+    for (;;) ::pause();  // never leaves this scope: `grandchild`'s destructor does not run
+  });
+  REQUIRE(wait_one(pid_pipe.read_end(), 30s).size() == 1);
+  pid_t grandchild = 0;
+  REQUIRE(::read(pid_pipe.read_end(), &grandchild, sizeof grandchild) == sizeof grandchild);
+  return {std::move(middle), ipc::process_sentinel(grandchild)};
+}
+
+}  // namespace
+
+TEST_CASE("join returns the child's exit code: the int it returned, 0 for a void callable", "[process]") {
+  Process zero = Process::start([] { return 0; });
+  Process three = Process::start([] { return 3; });
+  bool ran = false;
+  Process void_child = Process::start([&] { ran = true; });  // the child's copy of `ran`
+  CHECK(three.exitcode() == std::nullopt);  // not joined yet
+  CHECK(zero.join() == 0);
+  CHECK(three.join(30s) == 3);
+  CHECK(void_child.join() == 0);
+  CHECK(three.exitcode() == 3);
+  CHECK(three.join() == 3);  // again, at once
+  CHECK_FALSE(three.is_alive());
+  CHECK_FALSE(ran);
+  CHECK(zero.exception() == std::nullopt);
+}
+
+TEST_CASE("kill() ends a child with -SIGKILL and terminate() with -SIGTERM", "[process]") {
+  PipeSignal ready, release;
+  auto blocked = [&] {
+    std::signal(SIGTERM, SIG_DFL);  // the test framework's handler is the parent's business
+    ready.notify();
+    return release.wait() ? 0 : 2;
+  };
+  Process killed = Process::start(blocked);
+  REQUIRE(ready.wait());
+  CHECK(killed.is_alive());
+  killed.kill();
+  CHECK(killed.join(30s) == -SIGKILL);
+  CHECK(killed.exitcode() == -SIGKILL);
+  CHECK_FALSE(killed.is_alive());
+  killed.kill();  // reaped: nothing to signal, no error
+
+  Process terminated = Process::start(blocked);
+  REQUIRE(ready.wait());
+  terminated.terminate();
+  CHECK(terminated.join(30s) == -SIGTERM);
+}
+
+TEST_CASE("join with a timeout returns nullopt while the child runs, then its exit code", "[process]") {
+  PipeSignal release;
+  Process p = Process::start([&] { return release.wait() ? 5 : 2; });
+  CHECK(p.join(20ms) == std::nullopt);
+  CHECK(p.join(0ms) == std::nullopt);
+  CHECK(p.is_alive());
+  CHECK(p.exitcode() == std::nullopt);
+  release.notify();
+  CHECK(p.join(30s) == 5);
+}
+
+TEST_CASE("an exception escaping the child reaches the parent with its type and message", "[process]") {
+  Process p = Process::start([]() -> int { throw proc_test::Overheated("disk 3 at 95 C"); });
+  CHECK(p.join() == 1);
+  REQUIRE(p.exception());
+  CHECK(p.exception()->type_name == "proc_test::Overheated");
+  CHECK(p.exception()->message == "disk 3 at 95 C");
+
+  Process std_error = Process::start([] { throw std::out_of_range("index 7"); });
+  CHECK(std_error.join() == 1);
+  REQUIRE(std_error.exception());
+  CHECK(std_error.exception()->type_name == "std::out_of_range");
+  CHECK(std_error.exception()->message == "index 7");
+
+  Process not_std = Process::start([] { throw 42; });
+  CHECK(not_std.join() == 1);
+  REQUIRE(not_std.exception());
+  CHECK(not_std.exception()->type_name == "int");
+  CHECK(not_std.exception()->message.empty());
+
+  const std::string long_message(100000, 'x');
+  Process long_one = Process::start([&] { throw std::runtime_error(long_message); });
+  CHECK(long_one.join(30s) == 1);  // the child did not block on a full pipe
+  REQUIRE(long_one.exception());
+  CHECK(long_one.exception()->message.size() > 3000);
+  CHECK(long_one.exception()->message.size() < 4096);
+}
+
+TEST_CASE("exec runs a program and reports its exit code; a missing program throws ENOENT", "[process]") {
+  CHECK(Process::exec("/bin/true", {"true"}).join(30s) == 0);
+  CHECK(Process::exec("/bin/sh", {"sh", "-c", "exit 7"}).join(30s) == 7);
+  CHECK(Process::exec("true", {}).join(30s) == 0);  // PATH search, argv {"true"}
+  try {
+    (void)Process::exec("/nonexistent/numa_mp-no-such-program", {"x"});
+    FAIL("exec of a missing program did not throw");
+  } catch (const ipc::SystemError& e) {
+    CHECK(e.code() == ENOENT);
+    CHECK(std::string(e.what()).find("numa_mp-no-such-program") != std::string::npos);
+  }
+  CHECK(ipc::active_children().empty());  // the failed child was reaped
+  CHECK_THROWS_AS(Process::exec("", {}), ipc::InvalidArgument);
+}
+
+TEST_CASE("a sentinel works in wait() beside a pipe, which reports the one that became ready", "[process]") {
+  PipeSignal release;
+  RawPipe other;
+  Process p = Process::start([&] { return release.wait() ? 0 : 2; });
+  const std::array<int, 2> fds{p.sentinel(), other.read_end()};
+  CHECK(ipc::wait(fds, 20ms).empty());
+  REQUIRE(::write(other.write_end(), "x", 1) == 1);
+  CHECK(ipc::wait(fds, 30s) == std::vector<int>{other.read_end()});
+  char c;
+  REQUIRE(::read(other.read_end(), &c, 1) == 1);
+  release.notify();
+  CHECK(ipc::wait(fds, 30s) == std::vector<int>{p.sentinel()});
+  CHECK(p.join(0ms) == 0);
+  CHECK_THROWS_AS(ipc::wait(std::array<int, 0>{}), ipc::InvalidArgument);
+}
+
+TEST_CASE("a daemon child dies when its parent is SIGKILLed", "[process][kill]") {
+  auto [middle, grandchild] = parent_with_blocked_grandchild(true);
+  CHECK(wait_one(grandchild, 0ms).empty());
+  middle.kill();
+  REQUIRE(middle.join(30s) == -SIGKILL);
+  CHECK(wait_one(grandchild, 30s) == std::vector<int>{grandchild});
+  ::close(grandchild);
+}
+
+TEST_CASE("a non-daemon child survives its parent's death", "[process][kill]") {
+  auto [middle, grandchild] = parent_with_blocked_grandchild(false);
+  middle.kill();
+  REQUIRE(middle.join(30s) == -SIGKILL);
+  // A daemon would have been signalled as its parent exited; this one still runs.
+  CHECK(wait_one(grandchild, 200ms).empty());
+  REQUIRE(::syscall(SYS_pidfd_send_signal, grandchild, SIGKILL, nullptr, 0) == 0);
+  CHECK(wait_one(grandchild, 30s) == std::vector<int>{grandchild});
+  ::close(grandchild);
+}
+
+TEST_CASE("active_children lists the children that still run, and none in a child", "[process]") {
+  PipeSignal a_go, b_go;
+  Process a = Process::start([&] { return a_go.wait() ? 0 : 2; });
+  Process b = Process::start([&] { return b_go.wait() ? 0 : 2; });
+  Process quick = Process::start([] { return 0; });
+  REQUIRE(wait_one(quick.sentinel(), 30s).size() == 1);  // ended, not yet reaped
+  auto live = ipc::active_children();
+  std::sort(live.begin(), live.end());
+  std::vector<pid_t> expected{a.pid(), b.pid()};
+  std::sort(expected.begin(), expected.end());
+  CHECK(live == expected);
+
+  Process probe = Process::start([] { return ipc::active_children().empty() ? 0 : 1; });
+  CHECK(probe.join(30s) == 0);
+
+  a_go.notify();
+  CHECK(a.join(30s) == 0);
+  CHECK(ipc::active_children() == std::vector<pid_t>{b.pid()});
+  b_go.notify();
+  CHECK(b.join(30s) == 0);
+  CHECK(quick.join() == 0);
+  CHECK(ipc::active_children().empty());
+}
+
+TEST_CASE("current_process names the main process and each child", "[process]") {
+  CHECK(ipc::current_process().name == "MainProcess");
+  CHECK(ipc::current_process().pid == ::getpid());
+  Process named = Process::start([] {
+    const ipc::ProcessInfo me = ipc::current_process();
+    return me.name == "worker-7" && me.pid == ::getpid() ? 0 : 1;
+  }, ProcessOptions{.name = "worker-7"});
+  CHECK(named.name() == "worker-7");
+  CHECK_FALSE(named.daemon());
+  CHECK(named.join(30s) == 0);
+
+  Process nested = Process::start([] {
+    Process inner = Process::start([] { return 0; });
+    return inner.name() == ipc::current_process().name + ":1" && inner.join() == 0 ? 0 : 1;
+  });
+  CHECK(nested.name().rfind("Process-", 0) == 0);
+  CHECK(nested.join(30s) == 0);
+}
+
+TEST_CASE("the destructor of a running Process kills and reaps it", "[process]") {
+  PipeSignal never;
+  pid_t pid = 0;
+  {
+    Process p = Process::start([&] { return never.wait() ? 0 : 2; });
+    pid = p.pid();
+    REQUIRE(p.is_alive());
+  }
+  errno = 0;
+  CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
+  CHECK(errno == ECHILD);
+  CHECK(::kill(pid, 0) == -1);  // no zombie left either
+  CHECK(errno == ESRCH);
+
+  // Move assignment does the same to the child the target held.
+  Process first = Process::start([&] { return never.wait() ? 0 : 2; });
+  const pid_t first_pid = first.pid();
+  first = Process::start([] { return 4; });
+  CHECK(::kill(first_pid, 0) == -1);
+  CHECK(first.join(30s) == 4);
+}
+
+TEST_CASE("a handle is inert in a forked copy and unusable once moved from", "[process]") {
+  PipeSignal release;
+  Process sibling = Process::start([&] { return release.wait() ? 0 : 2; });
+  Process tries = Process::start([&]() -> int {
+    try {
+      sibling.kill();
+      return 1;
+    } catch (const ipc::StateError&) {
+      return 0;
+    }
+  });
+  CHECK(tries.join(30s) == 0);
+  CHECK(sibling.is_alive());
+  release.notify();
+  CHECK(sibling.join(30s) == 0);
+
+  Process moved = std::move(sibling);
+  CHECK_THROWS_AS(sibling.join(), ipc::StateError);  // NOLINT(bugprone-use-after-move): on purpose
+  CHECK(moved.join() == 0);
+}
+
+TEST_CASE("stat_state reads the state letter and refuses empty or cut-short text", "[process][process_dead]") {
+  using ipc::detail::stat_state;
+  CHECK(stat_state("42 (cat) S 1 42 42 0") == 'S');
+  CHECK(stat_state("42 (a) b) Z 1 42") == 'Z');
+  CHECK(stat_state("") == std::nullopt);
+  CHECK(stat_state("42 (cat") == std::nullopt);
+  CHECK(stat_state("42 (cat)") == std::nullopt);
+  CHECK(stat_state("42 (cat) ") == std::nullopt);
+}
+
+TEST_CASE("process_dead: a reaped child is dead even when its stat file read came back empty",
+          "[process][process_dead]") {
+  Process p = Process::start([] { return 0; });
+  const pid_t pid = p.pid();
+  REQUIRE(wait_one(p.sentinel(), 30s).size() == 1);
+  CHECK(ipc::process_dead(static_cast<uint32_t>(pid)));  // a zombie counts as dead
+  REQUIRE(p.join() == 0);
+  // The read raced with the reaping: empty, cut short, or no file at all.
+  CHECK(ipc::detail::dead_from_stat(pid, ""));
+  CHECK(ipc::detail::dead_from_stat(pid, "4242 (worker"));
+  CHECK(ipc::detail::dead_from_stat(pid, std::nullopt));
+  CHECK(ipc::process_dead(static_cast<uint32_t>(pid)));
+  // A live process is never declared dead for want of a readable stat file.
+  CHECK_FALSE(ipc::detail::dead_from_stat(::getpid(), ""));
+  CHECK_FALSE(ipc::detail::dead_from_stat(::getpid(), std::nullopt));
+  CHECK(ipc::detail::dead_from_stat(::getpid(), "1 (x) Z 0"));
+  CHECK_FALSE(ipc::process_dead(static_cast<uint32_t>(::getpid())));
+  CHECK_FALSE(ipc::process_dead(0));
+}
+
+TEST_CASE("cgroup CPU quotas are read from cpu.max and from the v1 cfs files", "[process][cpu_count]") {
+  using ipc::detail::cpus_from_cfs;
+  using ipc::detail::cpus_from_cpu_max;
+  CHECK(cpus_from_cpu_max("max 100000") == std::nullopt);
+  CHECK(cpus_from_cpu_max("150000 100000\n") == 2u);
+  CHECK(cpus_from_cpu_max("50000 100000") == 1u);
+  CHECK(cpus_from_cpu_max("400000 100000") == 4u);
+  CHECK(cpus_from_cpu_max("") == std::nullopt);
+  CHECK(cpus_from_cpu_max("100 0") == std::nullopt);
+  CHECK(cpus_from_cfs("-1\n", "100000\n") == std::nullopt);
+  CHECK(cpus_from_cfs("250000\n", "100000\n") == 3u);
+}
+
+TEST_CASE("the cgroup CPU limit is the smallest up the tree, over v2 and v1", "[process][cpu_count]") {
+  std::map<std::string, std::string> files;
+  auto read = [&](const std::string& path) -> std::optional<std::string> {
+    auto it = files.find(path);
+    return it == files.end() ? std::nullopt : std::optional<std::string>(it->second);
+  };
+  const std::string v2_mount = "30 22 0:27 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n";
+  const std::string v1_mount =
+      "31 30 0:28 /docker/abc /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n";
+
+  files["/sys/fs/cgroup/user.slice/job/cpu.max"] = "max 100000\n";
+  files["/sys/fs/cgroup/user.slice/cpu.max"] = "150000 100000\n";
+  CHECK(ipc::detail::cgroup_cpu_limit("0::/user.slice/job\n", v2_mount, read) == 2u);
+  files["/sys/fs/cgroup/cpu.max"] = "50000 100000\n";
+  CHECK(ipc::detail::cgroup_cpu_limit("0::/user.slice/job\n", v2_mount, read) == 1u);
+  CHECK(ipc::detail::cgroup_cpu_limit("0::/\n", v2_mount + v1_mount, read) == 1u);
+  files.clear();
+  CHECK(ipc::detail::cgroup_cpu_limit("0::/user.slice/job\n", v2_mount, read) == std::nullopt);
+
+  // v1: the mount's root is this process's cgroup (a container without a cgroup namespace).
+  const std::string v1_cgroup = "12:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n";
+  files["/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us"] = "-1\n";
+  files["/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us"] = "100000\n";
+  CHECK(ipc::detail::cgroup_cpu_limit(v1_cgroup, v2_mount + v1_mount, read) == std::nullopt);
+  files["/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us"] = "300000\n";
+  CHECK(ipc::detail::cgroup_cpu_limit(v1_cgroup, v2_mount + v1_mount, read) == 3u);
+  files["/sys/fs/cgroup/cpu.max"] = "200000 100000\n";  // v2 root, tighter
+  CHECK(ipc::detail::cgroup_cpu_limit(v1_cgroup, v2_mount + v1_mount, read) == 2u);
+}
+
+TEST_CASE("cpu_count is the affinity count, capped by the cgroup quota", "[process][cpu_count]") {
+  cpu_set_t set;
+  REQUIRE(::sched_getaffinity(0, sizeof set, &set) == 0);
+  const unsigned affinity = static_cast<unsigned>(CPU_COUNT(&set));
+  if (const auto quota = ipc::detail::cgroup_cpu_limit()) {
+    CHECK(ipc::cpu_count() == std::max(1u, std::min(affinity, *quota)));
+  } else {
+    CHECK(ipc::cpu_count() == affinity);
+  }
+  // A child pinned to one CPU may use one.
+  Process pinned = Process::start([] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    if (::sched_getaffinity(0, sizeof one, &one) != 0) return 3;
+    int first = 0;
+    while (!CPU_ISSET(first, &one)) ++first;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    if (::sched_setaffinity(0, sizeof one, &one) != 0) return 2;
+    return ipc::cpu_count() == 1 ? 0 : 1;
+  });
+  CHECK(pinned.join(30s) == 0);
+}
