@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 #include <map>
+#include <ranges>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "ipc/numa/placement.h"
 #include "ipc/numa/topology.h"
 #include "ipc/pipe/connection.h"
+#include "ipc/pool/pool.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/segment/segment.h"
@@ -22,11 +24,28 @@
 #include "tests/support/test_support.h"
 
 namespace {
+int square(int x) { return x * x; }
 struct Job {
   int id;
   double weight;
 };
 }  // namespace
+
+TEST_CASE("the README's pool snippet works", "[readme]") {
+  ipc::Pool pool;
+  std::vector<int> squares = pool.map(square, std::vector<int>{1, 2, 3});
+  CHECK(squares == std::vector<int>{1, 4, 9});
+  int n = 0;
+  for (int s : pool.imap(square, std::views::iota(0, 1000), 64)) CHECK(s == square(n++));
+  CHECK(n == 1000);
+  ipc::Future<int> f = pool.apply_async(square, 7);
+  int seen = 0;
+  f.on_success([&](const int& v) { seen = v; });
+  CHECK(f.get() == 49);
+  CHECK(seen == 49);
+  pool.close();
+  pool.join();
+}
 
 TEST_CASE("the README's numa and segment snippets work", "[readme]") {
   using namespace ipc::numa;

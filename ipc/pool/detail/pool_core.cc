@@ -1,0 +1,497 @@
+#include "ipc/pool/detail/pool_core.h"
+
+#include <cxxabi.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <typeinfo>
+#include <utility>
+
+#include "ipc/base/error.h"
+#include "ipc/base/process.h"
+#include "ipc/pipe/connection.h"
+#include "ipc/shared/codec.h"
+
+namespace ipc::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Task {
+  uint64_t id = 0;
+  std::vector<std::byte> message;
+  std::shared_ptr<Completion> done;
+};
+
+template <typename T>
+T load(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+void store(std::byte* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// The type name and message of the exception being handled (inside a catch block).
+std::pair<std::string, std::string> describe_current_exception() {
+  std::string type = "unknown exception";
+  if (const std::type_info* t = abi::__cxa_current_exception_type()) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(t->name(), nullptr, nullptr, &status);
+    type = status == 0 && demangled ? demangled : t->name();
+    std::free(demangled);
+  }
+  std::string what;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    // Not derived from std::exception: only the type name is known.
+  }
+  return {type, what};
+}
+
+// The worker: runs tasks from `conn` until the pool closes its end (or `max_tasks` are done); never returns into
+// the pool's code (Process::start leaves with _exit).
+int worker_main(Connection& conn, const CoreOptions& options) {
+  if (options.initializer) options.initializer();
+  std::vector<std::byte> in, out;
+  for (unsigned done = 0;;) {
+    if (conn.recv_bytes(in) != RecvResult::kOk) return 0;  // end of stream: the pool closed or died
+    if (in.size() < kTaskHeaderBytes) throw StateError("pool worker: a task message of " + std::to_string(in.size()) + " bytes");
+    const auto id = load<uint64_t>(in.data());
+    const auto invoker = reinterpret_cast<Invoker>(load<uintptr_t>(in.data() + 8));
+    const auto callable = load<uintptr_t>(in.data() + 16);
+    out.assign(kResultHeaderBytes, std::byte{0});
+    store(out.data(), id);
+    try {
+      invoker(callable, std::span<const std::byte>(in).subspan(kTaskHeaderBytes), out);
+    } catch (...) {
+      const auto failure = describe_current_exception();
+      out.resize(kResultHeaderBytes + Codec<std::pair<std::string, std::string>>::encoded_size(failure));
+      out[8] = std::byte{1};
+      Codec<std::pair<std::string, std::string>>::encode(failure,
+                                                          std::span<std::byte>(out).subspan(kResultHeaderBytes));
+    }
+    if (conn.send_bytes(out) != SendResult::kOk) return 0;
+    if (options.max_tasks_per_child != 0 && ++done >= options.max_tasks_per_child) return 0;
+  }
+}
+
+std::string describe_exit(int code) {
+  if (code >= 0) return "exited with status " + std::to_string(code);
+  const char* name = sigabbrev_np(-code);
+  return "was killed by signal " + std::to_string(-code) + (name ? std::string(" (SIG") + name + ")" : "");
+}
+
+}  // namespace
+
+struct PoolCore::State {
+  struct Worker {
+    Process process;
+    Connection conn;           // the pool's end of the worker's pipe
+    std::deque<Task> in_hand;  // sent, no result yet; front() is the one running
+    Clock::time_point front_started;
+    uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
+    bool killed_for_time = false;
+    bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
+  };
+
+  const CoreOptions* options = nullptr;
+  mutable std::mutex mu;                 // guards everything below up to `workers`
+  std::condition_variable finished_cv;
+  std::deque<Task> pending;
+  uint64_t next_id = 1;
+  bool closed = false;
+  bool terminated = false;
+  bool finished = false;                 // the supervisor has returned
+  uint64_t started = 0;
+  std::vector<int> pids;                 // live workers, for worker_pids()
+  int wake_fd = -1;
+
+  // Supervisor thread only (and the constructor before it starts).
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::thread supervisor;
+  std::vector<std::byte> result_buffer;
+
+  void wake() {
+    const uint64_t one = 1;
+    // A full eventfd counter (2^64 - 2 wake-ups) cannot happen; EINTR is retried.
+    (void)retry_on_eintr([&] { return ::write(wake_fd, &one, sizeof one); });
+  }
+
+  // Starts one worker. Called by the constructor and the supervisor, never by two threads at once.
+  void spawn() {
+    PipeOptions po;
+    po.ring_bytes = options->pipe_bytes;
+    auto [pool_end, worker_end] = Pipe(po);
+    ProcessOptions popts;
+    popts.daemon = true;  // a pool's workers die with it, also when it is SIGKILLed
+    popts.name = options->name + "-worker-" + std::to_string(started + 1);
+    Connection* mine = &worker_end;
+    Connection* theirs = &pool_end;
+    Process process = Process::start(
+        [this, mine, theirs] {
+          // The child holds copies of every descriptor of the pool: drop all but its own end, so that the pool
+          // sees end of stream on each pipe as soon as that pipe's worker is gone.
+          theirs->close();
+          for (auto& other : workers) other->conn.close();
+          ::close(wake_fd);
+          return worker_main(*mine, *options);
+        },
+        popts);
+    worker_end.close();
+    auto w = std::make_unique<Worker>(Worker{std::move(process), std::move(pool_end)});
+    {
+      std::lock_guard lock(mu);
+      ++started;
+      pids.push_back(w->process.pid());
+    }
+    workers.push_back(std::move(w));
+  }
+
+  void forget_pid(int pid) {
+    std::lock_guard lock(mu);
+    pids.erase(std::remove(pids.begin(), pids.end(), pid), pids.end());
+  }
+
+  // Completion callbacks are user code run on this thread: a throwing one must not take the pool down with it.
+  static void complete(Task& t, std::span<const std::byte> result) {
+    try {
+      t.done->succeed(result);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ipc::Pool: a completion callback threw %s\n", e.what());
+    }
+  }
+  static void complete(Task& t, Raise failure) {
+    try {
+      t.done->fail(std::move(failure));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ipc::Pool: an error callback threw %s\n", e.what());
+    }
+  }
+
+  void handle_result(Worker& w, std::span<const std::byte> msg) {
+    if (msg.size() < kResultHeaderBytes || w.in_hand.empty() || load<uint64_t>(msg.data()) != w.in_hand.front().id) {
+      // Not the answer to the task it holds: the worker's stream is out of step; stop trusting it.
+      w.process.kill();
+      return;
+    }
+    Task t = std::move(w.in_hand.front());
+    w.in_hand.pop_front();
+    w.front_started = Clock::now();
+    const auto payload = msg.subspan(kResultHeaderBytes);
+    if (msg[8] == std::byte{0}) {
+      complete(t, payload);
+      return;
+    }
+    Raise failure;
+    try {
+      auto [type, what] = Codec<std::pair<std::string, std::string>>::decode(payload);
+      failure = raise_as<TaskError>(std::move(type), std::move(what));
+    } catch (const std::exception& e) {
+      failure = raise_as<TaskError>(std::string("ipc::CodecError"), std::string("unreadable failure report: ") + e.what());
+    }
+    complete(t, std::move(failure));
+  }
+
+  // Reads every complete result the worker has sent.
+  void drain(Worker& w) {
+    while (!w.conn_ended && w.conn.poll()) {
+      const RecvResult r = w.conn.recv_bytes(result_buffer, std::chrono::seconds(0));
+      if (r == RecvResult::kOk) {
+        handle_result(w, result_buffer);
+      } else if (r == RecvResult::kEndOfStream) {
+        w.conn_ended = true;
+      } else {
+        break;
+      }
+    }
+  }
+
+  // The worker's process ended: collect what it finished, fail what it was running, put back what it had not
+  // started.
+  void bury(size_t index) {
+    Worker& w = *workers[index];
+    drain(w);
+    const int pid = w.process.pid();
+    const int code = w.process.join().value_or(0);  // the pidfd said it ended: returns at once
+    // A worker leaves with status 0 only between tasks (its task quota reached, or end of stream), so whatever
+    // it still held had not started. Otherwise the oldest task it held was running.
+    if (!w.in_hand.empty() && (code != 0 || w.killed_for_time)) {
+      Task running = std::move(w.in_hand.front());
+      w.in_hand.pop_front();
+      Raise failure;
+      if (w.killed_for_time) {
+        failure = raise_as<TaskTimeout>(
+            "the task ran longer than its timeout of " +
+            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(*options->task_timeout).count()) +
+            " ms; its worker (pid " + std::to_string(pid) + ") was killed and replaced");
+      } else {
+        std::string what = "worker " + std::to_string(pid) + " " + describe_exit(code) + " while running this task";
+        if (const auto& ex = w.process.exception()) what += " (" + ex->type_name + ": " + ex->message + ")";
+        failure = raise_as<WorkerLost>(pid, code, what);
+      }
+      complete(running, std::move(failure));
+    }
+    {
+      std::lock_guard lock(mu);
+      for (auto it = w.in_hand.rbegin(); it != w.in_hand.rend(); ++it) pending.push_front(std::move(*it));
+    }
+    forget_pid(pid);
+    workers.erase(workers.begin() + static_cast<std::ptrdiff_t>(index));
+  }
+
+  // Hands queued tasks to workers with room, starting replacements while there is work and fewer workers than
+  // asked for. A second task goes to a busy worker only when it fits a pipe part, so a send never blocks on a
+  // worker that is itself blocked sending a large result.
+  void dispatch() {
+    const uint64_t small = options->pipe_bytes / 4;
+    for (;;) {
+      Task t;
+      Worker* target = nullptr;
+      {
+        std::unique_lock lock(mu);
+        if (pending.empty() || terminated) return;
+        auto can_take = [&](const Worker& w) {
+          return !w.conn_ended && !w.killed_for_time &&
+                 (options->max_tasks_per_child == 0 || w.tasks_sent < options->max_tasks_per_child);
+        };
+        for (auto& w : workers) {
+          if (can_take(*w) && w->in_hand.empty()) {
+            target = w.get();
+            break;
+          }
+        }
+        if (!target && pending.front().message.size() <= small) {
+          for (auto& w : workers) {
+            if (can_take(*w) && w->in_hand.size() == 1) {
+              target = w.get();
+              break;
+            }
+          }
+        }
+        if (!target) {
+          // Workers that reached their quota are on their way out and do not count against the target.
+          size_t usable = 0;
+          for (auto& w : workers) usable += can_take(*w) || !w->in_hand.empty() ? 1 : 0;
+          if (usable >= options->workers) return;
+          lock.unlock();
+          spawn();
+          continue;
+        }
+        t = std::move(pending.front());
+        pending.pop_front();
+      }
+      if (target->in_hand.empty()) target->front_started = Clock::now();
+      const SendResult sent = target->conn.send_bytes(t.message);
+      if (sent != SendResult::kOk) {
+        // The worker is gone; its pidfd will say so. The task was never received: queue it again.
+        target->conn_ended = true;
+        std::lock_guard lock(mu);
+        pending.push_front(std::move(t));
+        continue;
+      }
+      target->in_hand.push_back(std::move(t));
+      ++target->tasks_sent;
+    }
+  }
+
+  void kill_overdue(Clock::time_point now) {
+    if (!options->task_timeout) return;
+    for (auto& w : workers) {
+      if (!w->in_hand.empty() && !w->killed_for_time && now - w->front_started >= *options->task_timeout) {
+        w->killed_for_time = true;
+        w->process.kill();
+      }
+    }
+  }
+
+  std::optional<std::chrono::nanoseconds> next_deadline(Clock::time_point now) const {
+    std::optional<std::chrono::nanoseconds> wait;
+    if (!options->task_timeout) return wait;
+    for (auto& w : workers) {
+      if (w->in_hand.empty() || w->killed_for_time) continue;
+      const auto left = std::max<std::chrono::nanoseconds>(std::chrono::nanoseconds(0),
+                                                          w->front_started + *options->task_timeout - now);
+      if (!wait || left < *wait) wait = left;
+    }
+    return wait;
+  }
+
+  void fail_everything() {
+    std::deque<Task> orphans;
+    {
+      std::lock_guard lock(mu);
+      orphans.swap(pending);
+    }
+    for (auto& w : workers) {
+      for (auto& t : w->in_hand) orphans.push_back(std::move(t));
+      w->in_hand.clear();
+    }
+    for (auto& t : orphans) {
+      complete(t, raise_as<PoolTerminated>(std::string("the pool was terminated before the task finished")));
+    }
+  }
+
+  void supervise() {
+    for (;;) {
+      bool closing, terminating;
+      {
+        std::lock_guard lock(mu);
+        closing = closed;
+        terminating = terminated;
+      }
+      if (terminating) {
+        for (auto& w : workers) w->process.kill();
+        for (auto& w : workers) (void)w->process.join();
+        fail_everything();
+        workers.clear();
+        break;
+      }
+      dispatch();
+      if (closing) {
+        bool idle;
+        {
+          std::lock_guard lock(mu);
+          idle = pending.empty();
+        }
+        for (auto& w : workers) idle = idle && w->in_hand.empty();
+        if (idle) {
+          // Every task is done: end each worker's stream; they exit, and their pidfds end the loop below.
+          for (auto& w : workers) w->conn.close(), w->conn_ended = true;
+          if (workers.empty()) break;
+        }
+      }
+      std::vector<Connection*> conns;
+      std::vector<int> sentinels{wake_fd};
+      for (auto& w : workers) {
+        if (!w->conn_ended) conns.push_back(&w->conn);
+        sentinels.push_back(w->process.sentinel());
+      }
+      const WaitReady ready = wait(conns, sentinels, next_deadline(Clock::now()));
+      for (Connection* c : ready.connections) {
+        for (auto& w : workers) {
+          if (&w->conn == c) drain(*w);
+        }
+      }
+      for (int fd : ready.sentinels) {
+        if (fd == wake_fd) {
+          uint64_t count;
+          (void)retry_on_eintr([&] { return ::read(wake_fd, &count, sizeof count); });
+          continue;
+        }
+        for (size_t i = 0; i < workers.size(); ++i) {
+          if (workers[i]->process.sentinel() == fd) {
+            bury(i);
+            break;
+          }
+        }
+      }
+      kill_overdue(Clock::now());
+    }
+    std::lock_guard lock(mu);
+    pids.clear();
+    finished = true;
+    finished_cv.notify_all();
+  }
+};
+
+PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(std::make_unique<State>()) {
+  if (options_.workers == 0) throw InvalidArgument("Pool: the worker count must be at least 1");
+  state_->options = &options_;
+  state_->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (state_->wake_fd < 0) throw_errno("Pool: eventfd");
+  try {
+    for (unsigned i = 0; i < options_.workers; ++i) state_->spawn();
+  } catch (...) {
+    state_->workers.clear();  // kills and reaps those already started
+    ::close(state_->wake_fd);
+    throw;
+  }
+  state_->supervisor = std::thread([s = state_.get()] { s->supervise(); });
+}
+
+PoolCore::~PoolCore() {
+  if (state_->supervisor.joinable()) terminate();
+  ::close(state_->wake_fd);
+}
+
+void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message,
+                      std::shared_ptr<Completion> done) {
+  if (message.size() < kTaskHeaderBytes) throw InvalidArgument("Pool: a task message without room for its header");
+  {
+    std::lock_guard lock(state_->mu);
+    if (state_->terminated) throw StateError("Pool: the pool was terminated");
+    if (state_->closed) throw StateError("Pool: the pool is closed; no new tasks");
+    const uint64_t id = state_->next_id++;
+    store(message.data(), id);
+    store(message.data() + 8, reinterpret_cast<uintptr_t>(invoker));
+    store(message.data() + 16, callable);
+    state_->pending.push_back(Task{id, std::move(message), std::move(done)});
+  }
+  state_->wake();
+}
+
+void PoolCore::close() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->closed = true;
+  }
+  state_->wake();
+}
+
+void PoolCore::terminate() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->terminated = true;
+  }
+  state_->wake();
+  if (state_->supervisor.joinable() && state_->supervisor.get_id() != std::this_thread::get_id()) {
+    state_->supervisor.join();
+  }
+}
+
+void PoolCore::join() {
+  {
+    std::lock_guard lock(state_->mu);
+    if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
+  }
+  if (state_->supervisor.joinable() && state_->supervisor.get_id() != std::this_thread::get_id()) {
+    state_->supervisor.join();
+  }
+}
+
+bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
+  std::unique_lock lock(state_->mu);
+  if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
+  if (!state_->finished_cv.wait_for(lock, timeout, [&] { return state_->finished; })) return false;
+  lock.unlock();
+  if (state_->supervisor.joinable()) state_->supervisor.join();
+  return true;
+}
+
+std::vector<int> PoolCore::worker_pids() const {
+  std::lock_guard lock(state_->mu);
+  return state_->pids;
+}
+
+uint64_t PoolCore::workers_started() const {
+  std::lock_guard lock(state_->mu);
+  return state_->started;
+}
+
+}  // namespace ipc::detail

@@ -1,0 +1,77 @@
+// ipc/pool/detail/pool_core.h: the non-template engine behind ipc::Pool (internal; use ipc/pool/pool.h).
+//
+// One supervisor thread per pool owns every worker's Connection (a duplex Pipe per worker: tasks down, results
+// up), the workers' pidfds, and the queue of tasks not yet sent. Callers only append to that queue (under a
+// mutex) and ring an eventfd. The supervisor sends a task to a worker with nothing in hand, or a second (small)
+// one to a worker busy with one, so that it never blocks on a full pipe while the worker blocks on a full result
+// pipe; it completes futures as results arrive; it sees a worker's death on its pidfd, drains what the worker
+// finished, fails the task it was running (WorkerLost, or TaskTimeout when the supervisor killed it for running
+// too long), puts back the task it had not started, and starts a replacement when there is work for it.
+//
+// Wire format (one Pipe message each; every integer little-endian as in memory, both ends are the same binary):
+//   task:   u64 task id | u64 invoker address | u64 callable word | argument bytes (Codec)
+//   result: u64 task id | u8 status (0 ok, 1 failed) | ok: result bytes (Codec); failed: Codec<pair<string,string>>
+//           of (exception type name, what())
+// Addresses are meaningful because every worker is a fork() of this program (the only start method so far).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "ipc/pool/future.h"
+
+namespace ipc::detail {
+
+// Runs one task in a worker: decodes the arguments, calls the callable, appends the encoded result to `out`.
+using Invoker = void (*)(uintptr_t callable, std::span<const std::byte> args, std::vector<std::byte>& out);
+
+inline constexpr size_t kTaskHeaderBytes = 24;
+inline constexpr size_t kResultHeaderBytes = 9;
+
+struct CoreOptions {
+  unsigned workers = 1;
+  std::function<void()> initializer;
+  unsigned max_tasks_per_child = 0;
+  std::optional<std::chrono::nanoseconds> task_timeout;
+  uint64_t pipe_bytes = 0;
+  std::string name;
+};
+
+class PoolCore {
+ public:
+  // Starts the workers and the supervisor thread. Throws SystemError when a worker cannot be started.
+  explicit PoolCore(CoreOptions options);
+  ~PoolCore();  // terminate() unless joined
+  PoolCore(const PoolCore&) = delete;
+  PoolCore& operator=(const PoolCore&) = delete;
+
+  // Queues a task: `message` starts with kTaskHeaderBytes left for the header (filled here). Throws StateError
+  // after close() or terminate(). Any thread.
+  void submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message, std::shared_ptr<Completion> done);
+
+  void close();
+  void terminate();
+  // REQUIRES: close() or terminate() first (StateError otherwise). Waits until every worker has exited.
+  void join();
+  // Waits up to `timeout` for the workers to exit after close(); false if they had not.
+  bool join_for(std::chrono::nanoseconds timeout);
+
+  unsigned worker_count() const { return options_.workers; }
+  // The pids of the live workers (for tests and tools). Any thread.
+  std::vector<int> worker_pids() const;
+  // Workers started so far, replacements included.
+  uint64_t workers_started() const;
+
+ private:
+  struct State;
+  CoreOptions options_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace ipc::detail

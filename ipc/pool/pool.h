@@ -1,0 +1,459 @@
+// ipc/pool/pool.h: Pool, Python's multiprocessing.Pool for C++: worker processes that run your function over
+// your data, with futures, and with every failure visible.
+//
+//   int square(int x) { return x * x; }
+//   ipc::Pool pool;                                              // cpu_count() workers, forked now
+//   std::vector<int> squares = pool.map(square, std::vector<int>{1, 2, 3});
+//   for (int s : pool.imap(square, std::views::iota(0, 1000000), 256)) ...   // lazy, ordered, bounded read-ahead
+//   ipc::Future<int> f = pool.apply_async(square, 7);            // f.get(), f.get(1s), f.on_success(...)
+//   pool.close(); pool.join();                                    // wait for the work; or terminate()
+//
+// What can be a task: a plain function (or a pointer to one), a captureless lambda, or any empty, default-
+//   constructible, trivially copyable function object; anything else (a capturing lambda, std::function, a
+//   member pointer) is a compile error, because its state lives in this process's memory, which the workers
+//   (forked when the pool started) do not share. Pass data as arguments. Arguments and results cross through
+//   ipc::Codec<T>: numbers, strings, vectors, maps, tuples, Cap'n Proto messages (capnp_codec.h) and your own
+//   specialisations; any size (a pipe carries large messages in parts). A function returning void works with
+//   apply/apply_async (Future<void>), not with map.
+// Threads: every method may be called from any thread at once. Completion callbacks run on the pool's
+//   supervisor thread. An imap result range is consumed by one thread.
+// Processes: workers are fork()ed from this process when the pool starts, and replacements later from the pool's
+//   supervisor thread: in a program with other threads the usual fork hazards apply to code the tasks run (see
+//   docs/pool.md). A Pool is not usable in a forked child (its workers belong to the parent).
+// Lifetime: the workers are daemon children: they die with the pool's process, even when it is SIGKILLed, and no
+//   shared memory is left behind (the pipes are anonymous mappings). close() lets queued work finish; join() then
+//   waits for the workers to exit. The destructor *terminates* (kills the workers; unfinished futures fail with
+//   PoolTerminated) rather than joins: a destructor must never wait for user work that may never end; close()
+//   and join() first to finish the work.
+// Errors: a task's failure is delivered through its future (or thrown by map/apply): TaskError (it threw: type
+//   name and message), WorkerLost (its worker died mid-task: pid and signal/exit code; the worker is replaced and
+//   every other task completes), TaskTimeout (it ran past task_timeout), PoolTerminated. Misuse throws at once:
+//   InvalidArgument (0 workers, chunksize 0), StateError (a task after close()/terminate(), join() before
+//   either). Worker start failures throw SystemError.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "ipc/pool/detail/pool_core.h"
+#include "ipc/pool/future.h"
+#include "ipc/shared/codec.h"
+
+namespace ipc {
+
+struct PoolOptions {
+  // Worker processes; default: cpu_count() (the CPUs this process may use, affinity and cgroup quota included).
+  // 0 is InvalidArgument.
+  std::optional<unsigned> workers;
+  // Runs once in each worker (replacements included) before its first task. It may capture: it runs in a fork
+  // of this process. An exception from it ends that worker; the task it was given fails with WorkerLost.
+  std::function<void()> initializer;
+  // A worker exits after this many tasks (a chunk counts as one) and is replaced; 0: never. Bounds leaks.
+  unsigned max_tasks_per_child = 0;
+  // imap/imap_unordered: chunks submitted ahead of the consumer; 0: twice the worker count.
+  unsigned read_ahead = 0;
+  // A task (a chunk) running longer than this fails with TaskTimeout; its worker is killed and replaced.
+  std::optional<std::chrono::nanoseconds> task_timeout;
+  // Ring bytes per direction of each worker's pipe (a power of two >= 4096); messages of any size pass.
+  uint64_t pipe_bytes = uint64_t{1} << 18;
+};
+
+namespace detail {
+
+template <typename F>
+concept Shippable = (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) ||
+                    (std::is_class_v<F> && std::is_empty_v<F> && std::is_default_constructible_v<F> &&
+                     std::is_trivially_copyable_v<F>);
+
+template <typename F>
+uintptr_t callable_word(const F& f) {
+  if constexpr (std::is_pointer_v<F>) {
+    return reinterpret_cast<uintptr_t>(f);
+  } else {
+    return 0;  // stateless: the worker default-constructs it
+  }
+}
+template <typename F>
+F callable_from(uintptr_t word) {
+  if constexpr (std::is_pointer_v<F>) {
+    return reinterpret_cast<F>(word);
+  } else {
+    return F{};
+  }
+}
+
+template <typename T>
+void append_encoded(std::vector<std::byte>& out, const T& value) {
+  const size_t at = out.size();
+  out.resize(at + Codec<T>::encoded_size(value));
+  Codec<T>::encode(value, std::span<std::byte>(out).subspan(at));
+}
+
+// A task message with its header left blank for PoolCore::submit.
+template <typename T>
+std::vector<std::byte> task_message(const T& args) {
+  std::vector<std::byte> m(kTaskHeaderBytes);
+  append_encoded(m, args);
+  return m;
+}
+
+template <typename F, typename... Args>
+void invoke_one(uintptr_t word, std::span<const std::byte> in, std::vector<std::byte>& out) {
+  F f = callable_from<F>(word);
+  auto args = Codec<std::tuple<Args...>>::decode(in);
+  using R = std::invoke_result_t<F&, Args...>;
+  if constexpr (std::is_void_v<R>) {
+    std::apply(f, std::move(args));
+  } else {
+    append_encoded(out, std::apply(f, std::move(args)));
+  }
+}
+
+template <typename F, typename Item, bool Star>
+struct ChunkResult {
+  using type = decltype(std::invoke(std::declval<F&>(), std::declval<Item>()));
+};
+template <typename F, typename Item>
+struct ChunkResult<F, Item, true> {
+  using type = decltype(std::apply(std::declval<F&>(), std::declval<Item>()));
+};
+
+// A chunk of a map: the items in, one result per item out. Star: each item is a tuple of arguments (starmap).
+template <typename F, typename Item, bool Star>
+void invoke_chunk(uintptr_t word, std::span<const std::byte> in, std::vector<std::byte>& out) {
+  F f = callable_from<F>(word);
+  auto items = Codec<std::vector<Item>>::decode(in);
+  std::vector<typename ChunkResult<F, Item, Star>::type> results;
+  results.reserve(items.size());
+  for (auto& item : items) {
+    if constexpr (Star) {
+      results.push_back(std::apply(f, std::move(item)));
+    } else {
+      results.push_back(std::invoke(f, std::move(item)));
+    }
+  }
+  append_encoded(out, results);
+}
+
+// Reads up to `n` items from [it, end) into a chunk.
+template <typename Item, typename It, typename End>
+std::vector<Item> take_chunk(It& it, const End& end, size_t n) {
+  std::vector<Item> chunk;
+  chunk.reserve(n);
+  for (; chunk.size() < n && it != end; ++it) chunk.push_back(static_cast<Item>(*it));
+  return chunk;
+}
+
+// The chunks of one imap: results as they complete, handed to the consuming thread.
+template <typename R>
+struct Stream {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<uint64_t, std::pair<std::vector<R>, Raise>> done;  // chunk index -> outcome
+};
+
+template <typename R>
+class ChunkCompletion : public Completion {
+ public:
+  ChunkCompletion(std::shared_ptr<Stream<R>> stream, uint64_t index) : stream_(std::move(stream)), index_(index) {}
+  void succeed(std::span<const std::byte> result) override {
+    std::pair<std::vector<R>, Raise> outcome;
+    try {
+      outcome.first = Codec<std::vector<R>>::decode(result);
+    } catch (...) {
+      outcome.second = raise_current();
+    }
+    put(std::move(outcome));
+  }
+  void fail(Raise failure) override { put({{}, std::move(failure)}); }
+
+ private:
+  void put(std::pair<std::vector<R>, Raise> outcome) {
+    {
+      std::lock_guard lock(stream_->mu);
+      stream_->done.emplace(index_, std::move(outcome));
+    }
+    stream_->cv.notify_all();
+  }
+  std::shared_ptr<Stream<R>> stream_;
+  uint64_t index_;
+};
+
+}  // namespace detail
+
+class Pool;
+
+// The lazy result of imap/imap_unordered: an input range of R. Reading it submits chunks of the input as it goes,
+// never more than the read-ahead window beyond what was consumed, so an endless input is fine. A failed chunk
+// throws its error (TaskError, WorkerLost, ...) from the iterator's increment/dereference at its place (ordered)
+// or when it completes (unordered); iteration may continue after it. One consuming thread.
+template <typename R, typename F, typename View, bool Star>
+class ImapResults {
+  using Item = std::ranges::range_value_t<View>;
+
+ public:
+  ImapResults(detail::PoolCore& core, F f, View input, size_t chunksize, size_t window, bool ordered)
+      : core_(&core),
+        f_(f),
+        input_(std::move(input)),
+        it_(std::ranges::begin(input_)),
+        chunksize_(chunksize),
+        window_(window),
+        ordered_(ordered),
+        stream_(std::make_shared<detail::Stream<R>>()) {}
+  ImapResults(ImapResults&&) = delete;  // the input iterator points into input_
+
+  // The next result, or nullopt when the input is exhausted and every result was returned.
+  std::optional<R> next() {
+    while (pos_ == current_.size()) {
+      top_up();
+      if (in_flight_ == 0) return std::nullopt;
+      if (detail::Raise failure = take_next_chunk()) failure();
+    }
+    return std::move(current_[pos_++]);
+  }
+
+  class iterator {
+   public:
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(ImapResults* owner) : owner_(owner) { ++*this; }
+    const R& operator*() const { return *value_; }
+    iterator& operator++() {
+      value_ = owner_->next();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return !value_; }
+
+   private:
+    ImapResults* owner_ = nullptr;
+    std::optional<R> value_;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  void top_up() {
+    while (!input_done_ && in_flight_ < window_) {
+      auto chunk = detail::take_chunk<Item>(it_, std::ranges::end(input_), chunksize_);
+      if (chunk.empty()) {
+        input_done_ = true;
+        break;
+      }
+      core_->submit(&detail::invoke_chunk<F, Item, Star>, detail::callable_word(f_), detail::task_message(chunk),
+                    std::make_shared<detail::ChunkCompletion<R>>(stream_, submitted_++));
+      ++in_flight_;
+    }
+  }
+  // Waits for the next chunk (by index, or any when unordered); makes it current. Returns its failure, if any.
+  detail::Raise take_next_chunk() {
+    std::unique_lock lock(stream_->mu);
+    stream_->cv.wait(lock, [&] {
+      return ordered_ ? stream_->done.count(next_chunk_) != 0 : !stream_->done.empty();
+    });
+    auto node = ordered_ ? stream_->done.extract(next_chunk_) : stream_->done.extract(stream_->done.begin());
+    lock.unlock();
+    ++next_chunk_;
+    --in_flight_;
+    current_ = std::move(node.mapped().first);
+    pos_ = 0;
+    return node.mapped().second;
+  }
+
+  detail::PoolCore* core_;
+  F f_;
+  View input_;
+  std::ranges::iterator_t<View> it_;
+  size_t chunksize_, window_;
+  bool ordered_;
+  std::shared_ptr<detail::Stream<R>> stream_;
+  bool input_done_ = false;
+  size_t in_flight_ = 0;
+  uint64_t submitted_ = 0, next_chunk_ = 0;
+  std::vector<R> current_;
+  size_t pos_ = 0;
+};
+
+class Pool {
+ public:
+  explicit Pool(PoolOptions options = {});
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Worker processes (the count asked for; replacements keep it).
+  unsigned size() const { return core_->worker_count(); }
+
+  // Runs f(args...) in a worker; the future completes with its result. Any thread.
+  template <typename F, typename... Args>
+  auto apply_async(F&& f, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    static_assert(detail::Shippable<Fn>,
+                  "a Pool task is a plain function, a captureless lambda or an empty function object: a capturing "
+                  "lambda's state lives in this process, which the workers do not share; pass data as arguments");
+    using R = std::invoke_result_t<Fn&, std::decay_t<Args>...>;
+    auto state = std::make_shared<detail::FutureState<R>>([](std::span<const std::byte> bytes) {
+      if constexpr (std::is_void_v<R>) {
+        return true;
+      } else {
+        return Codec<R>::decode(bytes);
+      }
+    });
+    core_->submit(&detail::invoke_one<Fn, std::decay_t<Args>...>, detail::callable_word(Fn(f)),
+                  detail::task_message(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)), state);
+    return Future<R>(state);
+  }
+  // The same, by its concurrent.futures name.
+  template <typename F, typename... Args>
+  auto submit(F&& f, Args&&... args) {
+    return apply_async(std::forward<F>(f), std::forward<Args>(args)...);
+  }
+  // Runs f(args...) in a worker and waits for it: its result, or its failure thrown.
+  template <typename F, typename... Args>
+  auto apply(F&& f, Args&&... args) {
+    return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
+  }
+
+  // f over every input, in chunks of `chunksize` inputs per task (default: ceil(n / (4 x workers)), as Python;
+  // 0 is InvalidArgument). The input is read at once. The future fails with the first chunk failure.
+  template <typename F, std::ranges::input_range Range>
+  auto map_async(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
+    return map_impl<false>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
+  }
+  // map_async(...).get(): the results in input order, or the first failure thrown.
+  template <typename F, std::ranges::input_range Range>
+  auto map(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
+    return map_async(std::forward<F>(f), std::forward<Range>(inputs), chunksize).get();
+  }
+  // As map, each input a tuple (or pair) of arguments: f(std::get<0>(t), std::get<1>(t), ...).
+  template <typename F, std::ranges::input_range Range>
+  auto starmap_async(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
+    return map_impl<true>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
+  }
+  template <typename F, std::ranges::input_range Range>
+  auto starmap(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
+    return starmap_async(std::forward<F>(f), std::forward<Range>(inputs), chunksize).get();
+  }
+
+  // Lazy, ordered: results come in input order as you iterate; the input is read only as far as the read-ahead
+  // window requires. Keep the Pool alive and do not close() it while iterating.
+  template <typename F, std::ranges::viewable_range Range>
+  auto imap(F&& f, Range&& inputs, size_t chunksize = 1) {
+    return imap_impl<true>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
+  }
+  // As imap, results in completion order.
+  template <typename F, std::ranges::viewable_range Range>
+  auto imap_unordered(F&& f, Range&& inputs, size_t chunksize = 1) {
+    return imap_impl<false>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
+  }
+
+  // No new tasks; queued ones still run. The workers exit once everything is done. Any thread.
+  void close() { core_->close(); }
+  // Kills the workers now; every unfinished future fails with PoolTerminated. Returns once they are reaped.
+  void terminate() { core_->terminate(); }
+  // REQUIRES: close() or terminate() before (else StateError). Waits until every worker has exited.
+  void join() { core_->join(); }
+  // As join(), giving up after `timeout`: false when the workers are still busy.
+  template <typename Rep, typename Period>
+  [[nodiscard]] bool join(std::chrono::duration<Rep, Period> timeout) {
+    return core_->join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+
+  // The live workers' pids (changes as workers are replaced). Any thread.
+  std::vector<int> worker_pids() const { return core_->worker_pids(); }
+  // Workers started so far, replacements included.
+  uint64_t workers_started() const { return core_->workers_started(); }
+
+ private:
+  template <bool Star, typename F, typename Range>
+  auto map_impl(F&& f, Range&& inputs, std::optional<size_t> chunk_option) {
+    using Fn = std::decay_t<F>;
+    static_assert(detail::Shippable<Fn>,
+                  "a Pool task is a plain function, a captureless lambda or an empty function object: a capturing "
+                  "lambda's state lives in this process, which the workers do not share; pass data as arguments");
+    using Item = std::ranges::range_value_t<Range>;
+    using R = typename detail::ChunkResult<Fn, Item, Star>::type;
+    static_assert(!std::is_void_v<R>, "map needs a result per input; use apply_async for functions returning void");
+    if (chunk_option == size_t{0}) throw InvalidArgument("Pool::map: chunksize must be at least 1");
+    std::vector<Item> items;
+    for (auto&& x : inputs) items.push_back(static_cast<Item>(x));
+    const size_t n = items.size();
+    const size_t per = 4 * size_t{size()};
+    const size_t chunksize = chunk_option ? *chunk_option : (n == 0 ? 1 : (n + per - 1) / per);
+    auto out = std::make_shared<detail::FutureState<std::vector<R>>>();
+    const size_t chunks = (n + chunksize - 1) / chunksize;
+    if (chunks == 0) {
+      out->deliver({});
+      return Future<std::vector<R>>(out);
+    }
+    struct Join {
+      std::mutex mu;
+      std::vector<std::vector<R>> parts;
+      size_t remaining;
+    };
+    auto join = std::make_shared<Join>();
+    join->parts.resize(chunks);
+    join->remaining = chunks;
+    for (size_t c = 0; c < chunks; ++c) {
+      std::vector<Item> chunk(std::make_move_iterator(items.begin() + c * chunksize),
+                              std::make_move_iterator(items.begin() + std::min(n, (c + 1) * chunksize)));
+      auto state = std::make_shared<detail::FutureState<std::vector<R>>>(
+          [](std::span<const std::byte> bytes) { return Codec<std::vector<R>>::decode(bytes); });
+      std::weak_ptr<detail::FutureState<std::vector<R>>> weak = state;
+      state->on_done([weak, join, out, c] {
+        auto s = weak.lock();
+        if (auto failure = s->failure()) {
+          out->fail(std::move(failure));  // the first failure fails the map; later completions are ignored
+          return;
+        }
+        std::lock_guard lock(join->mu);
+        join->parts[c] = s->take();
+        if (--join->remaining != 0) return;
+        std::vector<R> all;
+        for (auto& p : join->parts) std::move(p.begin(), p.end(), std::back_inserter(all));
+        out->deliver(std::move(all));
+      });
+      core_->submit(&detail::invoke_chunk<Fn, Item, Star>, detail::callable_word(Fn(f)), detail::task_message(chunk),
+                    state);
+    }
+    return Future<std::vector<R>>(out);
+  }
+
+  template <bool Ordered, typename F, typename Range>
+  auto imap_impl(F&& f, Range&& inputs, size_t chunksize) {
+    using Fn = std::decay_t<F>;
+    static_assert(detail::Shippable<Fn>,
+                  "a Pool task is a plain function, a captureless lambda or an empty function object: a capturing "
+                  "lambda's state lives in this process, which the workers do not share; pass data as arguments");
+    using View = std::views::all_t<Range>;
+    using Item = std::ranges::range_value_t<View>;
+    using R = typename detail::ChunkResult<Fn, Item, false>::type;
+    static_assert(!std::is_void_v<R>, "imap needs a result per input; use apply_async for functions returning void");
+    if (chunksize == 0) throw InvalidArgument("Pool::imap: chunksize must be at least 1");
+    const size_t window = read_ahead_ != 0 ? read_ahead_ : 2 * size_t{size()};
+    return ImapResults<R, Fn, View, false>(*core_, Fn(f), std::views::all(std::forward<Range>(inputs)), chunksize,
+                                           window, Ordered);
+  }
+
+  unsigned read_ahead_;
+  std::unique_ptr<detail::PoolCore> core_;
+};
+
+}  // namespace ipc

@@ -1,0 +1,205 @@
+// Pool failures that must never hang and never lose work silently: workers killed from outside or crashing in
+// the middle of a task (map, imap, imap_unordered, apply_async), tasks past their time limit, and the pool's own
+// process SIGKILLed. Each failure hits exactly the task it interrupted; the pool replaces the worker and goes on.
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <vector>
+
+#include "ipc/base/poll.h"
+#include "ipc/base/process.h"
+#include "ipc/pool/pool.h"
+#include "tests/support/test_support.h"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kPatience = std::chrono::seconds(120);  // sanitizer builds on a busy 2-core machine
+
+// Set up before each pool starts, so that its (forked) workers inherit them.
+ipc::test::PipeSignal* g_running = nullptr;  // a task tells the test it is running
+std::atomic<int>* g_victim = nullptr;        // ... and which worker runs it (shared memory)
+
+int identity(int x) { return x; }
+int die_on_13(int x) {
+  if (x == 13) raise(SIGKILL);
+  return x;
+}
+int crash(int how) {
+  // The workers inherit this test's handlers (Catch2's, the sanitizers'): crash the way an unprepared program does.
+  signal(SIGSEGV, SIG_DFL);
+  signal(SIGABRT, SIG_DFL);
+  if (how == 0) raise(SIGSEGV);
+  if (how == 1) std::abort();
+  std::_Exit(3);
+}
+int announce_and_wait(int) {
+  g_victim->store(getpid());
+  g_running->notify();
+  for (;;) pause();
+}
+int forever(int) {
+  for (;;) pause();
+}
+
+ipc::PoolOptions workers(unsigned n) {
+  ipc::PoolOptions o;
+  o.workers = n;
+  return o;
+}
+
+// Fails the test (with which pid) unless `pid` ends within kPatience.
+void require_gone(int pid) {
+  if (kill(pid, 0) != 0) return;  // already gone (and reaped by init)
+  int fd;
+  try {
+    fd = ipc::process_sentinel(pid);
+  } catch (const ipc::SystemError& e) {
+    REQUIRE(e.code() == ESRCH);  // ended between the two calls
+    return;
+  }
+  const auto ready = ipc::wait(std::span<const int>(&fd, 1), kPatience);
+  close(fd);
+  INFO("process " << pid << " still runs after " << kPatience.count() << " s");
+  REQUIRE(ready.size() == 1);
+}
+
+}  // namespace
+
+TEST_CASE("a worker killed from outside mid-task fails exactly that task, naming the pid and signal",
+          "[pool][kill]") {
+  ipc::test::PipeSignal running;
+  ipc::test::SharedMapping shared(sizeof(std::atomic<int>));
+  g_running = &running;
+  g_victim = &shared.make<std::atomic<int>>(0, 0);
+  ipc::Pool pool(workers(2));
+  auto victim_task = pool.apply_async(announce_and_wait, 0);
+  REQUIRE(running.wait(kPatience));  // else: the task never started
+  std::vector<ipc::Future<int>> others;
+  for (int i = 0; i < 40; ++i) others.push_back(pool.apply_async(identity, i));
+  const int victim = g_victim->load();
+  REQUIRE(kill(victim, SIGKILL) == 0);
+  try {
+    victim_task.get();
+    FAIL("the killed task succeeded");
+  } catch (const ipc::WorkerLost& e) {
+    CHECK(e.pid() == victim);
+    CHECK(e.exitcode() == -SIGKILL);
+    CHECK_THAT(e.what(), Catch::Contains(std::to_string(victim)) && Catch::Contains("SIGKILL"));
+  }
+  for (int i = 0; i < 40; ++i) CHECK(others[i].get() == i);
+  CHECK(pool.apply(identity, 7) == 7);  // still usable
+  CHECK(pool.worker_pids().size() <= 2);
+}
+
+TEST_CASE("a worker dying in the middle of a large map fails only its own chunk", "[pool][kill]") {
+  ipc::Pool pool(workers(2));
+  std::vector<ipc::Future<int>> fs;
+  for (int i = 0; i < 200; ++i) fs.push_back(pool.apply_async(die_on_13, i));
+  int lost = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (i == 13) {
+      CHECK_THROWS_AS(fs[i].get(), ipc::WorkerLost);
+      ++lost;
+    } else {
+      CHECK(fs[i].get() == i);
+    }
+  }
+  CHECK(lost == 1);
+  std::vector<int> in(300);
+  std::iota(in.begin(), in.end(), 0);
+  // map itself fails with the dead chunk's error; a map without the killer afterwards completes in full.
+  CHECK_THROWS_AS(pool.map(die_on_13, in, 10), ipc::WorkerLost);
+  in.erase(in.begin() + 13);
+  CHECK(pool.map(die_on_13, in, 10) == in);
+  CHECK(pool.workers_started() >= 4);  // two replacements
+}
+
+TEST_CASE("imap and imap_unordered deliver every other result around a killed worker", "[pool][kill]") {
+  ipc::Pool pool(workers(2));
+  for (bool ordered : {true, false}) {
+    std::vector<int> got;
+    int lost = 0;
+    auto run = [&](auto results) {
+      for (;;) {
+        try {
+          auto r = results.next();
+          if (!r) break;
+          got.push_back(*r);
+        } catch (const ipc::WorkerLost& e) {
+          CHECK(e.exitcode() == -SIGKILL);
+          ++lost;
+        }
+      }
+    };
+    if (ordered) {
+      run(pool.imap(die_on_13, std::views::iota(0, 100), 1));
+    } else {
+      run(pool.imap_unordered(die_on_13, std::views::iota(0, 100), 1));
+    }
+    CHECK(lost == 1);
+    std::vector<int> want;
+    for (int i = 0; i < 100; ++i) {
+      if (i != 13) want.push_back(i);
+    }
+    if (!ordered) std::sort(got.begin(), got.end());
+    CHECK(got == want);
+  }
+}
+
+TEST_CASE("crashes report their signal or exit status", "[pool][kill]") {
+  ipc::Pool pool(workers(1));
+  const int expected[] = {-SIGSEGV, -SIGABRT, 3};
+  for (int how = 0; how < 3; ++how) {
+    try {
+      (void)pool.apply(crash, how);
+      FAIL("the crash went unnoticed");
+    } catch (const ipc::WorkerLost& e) {
+      CHECK(e.exitcode() == expected[how]);
+    }
+  }
+  CHECK(pool.apply(identity, 5) == 5);
+}
+
+TEST_CASE("a task past its time limit fails with TaskTimeout; its worker is replaced", "[pool][kill]") {
+  ipc::PoolOptions o = workers(2);
+  o.task_timeout = 300ms;
+  ipc::Pool pool(o);
+  auto stuck = pool.apply_async(forever, 0);
+  std::vector<ipc::Future<int>> fine;
+  for (int i = 0; i < 20; ++i) fine.push_back(pool.apply_async(identity, i));
+  CHECK_THROWS_AS(stuck.get(), ipc::TaskTimeout);
+  for (int i = 0; i < 20; ++i) CHECK(fine[i].get() == i);
+  CHECK(pool.apply(identity, 1) == 1);
+}
+
+TEST_CASE("when the pool's process is SIGKILLed its workers exit too", "[pool][kill]") {
+  ipc::test::SharedMapping shared(4 * sizeof(std::atomic<int>));
+  auto* pids = shared.as<std::atomic<int>>();
+  ipc::test::PipeSignal started;
+  ipc::test::ForkedChild owner([&] {
+    ipc::Pool pool(workers(2));
+    auto wp = pool.worker_pids();
+    pids[0].store(wp.at(0));
+    pids[1].store(wp.at(1));
+    auto busy = pool.apply_async(forever, 0);  // one worker mid-task, the other idle
+    started.notify();
+    for (;;) pause();
+  });
+  REQUIRE(started.wait(kPatience));
+  const int a = pids[0].load(), b = pids[1].load();
+  owner.kill(SIGKILL);
+  REQUIRE(owner.wait(kPatience).has_value());
+  require_gone(a);
+  require_gone(b);
+}

@@ -1,0 +1,271 @@
+// Pool semantics across real worker processes: every API (map, starmap, imap, imap_unordered, apply, apply_async
+// and futures), what may cross (any Codec type, any size), task exceptions, lifecycle and misuse.
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "ipc/base/process.h"
+#include "ipc/pool/pool.h"
+#include "tests/support/test_support.h"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kPatience = std::chrono::seconds(120);  // sanitizer builds on a busy 2-core machine
+
+int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
+int worker_pid(int) { return getpid(); }
+std::string repeat(char c, size_t n) { return std::string(n, c); }
+int fail_on_13(int x) {
+  if (x == 13) throw std::runtime_error("thirteen is unlucky");
+  return x;
+}
+struct Doubler {
+  long operator()(long x) const { return 2 * x; }
+};
+int g_initialised = 0;
+void initialise() { g_initialised = 42; }
+int initialised(int) { return g_initialised; }
+void nothing(int) {}
+int forever(int) {
+  for (;;) pause();
+}
+
+ipc::PoolOptions workers(unsigned n) {
+  ipc::PoolOptions o;
+  o.workers = n;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("map returns f of every input in input order, whatever the chunk size", "[pool]") {
+  ipc::Pool pool(workers(2));
+  std::vector<int> in(1000);
+  std::iota(in.begin(), in.end(), 0);
+  std::vector<int> want;
+  for (int x : in) want.push_back(x * x);
+  CHECK(pool.map(square, in) == want);
+  CHECK(pool.map(square, in, 1) == want);
+  CHECK(pool.map(square, in, 7) == want);
+  CHECK(pool.map(square, std::vector<int>{}).empty());
+  CHECK(pool.map([](int x) { return x + 1; }, std::vector<int>{1, 2}) == std::vector<int>{2, 3});
+  CHECK(pool.map(Doubler{}, std::vector<long>{5, 6}) == std::vector<long>{10, 12});
+}
+
+TEST_CASE("map spreads chunks over several workers", "[pool]") {
+  ipc::Pool pool(workers(2));
+  std::vector<int> in(200, 0);
+  // Chunks of one that each take a moment: both workers must take part.
+  auto pids = pool.map([](int) { usleep(2000); return static_cast<int>(getpid()); }, in, 1);
+  CHECK(std::set<int>(pids.begin(), pids.end()).size() == 2);
+  const auto live = pool.worker_pids();
+  for (int p : pids) CHECK(std::find(live.begin(), live.end(), p) != live.end());
+}
+
+TEST_CASE("starmap unpacks tuples and pairs into arguments", "[pool]") {
+  ipc::Pool pool(workers(2));
+  std::vector<std::tuple<int, int>> in{{1, 2}, {3, 4}, {5, 6}};
+  CHECK(pool.starmap(add, in) == std::vector<int>{3, 7, 11});
+  std::vector<std::pair<int, int>> pairs{{10, 1}};
+  CHECK(pool.starmap(add, pairs) == std::vector<int>{11});
+}
+
+TEST_CASE("apply and apply_async run one call; futures report readiness, success and callbacks", "[pool]") {
+  ipc::Pool pool(workers(2));
+  CHECK(pool.apply(add, 2, 3) == 5);
+  ipc::Future<int> f = pool.apply_async(square, 9);
+  std::atomic<int> seen{0};
+  f.on_success([&](const int& v) { seen.store(v); });
+  REQUIRE(f.wait(kPatience));
+  CHECK(f.ready());
+  CHECK(f.successful());
+  CHECK(f.get() == 81);
+  CHECK(f.get(1s) == std::optional<int>(81));
+  CHECK(seen.load() == 81);  // callbacks run before waiters are released
+  ipc::Future<void> v = pool.submit(nothing, 1);
+  v.get();
+  CHECK(v.successful());
+  // A callback registered after completion runs at once in the registering thread.
+  int late = 0;
+  f.on_success([&](const int& x) { late = x; });
+  CHECK(late == 81);
+}
+
+TEST_CASE("get with a timeout returns nullopt while the task runs", "[pool]") {
+  ipc::Pool pool(workers(1));
+  ipc::Future<int> f = pool.apply_async(forever, 0);
+  CHECK_FALSE(f.get(20ms).has_value());
+  CHECK_FALSE(f.ready());
+  CHECK_THROWS_AS(f.successful(), ipc::StateError);
+  pool.terminate();
+  CHECK_THROWS_AS(f.get(), ipc::PoolTerminated);
+}
+
+TEST_CASE("results and arguments of megabytes cross without sizing anything", "[pool]") {
+  ipc::Pool pool(workers(2));
+  const std::string big = pool.apply(repeat, 'x', size_t{5} << 20);
+  CHECK(big.size() == (size_t{5} << 20));
+  CHECK(std::all_of(big.begin(), big.end(), [](char c) { return c == 'x'; }));
+  std::vector<std::string> ins{std::string(3 << 20, 'a'), "b"};
+  auto sizes = pool.map([](std::string s) { return s.size(); }, ins, 1);
+  CHECK(sizes == std::vector<size_t>{size_t{3} << 20, 1});
+  std::map<std::string, int> m{{"a", 1}, {"b", 2}};
+  CHECK(pool.apply([](std::map<std::string, int> x) { return x.size(); }, m) == 2);
+}
+
+TEST_CASE("an exception in a task fails that task with its type and message; the worker lives on", "[pool]") {
+  ipc::Pool pool(workers(1));
+  const auto before = pool.worker_pids();
+  auto f = pool.apply_async(fail_on_13, 13);
+  std::string error_seen;
+  f.on_error([&](std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const ipc::TaskError& t) {
+      error_seen = t.message();
+    }
+  });
+  try {
+    f.get();
+    FAIL("no exception");
+  } catch (const ipc::TaskError& e) {
+    CHECK(e.type_name() == "std::runtime_error");
+    CHECK(e.message() == "thirteen is unlucky");
+  }
+  CHECK_FALSE(f.successful());
+  CHECK(error_seen == "thirteen is unlucky");
+  CHECK(pool.apply(fail_on_13, 12) == 12);
+  CHECK(pool.worker_pids() == before);
+  CHECK(pool.workers_started() == 1);
+  std::vector<int> in(30);
+  std::iota(in.begin(), in.end(), 0);
+  CHECK_THROWS_AS(pool.map(fail_on_13, in), ipc::TaskError);
+}
+
+TEST_CASE("imap is lazy and ordered: an endless input is read only a window ahead", "[pool]") {
+  ipc::PoolOptions o = workers(2);
+  o.read_ahead = 4;
+  ipc::Pool pool(o);
+  int pulled = 0;  // the input is read in this process, by the consuming thread
+  auto endless = std::views::iota(0) | std::views::transform([&pulled](int x) {
+                   ++pulled;
+                   return x;
+                 });
+  std::vector<int> got;
+  for (int r : pool.imap(square, endless, 3)) {
+    got.push_back(r);
+    if (got.size() == 100) break;
+  }
+  for (int i = 0; i < 100; ++i) REQUIRE(got[i] == i * i);
+  CHECK(pulled <= 100 + 4 * 3 + 3);  // what was consumed + the window of chunks + the chunk being filled
+}
+
+TEST_CASE("imap_unordered returns every result once, in completion order", "[pool]") {
+  ipc::Pool pool(workers(2));
+  std::multiset<int> got;
+  for (int r : pool.imap_unordered(square, std::views::iota(0, 500), 10)) got.insert(r);
+  std::multiset<int> want;
+  for (int i = 0; i < 500; ++i) want.insert(i * i);
+  CHECK(got == want);
+}
+
+TEST_CASE("an imap chunk that fails throws at its place and iteration continues", "[pool]") {
+  ipc::Pool pool(workers(2));
+  auto results = pool.imap(fail_on_13, std::views::iota(10, 16));
+  std::vector<int> got;
+  int failures = 0;
+  for (;;) {
+    try {
+      auto r = results.next();
+      if (!r) break;
+      got.push_back(*r);
+    } catch (const ipc::TaskError&) {
+      ++failures;
+    }
+  }
+  CHECK(got == std::vector<int>{10, 11, 12, 14, 15});
+  CHECK(failures == 1);
+}
+
+TEST_CASE("the initializer runs in every worker before its tasks", "[pool]") {
+  ipc::PoolOptions o = workers(2);
+  o.initializer = initialise;
+  ipc::Pool pool(o);
+  CHECK(g_initialised == 0);  // not in this process
+  auto r = pool.map(initialised, std::vector<int>(20, 0), 1);
+  CHECK(std::all_of(r.begin(), r.end(), [](int v) { return v == 42; }));
+}
+
+TEST_CASE("max_tasks_per_child replaces workers after that many tasks, and no task is lost", "[pool]") {
+  ipc::PoolOptions o = workers(2);
+  o.max_tasks_per_child = 2;
+  ipc::Pool pool(o);
+  std::vector<int> in(20, 0);
+  auto pids = pool.map(worker_pid, in, 1);
+  CHECK(pids.size() == 20);
+  std::map<int, int> per_pid;
+  for (int p : pids) ++per_pid[p];
+  for (auto [pid, n] : per_pid) CHECK(n <= 2);
+  CHECK(per_pid.size() >= 10);
+  CHECK(pool.workers_started() >= 10);
+}
+
+TEST_CASE("close then join lets queued work finish and the workers exit", "[pool]") {
+  ipc::Pool pool(workers(2));
+  std::vector<ipc::Future<int>> fs;
+  for (int i = 0; i < 50; ++i) fs.push_back(pool.apply_async(square, i));
+  const auto pids = pool.worker_pids();
+  pool.close();
+  CHECK_THROWS_AS(pool.apply_async(square, 1), ipc::StateError);
+  REQUIRE(pool.join(kPatience));
+  for (int i = 0; i < 50; ++i) CHECK(fs[i].get() == i * i);
+  CHECK(pool.worker_pids().empty());
+  for (int p : pids) CHECK(std::find(ipc::active_children().begin(), ipc::active_children().end(), p) ==
+                           ipc::active_children().end());
+}
+
+TEST_CASE("terminate and the destructor never wait for running tasks", "[pool]") {
+  ipc::Future<int> f;
+  std::vector<int> pids;
+  {
+    ipc::Pool pool(workers(2));
+    f = pool.apply_async(forever, 0);
+    pids = pool.worker_pids();
+  }  // the destructor kills the workers
+  CHECK_THROWS_AS(f.get(), ipc::PoolTerminated);
+  for (int p : pids) CHECK(kill(p, 0) != 0);
+}
+
+TEST_CASE("misuse is refused with a clear error", "[pool]") {
+  CHECK_THROWS_AS(ipc::Pool(workers(0)), ipc::InvalidArgument);
+  ipc::Pool pool(workers(1));
+  CHECK_THROWS_AS(pool.join(), ipc::StateError);  // neither closed nor terminated
+  CHECK_THROWS_AS(pool.map(square, std::vector<int>{1}, 0), ipc::InvalidArgument);
+  CHECK_THROWS_AS(pool.imap(square, std::vector<int>{1}, 0), ipc::InvalidArgument);
+  ipc::PoolOptions bad = workers(1);
+  bad.task_timeout = 0ms;
+  CHECK_THROWS_AS(ipc::Pool(bad), ipc::InvalidArgument);
+  pool.terminate();
+  CHECK_THROWS_AS(pool.apply_async(square, 1), ipc::StateError);
+}
+
+TEST_CASE("the default worker count is cpu_count()", "[pool]") {
+  ipc::Pool pool;
+  CHECK(pool.size() == ipc::cpu_count());
+  CHECK(pool.worker_pids().size() == ipc::cpu_count());
+}
