@@ -81,6 +81,13 @@ concept Shippable = (std::is_pointer_v<F> && std::is_function_v<std::remove_poin
                      std::is_trivially_copyable_v<F>);
 
 template <typename F>
+constexpr void check_shippable() {
+  static_assert(Shippable<F>,
+                "a Pool task is a plain function, a captureless lambda or an empty function object: a capturing "
+                "lambda's state lives in this process, which the workers do not share; pass data as arguments");
+}
+
+template <typename F>
 uintptr_t callable_word(const F& f) {
   if constexpr (std::is_pointer_v<F>) {
     return reinterpret_cast<uintptr_t>(f);
@@ -305,9 +312,7 @@ class Pool {
   template <typename F, typename... Args>
   auto apply_async(F&& f, Args&&... args) {
     using Fn = std::decay_t<F>;
-    static_assert(detail::Shippable<Fn>,
-                  "a Pool task is a plain function, a captureless lambda or an empty function object: a capturing "
-                  "lambda's state lives in this process, which the workers do not share; pass data as arguments");
+    detail::check_shippable<Fn>();
     using R = std::invoke_result_t<Fn&, std::decay_t<Args>...>;
     auto state = std::make_shared<detail::FutureState<R>>([](std::span<const std::byte> bytes) {
       if constexpr (std::is_void_v<R>) {
@@ -385,9 +390,7 @@ class Pool {
   template <bool Star, typename F, typename Range>
   auto map_impl(F&& f, Range&& inputs, std::optional<size_t> chunk_option) {
     using Fn = std::decay_t<F>;
-    static_assert(detail::Shippable<Fn>,
-                  "a Pool task is a plain function, a captureless lambda or an empty function object: a capturing "
-                  "lambda's state lives in this process, which the workers do not share; pass data as arguments");
+    detail::check_shippable<Fn>();
     using Item = std::ranges::range_value_t<Range>;
     using R = typename detail::ChunkResult<Fn, Item, Star>::type;
     static_assert(!std::is_void_v<R>, "map needs a result per input; use apply_async for functions returning void");
@@ -439,9 +442,7 @@ class Pool {
   template <bool Ordered, typename F, typename Range>
   auto imap_impl(F&& f, Range&& inputs, size_t chunksize) {
     using Fn = std::decay_t<F>;
-    static_assert(detail::Shippable<Fn>,
-                  "a Pool task is a plain function, a captureless lambda or an empty function object: a capturing "
-                  "lambda's state lives in this process, which the workers do not share; pass data as arguments");
+    detail::check_shippable<Fn>();
     using View = std::views::all_t<Range>;
     using Item = std::ranges::range_value_t<View>;
     using R = typename detail::ChunkResult<Fn, Item, false>::type;
