@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <ranges>
@@ -268,4 +269,16 @@ TEST_CASE("the default worker count is cpu_count()", "[pool]") {
   ipc::Pool pool;
   CHECK(pool.size() == ipc::cpu_count());
   CHECK(pool.worker_pids().size() == ipc::cpu_count());
+}
+
+TEST_CASE("which callables can be tasks is decided at compile time", "[pool]") {
+  int k = 3;
+  auto capturing = [k](int x) { return x + k; };
+  auto captureless = [](int x) { return x; };
+  STATIC_REQUIRE(ipc::detail::Shippable<decltype(&square)>);
+  STATIC_REQUIRE(ipc::detail::Shippable<decltype(captureless)>);
+  STATIC_REQUIRE(ipc::detail::Shippable<Doubler>);
+  STATIC_REQUIRE_FALSE(ipc::detail::Shippable<decltype(capturing)>);  // its state is in this process only
+  STATIC_REQUIRE_FALSE(ipc::detail::Shippable<std::function<int(int)>>);
+  CHECK(capturing(1) == 4);
 }
