@@ -2,10 +2,60 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "ipc/base/process.h"
+#include "ipc/numa/topology.h"
 
 namespace ipc {
 namespace {
+
+// Node and CPUs of each worker slot, from the topology and this process's allowed CPUs.
+std::vector<detail::SlotPlace> place_workers(const Placement& placement, unsigned workers) {
+  std::vector<detail::SlotPlace> places;
+  if (placement.strategy == Placement::Strategy::kNone) return places;
+  const numa::Topology topo = numa::Topology::discover();
+  const auto& allowed = topo.allowed_cpus();
+  auto cpus_of = [&](int node) {
+    std::vector<int> cpus;
+    for (int cpu : topo.node(node).cpus) {
+      if (std::binary_search(allowed.begin(), allowed.end(), cpu)) cpus.push_back(cpu);
+    }
+    return cpus;
+  };
+  std::vector<int> nodes = placement.nodes;
+  if (nodes.empty()) {
+    for (const auto& n : topo.nodes()) {
+      if (!cpus_of(n.id).empty()) nodes.push_back(n.id);
+    }
+  }
+  for (int node : nodes) {
+    if (!topo.online().contains(node)) {
+      throw InvalidArgument("Pool placement: node " + std::to_string(node) + " is not an online node of this machine");
+    }
+    if (cpus_of(node).empty()) {
+      throw InvalidArgument("Pool placement: node " + std::to_string(node) + " has no CPU this process may use");
+    }
+  }
+  if (nodes.empty()) throw InvalidArgument("Pool placement: no node has a CPU this process may use");
+  size_t node_index = 0, used_on_node = 0;
+  for (unsigned i = 0; i < workers; ++i) {
+    int node;
+    if (placement.strategy == Placement::Strategy::kSpread) {
+      node = nodes[i % nodes.size()];
+    } else {
+      // Pack: as many workers on a node as it has CPUs, then the next node (round again when all are full).
+      if (used_on_node == cpus_of(nodes[node_index]).size()) {
+        node_index = (node_index + 1) % nodes.size();
+        used_on_node = 0;
+      }
+      node = nodes[node_index];
+      ++used_on_node;
+    }
+    places.push_back({node, placement.pin ? cpus_of(node) : std::vector<int>{}});
+  }
+  return places;
+}
 
 detail::CoreOptions core_options(PoolOptions o) {
   detail::CoreOptions c;
@@ -20,6 +70,7 @@ detail::CoreOptions core_options(PoolOptions o) {
   }
   c.pipe_bytes = o.pipe_bytes;
   c.name = "Pool-" + std::to_string(getpid());
+  c.places = place_workers(o.placement, c.workers);
   return c;
 }
 

@@ -56,6 +56,20 @@
 
 namespace ipc {
 
+// Where the workers run (NUMA placement). spread: worker i on node i mod k (k nodes); pack: fill a node's CPUs
+// before the next node. The nodes: those given, or every node with CPUs this process may use. Each placed worker
+// is pinned to its node's allowed CPUs (pin = false: not pinned) and its pipe's rings are bound to its node.
+struct Placement {
+  enum class Strategy { kNone, kSpread, kPack };
+  Strategy strategy = Strategy::kNone;
+  std::vector<int> nodes;
+  bool pin = true;
+
+  static Placement none() { return {}; }
+  static Placement spread(std::vector<int> nodes = {}) { return {Strategy::kSpread, std::move(nodes), true}; }
+  static Placement pack(std::vector<int> nodes = {}) { return {Strategy::kPack, std::move(nodes), true}; }
+};
+
 struct PoolOptions {
   // Worker processes; default: cpu_count() (the CPUs this process may use, affinity and cgroup quota included).
   // 0 is InvalidArgument.
@@ -71,6 +85,8 @@ struct PoolOptions {
   std::optional<std::chrono::nanoseconds> task_timeout;
   // Ring bytes per direction of each worker's pipe (a power of two >= 4096); messages of any size pass.
   uint64_t pipe_bytes = uint64_t{1} << 18;
+  // NUMA placement of the workers (default: none; the kernel schedules them anywhere).
+  Placement placement;
 };
 
 namespace detail {
@@ -311,19 +327,13 @@ class Pool {
   // Runs f(args...) in a worker; the future completes with its result. Any thread.
   template <typename F, typename... Args>
   auto apply_async(F&& f, Args&&... args) {
-    using Fn = std::decay_t<F>;
-    detail::check_shippable<Fn>();
-    using R = std::invoke_result_t<Fn&, std::decay_t<Args>...>;
-    auto state = std::make_shared<detail::FutureState<R>>([](std::span<const std::byte> bytes) {
-      if constexpr (std::is_void_v<R>) {
-        return true;
-      } else {
-        return Codec<R>::decode(bytes);
-      }
-    });
-    core_->submit(&detail::invoke_one<Fn, std::decay_t<Args>...>, detail::callable_word(Fn(f)),
-                  detail::task_message(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)), state);
-    return Future<R>(state);
+    return apply_impl(-1, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+  // As apply_async, to run on a worker of NUMA node `node` (the node that holds the task's data) when one can
+  // take it; an idle worker of another node takes it rather than sit idle. Without placement, a plain hint.
+  template <typename F, typename... Args>
+  auto apply_async_on(int node, F&& f, Args&&... args) {
+    return apply_impl(node, std::forward<F>(f), std::forward<Args>(args)...);
   }
   // The same, by its concurrent.futures name.
   template <typename F, typename... Args>
@@ -385,8 +395,29 @@ class Pool {
   std::vector<int> worker_pids() const { return core_->worker_pids(); }
   // Workers started so far, replacements included.
   uint64_t workers_started() const { return core_->workers_started(); }
+  // The live workers' pid, NUMA node (-1 without placement) and the CPUs they are pinned to.
+  std::vector<detail::PoolCore::WorkerPlace> placement() const { return core_->placement(); }
+  // {hinted tasks that ran on their node, hinted tasks} so far: the locality achieved.
+  std::pair<uint64_t, uint64_t> hinted_at_home() const { return core_->hinted_at_home(); }
 
  private:
+  template <typename F, typename... Args>
+  auto apply_impl(int node, F&& f, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    detail::check_shippable<Fn>();
+    using R = std::invoke_result_t<Fn&, std::decay_t<Args>...>;
+    auto state = std::make_shared<detail::FutureState<R>>([](std::span<const std::byte> bytes) {
+      if constexpr (std::is_void_v<R>) {
+        return true;
+      } else {
+        return Codec<R>::decode(bytes);
+      }
+    });
+    core_->submit(&detail::invoke_one<Fn, std::decay_t<Args>...>, detail::callable_word(Fn(f)),
+                  detail::task_message(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)), state, node);
+    return Future<R>(state);
+  }
+
   template <bool Star, typename F, typename Range>
   auto map_impl(F&& f, Range&& inputs, std::optional<size_t> chunk_option) {
     using Fn = std::decay_t<F>;

@@ -3,6 +3,7 @@
 #include <cxxabi.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -19,6 +20,8 @@
 
 #include "ipc/base/error.h"
 #include "ipc/base/process.h"
+#include "ipc/numa/memory_policy.h"
+#include "ipc/numa/topology.h"
 #include "ipc/pipe/connection.h"
 #include "ipc/shared/codec.h"
 
@@ -31,6 +34,7 @@ struct Task {
   uint64_t id = 0;
   std::vector<std::byte> message;
   std::shared_ptr<Completion> done;
+  int node = -1;  // the node it should run on, -1 anywhere
 };
 
 template <typename T>
@@ -66,7 +70,13 @@ std::pair<std::string, std::string> describe_current_exception() {
 
 // The worker: runs tasks from `conn` until the pool closes its end (or `max_tasks` are done); never returns into
 // the pool's code (Process::start leaves with _exit).
-int worker_main(Connection& conn, const CoreOptions& options) {
+int worker_main(Connection& conn, const CoreOptions& options, const SlotPlace* place) {
+  if (place && !place->cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int cpu : place->cpus) CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) throw_errno("pool worker: sched_setaffinity");
+  }
   if (options.initializer) options.initializer();
   std::vector<std::byte> in, out;
   for (unsigned done = 0;;) {
@@ -103,6 +113,8 @@ struct PoolCore::State {
   struct Worker {
     Process process;
     Connection conn;           // the pool's end of the worker's pipe
+    size_t slot = 0;           // index into options->places (its node and CPUs)
+    int node = -1;
     std::deque<Task> in_hand;  // sent, no result yet; front() is the one running
     Clock::time_point front_started;
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
@@ -120,6 +132,8 @@ struct PoolCore::State {
   bool finished = false;                 // the supervisor has returned
   uint64_t started = 0;
   std::vector<int> pids;                 // live workers, for worker_pids()
+  std::vector<PoolCore::WorkerPlace> places_now;  // live workers' placement, for placement()
+  uint64_t hinted = 0, hinted_home = 0;  // tasks with a node hint, and those run on that node
   int wake_fd = -1;
 
   // Supervisor thread only (and the constructor before it starts).
@@ -133,10 +147,17 @@ struct PoolCore::State {
     (void)retry_on_eintr([&] { return ::write(wake_fd, &one, sizeof one); });
   }
 
-  // Starts one worker. Called by the constructor and the supervisor, never by two threads at once.
+  // Starts one worker in the first free slot. Called by the constructor and the supervisor, never by two threads
+  // at once. A placed worker's pipe rings are bound to its node and the worker pins itself to the node's CPUs.
   void spawn() {
+    size_t slot = 0;
+    while (std::any_of(workers.begin(), workers.end(), [&](const auto& w) { return w->slot == slot; })) ++slot;
+    const SlotPlace* place = slot < options->places.size() ? &options->places[slot] : nullptr;
     PipeOptions po;
     po.ring_bytes = options->pipe_bytes;
+    if (place && place->node >= 0 && numa::Topology::discover().node(place->node).has_memory) {
+      po.policy = numa::MemoryPolicy::bind({place->node});
+    }
     auto [pool_end, worker_end] = Pipe(po);
     ProcessOptions popts;
     popts.daemon = true;  // a pool's workers die with it, also when it is SIGKILLed
@@ -144,21 +165,24 @@ struct PoolCore::State {
     Connection* mine = &worker_end;
     Connection* theirs = &pool_end;
     Process process = Process::start(
-        [this, mine, theirs] {
+        [this, mine, theirs, place] {
           // The child holds copies of every descriptor of the pool: drop all but its own end, so that the pool
           // sees end of stream on each pipe as soon as that pipe's worker is gone.
           theirs->close();
           for (auto& other : workers) other->conn.close();
           ::close(wake_fd);
-          return worker_main(*mine, *options);
+          return worker_main(*mine, *options, place);
         },
         popts);
     worker_end.close();
     auto w = std::make_unique<Worker>(Worker{std::move(process), std::move(pool_end)});
+    w->slot = slot;
+    w->node = place ? place->node : -1;
     {
       std::lock_guard lock(mu);
       ++started;
       pids.push_back(w->process.pid());
+      places_now.push_back({w->process.pid(), w->node, place ? place->cpus : std::vector<int>{}});
     }
     workers.push_back(std::move(w));
   }
@@ -166,6 +190,7 @@ struct PoolCore::State {
   void forget_pid(int pid) {
     std::lock_guard lock(mu);
     pids.erase(std::remove(pids.begin(), pids.end(), pid), pids.end());
+    std::erase_if(places_now, [&](const PoolCore::WorkerPlace& p) { return p.pid == pid; });
   }
 
   // Completion callbacks are user code run on this thread: a throwing one must not take the pool down with it.
@@ -193,6 +218,11 @@ struct PoolCore::State {
     Task t = std::move(w.in_hand.front());
     w.in_hand.pop_front();
     w.front_started = Clock::now();
+    if (t.node >= 0) {
+      std::lock_guard lock(mu);
+      ++hinted;
+      hinted_home += t.node == w.node ? 1 : 0;
+    }
     const auto payload = msg.subspan(kResultHeaderBytes);
     if (msg[8] == std::byte{0}) {
       complete(t, payload);
@@ -257,29 +287,37 @@ struct PoolCore::State {
 
   // Hands queued tasks to workers with room, starting replacements while there is work and fewer workers than
   // asked for. A second task goes to a busy worker only when it fits a pipe part, so a send never blocks on a
-  // worker that is itself blocked sending a large result.
+  // worker that is itself blocked sending a large result. Locality: a worker takes the first queued task meant
+  // for its node (or for anywhere); only when there is none does it take (steal) one meant for another node.
   void dispatch() {
     const uint64_t small = options->pipe_bytes / 4;
+    auto can_take = [&](const Worker& w) {
+      return !w.conn_ended && !w.killed_for_time &&
+             (options->max_tasks_per_child == 0 || w.tasks_sent < options->max_tasks_per_child);
+    };
+    // The queued task `w` should run next (pending.end() when none fits). REQUIRES: mu held.
+    auto pick = [&](const Worker& w, bool busy) {
+      constexpr size_t kLookAhead = 256;  // bounded: a long queue of other nodes' tasks costs no more than this
+      auto fits = [&](const Task& t) { return !busy || t.message.size() <= small; };
+      size_t looked = 0;
+      for (auto it = pending.begin(); it != pending.end() && looked < kLookAhead; ++it, ++looked) {
+        if ((it->node < 0 || it->node == w.node) && fits(*it)) return it;
+      }
+      return fits(pending.front()) ? pending.begin() : pending.end();
+    };
     for (;;) {
       Task t;
       Worker* target = nullptr;
       {
         std::unique_lock lock(mu);
         if (pending.empty() || terminated) return;
-        auto can_take = [&](const Worker& w) {
-          return !w.conn_ended && !w.killed_for_time &&
-                 (options->max_tasks_per_child == 0 || w.tasks_sent < options->max_tasks_per_child);
-        };
-        for (auto& w : workers) {
-          if (can_take(*w) && w->in_hand.empty()) {
-            target = w.get();
-            break;
-          }
-        }
-        if (!target && pending.front().message.size() <= small) {
+        std::deque<Task>::iterator chosen = pending.end();
+        for (int busy = 0; busy < 2 && !target; ++busy) {
           for (auto& w : workers) {
-            if (can_take(*w) && w->in_hand.size() == 1) {
+            if (!can_take(*w) || w->in_hand.size() != static_cast<size_t>(busy)) continue;
+            if (auto it = pick(*w, busy != 0); it != pending.end()) {
               target = w.get();
+              chosen = it;
               break;
             }
           }
@@ -293,8 +331,8 @@ struct PoolCore::State {
           spawn();
           continue;
         }
-        t = std::move(pending.front());
-        pending.pop_front();
+        t = std::move(*chosen);
+        pending.erase(chosen);
       }
       if (target->in_hand.empty()) target->front_started = Clock::now();
       const SendResult sent = target->conn.send_bytes(t.message);
@@ -405,6 +443,7 @@ struct PoolCore::State {
     }
     std::lock_guard lock(mu);
     pids.clear();
+    places_now.clear();
     finished = true;
     finished_cv.notify_all();
   }
@@ -431,7 +470,7 @@ PoolCore::~PoolCore() {
 }
 
 void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message,
-                      std::shared_ptr<Completion> done) {
+                      std::shared_ptr<Completion> done, int node) {
   if (message.size() < kTaskHeaderBytes) throw InvalidArgument("Pool: a task message without room for its header");
   {
     std::lock_guard lock(state_->mu);
@@ -441,7 +480,7 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     store(message.data(), id);
     store(message.data() + 8, reinterpret_cast<uintptr_t>(invoker));
     store(message.data() + 16, callable);
-    state_->pending.push_back(Task{id, std::move(message), std::move(done)});
+    state_->pending.push_back(Task{id, std::move(message), std::move(done), node});
   }
   state_->wake();
 }
@@ -487,6 +526,16 @@ bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
 std::vector<int> PoolCore::worker_pids() const {
   std::lock_guard lock(state_->mu);
   return state_->pids;
+}
+
+std::vector<PoolCore::WorkerPlace> PoolCore::placement() const {
+  std::lock_guard lock(state_->mu);
+  return state_->places_now;
+}
+
+std::pair<uint64_t, uint64_t> PoolCore::hinted_at_home() const {
+  std::lock_guard lock(state_->mu);
+  return {state_->hinted_home, state_->hinted};
 }
 
 uint64_t PoolCore::workers_started() const {

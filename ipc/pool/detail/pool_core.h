@@ -34,8 +34,15 @@ using Invoker = void (*)(uintptr_t callable, std::span<const std::byte> args, st
 inline constexpr size_t kTaskHeaderBytes = 24;
 inline constexpr size_t kResultHeaderBytes = 9;
 
+// Where one worker slot runs: its NUMA node and the CPUs it is pinned to (empty: not pinned).
+struct SlotPlace {
+  int node = -1;  // -1: no placement
+  std::vector<int> cpus;
+};
+
 struct CoreOptions {
   unsigned workers = 1;
+  std::vector<SlotPlace> places;  // one per worker slot when placed; empty: no placement
   std::function<void()> initializer;
   unsigned max_tasks_per_child = 0;
   std::optional<std::chrono::nanoseconds> task_timeout;
@@ -53,7 +60,10 @@ class PoolCore {
 
   // Queues a task: `message` starts with kTaskHeaderBytes left for the header (filled here). Throws StateError
   // after close() or terminate(). Any thread.
-  void submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message, std::shared_ptr<Completion> done);
+  // `node`: run it on a worker of that node when one can take it (idle workers of other nodes steal it rather
+  // than sit idle); -1: anywhere.
+  void submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message, std::shared_ptr<Completion> done,
+              int node = -1);
 
   void close();
   void terminate();
@@ -67,6 +77,15 @@ class PoolCore {
   std::vector<int> worker_pids() const;
   // Workers started so far, replacements included.
   uint64_t workers_started() const;
+  // Live workers: pid, node (-1 unplaced) and the CPUs they were pinned to.
+  struct WorkerPlace {
+    int pid;
+    int node;
+    std::vector<int> cpus;
+  };
+  std::vector<WorkerPlace> placement() const;
+  // Tasks that ran on a worker of the node they were hinted to, and hinted tasks in all (for the NUMA checks).
+  std::pair<uint64_t, uint64_t> hinted_at_home() const;
 
  private:
   struct State;
