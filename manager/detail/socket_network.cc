@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -34,7 +35,7 @@ kj::Promise<void> next_received_read() {
 }
 namespace {
 
-constexpr std::size_t kReadChunkBytes = 64 * 1024;
+constexpr std::size_t kReadChunkBytes = 64 * 1024;  // the read buffer grows by at least this much at a time
 constexpr std::size_t kKeepBufferBytes = 1 << 20;  // a larger buffer (one huge message) is given back afterwards
 constexpr std::uint32_t kMaxSegments = 512;
 constexpr unsigned kDefaultFirstSegmentWords = 128;  // when the RPC system gives no size hint
@@ -98,13 +99,14 @@ class SocketVatNetwork::Incoming final : public capnp::IncomingRpcMessage {
 };
 
 SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
-                                   capnp::ReaderOptions options)
+                                   capnp::ReaderOptions options, std::size_t handshake_message_bytes)
     : port_(port),
       fd_(make_nonblocking(kj::mv(fd))),
       side_(side),
       options_(options),
+      handshake_message_bytes_(handshake_message_bytes),
       read_observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
-      in_(kReadChunkBytes) {
+      in_(read_chunk_bytes()) {
   peer_vat_id_.initRoot<capnp::rpc::twoparty::VatId>().setSide(side == capnp::rpc::twoparty::Side::CLIENT
                                                                    ? capnp::rpc::twoparty::Side::SERVER
                                                                    : capnp::rpc::twoparty::Side::CLIENT);
@@ -114,6 +116,22 @@ SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, 
 }
 
 SocketVatNetwork::~SocketVatNetwork() noexcept(false) {}
+
+void SocketVatNetwork::end_handshake() { handshake_message_bytes_ = 0; }
+
+std::size_t SocketVatNetwork::read_chunk_bytes() const {
+  // During the handshake a read never needs more than a few of its small messages.
+  return handshake_message_bytes_ != 0 ? std::min(kReadChunkBytes, 2 * handshake_message_bytes_) : kReadChunkBytes;
+}
+
+void SocketVatNetwork::ConnectionDisposer::disposeImpl(void*) const {
+  if (--refs != 0) return;
+  KJ_IF_MAYBE(e, failure) {
+    fulfiller->reject(kj::mv(*e));
+  } else {
+    fulfiller->fulfill();
+  }
+}
 
 // ---- VatNetwork: one connection, to the other side (as TwoPartyVatNetwork) ----
 
@@ -161,14 +179,19 @@ kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
   std::uint64_t body_words = 0;
   for (std::uint32_t i = 0; i < segments; ++i) body_words += load_u32(p + 4 + 4 * i);
   // Refused on the announced size, before the body is read or buffered.
-  KJ_REQUIRE(body_words <= options_.traversalLimitInWords,
-             "Message is too large. To increase the limit on the receiving end, see capnp::ReaderOptions.",
-             body_words, options_.traversalLimitInWords);
-  std::size_t total = header_bytes + body_words * sizeof(capnp::word);
-  if (available < total) {
-    if (in_.size() < total) in_.resize(total);  // bounded by the limit checked above
-    return nullptr;
+  const std::uint64_t body_bytes = body_words * sizeof(capnp::word);
+  if (handshake_message_bytes_ != 0 && body_bytes > handshake_message_bytes_) {
+    throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                        kj::str("refused a message of ", body_bytes, " bytes before authentication (until the "
+                                "peer authenticates, messages are limited to ", handshake_message_bytes_, " bytes)"));
   }
+  if (body_words > options_.traversalLimitInWords) {
+    throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                        kj::str("refused a message of ", body_bytes, " bytes: it exceeds this connection's limit of ",
+                                options_.traversalLimitInWords * sizeof(capnp::word), " bytes"));
+  }
+  std::size_t total = header_bytes + body_bytes;
+  if (available < total) return nullptr;  // the buffer grows as the rest arrives (receiveIncomingMessage)
   auto words = kj::heapArray<capnp::word>(total / sizeof(capnp::word));
   std::memcpy(words.begin(), p, total);
   in_begin_ += total;
@@ -177,9 +200,12 @@ kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
 
 kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::receiveIncomingMessage() {
   // A bad frame must fail the returned promise, not throw out of here (the RPC system calls this outside any
-  // promise continuation too).
+  // promise continuation too). It is also kept, for onDisconnect() to report.
   kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> parsed;
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { parsed = try_parse(); })) { return kj::mv(*e); }
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { parsed = try_parse(); })) {
+    disposer_.failure = kj::cp(*e);
+    return kj::mv(*e);
+  }
   if (parsed != nullptr) return kj::mv(parsed);
   // Move the unparsed tail to the front so that the buffer only grows for a message larger than it.
   if (in_begin_ > 0) {
@@ -187,11 +213,14 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rec
     in_end_ -= in_begin_;
     in_begin_ = 0;
   }
+  const std::size_t chunk = read_chunk_bytes();
   if (in_end_ == 0 && in_.size() > kKeepBufferBytes) {
-    in_.resize(kReadChunkBytes);
+    in_.resize(chunk);
     in_.shrink_to_fit();
   }
-  if (in_.size() - in_end_ < kReadChunkBytes / 4) in_.resize(in_.size() + kReadChunkBytes);
+  // Grow by what has arrived (doubling), never by what a frame announces: a peer that announces a large message
+  // and sends little of it makes this side hold about what it sent, not what it promised.
+  if (in_.size() - in_end_ < chunk / 4) in_.resize(in_end_ + std::max(chunk, in_end_));
   return read_more();
 }
 

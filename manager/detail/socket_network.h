@@ -23,8 +23,11 @@
 // Threads: the owning event loop's thread only. Processes: n/a.
 // Lifetime: owns and closes the socket. Must outlive the RpcSystem built on it (declare it first). onDisconnect()
 //   resolves once the RPC system has dropped the connection (after EOF, a read error or a protocol error).
-// Errors: a frame with more than 512 segments or more words than options.traversalLimitInWords fails the read
-//   before its body is read or allocated (the RPC system then drops the connection); EOF inside a message and
+// Memory: the read buffer grows with the bytes that arrived (doubling), never to the size a frame announces.
+// Errors: a frame with more than 512 segments, a body larger than options.traversalLimitInWords, or (during the
+//   handshake) larger than the handshake limit fails the read before its body is read or allocated, with an error
+//   naming the size and the limit (the RPC system then sends the peer an Abort with it and drops the connection;
+//   onDisconnect() rejects with it); EOF inside a message and
 //   connection resets are DISCONNECTED exceptions. A failed write drops every later message; the read side then
 //   sees the failure and ends the connection. Sending a message larger than the limit throws (the call fails).
 #pragma once
@@ -51,12 +54,20 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
                                private capnp::TwoPartyVatNetworkBase::Connection {
  public:
   // Takes `fd` (a connected SOCK_STREAM Unix socket) and makes it non-blocking. `options` bound what is read.
+  // A non-zero `handshake_message_bytes` bounds every message body until end_handshake(): the server's limit for a
+  // peer that has not authenticated yet, so that such a peer cannot make it buffer more than that.
   SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
-                   capnp::ReaderOptions options);
+                   capnp::ReaderOptions options, std::size_t handshake_message_bytes = 0);
   ~SocketVatNetwork() noexcept(false);
   KJ_DISALLOW_COPY(SocketVatNetwork);
 
+  // Resolves once the RPC system has dropped the connection; rejects with the reason when this side refused what
+  // the peer sent (an oversized or malformed frame), so that the owner can log it.
   kj::Promise<void> onDisconnect() { return disconnected_.addBranch(); }
+
+  // From now on messages up to `options.traversalLimitInWords` are accepted (the peer authenticated).
+  void end_handshake();
+  bool in_handshake() const { return handshake_message_bytes_ != 0; }
 
   // VatNetwork
   kj::Maybe<kj::Own<capnp::TwoPartyVatNetworkBase::Connection>> connect(
@@ -70,9 +81,8 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   struct ConnectionDisposer final : public kj::Disposer {
     mutable kj::Own<kj::PromiseFulfiller<void>> fulfiller;
     mutable unsigned refs = 0;
-    void disposeImpl(void*) const override {
-      if (--refs == 0) fulfiller->fulfill();
-    }
+    mutable kj::Maybe<kj::Exception> failure;  // why this side ended the connection, if it did
+    void disposeImpl(void*) const override;
   };
 
   // Connection
@@ -87,11 +97,13 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   void send(capnp::MessageBuilder& message);
   void write_now();
   kj::Promise<void> write_out();
+  std::size_t read_chunk_bytes() const;
 
   kj::UnixEventPort& port_;
   kj::AutoCloseFd fd_;
   capnp::rpc::twoparty::Side side_;
   capnp::ReaderOptions options_;
+  std::size_t handshake_message_bytes_;  // 0: no handshake limit
   capnp::MallocMessageBuilder peer_vat_id_{4};
   bool accepted_ = false;
   kj::Own<kj::PromiseFulfiller<kj::Own<capnp::TwoPartyVatNetworkBase::Connection>>> never_accepted_;
