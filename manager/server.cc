@@ -52,12 +52,14 @@ std::span<const std::uint8_t> span_of(capnp::Data::Reader d) { return {d.begin()
 
 class ManagerImpl final : public wire::Manager::Server {
  public:
-  explicit ManagerImpl(detail::Registry& registry) : registry_(registry) {}
+  // `link`: the connection this Manager was handed to (objects opened through it may follow their replies there).
+  ManagerImpl(detail::Registry& registry, kj::Own<detail::NetworkRef> link)
+      : registry_(registry), link_(kj::mv(link)) {}
 
   kj::Promise<void> open(OpenContext c) override {
     auto p = c.getParams();
     Kind kind = detail::translate_to_wire([&] { return from_wire(p.getKind()); });
-    registry_.open(p.getName(), kind, p.getCreate(), p.getMaxSize(), c.getResults().initObject());
+    registry_.open(p.getName(), kind, p.getCreate(), p.getMaxSize(), c.getResults().initObject(), *link_);
     return kj::READY_NOW;
   }
   kj::Promise<void> remove(RemoveContext c) override {
@@ -80,6 +82,7 @@ class ManagerImpl final : public wire::Manager::Server {
 
  private:
   detail::Registry& registry_;
+  kj::Own<detail::NetworkRef> link_;
 };
 
 // The bootstrap capability of one connection. Nothing but challenge/respond is reachable through it, and one wrong
@@ -118,7 +121,7 @@ class AuthenticatorImpl final : public wire::Authenticator::Server {
     network_.end_handshake();
     detail::Digest proof = detail::server_proof(key_, nonce_, client_nonce);
     auto r = c.getResults();
-    r.setManager(kj::heap<ManagerImpl>(registry_));
+    r.setManager(kj::heap<ManagerImpl>(registry_, network_.ref()));
     r.setServerProof(capnp::Data::Reader(proof.data(), proof.size()));
     r.setMaxMessageBytes(max_message_bytes_);
     return kj::READY_NOW;
