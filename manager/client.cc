@@ -453,6 +453,10 @@ QueueItem QueueProxy::get(std::chrono::nanoseconds timeout) {
 
 std::size_t QueueProxy::size_approx() { return s_->wait(send(*s_, cap_.sizeRequest(kSmallRequest))).getSize(); }
 
+std::uint64_t QueueProxy::abandoned_count() {
+  return s_->wait(send(*s_, cap_.abandonedRequest(kSmallRequest))).getCount();
+}
+
 void QueueProxy::close() { s_->wait(send(*s_, cap_.closeRequest(kSmallRequest))); }
 
 // ---- Lock ----

@@ -174,9 +174,13 @@ class QueueProxy {
   [[nodiscard]] QueueStatus put(const Value& value, std::chrono::nanoseconds timeout = kWaitForever) {
     return put_async(value, timeout).get();
   }
-  // Waits up to `timeout` while the queue is empty. Items come out in the order the server received them.
+  // Waits up to `timeout` while the queue is empty. Items come out in the order the server received them. An item
+  // whose reply did not reach this process (it died first) goes back to the front of the queue for the next get.
   [[nodiscard]] QueueItem get(std::chrono::nanoseconds timeout = kWaitForever);
   [[nodiscard]] std::size_t size_approx();
+  // Items lost to consumers that died: handed to a consumer whose connection then ended without the server
+  // knowing whether the consumer received them (see docs/manager.md, "Failure semantics"). Any process.
+  [[nodiscard]] std::uint64_t abandoned_count();
   // Wakes every waiter: later puts return kClosed; gets drain what is left, then return kClosed.
   void close();
 

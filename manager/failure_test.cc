@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <set>
 
 #include "manager/client.h"
 #include "manager/detail/test_util.h"
@@ -62,21 +63,34 @@ TEST_CASE("a client killed while waiting for a lock does not keep it from others
   CHECK(lock.try_acquire(30s).has_value());
 }
 
-TEST_CASE("a client killed while waiting on a queue does not swallow the next item", "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+namespace {
+
+// Forks a client process whose get() on queue `name` is waiting on the server when this returns. Once answered it
+// pauses: it ends only when killed.
+ipc::manager::testing::ChildProcess consumer_waiting_in_get(const ipc::manager::ServerProcess& server,
+                                                            const char* name) {
   Signal waiting;
   auto child = run_child([&] {
     Client c(server.socket_path(), server.key());
-    auto q = c.queue("q");
+    auto q = c.queue(name);
     auto request = q.capability().getRequest();
     request.setTimeoutNs(-1);
     auto reply = request.send();
-    (void)q.size_approx();  // the get above is now waiting on the server
+    (void)q.size_approx();  // calls of one connection run in order: the get above is now waiting
     waiting.notify();
     c.wait(kj::mv(reply));
+    ::pause();
     return 0;
   });
   REQUIRE(waiting.wait_for(30s));
+  return child;
+}
+
+}  // namespace
+
+TEST_CASE("a client killed while waiting on a queue does not swallow the next item", "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  auto child = consumer_waiting_in_get(server, "q");
   child.kill(SIGKILL);
   CHECK(child.join() == 128 + SIGKILL);
   Client client(server.socket_path(), server.key());
@@ -85,6 +99,36 @@ TEST_CASE("a client killed while waiting on a queue does not swallow the next it
   auto item = q.get(30s);
   CHECK(item.status == QueueStatus::kOk);
   CHECK(item.value == Value("item"));
+}
+
+TEST_CASE("items handed to consumers killed while blocked in get reach a survivor or are counted as abandoned",
+          "[manager][kill]") {
+  // Each round kills a consumer blocked in get() on an empty queue and at once puts an item, racing the server's
+  // notice of the death: the item may go to the dead consumer's pending get, its reply may be written before or
+  // after the consumer's socket closed, or the get may already be gone. The survivor (this process) then waits
+  // until that item is back in the queue or counted, so that every round starts empty.
+  constexpr int kItems = 20;
+  auto server = ipc::manager::start_server();
+  Client survivor(server.socket_path(), server.key());
+  auto q = survivor.queue("q");
+  std::set<std::int64_t> received;
+  std::uint64_t abandoned = 0;
+  for (int i = 0; i < kItems; ++i) {
+    auto consumer = consumer_waiting_in_get(server, "q");
+    consumer.kill(SIGKILL);
+    REQUIRE(q.put(i) == QueueStatus::kOk);
+    CHECK(consumer.join() == 128 + SIGKILL);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (received.size() + abandoned < static_cast<std::size_t>(i) + 1 &&
+           std::chrono::steady_clock::now() < deadline) {
+      auto item = q.get(100ms);
+      if (item) CHECK(received.insert(item.value.as_int()).second);  // never twice
+      abandoned = q.abandoned_count();
+    }
+    INFO("round " << i << ": received " << received.size() << ", abandoned " << abandoned);
+    REQUIRE(received.size() + abandoned == static_cast<std::size_t>(i) + 1);
+  }
+  CHECK(q.get(0s).status == QueueStatus::kTimeout);  // and nothing more
 }
 
 TEST_CASE("a pending call fails with Disconnected when the server is killed, and so do later calls",

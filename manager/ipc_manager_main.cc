@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -64,11 +65,14 @@ int main(int argc, char** argv) {
   po::options_description options("ipc-manager: serve Manager objects on a Unix socket");
   std::string socket_path, key_file;
   std::size_t max_message_bytes = std::size_t{64} << 20;
+  long auth_timeout_ms = 10'000;
   options.add_options()("help,h", "show this help")(
       "socket", po::value(&socket_path)->required(), "Unix socket path (its directory must be private, 0700)")(
       "key-file", po::value(&key_file)->required(), "file holding the shared key (mode 0600, >= 16 bytes)")(
       "max-message-bytes", po::value(&max_message_bytes)->default_value(max_message_bytes),
-      "largest request accepted; larger ones drop that client's connection");
+      "largest request accepted; larger ones drop that client's connection")(
+      "auth-timeout-ms", po::value(&auth_timeout_ms)->default_value(auth_timeout_ms),
+      "a connection that has not authenticated this long after connecting is closed");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -83,7 +87,8 @@ int main(int argc, char** argv) {
   }
   try {
     ipc::manager::Server server(
-        ipc::manager::ServerOptions{socket_path, read_key_file(key_file), max_message_bytes});
+        ipc::manager::ServerOptions{socket_path, read_key_file(key_file), max_message_bytes,
+                                    std::chrono::milliseconds(auth_timeout_ms)});
     g_server = &server;
     struct sigaction sa {};
     sa.sa_handler = on_stop_signal;

@@ -124,10 +124,14 @@ interface Namespace {
 interface Queue {
   # put waits while a bounded queue is full; get waits while it is empty. Both return false on timeout.
   # close() fails every waiter and later put with ok = false / closed = true; get drains what is left first.
+  # An item whose get reply never reached the consumer (its connection died first) goes back to the front.
   put @0 (value :Value, timeoutNs :Int64) -> (ok :Bool, closed :Bool);
   get @1 (timeoutNs :Int64) -> (ok :Bool, closed :Bool, value :Value);
   size @2 () -> (size :UInt64);
   close @3 ();
+
+  # Items handed to a consumer whose connection then died without the server knowing whether it received them.
+  abandoned @4 () -> (count :UInt64);
 }
 
 interface Lock {

@@ -52,12 +52,14 @@ std::span<const std::uint8_t> span_of(capnp::Data::Reader d) { return {d.begin()
 
 class ManagerImpl final : public wire::Manager::Server {
  public:
-  explicit ManagerImpl(detail::Registry& registry) : registry_(registry) {}
+  // `link`: the connection this Manager was handed to (objects opened through it may follow their replies there).
+  ManagerImpl(detail::Registry& registry, kj::Own<detail::NetworkRef> link)
+      : registry_(registry), link_(kj::mv(link)) {}
 
   kj::Promise<void> open(OpenContext c) override {
     auto p = c.getParams();
     Kind kind = detail::translate_to_wire([&] { return from_wire(p.getKind()); });
-    registry_.open(p.getName(), kind, p.getCreate(), p.getMaxSize(), c.getResults().initObject());
+    registry_.open(p.getName(), kind, p.getCreate(), p.getMaxSize(), c.getResults().initObject(), *link_);
     return kj::READY_NOW;
   }
   kj::Promise<void> remove(RemoveContext c) override {
@@ -80,14 +82,18 @@ class ManagerImpl final : public wire::Manager::Server {
 
  private:
   detail::Registry& registry_;
+  kj::Own<detail::NetworkRef> link_;
 };
 
 // The bootstrap capability of one connection. Nothing but challenge/respond is reachable through it, and one wrong
-// proof ends authentication on this connection (a guesser must reconnect for every guess).
+// proof ends authentication on this connection (a guesser must reconnect for every guess). A successful proof
+// lifts the network's handshake limit on message sizes. Only this connection's RPC system holds it, so `network`
+// (declared before that RPC system) outlives it.
 class AuthenticatorImpl final : public wire::Authenticator::Server {
  public:
-  AuthenticatorImpl(const std::vector<std::uint8_t>& key, detail::Registry& registry, std::uint64_t max_message_bytes)
-      : key_(key), registry_(registry), max_message_bytes_(max_message_bytes) {}
+  AuthenticatorImpl(const std::vector<std::uint8_t>& key, detail::Registry& registry, std::uint64_t max_message_bytes,
+                    detail::SocketVatNetwork& network)
+      : key_(key), registry_(registry), max_message_bytes_(max_message_bytes), network_(network) {}
 
   kj::Promise<void> challenge(ChallengeContext c) override {
     check_not_done();
@@ -112,9 +118,10 @@ class AuthenticatorImpl final : public wire::Authenticator::Server {
       fail(Tag::kAuthenticationFailed, "wrong key (the proof does not match); reconnect to try again");
     }
     state_ = State::kDone;
+    network_.end_handshake();
     detail::Digest proof = detail::server_proof(key_, nonce_, client_nonce);
     auto r = c.getResults();
-    r.setManager(kj::heap<ManagerImpl>(registry_));
+    r.setManager(kj::heap<ManagerImpl>(registry_, network_.ref()));
     r.setServerProof(capnp::Data::Reader(proof.data(), proof.size()));
     r.setMaxMessageBytes(max_message_bytes_);
     return kj::READY_NOW;
@@ -130,22 +137,26 @@ class AuthenticatorImpl final : public wire::Authenticator::Server {
   const std::vector<std::uint8_t>& key_;
   detail::Registry& registry_;
   std::uint64_t max_message_bytes_;
+  detail::SocketVatNetwork& network_;
   State state_ = State::kNew;
   std::vector<std::uint8_t> nonce_;
 };
 
 // One client connection: its socket and two-party network, and its own RPC system (so its capabilities, questions
 // and answers are its own, and dropping it releases exactly what this client held).
+// Until the client authenticates, its messages are limited to what the handshake needs.
 struct Connection {
-  Connection(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::ReaderOptions options,
-             capnp::Capability::Client bootstrap)
-      : network(port, kj::mv(fd), capnp::rpc::twoparty::Side::SERVER, options),
-        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+  Connection(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::ReaderOptions options, const ServerOptions& server,
+             detail::Registry& registry)
+      : network(port, kj::mv(fd), capnp::rpc::twoparty::Side::SERVER, options, detail::kHandshakeMessageBytes),
+        rpc(capnp::makeRpcServer(
+            network, kj::heap<AuthenticatorImpl>(server.key, registry, server.max_message_bytes, network))) {}
   detail::SocketVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
 
-// A connection that fails (malformed bytes, oversized message, protocol error) ends alone; the server only notes it.
+// A connection that fails (malformed bytes, oversized message, protocol error, no authentication in time) ends
+// alone; the server only notes it.
 class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
  public:
   void taskFailed(kj::Exception&& e) override {
@@ -239,11 +250,17 @@ struct Server::Impl {
           capnp::ReaderOptions limits;
           limits.traversalLimitInWords = options.max_message_bytes / sizeof(capnp::word);
           limits.nestingLimit = 64;
-          auto conn = kj::heap<Connection>(port, kj::mv(socket), limits,
-                                           kj::heap<AuthenticatorImpl>(options.key, *registry,
-                                                                       options.max_message_bytes));
-          auto done = conn->network.onDisconnect();
-          connections.add(done.attach(kj::mv(conn)));
+          auto conn = kj::heap<Connection>(port, kj::mv(socket), limits, options, *registry);
+          // Dropping the Connection closes it; the deadline is harmless once the client has authenticated.
+          auto& network = conn->network;
+          auto deadline = timer.afterDelay(options.authentication_timeout.count() * kj::MILLISECONDS)
+                              .then([&network, timeout = options.authentication_timeout]() -> kj::Promise<void> {
+                                if (!network.in_handshake()) return kj::NEVER_DONE;
+                                return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                                     kj::str("the client did not authenticate within ",
+                                                             timeout.count(), " ms"));
+                              });
+          connections.add(network.onDisconnect().exclusiveJoin(kj::mv(deadline)).attach(kj::mv(conn)));
         })) {
           std::fprintf(stderr, "ipc-manager: could not set up a connection: %s\n", e->getDescription().cStr());
         }
@@ -272,6 +289,9 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
                           std::to_string(options.key.size()) + ")");
   }
   if (options.max_message_bytes < 4096) throw InvalidArgument("max_message_bytes must be at least 4096");
+  if (options.authentication_timeout <= std::chrono::milliseconds::zero()) {
+    throw InvalidArgument("authentication_timeout must be positive");
+  }
   if (options.socket_path.empty()) {
     options.socket_path = make_private_socket_path();
     impl_->created_directory = directory_of(options.socket_path);
@@ -404,7 +424,7 @@ void write_all(int fd, const std::string& s) {
 // in the way (KJ allows one per thread, and the copy is unusable in the child).
 int child_main(ServerProcessOptions& options, const std::string& path, int ready_fd) {
   try {
-    Server server(ServerOptions{path, options.key, options.max_message_bytes});
+    Server server(ServerOptions{path, options.key, options.max_message_bytes, options.authentication_timeout});
     if (options.setup) options.setup(server);
     g_child_server = &server;
     struct sigaction sa {};

@@ -16,8 +16,12 @@
 //   SIGKILL leaves the socket file behind; the next Server on that path replaces a socket nobody listens on.
 // Errors: bad options, a path in use by a live server, or a directory that others may enter throw
 //   ipc::InvalidArgument / ipc::StateError; system call failures throw ipc::SystemError. Nothing a client sends
-//   stops the server: malformed or oversized messages fail that one connection, which is dropped; a bad call
-//   fails that call.
+//   stops the server: malformed or oversized messages fail that one connection, which is dropped (the client is
+//   sent the reason, and it goes to stderr); a bad call fails that call.
+// Untrusted peers: until a connection authenticates, it may send messages of at most 4 KiB (the handshake needs a
+//   few hundred bytes) and must authenticate within authentication_timeout, or it is dropped. The read buffer of
+//   any connection grows with the bytes that actually arrived, never to the size a message announces, so idle,
+//   slow or lying peers cost the server little memory and do not hold up the others.
 #pragma once
 
 #include <capnp/capability.h>
@@ -44,6 +48,9 @@ struct ServerOptions {
   // Largest incoming message accepted; a larger one drops that connection. Clients learn the limit when they
   // authenticate and refuse to send more, with a clear error.
   std::size_t max_message_bytes = std::size_t{64} << 20;
+  // A connection that has not authenticated this long after it was accepted is closed (and the reason logged), so
+  // that connections which never authenticate cannot pile up. Must be positive.
+  std::chrono::milliseconds authentication_timeout = std::chrono::seconds(10);
 };
 
 class Server {
@@ -77,6 +84,7 @@ struct ServerProcessOptions {
   std::string socket_path;             // empty: a private temporary directory (removed at shutdown)
   std::vector<std::uint8_t> key;       // empty: 32 random bytes
   std::size_t max_message_bytes = std::size_t{64} << 20;
+  std::chrono::milliseconds authentication_timeout = std::chrono::seconds(10);  // see ServerOptions
   // Runs in the child before serving, e.g. to serve() user interfaces.
   std::function<void(Server&)> setup;
 };

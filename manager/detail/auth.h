@@ -13,6 +13,10 @@ namespace ipc::manager::detail {
 
 inline constexpr std::size_t kNonceBytes = 32;
 inline constexpr std::size_t kMinKeyBytes = 16;
+// The largest message a server accepts from a peer that has not authenticated yet. The handshake's messages
+// (Bootstrap, the two calls with their nonces and proof, Finish) are a few hundred bytes; this leaves room for
+// other Cap'n Proto implementations while keeping what an unauthenticated peer can make the server hold small.
+inline constexpr std::size_t kHandshakeMessageBytes = 4096;
 
 Digest client_proof(std::span<const std::uint8_t> key, std::span<const std::uint8_t> server_nonce,
                     std::span<const std::uint8_t> client_nonce);

@@ -6,6 +6,7 @@
 #include <deque>
 
 #include "ipc/base/error.h"
+#include "manager/detail/socket_network.h"
 #include "manager/detail/wire_errors.h"
 
 namespace ipc::manager::detail {
@@ -20,6 +21,7 @@ class ObjectBase {
     removed_ = true;
     on_removed();
   }
+  bool removed() const { return removed_; }
 
  protected:
   void check_alive() const {
@@ -297,6 +299,28 @@ class ListImpl final : public wire::SharedList::Server, public ObjectBase {
   std::vector<Value> items_;
 };
 
+class QueueImpl;
+
+// A queue item on its way to a consumer. Until the network that carries the reply says the consumer read it, the
+// item is not considered delivered: a Delivery destroyed without a verdict (the reply was never sent or never
+// completely written, or the call was cancelled first) gives the item back to the front of its queue, and one
+// whose fate is unknown counts it as abandoned.
+class Delivery final : public Receipt {
+ public:
+  Delivery(QueueImpl& queue, wire::Queue::Client keep_alive, Value value)
+      : queue_(queue), keep_alive_(kj::mv(keep_alive)), value_(std::move(value)) {}
+  ~Delivery() noexcept(false) override;
+  const Value& value() const { return value_; }
+  void delivered() override { settled_ = true; }
+  void fate_unknown() override;
+
+ private:
+  QueueImpl& queue_;
+  wire::Queue::Client keep_alive_;  // the queue outlives its items in flight
+  Value value_;
+  bool settled_ = false;
+};
+
 class QueueImpl final : public wire::Queue::Server, public ObjectBase {
  public:
   QueueImpl(std::string name, kj::Timer& timer, std::uint64_t max_size)
@@ -334,18 +358,19 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     });
   }
 
-  kj::Promise<void> get(GetContext c) override {
+  // A get from the connection `link` refers to (see QueueEndpoint).
+  kj::Promise<void> get_from(GetContext c, NetworkRef& link) {
     check_alive();
-    auto r = c.getResults(items_.empty() ? kScalarResults : value_results(items_.front()));
     if (!items_.empty()) {
-      to_wire(items_.front(), r.initValue());
+      auto delivery = kj::heap<Delivery>(*this, thisCap(), std::move(items_.front()));
       items_.pop_front();
-      r.setOk(true);
+      reply_with(c, kj::mv(delivery), link);
       admit_putter();
       return kj::READY_NOW;
     }
+    // No getResults() before an item is known: reply_with() relies on the reply's message being made there.
     if (closed_) {
-      r.setClosed(true);
+      c.getResults(kScalarResults).setClosed(true);
       return kj::READY_NOW;
     }
     std::int64_t timeout = c.getParams().getTimeoutNs();
@@ -354,11 +379,9 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     auto paf = kj::newPromiseAndFulfiller<GetOutcome>();
     push_waiter(getters_, kj::mv(paf.fulfiller), fulfiller_gone<GetOutcome>);
     return with_timeout(timer_, kj::mv(paf.promise), timeout, [] { return GetOutcome{}; })
-        .then([c](GetOutcome o) mutable {
-          auto r = c.getResults(o.state == GetOutcome::kValue ? value_results(o.value) : kScalarResults);
-          r.setOk(o.state == GetOutcome::kValue);
-          r.setClosed(o.state == GetOutcome::kClosed);
-          if (o.state == GetOutcome::kValue) to_wire(o.value, r.initValue());
+        .then([c, link = kj::addRef(link)](GetOutcome o) mutable {
+          if (o.state == GetOutcome::kValue) return reply_with(c, kj::mv(o.delivery), *link);
+          c.getResults(kScalarResults).setClosed(o.state == GetOutcome::kClosed);
         });
   }
 
@@ -368,11 +391,17 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> abandoned(AbandonedContext c) override {
+    check_alive();
+    c.getResults(kScalarResults).setCount(abandoned_);
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> close(CloseContext) override {
     check_alive();
     closed_ = true;
     for (auto& g : getters_) {
-      if (g->isWaiting()) g->fulfill(GetOutcome{GetOutcome::kClosed, Value()});
+      if (g->isWaiting()) g->fulfill(GetOutcome{GetOutcome::kClosed, {}});
     }
     for (auto& p : putters_) {
       if (p.fulfiller->isWaiting()) p.fulfiller->fulfill(PutOutcome{false, true});
@@ -382,10 +411,19 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     return kj::READY_NOW;
   }
 
+  // An item that did not reach its consumer goes back to the front, where it came from; in a bounded queue it may
+  // take the size one over the bound for a while. A removed queue's items go with it.
+  void give_back(Value v) {
+    if (removed()) return;
+    if (items_.empty() && hand_to_getter(v)) return;
+    items_.push_front(std::move(v));
+  }
+  void count_abandoned() { ++abandoned_; }
+
  private:
   struct GetOutcome {
     enum State { kTimeout, kValue, kClosed } state = kTimeout;
-    Value value;
+    kj::Own<Delivery> delivery;  // with kValue
   };
   struct PutOutcome {
     bool ok = false;
@@ -395,6 +433,25 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     Value value;
     kj::Own<kj::PromiseFulfiller<PutOutcome>> fulfiller;
   };
+
+  // Fills a get's reply with the item and ties the item to the message that carries it to the consumer.
+  // REQUIRES: the call's results were not asked for yet (so that this makes the reply's message).
+  static void reply_with(GetContext& c, kj::Own<Delivery> delivery, NetworkRef& link) {
+    SocketVatNetwork* network = link.network;
+    // The connection is gone or going: the reply would reach no one, and `delivery` gives the item back.
+    if (network == nullptr || !network->can_send()) return;
+    const std::uint64_t created = network->messages_created();
+    auto r = c.getResults(value_results(delivery->value()));
+    r.setOk(true);
+    to_wire(delivery->value(), r.initValue());
+    if (network->messages_created() == created) {
+      // No message for the connection: the caller is in this process (a capability a user service holds), and the
+      // results go straight to it.
+      delivery->delivered();
+    } else {
+      network->track_last_message(created, kj::mv(delivery));
+    }
+  }
 
   void on_removed() override {
     for (auto& g : getters_) {
@@ -413,7 +470,7 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
       auto g = kj::mv(getters_.front());
       getters_.pop_front();
       if (g->isWaiting()) {
-        g->fulfill(GetOutcome{GetOutcome::kValue, std::move(v)});
+        g->fulfill(GetOutcome{GetOutcome::kValue, kj::heap<Delivery>(*this, thisCap(), std::move(v))});
         return true;
       }
     }
@@ -435,10 +492,39 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
 
   kj::Timer& timer_;
   std::uint64_t max_size_;
+  std::uint64_t abandoned_ = 0;
   bool closed_ = false;
   std::deque<Value> items_;
   std::deque<kj::Own<kj::PromiseFulfiller<GetOutcome>>> getters_;
   std::deque<Putter> putters_;
+};
+
+Delivery::~Delivery() noexcept(false) {
+  if (!settled_) queue_.give_back(std::move(value_));
+}
+
+void Delivery::fate_unknown() {
+  settled_ = true;
+  queue_.count_abandoned();
+}
+
+// The queue as one connection sees it. Gets need to know which connection they answer, to follow their item to
+// that client (QueueImpl::get_from); everything else goes straight to the shared queue.
+class QueueEndpoint final : public wire::Queue::Server {
+ public:
+  QueueEndpoint(QueueImpl& queue, wire::Queue::Client keep_alive, kj::Own<NetworkRef> link)
+      : queue_(queue), keep_alive_(kj::mv(keep_alive)), link_(kj::mv(link)) {}
+
+  kj::Promise<void> put(PutContext c) override { return queue_.put(c); }
+  kj::Promise<void> get(GetContext c) override { return queue_.get_from(c, *link_); }
+  kj::Promise<void> size(SizeContext c) override { return queue_.size(c); }
+  kj::Promise<void> abandoned(AbandonedContext c) override { return queue_.abandoned(c); }
+  kj::Promise<void> close(CloseContext c) override { return queue_.close(c); }
+
+ private:
+  QueueImpl& queue_;
+  wire::Queue::Client keep_alive_;
+  kj::Own<NetworkRef> link_;
 };
 
 class LockImpl;
@@ -665,7 +751,7 @@ void validate_name(std::string_view name) {
 Registry::~Registry() = default;
 
 void Registry::open(kj::StringPtr name_text, Kind kind, bool create, std::uint64_t max_size,
-                    wire::Object::Builder out) {
+                    wire::Object::Builder out, NetworkRef& link) {
   std::string_view name(name_text.begin(), name_text.size());
   translate_to_wire([&] { validate_name(name); });
   auto it = objects_.find(name);
@@ -697,7 +783,10 @@ void Registry::open(kj::StringPtr name_text, Kind kind, bool create, std::uint64
     case Kind::kDict: out.setDict(cap.castAs<wire::Dict>()); break;
     case Kind::kList: out.setList(cap.castAs<wire::SharedList>()); break;
     case Kind::kNamespace: out.setNamespace(cap.castAs<wire::Namespace>()); break;
-    case Kind::kQueue: out.setQueue(cap.castAs<wire::Queue>()); break;
+    case Kind::kQueue:
+      out.setQueue(kj::heap<QueueEndpoint>(static_cast<QueueImpl&>(*it->second.object), cap.castAs<wire::Queue>(),
+                                           kj::addRef(link)));
+      break;
     case Kind::kLock: out.setLock(cap.castAs<wire::Lock>()); break;
     case Kind::kEvent: out.setEvent(cap.castAs<wire::Event>()); break;
     case Kind::kValue: out.setValue(cap.castAs<wire::SharedValue>()); break;

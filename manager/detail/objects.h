@@ -4,7 +4,8 @@
 // Processes: server process only.
 // Lifetime: the Registry lives inside Server::run(); objects are reference counted by the capabilities that point
 //   at them (the registry's own reference plus every client's), so a removed object lives on, failing every call,
-//   until the last client lets go.
+//   until the last client lets go. A queue item on its way to a consumer keeps its queue alive until the network
+//   carrying it says whether it arrived (it then goes back to the queue, or is counted as abandoned).
 // Errors: calls fail with tagged kj exceptions (wire_errors.h).
 #pragma once
 
@@ -21,6 +22,7 @@
 namespace ipc::manager::detail {
 
 class ObjectBase;
+struct NetworkRef;
 
 class Registry {
  public:
@@ -28,7 +30,10 @@ class Registry {
   ~Registry();
 
   // Fills `out` with the capability of `name`, creating it when allowed. See Manager.open in manager.capnp.
-  void open(kj::StringPtr name, Kind kind, bool create, std::uint64_t max_size, wire::Object::Builder out);
+  // `link` is the connection that asked: a queue's capability is its own per connection, so that the items its
+  // gets hand out can be followed to that client (see QueueImpl in objects.cc and SocketVatNetwork).
+  void open(kj::StringPtr name, Kind kind, bool create, std::uint64_t max_size, wire::Object::Builder out,
+            NetworkRef& link);
   bool remove(kj::StringPtr name);
   std::vector<ObjectRef> list() const;
 

@@ -3,9 +3,12 @@
 #include <capnp/serialize.h>
 #include <fcntl.h>
 #include <kj/debug.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -34,7 +37,7 @@ kj::Promise<void> next_received_read() {
 }
 namespace {
 
-constexpr std::size_t kReadChunkBytes = 64 * 1024;
+constexpr std::size_t kReadChunkBytes = 64 * 1024;  // the read buffer grows by at least this much at a time
 constexpr std::size_t kKeepBufferBytes = 1 << 20;  // a larger buffer (one huge message) is given back afterwards
 constexpr std::uint32_t kMaxSegments = 512;
 constexpr unsigned kDefaultFirstSegmentWords = 128;  // when the RPC system gives no size hint
@@ -67,20 +70,26 @@ kj::AutoCloseFd make_nonblocking(kj::AutoCloseFd fd) {
 
 // A message being built. send() copies it into the connection's write buffer at once, so it may be dropped (with
 // any capabilities it names) right after; the RPC system may keep it past the connection but never sends then.
+// A tracked message that is dropped unsent takes its receipt with it (verdict: not delivered).
 class SocketVatNetwork::Outgoing final : public capnp::OutgoingRpcMessage {
  public:
   Outgoing(SocketVatNetwork& network, unsigned words)
-      : network_(network), message_(words == 0 ? kDefaultFirstSegmentWords : words) {}
+      : network_(network), message_(words == 0 ? kDefaultFirstSegmentWords : words) {
+    network.last_outgoing_ = this;
+    ++network.messages_created_;
+  }
   capnp::AnyPointer::Builder getBody() override { return message_.getRoot<capnp::AnyPointer>(); }
   void setFds(kj::Array<int> fds) override {
     KJ_REQUIRE(fds.size() == 0, "file descriptors cannot be sent to or from a Manager");
   }
-  void send() override { network_.send(message_); }
+  void send() override { network_.send(message_, kj::mv(receipt_)); }
   size_t sizeInWords() override { return message_.sizeInWords(); }
+  void track(kj::Own<Receipt> receipt) { receipt_ = kj::mv(receipt); }
 
  private:
   SocketVatNetwork& network_;
   capnp::MallocMessageBuilder message_;
+  kj::Own<Receipt> receipt_;  // null unless tracked
 };
 
 // A received message, in its own word-aligned copy (the receive buffer moves on; the RPC system may keep a
@@ -98,13 +107,16 @@ class SocketVatNetwork::Incoming final : public capnp::IncomingRpcMessage {
 };
 
 SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
-                                   capnp::ReaderOptions options)
+                                   capnp::ReaderOptions options, std::size_t handshake_message_bytes)
     : port_(port),
       fd_(make_nonblocking(kj::mv(fd))),
       side_(side),
       options_(options),
+      handshake_message_bytes_(handshake_message_bytes),
       read_observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
-      in_(kReadChunkBytes) {
+      in_(read_chunk_bytes()) {
+  ref_ = kj::refcounted<NetworkRef>();
+  ref_->network = this;
   peer_vat_id_.initRoot<capnp::rpc::twoparty::VatId>().setSide(side == capnp::rpc::twoparty::Side::CLIENT
                                                                    ? capnp::rpc::twoparty::Side::SERVER
                                                                    : capnp::rpc::twoparty::Side::CLIENT);
@@ -113,7 +125,26 @@ SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, 
   disposer_.fulfiller = kj::mv(paf.fulfiller);
 }
 
-SocketVatNetwork::~SocketVatNetwork() noexcept(false) {}
+SocketVatNetwork::~SocketVatNetwork() noexcept(false) {
+  ref_->network = nullptr;
+  settle_deliveries();
+}
+
+void SocketVatNetwork::end_handshake() { handshake_message_bytes_ = 0; }
+
+std::size_t SocketVatNetwork::read_chunk_bytes() const {
+  // During the handshake a read never needs more than a few of its small messages.
+  return handshake_message_bytes_ != 0 ? std::min(kReadChunkBytes, 2 * handshake_message_bytes_) : kReadChunkBytes;
+}
+
+void SocketVatNetwork::ConnectionDisposer::disposeImpl(void*) const {
+  if (--refs != 0) return;
+  KJ_IF_MAYBE(e, failure) {
+    fulfiller->reject(kj::mv(*e));
+  } else {
+    fulfiller->fulfill();
+  }
+}
 
 // ---- VatNetwork: one connection, to the other side (as TwoPartyVatNetwork) ----
 
@@ -161,14 +192,19 @@ kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
   std::uint64_t body_words = 0;
   for (std::uint32_t i = 0; i < segments; ++i) body_words += load_u32(p + 4 + 4 * i);
   // Refused on the announced size, before the body is read or buffered.
-  KJ_REQUIRE(body_words <= options_.traversalLimitInWords,
-             "Message is too large. To increase the limit on the receiving end, see capnp::ReaderOptions.",
-             body_words, options_.traversalLimitInWords);
-  std::size_t total = header_bytes + body_words * sizeof(capnp::word);
-  if (available < total) {
-    if (in_.size() < total) in_.resize(total);  // bounded by the limit checked above
-    return nullptr;
+  const std::uint64_t body_bytes = body_words * sizeof(capnp::word);
+  if (handshake_message_bytes_ != 0 && body_bytes > handshake_message_bytes_) {
+    throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                        kj::str("refused a message of ", body_bytes, " bytes before authentication (until the "
+                                "peer authenticates, messages are limited to ", handshake_message_bytes_, " bytes)"));
   }
+  if (body_words > options_.traversalLimitInWords) {
+    throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                        kj::str("refused a message of ", body_bytes, " bytes: it exceeds this connection's limit of ",
+                                options_.traversalLimitInWords * sizeof(capnp::word), " bytes"));
+  }
+  std::size_t total = header_bytes + body_bytes;
+  if (available < total) return nullptr;  // the buffer grows as the rest arrives (receiveIncomingMessage)
   auto words = kj::heapArray<capnp::word>(total / sizeof(capnp::word));
   std::memcpy(words.begin(), p, total);
   in_begin_ += total;
@@ -177,9 +213,12 @@ kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
 
 kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::receiveIncomingMessage() {
   // A bad frame must fail the returned promise, not throw out of here (the RPC system calls this outside any
-  // promise continuation too).
+  // promise continuation too). It is also kept, for onDisconnect() to report.
   kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> parsed;
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { parsed = try_parse(); })) { return kj::mv(*e); }
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { parsed = try_parse(); })) {
+    disposer_.failure = kj::cp(*e);
+    return kj::mv(*e);
+  }
   if (parsed != nullptr) return kj::mv(parsed);
   // Move the unparsed tail to the front so that the buffer only grows for a message larger than it.
   if (in_begin_ > 0) {
@@ -187,11 +226,14 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rec
     in_end_ -= in_begin_;
     in_begin_ = 0;
   }
+  const std::size_t chunk = read_chunk_bytes();
   if (in_end_ == 0 && in_.size() > kKeepBufferBytes) {
-    in_.resize(kReadChunkBytes);
+    in_.resize(chunk);
     in_.shrink_to_fit();
   }
-  if (in_.size() - in_end_ < kReadChunkBytes / 4) in_.resize(in_.size() + kReadChunkBytes);
+  // Grow by what has arrived (doubling), never by what a frame announces: a peer that announces a large message
+  // and sends little of it makes this side hold about what it sent, not what it promised.
+  if (in_.size() - in_end_ < chunk / 4) in_.resize(in_end_ + std::max(chunk, in_end_));
   return read_more();
 }
 
@@ -207,6 +249,7 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
     if (n > 0) {
       note_received_read();
       in_end_ += static_cast<std::size_t>(n);
+      if (!tracked_.empty()) confirm_deliveries();
       // A read short of the space asked for emptied the socket, unless the peer also closed it (then the next
       // read must see the EOF, and no further edge would come): listen for the next edge now, in this turn.
       bool at_end = true;  // unknown counts as "maybe": read again rather than wait for an edge
@@ -223,13 +266,14 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
       readable_ = read_observer_.whenBecomesReadable();
       return read_more();
     }
+    if (errno == ECONNRESET) peer_reset_ = true;
     return socket_error(errno, "read from manager socket");
   }
 }
 
 // ---- writing ----
 
-void SocketVatNetwork::send(capnp::MessageBuilder& message) {
+void SocketVatNetwork::send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt) {
   auto segments = message.getSegmentsForOutput();
   std::size_t body_words = 0;
   for (auto segment : segments) body_words += segment.size();
@@ -261,6 +305,8 @@ void SocketVatNetwork::send(capnp::MessageBuilder& message) {
     std::memcpy(out, bytes.begin(), bytes.size());
     out += bytes.size();
   }
+  queued_bytes_ += (header_words + body_words) * sizeof(capnp::word);
+  if (receipt.get() != nullptr) tracked_.push_back(Tracked{queued_bytes_, kj::mv(receipt)});
   if (!flush_scheduled_) {
     flush_scheduled_ = true;
     // evalLast: runs once everything already queued on the event loop ran, so one turn's messages share a write.
@@ -281,7 +327,7 @@ void SocketVatNetwork::write_now() {
   while (out_begin_ < out_.size()) {
     ssize_t n = ::send(fd_, out_.data() + out_begin_, out_.size() - out_begin_, MSG_NOSIGNAL);
     if (n >= 0) {
-      out_begin_ += static_cast<std::size_t>(n);
+      note_written(static_cast<std::size_t>(n));
       continue;
     }
     if (errno == EINTR) continue;
@@ -302,7 +348,7 @@ kj::Promise<void> SocketVatNetwork::write_out() {
     // MSG_NOSIGNAL: a vanished peer is an EPIPE error here, not a SIGPIPE for the process.
     ssize_t n = ::send(fd_, out_.data() + out_begin_, out_.size() - out_begin_, MSG_NOSIGNAL);
     if (n >= 0) {
-      out_begin_ += static_cast<std::size_t>(n);
+      note_written(static_cast<std::size_t>(n));
       continue;
     }
     if (errno == EINTR) continue;
@@ -326,6 +372,57 @@ kj::Promise<void> SocketVatNetwork::write_out() {
   if (out_.capacity() > kKeepBufferBytes) std::vector<kj::byte>().swap(out_);
   flush_scheduled_ = false;
   return kj::READY_NOW;
+}
+
+void SocketVatNetwork::note_written(std::size_t bytes) {
+  out_begin_ += bytes;
+  written_bytes_ += bytes;
+}
+
+// ---- delivery tracking ----
+
+void SocketVatNetwork::track_last_message(std::uint64_t created_before, kj::Own<Receipt> receipt) {
+  KJ_REQUIRE(messages_created_ == created_before + 1 && last_outgoing_ != nullptr,
+             "track_last_message: no single new message to track", created_before, messages_created_);
+  last_outgoing_->track(kj::mv(receipt));
+}
+
+bool SocketVatNetwork::peer_reset() {
+  if (peer_reset_) return true;
+  int err = 0;
+  socklen_t len = sizeof err;
+  // SO_ERROR reads and clears the pending error; remember it, as the read that would have reported it will not.
+  if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNRESET) peer_reset_ = true;
+  return peer_reset_;
+}
+
+// The peer has read every byte written so far when the socket's send queue is empty (SIOCOUTQ: for a Unix socket,
+// what the peer has not consumed yet). A peer that dies has its unread bytes discarded, which empties the queue
+// too, but the kernel first marks this socket with ECONNRESET: so the error is checked after the queue.
+void SocketVatNetwork::confirm_deliveries() {
+  int unread = 0;
+  if (::ioctl(fd_, SIOCOUTQ, &unread) != 0 || unread != 0 || peer_reset()) return;
+  while (!tracked_.empty() && tracked_.front().end <= written_bytes_) {
+    tracked_.front().receipt->delivered();
+    tracked_.pop_front();
+  }
+}
+
+void SocketVatNetwork::settle_deliveries() {
+  if (tracked_.empty()) return;
+  confirm_deliveries();
+  // Receipts may act at once (give an item back to a queue, which may hand it to another connection's waiter):
+  // take them out first.
+  auto left = kj::mv(tracked_);
+  for (auto& t : left) {
+    if (t.end > written_bytes_) {
+      t.receipt = nullptr;  // never completely written
+    } else if (peer_reset_ && t.end == written_bytes_) {
+      t.receipt = nullptr;  // the peer closed with unread bytes: at least the last one written, so all of this
+    } else {
+      t.receipt->fate_unknown();
+    }
+  }
 }
 
 kj::Promise<void> SocketVatNetwork::shutdown() {

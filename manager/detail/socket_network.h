@@ -23,8 +23,11 @@
 // Threads: the owning event loop's thread only. Processes: n/a.
 // Lifetime: owns and closes the socket. Must outlive the RpcSystem built on it (declare it first). onDisconnect()
 //   resolves once the RPC system has dropped the connection (after EOF, a read error or a protocol error).
-// Errors: a frame with more than 512 segments or more words than options.traversalLimitInWords fails the read
-//   before its body is read or allocated (the RPC system then drops the connection); EOF inside a message and
+// Memory: the read buffer grows with the bytes that arrived (doubling), never to the size a frame announces.
+// Errors: a frame with more than 512 segments, a body larger than options.traversalLimitInWords, or (during the
+//   handshake) larger than the handshake limit fails the read before its body is read or allocated, with an error
+//   naming the size and the limit (the RPC system then sends the peer an Abort with it and drops the connection;
+//   onDisconnect() rejects with it); EOF inside a message and
 //   connection resets are DISCONNECTED exceptions. A failed write drops every later message; the read side then
 //   sees the failure and ends the connection. Sending a message larger than the limit throws (the call fails).
 #pragma once
@@ -36,6 +39,7 @@
 #include <kj/io.h>
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 namespace ipc::manager::detail {
@@ -47,16 +51,59 @@ std::uint64_t received_reads();
 // Resolves at the next read that brings bytes on any connection of this thread (one waiter at a time).
 kj::Promise<void> next_received_read();
 
+class SocketVatNetwork;
+
+// What became of a message someone cares about (a reply carrying a queue item), told at most once by the network
+// that sends it. A Receipt destroyed without a verdict means the message did not reach the peer: it was never
+// sent, or never completely written.
+class Receipt {
+ public:
+  virtual ~Receipt() noexcept(false) = default;
+  // The peer read all of it.
+  virtual void delivered() = 0;
+  // It was written, but the connection ended without telling whether the peer read it.
+  virtual void fate_unknown() = 0;
+};
+
+// A reference to a network that capabilities may hold past the network's life: null once it is destroyed.
+struct NetworkRef final : public kj::Refcounted {
+  SocketVatNetwork* network = nullptr;
+};
+
 class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
                                private capnp::TwoPartyVatNetworkBase::Connection {
  public:
   // Takes `fd` (a connected SOCK_STREAM Unix socket) and makes it non-blocking. `options` bound what is read.
+  // A non-zero `handshake_message_bytes` bounds every message body until end_handshake(): the server's limit for a
+  // peer that has not authenticated yet, so that such a peer cannot make it buffer more than that.
   SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
-                   capnp::ReaderOptions options);
+                   capnp::ReaderOptions options, std::size_t handshake_message_bytes = 0);
   ~SocketVatNetwork() noexcept(false);
   KJ_DISALLOW_COPY(SocketVatNetwork);
 
+  // Resolves once the RPC system has dropped the connection; rejects with the reason when this side refused what
+  // the peer sent (an oversized or malformed frame), so that the owner can log it.
   kj::Promise<void> onDisconnect() { return disconnected_.addBranch(); }
+
+  // Delivery tracking, for a reply whose loss must not go unnoticed. The reply's message is made by the RPC system
+  // (newOutgoingMessage) when the server first asks for its results: read messages_created() before, and if one
+  // message was made since, track_last_message() ties `receipt` to it. The verdict:
+  //   - never sent (call cancelled, connection shut down), or not completely written: the receipt is destroyed;
+  //   - the peer consumed every byte written after it (SIOCOUTQ reads 0, checked after each read that brought
+  //     bytes while a tracked message waits, and at the end), or closed having read everything: delivered();
+  //   - the peer closed with unread bytes (the kernel then reports ECONNRESET): the last message written was not
+  //     read completely, so if that is the tracked one its receipt is destroyed; an earlier one: fate_unknown();
+  //   - the connection ended while the peer, still alive, had not read it: fate_unknown().
+  std::uint64_t messages_created() const { return messages_created_; }
+  // REQUIRES: exactly one message was created since `messages_created()` returned `created_before`, and not sent.
+  void track_last_message(std::uint64_t created_before, kj::Own<Receipt> receipt);
+  // false once nothing more will be sent (shut down, or a write failed).
+  bool can_send() const { return !shut_down_ && !write_failed_; }
+  kj::Own<NetworkRef> ref() { return kj::addRef(*ref_); }
+
+  // From now on messages up to `options.traversalLimitInWords` are accepted (the peer authenticated).
+  void end_handshake();
+  bool in_handshake() const { return handshake_message_bytes_ != 0; }
 
   // VatNetwork
   kj::Maybe<kj::Own<capnp::TwoPartyVatNetworkBase::Connection>> connect(
@@ -70,9 +117,8 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   struct ConnectionDisposer final : public kj::Disposer {
     mutable kj::Own<kj::PromiseFulfiller<void>> fulfiller;
     mutable unsigned refs = 0;
-    void disposeImpl(void*) const override {
-      if (--refs == 0) fulfiller->fulfill();
-    }
+    mutable kj::Maybe<kj::Exception> failure;  // why this side ended the connection, if it did
+    void disposeImpl(void*) const override;
   };
 
   // Connection
@@ -84,14 +130,20 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   kj::Own<capnp::TwoPartyVatNetworkBase::Connection> as_connection();
   kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> try_parse();
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_more();
-  void send(capnp::MessageBuilder& message);
+  void send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt);
+  void note_written(std::size_t bytes);
+  void confirm_deliveries();
+  bool peer_reset();
+  void settle_deliveries();
   void write_now();
   kj::Promise<void> write_out();
+  std::size_t read_chunk_bytes() const;
 
   kj::UnixEventPort& port_;
   kj::AutoCloseFd fd_;
   capnp::rpc::twoparty::Side side_;
   capnp::ReaderOptions options_;
+  std::size_t handshake_message_bytes_;  // 0: no handshake limit
   capnp::MallocMessageBuilder peer_vat_id_{4};
   bool accepted_ = false;
   kj::Own<kj::PromiseFulfiller<kj::Own<capnp::TwoPartyVatNetworkBase::Connection>>> never_accepted_;
@@ -105,6 +157,19 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   std::vector<kj::byte> in_;  // received bytes; [in_begin_, in_end_) not parsed yet
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
+
+  // Delivery tracking (see track_last_message). Byte counts are of the whole connection's output stream.
+  kj::Own<NetworkRef> ref_;
+  std::uint64_t messages_created_ = 0;
+  Outgoing* last_outgoing_ = nullptr;  // valid only right after it was made (see track_last_message)
+  std::uint64_t queued_bytes_ = 0;     // appended to out_, ever
+  std::uint64_t written_bytes_ = 0;    // handed to the kernel, ever
+  struct Tracked {
+    std::uint64_t end;  // queued_bytes_ just after the message
+    kj::Own<Receipt> receipt;
+  };
+  std::deque<Tracked> tracked_;  // in stream order
+  bool peer_reset_ = false;      // the peer closed with bytes of ours unread
 
   std::vector<kj::byte> out_;  // framed messages; [out_begin_, end) not written yet
   std::size_t out_begin_ = 0;
