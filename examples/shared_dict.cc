@@ -2,9 +2,9 @@
 //
 //   ./bazelw run //examples:shared_dict -- [workers]
 //
-// The parent starts a Manager server as a child process, starts the workers (ipc::Process), and each worker connects with the
-// socket path and key it inherited, records its results in the shared dict, counts its items with the shared
-// counter, and appends to a shared log under the shared lock. Unrelated programs would connect the same way to a
+// The parent starts a Manager server as a child process, starts the workers (ipc::Process), and each worker
+// connects with the socket path and key it inherited, records its results in the shared dict, counts its items
+// with the shared counter, and appends to a shared log under the shared lock. Unrelated programs would connect the same way to a
 // standalone `ipc-manager --socket PATH --key-file FILE`.
 #include <unistd.h>
 
