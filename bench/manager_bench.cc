@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "bench/harness.h"
+#include "ipc/base/process.h"
 #include "manager/client.h"
 #include "manager/server.h"
 
@@ -62,14 +62,13 @@ struct RoundTrip {
 RoundTrip socketpair_round_trip_with_cpu(int n) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return {-1, -1};
-  pid_t pid = ::fork();
-  if (pid == 0) {
+  ipc::Process child = ipc::Process::start([&] {
     char c;
     for (int i = 0; i < n; ++i) {
-      if (::read(sv[1], &c, 1) != 1 || ::write(sv[1], &c, 1) != 1) ::_exit(1);
+      if (::read(sv[1], &c, 1) != 1 || ::write(sv[1], &c, 1) != 1) return 1;
     }
-    ::_exit(0);
-  }
+    return 0;
+  });
   char c = 'x';
   double children = children_cpu_seconds();
   double cpu = thread_cpu_seconds();
@@ -79,7 +78,7 @@ RoundTrip socketpair_round_trip_with_cpu(int n) {
   }
   double elapsed = bench::now_seconds() - t;
   cpu = thread_cpu_seconds() - cpu;
-  ::waitpid(pid, nullptr, 0);
+  (void)child.join();
   cpu += children_cpu_seconds() - children;  // the child's whole life: a little more than its loop
   ::close(sv[0]);
   ::close(sv[1]);
@@ -136,10 +135,9 @@ double pipelined(Client& client, int n, int window) {
 double multi_client(const ipc::manager::ServerProcess& server, int clients, int n) {
   int ready[2], go[2];
   if (::pipe(ready) != 0 || ::pipe(go) != 0) return -1;
-  std::vector<pid_t> pids;
+  std::vector<ipc::Process> children;
   for (int c = 0; c < clients; ++c) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
+    children.push_back(ipc::Process::start([&, c] {
       // A fresh thread: this process's main thread may carry the parent's KJ event loop.
       int rc = 0;
       std::thread t([&] {
@@ -154,9 +152,8 @@ double multi_client(const ipc::manager::ServerProcess& server, int clients, int 
         }
       });
       t.join();
-      ::_exit(rc);
-    }
-    pids.push_back(pid);
+      return rc;
+    }));
   }
   char b;
   for (int c = 0; c < clients; ++c) {
@@ -165,7 +162,7 @@ double multi_client(const ipc::manager::ServerProcess& server, int clients, int 
   double t = bench::now_seconds();
   std::vector<char> release(static_cast<std::size_t>(clients), 1);
   if (::write(go[1], release.data(), release.size()) != clients) return -1;
-  for (pid_t pid : pids) ::waitpid(pid, nullptr, 0);
+  for (ipc::Process& child : children) (void)child.join();
   double elapsed = bench::now_seconds() - t;
   for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
   return 2.0 * clients * n / elapsed;

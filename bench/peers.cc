@@ -2,7 +2,6 @@
 
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -50,29 +49,12 @@ bool read_all(int fd, void* p, size_t n) {
 
 }  // namespace
 
-int fork_child(const std::function<void()>& body) {
-  std::fflush(stdout);
-  pid_t pid = fork();
-  check(pid >= 0, "fork");
-  if (pid == 0) {
-    int code = 0;
-    try {
-      body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "bench child: %s\n", e.what());
-      code = 1;
-    }
-    _exit(code);
-  }
-  return pid;
-}
+ipc::Process fork_child(const std::function<void()>& body) { return ipc::Process::start(body); }
 
-bool wait_child(int pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return false;
-  }
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+bool wait_child(ipc::Process& child) {
+  const bool ok = child.join() == 0;
+  if (child.exception()) std::fprintf(stderr, "bench child: %s\n", child.exception()->message.c_str());
+  return ok;
 }
 
 void* map_shared(size_t bytes) {
@@ -85,7 +67,7 @@ void free_shared(void* p, size_t bytes) { munmap(p, bytes); }
 double atomic_pingpong_rtt_ns(uint64_t round_trips) {
   auto* line = static_cast<std::atomic<uint64_t>*>(map_shared(4096));
   new (line) std::atomic<uint64_t>(0);
-  int child = fork_child([&] {
+  ipc::Process child = fork_child([&] {
     for (uint64_t i = 1; i <= round_trips; ++i) {
       // acquire/release: a hand-off, like a queue's; partner is the parent's store of the odd value.
       while (line->load(std::memory_order_acquire) != 2 * i - 1) {
@@ -108,7 +90,7 @@ double atomic_pingpong_rtt_ns(uint64_t round_trips) {
 double pipe_msgs_per_s(uint64_t messages, size_t message_bytes) {
   int fds[2];
   check(pipe(fds) == 0, "pipe");
-  int child = fork_child([&] {
+  ipc::Process child = fork_child([&] {
     close(fds[1]);
     std::vector<char> buf(message_bytes);
     for (uint64_t i = 0; i < messages; ++i) {
@@ -130,7 +112,7 @@ double pipe_msgs_per_s(uint64_t messages, size_t message_bytes) {
 double socketpair_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
   int sv[2];
   check(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
-  int child = fork_child([&] {
+  ipc::Process child = fork_child([&] {
     close(sv[0]);
     uint64_t v;
     for (uint64_t i = 0; i < round_trips; ++i) {
@@ -157,7 +139,7 @@ double boost_message_queue_msgs_per_s(uint64_t messages, int producers, int cons
   const uint64_t per_consumer = per_producer * static_cast<uint64_t>(producers) / static_cast<uint64_t>(consumers);
   auto* start = static_cast<std::atomic<int>*>(map_shared(4096));
   new (start) std::atomic<int>(0);
-  std::vector<int> kids;
+  std::vector<ipc::Process> kids;
   for (int c = 0; c < consumers; ++c) {
     kids.push_back(fork_child([&] {
       bip::message_queue q(bip::open_only, name.c_str());
@@ -178,7 +160,7 @@ double boost_message_queue_msgs_per_s(uint64_t messages, int producers, int cons
   const double t0 = now_seconds();
   start->store(1, std::memory_order_release);
   bool ok = true;
-  for (int k : kids) ok = wait_child(k) && ok;
+  for (ipc::Process& k : kids) ok = wait_child(k) && ok;
   const double t = now_seconds() - t0;
   bip::message_queue::remove(name.c_str());
   free_shared(start, 4096);

@@ -2,13 +2,15 @@
 // Each call runs the peer once, in fresh child processes where it is cross-process, and returns one figure; wrap it
 // in bench::median_of for repetitions.
 //
-// Threads: call from the benchmark's main thread (children are fork()ed). Processes: children exit before return.
+// Threads: call from the benchmark's main thread (children are fork()ed, through ipc::Process). Processes: children exit before return.
 // Errors: an OS failure throws std::runtime_error; a child that fails makes the figure negative ("n/a").
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+
+#include "ipc/base/process.h"
 
 namespace bench {
 
@@ -31,10 +33,10 @@ double boost_message_queue_msgs_per_s(uint64_t messages, int producers = 1, int 
 double memcpy_bytes_per_s(size_t block_bytes, size_t total_bytes);
 
 // Helpers for groups that run their own cross-process figures.
-// Forks a child that runs `body` and exits 0 (1 if it threw); returns its pid.
-int fork_child(const std::function<void()>& body);
-// Waits for a child; true when it exited 0.
-bool wait_child(int pid);
+// Starts a child (ipc::Process) that runs `body` and exits 0 (1 if it threw).
+ipc::Process fork_child(const std::function<void()>& body);
+// Waits for a child; true when it exited 0 (what it threw is printed).
+bool wait_child(ipc::Process& child);
 // A MAP_SHARED anonymous mapping shared with children forked later; freed by free_shared.
 void* map_shared(size_t bytes);
 void free_shared(void* p, size_t bytes);

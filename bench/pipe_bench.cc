@@ -24,7 +24,7 @@ double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes = ipc::PipeOpti
   options.ring_bytes = ring_bytes;
   auto [rx, tx] = ipc::Pipe(options);
   std::vector<std::byte> msg(size, std::byte{7});
-  int pid = bench::fork_child([&, &t = tx, &r = rx] {
+  ipc::Process child = bench::fork_child([&, &t = tx, &r = rx] {
     r.close();
     for (uint64_t i = 0; i < n; ++i) {
       if (t.send_bytes(msg) != SendResult::kOk) throw std::runtime_error("send failed");
@@ -38,13 +38,13 @@ double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes = ipc::PipeOpti
     if (rx.recv_bytes(got) != RecvResult::kOk) return -1;
   }
   const double dt = bench::now_seconds() - t0;
-  return bench::wait_child(pid) ? n / dt : -1;
+  return bench::wait_child(child) ? n / dt : -1;
 }
 
 // Round trips through a duplex pipe: ns each. `idle_gap_us` > 0 lets the echoing child fall asleep first.
 double pipe_round_trip_ns(uint64_t n, unsigned idle_gap_us) {
   auto [a, b] = ipc::Pipe();
-  int pid = bench::fork_child([&, &bb = b, &aa = a] {
+  ipc::Process child = bench::fork_child([&, &bb = b, &aa = a] {
     aa.close();
     std::vector<std::byte> m;
     while (bb.recv_bytes(m) == RecvResult::kOk) {
@@ -57,7 +57,7 @@ double pipe_round_trip_ns(uint64_t n, unsigned idle_gap_us) {
     return a.send_bytes(msg) == SendResult::kOk && a.recv_bytes(got) == RecvResult::kOk;
   });
   a.close();
-  return bench::wait_child(pid) ? ns : -1;
+  return bench::wait_child(child) ? ns : -1;
 }
 
 bench::Group group("pipe", [](bench::Report& r) {

@@ -34,7 +34,7 @@ template <typename Produce, typename Consume>
 double timed_processes(int producers, int consumers, Produce produce, Consume consume) {
   Mem start_mem(4096);
   auto* start = new (start_mem.p) std::atomic<int>(0);
-  std::vector<int> kids;
+  std::vector<ipc::Process> kids;
   for (int c = 0; c < consumers; ++c) kids.push_back(bench::fork_child([&, c] { consume(c); }));
   for (int p = 0; p < producers; ++p) {
     kids.push_back(bench::fork_child([&, p] {
@@ -46,7 +46,7 @@ double timed_processes(int producers, int consumers, Produce produce, Consume co
   const double t0 = bench::now_seconds();
   start->store(1, std::memory_order_release);
   bool ok = true;
-  for (int k : kids) ok = bench::wait_child(k) && ok;
+  for (ipc::Process& k : kids) ok = bench::wait_child(k) && ok;
   const double t = bench::now_seconds() - t0;
   return ok ? t : -1;
 }
@@ -88,7 +88,7 @@ double queue_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
   Mem mem(2 * bytes + 64);
   auto ping = ipc::SpscQueue<uint64_t>::create_at(mem.p, bytes, 64);
   auto pong = ipc::SpscQueue<uint64_t>::create_at(static_cast<char*>(mem.p) + bytes, bytes, 64);
-  int child = bench::fork_child([&] {
+  ipc::Process child = bench::fork_child([&] {
     uint64_t v;
     while (ping.get(v) == QueueResult::kOk) (void)pong.put(v);
   });
@@ -124,7 +124,7 @@ double blocked_consumer_cpu_ms() {
   auto q = ipc::Queue<uint64_t>::create_at(mem.p, mem.bytes, 8);
   rusage before{}, after{};
   getrusage(RUSAGE_CHILDREN, &before);
-  int child = bench::fork_child([&] {
+  ipc::Process child = bench::fork_child([&] {
     uint64_t v;
     (void)q.get(v, 1s);
   });

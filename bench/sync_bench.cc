@@ -4,7 +4,6 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/interprocess/sync/interprocess_mutex.hpp>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "bench/harness.h"
+#include "ipc/base/process.h"
 #include "ipc/shared/value.h"
 #include "ipc/sync/lock.h"
 
@@ -53,22 +53,19 @@ void free_arena(Arena<M>* a) {
 double run_in_processes(const std::function<void()>& body) {
   int go[2];
   if (pipe(go) != 0) std::exit(1);
-  std::vector<pid_t> kids;
+  std::vector<ipc::Process> kids;
   for (int i = 0; i < kProcesses; ++i) {
-    pid_t pid = fork();
-    if (pid == 0) {
+    kids.push_back(ipc::Process::start([&] {
       char b;
       close(go[1]);
       (void)!read(go[0], &b, 1);  // returns 0 (end of file) when the parent closes its end: the start signal
       body();
-      _exit(0);
-    }
-    kids.push_back(pid);
+    }));
   }
   close(go[0]);
   double start = bench::now_seconds();
   close(go[1]);
-  for (pid_t k : kids) waitpid(k, nullptr, 0);
+  for (ipc::Process& k : kids) (void)k.join();
   return bench::now_seconds() - start;
 }
 

@@ -7,7 +7,6 @@
 // On a one-node machine every placement is local and the figures agree; on a multi-node machine remote reads
 // (bind:0 seen from node 1) are slower and interleave sits between.
 #include <sched.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ipc/base/process.h"
 #include "ipc/numa/placement.h"
 #include "ipc/numa/topology.h"
 #include "ipc/segment/segment.h"
@@ -62,8 +62,7 @@ void measure(const numa::Topology& topology, const std::string& label, const num
     if (node.cpus.empty()) continue;
     int fds[2];
     if (pipe(fds) != 0) return;
-    pid_t pid = fork();
-    if (pid == 0) {
+    Process worker = Process::start([&] {
       close(fds[0]);
       pin_to_node(node);
       Segment mine = Segment::open(name);  // as any worker process would
@@ -71,13 +70,12 @@ void measure(const numa::Topology& topology, const std::string& label, const num
       read_bandwidth(mine_data, count, 1);  // warm-up
       double bw = read_bandwidth(mine_data, count, 3);
       (void)!write(fds[1], &bw, sizeof bw);
-      _exit(0);
-    }
+    });
     close(fds[1]);
     double bw = 0;
     if (read(fds[0], &bw, sizeof bw) != sizeof bw) bw = -1;
     close(fds[0]);
-    waitpid(pid, nullptr, 0);
+    (void)worker.join();
     std::printf("    worker on node %d reads %.2f GB/s\n", node.id, bw / 1e9);
   }
 }

@@ -6,15 +6,16 @@
 //
 // Run: ./bazelw run //examples:pipeline -- [workers] [lines]
 // Each stage closes the queue it feeds when done; a closed queue drains, then reports kClosed downstream.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "ipc/base/process.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/segment/segment.h"
@@ -46,46 +47,49 @@ int main(int argc, char** argv) {
   auto text = ipc::MessageQueue::create(seg, "lines", 256, 1024);
   auto results = ipc::Queue<Result>::create(seg, "results", 1024);
 
-  // Stage 1: the producer. Children inherit the mapping, so the handles above work in them unchanged (an
-  // unrelated process would use Segment::open + MessageQueue::open(seg, "lines")).
-  if (fork() == 0) {
+  // Stage 1: the producer, a child process. Children inherit the mapping, so the handles above work in them
+  // unchanged (an unrelated process would use Segment::open + MessageQueue::open(seg, "lines")).
+  std::vector<ipc::Process> children;
+  children.push_back(ipc::Process::start([&] {
     for (long i = 0; i < lines; ++i) {
       std::string line = "line " + std::to_string(i) + std::string(static_cast<size_t>(i % 7), ' ') + " has words";
       if (text.put_value(line) != ipc::QueueResult::kOk) break;
     }
     text.close();  // no more lines: workers drain and stop
-    _exit(0);
-  }
+  }, {.name = "producer"}));
   // Stage 2: the workers.
   for (int w = 0; w < workers; ++w) {
-    if (fork() == 0) {
+    children.push_back(ipc::Process::start([&, w] {
       std::string line;
       long n = 0;
       while (text.get_value(line) == ipc::QueueResult::kOk) {
         if (results.put(Result{w, n++, count_words(line)}) != ipc::QueueResult::kOk) break;
       }
-      _exit(0);
-    }
+    }, {.name = "worker-" + std::to_string(w)}));
   }
-  // Stage 3: collect until every worker has exited and the results queue is drained.
+  // Stage 3: collect until the results queue is closed and drained. A thread closes it once every child has
+  // ended, however it ended (a killed worker too), so the loop below never waits for results that cannot come.
+  int failed = 0;
+  std::thread closer([&] {
+    for (ipc::Process& child : children) {
+      if (child.join() != 0) {
+        std::fprintf(stderr, "%s ended with %d\n", child.name().c_str(), *child.exitcode());
+        ++failed;
+      }
+    }
+    results.close();
+  });
   std::vector<long> per_worker(static_cast<size_t>(workers));
   long total_words = 0, got = 0;
-  int running = workers + 1;
   Result r;
-  while (running > 0 || results.size_approx() > 0) {
-    switch (results.get(r, std::chrono::milliseconds(50))) {
-      case ipc::QueueResult::kOk:
-        per_worker[static_cast<size_t>(r.worker)] += 1;
-        total_words += r.words;
-        ++got;
-        break;
-      default:  // timeout: see whether children finished
-        while (waitpid(-1, nullptr, WNOHANG) > 0) --running;
-        break;
-    }
+  while (results.get(r) == ipc::QueueResult::kOk) {
+    per_worker[static_cast<size_t>(r.worker)] += 1;
+    total_words += r.words;
+    ++got;
   }
+  closer.join();
   std::printf("%ld lines, %ld words, lost to dead workers: %llu\n", got, total_words,
               static_cast<unsigned long long>(text.abandoned_count() + results.abandoned_count()));
   for (int w = 0; w < workers; ++w) std::printf("  worker %d: %ld lines\n", w, per_worker[static_cast<size_t>(w)]);
-  return got == lines ? 0 : 1;
+  return got == lines && failed == 0 ? 0 : 1;
 }

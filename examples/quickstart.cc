@@ -2,13 +2,14 @@
 // processes, then checked by the parent, with the pages-per-node evidence of where the memory really is.
 //
 //   ./bazelw run //examples:quickstart
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdint>
 #include <numeric>
+#include <vector>
 
+#include "ipc/base/process.h"
 #include "ipc/numa/placement.h"
 #include "ipc/numa/topology.h"
 #include "ipc/segment/segment.h"
@@ -31,24 +32,19 @@ int main() {
   auto* data = static_cast<uint64_t*>(
       segment.find_or_create_block("numbers", kCount * sizeof(uint64_t), 4096, [](void*) {}).ptr);
 
-  const int workers = static_cast<int>(topology.allowed_cpus().size());
-  std::vector<pid_t> children;
+  const int workers = static_cast<int>(cpu_count());  // the CPUs this process may use (affinity, cgroup quota)
+  std::vector<Process> children;
   for (int w = 0; w < workers; ++w) {
-    pid_t pid = fork();
-    if (pid == 0) {
+    children.push_back(Process::start([&, w] {
       // Each worker opens the segment by name, as an unrelated process would, and fills its slice.
       Segment mine = Segment::open(name);
       auto* numbers = static_cast<uint64_t*>(mine.find_block("numbers").ptr);
       for (size_t i = kCount * w / workers; i < kCount * (w + 1) / workers; ++i) numbers[i] = i;
-      _exit(0);
-    }
-    children.push_back(pid);
+    }));
   }
-  for (pid_t pid : children) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      std::fprintf(stderr, "worker %d failed\n", pid);
+  for (Process& child : children) {
+    if (child.join() != 0) {
+      std::fprintf(stderr, "%s failed (exit code %d)\n", child.name().c_str(), *child.exitcode());
       return 1;
     }
   }

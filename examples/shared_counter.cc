@@ -3,8 +3,6 @@
 // the next worker to take it sees "owner died", repairs the record and carries on.
 //
 //   ./bazelw run //examples:shared_counter -- [workers] [increments]
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -13,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "ipc/base/process.h"
 #include "ipc/segment/segment.h"
 #include "ipc/shared/value.h"
 #include "ipc/sync/event.h"
@@ -54,25 +53,23 @@ int main(int argc, char** argv) {
   auto& holding = ipc::Event::create(segment, "victim_holds_lock");
 
   // A victim that takes the lock, half-updates the record, and is killed there.
-  pid_t victim = fork();
-  if (victim == 0) {
+  ipc::Process victim = ipc::Process::start([&] {
     auto mine = ipc::Segment::open(name);
     auto& lock = ipc::Lock::open(mine, "ledger_lock");
     auto& rec = *mine.find<Ledger>("record");
-    if (lock.acquire() != ipc::AcquireResult::kAcquired) _exit(1);
+    if (lock.acquire() != ipc::AcquireResult::kAcquired) return 1;
     ++rec.entries;  // ... and dies before updating rec.total
     ipc::Event::open(mine, "victim_holds_lock").set();
     for (;;) pause();
-  }
+  }, {.name = "victim"});
   if (!holding.wait(std::chrono::seconds(30))) return 1;
-  kill(victim, SIGKILL);
-  waitpid(victim, nullptr, 0);
-  std::printf("killed worker %d while it held the lock\n", victim);
+  victim.kill();
+  (void)victim.join();
+  std::printf("killed worker %d while it held the lock\n", victim.pid());
 
-  std::vector<pid_t> kids;
+  std::vector<ipc::Process> kids;
   for (int w = 0; w < workers; ++w) {
-    pid_t pid = fork();
-    if (pid == 0) {
+    kids.push_back(ipc::Process::start([&] {
       // A child opens everything by name, as an unrelated process would.
       auto mine = ipc::Segment::open(name);
       auto& my_hits = ipc::Value<int64_t>::open(mine, "hits");
@@ -82,11 +79,10 @@ int main(int argc, char** argv) {
         my_hits.fetch_add(1);  // lock-free
         if (i % 100 == 0) add_to_ledger(lock, rec, 1);
       }
-      _exit(0);
-    }
-    kids.push_back(pid);
+    }));
   }
-  for (pid_t k : kids) waitpid(k, nullptr, 0);
+  int failed = 0;
+  for (ipc::Process& k : kids) failed += k.join() == 0 ? 0 : 1;
 
   const int64_t expected_hits = int64_t{workers} * increments;
   const int64_t expected_entries = int64_t{workers} * ((increments + 99) / 100) + 1;  // + the victim's entry
@@ -95,7 +91,8 @@ int main(int argc, char** argv) {
               static_cast<long long>(record.entries), static_cast<long long>(record.total),
               static_cast<long long>(expected_entries));
   ipc::LockGuard check(ledger_lock);
-  return hits.load() == expected_hits && record.entries == expected_entries && record.total == expected_entries
+  return failed == 0 && hits.load() == expected_hits && record.entries == expected_entries &&
+                 record.total == expected_entries
              ? 0
              : 1;
 }

@@ -2,11 +2,10 @@
 //
 //   ./bazelw run //examples:shared_dict -- [workers]
 //
-// The parent starts a Manager server as a child process, forks the workers, and each worker connects with the
-// socket path and key it inherited, records its results in the shared dict, counts its items with the shared
-// counter, and appends to a shared log under the shared lock. Unrelated programs would connect the same way to a
+// The parent starts a Manager server as a child process, starts the workers (ipc::Process), and each worker
+// connects with the socket path and key it inherited, records its results in the shared dict, counts its items
+// with the shared counter, and appends to a shared log under the shared lock. Unrelated programs would connect the same way to a
 // standalone `ipc-manager --socket PATH --key-file FILE`.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "ipc/base/process.h"
 #include "manager/client.h"
 #include "manager/server.h"
 
@@ -49,10 +49,9 @@ int main(int argc, char** argv) {
     auto server = ipc::manager::start_server();
     std::printf("manager serving on %s (pid %d)\n", server.socket_path().c_str(), server.pid());
 
-    std::vector<pid_t> pids;
+    std::vector<ipc::Process> children;
     for (int id = 0; id < workers; ++id) {
-      pid_t pid = ::fork();
-      if (pid == 0) {
+      children.push_back(ipc::Process::start([&, id] {
         int rc = 1;
         // A fresh thread per child keeps the example correct even if the parent had a Client before forking.
         std::thread t([&] {
@@ -63,16 +62,11 @@ int main(int argc, char** argv) {
           }
         });
         t.join();
-        ::_exit(rc);
-      }
-      pids.push_back(pid);
+        return rc;
+      }));
     }
     int failed = 0;
-    for (pid_t pid : pids) {
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
-    }
+    for (ipc::Process& child : children) failed += child.join() == 0 ? 0 : 1;
 
     Client client(server.socket_path(), server.key());
     for (const auto& [key, value] : client.dict("results").items()) {

@@ -5,7 +5,9 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <set>
+#include <stdexcept>
 
+#include "ipc/base/process.h"
 #include "manager/client.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
@@ -31,8 +33,8 @@ TEST_CASE("a client killed while holding a lock releases it to the next client",
   Client client(server.socket_path(), server.key());
   auto lock = client.lock("L");
   CHECK_FALSE(lock.try_acquire().has_value());
-  child.kill(SIGKILL);
-  CHECK(child.join() == 128 + SIGKILL);
+  child.kill();
+  CHECK(child.join() == -SIGKILL);
   auto held = lock.try_acquire(30s);
   CHECK(held.has_value());
 }
@@ -56,8 +58,8 @@ TEST_CASE("a client killed while waiting for a lock does not keep it from others
     return 0;
   });
   REQUIRE(waiting.wait_for(30s));
-  child.kill(SIGKILL);
-  CHECK(child.join() == 128 + SIGKILL);
+  child.kill();
+  CHECK(child.join() == -SIGKILL);
   held.release();
   // Had the dead waiter been handed the lock, this would time out.
   CHECK(lock.try_acquire(30s).has_value());
@@ -67,7 +69,7 @@ namespace {
 
 // Forks a client process whose get() on queue `name` is waiting on the server when this returns. Once answered it
 // pauses: it ends only when killed.
-ipc::manager::testing::ChildProcess consumer_waiting_in_get(const ipc::manager::ServerProcess& server,
+ipc::Process consumer_waiting_in_get(const ipc::manager::ServerProcess& server,
                                                             const char* name) {
   Signal waiting;
   auto child = run_child([&] {
@@ -91,8 +93,8 @@ ipc::manager::testing::ChildProcess consumer_waiting_in_get(const ipc::manager::
 TEST_CASE("a client killed while waiting on a queue does not swallow the next item", "[manager][kill]") {
   auto server = ipc::manager::start_server();
   auto child = consumer_waiting_in_get(server, "q");
-  child.kill(SIGKILL);
-  CHECK(child.join() == 128 + SIGKILL);
+  child.kill();
+  CHECK(child.join() == -SIGKILL);
   Client client(server.socket_path(), server.key());
   auto q = client.queue("q");
   REQUIRE(q.put("item") == QueueStatus::kOk);
@@ -115,9 +117,9 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
   std::uint64_t abandoned = 0;
   for (int i = 0; i < kItems; ++i) {
     auto consumer = consumer_waiting_in_get(server, "q");
-    consumer.kill(SIGKILL);
+    consumer.kill();
     REQUIRE(q.put(i) == QueueStatus::kOk);
-    CHECK(consumer.join() == 128 + SIGKILL);
+    CHECK(consumer.join() == -SIGKILL);
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     while (received.size() + abandoned < static_cast<std::size_t>(i) + 1 &&
            std::chrono::steady_clock::now() < deadline) {
@@ -146,7 +148,7 @@ TEST_CASE("a pending call fails with Disconnected when the server is killed, and
   CHECK_THROWS_AS(d.set("k", 1), ipc::manager::Disconnected);
   CHECK_THROWS_AS(ev.wait(), ipc::manager::Disconnected);
   CHECK_THROWS_AS(client.dict("other"), ipc::manager::Disconnected);
-  CHECK(WIFSIGNALED(server.stop()));
+  CHECK(server.stop() == -SIGKILL);
 }
 
 TEST_CASE("a blocking call in progress fails with Disconnected when the server stops", "[manager][kill]") {
@@ -173,7 +175,7 @@ TEST_CASE("connecting to a stopped server fails with a system error naming the s
   auto server = ipc::manager::start_server();
   std::string path = server.socket_path();
   auto key = server.key();
-  CHECK(WIFEXITED(server.stop()));
+  CHECK(server.stop() == 0);
   CHECK_THROWS_AS(Client(path, key), ipc::SystemError);
   CHECK_THROWS_WITH(Client(path, key), Catch::Contains(path));
 }
@@ -198,4 +200,11 @@ TEST_CASE("a new server replaces the socket of a killed one, but not of a live o
   }
   ::unlink(path.c_str());
   ::rmdir(templ);
+}
+
+TEST_CASE("a server that fails to start reports why, and leaves no process behind", "[manager][kill]") {
+  ipc::manager::ServerProcessOptions options;
+  options.setup = [](ipc::manager::Server&) { throw std::runtime_error("setup refused: no disk"); };
+  CHECK_THROWS_WITH(ipc::manager::start_server(options), Catch::Contains("setup refused: no disk"));
+  CHECK(ipc::active_children().empty());
 }

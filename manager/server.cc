@@ -9,22 +9,23 @@
 #include <chrono>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 #include <utility>
 
 #include "ipc/base/error.h"
+#include "ipc/base/poll.h"
+#include "ipc/base/process.h"
 #include "manager/detail/auth.h"
+#include "manager/detail/fresh_thread.h"
 #include "manager/detail/socket_network.h"
 #include "manager/detail/objects.h"
 #include "manager/detail/wire_errors.h"
@@ -411,41 +412,28 @@ extern "C" void stop_child_server(int) {
   if (g_child_server != nullptr) g_child_server->stop();
 }
 
-void write_all(int fd, const std::string& s) {
-  std::size_t done = 0;
-  while (done < s.size()) {
-    ssize_t r = retry_on_eintr([&] { return ::write(fd, s.data() + done, s.size() - done); });
-    if (r <= 0) return;  // the parent went away; nothing left to tell
-    done += static_cast<std::size_t>(r);
-  }
-}
-
-// Body of the server child. Runs on a fresh thread so that no event loop the parent's thread had at fork time is
-// in the way (KJ allows one per thread, and the copy is unusable in the child).
+// Body of the server child, run on a fresh thread (detail::on_fresh_thread). Writes one byte to `ready_fd` once the
+// server listens; an exception reaches the parent through the Process.
 int child_main(ServerProcessOptions& options, const std::string& path, int ready_fd) {
-  try {
-    Server server(ServerOptions{path, options.key, options.max_message_bytes, options.authentication_timeout});
-    if (options.setup) options.setup(server);
-    g_child_server = &server;
-    struct sigaction sa {};
-    sa.sa_handler = stop_child_server;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGTERM, &sa, nullptr);
-    ::sigaction(SIGINT, &sa, nullptr);
-    sigset_t unblock;
-    sigemptyset(&unblock);
-    sigaddset(&unblock, SIGTERM);
-    sigaddset(&unblock, SIGINT);
-    ::pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
-    write_all(ready_fd, "OK");
-    ::close(ready_fd);
-    server.run();
-    g_child_server = nullptr;
-    return 0;
-  } catch (const std::exception& e) {
-    write_all(ready_fd, std::string("ERR ") + e.what());
-    return 1;
-  }
+  Server server(ServerOptions{path, options.key, options.max_message_bytes, options.authentication_timeout});
+  if (options.setup) options.setup(server);
+  g_child_server = &server;
+  struct sigaction sa {};
+  sa.sa_handler = stop_child_server;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  sigset_t unblock;
+  sigemptyset(&unblock);
+  sigaddset(&unblock, SIGTERM);
+  sigaddset(&unblock, SIGINT);
+  ::pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
+  const char ready = 1;
+  if (retry_on_eintr([&] { return ::write(ready_fd, &ready, 1); }) != 1) throw_errno("write manager ready");
+  ::close(ready_fd);
+  server.run();
+  g_child_server = nullptr;
+  return 0;
 }
 
 }  // namespace
@@ -465,52 +453,36 @@ ServerProcess start_server(ServerProcessOptions options) {
     handle.cleanup_files();
     throw_errno("pipe2");
   }
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int err = errno;
+  try {
+    handle.process_ = Process::start([&] {
+      ::close(fds[0]);
+      return detail::on_fresh_thread([&] { return child_main(options, handle.socket_path_, fds[1]); });
+    }, ProcessOptions{.name = "manager-server", .daemon = true});
+  } catch (...) {
     ::close(fds[0]);
     ::close(fds[1]);
     handle.cleanup_files();
-    throw SystemError(err, "fork manager server");
-  }
-  if (pid == 0) {
-    ::close(fds[0]);
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
-    int rc = 1;
-    std::thread t([&] { rc = child_main(options, handle.socket_path_, fds[1]); });
-    t.join();
-    // _exit: the parent's atexit handlers and static destructors are not the child's to run.
-    ::_exit(rc);
+    throw;
   }
   ::close(fds[1]);
-  handle.pid_ = pid;
-  std::string message;
-  char buf[512];
-  for (;;) {
-    pollfd p{fds[0], POLLIN, 0};
-    int r = retry_on_eintr([&] { return ::poll(&p, 1, 30'000); });
-    if (r == 0) {
-      message = "timed out waiting for the server to listen";
-      break;
-    }
-    ssize_t n = retry_on_eintr([&] { return ::read(fds[0], buf, sizeof buf); });
-    if (n <= 0) break;
-    message.append(buf, static_cast<std::size_t>(n));
-  }
+  // Started once the child says so; failed if it ends first (its exception says why).
+  const std::array<int, 2> watched{fds[0], handle.process_->sentinel()};
+  const std::vector<int> ready = ipc::wait(watched, std::chrono::seconds(30));
+  char byte = 0;
+  const bool started = !ready.empty() && ready.front() == fds[0] &&
+                       retry_on_eintr([&] { return ::read(fds[0], &byte, 1); }) == 1;
   ::close(fds[0]);
-  if (message != "OK") {
+  if (!started) {
     handle.stop(std::chrono::seconds(1));
+    const std::optional<ChildException>& e = handle.process_->exception();
     throw StateError("manager server process failed to start: " +
-                     (message.rfind("ERR ", 0) == 0 ? message.substr(4) : message.empty() ? "it exited" : message));
+                     (e ? e->message : ready.empty() ? "timed out waiting for the server to listen" : "it exited"));
   }
   return handle;
 }
 
 ServerProcess::ServerProcess(ServerProcess&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)),
-      status_(other.status_),
+    : process_(std::exchange(other.process_, std::nullopt)),
       owns_directory_(std::exchange(other.owns_directory_, false)),
       socket_path_(std::move(other.socket_path_)),
       key_(std::move(other.key_)) {}
@@ -518,8 +490,7 @@ ServerProcess::ServerProcess(ServerProcess&& other) noexcept
 ServerProcess& ServerProcess::operator=(ServerProcess&& other) noexcept {
   if (this != &other) {
     stop();
-    pid_ = std::exchange(other.pid_, -1);
-    status_ = other.status_;
+    process_ = std::exchange(other.process_, std::nullopt);
     owns_directory_ = std::exchange(other.owns_directory_, false);
     socket_path_ = std::move(other.socket_path_);
     key_ = std::move(other.key_);
@@ -530,24 +501,16 @@ ServerProcess& ServerProcess::operator=(ServerProcess&& other) noexcept {
 ServerProcess::~ServerProcess() { stop(); }
 
 int ServerProcess::stop(std::chrono::milliseconds timeout) {
-  if (pid_ < 0) return status_;
-  ::kill(pid_, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  int status = 0;
-  pid_t r = 0;
-  // Polls waitpid: a child's exit cannot be waited for with a timeout otherwise without a pidfd or SIGCHLD handler,
-  // and this runs once per server.
-  while ((r = ::waitpid(pid_, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
-    ::usleep(1000);
+  if (!process_) return 0;
+  if (const std::optional<int> code = process_->exitcode()) return *code;
+  process_->terminate();
+  std::optional<int> code = process_->join(timeout);
+  if (!code) {
+    process_->kill();
+    code = process_->join();
   }
-  if (r == 0) {
-    ::kill(pid_, SIGKILL);
-    r = retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); });
-  }
-  status_ = status;
-  pid_ = -1;
   cleanup_files();
-  return status_;
+  return *code;
 }
 
 void ServerProcess::cleanup_files() noexcept {

@@ -33,8 +33,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "ipc/base/process.h"
 
 namespace ipc::manager {
 
@@ -98,10 +101,11 @@ class ServerProcess {
 
   const std::string& socket_path() const { return socket_path_; }
   const std::vector<std::uint8_t>& key() const { return key_; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return process_ ? process_->pid() : -1; }
 
-  // Asks the server to stop (SIGTERM), waits up to `timeout`, then kills it (SIGKILL). Returns the wait status.
-  // Idempotent: later calls return the first status.
+  // Asks the server to stop (SIGTERM), waits up to `timeout`, then kills it (SIGKILL). Returns its exit code as
+  // ipc::Process::exitcode() gives it: 0 after a clean stop, minus the signal that ended it otherwise.
+  // Idempotent: later calls return the first result.
   int stop(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
  private:
@@ -109,16 +113,15 @@ class ServerProcess {
   ServerProcess() = default;
   void cleanup_files() noexcept;
 
-  pid_t pid_ = -1;
-  int status_ = 0;
+  std::optional<Process> process_;
   bool owns_directory_ = false;
   std::string socket_path_;
   std::vector<std::uint8_t> key_;
 };
 
-// Forks a child that serves a Manager; returns once it accepts connections. Call from a process that is allowed
-// to fork (the child runs the server on a fresh thread and never returns into the caller's code). The child
-// asks to be terminated when the parent dies (PR_SET_PDEATHSIG).
+// Forks a daemon ipc::Process that serves a Manager; returns once it accepts connections. Call from a process
+// that is allowed to fork (the child runs the server on a fresh thread and never returns into the caller's code).
+// Being a daemon, the server is killed when the parent exits or dies, even by SIGKILL (docs/process.md).
 // Errors: ipc::StateError if the child failed to start (with its message); ipc::SystemError for fork/pipe.
 ServerProcess start_server(ServerProcessOptions options = {});
 

@@ -9,7 +9,6 @@
 
 using ipc::manager::Client;
 using ipc::manager::Value;
-using ipc::manager::testing::ChildProcess;
 using ipc::manager::testing::run_child;
 
 TEST_CASE("four client processes hammering the same dict end with the exact contents", "[manager][stress]") {
@@ -21,7 +20,7 @@ TEST_CASE("four client processes hammering the same dict end with the exact cont
     Client setup(server.socket_path(), server.key());
     setup.dict("d").set("total", 0);
   }
-  std::vector<ChildProcess> children;
+  std::vector<ipc::Process> children;
   for (int c = 0; c < kClients; ++c) {
     children.push_back(run_child([&, c] {
       Client client(server.socket_path(), server.key());

@@ -1,13 +1,21 @@
 // The README's tour of the API, compiled and run, so that the snippets users copy keep working.
+#include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <iterator>
+#include <cstdio>
 #include <map>
 #include <ranges>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "ipc/base/process.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/numa/placement.h"
 #include "ipc/numa/topology.h"
@@ -47,6 +55,31 @@ TEST_CASE("the README's pool snippet works", "[readme]") {
   pool.join();
 }
 
+TEST_CASE("the README's process snippet works", "[readme]") {
+  const std::string in = "/tmp/" + ipc::test::unique_name("readme-sort-in");
+  const std::string out = "/tmp/" + ipc::test::unique_name("readme-sort-out");
+  std::ofstream(in) << "pear\napple\n";
+  auto crunch = [] { throw std::runtime_error("no input"); };
+  ipc::Process worker = ipc::Process::start([&] { return crunch(); }, {.name = "cruncher"});
+  ipc::Process sorter = ipc::Process::exec("sort", {"sort", "-o", out, in});
+  std::vector<int> ended = ipc::wait(std::array{worker.sentinel(), sorter.sentinel()}, std::chrono::seconds(10));
+  CHECK_FALSE(ended.empty());
+  std::optional<int> code = worker.join(std::chrono::seconds(5));
+  CHECK(code == 1);
+  REQUIRE(worker.exception());
+  CHECK(worker.exception()->message == "no input");
+  sorter.terminate();  // finished or not, it ends
+  const std::optional<int> sorted = sorter.join(std::chrono::seconds(10));
+  CHECK((sorted == 0 || sorted == -SIGTERM));
+  if (sorted == 0) {
+    std::ifstream result(out);
+    CHECK(std::string(std::istreambuf_iterator<char>(result), {}) == "apple\npear\n");
+  }
+  CHECK(ipc::cpu_count() >= 1);
+  std::remove(in.c_str());
+  std::remove(out.c_str());
+}
+
 TEST_CASE("the README's numa and segment snippets work", "[readme]") {
   using namespace ipc::numa;
   Topology t = Topology::discover();
@@ -82,10 +115,18 @@ TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]")
   CHECK(jobs.abandoned_count() == 0);
 
   auto [parent_end, child_end] = ipc::Pipe();
-  REQUIRE(child_end.send(std::map<std::string, int>{{"x", 1}}) == ipc::SendResult::kOk);
+  ipc::Process child = ipc::Process::start([&] {
+    parent_end.close();
+    return child_end.send(std::map<std::string, int>{{"x", 1}}) == ipc::SendResult::kOk ? 0 : 1;
+  });
+  child_end.close();
   auto m = parent_end.recv<std::map<std::string, int>>();
   REQUIRE(m);
   CHECK(m->at("x") == 1);
+  std::vector<ipc::Connection*> connections{&parent_end};
+  auto ready = ipc::wait(connections, std::array{child.sentinel()}, std::chrono::seconds(10));
+  CHECK((ready.connections.size() == 1 || ready.sentinels.size() == 1));
+  CHECK(child.join() == 0);
 
   ipc::Lock& lock = ipc::Lock::create(seg, "ledger lock");
   REQUIRE(lock.acquire(std::chrono::seconds(1)) == ipc::AcquireResult::kAcquired);

@@ -35,7 +35,9 @@ std::vector<int> wait(std::span<const int> fds, std::optional<std::chrono::nanos
   for (;;) {
     if (poll_until(polled.data(), polled.size(), deadline) > 0) {
       for (const pollfd& p : polled) {
-        if (p.revents & POLLNVAL) throw InvalidArgument("wait: file descriptor " + std::to_string(p.fd) + " is not open");
+        if (p.revents & POLLNVAL) {
+          throw InvalidArgument("wait: file descriptor " + std::to_string(p.fd) + " is not open");
+        }
         // POLLHUP/POLLERR without POLLIN still means a read would not block (end of stream, or an error to read).
         if (p.revents != 0) ready.push_back(p.fd);
       }

@@ -336,7 +336,8 @@ void Process::reap() {
   if (retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED); }) != 0) {
     const int err = errno;
     if (err == ECHILD) remove_child(pid_);
-    throw SystemError(err, "waitid " + name_ + (err == ECHILD ? " (reaped elsewhere: waitpid(-1) or SIGCHLD ignored?)" : ""));
+    throw SystemError(err, "waitid " + name_ +
+                               (err == ECHILD ? " (reaped elsewhere: waitpid(-1) or SIGCHLD ignored?)" : ""));
   }
   exitcode_ = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
   remove_child(pid_);

@@ -15,9 +15,11 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <csignal>
+#include <future>
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ipc/base/detail/proc_files.h"
@@ -163,6 +165,29 @@ TEST_CASE("exec runs a program and reports its exit code; a missing program thro
   }
   CHECK(ipc::active_children().empty());  // the failed child was reaped
   CHECK_THROWS_AS(Process::exec("", {}), ipc::InvalidArgument);
+}
+
+TEST_CASE("exec returns while another thread forks long-lived children", "[process][threads]") {
+  // A child forked by another thread while exec() has its report pipe open must not keep the pipe's write end:
+  // exec() would wait for that child's end instead of the program's start. (The window is a few microseconds
+  // wide, so this checks that start and exec work from two threads at once more than it hits the window.)
+  std::vector<Process> sleepers;  // touched by `forker` only until it is joined
+  std::thread forker([&] {
+    for (int i = 0; i < 20; ++i) sleepers.push_back(Process::start([] {
+      for (;;) ::pause();
+    }));
+  });
+  auto execs = std::async(std::launch::async, [] {
+    for (int i = 0; i < 40; ++i) {
+      if (Process::exec("/bin/true", {"true"}).join(30s) != 0) return false;
+    }
+    return true;
+  });
+  const bool finished = execs.wait_for(60s) == std::future_status::ready;
+  forker.join();
+  sleepers.clear();  // kills them, which also frees a stuck exec()
+  CHECK(finished);
+  CHECK(execs.get());
 }
 
 TEST_CASE("a sentinel works in wait() beside a pipe, which reports the one that became ready", "[process]") {

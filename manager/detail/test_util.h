@@ -2,24 +2,24 @@
 //
 // Threads: call from the test's thread. Processes: run_child forks; the child runs `body` on a fresh thread (a
 //   thread of the parent with a KJ event loop cannot start another in the child) and _exits with its result.
-// Lifetime: ChildProcess kills and reaps its child if the test ends early. Signal is a pipe; each end is closed
-//   by its destructor.
-// Errors: setup failures throw ipc::SystemError; a child's exception is printed and becomes exit status 1.
+// Lifetime: the Process run_child returns kills and reaps its child if the test ends early. Signal is a pipe; each
+//   end is closed by its destructor.
+// Errors: setup failures throw ipc::SystemError; a child's exception is printed, reaches the parent
+//   (Process::exception()) and becomes exit status 1.
 #pragma once
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <functional>
-#include <thread>
 
 #include "ipc/base/error.h"
+#include "ipc/base/process.h"
+#include "manager/detail/fresh_thread.h"
 
 namespace ipc::manager::testing {
 
@@ -52,53 +52,19 @@ class Signal {
   int fds_[2];
 };
 
-class ChildProcess {
- public:
-  explicit ChildProcess(pid_t pid) : pid_(pid) {}
-  ChildProcess(ChildProcess&& o) noexcept : pid_(o.pid_) { o.pid_ = -1; }
-  ~ChildProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-
-  void kill(int sig = SIGKILL) { ::kill(pid_, sig); }
-
-  // Waits for the child to exit and returns its exit code, or 128 + signal if a signal ended it.
-  int join() {
-    int status = 0;
-    if (retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); }) < 0) throw_errno("waitpid");
-    pid_ = -1;
-    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
-  }
-
- private:
-  pid_t pid_;
-};
-
-// Forks a child that runs `body` (returning its exit code) and then _exits.
-inline ChildProcess run_child(std::function<int()> body) {
-  std::fflush(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) throw_errno("fork");
-  if (pid == 0) {
-    int rc = 1;
-    std::thread t([&] {
+// Starts a child (an ipc::Process) that runs `body` on a fresh thread and leaves with its result as exit code; an
+// exception escaping `body` is printed, reported to the parent (Process::exception()) and makes the exit code 1.
+inline Process run_child(std::function<int()> body) {
+  return Process::start([body = std::move(body)] {
+    return detail::on_fresh_thread([&] {
       try {
-        rc = body();
+        return body();
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "child %d: %s\n", ::getpid(), e.what());
-        rc = 1;
+        std::fprintf(stderr, "child %d: %s\n", ::getpid(), e.what());  // in the test's log beside the failed CHECK
+        throw;
       }
     });
-    t.join();
-    std::fflush(nullptr);
-    ::_exit(rc);
-  }
-  return ChildProcess(pid);
+  });
 }
 
 }  // namespace ipc::manager::testing

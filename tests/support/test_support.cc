@@ -1,16 +1,12 @@
 #include "tests/support/test_support.h"
 
 #include <poll.h>
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
-#include <exception>
 
 #include "ipc/base/error.h"
 
@@ -35,64 +31,14 @@ SharedMapping::SharedMapping(size_t bytes) : bytes_(bytes) {
 
 SharedMapping::~SharedMapping() { munmap(base_, bytes_); }
 
-void ForkedChild::start(const std::function<int()>& body) {
-  // Flushed so that the child does not inherit, and print a second time, output the parent has buffered.
-  std::fflush(nullptr);
-  pid_ = fork();
-  if (pid_ < 0) throw_errno("fork");
-  if (pid_ == 0) {
-    int code = 1;
-    try {
-      code = body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child %d: %s\n", getpid(), e.what());
-    }
-    // _exit skips the stdio flush that exit() would do; the child's own diagnostics must not be lost.
-    std::fflush(nullptr);
-    _exit(code);
-  }
-}
-
-ForkedChild::ForkedChild(ForkedChild&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), status_(std::exchange(other.status_, std::nullopt)) {}
-
-ForkedChild& ForkedChild::operator=(ForkedChild&& other) noexcept {
-  if (this != &other) {
-    kill_and_reap();
-    pid_ = std::exchange(other.pid_, -1);
-    status_ = std::exchange(other.status_, std::nullopt);
-  }
-  return *this;
-}
-
-ForkedChild::~ForkedChild() { kill_and_reap(); }
-
-void ForkedChild::kill_and_reap() noexcept {
-  if (pid_ > 0 && !status_) {
-    ::kill(pid_, SIGKILL);
-    int st;
-    retry_on_eintr([&] { return waitpid(pid_, &st, 0); });
-  }
-}
-
 std::optional<int> ForkedChild::wait(std::chrono::milliseconds timeout) {
-  if (status_) return status_;
-  // A pidfd becomes readable when the child exits, so the wait sleeps on the event itself instead of polling.
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
-  if (pidfd < 0) throw_errno("pidfd_open");
-  pollfd p{pidfd, POLLIN, 0};
-  int r = retry_on_eintr([&] { return poll(&p, 1, static_cast<int>(timeout.count())); });
-  close(pidfd);
-  if (r < 0) throw_errno("poll(pidfd)");
-  if (r == 0) return std::nullopt;
-  int st;
-  if (retry_on_eintr([&] { return waitpid(pid_, &st, 0); }) != pid_) throw_errno("waitpid");
-  status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-  return status_;
-}
-
-void ForkedChild::kill(int signal) {
-  if (pid_ > 0 && !status_) ::kill(pid_, signal);
+  const bool reported = process_.exitcode().has_value();
+  const std::optional<int> code = process_.join(timeout);
+  if (code && !reported && process_.exception()) {
+    std::fprintf(stderr, "child %d: %s: %s\n", process_.pid(), process_.exception()->type_name.c_str(),
+                 process_.exception()->message.c_str());
+  }
+  return code;
 }
 
 PipeSignal::PipeSignal() {

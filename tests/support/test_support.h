@@ -1,5 +1,6 @@
 // tests/support/test_support.h: the one set of helpers for tests that cross processes: unique names, memory a
-// parent shares with its forked children, forked children with a timed wait, and pipe signals between processes.
+// parent shares with its forked children, forked children (ipc::Process) with a timed wait, and pipe signals
+// between processes.
 //
 // Threads: unique_name and children_cpu_time may be called from any thread; the other types are used by one thread
 //   of the test (each process has its own copy after fork).
@@ -7,10 +8,11 @@
 //   share the mapping's pages and the pipe with the parent. A ForkedChild never returns into the test framework
 //   (the child leaves with _exit), so a failure in it shows up as its exit code.
 // Lifetime: every type is RAII. A ForkedChild destroyed while its child still runs kills (SIGKILL) and reaps the
-//   child, so a failed REQUIRE leaves no process behind; a SharedMapping is unmapped in the process that destroys
-//   it (the pages live while any process maps them); a PipeSignal closes its process's ends of the pipe.
-// Errors: failing system calls (fork, mmap, pipe, poll, waitpid, ...) throw ipc::SystemError; timeouts are return
-//   values (nullopt, false).
+//   child (as ipc::Process does), so a failed REQUIRE leaves no process behind; a SharedMapping is unmapped in
+//   the process that destroys it (the pages live while any process maps them); a PipeSignal closes its process's
+//   ends of the pipe.
+// Errors: failing system calls (fork, mmap, pipe, poll, ...) throw ipc::SystemError; timeouts are return values
+//   (nullopt, false).
 #pragma once
 
 #include <sys/types.h>
@@ -18,12 +20,13 @@
 #include <chrono>
 #include <concepts>
 #include <cstddef>
-#include <functional>
 #include <new>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
+
+#include "ipc/base/process.h"
 
 namespace ipc::test {
 
@@ -60,41 +63,25 @@ class SharedMapping {
   size_t bytes_;
 };
 
+// A forked child for a test: an ipc::Process with a default timeout on wait() and the child's exception printed.
 class ForkedChild {
  public:
   // Forks; the child runs `body` and _exits with its return value (0 when `body` returns void; 1 when it throws,
-  // after printing the exception to stderr).
+  // and wait() prints the exception it reported).
   template <typename F>
     requires std::invocable<F&>
-  explicit ForkedChild(F body) {
-    start([&]() -> int {
-      if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
-        body();
-        return 0;
-      } else {
-        return body();
-      }
-    });
-  }
-  ForkedChild(ForkedChild&& other) noexcept;
-  ForkedChild& operator=(ForkedChild&& other) noexcept;
-  ForkedChild(const ForkedChild&) = delete;
-  ForkedChild& operator=(const ForkedChild&) = delete;
-  ~ForkedChild();
+  explicit ForkedChild(F body) : process_(Process::start(body)) {}
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return process_.pid(); }
   // Waits for the child to end and reaps it; returns its exit code (>= 0) or minus the signal that killed it, or
   // nullopt after `timeout` (the child keeps running). Once reaped, returns the same value again at once.
   std::optional<int> wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // Sends `signal` to the child unless it has been reaped.
-  void kill(int signal);
+  void kill(int signal) { process_.send_signal(signal); }
+  Process& process() { return process_; }
 
  private:
-  void start(const std::function<int()>& body);
-  void kill_and_reap() noexcept;
-
-  pid_t pid_ = -1;
-  std::optional<int> status_;
+  Process process_;
 };
 
 // A cross-process signal through a pipe: "I am ready" without sleeping for a guessed time. Each notify() writes

@@ -92,8 +92,8 @@ std::optional<Mount> find_mount(std::string_view mountinfo, std::string_view fst
 
 // The smallest limit `limit_in(dir)` gives over the cgroup directory of `cgroup_path` and its ancestors up to the
 // mount point.
-std::optional<unsigned> smallest_up_the_tree(const Mount& m, std::string_view cgroup_path,
-                                             const std::function<std::optional<unsigned>(const std::string&)>& limit_in) {
+using LimitIn = std::function<std::optional<unsigned>(const std::string& dir)>;
+std::optional<unsigned> smallest_up_the_tree(const Mount& m, std::string_view cgroup_path, const LimitIn& limit_in) {
   std::string_view rel = cgroup_path;
   if (m.root != "/") {
     if (rel.substr(0, m.root.size()) != m.root || (rel.size() > m.root.size() && rel[m.root.size()] != '/')) {
