@@ -1,11 +1,14 @@
 #include "bench/harness.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -43,16 +46,31 @@ std::string json_escape(const std::string& s) {
 
 Group::Group(const char* name, std::function<void(Report&)> run) { registry().emplace_back(name, std::move(run)); }
 
+Report::Report() : load_start_(load_average()) {}
+
 void Report::add(const std::string& name, double value, const std::string& unit, const std::string& peer,
                  double peer_value) {
-  Row r{name, value, unit, peer, peer_value, peer_value > 0 ? value / peer_value : 0};
+  add_row(Row{name, value, unit, peer, peer_value, peer_value > 0 ? value / peer_value : 0, {}, {}});
+}
+
+void Report::add(const std::string& name, const Sample& ours, const std::string& unit, const std::string& peer,
+                 const Sample& theirs) {
+  const double peer_value = theirs.n > 0 ? theirs.median : 0;
+  add_row(Row{name, ours.median, unit, peer, peer_value, peer_value > 0 && ours.n > 0 ? ours.median / peer_value : 0,
+              ours, theirs});
+}
+
+void Report::add_row(const Row& r) {
   rows_.push_back(r);
-  std::printf("  %-58s %12s%-7s", name.c_str(), human(value).c_str(), unit.c_str());
-  if (!peer.empty()) {
-    if (peer_value > 0) std::printf(" | %-34s %12s%-7s x%.2f", peer.c_str(), human(peer_value).c_str(),
-                                    unit.c_str(), r.ratio);
-    else std::printf(" | %-34s %12s", peer.c_str(), "n/a");
+  std::printf("  %-58s %12s%-7s", r.name.c_str(), r.value < 0 ? "n/a" : human(r.value).c_str(), r.unit.c_str());
+  if (!r.peer.empty()) {
+    if (r.peer_value > 0) std::printf(" | %-34s %12s%-7s x%.2f", r.peer.c_str(), human(r.peer_value).c_str(),
+                                      r.unit.c_str(), r.ratio);
+    else std::printf(" | %-34s %12s", r.peer.c_str(), "n/a");
   }
+  // The spread of each side's repetitions: (max - min) / median, and how many.
+  if (r.ours.n > 0) std::printf("  spread %.0f%% n=%d", 100 * r.ours.spread(), r.ours.n);
+  if (r.theirs.n > 0) std::printf(" | %.0f%% n=%d", 100 * r.theirs.spread(), r.theirs.n);
   std::printf("\n");
   std::fflush(stdout);
 }
@@ -72,12 +90,20 @@ void Report::print_table() const {
 
 void Report::write_json(const std::string& path) const {
   std::ofstream out(path);
-  out << "{\n  \"rows\": [\n";
+  out << "{\n  \"load_average\": {\"start\": " << load_start_ << ", \"end\": " << load_average() << "},\n";
+  out << "  \"rows\": [\n";
   for (size_t i = 0; i < rows_.size(); ++i) {
     const Row& r = rows_[i];
     out << "    {\"name\": \"" << json_escape(r.name) << "\", \"value\": " << r.value << ", \"unit\": \""
         << json_escape(r.unit) << "\", \"peer\": \"" << json_escape(r.peer) << "\", \"peer_value\": " << r.peer_value
-        << ", \"ratio\": " << r.ratio << "}" << (i + 1 < rows_.size() ? "," : "") << "\n";
+        << ", \"ratio\": " << r.ratio;
+    for (const auto& [key, sample] : {std::pair{"value_reps", &r.ours}, std::pair{"peer_reps", &r.theirs}}) {
+      if (sample->n > 0) {
+        out << ", \"" << key << "\": {\"n\": " << sample->n << ", \"min\": " << sample->min
+            << ", \"max\": " << sample->max << "}";
+      }
+    }
+    out << "}" << (i + 1 < rows_.size() ? "," : "") << "\n";
   }
   out << "  ],\n  \"targets\": [\n";
   for (size_t i = 0; i < verdicts_.size(); ++i) {
@@ -115,6 +141,24 @@ double median_of(int reps, const std::function<double()>& f) {
   return median(v);
 }
 
+Sample summarize(const std::vector<double>& values) {
+  std::vector<double> v;
+  std::copy_if(values.begin(), values.end(), std::back_inserter(v), [](double x) { return x >= 0; });
+  Sample s;
+  if (v.empty()) return s;
+  s.median = median(v);
+  s.min = *std::min_element(v.begin(), v.end());
+  s.max = *std::max_element(v.begin(), v.end());
+  s.n = static_cast<int>(v.size());
+  return s;
+}
+
+Sample sample_of(int reps, const std::function<double()>& f) {
+  std::vector<double> v;
+  for (int i = 0; i < reps; ++i) v.push_back(f());
+  return summarize(v);
+}
+
 double python_peer(const std::string& name, const std::vector<std::string>& args) {
   std::string cmd = "python3 bench/python_peers.py " + name;
   for (const auto& a : args) cmd += " " + a;
@@ -135,6 +179,12 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double one = -1;
+  return in >> one ? one : -1;
+}
+
 }  // namespace bench
 
 int main(int argc, char** argv) {
@@ -152,6 +202,15 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // Hygiene on a shared machine (../shared/BENCHMARKS.md): our own session, hence our own scheduler autogroup
+  // (fails harmlessly when this process already leads a process group, e.g. started by a job-control shell);
+  // the load average at the start and the end, and a mark when the machine was busy.
+  (void)setsid();
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  const double load = bench::load_average();
+  std::printf("load average %.2f at the start, %u CPUs, session %s%s\n", load, cpus,
+              getsid(0) == getpid() ? "own" : "shared (run under setsid for an autogroup of its own)",
+              load > 0.5 * cpus ? "  ** BUSY MACHINE: figures are the CPU share the others leave **" : "");
   bench::Report report;
   for (auto& [name, run] : bench::registry()) {
     if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
@@ -160,6 +219,7 @@ int main(int argc, char** argv) {
     run(report);
   }
   report.print_table();
+  std::printf("load average %.2f at the end\n", bench::load_average());
   if (!json_path.empty()) report.write_json(json_path);
   return 0;
 }

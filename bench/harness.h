@@ -15,6 +15,15 @@ namespace bench {
 // Which way is better for a figure: msgs/s (higher) or ns per round trip (lower).
 enum class Better { kHigher, kLower };
 
+// Repetitions of one measurement: their median and spread. n == 0: no repetition succeeded (the median is -1).
+struct Sample {
+  double median = -1;
+  double min = 0, max = 0;
+  int n = 0;
+  // (max - min) / median: the width of the spread relative to the figure (0 for one repetition).
+  double spread() const { return n > 0 && median > 0 ? (max - min) / median : 0; }
+};
+
 struct Row {
   std::string name;       // "SPSC 8 B, 1 producer -> 1 consumer process"
   double value = 0;       // our figure
@@ -22,13 +31,18 @@ struct Row {
   std::string peer;       // "Boost message_queue"; empty when the figure has no peer
   double peer_value = 0;  // the peer's figure, same unit, measured in this run
   double ratio = 0;       // value / peer_value (0 when no peer)
+  Sample ours, theirs;    // the repetitions behind value and peer_value, when added as Samples (n == 0: not)
 };
 
 class Report {
  public:
+  Report();  // notes the load average at the start (for the JSON copy)
   // Adds a row; the ratio is value / peer_value.
   void add(const std::string& name, double value, const std::string& unit, const std::string& peer = "",
            double peer_value = 0);
+  // The same from repetitions: the medians, and the spread of each printed after the ratio.
+  void add(const std::string& name, const Sample& ours, const std::string& unit, const std::string& peer = "",
+           const Sample& theirs = {});
   // Records a target's verdict: e.g. target("SPSC vs message_queue", ratio, ">=", 20).
   void target(const std::string& what, double ratio, const std::string& op, double bound);
 
@@ -44,8 +58,10 @@ class Report {
     double bound;
     bool met;
   };
+  void add_row(const Row& row);  // keeps and prints a row
   std::vector<Row> rows_;
   std::vector<Verdict> verdicts_;
+  double load_start_;
 };
 
 // Registers a group of figures, run by //bench:all. Use at namespace scope:
@@ -56,6 +72,10 @@ struct Group {
 
 // Median of `reps` runs of `f` (each returning one measurement).
 double median_of(int reps, const std::function<double()>& f);
+// Median, min and max of the values that are >= 0 (a negative value is a failed repetition).
+Sample summarize(const std::vector<double>& values);
+// summarize() of `reps` runs of `f`.
+Sample sample_of(int reps, const std::function<double()>& f);
 // Median of samples (for per-operation latencies, where a mean is dominated by rare scheduler hiccups).
 double median(std::vector<double> samples);
 
@@ -71,5 +91,8 @@ double python_peer(const std::string& name, const std::vector<std::string>& args
 
 // Wall-clock seconds from a monotonic clock.
 double now_seconds();
+
+// The 1-minute load average (/proc/loadavg), or -1.
+double load_average();
 
 }  // namespace bench

@@ -64,33 +64,21 @@ def value_incs_per_s(n=100000):
     return 2 * n / (time.perf_counter() - t)
 
 
-def _noop(x):
-    return x
-
-
-def pool_map_tasks_per_s(n=1000000, chunksize=0):
-    """Pool.map of a trivial function: tasks/s (chunksize 0 = Python's default chunking)."""
-    n, chunksize = int(n), int(chunksize)
-    with mp.Pool() as pool:
-        t = time.perf_counter()
-        if chunksize:
-            pool.map(_noop, range(n), chunksize=chunksize)
-        else:
-            pool.map(_noop, range(n))
-        return n / (time.perf_counter() - t)
-
-
 PEERS = {
     "queue": queue_msgs_per_s,
     "pipe": pipe_msgs_per_s,
     "value": value_incs_per_s,
-    "pool_map": pool_map_tasks_per_s,
 }
 
-try:  # the Manager peer lives beside this file
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+sys.path.insert(0, __file__.rsplit("/", 1)[0])  # the Manager and Pool peers live beside this file
+try:
     from python_peers_manager import manager_dict  # noqa: E402
     PEERS["manager_dict"] = manager_dict
+except ImportError:
+    pass
+try:
+    from python_peers_pool import POOL_PEERS  # noqa: E402
+    PEERS.update(POOL_PEERS)
 except ImportError:
     pass
 
