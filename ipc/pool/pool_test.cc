@@ -282,3 +282,54 @@ TEST_CASE("which callables can be tasks is decided at compile time", "[pool]") {
   STATIC_REQUIRE_FALSE(ipc::detail::Shippable<std::function<int(int)>>);
   CHECK(capturing(1) == 4);
 }
+
+namespace {
+ipc::test::PipeSignal* g_started = nullptr;  // tasks say they run (made before the pool: inherited)
+ipc::test::PipeSignal* g_release = nullptr;  // ... and wait for the test to let them finish
+int hold(int x) {
+  // Old enough that the pool no longer hands this worker a second task (see dispatch()).
+  const auto until = std::chrono::steady_clock::now() + 5ms;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  g_started->notify();
+  if (!g_release->wait(kPatience)) return -1;
+  return x;
+}
+}  // namespace
+
+TEST_CASE("short tasks are not queued behind a long one while another worker can run them", "[pool]") {
+  ipc::test::PipeSignal started, release;
+  g_started = &started;
+  g_release = &release;
+  ipc::Pool pool(workers(2));
+  auto long_task = pool.apply_async(hold, 1);
+  REQUIRE(started.wait(kPatience));  // the long task runs (and is 5 ms old)
+  std::vector<ipc::Future<int>> shorts;
+  for (int i = 0; i < 3; ++i) shorts.push_back(pool.apply_async(square, i));
+  for (int i = 0; i < 3; ++i) {
+    INFO("short task " << i << " is stuck behind the long one");
+    REQUIRE(shorts[i].get(kPatience) == std::optional<int>(i * i));
+  }
+  CHECK_FALSE(long_task.ready());
+  release.notify();
+  CHECK(long_task.get() == 1);
+}
+
+TEST_CASE("a dead worker is replaced before work is queued behind a live one", "[pool][kill]") {
+  ipc::test::PipeSignal started, release;
+  g_started = &started;
+  g_release = &release;
+  ipc::Pool pool(workers(2));
+  const int victim = pool.worker_pids().at(0);
+  REQUIRE(kill(victim, SIGKILL) == 0);
+  auto a = pool.apply_async(hold, 1);
+  auto b = pool.apply_async(hold, 2);
+  // Both run at once: one on the survivor, one on the replacement.
+  REQUIRE(started.wait(kPatience));
+  REQUIRE(started.wait(kPatience));
+  release.notify();
+  release.notify();
+  CHECK(a.get() == 1);
+  CHECK(b.get() == 2);
+  CHECK(pool.workers_started() == 3);
+}

@@ -312,25 +312,38 @@ struct PoolCore::State {
         std::unique_lock lock(mu);
         if (pending.empty() || terminated) return;
         std::deque<Task>::iterator chosen = pending.end();
-        for (int busy = 0; busy < 2 && !target; ++busy) {
+        auto choose = [&](bool busy) {
+          // A second task goes to the busy worker whose task started last, and only while that task is young:
+          // a task queued behind a long one would wait while another worker may soon be free.
+          constexpr auto kYoung = std::chrono::milliseconds(1);
+          const auto now = Clock::now();
           for (auto& w : workers) {
-            if (!can_take(*w) || w->in_hand.size() != static_cast<size_t>(busy)) continue;
-            if (auto it = pick(*w, busy != 0); it != pending.end()) {
+            if (!can_take(*w) || w->in_hand.size() != (busy ? 1u : 0u)) continue;
+            if (busy && (now - w->front_started > kYoung ||
+                         (target && w->front_started < target->front_started))) {
+              continue;
+            }
+            if (auto it = pick(*w, busy); it != pending.end()) {
               target = w.get();
               chosen = it;
-              break;
+              if (!busy) return;
             }
           }
-        }
+        };
+        choose(false);
         if (!target) {
-          // Workers that reached their quota are on their way out and do not count against the target.
+          // Replace dead workers before queueing work behind live ones. Workers that reached their quota are on
+          // their way out and do not count against the target.
           size_t usable = 0;
           for (auto& w : workers) usable += can_take(*w) || !w->in_hand.empty() ? 1 : 0;
-          if (usable >= options->workers) return;
-          lock.unlock();
-          spawn();
-          continue;
+          if (usable < options->workers) {
+            lock.unlock();
+            spawn();
+            continue;
+          }
+          choose(true);
         }
+        if (!target) return;
         t = std::move(*chosen);
         pending.erase(chosen);
       }
