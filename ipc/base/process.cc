@@ -120,6 +120,7 @@ struct ReportPipe {
   int write_end = -1;
 
   explicit ReportPipe(int flags) {
+    install_fork_handlers();  // before the pipe exists: every fork from now on closes it in its child
     int fds[2];
     std::lock_guard lock(registry().mu);
     if (::pipe2(fds, O_CLOEXEC | flags) != 0) throw_errno("pipe2 (child report)");
@@ -214,7 +215,6 @@ int open_child_pidfd(pid_t pid, const std::string& name) {
 // and runs `in_child(identity)`, which never returns. Returns the child's pid in the parent.
 template <typename InChild>
 pid_t fork_child(ProcessOptions& options, ReportPipe& report, InChild&& in_child) {
-  install_fork_handlers();
   if (options.daemon) install_daemon_exit_handler();
   const unsigned n = g_started.fetch_add(1, std::memory_order_relaxed) + 1;  // relaxed: only a counter
   const std::string identity = (g_identity.empty() ? "" : g_identity + ":") + std::to_string(n);

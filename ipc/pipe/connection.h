@@ -144,7 +144,8 @@ class Connection {
   bool readable_end() const { return in_.has_value(); }
   bool writable_end() const { return out_.has_value(); }
   // The socket whose readiness wait() polls: the receiving direction's (the sending one's on a send-only end).
-  // For integrating with your own event loop.
+  // Its readiness alone does not say a message is queued: a doorbell rings on it only for a reader that waits
+  // inside this library (recv, poll(), wait()), so a loop that polls it by itself can sleep past a message.
   int fileno() const;
 
  private:
