@@ -14,11 +14,13 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
 #include <sstream>
 
+#include "ipc/base/checked_math.h"
 #include "ipc/base/process.h"
 #include "ipc/segment/detail/robust_allocator_mutex.h"
 
@@ -134,6 +136,13 @@ Segment Segment::create(std::string_view name, size_t size_bytes, const SegmentO
   if (size_bytes < kMinSize) {
     throw InvalidArgument("segment size " + std::to_string(size_bytes) + " is below the minimum of 4096 bytes");
   }
+  if (options.huge_pages == HugePages::kTransparent) {
+    size_bytes = checked_round_up(size_bytes, kHugePageSize, "segment size in whole 2 MiB pages");
+  }
+  if (size_bytes > static_cast<size_t>(std::numeric_limits<off_t>::max())) {
+    throw InvalidArgument("segment size " + std::to_string(size_bytes) + " bytes exceeds the largest file size (" +
+                          std::to_string(std::numeric_limits<off_t>::max()) + " bytes)");
+  }
   if (options.permissions & ~0777) throw InvalidArgument("segment permissions must be within 0777");
   if ((options.permissions & 0600) != 0600) {
     throw InvalidArgument("segment permissions must let the owner read and write (0600)");
@@ -147,7 +156,6 @@ Segment Segment::create(std::string_view name, size_t size_bytes, const SegmentO
       throw Unsupported("transparent huge pages for shared memory are disabled on this machine "
                         "(/sys/kernel/mm/transparent_hugepage/shmem_enabled)");
     }
-    size_bytes = (size_bytes + kHugePageSize - 1) / kHugePageSize * kHugePageSize;
   }
   const std::string final_path = path_of(name);
   if (access(final_path.c_str(), F_OK) == 0) throw SegmentExists("segment '" + std::string(name) + "' already exists");
@@ -258,8 +266,12 @@ void* Segment::allocate(size_t bytes, size_t alignment) {
   if (alignment == 0 || (alignment & (alignment - 1)) || alignment > 4096) {
     throw InvalidArgument("alignment " + std::to_string(alignment) + " must be a power of two up to 4096");
   }
-  void* p = alignment <= alignof(std::max_align_t) ? impl_->managed.allocate(bytes, std::nothrow)
-                                                    : impl_->managed.allocate_aligned(bytes, alignment, std::nothrow);
+  // Boost's size arithmetic wraps (and asserts) on sizes near 2^64: anything beyond the segment cannot fit anyway.
+  void* p = nullptr;
+  if (bytes <= size_) {
+    p = alignment <= alignof(std::max_align_t) ? impl_->managed.allocate(bytes, std::nothrow)
+                                               : impl_->managed.allocate_aligned(bytes, alignment, std::nothrow);
+  }
   if (!p) {
     throw SegmentFull("segment '" + name_ + "' has no room for " + std::to_string(bytes) + " bytes (" +
                       std::to_string(free_bytes()) + " free)");

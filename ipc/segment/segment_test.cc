@@ -86,6 +86,8 @@ TEST_CASE("blocks honour their alignment and offsets are the same in every proce
 TEST_CASE("a full segment reports SegmentFull and stays usable", "[segment]") {
   Segment seg = Segment::create(unique_name("seg"), 64 * 1024);
   CHECK_THROWS_AS(seg.allocate(1 << 20), ipc::SegmentFull);
+  CHECK_THROWS_AS(seg.allocate(SIZE_MAX - 8), ipc::SegmentFull);
+  CHECK_THROWS_AS(seg.allocate(SIZE_MAX - 8, 4096), ipc::SegmentFull);
   CHECK_THROWS_AS(seg.find_or_create_block("big", 1 << 20, 8, [](void*) {}), ipc::SegmentFull);
   CHECK(seg.find_block("big").ptr == nullptr);
   void* p = seg.allocate(1024);
@@ -111,6 +113,20 @@ TEST_CASE("bad names and sizes are rejected with a clear error and create nothin
   SegmentOptions no_owner_write;
   no_owner_write.permissions = 0400;
   CHECK_THROWS_AS(Segment::create(name, 8192, no_owner_write), ipc::InvalidArgument);
+  CHECK_FALSE(shm_file_exists(name));
+}
+
+TEST_CASE("a segment size that cannot be a file size is refused before anything is created", "[segment]") {
+  const std::string name = unique_name("seg");
+  for (size_t size : {SIZE_MAX, SIZE_MAX - 4095, size_t{1} << 63}) {
+    INFO(size);
+    CHECK_THROWS_WITH(Segment::create(name, size), Catch::Contains(std::to_string(size)));
+    CHECK_THROWS_AS(Segment::create(name, size), ipc::InvalidArgument);
+  }
+  SegmentOptions huge;
+  huge.huge_pages = ipc::HugePages::kTransparent;
+  // Rounding up to whole 2 MiB pages would wrap to a tiny size unchecked.
+  CHECK_THROWS_AS(Segment::create(name, SIZE_MAX - 4095, huge), ipc::InvalidArgument);
   CHECK_FALSE(shm_file_exists(name));
 }
 

@@ -13,7 +13,8 @@
 //   they are first touched, so the kernel places them by it; the policy is shared by every process mapping them.
 // Lifetime: create() in a Segment (or construct_at() in caller memory) once; the length never changes. A process
 //   that dies holding get_lock() is reported to the next holder (AcquireResult::kOwnerDied, see lock.h).
-// Errors: index out of range in at() throws InvalidArgument; a policy that is invalid for this machine throws
+// Errors: index out of range in at() throws InvalidArgument, and so does a length whose byte size does not fit in
+//   64 bits (before anything is allocated); a policy that is invalid for this machine throws
 //   numa::PolicyError or Unsupported before anything is created; create/open as Lock (InvalidArgument for a
 //   missing name or an Array of another element size).
 #pragma once
@@ -29,6 +30,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "ipc/base/checked_math.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/segment/segment.h"
 #include "ipc/sync/lock.h"
@@ -79,9 +81,11 @@ class Array {
   }
 
   // Bytes of caller-provided memory construct_at() needs (page-aligned memory when options.policy is set).
+  // Throws InvalidArgument when that does not fit in 64 bits.
   static size_t bytes_needed(size_t length, const ArrayOptions& options = {}) {
-    if (options.policy) return kPageBytes + round_up(length * sizeof(T), kPageBytes);
-    return round_up(sizeof(Array), alignof(T)) + length * sizeof(T);
+    const uint64_t data_bytes = checked_mul(length, sizeof(T), "Array");
+    if (options.policy) return checked_add(kPageBytes, checked_round_up(data_bytes, kPageBytes, "Array"), "Array");
+    return checked_add(round_up(sizeof(Array), alignof(T)), data_bytes, "Array");
   }
   // Builds an array in `memory` (any shared mapping; page-aligned when options.policy is set) that nobody else
   // uses yet: applies the policy to the element pages, then touches them. REQUIRES: bytes >= bytes_needed().

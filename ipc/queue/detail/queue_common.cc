@@ -32,7 +32,7 @@ MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t 
   }
   const uint64_t c = h->capacity;
   if (c == 0 || (c & (c - 1)) != 0 || h->slot_stride % 64 != 0 ||
-      bytes < sizeof(MpmcHeader) + c * h->slot_stride) {
+      bytes < checked_add(sizeof(MpmcHeader), checked_mul(c, h->slot_stride, what), what)) {
     throw InvalidArgument(std::string(what) + ": the queue header is corrupt");
   }
   return MpmcRing(block);
