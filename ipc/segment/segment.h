@@ -4,8 +4,9 @@
 // memory policy that is set before any page is touched, and managed by Boost.Interprocess so that named and
 // anonymous objects can be allocated inside and found by name from any process that opens it.
 //
-// Threads: a Segment handle may be used from several threads; construct/find/destroy/allocate are serialised by
-//   the segment's own process-shared allocator lock. Objects inside do their own synchronisation.
+// Threads: a Segment handle may be used from several threads. Finding named blocks is lock-free; creating and
+//   removing them serialise briefly on the directory's robust lock, allocating on the allocator's. Objects inside
+//   do their own synchronisation.
 // Processes: any process of the same user may open a segment by name. Each process maps it at its own address:
 //   store offsets (offset_of / at), never pointers, inside shared memory.
 // Lifetime: a segment is published under its name only once it is fully initialised (it is built under a
@@ -16,14 +17,16 @@
 //   Call keep() to give up ownership (the segment then outlives its creator until remove(name) or
 //   remove_stale()). Handles from open() never unlink. When every process using a segment has died, the segment
 //   is stale: remove_stale() (and the CLI's `numa_mp clean`) removes segments that no live process maps.
+//   Named blocks live in the segment's directory, which no death can make unusable (docs/segment.md): finding
+//   takes no lock, and a creator killed mid-creation leaves a reservation that the next creator reclaims. Only a
+//   process killed *inside the allocator* can leave it half-updated: later allocations then throw StateError
+//   (never hang) while opening named objects keeps working. Allocation is set-up, never on a hot path.
+//   Happens-before: everything a creator's `init` wrote happens before any find that returns the block.
 // Errors: a bad name or size throws InvalidArgument; an existing name on create() throws SegmentExists; a
 //   missing one on open() throws SegmentNotFound; a segment owned by another user, or with the wrong
 //   permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument; an
-//   invalid policy throws numa::PolicyError before anything is created; out of space inside throws
-//   SegmentFull. OS failures throw SystemError.
-//   A process killed *while allocating* (or looking a name up) may leave the allocator half-updated: the next
-//   caller of allocate/find/construct in any process gets a StateError saying so, never a hang; objects already
-//   found keep working. Allocation is a set-up operation, never on a hot path.
+//   invalid policy throws numa::PolicyError before anything is created; out of space inside (or no room left in
+//   the directory) throws SegmentFull. OS failures throw SystemError.
 #pragma once
 
 #include <sys/types.h>
@@ -65,6 +68,17 @@ struct SegmentOptions {
   numa::MemoryPolicy policy;   // applied before the first touch; default = the kernel's default policy
   mode_t permissions = 0600;   // only owner by default
   HugePages huge_pages = HugePages::kNo;
+  // How many named blocks the segment holds at once (128 bytes of directory each); 0: one per 4 KiB of segment,
+  // at least 16 and at most 4096.
+  uint32_t max_names = 0;
+};
+
+// What a named block holds, recorded with its name so that opening it as another kind fails clearly ("'x' is a
+// Lock, not a Queue") instead of misreading it. `tag` identifies the kind; `name` (at most 23 bytes) is what
+// messages and listings show.
+struct BlockKind {
+  uint32_t tag;
+  std::string_view name;
 };
 
 // What list() reports about a segment, read from its header without opening it for use.
@@ -84,6 +98,11 @@ class Segment {
  public:
   // The prefix of every segment's file in /dev/shm, so that tools can tell ours from others'.
   static constexpr std::string_view kFilePrefix = "numa_mp.";
+  // Longest name of a block inside a segment.
+  static constexpr size_t kMaxBlockName = 63;
+  // Raw bytes (find_or_create_block), and objects of types that name no kind of their own (construct<T>).
+  static constexpr BlockKind kRawBlock{0x42574152, "raw block"};  // "RAWB"
+  static constexpr BlockKind kObjectBlock{0x544a424f, "object"};  // "OBJT"
 
   // Creates a new segment of `size_bytes` (exclusive: throws SegmentExists if the name is taken). The policy is
   // validated for this machine and applied before any page is touched. The returned handle owns the name.
@@ -129,8 +148,9 @@ class Segment {
   void* allocate(size_t bytes, size_t alignment = alignof(std::max_align_t));
   void deallocate(void* p);
 
-  // Named raw block: allocates `bytes` under `name` and runs `init(ptr)` on it before anyone else can find it;
-  // returns the existing block (and found=true) if the name is taken. Any thread, any process.
+  // Named raw block: allocates `bytes` under `name` (1..kMaxBlockName bytes) and runs `init(ptr)` on it before
+  // anyone else can find it; returns the existing block (and found=true) if the name is taken. While another live
+  // process is creating the same name, waits for it. Any thread, any process.
   struct NamedBlock {
     void* ptr;
     size_t bytes;
@@ -138,9 +158,7 @@ class Segment {
   };
   template <typename Init>
   NamedBlock find_or_create_block(std::string_view name, size_t bytes, size_t alignment, Init&& init) {
-    return find_or_create_block_impl(name, bytes, alignment, InitFn(&init, [](void* ctx, void* p) {
-                                       (*static_cast<std::remove_reference_t<Init>*>(ctx))(p);
-                                     }));
+    return find_or_create_block_impl(name, bytes, alignment, kRawBlock, init_fn(init), false);
   }
   // The block named `name`, or {nullptr, 0, false}.
   NamedBlock find_block(std::string_view name) const;
@@ -148,17 +166,17 @@ class Segment {
   bool remove_block(std::string_view name);
 
   // Typed named objects. T must be able to live in shared memory: no pointers, vtables or heap.
+  // Throws InvalidArgument when the name is taken.
   template <typename T, typename... Args>
   T& construct(std::string_view name, Args&&... args) {
-    auto b = find_or_create_block(name, sizeof(T), alignof(T),
-                                  [&](void* p) { new (p) T(std::forward<Args>(args)...); });
-    if (b.found) throw InvalidArgument("segment '" + name_ + "' already has an object named '" + std::string(name) + "'");
+    auto make = [&](void* p) { new (p) T(std::forward<Args>(args)...); };
+    auto b = find_or_create_block_impl(name, sizeof(T), alignof(T), kObjectBlock, init_fn(make), true);
     return *static_cast<T*>(b.ptr);
   }
   template <typename T, typename... Args>
   T& find_or_construct(std::string_view name, Args&&... args) {
-    auto b = find_or_create_block(name, sizeof(T), alignof(T),
-                                  [&](void* p) { new (p) T(std::forward<Args>(args)...); });
+    auto make = [&](void* p) { new (p) T(std::forward<Args>(args)...); };
+    auto b = find_or_create_block_impl(name, sizeof(T), alignof(T), kObjectBlock, init_fn(make), false);
     check_size(name, b.bytes, sizeof(T));
     return *static_cast<T*>(b.ptr);
   }
@@ -184,7 +202,13 @@ class Segment {
   using InitFn = std::pair<void*, void (*)(void*, void*)>;
 
   Segment(std::string name, void* base, size_t size, bool owner);
-  NamedBlock find_or_create_block_impl(std::string_view name, size_t bytes, size_t alignment, InitFn init);
+  template <typename Init>
+  static InitFn init_fn(Init& init) {
+    return InitFn(&init, [](void* ctx, void* p) { (*static_cast<std::remove_reference_t<Init>*>(ctx))(p); });
+  }
+  // exclusive: a taken name throws InvalidArgument instead of returning the block.
+  NamedBlock find_or_create_block_impl(std::string_view name, size_t bytes, size_t alignment, const BlockKind& kind,
+                                       InitFn init, bool exclusive);
   void check_size(std::string_view name, size_t have, size_t want) const;
   Header* header() const { return static_cast<Header*>(base_); }
 
