@@ -113,6 +113,12 @@ void validate_block_name(std::string_view name) {
   }
 }
 
+// "a Lock", "an Array": for messages that name a kind.
+std::string with_article(std::string_view kind) {
+  const bool vowel = !kind.empty() && std::string_view("AEIOUaeiou").find(kind.front()) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + std::string(kind);
+}
+
 void validate_alignment(size_t alignment) {
   if (alignment == 0 || (alignment & (alignment - 1)) || alignment > 4096) {
     throw InvalidArgument("alignment " + std::to_string(alignment) + " must be a power of two up to 4096");
@@ -337,12 +343,17 @@ Segment::NamedBlock Segment::find_or_create_block_impl(std::string_view name, si
                                                        const BlockKind& kind, InitFn init, bool exclusive) {
   validate_block_name(name);
   validate_alignment(alignment);
+  if (kind.name.empty() || kind.name.size() > segment_detail::kKindWords * 8 - 1) {
+    throw InvalidArgument("a block kind's name must be 1..23 bytes, got '" + std::string(kind.name) + "'");
+  }
   auto& directory = impl_->directory;
-  auto existing = [&](const segment_detail::BlockRecord& r) -> NamedBlock {
+  auto existing = [&](const BlockInfo& b) -> NamedBlock {
     if (exclusive) {
-      throw InvalidArgument("segment '" + name_ + "' already has an object named '" + std::string(name) + "'");
+      throw InvalidArgument("segment '" + name_ + "' already has " + with_article(b.kind) + " named '" +
+                            std::string(name) + "'");
     }
-    return {at(r.offset), r.bytes, true};
+    check_kind(b, kind);
+    return {at(b.offset), b.bytes, true};
   };
   if (!exclusive) {
     if (auto r = directory.find(name)) return existing(*r);  // lock-free: the usual case of a second opener
@@ -366,10 +377,20 @@ Segment::NamedBlock Segment::find_or_create_block_impl(std::string_view name, si
   return {p, bytes, false};
 }
 
-Segment::NamedBlock Segment::find_block(std::string_view name) const {
-  auto r = impl_->directory.find(name);
-  if (!r) return {nullptr, 0, false};
-  return {at(r->offset), r->bytes, true};
+Segment::NamedBlock Segment::find_block(std::string_view name, const BlockKind& kind) const {
+  auto b = impl_->directory.find(name);
+  if (!b) return {nullptr, 0, false};
+  check_kind(*b, kind);
+  return {at(b->offset), b->bytes, true};
+}
+
+std::vector<BlockInfo> Segment::blocks() const { return impl_->directory.list(); }
+
+void Segment::check_kind(const BlockInfo& block, const BlockKind& wanted) const {
+  if (block.kind_tag != wanted.tag) {
+    throw InvalidArgument("object '" + block.name + "' in segment '" + name_ + "' is " + with_article(block.kind) +
+                          ", not " + with_article(wanted.name));
+  }
 }
 
 bool Segment::remove_block(std::string_view name) {

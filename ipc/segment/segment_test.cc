@@ -135,8 +135,8 @@ TEST_CASE("a full segment reports SegmentFull and stays usable", "[segment]") {
   CHECK_THROWS_AS(seg.allocate(1 << 20), ipc::SegmentFull);
   CHECK_THROWS_AS(seg.allocate(SIZE_MAX - 8), ipc::SegmentFull);
   CHECK_THROWS_AS(seg.allocate(SIZE_MAX - 8, 4096), ipc::SegmentFull);
-  CHECK_THROWS_AS(seg.find_or_create_block("big", 1 << 20, 8, [](void*) {}), ipc::SegmentFull);
-  CHECK(seg.find_block("big").ptr == nullptr);
+  CHECK_THROWS_AS(seg.find_or_create_block("big", 1 << 20, 8, Segment::kRawBlock, [](void*) {}), ipc::SegmentFull);
+  CHECK(seg.find_block("big", Segment::kRawBlock).ptr == nullptr);
   void* p = seg.allocate(1024);
   CHECK(p != nullptr);
 }
@@ -469,7 +469,7 @@ TEST_CASE("a creator killed while initialising its block leaves the name to the 
   ipc::test::PipeSignal initialising, waiting;
   ForkedChild creator([&] {
     Segment mine = Segment::open(name);
-    (void)mine.find_or_create_block("doomed", 4096, 64, [&](void*) {
+    (void)mine.find_or_create_block("doomed", 4096, 64, Segment::kRawBlock, [&](void*) {
       initialising.notify();
       for (;;) pause();
     });
@@ -477,13 +477,13 @@ TEST_CASE("a creator killed while initialising its block leaves the name to the 
   });
   REQUIRE(initialising.wait());
   // Meanwhile an opener does not see the half-made block, and does not wait for it either.
-  ForkedChild opener([&] { return Segment::open(name).find_block("doomed").ptr == nullptr ? 0 : 2; });
+  ForkedChild opener([&] { return Segment::open(name).find_block("doomed", Segment::kRawBlock).ptr ? 2 : 0; });
   REQUIRE(opener.wait(std::chrono::seconds(30)) == 0);
   // A second creator of the same name waits for the first, and builds the block itself once the first died.
   ForkedChild second([&] {
     Segment mine = Segment::open(name);
     waiting.notify();
-    auto b = mine.find_or_create_block("doomed", 4096, 64, [&](void* p) {
+    auto b = mine.find_or_create_block("doomed", 4096, 64, Segment::kRawBlock, [&](void* p) {
       // acquire: partner is the parent's release store, made before the kill.
       *static_cast<uint64_t*>(p) = creator_killed.load(std::memory_order_acquire) ? 7 : 1;
     });
@@ -494,7 +494,7 @@ TEST_CASE("a creator killed while initialising its block leaves the name to the 
   creator.kill(SIGKILL);
   REQUIRE(creator.wait() == -SIGKILL);
   REQUIRE(second.wait(std::chrono::seconds(30)) == 0);
-  auto b = seg.find_block("doomed");
+  auto b = seg.find_block("doomed", Segment::kRawBlock);
   REQUIRE(b.ptr);
   CHECK(*static_cast<uint64_t*>(b.ptr) == 7);  // built after the first creator's death, by the second
   // The dead creator's block was given back: only the second creator's block is in use.
@@ -514,7 +514,7 @@ TEST_CASE("concurrent creators in several processes create each name exactly onc
     creators.emplace_back([&] {
       Segment mine = Segment::open(name);
       for (int i = 0; i < kNames; ++i) {
-        auto b = mine.find_or_create_block("n" + std::to_string(i), 256, 64, [&](void*) {
+        auto b = mine.find_or_create_block("n" + std::to_string(i), 256, 64, Segment::kRawBlock, [&](void*) {
           inits[i].fetch_add(1, std::memory_order_relaxed);  // relaxed: read after every creator exited
         });
         uint64_t expected = 0;

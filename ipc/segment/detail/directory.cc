@@ -56,7 +56,7 @@ struct Snapshot {
   uint64_t name[kNameWords];
   uint64_t kind[kKindWords];
 
-  BlockRecord record() const {
+  BlockInfo record() const {
     return {unpack(name), unpack(kind), static_cast<uint32_t>(kind_tag), offset, bytes};
   }
 };
@@ -135,7 +135,7 @@ Directory::Directory(void* at)
       entries_(reinterpret_cast<DirectoryEntry*>(header_ + 1)),
       capacity_(header_->capacity) {}
 
-std::optional<BlockRecord> Directory::find(std::string_view name) const {
+std::optional<BlockInfo> Directory::find(std::string_view name) const {
   const Key key(name);
   uint32_t i = home(key.hash);
   for (uint32_t seen = 0; seen < capacity_;) {
@@ -157,8 +157,8 @@ std::optional<BlockRecord> Directory::find(std::string_view name) const {
   return std::nullopt;
 }
 
-std::vector<BlockRecord> Directory::list() const {
-  std::vector<BlockRecord> out;
+std::vector<BlockInfo> Directory::list() const {
+  std::vector<BlockInfo> out;
   for (uint32_t i = 0; i < capacity_;) {
     Snapshot snap;
     const Read r = read_entry(entry(i), snap);

@@ -70,15 +70,6 @@ struct alignas(64) DirectoryHeader {
 static_assert(sizeof(DirectoryHeader) == 64, "the header fills one cache line");
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
-// What a published entry says (a process-local copy).
-struct BlockRecord {
-  std::string name;
-  std::string kind;
-  uint32_t kind_tag = 0;
-  uint64_t offset = 0;  // from the segment base
-  uint64_t bytes = 0;
-};
-
 // A process-local view of a directory.
 class Directory {
  public:
@@ -93,13 +84,13 @@ class Directory {
   explicit Directory(void* at);
 
   // The published block named `name`, if any. Lock-free; any process.
-  std::optional<BlockRecord> find(std::string_view name) const;
+  std::optional<BlockInfo> find(std::string_view name) const;
   // Every published block. Lock-free; any process.
-  std::vector<BlockRecord> list() const;
+  std::vector<BlockInfo> list() const;
 
   // Either the record of the block that already has the name, or a reservation of the name for this process.
   struct Reservation {
-    std::optional<BlockRecord> existing;
+    std::optional<BlockInfo> existing;
     uint32_t index = 0;  // the reserved entry
     uint64_t word = 0;   // its word while we hold it
   };
