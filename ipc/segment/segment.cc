@@ -104,6 +104,8 @@ Layout layout_for(size_t size_bytes, uint32_t max_names) {
   return l;
 }
 
+static_assert(Segment::kMaxBlockName == segment_detail::kNameWords * 8 - 1, "names are stored NUL-padded");
+
 // The object names inside a segment: 1..63 bytes, no NUL (they are stored NUL-padded).
 void validate_block_name(std::string_view name) {
   if (name.empty() || name.size() > Segment::kMaxBlockName || name.find('\0') != std::string_view::npos) {
@@ -370,14 +372,15 @@ Segment::NamedBlock Segment::find_or_create_block_impl(std::string_view name, si
     init.second(init.first, p);
     directory.publish(reservation);
   } catch (...) {
-    if (!reservation.existing) directory.withdraw(reservation);
-    if (p) deallocate(p);
+    // The block is ours to free only while the reservation is: whoever reclaims an entry frees its block.
+    if (!reservation.existing && directory.withdraw(reservation) && p) deallocate(p);
     throw;
   }
   return {p, bytes, false};
 }
 
 Segment::NamedBlock Segment::find_block(std::string_view name, const BlockKind& kind) const {
+  validate_block_name(name);
   auto b = impl_->directory.find(name);
   if (!b) return {nullptr, 0, false};
   check_kind(*b, kind);
@@ -394,6 +397,7 @@ void Segment::check_kind(const BlockInfo& block, const BlockKind& wanted) const 
 }
 
 bool Segment::remove_block(std::string_view name) {
+  validate_block_name(name);
   auto offset = impl_->directory.remove(name);
   if (!offset) return false;
   deallocate(at(*offset));

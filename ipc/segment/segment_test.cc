@@ -110,6 +110,41 @@ TEST_CASE("named objects are found by name, sized and removable", "[segment]") {
   CHECK(seg.find<uint32_t>("x") == nullptr);
 }
 
+TEST_CASE("the directory holds max_names names at once, and removed names free their entries", "[segment]") {
+  SegmentOptions opts;
+  opts.max_names = 16;
+  Segment seg = Segment::create(unique_name("seg"), 1 << 20, opts);
+  std::vector<std::string> live;
+  for (uint64_t i = 0; i < 16; ++i) {
+    live.push_back("n" + std::to_string(i));
+    seg.construct<uint64_t>(live.back(), i);
+  }
+  CHECK_THROWS_WITH(seg.construct<uint64_t>("one-more", 0u), Catch::Contains("16 names"));
+  CHECK_THROWS_AS(seg.construct<uint64_t>("one-more", 0u), ipc::SegmentFull);
+  const size_t free_when_full = seg.free_bytes();
+  // Many more distinct names than entries, one removed for each created: entries are reused, lookups stay exact.
+  for (uint64_t round = 16; round < 2000; ++round) {
+    std::string& slot = live[round % 16];
+    REQUIRE(seg.destroy<uint64_t>(slot));
+    CHECK(seg.find<uint64_t>(slot) == nullptr);
+    slot = "m" + std::to_string(round);
+    seg.construct<uint64_t>(slot, round);
+  }
+  CHECK(seg.blocks().size() == 16);
+  for (uint64_t i = 0; i < 16; ++i) {
+    const uint64_t* v = seg.find<uint64_t>(live[i]);
+    REQUIRE(v);
+    CHECK(*v % 16 == i);
+  }
+  CHECK(seg.free_bytes() == free_when_full);
+  // Names are 1..63 bytes; a directory too big for the segment is refused before anything is created.
+  CHECK_NOTHROW(seg.find<uint64_t>(std::string(63, 'x')));
+  CHECK_THROWS_AS(seg.find<uint64_t>(std::string(64, 'x')), ipc::InvalidArgument);
+  CHECK_THROWS_AS(seg.find<uint64_t>(""), ipc::InvalidArgument);
+  opts.max_names = 1000;
+  CHECK_THROWS_WITH(Segment::create(unique_name("seg"), 64 * 1024, opts), Catch::Contains("1000 names"));
+}
+
 TEST_CASE("blocks honour their alignment and offsets are the same in every process", "[segment]") {
   const std::string name = unique_name("seg");
   Segment seg = Segment::create(name, 1 << 20);

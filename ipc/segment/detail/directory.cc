@@ -85,7 +85,7 @@ Read read_entry(const DirectoryEntry& e, Snapshot& out) {
   // acquire: partner is the release fence in reserve() after it marked a reused entry RESERVED: had any field we
   // copied been rewritten for a new name, the word read below is no longer `w`.
   std::atomic_thread_fence(std::memory_order_acquire);
-  return e.word.load(std::memory_order_relaxed) == w ? Read::kReady : Read::kChanged;
+  return e.word.load(std::memory_order_relaxed) == w ? Read::kReady : Read::kChanged;  // relaxed: the fence orders it
 }
 
 // The writers' lock. A holder that died is no reason to stop: every store made under it leaves the table
@@ -254,17 +254,18 @@ void Directory::publish(const Reservation& r) {
   end_reservation();
 }
 
-void Directory::withdraw(const Reservation& r) {
+bool Directory::withdraw(const Reservation& r) {
+  bool ours;
   {
     WriterLock lock(header_->writers);
     uint64_t expected = r.word;
     // relaxed: nothing is published by giving a name up.
-    if (entry(r.index).word.compare_exchange_strong(expected, make_word(word_generation(r.word), kRemoved, 0),
-                                                     std::memory_order_relaxed)) {
-      trim(r.index);
-    }
+    ours = entry(r.index).word.compare_exchange_strong(expected, make_word(word_generation(r.word), kRemoved, 0),
+                                                       std::memory_order_relaxed);
+    if (ours) trim(r.index);
   }
   end_reservation();
+  return ours;
 }
 
 std::optional<uint64_t> Directory::remove(std::string_view name) {

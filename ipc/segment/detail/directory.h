@@ -103,8 +103,9 @@ class Directory {
   // Makes the reserved block visible to everyone: whatever the caller wrote into it before happens before every
   // find() that returns it. Throws StateError if the reservation was taken from us.
   void publish(const Reservation& r);
-  // Gives the reserved name up (creation failed); the caller frees the block if it allocated one.
-  void withdraw(const Reservation& r);
+  // Gives the reserved name up (creation failed). True: it was still ours, and the caller frees the block if it
+  // allocated one; false: it had been reclaimed, with its block.
+  bool withdraw(const Reservation& r);
   // Unpublishes `name`; returns its block's offset for the caller to free, nullopt when there was none.
   std::optional<uint64_t> remove(std::string_view name);
 
