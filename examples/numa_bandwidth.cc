@@ -54,7 +54,8 @@ void measure(const numa::Topology& topology, const std::string& label, const num
   options.policy = policy;
   const std::string name = "numa-bandwidth-" + std::to_string(getpid());
   Segment segment = Segment::create(name, bytes + (1 << 20), options);
-  auto* data = static_cast<uint64_t*>(segment.find_or_create_block("data", bytes, 4096, [](void*) {}).ptr);
+  auto* data =
+      static_cast<uint64_t*>(segment.create_block("data", bytes, 4096, ipc::Segment::kRawBlock, [](void*) {}).ptr);
   const size_t count = bytes / sizeof(uint64_t);
   for (size_t i = 0; i < count; ++i) data[i] = i;  // first touch: the policy places every page now
   std::printf("%-22s pages per node: %s\n", label.c_str(), numa::page_placement(data, bytes).to_string().c_str());
@@ -66,7 +67,7 @@ void measure(const numa::Topology& topology, const std::string& label, const num
       close(fds[0]);
       pin_to_node(node);
       Segment mine = Segment::open(name);  // as any worker process would
-      auto* mine_data = static_cast<const uint64_t*>(mine.find_block("data").ptr);
+      auto* mine_data = static_cast<const uint64_t*>(mine.find_block("data", ipc::Segment::kRawBlock).ptr);
       read_bandwidth(mine_data, count, 1);  // warm-up
       double bw = read_bandwidth(mine_data, count, 3);
       (void)!write(fds[1], &bw, sizeof bw);

@@ -30,7 +30,7 @@ int main() {
 
   // The array is a named block: any process can find it by name; here the workers inherit the mapping.
   auto* data = static_cast<uint64_t*>(
-      segment.find_or_create_block("numbers", kCount * sizeof(uint64_t), 4096, [](void*) {}).ptr);
+      segment.create_block("numbers", kCount * sizeof(uint64_t), 4096, ipc::Segment::kRawBlock, [](void*) {}).ptr);
 
   const int workers = static_cast<int>(cpu_count());  // the CPUs this process may use (affinity, cgroup quota)
   std::vector<Process> children;
@@ -38,7 +38,7 @@ int main() {
     children.push_back(Process::start([&, w] {
       // Each worker opens the segment by name, as an unrelated process would, and fills its slice.
       Segment mine = Segment::open(name);
-      auto* numbers = static_cast<uint64_t*>(mine.find_block("numbers").ptr);
+      auto* numbers = static_cast<uint64_t*>(mine.find_block("numbers", ipc::Segment::kRawBlock).ptr);
       for (size_t i = kCount * w / workers; i < kCount * (w + 1) / workers; ++i) numbers[i] = i;
     }));
   }

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ipc/base/checked_math.h"
 #include "ipc/base/poll.h"
 #include "ipc/queue/detail/wait.h"
 
@@ -46,9 +47,9 @@ std::pair<Connection, Connection> Pipe(const PipeOptions& options) {
   }
   options.policy.validate_for_this_machine();
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t one = (ByteRing::bytes_needed(cap) + page - 1) / page * page;
+  const size_t one = checked_round_up(ByteRing::bytes_needed(cap), page, "Pipe ring");
   auto shared = std::make_shared<Connection::Shared>();
-  shared->bytes = one * (options.duplex ? 2 : 1);
+  shared->bytes = checked_mul(one, options.duplex ? 2 : 1, "Pipe rings");
   // MAP_SHARED | MAP_ANONYMOUS: shared with every child forked after this, private to this family of processes.
   shared->base = mmap(nullptr, shared->bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared->base == MAP_FAILED) {

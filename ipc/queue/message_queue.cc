@@ -26,13 +26,13 @@ MessageQueue MessageQueue::create(Segment& segment, std::string_view name, uint6
   detail::ensure_process_setup();
   const uint64_t c = detail::ring_capacity(capacity, "MessageQueue");
   const uint64_t m = checked_max(max_message_bytes);
-  void* p = detail::create_block(segment, name, detail::MpmcRing::bytes_needed(c, m),
+  void* p = detail::create_block(segment, name, detail::MpmcRing::bytes_needed(c, m), detail::mpmc_kind(kFlags),
                                  [&](void* b) { detail::MpmcRing::init(b, c, m, 0, kFlags); });
   return MessageQueue(detail::MpmcRing(p));
 }
 
 MessageQueue MessageQueue::open(const Segment& segment, std::string_view name) {
-  auto b = detail::find_queue_block(segment, name);
+  auto b = detail::find_queue_block(segment, name, detail::mpmc_kind(kFlags));
   return attach(b.ptr, b.bytes);
 }
 

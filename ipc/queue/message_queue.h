@@ -42,7 +42,8 @@ class MessageQueue {
  public:
   // Bytes a ring of `capacity` messages of up to `max_message_bytes` needs (for create_at).
   static uint64_t bytes_needed(uint64_t capacity, uint64_t max_message_bytes);
-  // Creates a queue named `name` in `segment`. Throws InvalidArgument if the name is taken or a size is 0.
+  // Creates a queue named `name` in `segment`. Throws InvalidArgument if the name is taken, a size is 0, or
+  // capacity * max_message_bytes does not fit in 64 bits.
   static MessageQueue create(Segment& segment, std::string_view name, uint64_t capacity, uint64_t max_message_bytes);
   // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not a MessageQueue.
   static MessageQueue open(const Segment& segment, std::string_view name);

@@ -22,8 +22,8 @@
 //   its get(), or counted. close() does not strand messages: gets drain everything put before it (waiting for
 //   a slot still being written) and only then return kClosed. See docs/queue.md for the protocol.
 // Errors: full/empty/timeout/closed are QueueResult values ([[nodiscard]]). A bad capacity, a name already taken,
-//   or opening a block that is not this kind of queue throw InvalidArgument; a missing name throws QueueNotFound;
-//   OS failures throw SystemError. put/get never allocate and never throw on the hot path.
+//   or opening a block that is not this kind of queue ("... is a Lock, not a Queue") throw InvalidArgument; a
+//   missing name throws QueueNotFound; OS failures throw SystemError. put/get never allocate and never throw on the hot path.
 #pragma once
 
 #include <chrono>
@@ -137,13 +137,13 @@ class Queue {
     detail::ensure_process_setup();
     const uint64_t c = detail::ring_capacity(capacity, "Queue");
     const uint64_t bytes = detail::MpmcRing::bytes_needed(c, sizeof(T));
-    void* p = detail::create_block(segment, name, bytes,
+    void* p = detail::create_block(segment, name, bytes, detail::mpmc_kind(flags),
                                    [&](void* b) { detail::MpmcRing::init(b, c, sizeof(T), sizeof(T), flags); });
     return detail::MpmcRing(p);
   }
   static detail::MpmcRing open_ring(const Segment& segment, std::string_view name, uint32_t flags) {
     detail::ensure_process_setup();
-    auto b = detail::find_queue_block(segment, name);
+    auto b = detail::find_queue_block(segment, name, detail::mpmc_kind(flags));
     return detail::checked_mpmc(b.ptr, b.bytes, sizeof(T), flags, "Queue::open");
   }
 

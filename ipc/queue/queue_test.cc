@@ -182,6 +182,22 @@ TEST_CASE("zero capacity and wrong blocks are rejected", "[queue]") {
   CHECK_NOTHROW(ipc::Queue<uint64_t>::attach(mem.base(), mem.bytes()));
 }
 
+TEST_CASE("a queue whose capacity times slot size overflows is refused and allocates nothing", "[queue]") {
+  auto seg = ipc::Segment::create(ipc::test::unique_name("queue_test"), 1 << 20);
+  const size_t free_before = seg.free_bytes();
+  // 2^32 slots of 2^32 bytes (header included): the product is 2^64, which wraps to 0 unchecked.
+  const uint64_t slots = uint64_t{1} << 32, message = (uint64_t{1} << 32) - 16;
+  CHECK_THROWS_WITH(ipc::MessageQueue::bytes_needed(slots, message),
+                    Catch::Contains("4294967296") && Catch::Contains("overflows"));
+  CHECK_THROWS_AS(ipc::MessageQueue::create(seg, "huge", slots, (uint64_t{1} << 32) - 2), ipc::InvalidArgument);
+  struct Big {
+    char bytes[uint64_t{1} << 32];
+  };
+  CHECK_THROWS_AS(ipc::Queue<Big>::bytes_needed(slots), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::SpscQueue<Big>::bytes_needed(slots), ipc::InvalidArgument);
+  CHECK(seg.free_bytes() == free_before);
+}
+
 TEST_CASE("a message queue carries variable-size messages intact", "[queue][bytes]") {
   SharedMapping mem(ipc::MessageQueue::bytes_needed(4, 1000));
   auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 4, 1000);

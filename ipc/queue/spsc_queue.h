@@ -51,13 +51,13 @@ class SpscQueue {
   static SpscQueue create(Segment& segment, std::string_view name, uint64_t capacity) {
     detail::ensure_process_setup();
     const uint64_t c = detail::ring_capacity(capacity, "SpscQueue");
-    void* p = detail::create_block(segment, name, detail::spsc_bytes_needed(c, sizeof(T)),
+    void* p = detail::create_block(segment, name, detail::spsc_bytes_needed(c, sizeof(T)), detail::kSpscQueueKind,
                                    [&](void* b) { detail::spsc_init(b, c, sizeof(T)); });
     return SpscQueue(p);
   }
   // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not an SpscQueue<T>.
   static SpscQueue open(const Segment& segment, std::string_view name) {
-    auto b = detail::find_queue_block(segment, name);
+    auto b = detail::find_queue_block(segment, name, detail::kSpscQueueKind);
     return attach(b.ptr, b.bytes);
   }
   // Builds a queue in caller-provided shared memory (64-byte aligned, bytes_needed(capacity) bytes).

@@ -7,19 +7,23 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <boost/interprocess/indexes/iset_index.hpp>
+#include <boost/interprocess/indexes/null_index.hpp>
 #include <boost/interprocess/managed_external_buffer.hpp>
 #include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
 #include <sstream>
 
+#include "ipc/base/checked_math.h"
 #include "ipc/base/process.h"
+#include "ipc/segment/detail/directory.h"
 #include "ipc/segment/detail/robust_allocator_mutex.h"
 
 namespace ipc {
@@ -32,21 +36,20 @@ constexpr char kShmDir[] = "/dev/shm/";
 // never collide with a segment, and its creator's pid is in the name for remove_stale().
 constexpr char kTempPrefix[] = "numa_mp~";
 constexpr uint64_t kMagic = 0x4753504d414d554eULL;  // "NUMAMPSG"
-constexpr uint32_t kLayoutVersion = 2;  // 2: robust allocator mutexes
+constexpr uint32_t kLayoutVersion = 3;  // 2: robust allocator mutexes; 3: the directory of named blocks
 constexpr size_t kMinSize = 4096;
 constexpr size_t kHugePageSize = 2 * 1024 * 1024;
 
-// The allocator and name index inside the segment, locked by robust process-shared mutexes (Boost's default
-// managed_external_buffer uses a null mutex, only safe in one process, and its interprocess mutexes are not
-// robust: a process killed while allocating would hang everyone after it).
-using ManagedBuffer = bip::basic_managed_external_buffer<
-    char, bip::rbtree_best_fit<segment_detail::RobustMutexFamily>, bip::iset_index>;
+constexpr uint32_t kMaxNames = 1 << 20;
+// Room the managed buffer needs beyond its own bookkeeping for a segment to be of any use.
+constexpr size_t kMinManagedBytes = 1024;
 
-// What a named block's name maps to, stored as a Boost named object; the block itself is an aligned allocation.
-struct BlockRecord {
-  uint64_t offset;  // from the segment base
-  uint64_t bytes;
-};
+// The allocator inside the segment, locked by a robust process-shared mutex (Boost's default
+// managed_external_buffer uses a null mutex, only safe in one process, and its interprocess mutexes are not
+// robust: a process killed while allocating would hang everyone after it). Names are not Boost's: they live in
+// the segment's directory (null_index), which lookups read without any lock.
+using ManagedBuffer = bip::basic_managed_external_buffer<
+    char, bip::rbtree_best_fit<segment_detail::RobustMutexFamily>, bip::null_index>;
 
 std::string file_name(std::string_view name) { return std::string(Segment::kFilePrefix) + std::string(name); }
 std::string path_of(std::string_view name) { return kShmDir + file_name(name); }
@@ -71,9 +74,58 @@ struct SegmentHeader {
   int32_t creator_pid;
   uint32_t creator_uid;
   numa::MemoryPolicy policy;
-  uint64_t managed_offset;  // where the Boost managed buffer starts
+  uint64_t directory_offset;  // where the directory of named blocks starts
+  uint64_t managed_offset;    // where the Boost managed buffer starts
 };
 static_assert(std::is_trivially_copyable_v<SegmentHeader>, "the header is shared memory, read with pread too");
+
+// Where the parts of a segment go: header, directory, managed buffer, each 64-byte aligned.
+struct Layout {
+  uint32_t names;
+  uint64_t directory_offset;
+  uint64_t managed_offset;
+};
+
+Layout layout_for(size_t size_bytes, uint32_t max_names) {
+  if (max_names > kMaxNames) {
+    throw InvalidArgument("max_names " + std::to_string(max_names) + " exceeds " + std::to_string(kMaxNames));
+  }
+  const uint32_t names =
+      max_names ? max_names : static_cast<uint32_t>(std::clamp<size_t>(size_bytes / 4096, 16, 4096));
+  Layout l;
+  l.names = names;
+  l.directory_offset = (sizeof(SegmentHeader) + 63) / 64 * 64;
+  l.managed_offset = l.directory_offset + segment_detail::Directory::bytes_for(names);
+  if (l.managed_offset + kMinManagedBytes > size_bytes) {
+    throw InvalidArgument("a segment of " + std::to_string(size_bytes) + " bytes has no room for a directory of " +
+                          std::to_string(names) + " names (128 bytes each) and " +
+                          std::to_string(kMinManagedBytes) + " bytes to allocate from");
+  }
+  return l;
+}
+
+static_assert(Segment::kMaxBlockName == segment_detail::kNameWords * 8 - 1, "names are stored NUL-padded");
+
+// The object names inside a segment: 1..63 bytes, no NUL (they are stored NUL-padded).
+void validate_block_name(std::string_view name) {
+  if (name.empty() || name.size() > Segment::kMaxBlockName || name.find('\0') != std::string_view::npos) {
+    throw InvalidArgument("object names inside a segment must be 1.." + std::to_string(Segment::kMaxBlockName) +
+                          " bytes without NUL, got '" + std::string(name) + "' (" + std::to_string(name.size()) +
+                          " bytes)");
+  }
+}
+
+// "a Lock", "an Array": for messages that name a kind.
+std::string with_article(std::string_view kind) {
+  const bool vowel = !kind.empty() && std::string_view("AEIOUaeiou").find(kind.front()) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + std::string(kind);
+}
+
+void validate_alignment(size_t alignment) {
+  if (alignment == 0 || (alignment & (alignment - 1)) || alignment > 4096) {
+    throw InvalidArgument("alignment " + std::to_string(alignment) + " must be a power of two up to 4096");
+  }
+}
 
 }  // namespace
 
@@ -81,6 +133,7 @@ struct Segment::Header : SegmentHeader {};
 
 struct Segment::Impl {
   ManagedBuffer managed;
+  segment_detail::Directory directory;
   pid_t owner_pid = 0;  // the process whose handle owns the name; forked copies never unlink
   dev_t dev = 0;
   ino_t ino = 0;
@@ -134,6 +187,14 @@ Segment Segment::create(std::string_view name, size_t size_bytes, const SegmentO
   if (size_bytes < kMinSize) {
     throw InvalidArgument("segment size " + std::to_string(size_bytes) + " is below the minimum of 4096 bytes");
   }
+  if (options.huge_pages == HugePages::kTransparent) {
+    size_bytes = checked_round_up(size_bytes, kHugePageSize, "segment size in whole 2 MiB pages");
+  }
+  if (size_bytes > static_cast<size_t>(std::numeric_limits<off_t>::max())) {
+    throw InvalidArgument("segment size " + std::to_string(size_bytes) + " bytes exceeds the largest file size (" +
+                          std::to_string(std::numeric_limits<off_t>::max()) + " bytes)");
+  }
+  const Layout layout = layout_for(size_bytes, options.max_names);
   if (options.permissions & ~0777) throw InvalidArgument("segment permissions must be within 0777");
   if ((options.permissions & 0600) != 0600) {
     throw InvalidArgument("segment permissions must let the owner read and write (0600)");
@@ -147,7 +208,6 @@ Segment Segment::create(std::string_view name, size_t size_bytes, const SegmentO
       throw Unsupported("transparent huge pages for shared memory are disabled on this machine "
                         "(/sys/kernel/mm/transparent_hugepage/shmem_enabled)");
     }
-    size_bytes = (size_bytes + kHugePageSize - 1) / kHugePageSize * kHugePageSize;
   }
   const std::string final_path = path_of(name);
   if (access(final_path.c_str(), F_OK) == 0) throw SegmentExists("segment '" + std::string(name) + "' already exists");
@@ -190,7 +250,10 @@ Segment Segment::create(std::string_view name, size_t size_bytes, const SegmentO
   h->creator_pid = getpid();
   h->creator_uid = geteuid();
   h->policy = options.policy;
-  h->managed_offset = (sizeof(Header) + 63) / 64 * 64;
+  h->directory_offset = layout.directory_offset;
+  h->managed_offset = layout.managed_offset;
+  segment_detail::Directory::init(seg.at(h->directory_offset), layout.names);
+  seg.impl_->directory = segment_detail::Directory(seg.at(h->directory_offset));
   new (&seg.impl_->managed) ManagedBuffer(bip::create_only, static_cast<char*>(base) + h->managed_offset,
                                           size_bytes - h->managed_offset);
 
@@ -238,6 +301,13 @@ Segment Segment::open(std::string_view name) {
                           std::to_string(h->layout_version) + "; this library reads version " +
                           std::to_string(kLayoutVersion));
   }
+  if (h->directory_offset % 64 != 0 || h->directory_offset < sizeof(SegmentHeader) ||
+      h->directory_offset > h->managed_offset || h->managed_offset > size - kMinManagedBytes ||
+      segment_detail::Directory::bytes_for(seg.at<segment_detail::DirectoryHeader>(h->directory_offset)->capacity) !=
+          h->managed_offset - h->directory_offset) {
+    throw InvalidArgument("'" + path + "' is not a numa_mp segment (bad layout)");
+  }
+  seg.impl_->directory = segment_detail::Directory(seg.at(h->directory_offset));
   new (&seg.impl_->managed) ManagedBuffer(bip::open_only, static_cast<char*>(base) + h->managed_offset,
                                           size - h->managed_offset);
   return seg;
@@ -255,11 +325,13 @@ const numa::MemoryPolicy& Segment::policy() const { return header()->policy; }
 size_t Segment::free_bytes() const { return impl_->managed.get_free_memory(); }
 
 void* Segment::allocate(size_t bytes, size_t alignment) {
-  if (alignment == 0 || (alignment & (alignment - 1)) || alignment > 4096) {
-    throw InvalidArgument("alignment " + std::to_string(alignment) + " must be a power of two up to 4096");
+  validate_alignment(alignment);
+  // Boost's size arithmetic wraps (and asserts) on sizes near 2^64: anything beyond the segment cannot fit anyway.
+  void* p = nullptr;
+  if (bytes <= size_) {
+    p = alignment <= alignof(std::max_align_t) ? impl_->managed.allocate(bytes, std::nothrow)
+                                               : impl_->managed.allocate_aligned(bytes, alignment, std::nothrow);
   }
-  void* p = alignment <= alignof(std::max_align_t) ? impl_->managed.allocate(bytes, std::nothrow)
-                                                    : impl_->managed.allocate_aligned(bytes, alignment, std::nothrow);
   if (!p) {
     throw SegmentFull("segment '" + name_ + "' has no room for " + std::to_string(bytes) + " bytes (" +
                       std::to_string(free_bytes()) + " free)");
@@ -270,59 +342,66 @@ void* Segment::allocate(size_t bytes, size_t alignment) {
 void Segment::deallocate(void* p) { impl_->managed.deallocate(p); }
 
 Segment::NamedBlock Segment::find_or_create_block_impl(std::string_view name, size_t bytes, size_t alignment,
-                                                       InitFn init) {
-  if (name.empty()) throw InvalidArgument("object names inside a segment must not be empty");
-  const std::string key(name);
-  NamedBlock result{nullptr, 0, false};
-  std::optional<std::exception_ptr> failure;
-  // Under the segment's (recursive, process-shared) allocator lock: look up, allocate, initialise and only then
-  // publish the name, so that find_block in another process never returns an uninitialised block.
-  auto body = [&] {
-    try {
-      auto found = impl_->managed.find<BlockRecord>(key.c_str());
-      if (found.first) {
-        result = {at(found.first->offset), found.first->bytes, true};
-        return;
-      }
-      void* p = allocate(bytes, alignment);
-      try {
-        init.second(init.first, p);
-      } catch (...) {
-        deallocate(p);
-        throw;
-      }
-      impl_->managed.construct<BlockRecord>(key.c_str())(BlockRecord{offset_of(p), bytes});
-      result = {p, bytes, false};
-    } catch (const bip::bad_alloc&) {
-      failure = std::make_exception_ptr(SegmentFull("segment '" + name_ + "' has no room to name '" + key + "'"));
-    } catch (...) {
-      failure = std::current_exception();
+                                                       const BlockKind& kind, InitFn init, bool exclusive) {
+  validate_block_name(name);
+  validate_alignment(alignment);
+  if (kind.name.empty() || kind.name.size() > segment_detail::kKindWords * 8 - 1) {
+    throw InvalidArgument("a block kind's name must be 1..23 bytes, got '" + std::string(kind.name) + "'");
+  }
+  auto& directory = impl_->directory;
+  auto existing = [&](const BlockInfo& b) -> NamedBlock {
+    if (exclusive) {
+      throw InvalidArgument("segment '" + name_ + "' already has " + with_article(b.kind) + " named '" +
+                            std::string(name) + "'");
     }
+    check_kind(b, kind);
+    return {at(b.offset), b.bytes, true};
   };
-  impl_->managed.atomic_func(body);
-  if (failure) std::rethrow_exception(*failure);
-  return result;
+  if (!exclusive) {
+    if (auto r = directory.find(name)) return existing(*r);  // lock-free: the usual case of a second opener
+  }
+  std::vector<uint64_t> orphans;
+  const auto reservation = directory.reserve(name, kind, orphans);
+  // From here until publish() the name is ours (other creators of it wait) and the block is invisible to finders.
+  void* p = nullptr;
+  try {
+    for (uint64_t orphan : orphans) deallocate(at(orphan));
+    if (reservation.existing) return existing(*reservation.existing);
+    p = allocate(bytes, alignment);
+    directory.set_block(reservation, offset_of(p), bytes);
+    init.second(init.first, p);
+    directory.publish(reservation);
+  } catch (...) {
+    // The block is ours to free only while the reservation is: whoever reclaims an entry frees its block.
+    if (!reservation.existing && directory.withdraw(reservation) && p) deallocate(p);
+    throw;
+  }
+  return {p, bytes, false};
 }
 
-Segment::NamedBlock Segment::find_block(std::string_view name) const {
-  const std::string key(name);
-  auto found = impl_->managed.find<BlockRecord>(key.c_str());
-  if (!found.first) return {nullptr, 0, false};
-  return {at(found.first->offset), found.first->bytes, true};
+Segment::NamedBlock Segment::find_block(std::string_view name, const BlockKind& kind) const {
+  validate_block_name(name);
+  auto b = impl_->directory.find(name);
+  if (!b) return {nullptr, 0, false};
+  check_kind(*b, kind);
+  return {at(b->offset), b->bytes, true};
+}
+
+std::vector<BlockInfo> Segment::blocks() const { return impl_->directory.list(); }
+
+void Segment::check_kind(const BlockInfo& block, const BlockKind& wanted) const {
+  if (block.kind_tag != wanted.tag) {
+    throw InvalidArgument("object '" + block.name + "' in segment '" + name_ + "' is " + with_article(block.kind) +
+                          ", not " + with_article(wanted.name));
+  }
 }
 
 bool Segment::remove_block(std::string_view name) {
-  const std::string key(name);
-  bool removed = false;
-  auto body = [&] {
-    auto found = impl_->managed.find<BlockRecord>(key.c_str());
-    if (!found.first) return;
-    impl_->managed.deallocate(at(found.first->offset));
-    impl_->managed.destroy<BlockRecord>(key.c_str());
-    removed = true;
-  };
-  impl_->managed.atomic_func(body);
-  return removed;
+  validate_block_name(name);
+  auto offset = impl_->directory.remove(name);
+  if (!offset) return false;
+  deallocate(at(*offset));
+  return true;
 }
 
 void Segment::check_size(std::string_view name, size_t have, size_t want) const {

@@ -4,8 +4,9 @@
 // memory policy that is set before any page is touched, and managed by Boost.Interprocess so that named and
 // anonymous objects can be allocated inside and found by name from any process that opens it.
 //
-// Threads: a Segment handle may be used from several threads; construct/find/destroy/allocate are serialised by
-//   the segment's own process-shared allocator lock. Objects inside do their own synchronisation.
+// Threads: a Segment handle may be used from several threads. Finding named blocks is lock-free; creating and
+//   removing them serialise briefly on the directory's robust lock, allocating on the allocator's. Objects inside
+//   do their own synchronisation.
 // Processes: any process of the same user may open a segment by name. Each process maps it at its own address:
 //   store offsets (offset_of / at), never pointers, inside shared memory.
 // Lifetime: a segment is published under its name only once it is fully initialised (it is built under a
@@ -16,14 +17,17 @@
 //   Call keep() to give up ownership (the segment then outlives its creator until remove(name) or
 //   remove_stale()). Handles from open() never unlink. When every process using a segment has died, the segment
 //   is stale: remove_stale() (and the CLI's `numa_mp clean`) removes segments that no live process maps.
-// Errors: a bad name or size throws InvalidArgument; an existing name on create() throws SegmentExists; a
-//   missing one on open() throws SegmentNotFound; a segment owned by another user, or with the wrong
-//   permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument; an
-//   invalid policy throws numa::PolicyError before anything is created; out of space inside throws
-//   SegmentFull. OS failures throw SystemError.
-//   A process killed *while allocating* (or looking a name up) may leave the allocator half-updated: the next
-//   caller of allocate/find/construct in any process gets a StateError saying so, never a hang; objects already
-//   found keep working. Allocation is a set-up operation, never on a hot path.
+//   Named blocks live in the segment's directory, which no death can make unusable (docs/segment.md): finding
+//   takes no lock, and a creator killed mid-creation leaves a reservation that the next creator reclaims. Only a
+//   process killed *inside the allocator* can leave it half-updated: later allocations then throw StateError
+//   (never hang) while opening named objects keeps working. Allocation is set-up, never on a hot path.
+//   Happens-before: everything a creator's `init` wrote happens before any find that returns the block.
+// Errors: a bad name or size, a taken block name on construct/create_block, and a named block of another kind
+//   than asked ("... is a Lock, not a Queue") throw InvalidArgument; an existing name on create() throws
+//   SegmentExists; a missing one on open() throws SegmentNotFound; a segment owned by another user, or with the
+//   wrong permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument;
+//   an invalid policy throws numa::PolicyError before anything is created; out of space inside (or no room left
+//   in the directory) throws SegmentFull. OS failures throw SystemError.
 #pragma once
 
 #include <sys/types.h>
@@ -65,6 +69,34 @@ struct SegmentOptions {
   numa::MemoryPolicy policy;   // applied before the first touch; default = the kernel's default policy
   mode_t permissions = 0600;   // only owner by default
   HugePages huge_pages = HugePages::kNo;
+  // How many named blocks the segment holds at once (128 bytes of directory each); 0: one per 4 KiB of segment,
+  // at least 16 and at most 4096.
+  uint32_t max_names = 0;
+};
+
+// What a named block holds, recorded with its name so that opening it as another kind fails clearly ("'x' is a
+// Lock, not a Queue") instead of misreading it. `tag` identifies the kind (block_kind_tag("LOCK")); `name` (at
+// most 23 bytes) is what messages and listings show. A type T names its kind with `static constexpr BlockKind
+// kKind`; construct<T>/find<T> use it (kObjectBlock for types that name none).
+struct BlockKind {
+  uint32_t tag;
+  std::string_view name;
+};
+
+// A kind tag from four characters, the first in the lowest byte ("LOCK" -> 0x4b434f4c).
+constexpr uint32_t block_kind_tag(const char (&four)[5]) {
+  return uint32_t(uint8_t(four[0])) | uint32_t(uint8_t(four[1])) << 8 | uint32_t(uint8_t(four[2])) << 16 |
+         uint32_t(uint8_t(four[3])) << 24;
+}
+static_assert(block_kind_tag("LOCK") == 0x4b434f4c);
+
+// A named block as a listing shows it.
+struct BlockInfo {
+  std::string name;
+  std::string kind;   // BlockKind::name
+  uint32_t kind_tag = 0;
+  uint64_t offset = 0;  // from the segment's base
+  uint64_t bytes = 0;
 };
 
 // What list() reports about a segment, read from its header without opening it for use.
@@ -84,6 +116,11 @@ class Segment {
  public:
   // The prefix of every segment's file in /dev/shm, so that tools can tell ours from others'.
   static constexpr std::string_view kFilePrefix = "numa_mp.";
+  // Longest name of a block inside a segment.
+  static constexpr size_t kMaxBlockName = 63;
+  // Raw bytes (find_or_create_block), and objects of types that name no kind of their own (construct<T>).
+  static constexpr BlockKind kRawBlock{block_kind_tag("RAWB"), "raw block"};
+  static constexpr BlockKind kObjectBlock{block_kind_tag("OBJT"), "object"};
 
   // Creates a new segment of `size_bytes` (exclusive: throws SegmentExists if the name is taken). The policy is
   // validated for this machine and applied before any page is touched. The returned handle owns the name.
@@ -129,43 +166,63 @@ class Segment {
   void* allocate(size_t bytes, size_t alignment = alignof(std::max_align_t));
   void deallocate(void* p);
 
-  // Named raw block: allocates `bytes` under `name` and runs `init(ptr)` on it before anyone else can find it;
-  // returns the existing block (and found=true) if the name is taken. Any thread, any process.
+  // Named blocks. A name (1..kMaxBlockName bytes) holds one block of one kind. Any thread, any process.
   struct NamedBlock {
     void* ptr;
     size_t bytes;
-    bool found;
+    bool found;  // the name existed already (find_or_create_block), or was found (find_block)
   };
+  // Allocates `bytes` under `name`, recorded as `kind`, and runs `init(ptr)` on it before anyone else can find
+  // it; returns the existing block (found=true) if the name is taken by a block of the same kind. While another
+  // live process is creating the same name, waits for it. Throws InvalidArgument naming both kinds when the name
+  // holds another kind, SegmentFull when there is no room.
   template <typename Init>
-  NamedBlock find_or_create_block(std::string_view name, size_t bytes, size_t alignment, Init&& init) {
-    return find_or_create_block_impl(name, bytes, alignment, InitFn(&init, [](void* ctx, void* p) {
-                                       (*static_cast<std::remove_reference_t<Init>*>(ctx))(p);
-                                     }));
+  NamedBlock find_or_create_block(std::string_view name, size_t bytes, size_t alignment, const BlockKind& kind,
+                                  Init&& init) {
+    return find_or_create_block_impl(name, bytes, alignment, kind, init_fn(init), false);
   }
-  // The block named `name`, or {nullptr, 0, false}.
-  NamedBlock find_block(std::string_view name) const;
+  // As find_or_create_block, but a taken name throws InvalidArgument ("segment 's' already has a Lock named 'x'").
+  template <typename Init>
+  NamedBlock create_block(std::string_view name, size_t bytes, size_t alignment, const BlockKind& kind,
+                          Init&& init) {
+    return find_or_create_block_impl(name, bytes, alignment, kind, init_fn(init), true);
+  }
+  // The block named `name`, or {nullptr, 0, false}; InvalidArgument naming both kinds when it holds another kind
+  // ("object 'x' in segment 's' is a Lock, not a Queue"). Lock-free.
+  NamedBlock find_block(std::string_view name, const BlockKind& kind) const;
+  // Every named block with its kind and size (a snapshot, for tools such as `numa_mp inspect`). Lock-free.
+  std::vector<BlockInfo> blocks() const;
   // Frees the named block (after the caller destroyed what was in it). Returns false if there was none.
   bool remove_block(std::string_view name);
 
-  // Typed named objects. T must be able to live in shared memory: no pointers, vtables or heap.
+  // Typed named objects. T must be able to live in shared memory: no pointers, vtables or heap. The kind recorded
+  // and checked is kind_of<T>(); the size is checked too.
+  template <typename T>
+  static constexpr BlockKind kind_of() {
+    if constexpr (requires { BlockKind{T::kKind}; }) {
+      return T::kKind;
+    } else {
+      return kObjectBlock;
+    }
+  }
+  // Throws InvalidArgument when the name is taken.
   template <typename T, typename... Args>
   T& construct(std::string_view name, Args&&... args) {
-    auto b = find_or_create_block(name, sizeof(T), alignof(T),
-                                  [&](void* p) { new (p) T(std::forward<Args>(args)...); });
-    if (b.found) throw InvalidArgument("segment '" + name_ + "' already has an object named '" + std::string(name) + "'");
-    return *static_cast<T*>(b.ptr);
+    return *static_cast<T*>(create_block(name, sizeof(T), alignof(T), kind_of<T>(), [&](void* p) {
+                              new (p) T(std::forward<Args>(args)...);
+                            }).ptr);
   }
   template <typename T, typename... Args>
   T& find_or_construct(std::string_view name, Args&&... args) {
-    auto b = find_or_create_block(name, sizeof(T), alignof(T),
+    auto b = find_or_create_block(name, sizeof(T), alignof(T), kind_of<T>(),
                                   [&](void* p) { new (p) T(std::forward<Args>(args)...); });
     check_size(name, b.bytes, sizeof(T));
     return *static_cast<T*>(b.ptr);
   }
-  // nullptr when there is no object of that name. The size is checked; the type cannot be.
+  // nullptr when there is no object of that name; InvalidArgument when it is of another kind or size.
   template <typename T>
   T* find(std::string_view name) const {
-    auto b = find_block(name);
+    auto b = find_block(name, kind_of<T>());
     if (!b.ptr) return nullptr;
     check_size(name, b.bytes, sizeof(T));
     return static_cast<T*>(b.ptr);
@@ -184,8 +241,16 @@ class Segment {
   using InitFn = std::pair<void*, void (*)(void*, void*)>;
 
   Segment(std::string name, void* base, size_t size, bool owner);
-  NamedBlock find_or_create_block_impl(std::string_view name, size_t bytes, size_t alignment, InitFn init);
+  template <typename Init>
+  static InitFn init_fn(Init& init) {
+    return InitFn(&init, [](void* ctx, void* p) { (*static_cast<std::remove_reference_t<Init>*>(ctx))(p); });
+  }
+  // exclusive: a taken name throws InvalidArgument instead of returning the block of that name.
+  NamedBlock find_or_create_block_impl(std::string_view name, size_t bytes, size_t alignment, const BlockKind& kind,
+                                       InitFn init, bool exclusive);
   void check_size(std::string_view name, size_t have, size_t want) const;
+  // Throws InvalidArgument naming both kinds unless `block` is of kind `wanted`.
+  void check_kind(const BlockInfo& block, const BlockKind& wanted) const;
   Header* header() const { return static_cast<Header*>(base_); }
 
   std::string name_;

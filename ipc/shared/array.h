@@ -13,9 +13,10 @@
 //   they are first touched, so the kernel places them by it; the policy is shared by every process mapping them.
 // Lifetime: create() in a Segment (or construct_at() in caller memory) once; the length never changes. A process
 //   that dies holding get_lock() is reported to the next holder (AcquireResult::kOwnerDied, see lock.h).
-// Errors: index out of range in at() throws InvalidArgument; a policy that is invalid for this machine throws
-//   numa::PolicyError or Unsupported before anything is created; create/open as Lock (InvalidArgument for a
-//   missing name or an Array of another element size).
+// Errors: index out of range in at() throws InvalidArgument, and so does a length whose byte size does not fit in
+//   64 bits (before anything is allocated); a policy that is invalid for this machine throws
+//   numa::PolicyError or Unsupported before anything is created; create of a taken name, open of a missing name,
+//   of another kind of object ("... is a Lock, not an Array") or of another element size throw InvalidArgument.
 #pragma once
 
 #include <atomic>
@@ -29,6 +30,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "ipc/base/checked_math.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/segment/segment.h"
 #include "ipc/sync/lock.h"
@@ -46,8 +48,7 @@ class Array {
   static_assert(!std::is_pointer_v<T>, "a pointer means nothing in another process: store an offset");
 
  public:
-  static constexpr uint32_t kTypeTag = 0x59415252;  // "RRAY"
-  static constexpr std::string_view kTypeName = "Array";
+  static constexpr BlockKind kKind{block_kind_tag("RRAY"), "Array"};
   static constexpr bool kLockFree =
       std::atomic_ref<T>::is_always_lock_free && alignof(T) >= std::atomic_ref<T>::required_alignment;
   static constexpr size_t kPageBytes = 4096;
@@ -56,21 +57,18 @@ class Array {
   static Array& create(Segment& segment, std::string_view name, size_t length, const ArrayOptions& options = {}) {
     if (options.policy) options.policy->validate_for_this_machine();
     const size_t bytes = bytes_needed(length, options);
-    auto block = segment.find_or_create_block(name, bytes, kPageBytes,
-                                              [&](void* p) { construct_at(p, bytes, length, options); });
-    if (block.found) {
-      throw InvalidArgument("segment '" + segment.name() + "' already has an object named '" + std::string(name) + "'");
-    }
+    auto block = segment.create_block(name, bytes, kPageBytes, kKind,
+                                      [&](void* p) { construct_at(p, bytes, length, options); });
     return *static_cast<Array*>(block.ptr);
   }
-  // The array named `name`; throws InvalidArgument when there is none or it has another element size.
+  // The array named `name`; throws InvalidArgument when there is none, it is not an Array, or it has another
+  // element size.
   static Array& open(Segment& segment, std::string_view name) {
-    auto block = segment.find_block(name);
-    if (!block.ptr || block.bytes < sizeof(Array)) {
+    auto block = segment.find_block(name, kKind);
+    if (!block.ptr) {
       throw InvalidArgument("segment '" + segment.name() + "' has no Array named '" + std::string(name) + "'");
     }
     auto& a = *static_cast<Array*>(block.ptr);
-    sync_internal::check_tag(a, name);
     if (a.element_bytes_ != sizeof(T)) {
       throw InvalidArgument("Array '" + std::string(name) + "' holds " + std::to_string(a.element_bytes_) +
                             "-byte elements, not " + std::to_string(sizeof(T)));
@@ -79,9 +77,11 @@ class Array {
   }
 
   // Bytes of caller-provided memory construct_at() needs (page-aligned memory when options.policy is set).
+  // Throws InvalidArgument when that does not fit in 64 bits.
   static size_t bytes_needed(size_t length, const ArrayOptions& options = {}) {
-    if (options.policy) return kPageBytes + round_up(length * sizeof(T), kPageBytes);
-    return round_up(sizeof(Array), alignof(T)) + length * sizeof(T);
+    const uint64_t data_bytes = checked_mul(length, sizeof(T), "Array");
+    if (options.policy) return checked_add(kPageBytes, checked_round_up(data_bytes, kPageBytes, "Array"), "Array");
+    return checked_add(round_up(sizeof(Array), alignof(T)), data_bytes, "Array");
   }
   // Builds an array in `memory` (any shared mapping; page-aligned when options.policy is set) that nobody else
   // uses yet: applies the policy to the element pages, then touches them. REQUIRES: bytes >= bytes_needed().
@@ -130,9 +130,6 @@ class Array {
   Lock& get_lock() { return lock_; }
 
  private:
-  template <typename U>
-  friend void sync_internal::check_tag(const U&, std::string_view);
-
   Array(size_t length, size_t data_offset)
       : length_(length), data_offset_(data_offset), element_bytes_(sizeof(T)) {
     static_assert(std::is_standard_layout_v<Array>, "Array<T> lives in shared memory");
@@ -140,7 +137,6 @@ class Array {
   static constexpr size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
   std::atomic_ref<T> elem(size_t i) const { return std::atomic_ref<T>(const_cast<T&>(data()[i])); }
 
-  sync_internal::TypeTag tag_{kTypeTag};
   Lock lock_;
   uint64_t length_;
   uint64_t data_offset_;    // bytes from `this` to element 0: the same in every process

@@ -27,6 +27,18 @@ TEST_CASE("a new array has value-initialised elements and checked access", "[arr
   CHECK_THROWS_AS(ipc::Array<int32_t>::construct_at(mem.base(), 64, 100), ipc::InvalidArgument);
 }
 
+TEST_CASE("an array whose byte size overflows is refused and allocates nothing", "[array]") {
+  ipc::Segment segment = ipc::Segment::create(ipc::test::unique_name("array"), 1 << 20);
+  const size_t free_before = segment.free_bytes();
+  CHECK_THROWS_WITH(ipc::Array<uint64_t>::create(segment, "huge", uint64_t{1} << 61),
+                    Catch::Contains("2305843009213693952") && Catch::Contains("overflows"));
+  CHECK_THROWS_AS(ipc::Array<uint64_t>::bytes_needed(uint64_t{1} << 61, {MemoryPolicy::interleave({0})}),
+                  ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Array<uint64_t>::bytes_needed(SIZE_MAX / 8), ipc::InvalidArgument);
+  CHECK(segment.free_bytes() == free_before);
+  CHECK(segment.blocks().empty());
+}
+
 TEST_CASE("processes increment every element of a shared array exactly, lock-free and locked", "[array][stress]") {
   constexpr int kProcesses = 3, kRounds = 2000;
   constexpr size_t kLength = 16;

@@ -17,7 +17,8 @@
 // Lifetime: create() in a Segment or construct in place once. A process that dies in the middle of a locked
 //   update leaves the lock in the owner-died state: the next lock() reports it (owner_died()), the caller checks
 //   and repairs the value and calls mark_consistent() (see ipc/sync/lock.h). Lock-free operations are never torn.
-// Errors: owner death is a result (ValueLock::owner_died()); misuse throws as Lock does; create/open as Lock.
+// Errors: owner death is a result (ValueLock::owner_died()); misuse throws as Lock does; create of a taken name,
+//   open of a missing name, of another kind ("... is an Array, not a Value") or size throw InvalidArgument.
 #pragma once
 
 #include <atomic>
@@ -71,8 +72,7 @@ class Value {
   static_assert(!std::is_pointer_v<T>, "a pointer means nothing in another process: store an offset");
 
  public:
-  static constexpr uint32_t kTypeTag = 0x554c4156;  // "VALU"
-  static constexpr std::string_view kTypeName = "Value";
+  static constexpr BlockKind kKind{block_kind_tag("VALU"), "Value"};
   // Whether load/store/exchange/compare_exchange (and fetch_add/fetch_sub for integers) exist.
   static constexpr bool kLockFree =
       std::atomic_ref<T>::is_always_lock_free && alignof(T) >= std::atomic_ref<T>::required_alignment;
@@ -118,12 +118,8 @@ class Value {
   ValueLock<T> lock() { return ValueLock<T>(lock_, &value_); }
 
  private:
-  template <typename U>
-  friend void sync_internal::check_tag(const U&, std::string_view);
-
   std::atomic_ref<T> ref() const { return std::atomic_ref<T>(const_cast<T&>(value_)); }
 
-  sync_internal::TypeTag tag_{kTypeTag};
   Lock lock_;
   alignas(std::atomic_ref<T>::required_alignment) T value_;
 };

@@ -51,8 +51,7 @@ const char* to_string(BrokenReason r);
 
 class Barrier {
  public:
-  static constexpr uint32_t kTypeTag = 0x52524142;  // "BARR"
-  static constexpr std::string_view kTypeName = "Barrier";
+  static constexpr BlockKind kKind{block_kind_tag("BARR"), "Barrier"};
   static constexpr uint32_t kMaxParties = 64;
   static constexpr std::chrono::milliseconds kLivenessCheckInterval{100};
 
@@ -94,9 +93,6 @@ class Barrier {
   }
 
  private:
-  template <typename T>
-  friend void sync_internal::check_tag(const T&, std::string_view);
-
   enum SlotState : uint32_t { kFree, kWaiting, kReleasedPassed, kReleasedBroken };
   // One per waiting party. The waiter holds `mutex` for as long as it waits, so a dead waiter is visible to
   // others as EOWNERDEAD on try_lock. `state` is written under mu_ and read by its waiter without it.
@@ -114,7 +110,6 @@ class Barrier {
   void release_waiters(SlotState outcome);
   void break_locked(BrokenReason reason);
 
-  sync_internal::TypeTag tag_{kTypeTag};
   uint32_t parties_;
   Lock mu_;  // guards count_, broken_reason_ and every slot's state
   // Arrivals in the current generation. Written under mu_; relaxed because mu_ orders it (read unlocked only by

@@ -40,8 +40,7 @@ const char* to_string(WaitResult r);
 
 class Condition {
  public:
-  static constexpr uint32_t kTypeTag = 0x444e4f43;  // "COND"
-  static constexpr std::string_view kTypeName = "Condition";
+  static constexpr BlockKind kKind{block_kind_tag("COND"), "Condition"};
 
   static Condition& create(Segment& segment, std::string_view name) {
     return sync_internal::create_named<Condition>(segment, name);
@@ -90,12 +89,8 @@ class Condition {
   void notify_all() { notify(UINT32_MAX); }
 
  private:
-  template <typename T>
-  friend void sync_internal::check_tag(const T&, std::string_view);
-
   WaitResult wait_until(const Deadline& deadline);
 
-  sync_internal::TypeTag tag_{kTypeTag};
   Lock lock_;
   // The futex word: bumped by every notify that has someone to wake. A waiter reads it before releasing the
   // lock and sleeps only while it is unchanged, so a notify after that release is never missed. Every access

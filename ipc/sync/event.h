@@ -24,8 +24,7 @@ namespace ipc {
 
 class Event {
  public:
-  static constexpr uint32_t kTypeTag = 0x544e5645;  // "EVNT"
-  static constexpr std::string_view kTypeName = "Event";
+  static constexpr BlockKind kKind{block_kind_tag("EVNT"), "Event"};
 
   static Event& create(Segment& segment, std::string_view name) {
     return sync_internal::create_named<Event>(segment, name);
@@ -51,13 +50,9 @@ class Event {
   [[nodiscard]] bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 
  private:
-  template <typename T>
-  friend void sync_internal::check_tag(const T&, std::string_view);
-
   static constexpr uint32_t kSet = 1;
   static constexpr uint32_t kHasWaiters = 2;
 
-  sync_internal::TypeTag tag_{kTypeTag};
   // The futex word: kSet, plus kHasWaiters once someone sleeps on it (cleared by set(), which wakes them).
   std::atomic<uint32_t> state_{0};
 };

@@ -17,7 +17,8 @@
 //   data unrepairable: every later acquire throws LockNotRecoverable. See docs/sync.md.
 // Errors: timeout and owner death are results (AcquireResult). Releasing a lock the calling thread does not hold,
 //   re-acquiring a Lock its owner thread holds, and mark_consistent() outside the owner-died state throw
-//   StateError; an unrecoverable lock throws LockNotRecoverable; OS failures throw SystemError.
+//   StateError; an unrecoverable lock throws LockNotRecoverable; OS failures throw SystemError. create() of a taken
+//   name, open() of a missing one or of another kind of object ("... is a Queue, not a Lock") throw InvalidArgument.
 #pragma once
 
 #include <sys/types.h>
@@ -39,8 +40,7 @@ class Segment;
 
 class Lock {
  public:
-  static constexpr uint32_t kTypeTag = 0x4b434f4c;  // "LOCK"
-  static constexpr std::string_view kTypeName = "Lock";
+  static constexpr BlockKind kKind{block_kind_tag("LOCK"), "Lock"};
 
   // Named objects in a segment. Any process that has the segment open.
   static Lock& create(Segment& segment, std::string_view name) {
@@ -67,12 +67,8 @@ class Lock {
   bool held_by_this_thread() const;
 
  private:
-  template <typename T>
-  friend void sync_internal::check_tag(const T&, std::string_view);
-
   void on_acquired(AcquireResult r);
 
-  sync_internal::TypeTag tag_{kTypeTag};
   // The owner thread's id, 0 when free; written only by the owner while it holds mutex_, so a thread that reads
   // its own id here is certain it holds the lock. Relaxed: it answers "is it me?", never orders data.
   std::atomic<pid_t> owner_tid_{0};
@@ -81,8 +77,7 @@ class Lock {
 
 class RLock {
  public:
-  static constexpr uint32_t kTypeTag = 0x4b434c52;  // "RLCK"
-  static constexpr std::string_view kTypeName = "RLock";
+  static constexpr BlockKind kKind{block_kind_tag("RLCK"), "RLock"};
 
   static RLock& create(Segment& segment, std::string_view name) {
     return sync_internal::create_named<RLock>(segment, name);
@@ -110,12 +105,8 @@ class RLock {
   uint32_t depth_for_this_thread() const;
 
  private:
-  template <typename T>
-  friend void sync_internal::check_tag(const T&, std::string_view);
-
   void on_acquired(AcquireResult r);
 
-  sync_internal::TypeTag tag_{kTypeTag};
   std::atomic<pid_t> owner_tid_{0};  // as in Lock
   uint32_t depth_ = 0;               // read and written only by the owner thread, under mutex_
   sync_internal::RobustMutex mutex_{sync_internal::RobustMutex::Kind::kRecursive};

@@ -54,8 +54,7 @@ static_assert(std::is_standard_layout_v<SemaphoreCore>);
 
 class Semaphore {
  public:
-  static constexpr uint32_t kTypeTag = 0x414d4553;  // "SEMA"
-  static constexpr std::string_view kTypeName = "Semaphore";
+  static constexpr BlockKind kKind{block_kind_tag("SEMA"), "Semaphore"};
   static constexpr uint32_t kMaxValue = INT32_MAX;
 
   static Semaphore& create(Segment& segment, std::string_view name, uint32_t initial = 1) {
@@ -80,10 +79,6 @@ class Semaphore {
   uint32_t value_approx() const { return core_.value_approx(); }
 
  private:
-  template <typename T>
-  friend void sync_internal::check_tag(const T&, std::string_view);
-
-  sync_internal::TypeTag tag_{kTypeTag};
   sync_internal::SemaphoreCore core_;
 };
 
@@ -91,8 +86,7 @@ class Semaphore {
 // reported as StateError instead of silently raising the count.
 class BoundedSemaphore {
  public:
-  static constexpr uint32_t kTypeTag = 0x4d455342;  // "BSEM"
-  static constexpr std::string_view kTypeName = "BoundedSemaphore";
+  static constexpr BlockKind kKind{block_kind_tag("BSEM"), "BoundedSemaphore"};
 
   static BoundedSemaphore& create(Segment& segment, std::string_view name, uint32_t initial = 1) {
     return sync_internal::create_named<BoundedSemaphore>(segment, name, initial);
@@ -114,10 +108,6 @@ class BoundedSemaphore {
   uint32_t max_value() const { return max_value_; }
 
  private:
-  template <typename T>
-  friend void sync_internal::check_tag(const T&, std::string_view);
-
-  sync_internal::TypeTag tag_{kTypeTag};
   uint32_t max_value_;
   sync_internal::SemaphoreCore core_;
 };

@@ -119,17 +119,24 @@ uint64_t ring_capacity(uint64_t requested, std::string_view what);
 // Checks that `block` (of `bytes` bytes) holds an MPMC ring of the expected kind; throws InvalidArgument.
 MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t kind_flags, std::string_view what);
 
-// Creates a named block of `bytes` in `segment` (exclusive) and builds a ring in it with `init(void*)` before any
-// other process can find it. Throws InvalidArgument when the name is taken.
-template <typename Init>
-void* create_block(Segment& segment, std::string_view name, uint64_t bytes, Init&& init) {
-  auto b = segment.find_or_create_block(name, bytes, 64, init);
-  if (b.found) {
-    throw InvalidArgument("segment '" + segment.name() + "' already has an object named '" + std::string(name) + "'");
-  }
-  return b.ptr;
+// The kinds of queue a segment records with their names (checked on open).
+inline constexpr BlockKind kQueueKind{block_kind_tag("QUEU"), "Queue"};
+inline constexpr BlockKind kJoinableQueueKind{block_kind_tag("JQUE"), "JoinableQueue"};
+inline constexpr BlockKind kMessageQueueKind{block_kind_tag("MSGQ"), "MessageQueue"};
+inline constexpr BlockKind kSpscQueueKind{block_kind_tag("SPSC"), "SpscQueue"};
+// The kind of an MPMC ring with these MpmcHeader flags.
+constexpr const BlockKind& mpmc_kind(uint32_t flags) {
+  if (flags & MpmcHeader::kFlagBytes) return kMessageQueueKind;
+  return flags & MpmcHeader::kFlagJoinable ? kJoinableQueueKind : kQueueKind;
 }
-// The named block; throws QueueNotFound when missing.
-Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name);
+
+// Creates a named block of `bytes` and `kind` in `segment` (exclusive) and builds a ring in it with `init(void*)`
+// before any other process can find it. Throws InvalidArgument when the name is taken.
+template <typename Init>
+void* create_block(Segment& segment, std::string_view name, uint64_t bytes, const BlockKind& kind, Init&& init) {
+  return segment.create_block(name, bytes, 64, kind, init).ptr;
+}
+// The named block; throws QueueNotFound when missing, InvalidArgument when it is not of `kind`.
+Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name, const BlockKind& kind);
 
 }  // namespace ipc::detail

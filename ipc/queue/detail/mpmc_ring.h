@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ipc/base/checked_math.h"
 #include "ipc/queue/detail/test_hook.h"
 #include "ipc/queue/detail/wait.h"
 
@@ -139,9 +140,12 @@ class MpmcRing {
     slots_ = reinterpret_cast<std::byte*>(h_) + sizeof(MpmcHeader);
   }
 
-  static uint64_t stride_for(uint64_t payload_bytes) { return (sizeof(SlotHeader) + payload_bytes + 63) / 64 * 64; }
+  // Both throw InvalidArgument when the size does not fit in 64 bits.
+  static uint64_t stride_for(uint64_t payload_bytes) {
+    return checked_round_up(checked_add(sizeof(SlotHeader), payload_bytes, "queue slot"), 64, "queue slot");
+  }
   static uint64_t bytes_needed(uint64_t capacity, uint64_t payload_bytes) {
-    return sizeof(MpmcHeader) + capacity * stride_for(payload_bytes);
+    return checked_add(sizeof(MpmcHeader), checked_mul(capacity, stride_for(payload_bytes), "queue"), "queue");
   }
   // Builds a ring in `block` (bytes_needed() bytes, 64-byte aligned). REQUIRES: capacity a power of two.
   static void init(void* block, uint64_t capacity, uint64_t payload_bytes, uint64_t type_size, uint32_t flags);

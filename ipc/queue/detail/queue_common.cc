@@ -32,14 +32,14 @@ MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t 
   }
   const uint64_t c = h->capacity;
   if (c == 0 || (c & (c - 1)) != 0 || h->slot_stride % 64 != 0 ||
-      bytes < sizeof(MpmcHeader) + c * h->slot_stride) {
+      bytes < checked_add(sizeof(MpmcHeader), checked_mul(c, h->slot_stride, what), what)) {
     throw InvalidArgument(std::string(what) + ": the queue header is corrupt");
   }
   return MpmcRing(block);
 }
 
-Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name) {
-  auto b = segment.find_block(name);
+Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name, const BlockKind& kind) {
+  auto b = segment.find_block(name, kind);
   if (!b.ptr) throw QueueNotFound("segment '" + segment.name() + "' has no queue named '" + std::string(name) + "'");
   return b;
 }

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ipc/base/checked_math.h"
 #include "ipc/queue/detail/test_hook.h"
 #include "ipc/queue/detail/wait.h"
 
@@ -52,8 +53,9 @@ static_assert(sizeof(SpscHeader) % 64 == 0);
 static_assert(std::is_standard_layout_v<SpscHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
+// Throws InvalidArgument when the size does not fit in 64 bits.
 inline uint64_t spsc_bytes_needed(uint64_t capacity, uint64_t slot_bytes) {
-  return sizeof(SpscHeader) + capacity * slot_bytes;
+  return checked_add(sizeof(SpscHeader), checked_mul(capacity, slot_bytes, "SpscQueue"), "SpscQueue");
 }
 
 inline void spsc_init(void* block, uint64_t capacity, uint64_t slot_bytes) {

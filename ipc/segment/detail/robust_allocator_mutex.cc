@@ -1,6 +1,7 @@
 #include "ipc/segment/detail/robust_allocator_mutex.h"
 
 #include <cerrno>
+#include <string>
 
 #include "ipc/base/error.h"
 
@@ -8,21 +9,23 @@ namespace ipc::segment_detail {
 
 namespace {
 constexpr const char* kPoisoned =
-    "a process died while allocating or looking up a name in this segment, holding the lock of its allocator or "
-    "name index; what that lock protects may be inconsistent, so it is no longer used (objects already found keep "
-    "working; recreate the segment to allocate or look up names again)";
+    "a process died while allocating in this segment, holding the lock of its allocator; the allocator may be "
+    "inconsistent, so it is no longer used (named objects can still be found and opened, and objects already "
+    "found keep working; recreate the segment to allocate again)";
 }  // namespace
 
-void RobustAllocatorMutex::init(bool recursive) {
+void init_robust_mutex(pthread_mutex_t& mutex, bool recursive, const char* what) {
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
   if (recursive) pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-  int r = pthread_mutex_init(&mutex_, &attr);
+  int r = pthread_mutex_init(&mutex, &attr);
   pthread_mutexattr_destroy(&attr);
-  if (r != 0) throw SystemError(r, "pthread_mutex_init (segment allocator)");
+  if (r != 0) throw SystemError(r, std::string("pthread_mutex_init (") + what + ")");
 }
+
+void RobustAllocatorMutex::init(bool recursive) { init_robust_mutex(mutex_, recursive, "segment allocator"); }
 
 void RobustAllocatorMutex::throw_poisoned() const { throw StateError(kPoisoned); }
 

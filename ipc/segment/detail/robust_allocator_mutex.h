@@ -1,11 +1,12 @@
-// ipc/segment/detail/robust_allocator_mutex.h (internal): the lock of a segment's Boost allocator and name index.
+// ipc/segment/detail/robust_allocator_mutex.h (internal): the lock of a segment's Boost allocator.
 //
-// Boost's own interprocess mutexes are not robust: a process killed while allocating (or looking a name up) leaves
-// them locked, and every later allocation or find() in any process hangs. These are robust, process-shared
-// pthread mutexes instead (one guards the allocator's free tree, a recursive one the name index). When a holder
-// dies, the next locker is told (EOWNERDEAD); what the lock guards may be half-updated, so that lock is
-// *poisoned*: the locker and every later one get a StateError saying what happened, and nobody hangs. Objects that were already found keep working (queues, locks and values do not
-// use the allocator after creation).
+// Boost's own interprocess mutexes are not robust: a process killed while allocating leaves them locked, and every
+// later allocation in any process hangs. These are robust, process-shared pthread mutexes instead (one guards the
+// allocator's free tree; Boost's mutex family also wants a recursive one, which guards only its index of named
+// objects, unused here: names live in the segment's directory, detail/directory.h). When a holder dies, the next
+// locker is told (EOWNERDEAD); what the lock guards may be half-updated, so that lock is *poisoned*: the locker
+// and every later one get a StateError saying what happened, and nobody hangs. Finding named objects never takes
+// this lock, and objects already found keep working (queues, locks and values do not allocate after creation).
 //
 // Threads/Processes: as pthread mutexes with PTHREAD_PROCESS_SHARED. Lives inside the segment (address-free).
 // Errors: lock() of a poisoned allocator throws ipc::StateError; OS failures throw ipc::SystemError.
@@ -16,6 +17,9 @@
 #include <atomic>
 
 namespace ipc::segment_detail {
+
+// Initialises `mutex` as a robust, process-shared pthread mutex (recursive if asked); `what` names it in errors.
+void init_robust_mutex(pthread_mutex_t& mutex, bool recursive, const char* what);
 
 class RobustAllocatorMutex {
  public:
