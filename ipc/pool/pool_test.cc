@@ -14,6 +14,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -322,6 +323,14 @@ TEST_CASE("a dead worker is replaced before work is queued behind a live one", "
   ipc::Pool pool(workers(2));
   const int victim = pool.worker_pids().at(0);
   REQUIRE(kill(victim, SIGKILL) == 0);
+  // Wait until the pool has buried it (a task sent at the very moment of the death would fail with WorkerLost).
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  auto buried = [&] {
+    const auto pids = pool.worker_pids();
+    return std::find(pids.begin(), pids.end(), victim) == pids.end();
+  };
+  while (!buried() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  REQUIRE(buried());
   auto a = pool.apply_async(hold, 1);
   auto b = pool.apply_async(hold, 2);
   // Both run at once: one on the survivor, one on the replacement.
