@@ -117,7 +117,7 @@ class ForkedChild {
 };
 
 // Waits for `child` as child.wait(timeout) does and says what was not as expected, naming the child by `label` and
-// pid: empty when it exited with `expected`, otherwise e.g. "producer 1 (pid 4711) is still running after 300.0 s
+// pid: empty when it exited with `expected`, otherwise e.g. "producer 1 (pid 4711) is still running after 240.0 s
 // (expected: exit 0)", "... exited with 1 ..." or "... was killed by signal 6 (Aborted) ...". For a check that
 // prints the reason when it fails: CHECK(exit_problem(child, 0, "producer 1") == "").
 std::string exit_problem(ForkedChild& child, int expected, const std::string& label,
