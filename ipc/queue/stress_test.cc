@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "ipc/queue/message_queue.h"
@@ -86,15 +87,17 @@ struct Ledger {
   SharedMapping mem;
 };
 
-// Runs producers and consumers as processes; `produce(p)` and `consume()` are the children's bodies.
+// Runs producers and consumers as processes; `produce(p)` and `consume()` are the children's bodies. A child that
+// does not exit cleanly within the (sanitizer-scaled) wait is named, with its pid and how long it was waited for.
 template <typename Produce, typename Consume, typename Close>
 void run_processes(int producers, int consumers, Produce produce, Consume consume, Close close) {
+  using ipc::test::exit_problem;
   std::vector<ipc::test::ForkedChild> cons, prods;
   for (int c = 0; c < consumers; ++c) cons.emplace_back(consume);
   for (int p = 0; p < producers; ++p) prods.emplace_back([&, p] { produce(p); });
-  for (auto& child : prods) CHECK(child.wait() == 0);
+  for (int p = 0; p < producers; ++p) CHECK(exit_problem(prods[p], 0, "producer " + std::to_string(p)) == "");
   close();  // consumers drain what is left, then see kClosed
-  for (auto& child : cons) CHECK(child.wait() == 0);
+  for (int c = 0; c < consumers; ++c) CHECK(exit_problem(cons[c], 0, "consumer " + std::to_string(c)) == "");
 }
 
 template <typename Q>

@@ -4,8 +4,9 @@
 // QEMU VMs that tests/numa_vm/run_vm_suite.sh boots with 2 and 4 NUMA nodes. It also runs on the host as an
 // ordinary `bazel test` (one node: the checks run over the nodes there are, expectations are not given).
 //
-// Output: one line per check, "PASS <check>: <evidence>" or "FAIL <check>: <reason>", then exactly one line
-// "VM-RESULT: <N> passed, <M> failed". Exit status 0 only when nothing failed and something passed.
+// Output: one line per check, "PASS <check>: <evidence>", "FAIL <check>: <reason>" or (on a host only) "SKIP <check>:
+// <why it cannot run here>", then exactly one line "VM-RESULT: <N> passed, <M> failed, <K> skipped"; a skipped check
+// is never counted as passed. Exit status 0 only when nothing failed and something passed.
 //
 // Arguments (all optional; the VM suite passes all of them, so that nothing is skipped inside a VM):
 //   --expect-nodes=N          the online node count the VM was booted with; checks needing more nodes than the
@@ -581,8 +582,7 @@ int main(int argc, char** argv) {
   });
 
   if (g_vm_mode && g_passed == 0) ++g_failed;
-  std::printf("VM-RESULT: %d passed, %d failed\n", g_passed, g_failed);
-  if (g_skipped) std::printf("VM-INFO: %d skipped (host mode: fewer nodes than the checks need)\n", g_skipped);
+  std::printf("VM-RESULT: %d passed, %d failed, %d skipped\n", g_passed, g_failed, g_skipped);
   std::fflush(stdout);
   return g_failed == 0 && g_passed > 0 ? 0 : 1;
 }

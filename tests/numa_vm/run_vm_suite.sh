@@ -224,7 +224,7 @@ run_vm() {  # name nodes "cpus per node (/)" "distance rows (/)" "weights"
   local pass_lines fail_lines result passed failed exit_line
   pass_lines=$(grep -c '^PASS ' "$log.txt" || true)
   fail_lines=$(grep -c '^FAIL ' "$log.txt" || true)
-  result=$(grep -E '^VM-RESULT: [0-9]+ passed, [0-9]+ failed$' "$log.txt" | tail -n 1 || true)
+  result=$(grep -E '^VM-RESULT: [0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$log.txt" | tail -n 1 || true)
   exit_line=$(grep -E '^VM-EXIT: [0-9]+$' "$log.txt" | tail -n 1 || true)
   if [ -z "$result" ]; then
     passed=$pass_lines
@@ -233,7 +233,7 @@ run_vm() {  # name nodes "cpus per node (/)" "distance rows (/)" "weights"
     tail -n 25 "$log.txt" | sed 's/^/  serial: /'
   else
     passed=$(echo "$result" | sed -E 's/^VM-RESULT: ([0-9]+) passed.*/\1/')
-    failed=$(echo "$result" | sed -E 's/.* ([0-9]+) failed$/\1/')
+    failed=$(echo "$result" | sed -E 's/.* ([0-9]+) failed(, [0-9]+ skipped)?$/\1/')
     if [ "$passed" -ne "$pass_lines" ] || [ "$failed" -ne "$fail_lines" ]; then
       say "$name: FAIL: '$result' disagrees with the $pass_lines PASS and $fail_lines FAIL lines received"
       failed=$((failed + 1))

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <exception>
 
 #include "ipc/base/error.h"
 
@@ -39,6 +41,25 @@ std::optional<int> ForkedChild::wait(std::chrono::milliseconds timeout) {
                  process_.exception()->message.c_str());
   }
   return code;
+}
+
+std::string exit_problem(ForkedChild& child, int expected, const std::string& label,
+                         std::chrono::milliseconds timeout) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::optional<int> status = child.wait(timeout);
+  if (status == expected) return "";
+  const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.1f s", waited.count());
+  std::string what = label + " (pid " + std::to_string(child.pid()) + ") ";
+  if (!status) {
+    what += "is still running after " + std::string(seconds);
+  } else if (*status >= 0) {
+    what += "exited with " + std::to_string(*status);
+  } else {
+    what += "was killed by signal " + std::to_string(-*status) + " (" + strsignal(-*status) + ")";
+  }
+  return what + " (expected: exit " + std::to_string(expected) + ")";
 }
 
 PipeSignal::PipeSignal() {

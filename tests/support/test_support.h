@@ -36,6 +36,25 @@ std::string unique_name(const std::string& prefix);
 // CPU time (user + system) used so far by the children this process has reaped. Any thread.
 std::chrono::microseconds children_cpu_time();
 
+// The one scale factor for timeouts in tests. A test's timeout bounds work that normally takes a fraction of it; a
+// sanitizer build does that work several times slower (TSan most), on CI beside other builds on two cores. The
+// sanitizer configs in .bazelrc scale Bazel's test timeouts by the same factor.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr int kPatienceFactor = 4;  // g++
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr int kPatienceFactor = 4;  // clang
+#else
+inline constexpr int kPatienceFactor = 1;
+#endif
+#else
+inline constexpr int kPatienceFactor = 1;
+#endif
+
+// How long a test should wait for something that takes at most `base` in a plain build: `base` times
+// kPatienceFactor. Any thread.
+constexpr std::chrono::milliseconds patience(std::chrono::milliseconds base) { return base * kPatienceFactor; }
+
 // An anonymous MAP_SHARED mapping: the simplest memory a parent and the children it forks afterwards share. The
 // pages start zeroed.
 class SharedMapping {
@@ -75,7 +94,7 @@ class ForkedChild {
   pid_t pid() const { return process_.pid(); }
   // Waits for the child to end and reaps it; returns its exit code (>= 0) or minus the signal that killed it, or
   // nullopt after `timeout` (the child keeps running). Once reaped, returns the same value again at once.
-  std::optional<int> wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  std::optional<int> wait(std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
   // Sends `signal` to the child unless it has been reaped.
   void kill(int signal) { process_.send_signal(signal); }
   Process& process() { return process_; }
@@ -83,6 +102,13 @@ class ForkedChild {
  private:
   Process process_;
 };
+
+// Waits for `child` as child.wait(timeout) does and says what was not as expected, naming the child by `label` and
+// pid: empty when it exited with `expected`, otherwise e.g. "producer 1 (pid 4711) is still running after 240.0 s
+// (expected: exit 0)", "... exited with 1 ..." or "... was killed by signal 6 (Aborted) ...". For a check that
+// prints the reason when it fails: CHECK(exit_problem(child, 0, "producer 1") == "").
+std::string exit_problem(ForkedChild& child, int expected, const std::string& label,
+                         std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
 
 // A cross-process signal through a pipe: "I am ready" without sleeping for a guessed time. Each notify() writes
 // one byte and each wait() consumes one, so N children may each notify once and the parent waits N times.
@@ -95,7 +121,7 @@ class PipeSignal {
 
   void notify();
   // True when a notification arrived within `timeout`.
-  bool wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  bool wait(std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
 
  private:
   int fds_[2];
