@@ -44,7 +44,8 @@ int crash(int how) {
   std::_Exit(3);
 }
 int announce_and_wait(int) {
-  g_victim->store(getpid());
+  // relaxed: the pipe notification below orders it before the test's read.
+  g_victim->store(getpid(), std::memory_order_relaxed);
   g_running->notify();
   for (;;) pause();
 }
@@ -87,7 +88,7 @@ TEST_CASE("a worker killed from outside mid-task fails exactly that task, naming
   REQUIRE(running.wait(kPatience));  // else: the task never started
   std::vector<ipc::Future<int>> others;
   for (int i = 0; i < 40; ++i) others.push_back(pool.apply_async(identity, i));
-  const int victim = g_victim->load();
+  const int victim = g_victim->load(std::memory_order_relaxed);  // relaxed: after the pipe notification
   REQUIRE(kill(victim, SIGKILL) == 0);
   try {
     victim_task.get();
@@ -190,14 +191,16 @@ TEST_CASE("when the pool's process is SIGKILLed its workers exit too", "[pool][k
   ipc::test::ForkedChild owner([&] {
     ipc::Pool pool(workers(2));
     auto wp = pool.worker_pids();
-    pids[0].store(wp.at(0));
-    pids[1].store(wp.at(1));
+    // relaxed: the pipe notification below orders them before the test's reads.
+    pids[0].store(wp.at(0), std::memory_order_relaxed);
+    pids[1].store(wp.at(1), std::memory_order_relaxed);
     auto busy = pool.apply_async(forever, 0);  // one worker mid-task, the other idle
     started.notify();
     for (;;) pause();
   });
   REQUIRE(started.wait(kPatience));
-  const int a = pids[0].load(), b = pids[1].load();
+  // relaxed: read after the owner's pipe notification.
+  const int a = pids[0].load(std::memory_order_relaxed), b = pids[1].load(std::memory_order_relaxed);
   owner.kill(SIGKILL);
   REQUIRE(owner.wait(kPatience).has_value());
   require_gone(a);
