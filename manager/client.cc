@@ -26,20 +26,20 @@ namespace ipc::manager {
 namespace detail {
 namespace {
 
-// What fork() must find consistent, and so is locked across every fork() of the process (the handlers below): the
-// sockets of this process's connections, and what forked children keep of their parents' connections.
+// What fork() must find consistent, and so is locked across every fork() of the process (the handlers in
+// fork_state()): the sockets of this process's connections, and what forked children keep of their parents'.
 struct ForkState {
   std::mutex mu;
   std::vector<int> sockets;  // this process's connections: a forked child drops its copies of them at once
   std::vector<void*> kept;   // never destroyed (see keep_forever); listed so that leak checkers see them reachable
 };
-ForkState& g_fork = *new ForkState;  // never destroyed: forks late in exit() still use it
 
-// Counts the fork()s this process descends from: a cheap "am I a child of the process that made this?" test for
-// every call (getpid() is a system call). Relaxed: the child handler runs in the child's only thread before fork()
-// returns there, so no other thread can observe the change.
+// Counts the fork()s this process descends from (since its first Client): a cheap "am I a child of the process
+// that made this?" test for every call (getpid() is a system call). Relaxed: the child handler runs in the child's
+// only thread before fork() returns there, so no other thread can observe the change.
 std::atomic<unsigned> g_fork_generation{0};
-unsigned fork_generation() { return g_fork_generation.load(std::memory_order_relaxed); }
+
+ForkState& fork_state();
 
 // In the child, before fork() returns: the parent's connections are the parent's. The child's copy of each socket
 // is replaced by /dev/null (dup3 keeps the descriptor number taken, so nothing else lands on it), which closes the
@@ -47,18 +47,33 @@ unsigned fork_generation() { return g_fork_generation.load(std::memory_order_rel
 // children do; and anything that would still send on it goes nowhere. Only async-signal-safe calls here.
 void drop_parent_connections() {
   g_fork_generation.fetch_add(1, std::memory_order_relaxed);
-  if (!g_fork.sockets.empty()) {
+  ForkState& state = fork_state();
+  if (!state.sockets.empty()) {
     const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    for (int fd : g_fork.sockets) {
+    for (int fd : state.sockets) {
       if (null_fd < 0 || ::dup3(null_fd, fd, O_CLOEXEC) < 0) ::close(fd);
     }
     if (null_fd >= 0) ::close(null_fd);
-    g_fork.sockets.clear();  // keeps its memory: no allocation in the child
+    state.sockets.clear();  // keeps its memory: no allocation in the child
   }
-  g_fork.mu.unlock();
+  state.mu.unlock();
 }
-[[maybe_unused]] const int g_fork_handlers_registered = ::pthread_atfork(
-    [] { g_fork.mu.lock(); }, [] { g_fork.mu.unlock(); }, drop_parent_connections);
+
+ForkState& fork_state() {
+  static ForkState* const state = [] {
+    auto* s = new ForkState;  // never destroyed: forks late in exit() still use it
+    const int rc = ::pthread_atfork([] { fork_state().mu.lock(); }, [] { fork_state().mu.unlock(); },
+                                    drop_parent_connections);
+    if (rc != 0) throw SystemError(rc, "pthread_atfork");
+    return s;
+  }();
+  return *state;
+}
+
+unsigned fork_generation() {
+  fork_state();  // forks are counted from the first use on
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
 
 // Deletes what this process made; keeps what it inherited through fork() (see keep_forever).
 template <typename T>
@@ -107,15 +122,15 @@ std::vector<std::uint8_t> nonce() {
   return out;
 }
 
-// Removes a connection's socket from g_fork.sockets and closes it, both under the fork lock: a fork in between
-// would leave the child a copy of it (unlisted first) or have the child replace whatever reused the number
-// (closed first). REQUIRES: g_fork.mu held.
+// Removes a connection's socket from the list. REQUIRES: the fork lock held, and kept until the socket is closed:
+// a fork in between would leave the child a copy of it (unlisted first) or have the child replace whatever reused
+// the number (closed first).
 void unlist_socket(int fd) {
-  auto& v = g_fork.sockets;
+  auto& v = fork_state().sockets;
   v.erase(std::remove(v.begin(), v.end(), fd), v.end());
 }
 
-// A Unix stream socket connected to `path`, listed in g_fork.sockets from its creation on.
+// A Unix stream socket connected to `path`, listed in fork_state().sockets from its creation on.
 int connect_unix(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -126,15 +141,16 @@ int connect_unix(const std::string& path) {
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   int fd;
   {
-    std::lock_guard lock(g_fork.mu);
-    g_fork.sockets.reserve(g_fork.sockets.size() + 1);
+    ForkState& state = fork_state();
+    std::lock_guard lock(state.mu);
+    state.sockets.reserve(state.sockets.size() + 1);
     fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw_errno("socket");
-    g_fork.sockets.push_back(fd);
+    state.sockets.push_back(fd);
   }
   if (retry_on_eintr([&] { return ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr); }) != 0) {
     int err = errno;
-    std::lock_guard lock(g_fork.mu);
+    std::lock_guard lock(fork_state().mu);
     unlist_socket(fd);
     ::close(fd);
     throw SystemError(err, "connect to manager at " + path);
@@ -145,8 +161,9 @@ int connect_unix(const std::string& path) {
 }  // namespace
 
 void keep_pointer_forever(void* object) {
-  std::lock_guard lock(g_fork.mu);
-  g_fork.kept.push_back(object);
+  ForkState& state = fork_state();
+  std::lock_guard lock(state.mu);
+  state.kept.push_back(object);
 }
 
 // One authenticated connection, used by the thread that made it, in the process that made it.
@@ -163,7 +180,7 @@ class Session {
     socket_ = connect_unix(path);
     {
       // Under the fork lock: if this throws, the network has closed the socket, which must leave the list at once.
-      std::lock_guard lock(g_fork.mu);
+      std::lock_guard lock(fork_state().mu);
       try {
         network_ = kj::heap<SocketVatNetwork>(loop_->port, kj::AutoCloseFd(socket_),
                                               capnp::rpc::twoparty::Side::CLIENT, options);
@@ -263,7 +280,7 @@ class Session {
   void close() {
     manager_.reset();
     rpc_ = nullptr;
-    std::lock_guard lock(g_fork.mu);
+    std::lock_guard lock(fork_state().mu);
     unlist_socket(socket_);
     network_ = nullptr;
   }

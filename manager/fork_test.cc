@@ -111,6 +111,22 @@ TEST_CASE("children use the proxies their parent made, each through a connection
   CHECK(results.get("parent") == Value("after"));
 }
 
+TEST_CASE("a grandchild uses the proxies its parent inherited, and each generation keeps its connection",
+          "[manager][fork]") {
+  auto server = ipc::manager::start_server();
+  Client client(server.socket_path(), server.key());
+  auto hits = client.counter("hits");
+  auto child = ipc::Process::start([&] {
+    hits.add(1);  // the child's connection
+    auto grandchild = ipc::Process::start([&] { hits.add(10); });
+    if (grandchild.join(kPatience) != 0) return 2;
+    hits.add(100);  // still the child's connection
+    return 0;
+  });
+  CHECK(exit_code(child) == 0);
+  CHECK(hits.add(1000) == 1111);
+}
+
 TEST_CASE("in a child, an inherited Client belongs to the thread that used it first", "[manager][fork]") {
   auto server = ipc::manager::start_server();
   Client client(server.socket_path(), server.key());
