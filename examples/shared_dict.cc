@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "manager/client.h"
@@ -54,15 +53,11 @@ int main(int argc, char** argv) {
       pid_t pid = ::fork();
       if (pid == 0) {
         int rc = 1;
-        // A fresh thread per child keeps the example correct even if the parent had a Client before forking.
-        std::thread t([&] {
-          try {
-            rc = worker(server, id);
-          } catch (const ipc::Error& e) {
-            std::fprintf(stderr, "worker %d: %s\n", id, e.what());
-          }
-        });
-        t.join();
+        try {
+          rc = worker(server, id);
+        } catch (const ipc::Error& e) {
+          std::fprintf(stderr, "worker %d: %s\n", id, e.what());
+        }
         ::_exit(rc);
       }
       pids.push_back(pid);
