@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "ipc/base/process.h"
@@ -53,15 +52,11 @@ int main(int argc, char** argv) {
     for (int id = 0; id < workers; ++id) {
       children.push_back(ipc::Process::start([&, id] {
         int rc = 1;
-        // A fresh thread per child keeps the example correct even if the parent had a Client before forking.
-        std::thread t([&] {
-          try {
-            rc = worker(server, id);
-          } catch (const ipc::Error& e) {
-            std::fprintf(stderr, "worker %d: %s\n", id, e.what());
-          }
-        });
-        t.join();
+        try {
+          rc = worker(server, id);
+        } catch (const ipc::Error& e) {
+          std::fprintf(stderr, "worker %d: %s\n", id, e.what());
+        }
         return rc;
       }));
     }

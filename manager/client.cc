@@ -1,19 +1,21 @@
 #include "manager/client.h"
 
-#include <chrono>
 #include <capnp/message.h>
 #include <capnp/rpc-twoparty.h>
-#include <kj/async-io.h>
+#include <fcntl.h>
+#include <kj/async-unix.h>
+#include <pthread.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <pthread.h>
-
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "manager/detail/auth.h"
@@ -24,31 +26,87 @@ namespace ipc::manager {
 namespace detail {
 namespace {
 
-// Counts the fork()s this process descends from: a cheap "am I a child of the process that made this?" test for
-// every call (getpid() is a system call). Relaxed: the child handler runs in the child's only thread before fork()
-// returns there, so no other thread can observe the change.
-std::atomic<unsigned> g_fork_generation{0};
-[[maybe_unused]] const int g_fork_handler_registered = ::pthread_atfork(nullptr, nullptr, [] {
-  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
-});
+// What fork() must find consistent, and so is locked across every fork() of the process (the handlers in
+// fork_state()): the sockets of this process's connections, and what forked children keep of their parents'.
+struct ForkState {
+  std::mutex mu;
+  std::vector<int> sockets;  // this process's connections: a forked child drops its copies of them at once
+  std::vector<void*> kept;   // never destroyed (see keep_forever); listed so that leak checkers see them reachable
+};
 
-// The KJ event loop of one thread, shared by that thread's Clients (KJ allows one loop per thread).
+// Counts the fork()s this process descends from (since its first Client): a cheap "am I a child of the process
+// that made this?" test for every call (getpid() is a system call). Relaxed: the child handler runs in the child's
+// only thread before fork() returns there, so no other thread can observe the change.
+std::atomic<unsigned> g_fork_generation{0};
+
+ForkState& fork_state();
+
+// In the child, before fork() returns: the parent's connections are the parent's. The child's copy of each socket
+// is replaced by /dev/null (dup3 keeps the descriptor number taken, so nothing else lands on it), which closes the
+// child's share of the connection, so that the server sees the parent's end when the parent ends, whatever its
+// children do; and anything that would still send on it goes nowhere. Only async-signal-safe calls here.
+void drop_parent_connections() {
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+  ForkState& state = fork_state();
+  if (!state.sockets.empty()) {
+    const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd : state.sockets) {
+      if (null_fd < 0 || ::dup3(null_fd, fd, O_CLOEXEC) < 0) ::close(fd);
+    }
+    if (null_fd >= 0) ::close(null_fd);
+    state.sockets.clear();  // keeps its memory: no allocation in the child
+  }
+  state.mu.unlock();
+}
+
+ForkState& fork_state() {
+  static ForkState* const state = [] {
+    auto* s = new ForkState;  // never destroyed: forks late in exit() still use it
+    const int rc = ::pthread_atfork([] { fork_state().mu.lock(); }, [] { fork_state().mu.unlock(); },
+                                    drop_parent_connections);
+    if (rc != 0) throw SystemError(rc, "pthread_atfork");
+    return s;
+  }();
+  return *state;
+}
+
+unsigned fork_generation() {
+  fork_state();  // forks are counted from the first use on
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+// Deletes what this process made; keeps what it inherited through fork() (see keep_forever).
+template <typename T>
+struct DeleteIfMadeHere {
+  void operator()(T* p) const {
+    if (p->generation == fork_generation()) {
+      delete p;
+    } else {
+      keep_pointer_forever(p);
+    }
+  }
+};
+
+// The KJ event loop of one thread, shared by that thread's Clients (KJ allows one loop per thread: the WaitScope
+// registers it as the thread's loop, in a thread-local variable).
 struct ThreadLoop {
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  unsigned fork_generation = g_fork_generation.load(std::memory_order_relaxed);
+  kj::UnixEventPort port;
+  kj::EventLoop loop{port};
+  std::optional<kj::WaitScope> scope{std::in_place, loop};
+  unsigned generation = fork_generation();
   std::thread::id thread = std::this_thread::get_id();
 };
 
 std::shared_ptr<ThreadLoop> thread_loop() {
   thread_local std::weak_ptr<ThreadLoop> current;
   if (auto loop = current.lock()) {
-    if (loop->fork_generation != g_fork_generation.load(std::memory_order_relaxed)) {
-      throw StateError(
-          "this thread's Manager connection was made before fork(); in the child, connect from a new thread");
-    }
-    return loop;
+    if (loop->generation == fork_generation()) return loop;
+    // A forked child's copy of the loop its parent ran on this thread. Its descriptors and epoll registrations are
+    // shared with the parent, so it is never run or destroyed here; ending its WaitScope only tells KJ that this
+    // thread has no loop any more (the thread-local pointer the parent's loop left behind), so a new one can start.
+    loop->scope.reset();
   }
-  auto loop = std::make_shared<ThreadLoop>();
+  std::shared_ptr<ThreadLoop> loop(new ThreadLoop, DeleteIfMadeHere<ThreadLoop>());
   current = loop;
   return loop;
 }
@@ -64,6 +122,15 @@ std::vector<std::uint8_t> nonce() {
   return out;
 }
 
+// Removes a connection's socket from the list. REQUIRES: the fork lock held, and kept until the socket is closed:
+// a fork in between would leave the child a copy of it (unlisted first) or have the child replace whatever reused
+// the number (closed first).
+void unlist_socket(int fd) {
+  auto& v = fork_state().sockets;
+  v.erase(std::remove(v.begin(), v.end(), fd), v.end());
+}
+
+// A Unix stream socket connected to `path`, listed in fork_state().sockets from its creation on.
 int connect_unix(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -72,10 +139,19 @@ int connect_unix(const std::string& path) {
                           path + "'");
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw_errno("socket");
+  int fd;
+  {
+    ForkState& state = fork_state();
+    std::lock_guard lock(state.mu);
+    state.sockets.reserve(state.sockets.size() + 1);
+    fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw_errno("socket");
+    state.sockets.push_back(fd);
+  }
   if (retry_on_eintr([&] { return ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr); }) != 0) {
     int err = errno;
+    std::lock_guard lock(fork_state().mu);
+    unlist_socket(fd);
     ::close(fd);
     throw SystemError(err, "connect to manager at " + path);
   }
@@ -84,8 +160,13 @@ int connect_unix(const std::string& path) {
 
 }  // namespace
 
-// One authenticated connection. Members are destroyed in reverse order: the Manager capability, then the RPC
-// system, the network (which owns the socket), and the thread's event loop last (if this was its last user).
+void keep_pointer_forever(void* object) {
+  ForkState& state = fork_state();
+  std::lock_guard lock(state.mu);
+  state.kept.push_back(object);
+}
+
+// One authenticated connection, used by the thread that made it, in the process that made it.
 class Session {
  public:
   Session(const std::string& path, std::span<const std::uint8_t> key)
@@ -96,10 +177,81 @@ class Session {
     // The server is trusted once it proved it knows the key, so replies may be as large as memory allows.
     capnp::ReaderOptions options;
     options.traversalLimitInWords = std::uint64_t{1} << 40;
-    network_ = kj::heap<SocketVatNetwork>(loop_->io.unixEventPort, kj::AutoCloseFd(connect_unix(path)),
-                                          capnp::rpc::twoparty::Side::CLIENT, options);
-    rpc_ = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*network_));
+    socket_ = connect_unix(path);
+    {
+      // Under the fork lock: if this throws, the network has closed the socket, which must leave the list at once.
+      std::lock_guard lock(fork_state().mu);
+      try {
+        network_ = kj::heap<SocketVatNetwork>(loop_->port, kj::AutoCloseFd(socket_),
+                                              capnp::rpc::twoparty::Side::CLIENT, options);
+      } catch (...) {
+        unlist_socket(socket_);
+        throw;
+      }
+    }
+    try {
+      authenticate(key);
+    } catch (...) {
+      close();
+      throw;
+    }
+  }
 
+  // Runs only in the process that made the session (DeleteIfMadeHere).
+  ~Session() noexcept(false) { close(); }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  template <typename T>
+  T wait(kj::Promise<T>&& p) {
+    check_usable();
+    try {
+      // Poll briefly before sleeping, as the queues do: a server that is awake (it polls while requests flow)
+      // answers a small call within microseconds, while a sleep and a wake-up through epoll cost as much again or
+      // far more on a virtual machine. Each poll is one non-blocking epoll_wait; the spin is bounded.
+      const auto spin_end = std::chrono::steady_clock::now() + kReplySpin;
+      while (!p.poll(*loop_->scope) && std::chrono::steady_clock::now() < spin_end) {
+      }
+      return p.wait(*loop_->scope);
+    } catch (const kj::Exception& e) {
+      rethrow_as_ipc_error(e, context_);
+    }
+  }
+
+  static constexpr auto kReplySpin = std::chrono::microseconds(50);
+
+  void check_usable() const {
+    if (generation != fork_generation()) {
+      throw StateError(context_ +
+                       ": this was made by the parent process before fork(); futures, lock holders, raw capabilities "
+                       "and promises stay with the process that made them (Clients and proxies connect anew)");
+    }
+    if (loop_->thread != std::this_thread::get_id()) {
+      throw StateError(context_ + ": a Client may only be used by the thread that created it");
+    }
+  }
+
+  // Refuses a request the server would drop the connection for, with an error that says why.
+  // REQUIRES: `size` from the request's totalSize(); the RPC envelope adds well under 1 KiB.
+  void check_size(capnp::MessageSize size) const {
+    std::uint64_t bytes = size.wordCount * sizeof(capnp::word) + 1024;
+    if (bytes > max_message_bytes_) {
+      throw InvalidArgument(context_ + ": request of about " + std::to_string(bytes) +
+                            " bytes exceeds the server's limit of " + std::to_string(max_message_bytes_) + " bytes");
+    }
+  }
+
+  kj::WaitScope& wait_scope() { return *loop_->scope; }
+  wire::Manager::Client& manager() { return *manager_; }
+  const std::string& context() const { return context_; }
+  const std::string& path() const { return path_; }
+  std::uint64_t max_message_bytes() const { return max_message_bytes_; }
+
+  const unsigned generation = fork_generation();
+
+ private:
+  void authenticate(std::span<const std::uint8_t> key) {
+    rpc_ = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*network_));
     capnp::word scratch[4] = {};
     capnp::MallocMessageBuilder vat_message(scratch);
     auto vat = vat_message.getRoot<capnp::rpc::twoparty::VatId>();
@@ -123,62 +275,80 @@ class Session {
     max_message_bytes_ = response.getMaxMessageBytes();
   }
 
-  template <typename T>
-  T wait(kj::Promise<T>&& p) {
-    check_usable();
-    try {
-      // Poll briefly before sleeping, as the queues do: a server that is awake (it polls while requests flow)
-      // answers a small call within microseconds, while a sleep and a wake-up through epoll cost as much again or
-      // far more on a virtual machine. Each poll is one non-blocking epoll_wait; the spin is bounded.
-      const auto spin_end = std::chrono::steady_clock::now() + kReplySpin;
-      while (!p.poll(loop_->io.waitScope) && std::chrono::steady_clock::now() < spin_end) {
-      }
-      return p.wait(loop_->io.waitScope);
-    } catch (const kj::Exception& e) {
-      rethrow_as_ipc_error(e, context_);
-    }
+  // The Manager capability, then the RPC system, then the network, which closes the socket under the fork lock as
+  // it leaves the list. The thread's event loop goes with loop_ (if this was its last user).
+  void close() {
+    manager_.reset();
+    rpc_ = nullptr;
+    std::lock_guard lock(fork_state().mu);
+    unlist_socket(socket_);
+    network_ = nullptr;
   }
 
-  static constexpr auto kReplySpin = std::chrono::microseconds(50);
-
-  void check_usable() const {
-    if (loop_->fork_generation != g_fork_generation.load(std::memory_order_relaxed)) {
-      throw StateError(context_ + ": this Client was created before fork(); connect a new one in the child");
-    }
-    if (loop_->thread != std::this_thread::get_id()) {
-      throw StateError(context_ + ": a Client may only be used by the thread that created it");
-    }
-  }
-
-  // Refuses a request the server would drop the connection for, with an error that says why.
-  // REQUIRES: `size` from the request's totalSize(); the RPC envelope adds well under 1 KiB.
-  void check_size(capnp::MessageSize size) const {
-    std::uint64_t bytes = size.wordCount * sizeof(capnp::word) + 1024;
-    if (bytes > max_message_bytes_) {
-      throw InvalidArgument(context_ + ": request of about " + std::to_string(bytes) +
-                            " bytes exceeds the server's limit of " + std::to_string(max_message_bytes_) + " bytes");
-    }
-  }
-
-  kj::WaitScope& wait_scope() { return loop_->io.waitScope; }
-  wire::Manager::Client& manager() { return *manager_; }
-  const std::string& context() const { return context_; }
-  const std::string& path() const { return path_; }
-  std::uint64_t max_message_bytes() const { return max_message_bytes_; }
-
- private:
   std::shared_ptr<ThreadLoop> loop_;
   std::string path_;
   std::string context_;
+  int socket_ = -1;
   kj::Own<SocketVatNetwork> network_;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
   std::optional<wire::Manager::Client> manager_;
   std::uint64_t max_message_bytes_ = 0;
 };
 
+namespace {
+
+std::shared_ptr<Session> make_session(const std::string& path, std::span<const std::uint8_t> key) {
+  return std::shared_ptr<Session>(new Session(path, key), DeleteIfMadeHere<Session>());
+}
+
+}  // namespace
+
+// A Client's identity (socket path and key) and this process's connection for it. In the parent the connection
+// never changes; a forked child replaces it on its first call (the parent's is kept by DeleteIfMadeHere).
+class Endpoint {
+ public:
+  Endpoint(const std::string& path, std::span<const std::uint8_t> key)
+      : path_(path), key_(key.begin(), key.end()), session_(make_session(path, key)) {}
+  ~Endpoint() { ::explicit_bzero(key_.data(), key_.size()); }
+
+  const std::shared_ptr<Session>& session() {
+    // Acquire: partner of the release below; session_ is the one made in this generation.
+    if (generation_.load(std::memory_order_acquire) == fork_generation()) return session_;
+    return reconnect();
+  }
+
+  const std::string& path() const { return path_; }
+  // The server's limit as this process's connection (or, before it reconnected, its parent's) learnt it.
+  std::uint64_t max_message_bytes() const { return session_->max_message_bytes(); }
+
+ private:
+  const std::shared_ptr<Session>& reconnect() {
+    // try_lock: only a second thread can find the lock taken, and a Client belongs to one thread.
+    std::unique_lock lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      throw StateError("manager at " + path_ + ": another thread is connecting this Client anew after fork(); a "
+                       "Client and its proxies belong to one thread");
+    }
+    if (generation_.load(std::memory_order_relaxed) != fork_generation()) {
+      session_ = make_session(path_, key_);
+      // Release: partner of the acquire in session(): the new session_ is visible to whoever sees the generation.
+      generation_.store(fork_generation(), std::memory_order_release);
+    }
+    return session_;
+  }
+
+  const std::string path_;
+  std::vector<std::uint8_t> key_;  // kept to connect anew after fork(); zeroed when the Client goes
+  std::mutex mu_;                  // taken only to replace session_ after fork()
+  std::shared_ptr<Session> session_;
+  std::atomic<unsigned> generation_{fork_generation()};  // of session_
+};
+
 void check_usable(Session& s) { s.check_usable(); }
 kj::WaitScope& wait_scope(Session& s) { return s.wait_scope(); }
 void rethrow(Session& s, const kj::Exception& e) { rethrow_as_ipc_error(e, s.context()); }
+bool made_here(const Session& s) noexcept { return s.generation == fork_generation(); }
+const std::shared_ptr<Session>& current_session(Endpoint& e) { return e.session(); }
 
 }  // namespace detail
 
@@ -239,22 +409,14 @@ void fill_entries(const Value::Map& map, capnp::List<wire::Entry>::Builder out) 
 
 // ---- Client ----
 
-Client::Client(const std::string& socket_path, std::span<const std::uint8_t> key)
-    : s_(std::make_shared<detail::Session>(socket_path, key)) {}
-Client::~Client() = default;
-Client::Client(Client&&) noexcept = default;
-Client& Client::operator=(Client&&) noexcept = default;
-
-std::size_t Client::max_message_bytes() const { return s_->max_message_bytes(); }
-const std::string& Client::socket_path() const { return s_->path(); }
-
-capnp::Capability::Client Client::open_object(std::string_view name, Kind kind, Open mode, std::uint64_t max_size) {
-  auto request = s_->manager().openRequest(words(name));
+capnp::Capability::Client detail::open_object(Session& s, std::string_view name, Kind kind, Open mode,
+                                              std::uint64_t max_size) {
+  auto request = s.manager().openRequest(words(name));
   request.setName(text(name));
   request.setKind(to_wire(kind));
   request.setCreate(mode == Open::kCreate);
   request.setMaxSize(max_size);
-  auto response = s_->wait(send(*s_, request));
+  auto response = s.wait(send(s, request));
   auto object = response.getObject();
   switch (object.which()) {
     case wire::Object::DICT: return object.getDict();
@@ -266,217 +428,270 @@ capnp::Capability::Client Client::open_object(std::string_view name, Kind kind, 
     case wire::Object::VALUE: return object.getValue();
     case wire::Object::COUNTER: return object.getCounter();
   }
-  throw Unsupported(s_->context() + ": the server returned an object kind this client does not know");
+  throw Unsupported(s.context() + ": the server returned an object kind this client does not know");
 }
 
+Client::Client(const std::string& socket_path, std::span<const std::uint8_t> key)
+    : endpoint_(std::make_shared<detail::Endpoint>(socket_path, key)) {}
+Client::~Client() = default;
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+
+std::size_t Client::max_message_bytes() const { return endpoint_->max_message_bytes(); }
+const std::string& Client::socket_path() const { return endpoint_->path(); }
+
 DictProxy Client::dict(std::string_view name, Open mode) {
-  return DictProxy(s_, open_object(name, Kind::kDict, mode, 0).castAs<wire::Dict>());
+  return DictProxy(handle<wire::Dict>(name, Kind::kDict, mode, 0));
 }
 ListProxy Client::list(std::string_view name, Open mode) {
-  return ListProxy(s_, open_object(name, Kind::kList, mode, 0).castAs<wire::SharedList>());
+  return ListProxy(handle<wire::SharedList>(name, Kind::kList, mode, 0));
 }
 NamespaceProxy Client::namespace_(std::string_view name, Open mode) {
-  return NamespaceProxy(s_, open_object(name, Kind::kNamespace, mode, 0).castAs<wire::Namespace>());
+  return NamespaceProxy(handle<wire::Namespace>(name, Kind::kNamespace, mode, 0));
 }
 QueueProxy Client::queue(std::string_view name, std::size_t max_size, Open mode) {
-  return QueueProxy(s_, open_object(name, Kind::kQueue, mode, max_size).castAs<wire::Queue>());
+  return QueueProxy(handle<wire::Queue>(name, Kind::kQueue, mode, max_size));
 }
 LockProxy Client::lock(std::string_view name, Open mode) {
-  return LockProxy(s_, open_object(name, Kind::kLock, mode, 0).castAs<wire::Lock>());
+  return LockProxy(handle<wire::Lock>(name, Kind::kLock, mode, 0));
 }
 EventProxy Client::event(std::string_view name, Open mode) {
-  return EventProxy(s_, open_object(name, Kind::kEvent, mode, 0).castAs<wire::Event>());
+  return EventProxy(handle<wire::Event>(name, Kind::kEvent, mode, 0));
 }
 ValueProxy Client::value(std::string_view name, Open mode) {
-  return ValueProxy(s_, open_object(name, Kind::kValue, mode, 0).castAs<wire::SharedValue>());
+  return ValueProxy(handle<wire::SharedValue>(name, Kind::kValue, mode, 0));
 }
 CounterProxy Client::counter(std::string_view name, Open mode) {
-  return CounterProxy(s_, open_object(name, Kind::kCounter, mode, 0).castAs<wire::Counter>());
+  return CounterProxy(handle<wire::Counter>(name, Kind::kCounter, mode, 0));
 }
 
 bool Client::remove(std::string_view name) {
-  auto request = s_->manager().removeRequest(words(name));
+  auto& s = session();
+  auto request = s.manager().removeRequest(words(name));
   request.setName(text(name));
-  return s_->wait(send(*s_, request)).getRemoved();
+  return s.wait(send(s, request)).getRemoved();
 }
 
 std::vector<ObjectRef> Client::objects() {
-  auto response = s_->wait(send(*s_, s_->manager().listRequest(kSmallRequest)));
+  auto& s = session();
+  auto response = s.wait(send(s, s.manager().listRequest(kSmallRequest)));
   std::vector<ObjectRef> out;
   for (auto r : response.getObjects()) out.push_back(ObjectRef{str(r.getName()), from_wire(r.getKind())});
   return out;
 }
 
 capnp::Capability::Client Client::service(std::string_view name) {
-  auto request = s_->manager().getServiceRequest(words(name));
+  auto& s = session();
+  auto request = s.manager().getServiceRequest(words(name));
   request.setName(text(name));
-  return s_->wait(send(*s_, request)).getService();
+  return s.wait(send(s, request)).getService();
 }
 
 // ---- DictProxy ----
 
 Future<void> DictProxy::set_async(std::string_view key, const Value& value) {
-  auto request = cap_.setRequest(words(key, value));
+  auto& s = h_.use();
+  auto request = h_.cap().setRequest(words(key, value));
   request.setKey(text(key));
   to_wire(value, request.initValue());
-  return Future<void>(s_, send(*s_, request).ignoreResult());
+  return Future<void>(h_.session(), send(s, request).ignoreResult());
 }
 
 Future<std::optional<Value>> DictProxy::get_async(std::string_view key) {
-  auto request = cap_.getRequest(words(key));
+  auto& s = h_.use();
+  auto request = h_.cap().getRequest(words(key));
   request.setKey(text(key));
   return Future<std::optional<Value>>(
-      s_, send(*s_, request).then([](capnp::Response<wire::Dict::GetResults> r) -> std::optional<Value> {
+      h_.session(), send(s, request).then([](capnp::Response<wire::Dict::GetResults> r) -> std::optional<Value> {
         if (!r.getFound()) return std::nullopt;
         return from_wire(r.getValue());
       }));
 }
 
 bool DictProxy::erase(std::string_view key) {
-  auto request = cap_.eraseRequest(words(key));
+  auto& s = h_.use();
+  auto request = h_.cap().eraseRequest(words(key));
   request.setKey(text(key));
-  return s_->wait(send(*s_, request)).getErased();
+  return s.wait(send(s, request)).getErased();
 }
 
-std::size_t DictProxy::size() { return s_->wait(send(*s_, cap_.sizeRequest(kSmallRequest))).getSize(); }
+std::size_t DictProxy::size() {
+  auto& s = h_.use();
+  return s.wait(send(s, h_.cap().sizeRequest(kSmallRequest))).getSize();
+}
 
 std::vector<std::string> DictProxy::keys() {
-  auto response = s_->wait(send(*s_, cap_.keysRequest(kSmallRequest)));
+  auto& s = h_.use();
+  auto response = s.wait(send(s, h_.cap().keysRequest(kSmallRequest)));
   std::vector<std::string> out;
   for (auto k : response.getKeys()) out.push_back(str(k));
   return out;
 }
 
 Value::Map DictProxy::items() {
-  return to_map(s_->wait(send(*s_, cap_.itemsRequest(kSmallRequest))).getEntries());
+  auto& s = h_.use();
+  return to_map(s.wait(send(s, h_.cap().itemsRequest(kSmallRequest))).getEntries());
 }
 
 void DictProxy::update(const Value::Map& entries) {
-  auto request = cap_.updateRequest(words(entries));
+  auto& s = h_.use();
+  auto request = h_.cap().updateRequest(words(entries));
   fill_entries(entries, request.initEntries(static_cast<unsigned>(entries.size())));
-  s_->wait(send(*s_, request));
+  s.wait(send(s, request));
 }
 
-void DictProxy::clear() { s_->wait(send(*s_, cap_.clearRequest(kSmallRequest))); }
+void DictProxy::clear() {
+  auto& s = h_.use();
+  s.wait(send(s, h_.cap().clearRequest(kSmallRequest)));
+}
 
 // ---- ListProxy ----
 
 void ListProxy::append(const Value& value) {
-  auto request = cap_.appendRequest(value_words(value));
+  auto& s = h_.use();
+  auto request = h_.cap().appendRequest(value_words(value));
   to_wire(value, request.initValue());
-  s_->wait(send(*s_, request));
+  s.wait(send(s, request));
 }
 
 Value ListProxy::get(std::int64_t index) {
-  auto request = cap_.getRequest(kSmallRequest);
+  auto& s = h_.use();
+  auto request = h_.cap().getRequest(kSmallRequest);
   request.setIndex(index);
-  return from_wire(s_->wait(send(*s_, request)).getValue());
+  return from_wire(s.wait(send(s, request)).getValue());
 }
 
 void ListProxy::set(std::int64_t index, const Value& value) {
-  auto request = cap_.setRequest(value_words(value));
+  auto& s = h_.use();
+  auto request = h_.cap().setRequest(value_words(value));
   request.setIndex(index);
   to_wire(value, request.initValue());
-  s_->wait(send(*s_, request));
+  s.wait(send(s, request));
 }
 
 Value ListProxy::pop(std::int64_t index) {
-  auto request = cap_.popRequest(kSmallRequest);
+  auto& s = h_.use();
+  auto request = h_.cap().popRequest(kSmallRequest);
   request.setIndex(index);
-  return from_wire(s_->wait(send(*s_, request)).getValue());
+  return from_wire(s.wait(send(s, request)).getValue());
 }
 
-std::size_t ListProxy::size() { return s_->wait(send(*s_, cap_.sizeRequest(kSmallRequest))).getSize(); }
+std::size_t ListProxy::size() {
+  auto& s = h_.use();
+  return s.wait(send(s, h_.cap().sizeRequest(kSmallRequest))).getSize();
+}
 
 Value::List ListProxy::items() {
-  auto response = s_->wait(send(*s_, cap_.itemsRequest(kSmallRequest)));
+  auto& s = h_.use();
+  auto response = s.wait(send(s, h_.cap().itemsRequest(kSmallRequest)));
   Value::List out;
   for (auto v : response.getValues()) out.push_back(from_wire(v));
   return out;
 }
 
 void ListProxy::extend(const Value::List& values) {
-  auto request = cap_.extendRequest(words(values));
+  auto& s = h_.use();
+  auto request = h_.cap().extendRequest(words(values));
   auto out = request.initValues(static_cast<unsigned>(values.size()));
   for (unsigned i = 0; i < values.size(); ++i) to_wire(values[i], out[i]);
-  s_->wait(send(*s_, request));
+  s.wait(send(s, request));
 }
 
-void ListProxy::clear() { s_->wait(send(*s_, cap_.clearRequest(kSmallRequest))); }
+void ListProxy::clear() {
+  auto& s = h_.use();
+  s.wait(send(s, h_.cap().clearRequest(kSmallRequest)));
+}
 
 // ---- NamespaceProxy ----
 
 void NamespaceProxy::set(std::string_view attr, const Value& value) {
-  auto request = cap_.setAttrRequest(words(attr, value));
+  auto& s = h_.use();
+  auto request = h_.cap().setAttrRequest(words(attr, value));
   request.setName(text(attr));
   to_wire(value, request.initValue());
-  s_->wait(send(*s_, request));
+  s.wait(send(s, request));
 }
 
 std::optional<Value> NamespaceProxy::get(std::string_view attr) {
-  auto request = cap_.getAttrRequest(words(attr));
+  auto& s = h_.use();
+  auto request = h_.cap().getAttrRequest(words(attr));
   request.setName(text(attr));
-  auto response = s_->wait(send(*s_, request));
+  auto response = s.wait(send(s, request));
   if (!response.getFound()) return std::nullopt;
   return from_wire(response.getValue());
 }
 
 bool NamespaceProxy::erase(std::string_view attr) {
-  auto request = cap_.delAttrRequest(words(attr));
+  auto& s = h_.use();
+  auto request = h_.cap().delAttrRequest(words(attr));
   request.setName(text(attr));
-  return s_->wait(send(*s_, request)).getDeleted();
+  return s.wait(send(s, request)).getDeleted();
 }
 
 Value::Map NamespaceProxy::items() {
-  return to_map(s_->wait(send(*s_, cap_.attrsRequest(kSmallRequest))).getEntries());
+  auto& s = h_.use();
+  return to_map(s.wait(send(s, h_.cap().attrsRequest(kSmallRequest))).getEntries());
 }
 
 // ---- QueueProxy ----
 
 Future<QueueStatus> QueueProxy::put_async(const Value& value, std::chrono::nanoseconds timeout) {
-  auto request = cap_.putRequest(value_words(value));
+  auto& s = h_.use();
+  auto request = h_.cap().putRequest(value_words(value));
   to_wire(value, request.initValue());
   request.setTimeoutNs(timeout_ns(timeout));
-  return Future<QueueStatus>(s_, send(*s_, request).then([](capnp::Response<wire::Queue::PutResults> r) {
+  return Future<QueueStatus>(h_.session(), send(s, request).then([](capnp::Response<wire::Queue::PutResults> r) {
     if (r.getOk()) return QueueStatus::kOk;
     return r.getClosed() ? QueueStatus::kClosed : QueueStatus::kTimeout;
   }));
 }
 
 QueueItem QueueProxy::get(std::chrono::nanoseconds timeout) {
-  auto request = cap_.getRequest(kSmallRequest);
+  auto& s = h_.use();
+  auto request = h_.cap().getRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
-  auto r = s_->wait(send(*s_, request));
+  auto r = s.wait(send(s, request));
   if (r.getOk()) return QueueItem{QueueStatus::kOk, from_wire(r.getValue())};
   return QueueItem{r.getClosed() ? QueueStatus::kClosed : QueueStatus::kTimeout, Value()};
 }
 
-std::size_t QueueProxy::size_approx() { return s_->wait(send(*s_, cap_.sizeRequest(kSmallRequest))).getSize(); }
-
-std::uint64_t QueueProxy::abandoned_count() {
-  return s_->wait(send(*s_, cap_.abandonedRequest(kSmallRequest))).getCount();
+std::size_t QueueProxy::size_approx() {
+  auto& s = h_.use();
+  return s.wait(send(s, h_.cap().sizeRequest(kSmallRequest))).getSize();
 }
 
-void QueueProxy::close() { s_->wait(send(*s_, cap_.closeRequest(kSmallRequest))); }
+std::uint64_t QueueProxy::abandoned_count() {
+  auto& s = h_.use();
+  return s.wait(send(s, h_.cap().abandonedRequest(kSmallRequest))).getCount();
+}
+
+void QueueProxy::close() {
+  auto& s = h_.use();
+  s.wait(send(s, h_.cap().closeRequest(kSmallRequest)));
+}
 
 // ---- Lock ----
 
 LockHolder LockProxy::acquire() {
   auto holder = try_acquire(kWaitForever);
   // With no timeout the server answers only once the lock is ours (or fails the call).
-  if (!holder) throw RemoteError(s_->context() + ": the server refused a lock acquire without a timeout");
+  if (!holder) throw RemoteError(h_.use().context() + ": the server refused a lock acquire without a timeout");
   return std::move(*holder);
 }
 
 std::optional<LockHolder> LockProxy::try_acquire(std::chrono::nanoseconds timeout) {
-  auto request = cap_.acquireRequest(kSmallRequest);
+  auto& s = h_.use();
+  auto request = h_.cap().acquireRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
-  auto r = s_->wait(send(*s_, request));
+  auto r = s.wait(send(s, request));
   if (!r.getAcquired()) return std::nullopt;
-  return LockHolder(s_, r.getHolder());
+  return LockHolder(h_.session(), r.getHolder());
 }
 
-bool LockProxy::locked() { return s_->wait(send(*s_, cap_.lockedRequest(kSmallRequest))).getLocked(); }
+bool LockProxy::locked() {
+  auto& s = h_.use();
+  return s.wait(send(s, h_.cap().lockedRequest(kSmallRequest))).getLocked();
+}
 
 LockHolder& LockHolder::operator=(LockHolder&& other) noexcept {
   if (this != &other) {
@@ -492,6 +707,7 @@ LockHolder::~LockHolder() { release_quietly(); }
 
 void LockHolder::release() {
   if (!cap_) throw StateError("LockHolder::release: the lock was already released");
+  s_->check_usable();  // before the capability leaves cap_: a forked child's copy stays its parent's
   auto cap = std::move(*cap_);
   cap_.reset();
   s_->wait(send(*s_, cap.releaseRequest(kSmallRequest)));
@@ -499,6 +715,12 @@ void LockHolder::release() {
 
 void LockHolder::release_quietly() noexcept {
   if (!cap_ || !s_) return;
+  if (!detail::made_here(*s_)) {
+    // A forked child's copy: the lock is its parent's, and stays held.
+    detail::keep_forever(std::move(*cap_));
+    cap_.reset();
+    return;
+  }
   try {
     release();
   } catch (const Disconnected&) {
@@ -511,44 +733,67 @@ void LockHolder::release_quietly() noexcept {
 
 // ---- Event, Value, Counter ----
 
-void EventProxy::set() { s_->wait(send(*s_, cap_.setRequest(kSmallRequest))); }
-void EventProxy::clear() { s_->wait(send(*s_, cap_.clearRequest(kSmallRequest))); }
-bool EventProxy::is_set() { return s_->wait(send(*s_, cap_.isSetRequest(kSmallRequest))).getSet(); }
-bool EventProxy::wait(std::chrono::nanoseconds timeout) {
-  auto request = cap_.waitRequest(kSmallRequest);
-  request.setTimeoutNs(timeout_ns(timeout));
-  return s_->wait(send(*s_, request)).getSet();
+void EventProxy::set() {
+  auto& s = h_.use();
+  s.wait(send(s, h_.cap().setRequest(kSmallRequest)));
 }
 
-Value ValueProxy::get() { return from_wire(s_->wait(send(*s_, cap_.getRequest(kSmallRequest))).getValue()); }
+void EventProxy::clear() {
+  auto& s = h_.use();
+  s.wait(send(s, h_.cap().clearRequest(kSmallRequest)));
+}
+
+bool EventProxy::is_set() {
+  auto& s = h_.use();
+  return s.wait(send(s, h_.cap().isSetRequest(kSmallRequest))).getSet();
+}
+
+bool EventProxy::wait(std::chrono::nanoseconds timeout) {
+  auto& s = h_.use();
+  auto request = h_.cap().waitRequest(kSmallRequest);
+  request.setTimeoutNs(timeout_ns(timeout));
+  return s.wait(send(s, request)).getSet();
+}
+
+Value ValueProxy::get() {
+  auto& s = h_.use();
+  return from_wire(s.wait(send(s, h_.cap().getRequest(kSmallRequest))).getValue());
+}
 
 void ValueProxy::set(const Value& value) {
-  auto request = cap_.setRequest(value_words(value));
+  auto& s = h_.use();
+  auto request = h_.cap().setRequest(value_words(value));
   to_wire(value, request.initValue());
-  s_->wait(send(*s_, request));
+  s.wait(send(s, request));
 }
 
 CompareExchangeResult ValueProxy::compare_exchange(const Value& expected, const Value& desired) {
-  auto request = cap_.compareExchangeRequest(words(expected, desired));
+  auto& s = h_.use();
+  auto request = h_.cap().compareExchangeRequest(words(expected, desired));
   to_wire(expected, request.initExpected());
   to_wire(desired, request.initDesired());
-  auto r = s_->wait(send(*s_, request));
+  auto r = s.wait(send(s, request));
   return CompareExchangeResult{r.getExchanged(), from_wire(r.getPrevious())};
 }
 
 Future<std::int64_t> CounterProxy::add_async(std::int64_t delta) {
-  auto request = cap_.addRequest(kSmallRequest);
+  auto& s = h_.use();
+  auto request = h_.cap().addRequest(kSmallRequest);
   request.setDelta(delta);
   return Future<std::int64_t>(
-      s_, send(*s_, request).then([](capnp::Response<wire::Counter::AddResults> r) { return r.getValue(); }));
+      h_.session(), send(s, request).then([](capnp::Response<wire::Counter::AddResults> r) { return r.getValue(); }));
 }
 
-std::int64_t CounterProxy::get() { return s_->wait(send(*s_, cap_.getRequest(kSmallRequest))).getValue(); }
+std::int64_t CounterProxy::get() {
+  auto& s = h_.use();
+  return s.wait(send(s, h_.cap().getRequest(kSmallRequest))).getValue();
+}
 
 void CounterProxy::set(std::int64_t value) {
-  auto request = cap_.setRequest(kSmallRequest);
+  auto& s = h_.use();
+  auto request = h_.cap().setRequest(kSmallRequest);
   request.setValue(value);
-  s_->wait(send(*s_, request));
+  s.wait(send(s, request));
 }
 
 }  // namespace ipc::manager

@@ -13,8 +13,12 @@
 // Threads: a Client, its proxies, holders and futures belong to the thread that created the Client: KJ runs one
 //   event loop per thread, and every call runs that loop while it waits. Several Clients on one thread share the
 //   thread's loop. Use one Client per thread. A call from another thread throws ipc::StateError.
-// Processes: a Client does not survive fork(): in a child process, connect a new Client from a thread that has
-//   none (a child's copy of its parent's thread throws ipc::StateError). Unrelated processes connect by path.
+// Processes: Clients and proxies follow fork() as Python's proxies do. In a forked child (ipc::Process, a Pool
+//   worker, plain fork()) the first call of an inherited Client or proxy connects anew (same path and key) on the
+//   calling thread, the child's main thread included, and a proxy reopens its object by name; a new Client works
+//   there too. The child drops its copies of the parent's connections at fork() and never sends on them, so the
+//   parent's calls, locks and waits carry on. Futures, LockHolders, raw capabilities and promises stay with the
+//   process that made them (ipc::StateError in a child). Unrelated processes connect by path. (docs/manager.md)
 // Lifetime: proxies, holders and futures keep the connection alive; the connection closes when the Client and all
 //   of them are gone. Closing the connection releases every lock it holds and cancels its pending waits on the
 //   server. Objects themselves live in the server until removed or the server stops.
@@ -40,30 +44,119 @@
 
 namespace ipc::manager {
 
-namespace detail {
-class Session;
-// Runs the session's event loop until `p` resolves; maps kj exceptions to errors.h. Defined in client.cc for the
-// two result kinds the proxies use; Client::wait covers the rest.
-void check_usable(Session& s);
-kj::WaitScope& wait_scope(Session& s);
-[[noreturn]] void rethrow(Session& s, const kj::Exception& e);
-}  // namespace detail
-
-inline constexpr std::chrono::nanoseconds kWaitForever{-1};
-
 // How Client::dict() and friends treat a missing object.
 enum class Open {
   kCreate,    // create it when absent (the usual)
   kExisting,  // a missing object is an ipc::StateError
 };
 
+namespace detail {
+class Session;
+class Endpoint;
+// Runs the session's event loop until `p` resolves; maps kj exceptions to errors.h. Defined in client.cc for the
+// two result kinds the proxies use; Client::wait covers the rest.
+void check_usable(Session& s);
+kj::WaitScope& wait_scope(Session& s);
+[[noreturn]] void rethrow(Session& s, const kj::Exception& e);
+
+// This process's connection of a Client: after fork() the first call in the child connects anew (and the
+// parent's connection is left alone for good). Throws what connecting throws.
+const std::shared_ptr<Session>& current_session(Endpoint& e);
+capnp::Capability::Client open_object(Session& s, std::string_view name, Kind kind, Open mode,
+                                      std::uint64_t max_size);
+// False in a process forked after `s` was made: there `s` is a copy of the parent's connection.
+bool made_here(const Session& s) noexcept;
+// Keeps `object` (heap) alive, and never destroys it: what a child inherited of its parent's connection must not
+// run its destructors there (they would release the parent's capabilities or cancel its calls).
+void keep_pointer_forever(void* object);
+template <typename T>
+void keep_forever(T&& object) {
+  keep_pointer_forever(new std::decay_t<T>(std::forward<T>(object)));
+}
+
+// A proxy's object: its name, and its capability on the connection it was opened on. In a forked child the first
+// use() reopens the object by name on the child's own connection; the parent's capability is kept, not released.
+template <typename Interface>
+class ObjectHandle {
+ public:
+  using Cap = typename Interface::Client;
+
+  ObjectHandle(std::shared_ptr<Endpoint> endpoint, std::shared_ptr<Session> session, Cap cap, ObjectRef ref)
+      : endpoint_(std::move(endpoint)), session_(std::move(session)), cap_(kj::mv(cap)), ref_(std::move(ref)) {}
+  ObjectHandle(ObjectHandle& other)  // capnp clients copy from non-const (a reference count)
+      : endpoint_(other.endpoint_), session_(other.session_), cap_(other.cap_), ref_(other.ref_) {}
+  ObjectHandle(ObjectHandle&&) noexcept = default;
+  ObjectHandle& operator=(ObjectHandle& other) {
+    if (this != &other) {
+      keep_if_inherited();
+      endpoint_ = other.endpoint_;
+      session_ = other.session_;
+      cap_ = other.cap_;
+      ref_ = other.ref_;
+    }
+    return *this;
+  }
+  ObjectHandle& operator=(ObjectHandle&& other) noexcept {
+    if (this != &other) {
+      keep_if_inherited();
+      endpoint_ = std::move(other.endpoint_);
+      session_ = std::move(other.session_);
+      cap_ = kj::mv(other.cap_);
+      ref_ = std::move(other.ref_);
+    }
+    return *this;
+  }
+  ~ObjectHandle() { keep_if_inherited(); }
+
+  // The session to call on; cap() is the object's capability on it.
+  Session& use() {
+    const auto& current = current_session(*endpoint_);
+    if (current != session_) reopen(current);
+    return *current;
+  }
+  Cap& cap() { return cap_; }
+  const std::shared_ptr<Session>& session() const { return session_; }
+
+ private:
+  // Only in a forked child: the object as this process's connection sees it.
+  void reopen(const std::shared_ptr<Session>& current) {
+    check_usable(*current);
+    Cap fresh = open_object(*current, ref_.name, ref_.kind, Open::kExisting, 0).template castAs<Interface>();
+    keep_if_inherited();
+    cap_ = kj::mv(fresh);
+    session_ = current;
+  }
+  void keep_if_inherited() {
+    if (session_ && !made_here(*session_)) keep_forever(kj::mv(cap_));
+  }
+
+  std::shared_ptr<Endpoint> endpoint_;
+  std::shared_ptr<Session> session_;  // the connection cap_ belongs to
+  Cap cap_;
+  ObjectRef ref_;
+};
+}  // namespace detail
+
+inline constexpr std::chrono::nanoseconds kWaitForever{-1};
+
 // The reply of an `_async` call. Single use: get() once. Dropping it without get() does not cancel a call that
-// already reached the server.
+// already reached the server. It belongs to the process that made it: in a forked child get() throws
+// ipc::StateError, and dropping it there leaves the parent's call alone.
 template <typename T>
 class [[nodiscard]] Future {
  public:
   Future(std::shared_ptr<detail::Session> session, kj::Promise<T> promise)
       : session_(std::move(session)), promise_(kj::mv(promise)) {}
+  Future(Future&&) noexcept = default;
+  Future& operator=(Future&& other) noexcept {
+    if (this != &other) {
+      keep_if_inherited();
+      promise_ = kj::mv(other.promise_);
+      session_ = std::move(other.session_);
+    }
+    return *this;
+  }
+  ~Future() { keep_if_inherited(); }
 
   // Waits for the reply (owner thread). Throws what the blocking form would.
   T get() {
@@ -79,6 +172,10 @@ class [[nodiscard]] Future {
   kj::Promise<T> release() && { return kj::mv(promise_); }
 
  private:
+  void keep_if_inherited() {
+    if (session_ && !detail::made_here(*session_)) detail::keep_forever(kj::mv(promise_));
+  }
+
   std::shared_ptr<detail::Session> session_;  // declared first: destroyed after the promise
   kj::Promise<T> promise_;
 };
@@ -101,13 +198,15 @@ class DictProxy {
   Future<void> set_async(std::string_view key, const Value& value);
   Future<std::optional<Value>> get_async(std::string_view key);
 
-  wire::Dict::Client& capability() { return cap_; }
+  wire::Dict::Client& capability() {
+    h_.use();
+    return h_.cap();
+  }
 
  private:
   friend class Client;
-  DictProxy(std::shared_ptr<detail::Session> s, wire::Dict::Client cap) : s_(std::move(s)), cap_(kj::mv(cap)) {}
-  std::shared_ptr<detail::Session> s_;
-  wire::Dict::Client cap_;
+  explicit DictProxy(detail::ObjectHandle<wire::Dict> h) : h_(std::move(h)) {}
+  detail::ObjectHandle<wire::Dict> h_;
 };
 
 class ListProxy {
@@ -124,13 +223,15 @@ class ListProxy {
   void extend(const Value::List& values);
   void clear();
 
-  wire::SharedList::Client& capability() { return cap_; }
+  wire::SharedList::Client& capability() {
+    h_.use();
+    return h_.cap();
+  }
 
  private:
   friend class Client;
-  ListProxy(std::shared_ptr<detail::Session> s, wire::SharedList::Client cap) : s_(std::move(s)), cap_(kj::mv(cap)) {}
-  std::shared_ptr<detail::Session> s_;
-  wire::SharedList::Client cap_;
+  explicit ListProxy(detail::ObjectHandle<wire::SharedList> h) : h_(std::move(h)) {}
+  detail::ObjectHandle<wire::SharedList> h_;
 };
 
 // An attribute bag (Python's Namespace).
@@ -143,14 +244,15 @@ class NamespaceProxy {
   bool erase(std::string_view attr);
   [[nodiscard]] Value::Map items();
 
-  wire::Namespace::Client& capability() { return cap_; }
+  wire::Namespace::Client& capability() {
+    h_.use();
+    return h_.cap();
+  }
 
  private:
   friend class Client;
-  NamespaceProxy(std::shared_ptr<detail::Session> s, wire::Namespace::Client cap)
-      : s_(std::move(s)), cap_(kj::mv(cap)) {}
-  std::shared_ptr<detail::Session> s_;
-  wire::Namespace::Client cap_;
+  explicit NamespaceProxy(detail::ObjectHandle<wire::Namespace> h) : h_(std::move(h)) {}
+  detail::ObjectHandle<wire::Namespace> h_;
 };
 
 enum class QueueStatus {
@@ -186,17 +288,20 @@ class QueueProxy {
 
   Future<QueueStatus> put_async(const Value& value, std::chrono::nanoseconds timeout = kWaitForever);
 
-  wire::Queue::Client& capability() { return cap_; }
+  wire::Queue::Client& capability() {
+    h_.use();
+    return h_.cap();
+  }
 
  private:
   friend class Client;
-  QueueProxy(std::shared_ptr<detail::Session> s, wire::Queue::Client cap) : s_(std::move(s)), cap_(kj::mv(cap)) {}
-  std::shared_ptr<detail::Session> s_;
-  wire::Queue::Client cap_;
+  explicit QueueProxy(detail::ObjectHandle<wire::Queue> h) : h_(std::move(h)) {}
+  detail::ObjectHandle<wire::Queue> h_;
 };
 
 // Proof of holding a Manager lock. Releases on release() or destruction; a process that dies holding one has its
-// connection closed by the kernel, and the server then releases the lock for the next waiter.
+// connection closed by the kernel, and the server then releases the lock for the next waiter. The lock stays with
+// the process that acquired it: a forked child's copy cannot release() it (ipc::StateError) and leaves it alone.
 class [[nodiscard]] LockHolder {
  public:
   LockHolder(LockHolder&&) noexcept = default;
@@ -227,13 +332,15 @@ class LockProxy {
   [[nodiscard]] std::optional<LockHolder> try_acquire(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
   [[nodiscard]] bool locked();
 
-  wire::Lock::Client& capability() { return cap_; }
+  wire::Lock::Client& capability() {
+    h_.use();
+    return h_.cap();
+  }
 
  private:
   friend class Client;
-  LockProxy(std::shared_ptr<detail::Session> s, wire::Lock::Client cap) : s_(std::move(s)), cap_(kj::mv(cap)) {}
-  std::shared_ptr<detail::Session> s_;
-  wire::Lock::Client cap_;
+  explicit LockProxy(detail::ObjectHandle<wire::Lock> h) : h_(std::move(h)) {}
+  detail::ObjectHandle<wire::Lock> h_;
 };
 
 // A flag that waiters block on. Happens-before: set() happens before every wait() that returns true because of it.
@@ -247,13 +354,15 @@ class EventProxy {
   // true once set; false when the timeout passed first.
   [[nodiscard]] bool wait(std::chrono::nanoseconds timeout = kWaitForever);
 
-  wire::Event::Client& capability() { return cap_; }
+  wire::Event::Client& capability() {
+    h_.use();
+    return h_.cap();
+  }
 
  private:
   friend class Client;
-  EventProxy(std::shared_ptr<detail::Session> s, wire::Event::Client cap) : s_(std::move(s)), cap_(kj::mv(cap)) {}
-  std::shared_ptr<detail::Session> s_;
-  wire::Event::Client cap_;
+  explicit EventProxy(detail::ObjectHandle<wire::Event> h) : h_(std::move(h)) {}
+  detail::ObjectHandle<wire::Event> h_;
 };
 
 struct CompareExchangeResult {
@@ -271,14 +380,15 @@ class ValueProxy {
   // Stores `desired` when the value equals `expected`; atomic with respect to every other call.
   CompareExchangeResult compare_exchange(const Value& expected, const Value& desired);
 
-  wire::SharedValue::Client& capability() { return cap_; }
+  wire::SharedValue::Client& capability() {
+    h_.use();
+    return h_.cap();
+  }
 
  private:
   friend class Client;
-  ValueProxy(std::shared_ptr<detail::Session> s, wire::SharedValue::Client cap)
-      : s_(std::move(s)), cap_(kj::mv(cap)) {}
-  std::shared_ptr<detail::Session> s_;
-  wire::SharedValue::Client cap_;
+  explicit ValueProxy(detail::ObjectHandle<wire::SharedValue> h) : h_(std::move(h)) {}
+  detail::ObjectHandle<wire::SharedValue> h_;
 };
 
 // A shared int64 counter (initially 0). add() is atomic; overflow is an ipc::InvalidArgument.
@@ -293,13 +403,15 @@ class CounterProxy {
 
   Future<std::int64_t> add_async(std::int64_t delta = 1);
 
-  wire::Counter::Client& capability() { return cap_; }
+  wire::Counter::Client& capability() {
+    h_.use();
+    return h_.cap();
+  }
 
  private:
   friend class Client;
-  CounterProxy(std::shared_ptr<detail::Session> s, wire::Counter::Client cap) : s_(std::move(s)), cap_(kj::mv(cap)) {}
-  std::shared_ptr<detail::Session> s_;
-  wire::Counter::Client cap_;
+  explicit CounterProxy(detail::ObjectHandle<wire::Counter> h) : h_(std::move(h)) {}
+  detail::ObjectHandle<wire::Counter> h_;
 };
 
 class Client {
@@ -342,13 +454,15 @@ class Client {
   }
 
   // Waits for any promise of this connection (raw Cap'n Proto calls), with errors.h's error mapping.
+  // REQUIRES: `promise` was made in this process (a forked child cannot wait for its parent's calls).
   template <typename T>
   T wait(kj::Promise<T>&& promise) {
-    detail::check_usable(*s_);
+    detail::Session& s = session();
+    detail::check_usable(s);
     try {
-      return promise.wait(detail::wait_scope(*s_));
+      return promise.wait(detail::wait_scope(s));
     } catch (const kj::Exception& e) {
-      detail::rethrow(*s_, e);
+      detail::rethrow(s, e);
     }
   }
 
@@ -357,10 +471,17 @@ class Client {
   const std::string& socket_path() const;
 
  private:
-  capnp::Capability::Client open_object(std::string_view name, Kind kind, Open mode, std::uint64_t max_size);
+  // This process's connection (connected anew on the first call after fork()).
+  detail::Session& session() { return *detail::current_session(*endpoint_); }
+  template <typename Interface>
+  detail::ObjectHandle<Interface> handle(std::string_view name, Kind kind, Open mode, std::uint64_t max_size) {
+    const auto& s = detail::current_session(*endpoint_);
+    auto cap = detail::open_object(*s, name, kind, mode, max_size).template castAs<Interface>();
+    return detail::ObjectHandle<Interface>(endpoint_, s, kj::mv(cap), ObjectRef{std::string(name), kind});
+  }
   capnp::Capability::Client service(std::string_view name);
 
-  std::shared_ptr<detail::Session> s_;
+  std::shared_ptr<detail::Endpoint> endpoint_;
 };
 
 template <typename Proxy>
@@ -370,7 +491,7 @@ Proxy Client::open(const ObjectRef& ref) {
                           kind_name(Proxy::kKind));
   }
   using Interface = typename std::remove_reference_t<decltype(std::declval<Proxy&>().capability())>::Calls;
-  return Proxy(s_, open_object(ref.name, ref.kind, Open::kExisting, 0).template castAs<Interface>());
+  return Proxy(handle<Interface>(ref.name, ref.kind, Open::kExisting, 0));
 }
 
 }  // namespace ipc::manager
