@@ -266,6 +266,13 @@ Process Process::exec(const std::string& program, const std::vector<std::string>
   // Blocking: the parent reads it until end of file, which the exec closes (O_CLOEXEC) or the child's errno.
   ReportPipe report(0);
   const pid_t pid = fork_child(options, report, [&](const std::string&) {
+    for (int fd : options.pass_fds) {
+      if (::fcntl(fd, F_SETFD, 0) != 0) {
+        const int err = errno;
+        [[maybe_unused]] ssize_t w = ::write(report.write_end, &err, sizeof err);
+        ::_exit(127);
+      }
+    }
     ::execvp(program.c_str(), argv.data());
     const int err = errno;
     [[maybe_unused]] ssize_t w = ::write(report.write_end, &err, sizeof err);

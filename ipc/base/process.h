@@ -46,6 +46,9 @@ struct ProcessOptions {
   // parent-death signal, armed before the child runs anything). The parent-death signal follows the *thread*
   // that called start(): start daemons from a thread that lives as long as they should.
   bool daemon = false;
+  // exec() only: descriptors that stay open in the program (their close-on-exec flag is cleared in the child
+  // only), as Python's subprocess pass_fds. A fork (start()) inherits every descriptor anyway.
+  std::vector<int> pass_fds{};
 };
 
 // What escaped the child's callable, as reported to the parent.

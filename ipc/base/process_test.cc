@@ -167,6 +167,28 @@ TEST_CASE("exec runs a program and reports its exit code; a missing program thro
   CHECK_THROWS_AS(Process::exec("", {}), ipc::InvalidArgument);
 }
 
+TEST_CASE("exec keeps pass_fds open in the program and closes the others", "[process]") {
+  int kept[2], closed_on_exec[2];
+  REQUIRE(pipe2(kept, O_CLOEXEC) == 0);
+  REQUIRE(pipe2(closed_on_exec, O_CLOEXEC) == 0);
+  ipc::ProcessOptions o;
+  o.pass_fds = {kept[1]};
+  // The shell writes to both descriptors; only the passed one is open in it.
+  const std::string script = "echo kept >&" + std::to_string(kept[1]) + "; echo leaked >&" +
+                             std::to_string(closed_on_exec[1]) + " 2>/dev/null; exit 0";
+  Process p = Process::exec("/bin/sh", {"sh", "-c", script}, o);
+  CHECK(p.join(30s) == 0);
+  CHECK((fcntl(kept[1], F_GETFD) & FD_CLOEXEC) != 0);  // cleared in the child only
+  close(kept[1]);
+  close(closed_on_exec[1]);
+  char buf[16] = {};
+  CHECK(read(kept[0], buf, sizeof buf) == 5);
+  CHECK(std::string(buf) == "kept\n");
+  CHECK(read(closed_on_exec[0], buf, sizeof buf) == 0);  // end of file: the program never had it
+  close(kept[0]);
+  close(closed_on_exec[0]);
+}
+
 TEST_CASE("exec returns while another thread forks long-lived children", "[process][threads]") {
   // A child forked by another thread while exec() has its report pipe open must not keep the pipe's write end:
   // exec() would wait for that child's end instead of the program's start. (The window is a few microseconds
