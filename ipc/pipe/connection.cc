@@ -35,8 +35,10 @@ constexpr int kSpinBatch = 64;
 struct Connection::Shared {
   void* base = nullptr;
   size_t bytes = 0;
+  int memory_fd = -1;  // the memfd behind base (PipeOptions::transferable), else -1
   ~Shared() {
     if (base) munmap(base, bytes);
+    if (memory_fd >= 0) ::close(memory_fd);
   }
 };
 
@@ -50,8 +52,16 @@ std::pair<Connection, Connection> Pipe(const PipeOptions& options) {
   const size_t one = checked_round_up(ByteRing::bytes_needed(cap), page, "Pipe ring");
   auto shared = std::make_shared<Connection::Shared>();
   shared->bytes = checked_mul(one, options.duplex ? 2 : 1, "Pipe rings");
+  if (options.transferable) {
+    shared->memory_fd = static_cast<int>(::memfd_create("ipc-pipe", MFD_CLOEXEC));
+    if (shared->memory_fd < 0) throw_errno("memfd_create (pipe rings)");
+    if (::ftruncate(shared->memory_fd, static_cast<off_t>(shared->bytes)) != 0) throw_errno("ftruncate (pipe rings)");
+  }
   // MAP_SHARED | MAP_ANONYMOUS: shared with every child forked after this, private to this family of processes.
-  shared->base = mmap(nullptr, shared->bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  // A memfd instead when the ends may go to other processes.
+  shared->base = options.transferable
+                     ? mmap(nullptr, shared->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, shared->memory_fd, 0)
+                     : mmap(nullptr, shared->bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared->base == MAP_FAILED) {
     shared->base = nullptr;
     throw_errno("mmap pipe rings (" + std::to_string(shared->bytes) + " bytes)");
@@ -108,6 +118,63 @@ Connection& Connection::operator=(Connection&& other) noexcept {
 }
 
 Connection::~Connection() { close(); }
+
+ConnectionHandoff Connection::handoff() const {
+  check_open("handoff", true);
+  if (shared_->memory_fd < 0) throw StateError("handoff: the Pipe was made without PipeOptions::transferable");
+  auto offset = [&](const Side& side) {
+    return static_cast<uint64_t>(reinterpret_cast<char*>(&side.ring.header()) - static_cast<char*>(shared_->base));
+  };
+  ConnectionHandoff h;
+  h.memory_fd = shared_->memory_fd;
+  h.memory_bytes = shared_->bytes;
+  if (in_) h.in_fd = in_->fd, h.in_offset = offset(*in_);
+  if (out_) h.out_fd = out_->fd, h.out_offset = offset(*out_);
+  return h;
+}
+
+Connection Connection::adopt(const ConnectionHandoff& h) {
+  auto close_all = [&] {
+    for (int fd : {h.memory_fd, h.in_fd, h.out_fd}) {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->bytes = h.memory_bytes;
+  // A ring is its header and `capacity` bytes, wholly inside the memory.
+  auto ring_at = [&](uint64_t offset) {
+    if (offset > h.memory_bytes || h.memory_bytes - offset < sizeof(ByteRingHeader) || offset % 64 != 0) {
+      throw InvalidArgument("Connection::adopt: a ring at offset " + std::to_string(offset) + " of a memory of " +
+                            std::to_string(h.memory_bytes) + " bytes");
+    }
+    auto* header = reinterpret_cast<ByteRingHeader*>(static_cast<char*>(shared->base) + offset);
+    const uint64_t cap = header->capacity;
+    if (cap < 4096 || (cap & (cap - 1)) != 0 || h.memory_bytes - offset - sizeof(ByteRingHeader) < cap) {
+      throw InvalidArgument("Connection::adopt: a ring of " + std::to_string(cap) + " bytes at offset " +
+                            std::to_string(offset));
+    }
+    return ByteRing(header);
+  };
+  try {
+    if (h.memory_fd < 0 || (h.in_fd < 0 && h.out_fd < 0)) {
+      throw InvalidArgument("Connection::adopt: a handoff without memory or sockets");
+    }
+    shared->base = mmap(nullptr, h.memory_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, h.memory_fd, 0);
+    if (shared->base == MAP_FAILED) {
+      shared->base = nullptr;
+      throw_errno("mmap adopted pipe rings (" + std::to_string(h.memory_bytes) + " bytes)");
+    }
+    std::optional<Side> in, out;
+    if (h.in_fd >= 0) in = Side{ring_at(h.in_offset), h.in_fd};
+    if (h.out_fd >= 0) out = Side{ring_at(h.out_offset), h.out_fd};
+    ::close(h.memory_fd);
+    detail::ensure_process_setup();
+    return Connection(std::move(shared), std::move(in), std::move(out));
+  } catch (...) {
+    close_all();
+    throw;
+  }
+}
 
 void Connection::close() {
   if (in_) ::close(in_->fd);

@@ -68,6 +68,20 @@ struct PipeOptions {
   uint64_t ring_bytes = 1 << 20;
   // Where the rings' pages go (e.g. the node of the two processes); default: the kernel's default.
   numa::MemoryPolicy policy;
+  // true: the rings live in a memfd rather than anonymous memory, so that an end can be handed to a process that
+  // is not a fork of this one (Connection::handoff() and Connection::adopt()). Costs one descriptor per pipe.
+  bool transferable = false;
+};
+
+// What a process that is not a fork of the pipe's creator needs to open one end: descriptors to hand over (by
+// SCM_RIGHTS, or kept open across exec with ProcessOptions::pass_fds) and where the end's rings lie in the memory.
+struct ConnectionHandoff {
+  int memory_fd = -1;  // the memfd holding both rings
+  uint64_t memory_bytes = 0;
+  int in_fd = -1;  // the receiving direction's socket (-1: a send-only end)
+  uint64_t in_offset = 0;
+  int out_fd = -1;  // the sending direction's socket (-1: a receive-only end)
+  uint64_t out_offset = 0;
 };
 
 class Connection;
@@ -137,6 +151,15 @@ class Connection {
   [[nodiscard]] bool poll(std::chrono::duration<Rep, Period> timeout = std::chrono::seconds(0)) {
     return poll_impl(Deadline::after(timeout));
   }
+
+  // --- handing an end to an unrelated process ----------------------------------------------------------------
+  // This end's descriptors, still owned by this Connection: send them (SCM_RIGHTS) or pass them to an exec'd
+  // program, then close() this end. StateError for a closed end or a Pipe made without PipeOptions::transferable.
+  ConnectionHandoff handoff() const;
+  // Opens the end described by `h` (descriptors received from its creator), taking ownership of every descriptor
+  // in it (memory_fd is closed once mapped). Throws InvalidArgument for a handoff that does not describe rings in
+  // the memory, SystemError when the memory cannot be mapped.
+  static Connection adopt(const ConnectionHandoff& h);
 
   // Closes this process's copy of the end. The other end sees end of stream once every copy is closed.
   void close();

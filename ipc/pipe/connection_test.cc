@@ -123,6 +123,35 @@ TEST_CASE("a buffer too small for the next message is an error that loses nothin
   CHECK(std::vector<std::byte>(big.begin(), big.begin() + 5000) == patterned(2, 5000));
 }
 
+TEST_CASE("an end handed over by its descriptors works through its own mapping", "[pipe]") {
+  ipc::PipeOptions o;
+  o.transferable = true;
+  o.ring_bytes = 4096;
+  auto [a, b] = ipc::Pipe(o);
+  ipc::ConnectionHandoff h = b.handoff();
+  // What a receiver of SCM_RIGHTS gets: its own descriptors. adopt() maps the memory afresh.
+  h.memory_fd = dup(h.memory_fd);
+  h.in_fd = dup(h.in_fd);
+  h.out_fd = dup(h.out_fd);
+  b.close();
+  ipc::Connection c = ipc::Connection::adopt(h);
+  const std::string big(3000, 'x');  // three ring parts (fits the ring: one thread sends and receives)
+  REQUIRE(a.send(big) == ipc::SendResult::kOk);
+  CHECK(c.recv<std::string>() == big);
+  REQUIRE(c.send(std::string("back")) == ipc::SendResult::kOk);
+  CHECK(a.recv<std::string>() == "back");
+  c.close();
+  CHECK_FALSE(a.recv<std::string>().has_value());  // the adopted end was the last copy: end of stream
+  auto [plain, other] = ipc::Pipe();
+  CHECK_THROWS_AS(plain.handoff(), ipc::StateError);
+  ipc::ConnectionHandoff bad = a.handoff();
+  bad.memory_fd = dup(bad.memory_fd);
+  bad.in_fd = dup(bad.in_fd);
+  bad.out_fd = -1;
+  bad.in_offset = 8;
+  CHECK_THROWS_AS(ipc::Connection::adopt(bad), ipc::InvalidArgument);
+}
+
 TEST_CASE("misuse of an end is a clear error", "[pipe]") {
   auto [reader, writer] = Pipe(false);
   CHECK(reader.readable_end());
