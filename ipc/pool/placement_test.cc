@@ -10,6 +10,7 @@
 
 #include "ipc/numa/topology.h"
 #include "ipc/pool/pool.h"
+#include "tests/support/pool_main.h"
 
 namespace {
 
@@ -40,6 +41,7 @@ TEST_CASE("spread and pack pin every worker to the allowed CPUs of its node", "[
   const auto topo = ipc::numa::Topology::discover();
   for (auto placement : {ipc::Placement::spread(), ipc::Placement::pack()}) {
     ipc::PoolOptions o;
+    o.start_method = ipc::test::kStartMethod;
     o.workers = 3;
     o.placement = placement;
     ipc::Pool pool(o);
@@ -68,6 +70,7 @@ TEST_CASE("spread and pack pin every worker to the allowed CPUs of its node", "[
 
 TEST_CASE("an unplaced pool reports no node and pins nothing", "[pool][numa]") {
   ipc::PoolOptions o;
+  o.start_method = ipc::test::kStartMethod;
   o.workers = 2;
   ipc::Pool pool(o);
   for (const auto& p : pool.placement()) {
@@ -87,6 +90,7 @@ TEST_CASE("node hints run at home when they can, and are stolen rather than left
   const auto topo = ipc::numa::Topology::discover();
   const int home = topo.node_of_cpu(topo.allowed_cpus().front());
   ipc::PoolOptions o;
+  o.start_method = ipc::test::kStartMethod;
   o.workers = 2;
   o.placement = ipc::Placement::spread({home});
   ipc::Pool pool(o);
@@ -96,6 +100,7 @@ TEST_CASE("node hints run at home when they can, and are stolen rather than left
   CHECK(pool.hinted_at_home() == std::pair<uint64_t, uint64_t>{50, 50});
   // A node no worker is on: idle workers steal the task instead of leaving it queued for ever.
   ipc::PoolOptions plain;
+  plain.start_method = ipc::test::kStartMethod;
   plain.workers = 1;
   ipc::Pool unplaced(plain);
   CHECK(unplaced.apply_async_on(home, cpu_now, 0).get(std::chrono::seconds(120)).has_value());

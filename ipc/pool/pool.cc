@@ -71,6 +71,7 @@ detail::CoreOptions core_options(PoolOptions o) {
   c.pipe_bytes = o.pipe_bytes;
   c.name = "Pool-" + std::to_string(getpid());
   c.places = place_workers(o.placement, c.workers);
+  c.start_method = o.start_method;
   return c;
 }
 

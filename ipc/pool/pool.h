@@ -11,17 +11,22 @@
 // What can be a task: a plain function (or a pointer to one), a captureless lambda, or any empty, default-
 //   constructible, trivially copyable function object; anything else (a capturing lambda, std::function, a
 //   member pointer) is a compile error, because its state lives in this process's memory, which the workers
-//   (forked when the pool started) do not share. Pass data as arguments. Arguments and results cross through
+//   do not share. Pass data as arguments. Arguments and results cross through
 //   ipc::Codec<T>: numbers, strings, vectors, maps, tuples, Cap'n Proto messages (capnp_codec.h) and your own
 //   specialisations; any size (a pipe carries large messages in parts). A function returning void works with
 //   apply/apply_async (Future<void>), not with map.
 // Threads: every method may be called from any thread at once. Completion callbacks run on the pool's
 //   supervisor thread. An imap result range is consumed by one thread.
-// Processes: workers are fork()ed from this process when the pool starts, and replacements later from the pool's
-//   supervisor thread: in a program with other threads the usual fork hazards apply to code the tasks run (see
-//   docs/pool.md). A Pool is not usable in a forked child (its workers belong to the parent).
-// Lifetime: the workers are daemon children: they die with the pool's process, even when it is SIGKILLed, and no
-//   shared memory is left behind (the pipes are anonymous mappings). close() lets queued work finish; join() then
+// Processes: PoolOptions::start_method says how workers start (ipc/pool/init.h). kFork (default): fork()ed
+//   from this process when the pool starts, replacements later from the supervisor thread; in a program with
+//   other threads the usual fork hazards apply to code the tasks run. kForkServer: forked from the fork server
+//   that ipc::start_fork_server() started at the top of main; safe in a threaded program; workers see globals as
+//   they were then. kExec: this program exec'd, its ipc::init() running the worker; a fresh process. With both,
+//   task code crosses as (object, offset): a task in a library dlopen()ed after the pool started, or code made
+//   at run time, is InvalidArgument at submission (docs/pool.md). A Pool is not usable in a forked child.
+// Lifetime: the workers are daemon children (kForkServer: of the fork server, itself a daemon child): they die
+//   with the pool's process, even when it is SIGKILLed, and no shared memory is left behind (the pipes are
+//   anonymous memory). close() lets queued work finish; join() then
 //   waits for the workers to exit. The destructor *terminates* (kills the workers; unfinished futures fail with
 //   PoolTerminated) rather than joins: a destructor must never wait for user work that may never end; close()
 //   and join() first to finish the work.
@@ -29,7 +34,8 @@
 //   name and message), WorkerLost (its worker died mid-task: pid and signal/exit code; the worker is replaced and
 //   every other task completes), TaskTimeout (it ran past task_timeout), PoolTerminated. Misuse throws at once:
 //   InvalidArgument (0 workers, chunksize 0), StateError (a task after close()/terminate(), join() before
-//   either). Worker start failures throw SystemError.
+//   either; kForkServer without start_fork_server(), kExec without init()). Worker start failures throw
+//   SystemError.
 #pragma once
 
 #include <algorithm>
@@ -52,6 +58,7 @@
 
 #include "ipc/pool/detail/pool_core.h"
 #include "ipc/pool/future.h"
+#include "ipc/pool/init.h"
 #include "ipc/shared/codec.h"
 
 namespace ipc {
@@ -74,8 +81,10 @@ struct PoolOptions {
   // Worker processes; default: cpu_count() (the CPUs this process may use, affinity and cgroup quota included).
   // 0 is InvalidArgument.
   std::optional<unsigned> workers;
-  // Runs once in each worker (replacements included) before its first task. It may capture: it runs in a fork
-  // of this process. An exception from it ends that worker; the task it was given fails with WorkerLost.
+  // Runs once in each worker (replacements included) before its first task. With kFork it may capture: it runs
+  // in a fork of this process. With kForkServer and kExec only code crosses: it must hold a plain void()
+  // function (+[] { ... } turns a captureless lambda into one), else InvalidArgument at construction. An
+  // exception from it ends that worker; the task it was given fails with WorkerLost.
   std::function<void()> initializer;
   // A worker exits after this many tasks (a chunk counts as one) and is replaced; 0: never. Bounds leaks.
   unsigned max_tasks_per_child = 0;
@@ -87,6 +96,9 @@ struct PoolOptions {
   uint64_t pipe_bytes = uint64_t{1} << 18;
   // NUMA placement of the workers (default: none; the kernel schedules them anywhere).
   Placement placement;
+  // How workers start (ipc/pool/init.h): kFork (default), kForkServer (needs ipc::start_fork_server() at the top
+  // of main) or kExec (needs ipc::init(argc, argv) as main's first line). Else StateError at construction.
+  StartMethod start_method = StartMethod::kFork;
 };
 
 namespace detail {

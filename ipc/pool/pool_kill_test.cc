@@ -3,7 +3,9 @@
 // process SIGKILLed. Each failure hits exactly the task it interrupted; the pool replaces the worker and goes on.
 #include <catch2/catch.hpp>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,11 +15,14 @@
 #include <numeric>
 #include <ranges>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "ipc/base/poll.h"
 #include "ipc/base/process.h"
 #include "ipc/pool/pool.h"
+#include "tests/support/pool_main.h"
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
@@ -25,10 +30,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr auto kPatience = std::chrono::seconds(120);  // sanitizer builds on a busy 2-core machine
-
-// Set up before each pool starts, so that its (forked) workers inherit them.
-ipc::test::PipeSignal* g_running = nullptr;  // a task tells the test it is running
-std::atomic<int>* g_victim = nullptr;        // ... and which worker runs it (shared memory)
 
 int identity(int x) { return x; }
 int die_on_13(int x) {
@@ -43,10 +44,37 @@ int crash(int how) {
   if (how == 1) std::abort();
   std::_Exit(3);
 }
-int announce_and_wait(int) {
-  // relaxed: the pipe notification below orders it before the test's read.
-  g_victim->store(getpid(), std::memory_order_relaxed);
-  g_running->notify();
+
+// An event a task raises by name, whatever its worker's start method (no memory or descriptor is inherited): a
+// FIFO the task writes its pid into.
+class PidFifo {
+ public:
+  PidFifo() : path_("/tmp/" + ipc::test::unique_name("numa_mp-pool-kill") + ".fifo") {
+    if (mkfifo(path_.c_str(), 0600) != 0) throw std::runtime_error("mkfifo " + path_);
+    fd_ = open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // no writer yet: not readable until one writes
+  }
+  ~PidFifo() {
+    close(fd_);
+    unlink(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+  // The pid a task wrote, or 0 when none did within kPatience.
+  int wait() {
+    if (ipc::wait(std::span<const int>(&fd_, 1), kPatience).empty()) return 0;
+    int pid = 0;
+    return read(fd_, &pid, sizeof pid) == sizeof pid ? pid : 0;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+int announce_and_wait(std::string fifo) {
+  const int fd = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+  const int pid = getpid();
+  if (fd < 0 || write(fd, &pid, sizeof pid) != sizeof pid) return -1;
+  close(fd);
   for (;;) pause();
 }
 int forever(int) {
@@ -56,6 +84,7 @@ int forever(int) {
 ipc::PoolOptions workers(unsigned n) {
   ipc::PoolOptions o;
   o.workers = n;
+  o.start_method = ipc::test::kStartMethod;
   return o;
 }
 
@@ -79,16 +108,13 @@ void require_gone(int pid) {
 
 TEST_CASE("a worker killed from outside mid-task fails exactly that task, naming the pid and signal",
           "[pool][kill]") {
-  ipc::test::PipeSignal running;
-  ipc::test::SharedMapping shared(sizeof(std::atomic<int>));
-  g_running = &running;
-  g_victim = &shared.make<std::atomic<int>>(0, 0);
+  PidFifo running;
   ipc::Pool pool(workers(2));
-  auto victim_task = pool.apply_async(announce_and_wait, 0);
-  REQUIRE(running.wait(kPatience));  // else: the task never started
+  auto victim_task = pool.apply_async(announce_and_wait, running.path());
+  const int victim = running.wait();
+  REQUIRE(victim != 0);  // else: the task never started
   std::vector<ipc::Future<int>> others;
   for (int i = 0; i < 40; ++i) others.push_back(pool.apply_async(identity, i));
-  const int victim = g_victim->load(std::memory_order_relaxed);  // relaxed: after the pipe notification
   REQUIRE(kill(victim, SIGKILL) == 0);
   try {
     victim_task.get();
@@ -189,6 +215,8 @@ TEST_CASE("when the pool's process is SIGKILLed its workers exit too", "[pool][k
   auto* pids = shared.as<std::atomic<int>>();
   ipc::test::PipeSignal started;
   ipc::test::ForkedChild owner([&] {
+    // A forked child has no fork server of its own; it starts one as a program's main would.
+    if (ipc::test::kStartMethod == ipc::StartMethod::kForkServer) ipc::start_fork_server();
     ipc::Pool pool(workers(2));
     auto wp = pool.worker_pids();
     // relaxed: the pipe notification below orders them before the test's reads.

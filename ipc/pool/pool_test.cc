@@ -20,6 +20,7 @@
 
 #include "ipc/base/process.h"
 #include "ipc/pool/pool.h"
+#include "tests/support/pool_main.h"
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
@@ -50,6 +51,7 @@ int forever(int) {
 ipc::PoolOptions workers(unsigned n) {
   ipc::PoolOptions o;
   o.workers = n;
+  o.start_method = ipc::test::kStartMethod;
   return o;
 }
 
@@ -238,8 +240,8 @@ TEST_CASE("close then join lets queued work finish and the workers exit", "[pool
   REQUIRE(pool.join(kPatience));
   for (int i = 0; i < 50; ++i) CHECK(fs[i].get() == i * i);
   CHECK(pool.worker_pids().empty());
-  for (int p : pids) CHECK(std::find(ipc::active_children().begin(), ipc::active_children().end(), p) ==
-                           ipc::active_children().end());
+  const auto children = ipc::active_children();  // the fork server is one (pool_main starts it)
+  for (int p : pids) CHECK(std::find(children.begin(), children.end(), p) == children.end());
 }
 
 TEST_CASE("terminate and the destructor never wait for running tasks", "[pool]") {
@@ -286,7 +288,8 @@ TEST_CASE("which callables can be tasks is decided at compile time", "[pool]") {
 }
 
 namespace {
-ipc::test::PipeSignal* g_started = nullptr;  // tasks say they run (made before the pool: inherited)
+// Tasks say they run (made before the pool: inherited by fork()ed workers only, hence the tag [inherits]).
+ipc::test::PipeSignal* g_started = nullptr;
 ipc::test::PipeSignal* g_release = nullptr;  // ... and wait for the test to let them finish
 int hold(int x) {
   // Old enough that the pool no longer hands this worker a second task (see dispatch()).
@@ -299,7 +302,7 @@ int hold(int x) {
 }
 }  // namespace
 
-TEST_CASE("short tasks are not queued behind a long one while another worker can run them", "[pool]") {
+TEST_CASE("short tasks are not queued behind a long one while another worker can run them", "[pool][inherits]") {
   ipc::test::PipeSignal started, release;
   g_started = &started;
   g_release = &release;
@@ -317,7 +320,7 @@ TEST_CASE("short tasks are not queued behind a long one while another worker can
   CHECK(long_task.get() == 1);
 }
 
-TEST_CASE("a dead worker is replaced before work is queued behind a live one", "[pool][kill]") {
+TEST_CASE("a dead worker is replaced before work is queued behind a live one", "[pool][kill][inherits]") {
   ipc::test::PipeSignal started, release;
   g_started = &started;
   g_release = &release;

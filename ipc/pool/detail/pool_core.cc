@@ -1,6 +1,5 @@
 #include "ipc/pool/detail/pool_core.h"
 
-#include <cxxabi.h>
 #include <signal.h>
 #include <string.h>
 #include <sched.h>
@@ -15,7 +14,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <typeinfo>
 #include <utility>
 
 #include "ipc/base/error.h"
@@ -23,6 +21,7 @@
 #include "ipc/numa/memory_policy.h"
 #include "ipc/numa/topology.h"
 #include "ipc/pipe/connection.h"
+#include "ipc/pool/detail/start.h"
 #include "ipc/shared/codec.h"
 
 namespace ipc::detail {
@@ -48,59 +47,6 @@ void store(std::byte* p, T v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// The type name and message of the exception being handled (inside a catch block).
-std::pair<std::string, std::string> describe_current_exception() {
-  std::string type = "unknown exception";
-  if (const std::type_info* t = abi::__cxa_current_exception_type()) {
-    int status = 0;
-    char* demangled = abi::__cxa_demangle(t->name(), nullptr, nullptr, &status);
-    type = status == 0 && demangled ? demangled : t->name();
-    std::free(demangled);
-  }
-  std::string what;
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
-    // Not derived from std::exception: only the type name is known.
-  }
-  return {type, what};
-}
-
-// The worker: runs tasks from `conn` until the pool closes its end (or `max_tasks` are done); never returns into
-// the pool's code (Process::start leaves with _exit).
-int worker_main(Connection& conn, const CoreOptions& options, const SlotPlace* place) {
-  if (place && !place->cpus.empty()) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    for (int cpu : place->cpus) CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0) throw_errno("pool worker: sched_setaffinity");
-  }
-  if (options.initializer) options.initializer();
-  std::vector<std::byte> in, out;
-  for (unsigned done = 0;;) {
-    if (conn.recv_bytes(in) != RecvResult::kOk) return 0;  // end of stream: the pool closed or died
-    if (in.size() < kTaskHeaderBytes) throw StateError("pool worker: a task message of " + std::to_string(in.size()) + " bytes");
-    const auto id = load<uint64_t>(in.data());
-    const auto invoker = reinterpret_cast<Invoker>(load<uintptr_t>(in.data() + 8));
-    const auto callable = load<uintptr_t>(in.data() + 16);
-    out.assign(kResultHeaderBytes, std::byte{0});
-    store(out.data(), id);
-    try {
-      invoker(callable, std::span<const std::byte>(in).subspan(kTaskHeaderBytes), out);
-    } catch (...) {
-      const auto failure = describe_current_exception();
-      out.resize(kResultHeaderBytes + Codec<std::pair<std::string, std::string>>::encoded_size(failure));
-      out[8] = std::byte{1};
-      Codec<std::pair<std::string, std::string>>::encode(failure,
-                                                          std::span<std::byte>(out).subspan(kResultHeaderBytes));
-    }
-    if (conn.send_bytes(out) != SendResult::kOk) return 0;
-    if (options.max_tasks_per_child != 0 && ++done >= options.max_tasks_per_child) return 0;
-  }
-}
-
 std::string describe_exit(int code) {
   if (code >= 0) return "exited with status " + std::to_string(code);
   const char* name = sigabbrev_np(-code);
@@ -111,7 +57,7 @@ std::string describe_exit(int code) {
 
 struct PoolCore::State {
   struct Worker {
-    Process process;
+    std::unique_ptr<WorkerHandle> process;
     Connection conn;           // the pool's end of the worker's pipe
     size_t slot = 0;           // index into options->places (its node and CPUs)
     int node = -1;
@@ -135,6 +81,9 @@ struct PoolCore::State {
   std::vector<PoolCore::WorkerPlace> places_now;  // live workers' placement, for placement()
   uint64_t hinted = 0, hinted_home = 0;  // tasks with a node hint, and those run on that node
   int wake_fd = -1;
+  // kForkServer and kExec: the objects code addresses are relative to, and the initializer's portable address.
+  std::vector<std::string> objects;
+  uint64_t initializer_address = 0;
 
   // Supervisor thread only (and the constructor before it starts).
   std::vector<std::unique_ptr<Worker>> workers;
@@ -158,31 +107,50 @@ struct PoolCore::State {
     if (place && place->node >= 0 && numa::Topology::discover().node(place->node).has_memory) {
       po.policy = numa::MemoryPolicy::bind({place->node});
     }
+    po.transferable = options->start_method != StartMethod::kFork;
     auto [pool_end, worker_end] = Pipe(po);
-    ProcessOptions popts;
-    popts.daemon = true;  // a pool's workers die with it, also when it is SIGKILLed
-    popts.name = options->name + "-worker-" + std::to_string(started + 1);
-    Connection* mine = &worker_end;
-    Connection* theirs = &pool_end;
-    Process process = Process::start(
-        [this, mine, theirs, place] {
-          // The child holds copies of every descriptor of the pool: drop all but its own end, so that the pool
-          // sees end of stream on each pipe as soon as that pipe's worker is gone.
-          theirs->close();
-          for (auto& other : workers) other->conn.close();
-          ::close(wake_fd);
-          return worker_main(*mine, *options, place);
-        },
-        popts);
-    worker_end.close();
+    WorkerSetup setup;
+    setup.cpus = place ? place->cpus : std::vector<int>{};
+    setup.max_tasks_per_child = options->max_tasks_per_child;
+    const std::string name = options->name + "-worker-" + std::to_string(started + 1);
+    std::unique_ptr<WorkerHandle> process;
+    bool setup_failed = false;
+    if (options->start_method == StartMethod::kFork) {
+      setup.initializer = options->initializer;
+      ProcessOptions popts;
+      popts.daemon = true;  // a pool's workers die with it, also when it is SIGKILLed
+      popts.name = name;
+      Connection* mine = &worker_end;
+      Connection* theirs = &pool_end;
+      process = process_worker(Process::start(
+          [this, mine, theirs, &setup] {
+            // The child holds copies of every descriptor of the pool: drop all but its own end, so that the pool
+            // sees end of stream on each pipe as soon as that pipe's worker is gone.
+            theirs->close();
+            for (auto& other : workers) other->conn.close();
+            ::close(wake_fd);
+            return run_worker(*mine, setup, nullptr);
+          },
+          popts));
+      worker_end.close();
+    } else {
+      // The worker gets its end as descriptors, and its setup (code addresses made portable) as the first message.
+      setup.initializer_address = initializer_address;
+      setup.objects = objects;
+      process = start_remote_worker(options->start_method, worker_end.handoff(), name);
+      worker_end.close();
+      // kClosed: it died at once; its sentinel says how, and bury() deals with it.
+      setup_failed = pool_end.send_bytes(setup_message(setup)) != SendResult::kOk;
+    }
     auto w = std::make_unique<Worker>(Worker{std::move(process), std::move(pool_end)});
     w->slot = slot;
+    w->conn_ended = setup_failed;
     w->node = place ? place->node : -1;
     {
       std::lock_guard lock(mu);
       ++started;
-      pids.push_back(w->process.pid());
-      places_now.push_back({w->process.pid(), w->node, place ? place->cpus : std::vector<int>{}});
+      pids.push_back(w->process->pid());
+      places_now.push_back({w->process->pid(), w->node, place ? place->cpus : std::vector<int>{}});
     }
     workers.push_back(std::move(w));
   }
@@ -212,7 +180,7 @@ struct PoolCore::State {
   void handle_result(Worker& w, std::span<const std::byte> msg) {
     if (msg.size() < kResultHeaderBytes || w.in_hand.empty() || load<uint64_t>(msg.data()) != w.in_hand.front().id) {
       // Not the answer to the task it holds: the worker's stream is out of step; stop trusting it.
-      w.process.kill();
+      w.process->kill();
       return;
     }
     Task t = std::move(w.in_hand.front());
@@ -257,8 +225,8 @@ struct PoolCore::State {
   void bury(size_t index) {
     Worker& w = *workers[index];
     drain(w);
-    const int pid = w.process.pid();
-    const int code = w.process.join().value_or(0);  // the pidfd said it ended: returns at once
+    const int pid = w.process->pid();
+    const int code = w.process->join();  // the pidfd said it ended: returns at once
     // A worker leaves with status 0 only between tasks (its task quota reached, or end of stream), so whatever
     // it still held had not started. Otherwise the oldest task it held was running.
     if (!w.in_hand.empty() && (code != 0 || w.killed_for_time)) {
@@ -272,7 +240,7 @@ struct PoolCore::State {
             " ms; its worker (pid " + std::to_string(pid) + ") was killed and replaced");
       } else {
         std::string what = "worker " + std::to_string(pid) + " " + describe_exit(code) + " while running this task";
-        if (const auto& ex = w.process.exception()) what += " (" + ex->type_name + ": " + ex->message + ")";
+        if (const auto& ex = w.process->exception()) what += " (" + ex->type_name + ": " + ex->message + ")";
         failure = raise_as<WorkerLost>(pid, code, what);
       }
       complete(running, std::move(failure));
@@ -366,7 +334,7 @@ struct PoolCore::State {
     for (auto& w : workers) {
       if (!w->in_hand.empty() && !w->killed_for_time && now - w->front_started >= *options->task_timeout) {
         w->killed_for_time = true;
-        w->process.kill();
+        w->process->kill();
       }
     }
   }
@@ -407,8 +375,8 @@ struct PoolCore::State {
         terminating = terminated;
       }
       if (terminating) {
-        for (auto& w : workers) w->process.kill();
-        for (auto& w : workers) (void)w->process.join();
+        for (auto& w : workers) w->process->kill();
+        for (auto& w : workers) (void)w->process->join();
         fail_everything();
         workers.clear();
         break;
@@ -431,7 +399,7 @@ struct PoolCore::State {
       std::vector<int> sentinels{wake_fd};
       for (auto& w : workers) {
         if (!w->conn_ended) conns.push_back(&w->conn);
-        sentinels.push_back(w->process.sentinel());
+        sentinels.push_back(w->process->sentinel());
       }
       const WaitReady ready = wait(conns, sentinels, next_deadline(Clock::now()));
       for (Connection* c : ready.connections) {
@@ -446,7 +414,7 @@ struct PoolCore::State {
           continue;
         }
         for (size_t i = 0; i < workers.size(); ++i) {
-          if (workers[i]->process.sentinel() == fd) {
+          if (workers[i]->process->sentinel() == fd) {
             bury(i);
             break;
           }
@@ -465,6 +433,20 @@ struct PoolCore::State {
 PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(std::make_unique<State>()) {
   if (options_.workers == 0) throw InvalidArgument("Pool: the worker count must be at least 1");
   state_->options = &options_;
+  if (options_.start_method != StartMethod::kFork) {
+    check_start_method(options_.start_method);
+    state_->objects = loaded_objects();
+    if (options_.initializer) {
+      // Only code crosses to a worker that is not a fork of this process: a plain function, not a closure.
+      auto* fn = options_.initializer.target<void (*)()>();
+      if (!fn) {
+        throw InvalidArgument(
+            "Pool: with StartMethod::kForkServer or kExec the initializer must be a plain function (a void() "
+            "function, or +[] { ... } for a captureless lambda): a closure's state cannot reach the workers");
+      }
+      state_->initializer_address = portable_code_address(reinterpret_cast<uintptr_t>(*fn), state_->objects);
+    }
+  }
   state_->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (state_->wake_fd < 0) throw_errno("Pool: eventfd");
   try {
@@ -485,13 +467,19 @@ PoolCore::~PoolCore() {
 void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message,
                       std::shared_ptr<Completion> done, int node) {
   if (message.size() < kTaskHeaderBytes) throw InvalidArgument("Pool: a task message without room for its header");
+  uint64_t invoker_word = reinterpret_cast<uintptr_t>(invoker);
+  if (options_.start_method != StartMethod::kFork) {
+    // The workers are not forks of this process: its addresses mean nothing there; send (object, offset).
+    invoker_word = portable_code_address(invoker_word, state_->objects);
+    callable = portable_code_address(callable, state_->objects);
+  }
   {
     std::lock_guard lock(state_->mu);
     if (state_->terminated) throw StateError("Pool: the pool was terminated");
     if (state_->closed) throw StateError("Pool: the pool is closed; no new tasks");
     const uint64_t id = state_->next_id++;
     store(message.data(), id);
-    store(message.data() + 8, reinterpret_cast<uintptr_t>(invoker));
+    store(message.data() + 8, invoker_word);
     store(message.data() + 16, callable);
     state_->pending.push_back(Task{id, std::move(message), std::move(done), node});
   }

@@ -9,10 +9,12 @@
 // too long), puts back the task it had not started, and starts a replacement when there is work for it.
 //
 // Wire format (one Pipe message each; every integer little-endian as in memory, both ends are the same binary):
-//   task:   u64 task id | u64 invoker address | u64 callable word | argument bytes (Codec)
+//   task:   u64 task id | u64 invoker address | u64 callable word | argument bytes (Codec); with kForkServer and
+//           kExec the two code words are portable addresses (detail/code_address.h), else addresses
+//           meaningful in the workers because they are fork()s of this program
 //   result: u64 task id | u8 status (0 ok, 1 failed) | ok: result bytes (Codec); failed: Codec<pair<string,string>>
 //           of (exception type name, what())
-// Addresses are meaningful because every worker is a fork() of this program (the only start method so far).
+// A kForkServer or kExec worker first receives its setup (detail/start.h) as one message.
 #pragma once
 
 #include <chrono>
@@ -25,6 +27,7 @@
 #include <vector>
 
 #include "ipc/pool/future.h"
+#include "ipc/pool/init.h"
 
 namespace ipc::detail {
 
@@ -48,6 +51,7 @@ struct CoreOptions {
   std::optional<std::chrono::nanoseconds> task_timeout;
   uint64_t pipe_bytes = 0;
   std::string name;
+  StartMethod start_method = StartMethod::kFork;
 };
 
 class PoolCore {

@@ -1,0 +1,448 @@
+#include "ipc/pool/detail/start.h"
+
+#include <cxxabi.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <span>
+#include <sstream>
+#include <tuple>
+#include <typeinfo>
+#include <utility>
+
+#include "ipc/base/error.h"
+#include "ipc/pool/detail/pool_core.h"
+#include "ipc/shared/codec.h"
+
+namespace ipc {
+namespace detail {
+namespace {
+
+template <typename T>
+T load(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+void store(std::byte* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <typename T>
+std::vector<std::byte> encode(const T& value) {
+  std::vector<std::byte> out(Codec<T>::encoded_size(value));
+  Codec<T>::encode(value, out);
+  return out;
+}
+
+// The type name and message of the exception being handled (inside a catch block).
+std::pair<std::string, std::string> describe_current_exception() {
+  std::string type = "unknown exception";
+  if (const std::type_info* t = abi::__cxa_current_exception_type()) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(t->name(), nullptr, nullptr, &status);
+    type = status == 0 && demangled ? demangled : t->name();
+    std::free(demangled);
+  }
+  std::string what;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    // Not derived from std::exception: only the type name is known.
+  }
+  return {type, what};
+}
+
+// ---- descriptors over a SOCK_SEQPACKET socket ---------------------------------------------------------------
+
+constexpr size_t kMaxFds = 4;
+constexpr size_t kMaxPacketBytes = 64 * 1024;  // requests and reports are a few hundred bytes (messages cut at 3.5 KiB)
+
+// Sends one packet with `fds` attached (the receiver gets its own copies). Throws SystemError (EPIPE: the peer is
+// gone).
+void send_packet(int sock, std::span<const std::byte> bytes, std::span<const int> fds = {}) {
+  msghdr msg{};
+  iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+  if (!fds.empty()) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  if (retry_on_eintr([&] { return ::sendmsg(sock, &msg, MSG_NOSIGNAL); }) < 0) throw_errno("sendmsg (pool worker start)");
+}
+
+// Receives one packet and the descriptors attached (close-on-exec). false: end of stream.
+bool recv_packet(int sock, std::vector<std::byte>& bytes, std::vector<int>& fds) {
+  bytes.resize(kMaxPacketBytes);
+  fds.clear();
+  msghdr msg{};
+  iovec iov{bytes.data(), bytes.size()};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t n = retry_on_eintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
+  if (n < 0) throw_errno("recvmsg (pool worker start)");
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) fds.push_back(load<int>(reinterpret_cast<const std::byte*>(CMSG_DATA(c)) + i * sizeof(int)));
+  }
+  bytes.resize(static_cast<size_t>(n));
+  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    for (int fd : fds) ::close(fd);
+    throw StateError("pool worker start: a packet cut short");
+  }
+  return n > 0 || !fds.empty();
+}
+
+// ---- the worker side of the remote methods ------------------------------------------------------------------
+
+using Setup = std::tuple<std::vector<std::string>, std::vector<int>, uint64_t, uint32_t>;
+
+// A worker started by the fork server or by exec: adopts its end of the pipe, reads its setup, runs the loop.
+int remote_worker_main(const ConnectionHandoff& end) {
+  Connection conn = Connection::adopt(end);
+  std::vector<std::byte> in;
+  if (conn.recv_bytes(in) != RecvResult::kOk) return 0;  // the pool went away before it sent the setup
+  auto [objects, cpus, initializer, max_tasks] = Codec<Setup>::decode(in);
+  const CodeMap code(objects);
+  WorkerSetup setup;
+  setup.cpus = std::move(cpus);
+  setup.max_tasks_per_child = max_tasks;
+  if (initializer != 0) setup.initializer = reinterpret_cast<void (*)()>(code.address(initializer));
+  return run_worker(conn, setup, &code);
+}
+
+// ---- handles --------------------------------------------------------------------------------------------------
+
+class ProcessWorker : public WorkerHandle {
+ public:
+  explicit ProcessWorker(Process p) : p_(std::move(p)) {}
+  int pid() const override { return p_.pid(); }
+  int sentinel() const override { return p_.sentinel(); }
+  void kill() override { p_.kill(); }
+  int join() override { return p_.join().value_or(0); }
+  std::optional<ChildException> exception() const override { return p_.exception(); }
+
+ private:
+  Process p_;  // its destructor kills and reaps
+};
+
+// A child of the fork server: signalled through a pidfd the server sent, its end reported on `status_fd`.
+class ServedWorker : public WorkerHandle {
+ public:
+  ServedWorker(pid_t pid, int pidfd, int status_fd) : pid_(pid), pidfd_(pidfd), status_fd_(status_fd) {}
+  ~ServedWorker() override {
+    if (!code_) {
+      kill();
+      try {
+        (void)join();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "ipc::Pool: worker %d: %s\n", pid_, e.what());
+      }
+    }
+    ::close(pidfd_);
+    ::close(status_fd_);
+  }
+  int pid() const override { return pid_; }
+  int sentinel() const override { return status_fd_; }
+  void kill() override {
+    if (!code_) (void)::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);  // ESRCH: already gone
+  }
+  int join() override {
+    if (code_) return *code_;
+    std::vector<std::byte> bytes;
+    std::vector<int> fds;
+    if (!recv_packet(status_fd_, bytes, fds)) {
+      // The server died (and with it, by its parent-death signal, the worker).
+      code_ = -SIGKILL;
+      exception_ = ChildException{"ipc::StateError", "the fork server ended before it reported this worker's end"};
+      return *code_;
+    }
+    for (int fd : fds) ::close(fd);
+    auto [code, type, message] = Codec<std::tuple<int32_t, std::string, std::string>>::decode(bytes);
+    code_ = code;
+    if (!type.empty()) exception_ = ChildException{std::move(type), std::move(message)};
+    return *code_;
+  }
+  std::optional<ChildException> exception() const override { return exception_; }
+
+ private:
+  pid_t pid_;
+  int pidfd_, status_fd_;
+  std::optional<int> code_;
+  std::optional<ChildException> exception_;
+};
+
+// ---- the fork server ------------------------------------------------------------------------------------------
+
+using Request = std::tuple<uint64_t, uint64_t, uint64_t, std::string>;  // memory bytes, in/out offsets, name
+using Reply = std::tuple<int32_t, std::string>;                         // pid (-1: failed), error
+
+struct ForkServerClient {
+  pid_t owner = -1;  // the process that started the server; in its forks the server is not theirs
+  int request_fd = -1;
+  std::optional<Process> server;
+};
+std::mutex g_server_mu;
+ForkServerClient& server_client() {
+  static auto* client = new ForkServerClient();  // leaked: pools may run while static destructors do
+  return *client;
+}
+
+// The server: single-threaded; requests and its children's ends, until the program closes its socket.
+int serve(int requests) {
+  struct Child {
+    Process process;  // a daemon: it dies with the server
+    int status_fd;
+  };
+  std::vector<Child> children;
+  std::vector<std::byte> bytes;
+  std::vector<int> fds;
+  auto report = [](int status_fd, std::span<const std::byte> packet) {
+    try {
+      send_packet(status_fd, packet);
+    } catch (const SystemError&) {
+      // The pool is gone (its process ended): nobody to tell.
+    }
+  };
+  for (;;) {
+    std::vector<pollfd> polled{{requests, POLLIN, 0}};
+    for (auto& c : children) polled.push_back({c.process.sentinel(), POLLIN, 0});
+    if (retry_on_eintr([&] { return ::poll(polled.data(), polled.size(), -1); }) < 0) throw_errno("fork server: poll");
+    for (size_t i = children.size(); i-- > 0;) {
+      if (polled[i + 1].revents == 0) continue;
+      Child& c = children[i];
+      const int code = c.process.join().value_or(0);
+      const auto& e = c.process.exception();
+      report(c.status_fd, encode(std::tuple<int32_t, std::string, std::string>(code, e ? e->type_name : "",
+                                                                              e ? e->message : "")));
+      ::close(c.status_fd);
+      children.erase(children.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    if (polled[0].revents == 0) continue;
+    if (!recv_packet(requests, bytes, fds)) return 0;  // the program is gone or exiting; ~Process kills the workers
+    if (fds.size() != 4) {
+      for (int fd : fds) ::close(fd);
+      continue;
+    }
+    const int status_fd = fds[3];
+    try {
+      auto [memory_bytes, in_offset, out_offset, name] = Codec<Request>::decode(bytes);
+      const ConnectionHandoff end{fds[0], memory_bytes, fds[1], in_offset, fds[2], out_offset};
+      ProcessOptions o;
+      o.name = name;
+      o.daemon = true;
+      Process p = Process::start(
+          [&] {
+            ::close(requests);
+            for (auto& c : children) ::close(c.status_fd);
+            ::close(status_fd);
+            return remote_worker_main(end);
+          },
+          o);
+      const int pidfd = p.sentinel();
+      send_packet(status_fd, encode(Reply(p.pid(), "")), std::span<const int>(&pidfd, 1));
+      children.push_back({std::move(p), status_fd});
+    } catch (const std::exception& e) {
+      report(status_fd, encode(Reply(-1, e.what())));
+      ::close(status_fd);
+    }
+    for (int i = 0; i < 3; ++i) ::close(fds[i]);  // the worker has its copies
+  }
+}
+
+std::unique_ptr<WorkerHandle> start_served(const ConnectionHandoff& end, const std::string& name) {
+  int status[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, status) != 0) throw_errno("socketpair (pool worker)");
+  const int sent[4] = {end.memory_fd, end.in_fd, end.out_fd, status[1]};
+  try {
+    std::lock_guard lock(g_server_mu);
+    send_packet(server_client().request_fd, encode(Request(end.memory_bytes, end.in_offset, end.out_offset, name)),
+                sent);
+  } catch (const SystemError& e) {
+    ::close(status[0]);
+    ::close(status[1]);
+    throw SystemError(e.code(), "Pool: the fork server is gone (" + std::string(e.what()) + ")");
+  }
+  ::close(status[1]);
+  std::vector<std::byte> bytes;
+  std::vector<int> fds;
+  try {
+    if (!recv_packet(status[0], bytes, fds)) throw SystemError(EPIPE, "Pool: the fork server ended");
+    auto [pid, error] = Codec<Reply>::decode(bytes);
+    if (pid < 0 || fds.size() != 1) throw SystemError(EAGAIN, "Pool: the fork server could not start a worker: " + error);
+    return std::make_unique<ServedWorker>(pid, fds[0], status[0]);
+  } catch (...) {
+    for (int fd : fds) ::close(fd);
+    ::close(status[0]);
+    throw;
+  }
+}
+
+// ---- exec -----------------------------------------------------------------------------------------------------
+
+constexpr const char* kExecMarker = "--ipc-pool-worker";
+std::atomic<bool> g_initialised{false};
+std::string g_argv0 = "ipc-pool-worker";  // written by init() before any thread
+
+std::string describe(const ConnectionHandoff& h) {
+  std::ostringstream s;
+  s << h.memory_fd << ':' << h.memory_bytes << ':' << h.in_fd << ':' << h.in_offset << ':' << h.out_fd << ':'
+    << h.out_offset;
+  return s.str();
+}
+ConnectionHandoff parse_handoff(const char* text) {
+  ConnectionHandoff h;
+  char tail = 0;
+  if (std::sscanf(text, "%d:%" SCNu64 ":%d:%" SCNu64 ":%d:%" SCNu64 "%c", &h.memory_fd, &h.memory_bytes, &h.in_fd, &h.in_offset, &h.out_fd,
+                  &h.out_offset, &tail) != 6) {
+    throw InvalidArgument(std::string("pool worker: a malformed start argument \"") + text + "\"");
+  }
+  return h;
+}
+
+std::unique_ptr<WorkerHandle> start_exec(const ConnectionHandoff& end, const std::string& name) {
+  ProcessOptions o;
+  o.name = name;
+  o.daemon = true;
+  o.pass_fds = {end.memory_fd, end.in_fd, end.out_fd};
+  return process_worker(Process::exec("/proc/self/exe", {g_argv0, kExecMarker, describe(end)}, o));
+}
+
+}  // namespace
+
+int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) {
+  if (!setup.cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int cpu : setup.cpus) CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) throw_errno("pool worker: sched_setaffinity");
+  }
+  if (setup.initializer) setup.initializer();
+  std::vector<std::byte> in, out;
+  for (unsigned done = 0;;) {
+    if (conn.recv_bytes(in) != RecvResult::kOk) return 0;  // end of stream: the pool closed or died
+    if (in.size() < kTaskHeaderBytes) {
+      throw StateError("pool worker: a task message of " + std::to_string(in.size()) + " bytes");
+    }
+    const auto id = load<uint64_t>(in.data());
+    out.assign(kResultHeaderBytes, std::byte{0});
+    store(out.data(), id);
+    try {
+      uintptr_t invoker = load<uintptr_t>(in.data() + 8);
+      uintptr_t callable = load<uintptr_t>(in.data() + 16);
+      if (code) invoker = code->address(invoker), callable = code->address(callable);
+      reinterpret_cast<Invoker>(invoker)(callable, std::span<const std::byte>(in).subspan(kTaskHeaderBytes), out);
+    } catch (...) {
+      const auto failure = describe_current_exception();
+      out.resize(kResultHeaderBytes + Codec<std::pair<std::string, std::string>>::encoded_size(failure));
+      out[8] = std::byte{1};
+      Codec<std::pair<std::string, std::string>>::encode(failure,
+                                                          std::span<std::byte>(out).subspan(kResultHeaderBytes));
+    }
+    if (conn.send_bytes(out) != SendResult::kOk) return 0;
+    if (setup.max_tasks_per_child != 0 && ++done >= setup.max_tasks_per_child) return 0;
+  }
+}
+
+std::unique_ptr<WorkerHandle> process_worker(Process process) {
+  return std::make_unique<ProcessWorker>(std::move(process));
+}
+
+std::unique_ptr<WorkerHandle> start_remote_worker(StartMethod method, const ConnectionHandoff& worker_end,
+                                                  const std::string& name) {
+  check_start_method(method);
+  return method == StartMethod::kExec ? start_exec(worker_end, name) : start_served(worker_end, name);
+}
+
+std::vector<std::byte> setup_message(const WorkerSetup& setup) {
+  return encode(Setup(setup.objects, setup.cpus, setup.initializer_address, setup.max_tasks_per_child));
+}
+
+void check_start_method(StartMethod method) {
+  if (method == StartMethod::kForkServer) {
+    std::lock_guard lock(g_server_mu);
+    if (server_client().owner != ::getpid()) {
+      throw StateError(
+          "Pool: StartMethod::kForkServer needs ipc::start_fork_server() at the top of main, in this process");
+    }
+  }
+  // acquire: partner is init()'s release store, after g_argv0 was written.
+  if (method == StartMethod::kExec && !g_initialised.load(std::memory_order_acquire)) {
+    throw StateError("Pool: StartMethod::kExec needs ipc::init(argc, argv) as the first line of main (an exec'd "
+                     "worker runs it)");
+  }
+}
+
+}  // namespace detail
+
+void init(int argc, char** argv) {
+  if (argc >= 3 && std::strcmp(argv[1], detail::kExecMarker) == 0) {
+    int code = 1;
+    try {
+      code = detail::remote_worker_main(detail::parse_handoff(argv[2]));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ipc pool worker %d: %s\n", static_cast<int>(::getpid()), e.what());
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  if (argc > 0 && argv[0]) detail::g_argv0 = argv[0];
+  // release: partner is check_start_method()'s acquire load.
+  detail::g_initialised.store(true, std::memory_order_release);
+}
+
+void start_fork_server() {
+  using detail::server_client;
+  std::lock_guard lock(detail::g_server_mu);
+  auto& client = server_client();
+  if (client.owner == ::getpid()) return;
+  // Inherited from the process that forked this one: its server, not ours.
+  if (client.request_fd >= 0) ::close(client.request_fd);
+  client.server.reset();
+  client.request_fd = -1;
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair (fork server)");
+  ProcessOptions o;
+  o.name = "ipc-fork-server";
+  o.daemon = true;
+  try {
+    client.server = Process::start(
+        [&] {
+          ::close(sv[0]);
+          return detail::serve(sv[1]);
+        },
+        o);
+  } catch (...) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    throw;
+  }
+  ::close(sv[1]);
+  client.request_fd = sv[0];
+  client.owner = ::getpid();
+}
+
+}  // namespace ipc
