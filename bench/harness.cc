@@ -1,4 +1,5 @@
 #include "bench/harness.h"
+#include "ipc/pool/init.h"
 
 #include <unistd.h>
 
@@ -188,6 +189,9 @@ double load_average() {
 }  // namespace bench
 
 int main(int argc, char** argv) {
+  // First: an exec'd pool worker runs here and never returns; then the fork server, before any thread starts.
+  ipc::init(argc, argv);
+  ipc::start_fork_server();
   std::string json_path;
   std::vector<std::string> only;
   for (int i = 1; i < argc; ++i) {

@@ -1,6 +1,7 @@
 """Python peers for the pool rows of //bench:all (wired into python_peers.py; see POOL_PEERS).
 
-Every pool is made with the fork start method, as ipc::Pool forks its workers. Each call measures once (the
+Every pool is made with the fork start method, as ipc::Pool forks its workers by default; pool_start_stop also
+takes forkserver and spawn, beside ipc::Pool's kForkServer and kExec. Each call measures once (the
 C++ side calls it several times, each in a fresh interpreter, for the median and the spread).
 """
 import multiprocessing as mp
@@ -39,13 +40,15 @@ def pool_apply_async(n=20000, workers=2):
     return n / dt
 
 
-def pool_start_stop(workers=2):
-    """Pool(workers) start, map of one item, close, join: seconds (after one untimed round for the imports)."""
+def pool_start_stop(workers=2, method="fork"):
+    """Pool(workers) with start method `method` (fork, forkserver, spawn): start, map of one item, close, join:
+    seconds (after one untimed round for the imports and, for forkserver, the server's start)."""
     workers = int(workers)
+    context = mp.get_context(method)
 
     def once():
         t = time.perf_counter()
-        pool = _FORK.Pool(workers)
+        pool = context.Pool(workers)
         pool.map(_inc, [1])
         pool.close()
         pool.join()
