@@ -66,6 +66,9 @@ struct PoolCore::State {
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
     bool killed_for_time = false;
     bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
+    // kForkServer and kExec: false until the worker's ready message. Its first task's time limit counts from
+    // then, not from the send: starting a program (exec) must not eat into the task's time.
+    bool ready = true;
   };
 
   const CoreOptions* options = nullptr;
@@ -145,6 +148,7 @@ struct PoolCore::State {
     auto w = std::make_unique<Worker>(Worker{std::move(process), std::move(pool_end)});
     w->slot = slot;
     w->conn_ended = setup_failed;
+    w->ready = options->start_method == StartMethod::kFork;
     w->node = place ? place->node : -1;
     {
       std::lock_guard lock(mu);
@@ -178,6 +182,11 @@ struct PoolCore::State {
   }
 
   void handle_result(Worker& w, std::span<const std::byte> msg) {
+    if (!w.ready && msg.size() == kResultHeaderBytes && load<uint64_t>(msg.data()) == kReadyId) {
+      w.ready = true;
+      w.front_started = Clock::now();
+      return;
+    }
     if (msg.size() < kResultHeaderBytes || w.in_hand.empty() || load<uint64_t>(msg.data()) != w.in_hand.front().id) {
       // Not the answer to the task it holds: the worker's stream is out of step; stop trusting it.
       w.process->kill();
@@ -332,7 +341,8 @@ struct PoolCore::State {
   void kill_overdue(Clock::time_point now) {
     if (!options->task_timeout) return;
     for (auto& w : workers) {
-      if (!w->in_hand.empty() && !w->killed_for_time && now - w->front_started >= *options->task_timeout) {
+      if (w->ready && !w->in_hand.empty() && !w->killed_for_time &&
+          now - w->front_started >= *options->task_timeout) {
         w->killed_for_time = true;
         w->process->kill();
       }
@@ -343,7 +353,7 @@ struct PoolCore::State {
     std::optional<std::chrono::nanoseconds> wait;
     if (!options->task_timeout) return wait;
     for (auto& w : workers) {
-      if (w->in_hand.empty() || w->killed_for_time) continue;
+      if (!w->ready || w->in_hand.empty() || w->killed_for_time) continue;
       const auto left = std::max<std::chrono::nanoseconds>(std::chrono::nanoseconds(0),
                                                           w->front_started + *options->task_timeout - now);
       if (!wait || left < *wait) wait = left;

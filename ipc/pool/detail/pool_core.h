@@ -14,7 +14,8 @@
 //           meaningful in the workers because they are fork()s of this program
 //   result: u64 task id | u8 status (0 ok, 1 failed) | ok: result bytes (Codec); failed: Codec<pair<string,string>>
 //           of (exception type name, what())
-// A kForkServer or kExec worker first receives its setup (detail/start.h) as one message.
+// A kForkServer or kExec worker first receives its setup (detail/start.h) as one message and answers with a
+// ready message (kReadyId).
 #pragma once
 
 #include <chrono>
@@ -36,6 +37,9 @@ using Invoker = void (*)(uintptr_t callable, std::span<const std::byte> args, st
 
 inline constexpr size_t kTaskHeaderBytes = 24;
 inline constexpr size_t kResultHeaderBytes = 9;
+// A kForkServer or kExec worker's first message, once it has its setup: a result header for task id 0 (no task
+// has that id).
+inline constexpr uint64_t kReadyId = 0;
 
 // Where one worker slot runs: its NUMA node and the CPUs it is pinned to (empty: not pinned).
 struct SlotPlace {

@@ -131,6 +131,9 @@ int remote_worker_main(const ConnectionHandoff& end) {
   setup.cpus = std::move(cpus);
   setup.max_tasks_per_child = max_tasks;
   if (initializer != 0) setup.initializer = reinterpret_cast<void (*)()>(code.address(initializer));
+  std::vector<std::byte> ready(kResultHeaderBytes, std::byte{0});
+  store(ready.data(), kReadyId);
+  if (conn.send_bytes(ready) != SendResult::kOk) return 0;
   return run_worker(conn, setup, &code);
 }
 
