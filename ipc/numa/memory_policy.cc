@@ -90,8 +90,10 @@ int kernel_mode_bits(Mode mode, PolicyFlags flags) {
 }
 
 // Asks the kernel whether it accepts `mode_bits` by setting it on a private scratch page that nobody uses.
-// EINVAL means the kernel does not know the mode or the combination.
-bool kernel_accepts(int mode_bits, const NodeSet& nodes) {
+// EINVAL means the kernel does not know the mode or the combination. The probe names one node this process may
+// use, not the policy's nodes: the kernel also answers EINVAL to nodes outside the caller's cpuset, and that is
+// no answer about the mode (the result is cached per mode and flags).
+bool kernel_accepts(int mode_bits) {
   static std::mutex mu;
   static std::optional<bool> cache[64][8];
   int mode = mode_bits & ~kernel::kMpolModeFlags;
@@ -103,8 +105,18 @@ bool kernel_accepts(int mode_bits, const NodeSet& nodes) {
   long page = sysconf(_SC_PAGESIZE);
   void* p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw_errno("mmap (policy probe)");
-  long r = mbind(p, page, mode_bits, nodes.empty() ? nullptr : nodes.mask_words(),
-                 nodes.empty() ? 0 : NodeSet::mask_bits() + 1, 0);
+  NodeSet probe_nodes;
+  if (mode != static_cast<int>(Mode::kDefault) && mode != static_cast<int>(Mode::kLocal)) {
+    NodeSet allowed;
+    int ignored = 0;
+    if (get_mempolicy(&ignored, allowed.mutable_mask_words(), NodeSet::mask_bits() + 1, nullptr,
+                      MPOL_F_MEMS_ALLOWED) != 0 || allowed.empty()) {
+      allowed = NodeSet{0};  // a kernel without NUMA: node 0 is the only one
+    }
+    probe_nodes.insert(allowed.first());
+  }
+  long r = mbind(p, page, mode_bits, probe_nodes.empty() ? nullptr : probe_nodes.mask_words(),
+                 probe_nodes.empty() ? 0 : NodeSet::mask_bits() + 1, 0);
   int err = errno;
   munmap(p, page);
   if (r != 0 && err != EINVAL) throw SystemError(err, "mbind (policy probe)");
@@ -192,7 +204,7 @@ void MemoryPolicy::validate_for_this_machine() const {
                                                         Topology::online_nodes().to_string() + ")");
     }
   }
-  if (!kernel_accepts(kernel_mode_bits(mode_, flags_), nodes_)) {
+  if (!kernel_accepts(kernel_mode_bits(mode_, flags_))) {
     throw Unsupported("the running kernel does not support memory policy '" + to_string() + "'" +
                       (mode_ == Mode::kWeightedInterleave ? " (weighted_interleave needs Linux >= 6.9)"
                        : mode_ == Mode::kPreferredMany && has_flag(flags_, PolicyFlags::kNumaBalancing)
