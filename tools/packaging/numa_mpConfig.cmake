@@ -10,7 +10,7 @@ set(numa_mp_VERSION 0.1.0)
 find_package(Threads REQUIRED)
 
 if(NOT TARGET numa_mp::numa_mp)
-  set(_numa_mp_system numa capnp-json capnp kj rt Threads::Threads)
+  set(_numa_mp_system numa rt Threads::Threads)  # Cap'n Proto only for the Manager (and capnp_codec.h users)
   add_library(numa_mp::numa_mp SHARED IMPORTED)
   set_target_properties(numa_mp::numa_mp PROPERTIES
     IMPORTED_LOCATION "${_numa_mp_prefix}/lib/libnuma_mp.so"
@@ -26,11 +26,11 @@ if(NOT TARGET numa_mp::numa_mp)
   add_library(numa_mp::manager SHARED IMPORTED)
   set_target_properties(numa_mp::manager PROPERTIES
     IMPORTED_LOCATION "${_numa_mp_prefix}/lib/libnuma_mp_manager.so"
-    INTERFACE_LINK_LIBRARIES "numa_mp::numa_mp;capnp-rpc;kj-async")
+    INTERFACE_LINK_LIBRARIES "numa_mp::numa_mp;capnp-rpc;capnp;kj-async;kj")
   add_library(numa_mp::manager_static STATIC IMPORTED)
   set_target_properties(numa_mp::manager_static PROPERTIES
     IMPORTED_LOCATION "${_numa_mp_prefix}/lib/libnuma_mp_manager.a"
-    INTERFACE_LINK_LIBRARIES "numa_mp::numa_mp_static;capnp-rpc;kj-async")
+    INTERFACE_LINK_LIBRARIES "numa_mp::numa_mp_static;capnp-rpc;capnp;kj-async;kj")
   unset(_numa_mp_system)
 endif()
 unset(_numa_mp_prefix)
