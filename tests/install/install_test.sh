@@ -13,11 +13,15 @@ tar -xf "$dist" -C "$work/unpacked"
 mv "$work/unpacked" "$work/prefix"
 prefix="$work/prefix"
 
-fail() { echo "install_test: FAILED: $*" >&2; exit 1; }
+# Each program built and run is one case; the first failure ends the test (.ci/count_tests.py reads the
+# TEST-RESULT line, Bazel's verdict fails the target either way).
+passed=0
+fail() { echo "install_test: FAILED: $*" >&2; echo "TEST-RESULT: $passed passed, 1 failed"; exit 1; }
 run() {  # run NAME PROGRAM: runs it and checks its exit status
   local name="$1"; shift
   if ! out="$("$@" 2>&1)"; then fail "$name exited non-zero: $out"; fi
   echo "$name: $out"
+  passed=$((passed + 1))
 }
 
 for f in include/ipc/pool/pool.h include/manager/manager.capnp.h lib/libnuma_mp.a lib/libnuma_mp.so \
@@ -62,4 +66,4 @@ cmake --build "$work/build/cmake" -j 2 >build.log 2>&1 || { cat build.log >&2; f
 for program in consumer_shared consumer_static manager_shared manager_static; do
   run "cmake-$program" "$work/build/cmake/$program"
 done
-echo "install_test: PASSED"
+echo "TEST-RESULT: $passed passed, 0 failed"
