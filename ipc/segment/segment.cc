@@ -156,7 +156,7 @@ Segment::Segment(std::string name, void* base, size_t size, bool owner)
     : name_(std::move(name)), base_(base), size_(size), owner_(owner), impl_(std::make_unique<Impl>()) {}
 
 Segment::Segment(Segment&& other) noexcept
-    : name_(std::move(other.name_)),
+    : name_(std::exchange(other.name_, {})),
       base_(std::exchange(other.base_, nullptr)),
       size_(std::exchange(other.size_, 0)),
       owner_(std::exchange(other.owner_, false)),
@@ -164,13 +164,19 @@ Segment::Segment(Segment&& other) noexcept
 
 Segment& Segment::operator=(Segment&& other) noexcept {
   if (this != &other) {
-    this->~Segment();
-    new (this) Segment(std::move(other));
+    release();
+    name_ = std::exchange(other.name_, {});
+    base_ = std::exchange(other.base_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    owner_ = std::exchange(other.owner_, false);
+    impl_ = std::move(other.impl_);
   }
   return *this;
 }
 
-Segment::~Segment() {
+Segment::~Segment() { release(); }
+
+void Segment::release() noexcept {
   if (!base_) return;
   if (owner_ && impl_ && impl_->owner_pid == getpid()) {
     // Unlink only the segment this handle created: if the name was removed and reused meanwhile, leave it.
@@ -180,6 +186,9 @@ Segment::~Segment() {
   }
   impl_.reset();  // the managed buffer handle only refers to the mapping; drop it before unmapping
   munmap(base_, size_);
+  base_ = nullptr;
+  size_ = 0;
+  owner_ = false;
 }
 
 Segment Segment::create(std::string_view name, size_t size_bytes, const SegmentOptions& options) {

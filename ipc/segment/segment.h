@@ -241,6 +241,8 @@ class Segment {
   using InitFn = std::pair<void*, void (*)(void*, void*)>;
 
   Segment(std::string name, void* base, size_t size, bool owner);
+  // Unlinks the name if this handle owns it (and made it in this process), unmaps, and leaves the handle empty.
+  void release() noexcept;
   template <typename Init>
   static InitFn init_fn(Init& init) {
     return InitFn(&init, [](void* ctx, void* p) { (*static_cast<std::remove_reference_t<Init>*>(ctx))(p); });
