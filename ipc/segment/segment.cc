@@ -519,13 +519,21 @@ std::vector<SegmentInfo> Segment::list() {
   return out;
 }
 
-std::vector<std::string> Segment::remove_stale(std::string_view name_prefix) {
-  std::vector<std::string> removed;
-  for (const auto& info : list()) {
+std::vector<SegmentInfo> Segment::list_stale(std::string_view name_prefix) {
+  std::vector<SegmentInfo> stale;
+  for (auto& info : list()) {
     if (info.owner_uid != geteuid() || !info.users.empty()) continue;
     if (info.name.compare(0, name_prefix.size(), name_prefix) != 0) continue;
     // Still being created, unless its creator is gone (dead or a zombie that will never finish).
     if (!info.complete && info.creator_pid > 0 && !process_dead(static_cast<uint32_t>(info.creator_pid))) continue;
+    stale.push_back(std::move(info));
+  }
+  return stale;
+}
+
+std::vector<std::string> Segment::remove_stale(std::string_view name_prefix) {
+  std::vector<std::string> removed;
+  for (const auto& info : list_stale(name_prefix)) {
     // Only the file that was listed: a segment re-created under the same name since then is somebody's new one.
     struct stat st;
     const std::string path = kShmDir + info.file;

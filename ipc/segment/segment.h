@@ -132,9 +132,12 @@ class Segment {
   static bool remove(std::string_view name);
   // Every segment of this library on the machine (those of other users included), with the processes using it.
   static std::vector<SegmentInfo> list();
-  // Removes segments of this user whose names start with `name_prefix` (all of them by default) that no live
-  // process maps or holds open, and temporaries of creators that died. Returns the files removed (names in
-  // /dev/shm). A segment kept (keep()) for a process that has not opened it yet counts as stale.
+  // The stale segments: those of this user whose names start with `name_prefix` (all of them by default) that no
+  // live process maps or holds open, and temporaries of creators that died. A segment kept (keep()) for a process
+  // that has not opened it yet counts as stale. The one rule remove_stale() and `numa_mp clean --dry-run` apply.
+  static std::vector<SegmentInfo> list_stale(std::string_view name_prefix = {});
+  // Removes what list_stale(name_prefix) lists (each only if its name still refers to the file listed). Returns
+  // the files removed (names in /dev/shm).
   static std::vector<std::string> remove_stale(std::string_view name_prefix = {});
   // Throws InvalidArgument when `name` is not a valid segment name, saying why.
   static void validate_name(std::string_view name);
