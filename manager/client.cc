@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <kj/async-unix.h>
 #include <pthread.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -14,12 +13,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <mutex>
 #include <thread>
 
 #include "manager/detail/auth.h"
 #include "manager/detail/socket_network.h"
+#include "manager/detail/unix_address.h"
 #include "manager/detail/wire_errors.h"
 
 namespace ipc::manager {
@@ -111,17 +110,6 @@ std::shared_ptr<ThreadLoop> thread_loop() {
   return loop;
 }
 
-std::vector<std::uint8_t> nonce() {
-  std::vector<std::uint8_t> out(kNonceBytes);
-  std::size_t done = 0;
-  while (done < out.size()) {
-    ssize_t r = retry_on_eintr([&] { return ::getrandom(out.data() + done, out.size() - done, 0); });
-    if (r < 0) throw_errno("getrandom");
-    done += static_cast<std::size_t>(r);
-  }
-  return out;
-}
-
 // Removes a connection's socket from the list. REQUIRES: the fork lock held, and kept until the socket is closed:
 // a fork in between would leave the child a copy of it (unlisted first) or have the child replace whatever reused
 // the number (closed first).
@@ -132,13 +120,7 @@ void unlist_socket(int fd) {
 
 // A Unix stream socket connected to `path`, listed in fork_state().sockets from its creation on.
 int connect_unix(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    throw InvalidArgument("socket path must be 1 to " + std::to_string(sizeof addr.sun_path - 1) + " bytes: '" +
-                          path + "'");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const sockaddr_un addr = unix_address(path);
   int fd;
   {
     ForkState& state = fork_state();
@@ -260,7 +242,7 @@ class Session {
 
     auto challenge = wait(auth.challengeRequest().send());
     auto server_nonce = challenge.getServerNonce();
-    auto client_nonce = nonce();
+    auto client_nonce = random_bytes(kNonceBytes);
     auto proof = client_proof(key, {server_nonce.begin(), server_nonce.size()}, client_nonce);
     auto request = auth.respondRequest();
     request.setProof(capnp::Data::Reader(proof.data(), proof.size()));
