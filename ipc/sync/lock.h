@@ -38,7 +38,50 @@ namespace ipc {
 
 class Segment;
 
-class Lock {
+namespace sync_internal {
+
+// The body of Lock (kNormal) and RLock (kRecursive): a robust mutex that knows its owner thread and how many
+// times that thread holds it (always once for a Lock, whose mutex refuses a relock by its owner).
+template <RobustMutex::Kind K>
+class OwnedMutex {
+ public:
+  OwnedMutex() = default;
+  OwnedMutex(const OwnedMutex&) = delete;
+  OwnedMutex& operator=(const OwnedMutex&) = delete;
+
+  // Blocks until held or `timeout` passes (nullopt: forever). Any thread, any process. An RLock's owner thread
+  // re-acquiring gets kAcquired at once and deepens the recursion.
+  [[nodiscard]] AcquireResult acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Never blocks: kTimedOut when another thread holds it. Any thread, any process.
+  [[nodiscard]] AcquireResult try_acquire();
+  // Undoes one acquire; the lock is free after the last. REQUIRES: the calling thread holds it (else StateError).
+  void release();
+  // After kOwnerDied, once the protected data is repaired (a dead owner's recursion is discarded: the new owner
+  // holds it once). REQUIRES: the calling thread holds it.
+  void mark_consistent();
+  // Whether the calling thread holds it. Any thread; exact for the calling thread.
+  bool held_by_this_thread() const;
+
+ protected:
+  // How many times the calling thread holds it (0 when it does not).
+  uint32_t depth_for_this_thread() const { return held_by_this_thread() ? depth_ : 0; }
+
+ private:
+  void on_acquired(AcquireResult r);
+
+  // The owner thread's id, 0 when free; written only by the owner while it holds mutex_, so a thread that reads
+  // its own id here is certain it holds the lock. Relaxed: it answers "is it me?", never orders data.
+  std::atomic<pid_t> owner_tid_{0};
+  uint32_t depth_ = 0;  // read and written only by the owner thread, under mutex_
+  RobustMutex mutex_{K};
+};
+
+extern template class OwnedMutex<RobustMutex::Kind::kNormal>;
+extern template class OwnedMutex<RobustMutex::Kind::kRecursive>;
+
+}  // namespace sync_internal
+
+class Lock : public sync_internal::OwnedMutex<sync_internal::RobustMutex::Kind::kNormal> {
  public:
   static constexpr BlockKind kKind{block_kind_tag("LOCK"), "Lock"};
 
@@ -51,31 +94,10 @@ class Lock {
     return sync_internal::open_or_create_named<Lock>(segment, name);
   }
 
-  Lock();
-  Lock(const Lock&) = delete;
-  Lock& operator=(const Lock&) = delete;
-
-  // Blocks until held or `timeout` passes (nullopt: forever). Any thread, any process.
-  [[nodiscard]] AcquireResult acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  // Never blocks: kTimedOut when another thread holds it. Any thread, any process.
-  [[nodiscard]] AcquireResult try_acquire();
-  // REQUIRES: the calling thread holds it (else StateError).
-  void release();
-  // After kOwnerDied, once the protected data is repaired. REQUIRES: the calling thread holds it.
-  void mark_consistent();
-  // Whether the calling thread holds it. Any thread; exact for the calling thread.
-  bool held_by_this_thread() const;
-
- private:
-  void on_acquired(AcquireResult r);
-
-  // The owner thread's id, 0 when free; written only by the owner while it holds mutex_, so a thread that reads
-  // its own id here is certain it holds the lock. Relaxed: it answers "is it me?", never orders data.
-  std::atomic<pid_t> owner_tid_{0};
-  sync_internal::RobustMutex mutex_{sync_internal::RobustMutex::Kind::kNormal};
+  // acquire(timeout), try_acquire(), release(), mark_consistent() and held_by_this_thread() as OwnedMutex says.
 };
 
-class RLock {
+class RLock : public sync_internal::OwnedMutex<sync_internal::RobustMutex::Kind::kRecursive> {
  public:
   static constexpr BlockKind kKind{block_kind_tag("RLCK"), "RLock"};
 
@@ -89,27 +111,8 @@ class RLock {
     return sync_internal::open_or_create_named<RLock>(segment, name);
   }
 
-  RLock();
-  RLock(const RLock&) = delete;
-  RLock& operator=(const RLock&) = delete;
-
-  // As Lock::acquire; the owner thread re-acquiring returns kAcquired at once and deepens the recursion.
-  [[nodiscard]] AcquireResult acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  [[nodiscard]] AcquireResult try_acquire();
-  // Undoes one acquire; the lock is free after the last. REQUIRES: the calling thread holds it (else StateError).
-  void release();
-  // After kOwnerDied (the dead owner's recursion is discarded: the new owner holds it once).
-  void mark_consistent();
-  bool held_by_this_thread() const;
-  // How many times the calling thread holds it (0 when it does not).
-  uint32_t depth_for_this_thread() const;
-
- private:
-  void on_acquired(AcquireResult r);
-
-  std::atomic<pid_t> owner_tid_{0};  // as in Lock
-  uint32_t depth_ = 0;               // read and written only by the owner thread, under mutex_
-  sync_internal::RobustMutex mutex_{sync_internal::RobustMutex::Kind::kRecursive};
+  // acquire(timeout), try_acquire(), release(), mark_consistent() and held_by_this_thread() as OwnedMutex says.
+  using OwnedMutex::depth_for_this_thread;
 };
 
 static_assert(std::is_standard_layout_v<Lock> && std::is_standard_layout_v<RLock>,
