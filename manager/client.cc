@@ -372,6 +372,29 @@ capnp::MessageSize words(const Value::Map& entries) {
 
 std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
 
+// Dict and Namespace make the same calls under other names; these fill and read them whatever the wire calls the
+// key (`key` in Dict, `name` in Namespace).
+template <typename Params>
+Params keyed(Params params, std::string_view key) {
+  if constexpr (requires { params.setKey(text(key)); }) {
+    params.setKey(text(key));
+  } else {
+    params.setName(text(key));
+  }
+  return params;
+}
+template <typename Params>
+Params keyed(Params params, std::string_view key, const Value& value) {
+  to_wire(value, params.initValue());
+  return keyed(std::move(params), key);
+}
+// A lookup's reply (Dict.get, Namespace.getAttr): nullopt when the key is absent.
+template <typename Results>
+std::optional<Value> found_value(const Results& r) {
+  if (!r.getFound()) return std::nullopt;
+  return from_wire(r.getValue());
+}
+
 Value::Map to_map(capnp::List<wire::Entry>::Reader entries) {
   Value::Map out;
   for (auto e : entries) out.insert_or_assign(str(e.getKey()), from_wire(e.getValue()));
@@ -473,28 +496,19 @@ capnp::Capability::Client Client::service(std::string_view name) {
 
 Future<void> DictProxy::set_async(std::string_view key, const Value& value) {
   auto& s = h_.use();
-  auto request = h_.cap().setRequest(words(key, value));
-  request.setKey(text(key));
-  to_wire(value, request.initValue());
-  return Future<void>(h_.session(), send(s, request).ignoreResult());
+  return Future<void>(h_.session(), send(s, keyed(h_.cap().setRequest(words(key, value)), key, value)).ignoreResult());
 }
 
 Future<std::optional<Value>> DictProxy::get_async(std::string_view key) {
   auto& s = h_.use();
-  auto request = h_.cap().getRequest(words(key));
-  request.setKey(text(key));
   return Future<std::optional<Value>>(
-      h_.session(), send(s, request).then([](capnp::Response<wire::Dict::GetResults> r) -> std::optional<Value> {
-        if (!r.getFound()) return std::nullopt;
-        return from_wire(r.getValue());
-      }));
+      h_.session(), send(s, keyed(h_.cap().getRequest(words(key)), key))
+                        .then([](capnp::Response<wire::Dict::GetResults> r) { return found_value(r); }));
 }
 
 bool DictProxy::erase(std::string_view key) {
   auto& s = h_.use();
-  auto request = h_.cap().eraseRequest(words(key));
-  request.setKey(text(key));
-  return s.wait(send(s, request)).getErased();
+  return s.wait(send(s, keyed(h_.cap().eraseRequest(words(key)), key))).getErased();
 }
 
 std::size_t DictProxy::size() {
@@ -588,26 +602,17 @@ void ListProxy::clear() {
 
 void NamespaceProxy::set(std::string_view attr, const Value& value) {
   auto& s = h_.use();
-  auto request = h_.cap().setAttrRequest(words(attr, value));
-  request.setName(text(attr));
-  to_wire(value, request.initValue());
-  s.wait(send(s, request));
+  s.wait(send(s, keyed(h_.cap().setAttrRequest(words(attr, value)), attr, value)));
 }
 
 std::optional<Value> NamespaceProxy::get(std::string_view attr) {
   auto& s = h_.use();
-  auto request = h_.cap().getAttrRequest(words(attr));
-  request.setName(text(attr));
-  auto response = s.wait(send(s, request));
-  if (!response.getFound()) return std::nullopt;
-  return from_wire(response.getValue());
+  return found_value(s.wait(send(s, keyed(h_.cap().getAttrRequest(words(attr)), attr))));
 }
 
 bool NamespaceProxy::erase(std::string_view attr) {
   auto& s = h_.use();
-  auto request = h_.cap().delAttrRequest(words(attr));
-  request.setName(text(attr));
-  return s.wait(send(s, request)).getDeleted();
+  return s.wait(send(s, keyed(h_.cap().delAttrRequest(words(attr)), attr))).getDeleted();
 }
 
 Value::Map NamespaceProxy::items() {
