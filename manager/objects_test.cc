@@ -78,7 +78,16 @@ TEST_CASE("a namespace keeps attributes", "[manager][namespace]") {
   CHECK(ns.get("threads") == Value(4));
   CHECK_FALSE(ns.get("absent").has_value());
   CHECK(ns.erase("name"));
-  CHECK(ns.items() == Value::Map{{"threads", 4}});
+  CHECK_FALSE(ns.erase("name"));
+  ns.set("threads", 8);  // replaces
+  CHECK(ns.items() == Value::Map{{"threads", 8}});
+
+  // A second proxy, from a second connection, sees the same object; a removed one fails as a dict does.
+  Client other(server.socket_path(), server.key());
+  CHECK(other.namespace_("config").get("threads") == Value(8));
+  CHECK(client.remove("config"));
+  CHECK_THROWS_WITH(ns.set("threads", 1), Catch::Contains("namespace 'config' was removed"));
+  CHECK_THROWS_AS(ns.get("threads"), ipc::StateError);
 }
 
 TEST_CASE("a queue hands items from a producer process to a consumer in order", "[manager][queue]") {
@@ -263,6 +272,20 @@ TEST_CASE("removing an object fails the calls waiting on it", "[manager][errors]
   auto reply = request.send();
   client.remove("q");
   CHECK_THROWS_AS(client.wait(kj::mv(reply)), ipc::StateError);
+
+  auto lock = client.lock("l");
+  auto holder = lock.acquire();
+  auto acquire = lock.capability().acquireRequest();
+  acquire.setTimeoutNs(-1);
+  auto acquired = acquire.send();
+  auto event = client.event("e");
+  auto wait = event.capability().waitRequest();
+  wait.setTimeoutNs(-1);
+  auto woken = wait.send();
+  client.remove("l");
+  client.remove("e");
+  CHECK_THROWS_WITH(client.wait(kj::mv(acquired)), Catch::Contains("lock 'l' was removed while the call waited"));
+  CHECK_THROWS_WITH(client.wait(kj::mv(woken)), Catch::Contains("event 'e' was removed while the call waited"));
 }
 
 TEST_CASE("a value can refer to another object, opened as a proxy", "[manager][nested]") {
