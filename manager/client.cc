@@ -385,8 +385,9 @@ Params keyed(Params params, std::string_view key) {
 }
 template <typename Params>
 Params keyed(Params params, std::string_view key, const Value& value) {
-  to_wire(value, params.initValue());
-  return keyed(std::move(params), key);
+  Params out = keyed(std::move(params), key);
+  to_wire(value, out.initValue());
+  return out;
 }
 // A lookup's reply (Dict.get, Namespace.getAttr): nullopt when the key is absent.
 template <typename Results>
@@ -496,7 +497,8 @@ capnp::Capability::Client Client::service(std::string_view name) {
 
 Future<void> DictProxy::set_async(std::string_view key, const Value& value) {
   auto& s = h_.use();
-  return Future<void>(h_.session(), send(s, keyed(h_.cap().setRequest(words(key, value)), key, value)).ignoreResult());
+  auto request = keyed(h_.cap().setRequest(words(key, value)), key, value);
+  return Future<void>(h_.session(), send(s, request).ignoreResult());
 }
 
 Future<std::optional<Value>> DictProxy::get_async(std::string_view key) {
