@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "ipc/queue/message_queue.h"
@@ -17,6 +18,7 @@
 using namespace std::chrono_literals;
 using ipc::QueueResult;
 using ipc::test::SharedMapping;
+using ipc::test::patience;
 
 namespace {
 
@@ -311,4 +313,41 @@ TEST_CASE("queues are created in a segment and opened by name from another proce
   REQUIRE(joinable.get(v, 1s) == QueueResult::kOk);
   joinable.task_done();
   CHECK(joinable.join(1s));
+}
+
+static_assert(!std::is_convertible_v<ipc::JoinableQueue<int>&, ipc::Queue<int>&> &&
+                  !std::is_base_of_v<ipc::Queue<int>, ipc::JoinableQueue<int>>,
+              "a JoinableQueue is not a Queue: a put through a Queue& would skip the unfinished count");
+
+TEST_CASE("every put form of a JoinableQueue counts, and join waits for the last task_done", "[queue]") {
+  SharedMapping mem(ipc::JoinableQueue<int>::bytes_needed(4));
+  auto q = ipc::JoinableQueue<int>::create_at(mem.base(), mem.bytes(), 4);
+  REQUIRE(q.put(1) == QueueResult::kOk);
+  REQUIRE(q.put(2, 10ms) == QueueResult::kOk);
+  REQUIRE(q.try_put(3) == QueueResult::kOk);
+  REQUIRE(q.put(4) == QueueResult::kOk);
+  CHECK(q.try_put(5) == QueueResult::kFull);  // a put that fails adds nothing
+  CHECK(q.put(5, 10ms) == QueueResult::kTimeout);
+  CHECK(q.unfinished_approx() == 4);
+  ipc::test::PipeSignal three_done, go;
+  ipc::test::ForkedChild child([&] {
+    int v;
+    for (int i = 0; i < 4; ++i) {
+      if (q.get(v, patience(30s)) != QueueResult::kOk) return 2;
+    }
+    for (int i = 0; i < 3; ++i) q.task_done();
+    three_done.notify();
+    if (!go.wait()) return 3;
+    q.task_done();
+    return 0;
+  });
+  REQUIRE(three_done.wait());
+  CHECK_FALSE(q.join(20ms));  // one value is still unfinished
+  CHECK(q.unfinished_approx() == 1);
+  go.notify();
+  CHECK(q.join(patience(30s)));
+  CHECK(child.wait() == 0);
+  q.close();
+  CHECK(q.put(6) == QueueResult::kClosed);
+  CHECK(q.unfinished_approx() == 0);
 }
