@@ -351,3 +351,38 @@ TEST_CASE("every put form of a JoinableQueue counts, and join waits for the last
   CHECK(q.put(6) == QueueResult::kClosed);
   CHECK(q.unfinished_approx() == 0);
 }
+
+TEST_CASE("a typed message queue opened for another type is refused at open, naming both types",
+          "[queue][segment][process]") {
+  const std::string name = ipc::test::unique_name("queue_test");
+  auto seg = ipc::Segment::create(name, 4 << 20);
+  auto lines = ipc::MessageQueue::create<std::string>(seg, "lines", 8, 256);
+  auto raw = ipc::MessageQueue::create(seg, "raw", 8, 256);
+  REQUIRE(lines.put_value(std::string("kept")) == QueueResult::kOk);
+  CHECK(lines.type_name() == ipc::codec_type_name<std::string>());
+  CHECK(raw.type_name().empty());
+  ipc::test::ForkedChild child([&] {
+    auto s = ipc::Segment::open(name);
+    auto contains = [](const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; };
+    try {
+      (void)ipc::MessageQueue::open<std::vector<int>>(s, "lines");
+      return 2;
+    } catch (const ipc::InvalidArgument& e) {
+      if (!contains(e.what(), "queue 'lines'") || !contains(e.what(), ipc::codec_type_name<std::string>()) ||
+          !contains(e.what(), ipc::codec_type_name<std::vector<int>>())) {
+        return 3;
+      }
+    }
+    try {
+      (void)ipc::MessageQueue::open<std::string>(s, "raw");
+      return 4;
+    } catch (const ipc::InvalidArgument& e) {
+      if (!contains(e.what(), "untyped")) return 5;
+    }
+    auto same = ipc::MessageQueue::open<std::string>(s, "lines");  // the right type opens
+    auto bytes = ipc::MessageQueue::open(s, "lines");               // and so does an untyped open
+    return same.size_approx() == 1 && bytes.type_name() == ipc::codec_type_name<std::string>() ? 0 : 6;
+  });
+  CHECK(ipc::test::exit_problem(child, 0, "opener") == "");
+  CHECK(lines.get_value<std::string>() == std::optional<std::string>("kept"));  // the refused open took nothing
+}
