@@ -45,14 +45,34 @@ RecordHeader* record_at(ipc::detail::ByteRing& ring, size_t offset) {
   return reinterpret_cast<RecordHeader*>(reinterpret_cast<std::byte*>(&ring.header() + 1) + offset);
 }
 
-// A sender that stops after the first part of a long message until the test lets it go (or gives up waiting, so
-// that a test whose receiver blocks where it must not fails instead of hanging).
+// A child that sends message `seq` of `bytes` bytes on `tx` and stops after its first part until resume() (or
+// until it gives up waiting, so that a test whose receiver blocks where it must not fails instead of hanging).
 PipeSignal* g_part_sent = nullptr;
 PipeSignal* g_resume = nullptr;
 void stop_after_part(PipeHookPoint) {
   g_part_sent->notify();
   (void)g_resume->wait(patience(10s));
 }
+
+class StoppedSender {
+ public:
+  StoppedSender(ipc::Connection& rx, ipc::Connection& tx, uint64_t seq, size_t bytes)
+      : child_([&, this] {
+          rx.close();
+          g_part_sent = &part_sent_;
+          g_resume = &resume_;
+          ipc::detail::g_pipe_test_hook.store(stop_after_part, std::memory_order_relaxed);
+          return tx.send_bytes(patterned(seq, bytes)) == SendResult::kOk ? 0 : 2;
+        }) {}
+  // True once the child has sent its first part and stopped.
+  bool stopped() { return part_sent_.wait(); }
+  void resume() { resume_.notify(); }
+  ForkedChild& child() { return child_; }
+
+ private:
+  PipeSignal part_sent_, resume_;
+  ForkedChild child_;
+};
 
 }  // namespace
 
@@ -93,36 +113,22 @@ TEST_CASE("a corrupt record in shared memory is StreamCorrupted, never an over-r
 TEST_CASE("two senders on one end put the stream out of step: StreamCorrupted, not a heap overflow",
           "[pipe][corrupt][process]") {
   auto [rx, tx] = Pipe(ring_16k());
-  PipeSignal part_sent, resume;
-  g_part_sent = &part_sent;
-  g_resume = &resume;
-  ForkedChild child([&, &rx_end = rx, &tx_end = tx] {
-    rx_end.close();
-    ipc::detail::g_pipe_test_hook.store(stop_after_part, std::memory_order_relaxed);
-    return tx_end.send_bytes(patterned(1, 6000)) == SendResult::kOk ? 0 : 2;
-  });
-  REQUIRE(part_sent.wait());
+  StoppedSender sender(rx, tx, 1, 6000);
+  REQUIRE(sender.stopped());
   // The child is between the two parts of its message; this process holds a copy of the same end and sends too.
   REQUIRE(tx.send_bytes(patterned(2, 6000)) == SendResult::kOk);
   std::vector<std::byte> got;
   CHECK_THROWS_WITH(rx.recv_bytes(got, patience(10s)), Contains("out of step") && Contains("two senders"));
-  resume.notify();
-  CHECK(child.wait() == 0);
+  sender.resume();
+  CHECK(sender.child().wait() == 0);
 }
 
 TEST_CASE("recv with a timeout returns in time when the sender stops between the parts of a message",
           "[pipe][timeout][process]") {
   auto [rx, tx] = Pipe(ring_16k());
-  PipeSignal part_sent, resume;
-  g_part_sent = &part_sent;
-  g_resume = &resume;
-  ForkedChild child([&, &rx_end = rx, &tx_end = tx] {
-    rx_end.close();
-    ipc::detail::g_pipe_test_hook.store(stop_after_part, std::memory_order_relaxed);
-    return tx_end.send_bytes(patterned(1, 6000)) == SendResult::kOk ? 0 : 2;
-  });
+  StoppedSender sender(rx, tx, 1, 6000);
   tx.close();
-  REQUIRE(part_sent.wait());
+  REQUIRE(sender.stopped());
   std::vector<std::byte> got;
   const auto t0 = std::chrono::steady_clock::now();
   CHECK(rx.recv_bytes(got, 200ms) == RecvResult::kTimeout);
@@ -130,10 +136,10 @@ TEST_CASE("recv with a timeout returns in time when the sender stops between the
   CHECK(waited >= 200ms);
   CHECK(waited < 200ms + patience(2s));
   // The part already taken is kept: once the sender goes on, the next recv returns the whole message.
-  resume.notify();
+  sender.resume();
   REQUIRE(rx.recv_bytes(got, patience(10s)) == RecvResult::kOk);
   CHECK(got == patterned(1, 6000));
-  CHECK(child.wait() == 0);
+  CHECK(sender.child().wait() == 0);
   CHECK(rx.recv_bytes(got, patience(10s)) == RecvResult::kEndOfStream);
 }
 
