@@ -1,6 +1,5 @@
 #include "ipc/queue/message_queue.h"
 
-#include <algorithm>
 #include <cstring>
 #include <limits>
 

@@ -19,11 +19,11 @@
 // Lifetime: as Queue<T> (see queue.h), including kill safety: a process killed mid-put or mid-get loses at most
 //   its one in-flight message, counted in abandoned_count().
 // Errors: full/empty/timeout/closed are QueueResult values. open<T>() of a queue created for another type, or
-//   untyped, throws InvalidArgument ("queue 'events' in segment 's' carries Foo, not Bar"). A message longer than max_message_bytes() throws
-//   MessageTooLarge at once (before waiting: it could never fit). A caller buffer smaller than
-//   max_message_bytes() throws InvalidArgument. A codec that fails on decode throws its CodecError from get<T>()
-//   (the corrupt message is consumed). put/get of bytes never allocate (get into a vector allocates only when the
-//   vector must grow) and never throw on the hot path.
+//   untyped, throws InvalidArgument ("queue 'events' in segment 's' carries Foo, not Bar"). A message longer
+//   than max_message_bytes() throws MessageTooLarge at once (before waiting: it could never fit). A caller buffer
+//   smaller than max_message_bytes() throws InvalidArgument. A codec that fails on decode throws its CodecError
+//   from get<T>() (the corrupt message is consumed). put/get of bytes never allocate (get into a vector
+//   allocates only when the vector must grow) and never throw on the hot path.
 #pragma once
 
 #include <chrono>

@@ -160,7 +160,7 @@ class CapnpMessage {
 
 template <typename Struct>
 struct Codec<CapnpMessage<Struct>, void> {
-  // The schema's display name and id, e.g. "CapnpMessage<ipc/shared/codec_test.capnp:Point @0xa1b2...>".
+  // The schema's display name and id, e.g. "CapnpMessage<app.capnp:Point @0xa1b2c3d4e5f60718>".
   static std::string type_name() {
     char id[24];
     std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(capnp::typeId<Struct>()));

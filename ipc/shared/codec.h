@@ -76,6 +76,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -125,10 +126,9 @@ std::string codec_type_name() {
     return Codec<T>::type_name();
   } else {
     int status = 0;
-    char* demangled = abi::__cxa_demangle(typeid(T).name(), nullptr, nullptr, &status);
-    std::string name = status == 0 && demangled ? demangled : typeid(T).name();
-    std::free(demangled);
-    return name;
+    const std::unique_ptr<char, decltype(&std::free)> demangled(
+        abi::__cxa_demangle(typeid(T).name(), nullptr, nullptr, &status), &std::free);
+    return status == 0 && demangled ? demangled.get() : typeid(T).name();
   }
 }
 
