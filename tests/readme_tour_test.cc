@@ -103,13 +103,15 @@ TEST_CASE("the README's numa and segment snippets work", "[readme]") {
 TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]") {
   ipc::Segment seg = ipc::Segment::create(ipc::test::unique_name("readme"), 16 << 20);
   auto jobs = ipc::Queue<Job>::create(seg, "jobs", 1024);
-  auto text = ipc::MessageQueue::create(seg, "lines", 256, 4096);
+  auto text = ipc::MessageQueue::create<std::string>(seg, "lines", 256, 4096);
   REQUIRE(jobs.put(Job{1, 0.5}, std::chrono::milliseconds(100)) == ipc::QueueResult::kOk);
   Job j{};
   REQUIRE(jobs.get(j) == ipc::QueueResult::kOk);
   CHECK(j.id == 1);
   REQUIRE(text.put_value(std::string("hello")) == ipc::QueueResult::kOk);
   CHECK(text.get_value<std::string>() == std::string("hello"));
+  CHECK_NOTHROW(ipc::MessageQueue::open<std::string>(seg, "lines"));
+  CHECK_THROWS_AS(ipc::MessageQueue::open<int>(seg, "lines"), ipc::InvalidArgument);
   jobs.close();
   CHECK(jobs.get(j) == ipc::QueueResult::kClosed);
   CHECK(jobs.abandoned_count() == 0);

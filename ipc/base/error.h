@@ -7,6 +7,8 @@
 //   - Expected outcomes (full, empty, timeout, closed, owner died) are return values, never exceptions.
 //   - Misuse by the caller throws InvalidArgument (bad argument) or StateError (wrong state).
 //   - A feature the running kernel or machine lacks throws Unsupported.
+//   - Data in shared memory that breaks its own format (a record out of step, a length that cannot be) throws
+//     StreamCorrupted: a peer broke the protocol or the memory was overwritten; never undefined behaviour.
 //   - An operating-system failure throws SystemError carrying errno and what was being done.
 //   - EINTR is retried internally (retry_on_eintr) and never reaches callers.
 #pragma once
@@ -40,6 +42,13 @@ class StateError : public Error {
 class Unsupported : public Error {
  public:
   explicit Unsupported(const std::string& what) : Error(what) {}
+};
+
+// A stream in shared memory broke its own format (two senders on one end of a pipe, a corrupt record header):
+// `what()` names the stream and what was wrong. The stream cannot be trusted after it.
+class StreamCorrupted : public Error {
+ public:
+  explicit StreamCorrupted(const std::string& what) : Error(what) {}
 };
 
 // An operating-system call failed. `code()` is the errno; `what()` says which call and on what.

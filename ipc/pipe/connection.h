@@ -21,10 +21,17 @@
 // Lifetime: the mapping lives while any Connection of the pipe in any process is open; the kernel frees it with
 //   the last one. A process killed mid-send loses at most the message it was sending: the receiver drops a
 //   partial long message and reports end of stream.
+// Timeouts: a timeout bounds the whole call, every part of a long message included. A send that returns
+//   kTimeout did not send its message: if some parts were already out, the receiver drops them (the next send,
+//   or the timed-out one when there is room, marks the message given up). A recv that returns kTimeout keeps
+//   the parts it took, and the next recv goes on with them: nothing is lost.
 // Errors: end of stream, timeouts and a closed peer are return values (RecvResult / SendResult / std::optional).
 //   A buffer too small for recv_bytes_into throws BufferTooSmall (the message stays queued, nothing is lost);
 //   using a closed Connection, sending on a receive-only end or receiving on a send-only end throws StateError;
-//   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError.
+//   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError. A stream that
+//   breaks its format (two processes sending on one end at once, overwritten memory) throws StreamCorrupted
+//   from recv, and from every recv after it: the receiver never reads outside the ring nor takes a wrong
+//   message for a right one.
 #pragma once
 
 #include <atomic>
@@ -34,6 +41,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -45,6 +53,9 @@
 #include "ipc/shared/codec.h"
 
 namespace ipc {
+namespace detail {
+struct PipeTestAccess;
+}
 
 enum class SendResult { kOk, kTimeout, kClosed };
 enum class RecvResult { kOk, kTimeout, kEndOfStream };
@@ -151,6 +162,7 @@ class Connection {
  private:
   friend std::pair<Connection, Connection> Pipe(const PipeOptions&);
   friend struct WaitAccess;
+  friend struct detail::PipeTestAccess;
   struct Shared;
 
   // One direction as seen from this end: the ring, and this end's socket of the direction's socketpair (the
@@ -162,11 +174,21 @@ class Connection {
   Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out);
 
   SendResult send_impl(std::span<const std::byte> message, const Deadline& deadline);
-  RecvResult recv_impl(std::vector<std::byte>& out, const Deadline& deadline);
+  // Receives one message into `out`; throws BufferTooSmall, consuming nothing, for one longer than `limit`.
+  RecvResult recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit = SIZE_MAX);
   RecvResult recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
   // Waits for the next record of `side` (without consuming it): kOk with `h` and `p` set, kTimeout, or
-  // kEndOfStream once the other end is closed everywhere and nothing is left.
+  // kEndOfStream once the other end is closed everywhere and nothing is left. Throws StreamCorrupted.
   RecvResult next_record(Side& side, const Deadline& deadline, detail::RecordHeader& h, const std::byte*& p);
+  // Adds the record to the message being received; true when `out` now holds a whole message. Throws
+  // StreamCorrupted when the record is not what the stream needs next.
+  bool take_record(const detail::RecordHeader& h, const std::byte* p, std::vector<std::byte>& out);
+  // The total length a kFirst record announces. Throws StreamCorrupted.
+  uint64_t message_total(const detail::RecordHeader& h, const std::byte* p);
+  [[noreturn]] void throw_corrupt(const std::string& what);
+  // Writes one record (a part of `total` bytes starts with that total), waiting for room until `deadline`.
+  SendResult put_record(Side& side, detail::RecordKind kind, std::span<const std::byte> chunk,
+                        std::optional<uint64_t> total, const Deadline& deadline);
   bool poll_impl(const Deadline& deadline);
   template <typename T>
   SendResult send_value(const T& value, const Deadline& deadline) {
@@ -194,6 +216,13 @@ class Connection {
   std::optional<Side> out_;  // the direction this end produces
   // Set once every copy of the other end is closed. Atomic: the sending and the receiving thread may both see it.
   std::atomic<bool> peer_gone_{false};
+  // Receiving: the long message being assembled (kept across a recv that timed out) and its announced total
+  // (0: none); what made the stream corrupt (empty: nothing).
+  std::vector<std::byte> partial_;
+  uint64_t partial_total_ = 0;
+  std::string corrupt_;
+  // Sending: a long message was given up part-way and the receiver has not been told yet (a kAbandon is due).
+  bool abandoned_ = false;
   std::vector<std::byte> scratch_, encode_buffer_;
 };
 

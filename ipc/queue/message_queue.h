@@ -5,6 +5,11 @@
 //   q.put(std::as_bytes(std::span(text)));
 //   std::vector<std::byte> msg;  if (q.get(msg) == ipc::QueueResult::kOk) ...
 //
+// Typed: MessageQueue::create<T>(seg, "events", 256, 4096) records T (its codec_type_name<T>(), for Cap'n Proto
+// messages the schema's name and id) in the queue, and MessageQueue::open<T>(seg, "events") refuses a queue made
+// for another type at once, naming both, before any message is consumed. Untyped create/open work as before
+// (an untyped open of a typed queue is allowed: bytes are always bytes).
+//
 // Each message occupies one slot of max_message_bytes() (like POSIX mq_msgsize and Boost's message_queue), so
 // memory is capacity * max_message_bytes; choose the maximum for the largest message you send.
 //
@@ -13,11 +18,12 @@
 //   Happens-before: everything a producer did before put(m) happens before the get() that returns m.
 // Lifetime: as Queue<T> (see queue.h), including kill safety: a process killed mid-put or mid-get loses at most
 //   its one in-flight message, counted in abandoned_count().
-// Errors: full/empty/timeout/closed are QueueResult values. A message longer than max_message_bytes() throws
-//   MessageTooLarge at once (before waiting: it could never fit). A caller buffer smaller than
-//   max_message_bytes() throws InvalidArgument. A codec that fails on decode throws its CodecError from get<T>()
-//   (the corrupt message is consumed). put/get of bytes never allocate (get into a vector allocates only when the
-//   vector must grow) and never throw on the hot path.
+// Errors: full/empty/timeout/closed are QueueResult values. open<T>() of a queue created for another type, or
+//   untyped, throws InvalidArgument ("queue 'events' in segment 's' carries Foo, not Bar"). A message longer
+//   than max_message_bytes() throws MessageTooLarge at once (before waiting: it could never fit). A caller buffer
+//   smaller than max_message_bytes() throws InvalidArgument. A codec that fails on decode throws its CodecError
+//   from get<T>() (the corrupt message is consumed). put/get of bytes never allocate (get into a vector
+//   allocates only when the vector must grow) and never throw on the hot path.
 #pragma once
 
 #include <chrono>
@@ -47,6 +53,16 @@ class MessageQueue {
   static MessageQueue create(Segment& segment, std::string_view name, uint64_t capacity, uint64_t max_message_bytes);
   // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not a MessageQueue.
   static MessageQueue open(const Segment& segment, std::string_view name);
+  // As create(), recording that the queue carries values of type T (see the header comment).
+  template <typename T>
+  static MessageQueue create(Segment& segment, std::string_view name, uint64_t capacity, uint64_t max_message_bytes) {
+    return create_typed(segment, name, capacity, max_message_bytes, codec_type_name<T>());
+  }
+  // As open(); also throws InvalidArgument naming both types unless the queue was created by create<T>().
+  template <typename T>
+  static MessageQueue open(const Segment& segment, std::string_view name) {
+    return open_typed(segment, name, codec_type_name<T>());
+  }
   // In caller-provided shared memory (64-byte aligned, bytes_needed() bytes), e.g. a MAP_SHARED mapping.
   static MessageQueue create_at(void* block, uint64_t bytes, uint64_t capacity, uint64_t max_message_bytes);
   static MessageQueue attach(void* block, uint64_t bytes);
@@ -126,9 +142,15 @@ class MessageQueue {
   uint64_t max_message_bytes() const { return ring_.header().max_payload_bytes; }
   // Messages lost because a process died holding a claim on them, or died returning one from get(). Any process.
   uint64_t abandoned_count() const { return ring_.abandoned(); }
+  // The message type recorded by create<T>() (shortened if very long); empty for an untyped queue. Any process.
+  std::string type_name() const;
 
  protected:
   explicit MessageQueue(detail::MpmcRing ring) : ring_(ring) {}
+  // `type`: codec_type_name<T>(), or empty for an untyped queue.
+  static MessageQueue create_typed(Segment& segment, std::string_view name, uint64_t capacity,
+                                   uint64_t max_message_bytes, std::string_view type);
+  static MessageQueue open_typed(const Segment& segment, std::string_view name, std::string_view type);
 
   void check_size(uint64_t bytes) const {
     if (bytes > max_message_bytes()) throw_too_large(bytes);

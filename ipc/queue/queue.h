@@ -119,7 +119,10 @@ class Queue {
   // killed after taking its message but before get() returned. Any process; slow-ish (checks armed hand-offs).
   uint64_t abandoned_count() const { return ring_.abandoned(); }
 
- protected:
+ private:
+  // JoinableQueue builds its Queue<T> with its own flags and reads the ring's counters.
+  template <typename>
+  friend class JoinableQueue;
   static constexpr uint32_t kFlags = 0;
   explicit Queue(detail::MpmcRing ring) : ring_(ring) {}
 
@@ -163,27 +166,30 @@ class Queue {
   detail::MpmcRing ring_;
 };
 
-// A Queue<T> that also counts unfinished work, like Python's JoinableQueue: every successful put adds one, every
-// task_done() removes one, join() waits until the count is zero.
+// A queue of T that also counts unfinished work, like Python's JoinableQueue: every successful put adds one, every
+// task_done() removes one, join() waits until the count is zero. It has a Queue<T> rather than being one, so no
+// put can reach the ring around the count (a JoinableQueue does not convert to Queue<T>&).
 // Threads/Processes: as Queue<T>; task_done() and join() from any process.
 // Lifetime: as Queue<T>. A message lost to a killed process (abandoned_count()) is also removed from the count; a
 //   consumer killed after get() but before task_done() leaves its item counted: use join(timeout) where workers
 //   may die.
-// Errors: task_done() called more times than values were put throws StateError.
+// Errors: as Queue<T>; task_done() called more times than values were put throws StateError.
 template <typename T>
-class JoinableQueue : public Queue<T> {
-  using Base = Queue<T>;
+class JoinableQueue {
   static constexpr uint32_t kJoinFlags = detail::MpmcHeader::kFlagJoinable;
 
  public:
+  using value_type = T;
+
+  static uint64_t bytes_needed(uint64_t capacity) { return Queue<T>::bytes_needed(capacity); }
   static JoinableQueue create(Segment& segment, std::string_view name, uint64_t capacity) {
-    return JoinableQueue(Base::create_ring(segment, name, capacity, kJoinFlags));
+    return JoinableQueue(Queue<T>::create_ring(segment, name, capacity, kJoinFlags));
   }
   static JoinableQueue open(const Segment& segment, std::string_view name) {
-    return JoinableQueue(Base::open_ring(segment, name, kJoinFlags));
+    return JoinableQueue(Queue<T>::open_ring(segment, name, kJoinFlags));
   }
   static JoinableQueue create_at(void* block, uint64_t bytes, uint64_t capacity) {
-    return JoinableQueue(Base::init_ring(block, bytes, capacity, kJoinFlags));
+    return JoinableQueue(Queue<T>::init_ring(block, bytes, capacity, kJoinFlags));
   }
   static JoinableQueue attach(void* block, uint64_t bytes) {
     detail::ensure_process_setup();
@@ -191,23 +197,40 @@ class JoinableQueue : public Queue<T> {
   }
   JoinableQueue() = default;
 
-  [[nodiscard]] QueueResult put(const T& value) { return counted([&] { return Base::put(value); }); }
+  // As Queue<T>; a put that returns kOk adds one to the unfinished count.
+  [[nodiscard]] QueueResult put(const T& value) { return counted([&] { return q_.put(value); }); }
   template <typename Rep, typename Period>
   [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
-    return counted([&] { return Base::put(value, timeout); });
+    return counted([&] { return q_.put(value, timeout); });
   }
-  [[nodiscard]] QueueResult try_put(const T& value) { return counted([&] { return Base::try_put(value); }); }
+  [[nodiscard]] QueueResult try_put(const T& value) { return counted([&] { return q_.try_put(value); }); }
+
+  // As Queue<T>.
+  [[nodiscard]] QueueResult get(T& out) { return q_.get(out); }
+  template <typename Rep, typename Period>
+  [[nodiscard]] QueueResult get(T& out, std::chrono::duration<Rep, Period> timeout) {
+    return q_.get(out, timeout);
+  }
+  [[nodiscard]] QueueResult try_get(T& out) { return q_.try_get(out); }
+  [[nodiscard]] std::optional<T> get() { return q_.get(); }
+  void close() { q_.close(); }
+  bool closed() const { return q_.closed(); }
+  uint64_t size_approx() const { return q_.size_approx(); }
+  bool empty_approx() const { return q_.empty_approx(); }
+  bool full_approx() const { return q_.full_approx(); }
+  uint64_t capacity() const { return q_.capacity(); }
+  uint64_t abandoned_count() const { return q_.abandoned_count(); }
 
   // Marks one got value as processed. Throws StateError when there is no unfinished value. Any process.
   void task_done() {
-    auto& u = this->ring_.header().unfinished;
+    auto& u = header().unfinished;
     // acq_rel: release pairs with join()'s acquire load (the work done before task_done() is visible to the
     // joiner); acquire pairs with the puts' increments.
     int64_t cur = u.load(std::memory_order_acquire);
     do {
       if (cur <= 0) throw StateError("JoinableQueue::task_done() called more times than values were put");
     } while (!u.compare_exchange_weak(cur, cur - 1, std::memory_order_acq_rel, std::memory_order_acquire));
-    if (cur == 1) detail::notify_all(this->ring_.header().join);
+    if (cur == 1) detail::notify_all(header().join);
   }
   // Blocks until every value put has been task_done()'d. Any process.
   void join() { (void)join_until(Deadline::never()); }
@@ -218,33 +241,36 @@ class JoinableQueue : public Queue<T> {
   }
   // Puts not yet matched by task_done(). Any process.
   int64_t unfinished_approx() const {
-    return this->ring_.header().unfinished.load(std::memory_order_relaxed);  // relaxed: an estimate
+    return header().unfinished.load(std::memory_order_relaxed);  // relaxed: an estimate
   }
 
  private:
-  explicit JoinableQueue(detail::MpmcRing ring) : Base(ring) {}
+  explicit JoinableQueue(detail::MpmcRing ring) : q_(ring) {}
+  detail::MpmcHeader& header() const { return q_.ring_.header(); }
 
   // The count goes up *before* the value can be got, so that a fast task_done() never finds it at zero.
   template <typename Put>
   QueueResult counted(Put&& put) {
-    auto& u = this->ring_.header().unfinished;
+    auto& u = header().unfinished;
     u.fetch_add(1, std::memory_order_relaxed);  // relaxed: ordered before the value's publication (release)
     const QueueResult r = put();
-    if (r != QueueResult::kOk && u.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      detail::notify_all(this->ring_.header().join);
-    }
+    if (r != QueueResult::kOk && u.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::notify_all(header().join);
     return r;
   }
   bool join_until(const Deadline& d) {
-    return detail::block_until(this->ring_.header().join, d, [&](bool check_dead) {
+    return detail::block_until(header().join, d, [&](bool check_dead) {
       // A consumer killed while returning an item never task_done()s it: settling its hand-off removes it.
-      if (check_dead) (void)this->ring_.abandoned();
+      if (check_dead) (void)q_.ring_.abandoned();
       // acquire: partner is task_done()'s release; the consumers' work is visible after join() returns.
-      return this->ring_.header().unfinished.load(std::memory_order_acquire) <= 0 ? detail::Attempt::kDone
-                                                                                   : detail::Attempt::kRetry;
+      return header().unfinished.load(std::memory_order_acquire) <= 0 ? detail::Attempt::kDone
+                                                                       : detail::Attempt::kRetry;
     });
   }
+
+  Queue<T> q_;
 };
+static_assert(!std::is_convertible_v<JoinableQueue<int>&, Queue<int>&>,
+              "a put through a Queue<T>& would skip the unfinished count");
 
 // Python's SimpleQueue: a Queue<T> with only the blocking put/get, empty and close, for code that wants no
 // options. Same contract as Queue<T>.

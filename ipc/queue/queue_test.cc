@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "ipc/queue/message_queue.h"
@@ -17,6 +18,7 @@
 using namespace std::chrono_literals;
 using ipc::QueueResult;
 using ipc::test::SharedMapping;
+using ipc::test::patience;
 
 namespace {
 
@@ -311,4 +313,76 @@ TEST_CASE("queues are created in a segment and opened by name from another proce
   REQUIRE(joinable.get(v, 1s) == QueueResult::kOk);
   joinable.task_done();
   CHECK(joinable.join(1s));
+}
+
+static_assert(!std::is_convertible_v<ipc::JoinableQueue<int>&, ipc::Queue<int>&> &&
+                  !std::is_base_of_v<ipc::Queue<int>, ipc::JoinableQueue<int>>,
+              "a JoinableQueue is not a Queue: a put through a Queue& would skip the unfinished count");
+
+TEST_CASE("every put form of a JoinableQueue counts, and join waits for the last task_done", "[queue]") {
+  SharedMapping mem(ipc::JoinableQueue<int>::bytes_needed(4));
+  auto q = ipc::JoinableQueue<int>::create_at(mem.base(), mem.bytes(), 4);
+  REQUIRE(q.put(1) == QueueResult::kOk);
+  REQUIRE(q.put(2, 10ms) == QueueResult::kOk);
+  REQUIRE(q.try_put(3) == QueueResult::kOk);
+  REQUIRE(q.put(4) == QueueResult::kOk);
+  CHECK(q.try_put(5) == QueueResult::kFull);  // a put that fails adds nothing
+  CHECK(q.put(5, 10ms) == QueueResult::kTimeout);
+  CHECK(q.unfinished_approx() == 4);
+  ipc::test::PipeSignal three_done, go;
+  ipc::test::ForkedChild child([&] {
+    int v;
+    for (int i = 0; i < 4; ++i) {
+      if (q.get(v, patience(30s)) != QueueResult::kOk) return 2;
+    }
+    for (int i = 0; i < 3; ++i) q.task_done();
+    three_done.notify();
+    if (!go.wait()) return 3;
+    q.task_done();
+    return 0;
+  });
+  REQUIRE(three_done.wait());
+  CHECK_FALSE(q.join(20ms));  // one value is still unfinished
+  CHECK(q.unfinished_approx() == 1);
+  go.notify();
+  CHECK(q.join(patience(30s)));
+  CHECK(child.wait() == 0);
+  q.close();
+  CHECK(q.put(6) == QueueResult::kClosed);
+  CHECK(q.unfinished_approx() == 0);
+}
+
+TEST_CASE("a typed message queue opened for another type is refused at open, naming both types",
+          "[queue][segment][process]") {
+  const std::string name = ipc::test::unique_name("queue_test");
+  auto seg = ipc::Segment::create(name, 4 << 20);
+  auto lines = ipc::MessageQueue::create<std::string>(seg, "lines", 8, 256);
+  auto raw = ipc::MessageQueue::create(seg, "raw", 8, 256);
+  REQUIRE(lines.put_value(std::string("kept")) == QueueResult::kOk);
+  CHECK(lines.type_name() == ipc::codec_type_name<std::string>());
+  CHECK(raw.type_name().empty());
+  ipc::test::ForkedChild child([&] {
+    auto s = ipc::Segment::open(name);
+    auto contains = [](const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; };
+    try {
+      (void)ipc::MessageQueue::open<std::vector<int>>(s, "lines");
+      return 2;
+    } catch (const ipc::InvalidArgument& e) {
+      if (!contains(e.what(), "queue 'lines'") || !contains(e.what(), ipc::codec_type_name<std::string>()) ||
+          !contains(e.what(), ipc::codec_type_name<std::vector<int>>())) {
+        return 3;
+      }
+    }
+    try {
+      (void)ipc::MessageQueue::open<std::string>(s, "raw");
+      return 4;
+    } catch (const ipc::InvalidArgument& e) {
+      if (!contains(e.what(), "untyped")) return 5;
+    }
+    auto same = ipc::MessageQueue::open<std::string>(s, "lines");  // the right type opens
+    auto bytes = ipc::MessageQueue::open(s, "lines");               // and so does an untyped open
+    return same.size_approx() == 1 && bytes.type_name() == ipc::codec_type_name<std::string>() ? 0 : 6;
+  });
+  CHECK(ipc::test::exit_problem(child, 0, "opener") == "");
+  CHECK(lines.get_value<std::string>() == std::optional<std::string>("kept"));  // the refused open took nothing
 }
