@@ -13,7 +13,7 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/base/poll.h"
-#include "ipc/queue/detail/wait.h"
+#include "ipc/base/wait.h"
 
 namespace ipc {
 

@@ -23,7 +23,7 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/queue/detail/test_hook.h"
-#include "ipc/queue/detail/wait.h"
+#include "ipc/base/wait.h"
 
 namespace ipc::detail {
 

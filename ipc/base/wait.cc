@@ -1,4 +1,4 @@
-#include "ipc/queue/detail/wait.h"
+#include "ipc/base/wait.h"
 
 #include <linux/membarrier.h>
 #include <pthread.h>

@@ -1,7 +1,8 @@
-// ipc/queue/detail/wait.h: the blocking machinery shared by every queue (internal; not a public header).
+// ipc/base/wait.h: cross-process waiting shared by the components above (queues, pipes): internal, namespace
+// ipc::detail, not a user API.
 //
-// A WaitSet lives in shared memory beside the ring it guards: a futex word (`epoch`) and a count of processes
-// about to sleep or asleep (`sleepers`). The protocol is an event count:
+// A WaitSet lives in shared memory beside the state it guards (a queue's ring): a futex word (`epoch`) and a count
+// of processes about to sleep or asleep (`sleepers`). The protocol is an event count:
 //   waiter:   sleepers += 1; heavy_fence(); e = epoch; re-check the condition; futex_wait(epoch, e); sleepers -= 1
 //   notifier: change the state (release); light_fence(); if (sleepers != 0) { epoch += 1; futex_wake(epoch) }
 // The two fences form a Dekker pair: either the waiter's re-check sees the new state, or the notifier sees the
