@@ -22,7 +22,7 @@
 #include <type_traits>
 
 #include "ipc/base/futex.h"
-#include "ipc/sync/internal/named.h"
+#include "ipc/segment/named.h"
 
 namespace ipc {
 
@@ -58,10 +58,10 @@ class Semaphore {
   static constexpr uint32_t kMaxValue = INT32_MAX;
 
   static Semaphore& create(Segment& segment, std::string_view name, uint32_t initial = 1) {
-    return sync_internal::create_named<Semaphore>(segment, name, initial);
+    return create_named<Semaphore>(segment, name, initial);
   }
   static Semaphore& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Semaphore>(segment, name);
+    return open_named<Semaphore>(segment, name);
   }
 
   // REQUIRES: initial <= kMaxValue (else InvalidArgument).
@@ -89,10 +89,10 @@ class BoundedSemaphore {
   static constexpr BlockKind kKind{block_kind_tag("BSEM"), "BoundedSemaphore"};
 
   static BoundedSemaphore& create(Segment& segment, std::string_view name, uint32_t initial = 1) {
-    return sync_internal::create_named<BoundedSemaphore>(segment, name, initial);
+    return create_named<BoundedSemaphore>(segment, name, initial);
   }
   static BoundedSemaphore& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<BoundedSemaphore>(segment, name);
+    return open_named<BoundedSemaphore>(segment, name);
   }
 
   // REQUIRES: 1 <= initial <= Semaphore::kMaxValue (else InvalidArgument).
