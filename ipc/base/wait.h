@@ -1,6 +1,13 @@
 // ipc/base/wait.h: cross-process waiting shared by the components above (queues, pipes): internal, namespace
 // ipc::detail, not a user API.
 //
+// Threads, Processes: a WaitSet lives in shared memory (no pointers; asserted below); any thread of any process
+//   may wait on it or notify it.
+// Lifetime: it belongs to the object that contains it. A process killed at any point leaves at most a stale
+//   sleeper count, which heals (below).
+// Errors: notify() and notify_all() never throw (futex_wake aborts on an impossible errno); block_until throws
+//   what futex_wait (SystemError) and the caller's attempt throw.
+//
 // A WaitSet lives in shared memory beside the state it guards (a queue's ring): a futex word (`epoch`) and a count
 // of processes about to sleep or asleep (`sleepers`). The protocol is an event count:
 //   waiter:   sleepers += 1; heavy_fence(); e = epoch; re-check the condition; futex_wait(epoch, e); sleepers -= 1
@@ -17,6 +24,14 @@
 //
 // Sleeps are bounded (kMaxSleep) so that a waiter re-checks even if a notifier died between changing the state and
 // waking it, and so that stuck slots of dead processes are found.
+//
+// The count heals. A process killed asleep never takes itself off `sleepers`, which would make every later notify
+// pay a futex syscall for nothing. Correctness never rests on the count being exact (an undercount costs a sleeper
+// at most kMaxSleep of latency, an overcount a syscall), so the count is repaired, not trusted: sleepers count
+// themselves in one of two halves of `sleepers`, chosen by the parity of `round`. A notifier whose wake-up woke
+// nobody while the count said someone slept advances the round, at most once per kRoundLength, and first clears
+// the half that the new round will reuse. That half was last chosen at least kRoundLength ago, longer than any
+// live sleeper stays counted (kMaxSleep), so only the dead remain in it: two rounds after a death it is gone.
 #pragma once
 
 #include <sys/types.h>
@@ -24,6 +39,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <utility>
 
 #include "ipc/base/futex.h"
 #include "ipc/base/process.h"
@@ -32,13 +48,28 @@ namespace ipc::detail {
 
 // How long a waiter sleeps at most before re-checking on its own.
 inline constexpr std::chrono::milliseconds kMaxSleep{50};
+// How long a round of the sleeper count lasts at least (see "The count heals" above): well above kMaxSleep, so that
+// a live sleeper that was descheduled for a while still leaves its half before the half is cleared.
+inline constexpr std::chrono::milliseconds kRoundLength{4 * kMaxSleep};
 
 struct alignas(64) WaitSet {
-  std::atomic<uint32_t> epoch{0};     // futex word; bumped by notifiers that saw sleepers
-  std::atomic<uint32_t> sleepers{0};  // processes between "about to sleep" and "awake again"
+  std::atomic<uint32_t> epoch{0};  // futex word; bumped by notifiers that saw sleepers
+  std::atomic<uint32_t> round{0};  // new sleepers count themselves in half (round & 1) of `sleepers`
+  // Processes between "about to sleep" and "awake again": two 32-bit counts, one per round parity (parity 0 in the
+  // low half). Nonzero: someone may sleep. A hint, healed by heal_sleepers().
+  std::atomic<uint64_t> sleepers{0};
+  std::atomic<int64_t> round_start_ns{0};  // steady (CLOCK_MONOTONIC, machine-wide) time the round began
 };
-static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free &&
+              std::atomic<int64_t>::is_always_lock_free);
 static_assert(sizeof(WaitSet) == 64, "a WaitSet fills exactly one cache line");
+
+// The bit one sleeper adds to WaitSet::sleepers in the half of round parity `half`.
+constexpr uint64_t sleeper_unit(uint32_t half) noexcept { return uint64_t{1} << (32 * (half & 1)); }
+
+// Called by a notifier whose futex wake-up woke nobody although `sleepers` was nonzero: advances the round and
+// clears the stale half when the round has lasted kRoundLength. Any process; lock-free.
+void heal_sleepers(WaitSet& ws) noexcept;
 
 // This process's id, cached (refreshed in fork children); cheap enough for every put/get.
 uint32_t self_pid() noexcept;
@@ -69,14 +100,19 @@ void yield_cpu() noexcept;
 // Registers this process for asymmetric fences and the pid cache; idempotent; called when a queue is attached.
 void ensure_process_setup() noexcept;
 
+// The notifier may not fail: a futex wake that fails is a bug in this process, which futex_wake reports by
+// aborting, never by throwing (ipc/base/futex.h).
+static_assert(noexcept(futex_wake(std::declval<std::atomic<uint32_t>&>(), 1)),
+              "notify() and notify_all() are noexcept: futex_wake must not throw");
+
 // Wakes sleepers if there are any. Call after the state change is published. Any process.
 inline void notify(WaitSet& ws) noexcept {
   light_fence();
-  // relaxed: ordered by the fence pair above; partner: the fetch_add in wait_once().
+  // relaxed: ordered by the fence pair above; partner: the fetch_add in block_until().
   if (ws.sleepers.load(std::memory_order_relaxed) != 0) {
     // release: a waiter that reads the new epoch (futex compares it) also sees our state change.
     ws.epoch.fetch_add(1, std::memory_order_release);
-    futex_wake_all(ws.epoch);
+    if (futex_wake_all(ws.epoch) == 0) heal_sleepers(ws);
   }
 }
 
@@ -86,6 +122,9 @@ inline void notify_all(WaitSet& ws) noexcept {
   ws.epoch.fetch_add(1, std::memory_order_release);
   futex_wake_all(ws.epoch);
 }
+
+// Takes one sleeper off half `half` of the count, unless heal_sleepers() already cleared it (never below zero).
+void leave_sleepers(WaitSet& ws, uint32_t half) noexcept;
 
 // What an attempt inside a blocking loop reported.
 enum class Attempt { kDone, kRetry };
@@ -111,21 +150,23 @@ bool block_until(WaitSet& ws, const Deadline& deadline, F&& attempt) {
   }
   for (;;) {
     if (deadline.expired()) return false;
+    // relaxed: any half would be correct; the round only decides which registrations heal_sleepers() may drop.
+    const uint32_t half = ws.round.load(std::memory_order_relaxed) & 1;
     // seq_cst + heavy_fence: the waiter's half of the Dekker pair; partner: light_fence() in notify().
-    ws.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    ws.sleepers.fetch_add(sleeper_unit(half), std::memory_order_seq_cst);
     heavy_fence();
     // acquire: partner is the release fetch_add on epoch in notify(); read *before* the re-check so that a
     // notification between the re-check and the futex call changes the word and the futex returns at once.
     const uint32_t e = ws.epoch.load(std::memory_order_acquire);
     if (attempt(true) == Attempt::kDone) {
-      ws.sleepers.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for notifiers
+      leave_sleepers(ws, half);
       return true;
     }
     const Deadline bounded = Deadline::after(kMaxSleep);
     const auto left = deadline.remaining();
     const bool deadline_first = left && *left < std::chrono::duration_cast<Deadline::Clock::duration>(kMaxSleep);
     futex_wait(ws.epoch, e, deadline_first ? deadline : bounded);
-    ws.sleepers.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for notifiers
+    leave_sleepers(ws, half);
   }
 }
 

@@ -45,7 +45,7 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 2;  // 2: hand-off entries
+inline constexpr uint32_t kMpmcVersion = 3;  // 2: hand-off entries; 3: healing WaitSet
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 

@@ -28,7 +28,7 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kSpscMagic = 0x4e4d505f53505343ull;  // "NMP_SPSC"
-inline constexpr uint32_t kSpscVersion = 2;  // 2: returning + abandoned
+inline constexpr uint32_t kSpscVersion = 3;  // 2: returning + abandoned; 3: healing WaitSet
 
 struct SpscHeader {
   uint64_t magic;
