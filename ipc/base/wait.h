@@ -9,7 +9,7 @@
 //   what futex_wait (SystemError) and the caller's attempt throw.
 //
 // A WaitSet lives in shared memory beside the state it guards (a queue's ring): a futex word (`epoch`) and a count
-// of processes about to sleep or asleep (`sleepers`). The protocol is an event count:
+// of processes about to sleep or asleep (`sleepers`, a SleeperCount). The protocol is an event count:
 //   waiter:   sleepers += 1; heavy_fence(); e = epoch; re-check the condition; futex_wait(epoch, e); sleepers -= 1
 //   notifier: change the state (release); light_fence(); if (sleepers != 0) { epoch += 1; futex_wake(epoch) }
 // The two fences form a Dekker pair: either the waiter's re-check sees the new state, or the notifier sees the
@@ -28,7 +28,7 @@
 // The count heals. A process killed asleep never takes itself off `sleepers`, which would make every later notify
 // pay a futex syscall for nothing. Correctness never rests on the count being exact (an undercount costs a sleeper
 // at most kMaxSleep of latency, an overcount a syscall), so the count is repaired, not trusted: sleepers count
-// themselves in one of two halves of `sleepers`, chosen by the parity of `round`. A notifier whose wake-up woke
+// themselves in one of two halves of the count, chosen by the parity of a `round`. A notifier whose wake-up woke
 // nobody while the count said someone slept advances the round, at most once per kRoundLength, and first clears
 // the half that the new round will reuse. That half was last chosen at least kRoundLength ago, longer than any
 // live sleeper stays counted (kMaxSleep), so only the dead remain in it: two rounds after a death it is gone.
@@ -39,6 +39,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "ipc/base/futex.h"
@@ -52,24 +53,51 @@ inline constexpr std::chrono::milliseconds kMaxSleep{50};
 // a live sleeper that was descheduled for a while still leaves its half before the half is cleared.
 inline constexpr std::chrono::milliseconds kRoundLength{4 * kMaxSleep};
 
-struct alignas(64) WaitSet {
-  std::atomic<uint32_t> epoch{0};  // futex word; bumped by notifiers that saw sleepers
-  std::atomic<uint32_t> round{0};  // new sleepers count themselves in half (round & 1) of `sleepers`
-  // Processes between "about to sleep" and "awake again": two 32-bit counts, one per round parity (parity 0 in the
-  // low half). Nonzero: someone may sleep. A hint, healed by heal_sleepers().
-  std::atomic<uint64_t> sleepers{0};
+// The bit one sleeper adds to SleeperCount::counts in the half of round parity `half`.
+constexpr uint64_t sleeper_unit(uint32_t half) noexcept { return uint64_t{1} << (32 * (half & 1)); }
+
+// How many processes are between "about to sleep" and "awake again" on some futex word: a hint for notifiers
+// (nonzero: someone may sleep), which heals when a sleeper dies (see "The count heals" above). Its users sleep at
+// most kMaxSleep at a time and count themselves afresh for each sleep (sleep_slice()). Lives in shared memory.
+struct SleeperCount {
+  std::atomic<uint32_t> round{0};  // new sleepers count themselves in half (round & 1) of `counts`
+  uint32_t reserved = 0;
+  // Two 32-bit counts, one per round parity (parity 0 in the low half).
+  std::atomic<uint64_t> counts{0};
   std::atomic<int64_t> round_start_ns{0};  // steady (CLOCK_MONOTONIC, machine-wide) time the round began
+
+  // Counts the caller in; returns the half to give to leave(). seq_cst: the sleeper's half of a Dekker pair (the
+  // caller follows it with heavy_fence() or a seq_cst load of its condition); partner: the notifier's any().
+  uint32_t enter() noexcept {
+    // relaxed: any half would be correct; the round only decides which counts heal() may drop.
+    const uint32_t half = round.load(std::memory_order_relaxed) & 1;
+    counts.fetch_add(sleeper_unit(half), std::memory_order_seq_cst);
+    return half;
+  }
+  // Counts the caller out of `half`, unless heal() already cleared it (never below zero).
+  void leave(uint32_t half) noexcept;
+  // Whether anyone may sleep.
+  bool any(std::memory_order order) const noexcept { return counts.load(order) != 0; }
+  // For a notifier whose futex wake-up woke nobody although any() was true: advances the round and clears the
+  // stale half once the round has lasted kRoundLength. Lock-free.
+  void heal() noexcept;
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free &&
               std::atomic<int64_t>::is_always_lock_free);
+static_assert(std::is_standard_layout_v<SleeperCount> && sizeof(SleeperCount) == 24);
+
+struct alignas(64) WaitSet {
+  std::atomic<uint32_t> epoch{0};  // futex word; bumped by notifiers that saw sleepers
+  SleeperCount sleepers;
+};
 static_assert(sizeof(WaitSet) == 64, "a WaitSet fills exactly one cache line");
 
-// The bit one sleeper adds to WaitSet::sleepers in the half of round parity `half`.
-constexpr uint64_t sleeper_unit(uint32_t half) noexcept { return uint64_t{1} << (32 * (half & 1)); }
-
-// Called by a notifier whose futex wake-up woke nobody although `sleepers` was nonzero: advances the round and
-// clears the stale half when the round has lasted kRoundLength. Any process; lock-free.
-void heal_sleepers(WaitSet& ws) noexcept;
+// The deadline of one bounded sleep: `deadline` or kMaxSleep from now, whichever comes first.
+inline Deadline sleep_slice(const Deadline& deadline) {
+  const auto left = deadline.remaining();
+  const bool deadline_first = left && *left < std::chrono::duration_cast<Deadline::Clock::duration>(kMaxSleep);
+  return deadline_first ? deadline : Deadline::after(kMaxSleep);
+}
 
 // This process's id, cached (refreshed in fork children); cheap enough for every put/get.
 uint32_t self_pid() noexcept;
@@ -109,10 +137,10 @@ static_assert(noexcept(futex_wake(std::declval<std::atomic<uint32_t>&>(), 1)),
 inline void notify(WaitSet& ws) noexcept {
   light_fence();
   // relaxed: ordered by the fence pair above; partner: the fetch_add in block_until().
-  if (ws.sleepers.load(std::memory_order_relaxed) != 0) {
+  if (ws.sleepers.any(std::memory_order_relaxed)) {
     // release: a waiter that reads the new epoch (futex compares it) also sees our state change.
     ws.epoch.fetch_add(1, std::memory_order_release);
-    if (futex_wake_all(ws.epoch) == 0) heal_sleepers(ws);
+    if (futex_wake_all(ws.epoch) == 0) ws.sleepers.heal();
   }
 }
 
@@ -122,9 +150,6 @@ inline void notify_all(WaitSet& ws) noexcept {
   ws.epoch.fetch_add(1, std::memory_order_release);
   futex_wake_all(ws.epoch);
 }
-
-// Takes one sleeper off half `half` of the count, unless heal_sleepers() already cleared it (never below zero).
-void leave_sleepers(WaitSet& ws, uint32_t half) noexcept;
 
 // What an attempt inside a blocking loop reported.
 enum class Attempt { kDone, kRetry };
@@ -150,23 +175,18 @@ bool block_until(WaitSet& ws, const Deadline& deadline, F&& attempt) {
   }
   for (;;) {
     if (deadline.expired()) return false;
-    // relaxed: any half would be correct; the round only decides which registrations heal_sleepers() may drop.
-    const uint32_t half = ws.round.load(std::memory_order_relaxed) & 1;
-    // seq_cst + heavy_fence: the waiter's half of the Dekker pair; partner: light_fence() in notify().
-    ws.sleepers.fetch_add(sleeper_unit(half), std::memory_order_seq_cst);
+    // enter() + heavy_fence: the waiter's half of the Dekker pair; partner: light_fence() in notify().
+    const uint32_t half = ws.sleepers.enter();
     heavy_fence();
     // acquire: partner is the release fetch_add on epoch in notify(); read *before* the re-check so that a
     // notification between the re-check and the futex call changes the word and the futex returns at once.
     const uint32_t e = ws.epoch.load(std::memory_order_acquire);
     if (attempt(true) == Attempt::kDone) {
-      leave_sleepers(ws, half);
+      ws.sleepers.leave(half);
       return true;
     }
-    const Deadline bounded = Deadline::after(kMaxSleep);
-    const auto left = deadline.remaining();
-    const bool deadline_first = left && *left < std::chrono::duration_cast<Deadline::Clock::duration>(kMaxSleep);
-    futex_wait(ws.epoch, e, deadline_first ? deadline : bounded);
-    leave_sleepers(ws, half);
+    futex_wait(ws.epoch, e, sleep_slice(deadline));
+    ws.sleepers.leave(half);
   }
 }
 

@@ -20,38 +20,38 @@ using ipc::detail::WaitSet;
 static_assert(noexcept(ipc::detail::notify(std::declval<WaitSet&>())));
 static_assert(noexcept(ipc::detail::notify_all(std::declval<WaitSet&>())));
 static_assert(noexcept(ipc::futex_wake(std::declval<std::atomic<uint32_t>&>(), 1)));
-static_assert(noexcept(ipc::detail::heal_sleepers(std::declval<WaitSet&>())));
+static_assert(noexcept(std::declval<ipc::detail::SleeperCount&>().heal()));
 
 TEST_CASE("a sleeper counted by a process that died is cleared by notifies within two rounds", "[wait]") {
   WaitSet ws;
-  // What a process killed asleep leaves: itself counted in the current round's half, never taken off.
-  ws.sleepers.fetch_add(sleeper_unit(ws.round.load()), std::memory_order_relaxed);
+  (void)ws.sleepers.enter();  // what a process killed asleep leaves: itself counted, never taken off
   const auto start = std::chrono::steady_clock::now();
   int notifies = 0;
-  while (ws.sleepers.load(std::memory_order_relaxed) != 0 &&
+  while (ws.sleepers.counts.load(std::memory_order_relaxed) != 0 &&
          std::chrono::steady_clock::now() - start < ipc::test::patience(10 * kRoundLength)) {
     ipc::detail::notify(ws);
     ++notifies;
   }
-  CHECK(ws.sleepers.load(std::memory_order_relaxed) == 0);
-  CHECK(ws.round.load() == 2);  // the first futile wake opened round 1, the next one after kRoundLength round 2
+  CHECK(ws.sleepers.counts.load(std::memory_order_relaxed) == 0);
+  // The first futile wake-up opened round 1, the next one kRoundLength later round 2.
+  CHECK(ws.sleepers.round.load() == 2);
   CHECK(std::chrono::steady_clock::now() - start < ipc::test::patience(3 * kRoundLength));
   INFO(notifies << " notifies");
 }
 
 TEST_CASE("healing never drops a sleeper counted in the current or the previous round", "[wait]") {
   WaitSet ws;
-  ws.sleepers.fetch_add(sleeper_unit(0), std::memory_order_relaxed);
+  REQUIRE(ws.sleepers.enter() == 0);
   ipc::detail::notify(ws);  // wakes nobody: the first round ends at once, round 1 begins
-  REQUIRE(ws.round.load() == 1);
+  REQUIRE(ws.sleepers.round.load() == 1);
   // The sleeper of round 0 is only one round old: it may be alive and asleep, so it stays counted.
-  CHECK(ws.sleepers.load() == sleeper_unit(0));
-  ws.sleepers.fetch_add(sleeper_unit(1), std::memory_order_relaxed);  // a sleeper of round 1
+  CHECK(ws.sleepers.counts.load() == sleeper_unit(0));
+  REQUIRE(ws.sleepers.enter() == 1);  // a sleeper of round 1
   for (int i = 0; i < 100; ++i) ipc::detail::notify(ws);  // within kRoundLength: no new round
-  CHECK(ws.round.load() == 1);
-  CHECK(ws.sleepers.load() == (sleeper_unit(0) | sleeper_unit(1)));
+  CHECK(ws.sleepers.round.load() == 1);
+  CHECK(ws.sleepers.counts.load() == (sleeper_unit(0) | sleeper_unit(1)));
   // A sleeper that leaves after its half was cleared does not take another sleeper's count.
-  ipc::detail::leave_sleepers(ws, 0);
-  ipc::detail::leave_sleepers(ws, 0);
-  CHECK(ws.sleepers.load() == sleeper_unit(1));
+  ws.sleepers.leave(0);
+  ws.sleepers.leave(0);
+  CHECK(ws.sleepers.counts.load() == sleeper_unit(1));
 }

@@ -12,11 +12,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <random>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -241,22 +238,10 @@ TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not 
 
 namespace {
 
-// Whether process `pid` sleeps in the kernel (state 'S' in /proc/PID/stat, after the parenthesised name).
-bool asleep(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  const std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'S';
-}
-
 // Waits until `child` sleeps while counted in `ws`.
 bool counted_asleep(ipc::test::ForkedChild& child, const ipc::detail::WaitSet& ws) {
-  const auto until = std::chrono::steady_clock::now() + ipc::test::patience(10s);
-  while (!(ws.sleepers.load(std::memory_order_relaxed) != 0 && asleep(child.pid()))) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::yield();
-  }
-  return true;
+  return ipc::test::wait_until(
+      [&] { return ws.sleepers.any(std::memory_order_relaxed) && ipc::test::sleeping(child.pid()); });
 }
 
 }  // namespace
@@ -277,7 +262,7 @@ TEST_CASE("a consumer killed asleep in get() stops costing every put a wake-up w
     REQUIRE(counted_asleep(child, not_empty));
     child.kill(SIGKILL);
     REQUIRE(child.wait() == -SIGKILL);
-    dead_sleeper_counted = not_empty.sleepers.load(std::memory_order_relaxed) != 0;
+    dead_sleeper_counted = not_empty.sleepers.any(std::memory_order_relaxed);
   }
   REQUIRE(dead_sleeper_counted);
 
@@ -285,14 +270,14 @@ TEST_CASE("a consumer killed asleep in get() stops costing every put a wake-up w
   const auto start = std::chrono::steady_clock::now();
   int puts = 0;
   uint64_t v = 0;
-  while (not_empty.sleepers.load(std::memory_order_relaxed) != 0 &&
+  while (not_empty.sleepers.any(std::memory_order_relaxed) &&
          std::chrono::steady_clock::now() - start < ipc::test::patience(10 * ipc::detail::kRoundLength)) {
     REQUIRE(q.put(1) == QueueResult::kOk);
     REQUIRE(q.try_get(v) == QueueResult::kOk);
     ++puts;
   }
   INFO(puts << " puts");
-  CHECK(not_empty.sleepers.load(std::memory_order_relaxed) == 0);
+  CHECK(!not_empty.sleepers.any(std::memory_order_relaxed));
   CHECK(std::chrono::steady_clock::now() - start < ipc::test::patience(3 * ipc::detail::kRoundLength));
 
   // A live sleeper is still woken by a put after the count healed.
