@@ -7,7 +7,8 @@ The diagram is read from the README itself, so the picture users read is the rul
   - nobody includes another component's detail/ or internal/ folder;
   - bench/ and tests/ are users like examples/ and tools/: public headers only; tests/support/ is for *_test.cc;
   - every directory of ipc/ with sources is in the diagram.
-Run by `./bazelw test //tests:layers_test`; each package hands over its sources as a `sources` filegroup.
+Run by `./bazelw test //tests:layers_test`; each package hands over its sources with layer_sources()
+(tests/layers.bzl), and a package of the source tree that is not listed in the test's data fails it.
 """
 import os
 import re
@@ -103,8 +104,8 @@ def sources_under(root):
 
 
 def packages_missing(root, checked):
-    """Packages of the real source tree whose sources this run did not see (a `sources` filegroup not listed in
-    //tests:layers_test). Empty when the source tree cannot be found from the runfiles."""
+    """Sources of the real source tree that this run did not see (their package is not in //tests:layers_test's
+    data). Empty when the source tree cannot be found from the runfiles."""
     real_readme = os.path.realpath(os.path.join(root, "README.md"))
     real_root = os.path.dirname(real_readme)
     if real_root == os.path.realpath(root) or not os.path.exists(os.path.join(real_root, "WORKSPACE")):
@@ -141,7 +142,7 @@ def main():
                 line = text.count("\n", 0, m.start()) + 1
                 problems.append(f'{src}:{line}: #include "{m.group(1)}" {reason}')
     for path in packages_missing(root, files):
-        problems.append(f"{path}: not checked (add its package's :sources filegroup to //tests:layers_test)")
+        problems.append(f"{path}: not checked (call layer_sources() in its BUILD, list it in //tests:layers_test)")
 
     print("layers (top first): " + " | ".join(" ".join(r) for r in rows))
     print(f"checked {includes} includes in {len(files)} files")
