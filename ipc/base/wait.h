@@ -1,5 +1,5 @@
-// ipc/base/wait.h: cross-process waiting shared by the components above (queues, pipes): internal, namespace
-// ipc::detail, not a user API.
+// ipc/base/wait.h: cross-process waiting shared by the components above (queues, pipes, sync): internal,
+// namespace ipc::detail, not a user API.
 //
 // Threads, Processes: a WaitSet lives in shared memory (no pointers; asserted below); any thread of any process
 //   may wait on it or notify it.
@@ -136,7 +136,7 @@ static_assert(noexcept(futex_wake(std::declval<std::atomic<uint32_t>&>(), 1)),
 // Wakes sleepers if there are any. Call after the state change is published. Any process.
 inline void notify(WaitSet& ws) noexcept {
   light_fence();
-  // relaxed: ordered by the fence pair above; partner: the fetch_add in block_until().
+  // relaxed: ordered by the fence pair above; partner: sleepers.enter() in block_until().
   if (ws.sleepers.any(std::memory_order_relaxed)) {
     // release: a waiter that reads the new epoch (futex compares it) also sees our state change.
     ws.epoch.fetch_add(1, std::memory_order_release);
@@ -146,7 +146,7 @@ inline void notify(WaitSet& ws) noexcept {
 
 // Wakes every sleeper unconditionally (close()).
 inline void notify_all(WaitSet& ws) noexcept {
-  // release: partner is the acquire load of epoch in wait_once().
+  // release: partner is the acquire load of epoch in block_until().
   ws.epoch.fetch_add(1, std::memory_order_release);
   futex_wake_all(ws.epoch);
 }
