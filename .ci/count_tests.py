@@ -11,7 +11,7 @@ an earlier run can never be counted.
 Per expected target:
   - no testResult event (it did not build, or was never run): one failed case;
   - the Catch2 summary of its log gives the case counts ("All tests passed (.. in N test cases)",
-    "test cases: N | P passed | F failed"), or the placement program's "VM-RESULT: P passed, F failed, S skipped";
+    "test cases: N | P passed | F failed"), or the placement program's "VM-RESULT: P passed, F failed, S skipped" (shell tests: "TEST-RESULT: ...");
   - a Bazel verdict other than PASSED/FLAKY (FAILED, TIMEOUT, ...) is at least one failed case, whatever the log says;
   - a sanitizer report in the log is at least one failed case too (ASan, LSan, TSan, UBSan "runtime error:");
   - a log without any summary is one failed case.
@@ -34,7 +34,8 @@ SANITIZER_REPORTS = [
 
 CATCH2_ALL_PASSED = re.compile(r"^All tests passed \(\d+ assertions? in (\d+) test cases?\)", re.M)
 CATCH2_SOME_FAILED = re.compile(r"^test cases:\s*(\d+) \|(?:\s*(\d+) passed \|)?\s*(\d+) failed", re.M)
-VM_RESULT = re.compile(r"^VM-RESULT: (\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", re.M)
+# The VM placement program and the shell tests (tests/install) print this line.
+VM_RESULT = re.compile(r"^(?:VM|TEST)-RESULT: (\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", re.M)
 
 GOOD_STATUSES = {"PASSED", "FLAKY"}
 
