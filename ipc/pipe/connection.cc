@@ -13,8 +13,8 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/base/poll.h"
+#include "ipc/base/wait.h"
 #include "ipc/pipe/detail/test_access.h"
-#include "ipc/queue/detail/wait.h"
 
 namespace ipc {
 

@@ -236,6 +236,60 @@ TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not 
   CHECK(v == 2);
 }
 
+namespace {
+
+// Waits until `child` sleeps while counted in `ws`.
+bool counted_asleep(ipc::test::ForkedChild& child, const ipc::detail::WaitSet& ws) {
+  return ipc::test::wait_until(
+      [&] { return ws.sleepers.any(std::memory_order_relaxed) && ipc::test::sleeping(child.pid()); });
+}
+
+}  // namespace
+
+TEST_CASE("a consumer killed asleep in get() stops costing every put a wake-up within two rounds", "[queue][kill]") {
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(4));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 4);
+  ipc::detail::MpmcRing ring(mem.base());
+  const ipc::detail::WaitSet& not_empty = ring.header().not_empty;
+  // The child sleeps in get() on the empty queue, in bounded sleeps; a kill that lands between two of them (a few
+  // microseconds awake) leaves nothing counted, so kill again until a dead sleeper is counted.
+  bool dead_sleeper_counted = false;
+  for (int attempt = 0; attempt < 5 && !dead_sleeper_counted; ++attempt) {
+    ipc::test::ForkedChild child([&] {
+      uint64_t v = 0;
+      (void)q.get(v);
+    });
+    REQUIRE(counted_asleep(child, not_empty));
+    child.kill(SIGKILL);
+    REQUIRE(child.wait() == -SIGKILL);
+    dead_sleeper_counted = not_empty.sleepers.any(std::memory_order_relaxed);
+  }
+  REQUIRE(dead_sleeper_counted);
+
+  // Nobody lives asleep now, so every put's wake-up is a wasted syscall until the count heals.
+  const auto start = std::chrono::steady_clock::now();
+  int puts = 0;
+  uint64_t v = 0;
+  while (not_empty.sleepers.any(std::memory_order_relaxed) &&
+         std::chrono::steady_clock::now() - start < ipc::test::patience(10 * ipc::detail::kRoundLength)) {
+    REQUIRE(q.put(1) == QueueResult::kOk);
+    REQUIRE(q.try_get(v) == QueueResult::kOk);
+    ++puts;
+  }
+  INFO(puts << " puts");
+  CHECK(!not_empty.sleepers.any(std::memory_order_relaxed));
+  CHECK(std::chrono::steady_clock::now() - start < ipc::test::patience(3 * ipc::detail::kRoundLength));
+
+  // A live sleeper is still woken by a put after the count healed.
+  ipc::test::ForkedChild consumer([&] {
+    uint64_t got = 0;
+    return q.get(got, 60s) == QueueResult::kOk && got == 7 ? 0 : 1;
+  });
+  REQUIRE(counted_asleep(consumer, not_empty));
+  REQUIRE(q.put(7) == QueueResult::kOk);
+  CHECK(ipc::test::exit_problem(consumer, 0, "consumer") == "");
+}
+
 TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement cannot get", "[queue][kill]") {
   std::mt19937 rng(4242);
   for (int round = 0; round < 10; ++round) {

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "ipc/segment/named.h"
 #include "ipc/sync/lock.h"
 
 namespace ipc {
@@ -78,13 +79,13 @@ class Value {
       std::atomic_ref<T>::is_always_lock_free && alignof(T) >= std::atomic_ref<T>::required_alignment;
 
   static Value& create(Segment& segment, std::string_view name, const T& initial = T{}) {
-    return sync_internal::create_named<Value>(segment, name, initial);
+    return create_named<Value>(segment, name, initial);
   }
   static Value& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Value>(segment, name);
+    return open_named<Value>(segment, name);
   }
   static Value& open_or_create(Segment& segment, std::string_view name, const T& initial = T{}) {
-    return sync_internal::open_or_create_named<Value>(segment, name, initial);
+    return open_or_create_named<Value>(segment, name, initial);
   }
 
   explicit Value(const T& initial = T{}) : value_(initial) {

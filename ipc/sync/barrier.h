@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "ipc/base/futex.h"
+#include "ipc/segment/named.h"
 #include "ipc/sync/internal/robust_mutex.h"
 #include "ipc/sync/lock.h"
 
@@ -56,10 +57,10 @@ class Barrier {
   static constexpr std::chrono::milliseconds kLivenessCheckInterval{100};
 
   static Barrier& create(Segment& segment, std::string_view name, uint32_t parties) {
-    return sync_internal::create_named<Barrier>(segment, name, parties);
+    return create_named<Barrier>(segment, name, parties);
   }
   static Barrier& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Barrier>(segment, name);
+    return open_named<Barrier>(segment, name);
   }
 
   // REQUIRES: 1 <= parties <= kMaxParties (else InvalidArgument).

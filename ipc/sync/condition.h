@@ -25,6 +25,7 @@
 #include <type_traits>
 
 #include "ipc/base/futex.h"
+#include "ipc/segment/named.h"
 #include "ipc/sync/lock.h"
 
 namespace ipc {
@@ -43,13 +44,13 @@ class Condition {
   static constexpr BlockKind kKind{block_kind_tag("COND"), "Condition"};
 
   static Condition& create(Segment& segment, std::string_view name) {
-    return sync_internal::create_named<Condition>(segment, name);
+    return create_named<Condition>(segment, name);
   }
   static Condition& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Condition>(segment, name);
+    return open_named<Condition>(segment, name);
   }
   static Condition& open_or_create(Segment& segment, std::string_view name) {
-    return sync_internal::open_or_create_named<Condition>(segment, name);
+    return open_or_create_named<Condition>(segment, name);
   }
 
   Condition() = default;

@@ -18,7 +18,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "ipc/sync/internal/named.h"
+#include "ipc/segment/named.h"
 
 namespace ipc {
 
@@ -27,13 +27,13 @@ class Event {
   static constexpr BlockKind kKind{block_kind_tag("EVNT"), "Event"};
 
   static Event& create(Segment& segment, std::string_view name) {
-    return sync_internal::create_named<Event>(segment, name);
+    return create_named<Event>(segment, name);
   }
   static Event& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Event>(segment, name);
+    return open_named<Event>(segment, name);
   }
   static Event& open_or_create(Segment& segment, std::string_view name) {
-    return sync_internal::open_or_create_named<Event>(segment, name);
+    return open_or_create_named<Event>(segment, name);
   }
 
   Event() = default;

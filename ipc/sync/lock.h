@@ -30,8 +30,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "ipc/segment/named.h"
 #include "ipc/sync/acquire_result.h"
-#include "ipc/sync/internal/named.h"
 #include "ipc/sync/internal/robust_mutex.h"
 
 namespace ipc {
@@ -87,11 +87,11 @@ class Lock : public sync_internal::OwnedMutex<sync_internal::RobustMutex::Kind::
 
   // Named objects in a segment. Any process that has the segment open.
   static Lock& create(Segment& segment, std::string_view name) {
-    return sync_internal::create_named<Lock>(segment, name);
+    return create_named<Lock>(segment, name);
   }
-  static Lock& open(Segment& segment, std::string_view name) { return sync_internal::open_named<Lock>(segment, name); }
+  static Lock& open(Segment& segment, std::string_view name) { return open_named<Lock>(segment, name); }
   static Lock& open_or_create(Segment& segment, std::string_view name) {
-    return sync_internal::open_or_create_named<Lock>(segment, name);
+    return open_or_create_named<Lock>(segment, name);
   }
 
   // acquire(timeout), try_acquire(), release(), mark_consistent() and held_by_this_thread() as OwnedMutex says.
@@ -102,13 +102,13 @@ class RLock : public sync_internal::OwnedMutex<sync_internal::RobustMutex::Kind:
   static constexpr BlockKind kKind{block_kind_tag("RLCK"), "RLock"};
 
   static RLock& create(Segment& segment, std::string_view name) {
-    return sync_internal::create_named<RLock>(segment, name);
+    return create_named<RLock>(segment, name);
   }
   static RLock& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<RLock>(segment, name);
+    return open_named<RLock>(segment, name);
   }
   static RLock& open_or_create(Segment& segment, std::string_view name) {
-    return sync_internal::open_or_create_named<RLock>(segment, name);
+    return open_or_create_named<RLock>(segment, name);
   }
 
   // acquire(timeout), try_acquire(), release(), mark_consistent() and held_by_this_thread() as OwnedMutex says.

@@ -111,6 +111,42 @@ TEST_CASE("a waiter killed while blocked does not swallow a later release", "[se
   CHECK(survivor.wait() == 0);
 }
 
+namespace ipc::sync_internal {
+
+struct SemaphoreTestAccess {
+  static bool sleepers(const Semaphore& s) { return s.core_.sleepers_approx(); }
+};
+
+}  // namespace ipc::sync_internal
+
+TEST_CASE("a waiter killed asleep stops costing every release a wake-up within two rounds", "[semaphore][kill]") {
+  using Access = ipc::sync_internal::SemaphoreTestAccess;
+  SharedMapping mem(4096);
+  auto& sem = mem.make<ipc::Semaphore>(0, 0u);
+  // A kill that lands between two bounded sleeps (a few microseconds awake) leaves nothing counted: kill again
+  // until a dead waiter is counted.
+  bool dead_waiter_counted = false;
+  for (int attempt = 0; attempt < 5 && !dead_waiter_counted; ++attempt) {
+    ForkedChild doomed([&] { return sem.acquire() ? 0 : 1; });
+    REQUIRE(ipc::test::wait_until([&] { return Access::sleepers(sem) && ipc::test::sleeping(doomed.pid()); }));
+    doomed.kill(SIGKILL);
+    REQUIRE(doomed.wait() == -SIGKILL);
+    dead_waiter_counted = Access::sleepers(sem);
+  }
+  REQUIRE(dead_waiter_counted);
+  const auto start = std::chrono::steady_clock::now();
+  int releases = 0;
+  while (Access::sleepers(sem) &&
+         std::chrono::steady_clock::now() - start < ipc::test::patience(10 * ipc::detail::kRoundLength)) {
+    sem.release();
+    REQUIRE(sem.try_acquire());
+    ++releases;
+  }
+  INFO(releases << " releases");
+  CHECK(!Access::sleepers(sem));
+  CHECK(std::chrono::steady_clock::now() - start < ipc::test::patience(3 * ipc::detail::kRoundLength));
+}
+
 TEST_CASE("semaphores are created and opened by name in a segment", "[semaphore][segment]") {
   auto segment = ipc::Segment::create(ipc::test::unique_name("sync_sem"), 1 << 16);
   ipc::BoundedSemaphore& b = ipc::BoundedSemaphore::create(segment, "b", 3);

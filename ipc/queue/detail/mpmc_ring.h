@@ -41,12 +41,12 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/queue/detail/test_hook.h"
-#include "ipc/queue/detail/wait.h"
+#include "ipc/base/wait.h"
 
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 3;  // 2: hand-off entries; 3: message type identity
+inline constexpr uint32_t kMpmcVersion = 4;  // 2: hand-off entries; 3: message type identity; 4: healing WaitSet
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
