@@ -104,14 +104,14 @@ TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]")
   ipc::Segment seg = ipc::Segment::create(ipc::test::unique_name("readme"), 16 << 20);
   auto jobs = ipc::Queue<Job>::create(seg, "jobs", 1024);
   auto text = ipc::MessageQueue::create(seg, "lines", 256, 4096);
-  REQUIRE(jobs.put(Job{1, 0.5}, std::chrono::milliseconds(100)) == ipc::QueueResult::kOk);
+  REQUIRE(jobs.put(Job{1, 0.5}, std::chrono::milliseconds(100)) == ipc::Outcome::kOk);
   Job j{};
-  REQUIRE(jobs.get(j) == ipc::QueueResult::kOk);
+  REQUIRE(jobs.get(j) == ipc::Outcome::kOk);
   CHECK(j.id == 1);
-  REQUIRE(text.put_value(std::string("hello")) == ipc::QueueResult::kOk);
+  REQUIRE(text.put_value(std::string("hello")) == ipc::Outcome::kOk);
   CHECK(text.get_value<std::string>() == std::string("hello"));
   jobs.close();
-  CHECK(jobs.get(j) == ipc::QueueResult::kClosed);
+  CHECK(jobs.get(j) == ipc::Outcome::kClosed);
   CHECK(jobs.abandoned_count() == 0);
 
   auto [parent_end, child_end] = ipc::Pipe();
