@@ -129,7 +129,7 @@ TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]")
   CHECK(child.join() == 0);
 
   ipc::Lock& lock = ipc::Lock::create(seg, "ledger lock");
-  REQUIRE(lock.acquire(std::chrono::seconds(1)) == ipc::AcquireResult::kAcquired);
+  REQUIRE(lock.acquire(std::chrono::seconds(1)) == ipc::Outcome::kOk);
   lock.release();
 
   auto& hits = ipc::Value<int64_t>::create(seg, "hits", 0);

@@ -8,19 +8,19 @@ using sync_internal::this_thread_id;
 
 Lock::Lock() = default;
 
-void Lock::on_acquired(AcquireResult r) {
+void Lock::on_acquired(Outcome r) {
   // Relaxed: only this thread will compare against its own id (see owner_tid_).
   if (holds(r)) owner_tid_.store(this_thread_id(), std::memory_order_relaxed);
 }
 
-AcquireResult Lock::acquire(std::optional<std::chrono::nanoseconds> timeout) {
-  AcquireResult r = mutex_.lock(Deadline::from(timeout));
+Outcome Lock::acquire(std::optional<std::chrono::nanoseconds> timeout) {
+  Outcome r = mutex_.lock(Deadline::from(timeout));
   on_acquired(r);
   return r;
 }
 
-AcquireResult Lock::try_acquire() {
-  AcquireResult r = mutex_.try_lock();
+Outcome Lock::try_acquire() {
+  Outcome r = mutex_.try_lock();
   on_acquired(r);
   return r;
 }
@@ -44,9 +44,9 @@ bool Lock::held_by_this_thread() const {
 
 RLock::RLock() = default;
 
-void RLock::on_acquired(AcquireResult r) {
+void RLock::on_acquired(Outcome r) {
   if (!holds(r)) return;
-  if (r == AcquireResult::kOwnerDied || owner_tid_.load(std::memory_order_relaxed) != this_thread_id()) {
+  if (r == Outcome::kOwnerDied || owner_tid_.load(std::memory_order_relaxed) != this_thread_id()) {
     // First acquisition by this thread (a dead owner's depth is meaningless to us).
     owner_tid_.store(this_thread_id(), std::memory_order_relaxed);
     depth_ = 1;
@@ -55,14 +55,14 @@ void RLock::on_acquired(AcquireResult r) {
   }
 }
 
-AcquireResult RLock::acquire(std::optional<std::chrono::nanoseconds> timeout) {
-  AcquireResult r = mutex_.lock(Deadline::from(timeout));
+Outcome RLock::acquire(std::optional<std::chrono::nanoseconds> timeout) {
+  Outcome r = mutex_.lock(Deadline::from(timeout));
   on_acquired(r);
   return r;
 }
 
-AcquireResult RLock::try_acquire() {
-  AcquireResult r = mutex_.try_lock();
+Outcome RLock::try_acquire() {
+  Outcome r = mutex_.try_lock();
   on_acquired(r);
   return r;
 }
