@@ -117,7 +117,7 @@ TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]")
   auto [parent_end, child_end] = ipc::Pipe();
   ipc::Process child = ipc::Process::start([&] {
     parent_end.close();
-    return child_end.send(std::map<std::string, int>{{"x", 1}}) == ipc::SendResult::kOk ? 0 : 1;
+    return child_end.send(std::map<std::string, int>{{"x", 1}}) == ipc::Outcome::kOk ? 0 : 1;
   });
   child_end.close();
   auto m = parent_end.recv<std::map<std::string, int>>();

@@ -198,7 +198,7 @@ bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, co
   }
 }
 
-SendResult Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
+Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
   check_open("send", out_.has_value());
   Side& side = *out_;
   ByteRing& ring = side.ring;
@@ -213,14 +213,14 @@ SendResult Connection::send_impl(std::span<const std::byte> message, const Deadl
     const uint32_t payload = static_cast<uint32_t>(prefix + chunk);
     std::byte* p = ring.try_reserve(payload);
     while (!p) {
-      if (peer_gone()) return SendResult::kClosed;
+      if (peer_gone()) return Outcome::kClosed;
       // The deadline only bounds the wait for the first part: once a long message has started it is finished,
       // so a receiver never sees half of it from a live sender.
       const Deadline& d = first ? deadline : Deadline::never();
       bool ok = block_until(side, ring.header().producer_waiting, d,
                             [&] { return ring.writable(payload) || peer_gone(); });
-      if (!ok) return SendResult::kTimeout;
-      if (peer_gone()) return SendResult::kClosed;
+      if (!ok) return Outcome::kTimeout;
+      if (peer_gone()) return Outcome::kClosed;
       p = ring.try_reserve(payload);
     }
     if (prefix) {
@@ -239,7 +239,7 @@ SendResult Connection::send_impl(std::span<const std::byte> message, const Deadl
     // relaxed: ordered by the fence pair.
     if (ring.header().consumer_waiting.load(std::memory_order_relaxed)) ring_doorbell(side.fd);
   }
-  return SendResult::kOk;
+  return Outcome::kOk;
 }
 
 namespace {
@@ -255,30 +255,30 @@ void release_and_notify(Ring& ring, const RecordHeader& h, bool& need_doorbell) 
 
 }  // namespace
 
-RecvResult Connection::next_record(Side& side, const Deadline& deadline, RecordHeader& h, const std::byte*& p) {
+Outcome Connection::next_record(Side& side, const Deadline& deadline, RecordHeader& h, const std::byte*& p) {
   ByteRing& ring = side.ring;
   while (!ring.peek(h, p)) {
     if (peer_gone()) {
       // The other end is closed everywhere: what it sent before closing is all visible now.
       if (ring.peek(h, p)) break;
-      return RecvResult::kEndOfStream;
+      return Outcome::kClosed;
     }
     if (!block_until(side, ring.header().consumer_waiting, deadline,
                      [&] { return ring.readable() || peer_gone(); })) {
-      return RecvResult::kTimeout;
+      return Outcome::kTimeout;
     }
   }
-  return RecvResult::kOk;
+  return Outcome::kOk;
 }
 
-RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline) {
+Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline) {
   check_open("recv", in_.has_value());
   Side& side = *in_;
   ByteRing& ring = side.ring;
   RecordHeader h;
   const std::byte* p;
-  RecvResult r = next_record(side, deadline, h, p);
-  if (r != RecvResult::kOk) return r;
+  Outcome r = next_record(side, deadline, h, p);
+  if (r != Outcome::kOk) return r;
   bool doorbell = false;
   if (h.kind == RecordKind::kWhole) {
     out.assign(p, p + h.payload_bytes);
@@ -295,9 +295,9 @@ RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& de
       if (doorbell) ring_doorbell(side.fd);
       doorbell = false;
       // The rest of a started message comes from a sender that is mid-send: wait for it without the deadline.
-      if (next_record(side, Deadline::never(), h, p) != RecvResult::kOk) {
+      if (next_record(side, Deadline::never(), h, p) != Outcome::kOk) {
         out.clear();  // the sender died mid-message: the partial message is dropped
-        return RecvResult::kEndOfStream;
+        return Outcome::kClosed;
       }
       std::memcpy(out.data() + got, p, h.payload_bytes);
       got += h.payload_bytes;
@@ -305,17 +305,17 @@ RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& de
     }
   }
   if (doorbell) ring_doorbell(side.fd);
-  return RecvResult::kOk;
+  return Outcome::kOk;
 }
 
-RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
+Outcome Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
   check_open("recv", in_.has_value());
   Side& side = *in_;
   ByteRing& ring = side.ring;
   RecordHeader h;
   const std::byte* p;
   // Look at the next message's size before consuming anything, so that a too-small buffer loses nothing.
-  if (RecvResult r = next_record(side, deadline, h, p); r != RecvResult::kOk) return r;
+  if (Outcome r = next_record(side, deadline, h, p); r != Outcome::kOk) return r;
   uint64_t total = h.payload_bytes;
   if (h.kind == RecordKind::kFirst) std::memcpy(&total, p, sizeof total);
   if (total > buffer.size()) throw BufferTooSmall(total, buffer.size());
@@ -327,10 +327,10 @@ RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size,
     release_and_notify(ring, h, doorbell);
     if (doorbell) ring_doorbell(side.fd);
     size = h.payload_bytes;
-    return RecvResult::kOk;
+    return Outcome::kOk;
   }
-  RecvResult r = recv_impl(scratch_, deadline);
-  if (r == RecvResult::kOk) {
+  Outcome r = recv_impl(scratch_, deadline);
+  if (r == Outcome::kOk) {
     std::memcpy(buffer.data(), scratch_.data(), scratch_.size());
     size = scratch_.size();
   }
