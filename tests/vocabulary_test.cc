@@ -1,5 +1,6 @@
 // The one outcome vocabulary of ipc/base/error.h: each Outcome's name, which outcomes mean "the caller holds the
-// lock", and one NotFound for every kind of named thing that does not exist.
+// lock", and one NotFound for every kind of named thing that does not exist (pipes have no names: Pipe() makes an
+// anonymous pair).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -16,6 +17,8 @@
 #include "ipc/sync/event.h"
 #include "ipc/sync/lock.h"
 #include "ipc/sync/semaphore.h"
+#include "manager/client.h"
+#include "manager/server.h"
 #include "tests/support/test_support.h"
 
 using Catch::Contains;
@@ -64,4 +67,23 @@ TEST_CASE("a missing segment, queue, lock, value or array is NotFound, and says 
   ipc::Lock::create(seg, "lock");
   CHECK_THROWS_AS(ipc::Value<int64_t>::open(seg, "lock"), ipc::InvalidArgument);
   CHECK_THROWS_AS(ipc::Queue<int>::open(seg, "lock"), ipc::InvalidArgument);
+}
+
+TEST_CASE("a missing Manager object or service is NotFound", "[vocabulary][manager]") {
+  auto server = ipc::manager::start_server();
+  ipc::manager::Client client(server.socket_path(), server.key());
+  CHECK_THROWS_AS(client.dict("d", ipc::manager::Open::kExisting), NotFound);
+  CHECK_THROWS_AS(client.queue("q", 0, ipc::manager::Open::kExisting), NotFound);
+  CHECK_THROWS_AS(client.lock("lock", ipc::manager::Open::kExisting), NotFound);
+  CHECK_THROWS_AS(client.value("value", ipc::manager::Open::kExisting), NotFound);
+  CHECK_THROWS_WITH(client.dict("d", ipc::manager::Open::kExisting), Contains("no object named 'd'"));
+  CHECK_THROWS_AS(client.get_service<ipc::manager::wire::Dict>("service"), NotFound);
+  // The Manager's waits speak the same vocabulary.
+  auto q = client.queue("q", 1);
+  CHECK(q.put(1, std::chrono::milliseconds(0)) == Outcome::kOk);
+  CHECK(q.put(2, std::chrono::milliseconds(0)) == Outcome::kTimeout);
+  CHECK(q.get().status == Outcome::kOk);
+  q.close();
+  CHECK(q.get(std::chrono::milliseconds(0)).status == Outcome::kClosed);
+  CHECK(client.event("e").wait(std::chrono::milliseconds(0)) == Outcome::kTimeout);
 }
