@@ -1,7 +1,5 @@
 #include "ipc/numa/memory_policy.h"
 
-#include <capnp/compat/json.h>
-#include <capnp/message.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -11,8 +9,8 @@
 #include <optional>
 
 #include "ipc/base/error.h"
+#include "ipc/numa/json_reader.h"
 #include "ipc/numa/kernel_abi.h"
-#include "ipc/numa/oci_policy.capnp.h"
 #include "ipc/numa/topology.h"
 
 namespace ipc::numa {
@@ -58,10 +56,12 @@ Mode mode_from_short(std::string_view s) {
 }
 
 Mode mode_from_oci(std::string_view s) {
+  std::string names;
   for (const auto& m : kModes) {
     if (s == m.oci_name) return m.mode;
+    names += std::string(names.empty() ? "" : ", ") + m.oci_name;
   }
-  throw PolicyError(PolicyRule::kUnknownMode, "unknown OCI mode '" + std::string(s) + "' (expected MPOL_...)");
+  throw PolicyError(PolicyRule::kUnknownMode, "unknown OCI mode '" + std::string(s) + "' (expected one of " + names + ")");
 }
 
 PolicyFlags flag_from_short(std::string_view s) {
@@ -81,6 +81,15 @@ PolicyFlags flag_from_oci(std::string_view s) {
                                                   "MPOL_F_NUMA_BALANCING)");
 }
 
+// "static+balancing": the short names of the flags in `flags`, joined by `separator`.
+std::string flag_names(PolicyFlags flags, const char* separator) {
+  std::string out;
+  for (const auto& f : kFlags) {
+    if (has_flag(flags, f.flag)) out += (out.empty() ? "" : separator) + std::string(f.short_name);
+  }
+  return out;
+}
+
 int kernel_mode_bits(Mode mode, PolicyFlags flags) {
   int bits = static_cast<int>(mode);
   for (const auto& f : kFlags) {
@@ -90,8 +99,10 @@ int kernel_mode_bits(Mode mode, PolicyFlags flags) {
 }
 
 // Asks the kernel whether it accepts `mode_bits` by setting it on a private scratch page that nobody uses.
-// EINVAL means the kernel does not know the mode or the combination.
-bool kernel_accepts(int mode_bits, const NodeSet& nodes) {
+// EINVAL means the kernel does not know the mode or the combination. The probe names one node this process may
+// use, not the policy's nodes: the kernel also answers EINVAL to nodes outside the caller's cpuset, and that is
+// no answer about the mode (the result is cached per mode and flags).
+bool kernel_accepts(int mode_bits) {
   static std::mutex mu;
   static std::optional<bool> cache[64][8];
   int mode = mode_bits & ~kernel::kMpolModeFlags;
@@ -103,8 +114,18 @@ bool kernel_accepts(int mode_bits, const NodeSet& nodes) {
   long page = sysconf(_SC_PAGESIZE);
   void* p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw_errno("mmap (policy probe)");
-  long r = mbind(p, page, mode_bits, nodes.empty() ? nullptr : nodes.mask_words(),
-                 nodes.empty() ? 0 : NodeSet::mask_bits() + 1, 0);
+  NodeSet probe_nodes;
+  if (mode != static_cast<int>(Mode::kDefault) && mode != static_cast<int>(Mode::kLocal)) {
+    NodeSet allowed;
+    int ignored = 0;
+    if (get_mempolicy(&ignored, allowed.mutable_mask_words(), NodeSet::mask_bits() + 1, nullptr,
+                      MPOL_F_MEMS_ALLOWED) != 0 || allowed.empty()) {
+      allowed = NodeSet{0};  // a kernel without NUMA: node 0 is the only one
+    }
+    probe_nodes.insert(allowed.first());
+  }
+  long r = mbind(p, page, mode_bits, probe_nodes.empty() ? nullptr : probe_nodes.mask_words(),
+                 probe_nodes.empty() ? 0 : NodeSet::mask_bits() + 1, 0);
   int err = errno;
   munmap(p, page);
   if (r != 0 && err != EINVAL) throw SystemError(err, "mbind (policy probe)");
@@ -155,7 +176,10 @@ void MemoryPolicy::validate() const {
   const bool is_relative = has_flag(flags_, PolicyFlags::kRelativeNodes);
   if (mode_ == Mode::kDefault || mode_ == Mode::kLocal) {
     if (!nodes_.empty() || flags_ != PolicyFlags::kNone) {
-      throw PolicyError(PolicyRule::kDefaultLocalTakeNothing, name + " takes no nodes and no flags");
+      const std::string nodes = "nodes '" + nodes_.to_string() + "'", flags = "flags '" + flag_names(flags_, "+") + "'";
+      throw PolicyError(PolicyRule::kDefaultLocalTakeNothing,
+                        name + " takes no nodes and no flags, but was given " +
+                            (nodes_.empty() ? flags : flags_ == PolicyFlags::kNone ? nodes : nodes + " and " + flags));
     }
     return;
   }
@@ -192,7 +216,7 @@ void MemoryPolicy::validate_for_this_machine() const {
                                                         Topology::online_nodes().to_string() + ")");
     }
   }
-  if (!kernel_accepts(kernel_mode_bits(mode_, flags_), nodes_)) {
+  if (!kernel_accepts(kernel_mode_bits(mode_, flags_))) {
     throw Unsupported("the running kernel does not support memory policy '" + to_string() + "'" +
                       (mode_ == Mode::kWeightedInterleave ? " (weighted_interleave needs Linux >= 6.9)"
                        : mode_ == Mode::kPreferredMany && has_flag(flags_, PolicyFlags::kNumaBalancing)
@@ -233,28 +257,56 @@ MemoryPolicy MemoryPolicy::parse(std::string_view text) {
 std::string MemoryPolicy::to_string() const {
   std::string out = mode_name(mode_);
   if (!nodes_.empty()) out += ":" + nodes_.to_string();
-  for (const auto& f : kFlags) {
-    if (has_flag(flags_, f.flag)) out += std::string("+") + f.short_name;
-  }
+  if (flags_ != PolicyFlags::kNone) out += "+" + flag_names(flags_, "+");
   return out;
 }
 
 MemoryPolicy MemoryPolicy::from_oci_json(std::string_view json) {
-  capnp::MallocMessageBuilder message;
-  auto root = message.initRoot<OciMemoryPolicy>();
-  capnp::JsonCodec codec;
-  try {
-    codec.decode(kj::ArrayPtr<const char>(json.data(), json.size()), root);
-  } catch (const kj::Exception& e) {
-    throw PolicyError(PolicyRule::kMalformedPolicyText,
-                      "not an OCI memory policy object: " + std::string(e.getDescription().cStr()));
+  using internal::JsonValue;
+  const JsonValue root = internal::parse_json(json);
+  auto malformed = [&](const std::string& what, size_t offset) {
+    return PolicyError(PolicyRule::kMalformedPolicyText, what + " (" + internal::json_position(json, offset) + ")");
+  };
+  if (root.type != JsonValue::Type::kObject) {
+    throw malformed(std::string("an OCI memory policy is a JSON object, not ") + internal::json_type_name(root.type),
+                    root.offset);
   }
-  if (!root.hasMode()) throw PolicyError(PolicyRule::kMalformedPolicyText, "OCI memory policy without \"mode\"");
-  Mode mode = mode_from_oci(root.getMode().cStr());
-  NodeSet nodes = NodeSet::parse(root.hasNodes() ? std::string_view(root.getNodes().cStr()) : std::string_view());
-  PolicyFlags flags = PolicyFlags::kNone;
-  for (auto f : root.getFlags()) flags = flags | flag_from_oci(f.cStr());
-  return MemoryPolicy(mode, nodes, flags);
+  // Keys other than these three are ignored, as the container runtimes ignore them; null means absent.
+  const JsonValue* mode = nullptr;
+  const JsonValue* nodes = nullptr;
+  const JsonValue* flags = nullptr;
+  for (const auto& member : root.members) {
+    const JsonValue** slot = member.key == "mode" ? &mode : member.key == "nodes" ? &nodes : member.key == "flags" ? &flags : nullptr;
+    if (slot == nullptr) continue;
+    if (*slot != nullptr) throw malformed("duplicate key \"" + member.key + "\"", member.key_offset);
+    *slot = &member.value;
+  }
+  auto present = [](const JsonValue* v) { return v != nullptr && v->type != JsonValue::Type::kNull; };
+  auto require_type = [&](const JsonValue& v, JsonValue::Type type, const std::string& what) {
+    if (v.type != type) {
+      throw malformed(what + " must be " + internal::json_type_name(type) + ", not " + internal::json_type_name(v.type),
+                      v.offset);
+    }
+  };
+  if (!present(mode)) throw malformed("OCI memory policy without \"mode\"", root.offset);
+  require_type(*mode, JsonValue::Type::kString, "\"mode\"");
+  const Mode m = mode_from_oci(mode->text);
+  NodeSet node_set;
+  if (present(nodes)) {
+    require_type(*nodes, JsonValue::Type::kString, "\"nodes\"");
+    node_set = NodeSet::parse(nodes->text, NodeListSyntax::kKernel);
+  }
+  // set_mempolicy(2) and mbind(2) take the lowest node of a PREFERRED mask, and the runtimes pass the list on as is.
+  if (m == Mode::kPreferred && node_set.count() > 1) node_set = NodeSet{node_set.first()};
+  PolicyFlags flag_set = PolicyFlags::kNone;
+  if (present(flags)) {
+    require_type(*flags, JsonValue::Type::kArray, "\"flags\"");
+    for (size_t i = 0; i < flags->items.size(); ++i) {
+      require_type(flags->items[i], JsonValue::Type::kString, "\"flags\" item " + std::to_string(i + 1));
+      flag_set = flag_set | flag_from_oci(flags->items[i].text);
+    }
+  }
+  return MemoryPolicy(m, node_set, flag_set);
 }
 
 std::string MemoryPolicy::to_oci_json() const {

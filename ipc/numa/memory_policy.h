@@ -17,6 +17,10 @@
 //   e.g. "interleave:0-3", "bind:1+balancing", "preferred:0", "local", "bind:0,2+static".
 // OCI JSON (runtime-spec linux.memoryPolicy):
 //   {"mode": "MPOL_INTERLEAVE", "nodes": "0,1", "flags": ["MPOL_F_STATIC_NODES"]}
+//   Read as the container runtimes (runc, crun, youki) read it where they and the kernel agree: "nodes" in the
+//   kernel's list syntax (empty elements and spaces around commas allowed, NodeListSyntax::kKernel); MPOL_PREFERRED
+//   with several nodes means the lowest of them, as set_mempolicy(2) takes it; "nodes": null and "flags": null are
+//   absent; other keys are ignored; a repeated key is refused by name. Errors give the line and column.
 //
 // NUMA_BALANCING: the kernel accepts it with BIND since 5.12 and also with PREFERRED_MANY since 6.10. This library
 // accepts BIND everywhere, PREFERRED_MANY where the running kernel accepts it (checked by
@@ -77,7 +81,8 @@ class MemoryPolicy {
 
   // Parses the short string syntax (see the top of this file). Throws PolicyError.
   static MemoryPolicy parse(std::string_view text);
-  // Parses the OCI runtime-spec object. Throws PolicyError (kMalformedPolicyText for bad JSON or shape).
+  // Parses the OCI runtime-spec object (see the top of this file). Throws PolicyError (kMalformedPolicyText for bad
+  // JSON, a wrong-typed or repeated field, or a missing mode).
   static MemoryPolicy from_oci_json(std::string_view json);
 
   Mode mode() const { return mode_; }

@@ -15,6 +15,16 @@
 
 namespace ipc::numa {
 
+// Which node list syntax parse() accepts.
+enum class NodeListSyntax {
+  // "0-3,7": elements separated by single commas, no spaces. The short policy form and every printed list.
+  kStrict,
+  // What the kernel's list parser and the container runtimes accept (the OCI form): also empty elements and spaces
+  // around commas, so "0,", ",0,1,", "0,,1", " 0 , 2 " and "1, 2, 1-2" are lists too. Never spaces inside an element
+  // ("1 - 2", "1 2").
+  kKernel,
+};
+
 class NodeSet {
  public:
   // The largest node count a Linux kernel can be built with (CONFIG_NODES_SHIFT=10). Ids are 0..kMaxNodes-1.
@@ -23,8 +33,9 @@ class NodeSet {
   NodeSet() = default;
   NodeSet(std::initializer_list<int> ids);
 
-  // Parses "0-3,7", "1", "" (empty set). Rejects "2-1", "x", "-1", "1,,2", trailing commas, ids >= kMaxNodes.
-  static NodeSet parse(std::string_view text);
+  // Parses "0-3,7", "1", "" (empty set). Both syntaxes reject "2-1", "x", "-1", "0-", "1 2", ids >= kMaxNodes;
+  // kStrict also rejects empty elements ("1,,2", "1,", ",1"). A list may name no node at all (kKernel: ",").
+  static NodeSet parse(std::string_view text, NodeListSyntax syntax = NodeListSyntax::kStrict);
 
   void insert(int id);
   bool contains(int id) const;

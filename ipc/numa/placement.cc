@@ -80,8 +80,8 @@ std::string numa_maps_policy(const void* addr) {
   std::istringstream fields(best);
   std::string address, policy;
   fields >> address >> policy;
-  // "weighted interleave:0-1" is printed with a space: keep the second word when the first is "weighted".
-  if (policy == "weighted") {
+  // Two mode names contain a space: "weighted interleave:0-1" and "prefer (many):0-1". Keep their second word.
+  if (policy == "weighted" || (policy == "prefer" && (fields >> std::ws).peek() == '(')) {
     std::string rest;
     fields >> rest;
     policy += " " + rest;

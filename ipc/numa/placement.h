@@ -34,7 +34,8 @@ PagePlacement page_placement(const void* addr, size_t length);
 std::vector<int> page_nodes(const void* addr, size_t length);
 
 // The policy column of /proc/self/numa_maps for the mapping that contains `addr` ("interleave:0-1", "default",
-// "bind:0", "prefer:0", "weighted interleave:0-1"), or "" when the kernel has no numa_maps.
+// "bind:0", "prefer:0", "prefer (many):0-1", "weighted interleave:0-1", "bind=static:1", "bind=balancing:0"), or
+// "" when the kernel has no numa_maps. The nodes are the effective ones (after a cpuset resolved them).
 std::string numa_maps_policy(const void* addr);
 
 }  // namespace ipc::numa

@@ -45,6 +45,8 @@ TEST_CASE("an applied policy reads back the same through get_mempolicy and numa_
       {MemoryPolicy::preferred(node), "prefer:" + n},
       {MemoryPolicy::local(), "local"},
       {MemoryPolicy::parse("bind:" + n + "+static"), "bind=static:" + n},
+      {MemoryPolicy::preferred_many({node}), "prefer (many):" + n},  // Linux >= 5.15; its name holds a space
+      {MemoryPolicy::parse("bind:" + n + "+balancing"), "bind=balancing:" + n},  // Linux >= 5.12
   };
   for (auto& c : cases) {
     INFO(c.policy.to_string());

@@ -13,7 +13,7 @@ namespace ipc::numa {
 
 // Every rule a MemoryPolicy is checked against before any system call. One test per rule (policy_test.cc).
 enum class PolicyRule {
-  kMalformedNodeList,            // "2-1", "x", "-1", "1,,2", "1,"
+  kMalformedNodeList,            // "2-1", "x", "-1", "1 - 2"; in the short form also "1,,2", "1,"
   kNodeBeyondKernelLimit,        // an id >= NodeSet::kMaxNodes
   kUnknownMode,                  // "scatter", "MPOL_FOO"
   kUnknownFlag,                  // "+fast", "MPOL_F_FOO"
@@ -22,7 +22,8 @@ enum class PolicyRule {
   kStaticAndRelativeExclusive,   // STATIC_NODES and RELATIVE_NODES together
   kDefaultLocalTakeNothing,      // DEFAULT and LOCAL take no nodes and no flags
   kPreferredEmptyNoNodeFlags,    // PREFERRED with no nodes takes neither STATIC_NODES nor RELATIVE_NODES
-  kPreferredOneNode,             // PREFERRED names at most one node (PREFERRED_MANY takes several)
+  kPreferredOneNode,             // PREFERRED names at most one node (PREFERRED_MANY takes several; the OCI form
+                                 // takes the lowest of several, as the kernel does)
   kNodesRequired,                // BIND, INTERLEAVE, PREFERRED_MANY, WEIGHTED_INTERLEAVE need >= 1 node
   kNodeNotOnline,                // a node that does not exist or is offline on this machine
 };

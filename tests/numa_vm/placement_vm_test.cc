@@ -19,9 +19,11 @@
 // list[(phase + i) % list.size()], where the phase depends on the mapping offset (and, for shmem objects, the
 // inode number), so the checks require round-robin order over the listed nodes from whatever node page 0 got.
 // Weighted interleave walks the same cycle with node n repeated weight(n) times.
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,6 +42,7 @@
 #include <vector>
 
 #include "ipc/base/error.h"
+#include "ipc/numa/kernel_abi.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/numa/node_set.h"
 #include "ipc/numa/placement.h"
@@ -51,7 +54,9 @@
 namespace {
 
 using ipc::numa::MemoryPolicy;
+using ipc::numa::Mode;
 using ipc::numa::NodeSet;
+using ipc::numa::PolicyFlags;
 using ipc::numa::Topology;
 
 const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -150,6 +155,28 @@ void pin_to_cpu(int cpu) {
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0) ipc::throw_errno("sched_setaffinity(cpu " + std::to_string(cpu) + ")");
+}
+
+// Pins the calling thread to `cpu` for its lifetime, then back to `home`.
+struct PinnedTo {
+  PinnedTo(int cpu, int home) : home(home) { pin_to_cpu(cpu); }
+  ~PinnedTo() { pin_to_cpu(home); }
+  int home;
+};
+
+// The running kernel's version as major * 100 + minor (6.10 -> 610).
+int kernel_version() {
+  utsname u{};
+  uname(&u);
+  int major = 0, minor = 0;
+  std::sscanf(u.release, "%d.%d", &major, &minor);
+  return major * 100 + minor;
+}
+
+std::string kernel_release() {
+  utsname u{};
+  uname(&u);
+  return u.release;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -332,6 +359,193 @@ std::vector<int> segment_touched_by_child(const MemoryPolicy& policy, size_t pag
   return ipc::numa::page_nodes(block, pages * kPage);
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Preferred many: pages go to the node of the set nearest to the faulting CPU's node (the kernel walks that node's
+// zonelist, ordered by distance, restricted to the set).
+
+// The nodes of `set` nearest to `from` by the distance table (several only when distances tie).
+NodeSet nearest_nodes(const Topology& topo, int from, const NodeSet& set) {
+  int best = -1;
+  for (int n : set.ids()) {
+    if (best < 0 || topo.distance(from, n) < best) best = topo.distance(from, n);
+  }
+  NodeSet out;
+  for (int n : set.ids()) {
+    if (topo.distance(from, n) == best) out.insert(n);
+  }
+  return out;
+}
+
+// The text numa_maps prints for a policy whose effective nodes are `nodes` ("bind=static|balancing:0-1").
+std::string numa_maps_text(const std::string& mode, PolicyFlags flags, const NodeSet& nodes) {
+  std::string out = mode;
+  const bool balancing = has_flag(flags, PolicyFlags::kNumaBalancing);
+  std::string node_flag = has_flag(flags, PolicyFlags::kStaticNodes)     ? "static"
+                          : has_flag(flags, PolicyFlags::kRelativeNodes) ? "relative"
+                                                                         : "";
+  if (!node_flag.empty() || balancing) {
+    out += "=" + node_flag + (!node_flag.empty() && balancing ? "|" : "") + (balancing ? "balancing" : "");
+  }
+  return nodes.empty() ? out : out + ":" + nodes.to_string();
+}
+
+// preferred_many over `set` (with `flags`), faulted in from a CPU of node `from`: every page on the nearest node.
+std::string check_preferred_many(const Topology& topo, const NodeSet& set, PolicyFlags flags, int from, int cpu,
+                                 int home_cpu) {
+  PinnedTo pinned(cpu, home_cpu);
+  MemoryPolicy policy(Mode::kPreferredMany, set, flags);
+  Mapping m(Mapping::kPrivateAnonymous, 32);
+  policy.apply(m.addr, m.length);
+  std::string recorded = expect_policy_recorded(m.addr, policy, numa_maps_text("prefer (many)", flags, set));
+  m.touch();
+  std::vector<int> pages = ipc::numa::page_nodes(m.addr, m.length);
+  NodeSet nearest = nearest_nodes(topo, from, set);
+  require(nearest.contains(pages.at(0)), "page 0 is on node " + std::to_string(pages.at(0)) + ", expected the node of " +
+                                             set.to_string() + " nearest to node " + std::to_string(from) + " (" +
+                                             nearest.to_string() + "); pages: " + join(pages));
+  return "faulted from cpu " + std::to_string(cpu) + " on node " + std::to_string(from) + ", nearest of " +
+         set.to_string() + " is " + std::to_string(pages.at(0)) + ": " + expect_all_on(pages, pages.at(0)) + " | " +
+         recorded;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Static and relative node flags under a cpuset. The kernel resolves a policy's nodes against the nodes the
+// caller's cpuset allows, when the policy is set and again whenever that set changes (set_mempolicy(2),
+// Documentation/admin-guide/mm/numa_memory_policy.rst). Written out here from that documentation:
+//   no flag   set:     policy nodes & allowed;           change: each node keeps its position (nodes_remap)
+//   static    set:     policy nodes & allowed;           change: policy nodes & new allowed (ids never move)
+//   relative  set and change: policy id i is the (i mod |allowed|)-th allowed node (nodes_fold + nodes_onto)
+// (an empty result on change falls back to the whole allowed set). VMA policies of private mappings are rebound
+// on a change; the shared policy of a shm object is resolved once, when it is set.
+
+NodeSet intersect(const NodeSet& a, const NodeSet& b) { return a.minus(a.minus(b)); }
+
+NodeSet relative_to(const NodeSet& ids, const NodeSet& allowed) {
+  std::vector<int> allowed_ids = allowed.ids();
+  NodeSet out;
+  for (int i : ids.ids()) out.insert(allowed_ids[i % allowed_ids.size()]);
+  return out;
+}
+
+NodeSet remap(const NodeSet& nodes, const NodeSet& from, const NodeSet& to) {
+  std::vector<int> from_ids = from.ids(), to_ids = to.ids();
+  NodeSet out;
+  for (int n : nodes.ids()) {
+    auto pos = std::find(from_ids.begin(), from_ids.end(), n);
+    out.insert(pos == from_ids.end() ? n : to_ids[(pos - from_ids.begin()) % to_ids.size()]);
+  }
+  return out;
+}
+
+// A cgroup v2 cpuset, <cgroup2 mount>/numa_vm_cpuset, removed again when destroyed. Throws Skipped where this
+// kernel or guest offers none.
+class CpusetCgroup {
+ public:
+  explicit CpusetCgroup(const NodeSet& mems) {
+    std::ifstream mounts("/proc/self/mounts");
+    std::string device, dir, type;
+    while (mounts >> device >> dir >> type && type != "cgroup2") mounts.ignore(4096, '\n');
+    if (type != "cgroup2") throw Skipped("no cgroup v2 hierarchy is mounted");
+    std::ifstream controllers(dir + "/cgroup.controllers");
+    std::string all((std::istreambuf_iterator<char>(controllers)), std::istreambuf_iterator<char>());
+    if (all.find("cpuset") == std::string::npos) {
+      throw Skipped("the cgroup v2 hierarchy at " + dir + " has no cpuset controller (controllers: '" + all + "')");
+    }
+    write(dir + "/cgroup.subtree_control", "+cpuset");
+    dir_ = dir + "/numa_vm_cpuset";
+    if (mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST) ipc::throw_errno("mkdir " + dir_);
+    set_mems(mems);
+  }
+  ~CpusetCgroup() { rmdir(dir_.c_str()); }
+  CpusetCgroup(const CpusetCgroup&) = delete;
+  CpusetCgroup& operator=(const CpusetCgroup&) = delete;
+
+  void set_mems(const NodeSet& mems) const { write(dir_ + "/cpuset.mems", mems.to_string()); }
+  // Moves the calling process into the cgroup.
+  void enter() const { write(dir_ + "/cgroup.procs", std::to_string(getpid())); }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  static void write(const std::string& path, const std::string& text) {
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) ipc::throw_errno("open " + path);
+    ssize_t n = ::write(fd, text.data(), text.size());
+    int err = errno;
+    close(fd);
+    if (n != static_cast<ssize_t>(text.size())) throw ipc::SystemError(err, "write '" + text + "' to " + path);
+  }
+  std::string dir_;
+};
+
+// Runs `body` in a forked child that first moves into `cgroup` (so that this process keeps every node), and returns
+// the body's evidence; a failure or skip in the child is rethrown here with its message.
+std::string in_cpuset_child(const CpusetCgroup& cgroup, const std::function<std::string()>& body) {
+  ipc::test::SharedMapping out(64 * 1024);
+  enum : int { kPassed = 0, kFailed = 2, kSkipped = 3 };
+  ipc::test::ForkedChild child([&]() -> int {
+    int code = kPassed;
+    std::string text;
+    try {
+      cgroup.enter();
+      text = body();
+    } catch (const Skipped& e) {
+      code = kSkipped;
+      text = e.what();
+    } catch (const std::exception& e) {
+      code = kFailed;
+      text = e.what();
+    }
+    std::snprintf(out.as<char>(), out.bytes(), "%s", text.c_str());
+    return code;
+  });
+  auto status = child.wait(std::chrono::seconds(60));
+  require(status.has_value(), "the child in the cpuset did not finish within 60 s");
+  std::string text = out.as<char>();
+  if (*status == kSkipped) throw Skipped(text);
+  require(*status == kPassed, "child in the cpuset (exit " + std::to_string(*status) + "): " + text);
+  return "cgroup v2 " + cgroup.dir() + ": " + text;
+}
+
+// In a child whose cpuset allows `narrow`: applies interleave over `ids` with `flags` to a private mapping, checks
+// get_mempolicy, numa_maps and the first half of the pages; widens cpuset.mems to `wide` and checks the second
+// half, touched after the change. Returns the evidence of both phases.
+std::string check_cpuset_interleave(const NodeSet& ids, PolicyFlags flags, const NodeSet& narrow, const NodeSet& wide) {
+  const bool is_static = has_flag(flags, PolicyFlags::kStaticNodes);
+  const bool is_relative = has_flag(flags, PolicyFlags::kRelativeNodes);
+  const NodeSet at_set = is_relative ? relative_to(ids, narrow) : intersect(ids, narrow);
+  NodeSet after_change = is_relative ? relative_to(ids, wide) : is_static ? intersect(ids, wide) : remap(at_set, narrow, wide);
+  if (after_change.empty()) after_change = wide;
+  // get_mempolicy reports the caller's ids for static and relative policies, the resolved nodes otherwise.
+  const MemoryPolicy policy(Mode::kInterleave, ids, flags);
+  const MemoryPolicy held_at_set = (is_static || is_relative) ? policy : MemoryPolicy(Mode::kInterleave, at_set);
+  const MemoryPolicy held_after = (is_static || is_relative) ? policy : MemoryPolicy(Mode::kInterleave, after_change);
+  CpusetCgroup cgroup(narrow);
+  return in_cpuset_child(cgroup, [&] {
+    const size_t half = 24;  // a multiple of every cycle length up to 4
+    Mapping m(Mapping::kPrivateAnonymous, 2 * half);
+    char* second = static_cast<char*>(m.addr) + half * kPage;
+    policy.apply(m.addr, m.length);
+    std::string out = "cpuset.mems " + narrow.to_string() + ": '" + policy.to_string() + "' " +
+                      expect_policy_recorded(m.addr, held_at_set, numa_maps_text("interleave", flags, at_set));
+    for (size_t off = 0; off < half * kPage; off += kPage) static_cast<volatile char*>(m.addr)[off] = 1;
+    out += " " + expect_cycle(ipc::numa::page_nodes(m.addr, half * kPage), at_set.ids());
+    cgroup.set_mems(wide);
+    out += " || cpuset.mems " + wide.to_string() + ": " +
+           expect_policy_recorded(m.addr, held_after, numa_maps_text("interleave", flags, after_change));
+    for (size_t off = 0; off < half * kPage; off += kPage) static_cast<volatile char*>(second)[off] = 1;
+    return out + " second half " + expect_cycle(ipc::numa::page_nodes(second, half * kPage), after_change.ids());
+  });
+}
+
+// The kernel's verdict on a raw mbind of `mode` | MPOL_F_NUMA_BALANCING over `nodes` (0 or an errno), on a scratch
+// page; the library cannot even build such a policy.
+int raw_mbind_with_balancing(Mode mode, const NodeSet& nodes) {
+  Mapping m(Mapping::kPrivateAnonymous, 1);
+  long r = mbind(m.addr, m.length, static_cast<int>(mode) | ipc::numa::kernel::kMpolFNumaBalancing,
+                 nodes.empty() ? nullptr : nodes.mask_words(), nodes.empty() ? 0 : NodeSet::mask_bits() + 1, 0);
+  return r == 0 ? 0 : errno;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -507,11 +721,7 @@ int main(int argc, char** argv) {
     run_check("local.node" + std::to_string(id), [&] {
       need_node(id);
       const int cpu = cpu_of_node(id);
-      pin_to_cpu(cpu);
-      struct Restore {
-        int cpu;
-        ~Restore() { pin_to_cpu(cpu); }
-      } restore{home_cpu};
+      PinnedTo pinned(cpu, home_cpu);
       std::string a = check_all_on(Mapping::kPrivateAnonymous, MemoryPolicy::local(), "local", 16, id);
       Mapping m(Mapping::kPrivateAnonymous, 16);  // no policy at all: the default is local too
       m.touch();
@@ -547,6 +757,120 @@ int main(int argc, char** argv) {
       return weighted(NodeSet{1, 3}, 8, Mapping::kShmem);
     });
   }
+
+  // ---- Preferred many: the node of the set nearest to the faulting CPU, for every node the CPU may be on. With all
+  // nodes that is the CPU's own node; without it, the nearest other one (PREFERRED would take the set's first).
+  for (int id : node_ids) {
+    run_check("preferred_many.all_nodes.from_node" + std::to_string(id), [&] {
+      NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+      need_node(id);
+      return check_preferred_many(topo, nodes, PolicyFlags::kNone, id, cpu_of_node(id), home_cpu);
+    });
+    run_check("preferred_many.other_nodes.from_node" + std::to_string(id), [&] {
+      NodeSet nodes = need_nodes(2);
+      need_node(id);
+      return check_preferred_many(topo, nodes.minus(NodeSet{id}), PolicyFlags::kNone, id, cpu_of_node(id), home_cpu);
+    });
+  }
+
+  // ---- NUMA balancing: accepted with bind (Linux >= 5.12) and preferred_many (Linux >= 6.10), reported back by
+  // get_mempolicy and numa_maps, placing pages as the mode does; refused with every other mode, by this library's
+  // rules before any system call and by the kernel when asked directly.
+  run_check("numa_balancing.bind", [&] {
+    const int node = need_nodes(expect.nodes.value_or(1)).last();
+    MemoryPolicy policy(Mode::kBind, {node}, PolicyFlags::kNumaBalancing);
+    return check_all_on(Mapping::kPrivateAnonymous, policy,
+                        numa_maps_text("bind", PolicyFlags::kNumaBalancing, NodeSet{node}), 32, node);
+  });
+  run_check("numa_balancing.bind_static", [&] {
+    const NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    const int node = nodes.last();
+    const PolicyFlags flags = PolicyFlags::kStaticNodes | PolicyFlags::kNumaBalancing;
+    return check_all_on(Mapping::kPrivateAnonymous, MemoryPolicy(Mode::kBind, {node}, flags),
+                        numa_maps_text("bind", flags, NodeSet{node}), 32, node);
+  });
+  run_check("numa_balancing.preferred_many", [&] {
+    const NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    const NodeSet set = nodes.count() > 1 ? nodes.minus(NodeSet{home_node}) : nodes;
+    if (kernel_version() < 610) {
+      try {
+        MemoryPolicy(Mode::kPreferredMany, set, PolicyFlags::kNumaBalancing).validate_for_this_machine();
+      } catch (const ipc::Unsupported& e) {
+        throw Skipped("Linux " + kernel_release() + " < 6.10 lacks it; refused as documented: " + e.what());
+      }
+      throw Failed("Linux " + kernel_release() + " < 6.10, yet preferred_many+balancing was accepted");
+    }
+    return check_preferred_many(topo, set, PolicyFlags::kNumaBalancing, home_node, home_cpu, home_cpu);
+  });
+  for (Mode mode : {Mode::kDefault, Mode::kLocal, Mode::kPreferred, Mode::kInterleave, Mode::kWeightedInterleave}) {
+    run_check(std::string("numa_balancing.refused_with_") + ipc::numa::mode_name(mode), [&] {
+      const bool takes_nodes = mode != Mode::kDefault && mode != Mode::kLocal;
+      const NodeSet nodes = takes_nodes ? NodeSet{home_node} : NodeSet{};
+      std::string library;
+      try {
+        MemoryPolicy(mode, nodes, PolicyFlags::kNumaBalancing);
+        throw Failed("the library built " + std::string(ipc::numa::mode_name(mode)) + "+balancing");
+      } catch (const ipc::numa::PolicyError& e) {
+        const auto want = takes_nodes ? ipc::numa::PolicyRule::kBalancingNeedsBind
+                                      : ipc::numa::PolicyRule::kDefaultLocalTakeNothing;
+        require(e.rule() == want, std::string("refused with rule ") + ipc::numa::rule_name(e.rule()));
+        library = ipc::numa::rule_name(e.rule());
+      }
+      const int err = raw_mbind_with_balancing(mode, nodes);
+      require(err == EINVAL, "the kernel's mbind answered " + std::string(err ? std::strerror(err) : "success") +
+                                 ", expected EINVAL");
+      return "library: rule " + library + "; kernel " + kernel_release() +
+             ": mbind(" + std::to_string(static_cast<int>(mode)) + " | MPOL_F_NUMA_BALANCING) = EINVAL";
+    });
+  }
+
+  // ---- Static and relative node flags (and no flag) under a cgroup v2 cpuset that allows only the odd nodes, then
+  // all of them. These checks change cgroups, so they run only in the VMs.
+  auto cpuset_narrow = [&] {
+    if (!g_vm_mode) throw Skipped("changes the machine's cgroups: runs only in the VM suite (--expect-nodes)");
+    NodeSet nodes = need_nodes(2), odd;
+    for (int id : nodes.ids()) {
+      if (id % 2) odd.insert(id);
+    }
+    return odd;
+  };
+  run_check("cpuset.no_flag.interleave_remapped", [&] {
+    const NodeSet narrow = cpuset_narrow();
+    return check_cpuset_interleave(narrow, PolicyFlags::kNone, narrow, g_usable);
+  });
+  run_check("cpuset.static_nodes.interleave_kept", [&] {
+    const NodeSet narrow = cpuset_narrow();
+    return check_cpuset_interleave(narrow, PolicyFlags::kStaticNodes, narrow, g_usable);
+  });
+  run_check("cpuset.relative_nodes.interleave_0_1", [&] {
+    const NodeSet narrow = cpuset_narrow();
+    return check_cpuset_interleave(NodeSet{0, 1}, PolicyFlags::kRelativeNodes, narrow, g_usable);
+  });
+  // Node 0 is outside the cpuset: named as a real id (no flag, static) the kernel refuses it when the policy is
+  // set; as a relative id it is the first allowed node.
+  run_check("cpuset.bind_node0_outside", [&] {
+    const NodeSet narrow = cpuset_narrow();
+    CpusetCgroup cgroup(narrow);
+    return in_cpuset_child(cgroup, [&] {
+      std::string out = "cpuset.mems " + narrow.to_string() + ":";
+      for (const char* text : {"bind:0", "bind:0+static"}) {
+        Mapping m(Mapping::kPrivateAnonymous, 1);
+        try {
+          MemoryPolicy::parse(text).apply(m.addr, m.length);
+          throw Failed(std::string("'") + text + "' was accepted outside the cpuset");
+        } catch (const ipc::SystemError& e) {
+          require(e.code() == EINVAL, std::string("'") + text + "' refused with " + e.what());
+          require(MemoryPolicy::of_address(m.addr) == MemoryPolicy(), "a refused apply changed the policy");
+          out += std::string(" '") + text + "' refused (" + e.what() + ");";
+        }
+      }
+      const MemoryPolicy relative = MemoryPolicy::parse("bind:0+relative");
+      return out + " '" + relative.to_string() + "' " +
+             check_all_on(Mapping::kPrivateAnonymous, relative,
+                          numa_maps_text("bind", PolicyFlags::kRelativeNodes, NodeSet{narrow.first()}), 32,
+                          narrow.first());
+    });
+  });
 
   // ---- Segments: the policy is the shm object's, so pages another process faults in follow it.
   const int far_node = g_usable.empty() ? 0 : g_usable.last();

@@ -144,6 +144,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || echo "VM-INFO: could not mount cgroup2 on /sys/fs/cgroup"
 . /vm.conf
 echo "VM-INFO: $VM_NAME: kernel $(uname -r), online nodes $(cat /sys/devices/system/node/online), cpus $(nproc)," \
   "thp $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
