@@ -272,8 +272,9 @@ class QueueProxy {
   [[nodiscard]] Outcome put(const Value& value, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     return put_async(value, timeout).get();
   }
-  // Waits up to `timeout` (nullopt: forever) while the queue is empty. Items come out in the order the server received them. An item
-  // whose reply did not reach this process (it died first) goes back to the front of the queue for the next get.
+  // Waits up to `timeout` (nullopt: forever) while the queue is empty: status kOk, kTimeout or kClosed (closed
+  // and drained). Items come out in the order the server received them. An item whose reply did not reach this
+  // process (it died first) goes back to the front of the queue for the next get.
   [[nodiscard]] QueueItem get(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
   [[nodiscard]] std::size_t size_approx();
   // Items lost to consumers that died: handed to a consumer whose connection then ended without the server

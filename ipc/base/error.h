@@ -78,7 +78,8 @@ class InvalidArgument : public Error {
   explicit InvalidArgument(const std::string& what) : Error(what) {}
 };
 
-// The named thing does not exist: no segment, queue, pipe, lock, value, array or Manager object of that name.
+// The named thing does not exist: no segment, queue, lock (or other sync object), value, array, Manager object or
+// Manager service of that name.
 class NotFound : public Error {
  public:
   explicit NotFound(const std::string& what) : Error(what) {}

@@ -21,9 +21,10 @@
 //   to abandoned_count(), which every process can read: a message is delivered to a consumer that lived past
 //   its get(), or counted. close() does not strand messages: gets drain everything put before it (waiting for
 //   a slot still being written) and only then return kClosed. See docs/queue.md for the protocol.
-// Errors: full/empty/timeout/closed are Outcome values ([[nodiscard]]). A bad capacity, a name already taken,
-//   or opening a block that is not this kind of queue ("... is a Lock, not a Queue") throw InvalidArgument; a
-//   missing name throws NotFound; OS failures throw SystemError. put/get never allocate and never throw on the hot path.
+// Errors: full/empty/timeout/closed are ipc::Outcome values ([[nodiscard]]). A bad capacity, a name already
+//   taken, or opening a block that is not this kind of queue ("... is a Lock, not a Queue") throw InvalidArgument;
+//   a missing name throws NotFound; OS failures throw SystemError. put/get never allocate and never throw on the
+//   hot path.
 #pragma once
 
 #include <chrono>

@@ -14,9 +14,9 @@
 //   one: pass a timeout, or have the supervisor that sees it exit call abort().
 // Lifetime: create() in a Segment or construct in place once. The barrier stays broken (abort, timeout, dead
 //   party, failed action) until reset().
-// Errors: passed (kOk), broken (kBroken) and timed out (kTimeout) are results (BarrierWait). parties outside 1..kMaxParties throws
-//   InvalidArgument. An action that throws breaks the barrier and its exception propagates to the party that ran
-//   it (the others get kBroken). OS failures throw SystemError.
+// Errors: passed (kOk), broken (kBroken) and timed out (kTimeout) are results (BarrierWait); a missing name throws
+//   NotFound; parties outside 1..kMaxParties throws InvalidArgument. An action that throws breaks the barrier and
+//   its exception propagates to the party that ran it (the others get kBroken). OS failures throw SystemError.
 #pragma once
 
 #include <atomic>

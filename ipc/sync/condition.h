@@ -13,8 +13,8 @@
 //   to the next acquirer, including a waiter re-acquiring it on its way out of wait(): then wait() returns
 //   kOwnerDied, the caller holds the lock and must repair and mark_consistent() (see lock.h). A process that dies
 //   while waiting leaves nothing behind.
-// Errors: timeout and owner death are results (ipc::Outcome: kOk, kTimeout, kOwnerDied). Waiting or notifying without holding the lock throws StateError;
-//   the rest as Lock.
+// Errors: timeout and owner death are results (ipc::Outcome: kOk, kTimeout, kOwnerDied). Waiting or notifying
+//   without holding the lock throws StateError; the rest as Lock.
 #pragma once
 
 #include <atomic>

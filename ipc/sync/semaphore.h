@@ -10,8 +10,9 @@
 // Lifetime: create() in a Segment or construct in place once before other processes use it. A process that dies
 //   holding units does not give them back (a semaphore cannot know who holds what: use a Lock when the holder
 //   must be tracked); a process that dies while waiting leaves nothing behind.
-// Errors: timeout is a result (ipc::Outcome::kTimeout); a missing name throws NotFound. BoundedSemaphore::release beyond the initial value throws StateError;
-//   a value above kMaxValue throws InvalidArgument.
+// Errors: timeout is a result (ipc::Outcome::kTimeout); a missing name throws NotFound.
+//   BoundedSemaphore::release beyond the initial value throws StateError; a value above kMaxValue throws
+//   InvalidArgument.
 #pragma once
 
 #include <atomic>
