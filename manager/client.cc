@@ -338,7 +338,11 @@ namespace {
 
 capnp::Text::Reader text(std::string_view s) { return capnp::Text::Reader(s.data(), s.size()); }
 
-std::int64_t timeout_ns(std::chrono::nanoseconds t) { return t.count() < 0 ? -1 : t.count(); }
+// The wire's encoding (manager.capnp): -1 waits forever. A negative duration has already passed: do not wait.
+std::int64_t timeout_ns(std::optional<std::chrono::nanoseconds> t) {
+  if (!t) return -1;
+  return std::max<std::int64_t>(t->count(), 0);
+}
 
 // Every request goes out through here: the owner-thread check must come before the request touches the event
 // loop, and the size check before anything is sent.
@@ -624,24 +628,24 @@ Value::Map NamespaceProxy::items() {
 
 // ---- QueueProxy ----
 
-Future<QueueStatus> QueueProxy::put_async(const Value& value, std::chrono::nanoseconds timeout) {
+Future<Outcome> QueueProxy::put_async(const Value& value, std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().putRequest(value_words(value));
   to_wire(value, request.initValue());
   request.setTimeoutNs(timeout_ns(timeout));
-  return Future<QueueStatus>(h_.session(), send(s, request).then([](capnp::Response<wire::Queue::PutResults> r) {
-    if (r.getOk()) return QueueStatus::kOk;
-    return r.getClosed() ? QueueStatus::kClosed : QueueStatus::kTimeout;
+  return Future<Outcome>(h_.session(), send(s, request).then([](capnp::Response<wire::Queue::PutResults> r) {
+    if (r.getOk()) return Outcome::kOk;
+    return r.getClosed() ? Outcome::kClosed : Outcome::kTimeout;
   }));
 }
 
-QueueItem QueueProxy::get(std::chrono::nanoseconds timeout) {
+QueueItem QueueProxy::get(std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().getRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
   auto r = s.wait(send(s, request));
-  if (r.getOk()) return QueueItem{QueueStatus::kOk, from_wire(r.getValue())};
-  return QueueItem{r.getClosed() ? QueueStatus::kClosed : QueueStatus::kTimeout, Value()};
+  if (r.getOk()) return QueueItem{Outcome::kOk, from_wire(r.getValue())};
+  return QueueItem{r.getClosed() ? Outcome::kClosed : Outcome::kTimeout, Value()};
 }
 
 std::size_t QueueProxy::size_approx() {
@@ -662,13 +666,13 @@ void QueueProxy::close() {
 // ---- Lock ----
 
 LockHolder LockProxy::acquire() {
-  auto holder = try_acquire(kWaitForever);
+  auto holder = acquire_within(std::nullopt);
   // With no timeout the server answers only once the lock is ours (or fails the call).
   if (!holder) throw RemoteError(h_.use().context() + ": the server refused a lock acquire without a timeout");
   return std::move(*holder);
 }
 
-std::optional<LockHolder> LockProxy::try_acquire(std::chrono::nanoseconds timeout) {
+std::optional<LockHolder> LockProxy::acquire_within(std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().acquireRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
@@ -737,11 +741,11 @@ bool EventProxy::is_set() {
   return s.wait(send(s, h_.cap().isSetRequest(kSmallRequest))).getSet();
 }
 
-bool EventProxy::wait(std::chrono::nanoseconds timeout) {
+Outcome EventProxy::wait(std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().waitRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
-  return s.wait(send(s, request)).getSet();
+  return s.wait(send(s, request)).getSet() ? Outcome::kOk : Outcome::kTimeout;
 }
 
 Value ValueProxy::get() {

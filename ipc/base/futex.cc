@@ -25,7 +25,7 @@ FutexWaitResult futex_wait(std::atomic<uint32_t>& word, uint32_t expected, const
   struct timespec ts;
   struct timespec* tsp = nullptr;
   if (auto left = deadline.remaining()) {
-    if (*left <= Deadline::Clock::duration::zero()) return FutexWaitResult::kTimedOut;
+    if (*left <= Deadline::Clock::duration::zero()) return FutexWaitResult::kTimeout;
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(*left).count();
     ts.tv_sec = static_cast<time_t>(ns / 1000000000);
     ts.tv_nsec = static_cast<long>(ns % 1000000000);
@@ -37,7 +37,7 @@ FutexWaitResult futex_wait(std::atomic<uint32_t>& word, uint32_t expected, const
   if (r == 0) return FutexWaitResult::kWoken;
   switch (errno) {
     case EAGAIN: return FutexWaitResult::kValueChanged;
-    case ETIMEDOUT: return FutexWaitResult::kTimedOut;
+    case ETIMEDOUT: return FutexWaitResult::kTimeout;
     case EINTR: return FutexWaitResult::kWoken;  // callers re-check their condition and the deadline
     default: throw_errno("futex wait");
   }

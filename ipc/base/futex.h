@@ -45,7 +45,7 @@ class Deadline {
   std::optional<Clock::time_point> at_;
 };
 
-enum class FutexWaitResult { kWoken, kValueChanged, kTimedOut };
+enum class FutexWaitResult { kWoken, kValueChanged, kTimeout };
 
 // Sleeps while `*word == expected`, until woken, the deadline passes, or a signal arrives (reported as kWoken:
 // callers always re-check their condition). Returns at once with kValueChanged if the word differs.

@@ -209,19 +209,19 @@ bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, co
   }
 }
 
-SendResult Connection::put_record(Side& side, RecordKind kind, std::span<const std::byte> chunk,
+Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std::byte> chunk,
                                   std::optional<uint64_t> total, const Deadline& deadline) {
   ByteRing& ring = side.ring;
   const size_t prefix = total ? sizeof(uint64_t) : 0;
   const uint32_t payload = static_cast<uint32_t>(prefix + chunk.size());
   std::byte* p = ring.try_reserve(payload);
   while (!p) {
-    if (peer_gone()) return SendResult::kClosed;
+    if (peer_gone()) return Outcome::kClosed;
     if (!block_until(side, ring.header().producer_waiting, deadline,
                      [&] { return ring.writable(payload) || peer_gone(); })) {
-      return SendResult::kTimeout;
+      return Outcome::kTimeout;
     }
-    if (peer_gone()) return SendResult::kClosed;
+    if (peer_gone()) return Outcome::kClosed;
     p = ring.try_reserve(payload);
   }
   if (total) std::memcpy(p, &*total, sizeof *total);
@@ -230,15 +230,15 @@ SendResult Connection::put_record(Side& side, RecordKind kind, std::span<const s
   detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
   // relaxed: ordered by the fence pair.
   if (ring.header().consumer_waiting.load(std::memory_order_relaxed)) ring_doorbell(side.fd);
-  return SendResult::kOk;
+  return Outcome::kOk;
 }
 
-SendResult Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
+Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
   check_open("send", out_.has_value());
   Side& side = *out_;
   // An earlier send gave up a long message part-way: the receiver learns it before anything else comes.
   if (abandoned_) {
-    if (SendResult r = put_record(side, RecordKind::kAbandon, {}, std::nullopt, deadline); r != SendResult::kOk) {
+    if (Outcome r = put_record(side, RecordKind::kAbandon, {}, std::nullopt, deadline); r != Outcome::kOk) {
       return r;
     }
     abandoned_ = false;
@@ -254,15 +254,15 @@ SendResult Connection::send_impl(std::span<const std::byte> message, const Deadl
     const RecordKind kind = first                                ? RecordKind::kFirst
                             : sent + chunk == message.size() ? RecordKind::kLast
                                                               : RecordKind::kMore;
-    const SendResult r = put_record(side, kind, message.subspan(sent, chunk),
+    const Outcome r = put_record(side, kind, message.subspan(sent, chunk),
                                     first ? std::optional<uint64_t>(message.size()) : std::nullopt, deadline);
-    if (r != SendResult::kOk) {
-      if (!first && r == SendResult::kTimeout) {
+    if (r != Outcome::kOk) {
+      if (!first && r == Outcome::kTimeout) {
         // The message is not sent: tell the receiver to drop its parts, now if there is room, else first thing
         // in the next send (put_record does not wait when the ring has room).
         abandoned_ = true;
         if (side.ring.writable(0) &&
-            put_record(side, RecordKind::kAbandon, {}, std::nullopt, deadline) == SendResult::kOk) {
+            put_record(side, RecordKind::kAbandon, {}, std::nullopt, deadline) == Outcome::kOk) {
           abandoned_ = false;
         }
       }
@@ -276,7 +276,7 @@ SendResult Connection::send_impl(std::span<const std::byte> message, const Deadl
       }
     }
   }
-  return SendResult::kOk;
+  return Outcome::kOk;
 }
 
 namespace {
@@ -300,7 +300,7 @@ void Connection::throw_corrupt(const std::string& what) {
   throw StreamCorrupted(corrupt_);
 }
 
-RecvResult Connection::next_record(Side& side, const Deadline& deadline, RecordHeader& h, const std::byte*& p) {
+Outcome Connection::next_record(Side& side, const Deadline& deadline, RecordHeader& h, const std::byte*& p) {
   ByteRing& ring = side.ring;
   auto look = [&] {
     const ByteRing::Peek r = ring.peek(h, p);
@@ -311,14 +311,14 @@ RecvResult Connection::next_record(Side& side, const Deadline& deadline, RecordH
     if (peer_gone()) {
       // The other end is closed everywhere: what it sent before closing is all visible now.
       if (look()) break;
-      return RecvResult::kEndOfStream;
+      return Outcome::kClosed;
     }
     if (!block_until(side, ring.header().consumer_waiting, deadline,
                      [&] { return ring.readable() || peer_gone(); })) {
-      return RecvResult::kTimeout;
+      return Outcome::kTimeout;
     }
   }
-  return RecvResult::kOk;
+  return Outcome::kOk;
 }
 
 uint64_t Connection::message_total(const RecordHeader& h, const std::byte* p) {
@@ -390,17 +390,17 @@ bool Connection::take_record(const RecordHeader& h, const std::byte* p, std::vec
   throw_corrupt("unexpected record kind " + std::to_string(static_cast<uint32_t>(h.kind)));
 }
 
-RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit) {
+Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit) {
   check_open("recv", in_.has_value());
   if (!corrupt_.empty()) throw StreamCorrupted(corrupt_);
   Side& side = *in_;
   bool doorbell = false;
-  RecvResult r;
+  Outcome r;
   for (;;) {
     RecordHeader h;
     const std::byte* p;
     r = next_record(side, deadline, h, p);
-    if (r != RecvResult::kOk) break;
+    if (r != Outcome::kOk) break;
     // A message larger than `limit` is refused before any of it is consumed (a given-up one is not a message).
     const uint64_t needed = partial_total_                    ? (h.kind == RecordKind::kAbandon ? 0 : partial_total_)
                             : h.kind == RecordKind::kFirst ? message_total(h, p)
@@ -413,16 +413,16 @@ RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& de
     doorbell = false;
   }
   if (doorbell) ring_doorbell(side.fd);
-  if (r == RecvResult::kEndOfStream) {
+  if (r == Outcome::kClosed) {
     partial_.clear();  // the sender died mid-message: the partial message is dropped
     partial_total_ = 0;
   }
   return r;
 }
 
-RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
-  const RecvResult r = recv_impl(scratch_, deadline, buffer.size());
-  if (r == RecvResult::kOk) {
+Outcome Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
+  const Outcome r = recv_impl(scratch_, deadline, buffer.size());
+  if (r == Outcome::kOk) {
     if (!scratch_.empty()) std::memcpy(buffer.data(), scratch_.data(), scratch_.size());
     size = scratch_.size();
   }

@@ -12,8 +12,7 @@
 
 using ipc::Pipe;
 using ipc::PipeOptions;
-using ipc::RecvResult;
-using ipc::SendResult;
+using ipc::Outcome;
 using ipc::detail::PipeHookPoint;
 using ipc::detail::PipeTestAccess;
 using ipc::detail::RecordHeader;
@@ -62,7 +61,7 @@ class StoppedSender {
           g_part_sent = &part_sent_;
           g_resume = &resume_;
           ipc::detail::g_pipe_test_hook.store(stop_after_part, std::memory_order_relaxed);
-          return tx.send_bytes(patterned(seq, bytes)) == SendResult::kOk ? 0 : 2;
+          return tx.send_bytes(patterned(seq, bytes)) == Outcome::kOk ? 0 : 2;
         }) {}
   // True once the child has sent its first part and stopped.
   bool stopped() { return part_sent_.wait(); }
@@ -78,7 +77,7 @@ class StoppedSender {
 
 TEST_CASE("a corrupt record in shared memory is StreamCorrupted, never an over-read", "[pipe][corrupt]") {
   auto [rx, tx] = Pipe(ring_16k());
-  REQUIRE(tx.send_bytes(patterned(1, 10000)) == SendResult::kOk);  // kFirst at 0, kMore at 4096, kLast at 8192
+  REQUIRE(tx.send_bytes(patterned(1, 10000)) == Outcome::kOk);  // kFirst at 0, kMore at 4096, kLast at 8192
   auto& ring = PipeTestAccess::receiving_ring(rx);
   REQUIRE(record_at(ring, 0)->kind == RecordKind::kFirst);
   REQUIRE(record_at(ring, 4096)->kind == RecordKind::kMore);
@@ -116,7 +115,7 @@ TEST_CASE("two senders on one end put the stream out of step: StreamCorrupted, n
   StoppedSender sender(rx, tx, 1, 6000);
   REQUIRE(sender.stopped());
   // The child is between the two parts of its message; this process holds a copy of the same end and sends too.
-  REQUIRE(tx.send_bytes(patterned(2, 6000)) == SendResult::kOk);
+  REQUIRE(tx.send_bytes(patterned(2, 6000)) == Outcome::kOk);
   std::vector<std::byte> got;
   CHECK_THROWS_WITH(rx.recv_bytes(got, patience(10s)), Contains("out of step") && Contains("two senders"));
   sender.resume();
@@ -131,16 +130,16 @@ TEST_CASE("recv with a timeout returns in time when the sender stops between the
   REQUIRE(sender.stopped());
   std::vector<std::byte> got;
   const auto t0 = std::chrono::steady_clock::now();
-  CHECK(rx.recv_bytes(got, 200ms) == RecvResult::kTimeout);
+  CHECK(rx.recv_bytes(got, 200ms) == Outcome::kTimeout);
   const auto waited = std::chrono::steady_clock::now() - t0;
   CHECK(waited >= 200ms);
   CHECK(waited < 200ms + patience(2s));
   // The part already taken is kept: once the sender goes on, the next recv returns the whole message.
   sender.resume();
-  REQUIRE(rx.recv_bytes(got, patience(10s)) == RecvResult::kOk);
+  REQUIRE(rx.recv_bytes(got, patience(10s)) == Outcome::kOk);
   CHECK(got == patterned(1, 6000));
   CHECK(sender.child().wait() == 0);
-  CHECK(rx.recv_bytes(got, patience(10s)) == RecvResult::kEndOfStream);
+  CHECK(rx.recv_bytes(got, patience(10s)) == Outcome::kClosed);
 }
 
 TEST_CASE("send with a timeout returns in time when the receiver stops reading in the middle of a message, "
@@ -153,19 +152,19 @@ TEST_CASE("send with a timeout returns in time when the receiver stops reading i
   ForkedChild child([&, &rx_end = rx, &tx_end = tx] {
     rx_end.close();
     const auto t0 = std::chrono::steady_clock::now();
-    if (tx_end.send_bytes(patterned(1, 20000), 200ms) != SendResult::kTimeout) return 2;
+    if (tx_end.send_bytes(patterned(1, 20000), 200ms) != Outcome::kTimeout) return 2;
     const auto waited = std::chrono::steady_clock::now() - t0;
     if (waited < 200ms || waited > 200ms + patience(2s)) return 3;
     timed_out.notify();
     // The next message, sent once the receiver reads again, is the next thing it receives.
-    return tx_end.send_bytes(patterned(2, 3000)) == SendResult::kOk ? 0 : 4;
+    return tx_end.send_bytes(patterned(2, 3000)) == Outcome::kOk ? 0 : 4;
   });
   tx.close();
   // Read nothing until the child's timed send is over.
   REQUIRE(timed_out.wait(patience(10s)));
   std::vector<std::byte> got;
-  REQUIRE(rx.recv_bytes(got, patience(10s)) == RecvResult::kOk);
+  REQUIRE(rx.recv_bytes(got, patience(10s)) == Outcome::kOk);
   CHECK(got == patterned(2, 3000));
   CHECK(child.wait() == 0);
-  CHECK(rx.recv_bytes(got, patience(10s)) == RecvResult::kEndOfStream);
+  CHECK(rx.recv_bytes(got, patience(10s)) == Outcome::kClosed);
 }

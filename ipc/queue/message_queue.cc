@@ -101,7 +101,7 @@ void MessageQueue::throw_too_large(uint64_t bytes) const {
                         std::to_string(max_message_bytes()) + "-byte maximum");
 }
 
-QueueResult MessageQueue::get_span(std::span<std::byte> buffer, size_t& size, const Deadline* d) {
+Outcome MessageQueue::get_span(std::span<std::byte> buffer, size_t& size, const Deadline* d) {
   if (buffer.size() < max_message_bytes()) {
     throw InvalidArgument("MessageQueue::get: the buffer (" + std::to_string(buffer.size()) +
                           " bytes) is smaller than max_message_bytes() (" + std::to_string(max_message_bytes()) + ")");

@@ -5,8 +5,8 @@
 //   ipc::Segment seg = ipc::Segment::create("app", 1 << 20);
 //   auto jobs = ipc::Queue<Job>::create(seg, "jobs", 1024);        // in one process
 //   auto jobs = ipc::Queue<Job>::open(seg2, "jobs");               // in another (seg2 = Segment::open("app"))
-//   if (jobs.put(job) == ipc::QueueResult::kClosed) ...            // blocks while full
-//   Job j; switch (jobs.get(j, 100ms)) { case ipc::QueueResult::kOk: ... case kTimeout: ... case kClosed: ... }
+//   if (jobs.put(job) == ipc::Outcome::kClosed) ...                // blocks while full
+//   Job j; switch (jobs.get(j, 100ms)) { case ipc::Outcome::kOk: ... case kTimeout: ... case kClosed: ... }
 //
 // Threads: every method may be called from any number of threads at once (lock-free claims; blocking calls
 //   spin briefly, then sleep on a futex).
@@ -21,9 +21,10 @@
 //   to abandoned_count(), which every process can read: a message is delivered to a consumer that lived past
 //   its get(), or counted. close() does not strand messages: gets drain everything put before it (waiting for
 //   a slot still being written) and only then return kClosed. See docs/queue.md for the protocol.
-// Errors: full/empty/timeout/closed are QueueResult values ([[nodiscard]]). A bad capacity, a name already taken,
-//   or opening a block that is not this kind of queue ("... is a Lock, not a Queue") throw InvalidArgument; a
-//   missing name throws QueueNotFound; OS failures throw SystemError. put/get never allocate and never throw on the hot path.
+// Errors: full/empty/timeout/closed are ipc::Outcome values ([[nodiscard]]). A bad capacity, a name already
+//   taken, or opening a block that is not this kind of queue ("... is a Lock, not a Queue") throw InvalidArgument;
+//   a missing name throws NotFound; OS failures throw SystemError. put/get never allocate and never throw on the
+//   hot path.
 #pragma once
 
 #include <chrono>
@@ -58,7 +59,7 @@ class Queue {
   static Queue create(Segment& segment, std::string_view name, uint64_t capacity) {
     return Queue(create_ring(segment, name, capacity, kFlags));
   }
-  // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not a Queue<T>.
+  // Opens the queue named `name`. Throws NotFound, or InvalidArgument when it is not a Queue<T>.
   static Queue open(const Segment& segment, std::string_view name) { return Queue(open_ring(segment, name, kFlags)); }
   // Builds a queue in caller-provided shared memory (64-byte aligned, bytes_needed(capacity) bytes), e.g. a
   // MAP_SHARED mapping inherited by fork()ed children.
@@ -74,34 +75,34 @@ class Queue {
   Queue() = default;  // an empty handle; assign a created or opened one before use
 
   // Blocks while the queue is full. Returns kOk or kClosed. Any process/thread.
-  [[nodiscard]] QueueResult put(const T& value) { return put_until(value, nullptr); }
+  [[nodiscard]] Outcome put(const T& value) { return put_until(value, nullptr); }
   // As put(), giving up after `timeout`: kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return put_until(value, &d);
   }
   // Never blocks: kOk, kFull or kClosed. Lock-free.
-  [[nodiscard]] QueueResult try_put(const T& value) {
+  [[nodiscard]] Outcome try_put(const T& value) {
     return detail::mpmc_put(ring_, nullptr, [&](std::byte* p) { return write(p, value); });
   }
 
   // Blocks while the queue is empty. kOk (value in `out`) or kClosed (closed and drained). Any process/thread.
-  [[nodiscard]] QueueResult get(T& out) { return get_until(out, nullptr); }
+  [[nodiscard]] Outcome get(T& out) { return get_until(out, nullptr); }
   // As get(T&), giving up after `timeout`: kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult get(T& out, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return get_until(out, &d);
   }
   // Never blocks: kOk, kEmpty or kClosed (closed and drained). Lock-free.
-  [[nodiscard]] QueueResult try_get(T& out) {
+  [[nodiscard]] Outcome try_get(T& out) {
     return detail::mpmc_get(ring_, nullptr, [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
   }
   // Blocks for the next value; nullopt when the queue is closed and drained.
   [[nodiscard]] std::optional<T> get() {
     T v;
-    if (get(v) == QueueResult::kOk) return v;
+    if (get(v) == Outcome::kOk) return v;
     return std::nullopt;
   }
 
@@ -154,10 +155,10 @@ class Queue {
     std::memcpy(p, &value, sizeof(T));
     return sizeof(T);
   }
-  QueueResult put_until(const T& value, const Deadline* d) {
+  Outcome put_until(const T& value, const Deadline* d) {
     return detail::mpmc_put(ring_, d ? d : &kNever, [&](std::byte* p) { return write(p, value); });
   }
-  QueueResult get_until(T& out, const Deadline* d) {
+  Outcome get_until(T& out, const Deadline* d) {
     return detail::mpmc_get(ring_, d ? d : &kNever,
                             [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
   }
@@ -198,20 +199,20 @@ class JoinableQueue {
   JoinableQueue() = default;
 
   // As Queue<T>; a put that returns kOk adds one to the unfinished count.
-  [[nodiscard]] QueueResult put(const T& value) { return counted([&] { return q_.put(value); }); }
+  [[nodiscard]] Outcome put(const T& value) { return counted([&] { return q_.put(value); }); }
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     return counted([&] { return q_.put(value, timeout); });
   }
-  [[nodiscard]] QueueResult try_put(const T& value) { return counted([&] { return q_.try_put(value); }); }
+  [[nodiscard]] Outcome try_put(const T& value) { return counted([&] { return q_.try_put(value); }); }
 
   // As Queue<T>.
-  [[nodiscard]] QueueResult get(T& out) { return q_.get(out); }
+  [[nodiscard]] Outcome get(T& out) { return q_.get(out); }
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult get(T& out, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
     return q_.get(out, timeout);
   }
-  [[nodiscard]] QueueResult try_get(T& out) { return q_.try_get(out); }
+  [[nodiscard]] Outcome try_get(T& out) { return q_.try_get(out); }
   [[nodiscard]] std::optional<T> get() { return q_.get(); }
   void close() { q_.close(); }
   bool closed() const { return q_.closed(); }
@@ -234,10 +235,10 @@ class JoinableQueue {
   }
   // Blocks until every value put has been task_done()'d. Any process.
   void join() { (void)join_until(Deadline::never()); }
-  // As join(); false when `timeout` passed first.
+  // As join(), giving up after `timeout`: kOk or kTimeout.
   template <typename Rep, typename Period>
-  [[nodiscard]] bool join(std::chrono::duration<Rep, Period> timeout) {
-    return join_until(Deadline::after(timeout));
+  [[nodiscard]] Outcome join(std::chrono::duration<Rep, Period> timeout) {
+    return join_until(Deadline::after(timeout)) ? Outcome::kOk : Outcome::kTimeout;
   }
   // Puts not yet matched by task_done(). Any process.
   int64_t unfinished_approx() const {
@@ -250,11 +251,11 @@ class JoinableQueue {
 
   // The count goes up *before* the value can be got, so that a fast task_done() never finds it at zero.
   template <typename Put>
-  QueueResult counted(Put&& put) {
+  Outcome counted(Put&& put) {
     auto& u = header().unfinished;
     u.fetch_add(1, std::memory_order_relaxed);  // relaxed: ordered before the value's publication (release)
-    const QueueResult r = put();
-    if (r != QueueResult::kOk && u.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::notify_all(header().join);
+    const Outcome r = put();
+    if (r != Outcome::kOk && u.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::notify_all(header().join);
     return r;
   }
   bool join_until(const Deadline& d) {
@@ -286,8 +287,8 @@ class SimpleQueue {
   }
   SimpleQueue() = default;
 
-  // Blocks while full; false when the queue is closed.
-  [[nodiscard]] bool put(const T& value) { return q_.put(value) == QueueResult::kOk; }
+  // Blocks while full: kOk or kClosed.
+  [[nodiscard]] Outcome put(const T& value) { return q_.put(value); }
   // Blocks while empty; nullopt when the queue is closed and drained.
   [[nodiscard]] std::optional<T> get() { return q_.get(); }
   bool empty() const { return q_.empty_approx(); }

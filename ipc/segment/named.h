@@ -4,8 +4,9 @@
 //
 // Threads, Processes: as Segment (any thread, any process that opened the segment).
 // Lifetime: the object lives as long as the segment, or until Segment::destroy<T>(name).
-// Errors: create on a taken name, open of a missing name, and open of an object of another kind ("object 'x' in
-//   segment 's' is a Queue, not a Lock") throw InvalidArgument; SegmentFull and OS failures from Segment.
+// Errors: open of a missing name throws NotFound; create on a taken name and open of an object of another kind
+//   ("object 'x' in segment 's' is a Queue, not a Lock") throw InvalidArgument; SegmentFull and OS failures from
+//   Segment.
 #pragma once
 
 #include <string>
@@ -26,8 +27,8 @@ template <typename T>
 T& open_named(Segment& segment, std::string_view name) {
   T* p = segment.find<T>(name);
   if (!p) {
-    throw InvalidArgument("segment '" + segment.name() + "' has no " + std::string(T::kKind.name) + " named '" +
-                          std::string(name) + "'");
+    throw NotFound("segment '" + segment.name() + "' has no " + std::string(T::kKind.name) + " named '" +
+                   std::string(name) + "'");
   }
   return *p;
 }

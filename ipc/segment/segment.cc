@@ -285,7 +285,7 @@ Segment Segment::open(std::string_view name) {
   Fd fd;
   fd.fd = retry_on_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW); });
   if (fd.fd < 0) {
-    if (errno == ENOENT) throw SegmentNotFound("no segment named '" + std::string(name) + "'");
+    if (errno == ENOENT) throw NotFound("no segment named '" + std::string(name) + "'");
     throw_errno("open segment " + path);
   }
   struct stat st;

@@ -24,7 +24,7 @@
 //   Happens-before: everything a creator's `init` wrote happens before any find that returns the block.
 // Errors: a bad name or size, a taken block name on construct/create_block, and a named block of another kind
 //   than asked ("... is a Lock, not a Queue") throw InvalidArgument; an existing name on create() throws
-//   SegmentExists; a missing one on open() throws SegmentNotFound; a segment owned by another user, or with the
+//   SegmentExists; a missing one on open() throws NotFound; a segment owned by another user, or with the
 //   wrong permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument;
 //   an invalid policy throws numa::PolicyError before anything is created; out of space inside (or no room left
 //   in the directory) throws SegmentFull. OS failures throw SystemError.
@@ -48,10 +48,6 @@
 namespace ipc {
 
 class SegmentExists : public Error {
- public:
-  using Error::Error;
-};
-class SegmentNotFound : public Error {
  public:
   using Error::Error;
 };
@@ -126,7 +122,7 @@ class Segment {
   // validated for this machine and applied before any page is touched. The returned handle owns the name.
   // REQUIRES: name is 1..200 of [A-Za-z0-9_.-], not starting with '.'; size_bytes >= 4096.
   static Segment create(std::string_view name, size_t size_bytes, const SegmentOptions& options = {});
-  // Opens an existing segment; throws SegmentNotFound when there is none. The handle does not own the name.
+  // Opens an existing segment; throws NotFound when there is none. The handle does not own the name.
   static Segment open(std::string_view name);
   // Unlinks the name; returns false when it did not exist. Mapped users keep working.
   static bool remove(std::string_view name);

@@ -205,7 +205,7 @@ TEST_CASE("create is exclusive and open of a missing name says so", "[segment]")
   const std::string name = unique_name("seg");
   Segment seg = Segment::create(name, 8192);
   CHECK_THROWS_AS(Segment::create(name, 8192), ipc::SegmentExists);
-  CHECK_THROWS_AS(Segment::open(unique_name("absent")), ipc::SegmentNotFound);
+  CHECK_THROWS_AS(Segment::open(unique_name("absent")), ipc::NotFound);
 }
 
 TEST_CASE("bad names and sizes are rejected with a clear error and create nothing", "[segment]") {
@@ -288,7 +288,7 @@ TEST_CASE("the owner's handle unlinks the name while users that mapped it keep w
   CHECK_FALSE(user.owns_name());
   owner.reset();
   CHECK_FALSE(shm_file_exists(name));
-  CHECK_THROWS_AS(Segment::open(name), ipc::SegmentNotFound);
+  CHECK_THROWS_AS(Segment::open(name), ipc::NotFound);
   uint64_t* v = user.find<uint64_t>("v");
   REQUIRE(v);
   *v = 2;  // still mapped and usable
@@ -445,7 +445,7 @@ TEST_CASE("a creator killed at any point never leaves a segment that hangs or co
       CHECK(s.size_bytes() == 1 << 20);
       uint64_t* ready = s.find<uint64_t>("ready");
       if (ready) CHECK(*ready == 1);
-    } catch (const ipc::SegmentNotFound&) {
+    } catch (const ipc::NotFound&) {
     }
     Segment::remove_stale(name);
     CHECK_FALSE(shm_file_exists(name));

@@ -17,8 +17,9 @@
 // Lifetime: create() in a Segment or construct in place once. A process that dies in the middle of a locked
 //   update leaves the lock in the owner-died state: the next lock() reports it (owner_died()), the caller checks
 //   and repairs the value and calls mark_consistent() (see ipc/sync/lock.h). Lock-free operations are never torn.
-// Errors: owner death is a result (ValueLock::owner_died()); misuse throws as Lock does; create of a taken name,
-//   open of a missing name, of another kind ("... is an Array, not a Value") or size throw InvalidArgument.
+// Errors: owner death is a result (ValueLock::owner_died()); misuse throws as Lock does; open of a missing name
+//   throws NotFound; create of a taken name, open of another kind ("... is an Array, not a Value") or size throw
+//   InvalidArgument.
 #pragma once
 
 #include <atomic>

@@ -14,10 +14,10 @@ std::string method_name(RobustMutex::Kind kind, const char* method) {
 }  // namespace
 
 template <RobustMutex::Kind K>
-void OwnedMutex<K>::on_acquired(AcquireResult r) {
+void OwnedMutex<K>::on_acquired(Outcome r) {
   if (!holds(r)) return;
   // Relaxed: only this thread will compare against its own id (see owner_tid_).
-  if (r == AcquireResult::kOwnerDied || owner_tid_.load(std::memory_order_relaxed) != this_thread_id()) {
+  if (r == Outcome::kOwnerDied || owner_tid_.load(std::memory_order_relaxed) != this_thread_id()) {
     // First acquisition by this thread (a dead owner's depth is meaningless to us).
     owner_tid_.store(this_thread_id(), std::memory_order_relaxed);
     depth_ = 1;
@@ -27,15 +27,15 @@ void OwnedMutex<K>::on_acquired(AcquireResult r) {
 }
 
 template <RobustMutex::Kind K>
-AcquireResult OwnedMutex<K>::acquire(std::optional<std::chrono::nanoseconds> timeout) {
-  AcquireResult r = mutex_.lock(Deadline::from(timeout));
+Outcome OwnedMutex<K>::acquire(std::optional<std::chrono::nanoseconds> timeout) {
+  Outcome r = mutex_.lock(Deadline::from(timeout));
   on_acquired(r);
   return r;
 }
 
 template <RobustMutex::Kind K>
-AcquireResult OwnedMutex<K>::try_acquire() {
-  AcquireResult r = mutex_.try_lock();
+Outcome OwnedMutex<K>::try_acquire() {
+  Outcome r = mutex_.try_lock();
   on_acquired(r);
   return r;
 }

@@ -71,10 +71,10 @@ void SemaphoreCore::release(uint32_t n, uint32_t max_value, const char* who) {
 Semaphore::Semaphore(uint32_t initial) : core_(initial) {
   if (initial > kMaxValue) throw InvalidArgument("Semaphore: initial value above kMaxValue");
 }
-bool Semaphore::acquire(std::optional<std::chrono::nanoseconds> timeout) {
-  return core_.acquire(Deadline::from(timeout));
+Outcome Semaphore::acquire(std::optional<std::chrono::nanoseconds> timeout) {
+  return core_.acquire(Deadline::from(timeout)) ? Outcome::kOk : Outcome::kTimeout;
 }
-bool Semaphore::try_acquire() { return core_.try_acquire(); }
+Outcome Semaphore::try_acquire() { return core_.try_acquire() ? Outcome::kOk : Outcome::kTimeout; }
 void Semaphore::release(uint32_t n) { core_.release(n, 0, "Semaphore"); }
 
 BoundedSemaphore::BoundedSemaphore(uint32_t initial) : max_value_(initial), core_(initial) {
@@ -82,10 +82,10 @@ BoundedSemaphore::BoundedSemaphore(uint32_t initial) : max_value_(initial), core
     throw InvalidArgument("BoundedSemaphore: the initial value (the bound) must be 1..kMaxValue");
   }
 }
-bool BoundedSemaphore::acquire(std::optional<std::chrono::nanoseconds> timeout) {
-  return core_.acquire(Deadline::from(timeout));
+Outcome BoundedSemaphore::acquire(std::optional<std::chrono::nanoseconds> timeout) {
+  return core_.acquire(Deadline::from(timeout)) ? Outcome::kOk : Outcome::kTimeout;
 }
-bool BoundedSemaphore::try_acquire() { return core_.try_acquire(); }
+Outcome BoundedSemaphore::try_acquire() { return core_.try_acquire() ? Outcome::kOk : Outcome::kTimeout; }
 void BoundedSemaphore::release(uint32_t n) { core_.release(n, max_value_, "BoundedSemaphore"); }
 
 }  // namespace ipc

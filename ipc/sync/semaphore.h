@@ -76,10 +76,10 @@ class Semaphore {
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
 
-  // Takes one unit, waiting up to `timeout` (nullopt: forever). False on timeout. Any thread, any process.
-  [[nodiscard]] bool acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  // Takes one unit if one is available now. Lock-free.
-  [[nodiscard]] bool try_acquire();
+  // Takes one unit, waiting up to `timeout` (nullopt: forever): kOk or kTimeout. Any thread, any process.
+  [[nodiscard]] Outcome acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Takes one unit if one is available now (kOk), else kTimeout (as a zero timeout would). Lock-free.
+  [[nodiscard]] Outcome try_acquire();
   // Adds `n` units and wakes up to `n` waiters. Any thread, any process. Throws InvalidArgument above kMaxValue.
   void release(uint32_t n = 1);
   // A snapshot that may be stale by the time it is read.
@@ -108,8 +108,8 @@ class BoundedSemaphore {
   BoundedSemaphore(const BoundedSemaphore&) = delete;
   BoundedSemaphore& operator=(const BoundedSemaphore&) = delete;
 
-  [[nodiscard]] bool acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  [[nodiscard]] bool try_acquire();
+  [[nodiscard]] Outcome acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  [[nodiscard]] Outcome try_acquire();
   // Throws StateError, and changes nothing, when the value would exceed max_value().
   void release(uint32_t n = 1);
   uint32_t value_approx() const { return core_.value_approx(); }

@@ -28,7 +28,7 @@ void Registry::open(kj::StringPtr name_text, Kind kind, bool create, std::uint64
                                       ", not a " + kind_name(kind));
     }
   } else {
-    if (!create) fail(Tag::kStateError, "no object named '" + std::string(name) + "'");
+    if (!create) fail(Tag::kNotFound, "no object named '" + std::string(name) + "'");
     std::string n(name);
     MadeObject made = [&] {
       switch (kind) {
@@ -81,7 +81,7 @@ void Registry::serve(std::string name, capnp::Capability::Client service) {
 
 capnp::Capability::Client Registry::service(kj::StringPtr name) {
   auto it = services_.find(std::string_view(name.begin(), name.size()));
-  if (it == services_.end()) fail(Tag::kStateError, "no service named '" + std::string(name.cStr()) + "'");
+  if (it == services_.end()) fail(Tag::kNotFound, "no service named '" + std::string(name.cStr()) + "'");
   return it->second;
 }
 

@@ -80,7 +80,7 @@ int worker_main(Connection& conn, const CoreOptions& options, const SlotPlace* p
   if (options.initializer) options.initializer();
   std::vector<std::byte> in, out;
   for (unsigned done = 0;;) {
-    if (conn.recv_bytes(in) != RecvResult::kOk) return 0;  // end of stream: the pool closed or died
+    if (conn.recv_bytes(in) != Outcome::kOk) return 0;  // end of stream: the pool closed or died
     if (in.size() < kTaskHeaderBytes) throw StateError("pool worker: a task message of " + std::to_string(in.size()) + " bytes");
     const auto id = load<uint64_t>(in.data());
     const auto invoker = reinterpret_cast<Invoker>(load<uintptr_t>(in.data() + 8));
@@ -96,7 +96,7 @@ int worker_main(Connection& conn, const CoreOptions& options, const SlotPlace* p
       Codec<std::pair<std::string, std::string>>::encode(failure,
                                                           std::span<std::byte>(out).subspan(kResultHeaderBytes));
     }
-    if (conn.send_bytes(out) != SendResult::kOk) return 0;
+    if (conn.send_bytes(out) != Outcome::kOk) return 0;
     if (options.max_tasks_per_child != 0 && ++done >= options.max_tasks_per_child) return 0;
   }
 }
@@ -241,10 +241,10 @@ struct PoolCore::State {
   // Reads every complete result the worker has sent.
   void drain(Worker& w) {
     while (!w.conn_ended && w.conn.poll()) {
-      const RecvResult r = w.conn.recv_bytes(result_buffer, std::chrono::seconds(0));
-      if (r == RecvResult::kOk) {
+      const Outcome r = w.conn.recv_bytes(result_buffer, std::chrono::seconds(0));
+      if (r == Outcome::kOk) {
         handle_result(w, result_buffer);
-      } else if (r == RecvResult::kEndOfStream) {
+      } else if (r == Outcome::kClosed) {
         w.conn_ended = true;
       } else {
         break;
@@ -348,8 +348,8 @@ struct PoolCore::State {
         pending.erase(chosen);
       }
       if (target->in_hand.empty()) target->front_started = Clock::now();
-      const SendResult sent = target->conn.send_bytes(t.message);
-      if (sent != SendResult::kOk) {
+      const Outcome sent = target->conn.send_bytes(t.message);
+      if (sent != Outcome::kOk) {
         // The worker is gone; its pidfd will say so. The task was never received: queue it again.
         target->conn_ended = true;
         std::lock_guard lock(mu);
