@@ -14,8 +14,7 @@
 namespace {
 
 using ipc::Connection;
-using ipc::RecvResult;
-using ipc::SendResult;
+using ipc::Outcome;
 
 // One producer process -> this process, `n` messages of `size` bytes through rings of `ring_bytes`: msgs/s.
 double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes = ipc::PipeOptions().ring_bytes) {
@@ -27,7 +26,7 @@ double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes = ipc::PipeOpti
   ipc::Process child = bench::fork_child([&, &t = tx, &r = rx] {
     r.close();
     for (uint64_t i = 0; i < n; ++i) {
-      if (t.send_bytes(msg) != SendResult::kOk) throw std::runtime_error("send failed");
+      if (t.send_bytes(msg) != Outcome::kOk) throw std::runtime_error("send failed");
     }
   });
   tx.close();
@@ -35,7 +34,7 @@ double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes = ipc::PipeOpti
   got.reserve(size);
   const double t0 = bench::now_seconds();
   for (uint64_t i = 0; i < n; ++i) {
-    if (rx.recv_bytes(got) != RecvResult::kOk) return -1;
+    if (rx.recv_bytes(got) != Outcome::kOk) return -1;
   }
   const double dt = bench::now_seconds() - t0;
   return bench::wait_child(child) ? n / dt : -1;
@@ -47,14 +46,14 @@ double pipe_round_trip_ns(uint64_t n, unsigned idle_gap_us) {
   ipc::Process child = bench::fork_child([&, &bb = b, &aa = a] {
     aa.close();
     std::vector<std::byte> m;
-    while (bb.recv_bytes(m) == RecvResult::kOk) {
-      if (bb.send_bytes(m) != SendResult::kOk) return;
+    while (bb.recv_bytes(m) == Outcome::kOk) {
+      if (bb.send_bytes(m) != Outcome::kOk) return;
     }
   });
   b.close();
   std::vector<std::byte> msg(8), got;
   const double ns = bench::round_trip_ns(n, idle_gap_us, [&] {
-    return a.send_bytes(msg) == SendResult::kOk && a.recv_bytes(got) == RecvResult::kOk;
+    return a.send_bytes(msg) == Outcome::kOk && a.recv_bytes(got) == Outcome::kOk;
   });
   a.close();
   return bench::wait_child(child) ? ns : -1;

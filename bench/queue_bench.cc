@@ -16,7 +16,7 @@
 
 namespace {
 
-using ipc::QueueResult;
+using ipc::Outcome;
 using namespace std::chrono_literals;
 
 constexpr int kReps = 3;
@@ -90,11 +90,11 @@ double queue_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
   auto pong = ipc::SpscQueue<uint64_t>::create_at(static_cast<char*>(mem.p) + bytes, bytes, 64);
   ipc::Process child = bench::fork_child([&] {
     uint64_t v;
-    while (ping.get(v) == QueueResult::kOk) (void)pong.put(v);
+    while (ping.get(v) == Outcome::kOk) (void)pong.put(v);
   });
   uint64_t i = 0, v = 0;
   const double ns = bench::round_trip_ns(round_trips, idle_gap_us, [&] {
-    return ping.put(i++) == QueueResult::kOk && pong.get(v) == QueueResult::kOk;
+    return ping.put(i++) == Outcome::kOk && pong.get(v) == Outcome::kOk;
   });
   ping.close();
   return bench::wait_child(child) ? ns : -1;

@@ -96,7 +96,7 @@ struct BoostMutex {
 struct OurLock {
   ipc::Lock l;
   void lock() {
-    if (l.acquire() != ipc::AcquireResult::kAcquired) std::abort();
+    if (l.acquire() != ipc::Outcome::kOk) std::abort();
   }
   void unlock() { l.release(); }
 };

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   children.push_back(ipc::Process::start([&] {
     for (long i = 0; i < lines; ++i) {
       std::string line = "line " + std::to_string(i) + std::string(static_cast<size_t>(i % 7), ' ') + " has words";
-      if (text.put_value(line) != ipc::QueueResult::kOk) break;
+      if (text.put_value(line) != ipc::Outcome::kOk) break;
     }
     text.close();  // no more lines: workers drain and stop
   }, {.name = "producer"}));
@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
     children.push_back(ipc::Process::start([&, w] {
       std::string line;
       long n = 0;
-      while (text.get_value(line) == ipc::QueueResult::kOk) {
-        if (results.put(Result{w, n++, count_words(line)}) != ipc::QueueResult::kOk) break;
+      while (text.get_value(line) == ipc::Outcome::kOk) {
+        if (results.put(Result{w, n++, count_words(line)}) != ipc::Outcome::kOk) break;
       }
     }, {.name = "worker-" + std::to_string(w)}));
   }
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   std::vector<long> per_worker(static_cast<size_t>(workers));
   long total_words = 0, got = 0;
   Result r;
-  while (results.get(r) == ipc::QueueResult::kOk) {
+  while (results.get(r) == ipc::Outcome::kOk) {
     per_worker[static_cast<size_t>(r.worker)] += 1;
     total_words += r.words;
     ++got;

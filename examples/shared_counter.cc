@@ -57,12 +57,12 @@ int main(int argc, char** argv) {
     auto mine = ipc::Segment::open(name);
     auto& lock = ipc::Lock::open(mine, "ledger_lock");
     auto& rec = *mine.find<Ledger>("record");
-    if (lock.acquire() != ipc::AcquireResult::kAcquired) return 1;
+    if (lock.acquire() != ipc::Outcome::kOk) return 1;
     ++rec.entries;  // ... and dies before updating rec.total
     ipc::Event::open(mine, "victim_holds_lock").set();
     for (;;) pause();
   }, {.name = "victim"});
-  if (!holding.wait(std::chrono::seconds(30))) return 1;
+  if (holding.wait(std::chrono::seconds(30)) != ipc::Outcome::kOk) return 1;
   victim.kill();
   (void)victim.join();
   std::printf("killed worker %d while it held the lock\n", victim.pid());

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <kj/async-unix.h>
 #include <pthread.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -14,12 +13,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <mutex>
 #include <thread>
 
 #include "manager/detail/auth.h"
 #include "manager/detail/socket_network.h"
+#include "manager/detail/unix_address.h"
 #include "manager/detail/wire_errors.h"
 
 namespace ipc::manager {
@@ -111,17 +110,6 @@ std::shared_ptr<ThreadLoop> thread_loop() {
   return loop;
 }
 
-std::vector<std::uint8_t> nonce() {
-  std::vector<std::uint8_t> out(kNonceBytes);
-  std::size_t done = 0;
-  while (done < out.size()) {
-    ssize_t r = retry_on_eintr([&] { return ::getrandom(out.data() + done, out.size() - done, 0); });
-    if (r < 0) throw_errno("getrandom");
-    done += static_cast<std::size_t>(r);
-  }
-  return out;
-}
-
 // Removes a connection's socket from the list. REQUIRES: the fork lock held, and kept until the socket is closed:
 // a fork in between would leave the child a copy of it (unlisted first) or have the child replace whatever reused
 // the number (closed first).
@@ -132,13 +120,7 @@ void unlist_socket(int fd) {
 
 // A Unix stream socket connected to `path`, listed in fork_state().sockets from its creation on.
 int connect_unix(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    throw InvalidArgument("socket path must be 1 to " + std::to_string(sizeof addr.sun_path - 1) + " bytes: '" +
-                          path + "'");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const sockaddr_un addr = unix_address(path);
   int fd;
   {
     ForkState& state = fork_state();
@@ -260,7 +242,7 @@ class Session {
 
     auto challenge = wait(auth.challengeRequest().send());
     auto server_nonce = challenge.getServerNonce();
-    auto client_nonce = nonce();
+    auto client_nonce = random_bytes(kNonceBytes);
     auto proof = client_proof(key, {server_nonce.begin(), server_nonce.size()}, client_nonce);
     auto request = auth.respondRequest();
     request.setProof(capnp::Data::Reader(proof.data(), proof.size()));
@@ -356,7 +338,11 @@ namespace {
 
 capnp::Text::Reader text(std::string_view s) { return capnp::Text::Reader(s.data(), s.size()); }
 
-std::int64_t timeout_ns(std::chrono::nanoseconds t) { return t.count() < 0 ? -1 : t.count(); }
+// The wire's encoding (manager.capnp): -1 waits forever. A negative duration has already passed: do not wait.
+std::int64_t timeout_ns(std::optional<std::chrono::nanoseconds> t) {
+  if (!t) return -1;
+  return std::max<std::int64_t>(t->count(), 0);
+}
 
 // Every request goes out through here: the owner-thread check must come before the request touches the event
 // loop, and the size check before anything is sent.
@@ -389,6 +375,30 @@ capnp::MessageSize words(const Value::Map& entries) {
 }
 
 std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
+
+// Dict and Namespace make the same calls under other names; these fill and read them whatever the wire calls the
+// key (`key` in Dict, `name` in Namespace).
+template <typename Params>
+Params keyed(Params params, std::string_view key) {
+  if constexpr (requires { params.setKey(text(key)); }) {
+    params.setKey(text(key));
+  } else {
+    params.setName(text(key));
+  }
+  return params;
+}
+template <typename Params>
+Params keyed(Params params, std::string_view key, const Value& value) {
+  Params out = keyed(std::move(params), key);
+  to_wire(value, out.initValue());
+  return out;
+}
+// A lookup's reply (Dict.get, Namespace.getAttr): nullopt when the key is absent.
+template <typename Results>
+std::optional<Value> found_value(const Results& r) {
+  if (!r.getFound()) return std::nullopt;
+  return from_wire(r.getValue());
+}
 
 Value::Map to_map(capnp::List<wire::Entry>::Reader entries) {
   Value::Map out;
@@ -491,28 +501,20 @@ capnp::Capability::Client Client::service(std::string_view name) {
 
 Future<void> DictProxy::set_async(std::string_view key, const Value& value) {
   auto& s = h_.use();
-  auto request = h_.cap().setRequest(words(key, value));
-  request.setKey(text(key));
-  to_wire(value, request.initValue());
+  auto request = keyed(h_.cap().setRequest(words(key, value)), key, value);
   return Future<void>(h_.session(), send(s, request).ignoreResult());
 }
 
 Future<std::optional<Value>> DictProxy::get_async(std::string_view key) {
   auto& s = h_.use();
-  auto request = h_.cap().getRequest(words(key));
-  request.setKey(text(key));
   return Future<std::optional<Value>>(
-      h_.session(), send(s, request).then([](capnp::Response<wire::Dict::GetResults> r) -> std::optional<Value> {
-        if (!r.getFound()) return std::nullopt;
-        return from_wire(r.getValue());
-      }));
+      h_.session(), send(s, keyed(h_.cap().getRequest(words(key)), key))
+                        .then([](capnp::Response<wire::Dict::GetResults> r) { return found_value(r); }));
 }
 
 bool DictProxy::erase(std::string_view key) {
   auto& s = h_.use();
-  auto request = h_.cap().eraseRequest(words(key));
-  request.setKey(text(key));
-  return s.wait(send(s, request)).getErased();
+  return s.wait(send(s, keyed(h_.cap().eraseRequest(words(key)), key))).getErased();
 }
 
 std::size_t DictProxy::size() {
@@ -606,26 +608,17 @@ void ListProxy::clear() {
 
 void NamespaceProxy::set(std::string_view attr, const Value& value) {
   auto& s = h_.use();
-  auto request = h_.cap().setAttrRequest(words(attr, value));
-  request.setName(text(attr));
-  to_wire(value, request.initValue());
-  s.wait(send(s, request));
+  s.wait(send(s, keyed(h_.cap().setAttrRequest(words(attr, value)), attr, value)));
 }
 
 std::optional<Value> NamespaceProxy::get(std::string_view attr) {
   auto& s = h_.use();
-  auto request = h_.cap().getAttrRequest(words(attr));
-  request.setName(text(attr));
-  auto response = s.wait(send(s, request));
-  if (!response.getFound()) return std::nullopt;
-  return from_wire(response.getValue());
+  return found_value(s.wait(send(s, keyed(h_.cap().getAttrRequest(words(attr)), attr))));
 }
 
 bool NamespaceProxy::erase(std::string_view attr) {
   auto& s = h_.use();
-  auto request = h_.cap().delAttrRequest(words(attr));
-  request.setName(text(attr));
-  return s.wait(send(s, request)).getDeleted();
+  return s.wait(send(s, keyed(h_.cap().delAttrRequest(words(attr)), attr))).getDeleted();
 }
 
 Value::Map NamespaceProxy::items() {
@@ -635,24 +628,24 @@ Value::Map NamespaceProxy::items() {
 
 // ---- QueueProxy ----
 
-Future<QueueStatus> QueueProxy::put_async(const Value& value, std::chrono::nanoseconds timeout) {
+Future<Outcome> QueueProxy::put_async(const Value& value, std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().putRequest(value_words(value));
   to_wire(value, request.initValue());
   request.setTimeoutNs(timeout_ns(timeout));
-  return Future<QueueStatus>(h_.session(), send(s, request).then([](capnp::Response<wire::Queue::PutResults> r) {
-    if (r.getOk()) return QueueStatus::kOk;
-    return r.getClosed() ? QueueStatus::kClosed : QueueStatus::kTimeout;
+  return Future<Outcome>(h_.session(), send(s, request).then([](capnp::Response<wire::Queue::PutResults> r) {
+    if (r.getOk()) return Outcome::kOk;
+    return r.getClosed() ? Outcome::kClosed : Outcome::kTimeout;
   }));
 }
 
-QueueItem QueueProxy::get(std::chrono::nanoseconds timeout) {
+QueueItem QueueProxy::get(std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().getRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
   auto r = s.wait(send(s, request));
-  if (r.getOk()) return QueueItem{QueueStatus::kOk, from_wire(r.getValue())};
-  return QueueItem{r.getClosed() ? QueueStatus::kClosed : QueueStatus::kTimeout, Value()};
+  if (r.getOk()) return QueueItem{Outcome::kOk, from_wire(r.getValue())};
+  return QueueItem{r.getClosed() ? Outcome::kClosed : Outcome::kTimeout, Value()};
 }
 
 std::size_t QueueProxy::size_approx() {
@@ -673,13 +666,13 @@ void QueueProxy::close() {
 // ---- Lock ----
 
 LockHolder LockProxy::acquire() {
-  auto holder = try_acquire(kWaitForever);
+  auto holder = acquire_within(std::nullopt);
   // With no timeout the server answers only once the lock is ours (or fails the call).
   if (!holder) throw RemoteError(h_.use().context() + ": the server refused a lock acquire without a timeout");
   return std::move(*holder);
 }
 
-std::optional<LockHolder> LockProxy::try_acquire(std::chrono::nanoseconds timeout) {
+std::optional<LockHolder> LockProxy::acquire_within(std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().acquireRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
@@ -748,11 +741,11 @@ bool EventProxy::is_set() {
   return s.wait(send(s, h_.cap().isSetRequest(kSmallRequest))).getSet();
 }
 
-bool EventProxy::wait(std::chrono::nanoseconds timeout) {
+Outcome EventProxy::wait(std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().waitRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
-  return s.wait(send(s, request)).getSet();
+  return s.wait(send(s, request)).getSet() ? Outcome::kOk : Outcome::kTimeout;
 }
 
 Value ValueProxy::get() {

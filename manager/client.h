@@ -22,7 +22,9 @@
 // Lifetime: proxies, holders and futures keep the connection alive; the connection closes when the Client and all
 //   of them are gone. Closing the connection releases every lock it holds and cancels its pending waits on the
 //   server. Objects themselves live in the server until removed or the server stops.
-// Errors: see errors.h. Expected outcomes are return values: a missing key (nullopt), a timeout, a closed queue.
+// Errors: see errors.h. Expected outcomes are return values: a missing key (nullopt), a timeout or a closed queue
+//   (ipc::Outcome kTimeout / kClosed, ipc/base/error.h). Timeouts are std::chrono durations; std::nullopt (the
+//   default) waits forever. Opening a missing object with Open::kExisting throws ipc::NotFound.
 //   A dead or stopped server makes every pending and later call throw Disconnected, never hang. A request larger
 //   than the server accepts throws ipc::InvalidArgument before anything is sent.
 #pragma once
@@ -47,7 +49,7 @@ namespace ipc::manager {
 // How Client::dict() and friends treat a missing object.
 enum class Open {
   kCreate,    // create it when absent (the usual)
-  kExisting,  // a missing object is an ipc::StateError
+  kExisting,  // a missing object is an ipc::NotFound
 };
 
 namespace detail {
@@ -136,8 +138,6 @@ class ObjectHandle {
   ObjectRef ref_;
 };
 }  // namespace detail
-
-inline constexpr std::chrono::nanoseconds kWaitForever{-1};
 
 // The reply of an `_async` call. Single use: get() once. Dropping it without get() does not cancel a call that
 // already reached the server. It belongs to the process that made it: in a forked child get() throws
@@ -255,16 +255,11 @@ class NamespaceProxy {
   detail::ObjectHandle<wire::Namespace> h_;
 };
 
-enum class QueueStatus {
-  kOk,
-  kTimeout,  // full (put) or empty (get) for the whole timeout
-  kClosed,   // close() was called (get: and nothing is left)
-};
-
 struct QueueItem {
-  QueueStatus status = QueueStatus::kTimeout;
+  // kOk; kTimeout: empty for the whole timeout; kClosed: close() was called and nothing is left.
+  Outcome status = Outcome::kTimeout;
   Value value;  // null unless status == kOk
-  explicit operator bool() const { return status == QueueStatus::kOk; }
+  explicit operator bool() const { return status == Outcome::kOk; }
 };
 
 // A FIFO queue, optionally bounded (Client::queue's max_size). Many producers and consumers, any processes.
@@ -272,13 +267,15 @@ class QueueProxy {
  public:
   static constexpr Kind kKind = Kind::kQueue;
 
-  // Waits up to `timeout` while the queue is full (zero: do not wait).
-  [[nodiscard]] QueueStatus put(const Value& value, std::chrono::nanoseconds timeout = kWaitForever) {
+  // Waits up to `timeout` (nullopt: forever; zero: do not wait) while the queue is full: kOk, kTimeout, or kClosed
+  // (close() was called).
+  [[nodiscard]] Outcome put(const Value& value, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     return put_async(value, timeout).get();
   }
-  // Waits up to `timeout` while the queue is empty. Items come out in the order the server received them. An item
-  // whose reply did not reach this process (it died first) goes back to the front of the queue for the next get.
-  [[nodiscard]] QueueItem get(std::chrono::nanoseconds timeout = kWaitForever);
+  // Waits up to `timeout` (nullopt: forever) while the queue is empty: status kOk, kTimeout or kClosed (closed
+  // and drained). Items come out in the order the server received them. An item whose reply did not reach this
+  // process (it died first) goes back to the front of the queue for the next get.
+  [[nodiscard]] QueueItem get(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
   [[nodiscard]] std::size_t size_approx();
   // Items lost to consumers that died: handed to a consumer whose connection then ended without the server
   // knowing whether the consumer received them (see docs/manager.md, "Failure semantics"). Any process.
@@ -286,7 +283,7 @@ class QueueProxy {
   // Wakes every waiter: later puts return kClosed; gets drain what is left, then return kClosed.
   void close();
 
-  Future<QueueStatus> put_async(const Value& value, std::chrono::nanoseconds timeout = kWaitForever);
+  Future<Outcome> put_async(const Value& value, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 
   wire::Queue::Client& capability() {
     h_.use();
@@ -329,7 +326,9 @@ class LockProxy {
 
   LockHolder acquire();
   // nullopt when the lock stayed held for the whole timeout (zero: do not wait).
-  [[nodiscard]] std::optional<LockHolder> try_acquire(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  [[nodiscard]] std::optional<LockHolder> try_acquire(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0)) {
+    return acquire_within(timeout);
+  }
   [[nodiscard]] bool locked();
 
   wire::Lock::Client& capability() {
@@ -340,10 +339,11 @@ class LockProxy {
  private:
   friend class Client;
   explicit LockProxy(detail::ObjectHandle<wire::Lock> h) : h_(std::move(h)) {}
+  std::optional<LockHolder> acquire_within(std::optional<std::chrono::nanoseconds> timeout);
   detail::ObjectHandle<wire::Lock> h_;
 };
 
-// A flag that waiters block on. Happens-before: set() happens before every wait() that returns true because of it.
+// A flag that waiters block on. Happens-before: set() happens before every wait() that returns kOk because of it.
 class EventProxy {
  public:
   static constexpr Kind kKind = Kind::kEvent;
@@ -351,8 +351,8 @@ class EventProxy {
   void set();
   void clear();
   [[nodiscard]] bool is_set();
-  // true once set; false when the timeout passed first.
-  [[nodiscard]] bool wait(std::chrono::nanoseconds timeout = kWaitForever);
+  // kOk once set; kTimeout when `timeout` (nullopt: forever) passed first.
+  [[nodiscard]] Outcome wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 
   wire::Event::Client& capability() {
     h_.use();
@@ -446,7 +446,7 @@ class Client {
   // Every object, sorted by name.
   [[nodiscard]] std::vector<ObjectRef> objects();
 
-  // A user capability the server registered with Server::serve(). ipc::StateError when there is none by that name.
+  // A user capability the server registered with Server::serve(). ipc::NotFound when there is none by that name.
   // The interface is not checked here; calling a method it lacks fails with ipc::Unsupported.
   template <typename Interface>
   typename Interface::Client get_service(std::string_view name) {

@@ -5,8 +5,8 @@
 //   - the connection is gone (server died, stopped, or closed the connection)     -> Disconnected
 //   - the key was wrong, or the server could not prove it knows the key           -> AuthenticationFailed
 //   - misuse reported by the server (wrong kind, bad index, bad name, oversized)  -> ipc::InvalidArgument
-//   - wrong state reported by the server (removed object, no such object/service, lock released twice)
-//                                                                                 -> ipc::StateError
+//   - no object (Open::kExisting) or service of that name                         -> ipc::NotFound
+//   - wrong state reported by the server (removed object, lock released twice)    -> ipc::StateError
 //   - the server does not implement a method (older server, wrong interface)      -> ipc::Unsupported
 //   - anything else the server or a user service threw                            -> RemoteError
 #pragma once

@@ -14,7 +14,7 @@
 
 using namespace std::chrono_literals;
 using ipc::manager::Client;
-using ipc::manager::QueueStatus;
+using ipc::Outcome;
 using ipc::manager::Value;
 using ipc::manager::testing::run_child;
 using ipc::manager::testing::Signal;
@@ -97,9 +97,9 @@ TEST_CASE("a client killed while waiting on a queue does not swallow the next it
   CHECK(child.join() == -SIGKILL);
   Client client(server.socket_path(), server.key());
   auto q = client.queue("q");
-  REQUIRE(q.put("item") == QueueStatus::kOk);
+  REQUIRE(q.put("item") == Outcome::kOk);
   auto item = q.get(30s);
-  CHECK(item.status == QueueStatus::kOk);
+  CHECK(item.status == Outcome::kOk);
   CHECK(item.value == Value("item"));
 }
 
@@ -118,7 +118,7 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
   for (int i = 0; i < kItems; ++i) {
     auto consumer = consumer_waiting_in_get(server, "q");
     consumer.kill();
-    REQUIRE(q.put(i) == QueueStatus::kOk);
+    REQUIRE(q.put(i) == Outcome::kOk);
     CHECK(consumer.join() == -SIGKILL);
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     while (received.size() + abandoned < static_cast<std::size_t>(i) + 1 &&
@@ -130,7 +130,7 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
     INFO("round " << i << ": received " << received.size() << ", abandoned " << abandoned);
     REQUIRE(received.size() + abandoned == static_cast<std::size_t>(i) + 1);
   }
-  CHECK(q.get(0s).status == QueueStatus::kTimeout);  // and nothing more
+  CHECK(q.get(0s).status == Outcome::kTimeout);  // and nothing more
 }
 
 TEST_CASE("a pending call fails with Disconnected when the server is killed, and so do later calls",
@@ -159,7 +159,7 @@ TEST_CASE("a blocking call in progress fails with Disconnected when the server s
     Client c(server.socket_path(), server.key());
     // Signals the parent's pending get by stopping the server once the parent waits.
     auto ev = c.event("parent waiting");
-    if (!ev.wait(30s)) return 1;
+    if (ev.wait(30s) != Outcome::kOk) return 1;
     ::kill(server.pid(), SIGTERM);
     return 0;
   });

@@ -23,7 +23,7 @@
 
 using namespace std::chrono_literals;
 using ipc::manager::Client;
-using ipc::manager::QueueStatus;
+using ipc::Outcome;
 using ipc::manager::Value;
 
 namespace {
@@ -216,7 +216,7 @@ TEST_CASE("a call in flight in the parent completes while its children use their
   for (int i = 0; i < kChildren; ++i) {
     children.push_back(ipc::Process::start([&, i] {
       d.set("child " + std::to_string(i), pid_value());
-      return q.put(i) == QueueStatus::kOk ? 0 : 2;
+      return q.put(i) == Outcome::kOk ? 0 : 2;
     }));
   }
   for (auto& child : children) REQUIRE(exit_code(child) == 0);  // else the call below would wait for ever
@@ -240,8 +240,8 @@ TEST_CASE("a child that drops the Client, proxies, futures and lock holders it i
   std::optional<ipc::manager::DictProxy> d = client->dict("d");
   std::optional<ipc::manager::LockHolder> held = client->lock("L").acquire();
   std::optional<ipc::manager::QueueProxy> full = client->queue("full", 1);
-  REQUIRE(full->put(0) == QueueStatus::kOk);
-  std::optional<ipc::manager::Future<QueueStatus>> put = full->put_async(1);  // waits for room on the server
+  REQUIRE(full->put(0) == Outcome::kOk);
+  std::optional<ipc::manager::Future<Outcome>> put = full->put_async(1);  // waits for room on the server
   (void)full->size_approx();  // calls of one connection run in order: the put is pending on the server now
 
   auto child = ipc::Process::start([&] {
@@ -265,7 +265,7 @@ TEST_CASE("a child that drops the Client, proxies, futures and lock holders it i
   // The parent's pending put takes the room made: had the child cancelled it, item 1 would never come (and
   // put->get() would wait for ever).
   REQUIRE(queue.get(30s).value == Value(1));
-  CHECK(put->get() == QueueStatus::kOk);
+  CHECK(put->get() == Outcome::kOk);
   d->set("k", 1);
   CHECK(d->get("k") == Value(1));
   held->release();

@@ -15,7 +15,7 @@ using ipc::manager::Client;
 using ipc::manager::Kind;
 using ipc::manager::ObjectRef;
 using ipc::manager::Open;
-using ipc::manager::QueueStatus;
+using ipc::Outcome;
 using ipc::manager::Value;
 using ipc::manager::testing::run_child;
 using ipc::manager::testing::Signal;
@@ -78,7 +78,16 @@ TEST_CASE("a namespace keeps attributes", "[manager][namespace]") {
   CHECK(ns.get("threads") == Value(4));
   CHECK_FALSE(ns.get("absent").has_value());
   CHECK(ns.erase("name"));
-  CHECK(ns.items() == Value::Map{{"threads", 4}});
+  CHECK_FALSE(ns.erase("name"));
+  ns.set("threads", 8);  // replaces
+  CHECK(ns.items() == Value::Map{{"threads", 8}});
+
+  // A second proxy, from a second connection, sees the same object; a removed one fails as a dict does.
+  Client other(server.socket_path(), server.key());
+  CHECK(other.namespace_("config").get("threads") == Value(8));
+  CHECK(client.remove("config"));
+  CHECK_THROWS_WITH(ns.set("threads", 1), Catch::Contains("namespace 'config' was removed"));
+  CHECK_THROWS_AS(ns.get("threads"), ipc::StateError);
 }
 
 TEST_CASE("a queue hands items from a producer process to a consumer in order", "[manager][queue]") {
@@ -88,7 +97,7 @@ TEST_CASE("a queue hands items from a producer process to a consumer in order", 
     Client client(server.socket_path(), server.key());
     auto q = client.queue("q");
     for (int i = 0; i < kItems; ++i) {
-      if (q.put(i) != QueueStatus::kOk) return 1;
+      if (q.put(i) != Outcome::kOk) return 1;
     }
     return 0;
   });
@@ -96,11 +105,11 @@ TEST_CASE("a queue hands items from a producer process to a consumer in order", 
   auto q = client.queue("q");
   for (int i = 0; i < kItems; ++i) {
     auto item = q.get(30s);
-    REQUIRE(item.status == QueueStatus::kOk);
+    REQUIRE(item.status == Outcome::kOk);
     CHECK(item.value == Value(i));
   }
   CHECK(producer.join() == 0);
-  CHECK(q.get(0s).status == QueueStatus::kTimeout);
+  CHECK(q.get(0s).status == Outcome::kTimeout);
 }
 
 TEST_CASE("queue get times out on an empty queue", "[manager][queue]") {
@@ -108,23 +117,23 @@ TEST_CASE("queue get times out on an empty queue", "[manager][queue]") {
   Client client(server.socket_path(), server.key());
   auto q = client.queue("q");
   auto start = std::chrono::steady_clock::now();
-  CHECK(q.get(50ms).status == QueueStatus::kTimeout);
+  CHECK(q.get(50ms).status == Outcome::kTimeout);
   CHECK(std::chrono::steady_clock::now() - start >= 50ms);
-  CHECK(q.get(0s).status == QueueStatus::kTimeout);
+  CHECK(q.get(0s).status == Outcome::kTimeout);
 }
 
 TEST_CASE("a bounded queue refuses a put while full and takes it after a get", "[manager][queue]") {
   auto server = ipc::manager::start_server();
   Client client(server.socket_path(), server.key());
   auto q = client.queue("bounded", 2);
-  CHECK(q.put(1, 0s) == QueueStatus::kOk);
-  CHECK(q.put(2, 0s) == QueueStatus::kOk);
-  CHECK(q.put(3, 0s) == QueueStatus::kTimeout);
-  CHECK(q.put(3, 20ms) == QueueStatus::kTimeout);
+  CHECK(q.put(1, 0s) == Outcome::kOk);
+  CHECK(q.put(2, 0s) == Outcome::kOk);
+  CHECK(q.put(3, 0s) == Outcome::kTimeout);
+  CHECK(q.put(3, 20ms) == Outcome::kTimeout);
   // A waiting put gets in as soon as a get makes room.
   auto pending = q.put_async(3, 30s);
   CHECK(q.get().value == Value(1));
-  CHECK(pending.get() == QueueStatus::kOk);
+  CHECK(pending.get() == Outcome::kOk);
   CHECK(q.size_approx() == 2);
   CHECK(q.get().value == Value(2));
   CHECK(q.get().value == Value(3));
@@ -134,7 +143,7 @@ TEST_CASE("closing a queue wakes a waiting getter in another process", "[manager
   auto server = ipc::manager::start_server();
   Client client(server.socket_path(), server.key());
   auto q = client.queue("q");
-  REQUIRE(q.put("left over") == QueueStatus::kOk);
+  REQUIRE(q.put("left over") == Outcome::kOk);
   Signal child_waiting;
   auto consumer = run_child([&] {
     Client c(server.socket_path(), server.key());
@@ -152,7 +161,7 @@ TEST_CASE("closing a queue wakes a waiting getter in another process", "[manager
   REQUIRE(child_waiting.wait_for(30s));
   q.close();
   CHECK(consumer.join() == 0);
-  CHECK(q.put(1) == QueueStatus::kClosed);
+  CHECK(q.put(1) == Outcome::kClosed);
 }
 
 TEST_CASE("a lock excludes another process until it is released", "[manager][lock]") {
@@ -189,13 +198,13 @@ TEST_CASE("an event wakes a waiter in another process", "[manager][event]") {
   Client client(server.socket_path(), server.key());
   auto ev = client.event("E");
   CHECK_FALSE(ev.is_set());
-  CHECK_FALSE(ev.wait(10ms));
+  CHECK(ev.wait(10ms) == Outcome::kTimeout);
   auto child = run_child([&] {
     Client c(server.socket_path(), server.key());
     c.event("E").set();
     return 0;
   });
-  CHECK(ev.wait(30s));
+  CHECK(ev.wait(30s) == Outcome::kOk);
   CHECK(child.join() == 0);
   CHECK(ev.is_set());
   ev.clear();
@@ -234,7 +243,7 @@ TEST_CASE("a name of another kind, a missing name and a bad name are errors", "[
   client.dict("taken");
   CHECK_THROWS_AS(client.list("taken"), ipc::InvalidArgument);
   CHECK_THROWS_WITH(client.list("taken"), Catch::Contains("is a dict, not a list"));
-  CHECK_THROWS_AS(client.dict("nope", Open::kExisting), ipc::StateError);
+  CHECK_THROWS_AS(client.dict("nope", Open::kExisting), ipc::NotFound);
   CHECK_THROWS_AS(client.dict(""), ipc::InvalidArgument);
   CHECK_THROWS_AS(client.dict(std::string(256, 'x')), ipc::InvalidArgument);
 }
@@ -263,6 +272,20 @@ TEST_CASE("removing an object fails the calls waiting on it", "[manager][errors]
   auto reply = request.send();
   client.remove("q");
   CHECK_THROWS_AS(client.wait(kj::mv(reply)), ipc::StateError);
+
+  auto lock = client.lock("l");
+  auto holder = lock.acquire();
+  auto acquire = lock.capability().acquireRequest();
+  acquire.setTimeoutNs(-1);
+  auto acquired = acquire.send();
+  auto event = client.event("e");
+  auto wait = event.capability().waitRequest();
+  wait.setTimeoutNs(-1);
+  auto woken = wait.send();
+  client.remove("l");
+  client.remove("e");
+  CHECK_THROWS_WITH(client.wait(kj::mv(acquired)), Catch::Contains("lock 'l' was removed while the call waited"));
+  CHECK_THROWS_WITH(client.wait(kj::mv(woken)), Catch::Contains("event 'e' was removed while the call waited"));
 }
 
 TEST_CASE("a value can refer to another object, opened as a proxy", "[manager][nested]") {

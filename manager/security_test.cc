@@ -18,6 +18,7 @@
 #include "manager/client.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/test_util.h"
+#include "manager/detail/unix_address.h"
 #include "manager/server.h"
 
 using namespace std::chrono_literals;
@@ -29,10 +30,8 @@ namespace {
 int raw_connect(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, path.c_str());
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const sockaddr_un addr = ipc::manager::detail::unix_address(path);
+  REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
   return fd;
 }
 

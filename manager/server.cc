@@ -9,7 +9,6 @@
 #include <chrono>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -26,8 +25,9 @@
 #include "ipc/base/process.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/fresh_thread.h"
-#include "manager/detail/socket_network.h"
 #include "manager/detail/objects.h"
+#include "manager/detail/socket_network.h"
+#include "manager/detail/unix_address.h"
 #include "manager/detail/wire_errors.h"
 #include "manager/manager.capnp.h"
 
@@ -36,16 +36,7 @@ namespace ipc::manager {
 using detail::fail;
 using detail::Tag;
 
-std::vector<std::uint8_t> random_bytes(std::size_t n) {
-  std::vector<std::uint8_t> out(n);
-  std::size_t done = 0;
-  while (done < n) {
-    ssize_t r = retry_on_eintr([&] { return getrandom(out.data() + done, n - done, 0); });
-    if (r < 0) throw_errno("getrandom");
-    done += static_cast<std::size_t>(r);
-  }
-  return out;
-}
+std::vector<std::uint8_t> random_bytes(std::size_t n) { return detail::random_bytes(n); }
 
 namespace {
 
@@ -180,17 +171,6 @@ void ensure_private_directory(const std::string& dir) {
   }
 }
 
-sockaddr_un unix_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    throw InvalidArgument("socket path must be 1 to " + std::to_string(sizeof addr.sun_path - 1) +
-                          " bytes: '" + path + "'");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
-
 // Removes a socket file left by a server that died, refusing to touch one a live server listens on.
 void remove_stale_socket(const std::string& path, const sockaddr_un& addr) {
   struct stat st;
@@ -302,7 +282,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   const std::string& path = impl_->options.socket_path;
   try {
-    sockaddr_un addr = unix_address(path);
+    sockaddr_un addr = detail::unix_address(path);
     remove_stale_socket(path, addr);
     impl_->listen_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (impl_->listen_fd < 0) throw_errno("socket");

@@ -62,7 +62,7 @@ TEST_CASE("a user interface is served to clients in several processes", "[manage
 TEST_CASE("asking for an unknown service or using the wrong interface is an error", "[manager][service]") {
   auto server = start_with_calculator();
   Client client(server.socket_path(), server.key());
-  CHECK_THROWS_AS(client.get_service<Calculator>("nope"), ipc::StateError);
+  CHECK_THROWS_AS(client.get_service<Calculator>("nope"), ipc::NotFound);
   auto wrong = client.get_service<ipc::manager::wire::Dict>("calculator");
   CHECK_THROWS_AS(client.wait(wrong.sizeRequest().send()), ipc::Unsupported);
 }

@@ -103,21 +103,23 @@ TEST_CASE("the README's numa and segment snippets work", "[readme]") {
 TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]") {
   ipc::Segment seg = ipc::Segment::create(ipc::test::unique_name("readme"), 16 << 20);
   auto jobs = ipc::Queue<Job>::create(seg, "jobs", 1024);
-  auto text = ipc::MessageQueue::create(seg, "lines", 256, 4096);
-  REQUIRE(jobs.put(Job{1, 0.5}, std::chrono::milliseconds(100)) == ipc::QueueResult::kOk);
+  auto text = ipc::MessageQueue::create<std::string>(seg, "lines", 256, 4096);
+  REQUIRE(jobs.put(Job{1, 0.5}, std::chrono::milliseconds(100)) == ipc::Outcome::kOk);
   Job j{};
-  REQUIRE(jobs.get(j) == ipc::QueueResult::kOk);
+  REQUIRE(jobs.get(j) == ipc::Outcome::kOk);
   CHECK(j.id == 1);
-  REQUIRE(text.put_value(std::string("hello")) == ipc::QueueResult::kOk);
+  REQUIRE(text.put_value(std::string("hello")) == ipc::Outcome::kOk);
   CHECK(text.get_value<std::string>() == std::string("hello"));
+  CHECK_NOTHROW(ipc::MessageQueue::open<std::string>(seg, "lines"));
+  CHECK_THROWS_AS(ipc::MessageQueue::open<int>(seg, "lines"), ipc::InvalidArgument);
   jobs.close();
-  CHECK(jobs.get(j) == ipc::QueueResult::kClosed);
+  CHECK(jobs.get(j) == ipc::Outcome::kClosed);
   CHECK(jobs.abandoned_count() == 0);
 
   auto [parent_end, child_end] = ipc::Pipe();
   ipc::Process child = ipc::Process::start([&] {
     parent_end.close();
-    return child_end.send(std::map<std::string, int>{{"x", 1}}) == ipc::SendResult::kOk ? 0 : 1;
+    return child_end.send(std::map<std::string, int>{{"x", 1}}) == ipc::Outcome::kOk ? 0 : 1;
   });
   child_end.close();
   auto m = parent_end.recv<std::map<std::string, int>>();
@@ -129,7 +131,7 @@ TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]")
   CHECK(child.join() == 0);
 
   ipc::Lock& lock = ipc::Lock::create(seg, "ledger lock");
-  REQUIRE(lock.acquire(std::chrono::seconds(1)) == ipc::AcquireResult::kAcquired);
+  REQUIRE(lock.acquire(std::chrono::seconds(1)) == ipc::Outcome::kOk);
   lock.release();
 
   auto& hits = ipc::Value<int64_t>::create(seg, "hits", 0);

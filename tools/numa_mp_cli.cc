@@ -78,14 +78,9 @@ int cmd_segments(bool json) {
 
 int cmd_clean(bool dry_run, const std::string& prefix) {
   if (dry_run) {
-    int n = 0;
-    for (const auto& s : ipc::Segment::list()) {
-      if (s.owner_uid == geteuid() && s.users.empty() && s.name.compare(0, prefix.size(), prefix) == 0) {
-        std::printf("would remove %s\n", s.file.c_str());
-        ++n;
-      }
-    }
-    std::printf("%d stale segment(s)\n", n);
+    auto stale = ipc::Segment::list_stale(prefix);
+    for (const auto& s : stale) std::printf("would remove %s\n", s.file.c_str());
+    std::printf("%zu stale segment(s)\n", stale.size());
     return 0;
   }
   auto removed = ipc::Segment::remove_stale(prefix);

@@ -5,7 +5,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "ipc/base/error.h"
 
@@ -21,7 +25,7 @@ FutexWaitResult futex_wait(std::atomic<uint32_t>& word, uint32_t expected, const
   struct timespec ts;
   struct timespec* tsp = nullptr;
   if (auto left = deadline.remaining()) {
-    if (*left <= Deadline::Clock::duration::zero()) return FutexWaitResult::kTimedOut;
+    if (*left <= Deadline::Clock::duration::zero()) return FutexWaitResult::kTimeout;
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(*left).count();
     ts.tv_sec = static_cast<time_t>(ns / 1000000000);
     ts.tv_nsec = static_cast<long>(ns % 1000000000);
@@ -33,15 +37,22 @@ FutexWaitResult futex_wait(std::atomic<uint32_t>& word, uint32_t expected, const
   if (r == 0) return FutexWaitResult::kWoken;
   switch (errno) {
     case EAGAIN: return FutexWaitResult::kValueChanged;
-    case ETIMEDOUT: return FutexWaitResult::kTimedOut;
+    case ETIMEDOUT: return FutexWaitResult::kTimeout;
     case EINTR: return FutexWaitResult::kWoken;  // callers re-check their condition and the deadline
     default: throw_errno("futex wait");
   }
 }
 
-int futex_wake(std::atomic<uint32_t>& word, int count) {
+int futex_wake(std::atomic<uint32_t>& word, int count) noexcept {
   long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, count, nullptr, nullptr, 0);
-  if (r < 0) throw_errno("futex wake");
+  if (r < 0) {
+    // FUTEX_WAKE fails only for a word outside this process's memory (EFAULT), a misaligned word or bad operation
+    // (EINVAL), or a kernel without futexes (ENOSYS): a bug here, which no notifier could handle.
+    char message[96];
+    const int n = std::snprintf(message, sizeof message, "numa_mp: futex wake failed: %s\n", strerror(errno));
+    if (n > 0) (void)!write(STDERR_FILENO, message, std::min<size_t>(size_t(n), sizeof message - 1));
+    std::abort();
+  }
   return static_cast<int>(r);
 }
 

@@ -5,7 +5,8 @@
 //   see the word at different addresses. These are deliberately *not* FUTEX_PRIVATE operations, and not
 //   std::atomic::wait, which libstdc++ implements with private futexes and a process-local waiter table.
 // Lifetime: the word belongs to whatever object contains it; nothing is allocated here.
-// Errors: timeouts and spurious wake-ups are return values; unexpected kernel errors throw SystemError.
+// Errors: timeouts and spurious wake-ups are return values; an unexpected kernel error in futex_wait throws
+//   SystemError, in futex_wake (a bad address: a bug) aborts.
 #pragma once
 
 #include <atomic>
@@ -44,16 +45,18 @@ class Deadline {
   std::optional<Clock::time_point> at_;
 };
 
-enum class FutexWaitResult { kWoken, kValueChanged, kTimedOut };
+enum class FutexWaitResult { kWoken, kValueChanged, kTimeout };
 
 // Sleeps while `*word == expected`, until woken, the deadline passes, or a signal arrives (reported as kWoken:
 // callers always re-check their condition). Returns at once with kValueChanged if the word differs.
 // Any process, any thread.
 FutexWaitResult futex_wait(std::atomic<uint32_t>& word, uint32_t expected, const Deadline& deadline);
 
-// Wakes up to `count` waiters sleeping on `word`; returns how many were woken. Any process, any thread.
-int futex_wake(std::atomic<uint32_t>& word, int count);
-inline int futex_wake_all(std::atomic<uint32_t>& word) { return futex_wake(word, INT32_MAX); }
+// Wakes up to `count` waiters sleeping on `word`; returns how many were woken. Any process, any thread. Never
+// throws, so that notifiers can be noexcept: the kernel refuses a wake only for a bad address or operation, a bug
+// that aborts the process with a message.
+int futex_wake(std::atomic<uint32_t>& word, int count) noexcept;
+inline int futex_wake_all(std::atomic<uint32_t>& word) noexcept { return futex_wake(word, INT32_MAX); }
 
 // A CPU hint for spin loops (PAUSE on x86).
 inline void cpu_relax() {

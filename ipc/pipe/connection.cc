@@ -13,9 +13,12 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/base/poll.h"
-#include "ipc/queue/detail/wait.h"
+#include "ipc/base/wait.h"
+#include "ipc/pipe/detail/test_access.h"
 
 namespace ipc {
+
+std::atomic<detail::PipeTestHook> detail::g_pipe_test_hook{nullptr};
 
 using detail::ByteRing;
 using detail::ByteRingHeader;
@@ -113,6 +116,10 @@ Connection& Connection::operator=(Connection&& other) noexcept {
     in_ = std::exchange(other.in_, std::nullopt);
     out_ = std::exchange(other.out_, std::nullopt);
     peer_gone_.store(other.peer_gone_.exchange(false, std::memory_order_relaxed), std::memory_order_relaxed);
+    partial_ = std::move(other.partial_);
+    partial_total_ = std::exchange(other.partial_total_, 0);
+    corrupt_ = std::move(other.corrupt_);
+    abandoned_ = std::exchange(other.abandoned_, false);
   }
   return *this;
 }
@@ -182,6 +189,10 @@ void Connection::close() {
   in_.reset();
   out_.reset();
   shared_.reset();
+  partial_.clear();
+  partial_total_ = 0;
+  corrupt_.clear();
+  abandoned_ = false;
 }
 
 int Connection::fileno() const {
@@ -265,48 +276,74 @@ bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, co
   }
 }
 
-SendResult Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
+Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std::byte> chunk,
+                                  std::optional<uint64_t> total, const Deadline& deadline) {
+  ByteRing& ring = side.ring;
+  const size_t prefix = total ? sizeof(uint64_t) : 0;
+  const uint32_t payload = static_cast<uint32_t>(prefix + chunk.size());
+  std::byte* p = ring.try_reserve(payload);
+  while (!p) {
+    if (peer_gone()) return Outcome::kClosed;
+    if (!block_until(side, ring.header().producer_waiting, deadline,
+                     [&] { return ring.writable(payload) || peer_gone(); })) {
+      return Outcome::kTimeout;
+    }
+    if (peer_gone()) return Outcome::kClosed;
+    p = ring.try_reserve(payload);
+  }
+  if (total) std::memcpy(p, &*total, sizeof *total);
+  if (!chunk.empty()) std::memcpy(p + prefix, chunk.data(), chunk.size());
+  ring.commit(payload, kind);
+  detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
+  // relaxed: ordered by the fence pair.
+  if (ring.header().consumer_waiting.load(std::memory_order_relaxed)) ring_doorbell(side.fd);
+  return Outcome::kOk;
+}
+
+Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
   check_open("send", out_.has_value());
   Side& side = *out_;
-  ByteRing& ring = side.ring;
-  const uint64_t max_part = ring.max_record_payload();
-  const bool whole = message.size() <= max_part;
-  size_t sent = 0;
-  bool first = true;
-  while (first || sent < message.size()) {
-    // A long message starts with its total length; its parts follow back to back (one sender per end).
-    const size_t prefix = (!whole && first) ? sizeof(uint64_t) : 0;
-    const size_t chunk = std::min<size_t>(message.size() - sent, max_part - prefix);
-    const uint32_t payload = static_cast<uint32_t>(prefix + chunk);
-    std::byte* p = ring.try_reserve(payload);
-    while (!p) {
-      if (peer_gone()) return SendResult::kClosed;
-      // The deadline only bounds the wait for the first part: once a long message has started it is finished,
-      // so a receiver never sees half of it from a live sender.
-      const Deadline& d = first ? deadline : Deadline::never();
-      bool ok = block_until(side, ring.header().producer_waiting, d,
-                            [&] { return ring.writable(payload) || peer_gone(); });
-      if (!ok) return SendResult::kTimeout;
-      if (peer_gone()) return SendResult::kClosed;
-      p = ring.try_reserve(payload);
+  // An earlier send gave up a long message part-way: the receiver learns it before anything else comes.
+  if (abandoned_) {
+    if (Outcome r = put_record(side, RecordKind::kAbandon, {}, std::nullopt, deadline); r != Outcome::kOk) {
+      return r;
     }
-    if (prefix) {
-      const uint64_t total = message.size();
-      std::memcpy(p, &total, sizeof total);
-    }
-    if (chunk) std::memcpy(p + prefix, message.data() + sent, chunk);
-    sent += chunk;
-    const RecordKind kind = whole ? RecordKind::kWhole
-                            : first ? RecordKind::kFirst
-                            : sent == message.size() ? RecordKind::kLast
-                                                     : RecordKind::kMore;
-    ring.commit(payload, kind);
-    first = false;
-    detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
-    // relaxed: ordered by the fence pair.
-    if (ring.header().consumer_waiting.load(std::memory_order_relaxed)) ring_doorbell(side.fd);
+    abandoned_ = false;
   }
-  return SendResult::kOk;
+  const uint64_t max_part = side.ring.max_record_payload();
+  if (message.size() <= max_part) return put_record(side, RecordKind::kWhole, message, std::nullopt, deadline);
+  // A long message: its first part carries the total length, the others follow back to back (one sender per
+  // end), all under the one deadline.
+  size_t sent = 0;
+  while (sent < message.size()) {
+    const bool first = sent == 0;
+    const size_t chunk = std::min<size_t>(message.size() - sent, first ? max_part - sizeof(uint64_t) : max_part);
+    const RecordKind kind = first                                ? RecordKind::kFirst
+                            : sent + chunk == message.size() ? RecordKind::kLast
+                                                              : RecordKind::kMore;
+    const Outcome r = put_record(side, kind, message.subspan(sent, chunk),
+                                    first ? std::optional<uint64_t>(message.size()) : std::nullopt, deadline);
+    if (r != Outcome::kOk) {
+      if (!first && r == Outcome::kTimeout) {
+        // The message is not sent: tell the receiver to drop its parts, now if there is room, else first thing
+        // in the next send (put_record does not wait when the ring has room).
+        abandoned_ = true;
+        if (side.ring.writable(0) &&
+            put_record(side, RecordKind::kAbandon, {}, std::nullopt, deadline) == Outcome::kOk) {
+          abandoned_ = false;
+        }
+      }
+      return r;
+    }
+    sent += chunk;
+    if (sent < message.size()) {
+      // relaxed: a test installs its hook before the send it wants to stop, in the same thread.
+      if (auto hook = detail::g_pipe_test_hook.load(std::memory_order_relaxed)) [[unlikely]] {
+        hook(detail::PipeHookPoint::kPartSent);
+      }
+    }
+  }
+  return Outcome::kOk;
 }
 
 namespace {
@@ -320,85 +357,140 @@ void release_and_notify(Ring& ring, const RecordHeader& h, bool& need_doorbell) 
   if (ring.header().producer_waiting.load(std::memory_order_relaxed)) need_doorbell = true;
 }
 
+// Bytes reserved ahead for a long message: a corrupt total must not allocate, a real one grows as it arrives.
+constexpr uint64_t kReserveAhead = uint64_t{64} << 20;
+
 }  // namespace
 
-RecvResult Connection::next_record(Side& side, const Deadline& deadline, RecordHeader& h, const std::byte*& p) {
+void Connection::throw_corrupt(const std::string& what) {
+  corrupt_ = "pipe (receiving end, fd " + std::to_string(in_->fd) + "): " + what;
+  throw StreamCorrupted(corrupt_);
+}
+
+Outcome Connection::next_record(Side& side, const Deadline& deadline, RecordHeader& h, const std::byte*& p) {
   ByteRing& ring = side.ring;
-  while (!ring.peek(h, p)) {
+  auto look = [&] {
+    const ByteRing::Peek r = ring.peek(h, p);
+    if (r == ByteRing::Peek::kCorrupt) throw_corrupt(ring.fault());
+    return r == ByteRing::Peek::kRecord;
+  };
+  while (!look()) {
     if (peer_gone()) {
       // The other end is closed everywhere: what it sent before closing is all visible now.
-      if (ring.peek(h, p)) break;
-      return RecvResult::kEndOfStream;
+      if (look()) break;
+      return Outcome::kClosed;
     }
     if (!block_until(side, ring.header().consumer_waiting, deadline,
                      [&] { return ring.readable() || peer_gone(); })) {
-      return RecvResult::kTimeout;
+      return Outcome::kTimeout;
     }
   }
-  return RecvResult::kOk;
+  return Outcome::kOk;
 }
 
-RecvResult Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline) {
-  check_open("recv", in_.has_value());
-  Side& side = *in_;
-  ByteRing& ring = side.ring;
-  RecordHeader h;
-  const std::byte* p;
-  RecvResult r = next_record(side, deadline, h, p);
-  if (r != RecvResult::kOk) return r;
-  bool doorbell = false;
-  if (h.kind == RecordKind::kWhole) {
-    out.assign(p, p + h.payload_bytes);
-    release_and_notify(ring, h, doorbell);
-  } else {
-    if (h.kind != RecordKind::kFirst) throw StateError("pipe stream out of step: a message part without its start");
-    uint64_t total;
-    std::memcpy(&total, p, sizeof total);
-    out.resize(total);
-    size_t got = h.payload_bytes - sizeof total;
-    std::memcpy(out.data(), p + sizeof total, got);
-    release_and_notify(ring, h, doorbell);
-    while (got < total) {
-      if (doorbell) ring_doorbell(side.fd);
-      doorbell = false;
-      // The rest of a started message comes from a sender that is mid-send: wait for it without the deadline.
-      if (next_record(side, Deadline::never(), h, p) != RecvResult::kOk) {
-        out.clear();  // the sender died mid-message: the partial message is dropped
-        return RecvResult::kEndOfStream;
+uint64_t Connection::message_total(const RecordHeader& h, const std::byte* p) {
+  if (h.payload_bytes < sizeof(uint64_t)) {
+    throw_corrupt("a first part of " + std::to_string(h.payload_bytes) + " bytes has no room for the total length");
+  }
+  uint64_t total;
+  std::memcpy(&total, p, sizeof total);
+  return total;
+}
+
+bool Connection::take_record(const RecordHeader& h, const std::byte* p, std::vector<std::byte>& out) {
+  const uint64_t got = partial_.size();
+  auto out_of_step = [&](const std::string& what) {
+    throw_corrupt("stream out of step (two senders on one end?): " + what + " inside a " +
+                  std::to_string(partial_total_) + "-byte message after " + std::to_string(got) + " of its bytes");
+  };
+  switch (h.kind) {
+    case RecordKind::kWhole:
+      if (partial_total_) out_of_step("a whole message");
+      out.assign(p, p + h.payload_bytes);
+      return true;
+    case RecordKind::kFirst: {
+      if (partial_total_) out_of_step("a new message started");
+      const uint64_t total = message_total(h, p);
+      const uint64_t part = h.payload_bytes - sizeof total;
+      if (total <= part) {
+        throw_corrupt("a long message of " + std::to_string(total) + " bytes starts with a part of " +
+                      std::to_string(part));
       }
-      std::memcpy(out.data() + got, p, h.payload_bytes);
-      got += h.payload_bytes;
-      release_and_notify(ring, h, doorbell);
+      partial_.clear();
+      partial_.reserve(std::min(total, kReserveAhead));
+      partial_.insert(partial_.end(), p + sizeof total, p + h.payload_bytes);
+      partial_total_ = total;
+      return false;
     }
+    case RecordKind::kMore:
+    case RecordKind::kLast: {
+      if (!partial_total_) {
+        throw_corrupt("stream out of step (two senders on one end?): a message part without its start");
+      }
+      if (got + h.payload_bytes > partial_total_) {
+        throw_corrupt("a part of " + std::to_string(h.payload_bytes) + " bytes after " + std::to_string(got) +
+                      " overruns its " + std::to_string(partial_total_) + " bytes");
+      }
+      partial_.insert(partial_.end(), p, p + h.payload_bytes);
+      const bool complete = partial_.size() == partial_total_;
+      if (complete != (h.kind == RecordKind::kLast)) {
+        throw_corrupt(complete ? "a middle part completes a long message of " + std::to_string(partial_total_) +
+                                     " bytes"
+                               : "a long message ended after " + std::to_string(partial_.size()) + " of its " +
+                                     std::to_string(partial_total_) + " bytes");
+      }
+      if (!complete) return false;
+      out = std::move(partial_);
+      partial_ = {};
+      partial_total_ = 0;
+      return true;
+    }
+    case RecordKind::kAbandon:
+      // The sender's send timed out part-way: that message was not sent.
+      if (!partial_total_) throw_corrupt("stream out of step: a message given up that had not started");
+      partial_.clear();
+      partial_total_ = 0;
+      return false;
+    case RecordKind::kPad:
+      break;  // peek() skips fillers
+  }
+  throw_corrupt("unexpected record kind " + std::to_string(static_cast<uint32_t>(h.kind)));
+}
+
+Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit) {
+  check_open("recv", in_.has_value());
+  if (!corrupt_.empty()) throw StreamCorrupted(corrupt_);
+  Side& side = *in_;
+  bool doorbell = false;
+  Outcome r;
+  for (;;) {
+    RecordHeader h;
+    const std::byte* p;
+    r = next_record(side, deadline, h, p);
+    if (r != Outcome::kOk) break;
+    // A message larger than `limit` is refused before any of it is consumed (a given-up one is not a message).
+    const uint64_t needed = partial_total_                    ? (h.kind == RecordKind::kAbandon ? 0 : partial_total_)
+                            : h.kind == RecordKind::kFirst ? message_total(h, p)
+                                                           : h.payload_bytes;
+    if (needed > limit) throw BufferTooSmall(needed, limit);
+    const bool whole = take_record(h, p, out);
+    release_and_notify(side.ring, h, doorbell);
+    if (whole) break;
+    if (doorbell) ring_doorbell(side.fd);  // room for the sender's next part before we wait for it
+    doorbell = false;
   }
   if (doorbell) ring_doorbell(side.fd);
-  return RecvResult::kOk;
+  if (r == Outcome::kClosed) {
+    partial_.clear();  // the sender died mid-message: the partial message is dropped
+    partial_total_ = 0;
+  }
+  return r;
 }
 
-RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
-  check_open("recv", in_.has_value());
-  Side& side = *in_;
-  ByteRing& ring = side.ring;
-  RecordHeader h;
-  const std::byte* p;
-  // Look at the next message's size before consuming anything, so that a too-small buffer loses nothing.
-  if (RecvResult r = next_record(side, deadline, h, p); r != RecvResult::kOk) return r;
-  uint64_t total = h.payload_bytes;
-  if (h.kind == RecordKind::kFirst) std::memcpy(&total, p, sizeof total);
-  if (total > buffer.size()) throw BufferTooSmall(total, buffer.size());
-  // It fits. A single record is copied straight out; a long message is assembled by the ordinary path (in the
-  // connection's scratch vector) and then copied.
-  if (h.kind == RecordKind::kWhole) {
-    std::memcpy(buffer.data(), p, h.payload_bytes);
-    bool doorbell = false;
-    release_and_notify(ring, h, doorbell);
-    if (doorbell) ring_doorbell(side.fd);
-    size = h.payload_bytes;
-    return RecvResult::kOk;
-  }
-  RecvResult r = recv_impl(scratch_, deadline);
-  if (r == RecvResult::kOk) {
-    std::memcpy(buffer.data(), scratch_.data(), scratch_.size());
+Outcome Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
+  const Outcome r = recv_impl(scratch_, deadline, buffer.size());
+  if (r == Outcome::kOk) {
+    if (!scratch_.empty()) std::memcpy(buffer.data(), scratch_.data(), scratch_.size());
     size = scratch_.size();
   }
   return r;
@@ -406,6 +498,7 @@ RecvResult Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size,
 
 bool Connection::poll_impl(const Deadline& deadline) {
   check_open("poll", in_.has_value());
+  if (!corrupt_.empty()) return true;  // recv would not block: it throws
   Side& side = *in_;
   ByteRing& ring = side.ring;
   return block_until(side, ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); });

@@ -21,10 +21,17 @@
 // Lifetime: the mapping lives while any Connection of the pipe in any process is open; the kernel frees it with
 //   the last one. A process killed mid-send loses at most the message it was sending: the receiver drops a
 //   partial long message and reports end of stream.
-// Errors: end of stream, timeouts and a closed peer are return values (RecvResult / SendResult / std::optional).
+// Timeouts: a timeout bounds the whole call, every part of a long message included. A send that returns
+//   kTimeout did not send its message: if some parts were already out, the receiver drops them (the next send,
+//   or the timed-out one when there is room, marks the message given up). A recv that returns kTimeout keeps
+//   the parts it took, and the next recv goes on with them: nothing is lost.
+// Errors: end of stream, timeouts and a closed peer are return values (Outcome / Outcome / std::optional).
 //   A buffer too small for recv_bytes_into throws BufferTooSmall (the message stays queued, nothing is lost);
 //   using a closed Connection, sending on a receive-only end or receiving on a send-only end throws StateError;
-//   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError.
+//   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError. A stream that
+//   breaks its format (two processes sending on one end at once, overwritten memory) throws StreamCorrupted
+//   from recv, and from every recv after it: the receiver never reads outside the ring nor takes a wrong
+//   message for a right one.
 #pragma once
 
 #include <atomic>
@@ -34,6 +41,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -45,9 +53,9 @@
 #include "ipc/shared/codec.h"
 
 namespace ipc {
-
-enum class SendResult { kOk, kTimeout, kClosed };
-enum class RecvResult { kOk, kTimeout, kEndOfStream };
+namespace detail {
+struct PipeTestAccess;
+}
 
 // recv_bytes_into() was given a buffer smaller than the next message; needed_bytes() says how large it is.
 class BufferTooSmall : public InvalidArgument {
@@ -97,50 +105,52 @@ class Connection {
   ~Connection();
 
   // --- raw bytes ---------------------------------------------------------------------------------------------
-  // Sends one message (any size; blocks while the ring is full). kClosed: every copy of the other end is closed.
-  [[nodiscard]] SendResult send_bytes(std::span<const std::byte> message) { return send_impl(message, Deadline::never()); }
+  // Sends one message (any size; blocks while the ring is full): kOk, kTimeout (with a timeout), or kClosed: every
+  // copy of the other end is closed.
+  [[nodiscard]] Outcome send_bytes(std::span<const std::byte> message) { return send_impl(message, Deadline::never()); }
   template <typename Rep, typename Period>
-  [[nodiscard]] SendResult send_bytes(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome send_bytes(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
     return send_impl(message, Deadline::after(timeout));
   }
-  // Receives one message into `out` (replacing its contents).
-  [[nodiscard]] RecvResult recv_bytes(std::vector<std::byte>& out) { return recv_impl(out, Deadline::never()); }
+  // Receives one message into `out` (replacing its contents): kOk, kTimeout (with a timeout), or kClosed: end of
+  // stream (every copy of the other end is closed and everything it sent has been received).
+  [[nodiscard]] Outcome recv_bytes(std::vector<std::byte>& out) { return recv_impl(out, Deadline::never()); }
   template <typename Rep, typename Period>
-  [[nodiscard]] RecvResult recv_bytes(std::vector<std::byte>& out, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome recv_bytes(std::vector<std::byte>& out, std::chrono::duration<Rep, Period> timeout) {
     return recv_impl(out, Deadline::after(timeout));
   }
   // Receives one message into `buffer`; `size` gets its length. Throws BufferTooSmall (message kept) if it does
   // not fit.
-  [[nodiscard]] RecvResult recv_bytes_into(std::span<std::byte> buffer, size_t& size) {
+  [[nodiscard]] Outcome recv_bytes_into(std::span<std::byte> buffer, size_t& size) {
     return recv_into_impl(buffer, size, Deadline::never());
   }
   template <typename Rep, typename Period>
-  [[nodiscard]] RecvResult recv_bytes_into(std::span<std::byte> buffer, size_t& size,
+  [[nodiscard]] Outcome recv_bytes_into(std::span<std::byte> buffer, size_t& size,
                                            std::chrono::duration<Rep, Period> timeout) {
     return recv_into_impl(buffer, size, Deadline::after(timeout));
   }
 
   // --- typed values through ipc::Codec<T> --------------------------------------------------------------------
   template <typename T>
-  [[nodiscard]] SendResult send(const T& value) {
+  [[nodiscard]] Outcome send(const T& value) {
     return send_value(value, Deadline::never());
   }
   template <typename T, typename Rep, typename Period>
-  [[nodiscard]] SendResult send(const T& value, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome send(const T& value, std::chrono::duration<Rep, Period> timeout) {
     return send_value(value, Deadline::after(timeout));
   }
   // The next value; nullopt at end of stream. Throws CodecError for a message that is not a T.
   template <typename T>
   [[nodiscard]] std::optional<T> recv() {
     std::optional<T> out;
-    if (recv_impl(scratch_, Deadline::never()) == RecvResult::kOk) out = Codec<T>::decode(scratch_);
+    if (recv_impl(scratch_, Deadline::never()) == Outcome::kOk) out = Codec<T>::decode(scratch_);
     return out;
   }
-  // kOk (value set), kTimeout or kEndOfStream.
+  // kOk (value set), kTimeout or kClosed.
   template <typename T, typename Rep, typename Period>
-  [[nodiscard]] RecvResult recv(T& value, std::chrono::duration<Rep, Period> timeout) {
-    RecvResult r = recv_impl(scratch_, Deadline::after(timeout));
-    if (r == RecvResult::kOk) value = Codec<T>::decode(scratch_);
+  [[nodiscard]] Outcome recv(T& value, std::chrono::duration<Rep, Period> timeout) {
+    Outcome r = recv_impl(scratch_, Deadline::after(timeout));
+    if (r == Outcome::kOk) value = Codec<T>::decode(scratch_);
     return r;
   }
 
@@ -174,6 +184,7 @@ class Connection {
  private:
   friend std::pair<Connection, Connection> Pipe(const PipeOptions&);
   friend struct WaitAccess;
+  friend struct detail::PipeTestAccess;
   struct Shared;
 
   // One direction as seen from this end: the ring, and this end's socket of the direction's socketpair (the
@@ -184,15 +195,25 @@ class Connection {
   };
   Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out);
 
-  SendResult send_impl(std::span<const std::byte> message, const Deadline& deadline);
-  RecvResult recv_impl(std::vector<std::byte>& out, const Deadline& deadline);
-  RecvResult recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
+  Outcome send_impl(std::span<const std::byte> message, const Deadline& deadline);
+  // Receives one message into `out`; throws BufferTooSmall, consuming nothing, for one longer than `limit`.
+  Outcome recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit = SIZE_MAX);
+  Outcome recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
   // Waits for the next record of `side` (without consuming it): kOk with `h` and `p` set, kTimeout, or
-  // kEndOfStream once the other end is closed everywhere and nothing is left.
-  RecvResult next_record(Side& side, const Deadline& deadline, detail::RecordHeader& h, const std::byte*& p);
+  // kClosed once the other end is closed everywhere and nothing is left. Throws StreamCorrupted.
+  Outcome next_record(Side& side, const Deadline& deadline, detail::RecordHeader& h, const std::byte*& p);
+  // Adds the record to the message being received; true when `out` now holds a whole message. Throws
+  // StreamCorrupted when the record is not what the stream needs next.
+  bool take_record(const detail::RecordHeader& h, const std::byte* p, std::vector<std::byte>& out);
+  // The total length a kFirst record announces. Throws StreamCorrupted.
+  uint64_t message_total(const detail::RecordHeader& h, const std::byte* p);
+  [[noreturn]] void throw_corrupt(const std::string& what);
+  // Writes one record (a part of `total` bytes starts with that total), waiting for room until `deadline`.
+  Outcome put_record(Side& side, detail::RecordKind kind, std::span<const std::byte> chunk,
+                        std::optional<uint64_t> total, const Deadline& deadline);
   bool poll_impl(const Deadline& deadline);
   template <typename T>
-  SendResult send_value(const T& value, const Deadline& deadline) {
+  Outcome send_value(const T& value, const Deadline& deadline) {
     const size_t n = Codec<T>::encoded_size(value);
     encode_buffer_.resize(n);
     Codec<T>::encode(value, encode_buffer_);
@@ -217,6 +238,13 @@ class Connection {
   std::optional<Side> out_;  // the direction this end produces
   // Set once every copy of the other end is closed. Atomic: the sending and the receiving thread may both see it.
   std::atomic<bool> peer_gone_{false};
+  // Receiving: the long message being assembled (kept across a recv that timed out) and its announced total
+  // (0: none); what made the stream corrupt (empty: nothing).
+  std::vector<std::byte> partial_;
+  uint64_t partial_total_ = 0;
+  std::string corrupt_;
+  // Sending: a long message was given up part-way and the receiver has not been told yet (a kAbandon is due).
+  bool abandoned_ = false;
   std::vector<std::byte> scratch_, encode_buffer_;
 };
 

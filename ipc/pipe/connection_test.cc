@@ -16,8 +16,7 @@
 using ipc::Connection;
 using ipc::Pipe;
 using ipc::PipeOptions;
-using ipc::RecvResult;
-using ipc::SendResult;
+using ipc::Outcome;
 using ipc::test::ForkedChild;
 using namespace std::chrono_literals;
 
@@ -50,15 +49,15 @@ PipeOptions small_ring() {
 
 TEST_CASE("bytes and typed values go through a duplex pipe both ways", "[pipe]") {
   auto [a, b] = Pipe();
-  REQUIRE(a.send_bytes(bytes_of("ping")) == SendResult::kOk);
+  REQUIRE(a.send_bytes(bytes_of("ping")) == Outcome::kOk);
   std::vector<std::byte> got;
-  REQUIRE(b.recv_bytes(got) == RecvResult::kOk);
+  REQUIRE(b.recv_bytes(got) == Outcome::kOk);
   CHECK(got == bytes_of("ping"));
-  REQUIRE(b.send(std::map<std::string, int>{{"x", 1}, {"y", 2}}) == SendResult::kOk);
+  REQUIRE(b.send(std::map<std::string, int>{{"x", 1}, {"y", 2}}) == Outcome::kOk);
   auto m = a.recv<std::map<std::string, int>>();
   REQUIRE(m);
   CHECK(m->at("y") == 2);
-  REQUIRE(a.send(std::string()) == SendResult::kOk);  // an empty message is a message
+  REQUIRE(a.send(std::string()) == Outcome::kOk);  // an empty message is a message
   CHECK(b.recv<std::string>() == std::string());
 }
 
@@ -73,14 +72,14 @@ TEST_CASE("messages of every size arrive intact and in order across wrap-around"
   size_t next_recv = 0;
   std::vector<std::byte> got;
   for (size_t i = 0; i < sizes.size(); ++i) {
-    while (a.send_bytes(patterned(i, sizes[i]), 0ms) != SendResult::kOk) {
-      REQUIRE(b.recv_bytes(got) == RecvResult::kOk);
+    while (a.send_bytes(patterned(i, sizes[i]), 0ms) != Outcome::kOk) {
+      REQUIRE(b.recv_bytes(got) == Outcome::kOk);
       REQUIRE(check_patterned(got, next_recv, sizes[next_recv]));
       ++next_recv;
     }
   }
   while (next_recv < sizes.size()) {
-    REQUIRE(b.recv_bytes(got, 1s) == RecvResult::kOk);
+    REQUIRE(b.recv_bytes(got, 1s) == Outcome::kOk);
     REQUIRE(check_patterned(got, next_recv, sizes[next_recv]));
     ++next_recv;
   }
@@ -91,11 +90,11 @@ TEST_CASE("recv times out on an empty pipe and poll reports readiness", "[pipe]"
   auto [a, b] = Pipe();
   std::vector<std::byte> got;
   auto t0 = std::chrono::steady_clock::now();
-  CHECK(b.recv_bytes(got, 20ms) == RecvResult::kTimeout);
+  CHECK(b.recv_bytes(got, 20ms) == Outcome::kTimeout);
   CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
   CHECK_FALSE(b.poll());
   CHECK_FALSE(b.poll(5ms));
-  REQUIRE(a.send(42) == SendResult::kOk);
+  REQUIRE(a.send(42) == Outcome::kOk);
   CHECK(b.poll());
   CHECK(b.recv<int>() == 42);
 }
@@ -104,8 +103,8 @@ TEST_CASE("a buffer too small for the next message is an error that loses nothin
   PipeOptions o;
   o.ring_bytes = 16384;  // room for a 5000-byte message in two parts with nobody reading yet
   auto [a, b] = Pipe(o);
-  REQUIRE(a.send_bytes(patterned(1, 100)) == SendResult::kOk);
-  REQUIRE(a.send_bytes(patterned(2, 5000)) == SendResult::kOk);  // multi-part
+  REQUIRE(a.send_bytes(patterned(1, 100)) == Outcome::kOk);
+  REQUIRE(a.send_bytes(patterned(2, 5000)) == Outcome::kOk);  // multi-part
   std::vector<std::byte> small(50), big(6000);
   size_t n = 0;
   try {
@@ -114,11 +113,11 @@ TEST_CASE("a buffer too small for the next message is an error that loses nothin
   } catch (const ipc::BufferTooSmall& e) {
     CHECK(e.needed_bytes() == 100);
   }
-  REQUIRE(b.recv_bytes_into(big, n) == RecvResult::kOk);
+  REQUIRE(b.recv_bytes_into(big, n) == Outcome::kOk);
   CHECK(n == 100);
   CHECK(std::vector<std::byte>(big.begin(), big.begin() + 100) == patterned(1, 100));
   CHECK_THROWS_AS(b.recv_bytes_into(small, n), ipc::BufferTooSmall);
-  REQUIRE(b.recv_bytes_into(big, n) == RecvResult::kOk);
+  REQUIRE(b.recv_bytes_into(big, n) == Outcome::kOk);
   CHECK(n == 5000);
   CHECK(std::vector<std::byte>(big.begin(), big.begin() + 5000) == patterned(2, 5000));
 }
@@ -136,9 +135,9 @@ TEST_CASE("an end handed over by its descriptors works through its own mapping",
   b.close();
   ipc::Connection c = ipc::Connection::adopt(h);
   const std::string big(3000, 'x');  // three ring parts (fits the ring: one thread sends and receives)
-  REQUIRE(a.send(big) == ipc::SendResult::kOk);
+  REQUIRE(a.send(big) == ipc::Outcome::kOk);
   CHECK(c.recv<std::string>() == big);
-  REQUIRE(c.send(std::string("back")) == ipc::SendResult::kOk);
+  REQUIRE(c.send(std::string("back")) == ipc::Outcome::kOk);
   CHECK(a.recv<std::string>() == "back");
   c.close();
   CHECK_FALSE(a.recv<std::string>().has_value());  // the adopted end was the last copy: end of stream
@@ -159,7 +158,7 @@ TEST_CASE("misuse of an end is a clear error", "[pipe]") {
   CHECK_THROWS_WITH(reader.send(1), Catch::Contains("cannot send"));
   std::vector<std::byte> got;
   CHECK_THROWS_WITH(writer.recv_bytes(got), Catch::Contains("cannot receive"));
-  REQUIRE(writer.send(5) == SendResult::kOk);
+  REQUIRE(writer.send(5) == Outcome::kOk);
   CHECK(reader.recv<int>() == 5);
   writer.close();
   CHECK(writer.closed());
@@ -169,9 +168,9 @@ TEST_CASE("misuse of an end is a clear error", "[pipe]") {
 
 TEST_CASE("a corrupt typed message is a CodecError and is consumed", "[pipe]") {
   auto [a, b] = Pipe();
-  REQUIRE(a.send_bytes(bytes_of("xy")) == SendResult::kOk);  // not a valid encoded std::string
+  REQUIRE(a.send_bytes(bytes_of("xy")) == Outcome::kOk);  // not a valid encoded std::string
   CHECK_THROWS_AS(b.recv<std::string>(), ipc::CodecError);
-  REQUIRE(a.send(std::string("ok")) == SendResult::kOk);
+  REQUIRE(a.send(std::string("ok")) == Outcome::kOk);
   CHECK(b.recv<std::string>() == std::string("ok"));
 }
 
@@ -183,7 +182,7 @@ TEST_CASE("a child's stream of messages arrives exactly once and in order, then 
     std::mt19937 rng(99);
     for (int i = 0; i < kMessages; ++i) {
       size_t size = rng() % 50 == 0 ? 1000 + rng() % 20000 : rng() % 100;
-      if (ce.send_bytes(patterned(i, size)) != SendResult::kOk) return 2;
+      if (ce.send_bytes(patterned(i, size)) != Outcome::kOk) return 2;
     }
     return 0;  // exiting closes the child's end
   });
@@ -192,10 +191,10 @@ TEST_CASE("a child's stream of messages arrives exactly once and in order, then 
   std::vector<std::byte> got;
   for (int i = 0; i < kMessages; ++i) {
     size_t size = rng() % 50 == 0 ? 1000 + rng() % 20000 : rng() % 100;
-    REQUIRE(parent_end.recv_bytes(got, 30s) == RecvResult::kOk);
+    REQUIRE(parent_end.recv_bytes(got, 30s) == Outcome::kOk);
     REQUIRE(check_patterned(got, i, size));
   }
-  CHECK(parent_end.recv_bytes(got, 30s) == RecvResult::kEndOfStream);
+  CHECK(parent_end.recv_bytes(got, 30s) == Outcome::kClosed);
   CHECK(child.wait() == 0);
 }
 
@@ -215,7 +214,7 @@ TEST_CASE("a receiver blocked in recv sees end of stream when the sender is kill
     kill(child.pid(), SIGKILL);
     return 0;
   });
-  CHECK(parent_end.recv_bytes(got, 30s) == RecvResult::kEndOfStream);
+  CHECK(parent_end.recv_bytes(got, 30s) == Outcome::kClosed);
   CHECK(child.wait() == -SIGKILL);
 }
 
@@ -227,22 +226,22 @@ TEST_CASE("a sender killed in the middle of long messages never delivers a parti
       pe.close();
       started.notify();
       for (uint64_t i = 0;; ++i) {
-        if (ce.send_bytes(patterned(i, 100000)) != SendResult::kOk) return 2;
+        if (ce.send_bytes(patterned(i, 100000)) != Outcome::kOk) return 2;
       }
       return 0;
     });
     child_end.close();
     REQUIRE(started.wait());
     std::vector<std::byte> got;
-    REQUIRE(parent_end.recv_bytes(got, 30s) == RecvResult::kOk);
+    REQUIRE(parent_end.recv_bytes(got, 30s) == Outcome::kOk);
     child.kill(SIGKILL);
     uint64_t seq = 0;
-    RecvResult r;
-    while ((r = parent_end.recv_bytes(got, 30s)) == RecvResult::kOk) {
+    Outcome r;
+    while ((r = parent_end.recv_bytes(got, 30s)) == Outcome::kOk) {
       ++seq;
       REQUIRE(check_patterned(got, seq, 100000));  // every message delivered is whole
     }
-    CHECK(r == RecvResult::kEndOfStream);
+    CHECK(r == Outcome::kClosed);
     CHECK(child.wait() == -SIGKILL);
   }
 }
@@ -256,13 +255,13 @@ TEST_CASE("a sender blocked on a full ring gets kClosed when the receiver dies",
   });
   child_end.close();
   // Fill the ring (the child never reads), then block on the next send while the child is killed.
-  while (parent_end.send_bytes(patterned(0, 500), 0ms) == SendResult::kOk) {
+  while (parent_end.send_bytes(patterned(0, 500), 0ms) == Outcome::kOk) {
   }
   ForkedChild killer([&] {
     kill(child.pid(), SIGKILL);
     return 0;
   });
-  CHECK(parent_end.send_bytes(patterned(0, 500), 30s) == SendResult::kClosed);
+  CHECK(parent_end.send_bytes(patterned(0, 500), 30s) == Outcome::kClosed);
   CHECK(child.wait() == -SIGKILL);
 }
 
@@ -274,7 +273,7 @@ TEST_CASE("wait returns the connections that are ready and the processes that ex
     p1.close();
     p2.close();  // keeps c1 open (silent) and sends on c2 when told
     if (!go.wait()) return 3;
-    if (c2r.send(std::string("second")) != SendResult::kOk) return 2;
+    if (c2r.send(std::string("second")) != Outcome::kOk) return 2;
     return finish.wait() ? 0 : 4;
   });
   c1.close();
@@ -319,19 +318,19 @@ TEST_CASE("two threads stream through both directions of a pipe", "[pipe][thread
   constexpr int kMessages = 20000;
   std::thread echo([&, &bb = b] {
     std::vector<std::byte> m;
-    while (bb.recv_bytes(m) == RecvResult::kOk) {
-      if (bb.send_bytes(m) != SendResult::kOk) return;
+    while (bb.recv_bytes(m) == Outcome::kOk) {
+      if (bb.send_bytes(m) != Outcome::kOk) return;
     }
   });
   std::thread sender([&, &aa = a] {
     for (int i = 0; i < kMessages; ++i) {
-      if (aa.send_bytes(patterned(i, i % 97 == 0 ? 3000 : i % 50)) != SendResult::kOk) return;
+      if (aa.send_bytes(patterned(i, i % 97 == 0 ? 3000 : i % 50)) != Outcome::kOk) return;
     }
   });
   std::vector<std::byte> got;
   // The main thread reads the echoes from `a` while `sender` writes to it: one reader and one writer per end.
   for (int i = 0; i < kMessages; ++i) {
-    REQUIRE(a.recv_bytes(got, 30s) == RecvResult::kOk);
+    REQUIRE(a.recv_bytes(got, 30s) == Outcome::kOk);
     REQUIRE(check_patterned(got, i, i % 97 == 0 ? 3000 : i % 50));
   }
   sender.join();

@@ -14,7 +14,8 @@
 //   registering thread if it already had; keep them short (they delay other completions), and do not block on
 //   other futures of the same pool inside them.
 // Errors: get() rethrows the task's failure: TaskError (the task threw), WorkerLost (its worker died), TaskTimeout
-//   (it ran past PoolOptions::task_timeout), PoolTerminated. A timeout of get()/wait() is a return value.
+//   (it ran past PoolOptions::task_timeout), PoolTerminated. A timeout of get()/wait() is a return value
+//   (nullopt, or ipc::Outcome::kTimeout).
 //   successful() on an unfinished future throws StateError.
 #pragma once
 
@@ -239,23 +240,26 @@ class Future {
       return state_->value();
     }
   }
-  // As get(), giving up after `timeout`: nullopt (for Future<void>: false) when the task has not finished.
+  // As get(), giving up after `timeout`: nullopt (for Future<void>: kTimeout, else kOk) when the task has not
+  // finished.
   template <typename Rep, typename Period>
   [[nodiscard]] auto get(std::chrono::duration<Rep, Period> timeout) const {
-    const bool done = wait(timeout);
+    const bool done = wait(timeout) == Outcome::kOk;
     if constexpr (std::is_void_v<R>) {
       if (done) (void)state_->value();
-      return done;
+      return done ? Outcome::kOk : Outcome::kTimeout;
     } else {
       return done ? std::optional<R>(state_->value()) : std::nullopt;
     }
   }
   void wait() const { state_->wait_until(std::nullopt); }
-  // True when the task finished within `timeout`.
+  // kOk when the task finished within `timeout`, else kTimeout.
   template <typename Rep, typename Period>
-  [[nodiscard]] bool wait(std::chrono::duration<Rep, Period> timeout) const {
+  [[nodiscard]] Outcome wait(std::chrono::duration<Rep, Period> timeout) const {
     return state_->wait_until(std::chrono::steady_clock::now() +
-                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout))
+               ? Outcome::kOk
+               : Outcome::kTimeout;
   }
   bool ready() const { return state_->done(); }
   // Whether the task finished without failing. Throws StateError if it has not finished.

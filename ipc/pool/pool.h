@@ -397,10 +397,11 @@ class Pool {
   void terminate() { core_->terminate(); }
   // REQUIRES: close() or terminate() before (else StateError). Waits until every worker has exited.
   void join() { core_->join(); }
-  // As join(), giving up after `timeout`: false when the workers are still busy.
+  // As join(), giving up after `timeout`: kOk, or kTimeout when the workers are still busy.
   template <typename Rep, typename Period>
-  [[nodiscard]] bool join(std::chrono::duration<Rep, Period> timeout) {
-    return core_->join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  [[nodiscard]] Outcome join(std::chrono::duration<Rep, Period> timeout) {
+    return core_->join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout)) ? Outcome::kOk
+                                                                                           : Outcome::kTimeout;
   }
 
   // The live workers' pids (changes as workers are replaced). Any thread.

@@ -96,7 +96,7 @@ TEST_CASE("apply and apply_async run one call; futures report readiness, success
   std::atomic<int> seen{0};
   // relaxed: the future's completion (its mutex) orders the callback before wait() returns.
   f.on_success([&](const int& v) { seen.store(v, std::memory_order_relaxed); });
-  REQUIRE(f.wait(kPatience));
+  REQUIRE(f.wait(kPatience) == ipc::Outcome::kOk);
   CHECK(f.ready());
   CHECK(f.successful());
   CHECK(f.get() == 81);
@@ -237,7 +237,7 @@ TEST_CASE("close then join lets queued work finish and the workers exit", "[pool
   const auto pids = pool.worker_pids();
   pool.close();
   CHECK_THROWS_AS(pool.apply_async(square, 1), ipc::StateError);
-  REQUIRE(pool.join(kPatience));
+  REQUIRE(pool.join(kPatience) == ipc::Outcome::kOk);
   for (int i = 0; i < 50; ++i) CHECK(fs[i].get() == i * i);
   CHECK(pool.worker_pids().empty());
   const auto children = ipc::active_children();  // the fork server is one (pool_main starts it)

@@ -23,7 +23,7 @@
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
-using ipc::QueueResult;
+using ipc::Outcome;
 using ipc::test::SharedMapping;
 
 namespace {
@@ -57,9 +57,9 @@ void kill_round(std::mt19937& rng, Pace mode) {
       for (;;) {
         pace(mode == Pace::kSlowConsumers, ++i);
         uint32_t p = 0, s = 0;
-        const QueueResult r = q.get(p, s);
-        if (r == QueueResult::kClosed) return;
-        if (r != QueueResult::kOk) throw ipc::Error("get failed");
+        const Outcome r = q.get(p, s);
+        if (r == Outcome::kClosed) return;
+        if (r != Outcome::kOk) throw ipc::Error("get failed");
         if (p >= kProducers || s >= kPer) {
           sh->corrupt.fetch_add(1, std::memory_order_relaxed);
         } else {
@@ -72,7 +72,7 @@ void kill_round(std::mt19937& rng, Pace mode) {
     prods.emplace_back([&, p] {
       for (uint32_t s = 0; s < kPer; ++s) {
         pace(mode == Pace::kSlowProducers, s);
-        if (q.put(p, s) != QueueResult::kOk) throw ipc::Error("put failed");
+        if (q.put(p, s) != Outcome::kOk) throw ipc::Error("put failed");
         sh->committed[p].store(s + 1, std::memory_order_relaxed);
       }
     });
@@ -125,10 +125,10 @@ struct FixedAdapter {
   explicit FixedAdapter(uint64_t capacity)
       : mem(ipc::Queue<uint64_t>::bytes_needed(capacity)),
         q(ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), capacity)) {}
-  QueueResult put(uint32_t p, uint32_t s) { return q.put(uint64_t{p} << 32 | s); }
-  QueueResult get(uint32_t& p, uint32_t& s) {
+  Outcome put(uint32_t p, uint32_t s) { return q.put(uint64_t{p} << 32 | s); }
+  Outcome get(uint32_t& p, uint32_t& s) {
     uint64_t v = 0;
-    const QueueResult r = q.get(v);
+    const Outcome r = q.get(v);
     p = static_cast<uint32_t>(v >> 32);
     s = static_cast<uint32_t>(v);
     return r;
@@ -143,15 +143,15 @@ struct BytesAdapter {
   explicit BytesAdapter(uint64_t capacity)
       : mem(ipc::MessageQueue::bytes_needed(capacity, 2048)),
         q(ipc::MessageQueue::create_at(mem.base(), mem.bytes(), capacity, 2048)) {}
-  QueueResult put(uint32_t p, uint32_t s) {
+  Outcome put(uint32_t p, uint32_t s) {
     std::vector<std::byte> m(8 + (s * 131) % 2000, std::byte{0x5a});
     std::memcpy(m.data(), &p, 4);
     std::memcpy(m.data() + 4, &s, 4);
     return q.put(m);
   }
-  QueueResult get(uint32_t& p, uint32_t& s) {
-    const QueueResult r = q.get(buf);
-    if (r == QueueResult::kOk) {
+  Outcome get(uint32_t& p, uint32_t& s) {
+    const Outcome r = q.get(buf);
+    if (r == Outcome::kOk) {
       std::memcpy(&p, buf.data(), 4);
       std::memcpy(&s, buf.data() + 4, 4);
       if (buf.size() != 8 + (s * 131) % 2000) p = UINT32_MAX;
@@ -197,17 +197,17 @@ TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as aband
     for (;;) pause();
   });
   while (claimed->load() == 0) std::this_thread::yield();
-  REQUIRE(q.put(2) == QueueResult::kOk);  // behind the stuck slot
+  REQUIRE(q.put(2) == Outcome::kOk);  // behind the stuck slot
   child.kill(SIGKILL);
   child.wait();
   uint64_t v = 0;
-  REQUIRE(q.get(v, 10s) == QueueResult::kOk);
+  REQUIRE(q.get(v, 10s) == Outcome::kOk);
   CHECK(v == 2);
   CHECK(q.abandoned_count() == 1);
   // The ring keeps working across laps.
   for (uint64_t i = 0; i < 10; ++i) {
-    REQUIRE(q.put(i) == QueueResult::kOk);
-    REQUIRE(q.get(v, 1s) == QueueResult::kOk);
+    REQUIRE(q.put(i) == Outcome::kOk);
+    REQUIRE(q.get(v, 1s) == Outcome::kOk);
     CHECK(v == i);
   }
 }
@@ -216,7 +216,7 @@ TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not 
   SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(1));
   auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 1);
   ipc::detail::MpmcRing ring(mem.base());
-  REQUIRE(q.put(1) == QueueResult::kOk);
+  REQUIRE(q.put(1) == Outcome::kOk);
   SharedMapping flag(64);
   auto* claimed = flag.as<std::atomic<uint32_t>>();
   ipc::test::ForkedChild child([&] {
@@ -226,14 +226,68 @@ TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not 
     for (;;) pause();
   });
   while (claimed->load() == 0) std::this_thread::yield();
-  CHECK(q.try_put(2) == QueueResult::kFull);  // the claimer is alive: the slot is still in use
+  CHECK(q.try_put(2) == Outcome::kFull);  // the claimer is alive: the slot is still in use
   child.kill(SIGKILL);
   child.wait();
-  REQUIRE(q.put(2, 10s) == QueueResult::kOk);
+  REQUIRE(q.put(2, 10s) == Outcome::kOk);
   CHECK(q.abandoned_count() == 1);
   uint64_t v = 0;
-  REQUIRE(q.get(v, 1s) == QueueResult::kOk);
+  REQUIRE(q.get(v, 1s) == Outcome::kOk);
   CHECK(v == 2);
+}
+
+namespace {
+
+// Waits until `child` sleeps while counted in `ws`.
+bool counted_asleep(ipc::test::ForkedChild& child, const ipc::detail::WaitSet& ws) {
+  return ipc::test::wait_until(
+      [&] { return ws.sleepers.any(std::memory_order_relaxed) && ipc::test::sleeping(child.pid()); });
+}
+
+}  // namespace
+
+TEST_CASE("a consumer killed asleep in get() stops costing every put a wake-up within two rounds", "[queue][kill]") {
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(4));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 4);
+  ipc::detail::MpmcRing ring(mem.base());
+  const ipc::detail::WaitSet& not_empty = ring.header().not_empty;
+  // The child sleeps in get() on the empty queue, in bounded sleeps; a kill that lands between two of them (a few
+  // microseconds awake) leaves nothing counted, so kill again until a dead sleeper is counted.
+  bool dead_sleeper_counted = false;
+  for (int attempt = 0; attempt < 5 && !dead_sleeper_counted; ++attempt) {
+    ipc::test::ForkedChild child([&] {
+      uint64_t v = 0;
+      (void)q.get(v);
+    });
+    REQUIRE(counted_asleep(child, not_empty));
+    child.kill(SIGKILL);
+    REQUIRE(child.wait() == -SIGKILL);
+    dead_sleeper_counted = not_empty.sleepers.any(std::memory_order_relaxed);
+  }
+  REQUIRE(dead_sleeper_counted);
+
+  // Nobody lives asleep now, so every put's wake-up is a wasted syscall until the count heals.
+  const auto start = std::chrono::steady_clock::now();
+  int puts = 0;
+  uint64_t v = 0;
+  while (not_empty.sleepers.any(std::memory_order_relaxed) &&
+         std::chrono::steady_clock::now() - start < ipc::test::patience(10 * ipc::detail::kRoundLength)) {
+    REQUIRE(q.put(1) == Outcome::kOk);
+    REQUIRE(q.try_get(v) == Outcome::kOk);
+    ++puts;
+  }
+  INFO(puts << " puts");
+  CHECK(!not_empty.sleepers.any(std::memory_order_relaxed));
+  CHECK(std::chrono::steady_clock::now() - start < ipc::test::patience(3 * ipc::detail::kRoundLength));
+
+  // A live sleeper is still woken by a put after the count healed.
+  ipc::test::ForkedChild consumer([&] {
+    uint64_t got = 0;
+    return q.get(got, 60s) == Outcome::kOk && got == 7 ? 0 : 1;
+  });
+  REQUIRE(counted_asleep(consumer, not_empty));
+  REQUIRE(q.put(7) == Outcome::kOk);
+  CHECK(ipc::test::exit_problem(consumer, 0, "consumer") == "");
 }
 
 TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement cannot get", "[queue][kill]") {
@@ -245,11 +299,11 @@ TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement 
     auto* counts = counts_mem.as<std::atomic<uint32_t>>();
     auto consumer = [&] {
       uint64_t v;
-      while (q.get(v) == QueueResult::kOk) counts[v].fetch_add(1, std::memory_order_relaxed);
+      while (q.get(v) == Outcome::kOk) counts[v].fetch_add(1, std::memory_order_relaxed);
     };
     ipc::test::ForkedChild producer([&] {
       for (uint64_t s = 0; s < kPer; ++s) {
-        if (q.put(s) != QueueResult::kOk) throw ipc::Error("put failed");
+        if (q.put(s) != Outcome::kOk) throw ipc::Error("put failed");
       }
     });
     ipc::test::ForkedChild first(consumer);

@@ -22,7 +22,7 @@
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
-using ipc::QueueResult;
+using ipc::Outcome;
 using ipc::detail::HookPoint;
 
 namespace {
@@ -75,20 +75,20 @@ TEST_CASE("a closed Queue waits for a slow writer and delivers everything put be
   Fixture f;
   auto q = ipc::Queue<uint64_t>::create(f.seg, "q", 8);
   auto writer = stopped_inside(HookPoint::kPutWritten, [&] {
-    if (q.put(100) != QueueResult::kOk) throw ipc::Error("the slow writer's put failed");
+    if (q.put(100) != Outcome::kOk) throw ipc::Error("the slow writer's put failed");
   });
-  for (uint64_t v = 1; v <= 5; ++v) REQUIRE(q.put(v) == QueueResult::kOk);
+  for (uint64_t v = 1; v <= 5; ++v) REQUIRE(q.put(v) == Outcome::kOk);
   q.close();
   uint64_t out = 0;
   // The head slot is still being written by a live process: neither closed nor drained yet.
-  CHECK(q.try_get(out) == QueueResult::kEmpty);
-  CHECK(q.get(out, 50ms) == QueueResult::kTimeout);
+  CHECK(q.try_get(out) == Outcome::kEmpty);
+  CHECK(q.get(out, 50ms) == Outcome::kTimeout);
   writer.kill(SIGCONT);
   REQUIRE(writer.wait(kPatience) == std::optional<int>(0));
   std::vector<uint64_t> got;
-  while (q.get(out, kPatience) == QueueResult::kOk) got.push_back(out);
+  while (q.get(out, kPatience) == Outcome::kOk) got.push_back(out);
   CHECK(got == std::vector<uint64_t>{100, 1, 2, 3, 4, 5});
-  CHECK(q.get(out) == QueueResult::kClosed);
+  CHECK(q.get(out) == Outcome::kClosed);
   CHECK(q.abandoned_count() == 0);
 }
 
@@ -97,14 +97,14 @@ TEST_CASE("a closed Queue reclaims a dead writer's slot, counts it and delivers 
   Fixture f;
   auto q = ipc::Queue<uint64_t>::create(f.seg, "q", 8);
   auto writer = stopped_inside(HookPoint::kPutWritten, [&] { (void)q.put(100); });
-  for (uint64_t v = 1; v <= 5; ++v) REQUIRE(q.put(v) == QueueResult::kOk);
+  for (uint64_t v = 1; v <= 5; ++v) REQUIRE(q.put(v) == Outcome::kOk);
   q.close();
   kill_and_reap(writer);
   std::vector<uint64_t> got;
   uint64_t out = 0;
-  QueueResult r;
-  while ((r = q.get(out, kPatience)) == QueueResult::kOk) got.push_back(out);
-  CHECK(r == QueueResult::kClosed);
+  Outcome r;
+  while ((r = q.get(out, kPatience)) == Outcome::kOk) got.push_back(out);
+  CHECK(r == Outcome::kClosed);
   CHECK(got == std::vector<uint64_t>{1, 2, 3, 4, 5});
   CHECK(q.abandoned_count() == 1);
 }
@@ -114,7 +114,7 @@ TEST_CASE("a closed MessageQueue reclaims a dead writer's slot and delivers ever
   Fixture f;
   auto q = ipc::MessageQueue::create(f.seg, "m", 8, 64);
   auto writer = stopped_inside(HookPoint::kPutWritten, [&] { (void)q.put_value(std::string("lost")); });
-  for (int v = 1; v <= 3; ++v) REQUIRE(q.put_value(std::to_string(v)) == QueueResult::kOk);
+  for (int v = 1; v <= 3; ++v) REQUIRE(q.put_value(std::to_string(v)) == Outcome::kOk);
   q.close();
   kill_and_reap(writer);
   std::vector<std::string> got;
@@ -127,21 +127,21 @@ TEST_CASE("put and try_put on a closed Queue fail, and what was put before is st
           "[queue][close]") {
   Fixture f;
   auto q = ipc::Queue<uint64_t>::create(f.seg, "q", 8);
-  REQUIRE(q.put(7) == QueueResult::kOk);
+  REQUIRE(q.put(7) == Outcome::kOk);
   q.close();
-  CHECK(q.put(8) == QueueResult::kClosed);
-  CHECK(q.try_put(8) == QueueResult::kClosed);
+  CHECK(q.put(8) == Outcome::kClosed);
+  CHECK(q.try_put(8) == Outcome::kClosed);
   uint64_t out = 0;
-  REQUIRE(q.get(out) == QueueResult::kOk);
+  REQUIRE(q.get(out) == Outcome::kOk);
   CHECK(out == 7);
-  CHECK(q.get(out) == QueueResult::kClosed);
+  CHECK(q.get(out) == Outcome::kClosed);
 }
 
 TEST_CASE("a Queue consumer killed after taking its message, before get() returned, is counted",
           "[queue][kill]") {
   Fixture f;
   auto q = ipc::Queue<uint64_t>::create(f.seg, "q", 8);
-  for (uint64_t v = 1; v <= 5; ++v) REQUIRE(q.put(v) == QueueResult::kOk);
+  for (uint64_t v = 1; v <= 5; ++v) REQUIRE(q.put(v) == Outcome::kOk);
   auto consumer = stopped_inside(HookPoint::kGetReleased, [&] { (void)q.get(); });
   kill_and_reap(consumer);
   CHECK(q.abandoned_count() == 1);
@@ -155,7 +155,7 @@ TEST_CASE("a Queue consumer killed after taking its message, before get() return
 TEST_CASE("a MessageQueue consumer killed while returning its message is counted", "[queue][kill]") {
   Fixture f;
   auto q = ipc::MessageQueue::create(f.seg, "m", 8, 64);
-  for (int v = 1; v <= 3; ++v) REQUIRE(q.put_value(std::to_string(v)) == QueueResult::kOk);
+  for (int v = 1; v <= 3; ++v) REQUIRE(q.put_value(std::to_string(v)) == Outcome::kOk);
   auto consumer = stopped_inside(HookPoint::kGetReleased, [&] { (void)q.get_value<std::string>(); });
   kill_and_reap(consumer);
   CHECK(q.abandoned_count() == 1);
@@ -168,10 +168,10 @@ TEST_CASE("a MessageQueue consumer killed while returning its message is counted
 TEST_CASE("join() returns when the consumer of the last item is killed while returning it", "[queue][kill]") {
   Fixture f;
   auto q = ipc::JoinableQueue<uint64_t>::create(f.seg, "j", 8);
-  REQUIRE(q.put(1) == QueueResult::kOk);
+  REQUIRE(q.put(1) == Outcome::kOk);
   auto consumer = stopped_inside(HookPoint::kGetReleased, [&] { (void)q.get(); });
   kill_and_reap(consumer);
-  CHECK(q.join(kPatience));  // the loss is found and removed from the unfinished count
+  CHECK(q.join(kPatience) == Outcome::kOk);  // the loss is found and removed from the unfinished count
   CHECK(q.abandoned_count() == 1);
   CHECK(q.unfinished_approx() == 0);
 }
@@ -180,7 +180,7 @@ TEST_CASE("an SpscQueue consumer killed while returning its value is counted, an
           "[queue][spsc][kill]") {
   Fixture f;
   auto q = ipc::SpscQueue<uint64_t>::create(f.seg, "s", 8);
-  for (uint64_t v = 1; v <= 4; ++v) REQUIRE(q.put(v) == QueueResult::kOk);
+  for (uint64_t v = 1; v <= 4; ++v) REQUIRE(q.put(v) == Outcome::kOk);
   auto consumer = stopped_inside(HookPoint::kGetReleased, [&] { (void)q.get(); });
   kill_and_reap(consumer);
   CHECK(q.abandoned_count() == 1);
@@ -194,8 +194,8 @@ TEST_CASE("an SpscQueue consumer killed while returning its value is counted, an
 TEST_CASE("an SpscQueue consumer that returned normally and then died is not counted", "[queue][spsc][kill]") {
   Fixture f;
   auto q = ipc::SpscQueue<uint64_t>::create(f.seg, "s", 8);
-  REQUIRE(q.put(1) == QueueResult::kOk);
-  REQUIRE(q.put(2) == QueueResult::kOk);
+  REQUIRE(q.put(1) == Outcome::kOk);
+  REQUIRE(q.put(2) == Outcome::kOk);
   ipc::test::ForkedChild consumer([&] { return q.get() == std::optional<uint64_t>(1) ? 0 : 1; });
   REQUIRE(consumer.wait(kPatience) == std::optional<int>(0));
   CHECK(q.abandoned_count() == 0);

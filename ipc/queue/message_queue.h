@@ -3,7 +3,12 @@
 //
 //   auto q = ipc::MessageQueue::create(seg, "events", 256, 64 * 1024);   // 256 messages of up to 64 KiB
 //   q.put(std::as_bytes(std::span(text)));
-//   std::vector<std::byte> msg;  if (q.get(msg) == ipc::QueueResult::kOk) ...
+//   std::vector<std::byte> msg;  if (q.get(msg) == ipc::Outcome::kOk) ...
+//
+// Typed: MessageQueue::create<T>(seg, "events", 256, 4096) records T (its codec_type_name<T>(), for Cap'n Proto
+// messages the schema's name and id) in the queue, and MessageQueue::open<T>(seg, "events") refuses a queue made
+// for another type at once, naming both, before any message is consumed. Untyped create/open work as before
+// (an untyped open of a typed queue is allowed: bytes are always bytes).
 //
 // Each message occupies one slot of max_message_bytes() (like POSIX mq_msgsize and Boost's message_queue), so
 // memory is capacity * max_message_bytes; choose the maximum for the largest message you send.
@@ -13,11 +18,12 @@
 //   Happens-before: everything a producer did before put(m) happens before the get() that returns m.
 // Lifetime: as Queue<T> (see queue.h), including kill safety: a process killed mid-put or mid-get loses at most
 //   its one in-flight message, counted in abandoned_count().
-// Errors: full/empty/timeout/closed are QueueResult values. A message longer than max_message_bytes() throws
-//   MessageTooLarge at once (before waiting: it could never fit). A caller buffer smaller than
-//   max_message_bytes() throws InvalidArgument. A codec that fails on decode throws its CodecError from get<T>()
-//   (the corrupt message is consumed). put/get of bytes never allocate (get into a vector allocates only when the
-//   vector must grow) and never throw on the hot path.
+// Errors: full/empty/timeout/closed are Outcome values. open<T>() of a queue created for another type, or
+//   untyped, throws InvalidArgument ("queue 'events' in segment 's' carries Foo, not Bar"). A message longer
+//   than max_message_bytes() throws MessageTooLarge at once (before waiting: it could never fit). A caller buffer
+//   smaller than max_message_bytes() throws InvalidArgument. A codec that fails on decode throws its CodecError
+//   from get<T>() (the corrupt message is consumed). put/get of bytes never allocate (get into a vector
+//   allocates only when the vector must grow) and never throw on the hot path.
 #pragma once
 
 #include <chrono>
@@ -45,8 +51,18 @@ class MessageQueue {
   // Creates a queue named `name` in `segment`. Throws InvalidArgument if the name is taken, a size is 0, or
   // capacity * max_message_bytes does not fit in 64 bits.
   static MessageQueue create(Segment& segment, std::string_view name, uint64_t capacity, uint64_t max_message_bytes);
-  // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not a MessageQueue.
+  // Opens the queue named `name`. Throws NotFound, or InvalidArgument when it is not a MessageQueue.
   static MessageQueue open(const Segment& segment, std::string_view name);
+  // As create(), recording that the queue carries values of type T (see the header comment).
+  template <typename T>
+  static MessageQueue create(Segment& segment, std::string_view name, uint64_t capacity, uint64_t max_message_bytes) {
+    return create_typed(segment, name, capacity, max_message_bytes, codec_type_name<T>());
+  }
+  // As open(); also throws InvalidArgument naming both types unless the queue was created by create<T>().
+  template <typename T>
+  static MessageQueue open(const Segment& segment, std::string_view name) {
+    return open_typed(segment, name, codec_type_name<T>());
+  }
   // In caller-provided shared memory (64-byte aligned, bytes_needed() bytes), e.g. a MAP_SHARED mapping.
   static MessageQueue create_at(void* block, uint64_t bytes, uint64_t capacity, uint64_t max_message_bytes);
   static MessageQueue attach(void* block, uint64_t bytes);
@@ -54,34 +70,34 @@ class MessageQueue {
   MessageQueue() = default;
 
   // Blocks while full: kOk or kClosed. Throws MessageTooLarge. Any process/thread.
-  [[nodiscard]] QueueResult put(std::span<const std::byte> message) { return put_bytes(message, &kNever); }
+  [[nodiscard]] Outcome put(std::span<const std::byte> message) { return put_bytes(message, &kNever); }
   // kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult put(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome put(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return put_bytes(message, &d);
   }
   // Never blocks: kOk, kFull or kClosed. Lock-free.
-  [[nodiscard]] QueueResult try_put(std::span<const std::byte> message) { return put_bytes(message, nullptr); }
+  [[nodiscard]] Outcome try_put(std::span<const std::byte> message) { return put_bytes(message, nullptr); }
 
   // Blocks while empty: kOk (the message replaces `out`'s contents) or kClosed (closed and drained).
-  [[nodiscard]] QueueResult get(std::vector<std::byte>& out) { return get_vector(out, &kNever); }
+  [[nodiscard]] Outcome get(std::vector<std::byte>& out) { return get_vector(out, &kNever); }
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult get(std::vector<std::byte>& out, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome get(std::vector<std::byte>& out, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return get_vector(out, &d);
   }
   // Never blocks: kOk, kEmpty or kClosed.
-  [[nodiscard]] QueueResult try_get(std::vector<std::byte>& out) { return get_vector(out, nullptr); }
+  [[nodiscard]] Outcome try_get(std::vector<std::byte>& out) { return get_vector(out, nullptr); }
   // Into a caller buffer of at least max_message_bytes() (else InvalidArgument); `size` receives the length.
-  [[nodiscard]] QueueResult get(std::span<std::byte> buffer, size_t& size) { return get_span(buffer, size, &kNever); }
+  [[nodiscard]] Outcome get(std::span<std::byte> buffer, size_t& size) { return get_span(buffer, size, &kNever); }
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult get(std::span<std::byte> buffer, size_t& size,
+  [[nodiscard]] Outcome get(std::span<std::byte> buffer, size_t& size,
                                 std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return get_span(buffer, size, &d);
   }
-  [[nodiscard]] QueueResult try_get(std::span<std::byte> buffer, size_t& size) {
+  [[nodiscard]] Outcome try_get(std::span<std::byte> buffer, size_t& size) {
     return get_span(buffer, size, nullptr);
   }
 
@@ -90,23 +106,23 @@ class MessageQueue {
   // MessageTooLarge when the encoding exceeds max_message_bytes(); an encoder exception propagates and nothing is
   // sent. get_value: as get(vector), plus CodecError for a corrupt message (which is consumed).
   template <typename T>
-  [[nodiscard]] QueueResult put_value(const T& value) { return put_encoded(value, &kNever); }
+  [[nodiscard]] Outcome put_value(const T& value) { return put_encoded(value, &kNever); }
   template <typename T, typename Rep, typename Period>
-  [[nodiscard]] QueueResult put_value(const T& value, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome put_value(const T& value, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return put_encoded(value, &d);
   }
   template <typename T>
-  [[nodiscard]] QueueResult try_put_value(const T& value) { return put_encoded(value, nullptr); }
+  [[nodiscard]] Outcome try_put_value(const T& value) { return put_encoded(value, nullptr); }
   template <typename T>
-  [[nodiscard]] QueueResult get_value(T& out) { return get_decoded(out, &kNever); }
+  [[nodiscard]] Outcome get_value(T& out) { return get_decoded(out, &kNever); }
   template <typename T, typename Rep, typename Period>
-  [[nodiscard]] QueueResult get_value(T& out, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome get_value(T& out, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return get_decoded(out, &d);
   }
   template <typename T>
-  [[nodiscard]] QueueResult try_get_value(T& out) { return get_decoded(out, nullptr); }
+  [[nodiscard]] Outcome try_get_value(T& out) { return get_decoded(out, nullptr); }
   // Blocks for the next value; nullopt when the queue is closed and drained.
   template <typename T>
   [[nodiscard]] std::optional<T> get_value() {
@@ -126,9 +142,15 @@ class MessageQueue {
   uint64_t max_message_bytes() const { return ring_.header().max_payload_bytes; }
   // Messages lost because a process died holding a claim on them, or died returning one from get(). Any process.
   uint64_t abandoned_count() const { return ring_.abandoned(); }
+  // The message type recorded by create<T>() (shortened if very long); empty for an untyped queue. Any process.
+  std::string type_name() const;
 
  protected:
   explicit MessageQueue(detail::MpmcRing ring) : ring_(ring) {}
+  // `type`: codec_type_name<T>(), or empty for an untyped queue.
+  static MessageQueue create_typed(Segment& segment, std::string_view name, uint64_t capacity,
+                                   uint64_t max_message_bytes, std::string_view type);
+  static MessageQueue open_typed(const Segment& segment, std::string_view name, std::string_view type);
 
   void check_size(uint64_t bytes) const {
     if (bytes > max_message_bytes()) throw_too_large(bytes);
@@ -137,28 +159,28 @@ class MessageQueue {
 
   // Shared by the bytes API and the typed one: write(std::byte*) fills the slot and returns the length.
   template <typename Write>
-  QueueResult put_with(const Deadline* d, Write&& write) {
+  Outcome put_with(const Deadline* d, Write&& write) {
     return detail::mpmc_put(ring_, d, std::forward<Write>(write));
   }
   template <typename Read>
-  QueueResult get_with(const Deadline* d, Read&& read) {
+  Outcome get_with(const Deadline* d, Read&& read) {
     return detail::mpmc_get(ring_, d, std::forward<Read>(read));
   }
 
-  QueueResult put_bytes(std::span<const std::byte> m, const Deadline* d) {
+  Outcome put_bytes(std::span<const std::byte> m, const Deadline* d) {
     check_size(m.size());
     return put_with(d, [&](std::byte* p) {
       if (!m.empty()) std::memcpy(p, m.data(), m.size());
       return static_cast<uint32_t>(m.size());
     });
   }
-  QueueResult get_vector(std::vector<std::byte>& out, const Deadline* d) {
+  Outcome get_vector(std::vector<std::byte>& out, const Deadline* d) {
     return get_with(d, [&](const std::byte* p, uint32_t n) { out.assign(p, p + n); });
   }
-  QueueResult get_span(std::span<std::byte> buffer, size_t& size, const Deadline* d);
+  Outcome get_span(std::span<std::byte> buffer, size_t& size, const Deadline* d);
 
   template <typename T>
-  QueueResult put_encoded(const T& value, const Deadline* d) {
+  Outcome put_encoded(const T& value, const Deadline* d) {
     const size_t n = Codec<T>::encoded_size(value);
     check_size(n);
     return put_with(d, [&](std::byte* p) {
@@ -167,7 +189,7 @@ class MessageQueue {
     });
   }
   template <typename T>
-  QueueResult get_decoded(T& out, const Deadline* d) {
+  Outcome get_decoded(T& out, const Deadline* d) {
     return get_with(d, [&](const std::byte* p, uint32_t n) { out = Codec<T>::decode(std::span(p, n)); });
   }
 

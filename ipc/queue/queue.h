@@ -5,8 +5,8 @@
 //   ipc::Segment seg = ipc::Segment::create("app", 1 << 20);
 //   auto jobs = ipc::Queue<Job>::create(seg, "jobs", 1024);        // in one process
 //   auto jobs = ipc::Queue<Job>::open(seg2, "jobs");               // in another (seg2 = Segment::open("app"))
-//   if (jobs.put(job) == ipc::QueueResult::kClosed) ...            // blocks while full
-//   Job j; switch (jobs.get(j, 100ms)) { case ipc::QueueResult::kOk: ... case kTimeout: ... case kClosed: ... }
+//   if (jobs.put(job) == ipc::Outcome::kClosed) ...                // blocks while full
+//   Job j; switch (jobs.get(j, 100ms)) { case ipc::Outcome::kOk: ... case kTimeout: ... case kClosed: ... }
 //
 // Threads: every method may be called from any number of threads at once (lock-free claims; blocking calls
 //   spin briefly, then sleep on a futex).
@@ -21,9 +21,10 @@
 //   to abandoned_count(), which every process can read: a message is delivered to a consumer that lived past
 //   its get(), or counted. close() does not strand messages: gets drain everything put before it (waiting for
 //   a slot still being written) and only then return kClosed. See docs/queue.md for the protocol.
-// Errors: full/empty/timeout/closed are QueueResult values ([[nodiscard]]). A bad capacity, a name already taken,
-//   or opening a block that is not this kind of queue ("... is a Lock, not a Queue") throw InvalidArgument; a
-//   missing name throws QueueNotFound; OS failures throw SystemError. put/get never allocate and never throw on the hot path.
+// Errors: full/empty/timeout/closed are ipc::Outcome values ([[nodiscard]]). A bad capacity, a name already
+//   taken, or opening a block that is not this kind of queue ("... is a Lock, not a Queue") throw InvalidArgument;
+//   a missing name throws NotFound; OS failures throw SystemError. put/get never allocate and never throw on the
+//   hot path.
 #pragma once
 
 #include <chrono>
@@ -58,7 +59,7 @@ class Queue {
   static Queue create(Segment& segment, std::string_view name, uint64_t capacity) {
     return Queue(create_ring(segment, name, capacity, kFlags));
   }
-  // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not a Queue<T>.
+  // Opens the queue named `name`. Throws NotFound, or InvalidArgument when it is not a Queue<T>.
   static Queue open(const Segment& segment, std::string_view name) { return Queue(open_ring(segment, name, kFlags)); }
   // Builds a queue in caller-provided shared memory (64-byte aligned, bytes_needed(capacity) bytes), e.g. a
   // MAP_SHARED mapping inherited by fork()ed children.
@@ -74,34 +75,34 @@ class Queue {
   Queue() = default;  // an empty handle; assign a created or opened one before use
 
   // Blocks while the queue is full. Returns kOk or kClosed. Any process/thread.
-  [[nodiscard]] QueueResult put(const T& value) { return put_until(value, nullptr); }
+  [[nodiscard]] Outcome put(const T& value) { return put_until(value, nullptr); }
   // As put(), giving up after `timeout`: kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return put_until(value, &d);
   }
   // Never blocks: kOk, kFull or kClosed. Lock-free.
-  [[nodiscard]] QueueResult try_put(const T& value) {
+  [[nodiscard]] Outcome try_put(const T& value) {
     return detail::mpmc_put(ring_, nullptr, [&](std::byte* p) { return write(p, value); });
   }
 
   // Blocks while the queue is empty. kOk (value in `out`) or kClosed (closed and drained). Any process/thread.
-  [[nodiscard]] QueueResult get(T& out) { return get_until(out, nullptr); }
+  [[nodiscard]] Outcome get(T& out) { return get_until(out, nullptr); }
   // As get(T&), giving up after `timeout`: kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult get(T& out, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return get_until(out, &d);
   }
   // Never blocks: kOk, kEmpty or kClosed (closed and drained). Lock-free.
-  [[nodiscard]] QueueResult try_get(T& out) {
+  [[nodiscard]] Outcome try_get(T& out) {
     return detail::mpmc_get(ring_, nullptr, [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
   }
   // Blocks for the next value; nullopt when the queue is closed and drained.
   [[nodiscard]] std::optional<T> get() {
     T v;
-    if (get(v) == QueueResult::kOk) return v;
+    if (get(v) == Outcome::kOk) return v;
     return std::nullopt;
   }
 
@@ -119,7 +120,10 @@ class Queue {
   // killed after taking its message but before get() returned. Any process; slow-ish (checks armed hand-offs).
   uint64_t abandoned_count() const { return ring_.abandoned(); }
 
- protected:
+ private:
+  // JoinableQueue builds its Queue<T> with its own flags and reads the ring's counters.
+  template <typename>
+  friend class JoinableQueue;
   static constexpr uint32_t kFlags = 0;
   explicit Queue(detail::MpmcRing ring) : ring_(ring) {}
 
@@ -151,10 +155,10 @@ class Queue {
     std::memcpy(p, &value, sizeof(T));
     return sizeof(T);
   }
-  QueueResult put_until(const T& value, const Deadline* d) {
+  Outcome put_until(const T& value, const Deadline* d) {
     return detail::mpmc_put(ring_, d ? d : &kNever, [&](std::byte* p) { return write(p, value); });
   }
-  QueueResult get_until(T& out, const Deadline* d) {
+  Outcome get_until(T& out, const Deadline* d) {
     return detail::mpmc_get(ring_, d ? d : &kNever,
                             [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
   }
@@ -163,27 +167,30 @@ class Queue {
   detail::MpmcRing ring_;
 };
 
-// A Queue<T> that also counts unfinished work, like Python's JoinableQueue: every successful put adds one, every
-// task_done() removes one, join() waits until the count is zero.
+// A queue of T that also counts unfinished work, like Python's JoinableQueue: every successful put adds one, every
+// task_done() removes one, join() waits until the count is zero. It has a Queue<T> rather than being one, so no
+// put can reach the ring around the count (a JoinableQueue does not convert to Queue<T>&).
 // Threads/Processes: as Queue<T>; task_done() and join() from any process.
 // Lifetime: as Queue<T>. A message lost to a killed process (abandoned_count()) is also removed from the count; a
 //   consumer killed after get() but before task_done() leaves its item counted: use join(timeout) where workers
 //   may die.
-// Errors: task_done() called more times than values were put throws StateError.
+// Errors: as Queue<T>; task_done() called more times than values were put throws StateError.
 template <typename T>
-class JoinableQueue : public Queue<T> {
-  using Base = Queue<T>;
+class JoinableQueue {
   static constexpr uint32_t kJoinFlags = detail::MpmcHeader::kFlagJoinable;
 
  public:
+  using value_type = T;
+
+  static uint64_t bytes_needed(uint64_t capacity) { return Queue<T>::bytes_needed(capacity); }
   static JoinableQueue create(Segment& segment, std::string_view name, uint64_t capacity) {
-    return JoinableQueue(Base::create_ring(segment, name, capacity, kJoinFlags));
+    return JoinableQueue(Queue<T>::create_ring(segment, name, capacity, kJoinFlags));
   }
   static JoinableQueue open(const Segment& segment, std::string_view name) {
-    return JoinableQueue(Base::open_ring(segment, name, kJoinFlags));
+    return JoinableQueue(Queue<T>::open_ring(segment, name, kJoinFlags));
   }
   static JoinableQueue create_at(void* block, uint64_t bytes, uint64_t capacity) {
-    return JoinableQueue(Base::init_ring(block, bytes, capacity, kJoinFlags));
+    return JoinableQueue(Queue<T>::init_ring(block, bytes, capacity, kJoinFlags));
   }
   static JoinableQueue attach(void* block, uint64_t bytes) {
     detail::ensure_process_setup();
@@ -191,60 +198,80 @@ class JoinableQueue : public Queue<T> {
   }
   JoinableQueue() = default;
 
-  [[nodiscard]] QueueResult put(const T& value) { return counted([&] { return Base::put(value); }); }
+  // As Queue<T>; a put that returns kOk adds one to the unfinished count.
+  [[nodiscard]] Outcome put(const T& value) { return counted([&] { return q_.put(value); }); }
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
-    return counted([&] { return Base::put(value, timeout); });
+  [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
+    return counted([&] { return q_.put(value, timeout); });
   }
-  [[nodiscard]] QueueResult try_put(const T& value) { return counted([&] { return Base::try_put(value); }); }
+  [[nodiscard]] Outcome try_put(const T& value) { return counted([&] { return q_.try_put(value); }); }
+
+  // As Queue<T>.
+  [[nodiscard]] Outcome get(T& out) { return q_.get(out); }
+  template <typename Rep, typename Period>
+  [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
+    return q_.get(out, timeout);
+  }
+  [[nodiscard]] Outcome try_get(T& out) { return q_.try_get(out); }
+  [[nodiscard]] std::optional<T> get() { return q_.get(); }
+  void close() { q_.close(); }
+  bool closed() const { return q_.closed(); }
+  uint64_t size_approx() const { return q_.size_approx(); }
+  bool empty_approx() const { return q_.empty_approx(); }
+  bool full_approx() const { return q_.full_approx(); }
+  uint64_t capacity() const { return q_.capacity(); }
+  uint64_t abandoned_count() const { return q_.abandoned_count(); }
 
   // Marks one got value as processed. Throws StateError when there is no unfinished value. Any process.
   void task_done() {
-    auto& u = this->ring_.header().unfinished;
+    auto& u = header().unfinished;
     // acq_rel: release pairs with join()'s acquire load (the work done before task_done() is visible to the
     // joiner); acquire pairs with the puts' increments.
     int64_t cur = u.load(std::memory_order_acquire);
     do {
       if (cur <= 0) throw StateError("JoinableQueue::task_done() called more times than values were put");
     } while (!u.compare_exchange_weak(cur, cur - 1, std::memory_order_acq_rel, std::memory_order_acquire));
-    if (cur == 1) detail::notify_all(this->ring_.header().join);
+    if (cur == 1) detail::notify_all(header().join);
   }
   // Blocks until every value put has been task_done()'d. Any process.
   void join() { (void)join_until(Deadline::never()); }
-  // As join(); false when `timeout` passed first.
+  // As join(), giving up after `timeout`: kOk or kTimeout.
   template <typename Rep, typename Period>
-  [[nodiscard]] bool join(std::chrono::duration<Rep, Period> timeout) {
-    return join_until(Deadline::after(timeout));
+  [[nodiscard]] Outcome join(std::chrono::duration<Rep, Period> timeout) {
+    return join_until(Deadline::after(timeout)) ? Outcome::kOk : Outcome::kTimeout;
   }
   // Puts not yet matched by task_done(). Any process.
   int64_t unfinished_approx() const {
-    return this->ring_.header().unfinished.load(std::memory_order_relaxed);  // relaxed: an estimate
+    return header().unfinished.load(std::memory_order_relaxed);  // relaxed: an estimate
   }
 
  private:
-  explicit JoinableQueue(detail::MpmcRing ring) : Base(ring) {}
+  explicit JoinableQueue(detail::MpmcRing ring) : q_(ring) {}
+  detail::MpmcHeader& header() const { return q_.ring_.header(); }
 
   // The count goes up *before* the value can be got, so that a fast task_done() never finds it at zero.
   template <typename Put>
-  QueueResult counted(Put&& put) {
-    auto& u = this->ring_.header().unfinished;
+  Outcome counted(Put&& put) {
+    auto& u = header().unfinished;
     u.fetch_add(1, std::memory_order_relaxed);  // relaxed: ordered before the value's publication (release)
-    const QueueResult r = put();
-    if (r != QueueResult::kOk && u.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      detail::notify_all(this->ring_.header().join);
-    }
+    const Outcome r = put();
+    if (r != Outcome::kOk && u.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::notify_all(header().join);
     return r;
   }
   bool join_until(const Deadline& d) {
-    return detail::block_until(this->ring_.header().join, d, [&](bool check_dead) {
+    return detail::block_until(header().join, d, [&](bool check_dead) {
       // A consumer killed while returning an item never task_done()s it: settling its hand-off removes it.
-      if (check_dead) (void)this->ring_.abandoned();
+      if (check_dead) (void)q_.ring_.abandoned();
       // acquire: partner is task_done()'s release; the consumers' work is visible after join() returns.
-      return this->ring_.header().unfinished.load(std::memory_order_acquire) <= 0 ? detail::Attempt::kDone
-                                                                                   : detail::Attempt::kRetry;
+      return header().unfinished.load(std::memory_order_acquire) <= 0 ? detail::Attempt::kDone
+                                                                       : detail::Attempt::kRetry;
     });
   }
+
+  Queue<T> q_;
 };
+static_assert(!std::is_convertible_v<JoinableQueue<int>&, Queue<int>&>,
+              "a put through a Queue<T>& would skip the unfinished count");
 
 // Python's SimpleQueue: a Queue<T> with only the blocking put/get, empty and close, for code that wants no
 // options. Same contract as Queue<T>.
@@ -260,8 +287,8 @@ class SimpleQueue {
   }
   SimpleQueue() = default;
 
-  // Blocks while full; false when the queue is closed.
-  [[nodiscard]] bool put(const T& value) { return q_.put(value) == QueueResult::kOk; }
+  // Blocks while full: kOk or kClosed.
+  [[nodiscard]] Outcome put(const T& value) { return q_.put(value); }
   // Blocks while empty; nullopt when the queue is closed and drained.
   [[nodiscard]] std::optional<T> get() { return q_.get(); }
   bool empty() const { return q_.empty_approx(); }

@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "ipc/queue/message_queue.h"
@@ -15,8 +16,9 @@
 #include "ipc/segment/segment.h"
 
 using namespace std::chrono_literals;
-using ipc::QueueResult;
+using ipc::Outcome;
 using ipc::test::SharedMapping;
+using ipc::test::patience;
 
 namespace {
 
@@ -38,19 +40,19 @@ TEMPLATE_TEST_CASE("a fixed-size queue delivers values in FIFO order and reports
   auto q = make_fixed<TestType>(mem, 4);
   REQUIRE(q.capacity() == 4);
   uint64_t v = 0;
-  CHECK(q.try_get(v) == QueueResult::kEmpty);
-  for (uint64_t i = 0; i < 4; ++i) REQUIRE(q.try_put(i) == QueueResult::kOk);
-  CHECK(q.try_put(99) == QueueResult::kFull);
+  CHECK(q.try_get(v) == Outcome::kEmpty);
+  for (uint64_t i = 0; i < 4; ++i) REQUIRE(q.try_put(i) == Outcome::kOk);
+  CHECK(q.try_put(99) == Outcome::kFull);
   CHECK(q.full_approx());
   CHECK(q.size_approx() == 4);
   // Wrap around the ring several times.
   for (uint64_t i = 4; i < 40; ++i) {
-    REQUIRE(q.get(v) == QueueResult::kOk);
+    REQUIRE(q.get(v) == Outcome::kOk);
     CHECK(v == i - 4);
-    REQUIRE(q.put(i) == QueueResult::kOk);
+    REQUIRE(q.put(i) == Outcome::kOk);
   }
   for (uint64_t i = 36; i < 40; ++i) {
-    REQUIRE(q.try_get(v) == QueueResult::kOk);
+    REQUIRE(q.try_get(v) == Outcome::kOk);
     CHECK(v == i);
   }
   CHECK(q.empty_approx());
@@ -62,11 +64,11 @@ TEMPLATE_TEST_CASE("get and put time out on an empty and a full queue", "[queue]
   auto q = make_fixed<TestType>(mem, 1);
   uint64_t v = 0;
   auto t0 = std::chrono::steady_clock::now();
-  CHECK(q.get(v, 20ms) == QueueResult::kTimeout);
+  CHECK(q.get(v, 20ms) == Outcome::kTimeout);
   CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
-  REQUIRE(q.put(1, 20ms) == QueueResult::kOk);
+  REQUIRE(q.put(1, 20ms) == Outcome::kOk);
   t0 = std::chrono::steady_clock::now();
-  CHECK(q.put(2, 20ms) == QueueResult::kTimeout);
+  CHECK(q.put(2, 20ms) == Outcome::kTimeout);
   CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
 }
 
@@ -74,16 +76,16 @@ TEMPLATE_TEST_CASE("close makes puts fail and gets drain before reporting closed
                    ipc::SpscQueue<uint64_t>) {
   SharedMapping mem(TestType::bytes_needed(8));
   auto q = make_fixed<TestType>(mem, 8);
-  REQUIRE(q.put(7) == QueueResult::kOk);
+  REQUIRE(q.put(7) == Outcome::kOk);
   q.close();
   CHECK(q.closed());
-  CHECK(q.put(8) == QueueResult::kClosed);
-  CHECK(q.try_put(8) == QueueResult::kClosed);
+  CHECK(q.put(8) == Outcome::kClosed);
+  CHECK(q.try_put(8) == Outcome::kClosed);
   uint64_t v = 0;
-  REQUIRE(q.get(v) == QueueResult::kOk);
+  REQUIRE(q.get(v) == Outcome::kOk);
   CHECK(v == 7);
-  CHECK(q.get(v) == QueueResult::kClosed);
-  CHECK(q.try_get(v) == QueueResult::kClosed);
+  CHECK(q.get(v) == Outcome::kClosed);
+  CHECK(q.try_get(v) == Outcome::kClosed);
   CHECK_FALSE(q.get().has_value());
 }
 
@@ -94,7 +96,7 @@ TEMPLATE_TEST_CASE("close wakes a consumer blocked in another process", "[queue]
   ipc::test::ForkedChild child([&] {
     uint64_t v;
     // The child must be woken by close(); a 30 s timeout only keeps a broken build from hanging.
-    if (q.get(v, 30s) != QueueResult::kClosed) throw ipc::Error("consumer did not see closed");
+    if (q.get(v, 30s) != Outcome::kClosed) throw ipc::Error("consumer did not see closed");
   });
   std::this_thread::sleep_for(20ms);  // let it fall asleep (the test passes either way)
   q.close();
@@ -106,8 +108,8 @@ TEMPLATE_TEST_CASE("close wakes a producer blocked on a full queue in another pr
   SharedMapping mem(TestType::bytes_needed(1));
   auto q = make_fixed<TestType>(mem, 1);
   ipc::test::ForkedChild child([&] {
-    if (q.put(1) != QueueResult::kOk) throw ipc::Error("first put failed");
-    if (q.put(2, 30s) != QueueResult::kClosed) throw ipc::Error("producer did not see closed");
+    if (q.put(1) != Outcome::kOk) throw ipc::Error("first put failed");
+    if (q.put(2, 30s) != Outcome::kClosed) throw ipc::Error("producer did not see closed");
   });
   while (q.size_approx() == 0) std::this_thread::yield();
   q.close();
@@ -121,7 +123,7 @@ TEMPLATE_TEST_CASE("a consumer blocked on an empty queue uses almost no CPU", "[
   const auto before = ipc::test::children_cpu_time();
   ipc::test::ForkedChild child([&] {
     uint64_t v;
-    if (q.get(v, 1s) != QueueResult::kTimeout) throw ipc::Error("expected a timeout");
+    if (q.get(v, 1s) != Outcome::kTimeout) throw ipc::Error("expected a timeout");
   });
   REQUIRE(child.wait() == 0);
   const auto used = ipc::test::children_cpu_time() - before;
@@ -134,17 +136,17 @@ TEST_CASE("a put in one process wakes a get sleeping in another", "[queue][proce
   auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
   ipc::test::ForkedChild child([&] {
     uint64_t v;
-    if (q.get(v, 30s) != QueueResult::kOk || v != 42) throw ipc::Error("did not get 42");
+    if (q.get(v, 30s) != Outcome::kOk || v != 42) throw ipc::Error("did not get 42");
   });
   std::this_thread::sleep_for(20ms);
-  REQUIRE(q.put(42) == QueueResult::kOk);
+  REQUIRE(q.put(42) == Outcome::kOk);
   CHECK(child.wait() == 0);
 }
 
 TEST_CASE("a second live SPSC producer is refused", "[queue][process]") {
   SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
   auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
-  REQUIRE(q.put(1) == QueueResult::kOk);
+  REQUIRE(q.put(1) == Outcome::kOk);
   ipc::test::ForkedChild child([&] {
     try {
       (void)q.try_put(2);
@@ -160,14 +162,14 @@ TEST_CASE("an SPSC role held by a dead process can be taken over", "[queue][proc
   SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
   auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
   ipc::test::ForkedChild child([&] {
-    if (q.put(1) != QueueResult::kOk) throw ipc::Error("put failed");
+    if (q.put(1) != Outcome::kOk) throw ipc::Error("put failed");
   });
   REQUIRE(child.wait() == 0);
-  REQUIRE(q.put(2) == QueueResult::kOk);
+  REQUIRE(q.put(2) == Outcome::kOk);
   uint64_t v = 0;
-  REQUIRE(q.get(v) == QueueResult::kOk);
+  REQUIRE(q.get(v) == Outcome::kOk);
   CHECK(v == 1);
-  REQUIRE(q.get(v) == QueueResult::kOk);
+  REQUIRE(q.get(v) == Outcome::kOk);
   CHECK(v == 2);
 }
 
@@ -203,21 +205,21 @@ TEST_CASE("a message queue carries variable-size messages intact", "[queue][byte
   auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 4, 1000);
   CHECK(q.max_message_bytes() >= 1000);
   std::vector<std::byte> out;
-  CHECK(q.try_get(out) == QueueResult::kEmpty);
+  CHECK(q.try_get(out) == Outcome::kEmpty);
   for (int round = 0; round < 10; ++round) {
     for (int i = 0; i < 4; ++i) {
       std::string s(static_cast<size_t>(i * 300 + round), static_cast<char>('a' + i));
-      REQUIRE(q.put(bytes_of(s)) == QueueResult::kOk);
+      REQUIRE(q.put(bytes_of(s)) == Outcome::kOk);
     }
-    CHECK(q.try_put(bytes_of("x")) == QueueResult::kFull);
+    CHECK(q.try_put(bytes_of("x")) == Outcome::kFull);
     for (int i = 0; i < 4; ++i) {
-      REQUIRE(q.get(out, 1s) == QueueResult::kOk);
+      REQUIRE(q.get(out, 1s) == Outcome::kOk);
       CHECK(out == bytes_of(std::string(static_cast<size_t>(i * 300 + round), static_cast<char>('a' + i))));
     }
   }
-  REQUIRE(q.put(std::span<const std::byte>()) == QueueResult::kOk);  // empty messages are messages
+  REQUIRE(q.put(std::span<const std::byte>()) == Outcome::kOk);  // empty messages are messages
   out.assign(3, std::byte{1});
-  REQUIRE(q.get(out) == QueueResult::kOk);
+  REQUIRE(q.get(out) == Outcome::kOk);
   CHECK(out.empty());
 }
 
@@ -229,12 +231,12 @@ TEST_CASE("a message larger than the queue can ever hold is an immediate error",
   CHECK_THROWS_AS(q.try_put(big), ipc::MessageTooLarge);
   CHECK_THROWS_AS(q.put_value(std::string(q.max_message_bytes() + 1, 'x')), ipc::MessageTooLarge);
   big.resize(q.max_message_bytes());
-  CHECK(q.put(big) == QueueResult::kOk);
+  CHECK(q.put(big) == Outcome::kOk);
   std::vector<std::byte> small_buffer(10);
   size_t n = 0;
   CHECK_THROWS_AS(q.get(std::span<std::byte>(small_buffer), n), ipc::InvalidArgument);
   std::vector<std::byte> buffer(q.max_message_bytes());
-  REQUIRE(q.get(std::span<std::byte>(buffer), n, 1s) == QueueResult::kOk);
+  REQUIRE(q.get(std::span<std::byte>(buffer), n, 1s) == Outcome::kOk);
   CHECK(n == q.max_message_bytes());
 }
 
@@ -242,36 +244,36 @@ TEST_CASE("typed messages go through Codec and corrupt ones raise CodecError", "
   SharedMapping mem(ipc::MessageQueue::bytes_needed(8, 4096));
   auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 8, 4096);
   std::map<std::string, std::vector<int>> m{{"a", {1, 2}}, {"bb", {}}};
-  REQUIRE(q.put_value(m) == QueueResult::kOk);
-  REQUIRE(q.put_value(std::string("hello")) == QueueResult::kOk);
+  REQUIRE(q.put_value(m) == Outcome::kOk);
+  REQUIRE(q.put_value(std::string("hello")) == Outcome::kOk);
   std::map<std::string, std::vector<int>> got;
-  REQUIRE(q.get_value(got) == QueueResult::kOk);
+  REQUIRE(q.get_value(got) == Outcome::kOk);
   CHECK(got == m);
   CHECK(q.get_value<std::string>() == std::optional<std::string>("hello"));
   const std::byte junk[3] = {std::byte{0xff}, std::byte{0xff}, std::byte{0xff}};
-  REQUIRE(q.put(junk) == QueueResult::kOk);
+  REQUIRE(q.put(junk) == Outcome::kOk);
   std::string s;
   CHECK_THROWS_AS(q.get_value(s), ipc::CodecError);
-  CHECK(q.try_get_value(s) == QueueResult::kEmpty);  // the corrupt message was consumed
+  CHECK(q.try_get_value(s) == Outcome::kEmpty);  // the corrupt message was consumed
 }
 
 TEST_CASE("task_done and join count unfinished work and too many task_done calls are an error", "[queue]") {
   SharedMapping mem(ipc::JoinableQueue<int>::bytes_needed(8));
   auto q = ipc::JoinableQueue<int>::create_at(mem.base(), mem.bytes(), 8);
   CHECK_THROWS_AS(q.task_done(), ipc::StateError);
-  CHECK(q.join(10ms));
-  REQUIRE(q.put(1) == QueueResult::kOk);
-  REQUIRE(q.put(2) == QueueResult::kOk);
+  CHECK(q.join(10ms) == Outcome::kOk);
+  REQUIRE(q.put(1) == Outcome::kOk);
+  REQUIRE(q.put(2) == Outcome::kOk);
   CHECK(q.unfinished_approx() == 2);
-  CHECK_FALSE(q.join(10ms));
+  CHECK(q.join(10ms) == Outcome::kTimeout);
   ipc::test::ForkedChild child([&] {
     int v;
     for (int i = 0; i < 2; ++i) {
-      if (q.get(v, 30s) != QueueResult::kOk) throw ipc::Error("get failed");
+      if (q.get(v, 30s) != Outcome::kOk) throw ipc::Error("get failed");
       q.task_done();
     }
   });
-  CHECK(q.join(30s));
+  CHECK(q.join(30s) == Outcome::kOk);
   CHECK(child.wait() == 0);
   CHECK_THROWS_AS(q.task_done(), ipc::StateError);
   CHECK_THROWS_AS(ipc::Queue<int>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
@@ -286,7 +288,7 @@ TEST_CASE("queues are created in a segment and opened by name from another proce
   auto simple = ipc::SimpleQueue<int>::create(seg, "simple");
   auto joinable = ipc::JoinableQueue<int>::create(seg, "joinable", 4);
   CHECK_THROWS_AS(ipc::Queue<int>::create(seg, "jobs", 16), ipc::InvalidArgument);
-  CHECK_THROWS_AS(ipc::Queue<int>::open(seg, "nope"), ipc::QueueNotFound);
+  CHECK_THROWS_AS(ipc::Queue<int>::open(seg, "nope"), ipc::NotFound);
   CHECK_THROWS_AS(ipc::Queue<int>::open(seg, "msgs"), ipc::InvalidArgument);
   ipc::test::ForkedChild child([&] {
     auto s = ipc::Segment::open(name);
@@ -295,20 +297,92 @@ TEST_CASE("queues are created in a segment and opened by name from another proce
     auto m = ipc::MessageQueue::open(s, "msgs");
     auto q = ipc::SimpleQueue<int>::open(s, "simple");
     auto jq = ipc::JoinableQueue<int>::open(s, "joinable");
-    if (j.put(1) != QueueResult::kOk || p.put(2) != QueueResult::kOk || !q.put(3) ||
-        m.put_value(std::string("four")) != QueueResult::kOk || jq.put(5) != QueueResult::kOk) {
+    if (j.put(1) != Outcome::kOk || p.put(2) != Outcome::kOk || q.put(3) != Outcome::kOk ||
+        m.put_value(std::string("four")) != Outcome::kOk || jq.put(5) != Outcome::kOk) {
       throw ipc::Error("put failed");
     }
   });
   REQUIRE(child.wait() == 0);
   int v = 0;
-  REQUIRE(jobs.get(v, 1s) == QueueResult::kOk);
+  REQUIRE(jobs.get(v, 1s) == Outcome::kOk);
   CHECK(v == 1);
-  REQUIRE(spsc.get(v, 1s) == QueueResult::kOk);
+  REQUIRE(spsc.get(v, 1s) == Outcome::kOk);
   CHECK(v == 2);
   CHECK(simple.get() == std::optional<int>(3));
   CHECK(msgs.get_value<std::string>() == std::optional<std::string>("four"));
-  REQUIRE(joinable.get(v, 1s) == QueueResult::kOk);
+  REQUIRE(joinable.get(v, 1s) == Outcome::kOk);
   joinable.task_done();
-  CHECK(joinable.join(1s));
+  CHECK(joinable.join(1s) == Outcome::kOk);
+}
+
+static_assert(!std::is_convertible_v<ipc::JoinableQueue<int>&, ipc::Queue<int>&> &&
+                  !std::is_base_of_v<ipc::Queue<int>, ipc::JoinableQueue<int>>,
+              "a JoinableQueue is not a Queue: a put through a Queue& would skip the unfinished count");
+
+TEST_CASE("every put form of a JoinableQueue counts, and join waits for the last task_done", "[queue]") {
+  SharedMapping mem(ipc::JoinableQueue<int>::bytes_needed(4));
+  auto q = ipc::JoinableQueue<int>::create_at(mem.base(), mem.bytes(), 4);
+  REQUIRE(q.put(1) == Outcome::kOk);
+  REQUIRE(q.put(2, 10ms) == Outcome::kOk);
+  REQUIRE(q.try_put(3) == Outcome::kOk);
+  REQUIRE(q.put(4) == Outcome::kOk);
+  CHECK(q.try_put(5) == Outcome::kFull);  // a put that fails adds nothing
+  CHECK(q.put(5, 10ms) == Outcome::kTimeout);
+  CHECK(q.unfinished_approx() == 4);
+  ipc::test::PipeSignal three_done, go;
+  ipc::test::ForkedChild child([&] {
+    int v;
+    for (int i = 0; i < 4; ++i) {
+      if (q.get(v, patience(30s)) != Outcome::kOk) return 2;
+    }
+    for (int i = 0; i < 3; ++i) q.task_done();
+    three_done.notify();
+    if (!go.wait()) return 3;
+    q.task_done();
+    return 0;
+  });
+  REQUIRE(three_done.wait());
+  CHECK(q.join(20ms) == Outcome::kTimeout);  // one value is still unfinished
+  CHECK(q.unfinished_approx() == 1);
+  go.notify();
+  CHECK(q.join(patience(30s)) == Outcome::kOk);
+  CHECK(child.wait() == 0);
+  q.close();
+  CHECK(q.put(6) == Outcome::kClosed);
+  CHECK(q.unfinished_approx() == 0);
+}
+
+TEST_CASE("a typed message queue opened for another type is refused at open, naming both types",
+          "[queue][segment][process]") {
+  const std::string name = ipc::test::unique_name("queue_test");
+  auto seg = ipc::Segment::create(name, 4 << 20);
+  auto lines = ipc::MessageQueue::create<std::string>(seg, "lines", 8, 256);
+  auto raw = ipc::MessageQueue::create(seg, "raw", 8, 256);
+  REQUIRE(lines.put_value(std::string("kept")) == Outcome::kOk);
+  CHECK(lines.type_name() == ipc::codec_type_name<std::string>());
+  CHECK(raw.type_name().empty());
+  ipc::test::ForkedChild child([&] {
+    auto s = ipc::Segment::open(name);
+    auto contains = [](const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; };
+    try {
+      (void)ipc::MessageQueue::open<std::vector<int>>(s, "lines");
+      return 2;
+    } catch (const ipc::InvalidArgument& e) {
+      if (!contains(e.what(), "queue 'lines'") || !contains(e.what(), ipc::codec_type_name<std::string>()) ||
+          !contains(e.what(), ipc::codec_type_name<std::vector<int>>())) {
+        return 3;
+      }
+    }
+    try {
+      (void)ipc::MessageQueue::open<std::string>(s, "raw");
+      return 4;
+    } catch (const ipc::InvalidArgument& e) {
+      if (!contains(e.what(), "untyped")) return 5;
+    }
+    auto same = ipc::MessageQueue::open<std::string>(s, "lines");  // the right type opens
+    auto bytes = ipc::MessageQueue::open(s, "lines");               // and so does an untyped open
+    return same.size_approx() == 1 && bytes.type_name() == ipc::codec_type_name<std::string>() ? 0 : 6;
+  });
+  CHECK(ipc::test::exit_problem(child, 0, "opener") == "");
+  CHECK(lines.get_value<std::string>() == std::optional<std::string>("kept"));  // the refused open took nothing
 }

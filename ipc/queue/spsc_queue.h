@@ -1,8 +1,8 @@
 // ipc/queue/spsc_queue.h: the fastest queue: one producer process, one consumer process, fixed-size values.
 //
 //   auto q = ipc::SpscQueue<uint64_t>::create(seg, "ticks", 4096);   // or ::open(seg, "ticks") elsewhere
-//   producer:  if (q.put(v) == ipc::QueueResult::kClosed) ...
-//   consumer:  uint64_t v; while (q.get(v) == ipc::QueueResult::kOk) ...
+//   producer:  if (q.put(v) == ipc::Outcome::kClosed) ...
+//   consumer:  uint64_t v; while (q.get(v) == ipc::Outcome::kOk) ...
 //
 // Threads: at most one thread puts and at most one thread gets at a time (they may differ). size/closed/close
 //   from any thread.
@@ -15,7 +15,7 @@
 //   never becomes visible); a consumer killed mid-get either had not taken it (the value stays for the next
 //   consumer) or had taken it and is counted in abandoned_count(). A value put() reported as sent is delivered
 //   to a consumer that lived past its get() or counted; nothing is delivered twice, nothing wedges.
-// Errors: full/empty/timeout/closed are QueueResult values; misuse (a second live producer or consumer, a bad
+// Errors: full/empty/timeout/closed are Outcome values; misuse (a second live producer or consumer, a bad
 //   capacity, a wrong block) throws StateError/InvalidArgument. put/get never allocate and never throw on the hot
 //   path.
 #pragma once
@@ -55,7 +55,7 @@ class SpscQueue {
                                    [&](void* b) { detail::spsc_init(b, c, sizeof(T)); });
     return SpscQueue(p);
   }
-  // Opens the queue named `name`. Throws QueueNotFound, or InvalidArgument when it is not an SpscQueue<T>.
+  // Opens the queue named `name`. Throws NotFound, or InvalidArgument when it is not an SpscQueue<T>.
   static SpscQueue open(const Segment& segment, std::string_view name) {
     auto b = detail::find_queue_block(segment, name, detail::kSpscQueueKind);
     return attach(b.ptr, b.bytes);
@@ -87,30 +87,30 @@ class SpscQueue {
   SpscQueue() = default;
 
   // Producer only. Blocks while full: kOk or kClosed.
-  [[nodiscard]] QueueResult put(const T& value) { return put_until(value, &kNever); }
+  [[nodiscard]] Outcome put(const T& value) { return put_until(value, &kNever); }
   // Producer only. kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult put(const T& value, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return put_until(value, &d);
   }
   // Producer only; wait-free: kOk, kFull or kClosed.
-  [[nodiscard]] QueueResult try_put(const T& value) { return put_until(value, nullptr); }
+  [[nodiscard]] Outcome try_put(const T& value) { return put_until(value, nullptr); }
 
   // Consumer only. Blocks while empty: kOk or kClosed (closed and drained).
-  [[nodiscard]] QueueResult get(T& out) { return get_until(out, &kNever); }
+  [[nodiscard]] Outcome get(T& out) { return get_until(out, &kNever); }
   // Consumer only. kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
-  [[nodiscard]] QueueResult get(T& out, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return get_until(out, &d);
   }
   // Consumer only; wait-free: kOk, kEmpty or kClosed.
-  [[nodiscard]] QueueResult try_get(T& out) { return get_until(out, nullptr); }
+  [[nodiscard]] Outcome try_get(T& out) { return get_until(out, nullptr); }
   // Consumer only. The next value; nullopt when closed and drained.
   [[nodiscard]] std::optional<T> get() {
     T v;
-    if (get(v) == QueueResult::kOk) return v;
+    if (get(v) == Outcome::kOk) return v;
     return std::nullopt;
   }
 
@@ -203,36 +203,36 @@ class SpscQueue {
     return true;
   }
 
-  QueueResult put_until(const T& value, const Deadline* d) {
+  Outcome put_until(const T& value, const Deadline* d) {
     be_producer();
-    if (closed()) return QueueResult::kClosed;
-    if (try_push(value)) return QueueResult::kOk;
-    if (!d) return QueueResult::kFull;
-    QueueResult result = QueueResult::kTimeout;
+    if (closed()) return Outcome::kClosed;
+    if (try_push(value)) return Outcome::kOk;
+    if (!d) return Outcome::kFull;
+    Outcome result = Outcome::kTimeout;
     detail::block_until(h_->not_full, *d, [&](bool) {
       if (closed()) {
-        result = QueueResult::kClosed;
+        result = Outcome::kClosed;
         return detail::Attempt::kDone;
       }
       if (!try_push(value)) return detail::Attempt::kRetry;
-      result = QueueResult::kOk;
+      result = Outcome::kOk;
       return detail::Attempt::kDone;
     });
     return result;
   }
-  QueueResult get_until(T& out, const Deadline* d) {
+  Outcome get_until(T& out, const Deadline* d) {
     be_consumer();
     auto once = [&]() {
-      if (try_pop(out)) return QueueResult::kOk;
-      if (!closed()) return QueueResult::kEmpty;
-      return try_pop(out) ? QueueResult::kOk : QueueResult::kClosed;  // drain what was put before close()
+      if (try_pop(out)) return Outcome::kOk;
+      if (!closed()) return Outcome::kEmpty;
+      return try_pop(out) ? Outcome::kOk : Outcome::kClosed;  // drain what was put before close()
     };
-    QueueResult result = once();
-    if (result != QueueResult::kEmpty || !d) return result;
-    result = QueueResult::kTimeout;
+    Outcome result = once();
+    if (result != Outcome::kEmpty || !d) return result;
+    result = Outcome::kTimeout;
     detail::block_until(h_->not_empty, *d, [&](bool) {
-      const QueueResult q = once();
-      if (q == QueueResult::kEmpty) return detail::Attempt::kRetry;
+      const Outcome q = once();
+      if (q == Outcome::kEmpty) return detail::Attempt::kRetry;
       result = q;
       return detail::Attempt::kDone;
     });

@@ -16,7 +16,7 @@
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
-using ipc::QueueResult;
+using ipc::Outcome;
 using ipc::test::SharedMapping;
 
 namespace {
@@ -112,12 +112,12 @@ void fixed_stress(int producers, int consumers, uint64_t capacity, uint32_t per_
           // Mix blocking, timed and non-blocking puts.
           const Msg m = make_msg(p, s);
           if (s % 3 == 0) {
-            while (q.try_put(m) == QueueResult::kFull) {
+            while (q.try_put(m) == Outcome::kFull) {
             }
           } else if (s % 3 == 1) {
-            while (q.put(m, 1ms) == QueueResult::kTimeout) {
+            while (q.put(m, 1ms) == Outcome::kTimeout) {
             }
-          } else if (q.put(m) != QueueResult::kOk) {
+          } else if (q.put(m) != Outcome::kOk) {
             throw ipc::Error("put failed");
           }
         }
@@ -125,9 +125,9 @@ void fixed_stress(int producers, int consumers, uint64_t capacity, uint32_t per_
       [&] {
         Msg m;
         for (uint64_t i = 0;; ++i) {
-          const QueueResult r = i % 2 ? q.get(m) : q.get(m, 1ms);
-          if (r == QueueResult::kClosed) return;
-          if (r != QueueResult::kOk) continue;
+          const Outcome r = i % 2 ? q.get(m) : q.get(m, 1ms);
+          if (r == Outcome::kClosed) return;
+          if (r != Outcome::kOk) continue;
           if (checksum(&m, offsetof(Msg, sum)) != m.sum) {
             ledger.corrupt().fetch_add(1, std::memory_order_relaxed);
           } else {
@@ -167,7 +167,7 @@ TEST_CASE("message queue delivers every variable-size message exactly once and i
       [&](int p) {
         for (uint32_t s = 0; s < kPer; ++s) {
           const auto m = make_bytes(p, s, q.max_message_bytes());
-          if (q.put(m) != QueueResult::kOk) throw ipc::Error("put failed");
+          if (q.put(m) != Outcome::kOk) throw ipc::Error("put failed");
         }
       },
       [&] {
@@ -175,15 +175,15 @@ TEST_CASE("message queue delivers every variable-size message exactly once and i
         std::vector<std::byte> buffer(q.max_message_bytes());
         for (uint64_t i = 0;; ++i) {
           size_t n = 0;
-          QueueResult r;
+          Outcome r;
           if (i % 2) {
             r = q.get(m);
           } else {
             r = q.get(std::span<std::byte>(buffer), n);
             m.assign(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
           }
-          if (r == QueueResult::kClosed) return;
-          if (r != QueueResult::kOk) throw ipc::Error("get failed");
+          if (r == Outcome::kClosed) return;
+          if (r != Outcome::kOk) throw ipc::Error("get failed");
           uint32_t p, s;
           uint64_t sum;
           if (m.size() < 16) {

@@ -15,7 +15,7 @@
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
-using ipc::QueueResult;
+using ipc::Outcome;
 using ipc::test::SharedMapping;
 
 namespace {
@@ -29,8 +29,8 @@ uint64_t check_of(uint32_t p, uint32_t s) { return (uint64_t{p} << 32 | s) * 0x9
 
 // Catch2's assertions are not thread-safe: threads count failures here and the test thread checks the count.
 std::atomic<uint32_t> g_put_failures{0};
-void expect_ok(QueueResult r) {
-  if (r != QueueResult::kOk) g_put_failures.fetch_add(1, std::memory_order_relaxed);
+void expect_ok(Outcome r) {
+  if (r != Outcome::kOk) g_put_failures.fetch_add(1, std::memory_order_relaxed);
 }
 
 template <typename PutFn, typename GetFn, typename CloseFn>
@@ -72,7 +72,7 @@ TEST_CASE("MPMC queue delivers exactly once between threads", "[queue][stress][t
   auto q = ipc::Queue<Item>::create_at(mem.base(), mem.bytes(), 8);
   run_threads(
       3, 3, 20000, [&](const Item& it) { expect_ok(q.put(it)); },
-      [&](Item& it) { return q.get(it) == QueueResult::kOk; }, [&] { q.close(); });
+      [&](Item& it) { return q.get(it) == Outcome::kOk; }, [&] { q.close(); });
 }
 
 TEST_CASE("SPSC queue delivers exactly once between two threads", "[queue][stress][threads]") {
@@ -80,7 +80,7 @@ TEST_CASE("SPSC queue delivers exactly once between two threads", "[queue][stres
   auto q = ipc::SpscQueue<Item>::create_at(mem.base(), mem.bytes(), 16);
   run_threads(
       1, 1, 100000, [&](const Item& it) { expect_ok(q.put(it)); },
-      [&](Item& it) { return q.get(it) == QueueResult::kOk; }, [&] { q.close(); });
+      [&](Item& it) { return q.get(it) == Outcome::kOk; }, [&] { q.close(); });
 }
 
 TEST_CASE("message queue delivers exactly once between threads", "[queue][stress][threads][bytes]") {
@@ -96,7 +96,7 @@ TEST_CASE("message queue delivers exactly once between threads", "[queue][stress
       },
       [&](Item& it) {
         thread_local std::vector<std::byte> m;
-        if (q.get(m) != QueueResult::kOk) return false;
+        if (q.get(m) != Outcome::kOk) return false;
         std::memcpy(&it, m.data(), sizeof it);
         for (size_t i = sizeof it; i < m.size(); ++i) {
           if (m[i] != std::byte(static_cast<uint8_t>(it.seq & 0xff))) it.check = 0;
@@ -114,14 +114,14 @@ TEST_CASE("join returns once every value put by several threads is task_done", "
   for (int w = 0; w < 2; ++w) {
     workers.emplace_back([&] {
       uint32_t v;
-      while (q.get(v) == QueueResult::kOk) {
+      while (q.get(v) == Outcome::kOk) {
         done.fetch_add(1, std::memory_order_relaxed);
         q.task_done();
       }
     });
   }
-  for (uint32_t i = 0; i < 5000; ++i) REQUIRE(q.put(i) == QueueResult::kOk);
-  REQUIRE(q.join(30s));
+  for (uint32_t i = 0; i < 5000; ++i) REQUIRE(q.put(i) == Outcome::kOk);
+  REQUIRE(q.join(30s) == Outcome::kOk);
   CHECK(done.load(std::memory_order_relaxed) == 5000);
   q.close();
   for (auto& t : workers) t.join();

@@ -156,7 +156,7 @@ Segment::Segment(std::string name, void* base, size_t size, bool owner)
     : name_(std::move(name)), base_(base), size_(size), owner_(owner), impl_(std::make_unique<Impl>()) {}
 
 Segment::Segment(Segment&& other) noexcept
-    : name_(std::move(other.name_)),
+    : name_(std::exchange(other.name_, {})),
       base_(std::exchange(other.base_, nullptr)),
       size_(std::exchange(other.size_, 0)),
       owner_(std::exchange(other.owner_, false)),
@@ -164,13 +164,19 @@ Segment::Segment(Segment&& other) noexcept
 
 Segment& Segment::operator=(Segment&& other) noexcept {
   if (this != &other) {
-    this->~Segment();
-    new (this) Segment(std::move(other));
+    release();
+    name_ = std::exchange(other.name_, {});
+    base_ = std::exchange(other.base_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    owner_ = std::exchange(other.owner_, false);
+    impl_ = std::move(other.impl_);
   }
   return *this;
 }
 
-Segment::~Segment() {
+Segment::~Segment() { release(); }
+
+void Segment::release() noexcept {
   if (!base_) return;
   if (owner_ && impl_ && impl_->owner_pid == getpid()) {
     // Unlink only the segment this handle created: if the name was removed and reused meanwhile, leave it.
@@ -180,6 +186,9 @@ Segment::~Segment() {
   }
   impl_.reset();  // the managed buffer handle only refers to the mapping; drop it before unmapping
   munmap(base_, size_);
+  base_ = nullptr;
+  size_ = 0;
+  owner_ = false;
 }
 
 Segment Segment::create(std::string_view name, size_t size_bytes, const SegmentOptions& options) {
@@ -276,7 +285,7 @@ Segment Segment::open(std::string_view name) {
   Fd fd;
   fd.fd = retry_on_eintr([&] { return ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW); });
   if (fd.fd < 0) {
-    if (errno == ENOENT) throw SegmentNotFound("no segment named '" + std::string(name) + "'");
+    if (errno == ENOENT) throw NotFound("no segment named '" + std::string(name) + "'");
     throw_errno("open segment " + path);
   }
   struct stat st;
@@ -510,13 +519,21 @@ std::vector<SegmentInfo> Segment::list() {
   return out;
 }
 
-std::vector<std::string> Segment::remove_stale(std::string_view name_prefix) {
-  std::vector<std::string> removed;
-  for (const auto& info : list()) {
+std::vector<SegmentInfo> Segment::list_stale(std::string_view name_prefix) {
+  std::vector<SegmentInfo> stale;
+  for (auto& info : list()) {
     if (info.owner_uid != geteuid() || !info.users.empty()) continue;
     if (info.name.compare(0, name_prefix.size(), name_prefix) != 0) continue;
     // Still being created, unless its creator is gone (dead or a zombie that will never finish).
     if (!info.complete && info.creator_pid > 0 && !process_dead(static_cast<uint32_t>(info.creator_pid))) continue;
+    stale.push_back(std::move(info));
+  }
+  return stale;
+}
+
+std::vector<std::string> Segment::remove_stale(std::string_view name_prefix) {
+  std::vector<std::string> removed;
+  for (const auto& info : list_stale(name_prefix)) {
     // Only the file that was listed: a segment re-created under the same name since then is somebody's new one.
     struct stat st;
     const std::string path = kShmDir + info.file;

@@ -24,7 +24,7 @@
 //   Happens-before: everything a creator's `init` wrote happens before any find that returns the block.
 // Errors: a bad name or size, a taken block name on construct/create_block, and a named block of another kind
 //   than asked ("... is a Lock, not a Queue") throw InvalidArgument; an existing name on create() throws
-//   SegmentExists; a missing one on open() throws SegmentNotFound; a segment owned by another user, or with the
+//   SegmentExists; a missing one on open() throws NotFound; a segment owned by another user, or with the
 //   wrong permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument;
 //   an invalid policy throws numa::PolicyError before anything is created; out of space inside (or no room left
 //   in the directory) throws SegmentFull. OS failures throw SystemError.
@@ -48,10 +48,6 @@
 namespace ipc {
 
 class SegmentExists : public Error {
- public:
-  using Error::Error;
-};
-class SegmentNotFound : public Error {
  public:
   using Error::Error;
 };
@@ -126,15 +122,18 @@ class Segment {
   // validated for this machine and applied before any page is touched. The returned handle owns the name.
   // REQUIRES: name is 1..200 of [A-Za-z0-9_.-], not starting with '.'; size_bytes >= 4096.
   static Segment create(std::string_view name, size_t size_bytes, const SegmentOptions& options = {});
-  // Opens an existing segment; throws SegmentNotFound when there is none. The handle does not own the name.
+  // Opens an existing segment; throws NotFound when there is none. The handle does not own the name.
   static Segment open(std::string_view name);
   // Unlinks the name; returns false when it did not exist. Mapped users keep working.
   static bool remove(std::string_view name);
   // Every segment of this library on the machine (those of other users included), with the processes using it.
   static std::vector<SegmentInfo> list();
-  // Removes segments of this user whose names start with `name_prefix` (all of them by default) that no live
-  // process maps or holds open, and temporaries of creators that died. Returns the files removed (names in
-  // /dev/shm). A segment kept (keep()) for a process that has not opened it yet counts as stale.
+  // The stale segments: those of this user whose names start with `name_prefix` (all of them by default) that no
+  // live process maps or holds open, and temporaries of creators that died. A segment kept (keep()) for a process
+  // that has not opened it yet counts as stale. The one rule remove_stale() and `numa_mp clean --dry-run` apply.
+  static std::vector<SegmentInfo> list_stale(std::string_view name_prefix = {});
+  // Removes what list_stale(name_prefix) lists (each only if its name still refers to the file listed). Returns
+  // the files removed (names in /dev/shm).
   static std::vector<std::string> remove_stale(std::string_view name_prefix = {});
   // Throws InvalidArgument when `name` is not a valid segment name, saying why.
   static void validate_name(std::string_view name);
@@ -241,6 +240,8 @@ class Segment {
   using InitFn = std::pair<void*, void (*)(void*, void*)>;
 
   Segment(std::string name, void* base, size_t size, bool owner);
+  // Unlinks the name if this handle owns it (and made it in this process), unmaps, and leaves the handle empty.
+  void release() noexcept;
   template <typename Init>
   static InitFn init_fn(Init& init) {
     return InitFn(&init, [](void* ctx, void* p) { (*static_cast<std::remove_reference_t<Init>*>(ctx))(p); });

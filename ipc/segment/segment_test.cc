@@ -9,7 +9,9 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <random>
 
 #include "ipc/numa/placement.h"
@@ -25,6 +27,29 @@ namespace {
 
 bool shm_file_exists(const std::string& name) {
   return access(("/dev/shm/numa_mp." + name).c_str(), F_OK) == 0;
+}
+
+// The inode of a segment's file in /dev/shm.
+ino_t shm_inode(const std::string& name) {
+  struct stat st;
+  REQUIRE(stat(("/dev/shm/numa_mp." + name).c_str(), &st) == 0);
+  return st.st_ino;
+}
+
+// Whether this process maps a file of /dev/shm with that inode (the mapping shows its inode even once unlinked).
+bool maps_shm_inode(ino_t inode) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("/dev/shm/") == std::string::npos) continue;
+    // "start-end perms offset major:minor inode path"
+    std::istringstream fields(line);
+    std::string range, perms, offset, device;
+    unsigned long ino = 0;
+    fields >> range >> perms >> offset >> device >> ino;
+    if (ino == inode) return true;
+  }
+  return false;
 }
 
 struct Counter {
@@ -180,7 +205,7 @@ TEST_CASE("create is exclusive and open of a missing name says so", "[segment]")
   const std::string name = unique_name("seg");
   Segment seg = Segment::create(name, 8192);
   CHECK_THROWS_AS(Segment::create(name, 8192), ipc::SegmentExists);
-  CHECK_THROWS_AS(Segment::open(unique_name("absent")), ipc::SegmentNotFound);
+  CHECK_THROWS_AS(Segment::open(unique_name("absent")), ipc::NotFound);
 }
 
 TEST_CASE("bad names and sizes are rejected with a clear error and create nothing", "[segment]") {
@@ -263,7 +288,7 @@ TEST_CASE("the owner's handle unlinks the name while users that mapped it keep w
   CHECK_FALSE(user.owns_name());
   owner.reset();
   CHECK_FALSE(shm_file_exists(name));
-  CHECK_THROWS_AS(Segment::open(name), ipc::SegmentNotFound);
+  CHECK_THROWS_AS(Segment::open(name), ipc::NotFound);
   uint64_t* v = user.find<uint64_t>("v");
   REQUIRE(v);
   *v = 2;  // still mapped and usable
@@ -281,6 +306,43 @@ TEST_CASE("an opener's handle never unlinks, and keep() hands the name on", "[se
   CHECK(shm_file_exists(name));
   CHECK(Segment::remove(name));
   CHECK_FALSE(Segment::remove(name));
+}
+
+TEST_CASE("move-assigning over a live handle releases its segment and takes the other's", "[segment]") {
+  const std::string old_name = unique_name("seg");
+  const std::string new_name = unique_name("seg");
+  Segment handle = Segment::create(old_name, 1 << 16);
+  const ino_t old_inode = shm_inode(old_name);
+  REQUIRE(maps_shm_inode(old_inode));
+  Segment other = Segment::create(new_name, 1 << 16);
+  void* const new_base = other.base();
+
+  handle = std::move(other);
+
+  // The old segment is released as its destructor would have: unmapped, and its name (owned) unlinked.
+  CHECK_FALSE(maps_shm_inode(old_inode));
+  CHECK_FALSE(shm_file_exists(old_name));
+  // The handle now is the other's, owning its name; the other is left empty.
+  CHECK(handle.name() == new_name);
+  CHECK(handle.base() == new_base);
+  CHECK(handle.owns_name());
+  CHECK(other.base() == nullptr);
+  CHECK(other.size_bytes() == 0);
+  CHECK_FALSE(other.owns_name());
+  CHECK(other.name().empty());
+  handle.construct<uint64_t>("v", 7u);
+  CHECK(open_and_check(new_name, "v", 7) == 0);
+
+  Segment& alias = handle;  // a self-move through an alias, as generic code would do it
+  handle = std::move(alias);
+  CHECK(handle.base() == new_base);
+  CHECK(*handle.find<uint64_t>("v") == 7);
+  CHECK(open_and_check(new_name, "v", 7) == 0);
+
+  handle = Segment::open(new_name);  // an opener's handle in place of the owner's: the owner's unlink happens
+  CHECK_FALSE(handle.owns_name());
+  CHECK_FALSE(shm_file_exists(new_name));
+  CHECK(*handle.find<uint64_t>("v") == 7);
 }
 
 TEST_CASE("a forked copy of the owner's handle does not unlink the name", "[segment]") {
@@ -383,7 +445,7 @@ TEST_CASE("a creator killed at any point never leaves a segment that hangs or co
       CHECK(s.size_bytes() == 1 << 20);
       uint64_t* ready = s.find<uint64_t>("ready");
       if (ready) CHECK(*ready == 1);
-    } catch (const ipc::SegmentNotFound&) {
+    } catch (const ipc::NotFound&) {
     }
     Segment::remove_stale(name);
     CHECK_FALSE(shm_file_exists(name));

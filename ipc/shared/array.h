@@ -12,11 +12,12 @@
 //   With a policy, the elements start on a page boundary and the policy is set on their pages (mbind) *before*
 //   they are first touched, so the kernel places them by it; the policy is shared by every process mapping them.
 // Lifetime: create() in a Segment (or construct_at() in caller memory) once; the length never changes. A process
-//   that dies holding get_lock() is reported to the next holder (AcquireResult::kOwnerDied, see lock.h).
+//   that dies holding get_lock() is reported to the next holder (Outcome::kOwnerDied, see lock.h).
 // Errors: index out of range in at() throws InvalidArgument, and so does a length whose byte size does not fit in
 //   64 bits (before anything is allocated); a policy that is invalid for this machine throws
-//   numa::PolicyError or Unsupported before anything is created; create of a taken name, open of a missing name,
-//   of another kind of object ("... is a Lock, not an Array") or of another element size throw InvalidArgument.
+//   numa::PolicyError or Unsupported before anything is created; open of a missing name throws NotFound; create
+//   of a taken name, open of another kind of object ("... is a Lock, not an Array") or of another element size
+//   throw InvalidArgument.
 #pragma once
 
 #include <atomic>
@@ -61,12 +62,12 @@ class Array {
                                       [&](void* p) { construct_at(p, bytes, length, options); });
     return *static_cast<Array*>(block.ptr);
   }
-  // The array named `name`; throws InvalidArgument when there is none, it is not an Array, or it has another
-  // element size.
+  // The array named `name`; throws NotFound when there is none, InvalidArgument when it is not an Array or has
+  // another element size.
   static Array& open(Segment& segment, std::string_view name) {
     auto block = segment.find_block(name, kKind);
     if (!block.ptr) {
-      throw InvalidArgument("segment '" + segment.name() + "' has no Array named '" + std::string(name) + "'");
+      throw NotFound("segment '" + segment.name() + "' has no Array named '" + std::string(name) + "'");
     }
     auto& a = *static_cast<Array*>(block.ptr);
     if (a.element_bytes_ != sizeof(T)) {

@@ -75,7 +75,7 @@ TEST_CASE("an interleaved array's pages land on the policy's nodes and the polic
   auto& same = ipc::Array<double>::open(segment, "big");
   CHECK(&same == &a);
   CHECK_THROWS_AS(ipc::Array<float>::open(segment, "big"), ipc::InvalidArgument);  // element size differs
-  CHECK_THROWS_AS(ipc::Array<double>::open(segment, "missing"), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Array<double>::open(segment, "missing"), ipc::NotFound);
 }
 
 TEST_CASE("an array built in caller memory with a policy needs page-aligned memory", "[array][numa]") {

@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -159,6 +160,13 @@ class CapnpMessage {
 
 template <typename Struct>
 struct Codec<CapnpMessage<Struct>, void> {
+  // The schema's display name and id, e.g. "CapnpMessage<app.capnp:Point @0xa1b2c3d4e5f60718>".
+  static std::string type_name() {
+    char id[24];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(capnp::typeId<Struct>()));
+    return "CapnpMessage<" + std::string(capnp::Schema::from<Struct>().getProto().getDisplayName().cStr()) +
+           " @0x" + id + ">";
+  }
   static std::size_t encoded_size(const CapnpMessage<Struct>& message) noexcept { return message.bytes().size(); }
   static void encode(const CapnpMessage<Struct>& message, std::span<std::byte> out) {
     const std::span<const std::byte> bytes = message.bytes();

@@ -194,3 +194,9 @@ TEST_CASE("reading a decoded message many times never hits the traversal limit",
   for (int i = 0; i < 200; ++i) total += message.reader().getPoints().size();  // 20 Mi words, past the 8 Mi default
   CHECK(total == 200u * 100000u);
 }
+
+TEST_CASE("a Cap'n Proto message is named for typed channels by its schema's name and id", "[codec][capnp]") {
+  const std::string name = ipc::codec_type_name<Message>();
+  CHECK_THAT(name, Catch::Contains("codec_test.capnp:Sample") && Catch::Contains("@0x"));
+  CHECK_THAT(ipc::codec_type_name<ipc::CapnpMessage<Point>>(), Catch::Contains("codec_test.capnp:Point"));
+}

@@ -57,9 +57,14 @@
 //     }
 //   };
 //
+// A codec may also name its type for typed channels (MessageQueue::create<T>) with `static std::string
+// type_name()`; without one, codec_type_name<T>() is the demangled C++ name.
+//
 // Such a codec nests anywhere (std::vector<Percent>, std::map<std::string, Order>): inside another value it is
 // framed by a length prefix, so its decode always sees exactly the bytes its encode wrote.
 #pragma once
+
+#include <cxxabi.h>
 
 #include <algorithm>
 #include <array>
@@ -67,9 +72,11 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -77,6 +84,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -108,6 +116,21 @@ concept Encodable = requires(const T& value, std::span<std::byte> out, std::span
   Codec<T>::encode(value, out);
   { Codec<T>::decode(in) } -> std::same_as<T>;
 };
+
+// The name a typed channel records for its values of type T, compared when another process opens the channel:
+// Codec<T>::type_name() when the codec has one (Cap'n Proto messages: the schema's name and id), otherwise the
+// demangled C++ name ("std::vector<int, std::allocator<int> >"). Any thread.
+template <typename T>
+std::string codec_type_name() {
+  if constexpr (requires { { Codec<T>::type_name() } -> std::convertible_to<std::string>; }) {
+    return Codec<T>::type_name();
+  } else {
+    int status = 0;
+    const std::unique_ptr<char, decltype(&std::free)> demangled(
+        abi::__cxa_demangle(typeid(T).name(), nullptr, nullptr, &status), &std::free);
+    return status == 0 && demangled ? demangled.get() : typeid(T).name();
+  }
+}
 
 // Writes a sequence of values into a fixed span. Every write is bounds-checked: running past the end, or
 // finish() before the end, means the caller computed the size wrongly and throws InvalidArgument.

@@ -103,6 +103,7 @@ struct Tagged {
 
 template <>
 struct ipc::Codec<Percent> {
+  static std::string type_name() { return "Percent (0..100)"; }
   static std::size_t encoded_size(const Percent&) { return 1; }
   static void encode(const Percent& p, std::span<std::byte> out) { out[0] = std::byte{p.value}; }
   static Percent decode(std::span<const std::byte> in) {
@@ -420,4 +421,11 @@ TEST_CASE("ByteReader reports the offset of the failure inside a sequence", "[co
   ipc::ByteReader r(in);
   CHECK(r.get<std::string>() == "a");
   CHECK_THROWS_WITH(r.get<std::string>(), "decode: string length 5 exceeds remaining 1 bytes (at byte 2 of 4)");
+}
+
+TEST_CASE("a type's name for typed channels comes from its codec, else from the demangled C++ name", "[codec]") {
+  CHECK(ipc::codec_type_name<Percent>() == "Percent (0..100)");
+  CHECK(ipc::codec_type_name<int>() == "int");
+  CHECK(ipc::codec_type_name<std::vector<int>>().rfind("std::vector<int", 0) == 0);
+  CHECK(ipc::codec_type_name<std::vector<int>>() != ipc::codec_type_name<std::vector<long>>());
 }

@@ -17,8 +17,9 @@
 // Lifetime: create() in a Segment or construct in place once. A process that dies in the middle of a locked
 //   update leaves the lock in the owner-died state: the next lock() reports it (owner_died()), the caller checks
 //   and repairs the value and calls mark_consistent() (see ipc/sync/lock.h). Lock-free operations are never torn.
-// Errors: owner death is a result (ValueLock::owner_died()); misuse throws as Lock does; create of a taken name,
-//   open of a missing name, of another kind ("... is an Array, not a Value") or size throw InvalidArgument.
+// Errors: owner death is a result (ValueLock::owner_died()); misuse throws as Lock does; open of a missing name
+//   throws NotFound; create of a taken name, open of another kind ("... is an Array, not a Value") or size throw
+//   InvalidArgument.
 #pragma once
 
 #include <atomic>
@@ -26,6 +27,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "ipc/segment/named.h"
 #include "ipc/sync/lock.h"
 
 namespace ipc {
@@ -78,13 +80,13 @@ class Value {
       std::atomic_ref<T>::is_always_lock_free && alignof(T) >= std::atomic_ref<T>::required_alignment;
 
   static Value& create(Segment& segment, std::string_view name, const T& initial = T{}) {
-    return sync_internal::create_named<Value>(segment, name, initial);
+    return create_named<Value>(segment, name, initial);
   }
   static Value& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Value>(segment, name);
+    return open_named<Value>(segment, name);
   }
   static Value& open_or_create(Segment& segment, std::string_view name, const T& initial = T{}) {
-    return sync_internal::open_or_create_named<Value>(segment, name, initial);
+    return open_or_create_named<Value>(segment, name, initial);
   }
 
   explicit Value(const T& initial = T{}) : value_(initial) {

@@ -134,6 +134,6 @@ TEST_CASE("a value created in a segment is incremented by a process that opened 
   });
   CHECK(child.wait() == 0);
   CHECK(counter.load() == 42);
-  CHECK_THROWS_AS(ipc::Value<int64_t>::open(segment, "missing"), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Value<int64_t>::open(segment, "missing"), ipc::NotFound);
   CHECK_THROWS_AS(ipc::Value<int64_t>::create(segment, "counter"), ipc::InvalidArgument);
 }

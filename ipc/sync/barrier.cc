@@ -10,7 +10,7 @@ const char* to_string(BrokenReason r) {
   switch (r) {
     case BrokenReason::kNone: return "not broken";
     case BrokenReason::kAborted: return "aborted";
-    case BrokenReason::kTimedOut: return "a party timed out";
+    case BrokenReason::kTimeout: return "a party timed out";
     case BrokenReason::kPartyDied: return "a party died";
     case BrokenReason::kActionFailed: return "the action failed";
   }
@@ -27,7 +27,7 @@ Barrier::Barrier(uint32_t parties) : parties_(parties) {
 // A process died inside one of the short critical sections below: the state may be half-updated, so the only
 // safe repair is to break the barrier (waiters learn of it; reset() starts afresh).
 void Barrier::lock_state() {
-  if (mu_.acquire() == AcquireResult::kOwnerDied) {
+  if (mu_.acquire() == Outcome::kOwnerDied) {
     break_locked(BrokenReason::kPartyDied);
     mu_.mark_consistent();
   }
@@ -59,9 +59,9 @@ void Barrier::break_locked(BrokenReason reason) {
 Barrier::Slot* Barrier::claim_slot() {
   for (Slot& s : slots_) {
     if (s.state.load(std::memory_order_relaxed) == kWaiting) continue;
-    AcquireResult r = s.mutex.try_lock();
-    if (r == AcquireResult::kTimedOut) continue;  // its previous waiter is still on its way out
-    if (r == AcquireResult::kOwnerDied) s.mutex.mark_consistent();  // it died after being released
+    Outcome r = s.mutex.try_lock();
+    if (r == Outcome::kTimeout) continue;  // its previous waiter is still on its way out
+    if (r == Outcome::kOwnerDied) s.mutex.mark_consistent();  // it died after being released
     s.state.store(kWaiting, std::memory_order_relaxed);
     return &s;
   }
@@ -73,9 +73,9 @@ bool Barrier::find_dead_waiter(const Slot* mine) {
   bool found = false;
   for (Slot& s : slots_) {
     if (&s == mine || s.state.load(std::memory_order_relaxed) != kWaiting) continue;
-    AcquireResult r = s.mutex.try_lock();
-    if (r == AcquireResult::kTimedOut) continue;  // its waiter is alive
-    if (r == AcquireResult::kOwnerDied) {
+    Outcome r = s.mutex.try_lock();
+    if (r == Outcome::kTimeout) continue;  // its waiter is alive
+    if (r == Outcome::kOwnerDied) {
       s.mutex.mark_consistent();
       found = true;
     }
@@ -107,7 +107,7 @@ BarrierWait Barrier::wait_impl(const Deadline& deadline, void (*action)(void*), 
       }
       release_waiters(kReleasedPassed);
       mu_.release();
-      return {BarrierStatus::kPassed, index};
+      return {BarrierStatus::kOk, index};
     }
     slot = claim_slot();
     if (slot) break;
@@ -115,9 +115,9 @@ BarrierWait Barrier::wait_impl(const Deadline& deadline, void (*action)(void*), 
     mu_.release();
     if (deadline.expired()) {
       lock_state();
-      break_locked(BrokenReason::kTimedOut);
+      break_locked(BrokenReason::kTimeout);
       mu_.release();
-      return {BarrierStatus::kTimedOut, 0};
+      return {BarrierStatus::kTimeout, 0};
     }
     sched_yield();
   }
@@ -129,18 +129,18 @@ BarrierWait Barrier::wait_impl(const Deadline& deadline, void (*action)(void*), 
   for (;;) {
     uint32_t state = slot->state.load(std::memory_order_acquire);  // pairs with release_waiters' store
     if (state != kWaiting) {
-      result = state == kReleasedPassed ? BarrierStatus::kPassed : BarrierStatus::kBroken;
+      result = state == kReleasedPassed ? BarrierStatus::kOk : BarrierStatus::kBroken;
       break;
     }
     Deadline slice = Deadline::after(kLivenessCheckInterval);
     if (auto left = deadline.remaining(); left && *left < kLivenessCheckInterval) slice = deadline;
-    if (futex_wait(phase_, phase, slice) == FutexWaitResult::kTimedOut) {
+    if (futex_wait(phase_, phase, slice) == FutexWaitResult::kTimeout) {
       lock_state();
       if (slot->state.load(std::memory_order_relaxed) == kWaiting) {
         if (deadline.expired()) {
-          break_locked(BrokenReason::kTimedOut);
+          break_locked(BrokenReason::kTimeout);
           mu_.release();
-          result = BarrierStatus::kTimedOut;
+          result = BarrierStatus::kTimeout;
           break;
         }
         if (find_dead_waiter(slot)) break_locked(BrokenReason::kPartyDied);
@@ -150,7 +150,7 @@ BarrierWait Barrier::wait_impl(const Deadline& deadline, void (*action)(void*), 
     phase = phase_.load(std::memory_order_acquire);  // pairs with release_waiters' fetch_add
   }
   slot->mutex.unlock();  // the slot may now be reused (see claim_slot)
-  return {result, result == BarrierStatus::kPassed ? index : 0};
+  return {result, result == BarrierStatus::kOk ? index : 0};
 }
 
 void Barrier::abort() {

@@ -2,7 +2,7 @@
 // hanging when a party dies.
 //
 // Happens-before: everything each party did before its wait() happens before everything any party does after a
-// wait() of the same generation returns kPassed (the action, if any, runs after all arrivals and before all
+// wait() of the same generation returns kOk (the action, if any, runs after all arrivals and before all
 // releases).
 //
 // Threads: any thread of any process may be a party; each wait() is one arrival.
@@ -14,9 +14,9 @@
 //   one: pass a timeout, or have the supervisor that sees it exit call abort().
 // Lifetime: create() in a Segment or construct in place once. The barrier stays broken (abort, timeout, dead
 //   party, failed action) until reset().
-// Errors: passed, broken and timed out are results (BarrierWait). parties outside 1..kMaxParties throws
-//   InvalidArgument. An action that throws breaks the barrier and its exception propagates to the party that ran
-//   it (the others get kBroken). OS failures throw SystemError.
+// Errors: passed (kOk), broken (kBroken) and timed out (kTimeout) are results (BarrierWait); a missing name throws
+//   NotFound; parties outside 1..kMaxParties throws InvalidArgument. An action that throws breaks the barrier and
+//   its exception propagates to the party that ran it (the others get kBroken). OS failures throw SystemError.
 #pragma once
 
 #include <atomic>
@@ -28,25 +28,27 @@
 #include <utility>
 
 #include "ipc/base/futex.h"
+#include "ipc/segment/named.h"
 #include "ipc/sync/internal/robust_mutex.h"
 #include "ipc/sync/lock.h"
 
 namespace ipc {
 
+// kOk and kTimeout mean what ipc::Outcome's do (ipc/base/error.h); kBroken is the barrier's own.
 enum class BarrierStatus {
-  kPassed,    // every party arrived; index says in which order this one did
-  kBroken,    // the barrier is (or became) broken: aborted, another party timed out or died, or reset() ran
-  kTimedOut,  // this party's timeout passed; the barrier is now broken for everyone
+  kOk,       // passed: every party arrived; index says in which order this one did
+  kTimeout,  // this party's timeout passed; the barrier is now broken for everyone
+  kBroken,   // the barrier is (or became) broken: aborted, another party timed out or died, or reset() ran
 };
 
 struct [[nodiscard]] BarrierWait {
   BarrierStatus status;
-  uint32_t index;  // kPassed only: 0 for the first arrival .. parties-1 for the last (which ran the action)
-  bool passed() const { return status == BarrierStatus::kPassed; }
+  uint32_t index;  // kOk only: 0 for the first arrival .. parties-1 for the last (which ran the action)
+  bool passed() const { return status == BarrierStatus::kOk; }
 };
 
 // Why a barrier is broken.
-enum class BrokenReason : uint32_t { kNone, kAborted, kTimedOut, kPartyDied, kActionFailed };
+enum class BrokenReason : uint32_t { kNone, kAborted, kTimeout, kPartyDied, kActionFailed };
 const char* to_string(BrokenReason r);
 
 class Barrier {
@@ -56,10 +58,10 @@ class Barrier {
   static constexpr std::chrono::milliseconds kLivenessCheckInterval{100};
 
   static Barrier& create(Segment& segment, std::string_view name, uint32_t parties) {
-    return sync_internal::create_named<Barrier>(segment, name, parties);
+    return create_named<Barrier>(segment, name, parties);
   }
   static Barrier& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Barrier>(segment, name);
+    return open_named<Barrier>(segment, name);
   }
 
   // REQUIRES: 1 <= parties <= kMaxParties (else InvalidArgument).

@@ -79,9 +79,9 @@ TEST_CASE("three processes pass a barrier together, generation after generation"
 TEST_CASE("a party that times out breaks the barrier until reset", "[barrier]") {
   ipc::Barrier b(2);
   auto w = b.wait(30ms);
-  CHECK(w.status == BarrierStatus::kTimedOut);
+  CHECK(w.status == BarrierStatus::kTimeout);
   CHECK(b.broken());
-  CHECK(b.broken_reason() == BrokenReason::kTimedOut);
+  CHECK(b.broken_reason() == BrokenReason::kTimeout);
   CHECK(b.wait(1s).status == BarrierStatus::kBroken);
   b.reset();
   CHECK_FALSE(b.broken());

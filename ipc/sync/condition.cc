@@ -4,26 +4,17 @@
 
 namespace ipc {
 
-const char* to_string(WaitResult r) {
-  switch (r) {
-    case WaitResult::kNotified: return "notified";
-    case WaitResult::kTimedOut: return "timed out";
-    case WaitResult::kOwnerDied: return "owner died";
-  }
-  return "?";
-}
-
-WaitResult Condition::wait_until(const Deadline& deadline) {
+Outcome Condition::wait_until(const Deadline& deadline) {
   if (!lock_.held_by_this_thread()) throw StateError("Condition::wait: the calling thread does not hold the lock");
   // Relaxed: notify() changes seq_ only under lock_, which we hold (see seq_).
   uint32_t ticket = seq_.load(std::memory_order_relaxed);
   ++waiters_;
   lock_.release();
   FutexWaitResult woke = futex_wait(seq_, ticket, deadline);
-  AcquireResult again = lock_.acquire();
+  Outcome again = lock_.acquire();
   --waiters_;
-  if (again == AcquireResult::kOwnerDied) return WaitResult::kOwnerDied;
-  return woke == FutexWaitResult::kTimedOut ? WaitResult::kTimedOut : WaitResult::kNotified;
+  if (again == Outcome::kOwnerDied) return Outcome::kOwnerDied;
+  return woke == FutexWaitResult::kTimeout ? Outcome::kTimeout : Outcome::kOk;
 }
 
 void Condition::notify(uint32_t n) {

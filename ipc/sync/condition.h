@@ -13,8 +13,8 @@
 //   to the next acquirer, including a waiter re-acquiring it on its way out of wait(): then wait() returns
 //   kOwnerDied, the caller holds the lock and must repair and mark_consistent() (see lock.h). A process that dies
 //   while waiting leaves nothing behind.
-// Errors: timeout and owner death are results. Waiting or notifying without holding the lock throws StateError;
-//   the rest as Lock.
+// Errors: timeout and owner death are results (ipc::Outcome: kOk, kTimeout, kOwnerDied). Waiting or notifying
+//   without holding the lock throws StateError; the rest as Lock.
 #pragma once
 
 #include <atomic>
@@ -25,31 +25,23 @@
 #include <type_traits>
 
 #include "ipc/base/futex.h"
+#include "ipc/segment/named.h"
 #include "ipc/sync/lock.h"
 
 namespace ipc {
-
-enum class WaitResult {
-  kNotified,   // woken by notify (or spuriously: wait() callers re-check their condition); for wait_for, the
-               // predicate is true
-  kTimedOut,   // the timeout passed (for wait_for: with the predicate still false)
-  kOwnerDied,  // re-acquiring the lock found its previous owner dead: repair, mark_consistent(), re-check
-};
-
-const char* to_string(WaitResult r);
 
 class Condition {
  public:
   static constexpr BlockKind kKind{block_kind_tag("COND"), "Condition"};
 
   static Condition& create(Segment& segment, std::string_view name) {
-    return sync_internal::create_named<Condition>(segment, name);
+    return create_named<Condition>(segment, name);
   }
   static Condition& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Condition>(segment, name);
+    return open_named<Condition>(segment, name);
   }
   static Condition& open_or_create(Segment& segment, std::string_view name) {
-    return sync_internal::open_or_create_named<Condition>(segment, name);
+    return open_or_create_named<Condition>(segment, name);
   }
 
   Condition() = default;
@@ -58,30 +50,33 @@ class Condition {
 
   // The lock that protects the condition's data (a non-recursive Lock). Use it with LockGuard.
   Lock& lock() { return lock_; }
-  [[nodiscard]] AcquireResult acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+  [[nodiscard]] Outcome acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     return lock_.acquire(timeout);
   }
   void release() { lock_.release(); }
 
   // Releases the lock, sleeps until notified or `timeout` passes, re-acquires the lock (without a timeout, as
-  // Python does) and returns. The lock is held on return, whatever the result. May wake spuriously.
+  // Python does) and returns: kOk (woken by notify, or spuriously: re-check the condition), kTimeout, or
+  // kOwnerDied (re-acquiring found the previous owner dead: repair, mark_consistent(), re-check). The lock is held
+  // on return, whatever the result.
   // REQUIRES: the calling thread holds lock() (else StateError), and it is consistent.
-  [[nodiscard]] WaitResult wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+  [[nodiscard]] Outcome wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     return wait_until(Deadline::from(timeout));
   }
 
-  // Waits until `predicate()` (called with the lock held) is true or `timeout` passes. kNotified means the
-  // predicate is true. On kOwnerDied the predicate was not evaluated: repair, mark_consistent(), then re-check.
+  // Waits until `predicate()` (called with the lock held) is true or `timeout` passes. kOk means the predicate is
+  // true; kTimeout that it is still false. On kOwnerDied the predicate was not evaluated: repair,
+  // mark_consistent(), then re-check.
   // REQUIRES: as wait().
   template <typename Predicate>
-  [[nodiscard]] WaitResult wait_for(Predicate predicate, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+  [[nodiscard]] Outcome wait_for(Predicate predicate, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     Deadline deadline = Deadline::from(timeout);
     while (!predicate()) {
-      WaitResult r = wait_until(deadline);
-      if (r == WaitResult::kOwnerDied) return r;
-      if (r == WaitResult::kTimedOut) return predicate() ? WaitResult::kNotified : WaitResult::kTimedOut;
+      Outcome r = wait_until(deadline);
+      if (r == Outcome::kOwnerDied) return r;
+      if (r == Outcome::kTimeout) return predicate() ? Outcome::kOk : Outcome::kTimeout;
     }
-    return WaitResult::kNotified;
+    return Outcome::kOk;
   }
 
   // Wakes up to `n` waiters (no system call when there are none). REQUIRES: the calling thread holds lock().
@@ -89,7 +84,7 @@ class Condition {
   void notify_all() { notify(UINT32_MAX); }
 
  private:
-  WaitResult wait_until(const Deadline& deadline);
+  Outcome wait_until(const Deadline& deadline);
 
   Lock lock_;
   // The futex word: bumped by every notify that has someone to wake. A waiter reads it before releasing the

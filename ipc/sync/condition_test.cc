@@ -12,8 +12,7 @@
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
-using ipc::AcquireResult;
-using ipc::WaitResult;
+using ipc::Outcome;
 using ipc::test::ForkedChild;
 using ipc::test::PipeSignal;
 using ipc::test::SharedMapping;
@@ -37,11 +36,11 @@ TEST_CASE("waiting or notifying without holding the lock throws StateError", "[c
 
 TEST_CASE("a wait with nobody to notify times out with the lock held again", "[condition]") {
   ipc::Condition c;
-  REQUIRE(c.acquire() == AcquireResult::kAcquired);
-  CHECK(c.wait(20ms) == WaitResult::kTimedOut);
+  REQUIRE(c.acquire() == Outcome::kOk);
+  CHECK(c.wait(20ms) == Outcome::kTimeout);
   CHECK(c.lock().held_by_this_thread());
-  CHECK(c.wait_for([] { return true; }) == WaitResult::kNotified);
-  CHECK(c.wait_for([] { return false; }, 10ms) == WaitResult::kTimedOut);
+  CHECK(c.wait_for([] { return true; }) == Outcome::kOk);
+  CHECK(c.wait_for([] { return false; }, 10ms) == Outcome::kTimeout);
   c.notify();  // nobody waits: no effect
   c.release();
 }
@@ -53,7 +52,7 @@ TEST_CASE("a notify in one process wakes a waiter in another whose predicate bec
   ForkedChild child([&] {
     ipc::LockGuard g(s.cond.lock());
     waiting.notify();
-    return s.cond.wait_for([&] { return s.ready == 1; }, 30s) == WaitResult::kNotified ? 0 : 1;
+    return s.cond.wait_for([&] { return s.ready == 1; }, 30s) == Outcome::kOk ? 0 : 1;
   });
   REQUIRE(waiting.wait());
   {
@@ -74,7 +73,7 @@ TEST_CASE("notify_all wakes every waiting process", "[condition]") {
     kids.emplace_back([&] {
       ipc::LockGuard g(s.cond.lock());
       waiting.notify();
-      if (s.cond.wait_for([&] { return s.ready == 1; }, 30s) != WaitResult::kNotified) return 1;
+      if (s.cond.wait_for([&] { return s.ready == 1; }, 30s) != Outcome::kOk) return 1;
       ++s.woken;
       return 0;
     });
@@ -108,12 +107,12 @@ TEST_CASE("a process killed in the middle of a wait does not absorb a notify mea
   ForkedChild survivor([&] {
     ipc::LockGuard g(s.cond.lock());
     waiting.notify();
-    return s.cond.wait_for([&] { return s.ready == 1; }, 30s) == WaitResult::kNotified ? 0 : 1;
+    return s.cond.wait_for([&] { return s.ready == 1; }, 30s) == Outcome::kOk ? 0 : 1;
   });
   REQUIRE(waiting.wait());
   {
     ipc::LockGuard g(s.cond.lock());
-    REQUIRE(g.result() == AcquireResult::kAcquired);  // the dead waiter held nothing
+    REQUIRE(g.result() == Outcome::kOk);  // the dead waiter held nothing
     s.ready = 1;
     s.cond.notify(1);  // one wake-up, and it must reach the live waiter
   }
@@ -127,15 +126,15 @@ TEST_CASE("a waiter re-acquiring the lock from a killed holder gets kOwnerDied",
   ForkedChild waiter([&] {
     ipc::LockGuard g(s.cond.lock());
     waiting.notify();
-    WaitResult r = s.cond.wait_for([&] { return s.ready == 1; }, 30s);
-    if (r != WaitResult::kOwnerDied) return 1;
+    Outcome r = s.cond.wait_for([&] { return s.ready == 1; }, 30s);
+    if (r != Outcome::kOwnerDied) return 1;
     s.ready = 1;  // repaired
     g.mark_consistent();
     return 0;
   });
   REQUIRE(waiting.wait());
   ForkedChild holder([&] {
-    if (s.cond.acquire() != AcquireResult::kAcquired) return 1;
+    if (s.cond.acquire() != Outcome::kOk) return 1;
     s.cond.notify_all();  // wakes the waiter, which then blocks on the lock this process holds
     holding.notify();
     for (;;) pause();
@@ -145,7 +144,7 @@ TEST_CASE("a waiter re-acquiring the lock from a killed holder gets kOwnerDied",
   REQUIRE(holder.wait() == -SIGKILL);
   CHECK(waiter.wait() == 0);
   ipc::LockGuard g(s.cond.lock());
-  CHECK(g.result() == AcquireResult::kAcquired);
+  CHECK(g.result() == Outcome::kOk);
   CHECK(s.ready == 1);
 }
 

@@ -19,11 +19,11 @@ bool Event::is_set() const {
   return state_.load(std::memory_order_acquire) & kSet;  // acquire: pairs with set()'s release exchange
 }
 
-bool Event::wait(std::optional<std::chrono::nanoseconds> timeout) {
+Outcome Event::wait(std::optional<std::chrono::nanoseconds> timeout) {
   Deadline deadline = Deadline::from(timeout);
   uint32_t s = state_.load(std::memory_order_acquire);  // acquire: pairs with set()'s release exchange
   for (;;) {
-    if (s & kSet) return true;
+    if (s & kSet) return Outcome::kOk;
     if (!(s & kHasWaiters)) {
       // Announce a sleeper so that set() wakes; acquire on success for the same pairing as above.
       if (!state_.compare_exchange_weak(s, s | kHasWaiters, std::memory_order_acquire, std::memory_order_acquire)) {
@@ -31,7 +31,9 @@ bool Event::wait(std::optional<std::chrono::nanoseconds> timeout) {
       }
       s |= kHasWaiters;
     }
-    if (futex_wait(state_, s, deadline) == FutexWaitResult::kTimedOut) return is_set();
+    if (futex_wait(state_, s, deadline) == FutexWaitResult::kTimeout) {
+      return is_set() ? Outcome::kOk : Outcome::kTimeout;
+    }
     s = state_.load(std::memory_order_acquire);  // acquire: pairs with set()'s release exchange
   }
 }

@@ -1,14 +1,15 @@
 // ipc/sync/event.h: Event, a process-shared flag that threads can wait for.
 //
 // Happens-before: everything a thread did before set() happens before everything done after a wait() (or
-// is_set()) that returns true because of that set().
+// is_set()) that returns kOk (true) because of that set().
 //
 // Threads: any thread may set, clear, test and wait.
 // Processes: lives in shared memory (a Segment, by name, or any MAP_SHARED mapping; address-free). Waiters sleep
 //   on a futex in the shared word; set() makes no system call when nobody waits.
 // Lifetime: create() in a Segment or construct in place once. A process that dies while waiting leaves nothing
 //   behind; there is no owner to die.
-// Errors: timeout is a result (false). OS failures throw SystemError.
+// Errors: timeout is a result (ipc::Outcome::kTimeout). A missing name throws NotFound. OS failures throw
+//   SystemError.
 #pragma once
 
 #include <atomic>
@@ -18,7 +19,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "ipc/sync/internal/named.h"
+#include "ipc/segment/named.h"
 
 namespace ipc {
 
@@ -27,13 +28,13 @@ class Event {
   static constexpr BlockKind kKind{block_kind_tag("EVNT"), "Event"};
 
   static Event& create(Segment& segment, std::string_view name) {
-    return sync_internal::create_named<Event>(segment, name);
+    return create_named<Event>(segment, name);
   }
   static Event& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Event>(segment, name);
+    return open_named<Event>(segment, name);
   }
   static Event& open_or_create(Segment& segment, std::string_view name) {
-    return sync_internal::open_or_create_named<Event>(segment, name);
+    return open_or_create_named<Event>(segment, name);
   }
 
   Event() = default;
@@ -46,8 +47,8 @@ class Event {
   void clear();
   // Lock-free read of the flag.
   bool is_set() const;
-  // Returns true once the flag is set, false if `timeout` (nullopt: forever) passes first. Any thread.
-  [[nodiscard]] bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // kOk once the flag is set, kTimeout if `timeout` (nullopt: forever) passes first. Any thread.
+  [[nodiscard]] Outcome wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 
  private:
   static constexpr uint32_t kSet = 1;

@@ -11,6 +11,7 @@
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
+using ipc::Outcome;
 using ipc::test::ForkedChild;
 using ipc::test::PipeSignal;
 using ipc::test::SharedMapping;
@@ -18,14 +19,14 @@ using ipc::test::SharedMapping;
 TEST_CASE("an event starts clear, is set, and is cleared again", "[event]") {
   ipc::Event e;
   CHECK_FALSE(e.is_set());
-  CHECK_FALSE(e.wait(10ms));
+  CHECK(e.wait(10ms) == Outcome::kTimeout);
   e.set();
   CHECK(e.is_set());
-  CHECK(e.wait());
-  CHECK(e.wait(0ms));
+  CHECK(e.wait() == Outcome::kOk);
+  CHECK(e.wait(0ms) == Outcome::kOk);
   e.clear();
   CHECK_FALSE(e.is_set());
-  CHECK_FALSE(e.wait(10ms));
+  CHECK(e.wait(10ms) == Outcome::kTimeout);
 }
 
 TEST_CASE("setting an event wakes every waiting process and publishes what was written before", "[event]") {
@@ -40,7 +41,7 @@ TEST_CASE("setting an event wakes every waiting process and publishes what was w
   for (int i = 0; i < 3; ++i) {
     kids.emplace_back([&] {
       waiting.notify();
-      return s.e.wait(30s) && s.payload == 42 ? 0 : 1;
+      return s.e.wait(30s) == Outcome::kOk && s.payload == 42 ? 0 : 1;
     });
   }
   for (int i = 0; i < 3; ++i) REQUIRE(waiting.wait());
@@ -55,14 +56,14 @@ TEST_CASE("a waiter killed while waiting does not stop the event from waking the
   PipeSignal waiting;
   ForkedChild doomed([&] {
     waiting.notify();
-    return e.wait() ? 0 : 1;
+    return e.wait() == Outcome::kOk ? 0 : 1;
   });
   REQUIRE(waiting.wait());
   doomed.kill(SIGKILL);
   REQUIRE(doomed.wait() == -SIGKILL);
   ForkedChild survivor([&] {
     waiting.notify();
-    return e.wait(30s) ? 0 : 1;
+    return e.wait(30s) == Outcome::kOk ? 0 : 1;
   });
   REQUIRE(waiting.wait());
   e.set();
@@ -78,6 +79,6 @@ TEST_CASE("an event created in a segment is set from a process that opened it", 
     ipc::Event::open(mine, "go").set();
     return 0;
   });
-  CHECK(e.wait(30s));
+  CHECK(e.wait(30s) == Outcome::kOk);
   CHECK(child.wait() == 0);
 }

@@ -1,7 +1,7 @@
 // ipc/sync/lock.h: Lock and RLock, process-shared mutual exclusion that survives a holder's death, and LockGuard.
 //
 // Happens-before: everything a thread did before release() happens before everything the next acquirer (in any
-// process) does after its acquire() returns kAcquired or kOwnerDied.
+// process) does after its acquire() returns kOk or kOwnerDied.
 //
 // Threads: any thread may acquire; a Lock is owned by the *thread* that acquired it, and only that thread may
 //   release it (unlike Python's multiprocessing.Lock, which any process may release). RLock may be re-acquired by
@@ -15,10 +15,11 @@
 //   acquire() returns kOwnerDied *and the caller holds the lock*. The caller checks and repairs the data it
 //   protects, then calls mark_consistent() before release(). Releasing without mark_consistent() declares the
 //   data unrepairable: every later acquire throws LockNotRecoverable. See docs/sync.md.
-// Errors: timeout and owner death are results (AcquireResult). Releasing a lock the calling thread does not hold,
-//   re-acquiring a Lock its owner thread holds, and mark_consistent() outside the owner-died state throw
-//   StateError; an unrecoverable lock throws LockNotRecoverable; OS failures throw SystemError. create() of a taken
-//   name, open() of a missing one or of another kind of object ("... is a Queue, not a Lock") throw InvalidArgument.
+// Errors: timeout and owner death are results (ipc::Outcome: kOk, kOwnerDied, kTimeout). Releasing a lock the
+//   calling thread does not hold, re-acquiring a Lock its owner thread holds, and mark_consistent() outside the
+//   owner-died state throw StateError; an unrecoverable lock throws LockNotRecoverable; OS failures throw
+//   SystemError. open() of a missing name throws NotFound; create() of a taken name or open() of another kind of
+//   object ("... is a Queue, not a Lock") throw InvalidArgument.
 #pragma once
 
 #include <sys/types.h>
@@ -30,86 +31,89 @@
 #include <string_view>
 #include <type_traits>
 
+#include "ipc/segment/named.h"
 #include "ipc/sync/acquire_result.h"
-#include "ipc/sync/internal/named.h"
 #include "ipc/sync/internal/robust_mutex.h"
 
 namespace ipc {
 
 class Segment;
 
-class Lock {
+namespace sync_internal {
+
+// The body of Lock (kNormal) and RLock (kRecursive): a robust mutex that knows its owner thread and how many
+// times that thread holds it (always once for a Lock, whose mutex refuses a relock by its owner).
+template <RobustMutex::Kind K>
+class OwnedMutex {
+ public:
+  OwnedMutex() = default;
+  OwnedMutex(const OwnedMutex&) = delete;
+  OwnedMutex& operator=(const OwnedMutex&) = delete;
+
+  // Blocks until held or `timeout` passes (nullopt: forever). Any thread, any process. An RLock's owner thread
+  // re-acquiring gets kOk at once and deepens the recursion.
+  [[nodiscard]] Outcome acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Never blocks: kTimeout when another thread holds it. Any thread, any process.
+  [[nodiscard]] Outcome try_acquire();
+  // Undoes one acquire; the lock is free after the last. REQUIRES: the calling thread holds it (else StateError).
+  void release();
+  // After kOwnerDied, once the protected data is repaired (a dead owner's recursion is discarded: the new owner
+  // holds it once). REQUIRES: the calling thread holds it.
+  void mark_consistent();
+  // Whether the calling thread holds it. Any thread; exact for the calling thread.
+  bool held_by_this_thread() const;
+
+ protected:
+  // How many times the calling thread holds it (0 when it does not).
+  uint32_t depth_for_this_thread() const { return held_by_this_thread() ? depth_ : 0; }
+
+ private:
+  void on_acquired(Outcome r);
+
+  // The owner thread's id, 0 when free; written only by the owner while it holds mutex_, so a thread that reads
+  // its own id here is certain it holds the lock. Relaxed: it answers "is it me?", never orders data.
+  std::atomic<pid_t> owner_tid_{0};
+  uint32_t depth_ = 0;  // read and written only by the owner thread, under mutex_
+  RobustMutex mutex_{K};
+};
+
+extern template class OwnedMutex<RobustMutex::Kind::kNormal>;
+extern template class OwnedMutex<RobustMutex::Kind::kRecursive>;
+
+}  // namespace sync_internal
+
+class Lock : public sync_internal::OwnedMutex<sync_internal::RobustMutex::Kind::kNormal> {
  public:
   static constexpr BlockKind kKind{block_kind_tag("LOCK"), "Lock"};
 
   // Named objects in a segment. Any process that has the segment open.
   static Lock& create(Segment& segment, std::string_view name) {
-    return sync_internal::create_named<Lock>(segment, name);
+    return create_named<Lock>(segment, name);
   }
-  static Lock& open(Segment& segment, std::string_view name) { return sync_internal::open_named<Lock>(segment, name); }
+  static Lock& open(Segment& segment, std::string_view name) { return open_named<Lock>(segment, name); }
   static Lock& open_or_create(Segment& segment, std::string_view name) {
-    return sync_internal::open_or_create_named<Lock>(segment, name);
+    return open_or_create_named<Lock>(segment, name);
   }
 
-  Lock();
-  Lock(const Lock&) = delete;
-  Lock& operator=(const Lock&) = delete;
-
-  // Blocks until held or `timeout` passes (nullopt: forever). Any thread, any process.
-  [[nodiscard]] AcquireResult acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  // Never blocks: kTimedOut when another thread holds it. Any thread, any process.
-  [[nodiscard]] AcquireResult try_acquire();
-  // REQUIRES: the calling thread holds it (else StateError).
-  void release();
-  // After kOwnerDied, once the protected data is repaired. REQUIRES: the calling thread holds it.
-  void mark_consistent();
-  // Whether the calling thread holds it. Any thread; exact for the calling thread.
-  bool held_by_this_thread() const;
-
- private:
-  void on_acquired(AcquireResult r);
-
-  // The owner thread's id, 0 when free; written only by the owner while it holds mutex_, so a thread that reads
-  // its own id here is certain it holds the lock. Relaxed: it answers "is it me?", never orders data.
-  std::atomic<pid_t> owner_tid_{0};
-  sync_internal::RobustMutex mutex_{sync_internal::RobustMutex::Kind::kNormal};
+  // acquire(timeout), try_acquire(), release(), mark_consistent() and held_by_this_thread() as OwnedMutex says.
 };
 
-class RLock {
+class RLock : public sync_internal::OwnedMutex<sync_internal::RobustMutex::Kind::kRecursive> {
  public:
   static constexpr BlockKind kKind{block_kind_tag("RLCK"), "RLock"};
 
   static RLock& create(Segment& segment, std::string_view name) {
-    return sync_internal::create_named<RLock>(segment, name);
+    return create_named<RLock>(segment, name);
   }
   static RLock& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<RLock>(segment, name);
+    return open_named<RLock>(segment, name);
   }
   static RLock& open_or_create(Segment& segment, std::string_view name) {
-    return sync_internal::open_or_create_named<RLock>(segment, name);
+    return open_or_create_named<RLock>(segment, name);
   }
 
-  RLock();
-  RLock(const RLock&) = delete;
-  RLock& operator=(const RLock&) = delete;
-
-  // As Lock::acquire; the owner thread re-acquiring returns kAcquired at once and deepens the recursion.
-  [[nodiscard]] AcquireResult acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  [[nodiscard]] AcquireResult try_acquire();
-  // Undoes one acquire; the lock is free after the last. REQUIRES: the calling thread holds it (else StateError).
-  void release();
-  // After kOwnerDied (the dead owner's recursion is discarded: the new owner holds it once).
-  void mark_consistent();
-  bool held_by_this_thread() const;
-  // How many times the calling thread holds it (0 when it does not).
-  uint32_t depth_for_this_thread() const;
-
- private:
-  void on_acquired(AcquireResult r);
-
-  std::atomic<pid_t> owner_tid_{0};  // as in Lock
-  uint32_t depth_ = 0;               // read and written only by the owner thread, under mutex_
-  sync_internal::RobustMutex mutex_{sync_internal::RobustMutex::Kind::kRecursive};
+  // acquire(timeout), try_acquire(), release(), mark_consistent() and held_by_this_thread() as OwnedMutex says.
+  using OwnedMutex::depth_for_this_thread;
 };
 
 static_assert(std::is_standard_layout_v<Lock> && std::is_standard_layout_v<RLock>,
@@ -123,9 +127,9 @@ static_assert(std::atomic<pid_t>::is_always_lock_free, "the owner id is read acr
 template <typename L>
 class [[nodiscard]] LockGuard {
  public:
-  // Blocks until held (kAcquired or kOwnerDied).
+  // Blocks until held (kOk or kOwnerDied).
   explicit LockGuard(L& lock) : lock_(&lock), result_(lock.acquire()) {}
-  // Gives up after `timeout`: then owns_lock() is false and result() is kTimedOut.
+  // Gives up after `timeout`: then owns_lock() is false and result() is kTimeout.
   LockGuard(L& lock, std::chrono::nanoseconds timeout) : lock_(&lock), result_(lock.acquire(timeout)) {}
   ~LockGuard() {
     if (owns_lock()) lock_->release();
@@ -133,17 +137,17 @@ class [[nodiscard]] LockGuard {
   LockGuard(const LockGuard&) = delete;
   LockGuard& operator=(const LockGuard&) = delete;
 
-  AcquireResult result() const { return result_; }
+  Outcome result() const { return result_; }
   bool owns_lock() const { return holds(result_); }
-  bool owner_died() const { return result_ == AcquireResult::kOwnerDied; }
+  bool owner_died() const { return result_ == Outcome::kOwnerDied; }
   explicit operator bool() const { return owns_lock(); }
 
-  // The protected data is repaired; later guards see kAcquired.
+  // The protected data is repaired; later guards see kOk.
   void mark_consistent() { lock_->mark_consistent(); }
 
  private:
   L* lock_;
-  AcquireResult result_;
+  Outcome result_;
 };
 
 }  // namespace ipc

@@ -12,7 +12,7 @@
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
-using ipc::AcquireResult;
+using ipc::Outcome;
 using ipc::test::ForkedChild;
 using ipc::test::PipeSignal;
 using ipc::test::SharedMapping;
@@ -40,24 +40,24 @@ auto on_other_thread(F body) {
 
 TEST_CASE("an uncontended lock is acquired, held by its thread only, and released", "[lock]") {
   ipc::Lock lock;
-  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  REQUIRE(lock.acquire() == Outcome::kOk);
   CHECK(lock.held_by_this_thread());
   CHECK(on_other_thread([&] { return lock.held_by_this_thread(); }) == false);
-  CHECK(on_other_thread([&] { return lock.try_acquire(); }) == AcquireResult::kTimedOut);
-  CHECK(on_other_thread([&] { return lock.acquire(20ms); }) == AcquireResult::kTimedOut);
+  CHECK(on_other_thread([&] { return lock.try_acquire(); }) == Outcome::kTimeout);
+  CHECK(on_other_thread([&] { return lock.acquire(20ms); }) == Outcome::kTimeout);
   lock.release();
   CHECK_FALSE(lock.held_by_this_thread());
   CHECK(on_other_thread([&] {
-          AcquireResult r = lock.try_acquire();
+          Outcome r = lock.try_acquire();
           if (ipc::holds(r)) lock.release();
           return r;
-        }) == AcquireResult::kAcquired);
+        }) == Outcome::kOk);
 }
 
 TEST_CASE("releasing a lock the caller does not hold throws StateError", "[lock]") {
   ipc::Lock lock;
   CHECK_THROWS_AS(lock.release(), ipc::StateError);
-  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  REQUIRE(lock.acquire() == Outcome::kOk);
   CHECK(on_other_thread([&] {
     try {
       lock.release();
@@ -71,7 +71,7 @@ TEST_CASE("releasing a lock the caller does not hold throws StateError", "[lock]
 
 TEST_CASE("re-acquiring a Lock from the thread that holds it throws StateError", "[lock]") {
   ipc::Lock lock;
-  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  REQUIRE(lock.acquire() == Outcome::kOk);
   CHECK_THROWS_AS((void)lock.acquire(), ipc::StateError);
   lock.release();
 }
@@ -79,7 +79,7 @@ TEST_CASE("re-acquiring a Lock from the thread that holds it throws StateError",
 TEST_CASE("mark_consistent outside the owner-died state throws StateError", "[lock]") {
   ipc::Lock lock;
   CHECK_THROWS_AS(lock.mark_consistent(), ipc::StateError);  // not held
-  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  REQUIRE(lock.acquire() == Outcome::kOk);
   CHECK_THROWS_AS(lock.mark_consistent(), ipc::StateError);  // held, but nobody died
   lock.release();
 }
@@ -111,7 +111,7 @@ TEST_CASE("a holder killed with SIGKILL makes the next acquirer see kOwnerDied, 
   auto& g = mem.make<Guarded<ipc::Lock>>(0);
   PipeSignal holding;
   ForkedChild holder([&] {
-    if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
+    if (g.lock.acquire() != Outcome::kOk) return 1;
     ++g.a;  // half of an update: a != b until b catches up
     holding.notify();
     for (;;) pause();
@@ -122,7 +122,7 @@ TEST_CASE("a holder killed with SIGKILL makes the next acquirer see kOwnerDied, 
 
   {
     ipc::LockGuard guard(g.lock, 30s);
-    REQUIRE(guard.result() == AcquireResult::kOwnerDied);
+    REQUIRE(guard.result() == Outcome::kOwnerDied);
     REQUIRE(guard.owns_lock());
     CHECK(g.a == 1);
     CHECK(g.b == 0);
@@ -130,11 +130,11 @@ TEST_CASE("a holder killed with SIGKILL makes the next acquirer see kOwnerDied, 
     guard.mark_consistent();
   }
   // Normal service again, in this process and in another.
-  REQUIRE(g.lock.acquire() == AcquireResult::kAcquired);
+  REQUIRE(g.lock.acquire() == Outcome::kOk);
   g.lock.release();
   ForkedChild next([&] {
     ipc::LockGuard guard(g.lock);
-    return guard.result() == AcquireResult::kAcquired && g.a == g.b ? 0 : 1;
+    return guard.result() == Outcome::kOk && g.a == g.b ? 0 : 1;
   });
   CHECK(next.wait() == 0);
 }
@@ -144,7 +144,7 @@ TEST_CASE("a process blocked on the lock when its holder is killed wakes with kO
   auto& g = mem.make<Guarded<ipc::Lock>>(0);
   PipeSignal holding, waiting;
   ForkedChild holder([&] {
-    if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
+    if (g.lock.acquire() != Outcome::kOk) return 1;
     holding.notify();
     for (;;) pause();
   });
@@ -160,7 +160,7 @@ TEST_CASE("a process blocked on the lock when its holder is killed wakes with kO
   holder.kill(SIGKILL);
   REQUIRE(holder.wait() == -SIGKILL);
   CHECK(waiter.wait() == 0);
-  REQUIRE(g.lock.try_acquire() == AcquireResult::kAcquired);
+  REQUIRE(g.lock.try_acquire() == Outcome::kOk);
   g.lock.release();
 }
 
@@ -169,7 +169,7 @@ TEST_CASE("releasing an owner-died lock without mark_consistent makes it unrecov
   auto& g = mem.make<Guarded<ipc::Lock>>(0);
   PipeSignal holding;
   ForkedChild holder([&] {
-    if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
+    if (g.lock.acquire() != Outcome::kOk) return 1;
     holding.notify();
     for (;;) pause();
   });
@@ -189,42 +189,42 @@ TEST_CASE("a lock created in a segment is opened by name from another process", 
   std::string name = ipc::test::unique_name("sync_lock");
   auto segment = ipc::Segment::create(name, 1 << 16);
   ipc::Lock& lock = ipc::Lock::create(segment, "the_lock");
-  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
+  REQUIRE(lock.acquire() == Outcome::kOk);
   PipeSignal tried;
   ForkedChild child([&] {
     auto mine = ipc::Segment::open(name);
     ipc::Lock& same = ipc::Lock::open(mine, "the_lock");
-    if (same.try_acquire() != AcquireResult::kTimedOut) return 1;  // the parent holds it
+    if (same.try_acquire() != Outcome::kTimeout) return 1;  // the parent holds it
     tried.notify();
-    return same.acquire(30s) == AcquireResult::kAcquired ? 0 : 2;
+    return same.acquire(30s) == Outcome::kOk ? 0 : 2;
   });
   REQUIRE(tried.wait());
   lock.release();
   CHECK(child.wait() == 0);
-  CHECK_THROWS_AS(ipc::Lock::open(segment, "no_such_lock"), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::Lock::open(segment, "no_such_lock"), ipc::NotFound);
   CHECK_THROWS_AS(ipc::RLock::open(segment, "the_lock"), ipc::InvalidArgument);  // wrong type or size
   CHECK(&ipc::Lock::open_or_create(segment, "the_lock") == &lock);
 }
 
 TEST_CASE("an RLock is re-entered by its owner and freed by the last release", "[rlock]") {
   ipc::RLock lock;
-  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
-  REQUIRE(lock.acquire() == AcquireResult::kAcquired);
-  REQUIRE(lock.try_acquire() == AcquireResult::kAcquired);
+  REQUIRE(lock.acquire() == Outcome::kOk);
+  REQUIRE(lock.acquire() == Outcome::kOk);
+  REQUIRE(lock.try_acquire() == Outcome::kOk);
   CHECK(lock.depth_for_this_thread() == 3);
-  CHECK(on_other_thread([&] { return lock.try_acquire(); }) == AcquireResult::kTimedOut);
+  CHECK(on_other_thread([&] { return lock.try_acquire(); }) == Outcome::kTimeout);
   lock.release();
   lock.release();
   CHECK(lock.held_by_this_thread());
-  CHECK(on_other_thread([&] { return lock.acquire(10ms); }) == AcquireResult::kTimedOut);
+  CHECK(on_other_thread([&] { return lock.acquire(10ms); }) == Outcome::kTimeout);
   lock.release();
   CHECK(lock.depth_for_this_thread() == 0);
   CHECK_THROWS_AS(lock.release(), ipc::StateError);
   CHECK(on_other_thread([&] {
-          AcquireResult r = lock.try_acquire();
+          Outcome r = lock.try_acquire();
           if (ipc::holds(r)) lock.release();
           return r;
-        }) == AcquireResult::kAcquired);
+        }) == Outcome::kOk);
 }
 
 TEST_CASE("an RLock holder killed while holding it three deep hands kOwnerDied to the next acquirer",
@@ -234,7 +234,7 @@ TEST_CASE("an RLock holder killed while holding it three deep hands kOwnerDied t
   PipeSignal holding;
   ForkedChild holder([&] {
     for (int i = 0; i < 3; ++i) {
-      if (g.lock.acquire() != AcquireResult::kAcquired) return 1;
+      if (g.lock.acquire() != Outcome::kOk) return 1;
     }
     ++g.a;
     holding.notify();
@@ -254,7 +254,7 @@ TEST_CASE("an RLock holder killed while holding it three deep hands kOwnerDied t
   ForkedChild next([&] {
     ipc::LockGuard outer(g.lock);
     ipc::LockGuard inner(g.lock);
-    return outer.result() == AcquireResult::kAcquired && inner.result() == AcquireResult::kAcquired ? 0 : 1;
+    return outer.result() == Outcome::kOk && inner.result() == Outcome::kOk ? 0 : 1;
   });
   CHECK(next.wait() == 0);
 }

@@ -29,27 +29,19 @@ bool SemaphoreCore::acquire(const Deadline& deadline) {
     if (try_acquire()) return true;
     cpu_relax();
   }
-  // Dekker pair with release(): we count ourselves, then read value_; release() adds units, then reads
-  // sleepers_; all four seq_cst. Either release() sees us counted and wakes us, or we see its units.
-  sleepers_.fetch_add(1, std::memory_order_seq_cst);
-  bool got = false;
   for (;;) {
-    uint32_t v = value_.load(std::memory_order_seq_cst);
-    if (v > 0) {
-      if (try_acquire()) {
-        got = true;
-        break;
-      }
-      continue;
+    // Dekker pair with release(): we count ourselves (seq_cst), then read value_; release() adds units, then reads
+    // sleepers_; all four seq_cst. Either release() sees us counted and wakes us, or we see its units.
+    const uint32_t half = sleepers_.enter();
+    if (value_.load(std::memory_order_seq_cst) == 0) {
+      // The kernel re-reads the word under its lock: a release between our load and the sleep returns at once.
+      // Bounded, and counted afresh for each sleep, so that the count of a waiter that dies heals (wait.h).
+      (void)futex_wait(value_, 0, detail::sleep_slice(deadline));
     }
-    // The kernel re-reads the word under its lock: a release between our load and the sleep returns at once.
-    if (futex_wait(value_, 0, deadline) == FutexWaitResult::kTimedOut) {
-      got = try_acquire();
-      break;
-    }
+    sleepers_.leave(half);
+    if (try_acquire()) return true;
+    if (deadline.expired()) return false;
   }
-  sleepers_.fetch_sub(1, std::memory_order_relaxed);
-  return got;
 }
 
 void SemaphoreCore::release(uint32_t n, uint32_t max_value, const char* who) {
@@ -68,7 +60,10 @@ void SemaphoreCore::release(uint32_t n, uint32_t max_value, const char* who) {
     // seq_cst: the release half pairs with try_acquire's acquire CAS; the full fence orders it before our load
     // of sleepers_ (Dekker pair with acquire()).
   } while (!value_.compare_exchange_weak(v, v + n, std::memory_order_seq_cst, std::memory_order_relaxed));
-  if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake(value_, static_cast<int>(std::min<uint32_t>(n, INT32_MAX)));
+  if (sleepers_.any(std::memory_order_seq_cst) &&
+      futex_wake(value_, static_cast<int>(std::min<uint32_t>(n, INT32_MAX))) == 0) {
+    sleepers_.heal();  // counted, yet nobody asleep: perhaps a waiter that died (wait.h)
+  }
 }
 
 }  // namespace sync_internal
@@ -76,10 +71,10 @@ void SemaphoreCore::release(uint32_t n, uint32_t max_value, const char* who) {
 Semaphore::Semaphore(uint32_t initial) : core_(initial) {
   if (initial > kMaxValue) throw InvalidArgument("Semaphore: initial value above kMaxValue");
 }
-bool Semaphore::acquire(std::optional<std::chrono::nanoseconds> timeout) {
-  return core_.acquire(Deadline::from(timeout));
+Outcome Semaphore::acquire(std::optional<std::chrono::nanoseconds> timeout) {
+  return core_.acquire(Deadline::from(timeout)) ? Outcome::kOk : Outcome::kTimeout;
 }
-bool Semaphore::try_acquire() { return core_.try_acquire(); }
+Outcome Semaphore::try_acquire() { return core_.try_acquire() ? Outcome::kOk : Outcome::kTimeout; }
 void Semaphore::release(uint32_t n) { core_.release(n, 0, "Semaphore"); }
 
 BoundedSemaphore::BoundedSemaphore(uint32_t initial) : max_value_(initial), core_(initial) {
@@ -87,10 +82,10 @@ BoundedSemaphore::BoundedSemaphore(uint32_t initial) : max_value_(initial), core
     throw InvalidArgument("BoundedSemaphore: the initial value (the bound) must be 1..kMaxValue");
   }
 }
-bool BoundedSemaphore::acquire(std::optional<std::chrono::nanoseconds> timeout) {
-  return core_.acquire(Deadline::from(timeout));
+Outcome BoundedSemaphore::acquire(std::optional<std::chrono::nanoseconds> timeout) {
+  return core_.acquire(Deadline::from(timeout)) ? Outcome::kOk : Outcome::kTimeout;
 }
-bool BoundedSemaphore::try_acquire() { return core_.try_acquire(); }
+Outcome BoundedSemaphore::try_acquire() { return core_.try_acquire() ? Outcome::kOk : Outcome::kTimeout; }
 void BoundedSemaphore::release(uint32_t n) { core_.release(n, max_value_, "BoundedSemaphore"); }
 
 }  // namespace ipc

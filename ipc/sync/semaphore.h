@@ -9,7 +9,8 @@
 //   on a futex in the shared word (a short spin first); release() makes no system call when nobody waits.
 // Lifetime: create() in a Segment or construct in place once before other processes use it. A process that dies
 //   holding units does not give them back (a semaphore cannot know who holds what: use a Lock when the holder
-//   must be tracked); a process that dies while waiting leaves nothing behind.
+//   must be tracked); a process that dies while waiting leaves nothing behind (its place in the sleeper count
+//   heals: ipc/base/wait.h).
 // Errors: timeout is a result (false). BoundedSemaphore::release beyond the initial value throws StateError;
 //   a value above kMaxValue throws InvalidArgument.
 #pragma once
@@ -22,11 +23,15 @@
 #include <type_traits>
 
 #include "ipc/base/futex.h"
-#include "ipc/sync/internal/named.h"
+#include "ipc/base/wait.h"
+#include "ipc/segment/named.h"
 
 namespace ipc {
 
 namespace sync_internal {
+
+// Defined by tests that look inside (semaphore_test.cc).
+struct SemaphoreTestAccess;
 
 // The counter shared by Semaphore and BoundedSemaphore.
 class SemaphoreCore {
@@ -37,14 +42,16 @@ class SemaphoreCore {
   // Adds `n` units; when `max_value` is nonzero, refuses (StateError) to go above it.
   void release(uint32_t n, uint32_t max_value, const char* who);
   uint32_t value_approx() const { return value_.load(std::memory_order_relaxed); }
+  // Whether a waiter may sleep (for tests of the healing count).
+  bool sleepers_approx() const { return sleepers_.any(std::memory_order_relaxed); }
 
  private:
   // The futex word: units available. A taker's successful CAS is an acquire, pairing with the releaser's
   // fetch_add / CAS (release).
   std::atomic<uint32_t> value_;
   // Threads (of any process) inside acquire's sleeping path; lets release() skip FUTEX_WAKE when zero. A waiter
-  // that dies leaves it too high, which costs only spare wake-up calls.
-  std::atomic<uint32_t> sleepers_{0};
+  // that dies leaves it too high until it heals, which costs only spare wake-up calls meanwhile.
+  detail::SleeperCount sleepers_;
 };
 
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -58,10 +65,10 @@ class Semaphore {
   static constexpr uint32_t kMaxValue = INT32_MAX;
 
   static Semaphore& create(Segment& segment, std::string_view name, uint32_t initial = 1) {
-    return sync_internal::create_named<Semaphore>(segment, name, initial);
+    return create_named<Semaphore>(segment, name, initial);
   }
   static Semaphore& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<Semaphore>(segment, name);
+    return open_named<Semaphore>(segment, name);
   }
 
   // REQUIRES: initial <= kMaxValue (else InvalidArgument).
@@ -69,16 +76,17 @@ class Semaphore {
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
 
-  // Takes one unit, waiting up to `timeout` (nullopt: forever). False on timeout. Any thread, any process.
-  [[nodiscard]] bool acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  // Takes one unit if one is available now. Lock-free.
-  [[nodiscard]] bool try_acquire();
+  // Takes one unit, waiting up to `timeout` (nullopt: forever): kOk or kTimeout. Any thread, any process.
+  [[nodiscard]] Outcome acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Takes one unit if one is available now (kOk), else kTimeout (as a zero timeout would). Lock-free.
+  [[nodiscard]] Outcome try_acquire();
   // Adds `n` units and wakes up to `n` waiters. Any thread, any process. Throws InvalidArgument above kMaxValue.
   void release(uint32_t n = 1);
   // A snapshot that may be stale by the time it is read.
   uint32_t value_approx() const { return core_.value_approx(); }
 
  private:
+  friend struct sync_internal::SemaphoreTestAccess;
   sync_internal::SemaphoreCore core_;
 };
 
@@ -89,10 +97,10 @@ class BoundedSemaphore {
   static constexpr BlockKind kKind{block_kind_tag("BSEM"), "BoundedSemaphore"};
 
   static BoundedSemaphore& create(Segment& segment, std::string_view name, uint32_t initial = 1) {
-    return sync_internal::create_named<BoundedSemaphore>(segment, name, initial);
+    return create_named<BoundedSemaphore>(segment, name, initial);
   }
   static BoundedSemaphore& open(Segment& segment, std::string_view name) {
-    return sync_internal::open_named<BoundedSemaphore>(segment, name);
+    return open_named<BoundedSemaphore>(segment, name);
   }
 
   // REQUIRES: 1 <= initial <= Semaphore::kMaxValue (else InvalidArgument).
@@ -100,14 +108,15 @@ class BoundedSemaphore {
   BoundedSemaphore(const BoundedSemaphore&) = delete;
   BoundedSemaphore& operator=(const BoundedSemaphore&) = delete;
 
-  [[nodiscard]] bool acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  [[nodiscard]] bool try_acquire();
+  [[nodiscard]] Outcome acquire(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  [[nodiscard]] Outcome try_acquire();
   // Throws StateError, and changes nothing, when the value would exceed max_value().
   void release(uint32_t n = 1);
   uint32_t value_approx() const { return core_.value_approx(); }
   uint32_t max_value() const { return max_value_; }
 
  private:
+  friend struct sync_internal::SemaphoreTestAccess;
   uint32_t max_value_;
   sync_internal::SemaphoreCore core_;
 };

@@ -1,6 +1,10 @@
 #include "manager/detail/auth.h"
 
+#include <sys/random.h>
+
 #include <string_view>
+
+#include "ipc/base/error.h"
 
 namespace ipc::manager::detail {
 namespace {
@@ -10,6 +14,17 @@ std::span<const std::uint8_t> bytes(std::string_view s) {
 }
 
 }  // namespace
+
+std::vector<std::uint8_t> random_bytes(std::size_t n) {
+  std::vector<std::uint8_t> out(n);
+  std::size_t done = 0;
+  while (done < n) {
+    ssize_t r = retry_on_eintr([&] { return ::getrandom(out.data() + done, n - done, 0); });
+    if (r < 0) throw_errno("getrandom");
+    done += static_cast<std::size_t>(r);
+  }
+  return out;
+}
 
 Digest client_proof(std::span<const std::uint8_t> key, std::span<const std::uint8_t> server_nonce,
                     std::span<const std::uint8_t> client_nonce) {

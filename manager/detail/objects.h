@@ -1,4 +1,5 @@
-// manager/detail/objects.h: the server-side shared objects and the registry that names them. Internal.
+// manager/detail/objects.h: the registry that names the server-side shared objects. Internal. The objects are
+// in map_objects (dict, namespace), value_objects (list, value, counter) and waiting_objects (queue, lock, event).
 //
 // Threads: everything here runs on the server's one event-loop thread; no locking is needed or done.
 // Processes: server process only.
@@ -31,7 +32,7 @@ class Registry {
 
   // Fills `out` with the capability of `name`, creating it when allowed. See Manager.open in manager.capnp.
   // `link` is the connection that asked: a queue's capability is its own per connection, so that the items its
-  // gets hand out can be followed to that client (see QueueImpl in objects.cc and SocketVatNetwork).
+  // gets hand out can be followed to that client (see waiting_objects.h and SocketVatNetwork).
   void open(kj::StringPtr name, Kind kind, bool create, std::uint64_t max_size, wire::Object::Builder out,
             NetworkRef& link);
   bool remove(kj::StringPtr name);

@@ -3,6 +3,7 @@
 #include <kj/string.h>
 
 #include <exception>
+#include <iterator>
 
 #include "manager/errors.h"
 
@@ -10,7 +11,7 @@ namespace ipc::manager::detail {
 namespace {
 
 constexpr std::string_view kTags[] = {"[InvalidArgument] ", "[StateError] ", "[Unsupported] ",
-                                      "[AuthenticationFailed] "};
+                                      "[AuthenticationFailed] ", "[NotFound] "};
 
 }  // namespace
 
@@ -30,6 +31,8 @@ void rethrow_current_as_wire() {
     fail(Tag::kStateError, e.what());
   } catch (const Unsupported& e) {
     fail(Tag::kUnsupported, e.what());
+  } catch (const NotFound& e) {
+    fail(Tag::kNotFound, e.what());
   }
   // Anything else propagated out of the try block unchanged (capnp reports it as a plain failure).
   __builtin_unreachable();
@@ -41,7 +44,7 @@ void rethrow_as_ipc_error(const kj::Exception& e, std::string_view context) {
   if (e.getType() == kj::Exception::Type::DISCONNECTED) {
     throw Disconnected(where + ": disconnected from the manager (" + description + ")");
   }
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < static_cast<int>(std::size(kTags)); ++i) {
     auto pos = description.find(kTags[i]);
     if (pos == std::string::npos) continue;
     std::string message = where + ": " + description.substr(pos + kTags[i].size());
@@ -50,6 +53,7 @@ void rethrow_as_ipc_error(const kj::Exception& e, std::string_view context) {
       case Tag::kStateError: throw StateError(message);
       case Tag::kUnsupported: throw Unsupported(message);
       case Tag::kAuthenticationFailed: throw AuthenticationFailed(message);
+      case Tag::kNotFound: throw NotFound(message);
     }
   }
   if (e.getType() == kj::Exception::Type::UNIMPLEMENTED) {

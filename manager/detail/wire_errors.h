@@ -14,7 +14,7 @@
 
 namespace ipc::manager::detail {
 
-enum class Tag { kInvalidArgument, kStateError, kUnsupported, kAuthenticationFailed };
+enum class Tag { kInvalidArgument, kStateError, kUnsupported, kAuthenticationFailed, kNotFound };
 
 // Server side: throws a FAILED kj::Exception whose description is "[Tag] message".
 [[noreturn]] void fail(Tag tag, std::string_view message);

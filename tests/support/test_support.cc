@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <iterator>
 
 #include "ipc/base/error.h"
 
@@ -24,6 +26,13 @@ std::chrono::microseconds children_cpu_time() {
   if (getrusage(RUSAGE_CHILDREN, &ru) != 0) throw_errno("getrusage(RUSAGE_CHILDREN)");
   return std::chrono::seconds(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+bool sleeping(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto name_end = stat.rfind(')');  // "pid (comm) state ...": comm may hold spaces and parentheses
+  return name_end != std::string::npos && name_end + 2 < stat.size() && stat[name_end + 2] == 'S';
 }
 
 SharedMapping::SharedMapping(size_t bytes) : bytes_(bytes) {

@@ -1,6 +1,6 @@
 // tests/support/test_support.h: the one set of helpers for tests that cross processes: unique names, memory a
-// parent shares with its forked children, forked children (ipc::Process) with a timed wait, and pipe signals
-// between processes.
+// parent shares with its forked children, forked children (ipc::Process) with a timed wait, pipe signals between
+// processes, and waiting for a condition (another process asleep, a word in shared memory) without a guessed sleep.
 //
 // Threads: unique_name and children_cpu_time may be called from any thread; the other types are used by one thread
 //   of the test (each process has its own copy after fork).
@@ -23,6 +23,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -54,6 +55,23 @@ inline constexpr int kPatienceFactor = 1;
 // How long a test should wait for something that takes at most `base` in a plain build: `base` times
 // kPatienceFactor. Any thread.
 constexpr std::chrono::milliseconds patience(std::chrono::milliseconds base) { return base * kPatienceFactor; }
+
+// Whether process `pid` sleeps in the kernel now (state 'S' in /proc/PID/stat: a futex wait, a poll), for a test
+// that must act while another process is asleep. False when there is no such process. Any thread.
+bool sleeping(pid_t pid);
+
+// Calls `condition` (yielding the CPU in between) until it returns true or `timeout` passes; returns whether it
+// did. For events another process makes visible in shared memory or /proc, without guessing a sleep.
+template <typename F>
+  requires std::predicate<F&>
+bool wait_until(F condition, std::chrono::milliseconds timeout = patience(std::chrono::seconds(60))) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 // An anonymous MAP_SHARED mapping: the simplest memory a parent and the children it forks afterwards share. The
 // pages start zeroed.

@@ -12,13 +12,16 @@
 //   peek() that returns it (tail: release store / acquire load); the consumer's reads of a record happen before
 //   the producer's reuse of its bytes (head: release store / acquire load).
 // Lifetime: placement-constructed by the Pipe's creator in a MAP_SHARED mapping; plain memory, nothing to destroy.
-// Errors: none; the caller checks sizes (record payloads are bounded by max_record_payload()).
+// Errors: the producer's caller checks sizes (record payloads are bounded by max_record_payload()). The consumer
+//   trusts nothing it reads from shared memory: peek() checks every record header against the ring's geometry
+//   and the producer's tail and reports kCorrupt (with fault()) instead of reading outside the ring.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 namespace ipc::detail {
@@ -29,6 +32,7 @@ enum class RecordKind : uint32_t {
   kMore = 3,   // a middle part
   kLast = 4,   // the final part
   kPad = 5,    // filler up to the end of the buffer; skipped
+  kAbandon = 6,  // no payload: the long message whose parts came before was given up (its send timed out)
 };
 
 struct RecordHeader {
@@ -95,25 +99,52 @@ class ByteRing {
     h_->tail.store(reserved_at_ + sizeof(RecordHeader) + round8(payload), std::memory_order_release);
   }
 
-  // Consumer: the next record (kPad records are skipped), or false when the ring is empty. Lock-free.
-  bool peek(RecordHeader& header, const std::byte*& payload) {
+  enum class Peek { kEmpty, kRecord, kCorrupt };
+  // Consumer: the next record (kPad records are skipped), kEmpty when the ring is empty, or kCorrupt when the
+  // header at the head breaks the format (fault() says how; nothing is consumed). A kRecord's header and payload
+  // lie inside the ring and inside what the producer committed. Lock-free.
+  Peek peek(RecordHeader& header, const std::byte*& payload) {
     // relaxed: only the consumer writes head.
     uint64_t head = h_->head.load(std::memory_order_relaxed);
     for (;;) {
       if (head == cached_tail_) {
         // acquire: partner is the release store of tail in commit(); the record's bytes are visible.
         cached_tail_ = h_->tail.load(std::memory_order_acquire);
-        if (head == cached_tail_) return false;
+        if (head == cached_tail_) return Peek::kEmpty;
+      }
+      const uint64_t committed = cached_tail_ - head;
+      if (head % 8 != 0 || committed > h_->capacity || committed < sizeof(RecordHeader)) {
+        return corrupt(head, "positions out of order (head " + std::to_string(head) + ", tail " +
+                                 std::to_string(cached_tail_) + ")");
       }
       std::memcpy(&header, data_ + (head & mask_), sizeof header);
-      if (header.kind != RecordKind::kPad) break;
-      head += sizeof(RecordHeader) + header.payload_bytes;
-      // release: partner is the producer's acquire load of head in try_reserve().
-      h_->head.store(head, std::memory_order_release);
+      const uint64_t to_end = h_->capacity - (head & mask_);
+      const uint64_t bytes = sizeof(RecordHeader) + round8(header.payload_bytes);
+      if (header.kind == RecordKind::kPad) {
+        if (bytes != to_end || bytes > committed) {
+          return corrupt(head, "a filler of " + std::to_string(header.payload_bytes) + " bytes that does not end "
+                               "at the end of the ring (" + std::to_string(to_end) + " bytes left)");
+        }
+        head += bytes;
+        // release: partner is the producer's acquire load of head in try_reserve().
+        h_->head.store(head, std::memory_order_release);
+        continue;
+      }
+      if (header.kind < RecordKind::kWhole || header.kind > RecordKind::kAbandon) {
+        return corrupt(head, "unknown record kind " + std::to_string(static_cast<uint32_t>(header.kind)));
+      }
+      if (header.payload_bytes > max_record_payload() || bytes > to_end || bytes > committed) {
+        return corrupt(head, "a record of " + std::to_string(header.payload_bytes) + " bytes does not fit (parts "
+                             "carry at most " + std::to_string(max_record_payload()) + " bytes; " +
+                             std::to_string(std::min(to_end, committed)) + " bytes are left)");
+      }
+      break;
     }
     payload = data_ + (head & mask_) + sizeof(RecordHeader);
-    return true;
+    return Peek::kRecord;
   }
+  // What the last kCorrupt from peek() found, with the byte position.
+  const std::string& fault() const { return fault_; }
   // Consumer: frees the record returned by the last peek(). Lock-free.
   void release(const RecordHeader& header) {
     const uint64_t head = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
@@ -142,12 +173,18 @@ class ByteRing {
     std::memcpy(data_ + index, &rh, sizeof rh);
   }
 
+  Peek corrupt(uint64_t head, const std::string& what) {
+    fault_ = "corrupt record at byte " + std::to_string(head) + ": " + what;
+    return Peek::kCorrupt;
+  }
+
   ByteRingHeader* h_ = nullptr;
   std::byte* data_ = nullptr;
   uint64_t mask_ = 0;
   uint64_t cached_head_ = 0;  // producer side: last head seen
   uint64_t cached_tail_ = 0;  // consumer side: last tail seen
   uint64_t reserved_at_ = 0;  // producer side: where the reserved record's header goes
+  std::string fault_;         // consumer side: what peek() last found corrupt
 };
 
 }  // namespace ipc::detail

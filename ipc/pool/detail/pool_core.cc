@@ -143,7 +143,7 @@ struct PoolCore::State {
       process = start_remote_worker(options->start_method, worker_end.handoff(), name);
       worker_end.close();
       // kClosed: it died at once; its sentinel says how, and bury() deals with it.
-      setup_failed = pool_end.send_bytes(setup_message(setup)) != SendResult::kOk;
+      setup_failed = pool_end.send_bytes(setup_message(setup)) != Outcome::kOk;
     }
     auto w = std::make_unique<Worker>(Worker{std::move(process), std::move(pool_end)});
     w->slot = slot;
@@ -218,10 +218,10 @@ struct PoolCore::State {
   // Reads every complete result the worker has sent.
   void drain(Worker& w) {
     while (!w.conn_ended && w.conn.poll()) {
-      const RecvResult r = w.conn.recv_bytes(result_buffer, std::chrono::seconds(0));
-      if (r == RecvResult::kOk) {
+      const Outcome r = w.conn.recv_bytes(result_buffer, std::chrono::seconds(0));
+      if (r == Outcome::kOk) {
         handle_result(w, result_buffer);
-      } else if (r == RecvResult::kEndOfStream) {
+      } else if (r == Outcome::kClosed) {
         w.conn_ended = true;
       } else {
         break;
@@ -325,8 +325,8 @@ struct PoolCore::State {
         pending.erase(chosen);
       }
       if (target->in_hand.empty()) target->front_started = Clock::now();
-      const SendResult sent = target->conn.send_bytes(t.message);
-      if (sent != SendResult::kOk) {
+      const Outcome sent = target->conn.send_bytes(t.message);
+      if (sent != Outcome::kOk) {
         // The worker is gone; its pidfd will say so. The task was never received: queue it again.
         target->conn_ended = true;
         std::lock_guard lock(mu);

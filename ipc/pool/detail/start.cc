@@ -124,7 +124,7 @@ using Setup = std::tuple<std::vector<std::string>, std::vector<int>, uint64_t, u
 int remote_worker_main(const ConnectionHandoff& end) {
   Connection conn = Connection::adopt(end);
   std::vector<std::byte> in;
-  if (conn.recv_bytes(in) != RecvResult::kOk) return 0;  // the pool went away before it sent the setup
+  if (conn.recv_bytes(in) != Outcome::kOk) return 0;  // the pool went away before it sent the setup
   auto [objects, cpus, initializer, max_tasks] = Codec<Setup>::decode(in);
   const CodeMap code(objects);
   WorkerSetup setup;
@@ -133,7 +133,7 @@ int remote_worker_main(const ConnectionHandoff& end) {
   if (initializer != 0) setup.initializer = reinterpret_cast<void (*)()>(code.address(initializer));
   std::vector<std::byte> ready(kResultHeaderBytes, std::byte{0});
   store(ready.data(), kReadyId);
-  if (conn.send_bytes(ready) != SendResult::kOk) return 0;
+  if (conn.send_bytes(ready) != Outcome::kOk) return 0;
   return run_worker(conn, setup, &code);
 }
 
@@ -346,7 +346,7 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
   if (setup.initializer) setup.initializer();
   std::vector<std::byte> in, out;
   for (unsigned done = 0;;) {
-    if (conn.recv_bytes(in) != RecvResult::kOk) return 0;  // end of stream: the pool closed or died
+    if (conn.recv_bytes(in) != Outcome::kOk) return 0;  // end of stream: the pool closed or died
     if (in.size() < kTaskHeaderBytes) {
       throw StateError("pool worker: a task message of " + std::to_string(in.size()) + " bytes");
     }
@@ -365,7 +365,7 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
       Codec<std::pair<std::string, std::string>>::encode(failure,
                                                           std::span<std::byte>(out).subspan(kResultHeaderBytes));
     }
-    if (conn.send_bytes(out) != SendResult::kOk) return 0;
+    if (conn.send_bytes(out) != Outcome::kOk) return 0;
     if (setup.max_tasks_per_child != 0 && ++done >= setup.max_tasks_per_child) return 0;
   }
 }

@@ -13,21 +13,21 @@
 namespace ipc::detail {
 
 // Claims a slot for writing, waiting per `deadline`. kOk: `pos` is claimed.
-inline QueueResult mpmc_claim_write(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
-  if (r.closed()) return QueueResult::kClosed;
-  if (r.try_claim_write(pos, false) == Claim::kOk) return QueueResult::kOk;
+inline Outcome mpmc_claim_write(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
+  if (r.closed()) return Outcome::kClosed;
+  if (r.try_claim_write(pos, false) == Claim::kOk) return Outcome::kOk;
   if (!deadline) {
-    if (r.try_claim_write(pos, true) == Claim::kOk) return QueueResult::kOk;
-    return r.closed() ? QueueResult::kClosed : QueueResult::kFull;
+    if (r.try_claim_write(pos, true) == Claim::kOk) return Outcome::kOk;
+    return r.closed() ? Outcome::kClosed : Outcome::kFull;
   }
-  QueueResult result = QueueResult::kTimeout;
+  Outcome result = Outcome::kTimeout;
   block_until(r.header().not_full, *deadline, [&](bool check_dead) {
     if (r.closed()) {
-      result = QueueResult::kClosed;
+      result = Outcome::kClosed;
       return Attempt::kDone;
     }
     if (r.try_claim_write(pos, check_dead) == Claim::kOk) {
-      result = QueueResult::kOk;
+      result = Outcome::kOk;
       return Attempt::kDone;
     }
     return Attempt::kRetry;
@@ -39,27 +39,27 @@ inline QueueResult mpmc_claim_write(const MpmcRing& r, const Deadline* deadline,
 // put that returned kOk before (or while) the ring was closed is delivered, and kClosed comes only once the ring
 // is empty. A slot still being written is waited for, also on a closed ring: a live writer publishes (or, if it
 // saw the close, gives the slot up), a dead writer's slot is reaped and counted once we check for dead claimers.
-inline QueueResult mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
-  auto once = [&](bool check_dead) -> QueueResult {
+inline Outcome mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
+  auto once = [&](bool check_dead) -> Outcome {
     const Claim first = r.try_claim_read(pos, check_dead);
-    if (first == Claim::kOk) return QueueResult::kOk;
-    if (first == Claim::kBusy || !r.closed()) return QueueResult::kEmpty;
+    if (first == Claim::kOk) return Outcome::kOk;
+    if (first == Claim::kBusy || !r.closed()) return Outcome::kEmpty;
     // Empty and closed. seq_cst fence: with the producers' seq_cst claim CAS and closed_after_claim(), a slot
     // claimed by a producer that missed the close is visible to the second look (see MpmcRing::closed_after_claim).
     std::atomic_thread_fence(std::memory_order_seq_cst);
     switch (r.try_claim_read(pos, check_dead)) {
-      case Claim::kOk: return QueueResult::kOk;
-      case Claim::kEmpty: return QueueResult::kClosed;
-      default: return QueueResult::kEmpty;
+      case Claim::kOk: return Outcome::kOk;
+      case Claim::kEmpty: return Outcome::kClosed;
+      default: return Outcome::kEmpty;
     }
   };
-  QueueResult result = once(false);
-  if (result != QueueResult::kEmpty) return result;
+  Outcome result = once(false);
+  if (result != Outcome::kEmpty) return result;
   if (!deadline) return once(true);
-  result = QueueResult::kTimeout;
+  result = Outcome::kTimeout;
   block_until(r.header().not_empty, *deadline, [&](bool check_dead) {
-    QueueResult q = once(check_dead);
-    if (q == QueueResult::kEmpty) return Attempt::kRetry;
+    Outcome q = once(check_dead);
+    if (q == Outcome::kEmpty) return Attempt::kRetry;
     result = q;
     return Attempt::kDone;
   });
@@ -70,13 +70,13 @@ inline QueueResult mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, 
 // is published as a skip record (consumers pass over it) and the exception propagates. A producer that finds the
 // ring closed once it holds its slot gives the slot up the same way and reports kClosed.
 template <typename Write>
-QueueResult mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
+Outcome mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
   uint64_t pos;
-  const QueueResult q = mpmc_claim_write(r, deadline, pos);
-  if (q != QueueResult::kOk) return q;
+  const Outcome q = mpmc_claim_write(r, deadline, pos);
+  if (q != Outcome::kOk) return q;
   if (r.closed_after_claim()) {
     r.publish_skip(pos);
-    return QueueResult::kClosed;
+    return Outcome::kClosed;
   }
   uint32_t length;
   try {
@@ -87,17 +87,17 @@ QueueResult mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write)
   }
   test_hook(HookPoint::kPutWritten);
   r.publish(pos, length);
-  return QueueResult::kOk;
+  return Outcome::kOk;
 }
 
 // get: `read(const std::byte* payload, uint32_t length)` consumes the claimed slot; the slot is released
 // afterwards even if `read` throws (the message is then consumed and the exception propagates).
 template <typename Read>
-QueueResult mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
+Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
   for (;;) {
     uint64_t pos;
-    const QueueResult q = mpmc_claim_read(r, deadline, pos);
-    if (q != QueueResult::kOk) return q;
+    const Outcome q = mpmc_claim_read(r, deadline, pos);
+    if (q != Outcome::kOk) return q;
     const uint32_t length = r.slot(pos).length;
     if (length == kSkipRecord) {
       r.release_skip(pos);
@@ -109,7 +109,7 @@ QueueResult mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
       ~Release() { r.release_read(pos); }
     } release{r, pos};
     read(static_cast<const std::byte*>(r.payload(pos)), length);
-    return QueueResult::kOk;
+    return Outcome::kOk;
   }
 }
 
@@ -136,7 +136,7 @@ template <typename Init>
 void* create_block(Segment& segment, std::string_view name, uint64_t bytes, const BlockKind& kind, Init&& init) {
   return segment.create_block(name, bytes, 64, kind, init).ptr;
 }
-// The named block; throws QueueNotFound when missing, InvalidArgument when it is not of `kind`.
+// The named block; throws NotFound when missing, InvalidArgument when it is not of `kind`.
 Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name, const BlockKind& kind);
 
 }  // namespace ipc::detail

@@ -3,7 +3,8 @@
 // Memory layout of one ring, in one block of shared memory (all offsets, no pointers):
 //
 //   +--------------------+ 0
-//   | MpmcHeader         |  constants, closed flag, abandoned count, join counter      (read-mostly line)
+//   | MpmcHeader         |  constants, closed flag, abandoned count, join counter,    (read-mostly lines)
+//   |                    |  message type identity
 //   |   tail   (own line)|  next position producers claim
 //   |   head   (own line)|  next position consumers claim
 //   |   not_empty        |  WaitSet consumers sleep on
@@ -40,12 +41,12 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/queue/detail/test_hook.h"
-#include "ipc/queue/detail/wait.h"
+#include "ipc/base/wait.h"
 
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 2;  // 2: hand-off entries
+inline constexpr uint32_t kMpmcVersion = 4;  // 2: hand-off entries; 3: message type identity; 4: healing WaitSet
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
@@ -96,6 +97,8 @@ static_assert(hand_off_pid(make_hand_off(kSeqMask, 4194303)) == 4194303);
 static_assert(hand_off_seq(make_hand_off(kSeqMask + 6, 1)) == 5, "positions are kept mod 2^40, as in slot words");
 static_assert(sizeof(HandOff) == 64);
 
+inline constexpr size_t kTypeNameBytes = 192;
+
 struct MpmcHeader {
   // Constants, written once before the ring can be found.
   uint64_t magic;
@@ -109,6 +112,10 @@ struct MpmcHeader {
   uint32_t reserved;
   std::atomic<uint64_t> abandoned;   // messages lost to processes that died holding a claim
   std::atomic<int64_t> unfinished;   // JoinableQueue: puts minus task_done() calls
+  // MessageQueue::create<T>: a hash of the message type's full name (codec_type_name<T>()), and the name itself,
+  // NUL-terminated, shortened to fit. Zero for an untyped queue.
+  uint64_t type_fingerprint;
+  char type_name[kTypeNameBytes];
 
   alignas(64) std::atomic<uint64_t> tail;  // hint: next position to produce (written by all producers)
   alignas(64) std::atomic<uint64_t> head;  // hint: next position to consume (written by all consumers)

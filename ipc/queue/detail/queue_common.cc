@@ -40,7 +40,7 @@ MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t 
 
 Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name, const BlockKind& kind) {
   auto b = segment.find_block(name, kind);
-  if (!b.ptr) throw QueueNotFound("segment '" + segment.name() + "' has no queue named '" + std::string(name) + "'");
+  if (!b.ptr) throw NotFound("segment '" + segment.name() + "' has no queue named '" + std::string(name) + "'");
   return b;
 }
 

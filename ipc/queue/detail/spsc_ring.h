@@ -23,12 +23,12 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/queue/detail/test_hook.h"
-#include "ipc/queue/detail/wait.h"
+#include "ipc/base/wait.h"
 
 namespace ipc::detail {
 
 inline constexpr uint64_t kSpscMagic = 0x4e4d505f53505343ull;  // "NMP_SPSC"
-inline constexpr uint32_t kSpscVersion = 2;  // 2: returning + abandoned
+inline constexpr uint32_t kSpscVersion = 3;  // 2: returning + abandoned; 3: healing WaitSet
 
 struct SpscHeader {
   uint64_t magic;

@@ -12,19 +12,6 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-namespace ipc {
-
-const char* to_string(AcquireResult r) {
-  switch (r) {
-    case AcquireResult::kAcquired: return "acquired";
-    case AcquireResult::kOwnerDied: return "owner died";
-    case AcquireResult::kTimedOut: return "timed out";
-  }
-  return "?";
-}
-
-}  // namespace ipc
-
 namespace ipc::sync_internal {
 namespace {
 
@@ -85,12 +72,12 @@ RobustMutex::RobustMutex(Kind kind) {
 
 RobustMutex::~RobustMutex() { pthread_mutex_destroy(&mutex_); }
 
-AcquireResult RobustMutex::interpret(int rc, const char* what) {
+Outcome RobustMutex::interpret(int rc, const char* what) {
   switch (rc) {
-    case 0: return AcquireResult::kAcquired;
-    case EOWNERDEAD: return AcquireResult::kOwnerDied;
+    case 0: return Outcome::kOk;
+    case EOWNERDEAD: return Outcome::kOwnerDied;
     case ETIMEDOUT:
-    case EBUSY: return AcquireResult::kTimedOut;
+    case EBUSY: return Outcome::kTimeout;
     case EDEADLK: throw StateError(std::string(what) + ": the calling thread already holds this lock");
     case ENOTRECOVERABLE:
       throw LockNotRecoverable(std::string(what) +
@@ -100,7 +87,7 @@ AcquireResult RobustMutex::interpret(int rc, const char* what) {
   }
 }
 
-AcquireResult RobustMutex::lock(const Deadline& deadline) {
+Outcome RobustMutex::lock(const Deadline& deadline) {
   if (deadline.is_never()) return interpret(pthread_mutex_lock(&mutex_), "Lock::acquire");
   for (;;) {
     auto left = deadline.remaining();
@@ -112,7 +99,7 @@ AcquireResult RobustMutex::lock(const Deadline& deadline) {
   }
 }
 
-AcquireResult RobustMutex::try_lock() { return interpret(pthread_mutex_trylock(&mutex_), "Lock::try_acquire"); }
+Outcome RobustMutex::try_lock() { return interpret(pthread_mutex_trylock(&mutex_), "Lock::try_acquire"); }
 
 void RobustMutex::unlock() {
   int rc = pthread_mutex_unlock(&mutex_);

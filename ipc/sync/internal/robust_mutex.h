@@ -34,16 +34,16 @@ class RobustMutex {
 
   // Blocks until acquired or the deadline passes. kOwnerDied: acquired, and the data it protects may be
   // half-updated. Throws LockNotRecoverable, StateError (relocking a Kind::kNormal mutex from its owner thread).
-  [[nodiscard]] AcquireResult lock(const Deadline& deadline);
-  // Never blocks; kTimedOut when another thread holds it.
-  [[nodiscard]] AcquireResult try_lock();
+  [[nodiscard]] Outcome lock(const Deadline& deadline);
+  // Never blocks; kTimeout when another thread holds it.
+  [[nodiscard]] Outcome try_lock();
   // Throws StateError when the calling thread does not hold it.
   void unlock();
   // After kOwnerDied: declares the protected data repaired. Throws StateError when not in the owner-died state.
   void mark_consistent();
 
  private:
-  AcquireResult interpret(int rc, const char* what);
+  Outcome interpret(int rc, const char* what);
 
   // glibc's pthread_mutex_t: a lock word holding the owner's tid (the futex the kernel's robust-list walk marks)
   // plus the owner's robust-list links. Those links are addresses in the *owner's* mapping, read only by the

@@ -1,4 +1,4 @@
-#include "ipc/queue/detail/wait.h"
+#include "ipc/base/wait.h"
 
 #include <linux/membarrier.h>
 #include <pthread.h>
@@ -74,5 +74,31 @@ void heavy_fence() noexcept {
 }
 
 void yield_cpu() noexcept { sched_yield(); }
+
+void SleeperCount::leave(uint32_t half) noexcept {
+  const uint64_t unit = sleeper_unit(half);
+  const uint64_t mask = unit * 0xffffffffu;
+  // relaxed: the count is only a hint for notifiers; the Dekker pair orders enter(), not this.
+  uint64_t cur = counts.load(std::memory_order_relaxed);
+  while ((cur & mask) != 0 &&
+         !counts.compare_exchange_weak(cur, cur - unit, std::memory_order_relaxed, std::memory_order_relaxed)) {
+  }
+}
+
+void SleeperCount::heal() noexcept {
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Deadline::Clock::now().time_since_epoch()).count();
+  // relaxed: the round's fields are hints; a stale read at worst heals one round late or clears a half twice.
+  int64_t start = round_start_ns.load(std::memory_order_relaxed);
+  if (now - start < std::chrono::duration_cast<std::chrono::nanoseconds>(kRoundLength).count()) return;
+  // One notifier per round: the one whose CAS moves the start.
+  if (!round_start_ns.compare_exchange_strong(start, now, std::memory_order_relaxed)) return;
+  const uint32_t r = round.load(std::memory_order_relaxed);
+  // Clear before advancing: until the advance new sleepers count in the current half, so none is cleared. What the
+  // stale half holds was counted before the current round began, kRoundLength ago: the dead, and (rarely) a live
+  // sleeper descheduled for that long, which then sleeps at most kMaxSleep past a notification.
+  counts.fetch_and(~(sleeper_unit(r + 1) * 0xffffffffu), std::memory_order_relaxed);
+  round.store(r + 1, std::memory_order_relaxed);
+}
 
 }  // namespace ipc::detail

@@ -1,0 +1,57 @@
+// The WaitSet's sleeper count heals (a process that died asleep stops costing notifiers a syscall within two
+// rounds) without dropping live sleepers, and the notifiers cannot throw.
+#include "ipc/base/wait.h"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <utility>
+
+#include "tests/support/test_support.h"
+
+using ipc::detail::kRoundLength;
+using ipc::detail::sleeper_unit;
+using ipc::detail::WaitSet;
+
+// A notifier runs after its state change is published: if it could throw, the change would be made and the
+// sleepers never told. The decision (futex_wake aborts on an impossible errno, never throws) is pinned here.
+static_assert(noexcept(ipc::detail::notify(std::declval<WaitSet&>())));
+static_assert(noexcept(ipc::detail::notify_all(std::declval<WaitSet&>())));
+static_assert(noexcept(ipc::futex_wake(std::declval<std::atomic<uint32_t>&>(), 1)));
+static_assert(noexcept(std::declval<ipc::detail::SleeperCount&>().heal()));
+
+TEST_CASE("a sleeper counted by a process that died is cleared by notifies within two rounds", "[wait]") {
+  WaitSet ws;
+  (void)ws.sleepers.enter();  // what a process killed asleep leaves: itself counted, never taken off
+  const auto start = std::chrono::steady_clock::now();
+  int notifies = 0;
+  while (ws.sleepers.counts.load(std::memory_order_relaxed) != 0 &&
+         std::chrono::steady_clock::now() - start < ipc::test::patience(10 * kRoundLength)) {
+    ipc::detail::notify(ws);
+    ++notifies;
+  }
+  CHECK(ws.sleepers.counts.load(std::memory_order_relaxed) == 0);
+  // The first futile wake-up opened round 1, the next one kRoundLength later round 2.
+  CHECK(ws.sleepers.round.load() == 2);
+  CHECK(std::chrono::steady_clock::now() - start < ipc::test::patience(3 * kRoundLength));
+  INFO(notifies << " notifies");
+}
+
+TEST_CASE("healing never drops a sleeper counted in the current or the previous round", "[wait]") {
+  WaitSet ws;
+  REQUIRE(ws.sleepers.enter() == 0);
+  ipc::detail::notify(ws);  // wakes nobody: the first round ends at once, round 1 begins
+  REQUIRE(ws.sleepers.round.load() == 1);
+  // The sleeper of round 0 is only one round old: it may be alive and asleep, so it stays counted.
+  CHECK(ws.sleepers.counts.load() == sleeper_unit(0));
+  REQUIRE(ws.sleepers.enter() == 1);  // a sleeper of round 1
+  for (int i = 0; i < 100; ++i) ipc::detail::notify(ws);  // within kRoundLength: no new round
+  CHECK(ws.sleepers.round.load() == 1);
+  CHECK(ws.sleepers.counts.load() == (sleeper_unit(0) | sleeper_unit(1)));
+  // A sleeper that leaves after its half was cleared does not take another sleeper's count.
+  ws.sleepers.leave(0);
+  ws.sleepers.leave(0);
+  CHECK(ws.sleepers.counts.load() == sleeper_unit(1));
+}

@@ -1,0 +1,170 @@
+// ipc/pipe/stream_test.cc: the integrity of a pipe's stream of records: corrupt records in shared memory and two
+// senders on one end give StreamCorrupted (never an over-read or a heap overflow), and a timeout holds across
+// every part of a long message, in send and in recv, without the receiver ever taking half a message for a whole.
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ipc/pipe/connection.h"
+#include "ipc/pipe/detail/test_access.h"
+#include "tests/support/test_support.h"
+
+using ipc::Pipe;
+using ipc::PipeOptions;
+using ipc::Outcome;
+using ipc::detail::PipeHookPoint;
+using ipc::detail::PipeTestAccess;
+using ipc::detail::RecordHeader;
+using ipc::detail::RecordKind;
+using ipc::test::ForkedChild;
+using ipc::test::patience;
+using ipc::test::PipeSignal;
+using namespace std::chrono_literals;
+using Catch::Contains;
+
+namespace {
+
+std::vector<std::byte> patterned(uint64_t seq, size_t size) {
+  std::vector<std::byte> m(size);
+  for (size_t i = 0; i < size; ++i) m[i] = static_cast<std::byte>((seq * 131 + i * 7) & 0xff);
+  return m;
+}
+
+// 16 KiB rings carry records of up to 4088 bytes: a 6000-byte message is two parts, a 10000-byte one three, and
+// either fits the ring whole while nobody reads.
+PipeOptions ring_16k() {
+  PipeOptions o;
+  o.ring_bytes = 16384;
+  return o;
+}
+
+// The record header at byte `offset` of the ring's record space.
+RecordHeader* record_at(ipc::detail::ByteRing& ring, size_t offset) {
+  return reinterpret_cast<RecordHeader*>(reinterpret_cast<std::byte*>(&ring.header() + 1) + offset);
+}
+
+// A child that sends message `seq` of `bytes` bytes on `tx` and stops after its first part until resume() (or
+// until it gives up waiting, so that a test whose receiver blocks where it must not fails instead of hanging).
+PipeSignal* g_part_sent = nullptr;
+PipeSignal* g_resume = nullptr;
+void stop_after_part(PipeHookPoint) {
+  g_part_sent->notify();
+  (void)g_resume->wait(patience(10s));
+}
+
+class StoppedSender {
+ public:
+  StoppedSender(ipc::Connection& rx, ipc::Connection& tx, uint64_t seq, size_t bytes)
+      : child_([&, this] {
+          rx.close();
+          g_part_sent = &part_sent_;
+          g_resume = &resume_;
+          ipc::detail::g_pipe_test_hook.store(stop_after_part, std::memory_order_relaxed);
+          return tx.send_bytes(patterned(seq, bytes)) == Outcome::kOk ? 0 : 2;
+        }) {}
+  // True once the child has sent its first part and stopped.
+  bool stopped() { return part_sent_.wait(); }
+  void resume() { resume_.notify(); }
+  ForkedChild& child() { return child_; }
+
+ private:
+  PipeSignal part_sent_, resume_;
+  ForkedChild child_;
+};
+
+}  // namespace
+
+TEST_CASE("a corrupt record in shared memory is StreamCorrupted, never an over-read", "[pipe][corrupt]") {
+  auto [rx, tx] = Pipe(ring_16k());
+  REQUIRE(tx.send_bytes(patterned(1, 10000)) == Outcome::kOk);  // kFirst at 0, kMore at 4096, kLast at 8192
+  auto& ring = PipeTestAccess::receiving_ring(rx);
+  REQUIRE(record_at(ring, 0)->kind == RecordKind::kFirst);
+  REQUIRE(record_at(ring, 4096)->kind == RecordKind::kMore);
+  std::string expected;
+  SECTION("a part longer than the ring allows") {
+    record_at(ring, 4096)->payload_bytes = 0x7fff0000;
+    expected = "record of 2147418112 bytes";
+  }
+  SECTION("a record kind that does not exist") {
+    record_at(ring, 0)->kind = static_cast<RecordKind>(77);
+    expected = "unknown record kind 77";
+  }
+  SECTION("a message total larger than its parts") {
+    const uint64_t huge = uint64_t{1} << 62;
+    std::memcpy(record_at(ring, 0) + 1, &huge, sizeof huge);
+    expected = "ended after 10000 of its 4611686018427387904 bytes";
+  }
+  SECTION("a message total smaller than its parts") {
+    const uint64_t small = 5000;
+    std::memcpy(record_at(ring, 0) + 1, &small, sizeof small);
+    expected = "overruns its 5000 bytes";
+  }
+  std::vector<std::byte> got;
+  auto names_the_fault = Catch::Matchers::Predicate<ipc::StreamCorrupted>(
+      [&](const ipc::StreamCorrupted& e) { return std::string(e.what()).find(expected) != std::string::npos; },
+      "the message names what was wrong");
+  CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault);
+  // The stream cannot be trusted past a corrupt record: every later recv says so too.
+  CHECK_THROWS_AS(rx.recv_bytes(got, 0ms), ipc::StreamCorrupted);
+}
+
+TEST_CASE("two senders on one end put the stream out of step: StreamCorrupted, not a heap overflow",
+          "[pipe][corrupt][process]") {
+  auto [rx, tx] = Pipe(ring_16k());
+  StoppedSender sender(rx, tx, 1, 6000);
+  REQUIRE(sender.stopped());
+  // The child is between the two parts of its message; this process holds a copy of the same end and sends too.
+  REQUIRE(tx.send_bytes(patterned(2, 6000)) == Outcome::kOk);
+  std::vector<std::byte> got;
+  CHECK_THROWS_WITH(rx.recv_bytes(got, patience(10s)), Contains("out of step") && Contains("two senders"));
+  sender.resume();
+  CHECK(sender.child().wait() == 0);
+}
+
+TEST_CASE("recv with a timeout returns in time when the sender stops between the parts of a message",
+          "[pipe][timeout][process]") {
+  auto [rx, tx] = Pipe(ring_16k());
+  StoppedSender sender(rx, tx, 1, 6000);
+  tx.close();
+  REQUIRE(sender.stopped());
+  std::vector<std::byte> got;
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(rx.recv_bytes(got, 200ms) == Outcome::kTimeout);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  CHECK(waited >= 200ms);
+  CHECK(waited < 200ms + patience(2s));
+  // The part already taken is kept: once the sender goes on, the next recv returns the whole message.
+  sender.resume();
+  REQUIRE(rx.recv_bytes(got, patience(10s)) == Outcome::kOk);
+  CHECK(got == patterned(1, 6000));
+  CHECK(sender.child().wait() == 0);
+  CHECK(rx.recv_bytes(got, patience(10s)) == Outcome::kClosed);
+}
+
+TEST_CASE("send with a timeout returns in time when the receiver stops reading in the middle of a message, "
+          "and the receiver never sees that message",
+          "[pipe][timeout][process]") {
+  PipeOptions o;
+  o.ring_bytes = 4096;  // parts of up to 1016 bytes: a 20000-byte message cannot fit while nobody reads
+  auto [rx, tx] = Pipe(o);
+  PipeSignal timed_out;
+  ForkedChild child([&, &rx_end = rx, &tx_end = tx] {
+    rx_end.close();
+    const auto t0 = std::chrono::steady_clock::now();
+    if (tx_end.send_bytes(patterned(1, 20000), 200ms) != Outcome::kTimeout) return 2;
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    if (waited < 200ms || waited > 200ms + patience(2s)) return 3;
+    timed_out.notify();
+    // The next message, sent once the receiver reads again, is the next thing it receives.
+    return tx_end.send_bytes(patterned(2, 3000)) == Outcome::kOk ? 0 : 4;
+  });
+  tx.close();
+  // Read nothing until the child's timed send is over.
+  REQUIRE(timed_out.wait(patience(10s)));
+  std::vector<std::byte> got;
+  REQUIRE(rx.recv_bytes(got, patience(10s)) == Outcome::kOk);
+  CHECK(got == patterned(2, 3000));
+  CHECK(child.wait() == 0);
+  CHECK(rx.recv_bytes(got, patience(10s)) == Outcome::kClosed);
+}
