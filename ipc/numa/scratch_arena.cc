@@ -120,13 +120,16 @@ void ScratchArena::throw_exhausted(size_t count, size_t size) const {
 }
 
 void ScratchArena::reset(size_t keep_bytes) {
-  size_t keep = (keep_bytes + kPage - 1) & ~(kPage - 1);
-  if (huge_ != HugeMode::kNone) keep = (keep_bytes + kHugePage - 1) & ~(kHugePage - 1);
-  if (keep < touched_ && keep < capacity_) {
-    // Pages past `keep` go back to the kernel; the range stays reserved and keeps its policy, so they fault in
-    // again on the node next time. For hugetlb mappings the pages return to the reserved pool.
-    ::madvise(base_ + keep, capacity_ - keep, MADV_DONTNEED);
-    touched_ = keep;
+  if (keep_bytes < touched_) {
+    // Rounded to whole pages of the arena's kind; cannot overflow, as keep_bytes < touched_ <= capacity_.
+    const size_t granule = huge_ != HugeMode::kNone ? kHugePage : kPage;
+    const size_t keep = (keep_bytes + granule - 1) & ~(granule - 1);
+    if (keep < touched_) {
+      // Pages past `keep` go back to the kernel; the range stays reserved and keeps its policy, so they fault in
+      // again on the node next time. For hugetlb mappings the pages return to the reserved pool.
+      ::madvise(base_ + keep, capacity_ - keep, MADV_DONTNEED);
+      touched_ = keep;
+    }
   }
   used_ = 0;
 }

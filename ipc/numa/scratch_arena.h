@@ -5,8 +5,8 @@
 //   std::pmr::vector<int> v(arena.resource());                 // standard containers on the arena
 //   arena.reset();                                             // everything above is gone; the pages stay
 //
-// A Pool gives each worker one (ipc::scratch() in pool.h), reset after every task, so a task allocates freely and
-// never frees: the arena is a private heap whose lifetime is the task, as PyParallel gives each parallel context.
+// Meant as a task's private heap, reset when the task ends, as PyParallel gives each parallel context one: the task
+// allocates freely and never frees. (Pool workers do not get one yet; a task may make its own.)
 // The address range is reserved at construction and pages are faulted in on first touch, under a BIND policy to
 // the arena's node when it has one (so they land on that node or the allocation fails loudly, never silently
 // elsewhere). Where transparent huge pages are enabled the range is 2 MiB aligned and advised MADV_HUGEPAGE; with
