@@ -13,6 +13,7 @@
 #include <iterator>
 
 #include "ipc/base/error.h"
+#include "ipc/base/wait.h"
 
 namespace ipc::test {
 
@@ -34,6 +35,12 @@ bool sleeping(pid_t pid) {
   const auto name_end = stat.rfind(')');  // "pid (comm) state ...": comm may hold spaces and parentheses
   return name_end != std::string::npos && name_end + 2 < stat.size() && stat[name_end + 2] == 'S';
 }
+
+// 100 times kWakeDeadline: a missed wake-up is never saved by a re-check during a test.
+StretchedRechecks::StretchedRechecks() {
+  ipc::detail::stretch_rechecks_for_testing(static_cast<uint32_t>(100 * kWakeDeadline / ipc::detail::kMaxSleep));
+}
+StretchedRechecks::~StretchedRechecks() { ipc::detail::stretch_rechecks_for_testing(1); }
 
 SharedMapping::SharedMapping(size_t bytes) : bytes_(bytes) {
   base_ = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -128,6 +128,43 @@ class ForkedChild {
 std::string exit_problem(ForkedChild& child, int expected, const std::string& label,
                          std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
 
+// How long a blocked call in a wake-up test may wait for the wake-up: it normally takes microseconds; a second
+// when the machine is busy.
+inline constexpr std::chrono::milliseconds kWakeDeadline = patience(std::chrono::seconds(10));
+
+// While one lives, the library's periodic re-checks (every sleep through ipc/base/wait.h's sleep_slice: queues,
+// semaphores, barriers) last far longer than kWakeDeadline, in this process and in the children it forks
+// meanwhile, so that only a wake-up ends a sleep within a test's deadline. Restores the normal period when
+// destroyed. One at a time, in one thread of the test.
+class StretchedRechecks {
+ public:
+  StretchedRechecks();
+  ~StretchedRechecks();
+  StretchedRechecks(const StretchedRechecks&) = delete;
+  StretchedRechecks& operator=(const StretchedRechecks&) = delete;
+};
+
+// For a test that a wake-up reaches a sleeping process: forks a child that runs `blocked` (a call that sleeps
+// until `wake` happens, bounded by kWakeDeadline, and returns true when it succeeded, e.g. a get that returned
+// kOk), waits until the child sleeps in the kernel, runs `wake` here, and says what was not as expected as
+// exit_problem() does: empty when `blocked` returned true within kWakeDeadline; the child exits with 1 when it
+// returned false, with 2 when it returned true only after kWakeDeadline (a re-check found the change, nobody woke
+// the child). Under StretchedRechecks a missing wake-up thus fails the test instead of being saved by a re-check.
+template <typename Blocked, typename Wake>
+  requires std::predicate<Blocked&> && std::invocable<Wake&>
+std::string wake_problem(const std::string& label, Blocked blocked, Wake wake) {
+  ForkedChild child([&] {
+    const auto start = std::chrono::steady_clock::now();
+    if (!blocked()) return 1;
+    return std::chrono::steady_clock::now() - start < kWakeDeadline ? 0 : 2;
+  });
+  if (!wait_until([&] { return sleeping(child.pid()); })) {
+    return label + " (pid " + std::to_string(child.pid()) + ") never went to sleep";
+  }
+  wake();
+  return exit_problem(child, 0, label + " (exit 1: its call failed, 2: it returned only after kWakeDeadline)");
+}
+
 // A cross-process signal through a pipe: "I am ready" without sleeping for a guessed time. Each notify() writes
 // one byte and each wait() consumes one, so N children may each notify once and the parent waits N times.
 class PipeSignal {
