@@ -5,8 +5,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -27,6 +29,20 @@ std::chrono::microseconds children_cpu_time() {
   if (getrusage(RUSAGE_CHILDREN, &ru) != 0) throw_errno("getrusage(RUSAGE_CHILDREN)");
   return std::chrono::seconds(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+namespace {
+// When this process started, near enough: when the test binary's static objects were built.
+const std::chrono::steady_clock::time_point g_process_start = std::chrono::steady_clock::now();
+}  // namespace
+
+std::chrono::milliseconds time_left() {
+  using std::chrono::milliseconds;
+  const char* timeout_s = std::getenv("TEST_TIMEOUT");  // set by `bazel test`, in seconds
+  if (timeout_s == nullptr || std::atoi(timeout_s) <= 0) return patience(std::chrono::seconds(300));
+  const auto budget = std::chrono::seconds(std::atoi(timeout_s)) * 9 / 10;
+  const auto left = std::chrono::duration_cast<milliseconds>(budget - (std::chrono::steady_clock::now() - g_process_start));
+  return std::max(left, milliseconds(1000));
 }
 
 bool sleeping(pid_t pid) {

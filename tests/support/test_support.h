@@ -56,6 +56,13 @@ inline constexpr int kPatienceFactor = 1;
 // kPatienceFactor. Any thread.
 constexpr std::chrono::milliseconds patience(std::chrono::milliseconds base) { return base * kPatienceFactor; }
 
+// How long this test process may still wait for another process before Bazel's timeout for the test would kill
+// it: Bazel's TEST_TIMEOUT (already scaled for sanitizer builds, .bazelrc) less a tenth kept for reporting, minus
+// the time since the process started; patience(300 s) when run outside Bazel; at least 1 s. The default timeout of
+// the waits below, so that a child slowed down by a busy machine is waited for as long as the test may run, and
+// one that never finishes is still named before Bazel ends the test. Any thread.
+std::chrono::milliseconds time_left();
+
 // Whether process `pid` sleeps in the kernel now (state 'S' in /proc/PID/stat: a futex wait, a poll), for a test
 // that must act while another process is asleep. False when there is no such process. Any thread.
 bool sleeping(pid_t pid);
@@ -64,7 +71,7 @@ bool sleeping(pid_t pid);
 // did. For events another process makes visible in shared memory or /proc, without guessing a sleep.
 template <typename F>
   requires std::predicate<F&>
-bool wait_until(F condition, std::chrono::milliseconds timeout = patience(std::chrono::seconds(60))) {
+bool wait_until(F condition, std::chrono::milliseconds timeout = time_left()) {
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (!condition()) {
     if (std::chrono::steady_clock::now() > until) return false;
@@ -112,7 +119,7 @@ class ForkedChild {
   pid_t pid() const { return process_.pid(); }
   // Waits for the child to end and reaps it; returns its exit code (>= 0) or minus the signal that killed it, or
   // nullopt after `timeout` (the child keeps running). Once reaped, returns the same value again at once.
-  std::optional<int> wait(std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
+  std::optional<int> wait(std::chrono::milliseconds timeout = time_left());
   // Sends `signal` to the child unless it has been reaped.
   void kill(int signal) { process_.send_signal(signal); }
   Process& process() { return process_; }
@@ -126,7 +133,7 @@ class ForkedChild {
 // (expected: exit 0)", "... exited with 1 ..." or "... was killed by signal 6 (Aborted) ...". For a check that
 // prints the reason when it fails: CHECK(exit_problem(child, 0, "producer 1") == "").
 std::string exit_problem(ForkedChild& child, int expected, const std::string& label,
-                         std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
+                         std::chrono::milliseconds timeout = time_left());
 
 // How long a blocked call in a wake-up test may wait for the wake-up: it normally takes microseconds; a second
 // when the machine is busy.
@@ -176,7 +183,7 @@ class PipeSignal {
 
   void notify();
   // True when a notification arrived within `timeout`.
-  bool wait(std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
+  bool wait(std::chrono::milliseconds timeout = time_left());
 
  private:
   int fds_[2];
