@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <iterator>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <ranges>
@@ -20,6 +21,7 @@
 #include "ipc/numa/placement.h"
 #include "ipc/numa/topology.h"
 #include "ipc/pipe/connection.h"
+#include "ipc/pipe/listener.h"
 #include "ipc/pool/pool.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
@@ -145,6 +147,20 @@ TEST_CASE("the README's queue, pipe, sync and shared snippets work", "[readme]")
   std::vector<std::byte> bytes = ipc::encode(std::tuple{1, std::string("x"), std::vector<double>{2.5}});
   auto back = ipc::decode<std::tuple<int, std::string, std::vector<double>>>(bytes);
   CHECK(std::get<1>(back) == "x");
+}
+
+TEST_CASE("the README's listener snippet works", "[readme]") {
+  const std::vector<std::uint8_t> key(32, 7);
+  const std::string name = ipc::test::unique_name("tour");
+  ipc::Listener listener(name, key);
+  ipc::Process client = ipc::Process::start([&] {
+    ipc::Connection c = ipc::connect(name, key);
+    (void)c.send(std::string("to be or not to be"));
+  });
+  ipc::Connection served = listener.accept();
+  CHECK(served.recv<std::string>() == "to be or not to be");
+  CHECK(served.recv<std::string>() == std::nullopt);  // the client exited: end of stream
+  CHECK(client.join(ipc::test::patience(std::chrono::seconds(60))) == 0);
 }
 
 TEST_CASE("the README's manager snippet works", "[readme]") {
