@@ -10,6 +10,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -24,6 +25,8 @@
 #include <tuple>
 #include <vector>
 
+#include "ipc/base/process.h"
+#include "ipc/pipe/listener.h"
 #include "tests/readme_tour/blocks.h"
 #include "tests/support/test_support.h"
 
@@ -136,4 +139,20 @@ TEST_CASE("the README's manager block runs", "[readme]") {
 #include "tests/readme_tour/manager.inc"
   CHECK(results.size() == 1);
   CHECK(counter.add(0) == 1000);
+}
+
+// The Listener snippet is the pipe section's second block, which tests/readme_tour.py does not extract (it takes
+// each section's first): this case is a copy of it, kept beside the generated ones.
+TEST_CASE("the README's listener snippet works", "[readme]") {
+  const std::vector<std::uint8_t> key(32, 7);
+  const std::string name = ipc::test::unique_name("tour");
+  ipc::Listener listener(name, key);
+  ipc::Process client = ipc::Process::start([&] {
+    ipc::Connection c = ipc::connect(name, key);
+    (void)c.send(std::string("to be or not to be"));
+  });
+  ipc::Connection served = listener.accept();
+  CHECK(served.recv<std::string>() == "to be or not to be");
+  CHECK(served.recv<std::string>() == std::nullopt);  // the client exited: end of stream
+  CHECK(client.join(ipc::test::patience(std::chrono::seconds(60))) == 0);
 }
