@@ -285,7 +285,9 @@ ObjectView view_queue(const ipc::Segment& seg, const ipc::BlockInfo& b) {
 
 template <typename L>
 ObjectView view_lock(const ipc::Segment& seg, const ipc::BlockInfo& b) {
-  const auto owner = seg.find<L>(b.name)->owner();
+  const L* lock = seg.find<L>(b.name);
+  if (!lock) return {"(removed meanwhile)", {}};
+  const auto owner = lock->owner();
   if (!owner) return {"free", {{"owner", Json()}}};
   return {std::string(owner->alive ? "held by " : "owner died: ") + std::to_string(owner->thread_id) +
               (owner->alive ? " (alive)" : " (dead; the next acquirer gets kOwnerDied)"),
