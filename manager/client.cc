@@ -490,6 +490,18 @@ std::vector<ObjectRef> Client::objects() {
   return out;
 }
 
+ManagerStatus Client::status() {
+  auto& s = session();
+  auto response = s.wait(send(s, s.manager().statusRequest(kSmallRequest)));
+  ManagerStatus out;
+  for (auto r : response.getObjects()) out.objects.push_back(ObjectRef{str(r.getName()), from_wire(r.getKind())});
+  for (auto c : response.getClients()) {
+    out.clients.push_back(ConnectedClient{c.getPid(), c.getUid(), c.getAuthenticated(),
+                                          std::chrono::milliseconds(c.getConnectedMs())});
+  }
+  return out;
+}
+
 capnp::Capability::Client Client::service(std::string_view name) {
   auto& s = session();
   auto request = s.manager().getServiceRequest(words(name));

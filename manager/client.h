@@ -41,10 +41,25 @@
 #include <kj/async.h>
 
 #include "manager/errors.h"
+#include "manager/key_file.h"
 #include "manager/manager.capnp.h"
 #include "manager/value.h"
 
 namespace ipc::manager {
+
+// One open connection to a Manager, as Client::status() reports it.
+struct ConnectedClient {
+  std::int32_t pid = 0;  // the peer process when it connected (SO_PEERCRED); 0 when unknown
+  std::uint32_t uid = 0;
+  bool authenticated = false;  // false: still in the challenge-response handshake
+  std::chrono::milliseconds connected_for{0};
+};
+
+// What a Manager holds: its objects (sorted by name) and its open connections.
+struct ManagerStatus {
+  std::vector<ObjectRef> objects;
+  std::vector<ConnectedClient> clients;
+};
 
 // How Client::dict() and friends treat a missing object.
 enum class Open {
@@ -445,6 +460,8 @@ class Client {
   bool remove(std::string_view name);
   // Every object, sorted by name.
   [[nodiscard]] std::vector<ObjectRef> objects();
+  // Every object and every open connection (this one included), in one snapshot; `numa_mp manager status`.
+  [[nodiscard]] ManagerStatus status();
 
   // A user capability the server registered with Server::serve(). ipc::NotFound when there is none by that name.
   // The interface is not checked here; calling a method it lacks fails with ipc::Unsupported.

@@ -2,12 +2,11 @@
 //
 //   ipc-manager --socket /run/user/1000/myapp/manager.sock --key-file ~/.config/myapp/manager.key
 //
-// The key file holds the shared key (at least 16 bytes; trailing newlines are ignored) and must not be readable by
-// group or others. The socket's directory is created (0700) if missing and must be private. SIGTERM or SIGINT
-// stops the server cleanly (socket removed). Exit status: 0 after a clean stop, 2 for bad usage, 1 otherwise.
-#include <fcntl.h>
+// The key file holds the shared key (at least 16 bytes; trailing newlines are ignored; `numa_mp manager key FILE`
+// writes one) and must not be accessible by group or others (ipc::manager::load_key reads it). The socket's
+// directory is created (0700) if missing and must be private. SIGTERM or SIGINT stops the server cleanly (socket
+// removed). Exit status: 0 after a clean stop, 2 for bad usage, 1 otherwise.
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -15,9 +14,9 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
-#include <vector>
 
 #include "ipc/base/error.h"
+#include "manager/key_file.h"
 #include "manager/server.h"
 
 namespace {
@@ -26,36 +25,6 @@ ipc::manager::Server* g_server = nullptr;
 
 extern "C" void on_stop_signal(int) {
   if (g_server != nullptr) g_server->stop();
-}
-
-std::vector<std::uint8_t> read_key_file(const std::string& path) {
-  int fd = ipc::retry_on_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
-  if (fd < 0) ipc::throw_errno("open key file " + path);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw ipc::SystemError(err, "fstat " + path);
-  }
-  if ((st.st_mode & 077) != 0) {
-    ::close(fd);
-    throw ipc::InvalidArgument("key file " + path + " is readable by group or others; chmod 600 it");
-  }
-  std::vector<std::uint8_t> key;
-  std::uint8_t buf[4096];
-  for (;;) {
-    ssize_t n = ipc::retry_on_eintr([&] { return ::read(fd, buf, sizeof buf); });
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      throw ipc::SystemError(err, "read " + path);
-    }
-    if (n == 0) break;
-    key.insert(key.end(), buf, buf + n);
-  }
-  ::close(fd);
-  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
-  return key;
 }
 
 }  // namespace
@@ -87,7 +56,7 @@ int main(int argc, char** argv) {
   }
   try {
     ipc::manager::Server server(
-        ipc::manager::ServerOptions{socket_path, read_key_file(key_file), max_message_bytes,
+        ipc::manager::ServerOptions{socket_path, ipc::manager::load_key(key_file), max_message_bytes,
                                     std::chrono::milliseconds(auth_timeout_ms)});
     g_server = &server;
     struct sigaction sa {};

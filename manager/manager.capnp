@@ -89,6 +89,17 @@ interface Manager {
 
   # A user interface registered with the server (`Server::serve`); "[StateError]" when no such service.
   getService @3 (name :Text) -> (service :Capability);
+
+  # What the server holds now: every object (as `list`) and every open connection, the caller's included.
+  status @4 () -> (objects :List(ObjectRef), clients :List(ConnectedClient));
+}
+
+# One open connection to the server, as `status` reports it.
+struct ConnectedClient {
+  pid @0 :Int32;               # the peer process (SO_PEERCRED when it connected); 0 when unknown
+  uid @1 :UInt32;
+  authenticated @2 :Bool;      # false: still in the challenge-response handshake
+  connectedMs @3 :UInt64;      # how long ago it connected, in milliseconds
 }
 
 interface Dict {

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <utility>
 
 #include "ipc/base/error.h"
@@ -42,11 +43,65 @@ namespace {
 
 std::span<const std::uint8_t> span_of(capnp::Data::Reader d) { return {d.begin(), d.size()}; }
 
+// The open connections, for Manager.status. Lives in run() beside the registry, on the server's thread: each
+// Connection joins on construction and leaves when it is dropped.
+class ClientTable {
+ public:
+  struct Entry {
+    ucred peer;  // pid 0 when the kernel could not say
+    std::chrono::steady_clock::time_point since;
+    const detail::SocketVatNetwork* network;  // still in the handshake: not authenticated
+  };
+  class Member {
+   public:
+    Member(ClientTable& table, Entry entry) : table_(table), it_(table.entries_.insert(table.entries_.end(), entry)) {}
+    ~Member() { table_.entries_.erase(it_); }
+    Member(const Member&) = delete;
+    Member& operator=(const Member&) = delete;
+
+   private:
+    ClientTable& table_;
+    std::list<Entry>::iterator it_;
+  };
+
+  void fill(capnp::List<wire::ConnectedClient>::Builder out) const {
+    const auto now = std::chrono::steady_clock::now();
+    unsigned i = 0;
+    for (const Entry& e : entries_) {
+      out[i].setPid(e.peer.pid);
+      out[i].setUid(e.peer.uid);
+      out[i].setAuthenticated(!e.network->in_handshake());
+      out[i].setConnectedMs(static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - e.since).count()));
+      ++i;
+    }
+  }
+  unsigned size() const { return static_cast<unsigned>(entries_.size()); }
+
+ private:
+  std::list<Entry> entries_;
+};
+
+// The peer of a Unix socket; pid 0 (unknown) when the kernel cannot say.
+ucred peer_of(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) cred = ucred{};
+  return cred;
+}
+
+void fill_refs(capnp::List<wire::ObjectRef>::Builder out, const std::vector<ObjectRef>& refs) {
+  for (unsigned i = 0; i < refs.size(); ++i) {
+    out[i].setName(capnp::Text::Reader(refs[i].name.data(), refs[i].name.size()));
+    out[i].setKind(to_wire(refs[i].kind));
+  }
+}
+
 class ManagerImpl final : public wire::Manager::Server {
  public:
   // `link`: the connection this Manager was handed to (objects opened through it may follow their replies there).
-  ManagerImpl(detail::Registry& registry, kj::Own<detail::NetworkRef> link)
-      : registry_(registry), link_(kj::mv(link)) {}
+  ManagerImpl(detail::Registry& registry, const ClientTable& clients, kj::Own<detail::NetworkRef> link)
+      : registry_(registry), clients_(clients), link_(kj::mv(link)) {}
 
   kj::Promise<void> open(OpenContext c) override {
     auto p = c.getParams();
@@ -60,11 +115,14 @@ class ManagerImpl final : public wire::Manager::Server {
   }
   kj::Promise<void> list(ListContext c) override {
     auto refs = registry_.list();
-    auto out = c.getResults().initObjects(static_cast<unsigned>(refs.size()));
-    for (unsigned i = 0; i < refs.size(); ++i) {
-      out[i].setName(capnp::Text::Reader(refs[i].name.data(), refs[i].name.size()));
-      out[i].setKind(to_wire(refs[i].kind));
-    }
+    fill_refs(c.getResults().initObjects(static_cast<unsigned>(refs.size())), refs);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> status(StatusContext c) override {
+    auto refs = registry_.list();
+    auto r = c.getResults();
+    fill_refs(r.initObjects(static_cast<unsigned>(refs.size())), refs);
+    clients_.fill(r.initClients(clients_.size()));
     return kj::READY_NOW;
   }
   kj::Promise<void> getService(GetServiceContext c) override {
@@ -74,6 +132,7 @@ class ManagerImpl final : public wire::Manager::Server {
 
  private:
   detail::Registry& registry_;
+  const ClientTable& clients_;
   kj::Own<detail::NetworkRef> link_;
 };
 
@@ -83,9 +142,9 @@ class ManagerImpl final : public wire::Manager::Server {
 // (declared before that RPC system) outlives it.
 class AuthenticatorImpl final : public wire::Authenticator::Server {
  public:
-  AuthenticatorImpl(const std::vector<std::uint8_t>& key, detail::Registry& registry, std::uint64_t max_message_bytes,
-                    detail::SocketVatNetwork& network)
-      : key_(key), registry_(registry), max_message_bytes_(max_message_bytes), network_(network) {}
+  AuthenticatorImpl(const std::vector<std::uint8_t>& key, detail::Registry& registry, const ClientTable& clients,
+                    std::uint64_t max_message_bytes, detail::SocketVatNetwork& network)
+      : key_(key), registry_(registry), clients_(clients), max_message_bytes_(max_message_bytes), network_(network) {}
 
   kj::Promise<void> challenge(ChallengeContext c) override {
     check_not_done();
@@ -113,7 +172,7 @@ class AuthenticatorImpl final : public wire::Authenticator::Server {
     network_.end_handshake();
     detail::Digest proof = detail::server_proof(key_, nonce_, client_nonce);
     auto r = c.getResults();
-    r.setManager(kj::heap<ManagerImpl>(registry_, network_.ref()));
+    r.setManager(kj::heap<ManagerImpl>(registry_, clients_, network_.ref()));
     r.setServerProof(capnp::Data::Reader(proof.data(), proof.size()));
     r.setMaxMessageBytes(max_message_bytes_);
     return kj::READY_NOW;
@@ -128,6 +187,7 @@ class AuthenticatorImpl final : public wire::Authenticator::Server {
 
   const std::vector<std::uint8_t>& key_;
   detail::Registry& registry_;
+  const ClientTable& clients_;
   std::uint64_t max_message_bytes_;
   detail::SocketVatNetwork& network_;
   State state_ = State::kNew;
@@ -139,12 +199,16 @@ class AuthenticatorImpl final : public wire::Authenticator::Server {
 // Until the client authenticates, its messages are limited to what the handshake needs.
 struct Connection {
   Connection(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::ReaderOptions options, const ServerOptions& server,
-             detail::Registry& registry)
-      : network(port, kj::mv(fd), capnp::rpc::twoparty::Side::SERVER, options, detail::kHandshakeMessageBytes),
+             detail::Registry& registry, ClientTable& clients)
+      : peer(peer_of(fd.get())),
+        network(port, kj::mv(fd), capnp::rpc::twoparty::Side::SERVER, options, detail::kHandshakeMessageBytes),
         rpc(capnp::makeRpcServer(
-            network, kj::heap<AuthenticatorImpl>(server.key, registry, server.max_message_bytes, network))) {}
+            network, kj::heap<AuthenticatorImpl>(server.key, registry, clients, server.max_message_bytes, network))),
+        member(clients, ClientTable::Entry{peer, std::chrono::steady_clock::now(), &network}) {}
+  ucred peer;
   detail::SocketVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+  ClientTable::Member member;  // declared last: leaves the table before the network it points to goes
 };
 
 // A connection that fails (malformed bytes, oversized message, protocol error, no authentication in time) ends
@@ -166,6 +230,7 @@ struct Server::Impl {
   std::string created_directory;  // removed by the destructor when this server made it
   std::vector<std::pair<std::string, kj::Own<capnp::Capability::Server>>> pending_services;
   detail::Registry* registry = nullptr;  // set while run() executes
+  ClientTable* clients = nullptr;        // set while run() executes
 
   // Accepts every pending connection, then waits for the listening socket's next readable edge. (Accepted by hand
   // rather than through KJ's listener because the connection's socket goes to SocketVatNetwork as a bare fd.)
@@ -180,7 +245,7 @@ struct Server::Impl {
           capnp::ReaderOptions limits;
           limits.traversalLimitInWords = options.max_message_bytes / sizeof(capnp::word);
           limits.nestingLimit = 64;
-          auto conn = kj::heap<Connection>(port, kj::mv(socket), limits, options, *registry);
+          auto conn = kj::heap<Connection>(port, kj::mv(socket), limits, options, *registry, *clients);
           // Dropping the Connection closes it; the deadline is harmless once the client has authenticated.
           auto& network = conn->network;
           auto deadline = timer.afterDelay(options.authentication_timeout.count() * kj::MILLISECONDS)
@@ -281,6 +346,9 @@ void Server::run() {
   impl_->pending_services.clear();
   impl_->registry = &registry;
   KJ_DEFER(impl_->registry = nullptr);
+  ClientTable clients;  // before the connections, which leave it as they go
+  impl_->clients = &clients;
+  KJ_DEFER(impl_->clients = nullptr);
 
   ConnectionErrors errors;
   // Declared after the registry so that connections (and the capabilities they hold) go first.

@@ -24,6 +24,8 @@
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
+#include "ipc/queue/status.h"
+#include "ipc/segment/segment.h"
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
@@ -35,6 +37,17 @@ namespace {
 constexpr int kProducers = 2;
 constexpr int kConsumers = 2;
 constexpr uint32_t kPer = 3000;
+
+// A child that claims a write slot through the ring internals, sets `claimed` and hangs there until killed:
+// deterministically a producer killed mid-put.
+ipc::test::ForkedChild claim_write_and_hang(ipc::detail::MpmcRing ring, std::atomic<uint32_t>& claimed) {
+  return ipc::test::ForkedChild([ring, &claimed] {
+    uint64_t pos;
+    if (ring.try_claim_write(pos, false) != ipc::detail::Claim::kOk) throw ipc::Error("claim failed");
+    claimed.store(1);
+    for (;;) pause();
+  });
+}
 
 struct Shared {
   std::atomic<uint32_t> committed[kProducers];  // puts that returned kOk
@@ -271,12 +284,7 @@ TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as aband
   ipc::detail::MpmcRing ring(mem.base());
   SharedMapping flag(64);
   auto* claimed = flag.as<std::atomic<uint32_t>>();
-  ipc::test::ForkedChild child([&] {
-    uint64_t pos;
-    if (ring.try_claim_write(pos, false) != ipc::detail::Claim::kOk) throw ipc::Error("claim failed");
-    claimed->store(1);
-    for (;;) pause();
-  });
+  ipc::test::ForkedChild child = claim_write_and_hang(ring, *claimed);
   while (claimed->load() == 0) std::this_thread::yield();
   REQUIRE(q.put(2) == Outcome::kOk);  // behind the stuck slot
   child.kill(SIGKILL);
@@ -424,4 +432,30 @@ TEST_CASE("an SPSC consumer killed at random points or while returning a value l
       CHECK(q.abandoned_count() <= lost);
     }
   }
+}
+
+TEST_CASE("queue_status reads fill level and the message a killed producer abandoned, without the type",
+          "[queue][kill][status]") {
+  auto seg = ipc::Segment::create(ipc::test::unique_name("queue_status"), 1 << 20);
+  auto q = ipc::Queue<uint64_t>::create(seg, "jobs", 8);
+  ipc::detail::MpmcRing ring(seg.find_block("jobs", ipc::detail::kQueueKind).ptr);
+  SharedMapping flag(64);
+  auto* claimed = flag.as<std::atomic<uint32_t>>();
+  ipc::test::ForkedChild child = claim_write_and_hang(ring, *claimed);
+  REQUIRE(ipc::test::wait_until([&] { return claimed->load() == 1; }));
+  REQUIRE(q.put(7) == Outcome::kOk);
+  REQUIRE(q.put(8) == Outcome::kOk);
+  child.kill(SIGKILL);
+  REQUIRE(child.wait() == -SIGKILL);
+  uint64_t v = 0;
+  REQUIRE(q.get(v, 10s) == Outcome::kOk);  // reclaims the dead producer's slot on the way
+
+  const ipc::QueueStatus s = ipc::queue_status(seg, "jobs");
+  CHECK(s.kind == "Queue");
+  CHECK(s.capacity == 8);
+  CHECK(s.size_approx == 1);
+  CHECK(s.abandoned_count == 1);
+  CHECK_FALSE(s.closed);
+  q.close();
+  CHECK(ipc::queue_status(seg, "jobs").closed);
 }

@@ -12,6 +12,7 @@
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
+#include "ipc/queue/status.h"
 #include "tests/support/test_support.h"
 #include "ipc/segment/segment.h"
 
@@ -385,4 +386,26 @@ TEST_CASE("a typed message queue opened for another type is refused at open, nam
   });
   CHECK(ipc::test::exit_problem(child, 0, "opener") == "");
   CHECK(lines.get_value<std::string>() == std::optional<std::string>("kept"));  // the refused open took nothing
+}
+
+TEST_CASE("queue_status covers every queue kind and refuses other objects", "[queue][status]") {
+  auto seg = ipc::Segment::create(ipc::test::unique_name("queue_status_kinds"), 1 << 20);
+  auto spsc = ipc::SpscQueue<uint32_t>::create(seg, "spsc", 4);
+  REQUIRE(spsc.put(1) == Outcome::kOk);
+  auto bytes = ipc::MessageQueue::create(seg, "bytes", 4, 64);
+  REQUIRE(bytes.try_put(std::as_bytes(std::span<const char>("hi", 2))) == Outcome::kOk);
+  (void)ipc::JoinableQueue<int>::create(seg, "joinable", 2);
+  (void)seg.construct<int>("plain", 3);
+
+  std::map<std::string, std::string> kinds;
+  for (const auto& b : seg.blocks()) {
+    if (ipc::is_queue(b)) kinds[b.name] = ipc::queue_status(seg, b.name).kind;
+  }
+  CHECK(kinds == std::map<std::string, std::string>{
+                     {"bytes", "MessageQueue"}, {"joinable", "JoinableQueue"}, {"spsc", "SpscQueue"}});
+  CHECK(ipc::queue_status(seg, "spsc").size_approx == 1);
+  CHECK(ipc::queue_status(seg, "bytes").size_approx == 1);
+  CHECK(ipc::queue_status(seg, "joinable").capacity == 2);
+  CHECK_THROWS_AS(ipc::queue_status(seg, "plain"), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::queue_status(seg, "missing"), ipc::NotFound);
 }

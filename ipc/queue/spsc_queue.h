@@ -123,21 +123,13 @@ class SpscQueue {
   bool closed() const { return h_->closed.load(std::memory_order_acquire) != 0; }  // acquire: see close()
 
   // Any process; estimates.
-  uint64_t size_approx() const {
-    // relaxed: an estimate. head first, so that tail >= head normally holds for the pair we read.
-    const uint64_t hd = h_->head.load(std::memory_order_relaxed);
-    const uint64_t t = h_->tail.load(std::memory_order_relaxed);
-    return t > hd ? t - hd : 0;
-  }
+  uint64_t size_approx() const { return detail::spsc_size_approx(*h_); }
   bool empty_approx() const { return size_approx() == 0; }
   bool full_approx() const { return size_approx() >= capacity(); }
   uint64_t capacity() const { return h_->capacity; }
   // Values lost because a consumer died after taking one, before its get() returned. Any process; slow (it
   // first checks whether the consumer role's holder died inside a get()).
-  uint64_t abandoned_count() const {
-    detail::settle_spsc_consumer(*h_, h_->consumer_pid.load(std::memory_order_acquire));  // acquire: see take_role
-    return h_->abandoned.load(std::memory_order_relaxed);  // relaxed: a counter
-  }
+  uint64_t abandoned_count() const { return detail::spsc_abandoned(*h_); }
 
  private:
   explicit SpscQueue(void* block)

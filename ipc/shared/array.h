@@ -13,6 +13,8 @@
 //   they are first touched, so the kernel places them by it; the policy is shared by every process mapping them.
 // Lifetime: create() in a Segment (or construct_at() in caller memory) once; the length never changes. A process
 //   that dies holding get_lock() is reported to the next holder (Outcome::kOwnerDied, see lock.h).
+// Introspection: inspect_array(segment, name) reads any Array's length, element size, own policy and element
+//   range without knowing T (for tools such as `numa_mp inspect`); read-only, any process.
 // Errors: index out of range in at() throws InvalidArgument, and so does a length whose byte size does not fit in
 //   64 bits (before anything is allocated); a policy that is invalid for this machine throws
 //   numa::PolicyError or Unsupported before anything is created; open of a missing name throws NotFound; create
@@ -43,8 +45,39 @@ struct ArrayOptions {
   std::optional<numa::MemoryPolicy> policy;
 };
 
+// What inspect_array() reports about an Array of any element type.
+struct ArrayInfo {
+  uint64_t length = 0;
+  uint64_t element_bytes = 0;
+  const void* data = nullptr;  // element 0, in this process's mapping of the segment
+  uint64_t data_bytes = 0;     // length * element_bytes
+  // The array's own policy (ArrayOptions::policy, as the kernel holds it for the element pages); nullopt when it
+  // was created without one and its pages follow the segment's policy.
+  std::optional<numa::MemoryPolicy> policy;
+};
+
+// The Array named `name`, whatever its element type. Read-only; any process that opened the segment. Throws
+// NotFound when there is none, InvalidArgument when the name holds another kind of object.
+inline ArrayInfo inspect_array(const Segment& segment, std::string_view name);
+
+// The element-type-independent part of every Array<T>: the layout in shared memory (one class holds every data
+// member, so Array<T> stays standard-layout) and what inspect_array() reads.
+class ArrayHeader {
+ protected:
+  ArrayHeader(uint64_t length, uint64_t data_offset, uint64_t element_bytes, bool own_policy)
+      : length_(length), data_offset_(data_offset), element_bytes_(element_bytes), own_policy_(own_policy) {}
+
+  Lock lock_;
+  uint64_t length_;
+  uint64_t data_offset_;    // bytes from `this` to element 0: the same in every process
+  uint64_t element_bytes_;  // sizeof(T) of the creator, checked by open()
+  uint64_t own_policy_;     // 1: the elements carry ArrayOptions::policy (on their own pages); 0: the segment's
+
+  friend ArrayInfo inspect_array(const Segment& segment, std::string_view name);
+};
+
 template <typename T>
-class Array {
+class Array : public ArrayHeader {
   static_assert(std::is_trivially_copyable_v<T>, "Array<T> copies T bytes between processes");
   static_assert(!std::is_pointer_v<T>, "a pointer means nothing in another process: store an offset");
 
@@ -92,7 +125,7 @@ class Array {
       throw InvalidArgument("Array::construct_at: memory must be page-aligned when a policy is given");
     }
     const size_t data_offset = options.policy ? kPageBytes : round_up(sizeof(Array), alignof(T));
-    auto* a = new (memory) Array(length, data_offset);
+    auto* a = new (memory) Array(length, data_offset, options.policy.has_value());
     T* data = a->data();
     if (options.policy) options.policy->apply(data, round_up(length * sizeof(T), kPageBytes));
     for (size_t i = 0; i < length; ++i) new (data + i) T();  // the first touch, after the policy
@@ -131,17 +164,27 @@ class Array {
   Lock& get_lock() { return lock_; }
 
  private:
-  Array(size_t length, size_t data_offset)
-      : length_(length), data_offset_(data_offset), element_bytes_(sizeof(T)) {
+  Array(size_t length, size_t data_offset, bool own_policy)
+      : ArrayHeader(length, data_offset, sizeof(T), own_policy) {
     static_assert(std::is_standard_layout_v<Array>, "Array<T> lives in shared memory");
+    static_assert(sizeof(Array) == sizeof(ArrayHeader), "inspect_array reads every Array<T> as its header");
   }
   static constexpr size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
   std::atomic_ref<T> elem(size_t i) const { return std::atomic_ref<T>(const_cast<T&>(data()[i])); }
-
-  Lock lock_;
-  uint64_t length_;
-  uint64_t data_offset_;    // bytes from `this` to element 0: the same in every process
-  uint64_t element_bytes_;  // sizeof(T) of the creator, checked by open()
 };
+
+inline ArrayInfo inspect_array(const Segment& segment, std::string_view name) {
+  // Every Array<T> has the same kind, whatever T.
+  auto block = segment.find_block(name, Array<std::byte>::kKind);
+  if (!block.ptr) throw NotFound("segment '" + segment.name() + "' has no Array named '" + std::string(name) + "'");
+  const auto& h = *static_cast<const ArrayHeader*>(block.ptr);
+  ArrayInfo info;
+  info.length = h.length_;
+  info.element_bytes = h.element_bytes_;
+  info.data = static_cast<const char*>(block.ptr) + h.data_offset_;
+  info.data_bytes = h.length_ * h.element_bytes_;
+  if (h.own_policy_ != 0) info.policy = numa::MemoryPolicy::of_address(info.data);
+  return info;
+}
 
 }  // namespace ipc

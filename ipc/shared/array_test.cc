@@ -72,6 +72,23 @@ TEST_CASE("an interleaved array's pages land on the policy's nodes and the polic
   CHECK(placement.pages_on(0) == placement.total_pages);  // every page was touched at creation, after mbind
   CHECK(MemoryPolicy::of_address(a.data()) == policy);
 
+  // Read without the element type, as `numa_mp inspect` does: the array's own policy, not the segment's default.
+  const ipc::ArrayInfo info = ipc::inspect_array(segment, "big");
+  CHECK(info.length == kLength);
+  CHECK(info.element_bytes == sizeof(double));
+  CHECK(info.data == a.data());
+  CHECK(info.data_bytes == bytes);
+  REQUIRE(info.policy.has_value());
+  CHECK(*info.policy == policy);
+  auto& plain = ipc::Array<int32_t>::create(segment, "plain", 10);
+  const ipc::ArrayInfo plain_info = ipc::inspect_array(segment, "plain");
+  CHECK_FALSE(plain_info.policy.has_value());
+  CHECK(plain_info.length == 10);
+  CHECK(plain_info.data == plain.data());
+  CHECK_THROWS_AS(ipc::inspect_array(segment, "missing"), ipc::NotFound);
+  (void)ipc::Lock::create(segment, "a lock");
+  CHECK_THROWS_AS(ipc::inspect_array(segment, "a lock"), ipc::InvalidArgument);
+
   auto& same = ipc::Array<double>::open(segment, "big");
   CHECK(&same == &a);
   CHECK_THROWS_AS(ipc::Array<float>::open(segment, "big"), ipc::InvalidArgument);  // element size differs

@@ -1,6 +1,10 @@
 #include "ipc/sync/lock.h"
 
+#include <linux/futex.h>
+
 #include <string>
+
+#include "ipc/base/process.h"
 
 namespace ipc::sync_internal {
 
@@ -24,6 +28,18 @@ void OwnedMutex<K>::on_acquired(Outcome r) {
   } else {
     ++depth_;
   }
+}
+
+template <RobustMutex::Kind K>
+std::optional<LockOwner> OwnedMutex<K>::owner() const {
+  const uint32_t word = mutex_.lock_word();
+  if (const pid_t tid = static_cast<pid_t>(word & FUTEX_TID_MASK); tid != 0) {
+    return LockOwner{tid, !process_dead(static_cast<uint32_t>(tid))};
+  }
+  // The kernel clears a dead owner's id from the word and sets OWNER_DIED; owner_tid_ still names it, since only
+  // a release clears it. Relaxed: see owner_tid_.
+  if (word & FUTEX_OWNER_DIED) return LockOwner{owner_tid_.load(std::memory_order_relaxed), false};
+  return std::nullopt;
 }
 
 template <RobustMutex::Kind K>

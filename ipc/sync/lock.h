@@ -39,6 +39,12 @@ namespace ipc {
 
 class Segment;
 
+// Who holds a Lock or RLock, as owner() reads it.
+struct LockOwner {
+  pid_t thread_id = 0;  // the owner thread's kernel id (its process's pid for a single-threaded process)
+  bool alive = true;    // false: the owner died holding it, and nobody has acquired it since
+};
+
 namespace sync_internal {
 
 // The body of Lock (kNormal) and RLock (kRecursive): a robust mutex that knows its owner thread and how many
@@ -62,6 +68,10 @@ class OwnedMutex {
   void mark_consistent();
   // Whether the calling thread holds it. Any thread; exact for the calling thread.
   bool held_by_this_thread() const;
+  // Who holds it, read without taking it (for tools such as `numa_mp inspect`): nullopt when it is free; a dead
+  // owner (alive = false) when its holder died and nobody has acquired it since. Any thread, any process; a
+  // snapshot that may be stale once it returns.
+  std::optional<LockOwner> owner() const;
 
  protected:
   // How many times the calling thread holds it (0 when it does not).

@@ -117,8 +117,17 @@ TEST_CASE("a holder killed with SIGKILL makes the next acquirer see kOwnerDied, 
     for (;;) pause();
   });
   REQUIRE(holding.wait());
+  const auto live = g.lock.owner();
+  REQUIRE(live.has_value());
+  CHECK(live->thread_id == holder.pid());
+  CHECK(live->alive);
   holder.kill(SIGKILL);
   REQUIRE(holder.wait() == -SIGKILL);
+  // Read without taking it: the dead holder is named, and the lock is left for the next acquirer to repair.
+  const auto dead = g.lock.owner();
+  REQUIRE(dead.has_value());
+  CHECK(dead->thread_id == holder.pid());
+  CHECK_FALSE(dead->alive);
 
   {
     ipc::LockGuard guard(g.lock, 30s);
@@ -129,9 +138,13 @@ TEST_CASE("a holder killed with SIGKILL makes the next acquirer see kOwnerDied, 
     g.b = g.a;  // the repair
     guard.mark_consistent();
   }
+  CHECK_FALSE(g.lock.owner().has_value());
   // Normal service again, in this process and in another.
   REQUIRE(g.lock.acquire() == Outcome::kOk);
+  CHECK(g.lock.owner().has_value());
+  CHECK(g.lock.owner()->thread_id == ipc::sync_internal::this_thread_id());
   g.lock.release();
+  CHECK_FALSE(g.lock.owner().has_value());
   ForkedChild next([&] {
     ipc::LockGuard guard(g.lock);
     return guard.result() == Outcome::kOk && g.a == g.b ? 0 : 1;

@@ -66,8 +66,6 @@ inline void spsc_init(void* block, uint64_t capacity, uint64_t slot_bytes) {
   h->slot_bytes = slot_bytes;
 }
 
-// Takes the role word for this process: free, already ours, or held by a dead process. False: a live process
-// other than us holds it. Any process; slow path (called once per handle and process).
 // If the consumer role's holder `pid` is dead and was returning a message when it died, counts that message once.
 // Any process; slow path.
 inline void settle_spsc_consumer(SpscHeader& h, uint32_t pid) {
@@ -81,6 +79,22 @@ inline void settle_spsc_consumer(SpscHeader& h, uint32_t pid) {
   }
 }
 
+// Values in the ring (an estimate). Any process.
+inline uint64_t spsc_size_approx(const SpscHeader& h) {
+  // relaxed: an estimate. head first, so that tail >= head normally holds for the pair we read.
+  const uint64_t hd = h.head.load(std::memory_order_relaxed);
+  const uint64_t t = h.tail.load(std::memory_order_relaxed);
+  return t > hd ? t - hd : 0;
+}
+
+// Values lost to consumers that died mid-get, after settling a consumer that died inside one. Any process; slow.
+inline uint64_t spsc_abandoned(SpscHeader& h) {
+  settle_spsc_consumer(h, h.consumer_pid.load(std::memory_order_acquire));  // acquire: see take_role
+  return h.abandoned.load(std::memory_order_relaxed);                       // relaxed: a counter
+}
+
+// Takes the role word for this process: free, already ours, or held by a dead process. False: a live process
+// other than us holds it. Any process; slow path (called once per handle and process).
 inline bool take_role(std::atomic<uint32_t>& role) {
   const uint32_t me = self_pid();
   // acquire: partner is the previous holder's CAS; we continue from the indices it left.

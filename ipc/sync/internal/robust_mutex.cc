@@ -3,6 +3,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 
@@ -71,6 +72,14 @@ RobustMutex::RobustMutex(Kind kind) {
 }
 
 RobustMutex::~RobustMutex() { pthread_mutex_destroy(&mutex_); }
+
+uint32_t RobustMutex::lock_word() const {
+  // glibc's lock word is the futex the kernel's robust-list walk writes. Relaxed: a snapshot for tools, it
+  // orders nothing.
+  static_assert(sizeof(mutex_.__data.__lock) == sizeof(uint32_t));
+  return static_cast<uint32_t>(
+      std::atomic_ref<int>(const_cast<int&>(mutex_.__data.__lock)).load(std::memory_order_relaxed));
+}
 
 Outcome RobustMutex::interpret(int rc, const char* what) {
   switch (rc) {

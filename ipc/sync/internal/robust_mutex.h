@@ -41,6 +41,9 @@ class RobustMutex {
   void unlock();
   // After kOwnerDied: declares the protected data repaired. Throws StateError when not in the owner-died state.
   void mark_consistent();
+  // The kernel's lock word, read without taking the mutex: the owner's thread id in FUTEX_TID_MASK (0: free, or
+  // its owner died), FUTEX_OWNER_DIED once the kernel found its owner dead. Any process; a snapshot.
+  uint32_t lock_word() const;
 
  private:
   Outcome interpret(int rc, const char* what);
