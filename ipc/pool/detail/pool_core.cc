@@ -318,7 +318,8 @@ struct PoolCore::State {
   // Hands queued tasks to workers with room, starting replacements while there is work and fewer workers than
   // asked for. A second task goes to a busy worker only when it fits a pipe part, so a send never blocks on a
   // worker that is itself blocked sending a large result. Locality: a worker takes the first queued task meant
-  // for its node (or for anywhere); only when there is none does it take (steal) one meant for another node.
+  // for its node (or for anywhere); only when there is none, and it is idle, does it take (steal) one meant for
+  // another node.
   void dispatch() {
     const uint64_t small = options->pipe_bytes / 4;
     auto can_take = [&](const Worker& w) {
@@ -333,7 +334,8 @@ struct PoolCore::State {
       for (auto it = pending.begin(); it != pending.end() && looked < kLookAhead; ++it, ++looked) {
         if ((it->node < 0 || !it->steer || it->node == w.node) && fits(*it)) return it;
       }
-      return fits(pending.front()) ? pending.begin() : pending.end();
+      // Only an idle worker steals: a busy one would take a task that a worker of its node may be about to take.
+      return !busy && fits(pending.front()) ? pending.begin() : pending.end();
     };
     for (;;) {
       Task t;
