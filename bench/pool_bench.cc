@@ -5,6 +5,8 @@
 //   start + one apply + close + join  vs Python Pool(2) start + map of one item + close + join
 //   CPU-bound map over a shared array vs the same work in one process (speed-up) and on 2 std::threads, and the
 //                                     CPU time each took
+//   map_array over the same array     placed workers, chunks routed to their pages' node, vs unplaced workers with
+//                                     locality off, and vs one process (the fraction of chunks at home in the name)
 //   worker killed -> replacement      no peer
 // Every pool has 2 workers (the machines have 2 CPUs); Python's use the fork start method, as ours do.
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <functional>
 #include <mutex>
 #include <numeric>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -223,6 +226,51 @@ void prefault(const void* p, size_t bytes) {
   (void)sink;
 }
 
+// One map_array chunk: the same work as mix_sum, on the array's own memory in the worker.
+__attribute__((noinline)) uint64_t mix_chunk(std::span<uint32_t> chunk) {
+  uint64_t sum = 0;
+  for (uint32_t x : chunk) sum += mix(x);
+  return sum;
+}
+
+// The same map through Pool::map_array: placed workers with each chunk sent to the node of its pages, against
+// unplaced workers taking chunks as they come, and one process. On one node this measures only what placement
+// and routing cost (every chunk is at home either way); on several, the array is interleaved page by page, so a
+// chunk's home is the node of most of its pages.
+void map_array_rows(bench::Report& r, ipc::Segment& segment, ipc::Array<uint32_t>& array, uint64_t expected,
+                    const bench::Sample& one) {
+  ipc::PoolOptions placed_options = with_workers();
+  placed_options.placement = ipc::Placement::spread();
+  ipc::Pool placed(placed_options), plain(with_workers());
+  ipc::ArrayMapOptions on, off;
+  on.chunk_elements = off.chunk_elements = kRange;
+  off.locality = false;
+  uint64_t at_home[2] = {0, 0}, chunks[2] = {0, 0};
+  const auto run = [&](ipc::Pool& p, const ipc::ArrayMapOptions& o, int k) {
+    const auto m = p.map_array(mix_chunk, segment, array, o);
+    at_home[k] += m.chunks_at_home, chunks[k] += m.chunks;
+    return std::accumulate(m.results.begin(), m.results.end(), uint64_t{0});
+  };
+  // Warm-up: each worker opens the segment and maps the pages it touches.
+  (void)timed_mix([&] { return run(placed, on, 0); }, expected);
+  (void)timed_mix([&] { return run(plain, off, 1); }, expected);
+  at_home[0] = at_home[1] = chunks[0] = chunks[1] = 0;
+  std::vector<double> rate[2];
+  for (int i = 0; i < kReps; ++i) {
+    rate[0].push_back(timed_mix([&] { return run(placed, on, 0); }, expected).rate);
+    rate[1].push_back(timed_mix([&] { return run(plain, off, 1); }, expected).rate);
+  }
+  const bench::Sample locality = bench::summarize(rate[0]), anywhere = bench::summarize(rate[1]);
+  const auto pct = [&](int k) {
+    return std::to_string(chunks[k] ? 100 * at_home[k] / chunks[k] : 0) + "% of chunks at home";
+  };
+  const std::string nodes = ipc::numa::Topology::online_nodes().count() > 1 ? "interleaved" : "1 node";
+  r.add("pool: map_array CPU-bound (" + nodes + "), spread + locality on, " + pct(0), locality, "elem/s",
+        "no placement, locality off (" + pct(1) + ")", anywhere);
+  r.add("pool: map_array CPU-bound (" + nodes + "), spread + locality on", locality, "elem/s",
+        "the same work in one process", one);
+}
+
 void cpu_bound_rows(bench::Report& r) {
   // The array lives in a Segment (MAP_SHARED), interleaved over the nodes when there are several.
   ipc::ArrayOptions array_options;
@@ -281,6 +329,7 @@ void cpu_bound_rows(bench::Report& r) {
         "2 std::threads in-process", bench::summarize(cpu_ms[2]));
   pool.close();
   pool.join();
+  map_array_rows(r, segment, array, expected, one);
   // The first map of fresh workers that did not map the pages first: the faults it takes.
   const bench::Sample cold = bench::sample_of(3, [&] {
     ipc::Pool fresh(with_workers());

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -21,6 +22,34 @@ std::string PagePlacement::to_string() const {
   out << "absent:" << pages_not_present;
   return out.str();
 }
+
+namespace {
+
+// move_pages with no target nodes: each page's node into `status` (-1: not present). The kernel takes at most a
+// bounded batch per call on some versions; query in chunks.
+void query_nodes(int pid, std::vector<void*>& pages, std::vector<int>& status) {
+  constexpr size_t kBatch = 4096;
+  for (size_t i = 0; i < pages.size(); i += kBatch) {
+    size_t n = std::min(kBatch, pages.size() - i);
+    if (move_pages(pid, n, pages.data() + i, nullptr, status.data() + i, 0) != 0) throw_errno("move_pages (query)");
+  }
+  for (auto& s : status) {
+    if (s == -EFAULT) throw InvalidArgument("page_placement: the range is not mapped");
+    if (s < 0) s = -1;  // -ENOENT: not faulted in yet
+  }
+}
+
+PagePlacement count_nodes(const std::vector<int>& nodes) {
+  PagePlacement p;
+  for (int node : nodes) {
+    ++p.total_pages;
+    if (node < 0) ++p.pages_not_present;
+    else ++p.pages_on_node[node];
+  }
+  return p;
+}
+
+}  // namespace
 
 std::vector<int> page_nodes(const void* addr, size_t length) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -41,27 +70,21 @@ std::vector<int> page_nodes(const void* addr, size_t length) {
   for (size_t i = 0; i < count; ++i) {
     if (resident[i] & 1) (void)*static_cast<const volatile char*>(pages[i]);
   }
-  // The kernel takes at most a bounded batch per call on some versions; query in chunks.
-  constexpr size_t kBatch = 4096;
-  for (size_t i = 0; i < count; i += kBatch) {
-    size_t n = std::min(kBatch, count - i);
-    if (move_pages(0, n, pages.data() + i, nullptr, status.data() + i, 0) != 0) throw_errno("move_pages (query)");
-  }
-  for (auto& s : status) {
-    if (s == -EFAULT) throw InvalidArgument("page_placement: the range is not mapped");
-    if (s < 0) s = -1;  // -ENOENT: not faulted in yet
-  }
+  query_nodes(0, pages, status);
   return status;
 }
 
-PagePlacement page_placement(const void* addr, size_t length) {
-  PagePlacement p;
-  for (int node : page_nodes(addr, length)) {
-    ++p.total_pages;
-    if (node < 0) ++p.pages_not_present;
-    else ++p.pages_on_node[node];
-  }
-  return p;
+PagePlacement page_placement(const void* addr, size_t length) { return count_nodes(page_nodes(addr, length)); }
+
+PagePlacement page_placement_in(int pid, uintptr_t addr, size_t length) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = addr & ~(page - 1);
+  const size_t count = (addr + length - start + page - 1) / page;
+  std::vector<void*> pages(count);
+  std::vector<int> status(count, -1);
+  for (size_t i = 0; i < count; ++i) pages[i] = reinterpret_cast<void*>(start + i * page);
+  query_nodes(pid, pages, status);
+  return count_nodes(status);
 }
 
 std::string numa_maps_policy(const void* addr) {

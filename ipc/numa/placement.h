@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -32,6 +33,12 @@ PagePlacement page_placement(const void* addr, size_t length);
 
 // The node of each page in order (-1 for a page not present), for tests that check round-robin order.
 std::vector<int> page_nodes(const void* addr, size_t length);
+
+// As page_placement, for [addr, addr + length) in the address space of process `pid` (a child, say: the kernel
+// allows it when this process could read the other's memory, e.g. the same user). Only pages already mapped in
+// that process count as present. Throws SystemError (ESRCH: no such process; EPERM: not allowed) and
+// InvalidArgument when the range is not mapped there.
+PagePlacement page_placement_in(int pid, uintptr_t addr, size_t length);
 
 // The policy column of /proc/self/numa_maps for the mapping that contains `addr` ("interleave:0-1", "default",
 // "bind:0", "prefer:0", "prefer (many):0-1", "weighted interleave:0-1", "bind=static:1", "bind=balancing:0"), or

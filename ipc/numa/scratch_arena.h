@@ -6,7 +6,8 @@
 //   arena.reset();                                             // everything above is gone; the pages stay
 //
 // Meant as a task's private heap, reset when the task ends, as PyParallel gives each parallel context one: the task
-// allocates freely and never frees. (Pool workers do not get one yet; a task may make its own.)
+// allocates freely and never frees. Every ipc::Pool worker owns one on its node (ipc::worker_scratch(),
+// ipc/pool/worker.h), reset when each task ends.
 // The address range is reserved at construction and pages are faulted in on first touch, under a BIND policy to
 // the arena's node when it has one (so they land on that node or the allocation fails loudly, never silently
 // elsewhere). Where transparent huge pages are enabled the range is 2 MiB aligned and advised MADV_HUGEPAGE; with

@@ -1,10 +1,13 @@
 #include "ipc/pool/pool.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 
 #include "ipc/base/process.h"
+#include "ipc/numa/placement.h"
 #include "ipc/numa/topology.h"
 
 namespace ipc {
@@ -72,10 +75,57 @@ detail::CoreOptions core_options(PoolOptions o) {
   c.name = "Pool-" + std::to_string(getpid());
   c.places = place_workers(o.placement, c.workers);
   c.start_method = o.start_method;
+  c.scratch_bytes = o.scratch_bytes;
   return c;
 }
 
 }  // namespace
+
+namespace detail {
+
+Segment& worker_segment(const std::string& name) {
+  struct Open {
+    ino_t inode;
+    Segment segment;
+  };
+  // A worker runs one task at a time; tasks that start threads of their own do not call this concurrently.
+  static auto* open = new std::map<std::string, Open>();  // leaked: tasks may run while static destructors do
+  struct stat st{};
+  const std::string file = "/dev/shm/" + std::string(Segment::kFilePrefix) + name;
+  if (::stat(file.c_str(), &st) != 0) {
+    throw NotFound("Pool::map_array: no segment '" + name + "' (" + file + ") for this worker to open");
+  }
+  auto it = open->find(name);
+  if (it != open->end() && it->second.inode == st.st_ino) return it->second.segment;
+  if (it != open->end()) open->erase(it);  // the name now holds a newer segment
+  return open->emplace(name, Open{st.st_ino, Segment::open(name)}).first->second.segment;
+}
+
+int home_node(const void* p, size_t bytes) {
+  if (bytes == 0) return -1;
+  const numa::PagePlacement pages = numa::page_placement(p, bytes);
+  int best = -1;
+  size_t most = 0;
+  for (auto [node, count] : pages.pages_on_node) {
+    if (count > most) best = node, most = count;
+  }
+  return best;
+}
+
+std::string array_name(const Segment& segment, const void* array) {
+  const char* base = static_cast<const char*>(segment.base());
+  const char* at = static_cast<const char*>(array);
+  if (at >= base && at < base + segment.size_bytes()) {
+    const uint64_t offset = segment.offset_of(array);
+    for (const auto& b : segment.blocks()) {
+      if (b.offset == offset && b.kind_tag == Array<std::byte>::kKind.tag) return b.name;
+    }
+  }
+  throw InvalidArgument("Pool::map_array: the array is not a named Array of segment '" + segment.name() +
+                        "' (make it with Array<T>::create in that segment)");
+}
+
+}  // namespace detail
 
 Pool::Pool(PoolOptions options)
     : read_ahead_(options.read_ahead), core_(std::make_unique<detail::PoolCore>(core_options(std::move(options)))) {}

@@ -26,7 +26,8 @@
 //   at run time, is InvalidArgument at submission (docs/pool.md). A Pool is not usable in a forked child.
 // Lifetime: the workers are daemon children (kForkServer: of the fork server, itself a daemon child): they die
 //   with the pool's process, even when it is SIGKILLed, and no shared memory is left behind (the pipes are
-//   anonymous memory). close() lets queued work finish; join() then
+//   anonymous memory). A worker that ran map_array keeps the array's segment mapped until it exits (it counts
+//   as a user of it). close() lets queued work finish; join() then
 //   waits for the workers to exit. The destructor *terminates* (kills the workers; unfinished futures fail with
 //   PoolTerminated) rather than joins: a destructor must never wait for user work that may never end; close()
 //   and join() first to finish the work.
@@ -59,6 +60,9 @@
 #include "ipc/pool/detail/pool_core.h"
 #include "ipc/pool/future.h"
 #include "ipc/pool/init.h"
+#include "ipc/pool/worker.h"
+#include "ipc/segment/segment.h"
+#include "ipc/shared/array.h"
 #include "ipc/shared/codec.h"
 
 namespace ipc {
@@ -99,9 +103,41 @@ struct PoolOptions {
   // How workers start (ipc/pool/init.h): kFork (default), kForkServer (needs ipc::start_fork_server() at the top
   // of main) or kExec (needs ipc::init(argc, argv) as main's first line). Else StateError at construction.
   StartMethod start_method = StartMethod::kFork;
+  // Each worker's scratch arena (ipc::worker_scratch(), ipc/pool/worker.h): bytes of address space, pages used
+  // only when a task touches them, on the worker's node when placed; reset when each task (chunk) ends. 0: none.
+  uint64_t scratch_bytes = uint64_t{64} << 20;
+};
+
+// Pool::map_array: how the array is cut and where the chunks go.
+struct ArrayMapOptions {
+  // Elements per chunk (0 is InvalidArgument); default: whole pages, about 4 chunks per worker.
+  std::optional<size_t> chunk_elements;
+  // true: each chunk goes to a worker on the node that holds most of its pages (an idle worker of another node
+  // takes it rather than sit idle); false: to whichever worker is free (the same map without locality, for
+  // contrast). Either way the result counts the chunks that ran at home.
+  bool locality = true;
+};
+
+// What map_array returns: f's result for each chunk, in array order, and where the chunks ran.
+template <typename R>
+struct ArrayMapResult {
+  std::vector<R> results;
+  uint64_t chunks = 0;
+  uint64_t chunks_with_home = 0;  // chunks with at least one page present (the others have no home node)
+  uint64_t chunks_at_home = 0;    // chunks that ran on a worker of their home node
 };
 
 namespace detail {
+
+// In a pool worker: the segment `name`, opened once and kept (a segment of that name made anew since is opened
+// anew). Throws NotFound when there is none.
+Segment& worker_segment(const std::string& name);
+
+// The NUMA node holding most of the present pages of [p, p + bytes), or -1 when none is present.
+int home_node(const void* p, size_t bytes);
+
+// The name of the Array block at `array` in `segment`; InvalidArgument when there is none there.
+std::string array_name(const Segment& segment, const void* array);
 
 template <typename F>
 concept Shippable = (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) ||
@@ -183,6 +219,68 @@ void invoke_chunk(uintptr_t word, std::span<const std::byte> in, std::vector<std
     }
   }
   append_encoded(out, results);
+}
+
+// A chunk of an Array, in a worker: the array opened by its segment's and its own name, f called on the span.
+using ArrayChunk = std::tuple<std::string, std::string, uint64_t, uint64_t>;  // segment, array, begin, end
+
+template <typename F, typename T>
+void invoke_array_chunk(uintptr_t word, std::span<const std::byte> in, std::vector<std::byte>& out) {
+  F f = callable_from<F>(word);
+  auto [segment, name, begin, end] = Codec<ArrayChunk>::decode(in);
+  Array<T>& array = Array<T>::open(worker_segment(segment), name);
+  if (begin > end || end > array.size()) {
+    throw InvalidArgument("Pool::map_array: chunk [" + std::to_string(begin) + ", " + std::to_string(end) +
+                          ") is outside Array '" + name + "' of " + std::to_string(array.size()) + " elements");
+  }
+  std::span<T> chunk(array.data() + begin, end - begin);
+  if constexpr (std::is_invocable_v<F&, std::span<T>, size_t>) {
+    append_encoded(out, std::invoke(f, chunk, static_cast<size_t>(begin)));
+  } else {
+    append_encoded(out, std::invoke(f, chunk));
+  }
+}
+
+template <typename F, typename T, bool WithIndex = std::is_invocable_v<F&, std::span<T>, size_t>>
+struct ArrayChunkResult {
+  using type = std::invoke_result_t<F&, std::span<T>, size_t>;
+};
+template <typename F, typename T>
+struct ArrayChunkResult<F, T, false> {
+  using type = std::invoke_result_t<F&, std::span<T>>;
+};
+
+// The per-chunk futures of one map: `out` gets finish(parts) once every chunk succeeded, or the first failure.
+template <typename Part, typename Out, typename Finish>
+std::vector<std::shared_ptr<FutureState<Part>>> join_chunks(size_t chunks, std::shared_ptr<FutureState<Out>> out,
+                                                           Finish finish) {
+  struct Join {
+    std::mutex mu;
+    std::vector<Part> parts;
+    size_t remaining;
+  };
+  auto join = std::make_shared<Join>();
+  join->parts.resize(chunks);
+  join->remaining = chunks;
+  std::vector<std::shared_ptr<FutureState<Part>>> states;
+  for (size_t c = 0; c < chunks; ++c) {
+    auto state = std::make_shared<FutureState<Part>>(
+        [](std::span<const std::byte> bytes) { return Codec<Part>::decode(bytes); });
+    std::weak_ptr<FutureState<Part>> weak = state;
+    state->on_done([weak, join, out, c, finish] {
+      auto s = weak.lock();
+      if (auto failure = s->failure()) {
+        out->fail(std::move(failure));  // the first failure fails the map; later completions are ignored
+        return;
+      }
+      std::lock_guard lock(join->mu);
+      join->parts[c] = s->take();
+      if (--join->remaining != 0) return;
+      out->deliver(finish(std::move(join->parts)));
+    });
+    states.push_back(std::move(state));
+  }
+  return states;
 }
 
 // Reads up to `n` items from [it, end) into a chunk.
@@ -379,6 +477,56 @@ class Pool {
     return starmap_async(std::forward<F>(f), std::forward<Range>(inputs), chunksize).get();
   }
 
+  // f over an Array in shared memory, chunk by chunk, each chunk run where its pages are: f(std::span<T> chunk,
+  // size_t first_index) or f(std::span<T> chunk) in a worker, on the array's own memory (nothing is copied; f may
+  // write its chunk). `array` must be a named Array of `segment` (Array<T>::create); each worker opens the segment
+  // by name (and keeps it mapped), so every start method works, whenever the segment was made. The home of a
+  // chunk is the node holding most of its pages now (move_pages, as numa::page_placement); see ArrayMapOptions.
+  // The future fails with the first chunk failure. InvalidArgument: chunk_elements 0, an array not in `segment`.
+  template <typename F, typename T>
+  auto map_array_async(F&& f, Segment& segment, Array<T>& array, ArrayMapOptions options = {}) {
+    using Fn = std::decay_t<F>;
+    detail::check_shippable<Fn>();
+    using R = typename detail::ArrayChunkResult<Fn, T>::type;
+    static_assert(!std::is_void_v<R>, "map_array needs a result per chunk");
+    if (options.chunk_elements == size_t{0}) throw InvalidArgument("Pool::map_array: chunk_elements must be at least 1");
+    std::string name = detail::array_name(segment, &array);
+    const size_t n = array.size();
+    size_t per = options.chunk_elements.value_or(0);
+    if (per == 0) {
+      const size_t pages = (n * sizeof(T) + Array<T>::kPageBytes - 1) / Array<T>::kPageBytes;
+      const size_t target = 4 * size_t{size()};
+      per = std::max<size_t>(1, (pages + target - 1) / target * Array<T>::kPageBytes / sizeof(T));
+    }
+    const size_t chunks = (n + per - 1) / per;
+    auto count = std::make_shared<detail::HomeCount>();
+    auto out = std::make_shared<detail::FutureState<ArrayMapResult<R>>>();
+    auto with_home = std::make_shared<uint64_t>(0);
+    auto states = detail::join_chunks<R>(chunks, out, [count, with_home](std::vector<R> parts) {
+      ArrayMapResult<R> result;
+      result.results = std::move(parts);
+      result.chunks = count->tasks.load(std::memory_order_relaxed);
+      result.chunks_at_home = count->at_home.load(std::memory_order_relaxed);
+      result.chunks_with_home = *with_home;
+      return result;
+    });
+    if (chunks == 0) out->deliver({});
+    for (size_t c = 0; c < chunks; ++c) {
+      const size_t begin = c * per, end = std::min(n, begin + per);
+      const int home = detail::home_node(array.data() + begin, (end - begin) * sizeof(T));
+      *with_home += home >= 0 ? 1 : 0;  // read by finish() only after every chunk (all submitted) completed
+      core_->submit(&detail::invoke_array_chunk<Fn, T>, detail::callable_word(Fn(f)),
+                    detail::task_message(detail::ArrayChunk(segment.name(), name, begin, end)), states[c], home,
+                    options.locality, count);
+    }
+    return Future<ArrayMapResult<R>>(out);
+  }
+  // map_array_async(...).get(): the results and the locality achieved, or the first chunk failure thrown.
+  template <typename F, typename T>
+  auto map_array(F&& f, Segment& segment, Array<T>& array, ArrayMapOptions options = {}) {
+    return map_array_async(std::forward<F>(f), segment, array, std::move(options)).get();
+  }
+
   // Lazy, ordered: results come in input order as you iterate; the input is read only as far as the read-ahead
   // window requires. Keep the Pool alive and do not close() it while iterating.
   template <typename F, std::ranges::viewable_range Range>
@@ -408,7 +556,8 @@ class Pool {
   std::vector<int> worker_pids() const { return core_->worker_pids(); }
   // Workers started so far, replacements included.
   uint64_t workers_started() const { return core_->workers_started(); }
-  // The live workers' pid, NUMA node (-1 without placement) and the CPUs they are pinned to.
+  // The live workers' pid, NUMA node (-1 without placement), the CPUs they are pinned to, and the pages of their
+  // pipe's rings and of their scratch arena per node (read now, from the kernel).
   std::vector<detail::PoolCore::WorkerPlace> placement() const { return core_->placement(); }
   // {hinted tasks that ran on their node, hinted tasks} so far: the locality achieved.
   std::pair<uint64_t, uint64_t> hinted_at_home() const { return core_->hinted_at_home(); }
@@ -450,35 +599,16 @@ class Pool {
       out->deliver({});
       return Future<std::vector<R>>(out);
     }
-    struct Join {
-      std::mutex mu;
-      std::vector<std::vector<R>> parts;
-      size_t remaining;
-    };
-    auto join = std::make_shared<Join>();
-    join->parts.resize(chunks);
-    join->remaining = chunks;
+    auto states = detail::join_chunks<std::vector<R>>(chunks, out, [](std::vector<std::vector<R>> parts) {
+      std::vector<R> all;
+      for (auto& p : parts) std::move(p.begin(), p.end(), std::back_inserter(all));
+      return all;
+    });
     for (size_t c = 0; c < chunks; ++c) {
       std::vector<Item> chunk(std::make_move_iterator(items.begin() + c * chunksize),
                               std::make_move_iterator(items.begin() + std::min(n, (c + 1) * chunksize)));
-      auto state = std::make_shared<detail::FutureState<std::vector<R>>>(
-          [](std::span<const std::byte> bytes) { return Codec<std::vector<R>>::decode(bytes); });
-      std::weak_ptr<detail::FutureState<std::vector<R>>> weak = state;
-      state->on_done([weak, join, out, c] {
-        auto s = weak.lock();
-        if (auto failure = s->failure()) {
-          out->fail(std::move(failure));  // the first failure fails the map; later completions are ignored
-          return;
-        }
-        std::lock_guard lock(join->mu);
-        join->parts[c] = s->take();
-        if (--join->remaining != 0) return;
-        std::vector<R> all;
-        for (auto& p : join->parts) std::move(p.begin(), p.end(), std::back_inserter(all));
-        out->deliver(std::move(all));
-      });
       core_->submit(&detail::invoke_chunk<Fn, Item, Star>, detail::callable_word(Fn(f)), detail::task_message(chunk),
-                    state);
+                    states[c]);
     }
     return Future<std::vector<R>>(out);
   }

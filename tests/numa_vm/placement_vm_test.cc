@@ -36,6 +36,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -48,6 +49,9 @@
 #include "ipc/numa/placement.h"
 #include "ipc/numa/policy_error.h"
 #include "ipc/numa/topology.h"
+#include "ipc/pool/pool.h"
+#include "ipc/shared/array.h"
+#include "ipc/sync/event.h"
 #include "ipc/segment/segment.h"
 #include "tests/support/test_support.h"
 
@@ -548,6 +552,143 @@ int raw_mbind_with_balancing(Mode mode, const NodeSet& nodes) {
 
 }  // namespace
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pool workers (ipc/pool): placed on the right CPUs, their pipe rings and scratch arenas on their node, a map over
+// an Array routed to the node of its pages, and stealing when one node's workers are busy. The tasks below run in
+// the pool's worker processes (fork()s of this program).
+
+int node_now() { return Topology::discover().node_of_cpu(sched_getcpu()); }
+
+// Touches 1 MiB of the worker's scratch arena (256 pages, kept across the reset); returns the worker's pid.
+int touch_scratch(int) {
+  auto span = ipc::worker_scratch().allocate_array<unsigned char>(size_t{1} << 20);
+  for (size_t i = 0; i < span.size(); i += kPage) span[i] = 1;
+  return getpid();
+}
+
+std::pair<int64_t, int> sum_chunk(std::span<int64_t> chunk) {
+  int64_t sum = 0;
+  for (int64_t x : chunk) sum += x;
+  return {sum, node_now()};
+}
+
+// Sets `started` in segment `segment`, then waits for `go`; returns the node it ran on.
+int block_until_go(std::string segment, int) {
+  auto seg = ipc::Segment::open(segment);
+  ipc::Event::open(seg, "started").set();
+  if (ipc::Event::open(seg, "go").wait(std::chrono::minutes(5)) != ipc::Outcome::kOk) {
+    throw std::runtime_error("block_until_go: nobody set 'go' within 5 minutes");
+  }
+  return node_now();
+}
+
+std::vector<int> affinity_of(int pid) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(pid, sizeof set, &set) != 0) ipc::throw_errno("sched_getaffinity");
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+// The CPUs of `node` this process may use (`allowed`: the affinity it started with).
+std::vector<int> allowed_of(const Topology& topo, int node, const std::vector<int>& allowed) {
+  std::vector<int> cpus;
+  for (int c : topo.node(node).cpus) {
+    if (std::find(allowed.begin(), allowed.end(), c) != allowed.end()) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+// Lets the calling thread run on every CPU in `allowed` (the pool places workers over the CPUs this process may
+// use), and pins it back to `home` afterwards.
+struct Unpinned {
+  Unpinned(const std::vector<int>& allowed, int home) : home(home) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int c : allowed) CPU_SET(c, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) ipc::throw_errno("sched_setaffinity (all allowed CPUs)");
+  }
+  ~Unpinned() { pin_to_cpu(home); }
+  int home;
+};
+
+// A pool with `placement`; every worker runs tasks until each has touched its arena; then each worker's node,
+// affinity, and the pages of its queue and arena are checked against `nodes` (the node of worker i).
+std::string check_pool_placement(const ipc::Placement& placement, const std::vector<int>& nodes, const Topology& topo) {
+  ipc::PoolOptions o;
+  o.workers = static_cast<unsigned>(nodes.size());
+  o.placement = placement;
+  o.scratch_bytes = 4u << 20;
+  o.pipe_bytes = 1u << 16;
+  ipc::Pool pool(o);
+  // Tasks until every worker ran one (a map of single-task chunks spreads over the free workers).
+  std::map<int, int> ran;  // pid -> tasks
+  for (int round = 0; round < 50 && ran.size() < nodes.size(); ++round) {
+    for (int pid : pool.map(touch_scratch, std::vector<int>(8 * nodes.size(), 0), 1)) ++ran[pid];
+  }
+  std::string evidence;
+  const auto places = pool.placement();
+  require(places.size() == nodes.size(), std::to_string(places.size()) + " workers reported");
+  for (size_t i = 0; i < places.size(); ++i) {
+    const auto& p = places[i];
+    const std::vector<int> node_cpus = allowed_of(topo, nodes[i], topo.allowed_cpus());
+    require(p.node == nodes[i], "worker " + std::to_string(i) + " is on node " + std::to_string(p.node) +
+                                    ", expected " + std::to_string(nodes[i]));
+    require(affinity_of(p.pid) == node_cpus, "worker " + std::to_string(p.pid) + " has affinity [" +
+                                                 join(affinity_of(p.pid)) + "], node " + std::to_string(p.node) +
+                                                 " has cpus [" + join(node_cpus) + "]");
+    const auto& q = p.queue_pages;
+    const auto& a = p.scratch_pages;
+    require(q.pages_on(p.node) > 0 && q.pages_on(p.node) + q.pages_not_present == q.total_pages,
+            "worker on node " + std::to_string(p.node) + ": queue pages " + q.to_string());
+    require(a.pages_on(p.node) >= 256 && a.pages_on(p.node) + a.pages_not_present == a.total_pages,
+            "worker on node " + std::to_string(p.node) + ": scratch pages " + a.to_string() +
+                " (it ran " + std::to_string(ran[p.pid]) + " tasks)");
+    evidence += "worker " + std::to_string(i) + " node " + std::to_string(p.node) + " cpus [" + join(p.cpus) +
+                "] queue " + q.to_string() + " scratch " + a.to_string() + "; ";
+  }
+  return evidence;
+}
+
+// An Array of `pages` pages in `segment`, its first half on node 0 and its second half on node 1 (bound to node 0
+// when made, then the second half moved with move_pages).
+ipc::Array<int64_t>& half_and_half(ipc::Segment& segment, size_t pages) {
+  const size_t n = pages * kPage / sizeof(int64_t);
+  ipc::ArrayOptions ao;
+  ao.policy = MemoryPolicy::bind(NodeSet{0});
+  auto& a = ipc::Array<int64_t>::create(segment, "xs", n, ao);
+  for (size_t i = 0; i < n; ++i) a[i] = static_cast<int64_t>(i);
+  std::vector<void*> addrs;
+  for (size_t p = pages / 2; p < pages; ++p) addrs.push_back(reinterpret_cast<char*>(a.data()) + p * kPage);
+  std::vector<int> to(addrs.size(), 1), status(addrs.size(), -1);
+  if (move_pages(0, addrs.size(), addrs.data(), to.data(), status.data(), MPOL_MF_MOVE) != 0) {
+    ipc::throw_errno("move_pages (second half to node 1)");
+  }
+  const auto first = ipc::numa::page_placement(a.data(), pages / 2 * kPage);
+  const auto second = ipc::numa::page_placement(reinterpret_cast<char*>(a.data()) + pages / 2 * kPage, pages / 2 * kPage);
+  require(first.pages_on(0) == pages / 2 && second.pages_on(1) == pages / 2,
+          "the array is not half and half: first half " + first.to_string() + ", second half " + second.to_string());
+  return a;
+}
+
+ipc::PoolOptions one_worker_on_node0_and_node1() {
+  ipc::PoolOptions o;
+  o.workers = 2;
+  o.placement = ipc::Placement::spread({0, 1});
+  return o;
+}
+
+std::string fraction(uint64_t at_home, uint64_t chunks) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%llu/%llu = %.1f%%", static_cast<unsigned long long>(at_home),
+                static_cast<unsigned long long>(chunks), chunks ? 100.0 * at_home / chunks : 0.0);
+  return buf;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   const Expectations expect = parse_args(argc, argv);
@@ -903,6 +1044,90 @@ int main(int argc, char** argv) {
     std::string evidence;
     auto pages = segment_touched_by_child(MemoryPolicy(), 16, cpu_of_node(far_node), &evidence);
     return evidence + " | " + expect_all_on(pages, far_node);
+  });
+
+  // ---- Pool workers.
+  run_check("pool.spread.cpus_queue_scratch_on_node", [&] {
+    const NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    Unpinned all(topo.allowed_cpus(), home_cpu);
+    std::vector<int> expected;
+    for (size_t i = 0; i < 2 * nodes.ids().size(); ++i) expected.push_back(nodes.ids()[i % nodes.ids().size()]);
+    return check_pool_placement(ipc::Placement::spread(), expected, topo);
+  });
+  run_check("pool.pack.cpus_queue_scratch_on_node", [&] {
+    const NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    Unpinned all(topo.allowed_cpus(), home_cpu);
+    // Pack over the nodes in reverse order: the last node's CPUs first, then the next.
+    std::vector<int> order = nodes.ids(), expected;
+    std::reverse(order.begin(), order.end());
+    for (int node : order) {
+      for (size_t c = 0; c < allowed_of(topo, node, topo.allowed_cpus()).size(); ++c) expected.push_back(node);
+    }
+    return check_pool_placement(ipc::Placement::pack(order), expected, topo);
+  });
+  run_check("pool.map_array.half_node0_half_node1", [&] {
+    need_nodes(2);
+    Unpinned all(topo.allowed_cpus(), home_cpu);
+    auto segment = ipc::Segment::create(ipc::test::unique_name("vm-pool-array"), 4u << 20);
+    constexpr size_t kPages = 512, kChunkPages = 4;
+    auto& array = half_and_half(segment, kPages);
+    ipc::Pool pool(one_worker_on_node0_and_node1());
+    ipc::ArrayMapOptions mo;
+    mo.chunk_elements = kChunkPages * kPage / sizeof(int64_t);
+    std::string evidence = "array " + ipc::numa::page_placement(array.data(), kPages * kPage).to_string();
+    for (bool locality : {true, false}) {
+      mo.locality = locality;
+      const auto r = pool.map_array(sum_chunk, segment, array, mo);
+      require(r.chunks == kPages / kChunkPages && r.chunks_with_home == r.chunks,
+              std::to_string(r.chunks) + " chunks, " + std::to_string(r.chunks_with_home) + " with a home");
+      int64_t total = 0;
+      for (auto [sum, node] : r.results) total += sum;
+      const int64_t n = static_cast<int64_t>(array.size());
+      require(total == n * (n - 1) / 2, "the chunk sums add up to " + std::to_string(total));
+      evidence += std::string(" | locality ") + (locality ? "on" : "off") + ": at home " +
+                  fraction(r.chunks_at_home, r.chunks);
+      if (locality) {
+        require(r.chunks_at_home * 100 >= 95 * r.chunks, "locality on ran only " +
+                                                             fraction(r.chunks_at_home, r.chunks) + " at home");
+      }
+    }
+    return evidence;
+  });
+  run_check("pool.map_array.node1_steals_while_node0_is_blocked", [&] {
+    need_nodes(2);
+    Unpinned all(topo.allowed_cpus(), home_cpu);
+    auto segment = ipc::Segment::create(ipc::test::unique_name("vm-pool-steal"), 4u << 20);
+    constexpr size_t kPages = 64, kChunkPages = 4;
+    auto& array = half_and_half(segment, kPages);
+    auto& started = ipc::Event::create(segment, "started");
+    auto& go = ipc::Event::create(segment, "go");
+    ipc::Pool pool(one_worker_on_node0_and_node1());
+    auto blocker = pool.apply_async_on(0, block_until_go, segment.name(), 0);
+    struct Release {  // whatever happens below, the blocker ends
+      ipc::Event& go;
+      ~Release() { go.set(); }
+    } release{go};
+    require(started.wait(ipc::test::patience(std::chrono::seconds(60))) == ipc::Outcome::kOk,
+            "the blocking task never started on a worker");
+    // A busy worker takes a second small task only while its first is under 1 ms old (docs/pool.md): let that
+    // window pass so that node 0's chunks cannot queue behind the blocker.
+    const auto seen = std::chrono::steady_clock::now();
+    (void)ipc::test::wait_until([&] { return std::chrono::steady_clock::now() - seen > std::chrono::milliseconds(5); });
+    ipc::ArrayMapOptions mo;
+    mo.chunk_elements = kChunkPages * kPage / sizeof(int64_t);
+    auto f = pool.map_array_async(sum_chunk, segment, array, mo);
+    auto r = f.get(ipc::test::patience(std::chrono::seconds(60)));
+    require(r.has_value(), "the map did not finish while node 0's worker was blocked (no stealing?)");
+    require(!blocker.ready(), "the blocker finished before 'go' was set");
+    int on_node1 = 0;
+    for (auto [sum, node] : r->results) on_node1 += node == 1 ? 1 : 0;
+    require(on_node1 == static_cast<int>(r->chunks), std::to_string(on_node1) + " of " + std::to_string(r->chunks) +
+                                                         " chunks ran on node 1");
+    go.set();
+    const auto blocked_on = blocker.get(ipc::test::patience(std::chrono::seconds(60)));
+    require(blocked_on == 0, "the blocker ran on node " + (blocked_on ? std::to_string(*blocked_on) : "?"));
+    return "node 0's worker blocked; node 1 ran " + std::to_string(on_node1) + "/" + std::to_string(r->chunks) +
+           " chunks, at home " + fraction(r->chunks_at_home, r->chunks) + " (node 0's half stolen)";
   });
 
   if (g_vm_mode && g_passed == 0) ++g_failed;

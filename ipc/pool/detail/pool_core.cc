@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,7 +34,36 @@ struct Task {
   uint64_t id = 0;
   std::vector<std::byte> message;
   std::shared_ptr<Completion> done;
-  int node = -1;  // the node it should run on, -1 anywhere
+  int node = -1;       // the node it should run on (its home), -1 anywhere
+  bool steer = true;   // false: `node` is only counted, the task goes to any worker
+  std::shared_ptr<HomeCount> count;
+};
+
+// A read-only view of a worker's pipe rings (its memfd mapped once more), for placement(): which nodes hold them.
+class QueueView {
+ public:
+  explicit QueueView(const ConnectionHandoff& h) : bytes_(h.memory_bytes) {
+    void* p = ::mmap(nullptr, bytes_, PROT_READ, MAP_SHARED, h.memory_fd, 0);
+    if (p == MAP_FAILED) throw_errno("Pool: mmap of a worker's pipe rings (for placement())");
+    base_ = p;
+  }
+  ~QueueView() { ::munmap(base_, bytes_); }
+  QueueView(const QueueView&) = delete;
+  QueueView& operator=(const QueueView&) = delete;
+  numa::PagePlacement pages() const { return numa::page_placement(base_, bytes_); }
+
+ private:
+  void* base_ = nullptr;
+  size_t bytes_;
+};
+
+// A live worker as placement() reports it.
+struct Live {
+  int pid = -1;
+  int node = -1;
+  std::vector<int> cpus;
+  std::shared_ptr<const QueueView> queue;
+  Hello scratch{0, 0};  // its arena's base and capacity in its address space, once its Hello arrived
 };
 
 template <typename T>
@@ -85,7 +115,7 @@ struct PoolCore::State {
   bool finished = false;                 // the supervisor has returned
   uint64_t started = 0;
   std::vector<int> pids;                 // live workers, for worker_pids()
-  std::vector<PoolCore::WorkerPlace> places_now;  // live workers' placement, for placement()
+  std::vector<Live> live;                // live workers' placement, for placement()
   uint64_t hinted = 0, hinted_home = 0;  // tasks with a node hint, and those run on that node
   int wake_fd = -1;
   // A wake-up is on its way to the supervisor (written, not yet acted on): further submits need not write one.
@@ -120,11 +150,15 @@ struct PoolCore::State {
     if (place && place->node >= 0 && numa::Topology::discover().node(place->node).has_memory) {
       po.policy = numa::MemoryPolicy::bind({place->node});
     }
-    po.transferable = options->start_method != StartMethod::kFork;
+    // Always a memfd (also for kFork, which needs no hand-off): placement() maps it again to see its pages.
+    po.transferable = true;
     auto [pool_end, worker_end] = Pipe(po);
+    auto queue = std::make_shared<const QueueView>(pool_end.handoff());
     WorkerSetup setup;
     setup.cpus = place ? place->cpus : std::vector<int>{};
     setup.max_tasks_per_child = options->max_tasks_per_child;
+    setup.scratch_bytes = options->scratch_bytes;
+    if (po.policy.mode() == numa::Mode::kBind) setup.scratch_node = place->node;  // the node has memory
     const std::string name = options->name + "-worker-" + std::to_string(started + 1);
     std::unique_ptr<WorkerHandle> process;
     bool setup_failed = false;
@@ -164,7 +198,7 @@ struct PoolCore::State {
       std::lock_guard lock(mu);
       ++started;
       pids.push_back(w->process->pid());
-      places_now.push_back({w->process->pid(), w->node, place ? place->cpus : std::vector<int>{}});
+      live.push_back({w->process->pid(), w->node, place ? place->cpus : std::vector<int>{}, std::move(queue)});
     }
     workers.push_back(std::move(w));
   }
@@ -172,7 +206,7 @@ struct PoolCore::State {
   void forget_pid(int pid) {
     std::lock_guard lock(mu);
     pids.erase(std::remove(pids.begin(), pids.end(), pid), pids.end());
-    std::erase_if(places_now, [&](const PoolCore::WorkerPlace& p) { return p.pid == pid; });
+    std::erase_if(live, [&](const Live& l) { return l.pid == pid; });
   }
 
   // Completion callbacks are user code run on this thread: a throwing one must not take the pool down with it.
@@ -192,9 +226,23 @@ struct PoolCore::State {
   }
 
   void handle_result(Worker& w, std::span<const std::byte> msg) {
-    if (!w.ready && msg.size() == kResultHeaderBytes && load<uint64_t>(msg.data()) == kReadyId) {
-      w.ready = true;
-      w.front_started = Clock::now();
+    if (msg.size() >= kResultHeaderBytes && load<uint64_t>(msg.data()) == kReadyId) {
+      // Its Hello (no task has id 0): set up, and where its arena is.
+      if (!w.ready) {
+        w.ready = true;
+        w.front_started = Clock::now();
+      }
+      Hello hello{0, 0};
+      try {
+        hello = Codec<Hello>::decode(msg.subspan(kResultHeaderBytes));
+      } catch (const std::exception&) {
+        w.process->kill();  // not a worker of this pool's binary: stop trusting it
+        return;
+      }
+      std::lock_guard lock(mu);
+      for (auto& l : live) {
+        if (l.pid == w.process->pid()) l.scratch = hello;
+      }
       return;
     }
     if (msg.size() < kResultHeaderBytes || w.in_hand.empty() || load<uint64_t>(msg.data()) != w.in_hand.front().id) {
@@ -209,10 +257,15 @@ struct PoolCore::State {
     // running estimate that decides how many tasks a busy worker may hold (dispatch()).
     task_time += (std::chrono::duration_cast<std::chrono::nanoseconds>(now - w.front_started) - task_time) / 8;
     w.front_started = now;
-    if (t.node >= 0) {
+    if (t.node >= 0 && t.steer) {
       std::lock_guard lock(mu);
       ++hinted;
       hinted_home += t.node == w.node ? 1 : 0;
+    }
+    if (t.count) {
+      // relaxed: plain counters; the map reads them after its futures completed (which orders them).
+      if (t.node >= 0 && t.node == w.node) t.count->at_home.fetch_add(1, std::memory_order_relaxed);
+      t.count->tasks.fetch_add(1, std::memory_order_relaxed);
     }
     const auto payload = msg.subspan(kResultHeaderBytes);
     if (msg[8] == std::byte{0}) {
@@ -280,8 +333,8 @@ struct PoolCore::State {
   // asked for. More tasks go to a busy worker only while those waiting behind its running task fit a quarter of
   // its pipe's ring, so a send never blocks on a worker that is itself blocked sending a large result (it has
   // read its running task whole by then, so only the waiting ones are in the ring). Locality: a worker takes the
-  // first queued task meant for its node (or for anywhere); only when there is none does it take (steal) one meant
-  // for another node.
+  // first queued task meant for its node (or for anywhere); only when there is none, and it is idle, does it take
+  // (steal) one meant for another node.
   void dispatch() {
     const uint64_t small = options->pipe_bytes / 4;
     auto can_take = [&](const Worker& w) {
@@ -296,9 +349,10 @@ struct PoolCore::State {
       auto fits = [&](const Task& t) { return !busy || waiting_bytes + t.message.size() <= small; };
       size_t looked = 0;
       for (auto it = pending.begin(); it != pending.end() && looked < kLookAhead; ++it, ++looked) {
-        if ((it->node < 0 || it->node == w.node) && fits(*it)) return it;
+        if ((it->node < 0 || !it->steer || it->node == w.node) && fits(*it)) return it;
       }
-      return fits(pending.front()) ? pending.begin() : pending.end();
+      // Only an idle worker steals: a busy one would take a task that a worker of its node may be about to take.
+      return !busy && fits(pending.front()) ? pending.begin() : pending.end();
     };
     for (;;) {
       Task t;
@@ -460,7 +514,7 @@ struct PoolCore::State {
     }
     std::lock_guard lock(mu);
     pids.clear();
-    places_now.clear();
+    live.clear();
     finished = true;
     finished_cv.notify_all();
   }
@@ -501,7 +555,7 @@ PoolCore::~PoolCore() {
 }
 
 void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message,
-                      std::shared_ptr<Completion> done, int node) {
+                      std::shared_ptr<Completion> done, int node, bool steer, std::shared_ptr<HomeCount> count) {
   if (message.size() < kTaskHeaderBytes) throw InvalidArgument("Pool: a task message without room for its header");
   uint64_t invoker_word = reinterpret_cast<uintptr_t>(invoker);
   if (options_.start_method != StartMethod::kFork) {
@@ -518,7 +572,7 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     store(message.data(), id);
     store(message.data() + 8, invoker_word);
     store(message.data() + 16, callable);
-    state_->pending.push_back(Task{id, std::move(message), std::move(done), node});
+    state_->pending.push_back(Task{id, std::move(message), std::move(done), node, steer, std::move(count)});
     wake = !state_->wake_armed;
     state_->wake_armed = true;
   }
@@ -569,8 +623,25 @@ std::vector<int> PoolCore::worker_pids() const {
 }
 
 std::vector<PoolCore::WorkerPlace> PoolCore::placement() const {
-  std::lock_guard lock(state_->mu);
-  return state_->places_now;
+  std::vector<Live> live;
+  {
+    std::lock_guard lock(state_->mu);
+    live = state_->live;
+  }
+  // The page queries outside the lock: they take a system call per 4096 pages.
+  std::vector<WorkerPlace> places;
+  for (const auto& l : live) {
+    WorkerPlace p{l.pid, l.node, l.cpus, l.queue->pages(), {}};
+    if (l.scratch.second != 0) {
+      try {
+        p.scratch_pages = numa::page_placement_in(l.pid, l.scratch.first, l.scratch.second);
+      } catch (const SystemError&) {
+        // The worker ended since the copy above (ESRCH): it is reported as it was, without arena pages.
+      }
+    }
+    places.push_back(std::move(p));
+  }
+  return places;
 }
 
 std::pair<uint64_t, uint64_t> PoolCore::hinted_at_home() const {

@@ -18,6 +18,7 @@
 // ready message (kReadyId).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +28,7 @@
 #include <span>
 #include <vector>
 
+#include "ipc/numa/placement.h"
 #include "ipc/pool/future.h"
 #include "ipc/pool/init.h"
 
@@ -56,6 +58,14 @@ struct CoreOptions {
   uint64_t pipe_bytes = 0;
   std::string name;
   StartMethod start_method = StartMethod::kFork;
+  uint64_t scratch_bytes = 0;  // each worker's ScratchArena capacity; 0: none
+};
+
+// Where the tasks of one map ran: counted by the supervisor as each task completes (a task with a home node of
+// -1 counts in `tasks` only).
+struct HomeCount {
+  std::atomic<uint64_t> at_home{0};
+  std::atomic<uint64_t> tasks{0};
 };
 
 class PoolCore {
@@ -69,9 +79,10 @@ class PoolCore {
   // Queues a task: `message` starts with kTaskHeaderBytes left for the header (filled here). Throws StateError
   // after close() or terminate(). Any thread.
   // `node`: run it on a worker of that node when one can take it (idle workers of other nodes steal it rather
-  // than sit idle); -1: anywhere.
+  // than sit idle); -1: anywhere. steer = false: `node` is only the task's home for `count`, the task goes
+  // anywhere. `count` (optional): told where the task ran when it completes.
   void submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message, std::shared_ptr<Completion> done,
-              int node = -1);
+              int node = -1, bool steer = true, std::shared_ptr<HomeCount> count = nullptr);
 
   void close();
   void terminate();
@@ -85,11 +96,15 @@ class PoolCore {
   std::vector<int> worker_pids() const;
   // Workers started so far, replacements included.
   uint64_t workers_started() const;
-  // Live workers: pid, node (-1 unplaced) and the CPUs they were pinned to.
+  // Live workers: pid, node (-1 unplaced), the CPUs they were pinned to, and where the pages of their pipe's
+  // rings and of their scratch arena are now (read when placement() is called; the arena's pages are read from
+  // the worker's address space, and are empty until the worker has said where its arena is).
   struct WorkerPlace {
     int pid;
     int node;
     std::vector<int> cpus;
+    numa::PagePlacement queue_pages;    // both rings of the worker's pipe (shared memory)
+    numa::PagePlacement scratch_pages;  // the worker's ScratchArena (its capacity in pages; touched ones present)
   };
   std::vector<WorkerPlace> placement() const;
   // Tasks that ran on a worker of the node they were hinted to, and hinted tasks in all (for the NUMA checks).

@@ -22,6 +22,8 @@
 
 #include "ipc/base/error.h"
 #include "ipc/base/unix_socket.h"
+#include "ipc/numa/scratch_arena.h"
+#include "ipc/pool/worker.h"
 #include "ipc/pool/detail/pool_core.h"
 #include "ipc/shared/codec.h"
 
@@ -93,22 +95,21 @@ bool recv_packet(int sock, std::vector<std::byte>& bytes, std::vector<int>& fds)
 
 // ---- the worker side of the remote methods ------------------------------------------------------------------
 
-using Setup = std::tuple<std::vector<std::string>, std::vector<int>, uint64_t, uint32_t>;
+using Setup = std::tuple<std::vector<std::string>, std::vector<int>, uint64_t, uint32_t, uint64_t, int32_t>;
 
 // A worker started by the fork server or by exec: adopts its end of the pipe, reads its setup, runs the loop.
 int remote_worker_main(const ConnectionHandoff& end) {
   Connection conn = Connection::adopt(end);
   std::vector<std::byte> in;
   if (conn.recv_bytes(in) != Outcome::kOk) return 0;  // the pool went away before it sent the setup
-  auto [objects, cpus, initializer, max_tasks] = Codec<Setup>::decode(in);
+  auto [objects, cpus, initializer, max_tasks, scratch_bytes, scratch_node] = Codec<Setup>::decode(in);
   const CodeMap code(objects);
   WorkerSetup setup;
   setup.cpus = std::move(cpus);
   setup.max_tasks_per_child = max_tasks;
+  setup.scratch_bytes = scratch_bytes;
+  setup.scratch_node = scratch_node;
   if (initializer != 0) setup.initializer = reinterpret_cast<void (*)()>(code.address(initializer));
-  std::vector<std::byte> ready(kResultHeaderBytes, std::byte{0});
-  store(ready.data(), kReadyId);
-  if (conn.send_bytes(ready) != Outcome::kOk) return 0;
   return run_worker(conn, setup, &code);
 }
 
@@ -281,6 +282,10 @@ std::unique_ptr<WorkerHandle> start_served(const ConnectionHandoff& end, const s
 
 // ---- exec -----------------------------------------------------------------------------------------------------
 
+// The running worker's arena (null without one, and outside workers), for worker_scratch().
+numa::ScratchArena* g_worker_scratch = nullptr;
+bool g_in_worker = false;
+
 constexpr const char* kExecMarker = "--ipc-pool-worker";
 std::atomic<bool> g_initialised{false};
 std::string g_argv0 = "ipc-pool-worker";  // written by init() before any thread
@@ -318,6 +323,27 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
     for (int cpu : setup.cpus) CPU_SET(cpu, &set);
     if (sched_setaffinity(0, sizeof set, &set) != 0) throw_errno("pool worker: sched_setaffinity");
   }
+  // The arena after pinning, so that even unbound pages are first touched from the worker's node.
+  std::optional<numa::ScratchArena> scratch;
+  if (setup.scratch_bytes != 0) {
+    numa::ScratchArena::Options o;
+    o.capacity = setup.scratch_bytes;
+    if (setup.scratch_node >= 0) o.node = setup.scratch_node;
+    scratch.emplace(o);
+  }
+  // Set even without an arena: a worker forked from a process that was itself a worker must not see its arena.
+  g_worker_scratch = scratch ? &*scratch : nullptr;
+  g_in_worker = true;
+  struct Unset {
+    ~Unset() { g_worker_scratch = nullptr; }
+  } unset;
+  {
+    const Hello hello = scratch ? Hello{reinterpret_cast<uintptr_t>(scratch->base()), scratch->capacity()} : Hello{};
+    std::vector<std::byte> ready(kResultHeaderBytes + Codec<Hello>::encoded_size(hello), std::byte{0});
+    store(ready.data(), kReadyId);
+    Codec<Hello>::encode(hello, std::span<std::byte>(ready).subspan(kResultHeaderBytes));
+    if (conn.send_bytes(ready) != Outcome::kOk) return 0;
+  }
   if (setup.initializer) setup.initializer();
   std::vector<std::byte> in, out;
   for (unsigned done = 0;;) {
@@ -340,6 +366,7 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
       Codec<std::pair<std::string, std::string>>::encode(failure,
                                                           std::span<std::byte>(out).subspan(kResultHeaderBytes));
     }
+    if (scratch) scratch->reset();  // everything the task allocated there is gone; the pages stay on the node
     if (conn.send_bytes(out) != Outcome::kOk) return 0;
     if (setup.max_tasks_per_child != 0 && ++done >= setup.max_tasks_per_child) return 0;
   }
@@ -356,7 +383,8 @@ std::unique_ptr<WorkerHandle> start_remote_worker(StartMethod method, const Conn
 }
 
 std::vector<std::byte> setup_message(const WorkerSetup& setup) {
-  return encode(Setup(setup.objects, setup.cpus, setup.initializer_address, setup.max_tasks_per_child));
+  return encode(Setup(setup.objects, setup.cpus, setup.initializer_address, setup.max_tasks_per_child,
+                      setup.scratch_bytes, setup.scratch_node));
 }
 
 void check_start_method(StartMethod method) {
@@ -375,6 +403,14 @@ void check_start_method(StartMethod method) {
 }
 
 }  // namespace detail
+
+numa::ScratchArena& worker_scratch() {
+  if (detail::g_worker_scratch) return *detail::g_worker_scratch;
+  if (detail::g_in_worker) {
+    throw StateError("ipc::worker_scratch: this pool was made with PoolOptions::scratch_bytes = 0 (no arena)");
+  }
+  throw StateError("ipc::worker_scratch: not in a pool worker (call it from a task)");
+}
 
 void init(int argc, char** argv) {
   if (argc >= 3 && std::strcmp(argv[1], detail::kExecMarker) == 0) {

@@ -47,9 +47,16 @@ struct WorkerSetup {
   uint64_t initializer_address = 0;   // kForkServer, kExec: a portable address of a void() function, or 0
   unsigned max_tasks_per_child = 0;
   std::vector<std::string> objects;   // kForkServer, kExec: what the portable addresses refer to
+  uint64_t scratch_bytes = 0;         // the worker's ScratchArena capacity; 0: none
+  int scratch_node = -1;              // bind its pages to this node; -1: the process's policy
 };
 
-// The worker: runs tasks from `conn` until end of stream (or its task quota); returns its exit status. `code`
+// Every worker's first message (a result header for kReadyId): where its scratch arena lies in its address space
+// (base, capacity; 0, 0 without one), so that the pool can report the arena's pages (numa::page_placement_in).
+using Hello = std::pair<uint64_t, uint64_t>;
+
+// The worker: pins itself, makes its scratch arena, sends its Hello, runs the initializer, then tasks from `conn`
+// until end of stream (or its task quota), resetting the arena after each; returns its exit status. `code`
 // translates the code words of tasks (portable addresses); null: they are addresses in this process (a fork).
 int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code);
 
