@@ -183,20 +183,32 @@ TEST_CASE("message queue survives producers and consumers killed at random point
   }
 }
 
-TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as abandoned", "[queue][kill]") {
-  // Deterministic: the child claims a slot through the ring internals and is killed before publishing.
-  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(2));
-  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 2);
-  ipc::detail::MpmcRing ring(mem.base());
+namespace {
+
+// A child that claims the next slot of the ring in `block` for writing, through the ring internals, and then waits
+// to be killed before publishing. Returns once the slot is claimed.
+ipc::test::ForkedChild stuck_producer(void* block) {
   SharedMapping flag(64);
   auto* claimed = flag.as<std::atomic<uint32_t>>();
   ipc::test::ForkedChild child([&] {
     uint64_t pos;
-    if (ring.try_claim_write(pos, false) != ipc::detail::Claim::kOk) throw ipc::Error("claim failed");
+    if (ipc::detail::MpmcRing(block).try_claim_write(pos, false) != ipc::detail::Claim::kOk) {
+      throw ipc::Error("claim failed");
+    }
     claimed->store(1);
     for (;;) pause();
   });
   while (claimed->load() == 0) std::this_thread::yield();
+  return child;
+}
+
+}  // namespace
+
+TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as abandoned", "[queue][kill]") {
+  // Deterministic: the child claims a slot through the ring internals and is killed before publishing.
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(2));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 2);
+  auto child = stuck_producer(mem.base());
   REQUIRE(q.put(2) == Outcome::kOk);  // behind the stuck slot
   child.kill(SIGKILL);
   child.wait();
@@ -210,6 +222,21 @@ TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as aband
     REQUIRE(q.get(v, 1s) == Outcome::kOk);
     CHECK(v == i);
   }
+}
+
+TEST_CASE("try_get alone reclaims the slot of a producer killed mid-put", "[queue][kill]") {
+  // Only non-blocking calls: they look at the dead claimer after their bounded spin, not only blocking ones.
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(2));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 2);
+  auto child = stuck_producer(mem.base());
+  REQUIRE(q.try_put(2) == Outcome::kOk);  // behind the stuck slot
+  uint64_t v = 0;
+  CHECK(q.try_get(v) == Outcome::kEmpty);  // the claimer is alive: its message may still come
+  child.kill(SIGKILL);
+  child.wait();
+  REQUIRE(ipc::test::wait_until([&] { return q.try_get(v) == Outcome::kOk; }));
+  CHECK(v == 2);
+  CHECK(q.abandoned_count() == 1);
 }
 
 TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not stay blocked", "[queue][kill]") {
