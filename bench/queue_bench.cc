@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +84,33 @@ double ours_msgs_per_s(uint64_t n, int producers, int consumers, uint64_t capaci
         }
       });
   return t > 0 ? static_cast<double>(per_c * consumers) / t : -1;
+}
+
+// `n` 8-byte values through an SpscQueue in batches of `batch` (put_n / get_n), 1 -> 1 process: msgs/s.
+double spsc_batched_msgs_per_s(uint64_t n, size_t batch) {
+  Mem mem(ipc::SpscQueue<uint64_t>::bytes_needed(4096));
+  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.p, mem.bytes, 4096);
+  const double t = timed_processes(
+      1, 1,
+      [&](int) {
+        std::vector<uint64_t> values(batch);
+        size_t put = 0;
+        for (uint64_t i = 0; i < n; i += batch) {
+          for (size_t k = 0; k < batch; ++k) values[k] = i + k;
+          (void)q.put_n(values, put);
+        }
+      },
+      [&](int) {
+        std::vector<uint64_t> out(batch);
+        uint64_t expect = 0;
+        size_t got = 0;
+        while (expect < n && q.get_n(out, got) == Outcome::kOk) {
+          for (size_t k = 0; k < got; ++k) {
+            if (out[k] != expect++) throw std::runtime_error("SpscQueue batch out of order");
+          }
+        }
+      });
+  return t > 0 ? static_cast<double>(n) / t : -1;
 }
 
 // One try_put and one try_get in one process, the ring in L1: ns per pair.
@@ -197,6 +225,10 @@ void run(bench::Report& r) {
           lockfree);
     const auto batched = bench::sample_of(kReps, [] { return bench::batched_ring_msgs_per_s(4 * kSpscN, 64); });
     r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "minimal ring, index per 64 msgs", batched);
+    const auto ours_batched = bench::sample_of(kReps, [] { return spsc_batched_msgs_per_s(4 * kSpscN, 64); });
+    r.add("queue: SpscQueue put_n/get_n, batches of 64, 1 -> 1", ours_batched, "msgs/s",
+          "minimal ring, index per 64 msgs", batched);
+    r.target("queue: SpscQueue batches vs the minimal batched ring", ours_batched.median / batched.median, ">=", 0.5);
     const auto mq = bench::sample_of(kReps, [] { return bench::boost_message_queue_msgs_per_s(500'000); });
     const auto pipe = bench::sample_of(kReps, [] { return bench::pipe_msgs_per_s(500'000); });
     r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "Boost message_queue", mq);
