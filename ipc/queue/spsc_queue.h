@@ -197,20 +197,21 @@ class SpscQueue {
     returning_count_ = h_->returning_count.load(std::memory_order_relaxed);  // relaxed: only consumers write it
   }
 
-  // Copies `n` values between `values` and the ring from position `pos` on (wrapping round the end).
-  void copy_in(uint64_t pos, const T* values, uint64_t n) {
+  // Copies `n` values between `values` and the ring from position `pos` on (wrapping round the end). The
+  // single-value calls (put/get) inline down to one fixed-size copy (see put_until).
+  [[gnu::always_inline]] void copy_in(uint64_t pos, const T* values, uint64_t n) {
     const uint64_t first = std::min(n, capacity() - (pos & mask_));
     std::memcpy(slot(pos), values, first * sizeof(T));
     if (first < n) std::memcpy(slot(0), values + first, (n - first) * sizeof(T));
   }
-  void copy_out(uint64_t pos, T* out, uint64_t n) {
+  [[gnu::always_inline]] void copy_out(uint64_t pos, T* out, uint64_t n) {
     const uint64_t first = std::min(n, capacity() - (pos & mask_));
     std::memcpy(out, slot(pos), first * sizeof(T));
     if (first < n) std::memcpy(out + first, slot(0), (n - first) * sizeof(T));
   }
 
   // Puts up to `n` values at once; how many.
-  uint64_t try_push(const T* values, uint64_t n) {
+  [[gnu::always_inline]] uint64_t try_push(const T* values, uint64_t n) {
     const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: only the producer writes tail
     uint64_t room = mask_ + 1 - (t - head_cache_);
     if (room < n) {
@@ -227,7 +228,7 @@ class SpscQueue {
     return k;
   }
   // Takes up to `n` values at once; how many.
-  uint64_t try_pop(T* out, uint64_t n) {
+  [[gnu::always_inline]] uint64_t try_pop(T* out, uint64_t n) {
     const uint64_t hd = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
     uint64_t ready = tail_cache_ - hd;
     if (ready < n) {
@@ -263,8 +264,9 @@ class SpscQueue {
     return get_until(&out, 1, got, d);
   }
 
-  // Puts `n` values; with a deadline waits for room until all are in, without one puts what fits.
-  Outcome put_until(const T* values, size_t n, size_t& done, const Deadline* d) {
+  // Puts `n` values; with a deadline waits for room until all are in, without one puts what fits. Always inlined
+  // (as the helpers above) so that put()/get(), which pass n = 1, compile to the single-value ring operations.
+  [[gnu::always_inline]] Outcome put_until(const T* values, size_t n, size_t& done, const Deadline* d) {
     be_producer();
     done = 0;
     if (closed()) return Outcome::kClosed;
@@ -285,7 +287,7 @@ class SpscQueue {
     return result;
   }
   // Takes between 1 and `n` values; with a deadline waits for the first.
-  Outcome get_until(T* out, size_t n, size_t& got, const Deadline* d) {
+  [[gnu::always_inline]] Outcome get_until(T* out, size_t n, size_t& got, const Deadline* d) {
     be_consumer();
     auto once = [&]() {
       if ((got = try_pop(out, n)) != 0) return Outcome::kOk;
