@@ -286,19 +286,20 @@ class SpscQueue {
     });
     return result;
   }
+  // One look: kOk (`got` values taken), kEmpty, or kClosed once closed and drained.
+  [[gnu::always_inline]] Outcome take(T* out, size_t n, size_t& got) {
+    if ((got = try_pop(out, n)) != 0) return Outcome::kOk;
+    if (!closed()) return Outcome::kEmpty;
+    return (got = try_pop(out, n)) != 0 ? Outcome::kOk : Outcome::kClosed;  // drain what was put before close()
+  }
   // Takes between 1 and `n` values; with a deadline waits for the first.
   [[gnu::always_inline]] Outcome get_until(T* out, size_t n, size_t& got, const Deadline* d) {
     be_consumer();
-    auto once = [&]() {
-      if ((got = try_pop(out, n)) != 0) return Outcome::kOk;
-      if (!closed()) return Outcome::kEmpty;
-      return (got = try_pop(out, n)) != 0 ? Outcome::kOk : Outcome::kClosed;  // drain what was put before close()
-    };
-    Outcome result = once();
+    Outcome result = take(out, n, got);
     if (result != Outcome::kEmpty || !d) return result;
     result = Outcome::kTimeout;
     detail::block_until(h_->not_empty, *d, [&](bool) {
-      const Outcome q = once();
+      const Outcome q = take(out, n, got);
       if (q == Outcome::kEmpty) return detail::Attempt::kRetry;
       result = q;
       return detail::Attempt::kDone;
