@@ -91,7 +91,11 @@ void Report::print_table() const {
 
 void Report::write_json(const std::string& path) const {
   std::ofstream out(path);
-  out << "{\n  \"load_average\": {\"start\": " << load_start_ << ", \"end\": " << load_average() << "},\n";
+  const double load_end = load_average();
+  const double cpus = std::max(1u, std::thread::hardware_concurrency());
+  out << "{\n  \"load_average\": {\"start\": " << load_start_ << ", \"end\": " << load_end << "},\n";
+  out << "  \"cpus\": " << cpus << ",\n  \"unreliable\": "
+      << (load_start_ > cpus || load_end > cpus ? "true" : "false") << ",\n";
   out << "  \"rows\": [\n";
   for (size_t i = 0; i < rows_.size(); ++i) {
     const Row& r = rows_[i];
@@ -134,6 +138,20 @@ double round_trip_ns(uint64_t n, unsigned idle_gap_us, const std::function<bool(
     if (idle_gap_us) samples.push_back(dt);
   }
   return (idle_gap_us ? median(samples) : total / static_cast<double>(n)) * 1e9;
+}
+
+MeanMedian round_trip_each_ns(uint64_t n, const std::function<bool()>& round_trip) {
+  std::vector<double> samples;
+  samples.reserve(n);
+  double total = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const double t0 = now_seconds();
+    if (!round_trip()) return {};
+    const double dt = now_seconds() - t0;
+    total += dt;
+    samples.push_back(dt);
+  }
+  return {total / static_cast<double>(n) * 1e9, median(std::move(samples)) * 1e9};
 }
 
 double median_of(int reps, const std::function<double()>& f) {
@@ -212,9 +230,11 @@ int main(int argc, char** argv) {
   (void)setsid();
   const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
   const double load = bench::load_average();
+  // More runnable tasks than CPUs on average: every busy-polling row measures the CPU share the others leave.
+  const bool busy = load > cpus;
   std::printf("load average %.2f at the start, %u CPUs, session %s%s\n", load, cpus,
               getsid(0) == getpid() ? "own" : "shared (run under setsid for an autogroup of its own)",
-              load > 0.5 * cpus ? "  ** BUSY MACHINE: figures are the CPU share the others leave **" : "");
+              busy ? "  ** BUSY MACHINE: UNRELIABLE RUN, figures are the CPU share the others leave **" : "");
   bench::Report report;
   for (auto& [name, run] : bench::registry()) {
     if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
@@ -223,7 +243,9 @@ int main(int argc, char** argv) {
     run(report);
   }
   report.print_table();
-  std::printf("load average %.2f at the end\n", bench::load_average());
+  const double load_end = bench::load_average();
+  std::printf("load average %.2f at the end%s\n", load_end,
+              busy || load_end > cpus ? "  ** UNRELIABLE: the machine was busy during this run **" : "");
   if (!json_path.empty()) report.write_json(json_path);
   return 0;
 }

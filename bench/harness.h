@@ -85,6 +85,13 @@ double median(std::vector<double> samples);
 // Every "round trip" row and its socketpair peer are measured through this, so they are comparable.
 double round_trip_ns(uint64_t n, unsigned idle_gap_us, const std::function<bool()>& round_trip);
 
+// Times `n` back-to-back calls of `round_trip` one by one: the mean and the median ns per call (a mean far above
+// the median shows a long tail), or -1 for both on failure.
+struct MeanMedian {
+  double mean = -1, median = -1;
+};
+MeanMedian round_trip_each_ns(uint64_t n, const std::function<bool()>& round_trip);
+
 // Runs `python3 bench/python_peers.py <name> <args...>` and returns the number it prints on its last line,
 // or a negative value when python3 or the peer is unavailable (the row then shows "n/a").
 double python_peer(const std::string& name, const std::vector<std::string>& args = {});

@@ -40,8 +40,10 @@ double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes = ipc::PipeOpti
   return bench::wait_child(child) ? n / dt : -1;
 }
 
-// Round trips through a duplex pipe: ns each. `idle_gap_us` > 0 lets the echoing child fall asleep first.
-double pipe_round_trip_ns(uint64_t n, unsigned idle_gap_us) {
+// Runs `measure(send_and_receive_one)` against a child echoing every message of a duplex pipe; its result, or
+// `failed` when the child failed.
+template <typename R, typename Measure>
+R with_echo(Measure&& measure, R failed) {
   auto [a, b] = ipc::Pipe();
   ipc::Process child = bench::fork_child([&, &bb = b, &aa = a] {
     aa.close();
@@ -52,47 +54,70 @@ double pipe_round_trip_ns(uint64_t n, unsigned idle_gap_us) {
   });
   b.close();
   std::vector<std::byte> msg(8), got;
-  const double ns = bench::round_trip_ns(n, idle_gap_us, [&] {
-    return a.send_bytes(msg) == Outcome::kOk && a.recv_bytes(got) == Outcome::kOk;
-  });
+  const R result = measure([&] { return a.send_bytes(msg) == Outcome::kOk && a.recv_bytes(got) == Outcome::kOk; });
   a.close();
-  return bench::wait_child(child) ? ns : -1;
+  return bench::wait_child(child) ? result : failed;
 }
 
+// Round trips through a duplex pipe: ns each. `idle_gap_us` > 0 lets the echoing child fall asleep first.
+double pipe_round_trip_ns(uint64_t n, unsigned idle_gap_us) {
+  return with_echo([&](auto rt) { return bench::round_trip_ns(n, idle_gap_us, rt); }, -1.0);
+}
+
+// Back-to-back round trips through a duplex pipe, each timed: the mean and the median.
+bench::MeanMedian pipe_round_trip_each(uint64_t n) {
+  return with_echo([&](auto rt) { return bench::round_trip_each_ns(n, rt); }, bench::MeanMedian{});
+}
+
+constexpr int kReps = 5;
+
 bench::Group group("pipe", [](bench::Report& r) {
-  constexpr uint64_t kSmall = 2'000'000;
-  const double ours = bench::median_of(3, [] { return pipe_one_way(kSmall, 8); });
-  const double os_pipe = bench::median_of(3, [] { return bench::pipe_msgs_per_s(kSmall / 4, 8); });
+  constexpr uint64_t kSmall = 1'000'000;
+  const auto ours = bench::sample_of(kReps, [] { return pipe_one_way(kSmall, 8); });
+  const auto os_pipe = bench::sample_of(kReps, [] { return bench::pipe_msgs_per_s(kSmall / 4, 8); });
   r.add("Pipe 8 B messages, 1 process -> 1 process", ours, "msgs/s", "pipe(2)", os_pipe);
-  r.target("Pipe 8 B msgs/s vs pipe(2)", ours / os_pipe, ">=", 10);
+  r.target("Pipe 8 B msgs/s vs pipe(2)", ours.median / os_pipe.median, ">=", 10);
   r.add("Pipe 8 B messages, 1 process -> 1 process", ours, "msgs/s", "Python mp.Pipe send_bytes",
-        bench::python_peer("pipe", {"100000"}));
+        bench::summarize({bench::python_peer("pipe", {"100000"})}));
 
-  const double rtt_busy = bench::median_of(3, [] { return pipe_round_trip_ns(200'000, 0); });
-  const double rtt_floor = bench::median_of(3, [] { return bench::atomic_pingpong_rtt_ns(200'000); });
+  const auto rtt_busy = bench::sample_of(kReps, [] { return pipe_round_trip_ns(50'000, 0); });
+  const auto rtt_floor = bench::sample_of(kReps, [] { return bench::atomic_pingpong_rtt_ns(100'000); });
   r.add("Pipe round trip, both sides active", rtt_busy, "ns", "atomic ping-pong floor", rtt_floor);
-  const double rtt_sock = bench::median_of(3, [] { return bench::socketpair_rtt_ns(20'000); });
+  const auto rtt_sock = bench::sample_of(kReps, [] { return bench::socketpair_rtt_ns(20'000); });
   r.add("Pipe round trip, both sides active", rtt_busy, "ns", "socketpair round trip", rtt_sock);
-  const double rtt_asleep = bench::median_of(3, [] { return pipe_round_trip_ns(2'000, 200); });
-  const double sock_asleep = bench::median_of(3, [] { return bench::socketpair_rtt_ns(2'000, 200); });
+  // The tail: each round trip timed; the mean against the median of the same run.
+  std::vector<double> means, medians;
+  for (int i = 0; i < kReps; ++i) {
+    const bench::MeanMedian mm = pipe_round_trip_each(50'000);
+    means.push_back(mm.mean);
+    medians.push_back(mm.median);
+  }
+  const auto mean = bench::summarize(means), med = bench::summarize(medians);
+  r.add("Pipe round trip mean, both sides active, each timed", mean, "ns", "its median", med);
+  r.target("Pipe round trip mean vs its median (lower is better)", mean.median / med.median, "<=", 3);
+  const auto rtt_asleep = bench::sample_of(kReps, [] { return pipe_round_trip_ns(2'000, 200); });
+  const auto sock_asleep = bench::sample_of(kReps, [] { return bench::socketpair_rtt_ns(2'000, 200); });
   r.add("Pipe round trip, receiver asleep", rtt_asleep, "ns", "socketpair round trip, receiver asleep", sock_asleep);
+});
 
+// Large messages: the "pipe_bytes" group.
+bench::Group bytes_group("pipe_bytes", [](bench::Report& r) {
   for (size_t size : {size_t{64}, size_t{4096}, size_t{1} << 20}) {
     const uint64_t n = size >= (1 << 20) ? 400 : size >= 4096 ? 200'000 : 1'000'000;
-    const double ours_bps = bench::median_of(3, [&] { return pipe_one_way(n, size) * size; });
-    const double os_bps = bench::median_of(3, [&] { return bench::pipe_msgs_per_s(n / 4, size) * size; });
+    const auto ours_bps = bench::sample_of(kReps, [&] { return pipe_one_way(n, size) * size; });
+    const auto os_bps = bench::sample_of(kReps, [&] { return bench::pipe_msgs_per_s(n / 4, size) * size; });
     const std::string label = "Pipe " + (size >= (1 << 20) ? std::string("1 MiB") : std::to_string(size) + " B") +
                               " messages, bytes/s";
     r.add(label, ours_bps, "B/s", "pipe(2)", os_bps);
-    if (size == 64) r.target("Pipe 64 B bytes/s vs pipe(2)", ours_bps / os_bps, ">=", 10);
+    if (size == 64) r.target("Pipe 64 B bytes/s vs pipe(2)", ours_bps.median / os_bps.median, ">=", 10);
     if (size == (size_t{1} << 20)) {
-      const double copy = bench::median_of(3, [&] { return bench::memcpy_bytes_per_s(size, size_t{256} << 20); });
+      const auto copy = bench::sample_of(kReps, [&] { return bench::memcpy_bytes_per_s(size, size_t{256} << 20); });
       r.add(label, ours_bps, "B/s", "memcpy bandwidth", copy);
-      r.target("Pipe 1 MiB bytes/s vs memcpy (default 1 MiB rings)", ours_bps / copy, ">=", 0.5);
+      r.target("Pipe 1 MiB bytes/s vs memcpy (default 1 MiB rings)", ours_bps.median / copy.median, ">=", 0.5);
       // Bulk transfers can ask for bigger rings (PipeOptions::ring_bytes): parts of 1 MiB, fewer hand-offs.
-      const double big_ring = bench::median_of(3, [&] { return pipe_one_way(n * 4, size, 4 << 20) * size; });
+      const auto big_ring = bench::sample_of(kReps, [&] { return pipe_one_way(n * 4, size, 4 << 20) * size; });
       r.add("Pipe 1 MiB messages, 4 MiB rings, bytes/s", big_ring, "B/s", "memcpy bandwidth", copy);
-      r.target("Pipe 1 MiB bytes/s vs memcpy (4 MiB rings)", big_ring / copy, ">=", 0.5);
+      r.target("Pipe 1 MiB bytes/s vs memcpy (4 MiB rings)", big_ring.median / copy.median, ">=", 0.5);
     }
   }
 });

@@ -4,12 +4,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bench/harness.h"
 #include "bench/peers.h"
+#include "bench/ring_peers.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
@@ -19,7 +21,7 @@ namespace {
 using ipc::Outcome;
 using namespace std::chrono_literals;
 
-constexpr int kReps = 3;
+constexpr int kReps = 5;
 
 // Shared memory for one measurement, freed on scope exit.
 struct Mem {
@@ -51,35 +53,108 @@ double timed_processes(int producers, int consumers, Produce produce, Consume co
   return ok ? t : -1;
 }
 
-double spsc_msgs_per_s(uint64_t n) {
+// `n` 8-byte values through a Q (SpscQueue or Queue) of `capacity`, `producers` -> `consumers` processes, with
+// the blocking put/get or (`polling`) try_put/try_get in a spin loop: msgs/s.
+template <template <typename> class Q>
+double ours_msgs_per_s(uint64_t n, int producers, int consumers, uint64_t capacity, bool polling = false) {
+  Mem mem(Q<uint64_t>::bytes_needed(capacity));
+  auto q = Q<uint64_t>::create_at(mem.p, mem.bytes, capacity);
+  const uint64_t per_p = n / producers, per_c = per_p * producers / consumers;
+  const double t = timed_processes(
+      producers, consumers,
+      [&](int) {
+        for (uint64_t i = 0; i < per_p; ++i) {
+          if (polling) {
+            while (q.try_put(i) != Outcome::kOk) {
+            }
+          } else {
+            (void)q.put(i);
+          }
+        }
+      },
+      [&](int) {
+        uint64_t v;
+        for (uint64_t i = 0; i < per_c; ++i) {
+          if (polling) {
+            while (q.try_get(v) != Outcome::kOk) {
+            }
+          } else {
+            (void)q.get(v);
+          }
+        }
+      });
+  return t > 0 ? static_cast<double>(per_c * consumers) / t : -1;
+}
+
+// `n` 8-byte values through an SpscQueue in batches of `batch` (put_n / get_n), 1 -> 1 process: msgs/s.
+double spsc_batched_msgs_per_s(uint64_t n, size_t batch) {
   Mem mem(ipc::SpscQueue<uint64_t>::bytes_needed(4096));
   auto q = ipc::SpscQueue<uint64_t>::create_at(mem.p, mem.bytes, 4096);
   const double t = timed_processes(
       1, 1,
       [&](int) {
-        for (uint64_t i = 0; i < n; ++i) (void)q.put(i);
+        std::vector<uint64_t> values(batch);
+        size_t put = 0;
+        for (uint64_t i = 0; i < n; i += batch) {
+          for (size_t k = 0; k < batch; ++k) values[k] = i + k;
+          (void)q.put_n(values, put);
+        }
       },
       [&](int) {
-        uint64_t v;
-        for (uint64_t i = 0; i < n; ++i) (void)q.get(v);
+        std::vector<uint64_t> out(batch);
+        uint64_t expect = 0;
+        size_t got = 0;
+        while (expect < n && q.get_n(out, got) == Outcome::kOk) {
+          for (size_t k = 0; k < got; ++k) {
+            if (out[k] != expect++) throw std::runtime_error("SpscQueue batch out of order");
+          }
+        }
       });
   return t > 0 ? static_cast<double>(n) / t : -1;
 }
 
-double mpmc_msgs_per_s(uint64_t n, int producers, int consumers) {
-  Mem mem(ipc::Queue<uint64_t>::bytes_needed(1024));
-  auto q = ipc::Queue<uint64_t>::create_at(mem.p, mem.bytes, 1024);
-  const uint64_t per_p = n / producers, per_c = per_p * producers / consumers;
-  const double t = timed_processes(
-      producers, consumers,
-      [&](int) {
-        for (uint64_t i = 0; i < per_p; ++i) (void)q.put(i);
-      },
-      [&](int) {
-        uint64_t v;
-        for (uint64_t i = 0; i < per_c; ++i) (void)q.get(v);
-      });
-  return t > 0 ? static_cast<double>(per_c * consumers) / t : -1;
+// One try_put and one try_get in one process, the ring in L1: ns per pair.
+template <template <typename> class Q>
+double ours_pair_ns(uint64_t n) {
+  Mem mem(Q<uint64_t>::bytes_needed(4096));
+  auto q = Q<uint64_t>::create_at(mem.p, mem.bytes, 4096);
+  uint64_t sum = 0, v = 0;
+  const double t0 = bench::now_seconds();
+  for (uint64_t i = 0; i < n; ++i) {
+    (void)q.try_put(i);
+    (void)q.try_get(v);
+    sum += v;
+  }
+  const double t = bench::now_seconds() - t0;
+  return sum == n * (n - 1) / 2 ? t * 1e9 / static_cast<double>(n) : -1;
+}
+
+// Ping-pong through two Qs with try_put/try_get in spin loops (both sides polling): ns per round trip.
+template <template <typename> class Q>
+double ours_polling_rtt_ns(uint64_t round_trips) {
+  const size_t bytes = Q<uint64_t>::bytes_needed(64);
+  Mem mem(2 * bytes + 64);
+  auto ping = Q<uint64_t>::create_at(mem.p, bytes, 64);
+  auto pong = Q<uint64_t>::create_at(static_cast<char*>(mem.p) + bytes, bytes, 64);
+  auto send = [](Q<uint64_t>& q, uint64_t v) {
+    while (q.try_put(v) != Outcome::kOk) {
+    }
+  };
+  auto recv = [](Q<uint64_t>& q) {
+    uint64_t v = 0;
+    while (q.try_get(v) != Outcome::kOk) {
+    }
+    return v;
+  };
+  ipc::Process child = bench::fork_child([&] {
+    for (uint64_t i = 0; i < round_trips; ++i) send(pong, recv(ping));
+  });
+  uint64_t i = 0;
+  const double ns = bench::round_trip_ns(round_trips, 0, [&] {
+    send(ping, i);
+    return recv(pong) == i++;
+  });
+  return bench::wait_child(child) ? ns : -1;
 }
 
 // Ping-pong through two SPSC queues; `idle_gap_us` > 0 pauses before each ping so that the echo side is asleep.
@@ -136,52 +211,95 @@ double blocked_consumer_cpu_ms() {
   return ms(after) - ms(before);
 }
 
+using bench::RingPeer;
+
 void run(bench::Report& r) {
+  constexpr uint64_t kSpscN = 4'000'000;
+  const bench::Sample spsc = bench::sample_of(kReps, [] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096); });
   {
-    const double ours = bench::median_of(kReps, [] { return spsc_msgs_per_s(20'000'000); });
-    const double mq = bench::median_of(kReps, [] { return bench::boost_message_queue_msgs_per_s(2'000'000); });
-    const double pipe = bench::median_of(kReps, [] { return bench::pipe_msgs_per_s(2'000'000); });
-    r.add("queue: SPSC 8 B, 1 -> 1 process", ours, "msgs/s", "Boost message_queue", mq);
-    r.add("queue: SPSC 8 B, 1 -> 1 process", ours, "msgs/s", "pipe(2), one write per message", pipe);
-    const double py = bench::python_peer("queue");
-    r.add("queue: SPSC 8 B, 1 -> 1 process", ours, "msgs/s", "Python mp.Queue", py);
-    r.target("queue: SPSC vs Boost message_queue", mq > 0 ? ours / mq : 0, ">=", 20);
+    const auto lockfree = bench::sample_of(kReps, [] { return bench::ring_peer_msgs_per_s(RingPeer::kBoostSpsc, kSpscN); });
+    r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "Boost.Lockfree spsc_queue (shm)", lockfree);
+    r.target("queue: SpscQueue 1 -> 1 vs Boost.Lockfree spsc_queue", spsc.median / lockfree.median, ">=", 1.5);
+    const auto polling = bench::sample_of(kReps, [] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096, true); });
+    r.add("queue: SpscQueue 8 B try_put/try_get, 1 -> 1 process", polling, "msgs/s", "Boost.Lockfree spsc_queue (shm)",
+          lockfree);
+    const auto batched = bench::sample_of(kReps, [] { return bench::batched_ring_msgs_per_s(4 * kSpscN, 64); });
+    r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "minimal ring, index per 64 msgs", batched);
+    const auto ours_batched = bench::sample_of(kReps, [] { return spsc_batched_msgs_per_s(4 * kSpscN, 64); });
+    r.add("queue: SpscQueue put_n/get_n, batches of 64, 1 -> 1", ours_batched, "msgs/s",
+          "minimal ring, index per 64 msgs", batched);
+    r.target("queue: SpscQueue batches vs the minimal batched ring", ours_batched.median / batched.median, ">=", 0.5);
+    const auto mq = bench::sample_of(kReps, [] { return bench::boost_message_queue_msgs_per_s(500'000); });
+    const auto pipe = bench::sample_of(kReps, [] { return bench::pipe_msgs_per_s(500'000); });
+    r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "Boost message_queue", mq);
+    r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "pipe(2), one write per message", pipe);
+    r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "Python mp.Queue",
+          bench::summarize({bench::python_peer("queue")}));
+    r.target("queue: SPSC vs Boost message_queue", spsc.median / mq.median, ">=", 20);
   }
   {
-    const double ours = bench::median_of(kReps, [] { return mpmc_msgs_per_s(8'000'000, 2, 2); });
-    const double mq = bench::median_of(kReps, [] { return bench::boost_message_queue_msgs_per_s(2'000'000, 2, 2); });
-    r.add("queue: MPMC 8 B, 2 -> 2 processes", ours, "msgs/s", "Boost message_queue 2 -> 2", mq);
-    r.target("queue: MPMC 2+2 vs Boost message_queue", mq > 0 ? ours / mq : 0, ">=", 5);
+    const auto ours = bench::sample_of(kReps, [] { return ours_msgs_per_s<ipc::Queue>(kSpscN / 2, 1, 1, 4096); });
+    r.add("queue: Queue (MPMC) 8 B put/get, 1 -> 1 process", ours, "msgs/s", "SpscQueue put/get, 1 -> 1", spsc);
+    r.target("queue: Queue 1 -> 1 vs SpscQueue 1 -> 1", ours.median / spsc.median, ">=", 0.5);
+    const auto ticket = bench::sample_of(kReps, [] { return bench::ring_peer_msgs_per_s(RingPeer::kTicketMpmc, kSpscN); });
+    r.add("queue: Queue (MPMC) 8 B put/get, 1 -> 1 process", ours, "msgs/s", "ticket MPMC ring (rigtorp design)", ticket);
   }
   {
-    const double ours = bench::median_of(kReps, [] { return queue_rtt_ns(200'000, 0); });
-    const double floor = bench::median_of(kReps, [] { return bench::atomic_pingpong_rtt_ns(1'000'000); });
-    r.add("queue: round trip via 2 queues, both active", ours, "ns", "atomic ping-pong, one cache line", floor);
-    r.target("queue: active round trip vs atomic ping-pong (lower is better)", floor > 0 ? ours / floor : 0, "<=",
-             3);
+    const auto ours = bench::sample_of(kReps, [] { return ours_msgs_per_s<ipc::Queue>(2'000'000, 2, 2, 1024); });
+    const auto mq = bench::sample_of(kReps, [] { return bench::boost_message_queue_msgs_per_s(500'000, 2, 2); });
+    r.add("queue: Queue (MPMC) 8 B, 2 -> 2 processes", ours, "msgs/s", "Boost message_queue 2 -> 2", mq);
+    r.add("queue: Queue (MPMC) 8 B, 2 -> 2 processes", ours, "msgs/s", "SpscQueue put/get, 1 -> 1", spsc);
+    r.target("queue: MPMC 2+2 vs Boost message_queue", ours.median / mq.median, ">=", 4);
   }
   {
-    const double ours = bench::median_of(kReps, [] { return queue_rtt_ns(2'000, 200); });
-    const double sp = bench::median_of(kReps, [] { return bench::socketpair_rtt_ns(2'000, 200); });
+    constexpr uint64_t kPairs = 10'000'000;
+    const auto ours = bench::sample_of(kReps, [] { return ours_pair_ns<ipc::SpscQueue>(kPairs); });
+    const auto lockfree = bench::sample_of(kReps, [] { return bench::ring_peer_pair_ns(RingPeer::kBoostSpsc, kPairs); });
+    r.add("queue: SpscQueue try_put+try_get, one process, in L1", ours, "ns", "Boost.Lockfree spsc_queue", lockfree);
+    const auto mpmc = bench::sample_of(kReps, [] { return ours_pair_ns<ipc::Queue>(kPairs); });
+    const auto ticket = bench::sample_of(kReps, [] { return bench::ring_peer_pair_ns(RingPeer::kTicketMpmc, kPairs); });
+    r.add("queue: Queue try_put+try_get, one process, in L1", mpmc, "ns", "ticket MPMC ring (rigtorp design)", ticket);
+  }
+  {
+    const auto ours = bench::sample_of(kReps, [] { return queue_rtt_ns(50'000, 0); });
+    const auto floor = bench::sample_of(kReps, [] { return bench::atomic_pingpong_rtt_ns(200'000); });
+    r.add("queue: SpscQueue round trip put/get, both active", ours, "ns", "atomic ping-pong, one cache line", floor);
+    r.target("queue: active round trip vs atomic ping-pong (lower is better)", ours.median / floor.median, "<=", 3);
+    const auto spsc_poll = bench::sample_of(kReps, [] { return ours_polling_rtt_ns<ipc::SpscQueue>(50'000); });
+    const auto lockfree = bench::sample_of(kReps, [] { return bench::ring_peer_rtt_ns(RingPeer::kBoostSpsc, 50'000); });
+    r.add("queue: SpscQueue round trip try_put/try_get, polling", spsc_poll, "ns", "Boost.Lockfree spsc_queue", lockfree);
+    const auto mpmc_poll = bench::sample_of(kReps, [] { return ours_polling_rtt_ns<ipc::Queue>(50'000); });
+    r.add("queue: Queue round trip try_put/try_get, polling", mpmc_poll, "ns", "SpscQueue try_put/try_get", spsc_poll);
+    r.target("queue: Queue try round trip vs SpscQueue's (lower is better)", mpmc_poll.median / spsc_poll.median, "<=",
+             1.5);
+  }
+  {
+    const auto ours = bench::sample_of(kReps, [] { return queue_rtt_ns(2'000, 200); });
+    const auto sp = bench::sample_of(kReps, [] { return bench::socketpair_rtt_ns(2'000, 200); });
     r.add("queue: round trip, receiver asleep (futex)", ours, "ns", "socketpair round trip, same idle gap", sp);
-    r.target("queue: asleep round trip vs socketpair (lower is better)", sp > 0 ? ours / sp : 0, "<=", 1.5);
+    r.target("queue: asleep round trip vs socketpair (lower is better)", ours.median / sp.median, "<=", 1.5);
   }
+}
+
+// Variable-size messages and the idle consumer: the "queue_bytes" group.
+void run_bytes(bench::Report& r) {
   for (size_t size : {size_t{64}, size_t{4096}, size_t{1} << 20}) {
     const size_t total = size >= (1 << 20) ? (size_t{2} << 30) : size >= 4096 ? (size_t{1} << 30) : (size_t{256} << 20);
     const std::string name = "queue: " + std::string(size == 64 ? "64 B" : size == 4096 ? "4 KiB" : "1 MiB") +
                              " messages, 1 -> 1 process";
-    const double ours = bench::median_of(kReps, [&] { return message_bytes_per_s(size, total); });
+    const auto ours = bench::sample_of(kReps, [&] { return message_bytes_per_s(size, total); });
     const uint64_t pipe_msgs = total / size / 4;
-    const double pipe = bench::median_of(kReps, [&] { return bench::pipe_msgs_per_s(pipe_msgs, size) * size; });
-    const double mc = bench::median_of(kReps, [&] { return bench::memcpy_bytes_per_s(size, total / 4); });
+    const auto pipe = bench::sample_of(kReps, [&] { return bench::pipe_msgs_per_s(pipe_msgs, size) * size; });
+    const auto mc = bench::sample_of(kReps, [&] { return bench::memcpy_bytes_per_s(size, total / 4); });
     r.add(name, ours, "B/s", "pipe(2), one write per message", pipe);
     r.add(name, ours, "B/s", "memcpy bandwidth", mc);
-    if (size == 64) r.target("queue: 64 B messages vs pipe(2)", pipe > 0 ? ours / pipe : 0, ">=", 10);
-    if (size == (size_t{1} << 20)) r.target("queue: 1 MiB messages vs memcpy", mc > 0 ? ours / mc : 0, ">=", 0.5);
+    if (size == 64) r.target("queue: 64 B messages vs pipe(2)", ours.median / pipe.median, ">=", 10);
+    if (size == (size_t{1} << 20)) r.target("queue: 1 MiB messages vs memcpy", ours.median / mc.median, ">=", 0.5);
   }
   r.add("queue: CPU of a consumer blocked 1 s on an empty queue", blocked_consumer_cpu_ms(), "CPU ms");
 }
 
 static bench::Group g("queue", run);
+static bench::Group g_bytes("queue_bytes", run_bytes);
 
 }  // namespace

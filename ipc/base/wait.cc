@@ -1,25 +1,26 @@
 #include "ipc/base/wait.h"
 
+#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <mutex>
 
 namespace ipc::detail {
 
 std::atomic<bool> g_asymmetric_fences{false};
 std::atomic<uint32_t> g_recheck_stretch{1};
+std::atomic<uint32_t> g_self_pid{0};
 
 void stretch_rechecks_for_testing(uint32_t factor) noexcept {
   g_recheck_stretch.store(factor == 0 ? 1 : factor, std::memory_order_relaxed);  // relaxed: see wait.h
 }
 
 namespace {
-
-std::atomic<uint32_t> g_pid{0};
 
 bool register_membarrier() noexcept {
   long supported = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
@@ -33,7 +34,7 @@ bool register_membarrier() noexcept {
 void setup_this_process() noexcept {
   // relaxed: each process writes its own copy before it touches any queue; threads of the process that use a
   // queue were either started after this or reach it through ensure_process_setup()'s call_once.
-  g_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+  g_self_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
 #if defined(__SANITIZE_THREAD__)
   // TSan does not model membarrier; full fences keep its view of the program exact.
   g_asymmetric_fences.store(false, std::memory_order_relaxed);
@@ -55,14 +56,9 @@ void ensure_process_setup() noexcept {
   std::call_once(once, once_per_process);
 }
 
-uint32_t self_pid() noexcept {
-  // relaxed: see setup_this_process().
-  uint32_t pid = g_pid.load(std::memory_order_relaxed);
-  if (pid == 0) {
-    ensure_process_setup();
-    pid = g_pid.load(std::memory_order_relaxed);
-  }
-  return pid;
+uint32_t self_pid_slow() noexcept {
+  ensure_process_setup();
+  return g_self_pid.load(std::memory_order_relaxed);  // relaxed: see setup_this_process()
 }
 
 bool asymmetric_fences() noexcept {
@@ -79,6 +75,50 @@ void heavy_fence() noexcept {
 }
 
 void yield_cpu() noexcept { sched_yield(); }
+
+namespace {
+
+// Runnable tasks on the whole machine, the caller included: the numerator of the fourth field of /proc/loadavg
+// ("0.52 0.58 0.59 3/289 1234"), or 0 when it cannot be read.
+unsigned runnable_tasks() noexcept {
+  const int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* p = buf;
+  for (int spaces = 0; *p && spaces < 3; ++p) spaces += *p == ' ';
+  return static_cast<unsigned>(std::strtoul(p, nullptr, 10));
+}
+
+unsigned usable_cpus() noexcept {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return static_cast<unsigned>(CPU_COUNT(&set));
+}
+
+}  // namespace
+
+bool spinning_pays() noexcept {
+  // How long a verdict stands: long enough that the /proc read (a few microseconds) is rare, short enough to follow
+  // a machine whose load changes.
+  constexpr int64_t kVerdictNs = 10'000'000;
+  // A process-wide cache: the verdict in the low bit, the time it was reached (ns) above it. relaxed: a hint;
+  // a stale or lost update costs one more /proc read or one spin too many, never correctness.
+  static std::atomic<int64_t> cached{0};
+  static const unsigned cpus = usable_cpus();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Deadline::Clock::now().time_since_epoch()).count();
+  const int64_t c = cached.load(std::memory_order_relaxed);
+  if (c != 0 && now - (c >> 1) < kVerdictNs) return c & 1;
+  const unsigned runnable = runnable_tasks();
+  // `runnable` counts this waiter; spinning pays while every runnable task can have a CPU.
+  const bool pays = runnable == 0 || runnable <= cpus;
+  cached.store((now << 1) | (pays ? 1 : 0), std::memory_order_relaxed);
+  return pays;
+}
 
 void SleeperCount::leave(uint32_t half) noexcept {
   const uint64_t unit = sleeper_unit(half);

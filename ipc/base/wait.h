@@ -110,8 +110,16 @@ inline Deadline sleep_slice(const Deadline& deadline, std::chrono::milliseconds 
   return deadline_first ? deadline : Deadline::after(period);
 }
 
-// This process's id, cached (refreshed in fork children); cheap enough for every put/get.
-uint32_t self_pid() noexcept;
+// Set by ensure_process_setup() (and refreshed in fork children); 0 before. Read through self_pid().
+extern std::atomic<uint32_t> g_self_pid;
+// The out-of-line first call of self_pid() in a process that has not set up yet.
+uint32_t self_pid_slow() noexcept;
+// This process's id, cached (refreshed in fork children): one load, cheap enough for every put/get.
+inline uint32_t self_pid() noexcept {
+  // relaxed: each process writes its own copy before it touches any queue (see ensure_process_setup()).
+  const uint32_t pid = g_self_pid.load(std::memory_order_relaxed);
+  return pid != 0 ? pid : self_pid_slow();
+}
 
 using ipc::process_dead;  // ipc/base/process.h
 
@@ -135,6 +143,12 @@ void heavy_fence() noexcept;
 
 // sched_yield(), for the short phase between spinning and sleeping.
 void yield_cpu() noexcept;
+
+// Whether spinning can pay off now: fewer runnable tasks on the machine than CPUs this process may use, so that the
+// partner a waiter spins for has a CPU of its own. On an oversubscribed machine a spinning waiter burns the time
+// slice its partner needs, so it should sleep at once. Decided from the kernel's count of runnable tasks
+// (/proc/loadavg), re-read at most every few milliseconds per process. Any thread; never throws.
+bool spinning_pays() noexcept;
 
 // Registers this process for asymmetric fences and the pid cache; idempotent; called when a queue is attached.
 void ensure_process_setup() noexcept;
@@ -170,15 +184,24 @@ enum class Attempt { kDone, kRetry };
 // is a few nanoseconds from finishing) and true afterwards. Returns false on timeout.
 template <typename F>
 bool block_until(WaitSet& ws, const Deadline& deadline, F&& attempt) {
-  // Spin for a few microseconds (a partner that is running answers well within that), then yield a few times (on
-  // an oversubscribed machine the partner may need our CPU), then sleep.
+  // A few quick retries first, without the clock: a ring that is empty (full) for a moment while the partner runs
+  // costs no more than that. Then, only while spinning can pay off (spinning_pays()), spin for a few microseconds
+  // (a partner that is running answers well within that); then yield a few times (the partner may need our CPU),
+  // then sleep.
+  constexpr int kQuickTries = 32;
   constexpr auto kSpinTime = std::chrono::microseconds(5);
   constexpr int kYields = 4;
-  const auto spin_end = Deadline::Clock::now() + kSpinTime;
-  for (int i = 0;; ++i) {
-    if (attempt(i >= 32) == Attempt::kDone) return true;
+  for (int i = 0; i < kQuickTries; ++i) {
+    if (attempt(false) == Attempt::kDone) return true;
     cpu_relax();
-    if ((i & 15) == 15 && Deadline::Clock::now() >= spin_end) break;
+  }
+  if (spinning_pays()) {
+    const auto spin_end = Deadline::Clock::now() + kSpinTime;
+    for (int i = 0;; ++i) {
+      if (attempt(true) == Attempt::kDone) return true;
+      cpu_relax();
+      if ((i & 15) == 15 && Deadline::Clock::now() >= spin_end) break;
+    }
   }
   for (int i = 0; i < kYields; ++i) {
     yield_cpu();

@@ -30,8 +30,11 @@ namespace {
 
 // How long a waiter spins before it sleeps: a busy peer answers within a few microseconds, and a sleep/wake
 // through the kernel costs ten times that on a virtual machine. Checked in batches so the clock is read rarely.
+// The spin happens only while it can pay off (detail::spinning_pays(): a CPU for every runnable task); otherwise
+// the waiter yields its CPU to the peer a few times and then sleeps.
 constexpr auto kSpinTime = std::chrono::microseconds(5);
 constexpr int kSpinBatch = 64;
+constexpr int kYields = 4;
 
 }  // namespace
 
@@ -252,15 +255,24 @@ template <typename Ready>
 bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, const Deadline& deadline,
                              Ready&& ready) {
   if (!deadline.expired()) {
-    const auto spin_end = Deadline::Clock::now() + kSpinTime;
-    do {
+    auto spin_batch = [&] {
       for (int i = 0; i < kSpinBatch; ++i) {
         if (ready()) return true;
         cpu_relax();
       }
-    } while (Deadline::Clock::now() < spin_end);
-    sched_yield();  // let a peer that shares this CPU run before we sleep
-    if (ready()) return true;
+      return false;
+    };
+    if (spin_batch()) return true;  // quick tries, before reading the clock
+    if (detail::spinning_pays()) {
+      const auto spin_end = Deadline::Clock::now() + kSpinTime;
+      do {
+        if (spin_batch()) return true;
+      } while (Deadline::Clock::now() < spin_end);
+    }
+    for (int i = 0; i < kYields; ++i) {
+      sched_yield();  // let a peer that shares this CPU run before we sleep
+      if (ready()) return true;
+    }
   }
   for (;;) {
     // seq_cst + heavy_fence: the waiter's half of the Dekker pair; partner: light_fence() before the other side

@@ -277,15 +277,25 @@ TEST_CASE("message queue survives producers and consumers killed at random point
   }
 }
 
+namespace {
+
+// A child that claims the next slot of the ring in `block` for writing, through the ring internals, and then waits
+// to be killed before publishing. Returns once the slot is claimed.
+ipc::test::ForkedChild stuck_producer(void* block) {
+  SharedMapping flag(64);
+  auto* claimed = flag.as<std::atomic<uint32_t>>();
+  ipc::test::ForkedChild child = claim_write_and_hang(ipc::detail::MpmcRing(block), *claimed);
+  while (claimed->load() == 0) std::this_thread::yield();
+  return child;
+}
+
+}  // namespace
+
 TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as abandoned", "[queue][kill]") {
   // Deterministic: the child claims a slot through the ring internals and is killed before publishing.
   SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(2));
   auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 2);
-  ipc::detail::MpmcRing ring(mem.base());
-  SharedMapping flag(64);
-  auto* claimed = flag.as<std::atomic<uint32_t>>();
-  ipc::test::ForkedChild child = claim_write_and_hang(ring, *claimed);
-  while (claimed->load() == 0) std::this_thread::yield();
+  auto child = stuck_producer(mem.base());
   REQUIRE(q.put(2) == Outcome::kOk);  // behind the stuck slot
   child.kill(SIGKILL);
   child.wait();
@@ -299,6 +309,21 @@ TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as aband
     REQUIRE(q.get(v, 1s) == Outcome::kOk);
     CHECK(v == i);
   }
+}
+
+TEST_CASE("try_get alone reclaims the slot of a producer killed mid-put", "[queue][kill]") {
+  // Only non-blocking calls: they look at the dead claimer after their bounded spin, not only blocking ones.
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(2));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 2);
+  auto child = stuck_producer(mem.base());
+  REQUIRE(q.try_put(2) == Outcome::kOk);  // behind the stuck slot
+  uint64_t v = 0;
+  CHECK(q.try_get(v) == Outcome::kEmpty);  // the claimer is alive: its message may still come
+  child.kill(SIGKILL);
+  child.wait();
+  REQUIRE(ipc::test::wait_until([&] { return q.try_get(v) == Outcome::kOk; }));
+  CHECK(v == 2);
+  CHECK(q.abandoned_count() == 1);
 }
 
 TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not stay blocked", "[queue][kill]") {

@@ -191,6 +191,28 @@ TEST_CASE("an SpscQueue consumer killed while returning its value is counted, an
   CHECK(q.abandoned_count() == 1);
 }
 
+TEST_CASE("an SpscQueue consumer killed while returning a batch from get_n counts every value of it",
+          "[queue][spsc][kill]") {
+  Fixture f;
+  auto q = ipc::SpscQueue<uint64_t>::create(f.seg, "s", 8);
+  const std::vector<uint64_t> values{1, 2, 3, 4, 5};
+  size_t put = 0;
+  REQUIRE(q.put_n(values, put) == Outcome::kOk);
+  REQUIRE(put == 5);
+  auto consumer = stopped_inside(HookPoint::kGetReleased, [&] {
+    uint64_t out[3];
+    size_t got = 0;
+    (void)q.get_n(out, got);
+  });
+  kill_and_reap(consumer);
+  CHECK(q.abandoned_count() == 3);  // the batch of three it took, not one
+  q.close();
+  std::vector<uint64_t> got;
+  while (auto v = q.get()) got.push_back(*v);
+  CHECK(got == std::vector<uint64_t>{4, 5});
+  CHECK(q.abandoned_count() == 3);
+}
+
 TEST_CASE("an SpscQueue consumer that returned normally and then died is not counted", "[queue][spsc][kill]") {
   Fixture f;
   auto q = ipc::SpscQueue<uint64_t>::create(f.seg, "s", 8);

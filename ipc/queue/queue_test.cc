@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -142,6 +143,52 @@ TEST_CASE("a put in one process wakes a get sleeping in another", "[queue][proce
   std::this_thread::sleep_for(20ms);
   REQUIRE(q.put(42) == Outcome::kOk);
   CHECK(child.wait() == 0);
+}
+
+TEST_CASE("SPSC batches keep order across the end of the ring and take what is there", "[queue][spsc]") {
+  SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
+  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
+  size_t n = 0;
+  uint64_t out[8];
+  // Move the indices to the middle of the ring so that the batches below wrap round its end.
+  REQUIRE(q.try_put_n(std::vector<uint64_t>{0, 0, 0, 0, 0}, n) == Outcome::kOk);
+  REQUIRE(q.try_get_n(out, n) == Outcome::kOk);
+  CHECK(n == 5);
+  REQUIRE(q.try_put_n(std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, n) == Outcome::kOk);
+  CHECK(n == 8);  // as many as fit, at once
+  CHECK(q.try_put_n(std::vector<uint64_t>{11}, n) == Outcome::kFull);
+  CHECK(n == 0);
+  REQUIRE(q.try_get_n(std::span<uint64_t>(out, 3), n) == Outcome::kOk);
+  CHECK(std::vector<uint64_t>(out, out + n) == std::vector<uint64_t>{1, 2, 3});
+  REQUIRE(q.get_n(out, n) == Outcome::kOk);
+  CHECK(std::vector<uint64_t>(out, out + n) == std::vector<uint64_t>{4, 5, 6, 7, 8});
+  CHECK(q.try_get_n(out, n) == Outcome::kEmpty);
+  q.close();
+  CHECK(q.put_n(std::vector<uint64_t>{1}, n) == Outcome::kClosed);
+  CHECK(n == 0);
+  CHECK(q.get_n(out, n) == Outcome::kClosed);
+}
+
+TEST_CASE("SPSC put_n blocks until a consumer process has taken room for the whole batch", "[queue][spsc][process]") {
+  SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(4));
+  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 4);
+  constexpr uint64_t kValues = 1000;
+  ipc::test::ForkedChild consumer([&] {
+    uint64_t expect = 0, out[3];
+    size_t n = 0;
+    while (expect < kValues && q.get_n(out, n) == Outcome::kOk) {
+      for (size_t i = 0; i < n; ++i) {
+        if (out[i] != expect++) throw ipc::Error("out of order");
+      }
+    }
+    if (expect != kValues) throw ipc::Error("values missing");
+  });
+  std::vector<uint64_t> values(kValues);
+  for (uint64_t i = 0; i < kValues; ++i) values[i] = i;
+  size_t put = 0;
+  REQUIRE(q.put_n(values, put) == Outcome::kOk);
+  CHECK(put == kValues);
+  CHECK(consumer.wait() == 0);
 }
 
 TEST_CASE("a second live SPSC producer is refused", "[queue][process]") {

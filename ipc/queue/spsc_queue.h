@@ -3,6 +3,7 @@
 //   auto q = ipc::SpscQueue<uint64_t>::create(seg, "ticks", 4096);   // or ::open(seg, "ticks") elsewhere
 //   producer:  if (q.put(v) == ipc::Outcome::kClosed) ...
 //   consumer:  uint64_t v; while (q.get(v) == ipc::Outcome::kOk) ...
+//   batches:   size_t n; q.put_n(values, n);  uint64_t buf[64]; q.get_n(buf, n);   // n: how many went through
 //
 // Threads: at most one thread puts and at most one thread gets at a time (they may differ). size/closed/close
 //   from any thread.
@@ -13,16 +14,19 @@
 // Lifetime: as Queue<T> (create/open by name in a Segment, or create_at/attach in raw shared memory; a handle
 //   does not keep the segment mapped). Kill safety: a producer killed mid-put had not sent its value (the value
 //   never becomes visible); a consumer killed mid-get either had not taken it (the value stays for the next
-//   consumer) or had taken it and is counted in abandoned_count(). A value put() reported as sent is delivered
-//   to a consumer that lived past its get() or counted; nothing is delivered twice, nothing wedges.
+//   consumer) or had taken it and is counted in abandoned_count() (every value of a get_n batch). A value put()
+//   reported as sent is delivered to a consumer that lived past its get() or counted; nothing is delivered twice,
+//   nothing wedges. A producer killed inside put_n has sent the values it had published (whole batches).
 // Errors: full/empty/timeout/closed are Outcome values; misuse (a second live producer or consumer, a bad
 //   capacity, a wrong block) throws StateError/InvalidArgument. put/get never allocate and never throw on the hot
 //   path.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -87,26 +91,45 @@ class SpscQueue {
   SpscQueue() = default;
 
   // Producer only. Blocks while full: kOk or kClosed.
-  [[nodiscard]] Outcome put(const T& value) { return put_until(value, &kNever); }
+  [[nodiscard]] Outcome put(const T& value) { return put_one(value, &kNever); }
   // Producer only. kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
-    return put_until(value, &d);
+    return put_one(value, &d);
   }
   // Producer only; wait-free: kOk, kFull or kClosed.
-  [[nodiscard]] Outcome try_put(const T& value) { return put_until(value, nullptr); }
+  [[nodiscard]] Outcome try_put(const T& value) { return put_one(value, nullptr); }
 
   // Consumer only. Blocks while empty: kOk or kClosed (closed and drained).
-  [[nodiscard]] Outcome get(T& out) { return get_until(out, &kNever); }
+  [[nodiscard]] Outcome get(T& out) { return get_one(out, &kNever); }
   // Consumer only. kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
-    return get_until(out, &d);
+    return get_one(out, &d);
   }
   // Consumer only; wait-free: kOk, kEmpty or kClosed.
-  [[nodiscard]] Outcome try_get(T& out) { return get_until(out, nullptr); }
+  [[nodiscard]] Outcome try_get(T& out) { return get_one(out, nullptr); }
+
+  // Batches: one index update (and one wake-up check) per batch instead of per value.
+  // Producer only. Puts all of `values` in order, as many at a time as fit, blocking while full: kOk, or kClosed
+  // when the queue was closed first (`put_count` says how many went in before).
+  [[nodiscard]] Outcome put_n(std::span<const T> values, size_t& put_count) {
+    return put_until(values.data(), values.size(), put_count, &kNever);
+  }
+  // Producer only; wait-free: puts as many of `values` as fit, at once: kOk (at least one, or `values` is empty),
+  // kFull (none fit) or kClosed.
+  [[nodiscard]] Outcome try_put_n(std::span<const T> values, size_t& put_count) {
+    return put_until(values.data(), values.size(), put_count, nullptr);
+  }
+  // Consumer only. Waits for at least one value, then takes all there are, up to out.size(): kOk (`got` >= 1) or
+  // kClosed (closed and drained). REQUIRES: out is not empty.
+  [[nodiscard]] Outcome get_n(std::span<T> out, size_t& got) { return get_until(out.data(), out.size(), got, &kNever); }
+  // Consumer only; wait-free: as get_n, kEmpty when there is nothing to take.
+  [[nodiscard]] Outcome try_get_n(std::span<T> out, size_t& got) {
+    return get_until(out.data(), out.size(), got, nullptr);
+  }
   // Consumer only. The next value; nullopt when closed and drained.
   [[nodiscard]] std::optional<T> get() {
     T v;
@@ -141,89 +164,134 @@ class SpscQueue {
 
   // Takes (or re-takes after a fork) the producer role for this process; refreshes the cached consumer index.
   void be_producer() {
-    const uint32_t me = detail::self_pid();
-    if (producer_pid_ == me) return;
+    if (producer_pid_ != detail::self_pid()) [[unlikely]] take_producer_role();
+  }
+  void be_consumer() {
+    if (consumer_pid_ != detail::self_pid()) [[unlikely]] take_consumer_role();
+  }
+  [[gnu::noinline]] void take_producer_role() {
     if (!detail::take_role(h_->producer_pid)) {
       throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->producer_pid.load(std::memory_order_relaxed)) +
                        ") is the producer");
     }
-    producer_pid_ = me;
+    producer_pid_ = detail::self_pid();
     head_cache_ = h_->head.load(std::memory_order_acquire);  // acquire: partner is the consumer's release of head
   }
-  void be_consumer() {
-    const uint32_t me = detail::self_pid();
-    if (consumer_pid_ == me) return;
+  [[gnu::noinline]] void take_consumer_role() {
     // A dead predecessor may have died returning a value: count it before its record is overwritten.
     detail::settle_spsc_consumer(*h_, h_->consumer_pid.load(std::memory_order_acquire));  // acquire: see take_role
     if (!detail::take_role(h_->consumer_pid)) {
       throw StateError("SpscQueue: another live process (pid " + std::to_string(h_->consumer_pid.load(std::memory_order_relaxed)) +
                        ") is the consumer");
     }
-    consumer_pid_ = me;
+    consumer_pid_ = detail::self_pid();
     tail_cache_ = h_->tail.load(std::memory_order_acquire);  // acquire: partner is the producer's release of tail
+    returning_count_ = h_->returning_count.load(std::memory_order_relaxed);  // relaxed: only consumers write it
   }
 
-  bool try_push(const T& value) {
-    const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: only the producer writes tail
-    if (t - head_cache_ >= h_->capacity) {
-      // acquire: partner is the consumer's release store of head; its reads of the slot are done.
-      head_cache_ = h_->head.load(std::memory_order_acquire);
-      if (t - head_cache_ >= h_->capacity) return false;
-    }
-    std::memcpy(slot(t), &value, sizeof(T));
-    // release: partner is the consumer's acquire load of tail; the slot's bytes are visible with it.
-    h_->tail.store(t + 1, std::memory_order_release);
-    detail::notify(h_->not_empty);
-    return true;
+  // Copies `n` values between `values` and the ring from position `pos` on (wrapping round the end). The
+  // single-value calls (put/get) inline down to one fixed-size copy (see put_until).
+  [[gnu::always_inline]] void copy_in(uint64_t pos, const T* values, uint64_t n) {
+    const uint64_t first = std::min(n, capacity() - (pos & mask_));
+    std::memcpy(slot(pos), values, first * sizeof(T));
+    if (first < n) std::memcpy(slot(0), values + first, (n - first) * sizeof(T));
   }
-  bool try_pop(T& out) {
+  [[gnu::always_inline]] void copy_out(uint64_t pos, T* out, uint64_t n) {
+    const uint64_t first = std::min(n, capacity() - (pos & mask_));
+    std::memcpy(out, slot(pos), first * sizeof(T));
+    if (first < n) std::memcpy(out + first, slot(0), (n - first) * sizeof(T));
+  }
+
+  // Puts up to `n` values at once; how many.
+  [[gnu::always_inline]] uint64_t try_push(const T* values, uint64_t n) {
+    const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: only the producer writes tail
+    uint64_t room = mask_ + 1 - (t - head_cache_);
+    if (room < n) {
+      // acquire: partner is the consumer's release store of head; its reads of the slots are done.
+      head_cache_ = h_->head.load(std::memory_order_acquire);
+      room = mask_ + 1 - (t - head_cache_);
+      if (room == 0) return 0;
+    }
+    const uint64_t k = std::min(n, room);
+    copy_in(t, values, k);
+    // release: partner is the consumer's acquire load of tail; the slots' bytes are visible with it.
+    h_->tail.store(t + k, std::memory_order_release);
+    detail::notify(h_->not_empty);
+    return k;
+  }
+  // Takes up to `n` values at once; how many.
+  [[gnu::always_inline]] uint64_t try_pop(T* out, uint64_t n) {
     const uint64_t hd = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
-    if (hd == tail_cache_) {
+    uint64_t ready = tail_cache_ - hd;
+    if (ready < n) {
       // acquire: partner is the producer's release store of tail.
       tail_cache_ = h_->tail.load(std::memory_order_acquire);
-      if (hd == tail_cache_) return false;
+      ready = tail_cache_ - hd;
+      if (ready == 0) return 0;
     }
-    std::memcpy(&out, slot(hd), sizeof(T));
+    const uint64_t k = std::min(n, ready);
+    copy_out(hd, out, k);
+    if (k != returning_count_) {
+      returning_count_ = k;
+      // relaxed: ordered before the head store below (release), as `returning`.
+      h_->returning_count.store(k, std::memory_order_relaxed);
+    }
     // relaxed: ordered before the head store below (release), which a settler acquires first.
-    h_->returning.store(hd + 1, std::memory_order_relaxed);
-    // release: partner is the producer's acquire load of head; our read of the slot is done before it reuses it.
-    h_->head.store(hd + 1, std::memory_order_release);
+    h_->returning.store(hd + k, std::memory_order_relaxed);
+    // release: partner is the producer's acquire load of head; our reads of the slots are done before it reuses them.
+    h_->head.store(hd + k, std::memory_order_release);
     detail::test_hook(detail::HookPoint::kGetReleased);
     detail::notify(h_->not_full);
     // relaxed: only a settler reads it, after this process died (every store of ours is then visible).
     h_->returning.store(0, std::memory_order_relaxed);
-    return true;
+    return k;
   }
 
-  Outcome put_until(const T& value, const Deadline* d) {
+  Outcome put_one(const T& value, const Deadline* d) {
+    size_t put_count;
+    return put_until(&value, 1, put_count, d);
+  }
+  Outcome get_one(T& out, const Deadline* d) {
+    size_t got;
+    return get_until(&out, 1, got, d);
+  }
+
+  // Puts `n` values; with a deadline waits for room until all are in, without one puts what fits. Always inlined
+  // (as the helpers above) so that put()/get(), which pass n = 1, compile to the single-value ring operations.
+  [[gnu::always_inline]] Outcome put_until(const T* values, size_t n, size_t& done, const Deadline* d) {
     be_producer();
+    done = 0;
     if (closed()) return Outcome::kClosed;
-    if (try_push(value)) return Outcome::kOk;
-    if (!d) return Outcome::kFull;
+    done = try_push(values, n);
+    if (done == n) return Outcome::kOk;
+    if (!d) return done > 0 ? Outcome::kOk : Outcome::kFull;
     Outcome result = Outcome::kTimeout;
     detail::block_until(h_->not_full, *d, [&](bool) {
       if (closed()) {
         result = Outcome::kClosed;
         return detail::Attempt::kDone;
       }
-      if (!try_push(value)) return detail::Attempt::kRetry;
+      done += try_push(values + done, n - done);
+      if (done < n) return detail::Attempt::kRetry;
       result = Outcome::kOk;
       return detail::Attempt::kDone;
     });
     return result;
   }
-  Outcome get_until(T& out, const Deadline* d) {
+  // One look: kOk (`got` values taken), kEmpty, or kClosed once closed and drained.
+  [[gnu::always_inline]] Outcome take(T* out, size_t n, size_t& got) {
+    if ((got = try_pop(out, n)) != 0) return Outcome::kOk;
+    if (!closed()) return Outcome::kEmpty;
+    return (got = try_pop(out, n)) != 0 ? Outcome::kOk : Outcome::kClosed;  // drain what was put before close()
+  }
+  // Takes between 1 and `n` values; with a deadline waits for the first.
+  [[gnu::always_inline]] Outcome get_until(T* out, size_t n, size_t& got, const Deadline* d) {
     be_consumer();
-    auto once = [&]() {
-      if (try_pop(out)) return Outcome::kOk;
-      if (!closed()) return Outcome::kEmpty;
-      return try_pop(out) ? Outcome::kOk : Outcome::kClosed;  // drain what was put before close()
-    };
-    Outcome result = once();
+    Outcome result = take(out, n, got);
     if (result != Outcome::kEmpty || !d) return result;
     result = Outcome::kTimeout;
     detail::block_until(h_->not_empty, *d, [&](bool) {
-      const Outcome q = once();
+      const Outcome q = take(out, n, got);
       if (q == Outcome::kEmpty) return detail::Attempt::kRetry;
       result = q;
       return detail::Attempt::kDone;
@@ -240,6 +308,7 @@ class SpscQueue {
   uint32_t consumer_pid_ = 0;
   uint64_t head_cache_ = 0;
   uint64_t tail_cache_ = 0;
+  uint64_t returning_count_ = 1;  // the consumer's copy of returning_count (it writes it only when it changes)
 };
 
 }  // namespace ipc

@@ -12,12 +12,32 @@
 
 namespace ipc::detail {
 
+// A non-blocking call that finds the next slot claimed by another process retries this many times (cpu_relax()
+// between tries, a microsecond or two in all) before it asks whether the claimer died: a live claimer is almost
+// always a few nanoseconds from finishing, and the liveness check is a syscall.
+inline constexpr int kBusyRetries = 32;
+
+// Retries `claim(check_dead)` while it reports kBusy, first kBusyRetries times without a liveness check, then once
+// with one. Returns the last result.
+template <typename TryClaim>
+Claim claim_past_busy(TryClaim&& claim) {
+  for (int i = 0; i < kBusyRetries; ++i) {
+    cpu_relax();
+    if (const Claim c = claim(false); c != Claim::kBusy) return c;
+  }
+  return claim(true);
+}
+
 // Claims a slot for writing, waiting per `deadline`. kOk: `pos` is claimed.
 inline Outcome mpmc_claim_write(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
   if (r.closed()) return Outcome::kClosed;
-  if (r.try_claim_write(pos, false) == Claim::kOk) return Outcome::kOk;
+  const Claim first = r.try_claim_write(pos, false);
+  if (first == Claim::kOk) return Outcome::kOk;
   if (!deadline) {
-    if (r.try_claim_write(pos, true) == Claim::kOk) return Outcome::kOk;
+    if (first == Claim::kBusy &&
+        claim_past_busy([&](bool check_dead) { return r.try_claim_write(pos, check_dead); }) == Claim::kOk) {
+      return Outcome::kOk;
+    }
     return r.closed() ? Outcome::kClosed : Outcome::kFull;
   }
   Outcome result = Outcome::kTimeout;
@@ -41,7 +61,11 @@ inline Outcome mpmc_claim_write(const MpmcRing& r, const Deadline* deadline, uin
 // saw the close, gives the slot up), a dead writer's slot is reaped and counted once we check for dead claimers.
 inline Outcome mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
   auto once = [&](bool check_dead) -> Outcome {
-    const Claim first = r.try_claim_read(pos, check_dead);
+    Claim first = r.try_claim_read(pos, check_dead);
+    // Not waiting: a message being written is worth a short spin (see kBusyRetries).
+    if (first == Claim::kBusy && !deadline && !check_dead) {
+      first = claim_past_busy([&](bool dead) { return r.try_claim_read(pos, dead); });
+    }
     if (first == Claim::kOk) return Outcome::kOk;
     if (first == Claim::kBusy || !r.closed()) return Outcome::kEmpty;
     // Empty and closed. seq_cst fence: with the producers' seq_cst claim CAS and closed_after_claim(), a slot
@@ -54,8 +78,7 @@ inline Outcome mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, uint
     }
   };
   Outcome result = once(false);
-  if (result != Outcome::kEmpty) return result;
-  if (!deadline) return once(true);
+  if (result != Outcome::kEmpty || !deadline) return result;
   result = Outcome::kTimeout;
   block_until(r.header().not_empty, *deadline, [&](bool check_dead) {
     Outcome q = once(check_dead);

@@ -165,7 +165,8 @@ class MpmcRing {
   std::byte* payload(uint64_t pos) const { return reinterpret_cast<std::byte*>(&slot(pos)) + sizeof(SlotHeader); }
 
   // Claims the next free slot for writing. kOk: `pos` is ours (state WRITING) until publish(pos). kFull: no free
-  // slot. `check_dead`: look at the claimer of a slot we are stuck behind and reap it if it died.
+  // slot. kBusy: no free slot, and the next one is still claimed by a consumer (or a producer) of the previous
+  // lap. `check_dead`: look at the claimer of a slot we are stuck behind and reap it if it died.
   // Any process; lock-free.
   Claim try_claim_write(uint64_t& pos, bool check_dead) const {
     const uint32_t me = self_pid();
@@ -194,15 +195,14 @@ class MpmcRing {
         continue;
       }
       // d < 0: the slot still holds the previous lap.
-      if (check_dead && (word_state(w) == kSlotReading || word_state(w) == kSlotWriting) && reap(s, w)) {
-        continue;
-      }
+      const bool claimed = word_state(w) == kSlotReading || word_state(w) == kSlotWriting;
+      if (check_dead && claimed && reap(s, w)) continue;
       const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: hint, see above
       if (t != pos) {
         pos = t;
         continue;
       }
-      return Claim::kFull;
+      return claimed ? Claim::kBusy : Claim::kFull;
     }
   }
 
@@ -312,14 +312,17 @@ class MpmcRing {
   uint64_t abandoned() const;
 
  private:
-  // Moves an index hint from `pos` to `pos + 1` unless someone already did.
+  // Moves an index hint from `pos` to `pos + 1` unless someone already moved it. A load and a store, not a CAS,
+  // so that a put or get costs one atomic read-modify-write (the slot claim): two claimers racing here may move
+  // the hint back to an older position, which only costs the next claimer a few steps forward over slots that
+  // are already taken (seq_diff > 0 above); the slot words, not the hints, decide every claim.
   static void advance(std::atomic<uint64_t>& index, uint64_t pos) {
     // relaxed: indices are hints; the slot words carry the synchronisation.
-    index.compare_exchange_strong(pos, pos + 1, std::memory_order_relaxed, std::memory_order_relaxed);
+    if (index.load(std::memory_order_relaxed) == pos) index.store(pos + 1, std::memory_order_relaxed);
   }
   // If the process holding slot `s` (whose word was `w`: WRITING or READING) is dead, frees the slot for the next
   // lap and counts an abandoned message. Returns true when the slot changed (reaped by us or anyone), so the caller
-  // looks again. Slow path: a kill() and perhaps a /proc read.
+  // looks again. Slow path: a liveness check (claimer_dead()).
   bool reap(SlotHeader& s, uint64_t w) const;
   void free_slot(uint64_t pos) const {
     // release: partner is the producer's acquire load/CAS in try_claim_write(); our payload reads are done.

@@ -9,9 +9,10 @@
 // visible (its put() had not returned, so nothing was sent); a consumer killed before its release store of `head`
 // leaves the message in the ring for the next consumer (its get() had not returned, so nothing was received).
 // A consumer killed *after* that store, while it wakes a sleeping producer (a futex syscall, where SIGKILL is
-// most often delivered), took a message it never returned: it arms `returning` with head + 1 before the store and
-// clears it after the wake-up, so whoever next looks at a dead consumer's role (the next consumer taking it over,
-// or abandoned_count()) counts that message in `abandoned` exactly once: if head reached `returning`, it was taken.
+// most often delivered), took messages it never returned: it arms `returning` with the new head (and
+// `returning_count` with how many it took, 1 or a batch) before the store and clears `returning` after the wake-up,
+// so whoever next looks at a dead consumer's role (the next consumer taking it over, or abandoned_count()) counts
+// those messages in `abandoned` exactly once: if head reached `returning`, they were taken.
 // The roles are recorded as pids so that a second live producer (or consumer) is refused and a replacement may
 // take over a dead one's role.
 #pragma once
@@ -28,7 +29,7 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kSpscMagic = 0x4e4d505f53505343ull;  // "NMP_SPSC"
-inline constexpr uint32_t kSpscVersion = 3;  // 2: returning + abandoned; 3: healing WaitSet
+inline constexpr uint32_t kSpscVersion = 4;  // 2: returning + abandoned; 3: healing WaitSet; 4: returning_count
 
 struct SpscHeader {
   uint64_t magic;
@@ -43,7 +44,8 @@ struct SpscHeader {
 
   alignas(64) std::atomic<uint64_t> tail;  // written by the producer only
   alignas(64) std::atomic<uint64_t> head;  // written by the consumer only
-  std::atomic<uint64_t> returning;         // consumer only: head + 1 while a get() is returning, else 0
+  std::atomic<uint64_t> returning;         // consumer only: the new head while a get() is returning, else 0
+  std::atomic<uint64_t> returning_count;   // consumer only: how many values that get() took (1, or a batch)
   alignas(64) WaitSet not_empty;
   WaitSet not_full;
 };
@@ -64,6 +66,7 @@ inline void spsc_init(void* block, uint64_t capacity, uint64_t slot_bytes) {
   h->version = kSpscVersion;
   h->capacity = capacity;
   h->slot_bytes = slot_bytes;
+  h->returning_count.store(1, std::memory_order_relaxed);  // relaxed: published with the block, as the rest
 }
 
 // If the consumer role's holder `pid` is dead and was returning a message when it died, counts that message once.
@@ -73,9 +76,11 @@ inline void settle_spsc_consumer(SpscHeader& h, uint32_t pid) {
   uint64_t r = h.returning.load(std::memory_order_acquire);
   if (r == 0 || pid == 0 || !process_dead(pid)) return;
   const bool taken = h.head.load(std::memory_order_acquire) >= r;  // acquire: as above
-  // acq_rel: whoever clears `returning` decides, so the message is counted once.
+  // relaxed: written before `returning` by the same (now dead) consumer, whose stores all completed.
+  const uint64_t count = h.returning_count.load(std::memory_order_relaxed);
+  // acq_rel: whoever clears `returning` decides, so the messages are counted once.
   if (h.returning.compare_exchange_strong(r, 0, std::memory_order_acq_rel, std::memory_order_relaxed) && taken) {
-    h.abandoned.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
+    h.abandoned.fetch_add(count, std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
   }
 }
 
