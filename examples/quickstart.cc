@@ -5,7 +5,6 @@
 //   ./bazelw run //examples:quickstart -- [--count N] [--workers N]
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <numeric>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "examples/args.h"
+#include "examples/stopwatch.h"
 #include "ipc/base/process.h"
 #include "ipc/numa/placement.h"
 #include "ipc/numa/topology.h"
@@ -43,10 +43,6 @@ uint64_t sum_slice(std::string segment_name, uint64_t begin, uint64_t end) {
   return sum_steps(numbers.data(), begin, end);
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -66,9 +62,9 @@ int main(int argc, char** argv) try {
               interleaved.policy->to_string().c_str(),
               ipc::numa::page_placement(numbers.data(), count * sizeof(uint64_t)).to_string().c_str());
 
-  auto start = std::chrono::steady_clock::now();
+  examples::Stopwatch clock;
   const uint64_t expected = sum_steps(numbers.data(), 0, count);
-  const double one_process = seconds_since(start);
+  const double one_process = clock.seconds();
 
   ipc::PoolOptions options;
   options.workers = static_cast<unsigned>(args.get("workers"));
@@ -76,9 +72,9 @@ int main(int argc, char** argv) try {
   std::vector<std::tuple<std::string, uint64_t, uint64_t>> slices;  // 16 slices per worker: the load balances
   const size_t n_slices = 16 * size_t{pool.size()};
   for (size_t s = 0; s < n_slices; ++s) slices.emplace_back(name, count * s / n_slices, count * (s + 1) / n_slices);
-  start = std::chrono::steady_clock::now();
+  clock.restart();
   const std::vector<uint64_t> sums = pool.starmap(sum_slice, slices);
-  const double in_pool = seconds_since(start);
+  const double in_pool = clock.seconds();
   const uint64_t total = std::accumulate(sums.begin(), sums.end(), uint64_t{0});
 
   std::printf("Collatz steps of 1..%zu: %llu with %u workers, %llu in one process: %s\n", count,
