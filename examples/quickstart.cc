@@ -53,9 +53,9 @@ int main(int argc, char** argv) try {
 
   // The array's pages are interleaved over the nodes with memory: every worker reads from all of them at once.
   const ipc::ArrayOptions interleaved{ipc::numa::MemoryPolicy::interleave(topology.with_memory())};
-  const std::string name = "quickstart-" + std::to_string(getpid());
-  ipc::Segment segment = ipc::Segment::create(
-      name, ipc::Array<uint64_t>::bytes_needed(count, interleaved) + (1 << 20));  // removed when `segment` goes
+  const std::string name = "quickstart-" + std::to_string(getpid());  // removed when `segment` is destroyed
+  ipc::Segment segment =
+      ipc::Segment::create(name, ipc::Array<uint64_t>::bytes_needed(count, interleaved) + (1 << 20));
   auto& numbers = ipc::Array<uint64_t>::create(segment, "numbers", count, interleaved);
   std::iota(numbers.data(), numbers.data() + count, uint64_t{1});
   std::printf("array of %zu numbers (%zu MiB), policy %s, pages per node: %s\n", count, count * 8 >> 20,

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -93,7 +94,11 @@ class Progress {
 int main(int argc, char** argv) try {
   namespace fs = std::filesystem;
   const examples::Args args(argc, argv, {{"top", 10}, {"workers", uint64_t{ipc::cpu_count()}}}, "[FOLDER]", 1);
-  const std::string folder = args.positional().empty() ? "/usr/share/doc" : args.positional()[0];
+  std::string folder = args.positional().empty() ? "/usr/share/doc" : args.positional()[0];
+  // `bazel run` starts programs in their runfiles folder: a relative FOLDER means one where bazel was run.
+  if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY"); cwd && fs::path(folder).is_relative()) {
+    folder = (fs::path(cwd) / folder).string();
+  }
   if (!fs::is_directory(folder)) {
     std::fprintf(stderr, fs::exists(folder) ? "word_count: not a folder: %s\n" : "word_count: no such folder: %s\n",
                  folder.c_str());

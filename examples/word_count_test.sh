@@ -36,6 +36,8 @@ run script -qec "examples/word_count --top 3 --workers 2 '$tree'" /dev/null
 bar=$'\r''[#########################] 100%  40 of 40 files'
 check "a progress bar on a terminal" '[ "$rc" -eq 0 ] && [[ "$out" == *"$bar"* ]] && [[ "$out" != *"progress:"* ]]'
 
+BUILD_WORKING_DIRECTORY=$scratch run examples/word_count --top 1 tree
+check "under bazel run, a relative folder is where bazel was run" '[ "$rc" -eq 0 ] && [[ "$out" == *"520 beta"* ]]'
 run examples/word_count "$scratch/missing"
 check "a missing folder exits non-zero and is named" '[ "$rc" -ne 0 ] && [[ "$err" == *"no such folder: $scratch/missing"* ]]'
 run examples/word_count "$tree" "$tree"
