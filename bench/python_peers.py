@@ -77,6 +77,11 @@ try:
 except ImportError:
     pass
 try:
+    from python_peers_listener import LISTENER_PEERS  # noqa: E402
+    PEERS.update(LISTENER_PEERS)
+except ImportError:
+    pass
+try:
     from python_peers_pool import POOL_PEERS  # noqa: E402
     PEERS.update(POOL_PEERS)
 except ImportError:

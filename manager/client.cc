@@ -16,9 +16,9 @@
 #include <mutex>
 #include <thread>
 
+#include "ipc/base/unix_socket.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/socket_network.h"
-#include "manager/detail/unix_address.h"
 #include "manager/detail/wire_errors.h"
 
 namespace ipc::manager {
@@ -120,7 +120,7 @@ void unlist_socket(int fd) {
 
 // A Unix stream socket connected to `path`, listed in fork_state().sockets from its creation on.
 int connect_unix(const std::string& path) {
-  const sockaddr_un addr = unix_address(path);
+  const sockaddr_un addr = ipc::detail::unix_address(path);
   int fd;
   {
     ForkState& state = fork_state();

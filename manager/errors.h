@@ -20,10 +20,8 @@ class Disconnected : public Error {
   explicit Disconnected(const std::string& what) : Error(what) {}
 };
 
-class AuthenticationFailed : public Error {
- public:
-  explicit AuthenticationFailed(const std::string& what) : Error(what) {}
-};
+// The one authentication failure of the library (ipc/base/error.h), under the Manager's name as well.
+using AuthenticationFailed = ipc::AuthenticationFailed;
 
 class RemoteError : public Error {
  public:

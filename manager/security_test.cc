@@ -15,10 +15,10 @@
 #include <random>
 #include <thread>
 
+#include "ipc/base/unix_socket.h"
 #include "manager/client.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/test_util.h"
-#include "manager/detail/unix_address.h"
 #include "manager/server.h"
 
 using namespace std::chrono_literals;
@@ -30,7 +30,7 @@ namespace {
 int raw_connect(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
-  const sockaddr_un addr = ipc::manager::detail::unix_address(path);
+  const sockaddr_un addr = ipc::detail::unix_address(path);
   REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
   return fd;
 }

@@ -23,11 +23,11 @@
 #include "ipc/base/error.h"
 #include "ipc/base/poll.h"
 #include "ipc/base/process.h"
+#include "ipc/base/unix_socket.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/fresh_thread.h"
 #include "manager/detail/objects.h"
 #include "manager/detail/socket_network.h"
-#include "manager/detail/unix_address.h"
 #include "manager/detail/wire_errors.h"
 #include "manager/manager.capnp.h"
 
@@ -157,64 +157,13 @@ class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
   }
 };
 
-void ensure_private_directory(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) throw_errno("mkdir " + dir);
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) throw_errno("stat " + dir);
-  if (!S_ISDIR(st.st_mode)) throw InvalidArgument("socket directory " + dir + " is not a directory");
-  if (st.st_uid != ::geteuid()) throw InvalidArgument("socket directory " + dir + " belongs to another user");
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-    throw InvalidArgument("socket directory " + dir + " is open to group or others (mode " + mode +
-                          "); the manager needs a private directory (mode 0700)");
-  }
-}
-
-// Removes a socket file left by a server that died, refusing to touch one a live server listens on.
-void remove_stale_socket(const std::string& path, const sockaddr_un& addr) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return;
-    throw_errno("lstat " + path);
-  }
-  if (!S_ISSOCK(st.st_mode)) throw InvalidArgument(path + " exists and is not a socket");
-  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (probe < 0) throw_errno("socket");
-  int r = retry_on_eintr([&] { return ::connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof addr); });
-  int err = errno;
-  ::close(probe);
-  if (r == 0) throw StateError("a manager already serves on " + path);
-  if (err != ECONNREFUSED) throw SystemError(err, "connect " + path);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink stale socket " + path);
-}
-
-std::string directory_of(const std::string& path) {
-  auto slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Makes a fresh directory only this user can enter (mkdtemp gives 0700) and returns the socket path inside it.
-// Bazel and others set long TMPDIRs; falls back to /tmp where the path would not fit in sun_path.
-std::string make_private_socket_path() {
-  const char* tmpdir = std::getenv("TMPDIR");
-  std::string base = (tmpdir != nullptr && std::strlen(tmpdir) <= 60) ? tmpdir : "/tmp";
-  std::string templ = base + "/numa_mp-manager-XXXXXX";
-  if (::mkdtemp(templ.data()) == nullptr) throw_errno("mkdtemp " + templ);
-  return templ + "/manager.sock";
-}
-
 }  // namespace
 
 struct Server::Impl {
   ServerOptions options;
-  int listen_fd = -1;
+  ipc::detail::BoundSocket bound;
   int stop_fd = -1;
   std::string created_directory;  // removed by the destructor when this server made it
-  dev_t socket_dev = 0;
-  ino_t socket_ino = 0;
   std::vector<std::pair<std::string, kj::Own<capnp::Capability::Server>>> pending_services;
   detail::Registry* registry = nullptr;  // set while run() executes
 
@@ -223,7 +172,7 @@ struct Server::Impl {
   kj::Promise<void> accept_loop(kj::UnixEventPort& port, kj::UnixEventPort::FdObserver& listening,
                                 kj::TaskSet& connections, kj::Timer& timer) {
     for (;;) {
-      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd = ::accept4(bound.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
         // A connection that cannot be set up is closed; the server keeps accepting.
         kj::AutoCloseFd socket(fd);
@@ -274,44 +223,29 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     throw InvalidArgument("authentication_timeout must be positive");
   }
   if (options.socket_path.empty()) {
-    options.socket_path = make_private_socket_path();
-    impl_->created_directory = directory_of(options.socket_path);
+    impl_->created_directory = ipc::detail::make_private_directory("numa_mp-manager");
+    options.socket_path = impl_->created_directory + "/manager.sock";
   } else {
-    ensure_private_directory(directory_of(options.socket_path));
+    ipc::detail::ensure_private_directory(ipc::detail::directory_of(options.socket_path), "manager");
   }
   impl_->options = std::move(options);
   const std::string& path = impl_->options.socket_path;
   try {
-    sockaddr_un addr = detail::unix_address(path);
-    remove_stale_socket(path, addr);
-    impl_->listen_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (impl_->listen_fd < 0) throw_errno("socket");
-    if (::bind(impl_->listen_fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) throw_errno("bind " + path);
-    // The directory already keeps others out; 0600 also keeps the socket private if the directory is moved.
-    if (::chmod(path.c_str(), 0600) != 0) throw_errno("chmod " + path);
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) throw_errno("stat " + path);
-    impl_->socket_dev = st.st_dev;
-    impl_->socket_ino = st.st_ino;
-    if (::listen(impl_->listen_fd, SOMAXCONN) != 0) throw_errno("listen " + path);
+    impl_->bound = ipc::detail::listen_unix(path, "manager");
     impl_->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (impl_->stop_fd < 0) throw_errno("eventfd");
   } catch (...) {
-    if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
+    if (impl_->bound.fd >= 0) ::close(impl_->bound.fd);
     if (!impl_->created_directory.empty()) ::rmdir(impl_->created_directory.c_str());
     throw;
   }
 }
 
 Server::~Server() {
-  ::close(impl_->listen_fd);
+  ::close(impl_->bound.fd);
   ::close(impl_->stop_fd);
   // Unlinks only the socket this server bound: a later server may already have replaced the file.
-  const std::string& path = impl_->options.socket_path;
-  struct stat st;
-  if (::lstat(path.c_str(), &st) == 0 && st.st_dev == impl_->socket_dev && st.st_ino == impl_->socket_ino) {
-    ::unlink(path.c_str());
-  }
+  ipc::detail::unlink_if_bound(impl_->options.socket_path, impl_->bound);
   if (!impl_->created_directory.empty()) ::rmdir(impl_->created_directory.c_str());
 }
 
@@ -351,7 +285,7 @@ void Server::run() {
   ConnectionErrors errors;
   // Declared after the registry so that connections (and the capabilities they hold) go first.
   kj::TaskSet connections(errors);
-  kj::UnixEventPort::FdObserver listening(io.unixEventPort, impl_->listen_fd,
+  kj::UnixEventPort::FdObserver listening(io.unixEventPort, impl_->bound.fd,
                                           kj::UnixEventPort::FdObserver::OBSERVE_READ);
   auto accepting = impl_->accept_loop(io.unixEventPort, listening, connections, timer).eagerlyEvaluate(nullptr);
 
@@ -423,7 +357,7 @@ ServerProcess start_server(ServerProcessOptions options) {
   ServerProcess handle;
   handle.key_ = options.key;
   if (options.socket_path.empty()) {
-    handle.socket_path_ = make_private_socket_path();
+    handle.socket_path_ = ipc::detail::make_private_directory("numa_mp-manager") + "/manager.sock";
     handle.owns_directory_ = true;
   } else {
     handle.socket_path_ = options.socket_path;
@@ -497,7 +431,7 @@ void ServerProcess::cleanup_files() noexcept {
   if (!owns_directory_) return;
   // A server that was killed could not remove its socket; the directory is ours either way.
   ::unlink(socket_path_.c_str());
-  ::rmdir(directory_of(socket_path_).c_str());
+  ::rmdir(ipc::detail::directory_of(socket_path_).c_str());
   owns_directory_ = false;
 }
 

@@ -106,6 +106,13 @@ class StreamCorrupted : public Error {
   explicit StreamCorrupted(const std::string& what) : Error(what) {}
 };
 
+// A peer did not prove it holds the shared key (a Manager client or server, a Listener or its client), or refused
+// ours. Says which side failed; never says anything about the key.
+class AuthenticationFailed : public Error {
+ public:
+  explicit AuthenticationFailed(const std::string& what) : Error(what) {}
+};
+
 // An operating-system call failed. `code()` is the errno; `what()` says which call and on what.
 class SystemError : public Error {
  public:

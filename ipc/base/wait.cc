@@ -11,6 +11,11 @@
 namespace ipc::detail {
 
 std::atomic<bool> g_asymmetric_fences{false};
+std::atomic<uint32_t> g_recheck_stretch{1};
+
+void stretch_rechecks_for_testing(uint32_t factor) noexcept {
+  g_recheck_stretch.store(factor == 0 ? 1 : factor, std::memory_order_relaxed);  // relaxed: see wait.h
+}
 
 namespace {
 
@@ -90,7 +95,9 @@ void SleeperCount::heal() noexcept {
       std::chrono::duration_cast<std::chrono::nanoseconds>(Deadline::Clock::now().time_since_epoch()).count();
   // relaxed: the round's fields are hints; a stale read at worst heals one round late or clears a half twice.
   int64_t start = round_start_ns.load(std::memory_order_relaxed);
-  if (now - start < std::chrono::duration_cast<std::chrono::nanoseconds>(kRoundLength).count()) return;
+  // A stretched re-check (tests) stretches the round with it: a live sleeper must leave its half first.
+  const auto round_length = kRoundLength * g_recheck_stretch.load(std::memory_order_relaxed);
+  if (now - start < std::chrono::duration_cast<std::chrono::nanoseconds>(round_length).count()) return;
   // One notifier per round: the one whose CAS moves the start.
   if (!round_start_ns.compare_exchange_strong(start, now, std::memory_order_relaxed)) return;
   const uint32_t r = round.load(std::memory_order_relaxed);

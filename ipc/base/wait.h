@@ -92,11 +92,22 @@ struct alignas(64) WaitSet {
 };
 static_assert(sizeof(WaitSet) == 64, "a WaitSet fills exactly one cache line");
 
-// The deadline of one bounded sleep: `deadline` or kMaxSleep from now, whichever comes first.
-inline Deadline sleep_slice(const Deadline& deadline) {
+// For tests only: stretches every periodic re-check that sleeps through sleep_slice() (kMaxSleep of the queues and
+// the semaphore, a barrier's liveness check) and the sleeper count's kRoundLength by `factor` (1 by default), in
+// this process and in the children it forks afterwards. A test makes the re-check far longer than its own waits,
+// so that a missing wake-up makes a blocked call miss its deadline instead of being covered by the re-check.
+// Stuck slots of dead processes are then found only that much later. Not for production use.
+void stretch_rechecks_for_testing(uint32_t factor) noexcept;
+// The factor set above (relaxed: a process sets it before it forks the children that use it).
+extern std::atomic<uint32_t> g_recheck_stretch;
+
+// The deadline of one bounded sleep: `deadline` or `period` (stretched for tests, above) from now, whichever comes
+// first. Called just before sleeping, off the fast path.
+inline Deadline sleep_slice(const Deadline& deadline, std::chrono::milliseconds period = kMaxSleep) {
+  period *= g_recheck_stretch.load(std::memory_order_relaxed);  // relaxed: see g_recheck_stretch
   const auto left = deadline.remaining();
-  const bool deadline_first = left && *left < std::chrono::duration_cast<Deadline::Clock::duration>(kMaxSleep);
-  return deadline_first ? deadline : Deadline::after(kMaxSleep);
+  const bool deadline_first = left && *left < std::chrono::duration_cast<Deadline::Clock::duration>(period);
+  return deadline_first ? deadline : Deadline::after(period);
 }
 
 // This process's id, cached (refreshed in fork children); cheap enough for every put/get.

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -165,6 +166,13 @@ Connection Connection::adopt(const ConnectionHandoff& h) {
   try {
     if (h.memory_fd < 0 || (h.in_fd < 0 && h.out_fd < 0)) {
       throw InvalidArgument("Connection::adopt: a handoff without memory or sockets");
+    }
+    // A memory shorter than the handoff says would fault (SIGBUS) on the first touch past its end.
+    struct stat st;
+    if (::fstat(h.memory_fd, &st) != 0) throw_errno("fstat adopted pipe memory");
+    if (st.st_size < 0 || static_cast<uint64_t>(st.st_size) < h.memory_bytes) {
+      throw InvalidArgument("Connection::adopt: a memory of " + std::to_string(st.st_size) +
+                            " bytes, where the handoff says " + std::to_string(h.memory_bytes));
     }
     shared->base = mmap(nullptr, h.memory_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, h.memory_fd, 0);
     if (shared->base == MAP_FAILED) {

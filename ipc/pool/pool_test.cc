@@ -133,6 +133,32 @@ TEST_CASE("results and arguments of megabytes cross without sizing anything", "[
   CHECK(pool.apply([](std::map<std::string, int> x) { return x.size(); }, m) == 2);
 }
 
+TEST_CASE("many short tasks held ahead by busy workers never block the pool on small pipes with large results",
+          "[pool]") {
+  // Short tasks make the pool hand each busy worker several at once. Then, with 16 KiB rings, 3.9 KiB arguments
+  // (four fill a ring) and 32 KiB results, a worker blocks sending a result while the supervisor sends it more
+  // tasks: the tasks held ahead must fit the ring then, or both wait for each other for ever. (Whether the
+  // supervisor tries a fifth within the 1 ms it allows depends on the machine: on a busy one this may pass even
+  // with that rule broken.)
+  ipc::PoolOptions o = workers(2);
+  o.pipe_bytes = 16 << 10;
+  ipc::Pool pool(o);
+  std::vector<ipc::Future<int>> warm_up;  // trivial tasks first: the pool learns that tasks are short
+  for (int i = 0; i < 2000; ++i) warm_up.push_back(pool.apply_async(square, i));
+  for (auto& f : warm_up) REQUIRE(f.get(kPatience));
+  const std::string arg(3900, 'a');
+  std::vector<ipc::Future<std::string>> futures;
+  for (int i = 0; i < 300; ++i) {
+    futures.push_back(pool.apply_async([](std::string s) { return std::string(32 << 10, s[0]); }, arg));
+  }
+  for (size_t i = 0; i < futures.size(); ++i) {
+    INFO("task " << i << " of " << futures.size() << " did not finish: the pool is stuck");
+    const std::optional<std::string> result = futures[i].get(kPatience);
+    REQUIRE(result);
+    CHECK(result->size() == (32 << 10));
+  }
+}
+
 TEST_CASE("an exception in a task fails that task with its type and message; the worker lives on", "[pool]") {
   ipc::Pool pool(workers(1));
   const auto before = pool.worker_pids();

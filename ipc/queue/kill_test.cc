@@ -1,7 +1,9 @@
-// Kill safety: processes are SIGKILLed at random points (mid-put, mid-get, asleep on a full or empty queue) in a
-// loop. After each kill the survivors must keep working, no message may arrive twice, and every committed message
-// is either delivered or accounted for: by abandoned_count() (a claim reaped from the dead process) or, for a
-// killed consumer, by the one message it may have taken but not yet recorded.
+// Kill safety: processes are SIGKILLed in a loop, at random moments (mid-put, mid-get, asleep on a full or empty
+// queue) and, in most rounds, inside a claim: the victim stops at a test hook point inside put or get (holding its
+// slot) after a random number of calls, and is killed there. After each kill the survivors must keep working, no
+// message may arrive twice, and every committed message is either delivered or accounted for: by abandoned_count()
+// (a claim reaped from the dead process) or, for a consumer killed at a random moment, by the one message it may
+// have taken but not yet recorded. A kill inside a claim is counted exactly: abandoned_count() is 1.
 // Ledger counters are relaxed: they are read only after the processes or threads that wrote them have been
 // reaped or joined, which orders every write before the read.
 #include <catch2/catch.hpp>
@@ -14,9 +16,11 @@
 #include <cstring>
 #include <optional>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "ipc/queue/detail/test_hook.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
@@ -44,15 +48,64 @@ void pace(bool slow, uint32_t i) {
   if (slow && i % 16 == 0) std::this_thread::sleep_for(100us);
 }
 
+// Where a round's kill lands: at a random moment, or inside a claim (the victim waits at a hook point for it).
+enum class Window {
+  kAnywhere,
+  kPutClaim,      // a producer holds its claimed slot, payload written, not yet published (HookPoint::kPutWritten)
+  kGetClaim,      // a consumer holds its claimed slot, message not yet read (HookPoint::kGetClaimed)
+  kGetReturning,  // a consumer freed its slot and is returning the message (HookPoint::kGetReleased)
+};
+constexpr int kWindows = 4;
+
+// The victims' side: the process that makes the `g_window_calls`-th pass through `g_window_point` (counted over
+// all processes of its role in `window->passes`, so that a process starved of messages cannot stall the round)
+// records its index and waits there to be killed.
+struct WindowState {
+  std::atomic<uint32_t> passes;
+  std::atomic<uint32_t> stopped;  // 1 + the index of the process waiting in the window; 0: none yet
+};
+ipc::detail::HookPoint g_window_point;
+uint32_t g_window_calls = 0;
+uint32_t g_window_index = 0;
+WindowState* g_window = nullptr;
+void wait_in_window(ipc::detail::HookPoint point) {
+  // relaxed: the counter only picks one pass; the parent only waits for `stopped`, then kills.
+  if (point != g_window_point || g_window->passes.fetch_add(1, std::memory_order_relaxed) + 1 != g_window_calls) {
+    return;
+  }
+  g_window->stopped.store(g_window_index + 1, std::memory_order_relaxed);
+  for (;;) pause();
+}
+void arm_window(ipc::detail::HookPoint point, uint32_t calls, uint32_t index, WindowState* window) {
+  g_window_point = point;
+  g_window_calls = calls;
+  g_window_index = index;
+  g_window = window;
+  ipc::detail::g_test_hook.store(wait_in_window, std::memory_order_relaxed);
+}
+
 // One round on an MPMC ring adapter `Q` (put(uint32 p, uint32 seq) / get -> optional pair).
 template <typename Adapter>
-void kill_round(std::mt19937& rng, Pace mode) {
-  SharedMapping shared_mem(sizeof(Shared));
+void kill_round(std::mt19937& rng, Pace mode, Window window) {
+  SharedMapping shared_mem(sizeof(Shared) + sizeof(WindowState));
   auto* sh = new (shared_mem.base()) Shared{};
+  auto* window_state = shared_mem.as<WindowState>(sizeof(Shared));
   Adapter q(4);
+  const bool kill_producer = window == Window::kAnywhere ? rng() % 2 : window == Window::kPutClaim;
+  int victim_index = static_cast<int>(rng() % 2);  // in a window round: whoever reaches the window
+  // Early enough that plenty of traffic follows, so that survivors run into the victim's slot and reap it.
+  const uint32_t window_calls = 1 + rng() % 200;
+  auto arm = [&](bool victim_role, int index) {
+    if (!victim_role || window == Window::kAnywhere) return;
+    arm_window(window == Window::kPutClaim   ? ipc::detail::HookPoint::kPutWritten
+               : window == Window::kGetClaim ? ipc::detail::HookPoint::kGetClaimed
+                                             : ipc::detail::HookPoint::kGetReleased,
+               window_calls, index, window_state);
+  };
   std::vector<ipc::test::ForkedChild> prods, cons;
   for (int c = 0; c < kConsumers; ++c) {
-    cons.emplace_back([&] {
+    cons.emplace_back([&, c] {
+      arm(!kill_producer, c);
       uint32_t i = 0;
       for (;;) {
         pace(mode == Pace::kSlowConsumers, ++i);
@@ -70,6 +123,7 @@ void kill_round(std::mt19937& rng, Pace mode) {
   }
   for (int p = 0; p < kProducers; ++p) {
     prods.emplace_back([&, p] {
+      arm(kill_producer, p);
       for (uint32_t s = 0; s < kPer; ++s) {
         pace(mode == Pace::kSlowProducers, s);
         if (q.put(p, s) != Outcome::kOk) throw ipc::Error("put failed");
@@ -77,22 +131,31 @@ void kill_round(std::mt19937& rng, Pace mode) {
       }
     });
   }
-  // Kill one random child at a random moment.
-  const bool kill_producer = rng() % 2;
-  const int victim_index = static_cast<int>(rng() % 2);
-  std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+  if (window == Window::kAnywhere) {
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+  } else {
+    INFO("no " << (kill_producer ? "producer" : "consumer") << " made pass " << window_calls
+               << " through the hook point");
+    REQUIRE(ipc::test::wait_until([&] { return window_state->stopped.load(std::memory_order_relaxed) != 0; }));
+    victim_index = static_cast<int>(window_state->stopped.load(std::memory_order_relaxed)) - 1;
+  }
   ipc::test::ForkedChild& victim = kill_producer ? prods[victim_index] : cons[victim_index];
+  const std::string victim_name = (kill_producer ? "producer " : "consumer ") + std::to_string(victim_index);
   victim.kill(SIGKILL);
   const std::optional<int> victim_status = victim.wait();
   REQUIRE(victim_status.has_value());
   const bool really_killed = *victim_status < 0;  // minus a signal: it had not exited by itself
 
   for (int p = 0; p < kProducers; ++p) {
-    if (!(kill_producer && p == victim_index)) REQUIRE(prods[p].wait() == 0);
+    if (!(kill_producer && p == victim_index)) {
+      CHECK(ipc::test::exit_problem(prods[p], 0, "producer " + std::to_string(p)) == "");
+    }
   }
   q.close();
   for (int c = 0; c < kConsumers; ++c) {
-    if (!(!kill_producer && c == victim_index)) REQUIRE(cons[c].wait() == 0);
+    if (!(!kill_producer && c == victim_index)) {
+      CHECK(ipc::test::exit_problem(cons[c], 0, "consumer " + std::to_string(c)) == "");
+    }
   }
 
   uint64_t lost = 0, duplicated = 0, beyond = 0;
@@ -102,22 +165,39 @@ void kill_round(std::mt19937& rng, Pace mode) {
       const uint32_t n = sh->received[p][s].load(std::memory_order_relaxed);
       duplicated += n > 1;
       if (s < committed) lost += n == 0;
-      // Only the killed producer's in-flight message (seq == committed) may arrive without being committed.
-      if (s > committed || (s == committed && !(kill_producer && p == victim_index))) beyond += n != 0;
+      // Only the killed producer's in-flight message (seq == committed) may arrive without being committed; killed
+      // inside its claim, it must not.
+      const bool in_flight_may_arrive = kill_producer && p == victim_index && window == Window::kAnywhere;
+      if (s > committed || (s == committed && !in_flight_may_arrive)) beyond += n != 0;
     }
   }
   const uint64_t abandoned = q.abandoned_count();
-  INFO("killed " << (kill_producer ? "producer " : "consumer ") << victim_index << (really_killed ? "" : " (it had exited)")
-                 << ", lost " << lost << ", abandoned " << abandoned);
+  INFO("killed " << victim_name << (really_killed ? "" : " (it had exited)") << " in window "
+                 << static_cast<int>(window) << ", lost " << lost << ", abandoned " << abandoned);
   CHECK(sh->corrupt.load(std::memory_order_relaxed) == 0);
   CHECK(duplicated == 0);
   CHECK(beyond == 0);
-  if (kill_producer) {
-    CHECK(lost == 0);          // everything a put() reported as sent arrived
-    CHECK(abandoned <= 1);     // at most the dead producer's claimed slot
-  } else {
-    CHECK(lost <= 1);          // at most the dead consumer's message
-    CHECK(abandoned <= lost);  // and if it died holding the claim, it was counted
+  switch (window) {
+    case Window::kAnywhere:
+      if (kill_producer) {
+        CHECK(lost == 0);       // everything a put() reported as sent arrived
+        CHECK(abandoned <= 1);  // at most the dead producer's claimed slot
+      } else {
+        CHECK(lost <= 1);          // at most the dead consumer's message
+        CHECK(abandoned <= lost);  // and if it died holding the claim, it was counted
+      }
+      break;
+    case Window::kPutClaim:  // its claimed, unpublished slot was reaped and counted; nothing committed was lost
+      CHECK(really_killed);
+      CHECK(lost == 0);
+      CHECK(abandoned == 1);
+      break;
+    case Window::kGetClaim:
+    case Window::kGetReturning:  // the one message it held is lost, and counted
+      CHECK(really_killed);
+      CHECK(lost == 1);
+      CHECK(abandoned == 1);
+      break;
   }
 }
 
@@ -167,19 +247,20 @@ struct BytesAdapter {
 
 }  // namespace
 
-TEST_CASE("MPMC queue survives producers and consumers killed at random points", "[queue][kill]") {
+TEST_CASE("MPMC queue survives producers and consumers killed at random points and inside their claims", "[queue][kill]") {
   std::mt19937 rng(12345);
   for (int round = 0; round < 24; ++round) {
     INFO("round " << round);
-    kill_round<FixedAdapter>(rng, static_cast<Pace>(round % 3));
+    kill_round<FixedAdapter>(rng, static_cast<Pace>(round % 3), static_cast<Window>(round % kWindows));
   }
 }
 
-TEST_CASE("message queue survives producers and consumers killed at random points", "[queue][kill][bytes]") {
+TEST_CASE("message queue survives producers and consumers killed at random points and inside their claims",
+          "[queue][kill][bytes]") {
   std::mt19937 rng(777);
-  for (int round = 0; round < 15; ++round) {
+  for (int round = 0; round < 16; ++round) {
     INFO("round " << round);
-    kill_round<BytesAdapter>(rng, static_cast<Pace>(round % 3));
+    kill_round<BytesAdapter>(rng, static_cast<Pace>(round % 3), static_cast<Window>(round % kWindows));
   }
 }
 
@@ -201,7 +282,7 @@ TEST_CASE("a slot claimed by a killed producer is reclaimed and counted as aband
   child.kill(SIGKILL);
   child.wait();
   uint64_t v = 0;
-  REQUIRE(q.get(v, 10s) == Outcome::kOk);
+  REQUIRE(q.get(v, ipc::test::patience(10s)) == Outcome::kOk);
   CHECK(v == 2);
   CHECK(q.abandoned_count() == 1);
   // The ring keeps working across laps.
@@ -229,7 +310,7 @@ TEST_CASE("a slot claimed by a killed consumer is reclaimed so producers do not 
   CHECK(q.try_put(2) == Outcome::kFull);  // the claimer is alive: the slot is still in use
   child.kill(SIGKILL);
   child.wait();
-  REQUIRE(q.put(2, 10s) == Outcome::kOk);
+  REQUIRE(q.put(2, ipc::test::patience(10s)) == Outcome::kOk);
   CHECK(q.abandoned_count() == 1);
   uint64_t v = 0;
   REQUIRE(q.get(v, 1s) == Outcome::kOk);
@@ -283,20 +364,26 @@ TEST_CASE("a consumer killed asleep in get() stops costing every put a wake-up w
   // A live sleeper is still woken by a put after the count healed.
   ipc::test::ForkedChild consumer([&] {
     uint64_t got = 0;
-    return q.get(got, 60s) == Outcome::kOk && got == 7 ? 0 : 1;
+    return q.get(got, ipc::test::patience(60s)) == Outcome::kOk && got == 7 ? 0 : 1;
   });
   REQUIRE(counted_asleep(consumer, not_empty));
   REQUIRE(q.put(7) == Outcome::kOk);
   CHECK(ipc::test::exit_problem(consumer, 0, "consumer") == "");
 }
 
-TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement cannot get", "[queue][kill]") {
+TEST_CASE("an SPSC consumer killed at random points or while returning a value loses nothing uncounted",
+          "[queue][kill]") {
   std::mt19937 rng(4242);
   for (int round = 0; round < 10; ++round) {
+    INFO("round " << round);
+    // Odd rounds: the consumer is killed inside get(), after taking its value and before returning it.
+    const bool in_window = round % 2 == 1;
     SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
     auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
-    SharedMapping counts_mem(sizeof(std::atomic<uint32_t>) * kPer);
+    SharedMapping counts_mem(sizeof(std::atomic<uint32_t>) * kPer + sizeof(WindowState));
     auto* counts = counts_mem.as<std::atomic<uint32_t>>();
+    auto* window_state = counts_mem.as<WindowState>(sizeof(std::atomic<uint32_t>) * kPer);
+    const uint32_t window_calls = 1 + rng() % 200;
     auto consumer = [&] {
       uint64_t v;
       while (q.get(v) == Outcome::kOk) counts[v].fetch_add(1, std::memory_order_relaxed);
@@ -306,20 +393,35 @@ TEST_CASE("an SPSC consumer killed at random points loses nothing a replacement 
         if (q.put(s) != Outcome::kOk) throw ipc::Error("put failed");
       }
     });
-    ipc::test::ForkedChild first(consumer);
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+    ipc::test::ForkedChild first([&] {
+      if (in_window) arm_window(ipc::detail::HookPoint::kGetReleased, window_calls, 0, window_state);
+      consumer();
+    });
+    if (in_window) {
+      INFO("the consumer (pid " << first.pid() << ") did not reach its hook point after " << window_calls << " gets");
+      REQUIRE(ipc::test::wait_until([&] { return window_state->stopped.load(std::memory_order_relaxed) != 0; }));
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+    }
     first.kill(SIGKILL);
     first.wait();
     ipc::test::ForkedChild second(consumer);  // takes over the dead consumer's role
-    REQUIRE(producer.wait() == 0);
+    CHECK(ipc::test::exit_problem(producer, 0, "producer") == "");
     q.close();
-    REQUIRE(second.wait() == 0);
+    CHECK(ipc::test::exit_problem(second, 0, "second consumer") == "");
     uint32_t lost = 0, dup = 0;
     for (uint32_t s = 0; s < kPer; ++s) {
       lost += counts[s].load(std::memory_order_relaxed) == 0;
       dup += counts[s].load(std::memory_order_relaxed) > 1;
     }
+    INFO("lost " << lost << ", abandoned " << q.abandoned_count());
     CHECK(dup == 0);
-    CHECK(lost <= 1);  // only a value the victim had taken but not yet recorded
+    if (in_window) {
+      CHECK(lost == 1);  // the value it was returning, and counted
+      CHECK(q.abandoned_count() == 1);
+    } else {
+      CHECK(lost <= 1);  // only a value the victim had taken but not yet recorded
+      CHECK(q.abandoned_count() <= lost);
+    }
   }
 }

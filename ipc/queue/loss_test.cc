@@ -28,7 +28,7 @@ using ipc::detail::HookPoint;
 namespace {
 
 // Generous: sanitizer builds on a busy 2-core machine.
-constexpr auto kPatience = std::chrono::seconds(60);
+constexpr auto kPatience = ipc::test::patience(std::chrono::seconds(60));
 
 // The child side: at `g_stop_at`, tell the parent and stop (SIGSTOP) until it resumes or kills us.
 HookPoint g_stop_at;

@@ -87,8 +87,9 @@ struct Ledger {
   SharedMapping mem;
 };
 
-// Runs producers and consumers as processes; `produce(p)` and `consume()` are the children's bodies. A child that
-// does not exit cleanly within the (sanitizer-scaled) wait is named, with its pid and how long it was waited for.
+// Runs producers and consumers as processes; `produce(p)` and `consume()` are the children's bodies. Children are
+// waited for as long as the test may still run (ipc::test::time_left(): on a loaded machine the work takes
+// minutes); one that does not exit cleanly is named, with its pid and how long it was waited for.
 template <typename Produce, typename Consume, typename Close>
 void run_processes(int producers, int consumers, Produce produce, Consume consume, Close close) {
   using ipc::test::exit_problem;

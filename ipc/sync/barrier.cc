@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "ipc/base/wait.h"
+
 namespace ipc {
 
 const char* to_string(BrokenReason r) {
@@ -132,9 +134,8 @@ BarrierWait Barrier::wait_impl(const Deadline& deadline, void (*action)(void*), 
       result = state == kReleasedPassed ? BarrierStatus::kOk : BarrierStatus::kBroken;
       break;
     }
-    Deadline slice = Deadline::after(kLivenessCheckInterval);
-    if (auto left = deadline.remaining(); left && *left < kLivenessCheckInterval) slice = deadline;
-    if (futex_wait(phase_, phase, slice) == FutexWaitResult::kTimeout) {
+    if (futex_wait(phase_, phase, detail::sleep_slice(deadline, kLivenessCheckInterval)) ==
+        FutexWaitResult::kTimeout) {
       lock_state();
       if (slot->state.load(std::memory_order_relaxed) == kWaiting) {
         if (deadline.expired()) {

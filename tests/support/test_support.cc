@@ -5,14 +5,17 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
 #include <iterator>
 
 #include "ipc/base/error.h"
+#include "ipc/base/wait.h"
 
 namespace ipc::test {
 
@@ -28,12 +31,32 @@ std::chrono::microseconds children_cpu_time() {
          std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
+namespace {
+// When this process started, near enough: when the test binary's static objects were built.
+const std::chrono::steady_clock::time_point g_process_start = std::chrono::steady_clock::now();
+}  // namespace
+
+std::chrono::milliseconds time_left() {
+  using std::chrono::milliseconds;
+  const char* timeout_s = std::getenv("TEST_TIMEOUT");  // set by `bazel test`, in seconds
+  if (timeout_s == nullptr || std::atoi(timeout_s) <= 0) return patience(std::chrono::seconds(300));
+  const auto budget = std::chrono::seconds(std::atoi(timeout_s)) * 9 / 10;
+  const auto left = std::chrono::duration_cast<milliseconds>(budget - (std::chrono::steady_clock::now() - g_process_start));
+  return std::max(left, milliseconds(1000));
+}
+
 bool sleeping(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const auto name_end = stat.rfind(')');  // "pid (comm) state ...": comm may hold spaces and parentheses
   return name_end != std::string::npos && name_end + 2 < stat.size() && stat[name_end + 2] == 'S';
 }
+
+// 100 times kWakeDeadline: a missed wake-up is never saved by a re-check during a test.
+StretchedRechecks::StretchedRechecks() {
+  ipc::detail::stretch_rechecks_for_testing(static_cast<uint32_t>(100 * kWakeDeadline / ipc::detail::kMaxSleep));
+}
+StretchedRechecks::~StretchedRechecks() { ipc::detail::stretch_rechecks_for_testing(1); }
 
 SharedMapping::SharedMapping(size_t bytes) : bytes_(bytes) {
   base_ = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

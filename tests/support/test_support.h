@@ -56,6 +56,13 @@ inline constexpr int kPatienceFactor = 1;
 // kPatienceFactor. Any thread.
 constexpr std::chrono::milliseconds patience(std::chrono::milliseconds base) { return base * kPatienceFactor; }
 
+// How long this test process may still wait for another process before Bazel's timeout for the test would kill
+// it: Bazel's TEST_TIMEOUT (already scaled for sanitizer builds, .bazelrc) less a tenth kept for reporting, minus
+// the time since the process started; patience(300 s) when run outside Bazel; at least 1 s. The default timeout of
+// the waits below, so that a child slowed down by a busy machine is waited for as long as the test may run, and
+// one that never finishes is still named before Bazel ends the test. Any thread.
+std::chrono::milliseconds time_left();
+
 // Whether process `pid` sleeps in the kernel now (state 'S' in /proc/PID/stat: a futex wait, a poll), for a test
 // that must act while another process is asleep. False when there is no such process. Any thread.
 bool sleeping(pid_t pid);
@@ -64,7 +71,7 @@ bool sleeping(pid_t pid);
 // did. For events another process makes visible in shared memory or /proc, without guessing a sleep.
 template <typename F>
   requires std::predicate<F&>
-bool wait_until(F condition, std::chrono::milliseconds timeout = patience(std::chrono::seconds(60))) {
+bool wait_until(F condition, std::chrono::milliseconds timeout = time_left()) {
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (!condition()) {
     if (std::chrono::steady_clock::now() > until) return false;
@@ -112,7 +119,7 @@ class ForkedChild {
   pid_t pid() const { return process_.pid(); }
   // Waits for the child to end and reaps it; returns its exit code (>= 0) or minus the signal that killed it, or
   // nullopt after `timeout` (the child keeps running). Once reaped, returns the same value again at once.
-  std::optional<int> wait(std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
+  std::optional<int> wait(std::chrono::milliseconds timeout = time_left());
   // Sends `signal` to the child unless it has been reaped.
   void kill(int signal) { process_.send_signal(signal); }
   Process& process() { return process_; }
@@ -126,7 +133,44 @@ class ForkedChild {
 // (expected: exit 0)", "... exited with 1 ..." or "... was killed by signal 6 (Aborted) ...". For a check that
 // prints the reason when it fails: CHECK(exit_problem(child, 0, "producer 1") == "").
 std::string exit_problem(ForkedChild& child, int expected, const std::string& label,
-                         std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
+                         std::chrono::milliseconds timeout = time_left());
+
+// How long a blocked call in a wake-up test may wait for the wake-up: it normally takes microseconds; a second
+// when the machine is busy.
+inline constexpr std::chrono::milliseconds kWakeDeadline = patience(std::chrono::seconds(10));
+
+// While one lives, the library's periodic re-checks (every sleep through ipc/base/wait.h's sleep_slice: queues,
+// semaphores, barriers) last far longer than kWakeDeadline, in this process and in the children it forks
+// meanwhile, so that only a wake-up ends a sleep within a test's deadline. Restores the normal period when
+// destroyed. One at a time, in one thread of the test.
+class StretchedRechecks {
+ public:
+  StretchedRechecks();
+  ~StretchedRechecks();
+  StretchedRechecks(const StretchedRechecks&) = delete;
+  StretchedRechecks& operator=(const StretchedRechecks&) = delete;
+};
+
+// For a test that a wake-up reaches a sleeping process: forks a child that runs `blocked` (a call that sleeps
+// until `wake` happens, bounded by kWakeDeadline, and returns true when it succeeded, e.g. a get that returned
+// kOk), waits until the child sleeps in the kernel, runs `wake` here, and says what was not as expected as
+// exit_problem() does: empty when `blocked` returned true within kWakeDeadline; the child exits with 1 when it
+// returned false, with 2 when it returned true only after kWakeDeadline (a re-check found the change, nobody woke
+// the child). Under StretchedRechecks a missing wake-up thus fails the test instead of being saved by a re-check.
+template <typename Blocked, typename Wake>
+  requires std::predicate<Blocked&> && std::invocable<Wake&>
+std::string wake_problem(const std::string& label, Blocked blocked, Wake wake) {
+  ForkedChild child([&] {
+    const auto start = std::chrono::steady_clock::now();
+    if (!blocked()) return 1;
+    return std::chrono::steady_clock::now() - start < kWakeDeadline ? 0 : 2;
+  });
+  if (!wait_until([&] { return sleeping(child.pid()); })) {
+    return label + " (pid " + std::to_string(child.pid()) + ") never went to sleep";
+  }
+  wake();
+  return exit_problem(child, 0, label + " (exit 1: its call failed, 2: it returned only after kWakeDeadline)");
+}
 
 // A cross-process signal through a pipe: "I am ready" without sleeping for a guessed time. Each notify() writes
 // one byte and each wait() consumes one, so N children may each notify once and the parent waits N times.
@@ -139,7 +183,7 @@ class PipeSignal {
 
   void notify();
   // True when a notification arrived within `timeout`.
-  bool wait(std::chrono::milliseconds timeout = patience(std::chrono::seconds(60)));
+  bool wait(std::chrono::milliseconds timeout = time_left());
 
  private:
   int fds_[2];

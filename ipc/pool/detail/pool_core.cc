@@ -55,6 +55,10 @@ std::string describe_exit(int code) {
 
 }  // namespace
 
+// How much expected work may wait at a busy worker behind its running task, and at most how many tasks.
+constexpr std::chrono::nanoseconds kQueueBudget = std::chrono::milliseconds(1);
+constexpr size_t kMaxInHand = 16;
+
 struct PoolCore::State {
   struct Worker {
     std::unique_ptr<WorkerHandle> process;
@@ -84,6 +88,9 @@ struct PoolCore::State {
   std::vector<PoolCore::WorkerPlace> places_now;  // live workers' placement, for placement()
   uint64_t hinted = 0, hinted_home = 0;  // tasks with a node hint, and those run on that node
   int wake_fd = -1;
+  // A wake-up is on its way to the supervisor (written, not yet acted on): further submits need not write one.
+  // Cleared by the supervisor under `mu` before it looks at `pending`, so a task queued after that writes anew.
+  bool wake_armed = false;
   // kForkServer and kExec: the objects code addresses are relative to, and the initializer's portable address.
   std::vector<std::string> objects;
   uint64_t initializer_address = 0;
@@ -92,6 +99,9 @@ struct PoolCore::State {
   std::vector<std::unique_ptr<Worker>> workers;
   std::thread supervisor;
   std::vector<std::byte> result_buffer;
+  // A running average of how long a task takes at a worker; starts at the queueing budget (kQueueBudget), so that
+  // until tasks are seen to be short, a busy worker is sent one task to hold, not more.
+  std::chrono::nanoseconds task_time = kQueueBudget;
 
   void wake() {
     const uint64_t one = 1;
@@ -194,7 +204,11 @@ struct PoolCore::State {
     }
     Task t = std::move(w.in_hand.front());
     w.in_hand.pop_front();
-    w.front_started = Clock::now();
+    const auto now = Clock::now();
+    // The task's time at the worker (from its send to an idle worker, or from the previous result), into the
+    // running estimate that decides how many tasks a busy worker may hold (dispatch()).
+    task_time += (std::chrono::duration_cast<std::chrono::nanoseconds>(now - w.front_started) - task_time) / 8;
+    w.front_started = now;
     if (t.node >= 0) {
       std::lock_guard lock(mu);
       ++hinted;
@@ -263,9 +277,11 @@ struct PoolCore::State {
   }
 
   // Hands queued tasks to workers with room, starting replacements while there is work and fewer workers than
-  // asked for. A second task goes to a busy worker only when it fits a pipe part, so a send never blocks on a
-  // worker that is itself blocked sending a large result. Locality: a worker takes the first queued task meant
-  // for its node (or for anywhere); only when there is none does it take (steal) one meant for another node.
+  // asked for. More tasks go to a busy worker only while those waiting behind its running task fit a quarter of
+  // its pipe's ring, so a send never blocks on a worker that is itself blocked sending a large result (it has
+  // read its running task whole by then, so only the waiting ones are in the ring). Locality: a worker takes the
+  // first queued task meant for its node (or for anywhere); only when there is none does it take (steal) one meant
+  // for another node.
   void dispatch() {
     const uint64_t small = options->pipe_bytes / 4;
     auto can_take = [&](const Worker& w) {
@@ -275,7 +291,9 @@ struct PoolCore::State {
     // The queued task `w` should run next (pending.end() when none fits). REQUIRES: mu held.
     auto pick = [&](const Worker& w, bool busy) {
       constexpr size_t kLookAhead = 256;  // bounded: a long queue of other nodes' tasks costs no more than this
-      auto fits = [&](const Task& t) { return !busy || t.message.size() <= small; };
+      uint64_t waiting_bytes = 0;  // the tasks sent behind the running one
+      for (size_t i = 1; i < w.in_hand.size(); ++i) waiting_bytes += w.in_hand[i].message.size();
+      auto fits = [&](const Task& t) { return !busy || waiting_bytes + t.message.size() <= small; };
       size_t looked = 0;
       for (auto it = pending.begin(); it != pending.end() && looked < kLookAhead; ++it, ++looked) {
         if ((it->node < 0 || it->node == w.node) && fits(*it)) return it;
@@ -290,14 +308,21 @@ struct PoolCore::State {
         if (pending.empty() || terminated) return;
         std::deque<Task>::iterator chosen = pending.end();
         auto choose = [&](bool busy) {
-          // A second task goes to the busy worker whose task started last, and only while that task is young:
-          // a task queued behind a long one would wait while another worker may soon be free.
-          constexpr auto kYoung = std::chrono::milliseconds(1);
+          // More tasks go to a busy worker (so that it finds its next task waiting, and results come back in
+          // batches) only while what it holds is expected to take less than kQueueBudget by the running average,
+          // and its task in progress is younger than that: a task queued behind a long one would wait while
+          // another worker may soon be free. Among busy workers, the one holding least, then started last.
           const auto now = Clock::now();
           for (auto& w : workers) {
-            if (!can_take(*w) || w->in_hand.size() != (busy ? 1u : 0u)) continue;
-            if (busy && (now - w->front_started > kYoung ||
-                         (target && w->front_started < target->front_started))) {
+            if (!can_take(*w) || (busy ? w->in_hand.empty() || w->in_hand.size() >= kMaxInHand ||
+                                             task_time * static_cast<int64_t>(w->in_hand.size()) > kQueueBudget
+                                       : !w->in_hand.empty())) {
+              continue;
+            }
+            if (busy && (now - w->front_started > kQueueBudget ||
+                         (target && (w->in_hand.size() > target->in_hand.size() ||
+                                     (w->in_hand.size() == target->in_hand.size() &&
+                                      w->front_started < target->front_started))))) {
               continue;
             }
             if (auto it = pick(*w, busy); it != pending.end()) {
@@ -383,6 +408,7 @@ struct PoolCore::State {
         std::lock_guard lock(mu);
         closing = closed;
         terminating = terminated;
+        wake_armed = false;  // dispatch() below sees every task queued so far
       }
       if (terminating) {
         for (auto& w : workers) w->process->kill();
@@ -483,6 +509,7 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     invoker_word = portable_code_address(invoker_word, state_->objects);
     callable = portable_code_address(callable, state_->objects);
   }
+  bool wake = false;
   {
     std::lock_guard lock(state_->mu);
     if (state_->terminated) throw StateError("Pool: the pool was terminated");
@@ -492,8 +519,10 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     store(message.data() + 8, invoker_word);
     store(message.data() + 16, callable);
     state_->pending.push_back(Task{id, std::move(message), std::move(done), node});
+    wake = !state_->wake_armed;
+    state_->wake_armed = true;
   }
-  state_->wake();
+  if (wake) state_->wake();
 }
 
 void PoolCore::close() {

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "ipc/base/error.h"
+#include "ipc/base/unix_socket.h"
 #include "ipc/pool/detail/pool_core.h"
 #include "ipc/shared/codec.h"
 
@@ -67,49 +68,23 @@ std::pair<std::string, std::string> describe_current_exception() {
 
 // ---- descriptors over a SOCK_SEQPACKET socket ---------------------------------------------------------------
 
-constexpr size_t kMaxFds = 4;
 constexpr size_t kMaxPacketBytes = 64 * 1024;  // requests and reports are a few hundred bytes (messages cut at 3.5 KiB)
 
 // Sends one packet with `fds` attached (the receiver gets its own copies). Throws SystemError (EPIPE: the peer is
 // gone).
 void send_packet(int sock, std::span<const std::byte> bytes, std::span<const int> fds = {}) {
-  msghdr msg{};
-  iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  if (retry_on_eintr([&] { return ::sendmsg(sock, &msg, MSG_NOSIGNAL); }) < 0) throw_errno("sendmsg (pool worker start)");
+  if (send_with_fds(sock, bytes, fds) < 0) throw_errno("sendmsg (pool worker start)");
 }
 
 // Receives one packet and the descriptors attached (close-on-exec). false: end of stream.
 bool recv_packet(int sock, std::vector<std::byte>& bytes, std::vector<int>& fds) {
   bytes.resize(kMaxPacketBytes);
   fds.clear();
-  msghdr msg{};
-  iovec iov{bytes.data(), bytes.size()};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  const ssize_t n = retry_on_eintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
+  bool truncated = false;
+  const ssize_t n = recv_with_fds(sock, bytes, fds, truncated);
   if (n < 0) throw_errno("recvmsg (pool worker start)");
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) fds.push_back(load<int>(reinterpret_cast<const std::byte*>(CMSG_DATA(c)) + i * sizeof(int)));
-  }
   bytes.resize(static_cast<size_t>(n));
-  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+  if (truncated) {
     for (int fd : fds) ::close(fd);
     throw StateError("pool worker start: a packet cut short");
   }

@@ -103,6 +103,7 @@ Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
       r.release_skip(pos);
       continue;
     }
+    test_hook(HookPoint::kGetClaimed);
     struct Release {
       const MpmcRing& r;
       uint64_t pos;

@@ -11,6 +11,7 @@ namespace ipc::detail {
 
 enum class HookPoint {
   kPutWritten,   // a producer claimed its slot, passed the closed check and wrote the payload; not yet published
+  kGetClaimed,   // a consumer claimed a slot that holds a message; not yet read or freed
   kGetReleased,  // a consumer took its message and freed the slot; the wake-up of producers and return follow
 };
 

@@ -1,8 +1,8 @@
-#include "manager/detail/sha256.h"
+#include "ipc/base/sha256.h"
 
 #include <cstring>
 
-namespace ipc::manager::detail {
+namespace ipc::detail {
 namespace {
 
 constexpr std::uint32_t kRound[64] = {
@@ -129,4 +129,4 @@ bool equal_constant_time(std::span<const std::uint8_t> a, std::span<const std::u
   return diff == 0;
 }
 
-}  // namespace ipc::manager::detail
+}  // namespace ipc::detail

@@ -1,4 +1,4 @@
-// manager/detail/sha256.h: SHA-256 (FIPS 180-4) and HMAC-SHA-256 (RFC 2104), for the Manager's challenge-response.
+// ipc/base/sha256.h: SHA-256 (FIPS 180-4) and HMAC-SHA-256 (RFC 2104), for the challenge-response of the Manager and the Listener.
 // Internal: not part of the public API. Written here because the project's dependencies (Debian packages in
 // bazelw) include no crypto library; the code is small and checked against the FIPS and RFC 4231 test vectors.
 //
@@ -14,7 +14,7 @@
 #include <span>
 #include <string_view>
 
-namespace ipc::manager::detail {
+namespace ipc::detail {
 
 using Digest = std::array<std::uint8_t, 32>;
 
@@ -45,4 +45,4 @@ Digest hmac_sha256(std::span<const std::uint8_t> key, std::initializer_list<std:
 // Compares in time independent of where the first difference is (a proof check must not leak a prefix).
 bool equal_constant_time(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b);
 
-}  // namespace ipc::manager::detail
+}  // namespace ipc::detail

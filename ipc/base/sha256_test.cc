@@ -1,13 +1,13 @@
-#include "manager/detail/sha256.h"
+#include "ipc/base/sha256.h"
 
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
 
-using ipc::manager::detail::Digest;
-using ipc::manager::detail::hmac_sha256;
-using ipc::manager::detail::Sha256;
-using ipc::manager::detail::sha256;
+using ipc::detail::Digest;
+using ipc::detail::hmac_sha256;
+using ipc::detail::Sha256;
+using ipc::detail::sha256;
 
 namespace {
 
