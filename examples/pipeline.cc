@@ -4,17 +4,17 @@
 //   stage 2 (N workers)   get lines, count words, put {worker, line number, words} on a Queue<Result>
 //   stage 3 (this one)    collects the results and prints totals
 //
-// Run: ./bazelw run //examples:pipeline -- [workers] [lines]
+//   ./bazelw run //examples:pipeline -- [--workers N] [--lines N]
 // Each stage closes the queue it feeds when done; a closed queue drains, then reports kClosed downstream.
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "examples/args.h"
 #include "ipc/base/process.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
@@ -39,8 +39,9 @@ int count_words(const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int workers = argc > 1 ? std::atoi(argv[1]) : 2;
-  const long lines = argc > 2 ? std::atol(argv[2]) : 100000;
+  const examples::Args args(argc, argv, {{"workers", 2}, {"lines", 100000}});
+  const int workers = static_cast<int>(args.get("workers"));
+  const long lines = static_cast<long>(args.get("lines"));
 
   // One segment holds both queues; it is removed when `seg` (the creator's handle) goes out of scope.
   auto seg = ipc::Segment::create("pipeline_" + std::to_string(getpid()), 16 << 20);

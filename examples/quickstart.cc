@@ -1,58 +1,88 @@
-// Quick start: a shared-memory segment interleaved across every NUMA node of this machine, filled by worker
-// processes, then checked by the parent, with the pages-per-node evidence of where the memory really is.
+// Quick start: a Pool of worker processes maps a CPU-bound function over a large shared Array whose pages are
+// interleaved across every NUMA node, checks the result against one process doing the same work, and prints the
+// pages per node of the array (where the memory really is) and the speed-up over one process.
 //
-//   ./bazelw run //examples:quickstart
+//   ./bazelw run //examples:quickstart -- [--count N] [--workers N]
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <numeric>
+#include <string>
+#include <tuple>
 #include <vector>
 
+#include "examples/args.h"
+#include "examples/stopwatch.h"
 #include "ipc/base/process.h"
 #include "ipc/numa/placement.h"
 #include "ipc/numa/topology.h"
-#include "ipc/segment/segment.h"
+#include "ipc/pool/pool.h"
+#include "ipc/shared/array.h"
 
-int main() {
-  using namespace ipc;
-  const numa::Topology topology = numa::Topology::discover();
+namespace {
+
+// The CPU-bound work: steps of the Collatz sequence from x down to 1.
+uint64_t collatz_steps(uint64_t x) {
+  uint64_t steps = 0;
+  for (; x > 1; ++steps) x = x % 2 == 0 ? x / 2 : 3 * x + 1;
+  return steps;
+}
+
+uint64_t sum_steps(const uint64_t* numbers, uint64_t begin, uint64_t end) {
+  uint64_t sum = 0;
+  for (uint64_t i = begin; i < end; ++i) sum += collatz_steps(numbers[i]);
+  return sum;
+}
+
+// The task: sum_steps over a slice. A worker finds the array by its segment's name, as any process could (a task
+// carries data, not pointers), and opens the segment once.
+uint64_t sum_slice(std::string segment_name, uint64_t begin, uint64_t end) {
+  static ipc::Segment segment = ipc::Segment::open(segment_name);
+  static const auto& numbers = ipc::Array<uint64_t>::open(segment, "numbers");
+  return sum_steps(numbers.data(), begin, end);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const examples::Args args(argc, argv, {{"count", 4u << 20}, {"workers", uint64_t{ipc::cpu_count()}}});
+  const size_t count = args.get("count");
+  const auto topology = ipc::numa::Topology::discover();
   std::printf("%s\n", topology.describe().c_str());
 
-  // Interleave is the usual choice for data every worker reads: bandwidth from all nodes at once.
-  SegmentOptions options;
-  options.policy = numa::MemoryPolicy::interleave(topology.with_memory());
-  const std::string name = "quickstart-" + std::to_string(getpid());
-  constexpr size_t kCount = 4 << 20;  // 32 MiB of uint64_t
-  Segment segment = Segment::create(name, kCount * sizeof(uint64_t) + (1 << 20), options);
-  std::printf("segment %s: %zu MiB, policy %s\n", name.c_str(), segment.size_bytes() >> 20,
-              segment.policy().to_string().c_str());
+  // The array's pages are interleaved over the nodes with memory: every worker reads from all of them at once.
+  const ipc::ArrayOptions interleaved{ipc::numa::MemoryPolicy::interleave(topology.with_memory())};
+  const std::string name = "quickstart-" + std::to_string(getpid());  // removed when `segment` is destroyed
+  ipc::Segment segment =
+      ipc::Segment::create(name, ipc::Array<uint64_t>::bytes_needed(count, interleaved) + (1 << 20));
+  auto& numbers = ipc::Array<uint64_t>::create(segment, "numbers", count, interleaved);
+  std::iota(numbers.data(), numbers.data() + count, uint64_t{1});
+  std::printf("array of %zu numbers (%zu MiB), policy %s, pages per node: %s\n", count, count * 8 >> 20,
+              interleaved.policy->to_string().c_str(),
+              ipc::numa::page_placement(numbers.data(), count * sizeof(uint64_t)).to_string().c_str());
 
-  // The array is a named block: any process can find it by name; here the workers inherit the mapping.
-  auto* data = static_cast<uint64_t*>(
-      segment.create_block("numbers", kCount * sizeof(uint64_t), 4096, ipc::Segment::kRawBlock, [](void*) {}).ptr);
+  examples::Stopwatch clock;
+  const uint64_t expected = sum_steps(numbers.data(), 0, count);
+  const double one_process = clock.seconds();
 
-  const int workers = static_cast<int>(cpu_count());  // the CPUs this process may use (affinity, cgroup quota)
-  std::vector<Process> children;
-  for (int w = 0; w < workers; ++w) {
-    children.push_back(Process::start([&, w] {
-      // Each worker opens the segment by name, as an unrelated process would, and fills its slice.
-      Segment mine = Segment::open(name);
-      auto* numbers = static_cast<uint64_t*>(mine.find_block("numbers", ipc::Segment::kRawBlock).ptr);
-      for (size_t i = kCount * w / workers; i < kCount * (w + 1) / workers; ++i) numbers[i] = i;
-    }));
-  }
-  for (Process& child : children) {
-    if (child.join() != 0) {
-      std::fprintf(stderr, "%s failed (exit code %d)\n", child.name().c_str(), *child.exitcode());
-      return 1;
-    }
-  }
+  ipc::PoolOptions options;
+  options.workers = static_cast<unsigned>(args.get("workers"));
+  ipc::Pool pool(options);
+  std::vector<std::tuple<std::string, uint64_t, uint64_t>> slices;  // 16 slices per worker: the load balances
+  const size_t n_slices = 16 * size_t{pool.size()};
+  for (size_t s = 0; s < n_slices; ++s) slices.emplace_back(name, count * s / n_slices, count * (s + 1) / n_slices);
+  clock.restart();
+  const std::vector<uint64_t> sums = pool.starmap(sum_slice, slices);
+  const double in_pool = clock.seconds();
+  const uint64_t total = std::accumulate(sums.begin(), sums.end(), uint64_t{0});
 
-  const uint64_t sum = std::accumulate(data, data + kCount, uint64_t{0});
-  const uint64_t expected = kCount * (kCount - 1) / 2;
-  std::printf("%d workers filled %zu numbers: sum %llu (%s)\n", workers, kCount, static_cast<unsigned long long>(sum),
-              sum == expected ? "correct" : "WRONG");
-  std::printf("pages per node: %s\n", numa::page_placement(data, kCount * sizeof(uint64_t)).to_string().c_str());
-  return sum == expected ? 0 : 1;
+  std::printf("Collatz steps of 1..%zu: %llu with %u workers, %llu in one process: %s\n", count,
+              static_cast<unsigned long long>(total), pool.size(), static_cast<unsigned long long>(expected),
+              total == expected ? "equal" : "DIFFERENT");
+  std::printf("one process %.3f s, pool %.3f s: speed-up x%.2f\n", one_process, in_pool, one_process / in_pool);
+  return total == expected ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "quickstart: %s\n", e.what());
+  return 1;
 }

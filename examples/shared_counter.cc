@@ -2,15 +2,15 @@
 // one under a robust Lock that also guards a two-field record; one worker is killed while holding the lock, and
 // the next worker to take it sees "owner died", repairs the record and carries on.
 //
-//   ./bazelw run //examples:shared_counter -- [workers] [increments]
+//   ./bazelw run //examples:shared_counter -- [--workers N] [--increments N]
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "examples/args.h"
 #include "ipc/base/process.h"
 #include "ipc/segment/segment.h"
 #include "ipc/shared/value.h"
@@ -41,8 +41,9 @@ void add_to_ledger(ipc::Lock& lock, Ledger& ledger, int64_t amount) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int workers = argc > 1 ? std::atoi(argv[1]) : 4;
-  const int increments = argc > 2 ? std::atoi(argv[2]) : 100000;
+  const examples::Args args(argc, argv, {{"workers", 4}, {"increments", 100000}});
+  const int workers = static_cast<int>(args.get("workers"));
+  const int increments = static_cast<int>(args.get("increments"));
   const std::string name = "shared_counter_example_" + std::to_string(getpid());
 
   // The creator owns the name: the segment is unlinked when `segment` goes out of scope.
