@@ -18,6 +18,8 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <numeric>
+#include <span>
 #include <optional>
 #include <ranges>
 #include <stdexcept>
@@ -26,6 +28,8 @@
 #include <vector>
 
 #include "ipc/base/process.h"
+#include "ipc/segment/segment.h"
+#include "ipc/shared/array.h"
 #include "ipc/pipe/listener.h"
 #include "tests/readme_tour/blocks.h"
 #include "tests/support/test_support.h"
@@ -49,9 +53,16 @@ bool online(std::initializer_list<int> nodes) {
 }  // namespace
 
 TEST_CASE("the README's pool block runs", "[readme]") {
+  // The block's map_array needs a segment, an Array in it and a chunk function.
+  ipc::Segment segment = ipc::Segment::create(ipc::test::unique_name("tour-pool"), 1 << 20);
+  ipc::Array<double>& array = ipc::Array<double>::create(segment, "values", 10000);
+  for (size_t i = 0; i < array.size(); ++i) array.data()[i] = 1.0;
+  auto chunk_sum = [](std::span<double> chunk) { return std::accumulate(chunk.begin(), chunk.end(), 0.0); };
 #include "tests/readme_tour/ipc_pool.inc"
   CHECK(squares == std::vector<int>{1, 4, 9});
   CHECK(v == 49);
+  CHECK(std::accumulate(r.results.begin(), r.results.end(), 0.0) == 10000.0);
+  CHECK(r.chunks == r.results.size());
 }
 
 TEST_CASE("the README's process block runs", "[readme]") {
