@@ -511,13 +511,25 @@ class Pool {
       return result;
     });
     if (chunks == 0) out->deliver({});
+    // Every chunk's home first (a move_pages call each), then the chunks queued round-robin over their homes: were
+    // they queued in array order as their homes are found, an idle worker of the last node would find none of its
+    // own queued yet and steal the first nodes' chunks.
+    std::map<int, std::vector<size_t>> by_home;
     for (size_t c = 0; c < chunks; ++c) {
       const size_t begin = c * per, end = std::min(n, begin + per);
       const int home = detail::home_node(array.data() + begin, (end - begin) * sizeof(T));
       *with_home += home >= 0 ? 1 : 0;  // read by finish() only after every chunk (all submitted) completed
-      core_->submit(&detail::invoke_array_chunk<Fn, T>, detail::callable_word(Fn(f)),
-                    detail::task_message(detail::ArrayChunk(segment.name(), name, begin, end)), states[c], home,
-                    options.locality, count);
+      by_home[home].push_back(c);
+    }
+    for (size_t i = 0, queued = 0; queued < chunks; ++i) {
+      for (auto& [home, cs] : by_home) {
+        if (i >= cs.size()) continue;
+        const size_t c = cs[i], begin = c * per, end = std::min(n, begin + per);
+        core_->submit(&detail::invoke_array_chunk<Fn, T>, detail::callable_word(Fn(f)),
+                      detail::task_message(detail::ArrayChunk(segment.name(), name, begin, end)), states[c], home,
+                      options.locality, count);
+        ++queued;
+      }
     }
     return Future<ArrayMapResult<R>>(out);
   }

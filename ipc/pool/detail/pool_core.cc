@@ -132,6 +132,14 @@ struct PoolCore::State {
   // A running average of how long a task takes at a worker; starts at the queueing budget (kQueueBudget), so that
   // until tasks are seen to be short, a busy worker is sent one task to hold, not more.
   std::chrono::nanoseconds task_time = kQueueBudget;
+  // dispatch() left an idle worker without a task it may steal yet: the supervisor looks again after steal_after().
+  bool steal_later = false;
+  // How long a worker's task in progress must have run before an idle worker of another node takes the tasks
+  // meant for its node: eight times a usual task, and at least a few scheduler time slices (a worker that was
+  // merely preempted is not held up).
+  std::chrono::nanoseconds steal_after() const {
+    return std::max<std::chrono::nanoseconds>(std::chrono::milliseconds(20), 8 * task_time);
+  }
 
   void wake() {
     const uint64_t one = 1;
@@ -336,6 +344,7 @@ struct PoolCore::State {
   // first queued task meant for its node (or for anywhere); only when there is none, and it is idle, does it take
   // (steal) one meant for another node.
   void dispatch() {
+    steal_later = false;
     const uint64_t small = options->pipe_bytes / 4;
     auto can_take = [&](const Worker& w) {
       return !w.conn_ended && !w.killed_for_time &&
@@ -351,8 +360,19 @@ struct PoolCore::State {
       for (auto it = pending.begin(); it != pending.end() && looked < kLookAhead; ++it, ++looked) {
         if ((it->node < 0 || !it->steer || it->node == w.node) && fits(*it)) return it;
       }
-      // Only an idle worker steals: a busy one would take a task that a worker of its node may be about to take.
-      return !busy && fits(pending.front()) ? pending.begin() : pending.end();
+      // Only an idle worker steals, and only while every worker of the task's node is held up (its task in
+      // progress older than steal_after(), or unable to take work): otherwise a worker of its node is about to take
+      // it, and a node whose workers are merely a little slower would lose its chunks to the other node's.
+      if (busy || !fits(pending.front())) return pending.end();
+      const auto now = Clock::now();
+      for (auto& o : workers) {
+        if (o->node == pending.front().node && can_take(*o) &&
+            (o->in_hand.empty() || now - o->front_started <= steal_after())) {
+          steal_later = true;  // look again when that worker's task is no longer young (next_deadline)
+          return pending.end();
+        }
+      }
+      return pending.begin();
     };
     for (;;) {
       Task t;
@@ -430,6 +450,7 @@ struct PoolCore::State {
 
   std::optional<std::chrono::nanoseconds> next_deadline(Clock::time_point now) const {
     std::optional<std::chrono::nanoseconds> wait;
+    if (steal_later) wait = steal_after();
     if (!options->task_timeout) return wait;
     for (auto& w : workers) {
       if (!w->ready || w->in_hand.empty() || w->killed_for_time) continue;
