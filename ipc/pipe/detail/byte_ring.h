@@ -46,14 +46,24 @@ struct ByteRingHeader {
   alignas(64) std::atomic<uint64_t> head{0};
   // The producer's position. Written by the producer only; read by the consumer to find records.
   alignas(64) std::atomic<uint64_t> tail{0};
-  // Set by a side that is about to sleep in poll(2) until the other rings its doorbell (see connection.cc).
+  // Set by a side that is about to sleep until the other side wakes it, to how it sleeps (a Sleeper value); 0
+  // while it does not sleep (see connection.cc).
   alignas(64) std::atomic<uint32_t> consumer_waiting{0};
   std::atomic<uint32_t> producer_waiting{0};
+  // Futex words: a side that sleeps on its futex waits for the other side to bump its word (see connection.cc).
+  std::atomic<uint32_t> consumer_wake{0};
+  std::atomic<uint32_t> producer_wake{0};
   uint64_t capacity = 0;  // bytes of record space after the header; a power of two; immutable after creation
 };
+
+// How a side sleeps, in its *_waiting flag: on the futex word of its direction (woken by a futex wake), or in
+// poll(2) on its socket (woken by a one-byte doorbell; a poll set also sees the peer hang up and other descriptors).
+enum Sleeper : uint32_t { kAwake = 0, kOnFutex = 1, kInPoll = 2 };
 static_assert(std::is_standard_layout_v<ByteRingHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(ByteRingHeader) == 192, "head, tail and the waiting flags each own a cache line");
+static_assert(offsetof(ByteRingHeader, consumer_wake) % 4 == 0 && offsetof(ByteRingHeader, producer_wake) % 4 == 0,
+              "futex words are aligned 32-bit words");
 
 inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
