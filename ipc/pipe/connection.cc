@@ -231,13 +231,11 @@ int Connection::fileno() const {
   return in_ ? in_->fd : out_->fd;
 }
 
-void Connection::check_open(const char* what, bool direction_ok) const {
+void Connection::throw_not_open(const char* what, bool direction_ok) const {
   if (!shared_) throw StateError(std::string(what) + " on a closed Connection");
-  if (!direction_ok) {
-    throw StateError(std::string(what) + " on a Connection end that cannot " +
-                     (std::string(what).rfind("send", 0) == 0 ? "send (receive-only end of a simplex Pipe)"
-                                                              : "receive (send-only end of a simplex Pipe)"));
-  }
+  throw StateError(std::string(what) + " on a Connection end that cannot " +
+                   (std::string(what).rfind("send", 0) == 0 ? "send (receive-only end of a simplex Pipe)"
+                                                            : "receive (send-only end of a simplex Pipe)"));
 }
 
 void Connection::ring_doorbell(int fd) {
@@ -547,6 +545,11 @@ Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadl
     const std::byte* p;
     r = next_record(side, deadline, h, p);
     if (r != Outcome::kOk) break;
+    if (h.kind == RecordKind::kWhole && partial_total_ == 0 && h.payload_bytes <= limit) [[likely]] {
+      out.assign(p, p + h.payload_bytes);  // the common case, as take_record() would
+      release_and_notify(side.ring, h, producer_sleeps);
+      break;
+    }
     // A message larger than `limit` is refused before any of it is consumed (a given-up one is not a message).
     const uint64_t needed = partial_total_                    ? (h.kind == RecordKind::kAbandon ? 0 : partial_total_)
                             : h.kind == RecordKind::kFirst ? message_total(h, p)

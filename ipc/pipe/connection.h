@@ -234,7 +234,11 @@ class Connection {
   // Reads the doorbells pending on `fd`; notes when the other end is gone.
   void drain_doorbells(int fd);
   void ring_doorbell(int fd);
-  void check_open(const char* what, bool direction_ok) const;
+  // Throws StateError unless the end is open and `direction_ok`. Inline: it runs on every send and recv.
+  void check_open(const char* what, bool direction_ok) const {
+    if (!shared_ || !direction_ok) [[unlikely]] throw_not_open(what, direction_ok);
+  }
+  [[noreturn]] void throw_not_open(const char* what, bool direction_ok) const;
   // relaxed: the flag only ends a wait; whatever the peer sent before closing is read through the ring's acquire
   // loads of tail, which the kernel's close-to-poll hand-off orders after the peer's last commit.
   bool peer_gone() const { return peer_gone_.load(std::memory_order_relaxed); }
