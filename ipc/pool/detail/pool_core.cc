@@ -66,16 +66,6 @@ struct Live {
   Hello scratch{0, 0};  // its arena's base and capacity in its address space, once its Hello arrived
 };
 
-template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <typename T>
-void store(std::byte* p, T v) {
-  std::memcpy(p, &v, sizeof v);
-}
 
 std::string describe_exit(int code) {
   if (code >= 0) return "exited with status " + std::to_string(code);
@@ -95,8 +85,8 @@ struct PoolCore::State {
     Connection conn;           // the pool's end of the worker's pipe
     size_t slot = 0;           // index into options->places (its node and CPUs)
     int node = -1;
-    std::deque<Task> in_hand;  // sent, no result yet; front() is the one running
-    Clock::time_point front_started;
+    std::deque<Task> in_hand{};  // sent, no result yet; front() is the one running
+    Clock::time_point front_started{};
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
     bool killed_for_time = false;
     bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
@@ -234,7 +224,7 @@ struct PoolCore::State {
   }
 
   void handle_result(Worker& w, std::span<const std::byte> msg) {
-    if (msg.size() >= kResultHeaderBytes && load<uint64_t>(msg.data()) == kReadyId) {
+    if (msg.size() >= kResultHeaderBytes && load_field<uint64_t>(msg.data()) == kReadyId) {
       // Its Hello (no task has id 0): set up, and where its arena is.
       if (!w.ready) {
         w.ready = true;
@@ -253,7 +243,8 @@ struct PoolCore::State {
       }
       return;
     }
-    if (msg.size() < kResultHeaderBytes || w.in_hand.empty() || load<uint64_t>(msg.data()) != w.in_hand.front().id) {
+    if (msg.size() < kResultHeaderBytes || w.in_hand.empty() ||
+        load_field<uint64_t>(msg.data()) != w.in_hand.front().id) {
       // Not the answer to the task it holds: the worker's stream is out of step; stop trusting it.
       w.process->kill();
       return;
@@ -285,7 +276,8 @@ struct PoolCore::State {
       auto [type, what] = Codec<std::pair<std::string, std::string>>::decode(payload);
       failure = raise_as<TaskError>(std::move(type), std::move(what));
     } catch (const std::exception& e) {
-      failure = raise_as<TaskError>(std::string("ipc::CodecError"), std::string("unreadable failure report: ") + e.what());
+      failure =
+          raise_as<TaskError>(std::string("ipc::CodecError"), std::string("unreadable failure report: ") + e.what());
     }
     complete(t, std::move(failure));
   }
@@ -590,9 +582,9 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     if (state_->terminated) throw StateError("Pool: the pool was terminated");
     if (state_->closed) throw StateError("Pool: the pool is closed; no new tasks");
     const uint64_t id = state_->next_id++;
-    store(message.data(), id);
-    store(message.data() + 8, invoker_word);
-    store(message.data() + 16, callable);
+    store_field(message.data(), id);
+    store_field(message.data() + 8, invoker_word);
+    store_field(message.data() + 16, callable);
     state_->pending.push_back(Task{id, std::move(message), std::move(done), node, steer, std::move(count)});
     wake = !state_->wake_armed;
     state_->wake_armed = true;
