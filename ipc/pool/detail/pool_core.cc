@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "ipc/base/error.h"
+#include "ipc/base/poll.h"
 #include "ipc/base/process.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/numa/topology.h"
@@ -75,9 +76,14 @@ std::string describe_exit(int code) {
 
 }  // namespace
 
-// How much expected work may wait at a busy worker behind its running task, and at most how many tasks.
+// How much expected work may wait at a busy worker behind its running task, and at most how many tasks. The cap
+// is high enough that a worker holding tiny tasks does not run dry between two looks of a coalescing supervisor.
 constexpr std::chrono::nanoseconds kQueueBudget = std::chrono::milliseconds(1);
-constexpr size_t kMaxInHand = 16;
+constexpr size_t kMaxInHand = 64;
+// Results are collected in batches, every kCoalescePeriod, while tasks take less than kCoalesceBelow on average
+// (State::coalescing).
+constexpr std::chrono::microseconds kCoalesceBelow{20};
+constexpr std::chrono::microseconds kCoalescePeriod{50};
 
 struct PoolCore::State {
   struct Worker {
@@ -453,6 +459,18 @@ struct PoolCore::State {
     return wait;
   }
 
+  // Whether the supervisor collects results by looking every kCoalescePeriod instead of sleeping until one
+  // arrives: while tasks are tiny (the running average under kCoalesceBelow) and every worker holds several, one
+  // wake-up per result would cost more than the tasks themselves. A result then waits at most a period. A task in
+  // progress for longer than kQueueBudget ends it: a long task is not polled for.
+  bool coalescing(Clock::time_point now) const {
+    if (task_time >= kCoalesceBelow || workers.empty()) return false;
+    for (auto& w : workers) {
+      if (w->conn_ended || w->in_hand.size() < 2 || now - w->front_started > kQueueBudget) return false;
+    }
+    return true;
+  }
+
   void fail_everything() {
     std::deque<Task> orphans;
     {
@@ -504,10 +522,26 @@ struct PoolCore::State {
         if (!w->conn_ended) conns.push_back(&w->conn);
         sentinels.push_back(w->process->sentinel());
       }
-      const WaitReady ready = wait(conns, sentinels, next_deadline(Clock::now()));
-      for (Connection* c : ready.connections) {
-        for (auto& w : workers) {
-          if (&w->conn == c) drain(*w);
+      WaitReady ready;
+      if (coalescing(Clock::now())) {
+        // Workers hold tiny tasks: take their results in batches, every kCoalescePeriod, rather than being woken
+        // by each. The wait is on the sentinels only (a submit's wake-up, a worker's end), so no worker rings.
+        auto period = std::chrono::nanoseconds(kCoalescePeriod);
+        if (const auto d = next_deadline(Clock::now()); d && *d < period) period = *d;
+        std::vector<pollfd> fds;
+        for (int s : sentinels) fds.push_back({s, POLLIN, 0});
+        if (poll_until(fds.data(), fds.size(), Deadline::after(period)) > 0) {
+          for (const pollfd& p : fds) {
+            if (p.revents) ready.sentinels.push_back(p.fd);
+          }
+        }
+        for (auto& w : workers) drain(*w);
+      } else {
+        ready = wait(conns, sentinels, next_deadline(Clock::now()));
+        for (Connection* c : ready.connections) {
+          for (auto& w : workers) {
+            if (&w->conn == c) drain(*w);
+          }
         }
       }
       for (int fd : ready.sentinels) {
