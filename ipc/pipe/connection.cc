@@ -285,10 +285,25 @@ void Connection::drain_doorbells(int fd) {
   }
 }
 
+void Connection::poll_socket(Side& side, const Deadline& deadline) {
+  pollfd p{side.fd, POLLIN, 0};
+  if (poll_until(&p, 1, deadline) > 0) {
+    drain_doorbells(side.fd);
+    if (p.revents & (POLLHUP | POLLERR)) mark_peer_gone();
+  }
+}
+
 template <typename Ready>
 bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word,
                              const Deadline& deadline, Ready&& ready) {
-  if (!deadline.expired()) {
+  if (deadline.expired()) {
+    // A look, not a wait (poll() with no timeout, say): nothing sleeps, so no Dekker pair (flag and heavy fence,
+    // a membarrier) is needed; one zero-timeout poll of the doorbell notes a peer that closed its end.
+    if (ready()) return true;
+    poll_socket(side, deadline);
+    return ready();
+  }
+  {
     auto spin_batch = [&] {
       for (int i = 0; i < kSpinBatch; ++i) {
         if (ready()) return true;
@@ -337,13 +352,8 @@ bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, st
       // every copy of the other end is gone (a hang-up reads as end of file).
       drain_doorbells(side.fd);
     } else {
-      pollfd p{side.fd, POLLIN, 0};
-      int r = poll_until(&p, 1, deadline);
+      poll_socket(side, deadline);
       waiting_flag.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
-      if (r > 0) {
-        drain_doorbells(side.fd);
-        if (p.revents & (POLLHUP | POLLERR)) mark_peer_gone();
-      }
     }
     if (ready()) return true;
     if (deadline.expired()) return false;

@@ -231,6 +231,9 @@ class Connection {
   // doorbell on the socket. The caller has published its progress and issued light_fence().
   void wake_sleeper(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word);
   static void wake_on_futex(std::atomic<uint32_t>& word);
+  // Sleeps in poll(2) on the side's socket until a doorbell, a hang-up or the deadline; reads the doorbells and
+  // notes when the other end is gone.
+  void poll_socket(Side& side, const Deadline& deadline);
   // Reads the doorbells pending on `fd`; notes when the other end is gone.
   void drain_doorbells(int fd);
   void ring_doorbell(int fd);
