@@ -141,7 +141,7 @@ double multi_client(const ipc::manager::ServerProcess& server, int clients, int 
       // A fresh thread: this process's main thread may carry the parent's KJ event loop.
       int rc = 0;
       std::thread t([&] {
-        Client client(server.socket_path(), server.key());
+        Client client(server.address(), server.key());
         auto d = client.dict("bench");
         std::string key = "client" + std::to_string(c);
         char b = 1;
@@ -173,7 +173,7 @@ static bench::Group g("manager", [](bench::Report& r) {
   auto server = ipc::manager::start_server();
   double one_client_calls_per_s = 0;
   {
-    Client client(server.socket_path(), server.key());
+    Client client(server.address(), server.key());
     dict_pair(client, 500);  // warm-up
 
     double pair_s = bench::median_of(kReps, [&] { return dict_pair(client, 5000); });

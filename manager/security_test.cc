@@ -187,10 +187,10 @@ void check_still_serving(Client& client, int round) {
 TEST_CASE("the socket is 0600 inside a 0700 directory", "[manager][security]") {
   auto server = ipc::manager::start_server();
   struct stat st;
-  REQUIRE(::stat(server.socket_path().c_str(), &st) == 0);
+  REQUIRE(::stat(server.address().c_str(), &st) == 0);
   CHECK(S_ISSOCK(st.st_mode));
   CHECK((st.st_mode & 0777) == 0600);
-  std::string dir = server.socket_path().substr(0, server.socket_path().rfind('/'));
+  std::string dir = server.address().substr(0, server.address().rfind('/'));
   REQUIRE(::stat(dir.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0700);
 }
@@ -200,7 +200,7 @@ TEST_CASE("a server refuses a socket directory that others may enter", "[manager
   REQUIRE(::mkdtemp(templ) != nullptr);
   REQUIRE(::chmod(templ, 0755) == 0);
   ipc::manager::ServerOptions options;
-  options.socket_path = std::string(templ) + "/m.sock";
+  options.address = std::string(templ) + "/m.sock";
   options.key = ipc::manager::random_bytes(32);
   CHECK_THROWS_WITH(ipc::manager::Server(options), Catch::Contains("open to group or others"));
   ::rmdir(templ);
@@ -216,8 +216,8 @@ TEST_CASE("a wrong key is rejected and the correct key still works", "[manager][
   auto server = ipc::manager::start_server();
   auto wrong = server.key();
   wrong[0] ^= 1;
-  CHECK_THROWS_AS(Client(server.socket_path(), wrong), ipc::manager::AuthenticationFailed);
-  Client good(server.socket_path(), server.key());
+  CHECK_THROWS_AS(Client(server.address(), wrong), ipc::manager::AuthenticationFailed);
+  Client good(server.address(), server.key());
   check_still_serving(good, 1);
 }
 
@@ -227,7 +227,7 @@ TEST_CASE("nothing but authentication is reachable before the proof", "[manager]
   std::string failures;
   std::thread t([&] {
     auto io = kj::setupAsyncIo();
-    auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", server.socket_path().c_str())).wait(io.waitScope);
+    auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", server.address().c_str())).wait(io.waitScope);
     auto stream = addr->connect().wait(io.waitScope);
     capnp::TwoPartyClient rpc(*stream);
     auto boot = rpc.bootstrap();
@@ -275,7 +275,7 @@ TEST_CASE("nothing but authentication is reachable before the proof", "[manager]
 
 TEST_CASE("random, truncated and malformed bytes fail only their own connection", "[manager][security]") {
   auto server = ipc::manager::start_server();
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
   std::mt19937_64 rng(12345);
   auto boot = bootstrap_message();
 
@@ -303,22 +303,22 @@ TEST_CASE("random, truncated and malformed bytes fail only their own connection"
         break;
     }
     // Our end closes its writing side: the server must end the connection rather than wait forever.
-    CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/true));
+    CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/true));
     check_still_serving(good, round);
   }
   // A malformed message the server can frame but not understand makes it close even with our side still open.
   std::vector<std::uint8_t> garbage(8 + 16 * 8, 0xff);
   std::uint32_t header[2] = {0, 16};
   std::memcpy(garbage.data(), header, 8);
-  CHECK(server_closes_after(server.socket_path(), garbage, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), garbage, /*shutdown_write=*/false));
   check_still_serving(good, 1000);
-  Client late(server.socket_path(), server.key());
+  Client late(server.address(), server.key());
   check_still_serving(late, 1001);
 }
 
 TEST_CASE("an oversized request is refused with a clear error and the connection survives", "[manager][security]") {
   auto server = server_with_64_kib_limit();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   CHECK(client.max_message_bytes() == 64 * 1024);
   auto d = client.dict("d");
   std::string big(100 * 1024, 'x');
@@ -329,36 +329,36 @@ TEST_CASE("an oversized request is refused with a clear error and the connection
 
 TEST_CASE("an oversized raw message drops only that connection", "[manager][security]") {
   auto server = server_with_64_kib_limit();
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
   // A frame that announces one segment of 1 Mi words (8 MiB), followed by only a little of it: the server must
   // refuse on the announced size, not wait for (or allocate) all of it.
   std::vector<std::uint8_t> bytes(8 + 4096, 0);
   std::uint32_t header[2] = {0, 1u << 20};
   std::memcpy(bytes.data(), header, 8);
-  CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/false));
   // Many segments announced: refused too.
   std::uint32_t many[2] = {100000, 1};
   std::memcpy(bytes.data(), many, 8);
-  CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/false));
   check_still_serving(good, 1);
 }
 
 TEST_CASE("connections that announce huge messages before authenticating cost the server no memory and stall no one",
           "[manager][security]") {
   auto server = ipc::manager::start_server();  // the default limit: 64 MiB per message
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
   check_still_serving(good, 0);
   const std::size_t before = rss_bytes(server.pid());
 
   std::vector<int> idle;  // connected, and never a byte
-  for (int i = 0; i < 100; ++i) idle.push_back(raw_connect(server.socket_path()));
+  for (int i = 0; i < 100; ++i) idle.push_back(raw_connect(server.address()));
   std::vector<int> huge;  // announce a message of almost 64 MiB and send 1 KiB of it
   for (int i = 0; i < 6; ++i) {
-    huge.push_back(raw_connect(server.socket_path()));
+    huge.push_back(raw_connect(server.address()));
     send_all(huge.back(), frame_start((std::size_t{64} << 20) - 1024, 1024));
   }
   check_still_serving(good, 1);
-  Client late(server.socket_path(), server.key());  // a new client still gets in
+  Client late(server.address(), server.key());  // a new client still gets in
   check_still_serving(late, 2);
   // Refused on the announced size: more than authentication needs.
   for (int fd : huge) CHECK(closed_by_server(fd));
@@ -373,9 +373,9 @@ TEST_CASE("a connection that does not authenticate in time is closed, and authen
   ipc::manager::ServerProcessOptions options;
   options.authentication_timeout = 2s;
   auto server = ipc::manager::start_server(options);
-  Client good(server.socket_path(), server.key());
-  int idle = raw_connect(server.socket_path());  // says nothing
-  int started = raw_connect(server.socket_path());  // asks for a challenge, never responds
+  Client good(server.address(), server.key());
+  int idle = raw_connect(server.address());  // says nothing
+  int started = raw_connect(server.address());  // asks for a challenge, never responds
   send_all(started, bootstrap_message());
   call_authenticator(started, 1, 0, [](capnp::AnyPointer::Builder p) {
     p.initAs<ipc::manager::wire::Authenticator::ChallengeParams>();
@@ -390,12 +390,12 @@ TEST_CASE("a connection that does not authenticate in time is closed, and authen
 
 TEST_CASE("after authentication a message costs the server memory only as its bytes arrive", "[manager][security]") {
   auto server = ipc::manager::start_server();  // the default limit: 64 MiB per message
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
   check_still_serving(good, 0);
   const std::size_t before = rss_bytes(server.pid());
   std::vector<int> partial;  // authenticated, then announce 60 MiB and send 1 KiB of it
   for (int i = 0; i < 6; ++i) {
-    partial.push_back(authenticated_raw_connection(server.socket_path(), server.key()));
+    partial.push_back(authenticated_raw_connection(server.address(), server.key()));
     send_all(partial.back(), frame_start(std::size_t{60} << 20, 1024));
   }
   // Those bytes were sent before these calls, so the server has read them by the time it answers.
@@ -408,10 +408,10 @@ TEST_CASE("after authentication a message costs the server memory only as its by
 
 TEST_CASE("an oversized message after authentication fails that connection with a clear error", "[manager][security]") {
   auto server = server_with_64_kib_limit();
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
 
   // Raw: the server answers with an Abort that names the limit, then closes.
-  int fd = authenticated_raw_connection(server.socket_path(), server.key());
+  int fd = authenticated_raw_connection(server.address(), server.key());
   send_all(fd, frame_start(1 << 20, 1024));
   pollfd p{fd, POLLIN, 0};
   REQUIRE(::poll(&p, 1, 30'000) == 1);
@@ -424,7 +424,7 @@ TEST_CASE("an oversized message after authentication fails that connection with 
   ::close(fd);
 
   // Through a Client whose own size check is bypassed (the raw capability): its call fails with the same reason.
-  Client victim(server.socket_path(), server.key());
+  Client victim(server.address(), server.key());
   auto request = victim.dict("d").capability().setRequest();
   request.setKey("big");
   std::string big(100 * 1024, 'x');

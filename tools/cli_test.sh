@@ -197,7 +197,7 @@ check "manager key --force writes a new key; --json parses" \
    json_ok "j[\"key_bytes\"] == 64 and j[\"file\"] == \"$key\"" <<<"$out"'
 
 sock="$dir/run/manager.sock"
-"$manager" --socket "$sock" --key-file "$key" >"$dir/manager.log" 2>&1 &
+"$manager" --listen "$sock" --key-file "$key" >"$dir/manager.log" 2>&1 &
 manager_pid=$!
 # Waits for the server's socket (generous: a loaded machine), naming the server if it ended first.
 for _ in $(seq 1 600); do
