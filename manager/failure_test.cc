@@ -16,11 +16,16 @@ using namespace std::chrono_literals;
 using ipc::manager::Client;
 using ipc::Outcome;
 using ipc::manager::Value;
+using ipc::manager::testing::kTcpLoopback;
+using ipc::manager::testing::kUnixSocket;
 using ipc::manager::testing::run_child;
+using ipc::manager::testing::server_on;
 using ipc::manager::testing::Signal;
 
-TEST_CASE("a client killed while holding a lock releases it to the next client", "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("a client killed while holding a lock releases it to the next client", "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   Signal holding;
   auto child = run_child([&] {
     Client c(server.address(), server.key());
@@ -90,8 +95,10 @@ ipc::Process consumer_waiting_in_get(const ipc::manager::ServerProcess& server,
 
 }  // namespace
 
-TEST_CASE("a client killed while waiting on a queue does not swallow the next item", "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("a client killed while waiting on a queue does not swallow the next item", "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   auto child = consumer_waiting_in_get(server, "q");
   child.kill();
   CHECK(child.join() == -SIGKILL);
@@ -134,8 +141,10 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
 }
 
 TEST_CASE("a pending call fails with Disconnected when the server is killed, and so do later calls",
-          "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+          "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   Client client(server.address(), server.key());
   auto ev = client.event("E");
   auto d = client.dict("d");
@@ -146,6 +155,7 @@ TEST_CASE("a pending call fails with Disconnected when the server is killed, and
   ::kill(server.pid(), SIGKILL);
   CHECK_THROWS_AS(client.wait(kj::mv(pending)), ipc::manager::Disconnected);
   CHECK_THROWS_AS(d.set("k", 1), ipc::manager::Disconnected);
+  CHECK_THROWS_WITH(d.set("k", 1), Catch::Contains(server.address()));
   CHECK_THROWS_AS(ev.wait(), ipc::manager::Disconnected);
   CHECK_THROWS_AS(client.dict("other"), ipc::manager::Disconnected);
   CHECK(server.stop() == -SIGKILL);
@@ -171,8 +181,10 @@ TEST_CASE("a blocking call in progress fails with Disconnected when the server s
   CHECK(killer.join() == 0);
 }
 
-TEST_CASE("connecting to a stopped server fails with a system error naming the socket", "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("connecting to a stopped server fails with a system error naming the address", "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   std::string path = server.address();
   auto key = server.key();
   CHECK(server.stop() == 0);

@@ -18,6 +18,7 @@
 #include "ipc/base/process.h"
 #include "ipc/pool/pool.h"
 #include "manager/client.h"
+#include "manager/detail/test_util.h"
 #include "manager/server.h"
 #include "tests/support/test_support.h"
 
@@ -25,6 +26,9 @@ using namespace std::chrono_literals;
 using ipc::manager::Client;
 using ipc::Outcome;
 using ipc::manager::Value;
+using ipc::manager::testing::kTcpLoopback;
+using ipc::manager::testing::kUnixSocket;
+using ipc::manager::testing::server_on;
 
 namespace {
 
@@ -85,9 +89,12 @@ TEST_CASE("a child forked from a thread with a Client connects a new Client on i
   CHECK(d.size() == 2);
 }
 
-TEST_CASE("children use the proxies their parent made, each through a connection of its own", "[manager][fork]") {
+TEST_CASE("children use the proxies their parent made, each through a connection of its own",
+          "[manager][fork][tcp]") {
   constexpr int kChildren = 4;
-  auto server = ipc::manager::start_server();
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   Client client(server.address(), server.key());
   auto results = client.dict("results");
   auto hits = client.counter("hits");
@@ -273,8 +280,10 @@ TEST_CASE("a child that drops the Client, proxies, futures and lock holders it i
 }
 
 TEST_CASE("a lock held by a process that died is released while the children it forked live on",
-          "[manager][fork][kill]") {
-  auto server = ipc::manager::start_server();
+          "[manager][fork][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   struct ReleaseAtTheEnd {
     ipc::test::PipeSignal signal;
     ~ReleaseAtTheEnd() { signal.notify(); }

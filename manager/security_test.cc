@@ -15,8 +15,8 @@
 #include <random>
 #include <thread>
 
-#include "ipc/base/unix_socket.h"
 #include "manager/client.h"
+#include "manager/detail/address.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
@@ -27,12 +27,23 @@ using ipc::manager::Value;
 
 namespace {
 
-int raw_connect(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+using ipc::manager::testing::kTcpLoopback;
+using ipc::manager::testing::kUnixSocket;
+using ipc::manager::testing::server_on;
+
+// A bare stream socket connected to a Manager's address (a Unix socket path or "tcp:HOST:PORT").
+int raw_connect(const std::string& address) {
+  const auto target = ipc::manager::detail::resolve(ipc::manager::detail::parse_address(address), false).front();
+  int fd = ::socket(target.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
-  const sockaddr_un addr = ipc::detail::unix_address(path);
-  REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::connect(fd, target.address(), target.size) == 0);
   return fd;
+}
+
+// KJ's spelling of a Manager address: "unix:PATH", or "HOST:PORT" for TCP.
+std::string kj_address(const std::string& address) {
+  const auto a = ipc::manager::detail::parse_address(address);
+  return a.tcp ? a.text.substr(ipc::manager::detail::kTcpPrefix.size()) : "unix:" + a.path;
 }
 
 void send_all(int fd, const std::vector<std::uint8_t>& bytes) {
@@ -155,10 +166,10 @@ int authenticated_raw_connection(const std::string& path, const std::vector<std:
   return fd;
 }
 
-ipc::manager::ServerProcess server_with_64_kib_limit() {
+ipc::manager::ServerProcess server_with_64_kib_limit(const std::string& address = kUnixSocket) {
   ipc::manager::ServerProcessOptions options;
   options.max_message_bytes = 64 * 1024;
-  return ipc::manager::start_server(options);
+  return server_on(address, options);
 }
 
 // "A few MiB" of growth: connections and their buffers, not the sizes that peers announced (hundreds of MiB here).
@@ -212,22 +223,27 @@ TEST_CASE("a short key is refused", "[manager][security]") {
   CHECK_THROWS_AS(ipc::manager::Server(options), ipc::InvalidArgument);
 }
 
-TEST_CASE("a wrong key is rejected and the correct key still works", "[manager][security]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("a wrong key is rejected and the correct key still works", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   auto wrong = server.key();
   wrong[0] ^= 1;
   CHECK_THROWS_AS(Client(server.address(), wrong), ipc::manager::AuthenticationFailed);
+  CHECK_THROWS_WITH(Client(server.address(), wrong), Catch::Contains(server.address()) && Catch::Contains("wrong key"));
   Client good(server.address(), server.key());
   check_still_serving(good, 1);
 }
 
-TEST_CASE("nothing but authentication is reachable before the proof", "[manager][security]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("nothing but authentication is reachable before the proof", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   // Raw Cap'n Proto on its own thread (this thread's event loop belongs to Client objects in other tests).
   std::string failures;
   std::thread t([&] {
     auto io = kj::setupAsyncIo();
-    auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", server.address().c_str())).wait(io.waitScope);
+    auto addr = io.provider->getNetwork().parseAddress(kj_address(server.address())).wait(io.waitScope);
     auto stream = addr->connect().wait(io.waitScope);
     capnp::TwoPartyClient rpc(*stream);
     auto boot = rpc.bootstrap();
@@ -327,8 +343,10 @@ TEST_CASE("an oversized request is refused with a clear error and the connection
   check_still_serving(client, 1);
 }
 
-TEST_CASE("an oversized raw message drops only that connection", "[manager][security]") {
-  auto server = server_with_64_kib_limit();
+TEST_CASE("an oversized raw message drops only that connection", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_with_64_kib_limit(transport);
+  INFO("server on " << server.address());
   Client good(server.address(), server.key());
   // A frame that announces one segment of 1 Mi words (8 MiB), followed by only a little of it: the server must
   // refuse on the announced size, not wait for (or allocate) all of it.
@@ -344,8 +362,10 @@ TEST_CASE("an oversized raw message drops only that connection", "[manager][secu
 }
 
 TEST_CASE("connections that announce huge messages before authenticating cost the server no memory and stall no one",
-          "[manager][security]") {
-  auto server = ipc::manager::start_server();  // the default limit: 64 MiB per message
+          "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);  // the default limit: 64 MiB per message
+  INFO("server on " << server.address());
   Client good(server.address(), server.key());
   check_still_serving(good, 0);
   const std::size_t before = rss_bytes(server.pid());
@@ -369,10 +389,12 @@ TEST_CASE("connections that announce huge messages before authenticating cost th
 }
 
 TEST_CASE("a connection that does not authenticate in time is closed, and authenticated ones are not",
-          "[manager][security]") {
+          "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
   ipc::manager::ServerProcessOptions options;
   options.authentication_timeout = 2s;
-  auto server = ipc::manager::start_server(options);
+  auto server = server_on(transport, options);
+  INFO("server on " << server.address());
   Client good(server.address(), server.key());
   int idle = raw_connect(server.address());  // says nothing
   int started = raw_connect(server.address());  // asks for a challenge, never responds
