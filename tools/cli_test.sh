@@ -233,12 +233,16 @@ wrong="$dir/wrong.key"
 "$cli" manager key "$wrong" >/dev/null
 run manager status "$sock" --key "$wrong"
 check "a wrong key fails authentication, exit 1" '[ $rc -eq 1 ] && [ -n "$err" ]'
-eval "exec ${HOLDER[1]}>&-"
-wait "$holder_pid"; holder_rc=$?
-check "the client left cleanly" '[ $holder_rc -eq 0 ]'
-kill -TERM "$manager_pid"
-wait "$manager_pid"; manager_rc=$?
-check "ipc-manager stopped cleanly" '[ $manager_rc -eq 0 ]'
+# Lets the holder go (its stdin closes) and stops the server with SIGTERM; both must leave cleanly. $1: "" or " on TCP".
+stop_holder_and_manager() {
+  eval "exec ${HOLDER[1]}>&-"
+  wait "$holder_pid"; holder_rc=$?
+  check "the client$1 left cleanly" '[ $holder_rc -eq 0 ]'
+  kill -TERM "$manager_pid"
+  wait "$manager_pid"; manager_rc=$?
+  check "ipc-manager$1 stopped cleanly" '[ $manager_rc -eq 0 ]'
+}
+stop_holder_and_manager ""
 
 # ---- the same over TCP ----
 "$manager" --listen tcp:127.0.0.1:0 --key-file "$key" >"$dir/tcp.log" 2>&1 &
@@ -273,12 +277,7 @@ check "over TCP a wrong key fails authentication naming the address, exit 1" \
 run manager status tcp:127.0.0.1:abc --key-file "$key"
 check "a malformed TCP address is named with what is wrong, exit 1" \
   '[ $rc -eq 1 ] && [[ "$err" == *"tcp:127.0.0.1:abc"*"not a number"* ]]'
-eval "exec ${HOLDER[1]}>&-"
-wait "$holder_pid"; holder_rc=$?
-check "the TCP client left cleanly" '[ $holder_rc -eq 0 ]'
-kill -TERM "$manager_pid"
-wait "$manager_pid"; manager_rc=$?
-check "ipc-manager on TCP stopped cleanly" '[ $manager_rc -eq 0 ]'
+stop_holder_and_manager " on TCP"
 run manager status "$address" --key-file "$key"
 check "status of a stopped TCP server fails naming the address, exit 1" '[ $rc -eq 1 ] && [[ "$err" == *"$address"* ]]'
 rm -rf "$dir" "$errfile"
