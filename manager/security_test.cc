@@ -15,8 +15,8 @@
 #include <random>
 #include <thread>
 
-#include "ipc/base/unix_socket.h"
 #include "manager/client.h"
+#include "manager/detail/address.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
@@ -27,12 +27,23 @@ using ipc::manager::Value;
 
 namespace {
 
-int raw_connect(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+using ipc::manager::testing::kTcpLoopback;
+using ipc::manager::testing::kUnixSocket;
+using ipc::manager::testing::server_on;
+
+// A bare stream socket connected to a Manager's address (a Unix socket path or "tcp:HOST:PORT").
+int raw_connect(const std::string& address) {
+  const auto target = ipc::manager::detail::resolve(ipc::manager::detail::parse_address(address), false).front();
+  int fd = ::socket(target.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
-  const sockaddr_un addr = ipc::detail::unix_address(path);
-  REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::connect(fd, target.address(), target.size) == 0);
   return fd;
+}
+
+// KJ's spelling of a Manager address: "unix:PATH", or "HOST:PORT" for TCP.
+std::string kj_address(const std::string& address) {
+  const auto a = ipc::manager::detail::parse_address(address);
+  return a.tcp ? a.text.substr(ipc::manager::detail::kTcpPrefix.size()) : "unix:" + a.path;
 }
 
 void send_all(int fd, const std::vector<std::uint8_t>& bytes) {
@@ -155,10 +166,10 @@ int authenticated_raw_connection(const std::string& path, const std::vector<std:
   return fd;
 }
 
-ipc::manager::ServerProcess server_with_64_kib_limit() {
+ipc::manager::ServerProcess server_with_64_kib_limit(const std::string& address = kUnixSocket) {
   ipc::manager::ServerProcessOptions options;
   options.max_message_bytes = 64 * 1024;
-  return ipc::manager::start_server(options);
+  return server_on(address, options);
 }
 
 // "A few MiB" of growth: connections and their buffers, not the sizes that peers announced (hundreds of MiB here).
@@ -187,10 +198,10 @@ void check_still_serving(Client& client, int round) {
 TEST_CASE("the socket is 0600 inside a 0700 directory", "[manager][security]") {
   auto server = ipc::manager::start_server();
   struct stat st;
-  REQUIRE(::stat(server.socket_path().c_str(), &st) == 0);
+  REQUIRE(::stat(server.address().c_str(), &st) == 0);
   CHECK(S_ISSOCK(st.st_mode));
   CHECK((st.st_mode & 0777) == 0600);
-  std::string dir = server.socket_path().substr(0, server.socket_path().rfind('/'));
+  std::string dir = server.address().substr(0, server.address().rfind('/'));
   REQUIRE(::stat(dir.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0700);
 }
@@ -200,7 +211,7 @@ TEST_CASE("a server refuses a socket directory that others may enter", "[manager
   REQUIRE(::mkdtemp(templ) != nullptr);
   REQUIRE(::chmod(templ, 0755) == 0);
   ipc::manager::ServerOptions options;
-  options.socket_path = std::string(templ) + "/m.sock";
+  options.address = std::string(templ) + "/m.sock";
   options.key = ipc::manager::random_bytes(32);
   CHECK_THROWS_WITH(ipc::manager::Server(options), Catch::Contains("open to group or others"));
   ::rmdir(templ);
@@ -212,22 +223,27 @@ TEST_CASE("a short key is refused", "[manager][security]") {
   CHECK_THROWS_AS(ipc::manager::Server(options), ipc::InvalidArgument);
 }
 
-TEST_CASE("a wrong key is rejected and the correct key still works", "[manager][security]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("a wrong key is rejected and the correct key still works", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   auto wrong = server.key();
   wrong[0] ^= 1;
-  CHECK_THROWS_AS(Client(server.socket_path(), wrong), ipc::manager::AuthenticationFailed);
-  Client good(server.socket_path(), server.key());
+  CHECK_THROWS_AS(Client(server.address(), wrong), ipc::manager::AuthenticationFailed);
+  CHECK_THROWS_WITH(Client(server.address(), wrong), Catch::Contains(server.address()) && Catch::Contains("wrong key"));
+  Client good(server.address(), server.key());
   check_still_serving(good, 1);
 }
 
-TEST_CASE("nothing but authentication is reachable before the proof", "[manager][security]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("nothing but authentication is reachable before the proof", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   // Raw Cap'n Proto on its own thread (this thread's event loop belongs to Client objects in other tests).
   std::string failures;
   std::thread t([&] {
     auto io = kj::setupAsyncIo();
-    auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", server.socket_path().c_str())).wait(io.waitScope);
+    auto addr = io.provider->getNetwork().parseAddress(kj_address(server.address())).wait(io.waitScope);
     auto stream = addr->connect().wait(io.waitScope);
     capnp::TwoPartyClient rpc(*stream);
     auto boot = rpc.bootstrap();
@@ -275,7 +291,7 @@ TEST_CASE("nothing but authentication is reachable before the proof", "[manager]
 
 TEST_CASE("random, truncated and malformed bytes fail only their own connection", "[manager][security]") {
   auto server = ipc::manager::start_server();
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
   std::mt19937_64 rng(12345);
   auto boot = bootstrap_message();
 
@@ -303,22 +319,22 @@ TEST_CASE("random, truncated and malformed bytes fail only their own connection"
         break;
     }
     // Our end closes its writing side: the server must end the connection rather than wait forever.
-    CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/true));
+    CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/true));
     check_still_serving(good, round);
   }
   // A malformed message the server can frame but not understand makes it close even with our side still open.
   std::vector<std::uint8_t> garbage(8 + 16 * 8, 0xff);
   std::uint32_t header[2] = {0, 16};
   std::memcpy(garbage.data(), header, 8);
-  CHECK(server_closes_after(server.socket_path(), garbage, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), garbage, /*shutdown_write=*/false));
   check_still_serving(good, 1000);
-  Client late(server.socket_path(), server.key());
+  Client late(server.address(), server.key());
   check_still_serving(late, 1001);
 }
 
 TEST_CASE("an oversized request is refused with a clear error and the connection survives", "[manager][security]") {
   auto server = server_with_64_kib_limit();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   CHECK(client.max_message_bytes() == 64 * 1024);
   auto d = client.dict("d");
   std::string big(100 * 1024, 'x');
@@ -327,38 +343,42 @@ TEST_CASE("an oversized request is refused with a clear error and the connection
   check_still_serving(client, 1);
 }
 
-TEST_CASE("an oversized raw message drops only that connection", "[manager][security]") {
-  auto server = server_with_64_kib_limit();
-  Client good(server.socket_path(), server.key());
+TEST_CASE("an oversized raw message drops only that connection", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_with_64_kib_limit(transport);
+  INFO("server on " << server.address());
+  Client good(server.address(), server.key());
   // A frame that announces one segment of 1 Mi words (8 MiB), followed by only a little of it: the server must
   // refuse on the announced size, not wait for (or allocate) all of it.
   std::vector<std::uint8_t> bytes(8 + 4096, 0);
   std::uint32_t header[2] = {0, 1u << 20};
   std::memcpy(bytes.data(), header, 8);
-  CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/false));
   // Many segments announced: refused too.
   std::uint32_t many[2] = {100000, 1};
   std::memcpy(bytes.data(), many, 8);
-  CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/false));
   check_still_serving(good, 1);
 }
 
 TEST_CASE("connections that announce huge messages before authenticating cost the server no memory and stall no one",
-          "[manager][security]") {
-  auto server = ipc::manager::start_server();  // the default limit: 64 MiB per message
-  Client good(server.socket_path(), server.key());
+          "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);  // the default limit: 64 MiB per message
+  INFO("server on " << server.address());
+  Client good(server.address(), server.key());
   check_still_serving(good, 0);
   const std::size_t before = rss_bytes(server.pid());
 
   std::vector<int> idle;  // connected, and never a byte
-  for (int i = 0; i < 100; ++i) idle.push_back(raw_connect(server.socket_path()));
+  for (int i = 0; i < 100; ++i) idle.push_back(raw_connect(server.address()));
   std::vector<int> huge;  // announce a message of almost 64 MiB and send 1 KiB of it
   for (int i = 0; i < 6; ++i) {
-    huge.push_back(raw_connect(server.socket_path()));
+    huge.push_back(raw_connect(server.address()));
     send_all(huge.back(), frame_start((std::size_t{64} << 20) - 1024, 1024));
   }
   check_still_serving(good, 1);
-  Client late(server.socket_path(), server.key());  // a new client still gets in
+  Client late(server.address(), server.key());  // a new client still gets in
   check_still_serving(late, 2);
   // Refused on the announced size: more than authentication needs.
   for (int fd : huge) CHECK(closed_by_server(fd));
@@ -369,13 +389,15 @@ TEST_CASE("connections that announce huge messages before authenticating cost th
 }
 
 TEST_CASE("a connection that does not authenticate in time is closed, and authenticated ones are not",
-          "[manager][security]") {
+          "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
   ipc::manager::ServerProcessOptions options;
   options.authentication_timeout = 2s;
-  auto server = ipc::manager::start_server(options);
-  Client good(server.socket_path(), server.key());
-  int idle = raw_connect(server.socket_path());  // says nothing
-  int started = raw_connect(server.socket_path());  // asks for a challenge, never responds
+  auto server = server_on(transport, options);
+  INFO("server on " << server.address());
+  Client good(server.address(), server.key());
+  int idle = raw_connect(server.address());  // says nothing
+  int started = raw_connect(server.address());  // asks for a challenge, never responds
   send_all(started, bootstrap_message());
   call_authenticator(started, 1, 0, [](capnp::AnyPointer::Builder p) {
     p.initAs<ipc::manager::wire::Authenticator::ChallengeParams>();
@@ -390,12 +412,12 @@ TEST_CASE("a connection that does not authenticate in time is closed, and authen
 
 TEST_CASE("after authentication a message costs the server memory only as its bytes arrive", "[manager][security]") {
   auto server = ipc::manager::start_server();  // the default limit: 64 MiB per message
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
   check_still_serving(good, 0);
   const std::size_t before = rss_bytes(server.pid());
   std::vector<int> partial;  // authenticated, then announce 60 MiB and send 1 KiB of it
   for (int i = 0; i < 6; ++i) {
-    partial.push_back(authenticated_raw_connection(server.socket_path(), server.key()));
+    partial.push_back(authenticated_raw_connection(server.address(), server.key()));
     send_all(partial.back(), frame_start(std::size_t{60} << 20, 1024));
   }
   // Those bytes were sent before these calls, so the server has read them by the time it answers.
@@ -408,10 +430,10 @@ TEST_CASE("after authentication a message costs the server memory only as its by
 
 TEST_CASE("an oversized message after authentication fails that connection with a clear error", "[manager][security]") {
   auto server = server_with_64_kib_limit();
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
 
   // Raw: the server answers with an Abort that names the limit, then closes.
-  int fd = authenticated_raw_connection(server.socket_path(), server.key());
+  int fd = authenticated_raw_connection(server.address(), server.key());
   send_all(fd, frame_start(1 << 20, 1024));
   pollfd p{fd, POLLIN, 0};
   REQUIRE(::poll(&p, 1, 30'000) == 1);
@@ -424,7 +446,7 @@ TEST_CASE("an oversized message after authentication fails that connection with 
   ::close(fd);
 
   // Through a Client whose own size check is bypassed (the raw capability): its call fails with the same reason.
-  Client victim(server.socket_path(), server.key());
+  Client victim(server.address(), server.key());
   auto request = victim.dict("d").capability().setRequest();
   request.setKey("big");
   std::string big(100 * 1024, 'x');
