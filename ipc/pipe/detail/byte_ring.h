@@ -12,9 +12,11 @@
 //   peek() that returns it (tail: release store / acquire load); the consumer's reads of a record happen before
 //   the producer's reuse of its bytes (head: release store / acquire load).
 // Lifetime: placement-constructed by the Pipe's creator in a MAP_SHARED mapping; plain memory, nothing to destroy.
-// Errors: the producer's caller checks sizes (record payloads are bounded by max_record_payload()). The consumer
-//   trusts nothing it reads from shared memory: peek() checks every record header against the ring's geometry
-//   and the producer's tail and reports kCorrupt (with fault()) instead of reading outside the ring.
+// Errors: the producer's caller checks sizes (record payloads are bounded by max_record_payload()). Neither side
+//   trusts what it reads from shared memory: the capacity is read once when the handle is made, peek() checks
+//   every record header against it and the producer's tail and reports kCorrupt (with fault()) instead of reading
+//   outside the ring, and try_reserve() throws StreamCorrupted for a tail that is not a record boundary instead of
+//   writing outside it (pipe_fuzz).
 #pragma once
 
 #include <atomic>
@@ -23,6 +25,8 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+
+#include "ipc/base/error.h"
 
 namespace ipc::detail {
 
@@ -62,31 +66,38 @@ inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 class ByteRing {
  public:
   ByteRing() = default;
-  ByteRing(ByteRingHeader* header) : h_(header), data_(reinterpret_cast<std::byte*>(header + 1)), mask_(header->capacity - 1) {}
+  // The capacity is read once, here (Pipe() wrote it, Connection::adopt() checked it): every bound below uses this
+  // copy, so a header overwritten later cannot move a record outside the ring.
+  ByteRing(ByteRingHeader* header)
+      : h_(header), data_(reinterpret_cast<std::byte*>(header + 1)), capacity_(header->capacity), mask_(capacity_ - 1) {}
 
   static uint64_t bytes_needed(uint64_t capacity) { return sizeof(ByteRingHeader) + capacity; }
   ByteRingHeader& header() const { return *h_; }
-  uint64_t max_record_payload() const { return h_->capacity / 4 - sizeof(RecordHeader); }
+  uint64_t max_record_payload() const { return capacity_ / 4 - sizeof(RecordHeader); }
 
   // Producer: reserves a record of `payload` bytes and returns where to write it, or nullptr when there is no
-  // room now. REQUIRES: payload <= max_record_payload(). Lock-free; no syscall.
+  // room now. REQUIRES: payload <= max_record_payload(). Throws StreamCorrupted when the tail in shared memory is
+  // not a record boundary (overwritten: writing there would run past the end of the ring). Lock-free; no syscall.
   std::byte* try_reserve(uint32_t payload) {
     const uint64_t need = sizeof(RecordHeader) + round8(payload);
     // relaxed: only the producer writes tail.
     uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+    if (tail % 8 != 0) {
+      throw StreamCorrupted("pipe ring (sending end): the tail position " + std::to_string(tail) +
+                            " is not a record boundary");
+    }
     const uint64_t index = tail & mask_;
-    const uint64_t to_end = h_->capacity - index;
+    const uint64_t to_end = capacity_ - index;
     const uint64_t total = need <= to_end ? need : to_end + need;  // with a kPad record when it does not fit
-    if (tail + total - cached_head_ > h_->capacity) {
+    if (tail + total - cached_head_ > capacity_) {
       // acquire: partner is the consumer's release store of head in release(); the bytes it finished reading
       // may now be overwritten.
       cached_head_ = h_->head.load(std::memory_order_acquire);
-      if (tail + total - cached_head_ > h_->capacity) return nullptr;
+      if (tail + total - cached_head_ > capacity_) return nullptr;
     }
     if (need > to_end) {
       write_header(index, static_cast<uint32_t>(to_end - sizeof(RecordHeader)), RecordKind::kPad);
       tail += to_end;
-    } else {
     }
     reserved_at_ = tail;
     return data_ + (tail & mask_) + sizeof(RecordHeader);
@@ -113,12 +124,12 @@ class ByteRing {
         if (head == cached_tail_) return Peek::kEmpty;
       }
       const uint64_t committed = cached_tail_ - head;
-      if (head % 8 != 0 || committed > h_->capacity || committed < sizeof(RecordHeader)) {
+      if (head % 8 != 0 || committed > capacity_ || committed < sizeof(RecordHeader)) {
         return corrupt(head, "positions out of order (head " + std::to_string(head) + ", tail " +
                                  std::to_string(cached_tail_) + ")");
       }
       std::memcpy(&header, data_ + (head & mask_), sizeof header);
-      const uint64_t to_end = h_->capacity - (head & mask_);
+      const uint64_t to_end = capacity_ - (head & mask_);
       const uint64_t bytes = sizeof(RecordHeader) + round8(header.payload_bytes);
       if (header.kind == RecordKind::kPad) {
         if (bytes != to_end || bytes > committed) {
@@ -160,11 +171,11 @@ class ByteRing {
   // Either side: whether a record of `payload` bytes would fit now (for the producer's wait).
   bool writable(uint32_t payload) const {
     const uint64_t tail = h_->tail.load(std::memory_order_relaxed);
-    const uint64_t to_end = h_->capacity - (tail & mask_);
+    const uint64_t to_end = capacity_ - (tail & mask_);
     const uint64_t need = sizeof(RecordHeader) + round8(payload);
     const uint64_t total = need <= to_end ? need : to_end + need;
     // acquire: partner is release()'s release store of head.
-    return tail + total - h_->head.load(std::memory_order_acquire) <= h_->capacity;
+    return tail + total - h_->head.load(std::memory_order_acquire) <= capacity_;
   }
 
  private:
@@ -180,6 +191,7 @@ class ByteRing {
 
   ByteRingHeader* h_ = nullptr;
   std::byte* data_ = nullptr;
+  uint64_t capacity_ = 0;
   uint64_t mask_ = 0;
   uint64_t cached_head_ = 0;  // producer side: last head seen
   uint64_t cached_tail_ = 0;  // consumer side: last tail seen
