@@ -70,8 +70,11 @@ for label in "${targets[@]}"; do
   cp -r "$pkg/corpus/$name/." "$dir/corpus/"
   echo "=== $label: fuzzing for $seconds s from $(ls "$dir/corpus" | wc -l) corpus files"
   # -timeout: one input running this long is a hang; -error_exitcode: a found failure; the log keeps the last lines.
+  # A target's dictionary of tokens, if it has one, sits beside its corpus directory: <package>/<target>.dict.
+  dict=()
+  [ -f "$pkg/$name.dict" ] && dict=(-dict="$pkg/$name.dict")
   "$binary" -max_total_time="$seconds" -rss_limit_mb="$rss_limit_mb" -timeout=20 -print_final_stats=1 \
-    -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1
+    "${dict[@]+"${dict[@]}"}" -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1
   rc=$?
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)' "$dir/log" | tr '\n' ' '
   echo
