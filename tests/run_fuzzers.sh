@@ -38,7 +38,15 @@ mkdir -p "$output_base"
 bazel_fuzz=(./bazelw --output_base="$output_base")
 
 if [ "${#targets[@]}" -eq 0 ]; then
-  mapfile -t targets < <("${bazel_fuzz[@]}" query 'attr(tags, "\bfuzz\b", kind(cc_binary, //...))' 2>/dev/null)
+  # Every top folder but the bazel-* links: in this output base, //... would also walk the usual output base's
+  # convenience links (bazel-<workspace>), whose packages do not load.
+  universe=""
+  for d in */; do
+    d=${d%/}
+    [[ "$d" == bazel-* ]] && continue
+    [ -n "$(find "$d" -name BUILD -print -quit)" ] && universe+="${universe:+ + }//$d/..."
+  done
+  mapfile -t targets < <("${bazel_fuzz[@]}" query "attr(tags, '\bfuzz\b', kind(cc_binary, $universe))" 2>/dev/null)
   if [ "${#targets[@]}" -eq 0 ]; then
     echo "run_fuzzers.sh: bazel query found no target tagged fuzz"
     echo "fuzz: 0 passed, 1 failed ($((SECONDS - t0)) s)"

@@ -17,47 +17,25 @@
 #include <vector>
 
 #include "ipc/base/error.h"
+#include "ipc/base/fuzz_program.h"
 #include "ipc/pipe/connection.h"
 #include "ipc/pipe/detail/test_access.h"
 
 namespace {
 
+using ipc::fuzz::numbered_message;
+using ipc::fuzz::ProgramInput;
+
 using ipc::Outcome;
 using namespace std::chrono_literals;
 
-// The fuzz input, read front to back; zeros once it is used up.
-class Input {
- public:
-  explicit Input(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
-  bool done() const { return at_ >= bytes_.size(); }
-  std::uint8_t byte() { return done() ? 0 : bytes_[at_++]; }
-  std::uint64_t bytes(int n) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= std::uint64_t{byte()} << (8 * i);
-    return v;
-  }
+[[noreturn]] void fail(const char* what) { ipc::fuzz::fuzz_failure("pipe fuzz", what); }
 
- private:
-  std::span<const std::uint8_t> bytes_;
-  std::size_t at_ = 0;
-};
-
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "pipe fuzz: %s\n", what);
-  std::abort();
-}
-
-// The n-th message sent: its length comes from the input, its bytes from n, so that any mix-up shows.
-std::vector<std::byte> message(std::uint64_t n, std::size_t length) {
-  std::vector<std::byte> m(length);
-  for (std::size_t i = 0; i < length; ++i) m[i] = static_cast<std::byte>(n * 31 + i);
-  return m;
-}
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Input in(std::span(data, size));
+  ProgramInput in(std::span(data, size));
   ipc::PipeOptions options;
   options.duplex = false;
   options.ring_bytes = 4096;
@@ -83,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (in.byte() % 5) {
       case 0: {  // send without waiting
         if (sender.closed()) break;
-        std::vector<std::byte> m = message(sent++, in.bytes(2) % 6000);
+        std::vector<std::byte> m = numbered_message(sent++, in.number(2) % 6000);
         Outcome r;
         try {
           r = sender.send_bytes(m, 0ms);
@@ -116,12 +94,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         sender.close();
         break;
       case 3:  // overwrite one byte
-        memory[in.bytes(2) % memory_bytes] = static_cast<std::byte>(in.byte());
+        memory[in.number(2) % memory_bytes] = static_cast<std::byte>(in.byte());
         overwritten = true;
         break;
       case 4: {  // overwrite eight bytes (head, tail, capacity, a record header)
-        const std::uint64_t at = in.bytes(2) % (memory_bytes - 7);
-        const std::uint64_t value = in.bytes(8);
+        const std::uint64_t at = in.number(2) % (memory_bytes - 7);
+        const std::uint64_t value = in.number(8);
         std::memcpy(memory + at, &value, sizeof value);
         overwritten = true;
         break;

@@ -17,50 +17,28 @@
 #include <vector>
 
 #include "ipc/base/error.h"
+#include "ipc/base/fuzz_program.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 
 namespace {
 
+using ipc::fuzz::numbered_message;
+using ipc::fuzz::ProgramInput;
+
 constexpr std::uint64_t kCapacity = 4;
 constexpr std::uint64_t kMaxMessageBytes = 48;
 
-// The fuzz input, read front to back; zeros once it is used up.
-class Input {
- public:
-  explicit Input(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
-  bool done() const { return at_ >= bytes_.size(); }
-  std::uint8_t byte() { return done() ? 0 : bytes_[at_++]; }
-  std::uint32_t u32() {
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= std::uint32_t{byte()} << (8 * i);
-    return v;
-  }
-
- private:
-  std::span<const std::uint8_t> bytes_;
-  std::size_t at_ = 0;
-};
-
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "queue fuzz: %s\n", what);
-  std::abort();
-}
+[[noreturn]] void fail(const char* what) { ipc::fuzz::fuzz_failure("queue fuzz", what); }
 
 struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
 };
 
-// The n-th message put: its length comes from the input, its bytes from n, so that any mix-up shows.
-std::vector<std::byte> message(std::uint64_t n, std::size_t length) {
-  std::vector<std::byte> m(length);
-  for (std::size_t i = 0; i < length; ++i) m[i] = static_cast<std::byte>(n * 31 + i);
-  return m;
-}
 
 // Runs the program in `in` on `queue` (a MessageQueue or Queue<uint64_t>) built in `block` of `bytes` bytes.
 template <typename Q>
-void run(Q& queue, std::byte* block, std::size_t bytes, Input& in) {
+void run(Q& queue, std::byte* block, std::size_t bytes, ProgramInput& in) {
   std::deque<std::vector<std::byte>> expected;  // put and not yet got, while the memory is intact
   bool overwritten = false;
   std::uint64_t sent = 0;
@@ -69,7 +47,8 @@ void run(Q& queue, std::byte* block, std::size_t bytes, Input& in) {
       case 0: {  // put
         constexpr bool kBytes = std::is_same_v<Q, ipc::MessageQueue>;
         const bool room = expected.size() < kCapacity && !queue.closed();
-        std::vector<std::byte> m = message(sent++, kBytes ? in.byte() % (kMaxMessageBytes + 1) : sizeof(std::uint64_t));
+        const std::size_t length = kBytes ? in.byte() % (kMaxMessageBytes + 1) : sizeof(std::uint64_t);
+        std::vector<std::byte> m = numbered_message(sent++, length);
         ipc::Outcome r;
         if constexpr (kBytes) {
           r = queue.try_put(m);
@@ -113,14 +92,14 @@ void run(Q& queue, std::byte* block, std::size_t bytes, Input& in) {
         queue.close();
         break;
       case 3: {  // overwrite one byte
-        const std::uint32_t at = in.u32() % bytes;
+        const std::uint32_t at = static_cast<std::uint32_t>(in.number(4)) % bytes;
         block[at] = static_cast<std::byte>(in.byte());
         overwritten = true;
         break;
       }
       case 4: {  // overwrite four bytes (a slot length, half a slot word, an index)
-        const std::uint32_t at = in.u32() % (bytes - 3);
-        const std::uint32_t value = in.u32();
+        const std::uint32_t at = static_cast<std::uint32_t>(in.number(4)) % (bytes - 3);
+        const std::uint32_t value = static_cast<std::uint32_t>(in.number(4));
         std::memcpy(block + at, &value, sizeof value);
         overwritten = true;
         break;
@@ -132,7 +111,7 @@ void run(Q& queue, std::byte* block, std::size_t bytes, Input& in) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Input in(std::span(data, size));
+  ProgramInput in(std::span(data, size));
   const bool bytes_queue = in.byte() % 2 == 0;
   const std::size_t bytes = bytes_queue ? ipc::MessageQueue::bytes_needed(kCapacity, kMaxMessageBytes)
                                         : ipc::Queue<std::uint64_t>::bytes_needed(kCapacity);
