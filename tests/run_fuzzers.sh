@@ -55,8 +55,9 @@ if [ "${#targets[@]}" -eq 0 ]; then
 fi
 
 echo "=== building ${#targets[@]} fuzz targets with clang (output base $output_base)"
-"${bazel_fuzz[@]}" build --config=fuzz --keep_going -- "${targets[@]}"
-build_rc=$?
+# gold warns about every ASan helper symbol it cannot export when linking a fuzzer: noise, left out.
+"${bazel_fuzz[@]}" build --config=fuzz --keep_going -- "${targets[@]}" 2>&1 | grep -v "Cannot export local symbol"
+build_rc=${PIPESTATUS[0]}
 
 bin=$("${bazel_fuzz[@]}" info --config=fuzz bazel-bin 2>/dev/null)
 work=${keep:-$(mktemp -d /tmp/numa_mp-fuzz.XXXXXX)}
@@ -77,7 +78,7 @@ for label in "${targets[@]}"; do
   fi
   cp -r "$pkg/corpus/$name/." "$dir/corpus/"
   echo "=== $label: fuzzing for $seconds s from $(ls "$dir/corpus" | wc -l) corpus files"
-  # -timeout: one input running this long is a hang; -error_exitcode: a found failure; the log keeps the last lines.
+  # -timeout: one input running this long is a hang. The whole log stays in $dir/log; a failure prints its end.
   # A target's dictionary of tokens, if it has one, sits beside its corpus directory: <package>/<target>.dict.
   dict=()
   [ -f "$pkg/$name.dict" ] && dict=(-dict="$pkg/$name.dict")
