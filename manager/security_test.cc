@@ -17,13 +17,19 @@
 
 #include "manager/client.h"
 #include "manager/detail/address.h"
-#include "manager/detail/auth.h"
+#include "manager/detail/raw_wire.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
 
 using namespace std::chrono_literals;
 using ipc::manager::Client;
 using ipc::manager::Value;
+using ipc::manager::testing::authenticated_raw_connection;
+using ipc::manager::testing::bootstrap_message;
+using ipc::manager::testing::call_authenticator;
+using ipc::manager::testing::closed_by_server;
+using ipc::manager::testing::raw_connect;
+using ipc::manager::testing::send_all;
 
 namespace {
 
@@ -31,40 +37,10 @@ using ipc::manager::testing::kTcpLoopback;
 using ipc::manager::testing::kUnixSocket;
 using ipc::manager::testing::server_on;
 
-// A bare stream socket connected to a Manager's address (a Unix socket path or "tcp:HOST:PORT").
-int raw_connect(const std::string& address) {
-  const auto target = ipc::manager::detail::resolve(ipc::manager::detail::parse_address(address), false).front();
-  int fd = ::socket(target.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  REQUIRE(::connect(fd, target.address(), target.size) == 0);
-  return fd;
-}
-
 // KJ's spelling of a Manager address: "unix:PATH", or "HOST:PORT" for TCP.
 std::string kj_address(const std::string& address) {
   const auto a = ipc::manager::detail::parse_address(address);
   return a.tcp ? a.text.substr(ipc::manager::detail::kTcpPrefix.size()) : "unix:" + a.path;
-}
-
-void send_all(int fd, const std::vector<std::uint8_t>& bytes) {
-  std::size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may close while we still write: fine
-    sent += static_cast<std::size_t>(n);
-  }
-}
-
-// Reads (and discards) what the server sends until it closes the connection or `timeout` passes; true if it closed.
-bool closed_by_server(int fd, std::chrono::milliseconds timeout = 30s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  char buf[4096];
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) != 1) continue;
-    if (::recv(fd, buf, sizeof buf, 0) <= 0) return true;
-  }
-  return false;
 }
 
 // Sends `bytes` on a fresh connection (optionally closing our writing side) and reports whether the server closed
@@ -96,74 +72,6 @@ std::size_t rss_bytes(pid_t pid) {
   }
   FAIL("no VmRSS in /proc/" << pid << "/status");
   return 0;
-}
-
-// A framed Cap'n Proto message as the RPC layer would send it.
-std::vector<std::uint8_t> frame(capnp::MessageBuilder& message) {
-  auto words = capnp::messageToFlatArray(message);
-  auto bytes = words.asBytes();
-  return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
-}
-
-std::vector<std::uint8_t> bootstrap_message() {
-  capnp::MallocMessageBuilder message;
-  auto boot = message.initRoot<capnp::rpc::Message>().initBootstrap();
-  boot.setQuestionId(0);
-  return frame(message);
-}
-
-void send_message(int fd, capnp::MessageBuilder& message) { send_all(fd, frame(message)); }
-
-// Reads messages until the Return for `question`; fails the test on a timeout or a closed connection.
-kj::Own<capnp::MessageReader> read_return(int fd, std::uint32_t question) {
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    REQUIRE(::poll(&p, 1, 30'000) == 1);
-    auto reader = kj::heap<capnp::StreamFdMessageReader>(fd);
-    auto message = reader->getRoot<capnp::rpc::Message>();
-    if (message.isReturn() && message.getReturn().getAnswerId() == question) return reader;
-  }
-}
-
-// A call on the bootstrap capability (question 0), written by hand.
-void call_authenticator(int fd, std::uint32_t question, std::uint16_t method,
-                        const std::function<void(capnp::AnyPointer::Builder)>& params) {
-  capnp::MallocMessageBuilder message;
-  auto call = message.initRoot<capnp::rpc::Message>().initCall();
-  call.setQuestionId(question);
-  call.initTarget().initPromisedAnswer().setQuestionId(0);
-  call.setInterfaceId(capnp::typeId<ipc::manager::wire::Authenticator>());
-  call.setMethodId(method);
-  params(call.initParams().initContent());
-  send_message(fd, message);
-}
-
-// A connection that authenticated with hand-written Cap'n Proto messages, so that the test can then write any bytes
-// as an authenticated client. (Not through a Client or an RpcSystem: those would answer, abort or close on their
-// own.)
-int authenticated_raw_connection(const std::string& path, const std::vector<std::uint8_t>& key) {
-  int fd = raw_connect(path);
-  auto boot = bootstrap_message();
-  send_all(fd, boot);
-  call_authenticator(fd, 1, 0, [](capnp::AnyPointer::Builder p) {
-    p.initAs<ipc::manager::wire::Authenticator::ChallengeParams>();
-  });
-  auto challenge = read_return(fd, 1);
-  auto results = challenge->getRoot<capnp::rpc::Message>().getReturn();
-  REQUIRE(results.isResults());
-  auto nonce = results.getResults().getContent().getAs<ipc::manager::wire::Authenticator::ChallengeResults>()
-                   .getServerNonce();
-  std::vector<std::uint8_t> server_nonce(nonce.begin(), nonce.end());
-  std::vector<std::uint8_t> client_nonce(32, 7);
-  auto proof = ipc::manager::detail::client_proof(key, server_nonce, client_nonce);
-  call_authenticator(fd, 2, 1, [&](capnp::AnyPointer::Builder p) {
-    auto respond = p.initAs<ipc::manager::wire::Authenticator::RespondParams>();
-    respond.setProof(capnp::Data::Reader(proof.data(), proof.size()));
-    respond.setClientNonce(capnp::Data::Reader(client_nonce.data(), client_nonce.size()));
-  });
-  auto response = read_return(fd, 2);
-  REQUIRE(response->getRoot<capnp::rpc::Message>().getReturn().isResults());
-  return fd;
 }
 
 ipc::manager::ServerProcess server_with_64_kib_limit(const std::string& address = kUnixSocket) {

@@ -12,9 +12,11 @@
 //   peek() that returns it (tail: release store / acquire load); the consumer's reads of a record happen before
 //   the producer's reuse of its bytes (head: release store / acquire load).
 // Lifetime: placement-constructed by the Pipe's creator in a MAP_SHARED mapping; plain memory, nothing to destroy.
-// Errors: the producer's caller checks sizes (record payloads are bounded by max_record_payload()). The consumer
-//   trusts nothing it reads from shared memory: peek() checks every record header against the ring's geometry
-//   and the producer's tail and reports kCorrupt (with fault()) instead of reading outside the ring.
+// Errors: the producer's caller checks sizes (record payloads are bounded by max_record_payload()). Neither side
+//   trusts what it reads from shared memory: the capacity is read once when the handle is made, peek() checks
+//   every record header against it and the producer's tail and reports kCorrupt (with fault()) instead of reading
+//   outside the ring, and try_reserve() throws StreamCorrupted for a tail that is not a record boundary instead of
+//   writing outside it (pipe_fuzz).
 #pragma once
 
 #include <atomic>
@@ -23,6 +25,8 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+
+#include "ipc/base/error.h"
 
 namespace ipc::detail {
 
@@ -72,21 +76,31 @@ inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 class ByteRing {
  public:
   ByteRing() = default;
-  ByteRing(ByteRingHeader* header) : h_(header), data_(reinterpret_cast<std::byte*>(header + 1)), mask_(header->capacity - 1) {}
+  // The capacity is read once, here (Pipe() wrote it, Connection::adopt() checked it): every bound below uses this
+  // copy, so a header overwritten later cannot move a record outside the ring.
+  ByteRing(ByteRingHeader* header)
+      : h_(header),
+        data_(reinterpret_cast<std::byte*>(header + 1)),
+        capacity_(header->capacity),
+        mask_(capacity_ - 1) {}
 
   static uint64_t bytes_needed(uint64_t capacity) { return sizeof(ByteRingHeader) + capacity; }
   ByteRingHeader& header() const { return *h_; }
-  // The capacity read once at attach (a private copy: the shared header is neither re-read on the hot path nor
-  // trusted after it).
-  uint64_t capacity() const { return mask_ + 1; }
+  // The capacity read once at attach (the private copy above).
+  uint64_t capacity() const { return capacity_; }
   uint64_t max_record_payload() const { return capacity() / 4 - sizeof(RecordHeader); }
 
   // Producer: reserves a record of `payload` bytes and returns where to write it, or nullptr when there is no
-  // room now. REQUIRES: payload <= max_record_payload(). Lock-free; no syscall.
+  // room now. REQUIRES: payload <= max_record_payload(). Throws StreamCorrupted when the tail in shared memory is
+  // not a record boundary (overwritten: writing there would run past the end of the ring). Lock-free; no syscall.
   std::byte* try_reserve(uint32_t payload) {
     const uint64_t need = sizeof(RecordHeader) + round8(payload);
     // relaxed: only the producer writes tail.
     uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+    if (tail % 8 != 0) {
+      throw StreamCorrupted("pipe ring (sending end): the tail position " + std::to_string(tail) +
+                            " is not a record boundary");
+    }
     const uint64_t index = tail & mask_;
     const uint64_t to_end = capacity() - index;
     const uint64_t total = need <= to_end ? need : to_end + need;  // with a kPad record when it does not fit
@@ -99,7 +113,6 @@ class ByteRing {
     if (need > to_end) {
       write_header(index, static_cast<uint32_t>(to_end - sizeof(RecordHeader)), RecordKind::kPad);
       tail += to_end;
-    } else {
     }
     reserved_at_ = tail;
     return data_ + (tail & mask_) + sizeof(RecordHeader);
@@ -205,6 +218,7 @@ class ByteRing {
 
   ByteRingHeader* h_ = nullptr;
   std::byte* data_ = nullptr;
+  uint64_t capacity_ = 0;
   uint64_t mask_ = 0;
   uint64_t cached_head_ = 0;  // producer side: last head seen
   uint64_t cached_tail_ = 0;  // consumer side: last tail seen
