@@ -137,6 +137,14 @@ int connect_unix(const std::string& path) {
     ::close(fd);
     throw SystemError(err, "connect to manager at " + path);
   }
+  try {
+    ipc::detail::check_peer_is_this_user(fd, path, "manager");
+  } catch (...) {
+    std::lock_guard lock(fork_state().mu);
+    unlist_socket(fd);
+    ::close(fd);
+    throw;
+  }
   return fd;
 }
 

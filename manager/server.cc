@@ -291,6 +291,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     impl_->created_directory = ipc::detail::make_private_directory("numa_mp-manager");
     options.socket_path = impl_->created_directory + "/manager.sock";
   } else {
+    // A path too long or holding a NUL is refused before its directory is made.
+    (void)ipc::detail::unix_address(options.socket_path);
     ipc::detail::ensure_private_directory(ipc::detail::directory_of(options.socket_path), "manager");
   }
   impl_->options = std::move(options);

@@ -346,6 +346,55 @@ TEST_CASE("a segment that belongs to another user is refused", "[segment]") {
   }
 }
 
+TEST_CASE("a segment another user created, queue and all, is refused and never removed as stale", "[segment][security]") {
+  if (geteuid() != 0) {
+    WARN("skipped: only root can start a child as another user (uid 65534)");
+    return;
+  }
+  const std::string name = unique_name("seg");
+  ForkedChild other_user([&] {
+    if (setgid(65534) != 0 || setuid(65534) != 0) return 2;
+    Segment mine = Segment::create(name, 1 << 16);
+    mine.construct<uint64_t>("queue-state", 1u);
+    mine.keep();
+    return 0;
+  });
+  REQUIRE(other_user.wait() == 0);
+  struct stat st;
+  REQUIRE(stat(("/dev/shm/numa_mp." + name).c_str(), &st) == 0);
+  CHECK(st.st_uid == 65534);
+  CHECK((st.st_mode & 0777) == 0600);
+  try {
+    Segment::open(name);
+    FAIL("opened a segment uid 65534 created");
+  } catch (const ipc::SystemError& e) {
+    CHECK(e.code() == EACCES);
+    CHECK_THAT(e.what(), Catch::Contains("belongs to uid 65534"));
+  }
+  // Not this user's: never stale for us, whoever maps it.
+  for (const auto& info : Segment::list_stale(name)) CHECK(info.name != name);
+  Segment::remove_stale(name);
+  CHECK(shm_file_exists(name));
+  CHECK(Segment::remove(name));  // root may still remove it explicitly
+}
+
+TEST_CASE("segment and object names cannot leave their directory or hide a NUL", "[segment][security]") {
+  for (const std::string& bad : std::vector<std::string>{"..", "../escape", "a/../../etc", "/abs", std::string("a\0b", 3), std::string(1, '\0')}) {
+    INFO(bad);
+    CHECK_THROWS_AS(Segment::create(bad, 8192), ipc::InvalidArgument);
+    CHECK_THROWS_AS(Segment::open(bad), ipc::InvalidArgument);
+    CHECK_THROWS_AS(Segment::remove(bad), ipc::InvalidArgument);
+  }
+  CHECK(access("/dev/shm/escape", F_OK) != 0);
+  // Object names live in the segment's own directory table, never in the file system; a NUL is refused.
+  Segment seg = Segment::create(unique_name("seg"), 1 << 16);
+  CHECK_THROWS_AS(seg.construct<uint64_t>(std::string("a\0b", 3), 1u), ipc::InvalidArgument);
+  seg.construct<uint64_t>("../../escape", 1u);
+  CHECK(seg.find<uint64_t>("../../escape") != nullptr);
+  CHECK(access("/dev/shm/escape", F_OK) != 0);
+  CHECK(access("/escape", F_OK) != 0);
+}
+
 TEST_CASE("a file that is not a segment is refused", "[segment]") {
   const std::string name = unique_name("seg");
   const std::string path = "/dev/shm/numa_mp." + name;
