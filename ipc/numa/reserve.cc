@@ -1,6 +1,7 @@
 #include "ipc/numa/reserve.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -94,6 +95,24 @@ void reserve_pages(const ReservedFile& file, uint64_t bytes, const MemoryPolicy&
                             std::generic_category().message(error) + "); now " + free);
   }
   throw SystemError(error, "fallocate " + std::to_string(bytes) + " bytes for " + file.what);
+}
+
+void reserve_range(void* addr, size_t bytes, const MemoryPolicy& policy, const std::string& what) {
+  policy.apply(addr, bytes);
+  if (::madvise(addr, bytes, MADV_REMOVE) != 0) {
+    if (errno == EINVAL) return;  // not shared memory: no page was reserved, each faults in by the policy
+    throw_errno("madvise(MADV_REMOVE) " + what);
+  }
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE (Linux 5.14), absent from older headers
+  if (::madvise(addr, bytes, kPopulateWrite) == 0) return;
+  const int error = errno;
+  if (error == EINVAL) return;  // an older kernel: the pages are allocated at their first touch
+  if (error == EFAULT || error == ENOMEM) {
+    throw ResourceExhausted(what + " needs " + bytes_text(bytes) + " placed by policy '" + policy.to_string() +
+                            "', but the kernel could not allocate them (" + std::generic_category().message(error) +
+                            "); " + bytes_text(machine_memory_available()) + " of memory available");
+  }
+  throw SystemError(error, "madvise(MADV_POPULATE_WRITE) " + what);
 }
 
 }  // namespace ipc::numa

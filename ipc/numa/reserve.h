@@ -8,6 +8,7 @@
 //   system call throws ipc::SystemError.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -35,5 +36,13 @@ void check_room(const ReservedFile& file, uint64_t bytes, const MemoryPolicy& po
 // kernel cannot allocate them (ENOSPC, ENOMEM); none stays allocated then. On a file system without fallocate
 // (not tmpfs) the file stays sparse, as ftruncate left it.
 void reserve_pages(const ReservedFile& file, uint64_t bytes, const MemoryPolicy& policy);
+
+// Gives the page-aligned range [addr, addr + bytes) of a shared mapping its own policy even though its pages were
+// reserved already (a block inside a segment whose pages reserve_pages() placed by the segment's policy): sets the
+// policy (MemoryPolicy::apply), gives the range's pages back (MADV_REMOVE; their contents are lost) and allocates
+// them again under the new policy (MADV_POPULATE_WRITE; on kernels before 5.14 at their first touch). For a range
+// that holds nothing yet. Throws ResourceExhausted when the pages cannot be allocated again (`what` names the
+// range), SystemError when a call fails otherwise. A private mapping only gets the policy (it reserved nothing).
+void reserve_range(void* addr, size_t bytes, const MemoryPolicy& policy, const std::string& what);
 
 }  // namespace ipc::numa

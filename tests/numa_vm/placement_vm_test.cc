@@ -389,6 +389,7 @@ std::vector<int> reserved_block_nodes(const MemoryPolicy& policy, size_t pages, 
                                       std::map<int, long>* growth, std::string* evidence) {
   ipc::SegmentOptions options;
   options.policy = policy;
+  options.max_names = 16;  // a small directory: the block fits beside it
   const auto before = shmem_pages_per_node();
   ipc::Segment segment = ipc::Segment::create(ipc::test::unique_name("numa_vm_reserve"), (pages + 64) * kPage, options);
   const auto after = shmem_pages_per_node();
@@ -1119,6 +1120,23 @@ int main(int argc, char** argv) {
       require(growth[id] >= 512 * 9 / 10, "node " + std::to_string(id) + " did not gain its share: " + evidence);
     }
     return evidence + " " + expect_cycle(pages, interleave_cycle(nodes));
+  });
+  // An Array's own policy inside a default-policy segment created on another node: the segment reserved every
+  // page on its creator's node, and the array's element pages are placed again by the array's policy.
+  run_check("segment.reserve.array_own_policy_replaces_reserved_pages", [&] {
+    need_nodes(expect.nodes.value_or(1));
+    const int target = g_usable.first();
+    std::optional<ipc::Segment> segment;
+    {
+      PinnedTo far(cpu_of_node(far_node), home_cpu);  // the creator, and so the reserved pages, on the last node
+      segment.emplace(ipc::Segment::create(ipc::test::unique_name("numa_vm_array"), 4u << 20));
+    }
+    madvise(segment->base(), segment->size_bytes(), MADV_NOHUGEPAGE);
+    ipc::ArrayOptions ao;
+    ao.policy = MemoryPolicy::bind({target});
+    auto& array = ipc::Array<int64_t>::create(*segment, "xs", 256 * kPage / sizeof(int64_t), ao);
+    return "segment reserved on node " + std::to_string(far_node) + "; array bound to node " +
+           std::to_string(target) + ": " + expect_all_on(ipc::numa::page_nodes(array.data(), 256 * kPage), target);
   });
   // A node that cannot hold a bound segment: refused at creation, nothing left. /dev/shm is made larger than the
   // node first (a tmpfs size is a limit, not memory), so that only the node's memory is short.
