@@ -260,7 +260,18 @@ void Connection::drain_doorbells(int fd) {
 template <typename Ready>
 bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, const Deadline& deadline,
                              Ready&& ready) {
-  if (!deadline.expired()) {
+  if (deadline.expired()) {
+    // A look, not a wait (poll() with no timeout, say): nothing sleeps, so no Dekker pair (flag and heavy fence,
+    // a membarrier) is needed; one zero-timeout poll of the doorbell notes a peer that closed its end.
+    if (ready()) return true;
+    pollfd p{side.fd, POLLIN, 0};
+    if (poll_until(&p, 1, deadline) > 0) {
+      drain_doorbells(side.fd);
+      if (p.revents & (POLLHUP | POLLERR)) mark_peer_gone();
+    }
+    return ready();
+  }
+  {
     auto spin_batch = [&] {
       for (int i = 0; i < kSpinBatch; ++i) {
         if (ready()) return true;

@@ -231,6 +231,23 @@ TEST_CASE("a receiver blocked in recv sees end of stream when the sender is kill
   CHECK(child.wait() == -SIGKILL);
 }
 
+TEST_CASE("a look without waiting notes a peer that was killed, and recv then reports end of stream", "[pipe][kill]") {
+  auto [parent_end, child_end] = Pipe();
+  ForkedChild child([&, &pe = parent_end] {
+    pe.close();
+    for (;;) pause();
+    return 0;
+  });
+  child_end.close();
+  CHECK_FALSE(parent_end.poll());  // the child lives: nothing to read
+  kill(child.pid(), SIGKILL);
+  REQUIRE(child.wait() == -SIGKILL);  // reaped: every copy of its end is closed now
+  // Only zero-timeout looks: they must find the end of stream themselves, not through a wait that sleeps.
+  CHECK(parent_end.poll());
+  std::vector<std::byte> got;
+  CHECK(parent_end.recv_bytes(got, 0s) == Outcome::kClosed);
+}
+
 TEST_CASE("a sender killed in the middle of long messages never delivers a partial one", "[pipe][kill]") {
   for (int round = 0; round < 5; ++round) {
     auto [parent_end, child_end] = Pipe(small_ring());
