@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ipc/base/unix_socket.h"
 #include "manager/detail/address.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/socket_network.h"
@@ -133,9 +134,20 @@ int connect_manager(const Address& address) {
     }
     if (retry_on_eintr([&] { return ::connect(fd, target.address(), target.size); }) == 0) {
       try {
-        if (address.tcp) configure_tcp(fd);
+        if (address.tcp) {
+          configure_tcp(fd);
+        } else {
+          // A server of another user is refused before a byte is sent (over TCP only the key can tell).
+          ipc::detail::check_peer_is_this_user(fd, address.path, "manager");
+        }
         return fd;
       } catch (const SystemError& e) {
+        if (!address.tcp) {
+          std::lock_guard lock(fork_state().mu);
+          unlist_socket(fd);
+          ::close(fd);
+          throw;
+        }
         err = e.code();
       }
     } else {
@@ -324,8 +336,9 @@ class Endpoint {
     // try_lock: only a second thread can find the lock taken, and a Client belongs to one thread.
     std::unique_lock lock(mu_, std::try_to_lock);
     if (!lock.owns_lock()) {
-      throw StateError("manager at " + address_.text + ": another thread is connecting this Client anew after fork(); a "
-                       "Client and its proxies belong to one thread");
+      throw StateError("manager at " + address_.text +
+                       ": another thread is connecting this Client anew after fork(); a Client and its proxies belong "
+                       "to one thread");
     }
     if (generation_.load(std::memory_order_relaxed) != fork_generation()) {
       session_ = make_session(address_, key_);

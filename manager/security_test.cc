@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include "manager/detail/raw_wire.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::manager::Client;
@@ -361,4 +363,42 @@ TEST_CASE("an oversized message after authentication fails that connection with 
   request.initValue().setText(big);
   CHECK_THROWS_WITH(victim.wait(request.send()), Catch::Contains("limit of 65536 bytes"));
   check_still_serving(good, 1);
+}
+
+TEST_CASE("a server another user runs is refused before a byte is sent", "[manager][security]") {
+  if (geteuid() != 0) {
+    WARN("skipped: only root can start a child as another user (uid 65534)");
+    return;
+  }
+  const auto key = ipc::manager::random_bytes(32);
+  ipc::test::OtherUserServer other("m.sock", [&](const std::string& path, const std::function<void()>& ready) {
+    ipc::manager::ServerOptions options;
+    options.address = path;
+    options.key = key;
+    ipc::manager::Server server(options);
+    ready();
+    server.run();
+  });
+  try {
+    Client client(other.socket_path(), key);
+    FAIL("connected to a manager that uid 65534 runs");
+  } catch (const ipc::SystemError& e) {
+    CHECK(e.code() == EACCES);
+    CHECK_THAT(e.what(), Catch::Contains("runs as uid 65534"));
+  }
+}
+
+TEST_CASE("a manager socket path that is too long or hides a NUL is refused", "[manager][security]") {
+  const auto key = ipc::manager::random_bytes(32);
+  const std::string cut = "/tmp/" + ipc::test::unique_name("mgr");
+  const std::vector<std::string> bad_paths{cut + std::string("\0/m.sock", 8),
+                                           "/tmp/" + std::string(120, 'x') + ".sock"};
+  for (const std::string& bad : bad_paths) {
+    ipc::manager::ServerOptions options;
+    options.address = bad;
+    options.key = key;
+    CHECK_THROWS_AS(ipc::manager::Server(options), ipc::InvalidArgument);
+    CHECK_THROWS_AS(Client(bad, key), ipc::InvalidArgument);
+  }
+  CHECK(::access(cut.c_str(), F_OK) != 0);
 }

@@ -303,7 +303,11 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     address = detail::parse_address(impl_->created_directory + "/manager.sock");
   } else {
     address = detail::parse_address(options.address);
-    if (!address.tcp) ipc::detail::ensure_private_directory(ipc::detail::directory_of(address.path), "manager");
+    if (!address.tcp) {
+      // A path too long or holding a NUL is refused before its directory is made.
+      (void)ipc::detail::unix_address(address.path);
+      ipc::detail::ensure_private_directory(ipc::detail::directory_of(address.path), "manager");
+    }
   }
   impl_->tcp = address.tcp;
   impl_->options = std::move(options);

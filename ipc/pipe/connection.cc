@@ -15,6 +15,7 @@
 #include "ipc/base/checked_math.h"
 #include "ipc/base/poll.h"
 #include "ipc/base/wait.h"
+#include "ipc/numa/reserve.h"
 #include "ipc/pipe/detail/test_access.h"
 
 namespace ipc {
@@ -90,6 +91,11 @@ std::pair<Connection, Connection> Pipe(const PipeOptions& options) {
     throw_errno("mmap pipe rings (" + std::to_string(shared->bytes) + " bytes)");
   }
   if (!(options.policy == numa::MemoryPolicy())) options.policy.apply(shared->base, shared->bytes);
+  // The memfd's pages are reserved now, under the policy just set: too little memory fails here, never as a SIGBUS
+  // when a ring is first written. (The anonymous mapping is accounted when it is mapped.)
+  if (options.transferable) {
+    numa::reserve_pages({shared->memory_fd, "the rings of a Pipe", "memory"}, shared->bytes, options.policy);
+  }
   auto make_ring = [&](size_t offset) {
     auto* h = new (static_cast<char*>(shared->base) + offset) ByteRingHeader();
     h->capacity = cap;

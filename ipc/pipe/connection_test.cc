@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -120,6 +121,18 @@ TEST_CASE("a buffer too small for the next message is an error that loses nothin
   REQUIRE(b.recv_bytes_into(big, n) == Outcome::kOk);
   CHECK(n == 5000);
   CHECK(std::vector<std::byte>(big.begin(), big.begin() + 5000) == patterned(2, 5000));
+}
+
+TEST_CASE("a transferable pipe's rings are reserved when it is made, not at their first write", "[pipe][resources]") {
+  ipc::PipeOptions o;
+  o.transferable = true;
+  o.ring_bytes = 1 << 20;
+  auto [a, b] = ipc::Pipe(o);
+  struct stat st;
+  REQUIRE(fstat(a.handoff().memory_fd, &st) == 0);
+  // Every page of the memfd is allocated (a sparse file holds only the pages written so far: the ring headers).
+  CHECK(static_cast<uint64_t>(st.st_blocks) * 512 >= a.handoff().memory_bytes);
+  CHECK(a.handoff().memory_bytes >= 2 * o.ring_bytes);
 }
 
 TEST_CASE("an end handed over by its descriptors works through its own mapping", "[pipe]") {
