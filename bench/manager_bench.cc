@@ -1,6 +1,7 @@
 // Manager figures for //bench:all: dict round trips against Python's Manager and a bare socketpair round trip (wall
 // clock, and CPU time of both sides, which a busy machine disturbs less), pipelined calls per second, and
-// throughput with several client processes.
+// throughput with several client processes; then the pair and the pipeline over TCP on 127.0.0.1, beside the same
+// over the Unix socket and Python's Manager over TCP.
 #include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -141,7 +142,7 @@ double multi_client(const ipc::manager::ServerProcess& server, int clients, int 
       // A fresh thread: this process's main thread may carry the parent's KJ event loop.
       int rc = 0;
       std::thread t([&] {
-        Client client(server.socket_path(), server.key());
+        Client client(server.address(), server.key());
         auto d = client.dict("bench");
         std::string key = "client" + std::to_string(c);
         char b = 1;
@@ -172,11 +173,14 @@ static bench::Group g("manager", [](bench::Report& r) {
   constexpr int kReps = 5;
   auto server = ipc::manager::start_server();
   double one_client_calls_per_s = 0;
+  bench::Sample unix_pair_us, unix_piped;  // for the TCP rows
   {
-    Client client(server.socket_path(), server.key());
+    Client client(server.address(), server.key());
     dict_pair(client, 500);  // warm-up
 
-    double pair_s = bench::median_of(kReps, [&] { return dict_pair(client, 5000); });
+    const bench::Sample pair_us = bench::sample_of(kReps, [&] { return dict_pair(client, 5000) * 1e6; });
+    unix_pair_us = pair_us;
+    double pair_s = pair_us.median * 1e-6;
     double py_pair_s = bench::python_peer("manager_dict", {"20000"});
     r.add("Manager dict set+get pair, 1 client", pair_s * 1e6, "us", "Python Manager().dict()",
           py_pair_s > 0 ? py_pair_s * 1e6 : 0);
@@ -193,7 +197,8 @@ static bench::Group g("manager", [](bench::Report& r) {
           sp_cpu_s * 1e6);
 
     double blocking_calls = 1.0 / call_s;
-    double piped = bench::median_of(kReps, [&] { return pipelined(client, 200000, 1000); });
+    unix_piped = bench::sample_of(kReps, [&] { return pipelined(client, 200000, 1000); });
+    double piped = unix_piped.median;
     r.add("Manager calls pipelined (1000 in flight)", piped, "calls/s", "blocking calls", blocking_calls);
     r.target("Manager pipelined calls vs 500 k calls/s", piped / 500e3, ">=", 1);
     one_client_calls_per_s = 2.0 / pair_s;
@@ -203,6 +208,28 @@ static bench::Group g("manager", [](bench::Report& r) {
     r.add("Manager dict set+get, " + std::to_string(clients) + " client processes", total, "calls/s",
           "1 client process", one_client_calls_per_s);
   }
+  // Over TCP on loopback: what the TCP stack adds to a call, without a network's latency.
+  ipc::manager::ServerProcessOptions tcp_options;
+  tcp_options.address = "tcp:127.0.0.1:0";
+  auto tcp_server = ipc::manager::start_server(tcp_options);
+  Client tcp(tcp_server.address(), tcp_server.key());
+  dict_pair(tcp, 500);  // warm-up
+  const bench::Sample tcp_pair_us = bench::sample_of(kReps, [&] { return dict_pair(tcp, 5000) * 1e6; });
+  const bench::Sample py_tcp_pair_us = bench::sample_of(3, [] {
+    const double s = bench::python_peer("manager_dict_tcp", {"20000"});
+    return s > 0 ? s * 1e6 : -1;
+  });
+  r.add("Manager dict set+get pair, 1 client, TCP 127.0.0.1", tcp_pair_us, "us", "Python Manager over TCP",
+        py_tcp_pair_us);
+  if (py_tcp_pair_us.median > 0) {
+    r.target("Manager dict set+get over TCP vs Python Manager over TCP (speed-up)",
+             py_tcp_pair_us.median / tcp_pair_us.median, ">=", 3);
+  }
+  r.add("Manager dict set+get pair, TCP 127.0.0.1 vs Unix socket", tcp_pair_us, "us", "the same over the Unix socket",
+        unix_pair_us);
+  const bench::Sample tcp_piped = bench::sample_of(kReps, [&] { return pipelined(tcp, 200000, 1000); });
+  r.add("Manager calls pipelined (1000 in flight), TCP 127.0.0.1", tcp_piped, "calls/s",
+        "the same over the Unix socket", unix_piped);
 });
 
 }  // namespace

@@ -109,7 +109,12 @@ double pipe_msgs_per_s(uint64_t messages, size_t message_bytes) {
   return ok ? static_cast<double>(messages) / t : -1;
 }
 
-double socketpair_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
+namespace {
+
+// Runs `measure(round_trip)` against a child echoing `round_trips` 8-byte messages through a socketpair; its
+// result, or `failed` when a round trip or the child failed.
+template <typename R, typename Measure>
+R with_socketpair_echo(uint64_t round_trips, Measure&& measure, R failed) {
   int sv[2];
   check(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
   ipc::Process child = fork_child([&] {
@@ -121,13 +126,27 @@ double socketpair_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
   });
   close(sv[1]);
   uint64_t v = 0;
-  const double ns = round_trip_ns(round_trips, idle_gap_us, [&] {
-    return write_all(sv[0], &v, 8) && read_all(sv[0], &v, 8);
+  bool round_trips_ok = true;
+  const R result = measure([&] {
+    round_trips_ok = write_all(sv[0], &v, 8) && read_all(sv[0], &v, 8);
+    return round_trips_ok;
   });
-  if (ns < 0) shutdown(sv[0], SHUT_RDWR);  // let the child see the end instead of waiting for the rest
+  if (!round_trips_ok) shutdown(sv[0], SHUT_RDWR);  // let the child see the end instead of waiting for the rest
   const bool ok = wait_child(child);
   close(sv[0]);
-  return ok ? ns : -1;
+  return ok && round_trips_ok ? result : failed;
+}
+
+}  // namespace
+
+double socketpair_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
+  return with_socketpair_echo(
+      round_trips, [&](const std::function<bool()>& rt) { return round_trip_ns(round_trips, idle_gap_us, rt); }, -1.0);
+}
+
+MeanMedian socketpair_rtt_each_ns(uint64_t round_trips) {
+  return with_socketpair_echo(
+      round_trips, [&](const std::function<bool()>& rt) { return round_trip_each_ns(round_trips, rt); }, MeanMedian{});
 }
 
 double boost_message_queue_msgs_per_s(uint64_t messages, int producers, int consumers) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "bench/harness.h"
 #include "ipc/base/process.h"
 
 namespace bench {
@@ -24,6 +25,8 @@ double pipe_msgs_per_s(uint64_t messages, size_t message_bytes = 8);
 // before each ping, so that the receiver is asleep when the ping arrives (the wake-up path); then the figure is
 // the median round trip, as for every "asleep" row.
 double socketpair_rtt_ns(uint64_t round_trips, unsigned idle_gap_us = 0);
+// Back-to-back socketpair round trips, each timed (round_trip_each_ns): the mean and the median, for the tail.
+MeanMedian socketpair_rtt_each_ns(uint64_t round_trips);
 
 // Boost.Interprocess message_queue (mutex + condition), 8-byte messages, `producers` -> `consumers` processes
 // (messages split evenly): msgs/s.

@@ -72,8 +72,9 @@ PEERS = {
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])  # the Manager and Pool peers live beside this file
 try:
-    from python_peers_manager import manager_dict  # noqa: E402
+    from python_peers_manager import manager_dict, manager_dict_tcp  # noqa: E402
     PEERS["manager_dict"] = manager_dict
+    PEERS["manager_dict_tcp"] = manager_dict_tcp
 except ImportError:
     pass
 try:

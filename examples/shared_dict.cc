@@ -3,9 +3,10 @@
 //   ./bazelw run //examples:shared_dict -- [--workers N] [--tasks N]
 //
 // The parent starts a Manager server as a child process and maps a task over a Pool; each task connects with the
-// socket path and key it was given (a task carries data, not this process's objects), records its result in the
+// address and key it was given (a task carries data, not this process's objects), records its result in the
 // shared dict, counts its items with the shared counter, and appends to a shared log under the shared lock.
-// Unrelated programs would connect the same way to a standalone `ipc-manager --socket PATH --key-file FILE`.
+// Unrelated programs would connect the same way to a standalone `ipc-manager --listen PATH --key-file FILE`
+// (or, from other hosts, `--listen tcp:HOST:PORT`).
 #include <unistd.h>
 
 #include <cstdint>
@@ -25,8 +26,8 @@ using ipc::manager::Value;
 namespace {
 
 // The task, in a pool worker.
-int record(std::string socket_path, std::vector<uint8_t> key, int task) {
-  Client client(socket_path, key);
+int record(std::string address, std::vector<uint8_t> key, int task) {
+  Client client(address, key);
   auto results = client.dict("results");
   auto items = client.counter("items");
   auto log_lock = client.lock("log lock");
@@ -48,16 +49,16 @@ int record(std::string socket_path, std::vector<uint8_t> key, int task) {
 int main(int argc, char** argv) try {
   const examples::Args args(argc, argv, {{"workers", 2}, {"tasks", 4}});
   auto server = ipc::manager::start_server();
-  std::printf("manager serving on %s (pid %d)\n", server.socket_path().c_str(), server.pid());
+  std::printf("manager serving on %s (pid %d)\n", server.address().c_str(), server.pid());
 
   ipc::PoolOptions options;
   options.workers = static_cast<unsigned>(args.get("workers"));
   ipc::Pool pool(options);
   std::vector<std::tuple<std::string, std::vector<uint8_t>, int>> tasks;
-  for (uint64_t t = 0; t < args.get("tasks"); ++t) tasks.emplace_back(server.socket_path(), server.key(), t);
+  for (uint64_t t = 0; t < args.get("tasks"); ++t) tasks.emplace_back(server.address(), server.key(), t);
   (void)pool.starmap(record, tasks, 1);  // a failed task throws here, naming what it threw
 
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   for (const auto& [key, value] : client.dict("results").items()) {
     std::printf("%s: %s\n", key.c_str(), ipc::manager::to_string(value).c_str());
   }

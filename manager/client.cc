@@ -6,7 +6,6 @@
 #include <kj/async-unix.h>
 #include <pthread.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include <thread>
 
 #include "ipc/base/unix_socket.h"
+#include "manager/detail/address.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/socket_network.h"
 #include "manager/detail/wire_errors.h"
@@ -118,26 +118,46 @@ void unlist_socket(int fd) {
   v.erase(std::remove(v.begin(), v.end(), fd), v.end());
 }
 
-// A Unix stream socket connected to `path`, listed in fork_state().sockets from its creation on.
-int connect_unix(const std::string& path) {
-  const sockaddr_un addr = ipc::detail::unix_address(path);
-  int fd;
-  {
-    ForkState& state = fork_state();
-    std::lock_guard lock(state.mu);
-    state.sockets.reserve(state.sockets.size() + 1);
-    fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw_errno("socket");
-    state.sockets.push_back(fd);
-  }
-  if (retry_on_eintr([&] { return ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr); }) != 0) {
-    int err = errno;
+// A stream socket connected to the Manager at `address` (the first of a host name's addresses that accepts),
+// listed in fork_state().sockets from its creation on. TCP sockets are configured as the server's (configure_tcp).
+int connect_manager(const Address& address) {
+  int err = 0;
+  for (const SocketTarget& target : resolve(address, /*passive=*/false)) {
+    int fd;
+    {
+      ForkState& state = fork_state();
+      std::lock_guard lock(state.mu);
+      state.sockets.reserve(state.sockets.size() + 1);
+      fd = ::socket(target.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) throw_errno("socket");
+      state.sockets.push_back(fd);
+    }
+    if (retry_on_eintr([&] { return ::connect(fd, target.address(), target.size); }) == 0) {
+      try {
+        if (address.tcp) {
+          configure_tcp(fd);
+        } else {
+          // A server of another user is refused before a byte is sent (over TCP only the key can tell).
+          ipc::detail::check_peer_is_this_user(fd, address.path, "manager");
+        }
+        return fd;
+      } catch (const SystemError& e) {
+        if (!address.tcp) {
+          std::lock_guard lock(fork_state().mu);
+          unlist_socket(fd);
+          ::close(fd);
+          throw;
+        }
+        err = e.code();
+      }
+    } else {
+      err = errno;
+    }
     std::lock_guard lock(fork_state().mu);
     unlist_socket(fd);
     ::close(fd);
-    throw SystemError(err, "connect to manager at " + path);
   }
-  return fd;
+  throw SystemError(err, "connect to manager at " + address.text);
 }
 
 }  // namespace
@@ -151,15 +171,15 @@ void keep_pointer_forever(void* object) {
 // One authenticated connection, used by the thread that made it, in the process that made it.
 class Session {
  public:
-  Session(const std::string& path, std::span<const std::uint8_t> key)
-      : loop_(thread_loop()), path_(path), context_("manager at " + path) {
+  Session(const Address& address, std::span<const std::uint8_t> key)
+      : loop_(thread_loop()), context_("manager at " + address.text) {
     if (key.size() < kMinKeyBytes) {
       throw InvalidArgument("manager key must be at least " + std::to_string(kMinKeyBytes) + " bytes");
     }
     // The server is trusted once it proved it knows the key, so replies may be as large as memory allows.
     capnp::ReaderOptions options;
     options.traversalLimitInWords = std::uint64_t{1} << 40;
-    socket_ = connect_unix(path);
+    socket_ = connect_manager(address);
     {
       // Under the fork lock: if this throws, the network has closed the socket, which must leave the list at once.
       std::lock_guard lock(fork_state().mu);
@@ -226,7 +246,6 @@ class Session {
   kj::WaitScope& wait_scope() { return *loop_->scope; }
   wire::Manager::Client& manager() { return *manager_; }
   const std::string& context() const { return context_; }
-  const std::string& path() const { return path_; }
   std::uint64_t max_message_bytes() const { return max_message_bytes_; }
 
   const unsigned generation = fork_generation();
@@ -268,7 +287,6 @@ class Session {
   }
 
   std::shared_ptr<ThreadLoop> loop_;
-  std::string path_;
   std::string context_;
   int socket_ = -1;
   kj::Own<SocketVatNetwork> network_;
@@ -279,18 +297,28 @@ class Session {
 
 namespace {
 
-std::shared_ptr<Session> make_session(const std::string& path, std::span<const std::uint8_t> key) {
-  return std::shared_ptr<Session>(new Session(path, key), DeleteIfMadeHere<Session>());
+std::shared_ptr<Session> make_session(const Address& address, std::span<const std::uint8_t> key) {
+  return std::shared_ptr<Session>(new Session(address, key), DeleteIfMadeHere<Session>());
+}
+
+// A Client's address: a server's only (port 0 means "any free port" to a server; a client must name one).
+Address client_address(const std::string& text) {
+  Address a = parse_address(text);
+  if (a.tcp && a.port == 0) {
+    throw InvalidArgument("manager address '" + text + "': port 0 lets a server pick a port; a client needs the "
+                          "port the server got (Server::address(), or what `ipc-manager` prints)");
+  }
+  return a;
 }
 
 }  // namespace
 
-// A Client's identity (socket path and key) and this process's connection for it. In the parent the connection
+// A Client's identity (address and key) and this process's connection for it. In the parent the connection
 // never changes; a forked child replaces it on its first call (the parent's is kept by DeleteIfMadeHere).
 class Endpoint {
  public:
-  Endpoint(const std::string& path, std::span<const std::uint8_t> key)
-      : path_(path), key_(key.begin(), key.end()), session_(make_session(path, key)) {}
+  Endpoint(const std::string& address, std::span<const std::uint8_t> key)
+      : address_(client_address(address)), key_(key.begin(), key.end()), session_(make_session(address_, key)) {}
   ~Endpoint() { ::explicit_bzero(key_.data(), key_.size()); }
 
   const std::shared_ptr<Session>& session() {
@@ -299,7 +327,7 @@ class Endpoint {
     return reconnect();
   }
 
-  const std::string& path() const { return path_; }
+  const std::string& address() const { return address_.text; }
   // The server's limit as this process's connection (or, before it reconnected, its parent's) learnt it.
   std::uint64_t max_message_bytes() const { return session_->max_message_bytes(); }
 
@@ -308,18 +336,19 @@ class Endpoint {
     // try_lock: only a second thread can find the lock taken, and a Client belongs to one thread.
     std::unique_lock lock(mu_, std::try_to_lock);
     if (!lock.owns_lock()) {
-      throw StateError("manager at " + path_ + ": another thread is connecting this Client anew after fork(); a "
-                       "Client and its proxies belong to one thread");
+      throw StateError("manager at " + address_.text +
+                       ": another thread is connecting this Client anew after fork(); a Client and its proxies belong "
+                       "to one thread");
     }
     if (generation_.load(std::memory_order_relaxed) != fork_generation()) {
-      session_ = make_session(path_, key_);
+      session_ = make_session(address_, key_);
       // Release: partner of the acquire in session(): the new session_ is visible to whoever sees the generation.
       generation_.store(fork_generation(), std::memory_order_release);
     }
     return session_;
   }
 
-  const std::string path_;
+  const Address address_;
   std::vector<std::uint8_t> key_;  // kept to connect anew after fork(); zeroed when the Client goes
   std::mutex mu_;                  // taken only to replace session_ after fork()
   std::shared_ptr<Session> session_;
@@ -441,14 +470,14 @@ capnp::Capability::Client detail::open_object(Session& s, std::string_view name,
   throw Unsupported(s.context() + ": the server returned an object kind this client does not know");
 }
 
-Client::Client(const std::string& socket_path, std::span<const std::uint8_t> key)
-    : endpoint_(std::make_shared<detail::Endpoint>(socket_path, key)) {}
+Client::Client(const std::string& address, std::span<const std::uint8_t> key)
+    : endpoint_(std::make_shared<detail::Endpoint>(address, key)) {}
 Client::~Client() = default;
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
 
 std::size_t Client::max_message_bytes() const { return endpoint_->max_message_bytes(); }
-const std::string& Client::socket_path() const { return endpoint_->path(); }
+const std::string& Client::address() const { return endpoint_->address(); }
 
 DictProxy Client::dict(std::string_view name, Open mode) {
   return DictProxy(handle<wire::Dict>(name, Kind::kDict, mode, 0));
@@ -497,7 +526,8 @@ ManagerStatus Client::status() {
   for (auto r : response.getObjects()) out.objects.push_back(ObjectRef{str(r.getName()), from_wire(r.getKind())});
   for (auto c : response.getClients()) {
     out.clients.push_back(ConnectedClient{c.getPid(), c.getUid(), c.getAuthenticated(),
-                                          std::chrono::milliseconds(c.getConnectedMs())});
+                                          std::chrono::milliseconds(c.getConnectedMs()), str(c.getAddress()),
+                                          c.getCaller()});
   }
   return out;
 }

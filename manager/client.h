@@ -1,7 +1,7 @@
 // manager/client.h: connecting to a Manager and using its shared objects through typed proxies.
 //
 //   auto server = ipc::manager::start_server();                      // server.h
-//   ipc::manager::Client client(server.socket_path(), server.key());
+//   ipc::manager::Client client(server.address(), server.key());   // a socket path, or "tcp:HOST:PORT"
 //   auto d = client.dict("config");
 //   d.set("threads", 8);
 //   std::optional<Value> v = d.get("threads");                       // nullopt when absent
@@ -18,7 +18,8 @@
 //   calling thread, the child's main thread included, and a proxy reopens its object by name; a new Client works
 //   there too. The child drops its copies of the parent's connections at fork() and never sends on them, so the
 //   parent's calls, locks and waits carry on. Futures, LockHolders, raw capabilities and promises stay with the
-//   process that made them (ipc::StateError in a child). Unrelated processes connect by path. (docs/manager.md)
+//   process that made them (ipc::StateError in a child). Unrelated processes connect by path, and processes on
+//   other hosts by "tcp:HOST:PORT" (the same calls and guarantees). (docs/manager.md)
 // Lifetime: proxies, holders and futures keep the connection alive; the connection closes when the Client and all
 //   of them are gone. Closing the connection releases every lock it holds and cancels its pending waits on the
 //   server. Objects themselves live in the server until removed or the server stops.
@@ -49,10 +50,12 @@ namespace ipc::manager {
 
 // One open connection to a Manager, as Client::status() reports it.
 struct ConnectedClient {
-  std::int32_t pid = 0;  // the peer process when it connected (SO_PEERCRED); 0 when unknown
-  std::uint32_t uid = 0;
+  std::int32_t pid = 0;  // the peer process when it connected (SO_PEERCRED); 0 when unknown (always over TCP)
+  std::uint32_t uid = 0;  // meaningful for a Unix socket peer only (0 over TCP)
   bool authenticated = false;  // false: still in the challenge-response handshake
   std::chrono::milliseconds connected_for{0};
+  std::string address;  // a TCP peer's "tcp:HOST:PORT"; empty for a Unix socket peer
+  bool caller = false;  // the connection that asked for this status (Client::status())
 };
 
 // What a Manager holds: its objects (sorted by name) and its open connections.
@@ -431,10 +434,12 @@ class CounterProxy {
 
 class Client {
  public:
-  // Connects to the Manager at `socket_path` and authenticates with `key` (mutually: the server must prove it
-  // knows the key too). Throws ipc::SystemError when the socket cannot be reached, AuthenticationFailed for a
-  // wrong key, Disconnected when the server goes away meanwhile.
-  Client(const std::string& socket_path, std::span<const std::uint8_t> key);
+  // Connects to the Manager at `address` (a Unix socket path, or "tcp:HOST:PORT" as ServerOptions::address says,
+  // with a port other than 0) and authenticates with `key` (mutually: the server must prove it knows the key too).
+  // Throws ipc::InvalidArgument for a malformed address, ipc::NotFound for a host name that does not resolve,
+  // ipc::SystemError when the server cannot be reached (naming the address), AuthenticationFailed for a wrong key,
+  // Disconnected when the server goes away meanwhile.
+  Client(const std::string& address, std::span<const std::uint8_t> key);
   ~Client();
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;
@@ -485,7 +490,8 @@ class Client {
 
   // The largest request the server accepts (it said so when we authenticated).
   [[nodiscard]] std::size_t max_message_bytes() const;
-  const std::string& socket_path() const;
+  // The server's address as given (a TCP address in its canonical form: "tcp:HOST:PORT", IPv6 in brackets).
+  const std::string& address() const;
 
  private:
   // This process's connection (connected anew on the first call after fork()).

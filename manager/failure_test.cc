@@ -16,21 +16,26 @@ using namespace std::chrono_literals;
 using ipc::manager::Client;
 using ipc::Outcome;
 using ipc::manager::Value;
+using ipc::manager::testing::kTcpLoopback;
+using ipc::manager::testing::kUnixSocket;
 using ipc::manager::testing::run_child;
+using ipc::manager::testing::server_on;
 using ipc::manager::testing::Signal;
 
-TEST_CASE("a client killed while holding a lock releases it to the next client", "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("a client killed while holding a lock releases it to the next client", "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   Signal holding;
   auto child = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     auto held = c.lock("L").acquire();
     holding.notify();
     ::pause();  // killed here, still holding
     return 0;
   });
   REQUIRE(holding.wait_for(30s));
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto lock = client.lock("L");
   CHECK_FALSE(lock.try_acquire().has_value());
   child.kill();
@@ -41,12 +46,12 @@ TEST_CASE("a client killed while holding a lock releases it to the next client",
 
 TEST_CASE("a client killed while waiting for a lock does not keep it from others", "[manager][kill]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto lock = client.lock("L");
   auto held = lock.acquire();
   Signal waiting;
   auto child = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     auto l = c.lock("L");
     auto request = l.capability().acquireRequest();
     request.setTimeoutNs(-1);
@@ -73,7 +78,7 @@ ipc::Process consumer_waiting_in_get(const ipc::manager::ServerProcess& server,
                                                             const char* name) {
   Signal waiting;
   auto child = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     auto q = c.queue(name);
     auto request = q.capability().getRequest();
     request.setTimeoutNs(-1);
@@ -90,12 +95,14 @@ ipc::Process consumer_waiting_in_get(const ipc::manager::ServerProcess& server,
 
 }  // namespace
 
-TEST_CASE("a client killed while waiting on a queue does not swallow the next item", "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("a client killed while waiting on a queue does not swallow the next item", "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   auto child = consumer_waiting_in_get(server, "q");
   child.kill();
   CHECK(child.join() == -SIGKILL);
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto q = client.queue("q");
   REQUIRE(q.put("item") == Outcome::kOk);
   auto item = q.get(30s);
@@ -111,7 +118,7 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
   // until that item is back in the queue or counted, so that every round starts empty.
   constexpr int kItems = 20;
   auto server = ipc::manager::start_server();
-  Client survivor(server.socket_path(), server.key());
+  Client survivor(server.address(), server.key());
   auto q = survivor.queue("q");
   std::set<std::int64_t> received;
   std::uint64_t abandoned = 0;
@@ -134,9 +141,11 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
 }
 
 TEST_CASE("a pending call fails with Disconnected when the server is killed, and so do later calls",
-          "[manager][kill]") {
-  auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+          "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
+  Client client(server.address(), server.key());
   auto ev = client.event("E");
   auto d = client.dict("d");
   auto request = ev.capability().waitRequest();
@@ -146,6 +155,7 @@ TEST_CASE("a pending call fails with Disconnected when the server is killed, and
   ::kill(server.pid(), SIGKILL);
   CHECK_THROWS_AS(client.wait(kj::mv(pending)), ipc::manager::Disconnected);
   CHECK_THROWS_AS(d.set("k", 1), ipc::manager::Disconnected);
+  CHECK_THROWS_WITH(d.set("k", 1), Catch::Contains(server.address()));
   CHECK_THROWS_AS(ev.wait(), ipc::manager::Disconnected);
   CHECK_THROWS_AS(client.dict("other"), ipc::manager::Disconnected);
   CHECK(server.stop() == -SIGKILL);
@@ -153,10 +163,10 @@ TEST_CASE("a pending call fails with Disconnected when the server is killed, and
 
 TEST_CASE("a blocking call in progress fails with Disconnected when the server stops", "[manager][kill]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto q = client.queue("q");
   auto killer = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     // Signals the parent's pending get by stopping the server once the parent waits.
     auto ev = c.event("parent waiting");
     if (ev.wait(30s) != Outcome::kOk) return 1;
@@ -171,9 +181,11 @@ TEST_CASE("a blocking call in progress fails with Disconnected when the server s
   CHECK(killer.join() == 0);
 }
 
-TEST_CASE("connecting to a stopped server fails with a system error naming the socket", "[manager][kill]") {
-  auto server = ipc::manager::start_server();
-  std::string path = server.socket_path();
+TEST_CASE("connecting to a stopped server fails with a system error naming the address", "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
+  std::string path = server.address();
   auto key = server.key();
   CHECK(server.stop() == 0);
   CHECK_THROWS_AS(Client(path, key), ipc::SystemError);
@@ -185,7 +197,7 @@ TEST_CASE("a new server replaces the socket of a killed one, but not of a live o
   REQUIRE(::mkdtemp(templ) != nullptr);
   std::string path = std::string(templ) + "/m.sock";
   ipc::manager::ServerProcessOptions options;
-  options.socket_path = path;
+  options.address = path;
   {
     auto first = ipc::manager::start_server(options);
     options.key = first.key();
@@ -195,7 +207,7 @@ TEST_CASE("a new server replaces the socket of a killed one, but not of a live o
     struct stat st;
     REQUIRE(::stat(path.c_str(), &st) == 0);  // left behind by the killed server
     auto second = ipc::manager::start_server(options);
-    Client client(second.socket_path(), second.key());
+    Client client(second.address(), second.key());
     client.dict("d").set("k", 1);
   }
   ::unlink(path.c_str());

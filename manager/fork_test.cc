@@ -18,6 +18,7 @@
 #include "ipc/base/process.h"
 #include "ipc/pool/pool.h"
 #include "manager/client.h"
+#include "manager/detail/test_util.h"
 #include "manager/server.h"
 #include "tests/support/test_support.h"
 
@@ -25,6 +26,9 @@ using namespace std::chrono_literals;
 using ipc::manager::Client;
 using ipc::Outcome;
 using ipc::manager::Value;
+using ipc::manager::testing::kTcpLoopback;
+using ipc::manager::testing::kUnixSocket;
+using ipc::manager::testing::server_on;
 
 namespace {
 
@@ -69,11 +73,11 @@ auto pending_on_server(Request request, LaterCall&& later_call) {
 
 TEST_CASE("a child forked from a thread with a Client connects a new Client on its main thread", "[manager][fork]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto d = client.dict("d");
   d.set("parent", 1);  // this thread's event loop has run: the child inherits it
   auto child = ipc::Process::start([&] {
-    Client own(server.socket_path(), server.key());
+    Client own(server.address(), server.key());
     auto cd = own.dict("d");
     if (cd.get("parent") != Value(1)) return 2;
     cd.set("child", pid_value());
@@ -85,10 +89,13 @@ TEST_CASE("a child forked from a thread with a Client connects a new Client on i
   CHECK(d.size() == 2);
 }
 
-TEST_CASE("children use the proxies their parent made, each through a connection of its own", "[manager][fork]") {
+TEST_CASE("children use the proxies their parent made, each through a connection of its own",
+          "[manager][fork][tcp]") {
   constexpr int kChildren = 4;
-  auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
+  Client client(server.address(), server.key());
   auto results = client.dict("results");
   auto hits = client.counter("hits");
   results.set("parent", "before");
@@ -114,7 +121,7 @@ TEST_CASE("children use the proxies their parent made, each through a connection
 TEST_CASE("a grandchild uses the proxies its parent inherited, and each generation keeps its connection",
           "[manager][fork]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto hits = client.counter("hits");
   auto child = ipc::Process::start([&] {
     hits.add(1);  // the child's connection
@@ -129,7 +136,7 @@ TEST_CASE("a grandchild uses the proxies its parent inherited, and each generati
 
 TEST_CASE("in a child, an inherited Client belongs to the thread that used it first", "[manager][fork]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto hits = client.counter("hits");
   auto child = ipc::Process::start([&] {
     hits.add(1);
@@ -152,8 +159,8 @@ int count_through_inherited_proxy(int x) {
   return x;
 }
 
-int count_through_new_client(std::string socket_path, std::vector<std::uint8_t> key, int x) {
-  Client client(socket_path, key);
+int count_through_new_client(std::string address, std::vector<std::uint8_t> key, int x) {
+  Client client(address, key);
   client.counter("counted by new clients").add(1);
   return 2 * x;
 }
@@ -173,7 +180,7 @@ TEST_CASE("pool tasks use a proxy set before the pool started", "[manager][fork]
   const unsigned max_tasks_per_child = GENERATE(0u, 3u);
   constexpr int kTasks = 60;
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   g_tasks_counted = client.counter("counted through an inherited proxy");
   struct Reset {
     ~Reset() { g_tasks_counted.reset(); }
@@ -191,11 +198,11 @@ TEST_CASE("pool tasks use a proxy set before the pool started", "[manager][fork]
 TEST_CASE("pool tasks connect a Client from a socket path and key passed as arguments", "[manager][fork][pool]") {
   constexpr int kTasks = 40;
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto counted = client.counter("counted by new clients");
   ipc::Pool pool(two_workers(0));
   std::vector<std::tuple<std::string, std::vector<std::uint8_t>, int>> in;
-  for (int i = 0; i < kTasks; ++i) in.emplace_back(server.socket_path(), server.key(), i);
+  for (int i = 0; i < kTasks; ++i) in.emplace_back(server.address(), server.key(), i);
   auto out = pool.starmap(count_through_new_client, in, 1);
   REQUIRE(out.size() == kTasks);
   for (int i = 0; i < kTasks; ++i) CHECK(out[i] == 2 * i);
@@ -208,7 +215,7 @@ TEST_CASE("a call in flight in the parent completes while its children use their
           "[manager][fork]") {
   constexpr int kChildren = 3;
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto q = client.queue("q");
   auto d = client.dict("d");
   auto pending = pending_on_server(q.capability().getRequest(), [&] { (void)q.size_approx(); });
@@ -236,7 +243,7 @@ TEST_CASE("a call in flight in the parent completes while its children use their
 TEST_CASE("a child that drops the Client, proxies, futures and lock holders it inherited leaves the parent's alone",
           "[manager][fork]") {
   auto server = ipc::manager::start_server();
-  std::optional<Client> client(std::in_place, server.socket_path(), server.key());
+  std::optional<Client> client(std::in_place, server.address(), server.key());
   std::optional<ipc::manager::DictProxy> d = client->dict("d");
   std::optional<ipc::manager::LockHolder> held = client->lock("L").acquire();
   std::optional<ipc::manager::QueueProxy> full = client->queue("full", 1);
@@ -258,7 +265,7 @@ TEST_CASE("a child that drops the Client, proxies, futures and lock holders it i
   });
   CHECK(exit_code(child) == 0);
 
-  Client other(server.socket_path(), server.key());
+  Client other(server.address(), server.key());
   CHECK_FALSE(other.lock("L").try_acquire().has_value());  // still the parent's
   auto queue = other.queue("full");
   CHECK(queue.get(kPatience).value == Value(0));
@@ -273,21 +280,23 @@ TEST_CASE("a child that drops the Client, proxies, futures and lock holders it i
 }
 
 TEST_CASE("a lock held by a process that died is released while the children it forked live on",
-          "[manager][fork][kill]") {
-  auto server = ipc::manager::start_server();
+          "[manager][fork][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   struct ReleaseAtTheEnd {
     ipc::test::PipeSignal signal;
     ~ReleaseAtTheEnd() { signal.notify(); }
   } release_grandchild;
   auto holder = ipc::Process::start([&] {
-    Client client(server.socket_path(), server.key());
+    Client client(server.address(), server.key());
     auto held = client.lock("L").acquire();
     // Outlives this process: it ends when told to (or after kPatience), not with its parent.
     auto grandchild = ipc::Process::start([&] { release_grandchild.signal.wait(kPatience); });
     ::_exit(0);  // dies holding the lock, without releasing it or closing anything first
   });
   REQUIRE(exit_code(holder) == 0);
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   // The server releases the lock once every descriptor of the holder's connection is closed: the grandchild must
   // not hold one.
   CHECK(client.lock("L").try_acquire(20s).has_value());

@@ -33,7 +33,7 @@ std::chrono::milliseconds cpu_time_of(pid_t pid) {
 TEST_CASE("an idle manager server uses no CPU after a burst of calls", "[manager]") {
   auto server = ipc::manager::start_server();
   {
-    ipc::manager::Client client(server.socket_path(), server.key());
+    ipc::manager::Client client(server.address(), server.key());
     auto dict = client.dict("d");
     for (int i = 0; i < 2000; ++i) dict.set("k", i);  // a busy phase: the server polls between calls
     CHECK(dict.get("k") == ipc::manager::Value(1999));

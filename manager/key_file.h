@@ -2,7 +2,7 @@
 // clients use it. (The challenge-response that proves knowledge of the key is separate: manager.capnp.)
 //
 //   ipc::manager::write_key_file("/home/me/.config/app/manager.key");       // once; or `numa_mp manager key FILE`
-//   ipc::manager::Client client(socket_path, ipc::manager::load_key("/home/me/.config/app/manager.key"));
+//   ipc::manager::Client client(address, ipc::manager::load_key("/home/me/.config/app/manager.key"));
 //
 // A key file holds the key as text: write_key_file writes 32 random bytes as 64 hex digits and a newline. Any
 // content of at least 16 bytes is a key; trailing newlines ("\n", "\r\n") are not part of it, so a key written

@@ -100,6 +100,8 @@ struct ConnectedClient {
   uid @1 :UInt32;
   authenticated @2 :Bool;      # false: still in the challenge-response handshake
   connectedMs @3 :UInt64;      # how long ago it connected, in milliseconds
+  address @4 :Text;            # a TCP peer's "tcp:HOST:PORT" (its pid and uid are then 0: unknown); empty for Unix
+  caller @5 :Bool;             # the connection that asked for this status
 }
 
 interface Dict {

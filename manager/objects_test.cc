@@ -22,7 +22,7 @@ using ipc::manager::testing::Signal;
 
 TEST_CASE("a dict stores, replaces, erases and lists values", "[manager][dict]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto d = client.dict("d");
   CHECK(d.size() == 0);
   CHECK_FALSE(d.get("missing").has_value());
@@ -46,13 +46,13 @@ TEST_CASE("a dict stores, replaces, erases and lists values", "[manager][dict]")
 
   // A second proxy, from a second connection, sees the same object.
   d.set("shared", true);
-  Client other(server.socket_path(), server.key());
+  Client other(server.address(), server.key());
   CHECK(other.dict("d").get("shared") == Value(true));
 }
 
 TEST_CASE("a list indexes like Python and rejects out-of-range indices", "[manager][list]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto l = client.list("l");
   l.append(1);
   l.extend({2, 3, 4});
@@ -71,7 +71,7 @@ TEST_CASE("a list indexes like Python and rejects out-of-range indices", "[manag
 
 TEST_CASE("a namespace keeps attributes", "[manager][namespace]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto ns = client.namespace_("config");
   ns.set("threads", 4);
   ns.set("name", "run-1");
@@ -83,7 +83,7 @@ TEST_CASE("a namespace keeps attributes", "[manager][namespace]") {
   CHECK(ns.items() == Value::Map{{"threads", 8}});
 
   // A second proxy, from a second connection, sees the same object; a removed one fails as a dict does.
-  Client other(server.socket_path(), server.key());
+  Client other(server.address(), server.key());
   CHECK(other.namespace_("config").get("threads") == Value(8));
   CHECK(client.remove("config"));
   CHECK_THROWS_WITH(ns.set("threads", 1), Catch::Contains("namespace 'config' was removed"));
@@ -94,14 +94,14 @@ TEST_CASE("a queue hands items from a producer process to a consumer in order", 
   auto server = ipc::manager::start_server();
   constexpr int kItems = 200;
   auto producer = run_child([&] {
-    Client client(server.socket_path(), server.key());
+    Client client(server.address(), server.key());
     auto q = client.queue("q");
     for (int i = 0; i < kItems; ++i) {
       if (q.put(i) != Outcome::kOk) return 1;
     }
     return 0;
   });
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto q = client.queue("q");
   for (int i = 0; i < kItems; ++i) {
     auto item = q.get(30s);
@@ -114,7 +114,7 @@ TEST_CASE("a queue hands items from a producer process to a consumer in order", 
 
 TEST_CASE("queue get times out on an empty queue", "[manager][queue]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto q = client.queue("q");
   auto start = std::chrono::steady_clock::now();
   CHECK(q.get(50ms).status == Outcome::kTimeout);
@@ -124,7 +124,7 @@ TEST_CASE("queue get times out on an empty queue", "[manager][queue]") {
 
 TEST_CASE("a bounded queue refuses a put while full and takes it after a get", "[manager][queue]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto q = client.queue("bounded", 2);
   CHECK(q.put(1, 0s) == Outcome::kOk);
   CHECK(q.put(2, 0s) == Outcome::kOk);
@@ -141,12 +141,12 @@ TEST_CASE("a bounded queue refuses a put while full and takes it after a get", "
 
 TEST_CASE("closing a queue wakes a waiting getter in another process", "[manager][queue]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto q = client.queue("q");
   REQUIRE(q.put("left over") == Outcome::kOk);
   Signal child_waiting;
   auto consumer = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     auto cq = c.queue("q");
     if (cq.get(30s).value != Value("left over")) return 1;
     auto request = cq.capability().getRequest();
@@ -166,7 +166,7 @@ TEST_CASE("closing a queue wakes a waiting getter in another process", "[manager
 
 TEST_CASE("a lock excludes another process until it is released", "[manager][lock]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto lock = client.lock("L");
   auto held = lock.acquire();
   CHECK(lock.locked());
@@ -174,7 +174,7 @@ TEST_CASE("a lock excludes another process until it is released", "[manager][loc
 
   Signal child_waiting;
   auto child = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     auto l = c.lock("L");
     if (l.try_acquire(0s).has_value()) return 1;  // must be held by the parent
     auto request = l.capability().acquireRequest();
@@ -195,12 +195,12 @@ TEST_CASE("a lock excludes another process until it is released", "[manager][loc
 
 TEST_CASE("an event wakes a waiter in another process", "[manager][event]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto ev = client.event("E");
   CHECK_FALSE(ev.is_set());
   CHECK(ev.wait(10ms) == Outcome::kTimeout);
   auto child = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     c.event("E").set();
     return 0;
   });
@@ -213,7 +213,7 @@ TEST_CASE("an event wakes a waiter in another process", "[manager][event]") {
 
 TEST_CASE("a value supports get, set and compare_exchange", "[manager][value]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto v = client.value("v");
   CHECK(v.get().is_null());
   v.set(Value::List{1, 2});
@@ -227,7 +227,7 @@ TEST_CASE("a value supports get, set and compare_exchange", "[manager][value]") 
 
 TEST_CASE("a counter adds, and reports overflow as an error", "[manager][counter]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto c = client.counter("c");
   CHECK(c.add() == 1);
   CHECK(c.add(41) == 42);
@@ -239,7 +239,7 @@ TEST_CASE("a counter adds, and reports overflow as an error", "[manager][counter
 
 TEST_CASE("a name of another kind, a missing name and a bad name are errors", "[manager][errors]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   client.dict("taken");
   CHECK_THROWS_AS(client.list("taken"), ipc::InvalidArgument);
   CHECK_THROWS_WITH(client.list("taken"), Catch::Contains("is a dict, not a list"));
@@ -250,7 +250,7 @@ TEST_CASE("a name of another kind, a missing name and a bad name are errors", "[
 
 TEST_CASE("calls on a removed object fail with a state error", "[manager][errors]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto d = client.dict("d");
   d.set("k", 1);
   auto ev = client.event("e");
@@ -265,7 +265,7 @@ TEST_CASE("calls on a removed object fail with a state error", "[manager][errors
 
 TEST_CASE("removing an object fails the calls waiting on it", "[manager][errors]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto q = client.queue("q");
   auto request = q.capability().getRequest();
   request.setTimeoutNs(-1);
@@ -290,7 +290,7 @@ TEST_CASE("removing an object fails the calls waiting on it", "[manager][errors]
 
 TEST_CASE("a value can refer to another object, opened as a proxy", "[manager][nested]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   client.list("inner").append("deep");
   client.dict("outer").set("child", ObjectRef{"inner", Kind::kList});
   auto ref = client.dict("outer").get("child")->as_ref();
@@ -300,7 +300,7 @@ TEST_CASE("a value can refer to another object, opened as a proxy", "[manager][n
 
 TEST_CASE("pipelined calls all complete, in order, without waiting for each", "[manager][async]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto d = client.dict("d");
   auto c = client.counter("c");
   std::vector<ipc::manager::Future<std::int64_t>> adds;
@@ -320,7 +320,7 @@ TEST_CASE("pipelined calls all complete, in order, without waiting for each", "[
 // reading meanwhile) rather than lose, reorder or deadlock.
 TEST_CASE("large values and long pipelines survive full socket buffers", "[manager][async]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto d = client.dict("d");
   Bytes big;
   big.data.resize(8 << 20);
@@ -340,7 +340,7 @@ TEST_CASE("large values and long pipelines survive full socket buffers", "[manag
 
 TEST_CASE("a client used from another thread is refused", "[manager][threads]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto d = client.dict("d");
   bool refused = false;
   std::thread t([&] {

@@ -24,7 +24,7 @@ double now() {
 }
 
 void run(const ipc::manager::ServerProcess& server, const std::string& mode, int n, int window) {
-  ipc::manager::Client client(server.socket_path(), server.key());
+  ipc::manager::Client client(server.address(), server.key());
   auto d = client.dict("bench");
   d.set("key", 1);
   double t = now();

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstring>
@@ -15,45 +16,33 @@
 #include <random>
 #include <thread>
 
-#include "ipc/base/unix_socket.h"
 #include "manager/client.h"
-#include "manager/detail/auth.h"
+#include "manager/detail/address.h"
+#include "manager/detail/raw_wire.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::manager::Client;
 using ipc::manager::Value;
+using ipc::manager::testing::authenticated_raw_connection;
+using ipc::manager::testing::bootstrap_message;
+using ipc::manager::testing::call_authenticator;
+using ipc::manager::testing::closed_by_server;
+using ipc::manager::testing::raw_connect;
+using ipc::manager::testing::send_all;
 
 namespace {
 
-int raw_connect(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  const sockaddr_un addr = ipc::detail::unix_address(path);
-  REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
-  return fd;
-}
+using ipc::manager::testing::kTcpLoopback;
+using ipc::manager::testing::kUnixSocket;
+using ipc::manager::testing::server_on;
 
-void send_all(int fd, const std::vector<std::uint8_t>& bytes) {
-  std::size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may close while we still write: fine
-    sent += static_cast<std::size_t>(n);
-  }
-}
-
-// Reads (and discards) what the server sends until it closes the connection or `timeout` passes; true if it closed.
-bool closed_by_server(int fd, std::chrono::milliseconds timeout = 30s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  char buf[4096];
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) != 1) continue;
-    if (::recv(fd, buf, sizeof buf, 0) <= 0) return true;
-  }
-  return false;
+// KJ's spelling of a Manager address: "unix:PATH", or "HOST:PORT" for TCP.
+std::string kj_address(const std::string& address) {
+  const auto a = ipc::manager::detail::parse_address(address);
+  return a.tcp ? a.text.substr(ipc::manager::detail::kTcpPrefix.size()) : "unix:" + a.path;
 }
 
 // Sends `bytes` on a fresh connection (optionally closing our writing side) and reports whether the server closed
@@ -87,78 +76,10 @@ std::size_t rss_bytes(pid_t pid) {
   return 0;
 }
 
-// A framed Cap'n Proto message as the RPC layer would send it.
-std::vector<std::uint8_t> frame(capnp::MessageBuilder& message) {
-  auto words = capnp::messageToFlatArray(message);
-  auto bytes = words.asBytes();
-  return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
-}
-
-std::vector<std::uint8_t> bootstrap_message() {
-  capnp::MallocMessageBuilder message;
-  auto boot = message.initRoot<capnp::rpc::Message>().initBootstrap();
-  boot.setQuestionId(0);
-  return frame(message);
-}
-
-void send_message(int fd, capnp::MessageBuilder& message) { send_all(fd, frame(message)); }
-
-// Reads messages until the Return for `question`; fails the test on a timeout or a closed connection.
-kj::Own<capnp::MessageReader> read_return(int fd, std::uint32_t question) {
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    REQUIRE(::poll(&p, 1, 30'000) == 1);
-    auto reader = kj::heap<capnp::StreamFdMessageReader>(fd);
-    auto message = reader->getRoot<capnp::rpc::Message>();
-    if (message.isReturn() && message.getReturn().getAnswerId() == question) return reader;
-  }
-}
-
-// A call on the bootstrap capability (question 0), written by hand.
-void call_authenticator(int fd, std::uint32_t question, std::uint16_t method,
-                        const std::function<void(capnp::AnyPointer::Builder)>& params) {
-  capnp::MallocMessageBuilder message;
-  auto call = message.initRoot<capnp::rpc::Message>().initCall();
-  call.setQuestionId(question);
-  call.initTarget().initPromisedAnswer().setQuestionId(0);
-  call.setInterfaceId(capnp::typeId<ipc::manager::wire::Authenticator>());
-  call.setMethodId(method);
-  params(call.initParams().initContent());
-  send_message(fd, message);
-}
-
-// A connection that authenticated with hand-written Cap'n Proto messages, so that the test can then write any bytes
-// as an authenticated client. (Not through a Client or an RpcSystem: those would answer, abort or close on their
-// own.)
-int authenticated_raw_connection(const std::string& path, const std::vector<std::uint8_t>& key) {
-  int fd = raw_connect(path);
-  auto boot = bootstrap_message();
-  send_all(fd, boot);
-  call_authenticator(fd, 1, 0, [](capnp::AnyPointer::Builder p) {
-    p.initAs<ipc::manager::wire::Authenticator::ChallengeParams>();
-  });
-  auto challenge = read_return(fd, 1);
-  auto results = challenge->getRoot<capnp::rpc::Message>().getReturn();
-  REQUIRE(results.isResults());
-  auto nonce = results.getResults().getContent().getAs<ipc::manager::wire::Authenticator::ChallengeResults>()
-                   .getServerNonce();
-  std::vector<std::uint8_t> server_nonce(nonce.begin(), nonce.end());
-  std::vector<std::uint8_t> client_nonce(32, 7);
-  auto proof = ipc::manager::detail::client_proof(key, server_nonce, client_nonce);
-  call_authenticator(fd, 2, 1, [&](capnp::AnyPointer::Builder p) {
-    auto respond = p.initAs<ipc::manager::wire::Authenticator::RespondParams>();
-    respond.setProof(capnp::Data::Reader(proof.data(), proof.size()));
-    respond.setClientNonce(capnp::Data::Reader(client_nonce.data(), client_nonce.size()));
-  });
-  auto response = read_return(fd, 2);
-  REQUIRE(response->getRoot<capnp::rpc::Message>().getReturn().isResults());
-  return fd;
-}
-
-ipc::manager::ServerProcess server_with_64_kib_limit() {
+ipc::manager::ServerProcess server_with_64_kib_limit(const std::string& address = kUnixSocket) {
   ipc::manager::ServerProcessOptions options;
   options.max_message_bytes = 64 * 1024;
-  return ipc::manager::start_server(options);
+  return server_on(address, options);
 }
 
 // "A few MiB" of growth: connections and their buffers, not the sizes that peers announced (hundreds of MiB here).
@@ -187,10 +108,10 @@ void check_still_serving(Client& client, int round) {
 TEST_CASE("the socket is 0600 inside a 0700 directory", "[manager][security]") {
   auto server = ipc::manager::start_server();
   struct stat st;
-  REQUIRE(::stat(server.socket_path().c_str(), &st) == 0);
+  REQUIRE(::stat(server.address().c_str(), &st) == 0);
   CHECK(S_ISSOCK(st.st_mode));
   CHECK((st.st_mode & 0777) == 0600);
-  std::string dir = server.socket_path().substr(0, server.socket_path().rfind('/'));
+  std::string dir = server.address().substr(0, server.address().rfind('/'));
   REQUIRE(::stat(dir.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0700);
 }
@@ -200,7 +121,7 @@ TEST_CASE("a server refuses a socket directory that others may enter", "[manager
   REQUIRE(::mkdtemp(templ) != nullptr);
   REQUIRE(::chmod(templ, 0755) == 0);
   ipc::manager::ServerOptions options;
-  options.socket_path = std::string(templ) + "/m.sock";
+  options.address = std::string(templ) + "/m.sock";
   options.key = ipc::manager::random_bytes(32);
   CHECK_THROWS_WITH(ipc::manager::Server(options), Catch::Contains("open to group or others"));
   ::rmdir(templ);
@@ -212,22 +133,27 @@ TEST_CASE("a short key is refused", "[manager][security]") {
   CHECK_THROWS_AS(ipc::manager::Server(options), ipc::InvalidArgument);
 }
 
-TEST_CASE("a wrong key is rejected and the correct key still works", "[manager][security]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("a wrong key is rejected and the correct key still works", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   auto wrong = server.key();
   wrong[0] ^= 1;
-  CHECK_THROWS_AS(Client(server.socket_path(), wrong), ipc::manager::AuthenticationFailed);
-  Client good(server.socket_path(), server.key());
+  CHECK_THROWS_AS(Client(server.address(), wrong), ipc::manager::AuthenticationFailed);
+  CHECK_THROWS_WITH(Client(server.address(), wrong), Catch::Contains(server.address()) && Catch::Contains("wrong key"));
+  Client good(server.address(), server.key());
   check_still_serving(good, 1);
 }
 
-TEST_CASE("nothing but authentication is reachable before the proof", "[manager][security]") {
-  auto server = ipc::manager::start_server();
+TEST_CASE("nothing but authentication is reachable before the proof", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
   // Raw Cap'n Proto on its own thread (this thread's event loop belongs to Client objects in other tests).
   std::string failures;
   std::thread t([&] {
     auto io = kj::setupAsyncIo();
-    auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", server.socket_path().c_str())).wait(io.waitScope);
+    auto addr = io.provider->getNetwork().parseAddress(kj_address(server.address())).wait(io.waitScope);
     auto stream = addr->connect().wait(io.waitScope);
     capnp::TwoPartyClient rpc(*stream);
     auto boot = rpc.bootstrap();
@@ -275,7 +201,7 @@ TEST_CASE("nothing but authentication is reachable before the proof", "[manager]
 
 TEST_CASE("random, truncated and malformed bytes fail only their own connection", "[manager][security]") {
   auto server = ipc::manager::start_server();
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
   std::mt19937_64 rng(12345);
   auto boot = bootstrap_message();
 
@@ -303,22 +229,22 @@ TEST_CASE("random, truncated and malformed bytes fail only their own connection"
         break;
     }
     // Our end closes its writing side: the server must end the connection rather than wait forever.
-    CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/true));
+    CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/true));
     check_still_serving(good, round);
   }
   // A malformed message the server can frame but not understand makes it close even with our side still open.
   std::vector<std::uint8_t> garbage(8 + 16 * 8, 0xff);
   std::uint32_t header[2] = {0, 16};
   std::memcpy(garbage.data(), header, 8);
-  CHECK(server_closes_after(server.socket_path(), garbage, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), garbage, /*shutdown_write=*/false));
   check_still_serving(good, 1000);
-  Client late(server.socket_path(), server.key());
+  Client late(server.address(), server.key());
   check_still_serving(late, 1001);
 }
 
 TEST_CASE("an oversized request is refused with a clear error and the connection survives", "[manager][security]") {
   auto server = server_with_64_kib_limit();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   CHECK(client.max_message_bytes() == 64 * 1024);
   auto d = client.dict("d");
   std::string big(100 * 1024, 'x');
@@ -327,38 +253,42 @@ TEST_CASE("an oversized request is refused with a clear error and the connection
   check_still_serving(client, 1);
 }
 
-TEST_CASE("an oversized raw message drops only that connection", "[manager][security]") {
-  auto server = server_with_64_kib_limit();
-  Client good(server.socket_path(), server.key());
+TEST_CASE("an oversized raw message drops only that connection", "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_with_64_kib_limit(transport);
+  INFO("server on " << server.address());
+  Client good(server.address(), server.key());
   // A frame that announces one segment of 1 Mi words (8 MiB), followed by only a little of it: the server must
   // refuse on the announced size, not wait for (or allocate) all of it.
   std::vector<std::uint8_t> bytes(8 + 4096, 0);
   std::uint32_t header[2] = {0, 1u << 20};
   std::memcpy(bytes.data(), header, 8);
-  CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/false));
   // Many segments announced: refused too.
   std::uint32_t many[2] = {100000, 1};
   std::memcpy(bytes.data(), many, 8);
-  CHECK(server_closes_after(server.socket_path(), bytes, /*shutdown_write=*/false));
+  CHECK(server_closes_after(server.address(), bytes, /*shutdown_write=*/false));
   check_still_serving(good, 1);
 }
 
 TEST_CASE("connections that announce huge messages before authenticating cost the server no memory and stall no one",
-          "[manager][security]") {
-  auto server = ipc::manager::start_server();  // the default limit: 64 MiB per message
-  Client good(server.socket_path(), server.key());
+          "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);  // the default limit: 64 MiB per message
+  INFO("server on " << server.address());
+  Client good(server.address(), server.key());
   check_still_serving(good, 0);
   const std::size_t before = rss_bytes(server.pid());
 
   std::vector<int> idle;  // connected, and never a byte
-  for (int i = 0; i < 100; ++i) idle.push_back(raw_connect(server.socket_path()));
+  for (int i = 0; i < 100; ++i) idle.push_back(raw_connect(server.address()));
   std::vector<int> huge;  // announce a message of almost 64 MiB and send 1 KiB of it
   for (int i = 0; i < 6; ++i) {
-    huge.push_back(raw_connect(server.socket_path()));
+    huge.push_back(raw_connect(server.address()));
     send_all(huge.back(), frame_start((std::size_t{64} << 20) - 1024, 1024));
   }
   check_still_serving(good, 1);
-  Client late(server.socket_path(), server.key());  // a new client still gets in
+  Client late(server.address(), server.key());  // a new client still gets in
   check_still_serving(late, 2);
   // Refused on the announced size: more than authentication needs.
   for (int fd : huge) CHECK(closed_by_server(fd));
@@ -369,13 +299,15 @@ TEST_CASE("connections that announce huge messages before authenticating cost th
 }
 
 TEST_CASE("a connection that does not authenticate in time is closed, and authenticated ones are not",
-          "[manager][security]") {
+          "[manager][security][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
   ipc::manager::ServerProcessOptions options;
   options.authentication_timeout = 2s;
-  auto server = ipc::manager::start_server(options);
-  Client good(server.socket_path(), server.key());
-  int idle = raw_connect(server.socket_path());  // says nothing
-  int started = raw_connect(server.socket_path());  // asks for a challenge, never responds
+  auto server = server_on(transport, options);
+  INFO("server on " << server.address());
+  Client good(server.address(), server.key());
+  int idle = raw_connect(server.address());  // says nothing
+  int started = raw_connect(server.address());  // asks for a challenge, never responds
   send_all(started, bootstrap_message());
   call_authenticator(started, 1, 0, [](capnp::AnyPointer::Builder p) {
     p.initAs<ipc::manager::wire::Authenticator::ChallengeParams>();
@@ -390,12 +322,12 @@ TEST_CASE("a connection that does not authenticate in time is closed, and authen
 
 TEST_CASE("after authentication a message costs the server memory only as its bytes arrive", "[manager][security]") {
   auto server = ipc::manager::start_server();  // the default limit: 64 MiB per message
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
   check_still_serving(good, 0);
   const std::size_t before = rss_bytes(server.pid());
   std::vector<int> partial;  // authenticated, then announce 60 MiB and send 1 KiB of it
   for (int i = 0; i < 6; ++i) {
-    partial.push_back(authenticated_raw_connection(server.socket_path(), server.key()));
+    partial.push_back(authenticated_raw_connection(server.address(), server.key()));
     send_all(partial.back(), frame_start(std::size_t{60} << 20, 1024));
   }
   // Those bytes were sent before these calls, so the server has read them by the time it answers.
@@ -408,10 +340,10 @@ TEST_CASE("after authentication a message costs the server memory only as its by
 
 TEST_CASE("an oversized message after authentication fails that connection with a clear error", "[manager][security]") {
   auto server = server_with_64_kib_limit();
-  Client good(server.socket_path(), server.key());
+  Client good(server.address(), server.key());
 
   // Raw: the server answers with an Abort that names the limit, then closes.
-  int fd = authenticated_raw_connection(server.socket_path(), server.key());
+  int fd = authenticated_raw_connection(server.address(), server.key());
   send_all(fd, frame_start(1 << 20, 1024));
   pollfd p{fd, POLLIN, 0};
   REQUIRE(::poll(&p, 1, 30'000) == 1);
@@ -424,11 +356,49 @@ TEST_CASE("an oversized message after authentication fails that connection with 
   ::close(fd);
 
   // Through a Client whose own size check is bypassed (the raw capability): its call fails with the same reason.
-  Client victim(server.socket_path(), server.key());
+  Client victim(server.address(), server.key());
   auto request = victim.dict("d").capability().setRequest();
   request.setKey("big");
   std::string big(100 * 1024, 'x');
   request.initValue().setText(big);
   CHECK_THROWS_WITH(victim.wait(request.send()), Catch::Contains("limit of 65536 bytes"));
   check_still_serving(good, 1);
+}
+
+TEST_CASE("a server another user runs is refused before a byte is sent", "[manager][security]") {
+  if (geteuid() != 0) {
+    WARN("skipped: only root can start a child as another user (uid 65534)");
+    return;
+  }
+  const auto key = ipc::manager::random_bytes(32);
+  ipc::test::OtherUserServer other("m.sock", [&](const std::string& path, const std::function<void()>& ready) {
+    ipc::manager::ServerOptions options;
+    options.address = path;
+    options.key = key;
+    ipc::manager::Server server(options);
+    ready();
+    server.run();
+  });
+  try {
+    Client client(other.socket_path(), key);
+    FAIL("connected to a manager that uid 65534 runs");
+  } catch (const ipc::SystemError& e) {
+    CHECK(e.code() == EACCES);
+    CHECK_THAT(e.what(), Catch::Contains("runs as uid 65534"));
+  }
+}
+
+TEST_CASE("a manager socket path that is too long or hides a NUL is refused", "[manager][security]") {
+  const auto key = ipc::manager::random_bytes(32);
+  const std::string cut = "/tmp/" + ipc::test::unique_name("mgr");
+  const std::vector<std::string> bad_paths{cut + std::string("\0/m.sock", 8),
+                                           "/tmp/" + std::string(120, 'x') + ".sock"};
+  for (const std::string& bad : bad_paths) {
+    ipc::manager::ServerOptions options;
+    options.address = bad;
+    options.key = key;
+    CHECK_THROWS_AS(ipc::manager::Server(options), ipc::InvalidArgument);
+    CHECK_THROWS_AS(Client(bad, key), ipc::InvalidArgument);
+  }
+  CHECK(::access(cut.c_str(), F_OK) != 0);
 }

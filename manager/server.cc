@@ -25,6 +25,7 @@
 #include "ipc/base/poll.h"
 #include "ipc/base/process.h"
 #include "ipc/base/unix_socket.h"
+#include "manager/detail/address.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/fresh_thread.h"
 #include "manager/detail/objects.h"
@@ -48,7 +49,8 @@ std::span<const std::uint8_t> span_of(capnp::Data::Reader d) { return {d.begin()
 class ClientTable {
  public:
   struct Entry {
-    ucred peer;  // pid 0 when the kernel could not say
+    ucred peer;           // pid 0 when the kernel could not say (and for TCP peers)
+    std::string address;  // a TCP peer's "tcp:HOST:PORT"; empty for a Unix socket peer
     std::chrono::steady_clock::time_point since;
     const detail::SocketVatNetwork* network;  // still in the handshake: not authenticated
   };
@@ -64,12 +66,15 @@ class ClientTable {
     std::list<Entry>::iterator it_;
   };
 
-  void fill(capnp::List<wire::ConnectedClient>::Builder out) const {
+  // `caller`: the connection that asked (marked in the reply).
+  void fill(capnp::List<wire::ConnectedClient>::Builder out, const detail::SocketVatNetwork* caller) const {
     const auto now = std::chrono::steady_clock::now();
     unsigned i = 0;
     for (const Entry& e : entries_) {
       out[i].setPid(e.peer.pid);
       out[i].setUid(e.peer.uid);
+      out[i].setAddress(capnp::Text::Reader(e.address.data(), e.address.size()));
+      out[i].setCaller(e.network == caller);
       out[i].setAuthenticated(!e.network->in_handshake());
       out[i].setConnectedMs(static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::milliseconds>(now - e.since).count()));
@@ -82,11 +87,12 @@ class ClientTable {
   std::list<Entry> entries_;
 };
 
-// The peer of a Unix socket; pid 0 (unknown) when the kernel cannot say.
-ucred peer_of(int fd) {
+// The peer of a Unix socket; pid 0 (unknown) when the kernel cannot say, and for a TCP socket (whose peer may be on
+// another host: the kernel would report an unmapped uid).
+ucred peer_of(int fd, bool tcp) {
   ucred cred{};
   socklen_t len = sizeof cred;
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) cred = ucred{};
+  if (tcp || ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) cred = ucred{};
   return cred;
 }
 
@@ -122,7 +128,7 @@ class ManagerImpl final : public wire::Manager::Server {
     auto refs = registry_.list();
     auto r = c.getResults();
     fill_refs(r.initObjects(static_cast<unsigned>(refs.size())), refs);
-    clients_.fill(r.initClients(clients_.size()));
+    clients_.fill(r.initClients(clients_.size()), link_->network);
     return kj::READY_NOW;
   }
   kj::Promise<void> getService(GetServiceContext c) override {
@@ -198,14 +204,16 @@ class AuthenticatorImpl final : public wire::Authenticator::Server {
 // and answers are its own, and dropping it releases exactly what this client held).
 // Until the client authenticates, its messages are limited to what the handshake needs.
 struct Connection {
-  Connection(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::ReaderOptions options, const ServerOptions& server,
-             detail::Registry& registry, ClientTable& clients)
-      : peer(peer_of(fd.get())),
+  Connection(kj::UnixEventPort& port, kj::AutoCloseFd fd, bool tcp, capnp::ReaderOptions options,
+             const ServerOptions& server, detail::Registry& registry, ClientTable& clients)
+      : peer(peer_of(fd.get(), tcp)),
+        address(tcp ? detail::peer_address(fd.get()) : std::string()),
         network(port, kj::mv(fd), capnp::rpc::twoparty::Side::SERVER, options, detail::kHandshakeMessageBytes),
         rpc(capnp::makeRpcServer(
             network, kj::heap<AuthenticatorImpl>(server.key, registry, clients, server.max_message_bytes, network))),
-        member(clients, ClientTable::Entry{peer, std::chrono::steady_clock::now(), &network}) {}
+        member(clients, ClientTable::Entry{peer, address, std::chrono::steady_clock::now(), &network}) {}
   ucred peer;
+  std::string address;
   detail::SocketVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
   ClientTable::Member member;  // declared last: leaves the table before the network it points to goes
@@ -224,8 +232,9 @@ class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
 }  // namespace
 
 struct Server::Impl {
-  ServerOptions options;
-  ipc::detail::BoundSocket bound;
+  ServerOptions options;  // options.address: what the server listens on (for TCP with the port it got)
+  bool tcp = false;
+  ipc::detail::BoundSocket bound;  // for TCP only `fd` is used
   int stop_fd = -1;
   std::string created_directory;  // removed by the destructor when this server made it
   std::vector<std::pair<std::string, kj::Own<capnp::Capability::Server>>> pending_services;
@@ -242,10 +251,11 @@ struct Server::Impl {
         // A connection that cannot be set up is closed; the server keeps accepting.
         kj::AutoCloseFd socket(fd);
         KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+          if (tcp) detail::configure_tcp(socket.get());
           capnp::ReaderOptions limits;
           limits.traversalLimitInWords = options.max_message_bytes / sizeof(capnp::word);
           limits.nestingLimit = 64;
-          auto conn = kj::heap<Connection>(port, kj::mv(socket), limits, options, *registry, *clients);
+          auto conn = kj::heap<Connection>(port, kj::mv(socket), tcp, limits, options, *registry, *clients);
           // Dropping the Connection closes it; the deadline is harmless once the client has authenticated.
           auto& network = conn->network;
           auto deadline = timer.afterDelay(options.authentication_timeout.count() * kj::MILLISECONDS)
@@ -287,16 +297,27 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   if (options.authentication_timeout <= std::chrono::milliseconds::zero()) {
     throw InvalidArgument("authentication_timeout must be positive");
   }
-  if (options.socket_path.empty()) {
+  detail::Address address;
+  if (options.address.empty()) {
     impl_->created_directory = ipc::detail::make_private_directory("numa_mp-manager");
-    options.socket_path = impl_->created_directory + "/manager.sock";
+    address = detail::parse_address(impl_->created_directory + "/manager.sock");
   } else {
-    ipc::detail::ensure_private_directory(ipc::detail::directory_of(options.socket_path), "manager");
+    address = detail::parse_address(options.address);
+    if (!address.tcp) {
+      // A path too long or holding a NUL is refused before its directory is made.
+      (void)ipc::detail::unix_address(address.path);
+      ipc::detail::ensure_private_directory(ipc::detail::directory_of(address.path), "manager");
+    }
   }
+  impl_->tcp = address.tcp;
   impl_->options = std::move(options);
-  const std::string& path = impl_->options.socket_path;
   try {
-    impl_->bound = ipc::detail::listen_unix(path, "manager");
+    if (address.tcp) {
+      impl_->bound.fd = detail::listen_tcp(address, impl_->options.address);
+    } else {
+      impl_->options.address = address.path;
+      impl_->bound = ipc::detail::listen_unix(address.path, "manager");
+    }
     impl_->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (impl_->stop_fd < 0) throw_errno("eventfd");
   } catch (...) {
@@ -310,11 +331,11 @@ Server::~Server() {
   ::close(impl_->bound.fd);
   ::close(impl_->stop_fd);
   // Unlinks only the socket this server bound: a later server may already have replaced the file.
-  ipc::detail::unlink_if_bound(impl_->options.socket_path, impl_->bound);
+  if (!impl_->tcp) ipc::detail::unlink_if_bound(impl_->options.address, impl_->bound);
   if (!impl_->created_directory.empty()) ::rmdir(impl_->created_directory.c_str());
 }
 
-const std::string& Server::socket_path() const { return impl_->options.socket_path; }
+const std::string& Server::address() const { return impl_->options.address; }
 
 void Server::serve(std::string name, kj::Own<capnp::Capability::Server> service) {
   detail::validate_name(name);
@@ -394,10 +415,11 @@ extern "C" void stop_child_server(int) {
   if (g_child_server != nullptr) g_child_server->stop();
 }
 
-// Body of the server child, run on a fresh thread (detail::on_fresh_thread). Writes one byte to `ready_fd` once the
-// server listens; an exception reaches the parent through the Process.
-int child_main(ServerProcessOptions& options, const std::string& path, int ready_fd) {
-  Server server(ServerOptions{path, options.key, options.max_message_bytes, options.authentication_timeout});
+// Body of the server child, run on a fresh thread (detail::on_fresh_thread). Once the server listens, writes the
+// address it listens on and a newline to `ready_fd` (one write: atomic, being far shorter than PIPE_BUF); an
+// exception reaches the parent through the Process.
+int child_main(ServerProcessOptions& options, const std::string& address, int ready_fd) {
+  Server server(ServerOptions{address, options.key, options.max_message_bytes, options.authentication_timeout});
   if (options.setup) options.setup(server);
   g_child_server = &server;
   struct sigaction sa {};
@@ -410,8 +432,11 @@ int child_main(ServerProcessOptions& options, const std::string& path, int ready
   sigaddset(&unblock, SIGTERM);
   sigaddset(&unblock, SIGINT);
   ::pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
-  const char ready = 1;
-  if (retry_on_eintr([&] { return ::write(ready_fd, &ready, 1); }) != 1) throw_errno("write manager ready");
+  const std::string ready = server.address() + "\n";
+  if (retry_on_eintr([&] { return ::write(ready_fd, ready.data(), ready.size()); }) !=
+      static_cast<ssize_t>(ready.size())) {
+    throw_errno("write manager ready");
+  }
   ::close(ready_fd);
   server.run();
   g_child_server = nullptr;
@@ -424,11 +449,11 @@ ServerProcess start_server(ServerProcessOptions options) {
   if (options.key.empty()) options.key = random_bytes(32);
   ServerProcess handle;
   handle.key_ = options.key;
-  if (options.socket_path.empty()) {
-    handle.socket_path_ = ipc::detail::make_private_directory("numa_mp-manager") + "/manager.sock";
+  if (options.address.empty()) {
+    handle.address_ = ipc::detail::make_private_directory("numa_mp-manager") + "/manager.sock";
     handle.owns_directory_ = true;
   } else {
-    handle.socket_path_ = options.socket_path;
+    handle.address_ = detail::parse_address(options.address).text;  // a malformed address fails here, in the caller
   }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -438,7 +463,7 @@ ServerProcess start_server(ServerProcessOptions options) {
   try {
     handle.process_ = Process::start([&] {
       ::close(fds[0]);
-      return detail::on_fresh_thread([&] { return child_main(options, handle.socket_path_, fds[1]); });
+      return detail::on_fresh_thread([&] { return child_main(options, handle.address_, fds[1]); });
     }, ProcessOptions{.name = "manager-server", .daemon = true});
   } catch (...) {
     ::close(fds[0]);
@@ -447,13 +472,25 @@ ServerProcess start_server(ServerProcessOptions options) {
     throw;
   }
   ::close(fds[1]);
-  // Started once the child says so; failed if it ends first (its exception says why).
+  // Started once the child says where it listens (for TCP port 0, the port it got); failed if it ends first (its
+  // exception says why).
   const std::array<int, 2> watched{fds[0], handle.process_->sentinel()};
   const std::vector<int> ready = ipc::wait(watched, std::chrono::seconds(30));
-  char byte = 0;
-  const bool started = !ready.empty() && ready.front() == fds[0] &&
-                       retry_on_eintr([&] { return ::read(fds[0], &byte, 1); }) == 1;
+  std::string bound;
+  if (!ready.empty() && ready.front() == fds[0]) {
+    char buffer[512];
+    ssize_t n;
+    while (bound.find('\n') == std::string::npos &&
+           (n = retry_on_eintr([&] { return ::read(fds[0], buffer, sizeof buffer); })) > 0) {
+      bound.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
   ::close(fds[0]);
+  const bool started = !bound.empty() && bound.back() == '\n';
+  if (started) {
+    bound.pop_back();
+    handle.address_ = bound;
+  }
   if (!started) {
     handle.stop(std::chrono::seconds(1));
     const std::optional<ChildException>& e = handle.process_->exception();
@@ -466,7 +503,7 @@ ServerProcess start_server(ServerProcessOptions options) {
 ServerProcess::ServerProcess(ServerProcess&& other) noexcept
     : process_(std::exchange(other.process_, std::nullopt)),
       owns_directory_(std::exchange(other.owns_directory_, false)),
-      socket_path_(std::move(other.socket_path_)),
+      address_(std::move(other.address_)),
       key_(std::move(other.key_)) {}
 
 ServerProcess& ServerProcess::operator=(ServerProcess&& other) noexcept {
@@ -474,7 +511,7 @@ ServerProcess& ServerProcess::operator=(ServerProcess&& other) noexcept {
     stop();
     process_ = std::exchange(other.process_, std::nullopt);
     owns_directory_ = std::exchange(other.owns_directory_, false);
-    socket_path_ = std::move(other.socket_path_);
+    address_ = std::move(other.address_);
     key_ = std::move(other.key_);
   }
   return *this;
@@ -498,8 +535,8 @@ int ServerProcess::stop(std::chrono::milliseconds timeout) {
 void ServerProcess::cleanup_files() noexcept {
   if (!owns_directory_) return;
   // A server that was killed could not remove its socket; the directory is ours either way.
-  ::unlink(socket_path_.c_str());
-  ::rmdir(ipc::detail::directory_of(socket_path_).c_str());
+  ::unlink(address_.c_str());
+  ::rmdir(ipc::detail::directory_of(address_).c_str());
   owns_directory_ = false;
 }
 

@@ -40,7 +40,7 @@ ipc::manager::ServerProcess start_with_calculator() {
 TEST_CASE("a user interface is served to clients in several processes", "[manager][service]") {
   auto server = start_with_calculator();
   auto child = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     auto calc = c.get_service<Calculator>("calculator");
     auto request = calc.addRequest();
     request.setA(40);
@@ -49,7 +49,7 @@ TEST_CASE("a user interface is served to clients in several processes", "[manage
   });
   CHECK(child.join() == 0);
 
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto calc = client.get_service<Calculator>("calculator");
   auto request = calc.addRequest();
   request.setA(-5);
@@ -61,7 +61,7 @@ TEST_CASE("a user interface is served to clients in several processes", "[manage
 
 TEST_CASE("asking for an unknown service or using the wrong interface is an error", "[manager][service]") {
   auto server = start_with_calculator();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   CHECK_THROWS_AS(client.get_service<Calculator>("nope"), ipc::NotFound);
   auto wrong = client.get_service<ipc::manager::wire::Dict>("calculator");
   CHECK_THROWS_AS(client.wait(wrong.sizeRequest().send()), ipc::Unsupported);

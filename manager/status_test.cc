@@ -63,7 +63,7 @@ void write_file(const std::string& path, const std::string& text, mode_t mode) {
 
 TEST_CASE("status lists the objects and every connection with its pid, authenticated or not", "[manager][status]") {
   auto server = ipc::manager::start_server();
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   (void)client.dict("config");
   (void)client.queue("jobs");
   auto status = client.status();
@@ -76,7 +76,7 @@ TEST_CASE("status lists the objects and every connection with its pid, authentic
   // Another process connected and authenticated; a third connected without authenticating.
   Signal connected, leave;
   auto other = run_child([&] {
-    Client c(server.socket_path(), server.key());
+    Client c(server.address(), server.key());
     (void)c.objects();
     connected.notify();
     return leave.wait_for(60s) ? 0 : 1;
@@ -86,7 +86,7 @@ TEST_CASE("status lists the objects and every connection with its pid, authentic
   REQUIRE(raw >= 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", server.socket_path().c_str());
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", server.address().c_str());
   REQUIRE(::connect(raw, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
 
   const int other_pid = other.pid();
@@ -131,7 +131,7 @@ TEST_CASE("write_key_file writes a private key that load_key reads and a server 
   ipc::manager::ServerProcessOptions options;
   options.key = ipc::manager::load_key(path);
   auto server = ipc::manager::start_server(options);
-  Client client(server.socket_path(), ipc::manager::load_key(path));
+  Client client(server.address(), ipc::manager::load_key(path));
   CHECK(client.objects().empty());
 }
 

@@ -17,13 +17,13 @@ TEST_CASE("four client processes hammering the same dict end with the exact cont
   constexpr int kLockedIncrements = 50;
   auto server = ipc::manager::start_server();
   {
-    Client setup(server.socket_path(), server.key());
+    Client setup(server.address(), server.key());
     setup.dict("d").set("total", 0);
   }
   std::vector<ipc::Process> children;
   for (int c = 0; c < kClients; ++c) {
     children.push_back(run_child([&, c] {
-      Client client(server.socket_path(), server.key());
+      Client client(server.address(), server.key());
       auto d = client.dict("d");
       auto lock = client.lock("total lock");
       auto counter = client.counter("sets");
@@ -50,7 +50,7 @@ TEST_CASE("four client processes hammering the same dict end with the exact cont
   }
   for (auto& child : children) CHECK(child.join() == 0);
 
-  Client client(server.socket_path(), server.key());
+  Client client(server.address(), server.key());
   auto d = client.dict("d");
   auto items = d.items();
   CHECK(items.size() == kClients * kKeysPerClient + 2);

@@ -71,7 +71,7 @@ TEST_CASE("a missing segment, queue, lock, value or array is NotFound, and says 
 
 TEST_CASE("a missing Manager object or service is NotFound", "[vocabulary][manager]") {
   auto server = ipc::manager::start_server();
-  ipc::manager::Client client(server.socket_path(), server.key());
+  ipc::manager::Client client(server.address(), server.key());
   CHECK_THROWS_AS(client.dict("d", ipc::manager::Open::kExisting), NotFound);
   CHECK_THROWS_AS(client.queue("q", 0, ipc::manager::Open::kExisting), NotFound);
   CHECK_THROWS_AS(client.lock("lock", ipc::manager::Open::kExisting), NotFound);

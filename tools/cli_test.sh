@@ -8,7 +8,8 @@
 #   killed) are removed, and `clean --dry-run` names exactly what `clean` removes;
 # - inspect: a queue holding items, a lock whose holder was killed, an interleaved array in a default-policy segment
 #   (its own policy shown, also in `segments`);
-# - manager key/status: key file permissions and overwrite refusal; status of a running ipc-manager with a client.
+# - manager key/status: key file permissions and overwrite refusal; status of a running ipc-manager with a client,
+#   on a Unix socket and on TCP (127.0.0.1, a port the server picks and prints).
 set -u
 cli=$1
 maker=$2
@@ -197,7 +198,7 @@ check "manager key --force writes a new key; --json parses" \
    json_ok "j[\"key_bytes\"] == 64 and j[\"file\"] == \"$key\"" <<<"$out"'
 
 sock="$dir/run/manager.sock"
-"$manager" --socket "$sock" --key-file "$key" >"$dir/manager.log" 2>&1 &
+"$manager" --listen "$sock" --key-file "$key" >"$dir/manager.log" 2>&1 &
 manager_pid=$!
 # Waits for the server's socket (generous: a loaded machine), naming the server if it ended first.
 for _ in $(seq 1 600); do
@@ -232,12 +233,53 @@ wrong="$dir/wrong.key"
 "$cli" manager key "$wrong" >/dev/null
 run manager status "$sock" --key "$wrong"
 check "a wrong key fails authentication, exit 1" '[ $rc -eq 1 ] && [ -n "$err" ]'
-eval "exec ${HOLDER[1]}>&-"
-wait "$holder_pid"; holder_rc=$?
-check "the client left cleanly" '[ $holder_rc -eq 0 ]'
-kill -TERM "$manager_pid"
-wait "$manager_pid"; manager_rc=$?
-check "ipc-manager stopped cleanly" '[ $manager_rc -eq 0 ]'
+# Lets the holder go (its stdin closes) and stops the server with SIGTERM; both must leave cleanly. $1: "" or " on TCP".
+stop_holder_and_manager() {
+  eval "exec ${HOLDER[1]}>&-"
+  wait "$holder_pid"; holder_rc=$?
+  check "the client$1 left cleanly" '[ $holder_rc -eq 0 ]'
+  kill -TERM "$manager_pid"
+  wait "$manager_pid"; manager_rc=$?
+  check "ipc-manager$1 stopped cleanly" '[ $manager_rc -eq 0 ]'
+}
+stop_holder_and_manager ""
+
+# ---- the same over TCP ----
+"$manager" --listen tcp:127.0.0.1:0 --key-file "$key" >"$dir/tcp.log" 2>&1 &
+manager_pid=$!
+# Waits for the line that names the port the server got, naming the server if it ended first.
+address=
+for _ in $(seq 1 600); do
+  address=$(sed -n 's/^ipc-manager: serving on \(tcp:127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$dir/tcp.log")
+  [ -n "$address" ] && break
+  kill -0 "$manager_pid" 2>/dev/null || break
+  sleep 0.1
+done
+check "ipc-manager --listen tcp:127.0.0.1:0 (pid $manager_pid) prints the port it got" \
+  '[ -n "$address" ] && [ "${address##*:}" -gt 0 ]' || cat "$dir/tcp.log"
+coproc HOLDER { exec "$holder" "$address" "$key"; }
+holder_pid=$HOLDER_PID
+read -r ready <&"${HOLDER[0]}"
+check "a client (pid $holder_pid) connected over TCP and made its objects" '[ "$ready" = ready ]'
+run manager status "$address" --key-file "$key"
+check "manager status over TCP lists the objects, the TCP clients and this command" \
+  '[ $rc -eq 0 ] && [[ "$out" == *"$address"*"config"*"dict"*"jobs"*"queue"* ]] &&
+   [[ "$out" == *"tcp:127.0.0.1:"*yes*"(this command)"* ]]'
+run manager status "$address" --key-file "$key" --json
+check "manager status --json over TCP: the address, clients by address, this command marked once" '[ $rc -eq 0 ] && json_ok "
+  j[\"address\"] == \"$address\"
+  and j[\"objects\"] == [{\"name\": \"config\", \"kind\": \"dict\"}, {\"name\": \"jobs\", \"kind\": \"queue\"}]
+  and len(j[\"clients\"]) == 2 and all(c[\"address\"].startswith(\"tcp:127.0.0.1:\") for c in j[\"clients\"])
+  and [c[\"this_command\"] for c in j[\"clients\"]].count(True) == 1" <<<"$out"'
+run manager status "$address" --key-file "$wrong"
+check "over TCP a wrong key fails authentication naming the address, exit 1" \
+  '[ $rc -eq 1 ] && [[ "$err" == *"$address"* ]] && [[ "$out" != *config* ]]'
+run manager status tcp:127.0.0.1:abc --key-file "$key"
+check "a malformed TCP address is named with what is wrong, exit 1" \
+  '[ $rc -eq 1 ] && [[ "$err" == *"tcp:127.0.0.1:abc"*"not a number"* ]]'
+stop_holder_and_manager " on TCP"
+run manager status "$address" --key-file "$key"
+check "status of a stopped TCP server fails naming the address, exit 1" '[ $rc -eq 1 ] && [[ "$err" == *"$address"* ]]'
 rm -rf "$dir" "$errfile"
 
 # The Catch2-style summary line that .ci/run counts.

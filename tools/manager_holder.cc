@@ -1,4 +1,4 @@
-// Test helper for cli_test.sh: `manager_holder SOCKET KEYFILE` connects to a Manager with the key in KEYFILE,
+// Test helper for cli_test.sh: `manager_holder ADDRESS KEYFILE` connects to a Manager with the key in KEYFILE,
 // creates a dict "config" (one entry) and a queue "jobs", prints "ready", and stays connected until stdin closes.
 #include <cstdio>
 #include <iostream>

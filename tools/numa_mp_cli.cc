@@ -6,7 +6,7 @@
 //   numa_mp clean [--dry-run] [--prefix P]
 //                                         remove segments no live process uses, and temporaries of dead creators
 //   numa_mp policy TEXT|JSON              validate a memory policy for this machine and print both forms
-//   numa_mp manager status SOCKET [--key FILE]
+//   numa_mp manager status ADDRESS [--key-file FILE]
 //                                         objects and connected clients of a running Manager
 //   numa_mp manager key FILE [--force]    write a new random key file (0600)
 //
@@ -48,7 +48,7 @@ constexpr const char* kUsage =
     "  inspect SEGMENT                   the objects inside a segment (queues, locks, arrays, ...)\n"
     "  clean [--dry-run] [--prefix P]    remove segments no live process uses\n"
     "  policy TEXT|JSON                  validate a memory policy for this machine\n"
-    "  manager status SOCKET [--key FILE]\n"
+    "  manager status ADDRESS [--key-file FILE]\n"
     "                                    objects and connected clients of a running Manager\n"
     "  manager key FILE [--force]        write a new random Manager key file (mode 0600)\n"
     "\n"
@@ -103,7 +103,7 @@ class CommandLine {
   const po::variables_map& values() const { return vm_; }
 
  private:
-  // "manager status" from "manager status SOCKET [--key FILE]".
+  // "manager status" from "manager status ADDRESS [--key-file FILE]".
   std::string synopsis_name() const {
     std::string name;
     for (size_t i = 0; i < synopsis_.size() && synopsis_[i] != '[' && !std::isupper(synopsis_[i]); ++i) {
@@ -405,19 +405,25 @@ int cmd_policy(const std::vector<std::string>& args) {
 // ---- manager ----
 
 int cmd_manager_status(const std::vector<std::string>& args) {
-  CommandLine cl("manager status SOCKET [--key FILE]",
-                 "The objects and connected clients of a running Manager (ipc-manager). The key file defaults to\n"
-                 "$NUMA_MP_MANAGER_KEY.",
-                 {"SOCKET"});
-  cl.add_options()("key", po::value<std::string>(), "the Manager's key file (mode 0600)");
+  CommandLine cl("manager status ADDRESS [--key-file FILE]",
+                 "The objects and connected clients of a running Manager (ipc-manager). ADDRESS is its Unix socket\n"
+                 "path or tcp:HOST:PORT. The key file defaults to $NUMA_MP_MANAGER_KEY.",
+                 {"ADDRESS"});
+  cl.add_options()("key-file", po::value<std::string>(), "the Manager's key file (mode 0600)")(
+      "key", po::value<std::string>(), "the same as --key-file");
   if (!cl.parse(args)) return 0;
   std::string key_file;
-  if (cl.values().count("key")) {
+  if (cl.values().count("key-file") && cl.values().count("key")) {
+    throw UsageError{"manager status: give --key-file or --key, not both"};
+  }
+  if (cl.values().count("key-file")) {
+    key_file = cl.values()["key-file"].as<std::string>();
+  } else if (cl.values().count("key")) {
     key_file = cl.values()["key"].as<std::string>();
   } else if (const char* env = std::getenv("NUMA_MP_MANAGER_KEY"); env != nullptr && *env != '\0') {
     key_file = env;
   } else {
-    throw UsageError{"manager status: missing --key FILE (or NUMA_MP_MANAGER_KEY)"};
+    throw UsageError{"manager status: missing --key-file FILE (or NUMA_MP_MANAGER_KEY)"};
   }
   ipc::manager::Client client(cl.positional(0), ipc::manager::load_key(key_file));
   const auto status = client.status();
@@ -427,23 +433,27 @@ int cmd_manager_status(const std::vector<std::string>& args) {
       objects.emplace_back(Json::Object{{"name", o.name}, {"kind", ipc::manager::kind_name(o.kind)}});
     }
     for (const auto& c : status.clients) {
+      // pid and uid are known for Unix socket peers only; a TCP peer is known by its address.
       clients.emplace_back(Json::Object{{"pid", c.pid},
                                         {"uid", c.uid},
+                                        {"address", c.address},
                                         {"authenticated", c.authenticated},
                                         {"connected_ms", c.connected_for.count()},
-                                        {"this_command", c.pid == getpid()}});
+                                        {"this_command", c.caller}});
     }
-    print_json(Json::Object{{"socket", cl.positional(0)}, {"objects", objects}, {"clients", clients}});
+    print_json(Json::Object{{"address", client.address()}, {"objects", objects}, {"clients", clients}});
     return 0;
   }
-  std::printf("manager on %s: %zu object(s), %zu client(s) (this command included)\n", cl.positional(0).c_str(),
+  std::printf("manager on %s: %zu object(s), %zu client(s) (this command included)\n", client.address().c_str(),
               status.objects.size(), status.clients.size());
   std::printf("%-32s %s\n", "OBJECT", "KIND");
   for (const auto& o : status.objects) std::printf("%-32s %s\n", o.name.c_str(), ipc::manager::kind_name(o.kind));
-  std::printf("%-8s %-6s %-14s %s\n", "PID", "UID", "AUTHENTICATED", "CONNECTED");
+  std::printf("%-30s %-6s %-14s %s\n", "PID / ADDRESS", "UID", "AUTHENTICATED", "CONNECTED");
   for (const auto& c : status.clients) {
-    std::printf("%-8d %-6u %-14s %.1f s%s\n", c.pid, c.uid, c.authenticated ? "yes" : "no",
-                static_cast<double>(c.connected_for.count()) / 1000.0, c.pid == getpid() ? " (this command)" : "");
+    const std::string who = c.address.empty() ? std::to_string(c.pid) : c.address;
+    const std::string uid = c.address.empty() ? std::to_string(c.uid) : "-";
+    std::printf("%-30s %-6s %-14s %.1f s%s\n", who.c_str(), uid.c_str(), c.authenticated ? "yes" : "no",
+                static_cast<double>(c.connected_for.count()) / 1000.0, c.caller ? " (this command)" : "");
   }
   return 0;
 }
@@ -476,7 +486,7 @@ int dispatch(const std::vector<std::pair<std::string, Command>>& commands, const
 }
 
 constexpr const char* kManagerUsage =
-    "usage: numa_mp manager status SOCKET [--key FILE] [--json]\n"
+    "usage: numa_mp manager status ADDRESS [--key-file FILE] [--json]\n"
     "       numa_mp manager key FILE [--force] [--json]\n";
 
 int cmd_manager(const std::vector<std::string>& args) {

@@ -11,6 +11,9 @@
 //   - Misuse by the caller throws InvalidArgument (bad argument, or a name that holds another kind of object) or
 //     StateError (wrong state).
 //   - A feature the running kernel or machine lacks throws Unsupported.
+//   - The machine has too little of what was asked for (space in /dev/shm, memory on a bound node) throws
+//     ResourceExhausted at creation, saying how much was asked and how much is free. (No room left *inside* a
+//     segment is ipc::SegmentFull, segment.h.)
 //   - Data in shared memory that breaks its own format (a record out of step, a length that cannot be) throws
 //     StreamCorrupted: a peer broke the protocol or the memory was overwritten; never undefined behaviour.
 //   - An operating-system failure throws SystemError carrying errno and what was being done.
@@ -97,6 +100,14 @@ class StateError : public Error {
 class Unsupported : public Error {
  public:
   explicit Unsupported(const std::string& what) : Error(what) {}
+};
+
+// The machine cannot hold what was asked for: a shared-memory file system (/dev/shm) or the memory of the nodes a
+// policy binds to is too small. Thrown when the object is created, never later as a SIGBUS on a first touch;
+// `what()` says how many bytes were asked and how many are free.
+class ResourceExhausted : public Error {
+ public:
+  explicit ResourceExhausted(const std::string& what) : Error(what) {}
 };
 
 // A stream in shared memory broke its own format (two senders on one end of a pipe, a corrupt record header):

@@ -1,5 +1,6 @@
 #include "ipc/base/unix_socket.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,11 @@ sockaddr_un unix_address(const std::string& path) {
   if (path.empty() || path.size() >= sizeof addr.sun_path) {
     throw InvalidArgument("socket path must be 1 to " + std::to_string(sizeof addr.sun_path - 1) + " bytes: '" +
                           path + "'");
+  }
+  // A NUL inside would silently cut the path short: "dir/a\0b" would bind or reach "dir/a".
+  if (path.find('\0') != std::string::npos) {
+    throw InvalidArgument("socket path has a NUL byte at " + std::to_string(path.find('\0')) + ": '" +
+                          path.substr(0, path.find('\0')) + "\\0...'");
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   return addr;
@@ -41,6 +47,16 @@ void ensure_private_directory(const std::string& dir, const std::string& who) {
     std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
     throw InvalidArgument("socket directory " + dir + " is open to group or others (mode " + mode + "); the " + who +
                           " needs a private directory (mode 0700)");
+  }
+}
+
+void check_peer_is_this_user(int sock, const std::string& path, const std::string& who) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) throw_errno("getsockopt SO_PEERCRED " + path);
+  if (cred.uid != ::geteuid()) {
+    throw SystemError(EACCES, "the " + who + " at " + path + " runs as uid " + std::to_string(cred.uid) +
+                                  ", not as this user (uid " + std::to_string(::geteuid()) + ")");
   }
 }
 

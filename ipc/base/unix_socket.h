@@ -25,7 +25,7 @@
 
 namespace ipc::detail {
 
-// The address of `path`. InvalidArgument when it is empty or longer than sun_path allows.
+// The address of `path`. InvalidArgument when it is empty, longer than sun_path allows, or holds a NUL byte.
 sockaddr_un unix_address(const std::string& path);
 
 // "dir" of "dir/name" ("." for a bare name, "/" for "/name").
@@ -53,6 +53,11 @@ BoundSocket listen_unix(const std::string& path, const std::string& who);
 
 // Unlinks `path` if it is still the socket `s` bound (a later server may have replaced it). Never throws.
 void unlink_if_bound(const std::string& path, const BoundSocket& s) noexcept;
+
+// Checks that the process at the other end of the connected socket `sock` runs as this user (SO_PEERCRED): a
+// socket another user serves on is refused before a byte is sent, as a segment of another user is. Throws
+// SystemError(EACCES) naming `who`, `path` and both uids.
+void check_peer_is_this_user(int sock, const std::string& path, const std::string& who);
 
 inline constexpr std::size_t kMaxPassedFds = 4;
 

@@ -105,6 +105,8 @@ Topology Topology::discover(const std::string& sysfs_root) {
       std::string meminfo = read_file(dir + "/meminfo").value_or("");
       n.memory_total_bytes = meminfo_field(meminfo, "MemTotal");
       n.memory_free_bytes = meminfo_field(meminfo, "MemFree");
+      n.memory_available_bytes = n.memory_free_bytes + meminfo_field(meminfo, "Active(file)") +
+                                 meminfo_field(meminfo, "Inactive(file)") + meminfo_field(meminfo, "SReclaimable");
       std::istringstream dist(read_file(dir + "/distance").value_or(""));
       int d;
       while (dist >> d) n.distances.push_back(d);

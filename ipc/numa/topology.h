@@ -23,6 +23,9 @@ struct NodeInfo {
   std::vector<int> cpus;
   uint64_t memory_total_bytes = 0;
   uint64_t memory_free_bytes = 0;
+  // Free pages plus the page cache and slab the kernel can reclaim without swapping (MemFree + Active(file) +
+  // Inactive(file) + SReclaimable): about what an allocation bound to this node can still get.
+  uint64_t memory_available_bytes = 0;
   // distances[i] = distance to the i-th node of Topology::online().ids() (ACPI SLIT units, 10 = local).
   std::vector<int> distances;
   // The weighted-interleave weight of this node (Linux >= 6.9), when the kernel exposes one.

@@ -15,6 +15,7 @@
 #include "ipc/base/checked_math.h"
 #include "ipc/base/poll.h"
 #include "ipc/base/wait.h"
+#include "ipc/numa/reserve.h"
 #include "ipc/pipe/detail/test_access.h"
 
 namespace ipc {
@@ -25,6 +26,7 @@ using detail::ByteRing;
 using detail::ByteRingHeader;
 using detail::RecordHeader;
 using detail::RecordKind;
+using detail::Sleeper;
 
 namespace {
 
@@ -33,8 +35,23 @@ namespace {
 // The spin happens only while it can pay off (detail::spinning_pays(): a CPU for every runnable task); otherwise
 // the waiter yields its CPU to the peer a few times and then sleeps.
 constexpr auto kSpinTime = std::chrono::microseconds(5);
+// After this thread woke a sleeping peer, its next wait spins longer: the peer answers only once the kernel has
+// run it again, which takes longer than kSpinTime on a virtual machine. Sleeping then would make the peer wake us
+// in turn, and each side's spin ending before the other's wake-up keeps both paying a wake-up per message.
+constexpr auto kSpinAfterWake = std::chrono::microseconds(50);
+constexpr auto kWakeRecent = std::chrono::microseconds(100);  // "just woke a peer": within this
 constexpr int kSpinBatch = 64;
 constexpr int kYields = 4;
+// How long a waiter sleeps on the ring's futex word before it moves to poll(2) on its socket. A futex sleep and
+// wake-up is the cheapest there is (no doorbell byte to write, read and poll for), and most waits are short; but
+// only the socket tells of a peer that died without closing (the kernel hangs it up), so a longer wait moves to
+// poll, where a death wakes the waiter at once. A peer killed during the futex phase is thus seen within this
+// time; one that closes its end wakes the futex at once (Connection::close()). Stretched for tests
+// (detail::g_recheck_stretch) so that a missing futex wake-up fails a wake test.
+constexpr auto kFutexPhase = std::chrono::milliseconds(2);
+
+// When this thread last woke a sleeping peer (a futex wake-up or a doorbell).
+thread_local Deadline::Clock::time_point t_woke_peer_at;
 
 }  // namespace
 
@@ -74,6 +91,11 @@ std::pair<Connection, Connection> Pipe(const PipeOptions& options) {
     throw_errno("mmap pipe rings (" + std::to_string(shared->bytes) + " bytes)");
   }
   if (!(options.policy == numa::MemoryPolicy())) options.policy.apply(shared->base, shared->bytes);
+  // The memfd's pages are reserved now, under the policy just set: too little memory fails here, never as a SIGBUS
+  // when a ring is first written. (The anonymous mapping is accounted when it is mapped.)
+  if (options.transferable) {
+    numa::reserve_pages({shared->memory_fd, "the rings of a Pipe", "memory"}, shared->bytes, options.policy);
+  }
   auto make_ring = [&](size_t offset) {
     auto* h = new (static_cast<char*>(shared->base) + offset) ByteRingHeader();
     h->capacity = cap;
@@ -197,6 +219,10 @@ Connection Connection::adopt(const ConnectionHandoff& h) {
 void Connection::close() {
   if (in_) ::close(in_->fd);
   if (out_) ::close(out_->fd);
+  // A peer asleep on a futex learns of a hang-up only when it looks at its socket: wake it now that our copies of
+  // the sockets are closed (it finds end of stream there if ours were the last, and sleeps again otherwise).
+  if (in_) wake_on_futex(in_->ring.header().producer_wake);
+  if (out_) wake_on_futex(out_->ring.header().consumer_wake);
   in_.reset();
   out_.reset();
   shared_.reset();
@@ -211,13 +237,11 @@ int Connection::fileno() const {
   return in_ ? in_->fd : out_->fd;
 }
 
-void Connection::check_open(const char* what, bool direction_ok) const {
+void Connection::throw_not_open(const char* what, bool direction_ok) const {
   if (!shared_) throw StateError(std::string(what) + " on a closed Connection");
-  if (!direction_ok) {
-    throw StateError(std::string(what) + " on a Connection end that cannot " +
-                     (std::string(what).rfind("send", 0) == 0 ? "send (receive-only end of a simplex Pipe)"
-                                                              : "receive (send-only end of a simplex Pipe)"));
-  }
+  throw StateError(std::string(what) + " on a Connection end that cannot " +
+                   (std::string(what).rfind("send", 0) == 0 ? "send (receive-only end of a simplex Pipe)"
+                                                            : "receive (send-only end of a simplex Pipe)"));
 }
 
 void Connection::ring_doorbell(int fd) {
@@ -229,6 +253,22 @@ void Connection::ring_doorbell(int fd) {
     if (r >= 0 || errno == EAGAIN || errno == EPIPE || errno == ECONNRESET) return;
     if (errno != EINTR) throw_errno("pipe doorbell");
   }
+}
+
+void Connection::wake_on_futex(std::atomic<uint32_t>& word) {
+  // release: a side that sees the new word (futex_wait compares it) also sees what we published before.
+  word.fetch_add(1, std::memory_order_release);
+  futex_wake_all(word);
+}
+
+void Connection::wake_sleeper(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word) {
+  // relaxed: ordered by the Dekker pair (the caller's light_fence(); the sleeper's heavy_fence()).
+  switch (waiting_flag.load(std::memory_order_relaxed)) {
+    case Sleeper::kOnFutex: wake_on_futex(wake_word); break;
+    case Sleeper::kInPoll: ring_doorbell(side.fd); break;
+    default: return;  // awake again: it re-checks the ring before it sleeps
+  }
+  t_woke_peer_at = Deadline::Clock::now();
 }
 
 void Connection::drain_doorbells(int fd) {
@@ -251,10 +291,25 @@ void Connection::drain_doorbells(int fd) {
   }
 }
 
+void Connection::poll_socket(Side& side, const Deadline& deadline) {
+  pollfd p{side.fd, POLLIN, 0};
+  if (poll_until(&p, 1, deadline) > 0) {
+    drain_doorbells(side.fd);
+    if (p.revents & (POLLHUP | POLLERR)) mark_peer_gone();
+  }
+}
+
 template <typename Ready>
-bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, const Deadline& deadline,
-                             Ready&& ready) {
-  if (!deadline.expired()) {
+bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word,
+                             const Deadline& deadline, Ready&& ready) {
+  if (deadline.expired()) {
+    // A look, not a wait (poll() with no timeout, say): nothing sleeps, so no Dekker pair (flag and heavy fence,
+    // a membarrier) is needed; one zero-timeout poll of the doorbell notes a peer that closed its end.
+    if (ready()) return true;
+    poll_socket(side, deadline);
+    return ready();
+  }
+  {
     auto spin_batch = [&] {
       for (int i = 0; i < kSpinBatch; ++i) {
         if (ready()) return true;
@@ -264,7 +319,8 @@ bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, co
     };
     if (spin_batch()) return true;  // quick tries, before reading the clock
     if (detail::spinning_pays()) {
-      const auto spin_end = Deadline::Clock::now() + kSpinTime;
+      const auto now = Deadline::Clock::now();
+      const auto spin_end = now + (now - t_woke_peer_at < kWakeRecent ? kSpinAfterWake : kSpinTime);
       do {
         if (spin_batch()) return true;
       } while (Deadline::Clock::now() < spin_end);
@@ -274,22 +330,36 @@ bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, co
       if (ready()) return true;
     }
   }
+  // relaxed: set by a test before it forks the processes that use it (ipc/base/wait.h).
+  const auto futex_end =
+      Deadline::Clock::now() + kFutexPhase * detail::g_recheck_stretch.load(std::memory_order_relaxed);
   for (;;) {
+    const auto now = Deadline::Clock::now();
+    const bool on_futex = now < futex_end;
     // seq_cst + heavy_fence: the waiter's half of the Dekker pair; partner: light_fence() before the other side
     // reads this flag (after commit() or release()). Either our re-check below sees its progress, or it sees the
-    // flag and rings the doorbell that ends our poll.
-    waiting_flag.store(1, std::memory_order_seq_cst);
+    // flag and wakes us as the flag says: a futex wake-up, or a doorbell that ends our poll.
+    waiting_flag.store(on_futex ? Sleeper::kOnFutex : Sleeper::kInPoll, std::memory_order_seq_cst);
     detail::heavy_fence();
+    // acquire: partner is the release fetch_add in wake_on_futex(); read before the re-check, so that a wake-up
+    // between the re-check and the futex call changes the word and the futex returns at once.
+    const uint32_t word = wake_word.load(std::memory_order_acquire);
     if (ready()) {
-      waiting_flag.store(0, std::memory_order_relaxed);  // relaxed: a stale 1 costs the peer one doorbell at most
+      waiting_flag.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: a stale flag costs one wake-up
       return true;
     }
-    pollfd p{side.fd, POLLIN, 0};
-    int r = poll_until(&p, 1, deadline);
-    waiting_flag.store(0, std::memory_order_relaxed);  // relaxed: as above
-    if (r > 0) {
+    if (on_futex) {
+      const auto left = deadline.remaining();
+      const bool deadline_first = left && now + *left < futex_end;
+      futex_wait(wake_word, word, deadline_first ? deadline : Deadline::after(futex_end - now));
+      waiting_flag.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
+      if (ready()) return true;
+      // Woken without progress: the peer closed its end, or the futex phase is over. Only the socket says whether
+      // every copy of the other end is gone (a hang-up reads as end of file).
       drain_doorbells(side.fd);
-      if (p.revents & (POLLHUP | POLLERR)) mark_peer_gone();
+    } else {
+      poll_socket(side, deadline);
+      waiting_flag.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
     }
     if (ready()) return true;
     if (deadline.expired()) return false;
@@ -304,7 +374,7 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   std::byte* p = ring.try_reserve(payload);
   while (!p) {
     if (peer_gone()) return Outcome::kClosed;
-    if (!block_until(side, ring.header().producer_waiting, deadline,
+    if (!block_until(side, ring.header().producer_waiting, ring.header().producer_wake, deadline,
                      [&] { return ring.writable(payload) || peer_gone(); })) {
       return Outcome::kTimeout;
     }
@@ -316,7 +386,9 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   ring.commit(payload, kind);
   detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
   // relaxed: ordered by the fence pair.
-  if (ring.header().consumer_waiting.load(std::memory_order_relaxed)) ring_doorbell(side.fd);
+  if (ring.header().consumer_waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) [[unlikely]] {
+    wake_sleeper(side, ring.header().consumer_waiting, ring.header().consumer_wake);
+  }
   return Outcome::kOk;
 }
 
@@ -368,13 +440,13 @@ Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline
 
 namespace {
 
-// Frees a consumed record and wakes a producer that sleeps for room.
+// Frees a consumed record; notes whether a producer sleeps for room (woken by Connection::wake_sleeper()).
 template <typename Ring>
-void release_and_notify(Ring& ring, const RecordHeader& h, bool& need_doorbell) {
+void release_and_notify(Ring& ring, const RecordHeader& h, bool& producer_sleeps) {
   ring.release(h);
   detail::light_fence();  // notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
   // relaxed: ordered by the fence pair.
-  if (ring.header().producer_waiting.load(std::memory_order_relaxed)) need_doorbell = true;
+  if (ring.header().producer_waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) producer_sleeps = true;
 }
 
 // Bytes reserved ahead for a long message: a corrupt total must not allocate, a real one grows as it arrives.
@@ -400,7 +472,7 @@ Outcome Connection::next_record(Side& side, const Deadline& deadline, RecordHead
       if (look()) break;
       return Outcome::kClosed;
     }
-    if (!block_until(side, ring.header().consumer_waiting, deadline,
+    if (!block_until(side, ring.header().consumer_waiting, ring.header().consumer_wake, deadline,
                      [&] { return ring.readable() || peer_gone(); })) {
       return Outcome::kTimeout;
     }
@@ -481,25 +553,32 @@ Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadl
   check_open("recv", in_.has_value());
   if (!corrupt_.empty()) throw StreamCorrupted(corrupt_);
   Side& side = *in_;
-  bool doorbell = false;
+  ByteRingHeader& header = side.ring.header();
+  bool producer_sleeps = false;
   Outcome r;
   for (;;) {
     RecordHeader h;
     const std::byte* p;
     r = next_record(side, deadline, h, p);
     if (r != Outcome::kOk) break;
+    if (h.kind == RecordKind::kWhole && partial_total_ == 0 && h.payload_bytes <= limit) [[likely]] {
+      out.assign(p, p + h.payload_bytes);  // the common case, as take_record() would
+      release_and_notify(side.ring, h, producer_sleeps);
+      break;
+    }
     // A message larger than `limit` is refused before any of it is consumed (a given-up one is not a message).
     const uint64_t needed = partial_total_                    ? (h.kind == RecordKind::kAbandon ? 0 : partial_total_)
                             : h.kind == RecordKind::kFirst ? message_total(h, p)
                                                            : h.payload_bytes;
     if (needed > limit) throw BufferTooSmall(needed, limit);
     const bool whole = take_record(h, p, out);
-    release_and_notify(side.ring, h, doorbell);
+    release_and_notify(side.ring, h, producer_sleeps);
     if (whole) break;
-    if (doorbell) ring_doorbell(side.fd);  // room for the sender's next part before we wait for it
-    doorbell = false;
+    // Room for the sender's next part before we wait for it.
+    if (producer_sleeps) wake_sleeper(side, header.producer_waiting, header.producer_wake);
+    producer_sleeps = false;
   }
-  if (doorbell) ring_doorbell(side.fd);
+  if (producer_sleeps) [[unlikely]] wake_sleeper(side, header.producer_waiting, header.producer_wake);
   if (r == Outcome::kClosed) {
     partial_.clear();  // the sender died mid-message: the partial message is dropped
     partial_total_ = 0;
@@ -521,7 +600,8 @@ bool Connection::poll_impl(const Deadline& deadline) {
   if (!corrupt_.empty()) return true;  // recv would not block: it throws
   Side& side = *in_;
   ByteRing& ring = side.ring;
-  return block_until(side, ring.header().consumer_waiting, deadline, [&] { return ring.readable() || peer_gone(); });
+  return block_until(side, ring.header().consumer_waiting, ring.header().consumer_wake, deadline,
+                     [&] { return ring.readable() || peer_gone(); });
 }
 
 // wait() needs the private parts of several Connections at once.
@@ -551,19 +631,21 @@ WaitReady wait(std::span<Connection* const> connections, std::span<const int> se
   for (;;) {
     if (collect()) return result;
     for (Connection* c : connections) {
-      // seq_cst: waiter's half of the Dekker pair, as in Connection::block_until.
-      WaitAccess::flag(*c).store(1, std::memory_order_seq_cst);
+      // seq_cst: waiter's half of the Dekker pair, as in Connection::block_until. In poll: a poll set is the one
+      // way to sleep on several connections and sentinels at once.
+      WaitAccess::flag(*c).store(detail::Sleeper::kInPoll, std::memory_order_seq_cst);
     }
     detail::heavy_fence();
     if (collect()) {
-      for (Connection* c : connections) WaitAccess::flag(*c).store(0, std::memory_order_relaxed);
+      for (Connection* c : connections) WaitAccess::flag(*c).store(Sleeper::kAwake, std::memory_order_relaxed);
       return result;
     }
     fds.clear();
     for (Connection* c : connections) fds.push_back({WaitAccess::fd(*c), POLLIN, 0});
     for (int s : sentinels) fds.push_back({s, POLLIN, 0});
     int r = poll_until(fds.data(), fds.size(), deadline);
-    for (Connection* c : connections) WaitAccess::flag(*c).store(0, std::memory_order_relaxed);  // relaxed: a hint
+    // relaxed: a hint
+    for (Connection* c : connections) WaitAccess::flag(*c).store(Sleeper::kAwake, std::memory_order_relaxed);
     if (r > 0) {
       for (size_t i = 0; i < connections.size(); ++i) {
         if (fds[i].revents) WaitAccess::woke(*connections[i], fds[i].revents);

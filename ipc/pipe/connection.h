@@ -7,11 +7,12 @@
 //
 // Design: each direction is a single-producer/single-consumer ring of variable-size records in a MAP_SHARED
 // mapping that forked children inherit, so a message is one copy in and one copy out with no system call while
-// both sides are busy. Each direction also has a Unix socketpair: it carries one-byte "doorbells" only when a side
-// is about to sleep (so an idle wait costs no CPU and a busy stream costs no syscall), it makes a Connection
-// pollable together with others and with process sentinels (wait()), and it tells an end when every copy of the
-// other end is closed — which is how the death of the peer process is seen. One socketpair per direction means a
-// sending thread and a receiving thread of the same end never sleep on (or drain) the same socket.
+// both sides are busy. A side with nothing to do spins briefly, then sleeps on a futex word in the ring (woken
+// only when it sleeps: a busy stream costs no syscall), and after 2 ms in poll(2) on its socket of the direction's
+// Unix socketpair (woken by a one-byte doorbell). The socket makes a Connection pollable together with others and
+// with process sentinels (wait()), and tells an end when every copy of the other end is closed — which is how the
+// death of the peer process is seen (within the 2 ms of the futex phase, at once in poll). One socketpair per
+// direction means a sending thread and a receiving thread of the same end never sleep on (or drain) the same socket.
 //
 // Threads: per Connection, one thread sending and one thread receiving at a time (Python allows one thread in
 //   all); the two ends are independent.
@@ -31,7 +32,8 @@
 //   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError. A stream that
 //   breaks its format (two processes sending on one end at once, overwritten memory) throws StreamCorrupted
 //   from recv, and from every recv after it: the receiver never reads outside the ring nor takes a wrong
-//   message for a right one.
+//   message for a right one. A sender whose ring positions were overwritten throws StreamCorrupted from send
+//   rather than write outside the ring (pipe_fuzz).
 #pragma once
 
 #include <atomic>
@@ -220,14 +222,27 @@ class Connection {
     return send_impl(encode_buffer_, deadline);
   }
 
-  // Blocks until `ready()` or the deadline, sleeping in poll(2) on the side's socket with the side's waiting flag
-  // set. Returns false on timeout. Notes when the other end is closed everywhere (peer_gone()).
+  // Blocks until `ready()` or the deadline: spins while that pays, then sleeps on `wake_word` (the ring's futex
+  // word of this side) for up to kFutexPhase, then in poll(2) on the side's socket, with the side's waiting flag
+  // saying which. Returns false on timeout. Notes when the other end is closed everywhere (peer_gone()).
   template <typename Ready>
-  bool block_until(Side& side, std::atomic<uint32_t>& waiting_flag, const Deadline& deadline, Ready&& ready);
+  bool block_until(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word,
+                   const Deadline& deadline, Ready&& ready);
+  // Wakes the other side of `side` if its `waiting_flag` says it sleeps: a futex wake-up on `wake_word` or a
+  // doorbell on the socket. The caller has published its progress and issued light_fence().
+  void wake_sleeper(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word);
+  static void wake_on_futex(std::atomic<uint32_t>& word);
+  // Sleeps in poll(2) on the side's socket until a doorbell, a hang-up or the deadline; reads the doorbells and
+  // notes when the other end is gone.
+  void poll_socket(Side& side, const Deadline& deadline);
   // Reads the doorbells pending on `fd`; notes when the other end is gone.
   void drain_doorbells(int fd);
   void ring_doorbell(int fd);
-  void check_open(const char* what, bool direction_ok) const;
+  // Throws StateError unless the end is open and `direction_ok`. Inline: it runs on every send and recv.
+  void check_open(const char* what, bool direction_ok) const {
+    if (!shared_ || !direction_ok) [[unlikely]] throw_not_open(what, direction_ok);
+  }
+  [[noreturn]] void throw_not_open(const char* what, bool direction_ok) const;
   // relaxed: the flag only ends a wait; whatever the peer sent before closing is read through the ring's acquire
   // loads of tail, which the kernel's close-to-poll hand-off orders after the peer's last commit.
   bool peer_gone() const { return peer_gone_.load(std::memory_order_relaxed); }

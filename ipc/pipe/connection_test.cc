@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -122,6 +123,18 @@ TEST_CASE("a buffer too small for the next message is an error that loses nothin
   CHECK(std::vector<std::byte>(big.begin(), big.begin() + 5000) == patterned(2, 5000));
 }
 
+TEST_CASE("a transferable pipe's rings are reserved when it is made, not at their first write", "[pipe][resources]") {
+  ipc::PipeOptions o;
+  o.transferable = true;
+  o.ring_bytes = 1 << 20;
+  auto [a, b] = ipc::Pipe(o);
+  struct stat st;
+  REQUIRE(fstat(a.handoff().memory_fd, &st) == 0);
+  // Every page of the memfd is allocated (a sparse file holds only the pages written so far: the ring headers).
+  CHECK(static_cast<uint64_t>(st.st_blocks) * 512 >= a.handoff().memory_bytes);
+  CHECK(a.handoff().memory_bytes >= 2 * o.ring_bytes);
+}
+
 TEST_CASE("an end handed over by its descriptors works through its own mapping", "[pipe]") {
   ipc::PipeOptions o;
   o.transferable = true;
@@ -216,6 +229,23 @@ TEST_CASE("a receiver blocked in recv sees end of stream when the sender is kill
   });
   CHECK(parent_end.recv_bytes(got, 30s) == Outcome::kClosed);
   CHECK(child.wait() == -SIGKILL);
+}
+
+TEST_CASE("a look without waiting notes a peer that was killed, and recv then reports end of stream", "[pipe][kill]") {
+  auto [parent_end, child_end] = Pipe();
+  ForkedChild child([&, &pe = parent_end] {
+    pe.close();
+    for (;;) pause();
+    return 0;
+  });
+  child_end.close();
+  CHECK_FALSE(parent_end.poll());  // the child lives: nothing to read
+  kill(child.pid(), SIGKILL);
+  REQUIRE(child.wait() == -SIGKILL);  // reaped: every copy of its end is closed now
+  // Only zero-timeout looks: they must find the end of stream themselves, not through a wait that sleeps.
+  CHECK(parent_end.poll());
+  std::vector<std::byte> got;
+  CHECK(parent_end.recv_bytes(got, 0s) == Outcome::kClosed);
 }
 
 TEST_CASE("a sender killed in the middle of long messages never delivers a partial one", "[pipe][kill]") {

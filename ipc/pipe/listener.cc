@@ -255,6 +255,7 @@ Listener::Listener(const std::string& address, std::span<const std::uint8_t> key
   im.path = listener_socket_path(address);
   im.key.assign(key.begin(), key.end());
   im.options = std::move(options);
+  (void)detail::unix_address(im.path);  // a path too long or holding a NUL is refused before its directory is made
   const std::string dir = detail::directory_of(im.path);
   // A named listener's directory is shared with the other listeners of this user, and the last to close removes
   // it: if that happens between our check and our bind, make it again.
@@ -377,6 +378,7 @@ std::optional<Connection> connect_until(const std::string& address, std::span<co
     if (err == EAGAIN || err == EINPROGRESS) return std::nullopt;  // the backlog stayed full until the deadline
     throw SystemError(err, "connect to listener at " + path);
   }
+  detail::check_peer_is_this_user(sock.fd, path, "listener");
 
   std::vector<int> fds;
   struct CloseFds {

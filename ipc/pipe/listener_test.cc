@@ -13,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <functional>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -306,4 +307,42 @@ TEST_CASE("bad addresses, short keys, a live listener's address and open directo
   }
   CHECK(::rmdir(dir) == 0);  // the socket is gone, so the directory is empty
   CHECK_THROWS_AS(ipc::connect(std::string(dir) + "/s.sock", key_bytes()), ipc::NotFound);
+}
+
+TEST_CASE("a listener another user runs is refused before a byte is sent", "[listener][security]") {
+  if (geteuid() != 0) {
+    WARN("skipped: only root can start a child as another user (uid 65534)");
+    return;
+  }
+  ipc::test::OtherUserServer other("s.sock", [](const std::string& path, const std::function<void()>& ready) {
+    Listener listener(path, key_bytes());
+    ready();
+    for (;;) ::pause();  // never accepts
+  });
+  struct stat st;
+  REQUIRE(::stat(other.socket_path().c_str(), &st) == 0);
+  CHECK(st.st_uid == ipc::test::kOtherUser);
+  CHECK((st.st_mode & 0777) == 0600);
+  try {
+    // Without the check, connect() would wait out the handshake the listener never answers (and time out here).
+    (void)ipc::connect(other.socket_path(), key_bytes(), patience(10s));
+    FAIL("connect() to a listener that uid 65534 runs went on to its handshake");
+  } catch (const ipc::SystemError& e) {
+    CHECK(e.code() == EACCES);
+    CHECK_THAT(e.what(), Catch::Contains("runs as uid 65534"));
+  }
+}
+
+TEST_CASE("listener names cannot leave their directory, and no address hides a NUL", "[listener][security]") {
+  for (const std::string& bad : std::vector<std::string>{"..", ".", "..x", std::string(65, 'a'), std::string("a\0b", 3), "a b"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(ipc::listener_socket_path(bad), ipc::InvalidArgument);
+    CHECK_THROWS_AS(Listener(bad, key_bytes()), ipc::InvalidArgument);
+  }
+  // A NUL inside a path would cut it short at the NUL: refused, not served elsewhere.
+  const std::string cut = "/tmp/" + ipc::test::unique_name("lst");
+  CHECK_THROWS_AS(Listener(cut + std::string("\0/x.sock", 8), key_bytes()), ipc::InvalidArgument);
+  CHECK_THROWS_AS(ipc::connect(cut + std::string("\0/x.sock", 8), key_bytes()), ipc::InvalidArgument);
+  CHECK(::access(cut.c_str(), F_OK) != 0);
+  CHECK_THROWS_AS(Listener("/tmp/" + std::string(120, 'x') + ".sock", key_bytes()), ipc::InvalidArgument);
 }

@@ -109,6 +109,25 @@ TEST_CASE("a corrupt record in shared memory is StreamCorrupted, never an over-r
   CHECK_THROWS_AS(rx.recv_bytes(got, 0ms), ipc::StreamCorrupted);
 }
 
+// Regression (pipe_fuzz, corpus/pipe_fuzz/regression-write-past-ring): both sides bounded records by the capacity
+// in the ring's shared header, and the sender wrote a record header at a tail that was not a record boundary: an
+// overwritten header made send write past the end of the ring.
+TEST_CASE("an overwritten ring capacity or tail never makes send write past the ring", "[pipe][corrupt][fuzz]") {
+  PipeOptions o = ring_16k();
+  o.duplex = false;
+  auto [rx, tx] = Pipe(o);
+  ipc::detail::ByteRing& ring = PipeTestAccess::receiving_ring(rx);
+  ring.header().capacity = uint64_t{1} << 40;  // ignored: each side read the capacity when it was made
+  const std::vector<std::byte> sent = patterned(1, 10000);
+  REQUIRE(tx.send_bytes(sent, 1s) == Outcome::kOk);  // still in parts of at most a quarter of the real ring
+  std::vector<std::byte> got;
+  REQUIRE(rx.recv_bytes(got, 1s) == Outcome::kOk);
+  CHECK(got == sent);
+  ring.header().tail.fetch_add(3);  // a tail inside a record: the next record header would straddle the end
+  CHECK_THROWS_AS(tx.send_bytes(patterned(2, 100), 1s), ipc::StreamCorrupted);
+  CHECK_THROWS_AS(rx.recv_bytes(got, 1s), ipc::StreamCorrupted);
+}
+
 TEST_CASE("two senders on one end put the stream out of step: StreamCorrupted, not a heap overflow",
           "[pipe][corrupt][process]") {
   auto [rx, tx] = Pipe(ring_16k());

@@ -23,7 +23,9 @@
 //   than max_message_bytes() throws MessageTooLarge at once (before waiting: it could never fit). A caller buffer
 //   smaller than max_message_bytes() throws InvalidArgument. A codec that fails on decode throws its CodecError
 //   from get<T>() (the corrupt message is consumed). put/get of bytes never allocate (get into a vector
-//   allocates only when the vector must grow) and never throw on the hot path.
+//   allocates only when the vector must grow) and never throw on the hot path. Memory overwritten behind the
+//   queue's back (another process writing into the block): a slot length that cannot be throws StreamCorrupted
+//   from get (the slot is consumed); no call reads or writes outside the block or hangs (message_queue_fuzz).
 #pragma once
 
 #include <chrono>
@@ -139,7 +141,7 @@ class MessageQueue {
   bool full_approx() const { return size_approx() >= capacity(); }
   uint64_t capacity() const { return ring_.capacity(); }
   // The largest message this queue can carry (at least what was asked at creation).
-  uint64_t max_message_bytes() const { return ring_.header().max_payload_bytes; }
+  uint64_t max_message_bytes() const { return ring_.max_payload(); }
   // Messages lost because a process died holding a claim on them, or died returning one from get(). Any process.
   uint64_t abandoned_count() const { return ring_.abandoned(); }
   // The message type recorded by create<T>() (shortened if very long); empty for an untyped queue. Any process.

@@ -24,7 +24,8 @@
 // Errors: full/empty/timeout/closed are ipc::Outcome values ([[nodiscard]]). A bad capacity, a name already
 //   taken, or opening a block that is not this kind of queue ("... is a Lock, not a Queue") throw InvalidArgument;
 //   a missing name throws NotFound; OS failures throw SystemError. put/get never allocate and never throw on the
-//   hot path.
+//   hot path. Memory overwritten behind the queue's back may lose or garble values, but no call reads or writes
+//   outside the block or hangs: the geometry is read once at create/open (message_queue_fuzz).
 #pragma once
 
 #include <chrono>

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ipc/queue/detail/mpmc_ring.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
@@ -303,6 +304,63 @@ TEST_CASE("typed messages go through Codec and corrupt ones raise CodecError", "
   std::string s;
   CHECK_THROWS_AS(q.get_value(s), ipc::CodecError);
   CHECK(q.try_get_value(s) == Outcome::kEmpty);  // the corrupt message was consumed
+}
+
+// Regression (message_queue_fuzz, corpus/message_queue_fuzz/regression-*): a slot length overwritten in shared
+// memory made get() copy that many bytes out of the slot, past the end of the block.
+TEST_CASE("a slot length overwritten in shared memory is StreamCorrupted and the queue goes on", "[queue][bytes][fuzz]") {
+  SharedMapping mem(ipc::MessageQueue::bytes_needed(4, 100));
+  auto q = ipc::MessageQueue::create_at(mem.base(), mem.bytes(), 4, 100);
+  REQUIRE(q.put(bytes_of("first")) == Outcome::kOk);
+  REQUIRE(q.put(bytes_of("second")) == Outcome::kOk);
+  auto* header = static_cast<ipc::detail::MpmcHeader*>(mem.base());
+  auto* slot0 = reinterpret_cast<ipc::detail::SlotHeader*>(static_cast<std::byte*>(mem.base()) + sizeof(*header));
+  slot0->length = 0x7fffffff;
+  header->max_payload_bytes = uint64_t{1} << 40;  // the limit is not taken from shared memory either
+  CHECK(q.max_message_bytes() < 1000);
+  std::vector<std::byte> out;
+  CHECK_THROWS_AS(q.try_get(out), ipc::StreamCorrupted);
+  REQUIRE(q.try_get(out) == Outcome::kOk);  // the corrupt slot was consumed; the next message is intact
+  CHECK(out == bytes_of("second"));
+  CHECK_THROWS_AS(q.put(std::vector<std::byte>(1000)), ipc::MessageTooLarge);
+}
+
+// Regression (message_queue_fuzz, corpus/message_queue_fuzz/regression-*-hang): slot words far ahead of the index
+// hints made try_get and try_put walk one position at a time towards them, up to 2^39 steps.
+TEMPLATE_TEST_CASE("slot words overwritten far ahead of the indices do not make try_get or try_put hang",
+                   "[queue][fuzz]", ipc::Queue<uint64_t>, ipc::MessageQueue) {
+  constexpr uint64_t kCapacity = 4;
+  constexpr uint64_t kAhead = uint64_t{1} << 32;
+  const uint64_t bytes = std::is_same_v<TestType, ipc::MessageQueue> ? ipc::MessageQueue::bytes_needed(kCapacity, 8)
+                                                                      : ipc::Queue<uint64_t>::bytes_needed(kCapacity);
+  SharedMapping mem(bytes);
+  TestType q = [&] {
+    if constexpr (std::is_same_v<TestType, ipc::MessageQueue>) {
+      return ipc::MessageQueue::create_at(mem.base(), mem.bytes(), kCapacity, 8);
+    } else {
+      return ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), kCapacity);
+    }
+  }();
+  const uint64_t stride = static_cast<ipc::detail::MpmcHeader*>(mem.base())->slot_stride;
+  for (uint64_t i = 0; i < kCapacity; ++i) {
+    auto* slot = reinterpret_cast<ipc::detail::SlotHeader*>(static_cast<std::byte*>(mem.base()) +
+                                                            sizeof(ipc::detail::MpmcHeader) + i * stride);
+    slot->word.store(ipc::detail::make_word(i + kAhead, ipc::detail::kSlotFree, 0));
+  }
+  const uint64_t value = 42;
+  if constexpr (std::is_same_v<TestType, ipc::MessageQueue>) {
+    CHECK(q.try_put(std::as_bytes(std::span(&value, 1))) == Outcome::kOk);
+    std::vector<std::byte> out;
+    REQUIRE(q.try_get(out) == Outcome::kOk);
+    CHECK(out.size() == sizeof value);
+    CHECK(q.try_get(out) == Outcome::kEmpty);
+  } else {
+    CHECK(q.try_put(value) == Outcome::kOk);
+    uint64_t out = 0;
+    REQUIRE(q.try_get(out) == Outcome::kOk);
+    CHECK(out == value);
+    CHECK(q.try_get(out) == Outcome::kEmpty);
+  }
 }
 
 TEST_CASE("task_done and join count unfinished work and too many task_done calls are an error", "[queue]") {

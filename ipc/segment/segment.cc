@@ -23,6 +23,7 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/base/process.h"
+#include "ipc/numa/reserve.h"
 #include "ipc/segment/detail/directory.h"
 #include "ipc/segment/detail/robust_allocator_mutex.h"
 
@@ -250,6 +251,14 @@ Segment Segment::create(std::string_view name, size_t size_bytes, const SegmentO
   // The policy goes on the shm object itself (a shared policy), before the header write below touches the first
   // page, so every page any process faults in later follows it.
   options.policy.apply(base, size_bytes);
+  // Then the pages are reserved, each placed by that shared policy: too little room fails here, not as a SIGBUS at
+  // some process's first touch. The temporary is unlinked and unmapped on the way out.
+  const numa::ReservedFile file{fd.fd, "segment '" + std::string(name) + "'", "/dev/shm"};
+  if (options.reserve) {
+    numa::reserve_pages(file, size_bytes, options.policy);
+  } else {
+    numa::check_room(file, size_bytes, options.policy);
+  }
 
   Header* h = seg.header();
   h->magic = kMagic;

@@ -26,7 +26,8 @@
 //   than asked ("... is a Lock, not a Queue") throw InvalidArgument; an existing name on create() throws
 //   SegmentExists; a missing one on open() throws NotFound; a segment owned by another user, or with the
 //   wrong permissions, throws SystemError(EACCES); a file that is not one of our segments throws InvalidArgument;
-//   an invalid policy throws numa::PolicyError before anything is created; out of space inside (or no room left
+//   an invalid policy throws numa::PolicyError before anything is created; a machine without room for the segment
+//   (/dev/shm, or the bound nodes' memory) throws ResourceExhausted and leaves nothing behind; out of space inside (or no room left
 //   in the directory) throws SegmentFull. OS failures throw SystemError.
 #pragma once
 
@@ -68,6 +69,12 @@ struct SegmentOptions {
   // How many named blocks the segment holds at once (128 bytes of directory each); 0: one per 4 KiB of segment,
   // at least 16 and at most 4096.
   uint32_t max_names = 0;
+  // Allocate every page now, placed by the policy (numa::reserve_pages): a machine without room for the segment
+  // (/dev/shm full, bound nodes short of memory) fails create() with ResourceExhausted instead of killing a
+  // process with SIGBUS at a later first touch. false leaves the pages to be placed where they are first touched
+  // (first-touch placement under the default policy) and only checks that the free space suffices now; a full
+  // /dev/shm then SIGBUSes the toucher. See docs/segment.md ("Reserved at creation").
+  bool reserve = true;
 };
 
 // What a named block holds, recorded with its name so that opening it as another kind fails clearly ("'x' is a

@@ -1,13 +1,17 @@
 #include "ipc/segment/segment.h"
 
+#include <dirent.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -100,6 +104,80 @@ int open_and_check(const std::string& segment, const char* name, uint64_t expect
     return p && *p == expected ? 0 : 2;
   });
   return opener.wait().value_or(-1);
+}
+
+// The exit code of a check_in_private_shm child that could not set its namespace up (not root, no mount namespaces).
+constexpr int kCannotMount = 77;
+
+// Runs `body` in a forked child that has its own mount namespace with /dev/shm replaced by an empty tmpfs of
+// `size_mib` MiB, so that a test can fill it without touching the machine's. `body` returns 0 when its checks
+// passed, otherwise the line that failed (it prints why to stderr). Checks that the child exited with 0; skips
+// (WARN) when this machine does not let it mount (not root).
+template <typename Body>
+void check_in_private_shm(size_t size_mib, Body body) {
+  ForkedChild child([&]() -> int {
+    // Private first: the new tmpfs must not propagate back into the machine's mount namespace.
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      std::fprintf(stderr, "private mount namespace: %s\n", std::strerror(errno));
+      return kCannotMount;
+    }
+    const std::string options = "size=" + std::to_string(size_mib) + "m,mode=1777";
+    if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0) {
+      std::fprintf(stderr, "mount tmpfs on /dev/shm: %s\n", std::strerror(errno));
+      return kCannotMount;
+    }
+    try {
+      return body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "unexpected exception: %s\n", e.what());
+      return 1;
+    }
+  });
+  const int status = child.wait().value_or(-1);
+  if (status == kCannotMount) {
+    WARN("skipped: this machine does not let the test mount a tmpfs in a private mount namespace (needs root)");
+    return;
+  }
+  CHECK(status == 0);
+}
+
+// In a check_in_private_shm child: the check failed; say so and return the line.
+#define SHM_EXPECT(condition, ...)                                                       \
+  do {                                                                                   \
+    if (!(condition)) {                                                                  \
+      std::fprintf(stderr, "line %d: %s failed: ", __LINE__, #condition);                \
+      std::fprintf(stderr, __VA_ARGS__);                                                 \
+      std::fprintf(stderr, "\n");                                                        \
+      return __LINE__;                                                                   \
+    }                                                                                    \
+  } while (0)
+
+// Files in /dev/shm (of this mount namespace).
+std::vector<std::string> shm_files() {
+  std::vector<std::string> files;
+  DIR* dir = opendir("/dev/shm");
+  if (!dir) return files;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] != '.') files.push_back(e->d_name);
+  }
+  closedir(dir);
+  return files;
+}
+
+uint64_t shm_free_bytes() {
+  struct statvfs vfs;
+  return statvfs("/dev/shm", &vfs) == 0 ? uint64_t(vfs.f_bavail) * vfs.f_frsize : 0;
+}
+
+// The message of the ResourceExhausted that `f` throws, or "" when it throws none.
+template <typename F>
+std::string exhausted_message(F f) {
+  try {
+    f();
+  } catch (const ipc::ResourceExhausted& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace
@@ -266,6 +344,55 @@ TEST_CASE("a segment that belongs to another user is refused", "[segment]") {
     CHECK(e.code() == EACCES);
     CHECK_THAT(e.what(), Catch::Contains("belongs to uid 65534"));
   }
+}
+
+TEST_CASE("a segment another user created, queue and all, is refused and never removed as stale", "[segment][security]") {
+  if (geteuid() != 0) {
+    WARN("skipped: only root can start a child as another user (uid 65534)");
+    return;
+  }
+  const std::string name = unique_name("seg");
+  ForkedChild other_user([&] {
+    if (setgid(65534) != 0 || setuid(65534) != 0) return 2;
+    Segment mine = Segment::create(name, 1 << 16);
+    mine.construct<uint64_t>("queue-state", 1u);
+    mine.keep();
+    return 0;
+  });
+  REQUIRE(other_user.wait() == 0);
+  struct stat st;
+  REQUIRE(stat(("/dev/shm/numa_mp." + name).c_str(), &st) == 0);
+  CHECK(st.st_uid == 65534);
+  CHECK((st.st_mode & 0777) == 0600);
+  try {
+    Segment::open(name);
+    FAIL("opened a segment uid 65534 created");
+  } catch (const ipc::SystemError& e) {
+    CHECK(e.code() == EACCES);
+    CHECK_THAT(e.what(), Catch::Contains("belongs to uid 65534"));
+  }
+  // Not this user's: never stale for us, whoever maps it.
+  for (const auto& info : Segment::list_stale(name)) CHECK(info.name != name);
+  Segment::remove_stale(name);
+  CHECK(shm_file_exists(name));
+  CHECK(Segment::remove(name));  // root may still remove it explicitly
+}
+
+TEST_CASE("segment and object names cannot leave their directory or hide a NUL", "[segment][security]") {
+  for (const std::string& bad : std::vector<std::string>{"..", "../escape", "a/../../etc", "/abs", std::string("a\0b", 3), std::string(1, '\0')}) {
+    INFO(bad);
+    CHECK_THROWS_AS(Segment::create(bad, 8192), ipc::InvalidArgument);
+    CHECK_THROWS_AS(Segment::open(bad), ipc::InvalidArgument);
+    CHECK_THROWS_AS(Segment::remove(bad), ipc::InvalidArgument);
+  }
+  CHECK(access("/dev/shm/escape", F_OK) != 0);
+  // Object names live in the segment's own directory table, never in the file system; a NUL is refused.
+  Segment seg = Segment::create(unique_name("seg"), 1 << 16);
+  CHECK_THROWS_AS(seg.construct<uint64_t>(std::string("a\0b", 3), 1u), ipc::InvalidArgument);
+  seg.construct<uint64_t>("../../escape", 1u);
+  CHECK(seg.find<uint64_t>("../../escape") != nullptr);
+  CHECK(access("/dev/shm/escape", F_OK) != 0);
+  CHECK(access("/escape", F_OK) != 0);
 }
 
 TEST_CASE("a file that is not a segment is refused", "[segment]") {
@@ -456,6 +583,73 @@ TEST_CASE("a creator killed at any point never leaves a segment that hangs or co
   // And the name is free for a new creator.
   Segment fresh = Segment::create(name, 8192);
   CHECK(fresh.owns_name());
+}
+
+TEST_CASE("a segment larger than the free space of /dev/shm is refused at creation and leaves nothing", "[segment][resources]") {
+  check_in_private_shm(8, [] {
+    const uint64_t free_before = shm_free_bytes();
+    SHM_EXPECT(free_before == 8u << 20, "a fresh 8 MiB tmpfs has %llu bytes free", (unsigned long long)free_before);
+    const std::string too_big = exhausted_message([] { Segment::create("too-big", 16u << 20); });
+    SHM_EXPECT(too_big.find("16777216 bytes") != std::string::npos && too_big.find("/dev/shm has only 8388608") !=
+                                                                         std::string::npos,
+               "message: '%s'", too_big.c_str());
+    SHM_EXPECT(shm_files().empty() && shm_free_bytes() == free_before, "left %zu files, %llu bytes free",
+               shm_files().size(), (unsigned long long)shm_free_bytes());
+    // Opting out of the reservation still refuses what cannot fit now.
+    SegmentOptions lazy;
+    lazy.reserve = false;
+    SHM_EXPECT(!exhausted_message([&] { Segment::create("too-big", 16u << 20, lazy); }).empty(), "lazy 16 MiB created");
+    SHM_EXPECT(shm_files().empty(), "the lazy attempt left %zu files", shm_files().size());
+    return 0;
+  });
+}
+
+TEST_CASE("a segment's pages are reserved at creation: one that fits works, the next that does not is refused",
+          "[segment][resources]") {
+  check_in_private_shm(8, [] {
+    const uint64_t free_before = shm_free_bytes();
+    std::optional<Segment> first(Segment::create("first", 5u << 20));
+    // Reserved, not merely sized: the free space dropped before any page was touched.
+    SHM_EXPECT(shm_free_bytes() <= free_before - (5u << 20), "%llu bytes free after a reserved 5 MiB segment",
+               (unsigned long long)shm_free_bytes());
+    std::memset(first->allocate(4u << 20, 4096), 1, 4u << 20);  // every page usable: no SIGBUS
+    const std::string second = exhausted_message([] { Segment::create("second", 5u << 20); });
+    SHM_EXPECT(second.find("segment 'second' needs 5242880 bytes") != std::string::npos, "message: '%s'",
+               second.c_str());
+    SHM_EXPECT(shm_files() == std::vector<std::string>{"numa_mp.first"}, "%zu files left", shm_files().size());
+    // Once the first is gone, its space is free again.
+    first.reset();
+    Segment third = Segment::create("third", 7u << 20);
+    SHM_EXPECT(shm_files() == std::vector<std::string>{"numa_mp.third"}, "%zu files", shm_files().size());
+    return 0;
+  });
+}
+
+TEST_CASE("a segment bound to a node without the memory for it is refused at creation", "[segment][resources][numa]") {
+  const auto topology = ipc::numa::Topology::discover();
+  const int node = topology.with_memory().first();
+  const uint64_t available = topology.node(node).memory_available_bytes;
+  if (available == 0) {
+    WARN("skipped: the kernel reports no memory figures per node");
+    return;
+  }
+  // A /dev/shm large enough that only the node's memory is short (a tmpfs size is a limit, not an allocation).
+  const size_t size = available + (size_t{512} << 20);
+  check_in_private_shm((2 * size) >> 20, [&] {
+    SegmentOptions bound;
+    bound.policy = ipc::numa::MemoryPolicy::bind({node});
+    // Checked before anything is allocated, reserved or not: the lazy form first, so that a missing check cannot
+    // reach the reserving form (which would then allocate the node's memory for real).
+    bound.reserve = false;
+    const std::string lazy = exhausted_message([&] { Segment::create("bound", size, bound); });
+    SHM_EXPECT(lazy.find("bound to node(s) " + std::to_string(node)) != std::string::npos &&
+                   lazy.find(std::to_string(size) + " bytes") != std::string::npos,
+               "message: '%s'", lazy.c_str());
+    bound.reserve = true;
+    SHM_EXPECT(!exhausted_message([&] { Segment::create("bound", size, bound); }).empty(), "reserved form created");
+    SHM_EXPECT(shm_files().empty(), "%zu files left", shm_files().size());
+    return 0;
+  });
 }
 
 TEST_CASE("transparent huge pages are used or refused as unsupported", "[segment]") {

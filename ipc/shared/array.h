@@ -35,6 +35,7 @@
 
 #include "ipc/base/checked_math.h"
 #include "ipc/numa/memory_policy.h"
+#include "ipc/numa/reserve.h"
 #include "ipc/segment/segment.h"
 #include "ipc/sync/lock.h"
 
@@ -118,7 +119,8 @@ class Array : public ArrayHeader {
     return checked_add(round_up(sizeof(Array), alignof(T)), data_bytes, "Array");
   }
   // Builds an array in `memory` (any shared mapping; page-aligned when options.policy is set) that nobody else
-  // uses yet: applies the policy to the element pages, then touches them. REQUIRES: bytes >= bytes_needed().
+  // uses yet: gives the element pages the policy (numa::reserve_range: pages the segment reserved already are
+  // allocated again under it), then touches them. REQUIRES: bytes >= bytes_needed().
   static Array& construct_at(void* memory, size_t bytes, size_t length, const ArrayOptions& options = {}) {
     if (bytes < bytes_needed(length, options)) throw InvalidArgument("Array::construct_at: memory too small");
     if (options.policy && reinterpret_cast<uintptr_t>(memory) % kPageBytes != 0) {
@@ -127,7 +129,8 @@ class Array : public ArrayHeader {
     const size_t data_offset = options.policy ? kPageBytes : round_up(sizeof(Array), alignof(T));
     auto* a = new (memory) Array(length, data_offset, options.policy.has_value());
     T* data = a->data();
-    if (options.policy) options.policy->apply(data, round_up(length * sizeof(T), kPageBytes));
+    // The element pages get the array's own policy even when the segment reserved them under its own already.
+    if (options.policy) numa::reserve_range(data, round_up(length * sizeof(T), kPageBytes), *options.policy, "Array");
     for (size_t i = 0; i < length; ++i) new (data + i) T();  // the first touch, after the policy
     return *a;
   }

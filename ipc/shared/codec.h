@@ -15,7 +15,8 @@
 //
 // Built in (docs/codec.md gives the exact byte format):
 //   trivially copyable types (raw bytes; pointers, std::string_view, std::span and std::reference_wrapper are
-//   rejected at compile time because their bytes mean nothing in another process), bool (validated 0/1), enums
+//   rejected at compile time because their bytes mean nothing in another process), empty types such as
+//   std::monostate (one zero byte, validated), bool (validated 0/1), enums
 //   with a fixed underlying type, std::basic_string, std::vector, std::array, std::pair, std::tuple,
 //   std::optional, std::variant, std::map, std::unordered_map, std::set, std::unordered_set, nested freely.
 //   Cap'n Proto messages: ipc::CapnpMessage<Struct> in ipc/shared/capnp_codec.h.
@@ -312,7 +313,13 @@ concept enum_with_fixed_type = std::is_enum_v<T> && requires { T{std::underlying
 template <typename T>
 concept raw_encodable = std::is_trivially_copyable_v<T> && !std::is_array_v<T> && !std::is_const_v<T> &&
                         !std::is_volatile_v<T> && !has_structural_codec<T> && !holds_pointer<T> &&
-                        (!std::is_enum_v<T> || enum_with_fixed_type<T>);
+                        !std::is_empty_v<T> && (!std::is_enum_v<T> || enum_with_fixed_type<T>);
+
+// An empty type (std::monostate, a tag struct): its one byte is padding, so raw bytes would copy an indeterminate
+// byte out and take any byte in. It gets a codec of its own: one zero byte.
+template <typename T>
+concept empty_encodable = std::is_empty_v<T> && std::is_trivially_copyable_v<T> && std::default_initializable<T> &&
+                          !std::is_const_v<T> && !std::is_volatile_v<T> && !has_structural_codec<T>;
 
 // Codecs whose encoding ends by itself: they write into / read from the middle of a sequence without a length
 // prefix, and state the fewest bytes any of their values takes (used to bound element counts).
@@ -438,6 +445,20 @@ struct Codec<bool, void> : detail::StreamCodecBase<bool> {
     const std::uint8_t b = r.get_byte("bool");
     if (b > 1) r.fail("bool byte " + std::to_string(b) + " is not 0 or 1", r.offset() - 1);
     return b == 1;
+  }
+};
+
+// One byte, 0; any other byte is corrupt (every value of an empty type is the same value).
+template <typename T>
+  requires detail::empty_encodable<T>
+struct Codec<T, void> : detail::StreamCodecBase<T> {
+  static constexpr std::size_t min_encoded_size = 1;
+  static std::size_t encoded_size(const T&) noexcept { return 1; }
+  static void write(const T&, ByteWriter& w) { w.take(1)[0] = std::byte{0}; }
+  static T read(ByteReader& r) {
+    const std::uint8_t b = r.get_byte("empty value");
+    if (b != 0) r.fail("empty value byte " + std::to_string(b) + " is not 0", r.offset() - 1);
+    return T{};
   }
 };
 

@@ -2,6 +2,7 @@
 // random bytes: each must either decode to a value whose re-encoding has the input's size, or throw CodecError.
 // Anything else (another exception, a crash, a sanitizer report under --config=asan) fails. Deterministic seed.
 #include "ipc/shared/codec.h"
+#include "ipc/shared/codec_samples.h"
 
 #include <catch2/catch.hpp>
 
@@ -20,27 +21,7 @@
 namespace {
 
 using Bytes = std::vector<std::byte>;
-
-// A user codec with an invariant, so that the length-prefixed nesting is fuzzed too.
-struct Even {
-  std::uint16_t value;  // invariant: even
-  auto operator<=>(const Even&) const = default;
-};
-
-}  // namespace
-
-template <>
-struct ipc::Codec<Even> {
-  static std::size_t encoded_size(const Even&) { return 2; }
-  static void encode(const Even& e, std::span<std::byte> out) { Codec<std::uint16_t>::encode(e.value, out); }
-  static Even decode(std::span<const std::byte> in) {
-    const auto value = Codec<std::uint16_t>::decode(in);
-    if (value % 2 != 0) throw ipc::CodecError("Even: odd value");
-    return Even{value};
-  }
-};
-
-namespace {
+using namespace ipc::codec_samples;
 
 struct Outcome {
   int decoded = 0;
@@ -108,13 +89,6 @@ void fuzz(const T& sample, std::mt19937_64& rng) {
   INFO("decoded " << outcome.decoded << ", rejected " << outcome.rejected);
   CHECK(outcome.rejected > 0);
 }
-
-using Tuple = std::tuple<int, std::string, bool>;
-using Deep = std::map<std::string, std::vector<std::optional<Tuple>>>;
-using Variant = std::variant<std::monostate, std::int16_t, std::string, std::vector<bool>>;
-using Mixed = std::tuple<std::set<std::string>, std::unordered_map<std::uint8_t, std::array<std::string, 2>>,
-                         std::optional<std::int64_t>>;
-using UserNested = std::pair<std::vector<Even>, std::map<Even, std::string>>;
 
 }  // namespace
 

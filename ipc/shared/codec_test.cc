@@ -203,6 +203,19 @@ TEST_CASE("bool is one byte, 0 or 1, and any other byte is a CodecError", "[code
   CHECK(decode_error<bool>(bytes({2})) == "decode: bool byte 2 is not 0 or 1 (at byte 0 of 1)");
 }
 
+// Regression (codec_fuzz, corpus/codec_fuzz/regression-monostate-any-byte): std::monostate was raw bytes, so any
+// byte decoded, and encoding copied out its indeterminate padding byte.
+TEST_CASE("an empty type is one zero byte, and any other byte is a CodecError", "[codec][fuzz]") {
+  struct Tag {};
+  CHECK(ipc::encode(std::monostate{}) == std::vector<std::byte>{std::byte{0}});
+  CHECK(ipc::encode(Tag{}) == std::vector<std::byte>{std::byte{0}});
+  CHECK_NOTHROW(ipc::decode<std::monostate>(std::vector<std::byte>{std::byte{0}}));
+  CHECK_THROWS_AS(ipc::decode<std::monostate>(std::vector<std::byte>{std::byte{0xf7}}), ipc::CodecError);
+  using V = std::variant<std::monostate, int>;
+  CHECK_THROWS_AS(ipc::decode<V>(std::vector<std::byte>{std::byte{0}, std::byte{1}}), ipc::CodecError);
+  CHECK(ipc::decode<std::vector<Tag>>(ipc::encode(std::vector<Tag>(3))).size() == 3);
+}
+
 TEST_CASE("strings round-trip with embedded NULs, empty and long", "[codec]") {
   CHECK(round_trip(std::string()).empty());
   CHECK(round_trip(std::string("a\0b", 3)) == std::string("a\0b", 3));

@@ -1,5 +1,5 @@
 // manager/detail/socket_network.h: the Cap'n Proto two-party VatNetwork of one Manager connection, directly on
-// its Unix stream socket. Speaks exactly what capnp::TwoPartyVatNetwork speaks (same framing, same VatIds), so
+// its stream socket (Unix, or TCP: the same code; TCP only changes what delivery tracking can know, see below). Speaks exactly what capnp::TwoPartyVatNetwork speaks (same framing, same VatIds), so
 // any Cap'n Proto peer can be on the other end; it exists only to make each message cheaper. Internal.
 //
 // Why not TwoPartyVatNetwork over a kj::AsyncIoStream (Cap'n Proto 0.9):
@@ -73,7 +73,7 @@ struct NetworkRef final : public kj::Refcounted {
 class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
                                private capnp::TwoPartyVatNetworkBase::Connection {
  public:
-  // Takes `fd` (a connected SOCK_STREAM Unix socket) and makes it non-blocking. `options` bound what is read.
+  // Takes `fd` (a connected SOCK_STREAM socket, Unix or TCP) and makes it non-blocking. `options` bound what is read.
   // A non-zero `handshake_message_bytes` bounds every message body until end_handshake(): the server's limit for a
   // peer that has not authenticated yet, so that such a peer cannot make it buffer more than that.
   SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
@@ -91,6 +91,8 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   //   - never sent (call cancelled, connection shut down), or not completely written: the receipt is destroyed;
   //   - the peer consumed every byte written after it (SIOCOUTQ reads 0, checked after each read that brought
   //     bytes while a tracked message waits, and at the end), or closed having read everything: delivered();
+  //     over TCP SIOCOUTQ counts what the peer's kernel has not acknowledged, so there "consumed" means received
+  //     by the peer's host, not yet necessarily read by its process (docs/manager.md, "Over TCP");
   //   - the peer closed with unread bytes (the kernel then reports ECONNRESET): the last message written was not
   //     read completely, so if that is the tracked one its receipt is destroyed; an earlier one: fate_unknown();
   //   - the connection ended while the peer, still alive, had not read it: fate_unknown().

@@ -20,8 +20,20 @@
 #include "ipc/base/error.h"
 #include "ipc/base/process.h"
 #include "manager/detail/fresh_thread.h"
+#include "manager/server.h"
 
 namespace ipc::manager::testing {
+
+// The transports that tests of what crosses the connection run over: a Unix socket in a private directory, and
+// TCP on loopback with a port the kernel picks. Use with GENERATE(kUnixSocket, kTcpLoopback) and server_on().
+inline constexpr const char* kUnixSocket = "";
+inline constexpr const char* kTcpLoopback = "tcp:127.0.0.1:0";
+
+// A Manager server process listening on `address` (ServerProcessOptions::address), with `options` otherwise.
+inline ServerProcess server_on(const std::string& address, ServerProcessOptions options = {}) {
+  options.address = address;
+  return start_server(std::move(options));
+}
 
 // A one-way notification from one process to another: notify() writes a byte, wait_for() waits for one.
 class Signal {

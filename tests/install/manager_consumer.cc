@@ -7,7 +7,7 @@
 
 int main() {
   auto server = ipc::manager::start_server();
-  ipc::manager::Client client(server.socket_path(), server.key());
+  ipc::manager::Client client(server.address(), server.key());
   auto dict = client.dict("d");
   dict.set("answer", ipc::manager::Value(42));
   std::string text = ipc::manager::to_string(dict.get("answer").value());

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -325,9 +326,10 @@ std::string check_all_on(Mapping::Kind kind, const MemoryPolicy& policy, const s
 // of `pages` pages that this process allocated but never touched. Returns the node of each page of the block,
 // read from here (page_placement maps in pages that another process faulted in).
 std::vector<int> segment_touched_by_child(const MemoryPolicy& policy, size_t pages, int child_cpu,
-                                          std::string* evidence) {
+                                          std::string* evidence, bool reserve = true) {
   ipc::SegmentOptions options;
   options.policy = policy;
+  options.reserve = reserve;
   const std::string name = ipc::test::unique_name("numa_vm_test");
   ipc::Segment segment = ipc::Segment::create(name, (pages + 64) * kPage, options);
   madvise(segment.base(), segment.size_bytes(), MADV_NOHUGEPAGE);
@@ -360,6 +362,48 @@ std::vector<int> segment_touched_by_child(const MemoryPolicy& policy, size_t pag
   }
   *evidence = "child pid " + std::to_string(child.pid()) + " on cpu " + std::to_string(child_cpu) +
               " touched block at offset " + std::to_string(offset) + "; placement " + placement.to_string();
+  return ipc::numa::page_nodes(block, pages * kPage);
+}
+
+// Shared-memory pages on each usable node now (the Shmem line of the node's meminfo): pages a segment reserved show
+// there before any process maps them.
+std::map<int, long> shmem_pages_per_node() {
+  std::map<int, long> pages;
+  for (int id : g_usable.ids()) {
+    std::ifstream in("/sys/devices/system/node/node" + std::to_string(id) + "/meminfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto at = line.find("Shmem:");
+      if (at != std::string::npos) pages[id] = std::stol(line.substr(at + 6)) * 1024 / static_cast<long>(kPage);
+    }
+  }
+  return pages;
+}
+
+// Creates a segment with `policy` (its pages reserved, the default) and returns where the pages of a block of
+// `pages` pages are, as reserved at creation: nobody touched them, then the object's policy for the block is
+// changed to bind:`elsewhere` and every page is read. A page reserved at creation stays where creation put it; a
+// page that was not would be allocated by the read, on `elsewhere`. `evidence` gets the growth of each node's
+// shmem pages across create() (before any touch).
+std::vector<int> reserved_block_nodes(const MemoryPolicy& policy, size_t pages, int elsewhere,
+                                      std::map<int, long>* growth, std::string* evidence) {
+  ipc::SegmentOptions options;
+  options.policy = policy;
+  options.max_names = 16;  // a small directory: the block fits beside it
+  const auto before = shmem_pages_per_node();
+  ipc::Segment segment = ipc::Segment::create(ipc::test::unique_name("numa_vm_reserve"), (pages + 64) * kPage, options);
+  const auto after = shmem_pages_per_node();
+  *evidence = "shmem pages grown at create():";
+  for (auto [node, count] : after) {
+    (*growth)[node] = count - before.at(node);
+    *evidence += " node" + std::to_string(node) + "=" + std::to_string(count - before.at(node));
+  }
+  void* block = segment.allocate(pages * kPage, kPage);
+  const auto untouched = ipc::numa::page_placement(block, pages * kPage);
+  require(untouched.pages_not_present == pages, "pages of the block were touched: " + untouched.to_string());
+  MemoryPolicy::bind({elsewhere}).apply(block, pages * kPage);
+  for (size_t i = 0; i < pages; ++i) (void)static_cast<volatile char*>(block)[i * kPage];
+  *evidence += " | after rebinding the block to node " + std::to_string(elsewhere) + " and reading it:";
   return ipc::numa::page_nodes(block, pages * kPage);
 }
 
@@ -1037,13 +1081,86 @@ int main(int argc, char** argv) {
                                           &evidence);
     return evidence + " | cycle [" + join(cycle) + "] " + expect_cycle(pages, cycle);
   });
-  // Control: with the default policy the child's pages land on the child's node, so the checks above would see it
-  // if the segment's policy were not applied to the object.
-  run_check("segment.default_policy.child_places_locally", [&] {
+  // Control: with the default policy and no reservation the child's pages land on the child's node, so the checks
+  // above would see it if the segment's policy were not applied to the object.
+  run_check("segment.default_policy.unreserved.child_places_locally", [&] {
+    need_nodes(expect.nodes.value_or(1));
+    std::string evidence;
+    auto pages = segment_touched_by_child(MemoryPolicy(), 16, cpu_of_node(far_node), &evidence, /*reserve=*/false);
+    return evidence + " | " + expect_all_on(pages, far_node);
+  });
+  // Reserved (the default), a default-policy segment's pages are placed at creation, on the creator's node: the
+  // child on another node finds them there (docs/segment.md: first-touch placement needs reserve = false).
+  run_check("segment.default_policy.reserved_on_creators_node", [&] {
     need_nodes(expect.nodes.value_or(1));
     std::string evidence;
     auto pages = segment_touched_by_child(MemoryPolicy(), 16, cpu_of_node(far_node), &evidence);
-    return evidence + " | " + expect_all_on(pages, far_node);
+    return evidence + " | " + expect_all_on(pages, home_node);
+  });
+
+  // ---- Reserved at creation: the pages fallocate reserved already follow the policy, before any touch.
+  run_check("segment.reserve.bind_far_node.before_touch", [&] {
+    need_nodes(expect.nodes.value_or(1));
+    constexpr size_t kPages = 1024;
+    std::map<int, long> growth;
+    std::string evidence;
+    auto pages = reserved_block_nodes(MemoryPolicy::bind({far_node}), kPages, g_usable.first(), &growth, &evidence);
+    require(growth[far_node] >= static_cast<long>(kPages) * 9 / 10,
+            "node " + std::to_string(far_node) + " did not gain the reserved pages: " + evidence);
+    return evidence + " " + expect_all_on(pages, far_node);
+  });
+  run_check("segment.reserve.interleave.before_touch", [&] {
+    const NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+    const size_t pages_count = 512 * static_cast<size_t>(nodes.count());
+    std::map<int, long> growth;
+    std::string evidence;
+    auto pages = reserved_block_nodes(MemoryPolicy::interleave(nodes), pages_count, g_usable.first(), &growth,
+                                      &evidence);
+    for (int id : nodes.ids()) {
+      require(growth[id] >= 512 * 9 / 10, "node " + std::to_string(id) + " did not gain its share: " + evidence);
+    }
+    return evidence + " " + expect_cycle(pages, interleave_cycle(nodes));
+  });
+  // An Array's own policy inside a default-policy segment created on another node: the segment reserved every
+  // page on its creator's node, and the array's element pages are placed again by the array's policy.
+  run_check("segment.reserve.array_own_policy_replaces_reserved_pages", [&] {
+    need_nodes(expect.nodes.value_or(1));
+    const int target = g_usable.first();
+    std::optional<ipc::Segment> segment;
+    {
+      PinnedTo far(cpu_of_node(far_node), home_cpu);  // the creator, and so the reserved pages, on the last node
+      segment.emplace(ipc::Segment::create(ipc::test::unique_name("numa_vm_array"), 4u << 20));
+    }
+    madvise(segment->base(), segment->size_bytes(), MADV_NOHUGEPAGE);
+    ipc::ArrayOptions ao;
+    ao.policy = MemoryPolicy::bind({target});
+    auto& array = ipc::Array<int64_t>::create(*segment, "xs", 256 * kPage / sizeof(int64_t), ao);
+    return "segment reserved on node " + std::to_string(far_node) + "; array bound to node " +
+           std::to_string(target) + ": " + expect_all_on(ipc::numa::page_nodes(array.data(), 256 * kPage), target);
+  });
+  // A node that cannot hold a bound segment: refused at creation, nothing left. /dev/shm is made larger than the
+  // node first (a tmpfs size is a limit, not memory), so that only the node's memory is short.
+  run_check("segment.reserve.bind_node_too_small.refused", [&] {
+    if (!g_vm_mode) throw Skipped("remounts /dev/shm: runs only in the VM suite (the host has segment_test)");
+    need_nodes(expect.nodes.value_or(1));
+    const uint64_t available = Topology::discover().node(far_node).memory_available_bytes;
+    const size_t size = available + (size_t{64} << 20);
+    const std::string shm_size = "size=" + std::to_string(4 * size);
+    if (mount("tmpfs", "/dev/shm", "tmpfs", MS_REMOUNT, shm_size.c_str()) != 0) ipc::throw_errno("remount /dev/shm");
+    ipc::SegmentOptions options;
+    options.policy = MemoryPolicy::bind({far_node});
+    const std::string name = ipc::test::unique_name("numa_vm_too_big");
+    try {
+      ipc::Segment::create(name, size, options);
+    } catch (const ipc::ResourceExhausted& e) {
+      require(std::string(e.what()).find("bound to node(s) " + std::to_string(far_node)) != std::string::npos,
+              std::string("message: ") + e.what());
+      require(access(("/dev/shm/numa_mp." + name).c_str(), F_OK) != 0, "the refused segment's name exists");
+      return std::string("node ") + std::to_string(far_node) + " has " + std::to_string(available >> 20) +
+             " MiB available: " + e.what();
+    }
+    throw Failed("a segment of " + std::to_string(size) + " bytes bound to node " + std::to_string(far_node) +
+                 " was created");
   });
 
   // ---- Pool workers.

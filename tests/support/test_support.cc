@@ -1,5 +1,7 @@
 #include "tests/support/test_support.h"
 
+#include <signal.h>
+
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -117,6 +119,13 @@ bool PipeSignal::wait(std::chrono::milliseconds timeout) {
   const ssize_t n = retry_on_eintr([&] { return read(fds_[0], &c, 1); });
   if (n < 0) throw_errno("read(pipe signal)");
   return n == 1;
+}
+
+OtherUserServer::~OtherUserServer() {
+  child_.kill(SIGKILL);
+  (void)child_.wait();
+  ::unlink(socket_path_.c_str());
+  ::rmdir(socket_path_.substr(0, socket_path_.rfind('/')).c_str());
 }
 
 }  // namespace ipc::test

@@ -16,10 +16,12 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <functional>
 #include <new>
 #include <optional>
 #include <string>
@@ -27,6 +29,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "ipc/base/error.h"
 #include "ipc/base/process.h"
 
 namespace ipc::test {
@@ -187,6 +190,46 @@ class PipeSignal {
 
  private:
   int fds_[2];
+};
+
+// The uid and gid a test switches a child to when it needs another user (nobody). Only root may switch.
+inline constexpr uid_t kOtherUser = 65534;
+
+// For a test that a service another user runs is refused: a child that switched to kOtherUser, made a private
+// directory under /tmp and serves on "<dir>/<file>" by calling `serve(path, ready)`, which must call `ready()` once
+// the socket listens and then serve until killed. The constructor returns once it is ready (or throws
+// ipc::Error when it exited first); the destructor kills the child and removes the socket and the directory.
+// REQUIRES: geteuid() == 0.
+class OtherUserServer {
+ public:
+  template <typename Serve>
+    requires std::invocable<Serve&, const std::string&, const std::function<void()>&>
+  OtherUserServer(const std::string& file, Serve serve)
+      : shared_(4096), child_([&]() -> int {
+          if (::setgid(kOtherUser) != 0 || ::setuid(kOtherUser) != 0) return 2;
+          char dir[] = "/tmp/numa_mp-other-XXXXXX";
+          if (::mkdtemp(dir) == nullptr) return 3;
+          const std::string path = std::string(dir) + "/" + file;
+          serve(path, std::function<void()>([&] {
+                  path.copy(shared_.as<char>(), 4095);
+                  ready_.notify();
+                }));
+          return 0;
+        }) {
+    if (!ready_.wait()) throw Error("the server of uid " + std::to_string(kOtherUser) + " never became ready");
+    socket_path_ = shared_.as<char>();
+  }
+  ~OtherUserServer();
+  OtherUserServer(const OtherUserServer&) = delete;
+  OtherUserServer& operator=(const OtherUserServer&) = delete;
+
+  const std::string& socket_path() const { return socket_path_; }
+
+ private:
+  SharedMapping shared_;
+  PipeSignal ready_;
+  ForkedChild child_;
+  std::string socket_path_;
 };
 
 }  // namespace ipc::test

@@ -12,9 +12,11 @@
 //   peek() that returns it (tail: release store / acquire load); the consumer's reads of a record happen before
 //   the producer's reuse of its bytes (head: release store / acquire load).
 // Lifetime: placement-constructed by the Pipe's creator in a MAP_SHARED mapping; plain memory, nothing to destroy.
-// Errors: the producer's caller checks sizes (record payloads are bounded by max_record_payload()). The consumer
-//   trusts nothing it reads from shared memory: peek() checks every record header against the ring's geometry
-//   and the producer's tail and reports kCorrupt (with fault()) instead of reading outside the ring.
+// Errors: the producer's caller checks sizes (record payloads are bounded by max_record_payload()). Neither side
+//   trusts what it reads from shared memory: the capacity is read once when the handle is made, peek() checks
+//   every record header against it and the producer's tail and reports kCorrupt (with fault()) instead of reading
+//   outside the ring, and try_reserve() throws StreamCorrupted for a tail that is not a record boundary instead of
+//   writing outside it (pipe_fuzz).
 #pragma once
 
 #include <atomic>
@@ -23,6 +25,8 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+
+#include "ipc/base/error.h"
 
 namespace ipc::detail {
 
@@ -46,14 +50,24 @@ struct ByteRingHeader {
   alignas(64) std::atomic<uint64_t> head{0};
   // The producer's position. Written by the producer only; read by the consumer to find records.
   alignas(64) std::atomic<uint64_t> tail{0};
-  // Set by a side that is about to sleep in poll(2) until the other rings its doorbell (see connection.cc).
+  // Set by a side that is about to sleep until the other side wakes it, to how it sleeps (a Sleeper value); 0
+  // while it does not sleep (see connection.cc).
   alignas(64) std::atomic<uint32_t> consumer_waiting{0};
   std::atomic<uint32_t> producer_waiting{0};
+  // Futex words: a side that sleeps on its futex waits for the other side to bump its word (see connection.cc).
+  std::atomic<uint32_t> consumer_wake{0};
+  std::atomic<uint32_t> producer_wake{0};
   uint64_t capacity = 0;  // bytes of record space after the header; a power of two; immutable after creation
 };
+
+// How a side sleeps, in its *_waiting flag: on the futex word of its direction (woken by a futex wake), or in
+// poll(2) on its socket (woken by a one-byte doorbell; a poll set also sees the peer hang up and other descriptors).
+enum Sleeper : uint32_t { kAwake = 0, kOnFutex = 1, kInPoll = 2 };
 static_assert(std::is_standard_layout_v<ByteRingHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(ByteRingHeader) == 192, "head, tail and the waiting flags each own a cache line");
+static_assert(offsetof(ByteRingHeader, consumer_wake) % 4 == 0 && offsetof(ByteRingHeader, producer_wake) % 4 == 0,
+              "futex words are aligned 32-bit words");
 
 inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
@@ -62,31 +76,43 @@ inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 class ByteRing {
  public:
   ByteRing() = default;
-  ByteRing(ByteRingHeader* header) : h_(header), data_(reinterpret_cast<std::byte*>(header + 1)), mask_(header->capacity - 1) {}
+  // The capacity is read once, here (Pipe() wrote it, Connection::adopt() checked it): every bound below uses this
+  // copy, so a header overwritten later cannot move a record outside the ring.
+  ByteRing(ByteRingHeader* header)
+      : h_(header),
+        data_(reinterpret_cast<std::byte*>(header + 1)),
+        capacity_(header->capacity),
+        mask_(capacity_ - 1) {}
 
   static uint64_t bytes_needed(uint64_t capacity) { return sizeof(ByteRingHeader) + capacity; }
   ByteRingHeader& header() const { return *h_; }
-  uint64_t max_record_payload() const { return h_->capacity / 4 - sizeof(RecordHeader); }
+  // The capacity read once at attach (the private copy above).
+  uint64_t capacity() const { return capacity_; }
+  uint64_t max_record_payload() const { return capacity() / 4 - sizeof(RecordHeader); }
 
   // Producer: reserves a record of `payload` bytes and returns where to write it, or nullptr when there is no
-  // room now. REQUIRES: payload <= max_record_payload(). Lock-free; no syscall.
+  // room now. REQUIRES: payload <= max_record_payload(). Throws StreamCorrupted when the tail in shared memory is
+  // not a record boundary (overwritten: writing there would run past the end of the ring). Lock-free; no syscall.
   std::byte* try_reserve(uint32_t payload) {
     const uint64_t need = sizeof(RecordHeader) + round8(payload);
     // relaxed: only the producer writes tail.
     uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+    if (tail % 8 != 0) {
+      throw StreamCorrupted("pipe ring (sending end): the tail position " + std::to_string(tail) +
+                            " is not a record boundary");
+    }
     const uint64_t index = tail & mask_;
-    const uint64_t to_end = h_->capacity - index;
+    const uint64_t to_end = capacity() - index;
     const uint64_t total = need <= to_end ? need : to_end + need;  // with a kPad record when it does not fit
-    if (tail + total - cached_head_ > h_->capacity) {
+    if (tail + total - cached_head_ > capacity()) {
       // acquire: partner is the consumer's release store of head in release(); the bytes it finished reading
       // may now be overwritten.
       cached_head_ = h_->head.load(std::memory_order_acquire);
-      if (tail + total - cached_head_ > h_->capacity) return nullptr;
+      if (tail + total - cached_head_ > capacity()) return nullptr;
     }
     if (need > to_end) {
       write_header(index, static_cast<uint32_t>(to_end - sizeof(RecordHeader)), RecordKind::kPad);
       tail += to_end;
-    } else {
     }
     reserved_at_ = tail;
     return data_ + (tail & mask_) + sizeof(RecordHeader);
@@ -113,30 +139,22 @@ class ByteRing {
         if (head == cached_tail_) return Peek::kEmpty;
       }
       const uint64_t committed = cached_tail_ - head;
-      if (head % 8 != 0 || committed > h_->capacity || committed < sizeof(RecordHeader)) {
-        return corrupt(head, "positions out of order (head " + std::to_string(head) + ", tail " +
-                                 std::to_string(cached_tail_) + ")");
+      if (head % 8 != 0 || committed > capacity() || committed < sizeof(RecordHeader)) [[unlikely]] {
+        return corrupt_at(head, nullptr);
       }
       std::memcpy(&header, data_ + (head & mask_), sizeof header);
-      const uint64_t to_end = h_->capacity - (head & mask_);
+      const uint64_t to_end = capacity() - (head & mask_);
       const uint64_t bytes = sizeof(RecordHeader) + round8(header.payload_bytes);
       if (header.kind == RecordKind::kPad) {
-        if (bytes != to_end || bytes > committed) {
-          return corrupt(head, "a filler of " + std::to_string(header.payload_bytes) + " bytes that does not end "
-                               "at the end of the ring (" + std::to_string(to_end) + " bytes left)");
-        }
+        if (bytes != to_end || bytes > committed) [[unlikely]] return corrupt_at(head, &header);
         head += bytes;
         // release: partner is the producer's acquire load of head in try_reserve().
         h_->head.store(head, std::memory_order_release);
         continue;
       }
-      if (header.kind < RecordKind::kWhole || header.kind > RecordKind::kAbandon) {
-        return corrupt(head, "unknown record kind " + std::to_string(static_cast<uint32_t>(header.kind)));
-      }
-      if (header.payload_bytes > max_record_payload() || bytes > to_end || bytes > committed) {
-        return corrupt(head, "a record of " + std::to_string(header.payload_bytes) + " bytes does not fit (parts "
-                             "carry at most " + std::to_string(max_record_payload()) + " bytes; " +
-                             std::to_string(std::min(to_end, committed)) + " bytes are left)");
+      if (header.kind < RecordKind::kWhole || header.kind > RecordKind::kAbandon ||
+          header.payload_bytes > max_record_payload() || bytes > to_end || bytes > committed) [[unlikely]] {
+        return corrupt_at(head, &header);
       }
       break;
     }
@@ -160,11 +178,11 @@ class ByteRing {
   // Either side: whether a record of `payload` bytes would fit now (for the producer's wait).
   bool writable(uint32_t payload) const {
     const uint64_t tail = h_->tail.load(std::memory_order_relaxed);
-    const uint64_t to_end = h_->capacity - (tail & mask_);
+    const uint64_t to_end = capacity() - (tail & mask_);
     const uint64_t need = sizeof(RecordHeader) + round8(payload);
     const uint64_t total = need <= to_end ? need : to_end + need;
     // acquire: partner is release()'s release store of head.
-    return tail + total - h_->head.load(std::memory_order_acquire) <= h_->capacity;
+    return tail + total - h_->head.load(std::memory_order_acquire) <= capacity();
   }
 
  private:
@@ -173,6 +191,26 @@ class ByteRing {
     std::memcpy(data_ + index, &rh, sizeof rh);
   }
 
+  // Says which rule the record at `head` broke (`header`: nullptr when the positions themselves are wrong). Out of
+  // line, so that peek()'s checks stay a few compares.
+  [[gnu::cold, gnu::noinline]] Peek corrupt_at(uint64_t head, const RecordHeader* header) {
+    if (!header) {
+      return corrupt(head, "positions out of order (head " + std::to_string(head) + ", tail " +
+                               std::to_string(cached_tail_) + ")");
+    }
+    const uint64_t committed = cached_tail_ - head;
+    const uint64_t to_end = capacity() - (head & mask_);
+    if (header->kind == RecordKind::kPad) {
+      return corrupt(head, "a filler of " + std::to_string(header->payload_bytes) + " bytes that does not end "
+                           "at the end of the ring (" + std::to_string(to_end) + " bytes left)");
+    }
+    if (header->kind < RecordKind::kWhole || header->kind > RecordKind::kAbandon) {
+      return corrupt(head, "unknown record kind " + std::to_string(static_cast<uint32_t>(header->kind)));
+    }
+    return corrupt(head, "a record of " + std::to_string(header->payload_bytes) + " bytes does not fit (parts "
+                         "carry at most " + std::to_string(max_record_payload()) + " bytes; " +
+                         std::to_string(std::min(to_end, committed)) + " bytes are left)");
+  }
   Peek corrupt(uint64_t head, const std::string& what) {
     fault_ = "corrupt record at byte " + std::to_string(head) + ": " + what;
     return Peek::kCorrupt;
@@ -180,6 +218,7 @@ class ByteRing {
 
   ByteRingHeader* h_ = nullptr;
   std::byte* data_ = nullptr;
+  uint64_t capacity_ = 0;
   uint64_t mask_ = 0;
   uint64_t cached_head_ = 0;  // producer side: last head seen
   uint64_t cached_tail_ = 0;  // consumer side: last tail seen

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "ipc/base/error.h"
+#include "ipc/base/poll.h"
 #include "ipc/base/process.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/numa/topology.h"
@@ -66,16 +67,6 @@ struct Live {
   Hello scratch{0, 0};  // its arena's base and capacity in its address space, once its Hello arrived
 };
 
-template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <typename T>
-void store(std::byte* p, T v) {
-  std::memcpy(p, &v, sizeof v);
-}
 
 std::string describe_exit(int code) {
   if (code >= 0) return "exited with status " + std::to_string(code);
@@ -85,9 +76,14 @@ std::string describe_exit(int code) {
 
 }  // namespace
 
-// How much expected work may wait at a busy worker behind its running task, and at most how many tasks.
+// How much expected work may wait at a busy worker behind its running task, and at most how many tasks. The cap
+// is high enough that a worker holding tiny tasks does not run dry between two looks of a coalescing supervisor.
 constexpr std::chrono::nanoseconds kQueueBudget = std::chrono::milliseconds(1);
-constexpr size_t kMaxInHand = 16;
+constexpr size_t kMaxInHand = 64;
+// Results are collected in batches, every kCoalescePeriod, while tasks take less than kCoalesceBelow on average
+// (State::coalescing).
+constexpr std::chrono::microseconds kCoalesceBelow{20};
+constexpr std::chrono::microseconds kCoalescePeriod{50};
 
 struct PoolCore::State {
   struct Worker {
@@ -95,8 +91,8 @@ struct PoolCore::State {
     Connection conn;           // the pool's end of the worker's pipe
     size_t slot = 0;           // index into options->places (its node and CPUs)
     int node = -1;
-    std::deque<Task> in_hand;  // sent, no result yet; front() is the one running
-    Clock::time_point front_started;
+    std::deque<Task> in_hand{};  // sent, no result yet; front() is the one running
+    Clock::time_point front_started{};
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
     bool killed_for_time = false;
     bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
@@ -234,7 +230,7 @@ struct PoolCore::State {
   }
 
   void handle_result(Worker& w, std::span<const std::byte> msg) {
-    if (msg.size() >= kResultHeaderBytes && load<uint64_t>(msg.data()) == kReadyId) {
+    if (msg.size() >= kResultHeaderBytes && load_field<uint64_t>(msg.data()) == kReadyId) {
       // Its Hello (no task has id 0): set up, and where its arena is.
       if (!w.ready) {
         w.ready = true;
@@ -253,7 +249,8 @@ struct PoolCore::State {
       }
       return;
     }
-    if (msg.size() < kResultHeaderBytes || w.in_hand.empty() || load<uint64_t>(msg.data()) != w.in_hand.front().id) {
+    if (msg.size() < kResultHeaderBytes || w.in_hand.empty() ||
+        load_field<uint64_t>(msg.data()) != w.in_hand.front().id) {
       // Not the answer to the task it holds: the worker's stream is out of step; stop trusting it.
       w.process->kill();
       return;
@@ -285,7 +282,8 @@ struct PoolCore::State {
       auto [type, what] = Codec<std::pair<std::string, std::string>>::decode(payload);
       failure = raise_as<TaskError>(std::move(type), std::move(what));
     } catch (const std::exception& e) {
-      failure = raise_as<TaskError>(std::string("ipc::CodecError"), std::string("unreadable failure report: ") + e.what());
+      failure =
+          raise_as<TaskError>(std::string("ipc::CodecError"), std::string("unreadable failure report: ") + e.what());
     }
     complete(t, std::move(failure));
   }
@@ -461,6 +459,18 @@ struct PoolCore::State {
     return wait;
   }
 
+  // Whether the supervisor collects results by looking every kCoalescePeriod instead of sleeping until one
+  // arrives: while tasks are tiny (the running average under kCoalesceBelow) and every worker holds several, one
+  // wake-up per result would cost more than the tasks themselves. A result then waits at most a period. A task in
+  // progress for longer than kQueueBudget ends it: a long task is not polled for.
+  bool coalescing(Clock::time_point now) const {
+    if (task_time >= kCoalesceBelow || workers.empty()) return false;
+    for (auto& w : workers) {
+      if (w->conn_ended || w->in_hand.size() < 2 || now - w->front_started > kQueueBudget) return false;
+    }
+    return true;
+  }
+
   void fail_everything() {
     std::deque<Task> orphans;
     {
@@ -512,10 +522,26 @@ struct PoolCore::State {
         if (!w->conn_ended) conns.push_back(&w->conn);
         sentinels.push_back(w->process->sentinel());
       }
-      const WaitReady ready = wait(conns, sentinels, next_deadline(Clock::now()));
-      for (Connection* c : ready.connections) {
-        for (auto& w : workers) {
-          if (&w->conn == c) drain(*w);
+      WaitReady ready;
+      if (coalescing(Clock::now())) {
+        // Workers hold tiny tasks: take their results in batches, every kCoalescePeriod, rather than being woken
+        // by each. The wait is on the sentinels only (a submit's wake-up, a worker's end), so no worker rings.
+        auto period = std::chrono::nanoseconds(kCoalescePeriod);
+        if (const auto d = next_deadline(Clock::now()); d && *d < period) period = *d;
+        std::vector<pollfd> fds;
+        for (int s : sentinels) fds.push_back({s, POLLIN, 0});
+        if (poll_until(fds.data(), fds.size(), Deadline::after(period)) > 0) {
+          for (const pollfd& p : fds) {
+            if (p.revents) ready.sentinels.push_back(p.fd);
+          }
+        }
+        for (auto& w : workers) drain(*w);
+      } else {
+        ready = wait(conns, sentinels, next_deadline(Clock::now()));
+        for (Connection* c : ready.connections) {
+          for (auto& w : workers) {
+            if (&w->conn == c) drain(*w);
+          }
         }
       }
       for (int fd : ready.sentinels) {
@@ -590,9 +616,9 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     if (state_->terminated) throw StateError("Pool: the pool was terminated");
     if (state_->closed) throw StateError("Pool: the pool is closed; no new tasks");
     const uint64_t id = state_->next_id++;
-    store(message.data(), id);
-    store(message.data() + 8, invoker_word);
-    store(message.data() + 16, callable);
+    store_field(message.data(), id);
+    store_field(message.data() + 8, invoker_word);
+    store_field(message.data() + 16, callable);
     state_->pending.push_back(Task{id, std::move(message), std::move(done), node, steer, std::move(count)});
     wake = !state_->wake_armed;
     state_->wake_armed = true;

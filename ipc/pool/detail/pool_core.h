@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -38,8 +39,21 @@ namespace ipc::detail {
 // Runs one task in a worker: decodes the arguments, calls the callable, appends the encoded result to `out`.
 using Invoker = void (*)(uintptr_t callable, std::span<const std::byte> args, std::vector<std::byte>& out);
 
+// Task header: id, invoker, callable (8 bytes each). Result header: id (8 bytes), then 1 when the task failed.
 inline constexpr size_t kTaskHeaderBytes = 24;
 inline constexpr size_t kResultHeaderBytes = 9;
+
+// A header field at `p`, which need not be aligned.
+template <typename T>
+T load_field(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+void store_field(std::byte* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
 // A kForkServer or kExec worker's first message, once it has its setup: a result header for task id 0 (no task
 // has that id).
 inline constexpr uint64_t kReadyId = 0;

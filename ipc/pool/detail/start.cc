@@ -32,16 +32,6 @@ namespace detail {
 namespace {
 
 template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <typename T>
-void store(std::byte* p, T v) {
-  std::memcpy(p, &v, sizeof v);
-}
-template <typename T>
 std::vector<std::byte> encode(const T& value) {
   std::vector<std::byte> out(Codec<T>::encoded_size(value));
   Codec<T>::encode(value, out);
@@ -271,7 +261,9 @@ std::unique_ptr<WorkerHandle> start_served(const ConnectionHandoff& end, const s
   try {
     if (!recv_packet(status[0], bytes, fds)) throw SystemError(EPIPE, "Pool: the fork server ended");
     auto [pid, error] = Codec<Reply>::decode(bytes);
-    if (pid < 0 || fds.size() != 1) throw SystemError(EAGAIN, "Pool: the fork server could not start a worker: " + error);
+    if (pid < 0 || fds.size() != 1) {
+      throw SystemError(EAGAIN, "Pool: the fork server could not start a worker: " + error);
+    }
     return std::make_unique<ServedWorker>(pid, fds[0], status[0]);
   } catch (...) {
     for (int fd : fds) ::close(fd);
@@ -299,8 +291,8 @@ std::string describe(const ConnectionHandoff& h) {
 ConnectionHandoff parse_handoff(const char* text) {
   ConnectionHandoff h;
   char tail = 0;
-  if (std::sscanf(text, "%d:%" SCNu64 ":%d:%" SCNu64 ":%d:%" SCNu64 "%c", &h.memory_fd, &h.memory_bytes, &h.in_fd, &h.in_offset, &h.out_fd,
-                  &h.out_offset, &tail) != 6) {
+  if (std::sscanf(text, "%d:%" SCNu64 ":%d:%" SCNu64 ":%d:%" SCNu64 "%c", &h.memory_fd, &h.memory_bytes, &h.in_fd,
+                  &h.in_offset, &h.out_fd, &h.out_offset, &tail) != 6) {
     throw InvalidArgument(std::string("pool worker: a malformed start argument \"") + text + "\"");
   }
   return h;
@@ -340,7 +332,7 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
   {
     const Hello hello = scratch ? Hello{reinterpret_cast<uintptr_t>(scratch->base()), scratch->capacity()} : Hello{};
     std::vector<std::byte> ready(kResultHeaderBytes + Codec<Hello>::encoded_size(hello), std::byte{0});
-    store(ready.data(), kReadyId);
+    store_field(ready.data(), kReadyId);
     Codec<Hello>::encode(hello, std::span<std::byte>(ready).subspan(kResultHeaderBytes));
     if (conn.send_bytes(ready) != Outcome::kOk) return 0;
   }
@@ -351,12 +343,12 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
     if (in.size() < kTaskHeaderBytes) {
       throw StateError("pool worker: a task message of " + std::to_string(in.size()) + " bytes");
     }
-    const auto id = load<uint64_t>(in.data());
+    const auto id = load_field<uint64_t>(in.data());
     out.assign(kResultHeaderBytes, std::byte{0});
-    store(out.data(), id);
+    store_field(out.data(), id);
     try {
-      uintptr_t invoker = load<uintptr_t>(in.data() + 8);
-      uintptr_t callable = load<uintptr_t>(in.data() + 16);
+      uintptr_t invoker = load_field<uintptr_t>(in.data() + 8);
+      uintptr_t callable = load_field<uintptr_t>(in.data() + 16);
       if (code) invoker = code->address(invoker), callable = code->address(callable);
       reinterpret_cast<Invoker>(invoker)(callable, std::span<const std::byte>(in).subspan(kTaskHeaderBytes), out);
     } catch (...) {

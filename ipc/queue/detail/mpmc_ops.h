@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "ipc/base/error.h"
 #include "ipc/queue/detail/mpmc_ring.h"
 #include "ipc/queue/result.h"
 #include "ipc/segment/segment.h"
@@ -125,6 +126,13 @@ Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
     if (length == kSkipRecord) {
       r.release_skip(pos);
       continue;
+    }
+    if (length > r.max_payload()) {
+      // Only memory overwritten behind the queue's back gets here: the slot is consumed, nothing outside it read.
+      r.release_skip(pos);
+      throw StreamCorrupted("queue slot for position " + std::to_string(pos) + " claims a message of " +
+                            std::to_string(length) + " bytes; a slot holds at most " +
+                            std::to_string(r.max_payload()));
     }
     test_hook(HookPoint::kGetClaimed);
     struct Release {

@@ -34,6 +34,7 @@
 // per get() (a CAS on a line nobody else is using), so they need no registration and leak nothing.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -141,6 +142,8 @@ enum class Claim { kOk, kFull, kEmpty, kBusy };
 class MpmcRing {
  public:
   MpmcRing() = default;
+  // The geometry is read once, here (checked_mpmc() validated it): a header overwritten later cannot move a slot
+  // or a payload outside the block.
   explicit MpmcRing(void* block) : h_(static_cast<MpmcHeader*>(block)) {
     mask_ = h_->capacity - 1;
     stride_ = h_->slot_stride;
@@ -160,6 +163,8 @@ class MpmcRing {
   MpmcHeader& header() const { return *h_; }
   bool valid() const { return h_ != nullptr; }
   uint64_t capacity() const { return mask_ + 1; }
+  // Payload bytes a slot holds (from the geometry read at attach, not from the shared header).
+  uint64_t max_payload() const { return stride_ - sizeof(SlotHeader); }
 
   SlotHeader& slot(uint64_t pos) const { return *reinterpret_cast<SlotHeader*>(slots_ + (pos & mask_) * stride_); }
   std::byte* payload(uint64_t pos) const { return reinterpret_cast<std::byte*>(&slot(pos)) + sizeof(SlotHeader); }
@@ -190,8 +195,7 @@ class MpmcRing {
         continue;
       }
       if (d >= 0) {  // position pos already claimed by another producer: the tail hint is stale
-        advance(h_->tail, pos);
-        pos = h_->tail.load(std::memory_order_relaxed);  // relaxed: hint, see above
+        pos = skip_claimed(h_->tail, pos, w);
         continue;
       }
       // d < 0: the slot still holds the previous lap.
@@ -256,8 +260,7 @@ class MpmcRing {
         }
       }
       if (d > 0) {  // position pos consumed (or reaped) already: the head hint is stale
-        advance(h_->head, pos);
-        pos = h_->head.load(std::memory_order_relaxed);
+        pos = skip_claimed(h_->head, pos, w);
         continue;
       }
       // d < 0: the slot still holds the previous lap; nothing produced for pos yet.
@@ -319,6 +322,22 @@ class MpmcRing {
   static void advance(std::atomic<uint64_t>& index, uint64_t pos) {
     // relaxed: indices are hints; the slot words carry the synchronisation.
     if (index.load(std::memory_order_relaxed) == pos) index.store(pos + 1, std::memory_order_relaxed);
+  }
+  // The next position to look at after `pos`, whose slot word `w` is for a later position (pos was claimed), with
+  // the index hint moved there. A slot whose word is for position q has gone round from q - capacity, which was
+  // consumed, and positions are claimed in order: nothing before q - capacity + 1 is left to claim. Jumping there
+  // (or to the hint, if further) instead of stepping one position at a time bounds the walk to about `capacity`
+  // steps, also when the hint was left far behind or a word was overwritten in shared memory (which would
+  // otherwise walk up to 2^39 positions: a hang). Like advance(), a load and a store: a racing claimer may move
+  // the hint back a little, never past a position still to claim.
+  uint64_t skip_claimed(std::atomic<uint64_t>& index, uint64_t pos, uint64_t w) const {
+    const uint64_t word_pos = pos + static_cast<uint64_t>(seq_diff(w, pos));
+    const uint64_t consumed_before = word_pos >= capacity() ? word_pos - capacity() + 1 : 0;
+    // relaxed: indices are hints; the slot words carry the synchronisation.
+    const uint64_t hint = index.load(std::memory_order_relaxed);
+    const uint64_t next = std::max({pos + 1, consumed_before, hint});
+    if (hint < next) index.store(next, std::memory_order_relaxed);
+    return next;
   }
   // If the process holding slot `s` (whose word was `w`: WRITING or READING) is dead, frees the slot for the next
   // lap and counts an abandoned message. Returns true when the slot changed (reaped by us or anyone), so the caller
