@@ -3,23 +3,11 @@
 # single-process count made here with coreutils (find | tr | sort | uniq -c), gzip'd files are skipped, progress
 # is plain lines off a terminal and a bar on one, and a missing folder is an error.
 source examples/test_lib.sh
+source examples/word_count_tree.sh
 tree="$scratch/tree"
-mkdir -p "$tree/a/b" "$tree/c"
-# 40 files in three folders. Per file: beta 13, alpha 10, gamma 5, delta 3, epsilon 3 (a tie, broken
-# alphabetically), file 1; in mixed case, split by punctuation and digits.
-for i in $(seq 1 40); do
-  dir=$tree; [ $((i % 3)) -eq 1 ] && dir=$tree/a/b; [ $((i % 3)) -eq 2 ] && dir=$tree/c
-  {
-    for _ in 1 2 3 4 5; do echo "Alpha alpha, beta-BETA; gamma"; done
-    echo "beta2beta3beta (file $i) DELTA delta delta epsilon.epsilon.epsilon"
-  } > "$dir/file$i.txt"
-done
-printf 'zeta %.0s' $(seq 1 1000) | gzip > "$tree/c/skipped.gz"
-known=$'520 beta\n400 alpha\n200 gamma\n120 delta\n120 epsilon\n40 file'
-words() { find "$tree" -type f ! -name '*.gz' -exec cat {} + | LC_ALL=C tr -cs 'A-Za-z' '\n' | grep -v '^$'; }
-reference=$(words | LC_ALL=C tr 'A-Z' 'a-z' | LC_ALL=C sort | uniq -c | LC_ALL=C sort -k1,1nr -k2,2 | head -n 6 |
-            awk '{print $1, $2}')
-reference_words=$(words | wc -l)
+make_tree "$tree"
+reference=$(reference "$tree")
+reference_words=$(reference_words "$tree")
 check "the single-process count finds the known counts" '[ "$reference" = "$known" ] && [ "$reference_words" -eq 1400 ]'
 
 run examples/word_count --top 6 --workers 2 "$tree"

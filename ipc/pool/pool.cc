@@ -125,10 +125,16 @@ std::string array_name(const Segment& segment, const void* array) {
                         "' (make it with Array<T>::create in that segment)");
 }
 
+std::unique_ptr<PoolCore> make_pool_core(const PoolOptions& options) {
+  return std::make_unique<PoolCore>(core_options(options));
+}
+
 }  // namespace detail
 
-Pool::Pool(PoolOptions options)
-    : read_ahead_(options.read_ahead), core_(std::make_unique<detail::PoolCore>(core_options(std::move(options)))) {}
+Pool::Pool(PoolOptions options) : Pool(detail::make_pool_core(options), options.read_ahead) {}
+
+Pool::Pool(std::unique_ptr<detail::PoolCore> core, unsigned read_ahead)
+    : PoolMethods(core.get(), read_ahead), core_(std::move(core)) {}
 
 Pool::~Pool() = default;  // PoolCore's destructor terminates (see the header: never waits for user work)
 

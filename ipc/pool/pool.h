@@ -37,6 +37,7 @@
 //   InvalidArgument (0 workers, chunksize 0), StateError (a task after close()/terminate(), join() before
 //   either; kForkServer without start_fork_server(), kExec without init()). Worker start failures throw
 //   SystemError.
+// Over MPI ranks, the same methods: ipc::mpi::Pool (ipc/pool/mpi/pool.h, opt-in).
 #pragma once
 
 #include <algorithm>
@@ -138,6 +139,10 @@ int home_node(const void* p, size_t bytes);
 
 // The name of the Array block at `array` in `segment`; InvalidArgument when there is none there.
 std::string array_name(const Segment& segment, const void* array);
+
+// The engine of a Pool made with `options` (workers started, placement resolved); what ipc::mpi::Pool runs on
+// each rank. Throws as Pool's constructor.
+std::unique_ptr<PoolCore> make_pool_core(const PoolOptions& options);
 
 template <typename F>
 concept Shippable = (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) ||
@@ -329,8 +334,6 @@ class ChunkCompletion : public Completion {
 
 }  // namespace detail
 
-class Pool;
-
 // The lazy result of imap/imap_unordered: an input range of R. Reading it submits chunks of the input as it goes,
 // never more than the read-ahead window beyond what was consumed, so an endless input is fine. A failed chunk
 // throws its error (TaskError, WorkerLost, ...) from the iterator's increment/dereference at its place (ordered)
@@ -340,8 +343,8 @@ class ImapResults {
   using Item = std::ranges::range_value_t<View>;
 
  public:
-  ImapResults(detail::PoolCore& core, F f, View input, size_t chunksize, size_t window, bool ordered)
-      : core_(&core),
+  ImapResults(detail::TaskSink& sink, F f, View input, size_t chunksize, size_t window, bool ordered)
+      : sink_(&sink),
         f_(f),
         input_(std::move(input)),
         it_(std::ranges::begin(input_)),
@@ -390,8 +393,8 @@ class ImapResults {
         input_done_ = true;
         break;
       }
-      core_->submit(&detail::invoke_chunk<F, Item, Star>, detail::callable_word(f_), detail::task_message(chunk),
-                    std::make_shared<detail::ChunkCompletion<R>>(stream_, submitted_++));
+      sink_->submit_task(&detail::invoke_chunk<F, Item, Star>, detail::callable_word(f_), detail::task_message(chunk),
+                         std::make_shared<detail::ChunkCompletion<R>>(stream_, submitted_++));
       ++in_flight_;
     }
   }
@@ -410,7 +413,7 @@ class ImapResults {
     return node.mapped().second;
   }
 
-  detail::PoolCore* core_;
+  detail::TaskSink* sink_;
   F f_;
   View input_;
   std::ranges::iterator_t<View> it_;
@@ -424,26 +427,21 @@ class ImapResults {
   size_t pos_ = 0;
 };
 
-class Pool {
- public:
-  explicit Pool(PoolOptions options = {});
-  ~Pool();
-  Pool(const Pool&) = delete;
-  Pool& operator=(const Pool&) = delete;
+namespace detail {
 
-  // Worker processes (the count asked for; replacements keep it).
-  unsigned size() const { return core_->worker_count(); }
+// The task methods ipc::Pool shares with ipc::mpi::Pool (ipc/pool/mpi/pool.h, the same calls over MPI ranks): each
+// call becomes tasks for a TaskSink. Any thread may call any of them at once.
+class PoolMethods {
+ public:
+  // Worker processes (the count asked for; replacements keep it). ipc::mpi::Pool: over every rank.
+  unsigned size() const { return sink_->worker_count(); }
 
   // Runs f(args...) in a worker; the future completes with its result. Any thread.
   template <typename F, typename... Args>
   auto apply_async(F&& f, Args&&... args) {
-    return apply_impl(-1, std::forward<F>(f), std::forward<Args>(args)...);
-  }
-  // As apply_async, to run on a worker of NUMA node `node` (the node that holds the task's data) when one can
-  // take it; an idle worker of another node takes it rather than sit idle. Without placement, a plain hint.
-  template <typename F, typename... Args>
-  auto apply_async_on(int node, F&& f, Args&&... args) {
-    return apply_impl(node, std::forward<F>(f), std::forward<Args>(args)...);
+    auto task = make_apply(std::forward<F>(f), std::forward<Args>(args)...);
+    sink_->submit_task(task.invoker, task.callable, std::move(task.message), task.state);
+    return task.future();
   }
   // The same, by its concurrent.futures name.
   template <typename F, typename... Args>
@@ -475,6 +473,118 @@ class Pool {
   template <typename F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
     return starmap_async(std::forward<F>(f), std::forward<Range>(inputs), chunksize).get();
+  }
+
+  // Lazy, ordered: results come in input order as you iterate; the input is read only as far as the read-ahead
+  // window requires. Keep the Pool alive and do not close() it while iterating.
+  template <typename F, std::ranges::viewable_range Range>
+  auto imap(F&& f, Range&& inputs, size_t chunksize = 1) {
+    return imap_impl<true>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
+  }
+  // As imap, results in completion order.
+  template <typename F, std::ranges::viewable_range Range>
+  auto imap_unordered(F&& f, Range&& inputs, size_t chunksize = 1) {
+    return imap_impl<false>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
+  }
+
+ protected:
+  // `sink` outlives this object.
+  PoolMethods(TaskSink* sink, unsigned read_ahead) : sink_(sink), read_ahead_(read_ahead) {}
+  ~PoolMethods() = default;
+
+  // One apply_async task, ready to submit.
+  template <typename R>
+  struct Apply {
+    Invoker invoker;
+    uintptr_t callable;
+    std::vector<std::byte> message;
+    std::shared_ptr<FutureState<R>> state;
+    Future<R> future() const { return Future<R>(state); }
+  };
+  template <typename F, typename... Args>
+  static auto make_apply(F&& f, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    check_shippable<Fn>();
+    using R = std::invoke_result_t<Fn&, std::decay_t<Args>...>;
+    auto state = std::make_shared<FutureState<R>>([](std::span<const std::byte> bytes) {
+      if constexpr (std::is_void_v<R>) {
+        return true;
+      } else {
+        return Codec<R>::decode(bytes);
+      }
+    });
+    return Apply<R>{&invoke_one<Fn, std::decay_t<Args>...>, callable_word(Fn(f)),
+                    task_message(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)), std::move(state)};
+  }
+
+ private:
+  template <bool Star, typename F, typename Range>
+  auto map_impl(F&& f, Range&& inputs, std::optional<size_t> chunk_option) {
+    using Fn = std::decay_t<F>;
+    check_shippable<Fn>();
+    using Item = std::ranges::range_value_t<Range>;
+    using R = typename ChunkResult<Fn, Item, Star>::type;
+    static_assert(!std::is_void_v<R>, "map needs a result per input; use apply_async for functions returning void");
+    if (chunk_option == size_t{0}) throw InvalidArgument("Pool::map: chunksize must be at least 1");
+    std::vector<Item> items;
+    for (auto&& x : inputs) items.push_back(static_cast<Item>(x));
+    const size_t n = items.size();
+    const size_t per = 4 * size_t{size()};
+    const size_t chunksize = chunk_option ? *chunk_option : (n == 0 ? 1 : (n + per - 1) / per);
+    auto out = std::make_shared<FutureState<std::vector<R>>>();
+    const size_t chunks = (n + chunksize - 1) / chunksize;
+    if (chunks == 0) {
+      out->deliver({});
+      return Future<std::vector<R>>(out);
+    }
+    auto states = join_chunks<std::vector<R>>(chunks, out, [](std::vector<std::vector<R>> parts) {
+      std::vector<R> all;
+      for (auto& p : parts) std::move(p.begin(), p.end(), std::back_inserter(all));
+      return all;
+    });
+    for (size_t c = 0; c < chunks; ++c) {
+      std::vector<Item> chunk(std::make_move_iterator(items.begin() + c * chunksize),
+                              std::make_move_iterator(items.begin() + std::min(n, (c + 1) * chunksize)));
+      sink_->submit_task(&invoke_chunk<Fn, Item, Star>, callable_word(Fn(f)), task_message(chunk), states[c]);
+    }
+    return Future<std::vector<R>>(out);
+  }
+
+  template <bool Ordered, typename F, typename Range>
+  auto imap_impl(F&& f, Range&& inputs, size_t chunksize) {
+    using Fn = std::decay_t<F>;
+    check_shippable<Fn>();
+    using View = std::views::all_t<Range>;
+    using Item = std::ranges::range_value_t<View>;
+    using R = typename ChunkResult<Fn, Item, false>::type;
+    static_assert(!std::is_void_v<R>, "imap needs a result per input; use apply_async for functions returning void");
+    if (chunksize == 0) throw InvalidArgument("Pool::imap: chunksize must be at least 1");
+    const size_t window = read_ahead_ != 0 ? read_ahead_ : 2 * size_t{size()};
+    return ImapResults<R, Fn, View, false>(*sink_, Fn(f), std::views::all(std::forward<Range>(inputs)), chunksize,
+                                           window, Ordered);
+  }
+
+  TaskSink* sink_;
+  unsigned read_ahead_;
+};
+
+}  // namespace detail
+
+// The pool of this host's workers. Task methods (apply_async, map, imap, ...): detail::PoolMethods above.
+class Pool : public detail::PoolMethods {
+ public:
+  explicit Pool(PoolOptions options = {});
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // As apply_async, to run on a worker of NUMA node `node` (the node that holds the task's data) when one can
+  // take it; an idle worker of another node takes it rather than sit idle. Without placement, a plain hint.
+  template <typename F, typename... Args>
+  auto apply_async_on(int node, F&& f, Args&&... args) {
+    auto task = make_apply(std::forward<F>(f), std::forward<Args>(args)...);
+    core_->submit(task.invoker, task.callable, std::move(task.message), task.state, node);
+    return task.future();
   }
 
   // f over an Array in shared memory, chunk by chunk, each chunk run where its pages are: f(std::span<T> chunk,
@@ -539,18 +649,6 @@ class Pool {
     return map_array_async(std::forward<F>(f), segment, array, std::move(options)).get();
   }
 
-  // Lazy, ordered: results come in input order as you iterate; the input is read only as far as the read-ahead
-  // window requires. Keep the Pool alive and do not close() it while iterating.
-  template <typename F, std::ranges::viewable_range Range>
-  auto imap(F&& f, Range&& inputs, size_t chunksize = 1) {
-    return imap_impl<true>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
-  }
-  // As imap, results in completion order.
-  template <typename F, std::ranges::viewable_range Range>
-  auto imap_unordered(F&& f, Range&& inputs, size_t chunksize = 1) {
-    return imap_impl<false>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
-  }
-
   // No new tasks; queued ones still run. The workers exit once everything is done. Any thread.
   void close() { core_->close(); }
   // Kills the workers now; every unfinished future fails with PoolTerminated. Returns once they are reaped.
@@ -575,71 +673,8 @@ class Pool {
   std::pair<uint64_t, uint64_t> hinted_at_home() const { return core_->hinted_at_home(); }
 
  private:
-  template <typename F, typename... Args>
-  auto apply_impl(int node, F&& f, Args&&... args) {
-    using Fn = std::decay_t<F>;
-    detail::check_shippable<Fn>();
-    using R = std::invoke_result_t<Fn&, std::decay_t<Args>...>;
-    auto state = std::make_shared<detail::FutureState<R>>([](std::span<const std::byte> bytes) {
-      if constexpr (std::is_void_v<R>) {
-        return true;
-      } else {
-        return Codec<R>::decode(bytes);
-      }
-    });
-    core_->submit(&detail::invoke_one<Fn, std::decay_t<Args>...>, detail::callable_word(Fn(f)),
-                  detail::task_message(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)), state, node);
-    return Future<R>(state);
-  }
+  Pool(std::unique_ptr<detail::PoolCore> core, unsigned read_ahead);
 
-  template <bool Star, typename F, typename Range>
-  auto map_impl(F&& f, Range&& inputs, std::optional<size_t> chunk_option) {
-    using Fn = std::decay_t<F>;
-    detail::check_shippable<Fn>();
-    using Item = std::ranges::range_value_t<Range>;
-    using R = typename detail::ChunkResult<Fn, Item, Star>::type;
-    static_assert(!std::is_void_v<R>, "map needs a result per input; use apply_async for functions returning void");
-    if (chunk_option == size_t{0}) throw InvalidArgument("Pool::map: chunksize must be at least 1");
-    std::vector<Item> items;
-    for (auto&& x : inputs) items.push_back(static_cast<Item>(x));
-    const size_t n = items.size();
-    const size_t per = 4 * size_t{size()};
-    const size_t chunksize = chunk_option ? *chunk_option : (n == 0 ? 1 : (n + per - 1) / per);
-    auto out = std::make_shared<detail::FutureState<std::vector<R>>>();
-    const size_t chunks = (n + chunksize - 1) / chunksize;
-    if (chunks == 0) {
-      out->deliver({});
-      return Future<std::vector<R>>(out);
-    }
-    auto states = detail::join_chunks<std::vector<R>>(chunks, out, [](std::vector<std::vector<R>> parts) {
-      std::vector<R> all;
-      for (auto& p : parts) std::move(p.begin(), p.end(), std::back_inserter(all));
-      return all;
-    });
-    for (size_t c = 0; c < chunks; ++c) {
-      std::vector<Item> chunk(std::make_move_iterator(items.begin() + c * chunksize),
-                              std::make_move_iterator(items.begin() + std::min(n, (c + 1) * chunksize)));
-      core_->submit(&detail::invoke_chunk<Fn, Item, Star>, detail::callable_word(Fn(f)), detail::task_message(chunk),
-                    states[c]);
-    }
-    return Future<std::vector<R>>(out);
-  }
-
-  template <bool Ordered, typename F, typename Range>
-  auto imap_impl(F&& f, Range&& inputs, size_t chunksize) {
-    using Fn = std::decay_t<F>;
-    detail::check_shippable<Fn>();
-    using View = std::views::all_t<Range>;
-    using Item = std::ranges::range_value_t<View>;
-    using R = typename detail::ChunkResult<Fn, Item, false>::type;
-    static_assert(!std::is_void_v<R>, "imap needs a result per input; use apply_async for functions returning void");
-    if (chunksize == 0) throw InvalidArgument("Pool::imap: chunksize must be at least 1");
-    const size_t window = read_ahead_ != 0 ? read_ahead_ : 2 * size_t{size()};
-    return ImapResults<R, Fn, View, false>(*core_, Fn(f), std::views::all(std::forward<Range>(inputs)), chunksize,
-                                           window, Ordered);
-  }
-
-  unsigned read_ahead_;
   std::unique_ptr<detail::PoolCore> core_;
 };
 

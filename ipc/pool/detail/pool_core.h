@@ -27,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "ipc/numa/placement.h"
@@ -82,7 +83,19 @@ struct HomeCount {
   std::atomic<uint64_t> tasks{0};
 };
 
-class PoolCore {
+// Where the task methods shared by ipc::Pool and ipc::mpi::Pool (PoolMethods in pool.h) send their tasks: a
+// PoolCore (this host's workers), or ipc/pool/mpi's dispatcher over the MPI ranks' PoolCores.
+class TaskSink {
+ public:
+  virtual ~TaskSink() = default;
+  // Queues a task, as PoolCore::submit without a node. Any thread.
+  virtual void submit_task(Invoker invoker, uintptr_t callable, std::vector<std::byte> message,
+                           std::shared_ptr<Completion> done) = 0;
+  // The workers that run the tasks: default chunk sizes and read-ahead windows count them.
+  virtual unsigned worker_count() const = 0;
+};
+
+class PoolCore final : public TaskSink {
  public:
   // Starts the workers and the supervisor thread. Throws SystemError when a worker cannot be started.
   explicit PoolCore(CoreOptions options);
@@ -98,6 +111,11 @@ class PoolCore {
   void submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message, std::shared_ptr<Completion> done,
               int node = -1, bool steer = true, std::shared_ptr<HomeCount> count = nullptr);
 
+  void submit_task(Invoker invoker, uintptr_t callable, std::vector<std::byte> message,
+                   std::shared_ptr<Completion> done) override {
+    submit(invoker, callable, std::move(message), std::move(done));
+  }
+
   void close();
   void terminate();
   // REQUIRES: close() or terminate() first (StateError otherwise). Waits until every worker has exited.
@@ -105,7 +123,7 @@ class PoolCore {
   // Waits up to `timeout` for the workers to exit after close(); false if they had not.
   bool join_for(std::chrono::nanoseconds timeout);
 
-  unsigned worker_count() const { return options_.workers; }
+  unsigned worker_count() const override { return options_.workers; }
   // The pids of the live workers (for tests and tools). Any thread.
   std::vector<int> worker_pids() const;
   // Workers started so far, replacements included.
