@@ -82,7 +82,10 @@ for label in "${targets[@]}"; do
   # A target's dictionary of tokens, if it has one, sits beside its corpus directory: <package>/<target>.dict.
   dict=()
   [ -f "$pkg/$name.dict" ] && dict=(-dict="$pkg/$name.dict")
-  "$binary" -max_total_time="$seconds" -rss_limit_mb="$rss_limit_mb" -timeout=20 -print_final_stats=1 \
+  # A fixed seed (FUZZ_SEED, 1 by default) makes a CI run repeatable: a finding replays with the same seed. Give
+  # another seed to explore further by hand (docs/fuzzing.md).
+  "$binary" -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -rss_limit_mb="$rss_limit_mb" -timeout=20 \
+    -print_final_stats=1 \
     "${dict[@]+"${dict[@]}"}" -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1
   rc=$?
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)' "$dir/log" | tr '\n' ' '

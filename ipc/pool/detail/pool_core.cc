@@ -412,7 +412,14 @@ struct PoolCore::State {
           for (auto& w : workers) usable += can_take(*w) || !w->in_hand.empty() ? 1 : 0;
           if (usable < options->workers) {
             lock.unlock();
-            spawn();
+            try {
+              spawn();
+            } catch (const std::exception& e) {
+              // No worker can be started now (the fork server is gone, say, as the program exits): the queued tasks
+              // fail with the reason instead of waiting for ever, and the supervisor thread lives on.
+              fail_pending("no worker could be started to run this task: " + std::string(e.what()));
+              return;
+            }
             continue;
           }
           choose(true);
@@ -469,6 +476,16 @@ struct PoolCore::State {
       if (w->conn_ended || w->in_hand.size() < 2 || now - w->front_started > kQueueBudget) return false;
     }
     return true;
+  }
+
+  // Fails every queued task (not those the workers hold) with PoolTerminated saying `why`.
+  void fail_pending(const std::string& why) {
+    std::deque<Task> queued;
+    {
+      std::lock_guard lock(mu);
+      queued.swap(pending);
+    }
+    for (auto& t : queued) complete(t, raise_as<PoolTerminated>(why));
   }
 
   void fail_everything() {
