@@ -58,6 +58,30 @@ void check_decode(std::span<const std::byte> in) {
   if (!(ipc::decode<T>(again) == value)) fail(typeid(T).name(), "re-encoding decodes to another value", in);
 }
 
+// Reads every field and element reachable from `value` under its schema.
+void read_everything(const capnp::DynamicValue::Reader& value) {
+  switch (value.getType()) {
+    case capnp::DynamicValue::STRUCT: {
+      const auto s = value.as<capnp::DynamicStruct>();
+      for (const auto field : s.getSchema().getFields()) {
+        if (s.has(field)) read_everything(s.get(field));
+      }
+      break;
+    }
+    case capnp::DynamicValue::LIST:
+      for (const auto element : value.as<capnp::DynamicList>()) read_everything(element);
+      break;
+    case capnp::DynamicValue::TEXT:
+      (void)value.as<capnp::Text>().size();
+      break;
+    case capnp::DynamicValue::DATA:
+      (void)value.as<capnp::Data>().size();
+      break;
+    default:
+      break;
+  }
+}
+
 void check_capnp(std::span<const std::byte> in) {
   std::optional<ipc::CapnpMessage<Sample>> message;
   try {
@@ -69,10 +93,11 @@ void check_capnp(std::span<const std::byte> in) {
   if (again.size() != in.size() || std::memcmp(again.data(), in.data(), in.size()) != 0) {
     fail("CapnpMessage<Sample>", "re-encoded to other bytes", in);
   }
-  // capnp_codec.h: after a successful decode, reading any field reachable under the schema does not throw.
+  // capnp_codec.h: after a successful decode, reading any field reachable under the schema does not throw. Every
+  // field is read in place rather than printed: a list of many empty elements fits the traversal limit in a few
+  // bytes, and its printout would take gigabytes.
   try {
-    const kj::String text = kj::str(message->reader());
-    if (text.size() == 0) fail("CapnpMessage<Sample>", "printed as nothing", in);
+    read_everything(capnp::DynamicValue::Reader(message->reader()));
   } catch (const kj::Exception& e) {
     fail("CapnpMessage<Sample>", e.getDescription().cStr(), in);
   }

@@ -163,6 +163,8 @@ class MpmcRing {
   MpmcHeader& header() const { return *h_; }
   bool valid() const { return h_ != nullptr; }
   uint64_t capacity() const { return mask_ + 1; }
+  // More steps than one claim walk takes in a live queue (each step is another process's progress or a skip).
+  uint64_t walk_limit() const { return 4 * capacity() + 1024; }
   // Payload bytes a slot holds (from the geometry read at attach, not from the shared header).
   uint64_t max_payload() const { return stride_ - sizeof(SlotHeader); }
 
@@ -177,7 +179,10 @@ class MpmcRing {
     const uint32_t me = self_pid();
     // relaxed: the tail is only a hint; the slot word's acquire load below orders everything that matters.
     pos = h_->tail.load(std::memory_order_relaxed);
-    for (;;) {
+    for (uint64_t steps = 0;; ++steps) {
+      // Slot words overwritten in shared memory can send the walk round in a circle (found by
+      // message_queue_fuzz): past any bound a live queue needs, the slot counts as busy, and the caller waits.
+      if (steps > walk_limit()) return Claim::kBusy;
       SlotHeader& s = slot(pos);
       // acquire: partner is the consumer's release store of FREE(pos) in release_read(), so its payload reads
       // happen before our payload writes.
@@ -225,7 +230,8 @@ class MpmcRing {
   Claim try_claim_read(uint64_t& pos, bool check_dead) const {
     const uint32_t me = self_pid();
     pos = h_->head.load(std::memory_order_relaxed);  // relaxed: the head is only a hint, see try_claim_write
-    for (;;) {
+    for (uint64_t steps = 0;; ++steps) {
+      if (steps > walk_limit()) return Claim::kBusy;  // see try_claim_write
       SlotHeader& s = slot(pos);
       // acquire: partner is publish()'s release store; the payload is visible once we see FULL(pos).
       uint64_t w = s.word.load(std::memory_order_acquire);
