@@ -123,7 +123,8 @@ TEST_CASE("an overwritten ring capacity or tail never makes send write past the 
   std::vector<std::byte> got;
   REQUIRE(rx.recv_bytes(got, 1s) == Outcome::kOk);
   CHECK(got == sent);
-  ring.header().tail.fetch_add(3);  // a tail inside a record: the next record header would straddle the end
+  // A tail inside a record: the next record header would straddle the end.
+  ring.header().tail.fetch_add(3, std::memory_order_seq_cst);
   CHECK_THROWS_AS(tx.send_bytes(patterned(2, 100), 1s), ipc::StreamCorrupted);
   CHECK_THROWS_AS(rx.recv_bytes(got, 1s), ipc::StreamCorrupted);
 }

@@ -345,7 +345,7 @@ TEMPLATE_TEST_CASE("slot words overwritten far ahead of the indices do not make 
   for (uint64_t i = 0; i < kCapacity; ++i) {
     auto* slot = reinterpret_cast<ipc::detail::SlotHeader*>(static_cast<std::byte*>(mem.base()) +
                                                             sizeof(ipc::detail::MpmcHeader) + i * stride);
-    slot->word.store(ipc::detail::make_word(i + kAhead, ipc::detail::kSlotFree, 0));
+    slot->word.store(ipc::detail::make_word(i + kAhead, ipc::detail::kSlotFree, 0), std::memory_order_seq_cst);
   }
   const uint64_t value = 42;
   if constexpr (std::is_same_v<TestType, ipc::MessageQueue>) {

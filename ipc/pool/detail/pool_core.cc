@@ -488,19 +488,16 @@ struct PoolCore::State {
     for (auto& t : queued) complete(t, raise_as<PoolTerminated>(why));
   }
 
+  // Fails every task, queued or held by a worker, with PoolTerminated.
   void fail_everything() {
-    std::deque<Task> orphans;
     {
       std::lock_guard lock(mu);
-      orphans.swap(pending);
+      for (auto& w : workers) {
+        for (auto& t : w->in_hand) pending.push_back(std::move(t));
+        w->in_hand.clear();
+      }
     }
-    for (auto& w : workers) {
-      for (auto& t : w->in_hand) orphans.push_back(std::move(t));
-      w->in_hand.clear();
-    }
-    for (auto& t : orphans) {
-      complete(t, raise_as<PoolTerminated>(std::string("the pool was terminated before the task finished")));
-    }
+    fail_pending("the pool was terminated before the task finished");
   }
 
   void supervise() {
