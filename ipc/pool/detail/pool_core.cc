@@ -122,9 +122,17 @@ struct PoolCore::State {
   std::vector<std::string> objects;
   uint64_t initializer_address = 0;
 
+  std::thread supervisor;
+  // Held by whoever joins `supervisor` (join(), join_for(), terminate(), the exit handler), which any thread may
+  // call: one joins, the others then find it joined. Not `mu`, which the supervisor needs to finish.
+  std::mutex join_mu;
+  void join_supervisor() {
+    std::lock_guard lock(join_mu);
+    if (supervisor.joinable() && supervisor.get_id() != std::this_thread::get_id()) supervisor.join();
+  }
+
   // Supervisor thread only (and the constructor before it starts).
   std::vector<std::unique_ptr<Worker>> workers;
-  std::thread supervisor;
   std::vector<std::byte> result_buffer;
   // A running average of how long a task takes at a worker; starts at the queueing budget (kQueueBudget), so that
   // until tasks are seen to be short, a busy worker is sent one task to hold, not more.
@@ -617,7 +625,11 @@ void PoolCore::end_at_exit() {
   }
   state_->wake();
   std::unique_lock lock(state_->mu);
-  state_->finished_cv.wait_for(lock, kExitWait, [&] { return state_->finished; });
+  // Joined only once it has finished: a supervisor held up by a callback past kExitWait is left to the exit.
+  if (state_->finished_cv.wait_for(lock, kExitWait, [&] { return state_->finished; })) {
+    lock.unlock();
+    state_->join_supervisor();
+  }
 }
 
 PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(std::make_unique<State>()) {
@@ -704,9 +716,7 @@ void PoolCore::terminate() {
     state_->terminated = true;
   }
   state_->wake();
-  if (state_->supervisor.joinable() && state_->supervisor.get_id() != std::this_thread::get_id()) {
-    state_->supervisor.join();
-  }
+  state_->join_supervisor();
 }
 
 void PoolCore::join() {
@@ -714,9 +724,7 @@ void PoolCore::join() {
     std::lock_guard lock(state_->mu);
     if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
   }
-  if (state_->supervisor.joinable() && state_->supervisor.get_id() != std::this_thread::get_id()) {
-    state_->supervisor.join();
-  }
+  state_->join_supervisor();
 }
 
 bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
@@ -724,7 +732,7 @@ bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
   if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
   if (!state_->finished_cv.wait_for(lock, timeout, [&] { return state_->finished; })) return false;
   lock.unlock();
-  if (state_->supervisor.joinable()) state_->supervisor.join();
+  state_->join_supervisor();
   return true;
 }
 
