@@ -376,3 +376,30 @@ TEST_CASE("a consumer that finds every owned hand-off entry held arms a transien
   while (auto v = r.q.get()) got.push_back(*v);
   CHECK(got == std::vector<uint64_t>{2, 3});
 }
+
+TEST_CASE("a thread that finds its own identity on an entry a killed process left armed (pids reused) settles it",
+          "[queue][kill]") {
+  Ring r;
+  for (uint64_t v = 1; v <= 3; ++v) REQUIRE(r.q.put(v) == Outcome::kOk);
+  auto consumer = stopped_inside(HookPoint::kGetReleased, [&] { (void)r.q.get(); });
+  const std::vector<uint32_t> armed = r.armed();
+  REQUIRE(armed.size() == 1);
+  REQUIRE(armed[0] < kOwnedHandOffs);
+  kill_and_reap(consumer);
+  // A new thread (nothing cached), as if the killed consumer's pid and tid had been given to it: the entry names
+  // it as the owner. It adopts the entry in its get and must settle the armed hand-off first.
+  std::optional<uint64_t> got;
+  int adopted = -1;
+  std::thread reborn([&] {
+    // relaxed: this thread alone uses the ring while it runs; join() orders it before the checks below.
+    r.h.hand_offs[armed[0]].owner.store(ipc::detail::this_thread_identity(), std::memory_order_relaxed);
+    got = r.q.get();
+    adopted = r.owned_by(ipc::detail::this_thread_identity());
+  });
+  reborn.join();
+  CHECK(got == std::optional<uint64_t>(2));
+  CHECK(adopted == static_cast<int>(armed[0]));
+  CHECK(r.h.abandoned.load(std::memory_order_relaxed) == 1);  // raw: counted by the get, not by abandoned_count()
+  CHECK(r.q.abandoned_count() == 1);
+  CHECK(r.armed().empty());
+}

@@ -214,11 +214,15 @@ HandOff* MpmcRing::take_owned_hand_off(OwnedHandOffCache::Way& way, uint64_t me)
     way.index = i;
     return &owned[i];
   };
-  // An entry this thread owns already (the cache forgot it, or a thread of this process with our tid before us,
-  // which returned from its last get: nothing armed).
+  // An entry this thread owns already: the cache forgot it, or a thread before us had our identity (a thread of
+  // this process with our tid, which returned from its last get; or, with pids reused, a killed process that may
+  // have left its entry armed: settled first, as below, since we are not inside a get ourselves).
   for (uint32_t i = 0; i < kOwnedHandOffs; ++i) {
-    // relaxed: our own identity, written by this thread (or by the gone thread it replaces, which left it unarmed).
-    if (owned[i].owner.load(std::memory_order_relaxed) == me) return take(i);
+    // acquire: pairs with the owner CAS of whoever wrote our identity there (its armed word is visible).
+    if (owned[i].owner.load(std::memory_order_acquire) != me) continue;
+    const uint64_t armed = owned[i].word.load(std::memory_order_acquire);  // acquire: as in reap()
+    if (armed != 0) settle(owned[i], armed);
+    return take(i);
   }
   for (uint32_t i = 0; i < kOwnedHandOffs; ++i) {
     uint64_t expected = 0;
