@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -581,6 +582,44 @@ struct PoolCore::State {
   }
 };
 
+namespace {
+
+// The pools whose supervisor runs in this process (their owner's pid: a fork inherits the list, not the pools).
+// Never destroyed: the exit handler that reads it may run after every static destructor.
+struct LivePools {
+  std::mutex mu;
+  std::vector<std::pair<pid_t, PoolCore*>> cores;
+};
+LivePools& live_pools() {
+  static auto* pools = new LivePools;
+  return *pools;
+}
+
+// How long exit() waits for a pool's supervisor to end its workers: it only kills and reaps them, unless a
+// completion callback it runs blocks.
+constexpr auto kExitWait = std::chrono::seconds(10);
+
+}  // namespace
+
+void PoolCore::end_live_pools_at_exit() {
+  LivePools& live = live_pools();
+  // Held throughout: a pool destroyed meanwhile by another thread waits here before it goes.
+  std::lock_guard lock(live.mu);
+  for (auto [owner, core] : live.cores) {
+    if (owner == ::getpid()) core->end_at_exit();
+  }
+}
+
+void PoolCore::end_at_exit() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->terminated = true;
+  }
+  state_->wake();
+  std::unique_lock lock(state_->mu);
+  state_->finished_cv.wait_for(lock, kExitWait, [&] { return state_->finished; });
+}
+
 PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(std::make_unique<State>()) {
   if (options_.workers == 0) throw InvalidArgument("Pool: the worker count must be at least 1");
   state_->options = &options_;
@@ -608,9 +647,20 @@ PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(s
     throw;
   }
   state_->supervisor = std::thread([s = state_.get()] { s->supervise(); });
+  // exit() with this pool alive (a static Pool, one leaked, a return from main while another thread holds one, or
+  // an exit() inside a function that owns one) ends it first, as Python's multiprocessing ends its pools' workers
+  // at exit: its supervisor must not go on (replacing a worker, say) while static destructors run.
+  static std::once_flag registered;
+  std::call_once(registered, [] { std::atexit(end_live_pools_at_exit); });
+  std::lock_guard lock(live_pools().mu);
+  live_pools().cores.emplace_back(::getpid(), this);
 }
 
 PoolCore::~PoolCore() {
+  {
+    std::lock_guard lock(live_pools().mu);
+    std::erase_if(live_pools().cores, [&](const auto& entry) { return entry.second == this; });
+  }
   if (state_->supervisor.joinable()) terminate();
   ::close(state_->wake_fd);
 }
