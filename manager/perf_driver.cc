@@ -4,17 +4,23 @@
 //   perf_driver pair N         blocking dict set + get pairs
 //   perf_driver pipe N WINDOW  dict set_async with WINDOW calls in flight
 // Prints the time per call. The client runs on the main thread (PERF_DRIVER_THREAD=1: on a second thread).
-// Examples: strace -c -f perf_driver get 10000; valgrind --tool=callgrind perf_driver pipe 20000 1000 (one output
-// file per process: the forked server writes its own).
+// PERF_DRIVER_ADDRESS=ADDR PERF_DRIVER_KEY_FILE=FILE: use a server started apart (`ipc-manager --listen ADDR
+// --key-file FILE`) instead of forking one; valgrind needs this, as it does not know pidfd_open, which
+// start_server's ipc::Process uses.
+// Examples: strace -c -f perf_driver get 10000; valgrind --tool=callgrind perf_driver pipe 20000 1000 with the
+// server under its own valgrind --tool=callgrind ipc-manager ...
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "manager/client.h"
+#include "manager/key_file.h"
 #include "manager/server.h"
 
 namespace {
@@ -23,8 +29,8 @@ double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-void run(const ipc::manager::ServerProcess& server, const std::string& mode, int n, int window) {
-  ipc::manager::Client client(server.address(), server.key());
+void run(const std::string& address, std::span<const std::uint8_t> key, const std::string& mode, int n, int window) {
+  ipc::manager::Client client(address, key);
   auto d = client.dict("bench");
   d.set("key", 1);
   double t = now();
@@ -60,13 +66,25 @@ int main(int argc, char** argv) {
   std::string mode = argv[1];
   int n = std::atoi(argv[2]);
   int window = argc > 3 ? std::atoi(argv[3]) : 1000;
-  auto server = ipc::manager::start_server();
+  std::optional<ipc::manager::ServerProcess> server;
+  std::string address;
+  std::vector<std::uint8_t> key;
+  const char* given_address = std::getenv("PERF_DRIVER_ADDRESS");
+  const char* given_key_file = std::getenv("PERF_DRIVER_KEY_FILE");
+  if (given_address != nullptr && given_key_file != nullptr) {
+    address = given_address;
+    key = ipc::manager::load_key(given_key_file);
+  } else {
+    server.emplace(ipc::manager::start_server());
+    address = server->address();
+    key.assign(server->key().begin(), server->key().end());
+  }
   // PERF_DRIVER_THREAD=1: run the client on a second thread (another malloc arena) instead of the main thread.
   const char* on_thread = std::getenv("PERF_DRIVER_THREAD");
   if (on_thread != nullptr && std::strcmp(on_thread, "1") == 0) {
-    std::thread([&] { run(server, mode, n, window); }).join();
+    std::thread([&] { run(address, key, mode, n, window); }).join();
   } else {
-    run(server, mode, n, window);
+    run(address, key, mode, n, window);
   }
   return 0;
 }

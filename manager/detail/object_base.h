@@ -16,6 +16,7 @@
 #include <string>
 #include <utility>
 
+#include "manager/detail/direct_client.h"
 #include "manager/detail/wire_errors.h"
 #include "manager/manager.capnp.h"
 #include "manager/value.h"
@@ -64,6 +65,15 @@ MadeObject make_object(Args&&... args) {
   ObjectBase* raw = own.get();
   typename Impl::Serves::Client cap = kj::mv(own);
   return {kj::mv(cap), raw};
+}
+
+// The same for an object whose calls run at once when they arrive (direct_client.h). REQUIRES: no method of its
+// interface returns a capability, and it does not use thisCap().
+template <typename Impl, typename... Args>
+MadeObject make_direct_object(Args&&... args) {
+  auto own = kj::heap<Impl>(std::forward<Args>(args)...);
+  ObjectBase* raw = own.get();
+  return {direct_client(kj::mv(own)), raw};
 }
 
 inline std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }

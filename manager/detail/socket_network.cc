@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <optional>
 
 namespace ipc::manager::detail {
 
@@ -68,42 +70,116 @@ kj::AutoCloseFd make_nonblocking(kj::AutoCloseFd fd) {
 
 }  // namespace
 
+// Word buffers of one size, kept for the small messages of one connection: the first segment of every message
+// built (Cap'n Proto's MallocMessageBuilder would calloc one, and calloc bypasses glibc's per-thread cache) and the
+// copy of every message received. Reference counted: the RPC system may keep a message past its connection.
+class SocketVatNetwork::BufferPool final : public kj::Refcounted {
+ public:
+  static constexpr std::size_t kWords = 256;  // 2 KiB: a small call, its reply, a Finish
+  using Buffer = std::unique_ptr<capnp::word[]>;
+
+  // All zero, as a message builder requires.
+  Buffer take_zeroed() { return take(zeroed_, true); }
+  // REQUIRES: all zero again (MallocMessageBuilder zeroes what it used of a first segment it was given).
+  void give_zeroed(Buffer b) { give(zeroed_, std::move(b)); }
+  Buffer take_raw() { return take(raw_, false); }
+  void give_raw(Buffer b) { give(raw_, std::move(b)); }
+
+ private:
+  static constexpr std::size_t kKeep = 64;  // more in use at once (a long pipeline) are freed when done
+  static Buffer take(std::vector<Buffer>& from, bool zeroed) {
+    if (from.empty()) return zeroed ? Buffer(new capnp::word[kWords]()) : Buffer(new capnp::word[kWords]);
+    Buffer b = std::move(from.back());
+    from.pop_back();
+    return b;
+  }
+  static void give(std::vector<Buffer>& to, Buffer b) {
+    if (to.size() < kKeep) to.push_back(std::move(b));
+  }
+  std::vector<Buffer> zeroed_;
+  std::vector<Buffer> raw_;
+};
+
+namespace {
+
+// The first segment of a message being built: a pooled buffer when the hint fits in one, given back (zeroed by the
+// builder) when the message goes. Declared before the builder so that it outlives it.
+struct FirstSegment {
+  FirstSegment(kj::Own<SocketVatNetwork::BufferPool>& pool, unsigned words) {
+    if (words <= SocketVatNetwork::BufferPool::kWords) {
+      this->pool = kj::addRef(*pool);
+      buffer = this->pool->take_zeroed();
+    }
+  }
+  ~FirstSegment() {
+    if (buffer) pool->give_zeroed(std::move(buffer));
+  }
+  kj::Own<SocketVatNetwork::BufferPool> pool;
+  SocketVatNetwork::BufferPool::Buffer buffer;
+};
+
+}  // namespace
+
 // A message being built. send() copies it into the connection's write buffer at once, so it may be dropped (with
 // any capabilities it names) right after; the RPC system may keep it past the connection but never sends then.
 // A tracked message that is dropped unsent takes its receipt with it (verdict: not delivered).
 class SocketVatNetwork::Outgoing final : public capnp::OutgoingRpcMessage {
  public:
-  Outgoing(SocketVatNetwork& network, unsigned words)
-      : network_(network), message_(words == 0 ? kDefaultFirstSegmentWords : words) {
+  Outgoing(SocketVatNetwork& network, unsigned words) : network_(network), first_(network.pool_, words) {
+    if (first_.buffer) {
+      message_.emplace(kj::arrayPtr(first_.buffer.get(), BufferPool::kWords));
+    } else {
+      message_.emplace(words);
+    }
     network.last_outgoing_ = this;
     ++network.messages_created_;
   }
-  capnp::AnyPointer::Builder getBody() override { return message_.getRoot<capnp::AnyPointer>(); }
+  capnp::AnyPointer::Builder getBody() override { return message_->getRoot<capnp::AnyPointer>(); }
   void setFds(kj::Array<int> fds) override {
     KJ_REQUIRE(fds.size() == 0, "file descriptors cannot be sent to or from a Manager");
   }
-  void send() override { network_.send(message_, kj::mv(receipt_)); }
-  size_t sizeInWords() override { return message_.sizeInWords(); }
+  void send() override { network_.send(*message_, kj::mv(receipt_)); }
+  size_t sizeInWords() override { return message_->sizeInWords(); }
   void track(kj::Own<Receipt> receipt) { receipt_ = kj::mv(receipt); }
 
  private:
   SocketVatNetwork& network_;
-  capnp::MallocMessageBuilder message_;
+  FirstSegment first_;
+  std::optional<capnp::MallocMessageBuilder> message_;  // always set; optional only to pick its constructor
   kj::Own<Receipt> receipt_;  // null unless tracked
 };
 
 // A received message, in its own word-aligned copy (the receive buffer moves on; the RPC system may keep a
-// message as long as it likes).
+// message as long as it likes): a pooled buffer when it fits in one.
 class SocketVatNetwork::Incoming final : public capnp::IncomingRpcMessage {
  public:
-  Incoming(kj::Array<capnp::word> words, const capnp::ReaderOptions& options)
-      : words_(kj::mv(words)), reader_(words_.asPtr(), options) {}
+  Incoming(kj::Own<BufferPool>& pool, const kj::byte* bytes, std::size_t words, const capnp::ReaderOptions& options)
+      : words_(words), reader_(copy(pool, bytes, words), options) {}
+  ~Incoming() noexcept(false) {
+    if (pooled_) pool_->give_raw(std::move(pooled_));
+  }
   capnp::AnyPointer::Reader getBody() override { return reader_.getRoot<capnp::AnyPointer>(); }
-  size_t sizeInWords() override { return words_.size(); }
+  size_t sizeInWords() override { return words_; }
 
  private:
-  kj::Array<capnp::word> words_;
-  capnp::FlatArrayMessageReader reader_;
+  kj::ArrayPtr<const capnp::word> copy(kj::Own<BufferPool>& pool, const kj::byte* bytes, std::size_t words) {
+    capnp::word* to;
+    if (words <= BufferPool::kWords) {
+      pool_ = kj::addRef(*pool);
+      pooled_ = pool_->take_raw();
+      to = pooled_.get();
+    } else {
+      unpooled_ = kj::heapArray<capnp::word>(words);
+      to = unpooled_.begin();
+    }
+    std::memcpy(to, bytes, words * sizeof(capnp::word));
+    return kj::arrayPtr(const_cast<const capnp::word*>(to), words);
+  }
+  std::size_t words_;
+  kj::Own<BufferPool> pool_;
+  BufferPool::Buffer pooled_;
+  kj::Array<capnp::word> unpooled_;
+  capnp::FlatArrayMessageReader reader_;  // last: reads the buffer above
 };
 
 SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
@@ -114,7 +190,8 @@ SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, 
       options_(options),
       handshake_message_bytes_(handshake_message_bytes),
       read_observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
-      in_(read_chunk_bytes()) {
+      in_(read_chunk_bytes()),
+      pool_(kj::refcounted<BufferPool>()) {
   ref_ = kj::refcounted<NetworkRef>();
   ref_->network = this;
   peer_vat_id_.initRoot<capnp::rpc::twoparty::VatId>().setSide(side == capnp::rpc::twoparty::Side::CLIENT
@@ -174,7 +251,7 @@ capnp::rpc::twoparty::VatId::Reader SocketVatNetwork::getPeerVatId() {
 }
 
 kj::Own<capnp::OutgoingRpcMessage> SocketVatNetwork::newOutgoingMessage(unsigned firstSegmentWordSize) {
-  return kj::heap<Outgoing>(*this, firstSegmentWordSize);
+  return kj::heap<Outgoing>(*this, firstSegmentWordSize == 0 ? kDefaultFirstSegmentWords : firstSegmentWordSize);
 }
 
 // ---- reading ----
@@ -205,10 +282,9 @@ kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
   }
   std::size_t total = header_bytes + body_bytes;
   if (available < total) return nullptr;  // the buffer grows as the rest arrives (receiveIncomingMessage)
-  auto words = kj::heapArray<capnp::word>(total / sizeof(capnp::word));
-  std::memcpy(words.begin(), p, total);
+  auto message = kj::heap<Incoming>(pool_, p, total / sizeof(capnp::word), options_);
   in_begin_ += total;
-  return kj::Own<capnp::IncomingRpcMessage>(kj::heap<Incoming>(kj::mv(words), options_));
+  return kj::Own<capnp::IncomingRpcMessage>(kj::mv(message));
 }
 
 kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::receiveIncomingMessage() {

@@ -367,7 +367,7 @@ MadeObject make_queue(std::string name, kj::Timer& timer, std::uint64_t max_size
   return make_object<QueueImpl>(std::move(name), timer, max_size);
 }
 MadeObject make_lock(std::string name, kj::Timer& timer) { return make_object<LockImpl>(std::move(name), timer); }
-MadeObject make_event(std::string name, kj::Timer& timer) { return make_object<EventImpl>(std::move(name), timer); }
+MadeObject make_event(std::string name, kj::Timer& timer) { return make_direct_object<EventImpl>(std::move(name), timer); }
 
 wire::Queue::Client queue_endpoint(ObjectBase& queue, wire::Queue::Client cap, NetworkRef& link) {
   return kj::heap<QueueEndpoint>(static_cast<QueueImpl&>(queue), kj::mv(cap), kj::addRef(link));
