@@ -320,6 +320,20 @@ class MpmcRing {
   // so the count is complete when this returns. Any process; slow (a liveness check per armed hand-off).
   uint64_t abandoned() const;
 
+  // Whether the slot for `pos` has moved past `pos` (its message was taken, or its claim reaped), after reaping
+  // the slot's claimer if it holds the slot for `pos` and died (counted in abandoned(), as by a blocked claimer).
+  // For MessageQueue's arena, whose pages live exactly as long as their message's slot. Any process; slow path.
+  bool claim_gone(uint64_t pos) const {
+    SlotHeader& s = slot(pos);
+    // acquire: partner is the release that moved the slot on (free_slot, reap): the message's last use is done.
+    uint64_t w = s.word.load(std::memory_order_acquire);
+    const SlotState state = word_state(w);
+    if (seq_diff(w, pos) == 0 && (state == kSlotWriting || state == kSlotReading) && reap(s, w)) {
+      w = s.word.load(std::memory_order_acquire);  // acquire: as above
+    }
+    return seq_diff(w, pos) != 0;
+  }
+
  private:
   // Moves an index hint from `pos` to `pos + 1` unless someone already moved it. A load and a store, not a CAS,
   // so that a put or get costs one atomic read-modify-write (the slot claim): two claimers racing here may move
