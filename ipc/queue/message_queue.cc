@@ -73,10 +73,10 @@ void MessageView::reset() noexcept {
   held_ = false;
   data_ = nullptr;
   size_ = 0;
-  // The pages first, while the slot still holds the message: a page bound to a position whose slot moved on is
-  // free for anyone to reclaim (chunk_arena.h).
-  if (pages_ != 0) arena_.give_back(first_page_, pages_);
-  ring_.release_read(pos_);
+  if (pages_ == 0) return;  // an inline message: its slot went back when it was copied
+  // The pages first, while the entry still holds the message (chunk_arena.h).
+  arena_.give_back(first_page_, pages_);
+  ring_.end_release(*entry_);
 }
 
 uint64_t MessageQueue::bytes_needed(const Options& options) { return geometry(options).bytes; }
@@ -144,11 +144,11 @@ uint64_t MessageQueue::max_message_bytes() const {
 
 void MessageQueue::reclaim() const {
   for (uint64_t i = 0; i < ring_.capacity(); ++i) {
-    // acquire: as the claim walks' loads (mpmc_ring.h); claim_gone() looks again before reaping.
+    // acquire: as the claim walks' loads (mpmc_ring.h); message_gone() looks again before reaping.
     const uint64_t w = ring_.slot(i).word.load(std::memory_order_acquire);
     const detail::SlotState state = detail::word_state(w);
     if (state == detail::kSlotWriting || state == detail::kSlotReading) {
-      (void)ring_.claim_gone(w >> (detail::kPidBits + detail::kStateBits));
+      (void)ring_.message_gone(w >> (detail::kPidBits + detail::kStateBits));
     }
   }
   if (arena_.pages() != 0) (void)arena_.reclaim(ring_);
@@ -238,8 +238,7 @@ Outcome MessageQueue::put_out_of_line(uint64_t bytes, const Deadline* d, void (*
   }
 }
 
-Outcome MessageQueue::take(const Deadline* d, MessageView& view) {
-  view.reset();
+Outcome MessageQueue::claim(const Deadline* d, Claimed& c) {
   for (;;) {
     uint64_t pos;
     const Outcome q = detail::mpmc_claim_read(ring_, d, pos);
@@ -249,36 +248,55 @@ Outcome MessageQueue::take(const Deadline* d, MessageView& view) {
       ring_.release_skip(pos);
       continue;
     }
-    uint64_t first_page = 0, pages = 0;
-    const std::byte* data = ring_.payload(pos);
+    c = Claimed{pos, 0, 0, ring_.payload(pos), length};
     if (length > max_inline_bytes()) {
       detail::ChunkRef ref;
       std::memcpy(&ref, ring_.payload(pos), sizeof ref);
-      first_page = ref.first_page;
-      pages = detail::ChunkArena::pages_needed(length);
-      if (!arena_.bound_to(first_page, pages, pos)) {
+      c.first_page = ref.first_page;
+      c.pages = detail::ChunkArena::pages_needed(length);
+      if (!arena_.bound_to(c.first_page, c.pages, pos)) {
         // Only memory overwritten behind the queue's back gets here. The slot is consumed; pages still bound to
         // its position are reclaimed once it has moved on. Nothing outside the arena is read.
         ring_.release_skip(pos);
         throw StreamCorrupted("queue slot for position " + std::to_string(pos) + " claims a message of " +
-                              std::to_string(length) + " bytes in arena pages " + std::to_string(first_page) + ".." +
-                              std::to_string(first_page + pages) + ", which are not its own (the arena has " +
-                              std::to_string(arena_.pages()) + " pages; a slot holds " +
-                              std::to_string(max_inline_bytes()) + " bytes inline)");
+                              std::to_string(length) + " bytes in arena pages " + std::to_string(c.first_page) +
+                              ".." + std::to_string(c.first_page + c.pages) +
+                              ", which are not its own (the arena has " + std::to_string(arena_.pages()) +
+                              " pages; a slot holds " + std::to_string(max_inline_bytes()) + " bytes inline)");
       }
-      data = arena_.data(first_page);
+      c.data = arena_.data(c.first_page);
     }
-    view.ring_ = ring_;
-    view.arena_ = arena_;
-    view.pos_ = pos;
-    view.first_page_ = first_page;
-    view.pages_ = pages;
-    view.data_ = data;
-    view.size_ = length;
-    view.held_ = true;
     detail::test_hook(detail::HookPoint::kGetClaimed);
     return Outcome::kOk;
   }
+}
+
+Outcome MessageQueue::take(const Deadline* d, MessageView& view) {
+  view.reset();
+  Claimed c;
+  const Outcome q = claim(d, c);
+  if (q != Outcome::kOk) return q;
+  view.pages_ = c.pages;
+  if (c.pages == 0) {
+    try {
+      view.copy_.assign(c.data, c.data + c.size);
+    } catch (...) {
+      finish(c);
+      throw;
+    }
+    finish(c);
+    view.data_ = view.copy_.data();
+  } else {
+    // The slot goes back now (producers may come round to it); the armed entry holds the message until reset().
+    view.entry_ = &ring_.begin_release(c.pos);
+    view.ring_ = ring_;
+    view.arena_ = arena_;
+    view.first_page_ = c.first_page;
+    view.data_ = c.data;
+  }
+  view.size_ = c.size;
+  view.held_ = true;
+  return Outcome::kOk;
 }
 
 }  // namespace ipc

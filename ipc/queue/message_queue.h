@@ -51,11 +51,13 @@
 
 namespace ipc {
 
-// A message read in place by MessageQueue::get_view(): bytes() lies in the queue's shared memory (its ring slot,
-// or its pages of the arena), valid until the view is reset, reassigned or destroyed, which hands the message
-// back. Until then the view holds the message's slot: a producer that comes round the ring to that slot waits for
-// it, so keep views for as long as the work on them takes, not as storage. Move-only; one thread at a time. A
-// process killed while it holds a view loses that message, counted in abandoned_count().
+// A message taken by MessageQueue::get_view(). A message that travelled out of line (larger than the queue's
+// max_inline_bytes()) is read in place: bytes() lies in the queue's arena, no copy made, and the view holds its
+// pages until it is reset, reassigned or destroyed. A message that travelled inline (small) is copied into the
+// view, whose buffer is reused by the next get_view() into it. Move-only; one thread at a time. A process killed
+// while it holds a view of an out-of-line message loses that message, counted in abandoned_count(). At most
+// 64 views of out-of-line messages are held at once across all processes (they use the ring's hand-off entries,
+// docs/queue.md): with more, every get waits until one is handed back.
 class MessageView {
  public:
   MessageView() = default;
@@ -67,20 +69,20 @@ class MessageView {
     }
     return *this;
   }
-  MessageView(const MessageView&) = delete;
-  MessageView& operator=(const MessageView&) = delete;
   ~MessageView() { reset(); }
 
-  // The message, in shared memory; empty when the view holds none.
+  // The message; empty when the view holds none.
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   size_t size() const { return size_; }
   bool holds_message() const { return held_; }
+  // Whether bytes() lies in the queue's shared memory (an out-of-line message read in place).
+  bool in_place() const { return held_ && pages_ != 0; }
   // Decodes the message through Codec<T> (CodecError if it is not a T).
   template <typename T>
   T value() const {
     return Codec<T>::decode(bytes());
   }
-  // Hands the message back (its arena pages, then its slot); the view then holds none. Never throws.
+  // Hands the message back (its arena pages, then the ring's hand-off entry); the view then holds none.
   void reset() noexcept;
 
  private:
@@ -88,9 +90,10 @@ class MessageView {
   void take_from(MessageView& other) noexcept {
     ring_ = other.ring_;
     arena_ = other.arena_;
-    pos_ = other.pos_;
+    entry_ = other.entry_;
     first_page_ = other.first_page_;
     pages_ = other.pages_;
+    copy_ = std::move(other.copy_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     held_ = std::exchange(other.held_, false);
@@ -98,9 +101,10 @@ class MessageView {
 
   detail::MpmcRing ring_;
   detail::ChunkArena arena_;
-  uint64_t pos_ = 0;
+  detail::HandOff* entry_ = nullptr;  // armed while an out-of-line message is held
   uint64_t first_page_ = 0;
-  uint64_t pages_ = 0;  // 0: the message is in its slot
+  uint64_t pages_ = 0;  // 0: an inline message, copied into copy_
+  std::vector<std::byte> copy_;
   const std::byte* data_ = nullptr;
   size_t size_ = 0;
   bool held_ = false;
@@ -279,16 +283,37 @@ class MessageQueue {
     return put_out_of_line(bytes, d, [](void* w, std::byte* p) { (*static_cast<Write*>(w))(p); }, &write);
   }
   Outcome put_out_of_line(uint64_t bytes, const Deadline* d, void (*write)(void*, std::byte*), void* writer);
-  // Claims the next message into `view` (handing back what it held first). kOk, or the outcome of the wait.
+  // A message claimed for reading: its slot is READING(pos); `pages` != 0 when it lies in the arena.
+  struct Claimed {
+    uint64_t pos;
+    uint64_t first_page;
+    uint64_t pages;
+    const std::byte* data;
+    size_t size;
+  };
+  // Claims the next message, waiting per `d`. kOk, or the outcome of the wait.
+  Outcome claim(const Deadline* d, Claimed& c);
+  // Hands a claimed message back: its pages, then its slot.
+  void finish(const Claimed& c) const noexcept {
+    if (c.pages != 0) arena_.give_back(c.first_page, c.pages);
+    ring_.release_read(c.pos);
+  }
+  // get_view(): `view` (reset first) receives the next message.
   Outcome take(const Deadline* d, MessageView& view);
   // read(const std::byte* message, size_t bytes) consumes the next message in place; it is handed back after,
   // also when `read` throws (the message is then consumed and the exception propagates).
   template <typename Read>
   Outcome get_with(const Deadline* d, Read&& read) {
-    MessageView view;
-    const Outcome q = take(d, view);
-    if (q == Outcome::kOk) read(view.data_, view.size_);
-    return q;
+    Claimed c;
+    const Outcome q = claim(d, c);
+    if (q != Outcome::kOk) return q;
+    struct Finish {
+      const MessageQueue& q;
+      const Claimed& c;
+      ~Finish() { q.finish(c); }
+    } finish_after{*this, c};
+    read(c.data, c.size);
+    return Outcome::kOk;
   }
 
   Outcome put_bytes(std::span<const std::byte> m, const Deadline* d) {

@@ -140,7 +140,7 @@ bool ChunkArena::reclaim(const MpmcRing& ring) const {
       have_verdict = true;
       verdict_pos = pos;
       // A page word that is not a binding was overwritten behind the queue's back: nobody owns it.
-      gone = (w & kPageBound) == 0 || ring.claim_gone(pos);
+      gone = (w & kPageBound) == 0 || ring.message_gone(pos);
     }
     // acq_rel: acquire as above; release pairs with the next taker's acquire CAS. Fails harmlessly if the owner
     // freed the page meanwhile (a page is bound to position pos only once).

@@ -14,12 +14,14 @@
 //   +---------------------+
 //
 // Ownership needs no pids and counts nothing: a page belongs to the message at ring position p (word BOUND(p))
-// exactly while the ring's slot for p is still at position p (WRITING, FULL or READING). A producer takes pages
-// only while it holds that slot WRITING(p), and a consumer frees them before it frees the slot. Once the slot has
-// moved past p (released, or reaped from a dead claimer, which the ring counts in abandoned()), a page still
-// BOUND(p) belongs to nobody, and whoever looks for room frees it (reclaim()). So a dead producer's or consumer's
-// chunk is freed once its slot is reaped, each loss is counted once (by the ring), and a page is never handed out
-// while a live process reads it: its slot is still at p.
+// exactly while that message is held: its slot is still at position p (WRITING, FULL or READING), or a consumer
+// that freed the slot still reads the message in place, with its hand-off entry armed (MpmcRing::begin_release).
+// A producer takes pages only while it holds the slot WRITING(p), and a consumer frees them before it frees the
+// slot or disarms its entry. Once neither holds (the slot moved past p, and no entry is armed for p, or the
+// holder died and the ring reaped its claim or settled its entry, counting the loss once in abandoned()), a page
+// still BOUND(p) belongs to nobody, and whoever looks for room frees it (reclaim()). So a dead producer's or
+// consumer's pages are freed, each loss is counted once (by the ring), and a page is never handed out while a
+// live process reads it.
 #pragma once
 
 #include <atomic>
