@@ -20,9 +20,9 @@
 // Processes: everything lives in one block of shared memory, holds no pointers, and is used from any number of
 //   processes. Happens-before: everything a producer did before put(m) happens before the get() that returns m.
 // Lifetime: as Queue<T> (queue.h). A process killed mid-put, mid-get or while it holds a MessageView loses at
-//   most its one in-flight message, counted in abandoned_count(); the arena pages of that message are reclaimed
-//   by whoever next needs room (or by open(), or abandoned_count()), never leaked and never handed out while a
-//   live process reads them. A MessageView holds its message's slot until it is destroyed (docs/queue.md).
+//   most its one in-flight message, counted once in abandoned_count(); the arena pages of that message are
+//   reclaimed by whoever next needs room (or by open(), or abandoned_count()), never leaked and never handed out
+//   while a live process reads them (docs/queue.md, "Messages of any size").
 // Errors: full/empty/timeout/closed are Outcome values; put blocks (try_put returns kFull) while the ring or the
 //   arena is momentarily full. A message longer than max_message_bytes() throws MessageTooLarge at once. A caller
 //   buffer smaller than max_message_bytes() throws InvalidArgument. open<T>() of a queue made for another type
