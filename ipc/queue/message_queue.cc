@@ -187,8 +187,16 @@ Outcome MessageQueue::put_out_of_line(uint64_t bytes, const Deadline* d, void (*
   const uint64_t pages = detail::ChunkArena::pages_needed(bytes);
   // Room is looked for before a slot is claimed, so that a producer waiting for room holds nothing; the pages
   // are taken once the slot is ours, so that they are bound to its position from the start (chunk_arena.h).
+  // The reclaim pass (a look at every page word, liveness checks) only finds pages of dead processes: at most
+  // once per kReclaimEvery while waiting, not on every retry of the spin, which a live consumer freeing pages
+  // ends sooner.
+  constexpr auto kReclaimEvery = std::chrono::milliseconds(1);
+  auto next_reclaim = Deadline::Clock::time_point::min();
   auto room = [&](bool check_dead) {
-    return arena_.has_room(pages) || (check_dead && arena_.reclaim(ring_) && arena_.has_room(pages));
+    if (arena_.has_room(pages)) return true;
+    if (!check_dead || Deadline::Clock::now() < next_reclaim) return false;
+    next_reclaim = Deadline::Clock::now() + kReclaimEvery;
+    return arena_.reclaim(ring_) && arena_.has_room(pages);
   };
   for (;;) {
     if (ring_.closed()) return Outcome::kClosed;
