@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ipc/queue/message_queue.h"
@@ -308,4 +309,49 @@ TEST_CASE("mixed small and large messages from 2 producer processes to 2 consume
   CHECK(a.q.size_approx() == 0);
   // Every page came back: one message as large as the arena fits at once.
   CHECK(a.q.try_put(pattern(0, 0, 1 << 20)) == Outcome::kOk);
+}
+
+TEST_CASE("mixed sizes between 2 producer and 2 consumer threads arrive once and intact (for TSan)",
+          "[queue][arena][threads]") {
+  ArenaQueue a({.capacity = 8, .inline_bytes = 256, .arena_bytes = 512 << 10});
+  constexpr uint32_t kPer = 300;
+  std::vector<std::atomic<uint32_t>> received(kProducers * kPer);
+  std::atomic<uint32_t> damaged{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kConsumers; ++c) {
+    threads.emplace_back([&, c] {
+      std::vector<std::byte> out;
+      MessageView view;
+      for (;;) {
+        const bool in_place = c == 1;
+        if ((in_place ? a.q.get_view(view) : a.q.get(out)) != Outcome::kOk) return;
+        const std::span<const std::byte> m = in_place ? view.bytes() : std::span<const std::byte>(out);
+        if (m.size() == kStopBytes) return;
+        uint32_t p = 0, seq = 0;
+        // relaxed: read after the threads are joined.
+        if (!mixed_intact(m) || (std::memcpy(&seq, m.data() + 4, 4), seq >= kPer)) {
+          damaged.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        std::memcpy(&p, m.data(), 4);
+        received[p * kPer + seq].fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  std::atomic<uint32_t> failed_puts{0};  // Catch's assertions are for the main thread only
+  for (uint32_t p = 0; p < kProducers; ++p) {
+    threads.emplace_back([&, p] {
+      for (uint32_t s = 0; s < kPer; ++s) {
+        // relaxed: read after the threads are joined.
+        if (a.q.put(pattern(p, s, mixed_size(p, s))) != Outcome::kOk) failed_puts.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (size_t t = kConsumers; t < threads.size(); ++t) threads[t].join();
+  for (int c = 0; c < kConsumers; ++c) REQUIRE(a.q.put(std::vector<std::byte>(kStopBytes)) == Outcome::kOk);
+  for (int c = 0; c < kConsumers; ++c) threads[c].join();
+  CHECK(failed_puts.load(std::memory_order_relaxed) == 0);
+  CHECK(damaged.load(std::memory_order_relaxed) == 0);
+  for (auto& r : received) CHECK(r.load(std::memory_order_relaxed) == 1);
+  CHECK(a.q.abandoned_count() == 0);
 }
