@@ -56,8 +56,8 @@ namespace ipc {
 // pages until it is reset, reassigned or destroyed. A message that travelled inline (small) is copied into the
 // view, whose buffer is reused by the next get_view() into it. Move-only; one thread at a time. A process killed
 // while it holds a view of an out-of-line message loses that message, counted in abandoned_count(). At most
-// 64 views of out-of-line messages are held at once across all processes (they use the ring's hand-off entries,
-// docs/queue.md): with more, every get waits until one is handed back.
+// 16 views of out-of-line messages are held at once across all processes (each arms one of the ring's 16
+// transient hand-off entries, docs/queue.md): a 17th get_view() of one waits until a view is handed back.
 class MessageView {
  public:
   MessageView() = default;
