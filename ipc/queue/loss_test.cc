@@ -402,6 +402,7 @@ TEST_CASE("a thread that finds its own identity on an entry a killed process lef
   CHECK(r.h.abandoned.load(std::memory_order_relaxed) == 1);  // raw: counted by the get, not by abandoned_count()
   CHECK(r.q.abandoned_count() == 1);
   CHECK(r.armed().empty());
+}
 
 namespace {
 
