@@ -10,37 +10,15 @@
 
 #include "bench/harness.h"
 #include "bench/peers.h"
+#include "bench/pipe_one_way.h"
 #include "ipc/pipe/connection.h"
 #include "ipc/queue/spsc_queue.h"
 
 namespace {
 
+using bench::pipe_one_way;
 using ipc::Connection;
 using ipc::Outcome;
-
-// One producer process -> this process, `n` messages of `size` bytes through rings of `ring_bytes`: msgs/s.
-double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes = ipc::PipeOptions().ring_bytes) {
-  ipc::PipeOptions options;
-  options.duplex = false;
-  options.ring_bytes = ring_bytes;
-  auto [rx, tx] = ipc::Pipe(options);
-  std::vector<std::byte> msg(size, std::byte{7});
-  ipc::Process child = bench::fork_child([&, &t = tx, &r = rx] {
-    r.close();
-    for (uint64_t i = 0; i < n; ++i) {
-      if (t.send_bytes(msg) != Outcome::kOk) throw std::runtime_error("send failed");
-    }
-  });
-  tx.close();
-  std::vector<std::byte> got;
-  got.reserve(size);
-  const double t0 = bench::now_seconds();
-  for (uint64_t i = 0; i < n; ++i) {
-    if (rx.recv_bytes(got) != Outcome::kOk) return -1;
-  }
-  const double dt = bench::now_seconds() - t0;
-  return bench::wait_child(child) ? n / dt : -1;
-}
 
 // The same 8-byte values through an SpscQueue<uint64_t> (4096 slots) in shared memory, timed the same way: msgs/s.
 // The fixed-size ring the Pipe's variable-size records are measured against.

@@ -403,3 +403,109 @@ TEST_CASE("a thread that finds its own identity on an entry a killed process lef
   CHECK(r.q.abandoned_count() == 1);
   CHECK(r.armed().empty());
 }
+
+namespace {
+
+// A MessageQueue whose arena holds exactly one message of kWholeArena bytes: a put of that size succeeds only
+// once every page of a lost message was reclaimed.
+constexpr size_t kWholeArena = 64 << 10;
+ipc::MessageQueue arena_queue(Fixture& f) {
+  return ipc::MessageQueue::create(f.seg, "a", {.capacity = 8, .inline_bytes = 48, .arena_bytes = kWholeArena});
+}
+std::vector<std::byte> filled(size_t bytes, uint8_t value) { return std::vector<std::byte>(bytes, std::byte{value}); }
+
+// Puts a message as large as the arena (which needs every page of the lost one back), then gets it whole.
+void whole_arena_round_trip(ipc::MessageQueue& q) {
+  REQUIRE(q.put(filled(kWholeArena, 9), kPatience) == Outcome::kOk);  // else: the lost message's pages leaked
+  std::vector<std::byte> out;
+  REQUIRE(q.get(out, kPatience) == Outcome::kOk);
+  CHECK(out == filled(kWholeArena, 9));
+}
+
+// A child that takes the next message (filled with 1s) with get_view() and holds the view until it is killed.
+// Returns once it holds it.
+ipc::test::ForkedChild viewer_holding(ipc::MessageQueue& q) {
+  ipc::test::PipeSignal holding;
+  ipc::test::ForkedChild viewer([&] {
+    ipc::MessageView view;
+    if (q.get_view(view) != Outcome::kOk || view.bytes()[kWholeArena - 1] != std::byte{1}) return 1;
+    holding.notify();
+    for (;;) pause();
+  });
+  REQUIRE(holding.wait(kPatience));  // else: the viewer never got its view
+  return viewer;
+}
+
+}  // namespace
+
+TEST_CASE("a producer killed holding its slot and its arena pages is counted once, and a put reclaims the pages",
+          "[queue][arena][kill]") {
+  Fixture f;
+  auto q = arena_queue(f);
+  auto writer = stopped_inside(HookPoint::kPutWritten, [&] { (void)q.put(filled(kWholeArena, 1)); });
+  for (int v = 1; v <= 3; ++v) REQUIRE(q.put_value(std::to_string(v)) == Outcome::kOk);  // inline, behind it
+  kill_and_reap(writer);
+  std::vector<std::string> got;
+  for (int v = 1; v <= 3; ++v) got.push_back(q.get_value<std::string>().value());
+  CHECK(got == std::vector<std::string>{"1", "2", "3"});
+  whole_arena_round_trip(q);
+  CHECK(q.abandoned_count() == 1);
+}
+
+TEST_CASE("a consumer killed holding the claim on an out-of-line message is counted once, and its pages reclaimed",
+          "[queue][arena][kill]") {
+  Fixture f;
+  auto q = arena_queue(f);
+  REQUIRE(q.put(filled(kWholeArena, 1)) == Outcome::kOk);
+  auto consumer = stopped_inside(HookPoint::kGetClaimed, [&] {
+    std::vector<std::byte> out;
+    (void)q.get(out);
+  });
+  kill_and_reap(consumer);
+  whole_arena_round_trip(q);
+  CHECK(q.abandoned_count() == 1);
+}
+
+TEST_CASE("a consumer killed while get_view() returns an out-of-line message is counted once, its pages reclaimed",
+          "[queue][arena][kill]") {
+  Fixture f;
+  auto q = arena_queue(f);
+  REQUIRE(q.put(filled(kWholeArena, 1)) == Outcome::kOk);
+  auto consumer = stopped_inside(HookPoint::kGetReleased, [&] {
+    ipc::MessageView view;
+    (void)q.get_view(view);
+  });
+  kill_and_reap(consumer);
+  whole_arena_round_trip(q);
+  CHECK(q.abandoned_count() == 1);
+}
+
+TEST_CASE("a process killed while it holds a view of an out-of-line message loses it, counted once; pages reclaimed",
+          "[queue][arena][kill]") {
+  Fixture f;
+  auto q = arena_queue(f);
+  REQUIRE(q.put(filled(kWholeArena, 1)) == Outcome::kOk);
+  auto viewer = viewer_holding(q);
+  CHECK(q.try_put(filled(kWholeArena, 2)) == Outcome::kFull);  // a live viewer's pages stay its own
+  kill_and_reap(viewer);
+  whole_arena_round_trip(q);
+  CHECK(q.abandoned_count() == 1);
+  CHECK(q.abandoned_count() == 1);  // settled once, not again
+}
+
+TEST_CASE("opening a MessageQueue reclaims the pages of a viewer that died, and counts the loss",
+          "[queue][arena][kill]") {
+  Fixture f;
+  auto q = arena_queue(f);
+  REQUIRE(q.put(filled(kWholeArena, 1)) == Outcome::kOk);
+  auto viewer = viewer_holding(q);
+  kill_and_reap(viewer);
+  auto opened = ipc::MessageQueue::open(f.seg, "a");
+  // A look that reclaims nothing itself: room for the whole arena is there at once.
+  ipc::detail::ChunkArena arena = ipc::detail::ChunkArena::attach(
+      static_cast<std::byte*>(f.seg.find_block("a", ipc::detail::kMessageQueueKind).ptr) +
+          ipc::detail::MpmcRing::bytes_needed(8, opened.max_inline_bytes()),
+      ipc::detail::ChunkArena::bytes_needed(kWholeArena / ipc::detail::kArenaPageBytes), "test");
+  CHECK(arena.has_room(kWholeArena / ipc::detail::kArenaPageBytes));
+  CHECK(opened.abandoned_count() == 1);
+}

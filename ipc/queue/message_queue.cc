@@ -1,7 +1,10 @@
 #include "ipc/queue/message_queue.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
+
+#include "ipc/base/checked_math.h"
 
 namespace ipc {
 namespace {
@@ -35,28 +38,55 @@ void record_type(void* block, std::string_view type) {
   }
 }
 
+// The ring of `options` and the arena after it, each size checked.
+struct Geometry {
+  uint64_t capacity;
+  uint64_t inline_bytes;
+  uint64_t arena_pages;
+  uint64_t ring_bytes;
+  uint64_t bytes;
+};
+
+Geometry geometry(const MessageQueue::Options& options) {
+  Geometry g;
+  g.capacity = detail::ring_capacity(options.capacity, "MessageQueue");
+  g.inline_bytes = checked_max(options.inline_bytes);
+  g.arena_pages = detail::ChunkArena::pages_for(options.arena_bytes);
+  g.ring_bytes = detail::MpmcRing::bytes_needed(g.capacity, g.inline_bytes);
+  g.bytes = checked_add(g.ring_bytes, detail::ChunkArena::bytes_needed(g.arena_pages), "MessageQueue");
+  return g;
+}
+
+void init_block(void* block, const Geometry& g, std::string_view type) {
+  detail::MpmcRing::init(block, g.capacity, g.inline_bytes, 0, kFlags);
+  if (!type.empty()) record_type(block, type);
+  detail::ChunkArena::init(static_cast<std::byte*>(block) + g.ring_bytes, g.arena_pages);
+}
+
+// The slot lengths are 32 bits, and the largest value marks a skip record.
+constexpr uint64_t kLongestMessage = detail::kSkipRecord - 1;
+
 }  // namespace
 
-uint64_t MessageQueue::bytes_needed(uint64_t capacity, uint64_t max_message_bytes) {
-  return detail::MpmcRing::bytes_needed(detail::ring_capacity(capacity, "MessageQueue"), checked_max(max_message_bytes));
+void MessageView::reset() noexcept {
+  if (!held_) return;
+  held_ = false;
+  data_ = nullptr;
+  size_ = 0;
+  if (pages_ == 0) return;  // an inline message: its slot went back when it was copied
+  // The pages first, while the entry still holds the message (chunk_arena.h).
+  arena_.give_back(first_page_, pages_);
+  ring_.end_release(*entry_);
 }
 
-MessageQueue MessageQueue::create(Segment& segment, std::string_view name, uint64_t capacity,
-                                  uint64_t max_message_bytes) {
-  return create_typed(segment, name, capacity, max_message_bytes, {});
-}
+uint64_t MessageQueue::bytes_needed(const Options& options) { return geometry(options).bytes; }
 
-MessageQueue MessageQueue::create_typed(Segment& segment, std::string_view name, uint64_t capacity,
-                                        uint64_t max_message_bytes, std::string_view type) {
+MessageQueue MessageQueue::create_typed(Segment& segment, std::string_view name, const Options& options,
+                                        std::string_view type) {
   detail::ensure_process_setup();
-  const uint64_t c = detail::ring_capacity(capacity, "MessageQueue");
-  const uint64_t m = checked_max(max_message_bytes);
-  void* p = detail::create_block(segment, name, detail::MpmcRing::bytes_needed(c, m), detail::mpmc_kind(kFlags),
-                                 [&](void* b) {
-                                   detail::MpmcRing::init(b, c, m, 0, kFlags);
-                                   if (!type.empty()) record_type(b, type);
-                                 });
-  return MessageQueue(detail::MpmcRing(p));
+  const Geometry g = geometry(options);
+  auto b = segment.create_block(name, g.bytes, 64, detail::mpmc_kind(kFlags), [&](void* p) { init_block(p, g, type); });
+  return attach(b.ptr, b.bytes);
 }
 
 MessageQueue MessageQueue::open(const Segment& segment, std::string_view name) {
@@ -80,36 +110,201 @@ std::string MessageQueue::type_name() const {
   return std::string(n, strnlen(n, detail::kTypeNameBytes));
 }
 
-MessageQueue MessageQueue::create_at(void* block, uint64_t bytes, uint64_t capacity, uint64_t max_message_bytes) {
+MessageQueue MessageQueue::create_at(void* block, uint64_t bytes, const Options& options) {
   detail::ensure_process_setup();
-  const uint64_t c = detail::ring_capacity(capacity, "MessageQueue");
-  const uint64_t m = checked_max(max_message_bytes);
-  if (bytes < detail::MpmcRing::bytes_needed(c, m)) {
-    throw InvalidArgument("MessageQueue::create_at: " + std::to_string(bytes) + " bytes is too small");
+  const Geometry g = geometry(options);
+  if (bytes < g.bytes) {
+    throw InvalidArgument("MessageQueue::create_at: " + std::to_string(bytes) + " bytes is too small (" +
+                          std::to_string(g.bytes) + " needed)");
   }
-  detail::MpmcRing::init(block, c, m, 0, kFlags);
-  return MessageQueue(detail::checked_mpmc(block, bytes, 0, kFlags, "MessageQueue::create_at"));
+  init_block(block, g, {});
+  return attach(block, bytes);
 }
 
 MessageQueue MessageQueue::attach(void* block, uint64_t bytes) {
   detail::ensure_process_setup();
-  return MessageQueue(detail::checked_mpmc(block, bytes, 0, kFlags, "MessageQueue::attach"));
+  const detail::MpmcRing ring = detail::checked_mpmc(block, bytes, 0, kFlags, "MessageQueue");
+  // checked_mpmc() made sure the ring fits in `bytes`; the arena follows it.
+  const uint64_t ring_bytes = sizeof(detail::MpmcHeader) + ring.capacity() * (ring.max_payload() +
+                                                                               sizeof(detail::SlotHeader));
+  MessageQueue q(ring, detail::ChunkArena::attach(static_cast<std::byte*>(block) + ring_bytes, bytes - ring_bytes,
+                                                  "MessageQueue"));
+  q.reclaim();
+  return q;
+}
+
+void MessageQueue::close() {
+  ring_.close();
+  detail::notify_all(arena_.space());  // producers waiting for room see the close
+}
+
+uint64_t MessageQueue::max_message_bytes() const {
+  return std::max(max_inline_bytes(), std::min(arena_bytes(), kLongestMessage));
+}
+
+void MessageQueue::reclaim() const {
+  for (uint64_t i = 0; i < ring_.capacity(); ++i) {
+    // acquire: as the claim walks' loads (mpmc_ring.h); message_gone() looks again before reaping.
+    const uint64_t w = ring_.slot(i).word.load(std::memory_order_acquire);
+    const detail::SlotState state = detail::word_state(w);
+    if (state == detail::kSlotWriting || state == detail::kSlotReading) {
+      (void)ring_.message_gone(w >> (detail::kPidBits + detail::kStateBits));
+    }
+  }
+  if (arena_.pages() != 0) (void)arena_.reclaim(ring_);
+}
+
+uint64_t MessageQueue::abandoned_count() const {
+  reclaim();
+  return ring_.abandoned();
 }
 
 void MessageQueue::throw_too_large(uint64_t bytes) const {
-  throw MessageTooLarge("MessageQueue: a message of " + std::to_string(bytes) + " bytes exceeds this queue's " +
-                        std::to_string(max_message_bytes()) + "-byte maximum");
+  const std::string head = "MessageQueue: a message of " + std::to_string(bytes) + " bytes exceeds this queue's " +
+                           std::to_string(max_message_bytes()) + "-byte maximum";
+  if (arena_bytes() == 0) {
+    throw MessageTooLarge(head + " (it has no arena: every message travels inline; create it with "
+                                 "Options::arena_bytes to carry larger messages out of line)");
+  }
+  throw MessageTooLarge(head + " (" + std::to_string(max_inline_bytes()) + " bytes inline, an arena of " +
+                        std::to_string(arena_bytes()) + " bytes out of line)");
 }
 
 Outcome MessageQueue::get_span(std::span<std::byte> buffer, size_t& size, const Deadline* d) {
   if (buffer.size() < max_message_bytes()) {
     throw InvalidArgument("MessageQueue::get: the buffer (" + std::to_string(buffer.size()) +
-                          " bytes) is smaller than max_message_bytes() (" + std::to_string(max_message_bytes()) + ")");
+                          " bytes) is smaller than max_message_bytes() (" + std::to_string(max_message_bytes()) +
+                          "); get_view() reads a message in place");
   }
-  return get_with(d, [&](const std::byte* p, uint32_t n) {
+  return get_with(d, [&](const std::byte* p, size_t n) {
     if (n) std::memcpy(buffer.data(), p, n);
     size = n;
   });
+}
+
+Outcome MessageQueue::put_out_of_line(uint64_t bytes, const Deadline* d, void (*write)(void*, std::byte*),
+                                      void* writer) {
+  const uint64_t pages = detail::ChunkArena::pages_needed(bytes);
+  // Room is looked for before a slot is claimed, so that a producer waiting for room holds nothing; the pages
+  // are taken once the slot is ours, so that they are bound to its position from the start (chunk_arena.h).
+  // The reclaim pass (a look at every page word, liveness checks) only finds pages of dead processes: at most
+  // once per kReclaimEvery while waiting, not on every retry of the spin, which a live consumer freeing pages
+  // ends sooner.
+  constexpr auto kReclaimEvery = std::chrono::milliseconds(1);
+  auto next_reclaim = Deadline::Clock::time_point::min();
+  auto room = [&](bool check_dead) {
+    if (arena_.has_room(pages)) return true;
+    if (!check_dead || Deadline::Clock::now() < next_reclaim) return false;
+    next_reclaim = Deadline::Clock::now() + kReclaimEvery;
+    return arena_.reclaim(ring_) && arena_.has_room(pages);
+  };
+  for (;;) {
+    if (ring_.closed()) return Outcome::kClosed;
+    if (!room(false)) {
+      if (!d) {
+        if (!room(true)) return Outcome::kFull;
+      } else {
+        Outcome waited = Outcome::kTimeout;
+        detail::block_until(arena_.space(), *d, [&](bool check_dead) {
+          if (ring_.closed()) {
+            waited = Outcome::kClosed;
+            return detail::Attempt::kDone;
+          }
+          if (!room(check_dead)) return detail::Attempt::kRetry;
+          waited = Outcome::kOk;
+          return detail::Attempt::kDone;
+        });
+        if (waited != Outcome::kOk) return waited;
+      }
+    }
+    uint64_t pos;
+    const Outcome claimed = detail::mpmc_claim_write(ring_, d, pos);
+    if (claimed != Outcome::kOk) return claimed;
+    if (ring_.closed_after_claim()) {
+      ring_.publish_skip(pos);
+      return Outcome::kClosed;
+    }
+    uint64_t first;
+    if (!arena_.try_take(pages, pos, first)) {
+      // Others took the room meanwhile: the slot carries no message, and we look for room again.
+      ring_.publish_skip(pos);
+      if (!d) return Outcome::kFull;
+      continue;
+    }
+    try {
+      write(writer, arena_.data(first));
+    } catch (...) {
+      arena_.give_back(first, pages);
+      ring_.publish_skip(pos);
+      throw;
+    }
+    const detail::ChunkRef ref{static_cast<uint32_t>(first), 0};
+    std::memcpy(ring_.payload(pos), &ref, sizeof ref);
+    detail::test_hook(detail::HookPoint::kPutWritten);
+    ring_.publish(pos, static_cast<uint32_t>(bytes));
+    return Outcome::kOk;
+  }
+}
+
+Outcome MessageQueue::claim(const Deadline* d, Claimed& c) {
+  for (;;) {
+    uint64_t pos;
+    const Outcome q = detail::mpmc_claim_read(ring_, d, pos);
+    if (q != Outcome::kOk) return q;
+    const uint32_t length = ring_.slot(pos).length;
+    if (length == detail::kSkipRecord) {
+      ring_.release_skip(pos);
+      continue;
+    }
+    c = Claimed{pos, 0, 0, ring_.payload(pos), length};
+    if (length > max_inline_bytes()) {
+      detail::ChunkRef ref;
+      std::memcpy(&ref, ring_.payload(pos), sizeof ref);
+      c.first_page = ref.first_page;
+      c.pages = detail::ChunkArena::pages_needed(length);
+      if (!arena_.bound_to(c.first_page, c.pages, pos)) {
+        // Only memory overwritten behind the queue's back gets here. The slot is consumed; pages still bound to
+        // its position are reclaimed once it has moved on. Nothing outside the arena is read.
+        ring_.release_skip(pos);
+        throw StreamCorrupted("queue slot for position " + std::to_string(pos) + " claims a message of " +
+                              std::to_string(length) + " bytes in arena pages " + std::to_string(c.first_page) +
+                              ".." + std::to_string(c.first_page + c.pages) +
+                              ", which are not its own (the arena has " + std::to_string(arena_.pages()) +
+                              " pages; a slot holds " + std::to_string(max_inline_bytes()) + " bytes inline)");
+      }
+      c.data = arena_.data(c.first_page);
+    }
+    detail::test_hook(detail::HookPoint::kGetClaimed);
+    return Outcome::kOk;
+  }
+}
+
+Outcome MessageQueue::take(const Deadline* d, MessageView& view) {
+  view.reset();
+  Claimed c;
+  const Outcome q = claim(d, c);
+  if (q != Outcome::kOk) return q;
+  view.pages_ = c.pages;
+  if (c.pages == 0) {
+    try {
+      view.copy_.assign(c.data, c.data + c.size);
+    } catch (...) {
+      finish(c);
+      throw;
+    }
+    finish(c);
+    view.data_ = view.copy_.data();
+  } else {
+    // The slot goes back now (producers may come round to it); the armed entry holds the message until reset().
+    view.entry_ = &ring_.begin_release(c.pos);
+    view.ring_ = ring_;
+    view.arena_ = arena_;
+    view.first_page_ = c.first_page;
+    view.data_ = c.data;
+  }
+  view.size_ = c.size;
+  view.held_ = true;
+  return Outcome::kOk;
 }
 
 }  // namespace ipc

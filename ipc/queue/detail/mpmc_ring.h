@@ -319,6 +319,45 @@ class MpmcRing {
   // so the count is complete when this returns. Any process; slow (a liveness check per armed hand-off).
   uint64_t abandoned() const;
 
+  // release_read() in two halves, for a consumer that keeps reading its message after the slot is free
+  // (MessageQueue's MessageView of a message in its arena): begin_release() frees the slot and leaves the
+  // hand-off entry armed until end_release(), so that a consumer killed in between is counted once, as one
+  // killed while returning. The entry is a transient one (this thread's owned entry serves its next get), so at
+  // most kHandOffs - kOwnedHandOffs consumers hold one at once; more wait. Consumer of `pos` only; lock-free.
+  HandOff& begin_release(uint64_t pos) const {
+    HandOff& entry = arm_transient_hand_off(make_hand_off(pos, self_pid()));
+    free_slot(pos);
+    test_hook(HookPoint::kGetReleased);
+    notify(h_->not_full);
+    return entry;
+  }
+  void end_release(HandOff& entry) const {
+    // release: partner is the acquire load in settle() and in message_gone().
+    entry.word.store(0, std::memory_order_release);
+  }
+
+  // Whether the message at `pos` is gone: its slot moved past `pos` (taken, or its claim reaped) and no consumer
+  // holds it through an armed hand-off (begin_release). A dead claimer of the slot, or a dead consumer's armed
+  // entry, is reaped or settled first (counted once in abandoned()). For MessageQueue's arena, whose pages live
+  // as long as their message. Any process; slow path (liveness checks, a look at every hand-off entry).
+  bool message_gone(uint64_t pos) const {
+    SlotHeader& s = slot(pos);
+    // acquire: partner is the release that moved the slot on (free_slot, reap); an entry armed before it is seen.
+    uint64_t w = s.word.load(std::memory_order_acquire);
+    const SlotState state = word_state(w);
+    if (seq_diff(w, pos) == 0 && (state == kSlotWriting || state == kSlotReading) && reap(s, w)) {
+      w = s.word.load(std::memory_order_acquire);  // acquire: as above
+    }
+    if (seq_diff(w, pos) == 0) return false;
+    for (HandOff& e : h_->hand_offs) {
+      const uint64_t h = e.word.load(std::memory_order_acquire);  // acquire: as in reap()
+      if (h == 0 || hand_off_seq(h) != (pos & kSeqMask)) continue;
+      if (!process_dead(hand_off_pid(h))) return false;
+      settle(e, h);
+    }
+    return true;
+  }
+
  private:
   // Moves an index hint from `pos` to `pos + 1` unless someone already moved it. A load and a store, not a CAS,
   // so that a put or get costs one atomic read-modify-write (the slot claim): two claimers racing here may move
