@@ -219,10 +219,12 @@ Connection Connection::adopt(const ConnectionHandoff& h) {
 void Connection::close() {
   if (in_) ::close(in_->fd);
   if (out_) ::close(out_->fd);
-  // A peer asleep on a futex learns of a hang-up only when it looks at its socket: wake it now that our copies of
-  // the sockets are closed (it finds end of stream there if ours were the last, and sleeps again otherwise).
-  if (in_) wake_on_futex(in_->ring.header().producer_wake);
-  if (out_) wake_on_futex(out_->ring.header().consumer_wake);
+  // A peer learns of a hang-up only when it looks at its socket, which a waiter on the futex does not do: count
+  // the close where it looks before it sleeps (a wait that starts after this), and wake one asleep now. Either
+  // finds end of stream on its socket if ours were the last copies, and sleeps again otherwise (a copy in another
+  // process is still open).
+  if (in_) announce_close(in_->ring.header().producer);
+  if (out_) announce_close(out_->ring.header().consumer);
   in_.reset();
   out_.reset();
   shared_.reset();
@@ -261,10 +263,18 @@ void Connection::wake_on_futex(std::atomic<uint32_t>& word) {
   futex_wake_all(word);
 }
 
-void Connection::wake_sleeper(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word) {
+void Connection::announce_close(detail::SleepWords& peer) {
+  // release: a waiter that reads the new count (acquire, in block_until) finds our sockets closed. Bumped before
+  // the wake word (whose release fetch_add orders it): a waiter that read the old count had read the old wake
+  // word too, so its futex wait returns at once or is woken.
+  peer.peer_closes.fetch_add(1, std::memory_order_release);
+  wake_on_futex(peer.wake);
+}
+
+void Connection::wake_sleeper(Side& side, detail::SleepWords& words) {
   // relaxed: ordered by the Dekker pair (the caller's light_fence(); the sleeper's heavy_fence()).
-  switch (waiting_flag.load(std::memory_order_relaxed)) {
-    case Sleeper::kOnFutex: wake_on_futex(wake_word); break;
+  switch (words.waiting.load(std::memory_order_relaxed)) {
+    case Sleeper::kOnFutex: wake_on_futex(words.wake); break;
     case Sleeper::kInPoll: ring_doorbell(side.fd); break;
     default: return;  // awake again: it re-checks the ring before it sleeps
   }
@@ -300,8 +310,7 @@ void Connection::poll_socket(Side& side, const Deadline& deadline) {
 }
 
 template <typename Ready>
-bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word,
-                             const Deadline& deadline, Ready&& ready) {
+bool Connection::block_until(Side& side, detail::SleepWords& words, const Deadline& deadline, Ready&& ready) {
   if (deadline.expired()) {
     // A look, not a wait (poll() with no timeout, say): nothing sleeps, so no Dekker pair (flag and heavy fence,
     // a membarrier) is needed; one zero-timeout poll of the doorbell notes a peer that closed its end.
@@ -339,27 +348,41 @@ bool Connection::block_until(Side& side, std::atomic<uint32_t>& waiting_flag, st
     // seq_cst + heavy_fence: the waiter's half of the Dekker pair; partner: light_fence() before the other side
     // reads this flag (after commit() or release()). Either our re-check below sees its progress, or it sees the
     // flag and wakes us as the flag says: a futex wake-up, or a doorbell that ends our poll.
-    waiting_flag.store(on_futex ? Sleeper::kOnFutex : Sleeper::kInPoll, std::memory_order_seq_cst);
+    words.waiting.store(on_futex ? Sleeper::kOnFutex : Sleeper::kInPoll, std::memory_order_seq_cst);
     detail::heavy_fence();
     // acquire: partner is the release fetch_add in wake_on_futex(); read before the re-check, so that a wake-up
     // between the re-check and the futex call changes the word and the futex returns at once.
-    const uint32_t word = wake_word.load(std::memory_order_acquire);
+    const uint32_t word = words.wake.load(std::memory_order_acquire);
     if (ready()) {
-      waiting_flag.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: a stale flag costs one wake-up
+      words.waiting.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: a stale flag costs one wake-up
       return true;
     }
     if (on_futex) {
+      // A copy of the other end was closed since we last looked at the socket, before this wait perhaps (its
+      // futex wake-up then came before we slept): look once, as only the socket says whether it was the last.
+      // acquire: partner is the release fetch_add in announce_close(), made after the closer's sockets were
+      // closed. Read after the wake word: a close this load misses bumps the word after we read it, so the futex
+      // wait below returns at once or is woken.
+      const uint32_t closes = words.peer_closes.load(std::memory_order_acquire);
+      if (closes != side.peer_closes_seen) [[unlikely]] {
+        side.peer_closes_seen = closes;
+        drain_doorbells(side.fd);
+        if (ready()) {
+          words.waiting.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
+          return true;
+        }
+      }
       const auto left = deadline.remaining();
       const bool deadline_first = left && now + *left < futex_end;
-      futex_wait(wake_word, word, deadline_first ? deadline : Deadline::after(futex_end - now));
-      waiting_flag.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
+      futex_wait(words.wake, word, deadline_first ? deadline : Deadline::after(futex_end - now));
+      words.waiting.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
       if (ready()) return true;
       // Woken without progress: the peer closed its end, or the futex phase is over. Only the socket says whether
       // every copy of the other end is gone (a hang-up reads as end of file).
       drain_doorbells(side.fd);
     } else {
       poll_socket(side, deadline);
-      waiting_flag.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
+      words.waiting.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
     }
     if (ready()) return true;
     if (deadline.expired()) return false;
@@ -374,7 +397,7 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   std::byte* p = ring.try_reserve(payload);
   while (!p) {
     if (peer_gone()) return Outcome::kClosed;
-    if (!block_until(side, ring.header().producer_waiting, ring.header().producer_wake, deadline,
+    if (!block_until(side, ring.header().producer, deadline,
                      [&] { return ring.writable(payload) || peer_gone(); })) {
       return Outcome::kTimeout;
     }
@@ -386,8 +409,8 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   ring.commit(payload, kind);
   detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
   // relaxed: ordered by the fence pair.
-  if (ring.header().consumer_waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) [[unlikely]] {
-    wake_sleeper(side, ring.header().consumer_waiting, ring.header().consumer_wake);
+  if (ring.header().consumer.waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) [[unlikely]] {
+    wake_sleeper(side, ring.header().consumer);
   }
   return Outcome::kOk;
 }
@@ -446,7 +469,7 @@ void release_and_notify(Ring& ring, const RecordHeader& h, bool& producer_sleeps
   ring.release(h);
   detail::light_fence();  // notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
   // relaxed: ordered by the fence pair.
-  if (ring.header().producer_waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) producer_sleeps = true;
+  if (ring.header().producer.waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) producer_sleeps = true;
 }
 
 // Bytes reserved ahead for a long message: a corrupt total must not allocate, a real one grows as it arrives.
@@ -472,7 +495,7 @@ Outcome Connection::next_record(Side& side, const Deadline& deadline, RecordHead
       if (look()) break;
       return Outcome::kClosed;
     }
-    if (!block_until(side, ring.header().consumer_waiting, ring.header().consumer_wake, deadline,
+    if (!block_until(side, ring.header().consumer, deadline,
                      [&] { return ring.readable() || peer_gone(); })) {
       return Outcome::kTimeout;
     }
@@ -575,10 +598,10 @@ Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadl
     release_and_notify(side.ring, h, producer_sleeps);
     if (whole) break;
     // Room for the sender's next part before we wait for it.
-    if (producer_sleeps) wake_sleeper(side, header.producer_waiting, header.producer_wake);
+    if (producer_sleeps) wake_sleeper(side, header.producer);
     producer_sleeps = false;
   }
-  if (producer_sleeps) [[unlikely]] wake_sleeper(side, header.producer_waiting, header.producer_wake);
+  if (producer_sleeps) [[unlikely]] wake_sleeper(side, header.producer);
   if (r == Outcome::kClosed) {
     partial_.clear();  // the sender died mid-message: the partial message is dropped
     partial_total_ = 0;
@@ -600,14 +623,14 @@ bool Connection::poll_impl(const Deadline& deadline) {
   if (!corrupt_.empty()) return true;  // recv would not block: it throws
   Side& side = *in_;
   ByteRing& ring = side.ring;
-  return block_until(side, ring.header().consumer_waiting, ring.header().consumer_wake, deadline,
+  return block_until(side, ring.header().consumer, deadline,
                      [&] { return ring.readable() || peer_gone(); });
 }
 
 // wait() needs the private parts of several Connections at once.
 struct WaitAccess {
   static bool ready(Connection& c) { return c.in_->ring.readable() || c.peer_gone(); }
-  static std::atomic<uint32_t>& flag(Connection& c) { return c.in_->ring.header().consumer_waiting; }
+  static std::atomic<uint32_t>& flag(Connection& c) { return c.in_->ring.header().consumer.waiting; }
   static void woke(Connection& c, short revents) {
     c.drain_doorbells(c.in_->fd);
     if (revents & (POLLHUP | POLLERR)) c.mark_peer_gone();

@@ -194,6 +194,8 @@ class Connection {
   struct Side {
     detail::ByteRing ring;
     int fd = -1;
+    // The other end's close count (SleepWords::peer_closes) when this side last looked at its socket.
+    uint32_t peer_closes_seen = 0;
   };
   Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out);
 
@@ -222,16 +224,19 @@ class Connection {
     return send_impl(encode_buffer_, deadline);
   }
 
-  // Blocks until `ready()` or the deadline: spins while that pays, then sleeps on `wake_word` (the ring's futex
-  // word of this side) for up to kFutexPhase, then in poll(2) on the side's socket, with the side's waiting flag
-  // saying which. Returns false on timeout. Notes when the other end is closed everywhere (peer_gone()).
+  // Blocks until `ready()` or the deadline: spins while that pays, then sleeps on `words.wake` (the ring's futex
+  // word of this side) for up to kFutexPhase, then in poll(2) on the side's socket, with `words.waiting` saying
+  // which. Returns false on timeout. Notes when the other end is closed everywhere (peer_gone()), also when that
+  // happened before the wait began (words.peer_closes).
   template <typename Ready>
-  bool block_until(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word,
-                   const Deadline& deadline, Ready&& ready);
-  // Wakes the other side of `side` if its `waiting_flag` says it sleeps: a futex wake-up on `wake_word` or a
+  bool block_until(Side& side, detail::SleepWords& words, const Deadline& deadline, Ready&& ready);
+  // Wakes the other side of `side` if its `words.waiting` says it sleeps: a futex wake-up on `words.wake` or a
   // doorbell on the socket. The caller has published its progress and issued light_fence().
-  void wake_sleeper(Side& side, std::atomic<uint32_t>& waiting_flag, std::atomic<uint32_t>& wake_word);
+  void wake_sleeper(Side& side, detail::SleepWords& words);
   static void wake_on_futex(std::atomic<uint32_t>& word);
+  // Counts a close of one of this process's copies of an end in `peer`, the other side's sleep words, and wakes
+  // that side if it sleeps on its futex.
+  static void announce_close(detail::SleepWords& peer);
   // Sleeps in poll(2) on the side's socket until a doorbell, a hang-up or the deadline; reads the doorbells and
   // notes when the other end is gone.
   void poll_socket(Side& side, const Deadline& deadline);

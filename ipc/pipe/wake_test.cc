@@ -59,3 +59,59 @@ TEST_CASE("a recv asleep on an empty pipe sees end of stream at once when the se
             },
             [&] { a.close(); }) == "");
 }
+
+// A close that comes before the wait: its futex wake-up found nobody asleep, and a waiter that then sleeps on the
+// futex would see the hang-up only when it moves to poll(2) (stretched past the deadline here). The child closes
+// its copy of the other end, sleeps until this process has closed the last copy, and only then calls recv or send.
+TEST_CASE("a recv that starts after the sender closed its end sees end of stream at once", "[pipe][wake]") {
+  ipc::test::StretchedRechecks stretched;
+  auto [a, b] = ipc::Pipe();
+  ipc::test::PipeSignal closed;
+  CHECK(wake_problem(
+            "receiver",
+            [&] {
+              a.close();
+              if (!closed.wait(kWakeDeadline)) return false;
+              std::vector<std::byte> got;
+              return b.recv_bytes(got, kWakeDeadline) == Outcome::kClosed;
+            },
+            [&] {
+              a.close();
+              closed.notify();
+            }) == "");
+}
+
+TEST_CASE("a send that starts after the receiver closed its end returns closed at once", "[pipe][wake]") {
+  ipc::test::StretchedRechecks stretched;
+  auto [a, b] = ipc::Pipe(ipc::PipeOptions{.ring_bytes = 4096});
+  ipc::test::PipeSignal closed;
+  const std::vector<std::byte> message(512, std::byte{0x42});
+  CHECK(wake_problem(
+            "sender",
+            [&] {
+              b.close();
+              Outcome r;
+              while ((r = a.send_bytes(message, std::chrono::seconds(0))) == Outcome::kOk) {
+              }
+              if (r != Outcome::kTimeout || !closed.wait(kWakeDeadline)) return false;  // the ring is full
+              return a.send_bytes(message, kWakeDeadline) == Outcome::kClosed;
+            },
+            [&] {
+              b.close();
+              closed.notify();
+            }) == "");
+}
+
+// The other side of the same rule: a closed copy is not end of stream while another copy of that end is open.
+TEST_CASE("a recv keeps waiting when a copy of the sending end is closed and another is open", "[pipe][wake]") {
+  ipc::test::StretchedRechecks stretched;
+  auto [a, b] = ipc::Pipe();
+  CHECK(wake_problem(
+            "receiver",
+            [&] {
+              a.close();  // the child's copy; the parent's copy stays open and sends
+              int v = 0;
+              return b.recv(v, kWakeDeadline) == Outcome::kOk && v == 7;
+            },
+            [&] { REQUIRE(a.send(7) == Outcome::kOk); }) == "");
+}

@@ -45,28 +45,37 @@ struct RecordHeader {
 };
 static_assert(sizeof(RecordHeader) == 8);
 
+// What one side of a ring needs to sleep and be woken. The side writes `waiting`; the other side bumps `wake` to
+// wake it and `peer_closes` whenever it closes one of its copies of its end (see connection.cc).
+struct SleepWords {
+  // How this side sleeps (a Sleeper value); 0 while it does not sleep.
+  std::atomic<uint32_t> waiting{0};
+  // The futex word a side asleep on its futex waits on.
+  std::atomic<uint32_t> wake{0};
+  // How many copies of the other end (in any process) were closed so far: a side that finds it changed since it
+  // last looked at its socket looks again before it sleeps, since only the socket says whether that was the last.
+  std::atomic<uint32_t> peer_closes{0};
+};
+
 struct ByteRingHeader {
   // The consumer's position. Written by the consumer only; read by the producer to find free space.
   alignas(64) std::atomic<uint64_t> head{0};
   // The producer's position. Written by the producer only; read by the consumer to find records.
   alignas(64) std::atomic<uint64_t> tail{0};
-  // Set by a side that is about to sleep until the other side wakes it, to how it sleeps (a Sleeper value); 0
-  // while it does not sleep (see connection.cc).
-  alignas(64) std::atomic<uint32_t> consumer_waiting{0};
-  std::atomic<uint32_t> producer_waiting{0};
-  // Futex words: a side that sleeps on its futex waits for the other side to bump its word (see connection.cc).
-  std::atomic<uint32_t> consumer_wake{0};
-  std::atomic<uint32_t> producer_wake{0};
+  // The consumer's (waiting for records) and the producer's (waiting for room) sleep words.
+  alignas(64) SleepWords consumer;
+  SleepWords producer;
   uint64_t capacity = 0;  // bytes of record space after the header; a power of two; immutable after creation
 };
 
-// How a side sleeps, in its *_waiting flag: on the futex word of its direction (woken by a futex wake), or in
+// How a side sleeps, in its `waiting` word: on the futex word of its direction (woken by a futex wake), or in
 // poll(2) on its socket (woken by a one-byte doorbell; a poll set also sees the peer hang up and other descriptors).
 enum Sleeper : uint32_t { kAwake = 0, kOnFutex = 1, kInPoll = 2 };
 static_assert(std::is_standard_layout_v<ByteRingHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
-static_assert(sizeof(ByteRingHeader) == 192, "head, tail and the waiting flags each own a cache line");
-static_assert(offsetof(ByteRingHeader, consumer_wake) % 4 == 0 && offsetof(ByteRingHeader, producer_wake) % 4 == 0,
+static_assert(sizeof(ByteRingHeader) == 192, "head, tail and the sleep words each own a cache line");
+static_assert(offsetof(SleepWords, wake) % 4 == 0 && offsetof(ByteRingHeader, consumer) % 4 == 0 &&
+                  offsetof(ByteRingHeader, producer) % 4 == 0,
               "futex words are aligned 32-bit words");
 
 inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
