@@ -44,6 +44,13 @@ RecordHeader* record_at(ipc::detail::ByteRing& ring, size_t offset) {
   return reinterpret_cast<RecordHeader*>(reinterpret_cast<std::byte*>(&ring.header() + 1) + offset);
 }
 
+// Matches a StreamCorrupted whose message contains `expected`.
+Catch::Matchers::Generic::PredicateMatcher<ipc::StreamCorrupted> names_the_fault(const std::string& expected) {
+  return Catch::Matchers::Predicate<ipc::StreamCorrupted>(
+      [expected](const ipc::StreamCorrupted& e) { return std::string(e.what()).find(expected) != std::string::npos; },
+      "the message names what was wrong");
+}
+
 // A child that sends message `seq` of `bytes` bytes on `tx` and stops after its first part until resume() (or
 // until it gives up waiting, so that a test whose receiver blocks where it must not fails instead of hanging).
 PipeSignal* g_part_sent = nullptr;
@@ -101,10 +108,7 @@ TEST_CASE("a corrupt record in shared memory is StreamCorrupted, never an over-r
     expected = "overruns its 5000 bytes";
   }
   std::vector<std::byte> got;
-  auto names_the_fault = Catch::Matchers::Predicate<ipc::StreamCorrupted>(
-      [&](const ipc::StreamCorrupted& e) { return std::string(e.what()).find(expected) != std::string::npos; },
-      "the message names what was wrong");
-  CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault);
+  CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault(expected));
   // The stream cannot be trusted past a corrupt record: every later recv says so too.
   CHECK_THROWS_AS(rx.recv_bytes(got, 0ms), ipc::StreamCorrupted);
 }
@@ -134,10 +138,7 @@ TEST_CASE("a corrupt header of a whole message is StreamCorrupted, never an over
     expected = "parts carry at most 4088 bytes";
   }
   std::vector<std::byte> got;
-  auto names_the_fault = Catch::Matchers::Predicate<ipc::StreamCorrupted>(
-      [&](const ipc::StreamCorrupted& e) { return std::string(e.what()).find(expected) != std::string::npos; },
-      "the message names what was wrong");
-  CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault);
+  CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault(expected));
   std::vector<std::byte> buffer(5000);
   size_t n = 0;
   CHECK_THROWS_AS(rx.recv_bytes_into(buffer, n), ipc::StreamCorrupted);
