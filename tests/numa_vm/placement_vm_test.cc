@@ -50,6 +50,7 @@
 #include "ipc/numa/placement.h"
 #include "ipc/numa/policy_error.h"
 #include "ipc/numa/topology.h"
+#include "ipc/pool/init.h"
 #include "ipc/pool/pool.h"
 #include "ipc/shared/array.h"
 #include "ipc/sync/event.h"
@@ -660,10 +661,13 @@ struct Unpinned {
   int home;
 };
 
-// A pool with `placement`; every worker runs tasks until each has touched its arena; then each worker's node,
-// affinity, and the pages of its queue and arena are checked against `nodes` (the node of worker i).
-std::string check_pool_placement(const ipc::Placement& placement, const std::vector<int>& nodes, const Topology& topo) {
+// A pool with `placement` whose workers start by `method`; every worker runs tasks until each has touched its
+// arena; then each worker's node, affinity, and the pages of its queue and arena are checked against `nodes` (the
+// node of worker i).
+std::string check_pool_placement(const ipc::Placement& placement, const std::vector<int>& nodes, const Topology& topo,
+                                 ipc::StartMethod method = ipc::StartMethod::kFork) {
   ipc::PoolOptions o;
+  o.start_method = method;
   o.workers = static_cast<unsigned>(nodes.size());
   o.placement = placement;
   o.scratch_bytes = 4u << 20;
@@ -734,6 +738,8 @@ std::string fraction(uint64_t at_home, uint64_t chunks) {
 }
 
 int main(int argc, char** argv) {
+  ipc::init(argc, argv);     // a pool worker started with StartMethod::kExec runs here and never returns
+  ipc::start_fork_server();  // before any thread and any pinning, for the kForkServer checks
   setvbuf(stdout, nullptr, _IOLBF, 0);
   const Expectations expect = parse_args(argc, argv);
   g_vm_mode = expect.nodes.has_value();
@@ -1164,13 +1170,19 @@ int main(int argc, char** argv) {
   });
 
   // ---- Pool workers.
-  run_check("pool.spread.cpus_queue_scratch_on_node", [&] {
-    const NodeSet nodes = need_nodes(expect.nodes.value_or(1));
-    Unpinned all(topo.allowed_cpus(), home_cpu);
-    std::vector<int> expected;
-    for (size_t i = 0; i < 2 * nodes.ids().size(); ++i) expected.push_back(nodes.ids()[i % nodes.ids().size()]);
-    return check_pool_placement(ipc::Placement::spread(), expected, topo);
-  });
+  // Workers forked by this process, by the fork server (which started before any placement), and exec'd anew:
+  // each is placed from the setup it receives, not from what it inherited.
+  for (const auto& [name, method] : {std::pair{"", ipc::StartMethod::kFork},
+                                     std::pair{"forkserver.", ipc::StartMethod::kForkServer},
+                                     std::pair{"exec.", ipc::StartMethod::kExec}}) {
+    run_check(std::string("pool.spread.") + name + "cpus_queue_scratch_on_node", [&, method = method] {
+      const NodeSet nodes = need_nodes(expect.nodes.value_or(1));
+      Unpinned all(topo.allowed_cpus(), home_cpu);
+      std::vector<int> expected;
+      for (size_t i = 0; i < 2 * nodes.ids().size(); ++i) expected.push_back(nodes.ids()[i % nodes.ids().size()]);
+      return check_pool_placement(ipc::Placement::spread(), expected, topo, method);
+    });
+  }
   run_check("pool.pack.cpus_queue_scratch_on_node", [&] {
     const NodeSet nodes = need_nodes(expect.nodes.value_or(1));
     Unpinned all(topo.allowed_cpus(), home_cpu);

@@ -19,11 +19,14 @@
 #include <vector>
 
 #include "ipc/pool/mpi/pool.h"
+#include "ipc/pool/mpi/started_marks.h"
 #include "ipc/pool/pool.h"
 
 namespace {
 
 using namespace std::chrono_literals;
+using ipc::mpi::testing::mark_started_then_sleep;
+using ipc::mpi::testing::StartedMarks;
 
 constexpr unsigned kWorkers = 2;
 
@@ -333,9 +336,13 @@ TEST_CASE("misuse: join before close, chunksize 0, tasks after terminate", "[mpi
 
 TEST_CASE("terminate kills every rank's workers at once; unfinished futures fail with PoolTerminated", "[mpi]") {
   ipc::mpi::Pool pool(with_workers());
+  const StartedMarks started;
   std::vector<ipc::Future<int>> futures;
-  for (unsigned i = 0; i < 3 * pool.size(); ++i) futures.push_back(pool.apply_async(sleep_ms, 60000));
-  std::this_thread::sleep_for(300ms);
+  for (unsigned i = 0; i < 3 * pool.size(); ++i) {
+    futures.push_back(pool.apply_async(mark_started_then_sleep, started.dir, 60000));
+  }
+  INFO("waiting for a task to start on every worker of every rank");
+  REQUIRE(started.wait_for(pool.size(), 60s));
   const auto t0 = std::chrono::steady_clock::now();
   pool.terminate();
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
@@ -344,11 +351,16 @@ TEST_CASE("terminate kills every rank's workers at once; unfinished futures fail
 
 TEST_CASE("the destructor terminates rather than waits", "[mpi]") {
   std::vector<ipc::Future<int>> futures;
-  const auto t0 = std::chrono::steady_clock::now();
+  const StartedMarks started;
+  std::chrono::steady_clock::time_point t0;
   {
     ipc::mpi::Pool pool(with_workers());
-    for (unsigned i = 0; i < 2 * pool.size(); ++i) futures.push_back(pool.apply_async(sleep_ms, 60000));
-    std::this_thread::sleep_for(200ms);
+    for (unsigned i = 0; i < 2 * pool.size(); ++i) {
+      futures.push_back(pool.apply_async(mark_started_then_sleep, started.dir, 60000));
+    }
+    INFO("waiting for a task to start on every worker of every rank");
+    REQUIRE(started.wait_for(pool.size(), 60s));
+    t0 = std::chrono::steady_clock::now();
   }
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
   for (auto& f : futures) CHECK_THROWS_AS(f.get(), ipc::PoolTerminated);

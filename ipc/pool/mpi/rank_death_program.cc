@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ipc/pool/mpi/pool.h"
+#include "ipc/pool/mpi/started_marks.h"
 
 namespace {
 
@@ -42,6 +43,17 @@ int sleep_ms(int ms) {
   return ms;
 }
 
+// 20 s tasks that mark their start, three per worker of every rank: every rank stays busy.
+std::vector<std::tuple<std::string, int>> busy_tasks(const ipc::mpi::testing::StartedMarks& started,
+                                                     const ipc::mpi::Pool& pool) {
+  return std::vector<std::tuple<std::string, int>>(3 * pool.size(), {started.dir, 20000});
+}
+
+int fail(const char* why) {
+  std::fprintf(stderr, "rank_death_program: %s\n", why);
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -64,12 +76,14 @@ int main(int argc, char** argv) {
     for (int r = 0; r < ipc::mpi::world_size(); ++r) (void)pool.apply_async(signal_rank, 2, SIGTERM);
     std::this_thread::sleep_for(std::chrono::seconds(60));
   } else if (mode == "kill-root") {
-    auto f = pool.map_async(sleep_ms, std::vector<int>(3 * pool.size(), 20000), 1);
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const ipc::mpi::testing::StartedMarks started;
+    auto f = pool.starmap_async(ipc::mpi::testing::mark_started_then_sleep, busy_tasks(started, pool), 1);
+    if (!started.wait_for(pool.size(), std::chrono::seconds(60))) return fail("tasks did not start on every rank");
     ::raise(SIGKILL);
   } else if (mode == "exit-root") {
-    auto f = pool.map_async(sleep_ms, std::vector<int>(3 * pool.size(), 20000), 1);
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const ipc::mpi::testing::StartedMarks started;
+    auto f = pool.starmap_async(ipc::mpi::testing::mark_started_then_sleep, busy_tasks(started, pool), 1);
+    if (!started.wait_for(pool.size(), std::chrono::seconds(60))) return fail("tasks did not start on every rank");
     std::printf("rank 0: exit(3) with every rank busy\n");
     std::fflush(stdout);
     std::exit(3);
