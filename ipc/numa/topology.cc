@@ -74,8 +74,8 @@ std::vector<int> parse_cpu_list(const std::string& text) {
 }
 
 NodeSet Topology::online_nodes() {
-  static const std::string path = "/sys/devices/system/node/online";
-  auto s = read_file(path);
+  // A literal, not a static std::string: a pool's supervisor may call this while static destructors run.
+  auto s = read_file("/sys/devices/system/node/online");
   // Kernels built without NUMA have no node directory: the machine is one node, 0.
   return s ? NodeSet::parse(*s) : NodeSet{0};
 }

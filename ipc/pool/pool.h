@@ -30,7 +30,8 @@
 //   as a user of it). close() lets queued work finish; join() then
 //   waits for the workers to exit. The destructor *terminates* (kills the workers; unfinished futures fail with
 //   PoolTerminated) rather than joins: a destructor must never wait for user work that may never end; close()
-//   and join() first to finish the work.
+//   and join() first to finish the work. exit() with a pool still alive (static, leaked, or owned by a function
+//   that called exit()) terminates it the same way before static destructors run (an atexit handler).
 // Errors: a task's failure is delivered through its future (or thrown by map/apply): TaskError (it threw: type
 //   name and message), WorkerLost (its worker died mid-task: pid and signal/exit code; the worker is replaced and
 //   every other task completes), TaskTimeout (it ran past task_timeout), PoolTerminated. Misuse throws at once:

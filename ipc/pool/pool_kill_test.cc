@@ -234,3 +234,45 @@ TEST_CASE("when the pool's process is SIGKILLed its workers exit too", "[pool][k
   require_gone(a);
   require_gone(b);
 }
+
+TEST_CASE("exit() with a pool still running ends its workers first and fails its tasks", "[pool][kill]") {
+  ipc::test::SharedMapping shared(2 * sizeof(std::atomic<int>));
+  auto* pids = shared.as<std::atomic<int>>();
+  PidFifo running;
+  int told[2];
+  REQUIRE(pipe(told) == 0);
+  ipc::test::ForkedChild owner([&] {
+    if (ipc::test::kStartMethod == ipc::StartMethod::kForkServer) ipc::start_fork_server();
+    close(told[0]);
+    // Never destroyed: alive when exit() runs, as a leaked Pool or one a function owned when it called exit(). In
+    // static storage (still reachable: no leak for LeakSanitizer), with no destructor that could end it instead.
+    alignas(ipc::Pool) static unsigned char storage[sizeof(ipc::Pool)];
+    auto* pool = new (storage) ipc::Pool(workers(2));
+    auto wp = pool->worker_pids();
+    // relaxed: the child's exit, which the test waits for, orders them before the test's reads.
+    pids[0].store(wp.at(0), std::memory_order_relaxed);
+    pids[1].store(wp.at(1), std::memory_order_relaxed);
+    auto busy = pool->apply_async(announce_and_wait, running.path());
+    busy.on_error([fd = told[1]](const std::exception_ptr& e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const ipc::PoolTerminated&) {
+        (void)!write(fd, "T", 1);  // the task failed as terminate() fails it
+      } catch (...) {
+        (void)!write(fd, "?", 1);
+      }
+    });
+    if (running.wait() == 0) std::_Exit(2);  // the task never started
+    std::exit(7);  // atexit handlers, then static destructors, with the pool and its busy worker alive
+  });
+  close(told[1]);
+  CHECK(ipc::test::exit_problem(owner, 7, "the pool's process calling exit(7)", kPatience) == "");
+  char verdict = 0;
+  CHECK(read(told[0], &verdict, 1) == 1);
+  close(told[0]);
+  INFO("the busy task's error callback wrote '" << verdict << "' ('T': PoolTerminated)");
+  CHECK(verdict == 'T');
+  // relaxed: read after the owner was reaped.
+  require_gone(pids[0].load(std::memory_order_relaxed));
+  require_gone(pids[1].load(std::memory_order_relaxed));
+}

@@ -2,7 +2,12 @@
 // hook raises SIGSTOP there) and then killed or resumed, so that each window is hit every time, not by chance.
 //   - a closed ring still drains what was put behind a slot whose writer is slow (waited for) or dead (counted);
 //   - a consumer killed after taking its message but before get() returned (while it wakes producers) is
-//     counted in abandoned_count(), for Queue, MessageQueue, JoinableQueue and SpscQueue.
+//     counted in abandoned_count(), for Queue, MessageQueue, JoinableQueue and SpscQueue;
+//   - the hand-off entries that record such a consumer (ipc/queue/detail/mpmc_ring.h, "Hand-offs"), owned by a
+//     thread, looked at in the ring's header: threads that come and go (more than there are owned entries) reuse
+//     the entries of ended threads; a fork()ed child takes its own; a consumer killed with its owned entry armed
+//     is counted once, by the thread taking the entry over; one that finds every owned entry held by a live
+//     thread arms a transient entry and is counted too.
 #include <catch2/catch.hpp>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,10 +15,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "ipc/queue/detail/mpmc_ring.h"
 #include "ipc/queue/detail/test_hook.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
@@ -24,6 +32,8 @@
 using namespace std::chrono_literals;
 using ipc::Outcome;
 using ipc::detail::HookPoint;
+using ipc::detail::kHandOffs;
+using ipc::detail::kOwnedHandOffs;
 
 namespace {
 
@@ -67,6 +77,42 @@ void kill_and_reap(ipc::test::ForkedChild& child) {
 struct Fixture {
   std::string name = ipc::test::unique_name("loss");
   ipc::Segment seg = ipc::Segment::create(name, 1 << 20);
+};
+
+// A Queue<uint64_t> in a MAP_SHARED mapping, with a view of its ring's header.
+struct Ring {
+  static constexpr uint64_t kCapacity = 64;
+  ipc::test::SharedMapping mem{ipc::Queue<uint64_t>::bytes_needed(kCapacity)};
+  ipc::Queue<uint64_t> q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), kCapacity);
+  ipc::detail::MpmcHeader& h = *mem.as<ipc::detail::MpmcHeader>();
+
+  // The owned entry whose owner is `identity`, or -1.
+  int owned_by(uint64_t identity) const {
+    for (uint32_t i = 0; i < kOwnedHandOffs; ++i) {
+      // acquire: partner is the owner's CAS in take_owned_hand_off().
+      if (h.hand_offs[i].owner.load(std::memory_order_acquire) == identity) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  // The entries armed now (their indices).
+  std::vector<uint32_t> armed() const {
+    std::vector<uint32_t> out;
+    for (uint32_t i = 0; i < kHandOffs; ++i) {
+      // acquire: partner is the consumer's release store that armed it.
+      if (h.hand_offs[i].word.load(std::memory_order_acquire) != 0) out.push_back(i);
+    }
+    return out;
+  }
+  // Marks every owned entry nobody owns as owned by the calling thread, which stays alive: a thread that looks
+  // for an owned entry afterwards finds none free and none to take over.
+  void hold_free_owned_entries() {
+    const uint64_t me = ipc::detail::this_thread_identity();
+    for (uint32_t i = 0; i < kOwnedHandOffs; ++i) {
+      uint64_t expected = 0;
+      // relaxed: the threads and children that look at the entries start after this.
+      h.hand_offs[i].owner.compare_exchange_strong(expected, me, std::memory_order_relaxed);
+    }
+  }
 };
 
 }  // namespace
@@ -223,4 +269,137 @@ TEST_CASE("an SpscQueue consumer that returned normally and then died is not cou
   CHECK(q.abandoned_count() == 0);
   CHECK(q.get() == std::optional<uint64_t>(2));
   CHECK(q.abandoned_count() == 0);
+}
+
+TEST_CASE("threads that come and go reuse the hand-off entries of threads that ended", "[queue][threads]") {
+  Ring r;
+  // Waves of threads at once, more threads in all than there are owned entries: the later ones can only own one
+  // if entries of ended threads are taken over.
+  constexpr int kWaves = 3 * kOwnedHandOffs / 8;
+  constexpr int kPerWave = 8;
+  constexpr int kGetsPerThread = 4;
+  std::atomic<int> without_entry{0}, failed_gets{0};
+  uint64_t sum = 0, expected_sum = 0, next = 1;
+  for (int wave = 0; wave < kWaves; ++wave) {
+    for (int i = 0; i < kPerWave * kGetsPerThread; ++i, ++next) {
+      REQUIRE(r.q.put(next) == Outcome::kOk);
+      expected_sum += next;
+    }
+    std::vector<uint64_t> sums(kPerWave, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kPerWave; ++t) {
+      threads.emplace_back([&, t] {
+        for (int g = 0; g < kGetsPerThread; ++g) {
+          uint64_t v = 0;
+          if (r.q.get(v, kPatience) != Outcome::kOk) {
+            failed_gets.fetch_add(1, std::memory_order_relaxed);  // relaxed: read after join()
+            return;
+          }
+          sums[t] += v;
+        }
+        // This thread returned from a get: it owns an entry (none of the other 7 threads of its wave has it).
+        if (r.owned_by(ipc::detail::this_thread_identity()) < 0) without_entry.fetch_add(1, std::memory_order_relaxed);
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (uint64_t s : sums) sum += s;
+  }
+  CHECK(failed_gets.load(std::memory_order_relaxed) == 0);
+  CHECK(without_entry.load(std::memory_order_relaxed) == 0);
+  CHECK(sum == expected_sum);
+  CHECK(r.armed().empty());
+  CHECK(r.q.abandoned_count() == 0);
+}
+
+TEST_CASE("a fork()ed child takes its own hand-off entry, not its parent thread's", "[queue][process]") {
+  Ring r;
+  for (uint64_t v = 1; v <= 4; ++v) REQUIRE(r.q.put(v) == Outcome::kOk);
+  REQUIRE(r.q.get() == std::optional<uint64_t>(1));
+  const int parent_entry = r.owned_by(ipc::detail::this_thread_identity());
+  REQUIRE(parent_entry >= 0);
+  ipc::test::ForkedChild child([&] {
+    if (r.q.get() != std::optional<uint64_t>(2)) return 1;
+    const int mine = r.owned_by(ipc::detail::this_thread_identity());
+    return mine >= 0 && mine != parent_entry ? 0 : 2;
+  });
+  CHECK(ipc::test::exit_problem(child, 0, "child consumer") == "");
+  // The parent's entry is still its own, and works.
+  CHECK(r.owned_by(ipc::detail::this_thread_identity()) == parent_entry);
+  CHECK(r.q.get() == std::optional<uint64_t>(3));
+  CHECK(r.q.abandoned_count() == 0);
+}
+
+TEST_CASE("a consumer killed inside get() with its owned entry armed is counted once by the thread taking it over",
+          "[queue][kill]") {
+  Ring r;
+  for (uint64_t v = 1; v <= 5; ++v) REQUIRE(r.q.put(v) == Outcome::kOk);
+  auto consumer = stopped_inside(HookPoint::kGetReleased, [&] { (void)r.q.get(); });
+  const std::vector<uint32_t> armed = r.armed();
+  REQUIRE(armed.size() == 1);
+  CHECK(armed[0] < kOwnedHandOffs);  // the consumer armed the entry it owns
+  kill_and_reap(consumer);
+  // Every other owned entry is held by this (live) thread: a new thread finds the dead consumer's entry the only
+  // one to take over, and must settle its armed hand-off before it arms its own.
+  r.hold_free_owned_entries();
+  int taken = -1;
+  std::thread taker([&] {
+    uint64_t v = 0;
+    if (r.q.get(v, kPatience) == Outcome::kOk && v == 2) taken = r.owned_by(ipc::detail::this_thread_identity());
+  });
+  taker.join();
+  CHECK(taken == static_cast<int>(armed[0]));
+  // The raw counter, before abandoned_count() could settle anything itself: the taker counted the loss.
+  CHECK(r.h.abandoned.load(std::memory_order_relaxed) == 1);
+  CHECK(r.q.abandoned_count() == 1);  // and nobody counts it again
+  CHECK(r.armed().empty());
+  std::vector<uint64_t> got;
+  r.q.close();
+  while (auto v = r.q.get()) got.push_back(*v);
+  CHECK(got == std::vector<uint64_t>{3, 4, 5});
+}
+
+TEST_CASE("a consumer that finds every owned hand-off entry held arms a transient one and is counted when killed",
+          "[queue][kill]") {
+  Ring r;
+  for (uint64_t v = 1; v <= 3; ++v) REQUIRE(r.q.put(v) == Outcome::kOk);
+  r.hold_free_owned_entries();  // by this thread, alive throughout
+  auto consumer = stopped_inside(HookPoint::kGetReleased, [&] { (void)r.q.get(); });
+  const std::vector<uint32_t> armed = r.armed();
+  REQUIRE(armed.size() == 1);
+  CHECK(armed[0] >= kOwnedHandOffs);
+  kill_and_reap(consumer);
+  CHECK(r.q.abandoned_count() == 1);
+  CHECK(r.q.abandoned_count() == 1);  // settled once, not again
+  CHECK(r.armed().empty());
+  std::vector<uint64_t> got;
+  r.q.close();
+  while (auto v = r.q.get()) got.push_back(*v);
+  CHECK(got == std::vector<uint64_t>{2, 3});
+}
+
+TEST_CASE("a thread that finds its own identity on an entry a killed process left armed (pids reused) settles it",
+          "[queue][kill]") {
+  Ring r;
+  for (uint64_t v = 1; v <= 3; ++v) REQUIRE(r.q.put(v) == Outcome::kOk);
+  auto consumer = stopped_inside(HookPoint::kGetReleased, [&] { (void)r.q.get(); });
+  const std::vector<uint32_t> armed = r.armed();
+  REQUIRE(armed.size() == 1);
+  REQUIRE(armed[0] < kOwnedHandOffs);
+  kill_and_reap(consumer);
+  // A new thread (nothing cached), as if the killed consumer's pid and tid had been given to it: the entry names
+  // it as the owner. It adopts the entry in its get and must settle the armed hand-off first.
+  std::optional<uint64_t> got;
+  int adopted = -1;
+  std::thread reborn([&] {
+    // relaxed: this thread alone uses the ring while it runs; join() orders it before the checks below.
+    r.h.hand_offs[armed[0]].owner.store(ipc::detail::this_thread_identity(), std::memory_order_relaxed);
+    got = r.q.get();
+    adopted = r.owned_by(ipc::detail::this_thread_identity());
+  });
+  reborn.join();
+  CHECK(got == std::optional<uint64_t>(2));
+  CHECK(adopted == static_cast<int>(armed[0]));
+  CHECK(r.h.abandoned.load(std::memory_order_relaxed) == 1);  // raw: counted by the get, not by abandoned_count()
+  CHECK(r.q.abandoned_count() == 1);
+  CHECK(r.armed().empty());
 }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -121,9 +122,17 @@ struct PoolCore::State {
   std::vector<std::string> objects;
   uint64_t initializer_address = 0;
 
+  std::thread supervisor;
+  // Held by whoever joins `supervisor` (join(), join_for(), terminate(), the exit handler), which any thread may
+  // call: one joins, the others then find it joined. Not `mu`, which the supervisor needs to finish.
+  std::mutex join_mu;
+  void join_supervisor() {
+    std::lock_guard lock(join_mu);
+    if (supervisor.joinable() && supervisor.get_id() != std::this_thread::get_id()) supervisor.join();
+  }
+
   // Supervisor thread only (and the constructor before it starts).
   std::vector<std::unique_ptr<Worker>> workers;
-  std::thread supervisor;
   std::vector<std::byte> result_buffer;
   // A running average of how long a task takes at a worker; starts at the queueing budget (kQueueBudget), so that
   // until tasks are seen to be short, a busy worker is sent one task to hold, not more.
@@ -581,6 +590,48 @@ struct PoolCore::State {
   }
 };
 
+namespace {
+
+// The pools whose supervisor runs in this process (their owner's pid: a fork inherits the list, not the pools).
+// Never destroyed: the exit handler that reads it may run after every static destructor.
+struct LivePools {
+  std::mutex mu;
+  std::vector<std::pair<pid_t, PoolCore*>> cores;
+};
+LivePools& live_pools() {
+  static auto* pools = new LivePools;
+  return *pools;
+}
+
+// How long exit() waits for a pool's supervisor to end its workers: it only kills and reaps them, unless a
+// completion callback it runs blocks.
+constexpr auto kExitWait = std::chrono::seconds(10);
+
+}  // namespace
+
+void PoolCore::end_live_pools_at_exit() {
+  LivePools& live = live_pools();
+  // Held throughout: a pool destroyed meanwhile by another thread waits here before it goes.
+  std::lock_guard lock(live.mu);
+  for (auto [owner, core] : live.cores) {
+    if (owner == ::getpid()) core->end_at_exit();
+  }
+}
+
+void PoolCore::end_at_exit() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->terminated = true;
+  }
+  state_->wake();
+  std::unique_lock lock(state_->mu);
+  // Joined only once it has finished: a supervisor held up by a callback past kExitWait is left to the exit.
+  if (state_->finished_cv.wait_for(lock, kExitWait, [&] { return state_->finished; })) {
+    lock.unlock();
+    state_->join_supervisor();
+  }
+}
+
 PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(std::make_unique<State>()) {
   if (options_.workers == 0) throw InvalidArgument("Pool: the worker count must be at least 1");
   state_->options = &options_;
@@ -608,9 +659,20 @@ PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(s
     throw;
   }
   state_->supervisor = std::thread([s = state_.get()] { s->supervise(); });
+  // exit() with this pool alive (a static Pool, one leaked, a return from main while another thread holds one, or
+  // an exit() inside a function that owns one) ends it first, as Python's multiprocessing ends its pools' workers
+  // at exit: its supervisor must not go on (replacing a worker, say) while static destructors run.
+  static std::once_flag registered;
+  std::call_once(registered, [] { std::atexit(end_live_pools_at_exit); });
+  std::lock_guard lock(live_pools().mu);
+  live_pools().cores.emplace_back(::getpid(), this);
 }
 
 PoolCore::~PoolCore() {
+  {
+    std::lock_guard lock(live_pools().mu);
+    std::erase_if(live_pools().cores, [&](const auto& entry) { return entry.second == this; });
+  }
   if (state_->supervisor.joinable()) terminate();
   ::close(state_->wake_fd);
 }
@@ -654,9 +716,7 @@ void PoolCore::terminate() {
     state_->terminated = true;
   }
   state_->wake();
-  if (state_->supervisor.joinable() && state_->supervisor.get_id() != std::this_thread::get_id()) {
-    state_->supervisor.join();
-  }
+  state_->join_supervisor();
 }
 
 void PoolCore::join() {
@@ -664,9 +724,7 @@ void PoolCore::join() {
     std::lock_guard lock(state_->mu);
     if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
   }
-  if (state_->supervisor.joinable() && state_->supervisor.get_id() != std::this_thread::get_id()) {
-    state_->supervisor.join();
-  }
+  state_->join_supervisor();
 }
 
 bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
@@ -674,7 +732,7 @@ bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
   if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
   if (!state_->finished_cv.wait_for(lock, timeout, [&] { return state_->finished; })) return false;
   lock.unlock();
-  if (state_->supervisor.joinable()) state_->supervisor.join();
+  state_->join_supervisor();
   return true;
 }
 

@@ -144,6 +144,13 @@ class PoolCore final : public TaskSink {
 
  private:
   struct State;
+  // At exit() (registered with std::atexit by the first pool): ends every pool of this process still running, as
+  // terminate() does, before static destructors can pull anything from under its supervisor thread.
+  static void end_live_pools_at_exit();
+  // terminate() for the exit handler: waits (bounded) for the supervisor to finish instead of joining it, which
+  // another thread may be doing.
+  void end_at_exit();
+
   CoreOptions options_;
   std::unique_ptr<State> state_;
 };

@@ -29,72 +29,35 @@ Claim claim_past_busy(TryClaim&& claim) {
   return claim(true);
 }
 
-// Claims a slot for writing, waiting per `deadline`. kOk: `pos` is claimed.
-inline Outcome mpmc_claim_write(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
+// The rest of mpmc_claim_write() / mpmc_claim_read() after a first look that found no slot (`first`): the short
+// spin past a busy slot, the close protocol, and blocking per `deadline` (queue_common.cc).
+Outcome mpmc_claim_write_after(const MpmcRing& r, const Deadline* deadline, uint64_t& pos, Claim first);
+Outcome mpmc_claim_read_after(const MpmcRing& r, const Deadline* deadline, uint64_t& pos, Claim first);
+
+// Claims a slot for writing, waiting per `deadline`. kOk: `pos` is claimed. The first look is inline.
+[[gnu::always_inline]] inline Outcome mpmc_claim_write(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
   if (r.closed()) return Outcome::kClosed;
   const Claim first = r.try_claim_write(pos, false);
-  if (first == Claim::kOk) return Outcome::kOk;
-  if (!deadline) {
-    if (first == Claim::kBusy &&
-        claim_past_busy([&](bool check_dead) { return r.try_claim_write(pos, check_dead); }) == Claim::kOk) {
-      return Outcome::kOk;
-    }
-    return r.closed() ? Outcome::kClosed : Outcome::kFull;
-  }
-  Outcome result = Outcome::kTimeout;
-  block_until(r.header().not_full, *deadline, [&](bool check_dead) {
-    if (r.closed()) {
-      result = Outcome::kClosed;
-      return Attempt::kDone;
-    }
-    if (r.try_claim_write(pos, check_dead) == Claim::kOk) {
-      result = Outcome::kOk;
-      return Attempt::kDone;
-    }
-    return Attempt::kRetry;
-  });
-  return result;
+  if (first == Claim::kOk) [[likely]] return Outcome::kOk;
+  return mpmc_claim_write_after(r, deadline, pos, first);
 }
 
 // Claims a slot for reading, waiting per `deadline`. kOk: `pos` is claimed. A closed ring is drained first: every
 // put that returned kOk before (or while) the ring was closed is delivered, and kClosed comes only once the ring
 // is empty. A slot still being written is waited for, also on a closed ring: a live writer publishes (or, if it
 // saw the close, gives the slot up), a dead writer's slot is reaped and counted once we check for dead claimers.
-inline Outcome mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
-  auto once = [&](bool check_dead) -> Outcome {
-    Claim first = r.try_claim_read(pos, check_dead);
-    // Not waiting: a message being written is worth a short spin (see kBusyRetries).
-    if (first == Claim::kBusy && !deadline && !check_dead) {
-      first = claim_past_busy([&](bool dead) { return r.try_claim_read(pos, dead); });
-    }
-    if (first == Claim::kOk) return Outcome::kOk;
-    if (first == Claim::kBusy || !r.closed()) return Outcome::kEmpty;
-    // Empty and closed. seq_cst fence: with the producers' seq_cst claim CAS and closed_after_claim(), a slot
-    // claimed by a producer that missed the close is visible to the second look (see MpmcRing::closed_after_claim).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    switch (r.try_claim_read(pos, check_dead)) {
-      case Claim::kOk: return Outcome::kOk;
-      case Claim::kEmpty: return Outcome::kClosed;
-      default: return Outcome::kEmpty;
-    }
-  };
-  Outcome result = once(false);
-  if (result != Outcome::kEmpty || !deadline) return result;
-  result = Outcome::kTimeout;
-  block_until(r.header().not_empty, *deadline, [&](bool check_dead) {
-    Outcome q = once(check_dead);
-    if (q == Outcome::kEmpty) return Attempt::kRetry;
-    result = q;
-    return Attempt::kDone;
-  });
-  return result;
+// The first look is inline.
+[[gnu::always_inline]] inline Outcome mpmc_claim_read(const MpmcRing& r, const Deadline* deadline, uint64_t& pos) {
+  const Claim first = r.try_claim_read(pos, false);
+  if (first == Claim::kOk) [[likely]] return Outcome::kOk;
+  return mpmc_claim_read_after(r, deadline, pos, first);
 }
 
 // put: `write(std::byte* payload)` fills the claimed slot and returns the payload length. If it throws, the slot
 // is published as a skip record (consumers pass over it) and the exception propagates. A producer that finds the
 // ring closed once it holds its slot gives the slot up the same way and reports kClosed.
 template <typename Write>
-Outcome mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
+[[gnu::always_inline]] inline Outcome mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
   uint64_t pos;
   const Outcome q = mpmc_claim_write(r, deadline, pos);
   if (q != Outcome::kOk) return q;
@@ -117,7 +80,7 @@ Outcome mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
 // get: `read(const std::byte* payload, uint32_t length)` consumes the claimed slot; the slot is released
 // afterwards even if `read` throws (the message is then consumed and the exception propagates).
 template <typename Read>
-Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
+[[gnu::always_inline]] inline Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
   for (;;) {
     uint64_t pos;
     const Outcome q = mpmc_claim_read(r, deadline, pos);

@@ -1,8 +1,10 @@
 #include "ipc/queue/detail/mpmc_ring.h"
 
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <new>
 
@@ -67,6 +69,97 @@ bool claimer_dead(uint32_t pid) {
 
 }  // namespace
 
+Claim MpmcRing::walk_claim_write(uint64_t& pos, bool check_dead) const {
+  const uint32_t me = self_pid();
+  // relaxed: the tail is only a hint; the slot word's acquire load below orders everything that matters.
+  pos = h_->tail.load(std::memory_order_relaxed);
+  for (uint64_t steps = 0;; ++steps) {
+    // Slot words overwritten in shared memory can send the walk round in a circle (found by
+    // message_queue_fuzz): past any bound a live queue needs, the slot counts as busy, and the caller waits.
+    if (steps > walk_limit()) return Claim::kBusy;
+    SlotHeader& s = slot(pos);
+    // acquire: partner is the consumer's release store of FREE(pos) in release_read(), so its payload reads
+    // happen before our payload writes.
+    uint64_t w = s.word.load(std::memory_order_acquire);
+    const int64_t d = seq_diff(w, pos);
+    if (d == 0 && word_state(w) == kSlotFree) {
+      // seq_cst on success: acquire as for the load above, and ordered before the producer's seq_cst load of
+      // `closed` in mpmc_put() against close()'s seq_cst store (see closed_after_claim()). The CAS records our
+      // pid as the claimer. (A locked cmpxchg on x86 either way.)
+      if (s.word.compare_exchange_weak(w, make_word(pos, kSlotWriting, me), std::memory_order_seq_cst,
+                                       std::memory_order_relaxed)) {
+        advance(h_->tail, pos);
+        return Claim::kOk;
+      }
+      continue;
+    }
+    if (d >= 0) {  // position pos already claimed by another producer: the tail hint is stale
+      pos = skip_claimed(h_->tail, pos, w);
+      continue;
+    }
+    // d < 0: the slot still holds the previous lap.
+    const bool claimed = word_state(w) == kSlotReading || word_state(w) == kSlotWriting;
+    if (check_dead && claimed && reap(s, w)) continue;
+    const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: hint, see above
+    if (t != pos) {
+      pos = t;
+      continue;
+    }
+    return claimed ? Claim::kBusy : Claim::kFull;
+  }
+}
+
+Claim MpmcRing::walk_claim_read(uint64_t& pos, bool check_dead) const {
+  const uint32_t me = self_pid();
+  pos = h_->head.load(std::memory_order_relaxed);  // relaxed: the head is only a hint, see try_claim_write
+  for (uint64_t steps = 0;; ++steps) {
+    if (steps > walk_limit()) return Claim::kBusy;  // see try_claim_write
+    SlotHeader& s = slot(pos);
+    // acquire: partner is publish()'s release store; the payload is visible once we see FULL(pos).
+    uint64_t w = s.word.load(std::memory_order_acquire);
+    const int64_t d = seq_diff(w, pos);
+    if (d == 0) {
+      switch (word_state(w)) {
+        case kSlotFull:
+          // acquire on success: same partner as the load above.
+          if (s.word.compare_exchange_weak(w, make_word(pos, kSlotReading, me), std::memory_order_acquire,
+                                           std::memory_order_relaxed)) {
+            advance(h_->head, pos);
+            return Claim::kOk;
+          }
+          continue;
+        case kSlotReading:  // another consumer has it: the head hint is stale
+          advance(h_->head, pos);
+          pos = h_->head.load(std::memory_order_relaxed);
+          continue;
+        case kSlotWriting:
+          if (check_dead && reap(s, w)) continue;
+          if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
+            pos = hd;
+            continue;
+          }
+          return Claim::kBusy;
+        case kSlotFree:
+          if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
+            pos = hd;
+            continue;
+          }
+          return Claim::kEmpty;
+      }
+    }
+    if (d > 0) {  // position pos consumed (or reaped) already: the head hint is stale
+      pos = skip_claimed(h_->head, pos, w);
+      continue;
+    }
+    // d < 0: the slot still holds the previous lap; nothing produced for pos yet.
+    if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
+      pos = hd;
+      continue;
+    }
+    return Claim::kEmpty;
+  }
+}
+
 bool MpmcRing::reap(SlotHeader& s, uint64_t w) const {
   const uint32_t pid = word_pid(w);
   if (!claimer_dead(pid)) return false;
@@ -93,25 +186,88 @@ bool MpmcRing::reap(SlotHeader& s, uint64_t w) const {
   return true;
 }
 
-HandOff& MpmcRing::arm_hand_off(uint64_t pos) const {
-  const uint32_t me = self_pid();
-  const uint64_t armed = make_hand_off(pos, me);
+namespace {
+
+// Gets a thread that found no owned entry free makes with transient ones before it looks for an owned entry again.
+constexpr uint32_t kRetryOwnedAfter = 4096;
+
+// Whether the thread `id` (thread_identity) has ended: gone from its process, or its process dead (a zombie's
+// threads still answer tgkill).
+bool thread_gone(uint64_t id) {
+  const uint32_t pid = identity_pid(id);
+  if (::syscall(SYS_tgkill, static_cast<pid_t>(pid), static_cast<pid_t>(identity_tid(id)), 0) != 0 && errno == ESRCH) {
+    return true;
+  }
+  return process_dead(pid);
+}
+
+}  // namespace
+
+uint64_t this_thread_identity_slow() noexcept {
+  return thread_identity(self_pid(), static_cast<uint32_t>(::syscall(SYS_gettid)));
+}
+
+HandOff* MpmcRing::take_owned_hand_off(OwnedHandOffCache::Way& way, uint64_t me) const {
+  way = {h_, me, OwnedHandOffCache::kNoOwnedEntry, kRetryOwnedAfter};
+  HandOff* const owned = h_->hand_offs;
+  auto take = [&](uint32_t i) {
+    way.index = i;
+    return &owned[i];
+  };
+  // An entry this thread owns already: the cache forgot it, or a thread before us had our identity (a thread of
+  // this process with our tid, which returned from its last get; or, with pids reused, a killed process that may
+  // have left its entry armed: settled first, as below, since we are not inside a get ourselves).
+  for (uint32_t i = 0; i < kOwnedHandOffs; ++i) {
+    // acquire: pairs with the owner CAS of whoever wrote our identity there (its armed word is visible).
+    if (owned[i].owner.load(std::memory_order_acquire) != me) continue;
+    const uint64_t armed = owned[i].word.load(std::memory_order_acquire);  // acquire: as in reap()
+    if (armed != 0) settle(owned[i], armed);
+    return take(i);
+  }
+  for (uint32_t i = 0; i < kOwnedHandOffs; ++i) {
+    uint64_t expected = 0;
+    // acq_rel: acquire pairs with the clearing of the word by whoever settled it last; release publishes our claim.
+    if (owned[i].owner.load(std::memory_order_relaxed) == 0 &&
+        owned[i].owner.compare_exchange_strong(expected, me, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      return take(i);
+    }
+  }
+  // Every owned entry is taken: some may belong to threads that are gone (or processes that died).
+  for (uint32_t i = 0; i < kOwnedHandOffs; ++i) {
+    uint64_t owner = owned[i].owner.load(std::memory_order_acquire);  // acquire: as the CAS below
+    if (owner == me || owner == 0 || !thread_gone(owner)) continue;
+    // acq_rel: only one taker wins an entry; acquire makes the gone owner's last stores (its armed word) visible.
+    if (!owned[i].owner.compare_exchange_strong(owner, me, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      continue;
+    }
+    // A process killed inside get() leaves its entry armed: settle it (count the loss once) before arming ours.
+    // Afterwards the word is 0: settlers only ever clear it.
+    const uint64_t armed = owned[i].word.load(std::memory_order_acquire);  // acquire: as in reap()
+    if (armed != 0) settle(owned[i], armed);
+    return take(i);
+  }
+  return nullptr;
+}
+
+HandOff& MpmcRing::arm_transient_hand_off(uint64_t armed) const {
+  constexpr uint32_t kTransient = kHandOffs - kOwnedHandOffs;
   // Start where this thread succeeded last time: that line is then usually still in our cache and free.
-  thread_local uint32_t hint = static_cast<uint32_t>(syscall(SYS_gettid)) % kHandOffs;
+  thread_local uint32_t hint = static_cast<uint32_t>(syscall(SYS_gettid)) % kTransient;
   for (uint32_t round = 0;; ++round) {
-    for (uint32_t k = 0; k < kHandOffs; ++k) {
-      HandOff& e = h_->hand_offs[(hint + k) % kHandOffs];
+    for (uint32_t k = 0; k < kTransient; ++k) {
+      HandOff& e = h_->hand_offs[kOwnedHandOffs + (hint + k) % kTransient];
       uint64_t expected = 0;
       // relaxed load: a cheap look before the CAS. acq_rel CAS: release so that a settler that sees the entry
       // also sees everything before it; acquire pairs with the previous holder's clearing store.
       if (e.word.load(std::memory_order_relaxed) == 0 &&
           e.word.compare_exchange_strong(expected, armed, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        hint = (hint + k) % kHandOffs;
+        hint = (hint + k) % kTransient;
         return e;
       }
     }
-    // Every entry in use: some may belong to dead consumers.
-    for (HandOff& e : h_->hand_offs) {
+    // Every transient entry in use: some may belong to dead consumers.
+    for (uint32_t k = kOwnedHandOffs; k < kHandOffs; ++k) {
+      HandOff& e = h_->hand_offs[k];
       const uint64_t h = e.word.load(std::memory_order_acquire);  // acquire: as in reap()
       if (h != 0 && process_dead(hand_off_pid(h))) settle(e, h);
     }

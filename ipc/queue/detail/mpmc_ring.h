@@ -10,7 +10,8 @@
 //   |   not_empty        |  WaitSet consumers sleep on
 //   |   not_full         |  WaitSet producers sleep on
 //   |   join             |  WaitSet join() sleeps on
-//   |   hand_offs[64]    |  one line each: consumers between releasing a slot and returning from get()
+//   |   hand_offs[64]    |  one line each: consumers between releasing a slot and returning from get(),
+//   |                    |  each owned by a thread (the first 48) or taken per get (the last 16)
 //   +--------------------+ sizeof(MpmcHeader)
 //   | slot 0             |  SlotHeader { word, length } + payload, `slot_stride` bytes (a multiple of 64)
 //   | slot 1             |
@@ -30,8 +31,11 @@
 // consumer killed there is counted too, it first arms a hand-off entry HANDOFF(pos, pid), then frees the slot,
 // wakes, and disarms. For a dead pid the entry decides: whoever clears an armed entry counts the one loss (and
 // first frees the slot if the consumer died before freeing it); a reaper that finds READING(pos, dead pid) with an
-// armed entry settles the entry instead of counting the slot, so a loss is never counted twice. Entries are taken
-// per get() (a CAS on a line nobody else is using), so they need no registration and leak nothing.
+// armed entry settles the entry instead of counting the slot, so a loss is never counted twice. Entries
+// [0, kOwnedHandOffs) are owned by a thread: taken once (a CAS of `owner` from 0, or from a thread that is gone,
+// checked with tgkill(pid, tid, 0)), then armed and disarmed with plain stores, so a get costs one atomic
+// read-modify-write (the slot claim). A thread that finds every owned entry held by a live thread arms one of the
+// transient entries [kOwnedHandOffs, kHandOffs) with a CAS per get instead.
 #pragma once
 
 #include <algorithm>
@@ -47,7 +51,7 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 4;  // 2: hand-off entries; 3: message type identity; 4: healing WaitSet
+inline constexpr uint32_t kMpmcVersion = 5;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
@@ -85,18 +89,60 @@ struct SlotHeader {
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot words must be lock-free in shared memory");
 static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 16);
 
-// A consumer between freeing its slot and returning from get(): (pos mod 2^40) << kPidBits | pid, or 0 when free.
-// Its own cache line, so that consumers in different processes arming at once do not share one.
+// A consumer between freeing its slot and returning from get(): `word` is (pos mod 2^40) << kPidBits | pid while
+// armed, 0 otherwise. `owner` names the thread that owns the entry, thread_identity(pid, tid), 0 when nobody does
+// (always 0 for the transient entries). Its own cache line, so that consumers in different processes arming at
+// once do not share one.
 struct alignas(64) HandOff {
   std::atomic<uint64_t> word;
+  std::atomic<uint64_t> owner;
 };
-inline constexpr uint32_t kHandOffs = 64;  // consumers that can be in the window at once before one waits
+inline constexpr uint32_t kHandOffs = 64;       // consumers that can be in the window at once before one waits
+inline constexpr uint32_t kOwnedHandOffs = 48;  // of which owned by a thread; the rest are taken per get
 constexpr uint64_t make_hand_off(uint64_t pos, uint32_t pid) { return ((pos & kSeqMask) << kPidBits) | (pid & kPidMask); }
 constexpr uint32_t hand_off_pid(uint64_t h) { return static_cast<uint32_t>(h & kPidMask); }
 constexpr uint64_t hand_off_seq(uint64_t h) { return h >> kPidBits; }
+constexpr uint64_t thread_identity(uint32_t pid, uint32_t tid) { return uint64_t{pid} << 32 | tid; }
+constexpr uint32_t identity_pid(uint64_t id) { return static_cast<uint32_t>(id >> 32); }
+constexpr uint32_t identity_tid(uint64_t id) { return static_cast<uint32_t>(id); }
 static_assert(hand_off_pid(make_hand_off(kSeqMask, 4194303)) == 4194303);
 static_assert(hand_off_seq(make_hand_off(kSeqMask + 6, 1)) == 5, "positions are kept mod 2^40, as in slot words");
+static_assert(identity_tid(thread_identity(7, 4194303)) == 4194303 && identity_pid(thread_identity(7, 9)) == 7);
 static_assert(sizeof(HandOff) == 64);
+static_assert(kOwnedHandOffs < kHandOffs, "a thread that cannot own an entry needs a transient one");
+
+// This thread's identity (thread_identity(pid, tid)), cached per thread and refreshed after a fork(). Never 0.
+uint64_t this_thread_identity_slow() noexcept;
+inline uint64_t this_thread_identity() noexcept {
+  struct Cached {
+    uint32_t pid;
+    uint64_t id;
+  };
+  static thread_local constinit Cached cached{0, 0};
+  if (cached.pid != self_pid()) [[unlikely]] cached = {self_pid(), this_thread_identity_slow()};
+  return cached.id;
+}
+
+// The hand-off entry a thread owns in each ring it got from lately: a few rings per thread, direct-mapped by the
+// header's address. Checked against the entry's `owner` on every use (the ring may have been replaced by another
+// at the same address). index == kNoOwnedEntry: every owned entry was held by a live thread when this thread
+// last looked; it uses transient entries and looks again after `retry_after` more gets.
+struct OwnedHandOffCache {
+  static constexpr uint32_t kWays = 4;
+  static constexpr uint32_t kNoOwnedEntry = ~0u;
+  struct Way {
+    const void* ring = nullptr;
+    uint64_t owner = 0;
+    uint32_t index = 0;
+    uint32_t retry_after = 0;
+  };
+  Way ways[kWays];
+  static Way& way_for(const void* ring) {
+    static thread_local constinit OwnedHandOffCache cache{};
+    const auto a = reinterpret_cast<uintptr_t>(ring);
+    return cache.ways[((a >> 6) ^ (a >> 12) ^ (a >> 20)) % kWays];
+  }
+};
 
 inline constexpr size_t kTypeNameBytes = 192;
 
@@ -175,44 +221,23 @@ class MpmcRing {
   // slot. kBusy: no free slot, and the next one is still claimed by a consumer (or a producer) of the previous
   // lap. `check_dead`: look at the claimer of a slot we are stuck behind and reap it if it died.
   // Any process; lock-free.
-  Claim try_claim_write(uint64_t& pos, bool check_dead) const {
-    const uint32_t me = self_pid();
+  // The first look is inline: the slot at the tail hint free for that position, claimed at once. Anything else
+  // (a stale hint, a full ring, a dead claimer) is the walk in mpmc_ring.cc.
+  [[gnu::always_inline]] Claim try_claim_write(uint64_t& pos, bool check_dead) const {
     // relaxed: the tail is only a hint; the slot word's acquire load below orders everything that matters.
     pos = h_->tail.load(std::memory_order_relaxed);
-    for (uint64_t steps = 0;; ++steps) {
-      // Slot words overwritten in shared memory can send the walk round in a circle (found by
-      // message_queue_fuzz): past any bound a live queue needs, the slot counts as busy, and the caller waits.
-      if (steps > walk_limit()) return Claim::kBusy;
-      SlotHeader& s = slot(pos);
-      // acquire: partner is the consumer's release store of FREE(pos) in release_read(), so its payload reads
-      // happen before our payload writes.
-      uint64_t w = s.word.load(std::memory_order_acquire);
-      const int64_t d = seq_diff(w, pos);
-      if (d == 0 && word_state(w) == kSlotFree) {
-        // seq_cst on success: acquire as for the load above, and ordered before the producer's seq_cst load of
-        // `closed` in mpmc_put() against close()'s seq_cst store (see closed_after_claim()). The CAS records our
-        // pid as the claimer. (A locked cmpxchg on x86 either way.)
-        if (s.word.compare_exchange_weak(w, make_word(pos, kSlotWriting, me), std::memory_order_seq_cst,
-                                         std::memory_order_relaxed)) {
-          advance(h_->tail, pos);
-          return Claim::kOk;
-        }
-        continue;
-      }
-      if (d >= 0) {  // position pos already claimed by another producer: the tail hint is stale
-        pos = skip_claimed(h_->tail, pos, w);
-        continue;
-      }
-      // d < 0: the slot still holds the previous lap.
-      const bool claimed = word_state(w) == kSlotReading || word_state(w) == kSlotWriting;
-      if (check_dead && claimed && reap(s, w)) continue;
-      const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: hint, see above
-      if (t != pos) {
-        pos = t;
-        continue;
-      }
-      return claimed ? Claim::kBusy : Claim::kFull;
+    SlotHeader& s = slot(pos);
+    // acquire: partner is the consumer's release store of FREE(pos) in release_read(), so its payload reads
+    // happen before our payload writes.
+    uint64_t w = s.word.load(std::memory_order_acquire);
+    // seq_cst on success: see walk_claim_write().
+    if (w == make_word(pos, kSlotFree, 0) &&
+        s.word.compare_exchange_strong(w, make_word(pos, kSlotWriting, self_pid()), std::memory_order_seq_cst,
+                                       std::memory_order_relaxed)) [[likely]] {
+      advance(h_->tail, pos);
+      return Claim::kOk;
     }
+    return walk_claim_write(pos, check_dead);
   }
 
   // Makes a written slot visible to consumers. Producer of `pos` only; wait-free.
@@ -227,67 +252,41 @@ class MpmcRing {
   // Claims the next full slot for reading. kOk: `pos` is ours (state READING) until release_read(pos). kEmpty:
   // nothing to read. kBusy: the next message is being written (`obstacle` = its producer's pid).
   // Any process; lock-free.
-  Claim try_claim_read(uint64_t& pos, bool check_dead) const {
-    const uint32_t me = self_pid();
+  // As try_claim_write: the first look inline, the walk in mpmc_ring.cc.
+  [[gnu::always_inline]] Claim try_claim_read(uint64_t& pos, bool check_dead) const {
     pos = h_->head.load(std::memory_order_relaxed);  // relaxed: the head is only a hint, see try_claim_write
-    for (uint64_t steps = 0;; ++steps) {
-      if (steps > walk_limit()) return Claim::kBusy;  // see try_claim_write
-      SlotHeader& s = slot(pos);
-      // acquire: partner is publish()'s release store; the payload is visible once we see FULL(pos).
-      uint64_t w = s.word.load(std::memory_order_acquire);
-      const int64_t d = seq_diff(w, pos);
-      if (d == 0) {
-        switch (word_state(w)) {
-          case kSlotFull:
-            // acquire on success: same partner as the load above.
-            if (s.word.compare_exchange_weak(w, make_word(pos, kSlotReading, me), std::memory_order_acquire,
-                                             std::memory_order_relaxed)) {
-              advance(h_->head, pos);
-              return Claim::kOk;
-            }
-            continue;
-          case kSlotReading:  // another consumer has it: the head hint is stale
-            advance(h_->head, pos);
-            pos = h_->head.load(std::memory_order_relaxed);
-            continue;
-          case kSlotWriting:
-            if (check_dead && reap(s, w)) continue;
-            if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
-              pos = hd;
-              continue;
-            }
-            return Claim::kBusy;
-          case kSlotFree:
-            if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
-              pos = hd;
-              continue;
-            }
-            return Claim::kEmpty;
-        }
-      }
-      if (d > 0) {  // position pos consumed (or reaped) already: the head hint is stale
-        pos = skip_claimed(h_->head, pos, w);
-        continue;
-      }
-      // d < 0: the slot still holds the previous lap; nothing produced for pos yet.
-      if (const uint64_t hd = h_->head.load(std::memory_order_relaxed); hd != pos) {
-        pos = hd;
-        continue;
-      }
-      return Claim::kEmpty;
+    SlotHeader& s = slot(pos);
+    // acquire: partner is publish()'s release store; the payload is visible once we see FULL(pos).
+    uint64_t w = s.word.load(std::memory_order_acquire);
+    // acquire on success: same partner as the load above.
+    if (w == make_word(pos, kSlotFull, 0) &&
+        s.word.compare_exchange_strong(w, make_word(pos, kSlotReading, self_pid()), std::memory_order_acquire,
+                                       std::memory_order_relaxed)) [[likely]] {
+      advance(h_->head, pos);
+      return Claim::kOk;
     }
+    return walk_claim_read(pos, check_dead);
   }
 
   // Returns a read slot whose message the caller has taken to producers. The message counts as delivered once
   // this returns; a consumer killed inside is counted in abandoned() (see "Hand-offs" above). Consumer of `pos`
   // only; lock-free.
   void release_read(uint64_t pos) const {
-    HandOff& entry = arm_hand_off(pos);
+    const uint64_t armed = make_hand_off(pos, self_pid());
+    HandOff* entry = owned_hand_off();
+    if (entry) [[likely]] {
+      // release: partner is the acquire loads in reap(), settle() and abandoned(): a settler that sees the entry
+      // armed sees what this consumer did before. A plain store: only the owner writes an owned entry's word while
+      // it lives, and it found the word 0 when it took the entry.
+      entry->word.store(armed, std::memory_order_release);
+    } else {
+      entry = &arm_transient_hand_off(armed);
+    }
     free_slot(pos);
     test_hook(HookPoint::kGetReleased);
     notify(h_->not_full);
     // release: partner is the acquire load in settle(); nothing of ours is touched after this.
-    entry.word.store(0, std::memory_order_release);
+    entry->word.store(0, std::memory_order_release);
   }
   // Returns a read slot that carried no message (a skip record): nothing to count if we die. Consumer only.
   void release_skip(uint64_t pos) const {
@@ -353,8 +352,31 @@ class MpmcRing {
     // release: partner is the producer's acquire load/CAS in try_claim_write(); our payload reads are done.
     slot(pos).word.store(make_word(pos + capacity(), kSlotFree, 0), std::memory_order_release);
   }
-  // Takes a free hand-off entry for (pos, this process). Waits (yielding) only if all kHandOffs are in use.
-  HandOff& arm_hand_off(uint64_t pos) const;
+  // The claim walks behind try_claim_write()/try_claim_read(): from the index hint over stale and reaped slots.
+  Claim walk_claim_write(uint64_t& pos, bool check_dead) const;
+  Claim walk_claim_read(uint64_t& pos, bool check_dead) const;
+  // The hand-off entry this thread owns in this ring, or nullptr when it has none (every owned entry is held by a
+  // live thread). Inline while the thread's cache knows it; else take_owned_hand_off().
+  [[gnu::always_inline]] HandOff* owned_hand_off() const {
+    OwnedHandOffCache::Way& way = OwnedHandOffCache::way_for(h_);
+    const uint64_t me = this_thread_identity();
+    if (way.ring == h_ && way.owner == me) [[likely]] {
+      if (way.index != OwnedHandOffCache::kNoOwnedEntry) {
+        HandOff& e = h_->hand_offs[way.index];
+        // relaxed: only a thread that is gone loses its entry to another, so while we live it holds our identity,
+        // unless the ring at this address was replaced (then we take an entry again).
+        if (e.owner.load(std::memory_order_relaxed) == me) [[likely]] return &e;
+      } else if (way.retry_after-- != 0) {
+        return nullptr;
+      }
+    }
+    return take_owned_hand_off(way, me);
+  }
+  // Finds or takes an owned entry for thread `me` (its own from before, a free one, or one whose thread is gone,
+  // settling the dead owner's armed hand-off first) and records it in `way`. Slow path: liveness checks.
+  HandOff* take_owned_hand_off(OwnedHandOffCache::Way& way, uint64_t me) const;
+  // Arms a free transient entry with `armed` (a CAS). Waits (yielding) only if all of them are in use.
+  HandOff& arm_transient_hand_off(uint64_t armed) const;
   // For an entry armed by a dead consumer: frees its slot if it had not, clears the entry and counts the loss
   // once (whoever clears the entry counts). REQUIRES: the entry's pid is dead.
   void settle(HandOff& entry, uint64_t armed) const;

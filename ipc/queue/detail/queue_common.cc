@@ -14,6 +14,59 @@ uint64_t ring_capacity(uint64_t requested, std::string_view what) {
   return c;
 }
 
+Outcome mpmc_claim_write_after(const MpmcRing& r, const Deadline* deadline, uint64_t& pos, Claim first) {
+  if (!deadline) {
+    if (first == Claim::kBusy &&
+        claim_past_busy([&](bool check_dead) { return r.try_claim_write(pos, check_dead); }) == Claim::kOk) {
+      return Outcome::kOk;
+    }
+    return r.closed() ? Outcome::kClosed : Outcome::kFull;
+  }
+  Outcome result = Outcome::kTimeout;
+  block_until(r.header().not_full, *deadline, [&](bool check_dead) {
+    if (r.closed()) {
+      result = Outcome::kClosed;
+      return Attempt::kDone;
+    }
+    if (r.try_claim_write(pos, check_dead) == Claim::kOk) {
+      result = Outcome::kOk;
+      return Attempt::kDone;
+    }
+    return Attempt::kRetry;
+  });
+  return result;
+}
+
+Outcome mpmc_claim_read_after(const MpmcRing& r, const Deadline* deadline, uint64_t& pos, Claim first) {
+  // One look's verdict, from its claim result `c` (made with `check_dead`).
+  auto verdict = [&](Claim c, bool check_dead) -> Outcome {
+    // Not waiting: a message being written is worth a short spin (see kBusyRetries).
+    if (c == Claim::kBusy && !deadline && !check_dead) {
+      c = claim_past_busy([&](bool dead) { return r.try_claim_read(pos, dead); });
+    }
+    if (c == Claim::kOk) return Outcome::kOk;
+    if (c == Claim::kBusy || !r.closed()) return Outcome::kEmpty;
+    // Empty and closed. seq_cst fence: with the producers' seq_cst claim CAS and closed_after_claim(), a slot
+    // claimed by a producer that missed the close is visible to the second look (see MpmcRing::closed_after_claim).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    switch (r.try_claim_read(pos, check_dead)) {
+      case Claim::kOk: return Outcome::kOk;
+      case Claim::kEmpty: return Outcome::kClosed;
+      default: return Outcome::kEmpty;
+    }
+  };
+  Outcome result = verdict(first, false);
+  if (result != Outcome::kEmpty || !deadline) return result;
+  result = Outcome::kTimeout;
+  block_until(r.header().not_empty, *deadline, [&](bool check_dead) {
+    Outcome q = verdict(r.try_claim_read(pos, check_dead), check_dead);
+    if (q == Outcome::kEmpty) return Attempt::kRetry;
+    result = q;
+    return Attempt::kDone;
+  });
+  return result;
+}
+
 MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t kind_flags, std::string_view what) {
   if (!block || reinterpret_cast<uintptr_t>(block) % 64 != 0) {
     throw InvalidArgument(std::string(what) + ": the block must be 64-byte aligned");
