@@ -407,16 +407,31 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   if (total) std::memcpy(p, &*total, sizeof *total);
   if (!chunk.empty()) std::memcpy(p + prefix, chunk.data(), chunk.size());
   ring.commit(payload, kind);
+  wake_consumer_if_asleep(side);
+  return Outcome::kOk;
+}
+
+void Connection::wake_consumer_if_asleep(Side& side) {
   detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
   // relaxed: ordered by the fence pair.
-  if (ring.header().consumer.waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) [[unlikely]] {
-    wake_sleeper(side, ring.header().consumer);
+  if (side.ring.header().consumer.waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) [[unlikely]] {
+    wake_sleeper(side, side.ring.header().consumer);
   }
-  return Outcome::kOk;
 }
 
 Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
   check_open("send", out_.has_value());
+  Side& side = *out_;
+  // The common case in one pass: a message that fits in one record, with room for it now.
+  if (!abandoned_ && message.size() <= side.ring.max_record_payload() &&
+      side.ring.try_write(RecordKind::kWhole, message)) [[likely]] {
+    wake_consumer_if_asleep(side);
+    return Outcome::kOk;
+  }
+  return send_waiting(message, deadline);
+}
+
+Outcome Connection::send_waiting(std::span<const std::byte> message, const Deadline& deadline) {
   Side& side = *out_;
   // An earlier send gave up a long message part-way: the receiver learns it before anything else comes.
   if (abandoned_) {
@@ -465,7 +480,7 @@ namespace {
 
 // Frees a consumed record; notes whether a producer sleeps for room (woken by Connection::wake_sleeper()).
 template <typename Ring>
-void release_and_notify(Ring& ring, const RecordHeader& h, bool& producer_sleeps) {
+[[gnu::always_inline]] inline void release_and_notify(Ring& ring, const RecordHeader& h, bool& producer_sleeps) {
   ring.release(h);
   detail::light_fence();  // notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
   // relaxed: ordered by the fence pair.
@@ -475,7 +490,31 @@ void release_and_notify(Ring& ring, const RecordHeader& h, bool& producer_sleeps
 // Bytes reserved ahead for a long message: a corrupt total must not allocate, a real one grows as it arrives.
 constexpr uint64_t kReserveAhead = uint64_t{64} << 20;
 
+// Replaces `out` with the `n` bytes at `p`; a small message without the general vector assignment and memcpy.
+[[gnu::always_inline]] inline void assign_message(std::vector<std::byte>& out, const std::byte* p, size_t n) {
+  if (n <= 16) {
+    out.resize(n);
+    detail::copy_bytes(out.data(), p, n);
+  } else {
+    out.assign(p, p + n);
+  }
+}
+
 }  // namespace
+
+template <typename Take>
+bool Connection::try_take_whole(size_t limit, Take&& take) {
+  if (partial_total_ != 0 || !corrupt_.empty()) [[unlikely]] return false;
+  Side& side = *in_;
+  uint32_t n;
+  const std::byte* p = side.ring.try_peek_whole(n);
+  if (!p || n > limit) return false;
+  take(p, n);
+  bool producer_sleeps = false;
+  release_and_notify(side.ring, RecordHeader{n, RecordKind::kWhole}, producer_sleeps);
+  if (producer_sleeps) [[unlikely]] wake_sleeper(side, side.ring.header().producer);
+  return true;
+}
 
 void Connection::throw_corrupt(const std::string& what) {
   corrupt_ = "pipe (receiving end, fd " + std::to_string(in_->fd) + "): " + what;
@@ -574,6 +613,13 @@ bool Connection::take_record(const RecordHeader& h, const std::byte* p, std::vec
 
 Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit) {
   check_open("recv", in_.has_value());
+  if (try_take_whole(limit, [&](const std::byte* p, size_t n) { assign_message(out, p, n); })) [[likely]] {
+    return Outcome::kOk;
+  }
+  return recv_waiting(out, deadline, limit);
+}
+
+Outcome Connection::recv_waiting(std::vector<std::byte>& out, const Deadline& deadline, size_t limit) {
   if (!corrupt_.empty()) throw StreamCorrupted(corrupt_);
   Side& side = *in_;
   ByteRingHeader& header = side.ring.header();
@@ -585,7 +631,7 @@ Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadl
     r = next_record(side, deadline, h, p);
     if (r != Outcome::kOk) break;
     if (h.kind == RecordKind::kWhole && partial_total_ == 0 && h.payload_bytes <= limit) [[likely]] {
-      out.assign(p, p + h.payload_bytes);  // the common case, as take_record() would
+      assign_message(out, p, h.payload_bytes);  // the common case, as take_record() would
       release_and_notify(side.ring, h, producer_sleeps);
       break;
     }
@@ -610,7 +656,15 @@ Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadl
 }
 
 Outcome Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
-  const Outcome r = recv_impl(scratch_, deadline, buffer.size());
+  check_open("recv", in_.has_value());
+  // A whole message waiting: straight from the ring into the buffer.
+  if (try_take_whole(buffer.size(), [&](const std::byte* p, size_t n) {
+        detail::copy_bytes(buffer.data(), p, n);
+        size = n;
+      })) {
+    return Outcome::kOk;
+  }
+  const Outcome r = recv_waiting(scratch_, deadline, buffer.size());
   if (r == Outcome::kOk) {
     if (!scratch_.empty()) std::memcpy(buffer.data(), scratch_.data(), scratch_.size());
     size = scratch_.size();

@@ -199,10 +199,18 @@ class Connection {
   };
   Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out);
 
+  // The common case (a message that fits one record, room or a message there now) in a few instructions; the rest
+  // in the *_waiting calls, out of line.
   Outcome send_impl(std::span<const std::byte> message, const Deadline& deadline);
+  [[gnu::noinline]] Outcome send_waiting(std::span<const std::byte> message, const Deadline& deadline);
   // Receives one message into `out`; throws BufferTooSmall, consuming nothing, for one longer than `limit`.
   Outcome recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit = SIZE_MAX);
+  [[gnu::noinline]] Outcome recv_waiting(std::vector<std::byte>& out, const Deadline& deadline, size_t limit);
   Outcome recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
+  // The common recv, without waiting: when the next record is a whole message of at most `limit` bytes (and no
+  // long message is being assembled), hands it to `take(payload, bytes)`, frees it and returns true.
+  template <typename Take>
+  bool try_take_whole(size_t limit, Take&& take);
   // Waits for the next record of `side` (without consuming it): kOk with `h` and `p` set, kTimeout, or
   // kClosed once the other end is closed everywhere and nothing is left. Throws StreamCorrupted.
   Outcome next_record(Side& side, const Deadline& deadline, detail::RecordHeader& h, const std::byte*& p);
@@ -233,6 +241,8 @@ class Connection {
   // Wakes the other side of `side` if its `words.waiting` says it sleeps: a futex wake-up on `words.wake` or a
   // doorbell on the socket. The caller has published its progress and issued light_fence().
   void wake_sleeper(Side& side, detail::SleepWords& words);
+  // After a commit into `side`: wakes its consumer if it sleeps (the notifier's half of the Dekker pair).
+  void wake_consumer_if_asleep(Side& side);
   static void wake_on_futex(std::atomic<uint32_t>& word);
   // Counts a close of one of this process's copies of an end in `peer`, the other side's sleep words, and wakes
   // that side if it sleeps on its futex.

@@ -44,6 +44,13 @@ RecordHeader* record_at(ipc::detail::ByteRing& ring, size_t offset) {
   return reinterpret_cast<RecordHeader*>(reinterpret_cast<std::byte*>(&ring.header() + 1) + offset);
 }
 
+// Matches a StreamCorrupted whose message contains `expected`.
+Catch::Matchers::Generic::PredicateMatcher<ipc::StreamCorrupted> names_the_fault(const std::string& expected) {
+  return Catch::Matchers::Predicate<ipc::StreamCorrupted>(
+      [expected](const ipc::StreamCorrupted& e) { return std::string(e.what()).find(expected) != std::string::npos; },
+      "the message names what was wrong");
+}
+
 // A child that sends message `seq` of `bytes` bytes on `tx` and stops after its first part until resume() (or
 // until it gives up waiting, so that a test whose receiver blocks where it must not fails instead of hanging).
 PipeSignal* g_part_sent = nullptr;
@@ -101,12 +108,54 @@ TEST_CASE("a corrupt record in shared memory is StreamCorrupted, never an over-r
     expected = "overruns its 5000 bytes";
   }
   std::vector<std::byte> got;
-  auto names_the_fault = Catch::Matchers::Predicate<ipc::StreamCorrupted>(
-      [&](const ipc::StreamCorrupted& e) { return std::string(e.what()).find(expected) != std::string::npos; },
-      "the message names what was wrong");
-  CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault);
+  CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault(expected));
   // The stream cannot be trusted past a corrupt record: every later recv says so too.
   CHECK_THROWS_AS(rx.recv_bytes(got, 0ms), ipc::StreamCorrupted);
+}
+
+// A message that fits one record is read by recv's fast path (ByteRing::try_peek_whole), which must refuse what
+// peek() refuses and leave the report to it.
+TEST_CASE("a corrupt header of a whole message is StreamCorrupted, never an over-read", "[pipe][corrupt]") {
+  auto [rx, tx] = Pipe(ring_16k());
+  for (uint64_t seq = 1; seq <= 3; ++seq) REQUIRE(tx.send_bytes(patterned(seq, 4000)) == Outcome::kOk);
+  auto& ring = PipeTestAccess::receiving_ring(rx);
+  REQUIRE(record_at(ring, 0)->kind == RecordKind::kWhole);
+  std::string expected;
+  SECTION("a length past what the sender committed") {
+    REQUIRE(tx.send_bytes(patterned(4, 100)) == Outcome::kOk);
+    RecordHeader* last = record_at(ring, 3 * 4008);
+    REQUIRE((last->kind == RecordKind::kWhole && last->payload_bytes == 100));
+    last->payload_bytes = 1000;  // a part may be this long, but only 108 bytes were committed
+    expected = "a record of 1000 bytes does not fit";
+    std::vector<std::byte> got;
+    for (uint64_t seq = 1; seq <= 3; ++seq) {
+      REQUIRE(rx.recv_bytes(got) == Outcome::kOk);
+      REQUIRE(got == patterned(seq, 4000));
+    }
+  }
+  SECTION("a length longer than a part, inside what the sender committed") {
+    record_at(ring, 0)->payload_bytes = 4090;  // parts carry at most 4088 bytes
+    expected = "parts carry at most 4088 bytes";
+  }
+  std::vector<std::byte> got;
+  CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault(expected));
+  std::vector<std::byte> buffer(5000);
+  size_t n = 0;
+  CHECK_THROWS_AS(rx.recv_bytes_into(buffer, n), ipc::StreamCorrupted);
+}
+
+TEST_CASE("a whole message after the first part of a long one that a recv kept is StreamCorrupted", "[pipe][corrupt]") {
+  auto [rx, tx] = Pipe(ring_16k());
+  REQUIRE(tx.send_bytes(patterned(1, 4000)) == Outcome::kOk);
+  // The record now starts a 5000-byte message: a recv takes it, finds nothing more and keeps it.
+  auto& ring = PipeTestAccess::receiving_ring(rx);
+  record_at(ring, 0)->kind = RecordKind::kFirst;
+  const uint64_t total = 5000;
+  std::memcpy(record_at(ring, 0) + 1, &total, sizeof total);
+  std::vector<std::byte> got;
+  REQUIRE(rx.recv_bytes(got, 0ms) == Outcome::kTimeout);
+  REQUIRE(tx.send_bytes(patterned(2, 100)) == Outcome::kOk);
+  CHECK_THROWS_WITH(rx.recv_bytes(got), Contains("a whole message inside a 5000-byte message after 3992 of its bytes"));
 }
 
 // Regression (pipe_fuzz, corpus/pipe_fuzz/regression-write-past-ring): both sides bounded records by the capacity

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <type_traits>
 
@@ -80,6 +81,30 @@ static_assert(offsetof(SleepWords, wake) % 4 == 0 && offsetof(ByteRingHeader, co
 
 inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
+// Copies `n` bytes; a message of up to 16 bytes (the common small message) without a call into the C library,
+// whose general memcpy costs more than the rest of a small send or recv.
+[[gnu::always_inline]] inline void copy_bytes(std::byte* to, const std::byte* from, size_t n) {
+  if (n > 16) {
+    std::memcpy(to, from, n);
+  } else if (n >= 8) {  // two 8-byte words, overlapping when n < 16
+    uint64_t first, last;
+    std::memcpy(&first, from, 8);
+    std::memcpy(&last, from + n - 8, 8);
+    std::memcpy(to, &first, 8);
+    std::memcpy(to + n - 8, &last, 8);
+  } else if (n >= 4) {
+    uint32_t first, last;
+    std::memcpy(&first, from, 4);
+    std::memcpy(&last, from + n - 4, 4);
+    std::memcpy(to, &first, 4);
+    std::memcpy(to + n - 4, &last, 4);
+  } else if (n > 0) {  // 1 to 3 bytes: the first, the middle and the last (overlapping when n < 3)
+    to[0] = from[0];
+    to[n / 2] = from[n / 2];
+    to[n - 1] = from[n - 1];
+  }
+}
+
 // A process's handle on one ring: the shared header and data plus the side's private cached position of the
 // other side (so that the common case reads no shared cache line the other side is writing).
 class ByteRing {
@@ -91,13 +116,38 @@ class ByteRing {
       : h_(header),
         data_(reinterpret_cast<std::byte*>(header + 1)),
         capacity_(header->capacity),
-        mask_(capacity_ - 1) {}
+        mask_(capacity_ - 1),
+        max_payload_(capacity_ / 4 - sizeof(RecordHeader)) {}
 
   static uint64_t bytes_needed(uint64_t capacity) { return sizeof(ByteRingHeader) + capacity; }
   ByteRingHeader& header() const { return *h_; }
   // The capacity read once at attach (the private copy above).
   uint64_t capacity() const { return capacity_; }
-  uint64_t max_record_payload() const { return capacity() / 4 - sizeof(RecordHeader); }
+  uint64_t max_record_payload() const { return max_payload_; }
+
+  // Producer: writes a record of `kind` carrying `payload` (header, bytes, then the tail: one pass) when there is
+  // room for it before the end of the ring; false when there is no room now or the record would need a filler
+  // first (then the caller takes try_reserve() and commit(), which also report a tail that is not a record
+  // boundary). REQUIRES: payload.size() <= max_record_payload(). Lock-free; no syscall.
+  [[gnu::always_inline]] bool try_write(RecordKind kind, std::span<const std::byte> payload) {
+    const uint64_t bytes = sizeof(RecordHeader) + round8(payload.size());
+    // relaxed: only the producer writes tail.
+    const uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+    const uint64_t index = tail & mask_;
+    if (tail % 8 != 0 || bytes > capacity_ - index) [[unlikely]] return false;
+    if (tail + bytes - cached_head_ > capacity_) {
+      // acquire: partner is the consumer's release store of head in release(); the bytes it finished reading
+      // may now be overwritten.
+      cached_head_ = h_->head.load(std::memory_order_acquire);
+      if (tail + bytes - cached_head_ > capacity_) return false;
+    }
+    write_header(index, static_cast<uint32_t>(payload.size()), kind);
+    copy_bytes(data_ + index + sizeof(RecordHeader), payload.data(), payload.size());
+    // release: the record's bytes become visible with the new tail; partner: the acquire load of tail in peek()
+    // and try_peek_whole().
+    h_->tail.store(tail + bytes, std::memory_order_release);
+    return true;
+  }
 
   // Producer: reserves a record of `payload` bytes and returns where to write it, or nullptr when there is no
   // room now. REQUIRES: payload <= max_record_payload(). Throws StreamCorrupted when the tail in shared memory is
@@ -132,6 +182,33 @@ class ByteRing {
     // release: the record's bytes (and a pad header) become visible with the new tail; partner: the acquire
     // load of tail in peek().
     h_->tail.store(reserved_at_ + sizeof(RecordHeader) + round8(payload), std::memory_order_release);
+  }
+
+  // Consumer: the payload of the next record when it is a whole message (kWhole) that keeps every rule peek()
+  // checks, with its length in `payload_bytes`; nullptr when the ring is empty or anything else comes next (a
+  // filler, a part of a long message, a header that breaks the format: the caller then looks with peek()).
+  // Free it with release(). Lock-free.
+  [[gnu::always_inline]] const std::byte* try_peek_whole(uint32_t& payload_bytes) {
+    // relaxed: only the consumer writes head.
+    const uint64_t head = h_->head.load(std::memory_order_relaxed);
+    if (head == cached_tail_) {
+      // acquire: partner is the release store of tail in commit() and try_write(); the record's bytes are visible.
+      cached_tail_ = h_->tail.load(std::memory_order_acquire);
+      if (head == cached_tail_) return nullptr;
+    }
+    const uint64_t index = head & mask_;
+    const uint64_t committed = cached_tail_ - head;
+    // A header read at a record boundary lies inside the ring (the capacity is a multiple of 8).
+    if (head % 8 != 0 || committed > capacity_) [[unlikely]] return nullptr;
+    RecordHeader header;
+    std::memcpy(&header, data_ + index, sizeof header);
+    const uint64_t bytes = sizeof(RecordHeader) + round8(header.payload_bytes);
+    if (header.kind != RecordKind::kWhole || header.payload_bytes > max_payload_ || bytes > capacity_ - index ||
+        bytes > committed) [[unlikely]] {
+      return nullptr;
+    }
+    payload_bytes = header.payload_bytes;
+    return data_ + index + sizeof(RecordHeader);
   }
 
   enum class Peek { kEmpty, kRecord, kCorrupt };
@@ -229,6 +306,7 @@ class ByteRing {
   std::byte* data_ = nullptr;
   uint64_t capacity_ = 0;
   uint64_t mask_ = 0;
+  uint64_t max_payload_ = 0;  // max_record_payload(), from the private capacity
   uint64_t cached_head_ = 0;  // producer side: last head seen
   uint64_t cached_tail_ = 0;  // consumer side: last tail seen
   uint64_t reserved_at_ = 0;  // producer side: where the reserved record's header goes
