@@ -624,6 +624,8 @@ void PoolCore::end_at_exit() {
     state_->terminated = true;
   }
   state_->wake();
+  // exit() called by a completion callback, on the supervisor thread itself: it cannot finish while we wait.
+  if (state_->supervisor.get_id() == std::this_thread::get_id()) return;
   std::unique_lock lock(state_->mu);
   // Joined only once it has finished: a supervisor held up by a callback past kExitWait is left to the exit.
   if (state_->finished_cv.wait_for(lock, kExitWait, [&] { return state_->finished; })) {

@@ -147,8 +147,8 @@ class PoolCore final : public TaskSink {
   // At exit() (registered with std::atexit by the first pool): ends every pool of this process still running, as
   // terminate() does, before static destructors can pull anything from under its supervisor thread.
   static void end_live_pools_at_exit();
-  // terminate() for the exit handler: waits (bounded) for the supervisor to finish instead of joining it, which
-  // another thread may be doing.
+  // terminate() for the exit handler: waits at most a bounded time for the supervisor to finish (a callback may
+  // block it), then joins it; returns at once when exit() was called on the supervisor thread (by a callback).
   void end_at_exit();
 
   CoreOptions options_;
