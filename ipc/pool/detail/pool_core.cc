@@ -130,6 +130,14 @@ struct PoolCore::State {
     std::lock_guard lock(join_mu);
     if (supervisor.joinable() && supervisor.get_id() != std::this_thread::get_id()) supervisor.join();
   }
+  // terminate()'s request, also made by the exit handler: the supervisor kills the workers and fails what is left.
+  void ask_to_terminate() {
+    {
+      std::lock_guard lock(mu);
+      terminated = true;
+    }
+    wake();
+  }
 
   // Supervisor thread only (and the constructor before it starts).
   std::vector<std::unique_ptr<Worker>> workers;
@@ -619,11 +627,7 @@ void PoolCore::end_live_pools_at_exit() {
 }
 
 void PoolCore::end_at_exit() {
-  {
-    std::lock_guard lock(state_->mu);
-    state_->terminated = true;
-  }
-  state_->wake();
+  state_->ask_to_terminate();
   // exit() called by a completion callback, on the supervisor thread itself: it cannot finish while we wait.
   if (state_->supervisor.get_id() == std::this_thread::get_id()) return;
   std::unique_lock lock(state_->mu);
@@ -713,11 +717,7 @@ void PoolCore::close() {
 }
 
 void PoolCore::terminate() {
-  {
-    std::lock_guard lock(state_->mu);
-    state_->terminated = true;
-  }
-  state_->wake();
+  state_->ask_to_terminate();
   state_->join_supervisor();
 }
 
