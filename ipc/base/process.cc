@@ -211,14 +211,21 @@ int open_child_pidfd(pid_t pid, const std::string& name) {
   throw SystemError(err, "pidfd_open " + name);
 }
 
-// Names the child (options.name, when empty), forks, and in the child arms the parent-death signal of a daemon
-// and runs `in_child(identity)`, which never returns. Returns the child's pid in the parent.
-template <typename InChild>
-pid_t fork_child(ProcessOptions& options, ReportPipe& report, InChild&& in_child) {
+// Names the child (options.name, when empty) and arms the exit handler of daemon children; returns the child's
+// identity ("2:1").
+std::string prepare_child(ProcessOptions& options) {
   if (options.daemon) install_daemon_exit_handler();
   const unsigned n = g_started.fetch_add(1, std::memory_order_relaxed) + 1;  // relaxed: only a counter
   const std::string identity = (g_identity.empty() ? "" : g_identity + ":") + std::to_string(n);
   if (options.name.empty()) options.name = "Process-" + identity;
+  return identity;
+}
+
+// Forks, and in the child arms the parent-death signal of a daemon and runs `in_child(identity)`, which never
+// returns. Returns the child's pid in the parent.
+template <typename InChild>
+pid_t fork_child(ProcessOptions& options, ReportPipe& report, InChild&& in_child) {
+  const std::string identity = prepare_child(options);
   const pid_t parent = ::getpid();
   const pid_t pid = fork_keeping(report);
   if (pid == 0) {
@@ -230,6 +237,46 @@ pid_t fork_child(ProcessOptions& options, ReportPipe& report, InChild&& in_child
   report.close_write_end();
   if (pid < 0) throw SystemError(fork_errno, "fork " + options.name);
   return pid;
+}
+
+// Everything an exec'd child needs, made before vfork(): the child only makes system calls.
+struct ExecPlan {
+  const char* program;
+  char* const* argv;
+  const int* pass_fds;
+  size_t pass_fd_count;
+  bool daemon;
+  pid_t parent;
+  const sigset_t* mask;  // the parent thread's signal mask, for the program
+  int report_fd;         // gets the child's errno when it cannot exec
+};
+
+// The child of exec()'s vfork(): it borrows the parent's memory (and stack, below the parent's frame) until its
+// execvp() or _exit(), so it calls only functions that make system calls, and nothing that locks or allocates.
+// The parent's signal handlers would run here on the parent's memory: they are reset to the default first (this
+// child has its own copy of the table), while every signal is still blocked.
+[[noreturn]] __attribute__((noinline)) void exec_in_child(const ExecPlan& plan) {
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction action;
+    if (::sigaction(sig, nullptr, &action) != 0) continue;  // EINVAL: a number glibc keeps for itself
+    if (action.sa_handler == SIG_IGN || action.sa_handler == SIG_DFL) continue;
+    action.sa_handler = SIG_DFL;
+    action.sa_flags = 0;
+    ::sigemptyset(&action.sa_mask);
+    ::sigaction(sig, &action, nullptr);
+  }
+  if (plan.daemon) arm_parent_death(plan.parent);
+  int err = 0;
+  for (size_t i = 0; i < plan.pass_fd_count && err == 0; ++i) {
+    if (::fcntl(plan.pass_fds[i], F_SETFD, 0) != 0) err = errno;
+  }
+  if (err == 0) {
+    ::pthread_sigmask(SIG_SETMASK, plan.mask, nullptr);
+    ::execvp(plan.program, plan.argv);
+    err = errno;
+  }
+  [[maybe_unused]] ssize_t w = ::write(plan.report_fd, &err, sizeof err);
+  ::_exit(127);
 }
 
 }  // namespace
@@ -257,27 +304,30 @@ Process Process::start_child(ChildBody body, void* fn, ProcessOptions options) {
 
 Process Process::exec(const std::string& program, const std::vector<std::string>& args, ProcessOptions options) {
   if (program.empty()) throw InvalidArgument("Process::exec: empty program name");
-  // Everything the child needs is built before fork(): between fork and exec it only makes system calls.
   std::vector<std::string> argv_strings = args.empty() ? std::vector<std::string>{program} : args;
   std::vector<char*> argv;
   for (std::string& a : argv_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
+  prepare_child(options);
 
-  // Blocking: the parent reads it until end of file, which the exec closes (O_CLOEXEC) or the child's errno.
+  // vfork(): the child shares this process's memory until it execs, so starting it copies no page tables and
+  // takes no copy-on-write faults, however large this process is (a fork of a big program costs milliseconds).
+  // This thread waits meanwhile. Blocking: the report pipe is read until end of file, which the exec closes
+  // (O_CLOEXEC), or the child's errno. (Under ThreadSanitizer vfork() is a fork(), which the pipe also covers.)
   ReportPipe report(0);
-  const pid_t pid = fork_child(options, report, [&](const std::string&) {
-    for (int fd : options.pass_fds) {
-      if (::fcntl(fd, F_SETFD, 0) != 0) {
-        const int err = errno;
-        [[maybe_unused]] ssize_t w = ::write(report.write_end, &err, sizeof err);
-        ::_exit(127);
-      }
-    }
-    ::execvp(program.c_str(), argv.data());
-    const int err = errno;
-    [[maybe_unused]] ssize_t w = ::write(report.write_end, &err, sizeof err);
-    ::_exit(127);
-  });
+  sigset_t all, mask;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &mask);
+  const ExecPlan plan{program.c_str(), argv.data(), options.pass_fds.data(), options.pass_fds.size(),
+                      options.daemon,  ::getpid(),  &mask,                   report.write_end};
+  t_forking_for = report.write_end;  // a fork()ing vfork (above) keeps this pipe in the child
+  const pid_t pid = ::vfork();
+  if (pid == 0) exec_in_child(plan);
+  const int fork_errno = errno;
+  t_forking_for = -1;
+  ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+  report.close_write_end();
+  if (pid < 0) throw SystemError(fork_errno, "vfork " + options.name);
   Process p(pid, std::move(options));
   int child_errno = 0;
   const ssize_t got = retry_on_eintr([&] { return ::read(report.read_end, &child_errno, sizeof child_errno); });

@@ -79,8 +79,9 @@ class Process {
     return start_child(body, const_cast<void*>(static_cast<const void*>(std::addressof(fn))), std::move(options));
   }
 
-  // Forks and runs `program` (searched in PATH like execvp) with argument vector `args`: args[0] is the program's
-  // name for itself ("sh"); empty args means {program}. Returns once the program runs. Throws InvalidArgument for
+  // Starts `program` (searched in PATH like execvp) in a child made by vfork(), which copies nothing of this
+  // process, with argument vector `args`: args[0] is the program's name for itself ("sh"); empty args means
+  // {program}. The program gets the calling thread's signal mask and ignored signals. Returns once it runs. Throws InvalidArgument for
   // an empty program, SystemError with the child's errno when exec fails (ENOENT: no such program), never a
   // silent exit status 127. Any thread.
   static Process exec(const std::string& program, const std::vector<std::string>& args, ProcessOptions options = {});

@@ -55,15 +55,17 @@ std::vector<int> wait_one(int fd, std::chrono::nanoseconds timeout) {
   return ipc::wait(std::array{fd}, timeout);
 }
 
-// Starts an intermediate process that starts a grandchild (daemon or not) blocked forever, reports the
-// grandchild's pid and then blocks forever itself; returns the intermediate and a pidfd of the grandchild, opened
-// while the intermediate still lives (so the pid cannot have been reused).
-std::pair<Process, int> parent_with_blocked_grandchild(bool daemon) {
+// Starts an intermediate process that starts a grandchild (daemon or not) blocked forever (a forked callable, or
+// with `exec` a program), reports the grandchild's pid and then blocks forever itself; returns the intermediate
+// and a pidfd of the grandchild, opened while the intermediate still lives (so the pid cannot have been reused).
+std::pair<Process, int> parent_with_blocked_grandchild(bool daemon, bool exec = false) {
   RawPipe pid_pipe;
   Process middle = Process::start([&] {
-    Process grandchild = Process::start([] {
-      for (;;) ::pause();
-    }, ProcessOptions{.daemon = daemon});
+    Process grandchild = exec ? Process::exec("/bin/sh", {"sh", "-c", "while :; do sleep 1; done"},
+                                              ProcessOptions{.daemon = daemon})
+                              : Process::start([] {
+                                  for (;;) ::pause();
+                                }, ProcessOptions{.daemon = daemon});
     const pid_t pid = grandchild.pid();
     if (::write(pid_pipe.write_end(), &pid, sizeof pid) != sizeof pid) return 2;
     for (;;) ::pause();  // never leaves this scope: `grandchild`'s destructor does not run
@@ -73,7 +75,6 @@ std::pair<Process, int> parent_with_blocked_grandchild(bool daemon) {
   REQUIRE(::read(pid_pipe.read_end(), &grandchild, sizeof grandchild) == sizeof grandchild);
   return {std::move(middle), ipc::process_sentinel(grandchild)};
 }
-
 }  // namespace
 
 TEST_CASE("join returns the child's exit code: the int it returned, 0 for a void callable", "[process]") {
@@ -187,6 +188,55 @@ TEST_CASE("exec keeps pass_fds open in the program and closes the others", "[pro
   CHECK(read(closed_on_exec[0], buf, sizeof buf) == 0);  // end of file: the program never had it
   close(kept[0]);
   close(closed_on_exec[0]);
+}
+
+TEST_CASE("an exec'd program gets the caller's signal mask and ignored signals, and no other blocked signal",
+          "[process]") {
+  // exec() blocks every signal around its vfork() (a handler must not run in the child, which borrows this
+  // process's memory): the program must still start with the caller thread's own mask.
+  sigset_t usr2, before;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  REQUIRE(pthread_sigmask(SIG_BLOCK, &usr2, &before) == 0);
+  struct sigaction ignore {}, old_usr1 {};
+  ignore.sa_handler = SIG_IGN;
+  REQUIRE(sigaction(SIGUSR1, &ignore, &old_usr1) == 0);
+  int out[2];
+  REQUIRE(pipe2(out, O_CLOEXEC) == 0);
+  ipc::ProcessOptions o;
+  o.pass_fds = {out[1]};
+  const std::string script = "exec grep -E '^Sig(Blk|Ign):' /proc/self/status >&" + std::to_string(out[1]);
+  Process p = Process::exec("/bin/sh", {"sh", "-c", script}, o);
+  REQUIRE(pthread_sigmask(SIG_SETMASK, &before, nullptr) == 0);
+  REQUIRE(sigaction(SIGUSR1, &old_usr1, nullptr) == 0);
+  CHECK(p.join(30s) == 0);
+  close(out[1]);
+  std::string status;
+  char buf[256];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) status.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  INFO(status);
+  // Bit n-1 of the hexadecimal masks is signal n.
+  auto mask_of = [&](const std::string& field) {
+    const size_t at = status.find(field + ":\t");
+    REQUIRE(at != std::string::npos);
+    return std::stoull(status.substr(at + field.size() + 2, 16), nullptr, 16);
+  };
+  uint64_t expected_blocked = uint64_t{1} << (SIGUSR2 - 1);
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sigismember(&before, sig) == 1) expected_blocked |= uint64_t{1} << (sig - 1);
+  }
+  CHECK(mask_of("SigBlk") == expected_blocked);
+  CHECK((mask_of("SigIgn") & (uint64_t{1} << (SIGUSR1 - 1))) != 0);
+}
+
+TEST_CASE("a daemon program started by exec dies when its parent is SIGKILLed", "[process][kill]") {
+  auto [middle, program] = parent_with_blocked_grandchild(true, true);
+  CHECK(wait_one(program, 0ms).empty());
+  middle.kill();
+  REQUIRE(middle.join(30s) == -SIGKILL);
+  CHECK(wait_one(program, 30s) == std::vector<int>{program});
+  ::close(program);
 }
 
 TEST_CASE("exec returns while another thread forks long-lived children", "[process][threads]") {
