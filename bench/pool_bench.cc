@@ -2,7 +2,8 @@
 //
 //   map of 1e6 trivial tasks          vs Python Pool.map (default chunksize) and an in-process std::thread pool
 //   apply_async per task (20k)        vs Python Pool.map(chunksize=1) (and Python apply_async, for context)
-//   start + one apply + close + join  vs Python Pool(2) start + map of one item + close + join
+//   start + one apply + close + join  vs Python Pool(2) start + map of one item + close + join; and the floor: two
+//                                     bare children of this process (fork, or exec of /bin/true), joined
 //   CPU-bound map over a shared array vs the same work in one process (speed-up) and on 2 std::threads, and the
 //                                     CPU time each took
 //   map_array over the same array     placed workers, chunks routed to their pages' node, vs unplaced workers with
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "bench/harness.h"
+#include "ipc/base/process.h"
 #include "ipc/numa/topology.h"
 #include "ipc/pool/pool.h"
 #include "ipc/segment/segment.h"
@@ -147,6 +149,22 @@ double pool_start_stop_ms(ipc::StartMethod method) {
   if (pool.apply(inc, 1) != 2) return -1;
   pool.close();
   pool.join();
+  return (bench::now_seconds() - t0) * 1e3;
+}
+
+// What bounds the start rows on this machine, measured from this same process: two children started as the pool
+// starts its workers (Process::start, a fork of this program; Process::exec of /bin/true, the smallest program
+// there is), each leaving at once, then joined.
+double bare_children_ms(ipc::StartMethod method) {
+  const double t0 = bench::now_seconds();
+  std::vector<ipc::Process> children;
+  for (unsigned i = 0; i < kWorkers; ++i) {
+    children.push_back(method == ipc::StartMethod::kExec ? ipc::Process::exec("/bin/true", {"true"})
+                                                         : ipc::Process::start([] { return 0; }));
+  }
+  for (auto& c : children) {
+    if (c.join() != 0) return -1;
+  }
   return (bench::now_seconds() - t0) * 1e3;
 }
 
@@ -444,6 +462,13 @@ void run(bench::Report& r) {
           std::string("Python Pool(2) (") + m.python + "), map of 1, close, join", py);
     r.target(std::string("pool: start+shutdown (") + m.ours + ") vs Python " + m.python + " (speed-up)",
              py.n > 0 && ours.median > 0 ? py.median / ours.median : 0, ">=", 10);
+  }
+  for (const auto method : {ipc::StartMethod::kFork, ipc::StartMethod::kExec}) {
+    auto once = [&] { return bare_children_ms(method); };
+    (void)once();
+    r.add(method == ipc::StartMethod::kFork ? "pool floor: 2 x Process::start of a no-op (fork of this program), join"
+                                            : "pool floor: 2 x Process::exec of /bin/true, join",
+          bench::sample_of(2 * kReps, once), "ms");
   }
   cpu_bound_rows(r);
   replacement_rows(r);
