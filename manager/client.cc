@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "ipc/base/unix_socket.h"
+#include "ipc/base/wait.h"
 #include "manager/detail/address.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/socket_network.h"
@@ -206,21 +207,8 @@ class Session {
 
   template <typename T>
   T wait(kj::Promise<T>&& p) {
-    check_usable();
-    try {
-      // Poll briefly before sleeping, as the queues do: a server that is awake (it polls while requests flow)
-      // answers a small call within microseconds, while a sleep and a wake-up through epoll cost as much again or
-      // far more on a virtual machine. Each poll is one non-blocking epoll_wait; the spin is bounded.
-      const auto spin_end = std::chrono::steady_clock::now() + kReplySpin;
-      while (!p.poll(*loop_->scope) && std::chrono::steady_clock::now() < spin_end) {
-      }
-      return p.wait(*loop_->scope);
-    } catch (const kj::Exception& e) {
-      rethrow_as_ipc_error(e, context_);
-    }
+    return wait_for(*this, p);
   }
-
-  static constexpr auto kReplySpin = std::chrono::microseconds(50);
 
   void check_usable() const {
     if (generation != fork_generation()) {
@@ -356,6 +344,15 @@ class Endpoint {
 };
 
 void check_usable(Session& s) { s.check_usable(); }
+void poll_briefly(kj::FunctionParam<bool()> ready) {
+  // As the queues do; the server polls likewise while requests flow. Bounded: a long call (a lock, a queue get)
+  // sleeps after the spin. Only while every runnable task has a CPU: on a busy machine a spinning client takes
+  // the CPU its server needs to answer (measured: 2-7x slower pairs at load ~10), so it sleeps at once.
+  if (!ipc::detail::spinning_pays()) return;
+  const auto spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
+  while (!ready() && std::chrono::steady_clock::now() < spin_end) {
+  }
+}
 kj::WaitScope& wait_scope(Session& s) { return s.wait_scope(); }
 void rethrow(Session& s, const kj::Exception& e) { rethrow_as_ipc_error(e, s.context()); }
 bool made_here(const Session& s) noexcept { return s.generation == fork_generation(); }

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include <kj/async.h>
+#include <kj/function.h>
 
 #include "manager/errors.h"
 #include "manager/key_file.h"
@@ -78,6 +79,25 @@ class Endpoint;
 void check_usable(Session& s);
 kj::WaitScope& wait_scope(Session& s);
 [[noreturn]] void rethrow(Session& s, const kj::Exception& e);
+// Calls `ready` (one turn of the event loop and a non-blocking epoll_wait) until it returns true or a short spin
+// (50 us) ends, and only while spinning pays (every runnable task has a CPU): a server that is awake answers a
+// small call within microseconds, while a sleep and a wake-up through epoll cost as much again or far more on a
+// virtual machine.
+void poll_briefly(kj::FunctionParam<bool()> ready);
+
+// Every wait of a Client for a reply: polls briefly, then sleeps until `p` resolves; maps kj exceptions to
+// errors.h. REQUIRES: `p` was made on `s`.
+template <typename T>
+T wait_for(Session& s, kj::Promise<T>& p) {
+  check_usable(s);
+  try {
+    kj::WaitScope& scope = wait_scope(s);
+    poll_briefly([&] { return p.poll(scope); });
+    return p.wait(scope);
+  } catch (const kj::Exception& e) {
+    rethrow(s, e);
+  }
+}
 
 // This process's connection of a Client: after fork() the first call in the child connects anew (and the
 // parent's connection is left alone for good). Throws what connecting throws.
@@ -177,14 +197,7 @@ class [[nodiscard]] Future {
   ~Future() { keep_if_inherited(); }
 
   // Waits for the reply (owner thread). Throws what the blocking form would.
-  T get() {
-    detail::check_usable(*session_);
-    try {
-      return promise_.wait(detail::wait_scope(*session_));
-    } catch (const kj::Exception& e) {
-      detail::rethrow(*session_, e);
-    }
-  }
+  T get() { return detail::wait_for(*session_, promise_); }
 
   // The underlying promise, for KJ combinators (the Future is spent).
   kj::Promise<T> release() && { return kj::mv(promise_); }
@@ -479,13 +492,7 @@ class Client {
   // REQUIRES: `promise` was made in this process (a forked child cannot wait for its parent's calls).
   template <typename T>
   T wait(kj::Promise<T>&& promise) {
-    detail::Session& s = session();
-    detail::check_usable(s);
-    try {
-      return promise.wait(detail::wait_scope(s));
-    } catch (const kj::Exception& e) {
-      detail::rethrow(s, e);
-    }
+    return detail::wait_for(session(), promise);
   }
 
   // The largest request the server accepts (it said so when we authenticated).

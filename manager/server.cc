@@ -25,6 +25,7 @@
 #include "ipc/base/poll.h"
 #include "ipc/base/process.h"
 #include "ipc/base/unix_socket.h"
+#include "ipc/base/wait.h"
 #include "manager/detail/address.h"
 #include "manager/detail/auth.h"
 #include "manager/detail/fresh_thread.h"
@@ -352,11 +353,6 @@ void Server::stop() noexcept {
   [[maybe_unused]] ssize_t r = ::write(impl_->stop_fd, &one, sizeof one);
 }
 
-namespace {
-// How long the server keeps polling after the last request before it sleeps (see Server::run).
-constexpr auto kSpinAfterRequest = std::chrono::microseconds(50);
-}  // namespace
-
 void Server::run() {
   auto io = kj::setupAsyncIo();
   kj::Timer& timer = io.provider->getTimer();
@@ -387,15 +383,16 @@ void Server::run() {
     auto stopping = stop_observer.whenBecomesReadable();
     // While requests keep arriving, stay awake: poll the event loop (non-blocking epoll) instead of sleeping, so a
     // client's next call is picked up without a wake-up, which costs tens of microseconds on a virtual machine.
-    // The spin is bounded: an idle server sleeps and costs no CPU.
-    auto spin_end = std::chrono::steady_clock::now() + kSpinAfterRequest;
+    // The spin is bounded (an idle server sleeps and costs no CPU), and happens only while every runnable task
+    // has a CPU: on a busy machine the spin would take the CPU a client or another process needs.
+    auto spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
     std::uint64_t seen = detail::received_reads();
     bool stop_requested = false;
     while (!(stop_requested = stopping.poll(io.waitScope))) {
       if (detail::received_reads() != seen) {
         seen = detail::received_reads();
-        spin_end = std::chrono::steady_clock::now() + kSpinAfterRequest;
-      } else if (std::chrono::steady_clock::now() >= spin_end) {
+        spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
+      } else if (std::chrono::steady_clock::now() >= spin_end || !ipc::detail::spinning_pays()) {
         break;
       }
     }
