@@ -190,8 +190,8 @@ class SpscQueue {
   }
 
   // Copies `n` values between `values` and the ring from position `pos` on (wrapping round the end). One value is
-  // one fixed-size copy (a move for small T, no memcpy call): put()/get() and their waiting paths pass n = 1, a
-  // constant once inlined.
+  // one fixed-size copy (a move for small T, not a memcpy call of a variable length): put()/get() pass n = 1, a
+  // constant once inlined, and the loops that wait for them test it at run time.
   [[gnu::always_inline]] void copy_in(uint64_t pos, const T* values, uint64_t n) {
     if (n == 1) {
       std::memcpy(slot(pos), values, sizeof(T));
@@ -280,7 +280,7 @@ class SpscQueue {
   }
 
   // Puts `n` values; with a deadline waits for room until all are in, without one puts what fits.
-  Outcome put_until(const T* values, size_t n, size_t& done, const Deadline* d) {
+  [[gnu::always_inline]] Outcome put_until(const T* values, size_t n, size_t& done, const Deadline* d) {
     be_producer();
     done = 0;
     if (closed()) return Outcome::kClosed;
@@ -307,7 +307,7 @@ class SpscQueue {
     return (got = try_pop(out, n)) != 0 ? Outcome::kOk : Outcome::kClosed;  // drain what was put before close()
   }
   // Takes between 1 and `n` values; with a deadline waits for the first.
-  Outcome get_until(T* out, size_t n, size_t& got, const Deadline* d) {
+  [[gnu::always_inline]] Outcome get_until(T* out, size_t n, size_t& got, const Deadline* d) {
     be_consumer();
     Outcome result = take(out, n, got);
     if (result != Outcome::kEmpty || !d) return result;
