@@ -301,6 +301,12 @@ void Connection::drain_doorbells(int fd) {
   }
 }
 
+void Connection::note_peer_closes(Side& side) {
+  // acquire: as in send_impl(); read before the socket, so that a close counted later is looked at again.
+  side.peer_closes_seen = side.ring.header().producer.peer_closes.load(std::memory_order_acquire);
+  drain_doorbells(side.fd);
+}
+
 void Connection::poll_socket(Side& side, const Deadline& deadline) {
   pollfd p{side.fd, POLLIN, 0};
   if (poll_until(&p, 1, deadline) > 0) {
@@ -422,6 +428,13 @@ void Connection::wake_consumer_if_asleep(Side& side) {
 Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
   check_open("send", out_.has_value());
   Side& side = *out_;
+  // A copy of the receiving end was closed since we last looked: if it was the last, the message would go
+  // nowhere, so look at the socket (rare: once per close). acquire: partner is the release fetch_add in
+  // announce_close(), made after the closer's sockets were closed.
+  if (side.ring.header().producer.peer_closes.load(std::memory_order_acquire) != side.peer_closes_seen) [[unlikely]] {
+    note_peer_closes(side);
+  }
+  if (peer_gone()) [[unlikely]] return Outcome::kClosed;
   // The common case in one pass: a message that fits in one record, with room for it now.
   if (!abandoned_ && message.size() <= side.ring.max_record_payload() &&
       side.ring.try_write(RecordKind::kWhole, message)) [[likely]] {

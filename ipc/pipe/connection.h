@@ -108,7 +108,9 @@ class Connection {
 
   // --- raw bytes ---------------------------------------------------------------------------------------------
   // Sends one message (any size; blocks while the ring is full): kOk, kTimeout (with a timeout), or kClosed: every
-  // copy of the other end is closed.
+  // copy of the other end is closed (nothing is sent). A close() is seen by the next send; a receiving process that
+  // died without closing is seen once the ring is full: what was in the ring is lost with it, as the bytes in an
+  // OS pipe's buffer are.
   [[nodiscard]] Outcome send_bytes(std::span<const std::byte> message) { return send_impl(message, Deadline::never()); }
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome send_bytes(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
@@ -252,6 +254,9 @@ class Connection {
   void poll_socket(Side& side, const Deadline& deadline);
   // Reads the doorbells pending on `fd`; notes when the other end is gone.
   void drain_doorbells(int fd);
+  // The sending side `side` saw a new close count of the receiving end: records it and looks at the socket, which
+  // says whether that close was the last copy's (peer_gone()).
+  [[gnu::noinline]] void note_peer_closes(Side& side);
   void ring_doorbell(int fd);
   // Throws StateError unless the end is open and `direction_ok`. Inline: it runs on every send and recv.
   void check_open(const char* what, bool direction_ok) const {

@@ -276,6 +276,37 @@ TEST_CASE("a sender killed in the middle of long messages never delivers a parti
   }
 }
 
+TEST_CASE("a send after every copy of the receiving end was closed returns kClosed, not before", "[pipe]") {
+  SECTION("in one process") {
+    auto [a, b] = Pipe();
+    REQUIRE(a.send_bytes(bytes_of("before")) == Outcome::kOk);
+    b.close();
+    CHECK(a.send_bytes(bytes_of("after")) == Outcome::kClosed);
+    CHECK(a.send(std::string("typed")) == Outcome::kClosed);
+  }
+  SECTION("the last copy closed in another process") {
+    auto [a, b] = Pipe();
+    auto [go, go_child] = Pipe();
+    ForkedChild child([&, &a = a, &b = b, &go = go, &go_child = go_child] {
+      a.close();
+      go.close();
+      // Hold our copy of b until told to close it, then say so and exit without reading.
+      if (!go_child.recv<int>()) return 1;
+      b.close();
+      return go_child.send(1) == Outcome::kOk ? 0 : 2;
+    });
+    go_child.close();
+    b.close();
+    CHECK(a.send_bytes(bytes_of("the child's copy is open")) == Outcome::kOk);
+    REQUIRE(go.send(1) == Outcome::kOk);
+    int closed = 0;
+    REQUIRE(go.recv(closed, 30s) == Outcome::kOk);  // the child closed its copy
+    REQUIRE(closed == 1);
+    CHECK(a.send_bytes(bytes_of("nobody can read this")) == Outcome::kClosed);
+    CHECK(child.wait() == 0);
+  }
+}
+
 TEST_CASE("a sender blocked on a full ring gets kClosed when the receiver dies", "[pipe][kill]") {
   auto [parent_end, child_end] = Pipe(small_ring());
   ForkedChild child([&, &pe = parent_end] {

@@ -45,6 +45,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <iterator>
@@ -189,6 +190,20 @@ std::vector<std::byte> task_message(const T& args) {
   return m;
 }
 
+// task_message(std::vector<T>(items)) for a T with the raw codec, without that vector: the count and the bytes
+// go straight from `items` into the message (no zero-fill of the message either).
+template <typename T>
+std::vector<std::byte> raw_vector_task_message(std::span<const T> items) {
+  const size_t count_bytes = ByteWriter::varint_size(items.size());
+  std::vector<std::byte> m;
+  m.reserve(kTaskHeaderBytes + count_bytes + items.size_bytes());
+  m.resize(kTaskHeaderBytes + count_bytes);
+  ByteWriter(std::span<std::byte>(m).subspan(kTaskHeaderBytes)).put_varint(items.size());
+  const std::span<const std::byte> bytes = std::as_bytes(items);
+  m.insert(m.end(), bytes.begin(), bytes.end());
+  return m;
+}
+
 template <typename F, typename... Args>
 void invoke_one(uintptr_t word, std::span<const std::byte> in, std::vector<std::byte>& out) {
   F f = callable_from<F>(word);
@@ -214,8 +229,30 @@ struct ChunkResult<F, Item, true> {
 template <typename F, typename Item, bool Star>
 void invoke_chunk(uintptr_t word, std::span<const std::byte> in, std::vector<std::byte>& out) {
   F f = callable_from<F>(word);
+  using R = typename ChunkResult<F, Item, Star>::type;
+  if constexpr (!Star && Codec<std::vector<Item>>::kRaw && Codec<std::vector<R>>::kRaw) {
+    // Raw items and results (numbers, trivially copyable structs without a codec of their own): each item is read
+    // from the message and each result written into `out` where Codec<std::vector<R>> puts it, with no vector of
+    // either: no allocation per chunk, which on a first touch of fresh pages costs more than the work.
+    ByteReader r(in);
+    const size_t n = r.get_count("vector count", sizeof(Item));
+    const std::byte* items = r.get_bytes(n * sizeof(Item), "vector elements").data();
+    r.finish();
+    const size_t at = out.size();
+    const size_t count_bytes = ByteWriter::varint_size(n);
+    out.resize(at + count_bytes + n * sizeof(R));
+    ByteWriter(std::span<std::byte>(out).subspan(at, count_bytes)).put_varint(n);
+    std::byte* results = out.data() + at + count_bytes;
+    for (size_t i = 0; i < n; ++i) {
+      Item item;
+      std::memcpy(&item, items + i * sizeof(Item), sizeof(Item));
+      const R result = std::invoke(f, std::move(item));
+      std::memcpy(results + i * sizeof(R), &result, sizeof(R));
+    }
+    return;
+  }
   auto items = Codec<std::vector<Item>>::decode(in);
-  std::vector<typename ChunkResult<F, Item, Star>::type> results;
+  std::vector<R> results;
   results.reserve(items.size());
   for (auto& item : items) {
     if constexpr (Star) {
@@ -527,9 +564,16 @@ class PoolMethods {
     using R = typename ChunkResult<Fn, Item, Star>::type;
     static_assert(!std::is_void_v<R>, "map needs a result per input; use apply_async for functions returning void");
     if (chunk_option == size_t{0}) throw InvalidArgument("Pool::map: chunksize must be at least 1");
+    // Raw items in contiguous memory (a std::vector<int>, say) go from the input straight into each chunk's
+    // message; any other input is read once into a vector first, and its items moved into the chunks.
+    constexpr bool kDirect = std::ranges::contiguous_range<Range> && std::ranges::sized_range<Range> &&
+                             Codec<std::vector<Item>>::kRaw;
     std::vector<Item> items;
-    for (auto&& x : inputs) items.push_back(static_cast<Item>(x));
-    const size_t n = items.size();
+    if constexpr (!kDirect) {
+      if constexpr (std::ranges::sized_range<Range>) items.reserve(std::ranges::size(inputs));
+      for (auto&& x : inputs) items.push_back(static_cast<Item>(x));
+    }
+    const size_t n = kDirect ? size_t(std::ranges::size(inputs)) : items.size();
     const size_t per = 4 * size_t{size()};
     const size_t chunksize = chunk_option ? *chunk_option : (n == 0 ? 1 : (n + per - 1) / per);
     auto out = std::make_shared<FutureState<std::vector<R>>>();
@@ -538,15 +582,22 @@ class PoolMethods {
       out->deliver({});
       return Future<std::vector<R>>(out);
     }
-    auto states = join_chunks<std::vector<R>>(chunks, out, [](std::vector<std::vector<R>> parts) {
+    auto states = join_chunks<std::vector<R>>(chunks, out, [n](std::vector<std::vector<R>> parts) {
       std::vector<R> all;
-      for (auto& p : parts) std::move(p.begin(), p.end(), std::back_inserter(all));
+      all.reserve(n);  // one allocation, and a bulk copy per part (a memmove for trivially copyable results)
+      for (auto& p : parts) all.insert(all.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
       return all;
     });
     for (size_t c = 0; c < chunks; ++c) {
-      std::vector<Item> chunk(std::make_move_iterator(items.begin() + c * chunksize),
-                              std::make_move_iterator(items.begin() + std::min(n, (c + 1) * chunksize)));
-      sink_->submit_task(&invoke_chunk<Fn, Item, Star>, callable_word(Fn(f)), task_message(chunk), states[c]);
+      const size_t first = c * chunksize, last = std::min(n, (c + 1) * chunksize);
+      std::vector<std::byte> message;
+      if constexpr (kDirect) {
+        message = raw_vector_task_message(std::span<const Item>(std::ranges::data(inputs) + first, last - first));
+      } else {
+        message = task_message(std::vector<Item>(std::make_move_iterator(items.begin() + first),
+                                                 std::make_move_iterator(items.begin() + last)));
+      }
+      sink_->submit_task(&invoke_chunk<Fn, Item, Star>, callable_word(Fn(f)), std::move(message), states[c]);
     }
     return Future<std::vector<R>>(out);
   }

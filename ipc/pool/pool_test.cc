@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <numeric>
@@ -69,6 +70,38 @@ TEST_CASE("map returns f of every input in input order, whatever the chunk size"
   CHECK(pool.map(square, std::vector<int>{}).empty());
   CHECK(pool.map([](int x) { return x + 1; }, std::vector<int>{1, 2}) == std::vector<int>{2, 3});
   CHECK(pool.map(Doubler{}, std::vector<long>{5, 6}) == std::vector<long>{10, 12});
+}
+
+namespace {
+struct Point {  // trivially copyable: crosses as raw bytes, items and results alike
+  int32_t x;
+  int16_t y;
+  bool operator==(const Point&) const = default;
+};
+Point to_point(uint8_t v) { return Point{v * 1000, static_cast<int16_t>(-v)}; }
+double halve(Point p) { return p.x / 2.0 + p.y; }
+}  // namespace
+
+TEST_CASE("map of raw values: items and results of other sizes, from contiguous and other ranges", "[pool]") {
+  ipc::Pool pool(workers(2));
+  std::vector<uint8_t> bytes(1001);
+  std::iota(bytes.begin(), bytes.end(), uint8_t{0});  // wraps at 256
+  std::vector<Point> points;
+  for (uint8_t b : bytes) points.push_back(to_point(b));
+  for (size_t chunk : {size_t{1}, size_t{3}, size_t{128}, size_t{5000}}) {
+    INFO("chunksize " << chunk);
+    CHECK(pool.map(to_point, bytes, chunk) == points);  // 1-byte items, 8-byte results
+    std::vector<double> halves;
+    for (const Point& p : points) halves.push_back(halve(p));
+    CHECK(pool.map(halve, points, chunk) == halves);  // 8-byte items, 8-byte results
+    // Not contiguous: the items are gathered first.
+    std::vector<Point> from_iota;
+    for (int i = 0; i < 300; ++i) from_iota.push_back(to_point(static_cast<uint8_t>(i)));
+    CHECK(pool.map(to_point, std::views::iota(0, 300) | std::views::transform([](int i) {
+                                return static_cast<uint8_t>(i);
+                              }), chunk) == from_iota);
+  }
+  CHECK(pool.map(to_point, std::vector<uint8_t>{}).empty());
 }
 
 TEST_CASE("map spreads chunks over several workers", "[pool]") {
