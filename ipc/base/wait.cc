@@ -76,6 +76,26 @@ void heavy_fence() noexcept {
 
 void yield_cpu() noexcept { sched_yield(); }
 
+void notify_marked_slow(WaitSet& ws) noexcept {
+  // seq_cst fence: the notifier's half of the pair with the marking waiter's seq_cst fetch_or and fence in
+  // block_until(): either the load below sees the mark, or that waiter's re-check sees our state change.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  uint32_t e = ws.epoch.load(std::memory_order_relaxed);  // relaxed: ordered by the fence above
+  // No mark: every sleeper still counted was woken since it marked (and re-checks before it sleeps again), or has
+  // yet to mark (and re-checks after).
+  // A sleeper killed asleep stays counted and no wake-up finds it gone here: let the count heal as notify() does
+  // (heal() drops only what was counted a whole round ago).
+  if ((e & 1) == 0) {
+    ws.sleepers.heal();
+    return;
+  }
+  // release: as in notify(). A failed CAS means another notifier (or notify_all) moved the epoch on and wakes.
+  if (ws.epoch.compare_exchange_strong(e, e + 1, std::memory_order_release, std::memory_order_relaxed) &&
+      futex_wake_all(ws.epoch) == 0) {
+    ws.sleepers.heal();
+  }
+}
+
 namespace {
 
 // Runnable tasks on the whole machine, the caller included: the numerator of the fourth field of /proc/loadavg

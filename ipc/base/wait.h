@@ -169,6 +169,25 @@ inline void notify(WaitSet& ws) noexcept {
   }
 }
 
+// How block_until() reads the futex word before it sleeps. kPlain: a load (for notify()). kMarked: a seq_cst
+// fetch_or that sets the word's low bit, "a sleeper waits on this epoch", for notifiers that use notify_marked().
+// A WaitSet whose notifiers use notify_marked() must have only kMarked waiters; notify() and notify_all() wake
+// either kind.
+enum class Arming { kPlain, kMarked };
+
+// The slow half of notify_marked(): someone is counted as a sleeper.
+void notify_marked_slow(WaitSet& ws) noexcept;
+
+// As notify(), for a WaitSet whose waiters all block with Arming::kMarked: bumps the epoch and wakes only when a
+// sleeper marked the current epoch. A sleeper that was woken stays in the count until it runs again (on a busy
+// machine, for a whole time slice); notify() pays a futex syscall per call in that time, this pays a fence and a
+// load. Any process.
+inline void notify_marked(WaitSet& ws) noexcept {
+  light_fence();
+  // relaxed: ordered by the fence pair, as in notify().
+  if (ws.sleepers.any(std::memory_order_relaxed)) [[unlikely]] notify_marked_slow(ws);
+}
+
 // Wakes every sleeper unconditionally (close()).
 inline void notify_all(WaitSet& ws) noexcept {
   // release: partner is the acquire load of epoch in block_until().
@@ -182,7 +201,8 @@ enum class Attempt { kDone, kRetry };
 // Spins briefly, then sleeps on `ws`, calling `attempt(check_dead)` until it returns kDone or the deadline
 // passes. `check_dead` is false during the first quick spins (a stuck slot is almost always a live process that
 // is a few nanoseconds from finishing) and true afterwards. Returns false on timeout.
-template <typename F>
+// With Arming::kMarked, the epoch is marked before the re-check (see Arming), for notifiers using notify_marked().
+template <Arming arming = Arming::kPlain, typename F>
 bool block_until(WaitSet& ws, const Deadline& deadline, F&& attempt) {
   // A few quick retries first, without the clock: a ring that is empty (full) for a moment while the partner runs
   // costs no more than that. Then, only while spinning can pay off (spinning_pays()), spin for a few microseconds
@@ -214,7 +234,16 @@ bool block_until(WaitSet& ws, const Deadline& deadline, F&& attempt) {
     heavy_fence();
     // acquire: partner is the release fetch_add on epoch in notify(); read *before* the re-check so that a
     // notification between the re-check and the futex call changes the word and the futex returns at once.
-    const uint32_t e = ws.epoch.load(std::memory_order_acquire);
+    uint32_t e;
+    if constexpr (arming == Arming::kMarked) {
+      // seq_cst RMW and fence: the waiter's half of the pair with notify_marked_slow()'s fence and epoch load:
+      // either that load sees the mark (and the notifier wakes us), or our re-check below sees its state change.
+      // acquire as above.
+      e = ws.epoch.fetch_or(1, std::memory_order_seq_cst) | 1;
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    } else {
+      e = ws.epoch.load(std::memory_order_acquire);
+    }
     if (attempt(true) == Attempt::kDone) {
       ws.sleepers.leave(half);
       return true;

@@ -19,6 +19,7 @@ using ipc::detail::WaitSet;
 // sleepers never told. The decision (futex_wake aborts on an impossible errno, never throws) is pinned here.
 static_assert(noexcept(ipc::detail::notify(std::declval<WaitSet&>())));
 static_assert(noexcept(ipc::detail::notify_all(std::declval<WaitSet&>())));
+static_assert(noexcept(ipc::detail::notify_marked(std::declval<WaitSet&>())));
 static_assert(noexcept(ipc::futex_wake(std::declval<std::atomic<uint32_t>&>(), 1)));
 static_assert(noexcept(std::declval<ipc::detail::SleeperCount&>().heal()));
 
@@ -54,4 +55,20 @@ TEST_CASE("healing never drops a sleeper counted in the current or the previous 
   ws.sleepers.leave(0);
   ws.sleepers.leave(0);
   CHECK(ws.sleepers.counts.load() == sleeper_unit(1));
+}
+
+// notify_marked() (the MPMC queues' notifier) wakes only when a sleeper marked the epoch: a sleeper that was woken
+// and has not left the count yet costs no futex syscall (the epoch, the futex word, stays as it is).
+TEST_CASE("notify_marked moves the epoch only when a sleeper marked it", "[wait]") {
+  WaitSet ws;
+  ipc::detail::notify_marked(ws);
+  CHECK(ws.epoch.load() == 0);  // nobody counted
+  (void)ws.sleepers.enter();
+  ipc::detail::notify_marked(ws);
+  CHECK(ws.epoch.load() == 0);  // counted, but woken already (no mark): nothing to wake
+  ws.epoch.fetch_or(1);         // what block_until<Arming::kMarked> does before it sleeps
+  ipc::detail::notify_marked(ws);
+  CHECK(ws.epoch.load() == 2);  // woken: the epoch moved on, the mark cleared
+  ipc::detail::notify_marked(ws);
+  CHECK(ws.epoch.load() == 2);
 }

@@ -363,6 +363,31 @@ TEMPLATE_TEST_CASE("slot words overwritten far ahead of the indices do not make 
   }
 }
 
+// The first look of a put or get is inline, at the index hint (MpmcRing::try_claim_*): when the hint is stale
+// (another claimer took the slot but has not moved the hint yet, or moved it back), the claim must walk on to the
+// next slot, not report full or empty.
+TEST_CASE("a put and a get whose index hint is stale take the next slot", "[queue]") {
+  constexpr uint64_t kCapacity = 4;
+  SharedMapping mem(ipc::Queue<uint64_t>::bytes_needed(kCapacity));
+  auto q = ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), kCapacity);
+  auto& header = *static_cast<ipc::detail::MpmcHeader*>(mem.base());
+  REQUIRE(q.try_put(10) == Outcome::kOk);
+  header.tail.store(0, std::memory_order_seq_cst);  // as a producer that claimed 0 and has not advanced the tail
+  REQUIRE(q.try_put(11) == Outcome::kOk);
+  REQUIRE(q.put(12, 0ms) == Outcome::kOk);
+  uint64_t out = 0;
+  REQUIRE(q.try_get(out) == Outcome::kOk);
+  CHECK(out == 10);
+  header.head.store(0, std::memory_order_seq_cst);  // as a consumer that claimed 0 and has not advanced the head
+  REQUIRE(q.try_get(out) == Outcome::kOk);
+  CHECK(out == 11);
+  header.head.store(0, std::memory_order_seq_cst);
+  REQUIRE(q.get(out, 0ms) == Outcome::kOk);
+  CHECK(out == 12);
+  CHECK(q.try_get(out) == Outcome::kEmpty);
+  CHECK(q.size_approx() == 0);
+}
+
 TEST_CASE("task_done and join count unfinished work and too many task_done calls are an error", "[queue]") {
   SharedMapping mem(ipc::JoinableQueue<int>::bytes_needed(8));
   auto q = ipc::JoinableQueue<int>::create_at(mem.base(), mem.bytes(), 8);

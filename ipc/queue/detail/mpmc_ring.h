@@ -7,8 +7,8 @@
 //   |                    |  message type identity
 //   |   tail   (own line)|  next position producers claim
 //   |   head   (own line)|  next position consumers claim
-//   |   not_empty        |  WaitSet consumers sleep on
-//   |   not_full         |  WaitSet producers sleep on
+//   |   not_empty        |  WaitSet consumers sleep on (marked: notify_marked(), ipc/base/wait.h)
+//   |   not_full         |  WaitSet producers sleep on (marked)
 //   |   join             |  WaitSet join() sleeps on
 //   |   hand_offs[64]    |  one line each: consumers between releasing a slot and returning from get(),
 //   |                    |  each owned by a thread (the first 48) or taken per get (the last 16)
@@ -51,7 +51,8 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 5;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs
+inline constexpr uint32_t kMpmcVersion = 6;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
+                                             // 6: marked waits (notify_marked)
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
@@ -246,7 +247,7 @@ class MpmcRing {
     s.length = length;
     // release: partner is the consumer's acquire load/CAS in try_claim_read(); the payload and length are visible.
     s.word.store(make_word(pos, kSlotFull, 0), std::memory_order_release);
-    notify(h_->not_empty);
+    notify_marked(h_->not_empty);
   }
 
   // Claims the next full slot for reading. kOk: `pos` is ours (state READING) until release_read(pos). kEmpty:
@@ -284,14 +285,14 @@ class MpmcRing {
     }
     free_slot(pos);
     test_hook(HookPoint::kGetReleased);
-    notify(h_->not_full);
+    notify_marked(h_->not_full);
     // release: partner is the acquire load in settle(); nothing of ours is touched after this.
     entry->word.store(0, std::memory_order_release);
   }
   // Returns a read slot that carried no message (a skip record): nothing to count if we die. Consumer only.
   void release_skip(uint64_t pos) const {
     free_slot(pos);
-    notify(h_->not_full);
+    notify_marked(h_->not_full);
   }
 
   // Abandons a claimed write without a message (an encoder threw): consumers skip it.
@@ -328,7 +329,7 @@ class MpmcRing {
     HandOff& entry = arm_transient_hand_off(make_hand_off(pos, self_pid()));
     free_slot(pos);
     test_hook(HookPoint::kGetReleased);
-    notify(h_->not_full);
+    notify_marked(h_->not_full);
     return entry;
   }
   void end_release(HandOff& entry) const {

@@ -23,7 +23,7 @@ Outcome mpmc_claim_write_after(const MpmcRing& r, const Deadline* deadline, uint
     return r.closed() ? Outcome::kClosed : Outcome::kFull;
   }
   Outcome result = Outcome::kTimeout;
-  block_until(r.header().not_full, *deadline, [&](bool check_dead) {
+  block_until<Arming::kMarked>(r.header().not_full, *deadline, [&](bool check_dead) {
     if (r.closed()) {
       result = Outcome::kClosed;
       return Attempt::kDone;
@@ -58,7 +58,7 @@ Outcome mpmc_claim_read_after(const MpmcRing& r, const Deadline* deadline, uint6
   Outcome result = verdict(first, false);
   if (result != Outcome::kEmpty || !deadline) return result;
   result = Outcome::kTimeout;
-  block_until(r.header().not_empty, *deadline, [&](bool check_dead) {
+  block_until<Arming::kMarked>(r.header().not_empty, *deadline, [&](bool check_dead) {
     Outcome q = verdict(r.try_claim_read(pos, check_dead), check_dead);
     if (q == Outcome::kEmpty) return Attempt::kRetry;
     result = q;
