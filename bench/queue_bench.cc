@@ -265,6 +265,12 @@ void run(bench::Report& r) {
     const auto polling = bench::sample_of(kReps, [] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096, true); });
     r.add("queue: SpscQueue 8 B try_put/try_get, 1 -> 1 process", polling, "msgs/s", "Boost.Lockfree spsc_queue (shm)",
           lockfree);
+    // The same minimal ring publishing every message (rigtorp's design: cached indices, no roles, no close, no
+    // sleeping, no kill-safe record): what a ring without our guarantees reaches on this machine in this run.
+    const auto bare = bench::sample_of(kReps, [] { return bench::batched_ring_msgs_per_s(kSpscN, 1); });
+    r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "minimal ring, index per msg", bare);
+    r.add("queue: minimal ring, index per msg, 1 -> 1 process", bare, "msgs/s", "Boost.Lockfree spsc_queue (shm)",
+          lockfree);
     const auto batched = bench::sample_of(kReps, [] { return bench::batched_ring_msgs_per_s(4 * kSpscN, 64); });
     r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "minimal ring, index per 64 msgs", batched);
     const auto ours_batched = bench::sample_of(kReps, [] { return spsc_batched_msgs_per_s(4 * kSpscN, 64); });

@@ -237,14 +237,20 @@ TEST_CASE("an SpscQueue consumer killed while returning its value is counted, an
   CHECK(q.abandoned_count() == 1);
 }
 
-TEST_CASE("an SpscQueue consumer killed while returning a batch from get_n counts every value of it",
-          "[queue][spsc][kill]") {
-  Fixture f;
+// An SpscQueue of capacity 8 in `f`'s segment holding 1..5, put in one batch.
+static ipc::SpscQueue<uint64_t> spsc_holding_one_to_five(Fixture& f) {
   auto q = ipc::SpscQueue<uint64_t>::create(f.seg, "s", 8);
   const std::vector<uint64_t> values{1, 2, 3, 4, 5};
   size_t put = 0;
   REQUIRE(q.put_n(values, put) == Outcome::kOk);
   REQUIRE(put == 5);
+  return q;
+}
+
+TEST_CASE("an SpscQueue consumer killed while returning a batch from get_n counts every value of it",
+          "[queue][spsc][kill]") {
+  Fixture f;
+  auto q = spsc_holding_one_to_five(f);
   auto consumer = stopped_inside(HookPoint::kGetReleased, [&] {
     uint64_t out[3];
     size_t got = 0;
@@ -257,6 +263,29 @@ TEST_CASE("an SpscQueue consumer killed while returning a batch from get_n count
   while (auto v = q.get()) got.push_back(*v);
   CHECK(got == std::vector<uint64_t>{4, 5});
   CHECK(q.abandoned_count() == 3);
+}
+
+TEST_CASE("an SpscQueue consumer killed returning one value after a batch counts that one value",
+          "[queue][spsc][kill]") {
+  // The consumer writes `returning_count` only when it changes (its own copy says what the ring holds): after a
+  // batch of three, a single get must set it back to one before it frees its value.
+  Fixture f;
+  auto q = spsc_holding_one_to_five(f);
+  auto consumer = stopped_inside(HookPoint::kGetReleased, [&] {
+    const ipc::detail::TestHook armed = ipc::detail::g_test_hook.exchange(nullptr, std::memory_order_relaxed);
+    uint64_t out[3];
+    size_t got = 0;
+    if (q.get_n(out, got) != Outcome::kOk || got != 3) _exit(1);  // the batch returns normally: not counted
+    ipc::detail::g_test_hook.store(armed, std::memory_order_relaxed);
+    (void)q.get();
+  });
+  kill_and_reap(consumer);
+  CHECK(q.abandoned_count() == 1);  // the single value 4, not the batch's three
+  q.close();
+  std::vector<uint64_t> got;
+  while (auto v = q.get()) got.push_back(*v);
+  CHECK(got == std::vector<uint64_t>{5});
+  CHECK(q.abandoned_count() == 1);
 }
 
 TEST_CASE("an SpscQueue consumer that returned normally and then died is not counted", "[queue][spsc][kill]") {

@@ -91,7 +91,7 @@ class SpscQueue {
   SpscQueue() = default;
 
   // Producer only. Blocks while full: kOk or kClosed.
-  [[nodiscard]] Outcome put(const T& value) { return put_one(value, &kNever); }
+  [[nodiscard, gnu::always_inline]] Outcome put(const T& value) { return put_one(value, &kNever); }
   // Producer only. kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
@@ -99,10 +99,10 @@ class SpscQueue {
     return put_one(value, &d);
   }
   // Producer only; wait-free: kOk, kFull or kClosed.
-  [[nodiscard]] Outcome try_put(const T& value) { return put_one(value, nullptr); }
+  [[nodiscard, gnu::always_inline]] Outcome try_put(const T& value) { return put_one(value, nullptr); }
 
   // Consumer only. Blocks while empty: kOk or kClosed (closed and drained).
-  [[nodiscard]] Outcome get(T& out) { return get_one(out, &kNever); }
+  [[nodiscard, gnu::always_inline]] Outcome get(T& out) { return get_one(out, &kNever); }
   // Consumer only. kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
@@ -110,7 +110,7 @@ class SpscQueue {
     return get_one(out, &d);
   }
   // Consumer only; wait-free: kOk, kEmpty or kClosed.
-  [[nodiscard]] Outcome try_get(T& out) { return get_one(out, nullptr); }
+  [[nodiscard, gnu::always_inline]] Outcome try_get(T& out) { return get_one(out, nullptr); }
 
   // Batches: one index update (and one wake-up check) per batch instead of per value.
   // Producer only. Puts all of `values` in order, as many at a time as fit, blocking while full: kOk, or kClosed
@@ -189,14 +189,23 @@ class SpscQueue {
     returning_count_ = h_->returning_count.load(std::memory_order_relaxed);  // relaxed: only consumers write it
   }
 
-  // Copies `n` values between `values` and the ring from position `pos` on (wrapping round the end). The
-  // single-value calls (put/get) inline down to one fixed-size copy (see put_until).
+  // Copies `n` values between `values` and the ring from position `pos` on (wrapping round the end). One value is
+  // one fixed-size copy (a move for small T, not a memcpy call of a variable length): put()/get() pass n = 1, a
+  // constant once inlined, and the loops that wait for them test it at run time.
   [[gnu::always_inline]] void copy_in(uint64_t pos, const T* values, uint64_t n) {
+    if (n == 1) {
+      std::memcpy(slot(pos), values, sizeof(T));
+      return;
+    }
     const uint64_t first = std::min(n, capacity() - (pos & mask_));
     std::memcpy(slot(pos), values, first * sizeof(T));
     if (first < n) std::memcpy(slot(0), values + first, (n - first) * sizeof(T));
   }
   [[gnu::always_inline]] void copy_out(uint64_t pos, T* out, uint64_t n) {
+    if (n == 1) {
+      std::memcpy(out, slot(pos), sizeof(T));
+      return;
+    }
     const uint64_t first = std::min(n, capacity() - (pos & mask_));
     std::memcpy(out, slot(pos), first * sizeof(T));
     if (first < n) std::memcpy(out + first, slot(0), (n - first) * sizeof(T));
@@ -247,17 +256,30 @@ class SpscQueue {
     return k;
   }
 
-  Outcome put_one(const T& value, const Deadline* d) {
+  // put()/get() in one value: the common case inline (a role check, for put the closed check, one ring
+  // operation); a full or empty ring goes out of line to the general path (which looks again, checks `closed`,
+  // then waits per `d`).
+  [[gnu::always_inline]] Outcome put_one(const T& value, const Deadline* d) {
+    be_producer();
+    if (closed()) [[unlikely]] return Outcome::kClosed;
+    if (try_push(&value, 1) != 0) [[likely]] return Outcome::kOk;
+    return put_one_waiting(value, d);
+  }
+  [[gnu::always_inline]] Outcome get_one(T& out, const Deadline* d) {
+    be_consumer();
+    if (try_pop(&out, 1) != 0) [[likely]] return Outcome::kOk;
+    return get_one_waiting(out, d);
+  }
+  [[gnu::noinline]] Outcome put_one_waiting(const T& value, const Deadline* d) {
     size_t put_count;
     return put_until(&value, 1, put_count, d);
   }
-  Outcome get_one(T& out, const Deadline* d) {
+  [[gnu::noinline]] Outcome get_one_waiting(T& out, const Deadline* d) {
     size_t got;
     return get_until(&out, 1, got, d);
   }
 
-  // Puts `n` values; with a deadline waits for room until all are in, without one puts what fits. Always inlined
-  // (as the helpers above) so that put()/get(), which pass n = 1, compile to the single-value ring operations.
+  // Puts `n` values; with a deadline waits for room until all are in, without one puts what fits.
   [[gnu::always_inline]] Outcome put_until(const T* values, size_t n, size_t& done, const Deadline* d) {
     be_producer();
     done = 0;

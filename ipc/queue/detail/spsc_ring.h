@@ -1,9 +1,9 @@
 // ipc/queue/detail/spsc_ring.h: the single-producer/single-consumer ring behind SpscQueue (internal).
 //
-// Layout in one block of shared memory: SpscHeader (constants; tail, head, each WaitSet on its own cache line),
-// then `capacity` slots of `slot_bytes` bytes. The producer owns `tail`, the consumer owns `head` (Lamport's
-// queue); each side keeps a process-local copy of the other's index and reloads it only when the ring looks
-// full/empty, so the two sides touch each other's cache line rarely.
+// Layout in one block of shared memory: SpscHeader (constants; tail, head, the consumer's `returning` record, the
+// WaitSets, each on its own cache line), then `capacity` slots of `slot_bytes` bytes. The producer owns `tail`,
+// the consumer owns `head` (Lamport's queue); each side keeps a process-local copy of the other's index and
+// reloads it only when the ring looks full/empty, so the two sides touch each other's cache line rarely.
 //
 // Kill safety needs no reaping here: a producer killed before its release store of `tail` never made its message
 // visible (its put() had not returned, so nothing was sent); a consumer killed before its release store of `head`
@@ -29,7 +29,8 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kSpscMagic = 0x4e4d505f53505343ull;  // "NMP_SPSC"
-inline constexpr uint32_t kSpscVersion = 4;  // 2: returning + abandoned; 3: healing WaitSet; 4: returning_count
+inline constexpr uint32_t kSpscVersion = 5;  // 2: returning + abandoned; 3: healing WaitSet; 4: returning_count;
+                                              // 5: returning on its own cache line
 
 struct SpscHeader {
   uint64_t magic;
@@ -44,13 +45,17 @@ struct SpscHeader {
 
   alignas(64) std::atomic<uint64_t> tail;  // written by the producer only
   alignas(64) std::atomic<uint64_t> head;  // written by the consumer only
-  std::atomic<uint64_t> returning;         // consumer only: the new head while a get() is returning, else 0
-  std::atomic<uint64_t> returning_count;   // consumer only: how many values that get() took (1, or a batch)
+  // The consumer's record of a get() that is returning, on a line of its own: the consumer writes it twice per
+  // get, and nobody but a settler (after the consumer died) reads it, so the producer, which reads `head` when it
+  // refreshes its cached copy, never pulls these stores' line away from the consumer.
+  alignas(64) std::atomic<uint64_t> returning;  // the new head while a get() is returning, else 0
+  std::atomic<uint64_t> returning_count;        // how many values that get() took (1, or a batch)
   alignas(64) WaitSet not_empty;
   WaitSet not_full;
 };
 static_assert(offsetof(SpscHeader, tail) % 64 == 0 && offsetof(SpscHeader, head) - offsetof(SpscHeader, tail) >= 64);
-static_assert(offsetof(SpscHeader, not_empty) - offsetof(SpscHeader, head) >= 64);
+static_assert(offsetof(SpscHeader, returning) - offsetof(SpscHeader, head) >= 64);
+static_assert(offsetof(SpscHeader, not_empty) - offsetof(SpscHeader, returning) >= 64);
 static_assert(sizeof(SpscHeader) % 64 == 0);
 static_assert(std::is_standard_layout_v<SpscHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
