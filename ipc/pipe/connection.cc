@@ -301,12 +301,6 @@ void Connection::drain_doorbells(int fd) {
   }
 }
 
-void Connection::note_peer_closes(Side& side) {
-  // acquire: as in send_impl(); read before the socket, so that a close counted later is looked at again.
-  side.peer_closes_seen = side.ring.header().producer.peer_closes.load(std::memory_order_acquire);
-  drain_doorbells(side.fd);
-}
-
 void Connection::poll_socket(Side& side, const Deadline& deadline) {
   pollfd p{side.fd, POLLIN, 0};
   if (poll_until(&p, 1, deadline) > 0) {
@@ -365,14 +359,9 @@ bool Connection::block_until(Side& side, detail::SleepWords& words, const Deadli
     }
     if (on_futex) {
       // A copy of the other end was closed since we last looked at the socket, before this wait perhaps (its
-      // futex wake-up then came before we slept): look once, as only the socket says whether it was the last.
-      // acquire: partner is the release fetch_add in announce_close(), made after the closer's sockets were
-      // closed. Read after the wake word: a close this load misses bumps the word after we read it, so the futex
-      // wait below returns at once or is woken.
-      const uint32_t closes = words.peer_closes.load(std::memory_order_acquire);
-      if (closes != side.peer_closes_seen) [[unlikely]] {
-        side.peer_closes_seen = closes;
-        drain_doorbells(side.fd);
+      // futex wake-up then came before we slept): look once. The count is read after the wake word: a close this
+      // look misses bumps the word after we read it, so the futex wait below returns at once or is woken.
+      if (look_if_peer_closed(side, words)) [[unlikely]] {
         if (ready()) {
           words.waiting.store(Sleeper::kAwake, std::memory_order_relaxed);  // relaxed: as above
           return true;
@@ -428,12 +417,8 @@ void Connection::wake_consumer_if_asleep(Side& side) {
 Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {
   check_open("send", out_.has_value());
   Side& side = *out_;
-  // A copy of the receiving end was closed since we last looked: if it was the last, the message would go
-  // nowhere, so look at the socket (rare: once per close). acquire: partner is the release fetch_add in
-  // announce_close(), made after the closer's sockets were closed.
-  if (side.ring.header().producer.peer_closes.load(std::memory_order_acquire) != side.peer_closes_seen) [[unlikely]] {
-    note_peer_closes(side);
-  }
+  // A copy of the receiving end closed since we last looked: if it was the last, the message would go nowhere.
+  look_if_peer_closed(side, side.ring.header().producer);
   if (peer_gone()) [[unlikely]] return Outcome::kClosed;
   // The common case in one pass: a message that fits in one record, with room for it now.
   if (!abandoned_ && message.size() <= side.ring.max_record_payload() &&

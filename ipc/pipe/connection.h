@@ -254,9 +254,17 @@ class Connection {
   void poll_socket(Side& side, const Deadline& deadline);
   // Reads the doorbells pending on `fd`; notes when the other end is gone.
   void drain_doorbells(int fd);
-  // The sending side `side` saw a new close count of the receiving end: records it and looks at the socket, which
-  // says whether that close was the last copy's (peer_gone()).
-  [[gnu::noinline]] void note_peer_closes(Side& side);
+  // Whether a copy of the other end was closed since `side` last looked at its socket (`words.peer_closes`, the
+  // count in the sleep words of `side`'s half, moved): if so, records the count and looks at the socket, which
+  // alone says whether that close was the last copy's (peer_gone()). One load when nothing was closed.
+  bool look_if_peer_closed(Side& side, detail::SleepWords& words) {
+    // acquire: partner is the release fetch_add in announce_close(), made after the closer's sockets were closed.
+    const uint32_t closes = words.peer_closes.load(std::memory_order_acquire);
+    if (closes == side.peer_closes_seen) [[likely]] return false;
+    side.peer_closes_seen = closes;
+    drain_doorbells(side.fd);
+    return true;
+  }
   void ring_doorbell(int fd);
   // Throws StateError unless the end is open and `direction_ok`. Inline: it runs on every send and recv.
   void check_open(const char* what, bool direction_ok) const {
