@@ -60,15 +60,16 @@ TEST_CASE("healing never drops a sleeper counted in the current or the previous 
 // notify_marked() (the MPMC queues' notifier) wakes only when a sleeper marked the epoch: a sleeper that was woken
 // and has not left the count yet costs no futex syscall (the epoch, the futex word, stays as it is).
 TEST_CASE("notify_marked moves the epoch only when a sleeper marked it", "[wait]") {
+  // relaxed below: one thread; nothing is published with the epoch here.
   WaitSet ws;
   ipc::detail::notify_marked(ws);
-  CHECK(ws.epoch.load() == 0);  // nobody counted
+  CHECK(ws.epoch.load(std::memory_order_relaxed) == 0);  // nobody counted
   (void)ws.sleepers.enter();
   ipc::detail::notify_marked(ws);
-  CHECK(ws.epoch.load() == 0);  // counted, but woken already (no mark): nothing to wake
-  ws.epoch.fetch_or(1);         // what block_until<Arming::kMarked> does before it sleeps
+  CHECK(ws.epoch.load(std::memory_order_relaxed) == 0);  // counted, but woken already (no mark): nothing to wake
+  ws.epoch.fetch_or(1, std::memory_order_seq_cst);  // what block_until<Arming::kMarked> does before it sleeps
   ipc::detail::notify_marked(ws);
-  CHECK(ws.epoch.load() == 2);  // woken: the epoch moved on, the mark cleared
+  CHECK(ws.epoch.load(std::memory_order_relaxed) == 2);  // woken: the epoch moved on, the mark cleared
   ipc::detail::notify_marked(ws);
-  CHECK(ws.epoch.load() == 2);
+  CHECK(ws.epoch.load(std::memory_order_relaxed) == 2);
 }

@@ -249,19 +249,19 @@ void invoke_chunk(uintptr_t word, std::span<const std::byte> in, std::vector<std
       const R result = std::invoke(f, std::move(item));
       std::memcpy(results + i * sizeof(R), &result, sizeof(R));
     }
-    return;
-  }
-  auto items = Codec<std::vector<Item>>::decode(in);
-  std::vector<R> results;
-  results.reserve(items.size());
-  for (auto& item : items) {
-    if constexpr (Star) {
-      results.push_back(std::apply(f, std::move(item)));
-    } else {
-      results.push_back(std::invoke(f, std::move(item)));
+  } else {
+    auto items = Codec<std::vector<Item>>::decode(in);
+    std::vector<R> results;
+    results.reserve(items.size());
+    for (auto& item : items) {
+      if constexpr (Star) {
+        results.push_back(std::apply(f, std::move(item)));
+      } else {
+        results.push_back(std::invoke(f, std::move(item)));
+      }
     }
+    append_encoded(out, results);
   }
-  append_encoded(out, results);
 }
 
 // A chunk of an Array, in a worker: the array opened by its segment's and its own name, f called on the span.
