@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -64,27 +65,67 @@ double ours_msgs_per_s(uint64_t n, int producers, int consumers, uint64_t capaci
   const double t = timed_processes(
       producers, consumers,
       [&](int) {
-        for (uint64_t i = 0; i < per_p; ++i) {
-          if (polling) {
+        // The choice outside the loop, so that the loop is the calls alone (as the peers' loops).
+        if (polling) {
+          for (uint64_t i = 0; i < per_p; ++i) {
             while (q.try_put(i) != Outcome::kOk) {
             }
-          } else {
-            (void)q.put(i);
           }
+        } else {
+          for (uint64_t i = 0; i < per_p; ++i) (void)q.put(i);
         }
       },
       [&](int) {
         uint64_t v;
-        for (uint64_t i = 0; i < per_c; ++i) {
-          if (polling) {
+        if (polling) {
+          for (uint64_t i = 0; i < per_c; ++i) {
             while (q.try_get(v) != Outcome::kOk) {
             }
-          } else {
-            (void)q.get(v);
           }
+        } else {
+          for (uint64_t i = 0; i < per_c; ++i) (void)q.get(v);
         }
       });
   return t > 0 ? static_cast<double>(per_c * consumers) / t : -1;
+}
+
+// `n` 8-byte values through an SpscQueue of 4096 slots, 1 -> 1 process, try_put/try_get in spin loops without a
+// pause, exactly as the Boost.Lockfree and minimal-ring rows (bench::spinning_one_to_one): msgs/s, and how often
+// each side found the ring full / empty.
+double spsc_polling_msgs_per_s(uint64_t n, bench::SpinCounts* counts) {
+  Mem mem(ipc::SpscQueue<uint64_t>::bytes_needed(4096));
+  auto q = ipc::SpscQueue<uint64_t>::create_at(mem.p, mem.bytes, 4096);
+  return bench::spinning_one_to_one(
+      n,
+      [&] {
+        uint64_t fulls = 0;
+        for (uint64_t i = 0; i < n; ++i) {
+          while (q.try_put(i) != Outcome::kOk) ++fulls;
+        }
+        return fulls;
+      },
+      [&] {
+        uint64_t v = 0, sum = 0, empties = 0;
+        for (uint64_t i = 0; i < n; ++i) {
+          while (q.try_get(v) != Outcome::kOk) ++empties;
+          sum += v;
+        }
+        if (sum != n * (n - 1) / 2) throw std::runtime_error("SpscQueue lost or reordered values");
+        return empties;
+      },
+      counts);
+}
+
+// Repetitions of several measurements taken in turn (a, b, c, a, b, c, ...), so that each figure's repetitions
+// span the same minutes as its peers' on a machine whose load changes: one Sample per measurement.
+std::vector<bench::Sample> sample_alternated(int reps, const std::vector<std::function<double()>>& measurements) {
+  std::vector<std::vector<double>> values(measurements.size());
+  for (int rep = 0; rep < reps; ++rep) {
+    for (size_t m = 0; m < measurements.size(); ++m) values[m].push_back(measurements[m]());
+  }
+  std::vector<bench::Sample> samples;
+  for (const auto& v : values) samples.push_back(bench::summarize(v));
+  return samples;
 }
 
 // `n` 8-byte values through an SpscQueue in batches of `batch` (put_n / get_n), 1 -> 1 process: msgs/s.
@@ -257,20 +298,53 @@ using bench::RingPeer;
 
 void run(bench::Report& r) {
   constexpr uint64_t kSpscN = 4'000'000;
-  const bench::Sample spsc = bench::sample_of(kReps, [] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096); });
+  // The 1 -> 1 SPSC figures, their repetitions alternated (see sample_alternated), and the full/empty counts of
+  // the spinning ones: near 0 per message the two sides streamed, far above 1 one of them was off its CPU.
+  bench::SpinCounts boost_counts, bare_counts, polling_counts;
+  std::vector<double> boost_full, boost_empty, bare_full, bare_empty, polling_full, polling_empty;
+  const auto keep = [](const bench::SpinCounts& c, std::vector<double>& full, std::vector<double>& empty) {
+    full.push_back(c.full_per_msg);
+    empty.push_back(c.empty_per_msg);
+  };
+  const std::vector<bench::Sample> one_to_one = sample_alternated(
+      kReps, {[] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096); },
+              [&] {
+                const double v = spsc_polling_msgs_per_s(kSpscN, &polling_counts);
+                keep(polling_counts, polling_full, polling_empty);
+                return v;
+              },
+              [&] {
+                const double v = bench::ring_peer_msgs_per_s(RingPeer::kBoostSpsc, kSpscN, &boost_counts);
+                keep(boost_counts, boost_full, boost_empty);
+                return v;
+              },
+              [&] {
+                const double v = bench::batched_ring_msgs_per_s(kSpscN, 1, &bare_counts);
+                keep(bare_counts, bare_full, bare_empty);
+                return v;
+              }});
+  const bench::Sample& spsc = one_to_one[0];
   {
-    const auto lockfree = bench::sample_of(kReps, [] { return bench::ring_peer_msgs_per_s(RingPeer::kBoostSpsc, kSpscN); });
+    const bench::Sample& polling = one_to_one[1];
+    const bench::Sample& lockfree = one_to_one[2];
+    // The minimal ring publishing every message on both sides (rigtorp's design: cached indices, no roles, no
+    // close, no sleeping, no kill-safe record): what a ring without our guarantees reaches in this run.
+    const bench::Sample& bare = one_to_one[3];
     r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "Boost.Lockfree spsc_queue (shm)", lockfree);
     r.target("queue: SpscQueue 1 -> 1 vs Boost.Lockfree spsc_queue", spsc.median / lockfree.median, ">=", 1.5);
-    const auto polling = bench::sample_of(kReps, [] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096, true); });
     r.add("queue: SpscQueue 8 B try_put/try_get, 1 -> 1 process", polling, "msgs/s", "Boost.Lockfree spsc_queue (shm)",
           lockfree);
-    // The same minimal ring publishing every message (rigtorp's design: cached indices, no roles, no close, no
-    // sleeping, no kill-safe record): what a ring without our guarantees reaches on this machine in this run.
-    const auto bare = bench::sample_of(kReps, [] { return bench::batched_ring_msgs_per_s(kSpscN, 1); });
     r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "minimal ring, index per msg", bare);
     r.add("queue: minimal ring, index per msg, 1 -> 1 process", bare, "msgs/s", "Boost.Lockfree spsc_queue (shm)",
           lockfree);
+    r.add("queue: SpscQueue try_put/try_get: fulls per msg", bench::median(polling_full), "/msg",
+          "Boost.Lockfree spsc_queue", bench::median(boost_full));
+    r.add("queue: SpscQueue try_put/try_get: empties per msg", bench::median(polling_empty), "/msg",
+          "Boost.Lockfree spsc_queue", bench::median(boost_empty));
+    r.add("queue: minimal ring, index per msg: fulls per msg", bench::median(bare_full), "/msg",
+          "Boost.Lockfree spsc_queue", bench::median(boost_full));
+    r.add("queue: minimal ring, index per msg: empties per msg", bench::median(bare_empty), "/msg",
+          "Boost.Lockfree spsc_queue", bench::median(boost_empty));
     const auto batched = bench::sample_of(kReps, [] { return bench::batched_ring_msgs_per_s(4 * kSpscN, 64); });
     r.add("queue: SpscQueue 8 B put/get, 1 -> 1 process", spsc, "msgs/s", "minimal ring, index per 64 msgs", batched);
     const auto ours_batched = bench::sample_of(kReps, [] { return spsc_batched_msgs_per_s(4 * kSpscN, 64); });

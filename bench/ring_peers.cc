@@ -65,53 +65,82 @@ struct TicketMpmc {
   }
 };
 
-// Uniform spinning put/get over both peers.
+// Uniform spinning put/get over both peers; each adds its failed tries to `spins`.
 template <typename Ring>
-void put(Ring& r, uint64_t v) {
+void put(Ring& r, uint64_t v, uint64_t& spins) {
   if constexpr (std::is_same_v<Ring, BoostSpsc>) {
-    while (!r.push(v)) {
-    }
+    while (!r.push(v)) ++spins;
   } else {
     r.push(v);
   }
 }
 template <typename Ring>
-uint64_t get(Ring& r) {
+uint64_t get(Ring& r, uint64_t& spins) {
   uint64_t v = 0;
-  while (!r.pop(v)) {
-  }
+  while (!r.pop(v)) ++spins;
   return v;
 }
+template <typename Ring>
+void put(Ring& r, uint64_t v) {
+  uint64_t spins = 0;
+  put(r, v, spins);
+}
+template <typename Ring>
+uint64_t get(Ring& r) {
+  uint64_t spins = 0;
+  return get(r, spins);
+}
 
-// Runs `consume` and `produce` in two child processes, the producer held until both exist: `n` / seconds from
-// the start signal to both children's exit, or -1.
-double one_to_one(uint64_t n, const std::function<void()>& produce, const std::function<void()>& consume) {
-  auto* start = static_cast<std::atomic<int>*>(map_shared(4096));
-  new (start) std::atomic<int>(0);
-  ipc::Process consumer = fork_child(consume);
+}  // namespace
+
+double spinning_one_to_one(uint64_t n, const std::function<uint64_t()>& produce, const std::function<uint64_t()>& consume,
+                  SpinCounts* counts) {
+  // The start flag and each child's count on lines of their own, so that the counts do not disturb the run.
+  struct alignas(64) Line {
+    std::atomic<uint64_t> word{0};
+  };
+  auto* lines = static_cast<Line*>(map_shared(4096));
+  Line& start = *new (&lines[0]) Line();
+  Line& fulls = *new (&lines[1]) Line();
+  Line& empties = *new (&lines[2]) Line();
+  // relaxed: each count is read after its writer exited (join orders it).
+  ipc::Process consumer = fork_child([&] { empties.word.store(consume(), std::memory_order_relaxed); });
   ipc::Process producer = fork_child([&] {
-    while (start->load(std::memory_order_acquire) == 0) {
+    while (start.word.load(std::memory_order_acquire) == 0) {  // acquire: partner is the release store below
     }
-    produce();
+    fulls.word.store(produce(), std::memory_order_relaxed);
   });
   const double t0 = now_seconds();
-  start->store(1, std::memory_order_release);
+  start.word.store(1, std::memory_order_release);
   const bool ok = wait_child(producer) & wait_child(consumer);
   const double t = now_seconds() - t0;
-  free_shared(start, 4096);
+  if (counts) {
+    counts->full_per_msg = static_cast<double>(fulls.word.load(std::memory_order_relaxed)) / static_cast<double>(n);
+    counts->empty_per_msg = static_cast<double>(empties.word.load(std::memory_order_relaxed)) / static_cast<double>(n);
+  }
+  free_shared(lines, 4096);
   return ok ? static_cast<double>(n) / t : -1;
 }
 
+namespace {
+
 template <typename Ring>
-double msgs_per_s(uint64_t n) {
+double msgs_per_s(uint64_t n, SpinCounts* counts) {
   Shared<Ring> q;
-  return one_to_one(
-      n, [&] { for (uint64_t i = 0; i < n; ++i) put(*q.ring, i); },
+  return spinning_one_to_one(
+      n,
       [&] {
-        uint64_t sum = 0;
-        for (uint64_t i = 0; i < n; ++i) sum += get(*q.ring);
+        uint64_t spins = 0;
+        for (uint64_t i = 0; i < n; ++i) put(*q.ring, i, spins);
+        return spins;
+      },
+      [&] {
+        uint64_t sum = 0, spins = 0;
+        for (uint64_t i = 0; i < n; ++i) sum += get(*q.ring, spins);
         if (sum != n * (n - 1) / 2) throw std::runtime_error("ring peer lost or reordered values");
-      });
+        return spins;
+      },
+      counts);
 }
 
 template <typename Ring>
@@ -150,8 +179,9 @@ struct BatchedRing {
 
 }  // namespace
 
-double ring_peer_msgs_per_s(RingPeer peer, uint64_t messages) {
-  return peer == RingPeer::kBoostSpsc ? msgs_per_s<BoostSpsc>(messages) : msgs_per_s<TicketMpmc>(messages);
+double ring_peer_msgs_per_s(RingPeer peer, uint64_t messages, SpinCounts* counts) {
+  return peer == RingPeer::kBoostSpsc ? msgs_per_s<BoostSpsc>(messages, counts)
+                                      : msgs_per_s<TicketMpmc>(messages, counts);
 }
 double ring_peer_pair_ns(RingPeer peer, uint64_t pairs) {
   return peer == RingPeer::kBoostSpsc ? pair_ns<BoostSpsc>(pairs) : pair_ns<TicketMpmc>(pairs);
@@ -160,31 +190,41 @@ double ring_peer_rtt_ns(RingPeer peer, uint64_t round_trips) {
   return peer == RingPeer::kBoostSpsc ? rtt_ns<BoostSpsc>(round_trips) : rtt_ns<TicketMpmc>(round_trips);
 }
 
-double batched_ring_msgs_per_s(uint64_t n, unsigned batch) {
+double batched_ring_msgs_per_s(uint64_t n, unsigned batch, SpinCounts* counts) {
   Shared<BatchedRing> q;
   BatchedRing& r = *q.ring;
-  return one_to_one(
+  return spinning_one_to_one(
       n,
       [&] {
-        uint64_t tail = 0, head = 0;
+        uint64_t tail = 0, head = 0, fulls = 0;
         while (tail < n) {
           const uint64_t end = std::min<uint64_t>(n, tail + batch);
-          // acquire: partner is the consumer's release store of head (its reads of those slots are done).
-          while (end - head > kCapacity) head = r.head.load(std::memory_order_acquire);
+          if (end - head > kCapacity) {
+            // acquire: partner is the consumer's release store of head (its reads of those slots are done).
+            while (end - (head = r.head.load(std::memory_order_acquire)) > kCapacity) ++fulls;
+          }
           for (; tail < end; ++tail) r.slots[tail % kCapacity] = tail;
           r.tail.store(tail, std::memory_order_release);  // release: partner is the consumer's acquire load
         }
+        return fulls;
       },
       [&] {
-        uint64_t head = 0, tail = 0, sum = 0;
+        uint64_t head = 0, tail = 0, sum = 0, empties = 0;
         while (head < n) {
-          // acquire: partner is the producer's release store of tail (the slots up to it are written).
-          while (tail == head) tail = r.tail.load(std::memory_order_acquire);
-          for (; head < tail; ++head) sum += r.slots[head % kCapacity];
+          if (tail == head) {
+            // acquire: partner is the producer's release store of tail (the slots up to it are written).
+            while ((tail = r.tail.load(std::memory_order_acquire)) == head) ++empties;
+          }
+          // At most `batch` values per publication of head, as the producer: with batch 1 this is the
+          // per-message ring (rigtorp's pop), not a consumer that drains all it finds and publishes once.
+          const uint64_t end = std::min<uint64_t>(tail, head + batch);
+          for (; head < end; ++head) sum += r.slots[head % kCapacity];
           r.head.store(head, std::memory_order_release);  // release: partner is the producer's acquire load
         }
         if (sum != n * (n - 1) / 2) throw std::runtime_error("batched ring lost or reordered values");
-      });
+        return empties;
+      },
+      counts);
 }
 
 }  // namespace bench

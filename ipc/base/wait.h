@@ -121,6 +121,13 @@ inline uint32_t self_pid() noexcept {
   return pid != 0 ? pid : self_pid_slow();
 }
 
+// self_pid() without its test for a process that has not set up: one load, for hot paths of objects that only a
+// process that ran ensure_process_setup() (or a fork child of one: the atfork handler refreshes the pid) can hold,
+// such as a queue handle, which every factory builds after that call. REQUIRES: that setup ran.
+inline uint32_t self_pid_after_setup() noexcept {
+  return g_self_pid.load(std::memory_order_relaxed);  // relaxed: as self_pid()
+}
+
 using ipc::process_dead;  // ipc/base/process.h
 
 // Whether the fences below are asymmetric (membarrier) in this process; for documentation and benchmarks.

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <span>
 #include <string>
@@ -190,6 +191,44 @@ TEST_CASE("SPSC put_n blocks until a consumer process has taken room for the who
   REQUIRE(q.put_n(values, put) == Outcome::kOk);
   CHECK(put == kValues);
   CHECK(consumer.wait() == 0);
+}
+
+// 40 bytes: SpscQueue's put/get work on it in place, where a uint64_t goes through a copy kept in registers.
+struct SpscWideValue {
+  uint64_t seq;
+  uint64_t words[4];
+};
+
+TEMPLATE_TEST_CASE("SPSC put and get that waited deliver every value in order, small and wide values",
+                   "[queue][spsc][process]", uint64_t, SpscWideValue) {
+  // One slot: nearly every put waits for the consumer and nearly every get for the producer, so that the values
+  // cross the out-of-line waiting paths, whose copies of the value differ from the inline path's.
+  SharedMapping mem(ipc::SpscQueue<TestType>::bytes_needed(1));
+  auto q = ipc::SpscQueue<TestType>::create_at(mem.base(), mem.bytes(), 1);
+  constexpr uint64_t kValues = 20000;
+  const auto make = [](uint64_t i) {
+    if constexpr (std::is_same_v<TestType, uint64_t>) {
+      return i + 1;
+    } else {
+      return SpscWideValue{i + 1, {i, ~i, i * 3, i ^ 0x5555}};
+    }
+  };
+  ipc::test::ForkedChild producer([&] {
+    for (uint64_t i = 0; i < kValues; ++i) {
+      if (q.put(make(i), ipc::test::time_left()) != Outcome::kOk) {
+        throw ipc::Error("producer: put " + std::to_string(i) + " failed");
+      }
+    }
+  });
+  for (uint64_t i = 0; i < kValues; ++i) {
+    TestType v{};
+    INFO("value " << i << ": the producer process did not put it in time");
+    REQUIRE(q.get(v, ipc::test::time_left()) == Outcome::kOk);
+    const TestType expected = make(i);
+    REQUIRE(std::memcmp(&v, &expected, sizeof v) == 0);
+  }
+  INFO("the producer process did not finish");
+  CHECK(producer.wait() == 0);
 }
 
 TEST_CASE("a second live SPSC producer is refused", "[queue][process]") {

@@ -160,14 +160,16 @@ class SpscQueue {
         slots_(reinterpret_cast<std::byte*>(block) + sizeof(detail::SpscHeader)),
         mask_(h_->capacity - 1) {}
 
-  std::byte* slot(uint64_t i) const { return slots_ + (i & mask_) * sizeof(T); }
+  // Slot `i` of the ring at `slots` with `mask` (the handle's slots_ and mask_, which the callers hold in locals).
+  static std::byte* slot(std::byte* slots, uint64_t mask, uint64_t i) { return slots + (i & mask) * sizeof(T); }
 
   // Takes (or re-takes after a fork) the producer role for this process; refreshes the cached consumer index.
+  // self_pid_after_setup(): every factory ran ensure_process_setup() before it built this handle.
   void be_producer() {
-    if (producer_pid_ != detail::self_pid()) [[unlikely]] take_producer_role();
+    if (producer_pid_ != detail::self_pid_after_setup()) [[unlikely]] take_producer_role();
   }
   void be_consumer() {
-    if (consumer_pid_ != detail::self_pid()) [[unlikely]] take_consumer_role();
+    if (consumer_pid_ != detail::self_pid_after_setup()) [[unlikely]] take_consumer_role();
   }
   [[gnu::noinline]] void take_producer_role() {
     if (!detail::take_role(h_->producer_pid)) {
@@ -192,83 +194,121 @@ class SpscQueue {
   // Copies `n` values between `values` and the ring from position `pos` on (wrapping round the end). One value is
   // one fixed-size copy (a move for small T, not a memcpy call of a variable length): put()/get() pass n = 1, a
   // constant once inlined, and the loops that wait for them test it at run time.
-  [[gnu::always_inline]] void copy_in(uint64_t pos, const T* values, uint64_t n) {
+  [[gnu::always_inline]] static void copy_in(std::byte* slots, uint64_t mask, uint64_t pos, const T* values,
+                                             uint64_t n) {
     if (n == 1) {
-      std::memcpy(slot(pos), values, sizeof(T));
+      std::memcpy(slot(slots, mask, pos), values, sizeof(T));
       return;
     }
-    const uint64_t first = std::min(n, capacity() - (pos & mask_));
-    std::memcpy(slot(pos), values, first * sizeof(T));
-    if (first < n) std::memcpy(slot(0), values + first, (n - first) * sizeof(T));
+    const uint64_t first = std::min(n, mask + 1 - (pos & mask));
+    std::memcpy(slot(slots, mask, pos), values, first * sizeof(T));
+    if (first < n) std::memcpy(slots, values + first, (n - first) * sizeof(T));
   }
-  [[gnu::always_inline]] void copy_out(uint64_t pos, T* out, uint64_t n) {
+  [[gnu::always_inline]] static void copy_out(std::byte* slots, uint64_t mask, uint64_t pos, T* out, uint64_t n) {
     if (n == 1) {
-      std::memcpy(out, slot(pos), sizeof(T));
+      std::memcpy(out, slot(slots, mask, pos), sizeof(T));
       return;
     }
-    const uint64_t first = std::min(n, capacity() - (pos & mask_));
-    std::memcpy(out, slot(pos), first * sizeof(T));
-    if (first < n) std::memcpy(out + first, slot(0), (n - first) * sizeof(T));
+    const uint64_t first = std::min(n, mask + 1 - (pos & mask));
+    std::memcpy(out, slot(slots, mask, pos), first * sizeof(T));
+    if (first < n) std::memcpy(out + first, slots, (n - first) * sizeof(T));
   }
 
-  // Puts up to `n` values at once; how many.
+  // Puts up to `n` values at once; how many. The header, slots and mask are read into locals once: the compiler
+  // barrier in notify() (light_fence) would otherwise make it reload each member from the handle after it.
   [[gnu::always_inline]] uint64_t try_push(const T* values, uint64_t n) {
-    const uint64_t t = h_->tail.load(std::memory_order_relaxed);  // relaxed: only the producer writes tail
-    uint64_t room = mask_ + 1 - (t - head_cache_);
+    detail::SpscHeader& h = *h_;
+    std::byte* const slots = slots_;
+    const uint64_t mask = mask_;
+    const uint64_t t = h.tail.load(std::memory_order_relaxed);  // relaxed: only the producer writes tail
+    uint64_t room = mask + 1 - (t - head_cache_);
     if (room < n) {
       // acquire: partner is the consumer's release store of head; its reads of the slots are done.
-      head_cache_ = h_->head.load(std::memory_order_acquire);
-      room = mask_ + 1 - (t - head_cache_);
+      head_cache_ = h.head.load(std::memory_order_acquire);
+      room = mask + 1 - (t - head_cache_);
       if (room == 0) return 0;
     }
     const uint64_t k = std::min(n, room);
-    copy_in(t, values, k);
+    copy_in(slots, mask, t, values, k);
     // release: partner is the consumer's acquire load of tail; the slots' bytes are visible with it.
-    h_->tail.store(t + k, std::memory_order_release);
-    detail::notify(h_->not_empty);
+    h.tail.store(t + k, std::memory_order_release);
+    detail::notify(h.not_empty);
     return k;
   }
-  // Takes up to `n` values at once; how many.
+  // Takes up to `n` values at once; how many. Locals as in try_push.
   [[gnu::always_inline]] uint64_t try_pop(T* out, uint64_t n) {
-    const uint64_t hd = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
+    detail::SpscHeader& h = *h_;
+    std::byte* const slots = slots_;
+    const uint64_t mask = mask_;
+    const uint64_t hd = h.head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
     uint64_t ready = tail_cache_ - hd;
     if (ready < n) {
       // acquire: partner is the producer's release store of tail.
-      tail_cache_ = h_->tail.load(std::memory_order_acquire);
+      tail_cache_ = h.tail.load(std::memory_order_acquire);
       ready = tail_cache_ - hd;
       if (ready == 0) return 0;
     }
     const uint64_t k = std::min(n, ready);
-    copy_out(hd, out, k);
+    copy_out(slots, mask, hd, out, k);
     if (k != returning_count_) {
       returning_count_ = k;
       // relaxed: ordered before the head store below (release), as `returning`.
-      h_->returning_count.store(k, std::memory_order_relaxed);
+      h.returning_count.store(k, std::memory_order_relaxed);
     }
     // relaxed: ordered before the head store below (release), which a settler acquires first.
-    h_->returning.store(hd + k, std::memory_order_relaxed);
+    h.returning.store(hd + k, std::memory_order_relaxed);
     // release: partner is the producer's acquire load of head; our reads of the slots are done before it reuses them.
-    h_->head.store(hd + k, std::memory_order_release);
+    h.head.store(hd + k, std::memory_order_release);
     detail::test_hook(detail::HookPoint::kGetReleased);
-    detail::notify(h_->not_full);
+    detail::notify(h.not_full);
     // relaxed: only a settler reads it, after this process died (every store of ours is then visible).
-    h_->returning.store(0, std::memory_order_relaxed);
+    h.returning.store(0, std::memory_order_relaxed);
     return k;
   }
 
   // put()/get() in one value: the common case inline (a role check, for put the closed check, one ring
   // operation); a full or empty ring goes out of line to the general path (which looks again, checks `closed`,
-  // then waits per `d`).
+  // then waits per `d`). For a small T the inline path works on a copy of the value and the out-of-line calls
+  // take their own, so that the caller's variables never escape into them: escaped, they would be stored and
+  // reloaded around every compiler barrier of the inline path (light_fence()) in the caller's loop.
+  static constexpr bool kCopyInRegisters = sizeof(T) <= 2 * sizeof(uint64_t);
   [[gnu::always_inline]] Outcome put_one(const T& value, const Deadline* d) {
     be_producer();
     if (closed()) [[unlikely]] return Outcome::kClosed;
-    if (try_push(&value, 1) != 0) [[likely]] return Outcome::kOk;
-    return put_one_waiting(value, d);
+    if constexpr (kCopyInRegisters) {
+      const T copy = value;
+      if (try_push(&copy, 1) != 0) [[likely]] return Outcome::kOk;
+      return put_one_waiting_by_value(value, d);
+    } else {
+      if (try_push(&value, 1) != 0) [[likely]] return Outcome::kOk;
+      return put_one_waiting(value, d);
+    }
   }
   [[gnu::always_inline]] Outcome get_one(T& out, const Deadline* d) {
     be_consumer();
-    if (try_pop(&out, 1) != 0) [[likely]] return Outcome::kOk;
-    return get_one_waiting(out, d);
+    if constexpr (kCopyInRegisters) {
+      T taken;
+      if (try_pop(&taken, 1) != 0) [[likely]] {
+        out = taken;
+        return Outcome::kOk;
+      }
+      return get_one_waiting_by_value(out, d);
+    } else {
+      if (try_pop(&out, 1) != 0) [[likely]] return Outcome::kOk;
+      return get_one_waiting(out, d);
+    }
+  }
+  // put_one_waiting() from a copy of its own (see put_one).
+  [[gnu::always_inline]] Outcome put_one_waiting_by_value(const T& value, const Deadline* d) {
+    const T waiting = value;
+    return put_one_waiting(waiting, d);
+  }
+  // get_one_waiting() into a temporary of its own (see put_one), copied out on success.
+  [[gnu::always_inline]] Outcome get_one_waiting_by_value(T& out, const Deadline* d) {
+    T waited;
+    const Outcome result = get_one_waiting(waited, d);
+    if (result == Outcome::kOk) out = waited;
+    return result;
   }
   [[gnu::noinline]] Outcome put_one_waiting(const T& value, const Deadline* d) {
     size_t put_count;
