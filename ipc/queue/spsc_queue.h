@@ -215,7 +215,8 @@ class SpscQueue {
   }
 
   // Puts up to `n` values at once; how many. The header, slots and mask are read into locals once: the compiler
-  // barrier in notify() (light_fence) would otherwise make it reload each member from the handle after it.
+  // barrier in notify() (light_fence) and the stores to the header would otherwise make it reload them from the
+  // handle after each.
   [[gnu::always_inline]] uint64_t try_push(const T* values, uint64_t n) {
     detail::SpscHeader& h = *h_;
     std::byte* const slots = slots_;
