@@ -267,8 +267,8 @@ TEST_CASE("an SpscQueue consumer killed while returning a batch from get_n count
 
 TEST_CASE("an SpscQueue consumer killed returning one value after a batch counts that one value",
           "[queue][spsc][kill]") {
-  // The consumer writes `returning_count` only when it changes (its own copy says what the ring holds): after a
-  // batch of three, a single get must set it back to one before it frees its value.
+  // What a killed get counts is head - returned: after a batch of three that returned normally, a single get
+  // killed inside counts one value, not the batch.
   Fixture f;
   auto q = spsc_holding_one_to_five(f);
   auto consumer = stopped_inside(HookPoint::kGetReleased, [&] {

@@ -188,7 +188,6 @@ class SpscQueue {
     }
     consumer_pid_ = detail::self_pid();
     tail_cache_ = h_->tail.load(std::memory_order_acquire);  // acquire: partner is the producer's release of tail
-    returning_count_ = h_->returning_count.load(std::memory_order_relaxed);  // relaxed: only consumers write it
   }
 
   // Copies `n` values between `values` and the ring from position `pos` on (wrapping round the end). One value is
@@ -251,19 +250,13 @@ class SpscQueue {
     }
     const uint64_t k = std::min(n, ready);
     copy_out(slots, mask, hd, out, k);
-    if (k != returning_count_) {
-      returning_count_ = k;
-      // relaxed: ordered before the head store below (release), as `returning`.
-      h.returning_count.store(k, std::memory_order_relaxed);
-    }
-    // relaxed: ordered before the head store below (release), which a settler acquires first.
-    h.returning.store(hd + k, std::memory_order_relaxed);
     // release: partner is the producer's acquire load of head; our reads of the slots are done before it reuses them.
     h.head.store(hd + k, std::memory_order_release);
     detail::test_hook(detail::HookPoint::kGetReleased);
     detail::notify(h.not_full);
-    // relaxed: only a settler reads it, after this process died (every store of ours is then visible).
-    h.returning.store(0, std::memory_order_relaxed);
+    // relaxed: only a settler reads it, after this process died (every store of ours is then visible). Until this
+    // store, head - returned = k counts the values as taken and not returned.
+    h.returned.store(hd + k, std::memory_order_relaxed);
     return k;
   }
 
@@ -371,7 +364,6 @@ class SpscQueue {
   uint32_t consumer_pid_ = 0;
   uint64_t head_cache_ = 0;
   uint64_t tail_cache_ = 0;
-  uint64_t returning_count_ = 1;  // the consumer's copy of returning_count (it writes it only when it changes)
 };
 
 }  // namespace ipc

@@ -1,6 +1,6 @@
 // ipc/queue/detail/spsc_ring.h: the single-producer/single-consumer ring behind SpscQueue (internal).
 //
-// Layout in one block of shared memory: SpscHeader (constants; tail, head, the consumer's `returning` record, the
+// Layout in one block of shared memory: SpscHeader (constants; tail, head, the consumer's `returned` record, the
 // WaitSets, each on its own cache line), then `capacity` slots of `slot_bytes` bytes. The producer owns `tail`,
 // the consumer owns `head` (Lamport's queue); each side keeps a process-local copy of the other's index and
 // reloads it only when the ring looks full/empty, so the two sides touch each other's cache line rarely.
@@ -9,10 +9,11 @@
 // visible (its put() had not returned, so nothing was sent); a consumer killed before its release store of `head`
 // leaves the message in the ring for the next consumer (its get() had not returned, so nothing was received).
 // A consumer killed *after* that store, while it wakes a sleeping producer (a futex syscall, where SIGKILL is
-// most often delivered), took messages it never returned: it arms `returning` with the new head (and
-// `returning_count` with how many it took, 1 or a batch) before the store and clears `returning` after the wake-up,
-// so whoever next looks at a dead consumer's role (the next consumer taking it over, or abandoned_count()) counts
-// those messages in `abandoned` exactly once: if head reached `returning`, they were taken.
+// most often delivered), took messages it never returned: as its last step every get stores the head it returns
+// with in `returned`, so `head - returned` is what a get has taken and not yet returned (0 between gets; 1 or a
+// get_n batch inside one). Whoever next looks at a dead consumer's role (the next consumer taking it over, or
+// abandoned_count()) counts that difference in `abandoned` and moves `returned` up to `head`, with a CAS, so
+// exactly once. One store per get (an armed/cleared pair cost two, and a count a third when it changed).
 // The roles are recorded as pids so that a second live producer (or consumer) is refused and a replacement may
 // take over a dead one's role.
 #pragma once
@@ -29,8 +30,8 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kSpscMagic = 0x4e4d505f53505343ull;  // "NMP_SPSC"
-inline constexpr uint32_t kSpscVersion = 5;  // 2: returning + abandoned; 3: healing WaitSet; 4: returning_count;
-                                              // 5: returning on its own cache line
+inline constexpr uint32_t kSpscVersion = 6;  // 2: returning + abandoned; 3: healing WaitSet; 4: returning_count;
+                                              // 5: returning on its own cache line; 6: `returned` replaces both
 
 struct SpscHeader {
   uint64_t magic;
@@ -45,17 +46,16 @@ struct SpscHeader {
 
   alignas(64) std::atomic<uint64_t> tail;  // written by the producer only
   alignas(64) std::atomic<uint64_t> head;  // written by the consumer only
-  // The consumer's record of a get() that is returning, on a line of its own: the consumer writes it twice per
-  // get, and nobody but a settler (after the consumer died) reads it, so the producer, which reads `head` when it
-  // refreshes its cached copy, never pulls these stores' line away from the consumer.
-  alignas(64) std::atomic<uint64_t> returning;  // the new head while a get() is returning, else 0
-  std::atomic<uint64_t> returning_count;        // how many values that get() took (1, or a batch)
+  // The head the consumer's last get() returned with, on a line of its own: the consumer writes it once per get,
+  // and nobody but a settler (after the consumer died) reads it, so the producer, which reads `head` when it
+  // refreshes its cached copy, never pulls this store's line away from the consumer.
+  alignas(64) std::atomic<uint64_t> returned;
   alignas(64) WaitSet not_empty;
   WaitSet not_full;
 };
 static_assert(offsetof(SpscHeader, tail) % 64 == 0 && offsetof(SpscHeader, head) - offsetof(SpscHeader, tail) >= 64);
-static_assert(offsetof(SpscHeader, returning) - offsetof(SpscHeader, head) >= 64);
-static_assert(offsetof(SpscHeader, not_empty) - offsetof(SpscHeader, returning) >= 64);
+static_assert(offsetof(SpscHeader, returned) - offsetof(SpscHeader, head) >= 64);
+static_assert(offsetof(SpscHeader, not_empty) - offsetof(SpscHeader, returned) >= 64);
 static_assert(sizeof(SpscHeader) % 64 == 0);
 static_assert(std::is_standard_layout_v<SpscHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
@@ -71,21 +71,19 @@ inline void spsc_init(void* block, uint64_t capacity, uint64_t slot_bytes) {
   h->version = kSpscVersion;
   h->capacity = capacity;
   h->slot_bytes = slot_bytes;
-  h->returning_count.store(1, std::memory_order_relaxed);  // relaxed: published with the block, as the rest
 }
 
-// If the consumer role's holder `pid` is dead and was returning a message when it died, counts that message once.
-// Any process; slow path.
+// If the consumer role's holder `pid` is dead and was returning messages when it died (it moved `head` past
+// `returned`), counts them once. Any process; slow path.
 inline void settle_spsc_consumer(SpscHeader& h, uint32_t pid) {
-  // acquire: partner is the consumer's release store of head (its `returning` store precedes it).
-  uint64_t r = h.returning.load(std::memory_order_acquire);
-  if (r == 0 || pid == 0 || !process_dead(pid)) return;
-  const bool taken = h.head.load(std::memory_order_acquire) >= r;  // acquire: as above
-  // relaxed: written before `returning` by the same (now dead) consumer, whose stores all completed.
-  const uint64_t count = h.returning_count.load(std::memory_order_relaxed);
-  // acq_rel: whoever clears `returning` decides, so the messages are counted once.
-  if (h.returning.compare_exchange_strong(r, 0, std::memory_order_acq_rel, std::memory_order_relaxed) && taken) {
-    h.abandoned.fetch_add(count, std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
+  // acquire: partner is the consumer's release store of head; `returned` is the dead consumer's (all its stores
+  // completed) or a settler's CAS below.
+  uint64_t r = h.returned.load(std::memory_order_acquire);
+  const uint64_t hd = h.head.load(std::memory_order_acquire);
+  if (hd == r || pid == 0 || !process_dead(pid)) return;
+  // acq_rel: whoever moves `returned` up to `head` counts, so the messages are counted once.
+  if (h.returned.compare_exchange_strong(r, hd, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    h.abandoned.fetch_add(hd - r, std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
   }
 }
 
