@@ -116,12 +116,16 @@ double spsc_polling_msgs_per_s(uint64_t n, bench::SpinCounts* counts) {
       counts);
 }
 
-// Repetitions of several measurements taken in turn (a, b, c, a, b, c, ...), so that each figure's repetitions
-// span the same minutes as its peers' on a machine whose load changes: one Sample per measurement.
+// bench::sample_alternately() for more than two measurements: taken in turns (a, b, c, then c, b, a, ...), so
+// that each figure's repetitions span the same minutes as its peers' on a machine whose load changes. One Sample
+// per measurement.
 std::vector<bench::Sample> sample_alternated(int reps, const std::vector<std::function<double()>>& measurements) {
   std::vector<std::vector<double>> values(measurements.size());
   for (int rep = 0; rep < reps; ++rep) {
-    for (size_t m = 0; m < measurements.size(); ++m) values[m].push_back(measurements[m]());
+    for (size_t i = 0; i < measurements.size(); ++i) {
+      const size_t m = rep % 2 == 0 ? i : measurements.size() - 1 - i;
+      values[m].push_back(measurements[m]());
+    }
   }
   std::vector<bench::Sample> samples;
   for (const auto& v : values) samples.push_back(bench::summarize(v));
