@@ -670,6 +670,18 @@ std::optional<Value> found_value(const Results& r) {
   return from_wire(r.getValue());
 }
 
+// The direct path's methods (ordinals in manager.capnp) and how their results are read into a call's slot.
+constexpr std::uint16_t kDictSet = 0;
+constexpr std::uint16_t kDictGet = 1;
+constexpr std::uint16_t kCounterAdd = 0;
+void decode_nothing(capnp::AnyPointer::Reader, detail::DirectCalls::Slot&) {}
+void decode_dict_get(capnp::AnyPointer::Reader results, detail::DirectCalls::Slot& slot) {
+  slot.value = found_value(results.getAs<wire::Dict::GetResults>());
+}
+void decode_counter_add(capnp::AnyPointer::Reader results, detail::DirectCalls::Slot& slot) {
+  slot.number = results.getAs<wire::Counter::AddResults>().getValue();
+}
+
 Value::Map to_map(capnp::List<wire::Entry>::Reader entries) {
   Value::Map out;
   for (auto e : entries) out.insert_or_assign(str(e.getKey()), from_wire(e.getValue()));
@@ -791,10 +803,9 @@ capnp::Capability::Client Client::service(std::string_view name) {
 Future<void> DictProxy::set_async(std::string_view key, const Value& value) {
   auto& s = h_.use();
   if (auto id = h_.import_id()) {
-    return Future<void>(h_.session(), direct<wire::Dict::SetParams>(s, *id, capnp::typeId<wire::Dict>(), /*Dict.set*/ 0,
-                                                                     words(key, value),
-                                                                     [&](auto params) { keyed(params, key, value); },
-                                                                     [](capnp::AnyPointer::Reader, detail::DirectCalls::Slot&) {}));
+    auto fill = [&](wire::Dict::SetParams::Builder params) { keyed(params, key, value); };
+    return Future<void>(h_.session(), direct<wire::Dict::SetParams>(s, *id, capnp::typeId<wire::Dict>(), kDictSet,
+                                                                     words(key, value), fill, decode_nothing));
   }
   auto request = keyed(h_.cap().setRequest(words(key, value)), key, value);
   return Future<void>(h_.session(), send(s, request).ignoreResult());
@@ -803,13 +814,10 @@ Future<void> DictProxy::set_async(std::string_view key, const Value& value) {
 Future<std::optional<Value>> DictProxy::get_async(std::string_view key) {
   auto& s = h_.use();
   if (auto id = h_.import_id()) {
+    auto fill = [&](wire::Dict::GetParams::Builder params) { keyed(params, key); };
     return Future<std::optional<Value>>(
-        h_.session(), direct<wire::Dict::GetParams>(s, *id, capnp::typeId<wire::Dict>(), /*Dict.get*/ 1, words(key),
-                                                    [&](auto params) { keyed(params, key); },
-                                                    [](capnp::AnyPointer::Reader results, detail::DirectCalls::Slot& slot) {
-                                                      slot.value = found_value(
-                                                          results.getAs<wire::Dict::GetResults>());
-                                                    }));
+        h_.session(), direct<wire::Dict::GetParams>(s, *id, capnp::typeId<wire::Dict>(), kDictGet, words(key), fill,
+                                                    decode_dict_get));
   }
   return Future<std::optional<Value>>(
       h_.session(), send(s, keyed(h_.cap().getRequest(words(key)), key))
@@ -1076,13 +1084,10 @@ CompareExchangeResult ValueProxy::compare_exchange(const Value& expected, const 
 Future<std::int64_t> CounterProxy::add_async(std::int64_t delta) {
   auto& s = h_.use();
   if (auto id = h_.import_id()) {
-    return Future<std::int64_t>(
-        h_.session(),
-        direct<wire::Counter::AddParams>(s, *id, capnp::typeId<wire::Counter>(), /*Counter.add*/ 0, kSmallRequest,
-                                         [&](auto params) { params.setDelta(delta); },
-                                         [](capnp::AnyPointer::Reader results, detail::DirectCalls::Slot& slot) {
-                                           slot.number = results.getAs<wire::Counter::AddResults>().getValue();
-                                         }));
+    auto fill = [&](wire::Counter::AddParams::Builder params) { params.setDelta(delta); };
+    return Future<std::int64_t>(h_.session(), direct<wire::Counter::AddParams>(s, *id, capnp::typeId<wire::Counter>(),
+                                                                               kCounterAdd, kSmallRequest, fill,
+                                                                               decode_counter_add));
   }
   auto request = h_.cap().addRequest(kSmallRequest);
   request.setDelta(delta);
