@@ -165,7 +165,7 @@ TEST_CASE("a pending call fails with Disconnected when the server is killed, and
   CHECK(server.stop() == -SIGKILL);
 }
 
-// The direct path's calls (dict set and get, counter add) are matched to their replies by the client itself: when
+// The direct path's calls (dict set and get, counter add, and the others) are matched to their replies by the client itself: when
 // the connection ends, every one still waiting must fail as the RPC system's own calls do. The server is stopped
 // (SIGSTOP) so that the calls are surely in flight when it is killed. In a child, so that a hang is reported.
 TEST_CASE("direct calls in flight fail with Disconnected naming the address when the server is killed",

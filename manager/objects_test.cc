@@ -376,7 +376,7 @@ TEST_CASE("values of changing sizes come back exactly through reused message buf
   }
 }
 
-// The hot calls (dict set and get, counter add) go out on the client's direct path, addressed by the import id the
+// The hot calls (dict and namespace set and get, counter add, get and set) go out on the client's direct path, addressed by the import id the
 // open's reply carried; everything else through Cap'n Proto's RPC system. Each proxy must reach its own object,
 // also when one object is opened twice and one of its proxies goes.
 TEST_CASE("the calls of each proxy reach its own object, whichever path they take", "[manager][direct]") {
@@ -401,6 +401,16 @@ TEST_CASE("the calls of each proxy reach its own object, whichever path they tak
   CHECK(a.size() == 2);
   CHECK(b.size() == 1);
   CHECK(client.counter("c").add(1) == 6);
+  auto n1 = client.namespace_("n1");
+  auto n2 = client.namespace_("n2");
+  auto c2 = client.counter("c2");
+  n1.set("attr", 1);
+  n2.set("attr", 2);
+  c2.set(40);
+  CHECK(n1.get("attr") == Value(1));
+  CHECK(n2.get("attr") == Value(2));
+  CHECK(c.get() == 6);
+  CHECK(c2.get() == 40);
 }
 
 // Both paths share the connection's output: a call made after another reaches the server after it.
