@@ -557,6 +557,7 @@ DirectCalls::Slot& await_direct(Session& s, DirectCall call) {
       });
       while (!calls.done(call)) calls.next_completion().wait(scope);
     } catch (const kj::Exception& e) {
+      calls.release(call);  // the Future is spent: its slot goes when the reply is in
       rethrow_as_ipc_error(e, s.context());
     }
   }

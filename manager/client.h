@@ -249,6 +249,7 @@ class [[nodiscard]] Future {
     if constexpr (detail::kDirectResult<T>) {
       if (direct_) {
         detail::DirectCall call = *direct_;
+        detail::check_usable(*session_);  // a refused get() (another thread, a forked child) leaves the call here
         direct_.reset();
         return detail::take_direct<T>(*session_, call);
       }
