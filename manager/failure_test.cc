@@ -179,6 +179,8 @@ TEST_CASE("direct calls in flight fail with Disconnected naming the address when
     auto c = client.counter("c");
     d.set("k", 1);
     if (::kill(server.pid(), SIGSTOP) != 0) return 100;
+    // kill() returns before the server stops: a server still polling its socket would answer the first calls.
+    if (!ipc::test::wait_until([&] { return ipc::test::stopped(server.pid()); })) return 102;
     std::vector<ipc::manager::Future<void>> sets;
     std::vector<ipc::manager::Future<std::optional<Value>>> gets;
     std::vector<ipc::manager::Future<std::int64_t>> adds;
