@@ -178,6 +178,20 @@ Sample sample_of(int reps, const std::function<double()>& f) {
   return summarize(v);
 }
 
+SamplePair sample_alternately(int reps, const std::function<double()>& ours, const std::function<double()>& peer) {
+  std::vector<double> a, b;
+  for (int i = 0; i < reps; ++i) {
+    if (i % 2 == 0) {
+      a.push_back(ours());
+      b.push_back(peer());
+    } else {
+      b.push_back(peer());
+      a.push_back(ours());
+    }
+  }
+  return {summarize(a), summarize(b)};
+}
+
 double python_peer(const std::string& name, const std::vector<std::string>& args) {
   std::string cmd = "python3 bench/python_peers.py " + name;
   for (const auto& a : args) cmd += " " + a;

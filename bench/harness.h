@@ -76,6 +76,13 @@ double median_of(int reps, const std::function<double()>& f);
 Sample summarize(const std::vector<double>& values);
 // summarize() of `reps` runs of `f`.
 Sample sample_of(int reps, const std::function<double()>& f);
+// summarize() of `reps` runs of each of `ours` and `peer`, taken in turns (ours then peer, then peer then ours,
+// ...) so that both see the same moments of a machine whose load changes, rather than one block each: for rows
+// whose ratio is a target. Returns {ours, peer}.
+struct SamplePair {
+  Sample ours, peer;
+};
+SamplePair sample_alternately(int reps, const std::function<double()>& ours, const std::function<double()>& peer);
 // Median of samples (for per-operation latencies, where a mean is dominated by rare scheduler hiccups).
 double median(std::vector<double> samples);
 

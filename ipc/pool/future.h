@@ -221,6 +221,18 @@ class FutureState : public Completion {
   std::vector<std::function<void()>> callbacks_;
 };
 
+// The result of a state no Future shares (Pool::map's, Pool::apply's): waits for it, then moves the value out
+// rather than copying it (a map's result may be megabytes). Throws the failure, as Future::get().
+template <typename R>
+R wait_and_take(FutureState<R>& state) {
+  state.wait_until(std::nullopt);
+  if constexpr (std::is_void_v<R>) {
+    (void)state.take();
+  } else {
+    return state.take();
+  }
+}
+
 }  // namespace detail
 
 template <typename R>

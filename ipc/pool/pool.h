@@ -42,6 +42,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -327,6 +328,63 @@ std::vector<std::shared_ptr<FutureState<Part>>> join_chunks(size_t chunks, std::
   return states;
 }
 
+// The chunks of one map whose results are raw (Codec<std::vector<R>>::kRaw: numbers, trivially copyable structs):
+// each chunk's reply is copied straight from the message into its place in `result`, which the caller's thread
+// sized, with no vector per chunk. `out` gets the result once every chunk succeeded, or the first failure.
+template <typename R>
+class RawMapJoin {
+ public:
+  RawMapJoin(std::shared_ptr<FutureState<std::vector<R>>> out, size_t n, size_t chunks)
+      : shared_(std::make_shared<Shared>(std::move(out), n, chunks)) {}
+
+  // The completion of the chunk of results [first, first + count).
+  std::shared_ptr<Completion> part(size_t first, size_t count) const {
+    return std::make_shared<Part>(shared_, first, count);
+  }
+
+ private:
+  struct Shared {
+    Shared(std::shared_ptr<FutureState<std::vector<R>>> o, size_t n, size_t chunks)
+        : out(std::move(o)), result(n), remaining(chunks) {}
+    std::shared_ptr<FutureState<std::vector<R>>> out;
+    std::vector<R> result;
+    std::atomic<size_t> remaining;
+  };
+  class Part final : public Completion {
+   public:
+    Part(std::shared_ptr<Shared> shared, size_t first, size_t count)
+        : shared_(std::move(shared)), first_(first), count_(count) {}
+    void succeed(std::span<const std::byte> reply) override {
+      try {
+        ByteReader r(reply);  // as Codec<std::vector<R>> reads it
+        const size_t n = r.get_count("vector count", sizeof(R));
+        if (n != count_) {
+          throw CodecError("a map chunk of " + std::to_string(count_) + " items returned " + std::to_string(n) +
+                           " results");
+        }
+        const std::span<const std::byte> bytes = r.get_bytes(n * sizeof(R), "vector elements");
+        r.finish();
+        if (n != 0) std::memcpy(shared_->result.data() + first_, bytes.data(), bytes.size());
+      } catch (...) {
+        shared_->out->fail(raise_current());  // a corrupt reply fails the map, not the pool
+        return;
+      }
+      // acq_rel: the chunk that completes the map sees every other chunk's copy (all are made in the supervisor
+      // thread today; the order holds whichever thread completes a chunk).
+      if (shared_->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        shared_->out->deliver(std::move(shared_->result));
+      }
+    }
+    void fail(Raise failure) override { shared_->out->fail(std::move(failure)); }
+
+   private:
+    std::shared_ptr<Shared> shared_;
+    size_t first_, count_;
+  };
+
+  std::shared_ptr<Shared> shared_;
+};
+
 // Reads up to `n` items from [it, end) into a chunk.
 template <typename Item, typename It, typename End>
 std::vector<Item> take_chunk(It& it, const End& end, size_t n) {
@@ -490,28 +548,30 @@ class PoolMethods {
   // Runs f(args...) in a worker and waits for it: its result, or its failure thrown.
   template <typename F, typename... Args>
   auto apply(F&& f, Args&&... args) {
-    return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
+    auto task = make_apply(std::forward<F>(f), std::forward<Args>(args)...);
+    sink_->submit_task(task.invoker, task.callable, std::move(task.message), task.state);
+    return wait_and_take(*task.state);  // nobody else sees this result: moved out, not copied
   }
 
   // f over every input, in chunks of `chunksize` inputs per task (default: ceil(n / (4 x workers)), as Python;
   // 0 is InvalidArgument). The input is read at once. The future fails with the first chunk failure.
   template <typename F, std::ranges::input_range Range>
   auto map_async(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
-    return map_impl<false>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
+    return Future(map_impl<false>(std::forward<F>(f), std::forward<Range>(inputs), chunksize));
   }
   // map_async(...).get(): the results in input order, or the first failure thrown.
   template <typename F, std::ranges::input_range Range>
   auto map(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
-    return map_async(std::forward<F>(f), std::forward<Range>(inputs), chunksize).get();
+    return wait_and_take(*map_impl<false>(std::forward<F>(f), std::forward<Range>(inputs), chunksize));
   }
   // As map, each input a tuple (or pair) of arguments: f(std::get<0>(t), std::get<1>(t), ...).
   template <typename F, std::ranges::input_range Range>
   auto starmap_async(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
-    return map_impl<true>(std::forward<F>(f), std::forward<Range>(inputs), chunksize);
+    return Future(map_impl<true>(std::forward<F>(f), std::forward<Range>(inputs), chunksize));
   }
   template <typename F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& inputs, std::optional<size_t> chunksize = std::nullopt) {
-    return starmap_async(std::forward<F>(f), std::forward<Range>(inputs), chunksize).get();
+    return wait_and_take(*map_impl<true>(std::forward<F>(f), std::forward<Range>(inputs), chunksize));
   }
 
   // Lazy, ordered: results come in input order as you iterate; the input is read only as far as the read-ahead
@@ -581,17 +641,28 @@ class PoolMethods {
     const size_t chunks = (n + chunksize - 1) / chunksize;
     if (chunks == 0) {
       out->deliver({});
-      return Future<std::vector<R>>(out);
+      return out;
     }
-    // The result's memory is reserved here, in the caller's thread, rather than in the supervisor's: it comes
+    // The result's memory is allocated here, in the caller's thread, rather than in the supervisor's: it comes
     // from (and goes back to) the caller's malloc arena, whose pages the next map reuses, instead of fresh pages
-    // to touch for the first time in the supervisor's. Each part is then one bulk copy (a memmove for raw results).
-    auto all = std::make_shared<std::vector<R>>();
-    all->reserve(n);
-    auto states = join_chunks<std::vector<R>>(chunks, out, [all](std::vector<std::vector<R>> parts) {
-      for (auto& p : parts) all->insert(all->end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
-      return std::move(*all);
-    });
+    // to touch for the first time in the supervisor's. Raw results are copied from each reply straight into it;
+    // others are decoded into a vector per chunk, moved into it at the end.
+    constexpr bool kRawResults = Codec<std::vector<R>>::kRaw;
+    std::conditional_t<kRawResults, RawMapJoin<R>, std::vector<std::shared_ptr<FutureState<std::vector<R>>>>> join =
+        [&] {
+          if constexpr (kRawResults) {
+            return RawMapJoin<R>(out, n, chunks);
+          } else {
+            auto all = std::make_shared<std::vector<R>>();
+            all->reserve(n);
+            return join_chunks<std::vector<R>>(chunks, out, [all](std::vector<std::vector<R>> parts) {
+              for (auto& p : parts) {
+                all->insert(all->end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
+              }
+              return std::move(*all);
+            });
+          }
+        }();
     for (size_t c = 0; c < chunks; ++c) {
       const size_t first = c * chunksize, last = std::min(n, (c + 1) * chunksize);
       std::vector<std::byte> message;
@@ -601,9 +672,15 @@ class PoolMethods {
         message = task_message(std::vector<Item>(std::make_move_iterator(items.begin() + first),
                                                  std::make_move_iterator(items.begin() + last)));
       }
-      sink_->submit_task(&invoke_chunk<Fn, Item, Star>, callable_word(Fn(f)), std::move(message), states[c]);
+      std::shared_ptr<Completion> done;
+      if constexpr (kRawResults) {
+        done = join.part(first, last - first);
+      } else {
+        done = join[c];
+      }
+      sink_->submit_task(&invoke_chunk<Fn, Item, Star>, callable_word(Fn(f)), std::move(message), std::move(done));
     }
-    return Future<std::vector<R>>(out);
+    return out;
   }
 
   template <bool Ordered, typename F, typename Range>

@@ -80,6 +80,7 @@ struct Point {  // trivially copyable: crosses as raw bytes, items and results a
 };
 Point to_point(uint8_t v) { return Point{v * 1000, static_cast<int16_t>(-v)}; }
 double halve(Point p) { return p.x / 2.0 + p.y; }
+uint64_t length_of(const std::string& s) { return s.size(); }
 }  // namespace
 
 TEST_CASE("map of raw values: items and results of other sizes, from contiguous and other ranges", "[pool]") {
@@ -100,6 +101,15 @@ TEST_CASE("map of raw values: items and results of other sizes, from contiguous 
     CHECK(pool.map(to_point, std::views::iota(0, 300) | std::views::transform([](int i) {
                                 return static_cast<uint8_t>(i);
                               }), chunk) == from_iota);
+    // Items with a codec of their own, raw results: each reply still goes straight into its place in the result.
+    std::vector<std::string> words;
+    std::vector<uint64_t> lengths;
+    for (uint8_t b : bytes) {
+      words.emplace_back(b % 7, 'w');
+      lengths.push_back(b % 7);
+    }
+    CHECK(pool.map(length_of, words, chunk) == lengths);
+    CHECK(pool.map_async(to_point, bytes, chunk).get() == points);  // the future's copy, as map's moved result
   }
   CHECK(pool.map(to_point, std::vector<uint8_t>{}).empty());
 }
