@@ -148,8 +148,8 @@ double pool_apply_async_tasks_per_s(ipc::Pool& pool, int n) {
 // ---- start and shut down ----------------------------------------------------------------------------------------
 // A fork copies the forking process's page tables, and every page either side writes afterwards costs a fault: the
 // start rows depend on the size of the process that forks. Python's figure comes from a fresh interpreter; ours is
-// measured the same way, in a fresh small program (bench/pool_start_stop --rounds), with both footprints printed,
-// and again inside this larger process, for context.
+// measured the same way, in fresh small programs (bench/pool_start_stop --rounds) run in turns with Python's, with
+// both footprints printed, and again inside this larger process, for context.
 double pool_start_stop_ms(ipc::StartMethod method) {
   const double t0 = bench::now_seconds();
   ipc::PoolOptions o = with_workers();
@@ -224,8 +224,8 @@ double bare_children_ms(ipc::StartMethod method) {
 }
 
 void start_rows(bench::Report& r) {
-  constexpr int kRounds = 2 * kReps;
-  const std::string rounds = std::to_string(kRounds), workers = std::to_string(kWorkers);
+  constexpr int kRounds = 2 * kReps, kRoundsEach = 2;
+  const std::string rounds_each = std::to_string(kRoundsEach), workers = std::to_string(kWorkers);
   const Footprint here = own_footprint();
   // Each start method beside Python's nearest one (the harness's main started the fork server, as Python's
   // untimed first round starts its own).
@@ -238,9 +238,17 @@ void start_rows(bench::Report& r) {
                  {ipc::StartMethod::kForkServer, "fork server", "forkserver", "forkserver"},
                  {ipc::StartMethod::kExec, "exec", "exec", "spawn"}};
   for (const auto& m : methods) {
-    const FreshRounds ours = fresh_rounds(start_stop_program() + " " + m.argument + " --rounds " + rounds);
-    const FreshRounds py =
-        fresh_rounds("python3 bench/python_peers.py pool_start_stop_rounds " + workers + " " + m.python + " " + rounds);
+    // Fresh processes of ours and of Python's in turns, each timing kRoundsEach rounds, so that both see the same
+    // load; the footprints are the first process's.
+    FreshRounds ours, py;
+    for (int i = 0; i < kRounds / kRoundsEach; ++i) {
+      const FreshRounds o = fresh_rounds(start_stop_program() + " " + m.argument + " --rounds " + rounds_each);
+      const FreshRounds p = fresh_rounds("python3 bench/python_peers.py pool_start_stop_rounds " + workers + " " +
+                                         m.python + " " + rounds_each);
+      if (i == 0) ours.footprint = o.footprint, py.footprint = p.footprint;
+      ours.ms.insert(ours.ms.end(), o.ms.begin(), o.ms.end());
+      py.ms.insert(py.ms.end(), p.ms.begin(), p.ms.end());
+    }
     const bench::Sample ours_fresh = bench::summarize(ours.ms), py_fresh = bench::summarize(py.ms);
     const std::string python = std::string("Python Pool(2) (") + m.python + "), map of 1, close, join; fresh interpreter";
     r.add(std::string("pool: start 2 workers (") + m.ours + "), 1 apply, close, join; fresh program", ours_fresh, "ms",
