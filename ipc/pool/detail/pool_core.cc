@@ -72,6 +72,7 @@ struct Live {
 // In a forked worker: closes its copies of the sockets of `conn` (an end of a transferable Pipe of the pool) and,
 // with `memory`, of its rings' memfd. The object itself is left as it is: the worker never uses it.
 void close_descriptors(const Connection& conn, bool memory) {
+  if (conn.closed()) return;  // the pool closed its end already: nothing of it was inherited
   const ConnectionHandoff h = conn.handoff();
   for (int fd : {h.in_fd, h.out_fd, memory ? h.memory_fd : -1}) {
     if (fd >= 0) ::close(fd);
