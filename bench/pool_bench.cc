@@ -2,8 +2,10 @@
 //
 //   map of 1e6 trivial tasks          vs Python Pool.map (default chunksize) and an in-process std::thread pool
 //   apply_async per task (20k)        vs Python Pool.map(chunksize=1) (and Python apply_async, for context)
-//   start + one apply + close + join  vs Python Pool(2) start + map of one item + close + join; and the floor: two
-//                                     bare children of this process (fork, or exec of /bin/true), joined
+//   start + one apply + close + join  vs Python Pool(2) start + map of one item + close + join, each timed in a fresh
+//                                     process (bench/pool_start_stop --rounds; a fresh interpreter), footprints
+//                                     of both and of bench/all printed; the same inside bench/all; and the floor:
+//                                     two bare children of bench/all (fork, or exec of /bin/true), joined
 //   CPU-bound map over a shared array vs the same work in one process (speed-up) and on 2 std::threads, and the
 //                                     CPU time each took
 //   map_array over the same array     placed workers, chunks routed to their pages' node, vs unplaced workers with
@@ -18,6 +20,9 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
 #include <functional>
 #include <mutex>
 #include <numeric>
@@ -141,6 +146,10 @@ double pool_apply_async_tasks_per_s(ipc::Pool& pool, int n) {
 }
 
 // ---- start and shut down ----------------------------------------------------------------------------------------
+// A fork copies the forking process's page tables, and every page either side writes afterwards costs a fault: the
+// start rows depend on the size of the process that forks. Python's figure comes from a fresh interpreter; ours is
+// measured the same way, in fresh small programs (bench/pool_start_stop --rounds) run in turns with Python's, with
+// both footprints printed, and again inside this larger process, for context.
 double pool_start_stop_ms(ipc::StartMethod method) {
   const double t0 = bench::now_seconds();
   ipc::PoolOptions o = with_workers();
@@ -150,6 +159,52 @@ double pool_start_stop_ms(ipc::StartMethod method) {
   pool.close();
   pool.join();
   return (bench::now_seconds() - t0) * 1e3;
+}
+
+// A process's footprint as a fork sees it: VmRSS and VmSize (kB) and its count of mappings.
+struct Footprint {
+  double rss_kb = -1, size_kb = -1, mappings = -1;
+};
+
+Footprint own_footprint() {
+  Footprint f;
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) f.rss_kb = std::stod(line.substr(6));
+    if (line.rfind("VmSize:", 0) == 0) f.size_kb = std::stod(line.substr(7));
+  }
+  std::ifstream maps("/proc/self/maps");
+  f.mappings = 0;
+  for (std::string line; std::getline(maps, line);) ++f.mappings;
+  return f;
+}
+
+// What a fresh process timing its own rounds printed: "ms <x>" lines and one "footprint <rss> <size> <maps>".
+struct FreshRounds {
+  std::vector<double> ms;
+  Footprint footprint;
+};
+
+FreshRounds fresh_rounds(const std::string& command) {
+  FreshRounds out;
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen((command + " 2>/dev/null").c_str(), "r"), pclose);
+  if (!p) return out;
+  char line[256];
+  while (std::fgets(line, sizeof line, p.get())) {
+    double a, b, c;
+    if (std::sscanf(line, "ms %lf", &a) == 1) out.ms.push_back(a);
+    if (std::sscanf(line, "footprint %lf %lf %lf", &a, &b, &c) == 3) out.footprint = {a, b, c};
+  }
+  return out;
+}
+
+// bench/pool_start_stop, built beside this program (a data dependency of the pool group).
+std::string start_stop_program() {
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "bench/pool_start_stop";
+  const std::string path(self, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/') + 1) + "pool_start_stop";
 }
 
 // What bounds the start rows on this machine, measured from this same process: two children started as the pool
@@ -166,6 +221,65 @@ double bare_children_ms(ipc::StartMethod method) {
     if (c.join() != 0) return -1;
   }
   return (bench::now_seconds() - t0) * 1e3;
+}
+
+void start_rows(bench::Report& r) {
+  constexpr int kRounds = 2 * kReps, kRoundsEach = 2;
+  const std::string rounds_each = std::to_string(kRoundsEach), workers = std::to_string(kWorkers);
+  const Footprint here = own_footprint();
+  // Each start method beside Python's nearest one (the harness's main started the fork server, as Python's
+  // untimed first round starts its own).
+  const struct {
+    ipc::StartMethod method;
+    const char* ours;
+    const char* argument;  // of bench/pool_start_stop
+    const char* python;
+  } methods[] = {{ipc::StartMethod::kFork, "fork", "fork", "fork"},
+                 {ipc::StartMethod::kForkServer, "fork server", "forkserver", "forkserver"},
+                 {ipc::StartMethod::kExec, "exec", "exec", "spawn"}};
+  for (const auto& m : methods) {
+    // Fresh processes of ours and of Python's in turns, each timing kRoundsEach rounds, so that both see the same
+    // load; the footprints are the first process's.
+    FreshRounds ours, py;
+    for (int i = 0; i < kRounds / kRoundsEach; ++i) {
+      const FreshRounds o = fresh_rounds(start_stop_program() + " " + m.argument + " --rounds " + rounds_each);
+      const FreshRounds p = fresh_rounds("python3 bench/python_peers.py pool_start_stop_rounds " + workers + " " +
+                                         m.python + " " + rounds_each);
+      if (i == 0) ours.footprint = o.footprint, py.footprint = p.footprint;
+      ours.ms.insert(ours.ms.end(), o.ms.begin(), o.ms.end());
+      py.ms.insert(py.ms.end(), p.ms.begin(), p.ms.end());
+    }
+    const bench::Sample ours_fresh = bench::summarize(ours.ms), py_fresh = bench::summarize(py.ms);
+    const std::string python = std::string("Python Pool(2) (") + m.python + "), map of 1, close, join; fresh interpreter";
+    r.add(std::string("pool: start 2 workers (") + m.ours + "), 1 apply, close, join; fresh program", ours_fresh, "ms",
+          python, py_fresh);
+    r.target(std::string("pool: start+shutdown (") + m.ours + ") vs Python " + m.python + ", both fresh (speed-up)",
+             py_fresh.n > 0 && ours_fresh.median > 0 ? py_fresh.median / ours_fresh.median : 0, ">=", 10);
+    auto in_here = [&] { return pool_start_stop_ms(m.method); };
+    (void)in_here();
+    r.add(std::string("pool: the same (") + m.ours + ") inside bench/all, a larger process", bench::sample_of(kRounds, in_here),
+          "ms", python, py_fresh);
+    if (m.method == ipc::StartMethod::kFork) {
+      // What the forks copied the page tables of: each process as it was at its first timed fork.
+      r.add("pool start footprint: VmRSS of pool_start_stop", ours.footprint.rss_kb / 1024, "MiB",
+            "Python's interpreter", py.footprint.rss_kb / 1024);
+      r.add("pool start footprint: VmSize of pool_start_stop", ours.footprint.size_kb / 1024, "MiB",
+            "Python's interpreter", py.footprint.size_kb / 1024);
+      r.add("pool start footprint: mappings of pool_start_stop", ours.footprint.mappings, "maps",
+            "Python's interpreter", py.footprint.mappings);
+      r.add("pool start footprint: VmRSS of bench/all", here.rss_kb / 1024, "MiB");
+      r.add("pool start footprint: VmSize of bench/all", here.size_kb / 1024, "MiB");
+      r.add("pool start footprint: mappings of bench/all", here.mappings, "maps");
+    }
+  }
+  for (const auto method : {ipc::StartMethod::kFork, ipc::StartMethod::kExec}) {
+    auto once = [&] { return bare_children_ms(method); };
+    (void)once();
+    r.add(method == ipc::StartMethod::kFork
+              ? "pool floor in bench/all: 2 x Process::start of a no-op (fork of this program), join"
+              : "pool floor in bench/all: 2 x Process::exec of /bin/true, join",
+          bench::sample_of(kRounds, once), "ms");
+  }
 }
 
 // ---- CPU-bound map over a large shared array --------------------------------------------------------------------
@@ -444,32 +558,7 @@ void run(bench::Report& r) {
     pool.close();
     pool.join();
   }
-  // Each start method beside Python's nearest one (the harness's main started the fork server, as Python's
-  // untimed first round starts its own).
-  const struct {
-    ipc::StartMethod method;
-    const char* ours;
-    const char* python;
-  } methods[] = {{ipc::StartMethod::kFork, "fork", "fork"},
-                 {ipc::StartMethod::kForkServer, "fork server", "forkserver"},
-                 {ipc::StartMethod::kExec, "exec", "spawn"}};
-  for (const auto& m : methods) {
-    auto once = [&] { return pool_start_stop_ms(m.method); };
-    (void)once();
-    const bench::Sample ours = bench::sample_of(2 * kReps, once);
-    const bench::Sample py = python_sample("pool_start_stop", {workers, m.python}, 1e3);
-    r.add(std::string("pool: start 2 workers (") + m.ours + "), 1 apply, close, join", ours, "ms",
-          std::string("Python Pool(2) (") + m.python + "), map of 1, close, join", py);
-    r.target(std::string("pool: start+shutdown (") + m.ours + ") vs Python " + m.python + " (speed-up)",
-             py.n > 0 && ours.median > 0 ? py.median / ours.median : 0, ">=", 10);
-  }
-  for (const auto method : {ipc::StartMethod::kFork, ipc::StartMethod::kExec}) {
-    auto once = [&] { return bare_children_ms(method); };
-    (void)once();
-    r.add(method == ipc::StartMethod::kFork ? "pool floor: 2 x Process::start of a no-op (fork of this program), join"
-                                            : "pool floor: 2 x Process::exec of /bin/true, join",
-          bench::sample_of(2 * kReps, once), "ms");
-  }
+  start_rows(r);
   cpu_bound_rows(r);
   replacement_rows(r);
 }

@@ -1,8 +1,10 @@
 """Python peers for the pool rows of //bench:all (wired into python_peers.py; see POOL_PEERS).
 
-Every pool is made with the fork start method, as ipc::Pool forks its workers by default; pool_start_stop also
-takes forkserver and spawn, beside ipc::Pool's kForkServer and kExec. Each call measures once (the
-C++ side calls it several times, each in a fresh interpreter, for the median and the spread).
+Every pool is made with the fork start method, as ipc::Pool forks its workers by default; pool_start_stop_rounds
+also takes forkserver and spawn, beside ipc::Pool's kForkServer and kExec. pool_map and pool_apply_async measure once
+(the C++ side calls each several times, each in a fresh interpreter, for the median and the spread);
+pool_start_stop_rounds prints every round of one fresh interpreter and its footprint, as bench/pool_start_stop
+--rounds does for ipc::Pool.
 """
 import multiprocessing as mp
 import time
@@ -40,10 +42,23 @@ def pool_apply_async(n=20000, workers=2):
     return n / dt
 
 
-def pool_start_stop(workers=2, method="fork"):
-    """Pool(workers) with start method `method` (fork, forkserver, spawn): start, map of one item, close, join:
-    seconds (after one untimed round for the imports and, for forkserver, the server's start)."""
-    workers = int(workers)
+def _footprint():
+    """VmRSS and VmSize (kB) of this interpreter, and its count of mappings: what a fork copies page tables of."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.split()[0] if value.split() else "0"
+    with open("/proc/self/maps") as f:
+        mappings = sum(1 for _ in f)
+    return fields.get("VmRSS", "0"), fields.get("VmSize", "0"), mappings
+
+
+def pool_start_stop_rounds(workers=2, method="fork", rounds=10):
+    """As bench/pool_start_stop --rounds: one untimed round, then `rounds` rounds in this interpreter, each printed
+    as "ms <milliseconds>", after "footprint <VmRSS kB> <VmSize kB> <mappings>" taken just before the first timed
+    Pool forks. Returns the round count."""
+    workers, rounds = int(workers), int(rounds)
     context = mp.get_context(method)
 
     def once():
@@ -55,11 +70,15 @@ def pool_start_stop(workers=2, method="fork"):
         return time.perf_counter() - t
 
     once()
-    return once()
+    for i in range(rounds):
+        if i == 0:
+            print("footprint %s %s %d" % _footprint())
+        print("ms %.4f" % (once() * 1e3), flush=True)
+    return "rounds %d" % rounds
 
 
 POOL_PEERS = {
     "pool_map": pool_map,
     "pool_apply_async": pool_apply_async,
-    "pool_start_stop": pool_start_stop,
+    "pool_start_stop_rounds": pool_start_stop_rounds,
 }

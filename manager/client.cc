@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
+#include <type_traits>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -169,6 +171,186 @@ void keep_pointer_forever(void* object) {
   state.kept.push_back(object);
 }
 
+// The direct path of the hot calls (dict and namespace set and get, counter add, get and set): each is one Call
+// message, encoded into a reused buffer and appended to the connection's output (one write per event-loop turn, as
+// everything else), and its Return is matched by question id to a slot of this table, decoded there, and answered
+// with a Finish. The wire is the same Cap'n Proto RPC the server already serves (Call to the imported object,
+// Return, Finish); what it saves is the client's RPC machinery per call: the request and response objects, the
+// question table entry, the pipeline and its promise nodes (measured: 20.3 k -> 3.8 k instructions and 34 -> 0.07
+// allocations per pipelined call).
+// Question ids start at DirectReturns::kFirstQuestionId, so they never meet the RPC system's own.
+// Calls through the RPC system and direct calls on one connection reach the server in the order they were made.
+// When the connection ends, every call still waiting fails with DISCONNECTED (the Client maps it to
+// Disconnected, naming the address), as the RPC system fails its own.
+class DirectCalls final : public DirectReturns {
+ public:
+  // Reads a call's results into its slot (runs when the Return arrives; an exception fails the call).
+  struct Slot;
+  using Decode = void (*)(capnp::AnyPointer::Reader results, Slot& slot);
+  struct Slot {
+    enum class State : std::uint8_t { kFree, kWaiting, kDone, kDropped };
+    State state = State::kFree;
+    Decode decode = nullptr;
+    kj::Maybe<kj::Exception> failure;
+    std::optional<Value> value;  // Dict.get's, Namespace.getAttr's
+    std::int64_t number = 0;     // Counter.add's and get's
+  };
+
+  DirectCalls(SocketVatNetwork& network, const std::string& context) : network_(network), context_(context) {}
+
+  // Sends `Interface`'s method `method_id` to the object imported as `import_id`, its parameters filled by `fill`
+  // (a Params builder); returns the call's slot. On a connection that already ended, the call fails at once.
+  template <typename Params, typename Fill>
+  DirectCall call(std::uint32_t import_id, std::uint64_t interface_id, std::uint16_t method_id,
+                  capnp::MessageSize size, Fill&& fill, Decode decode) {
+    const std::uint32_t index = take_slot(decode);
+    Slot& slot = slots_[index];
+    if (ended_ != nullptr || !network_.can_send()) {
+      complete(slot, failure_of_end());
+      return DirectCall{index};
+    }
+    // The RPC envelope (Message, Call, target, payload) adds a few words to the parameters.
+    constexpr std::uint64_t kEnvelopeWords = 12;
+    const std::uint64_t words = size.wordCount + kEnvelopeWords;
+    auto build = [&](capnp::MessageBuilder& message) {
+      auto call = message.initRoot<capnp::rpc::Message>().initCall();
+      call.setQuestionId(DirectReturns::kFirstQuestionId + index);
+      call.initTarget().setImportedCap(import_id);
+      call.setInterfaceId(interface_id);
+      call.setMethodId(method_id);
+      fill(call.initParams().getContent().template initAs<Params>());
+      network_.send_direct(message);
+    };
+    if (words <= kScratchWords) {
+      // The builder zeroes what it used of a first segment it was given when it goes: ready for the next call.
+      capnp::MallocMessageBuilder message(kj::arrayPtr(scratch_.get(), kScratchWords));
+      build(message);
+    } else {
+      capnp::MallocMessageBuilder message(static_cast<unsigned>(words));
+      build(message);
+    }
+    return DirectCall{index};
+  }
+
+  bool done(DirectCall call) const { return slots_[call.slot].state == Slot::State::kDone; }
+  Slot& slot(DirectCall call) { return slots_[call.slot]; }
+  void release(DirectCall call) {
+    Slot& s = slots_[call.slot];
+    if (s.state == Slot::State::kWaiting) {
+      s.state = Slot::State::kDropped;  // freed when its Return arrives
+      return;
+    }
+    free_slot(call.slot);
+  }
+  // Resolves at the next reply to a direct call, or the connection's end (one waiter at a time: the owner thread).
+  kj::Promise<void> next_completion() {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    waiter_ = kj::mv(paf.fulfiller);
+    return kj::mv(paf.promise);
+  }
+
+  // DirectReturns
+  void returned(capnp::rpc::Return::Reader ret) override {
+    const std::uint32_t index = ret.getAnswerId() - DirectReturns::kFirstQuestionId;
+    // A Return for a question not in flight is the server's protocol error; there is nothing to complete.
+    if (index >= slots_.size()) return;
+    Slot& slot = slots_[index];
+    if (slot.state != Slot::State::kWaiting && slot.state != Slot::State::kDropped) return;
+    send_finish(ret.getAnswerId());
+    if (slot.state == Slot::State::kDropped) {
+      free_slot(index);
+      return;
+    }
+    kj::Maybe<kj::Exception> failure;
+    switch (ret.which()) {
+      case capnp::rpc::Return::RESULTS: {
+        auto content = ret.getResults().getContent();
+        failure = kj::runCatchingExceptions([&] { slot.decode(content, slot); });
+        break;
+      }
+      case capnp::rpc::Return::EXCEPTION: {
+        // As Cap'n Proto's RPC system turns a remote exception into a local one.
+        auto e = ret.getException();
+        failure = kj::Exception(static_cast<kj::Exception::Type>(e.getType()), "(remote)", 0,
+                                kj::str("remote exception: ", e.getReason()));
+        break;
+      }
+      default:
+        failure = kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                kj::str("the manager answered a call with a kind of Return this client never asks "
+                                        "for (", static_cast<unsigned>(ret.which()), ")"));
+    }
+    complete(slot, kj::mv(failure));
+  }
+
+  void ended(const kj::Exception& why) override {
+    if (ended_ != nullptr) return;
+    ended_ = kj::cp(why);
+    for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].state == Slot::State::kWaiting) {
+        complete(slots_[i], kj::cp(why));
+      } else if (slots_[i].state == Slot::State::kDropped) {
+        free_slot(i);
+      }
+    }
+  }
+
+ private:
+  static constexpr std::size_t kScratchWords = 256;  // 2 KiB: any small call
+
+  std::uint32_t take_slot(Decode decode) {
+    std::uint32_t index;
+    if (free_.empty()) {
+      index = static_cast<std::uint32_t>(slots_.size());
+      if (index >= std::numeric_limits<std::uint32_t>::max() - DirectReturns::kFirstQuestionId) {
+        throw StateError(context_ + ": too many direct calls in flight");
+      }
+      slots_.emplace_back();
+    } else {
+      index = free_.back();
+      free_.pop_back();
+    }
+    Slot& slot = slots_[index];
+    slot.state = Slot::State::kWaiting;
+    slot.decode = decode;
+    return index;
+  }
+  void free_slot(std::uint32_t index) {
+    Slot& slot = slots_[index];
+    slot.state = Slot::State::kFree;
+    slot.failure = nullptr;
+    slot.value.reset();
+    free_.push_back(index);
+  }
+  void complete(Slot& slot, kj::Maybe<kj::Exception> failure) {
+    slot.failure = kj::mv(failure);
+    slot.state = Slot::State::kDone;
+    if (waiter_.get() != nullptr) {
+      waiter_->fulfill();
+      waiter_ = nullptr;
+    }
+  }
+  kj::Exception failure_of_end() const {
+    KJ_IF_MAYBE(e, ended_) { return kj::cp(*e); }
+    return KJ_EXCEPTION(DISCONNECTED, "Peer disconnected.");
+  }
+  // The server keeps a question's answer until the caller says it is done with it: at once, here.
+  void send_finish(std::uint32_t question_id) {
+    capnp::word buffer[8] = {};
+    capnp::MallocMessageBuilder message(kj::arrayPtr(buffer, 8));
+    message.initRoot<capnp::rpc::Message>().initFinish().setQuestionId(question_id);
+    network_.send_direct(message);
+  }
+
+  SocketVatNetwork& network_;
+  const std::string& context_;
+  std::vector<Slot> slots_;  // index = question id - kFirstQuestionId
+  std::vector<std::uint32_t> free_;
+  std::unique_ptr<capnp::word[]> scratch_{new capnp::word[kScratchWords]()};  // all zero between calls
+  kj::Own<kj::PromiseFulfiller<void>> waiter_;
+  kj::Maybe<kj::Exception> ended_;  // set once the connection ended
+};
+
 // One authenticated connection, used by the thread that made it, in the process that made it.
 class Session {
  public:
@@ -187,6 +369,7 @@ class Session {
       try {
         network_ = kj::heap<SocketVatNetwork>(loop_->port, kj::AutoCloseFd(socket_),
                                               capnp::rpc::twoparty::Side::CLIENT, options);
+        network_->set_direct_returns(&direct_calls_.emplace(*network_, context_));
       } catch (...) {
         unlist_socket(socket_);
         throw;
@@ -233,6 +416,8 @@ class Session {
 
   kj::WaitScope& wait_scope() { return *loop_->scope; }
   wire::Manager::Client& manager() { return *manager_; }
+  SocketVatNetwork& network() { return *network_; }
+  DirectCalls& direct_calls() { return *direct_calls_; }
   const std::string& context() const { return context_; }
   std::uint64_t max_message_bytes() const { return max_message_bytes_; }
 
@@ -277,6 +462,7 @@ class Session {
   std::shared_ptr<ThreadLoop> loop_;
   std::string context_;
   int socket_ = -1;
+  std::optional<DirectCalls> direct_calls_;  // before network_: the network tells it of the connection's end
   kj::Own<SocketVatNetwork> network_;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
   std::optional<wire::Manager::Client> manager_;
@@ -356,6 +542,56 @@ void poll_briefly(kj::FunctionParam<bool()> ready) {
 kj::WaitScope& wait_scope(Session& s) { return s.wait_scope(); }
 void rethrow(Session& s, const kj::Exception& e) { rethrow_as_ipc_error(e, s.context()); }
 bool made_here(const Session& s) noexcept { return s.generation == fork_generation(); }
+
+namespace {
+// Waits until `call` has its reply: polls briefly, then sleeps until the next reply or the connection's end.
+DirectCalls::Slot& await_direct(Session& s, DirectCall call) {
+  s.check_usable();
+  DirectCalls& calls = s.direct_calls();
+  if (!calls.done(call)) {
+    try {
+      kj::WaitScope& scope = s.wait_scope();
+      poll_briefly([&] {
+        scope.poll();
+        return calls.done(call);
+      });
+      while (!calls.done(call)) calls.next_completion().wait(scope);
+    } catch (const kj::Exception& e) {
+      calls.release(call);  // the Future is spent: its slot goes when the reply is in
+      rethrow_as_ipc_error(e, s.context());
+    }
+  }
+  DirectCalls::Slot& slot = calls.slot(call);
+  KJ_IF_MAYBE(failure, slot.failure) {
+    kj::Exception e = kj::mv(*failure);
+    calls.release(call);
+    rethrow_as_ipc_error(e, s.context());
+  }
+  return slot;
+}
+}  // namespace
+
+template <typename T>
+  requires kDirectResult<T>
+T take_direct(Session& s, DirectCall call) {
+  DirectCalls::Slot& slot = await_direct(s, call);
+  if constexpr (std::is_same_v<T, void>) {
+    s.direct_calls().release(call);
+  } else {
+    T out;
+    if constexpr (std::is_same_v<T, std::int64_t>) {
+      out = slot.number;
+    } else {
+      out = std::move(slot.value);
+    }
+    s.direct_calls().release(call);
+    return out;
+  }
+}
+template void take_direct<void>(Session&, DirectCall);
+template std::optional<Value> take_direct<std::optional<Value>>(Session&, DirectCall);
+template std::int64_t take_direct<std::int64_t>(Session&, DirectCall);
+void drop_direct(Session& s, DirectCall call) noexcept { s.direct_calls().release(call); }
 const std::shared_ptr<Session>& current_session(Endpoint& e) { return e.session(); }
 
 }  // namespace detail
@@ -377,6 +613,16 @@ auto send(detail::Session& s, Request&& request) {
   s.check_usable();
   s.check_size(request.totalSize());
   return request.send();
+}
+
+// A hot call on the direct path (detail::DirectCalls), with the checks every request gets (send above).
+template <typename Params, typename Fill>
+detail::DirectCall direct(detail::Session& s, std::uint32_t import_id, std::uint64_t interface_id,
+                          std::uint16_t method_id, capnp::MessageSize size, Fill&& fill,
+                          detail::DirectCalls::Decode decode) {
+  s.check_usable();
+  s.check_size(size);
+  return s.direct_calls().call<Params>(import_id, interface_id, method_id, size, std::forward<Fill>(fill), decode);
 }
 
 // Size hints for requests. Without one, Cap'n Proto allocates and zeroes an 8 KiB first segment for every request,
@@ -426,6 +672,28 @@ std::optional<Value> found_value(const Results& r) {
   return from_wire(r.getValue());
 }
 
+// The direct path's methods (ordinals in manager.capnp) and how their results are read into a call's slot.
+constexpr std::uint16_t kDictSet = 0;
+constexpr std::uint16_t kDictGet = 1;
+constexpr std::uint16_t kNamespaceSetAttr = 0;
+constexpr std::uint16_t kNamespaceGetAttr = 1;
+constexpr std::uint16_t kCounterAdd = 0;
+constexpr std::uint16_t kCounterGet = 1;
+constexpr std::uint16_t kCounterSet = 2;
+void decode_nothing(capnp::AnyPointer::Reader, detail::DirectCalls::Slot&) {}
+void decode_dict_get(capnp::AnyPointer::Reader results, detail::DirectCalls::Slot& slot) {
+  slot.value = found_value(results.getAs<wire::Dict::GetResults>());
+}
+void decode_namespace_get(capnp::AnyPointer::Reader results, detail::DirectCalls::Slot& slot) {
+  slot.value = found_value(results.getAs<wire::Namespace::GetAttrResults>());
+}
+void decode_counter_add(capnp::AnyPointer::Reader results, detail::DirectCalls::Slot& slot) {
+  slot.number = results.getAs<wire::Counter::AddResults>().getValue();
+}
+void decode_counter_get(capnp::AnyPointer::Reader results, detail::DirectCalls::Slot& slot) {
+  slot.number = results.getAs<wire::Counter::GetResults>().getValue();
+}
+
 Value::Map to_map(capnp::List<wire::Entry>::Reader entries) {
   Value::Map out;
   for (auto e : entries) out.insert_or_assign(str(e.getKey()), from_wire(e.getValue()));
@@ -445,24 +713,30 @@ void fill_entries(const Value::Map& map, capnp::List<wire::Entry>::Builder out) 
 
 // ---- Client ----
 
-capnp::Capability::Client detail::open_object(Session& s, std::string_view name, Kind kind, Open mode,
-                                              std::uint64_t max_size) {
+detail::OpenedObject detail::open_object(Session& s, std::string_view name, Kind kind, Open mode,
+                                         std::uint64_t max_size) {
   auto request = s.manager().openRequest(words(name));
   request.setName(text(name));
   request.setKind(to_wire(kind));
   request.setCreate(mode == Open::kCreate);
   request.setMaxSize(max_size);
-  auto response = s.wait(send(s, request));
+  const std::uint64_t calls_before = s.network().calls_sent();
+  auto promise = send(s, request);
+  // Manager.open is method 0 of Manager (manager.capnp).
+  s.network().watch_last_call(calls_before, capnp::typeId<wire::Manager>(), 0);
+  auto response = s.wait(kj::mv(promise));
+  std::optional<std::uint32_t> import_id;
+  KJ_IF_MAYBE(id, s.network().take_opened_import()) { import_id = *id; }
   auto object = response.getObject();
   switch (object.which()) {
-    case wire::Object::DICT: return object.getDict();
-    case wire::Object::LIST: return object.getList();
-    case wire::Object::NAMESPACE: return object.getNamespace();
-    case wire::Object::QUEUE: return object.getQueue();
-    case wire::Object::LOCK: return object.getLock();
-    case wire::Object::EVENT: return object.getEvent();
-    case wire::Object::VALUE: return object.getValue();
-    case wire::Object::COUNTER: return object.getCounter();
+    case wire::Object::DICT: return {object.getDict(), import_id};
+    case wire::Object::LIST: return {object.getList(), import_id};
+    case wire::Object::NAMESPACE: return {object.getNamespace(), import_id};
+    case wire::Object::QUEUE: return {object.getQueue(), import_id};
+    case wire::Object::LOCK: return {object.getLock(), import_id};
+    case wire::Object::EVENT: return {object.getEvent(), import_id};
+    case wire::Object::VALUE: return {object.getValue(), import_id};
+    case wire::Object::COUNTER: return {object.getCounter(), import_id};
   }
   throw Unsupported(s.context() + ": the server returned an object kind this client does not know");
 }
@@ -540,12 +814,23 @@ capnp::Capability::Client Client::service(std::string_view name) {
 
 Future<void> DictProxy::set_async(std::string_view key, const Value& value) {
   auto& s = h_.use();
+  if (auto id = h_.import_id()) {
+    auto fill = [&](wire::Dict::SetParams::Builder params) { keyed(params, key, value); };
+    return Future<void>(h_.session(), direct<wire::Dict::SetParams>(s, *id, capnp::typeId<wire::Dict>(), kDictSet,
+                                                                     words(key, value), fill, decode_nothing));
+  }
   auto request = keyed(h_.cap().setRequest(words(key, value)), key, value);
   return Future<void>(h_.session(), send(s, request).ignoreResult());
 }
 
 Future<std::optional<Value>> DictProxy::get_async(std::string_view key) {
   auto& s = h_.use();
+  if (auto id = h_.import_id()) {
+    auto fill = [&](wire::Dict::GetParams::Builder params) { keyed(params, key); };
+    return Future<std::optional<Value>>(
+        h_.session(), direct<wire::Dict::GetParams>(s, *id, capnp::typeId<wire::Dict>(), kDictGet, words(key), fill,
+                                                    decode_dict_get));
+  }
   return Future<std::optional<Value>>(
       h_.session(), send(s, keyed(h_.cap().getRequest(words(key)), key))
                         .then([](capnp::Response<wire::Dict::GetResults> r) { return found_value(r); }));
@@ -647,11 +932,23 @@ void ListProxy::clear() {
 
 void NamespaceProxy::set(std::string_view attr, const Value& value) {
   auto& s = h_.use();
+  if (auto id = h_.import_id()) {
+    auto fill = [&](wire::Namespace::SetAttrParams::Builder params) { keyed(params, attr, value); };
+    return detail::take_direct<void>(
+        s, direct<wire::Namespace::SetAttrParams>(s, *id, capnp::typeId<wire::Namespace>(), kNamespaceSetAttr,
+                                                  words(attr, value), fill, decode_nothing));
+  }
   s.wait(send(s, keyed(h_.cap().setAttrRequest(words(attr, value)), attr, value)));
 }
 
 std::optional<Value> NamespaceProxy::get(std::string_view attr) {
   auto& s = h_.use();
+  if (auto id = h_.import_id()) {
+    auto fill = [&](wire::Namespace::GetAttrParams::Builder params) { keyed(params, attr); };
+    return detail::take_direct<std::optional<Value>>(
+        s, direct<wire::Namespace::GetAttrParams>(s, *id, capnp::typeId<wire::Namespace>(), kNamespaceGetAttr,
+                                                  words(attr), fill, decode_namespace_get));
+  }
   return found_value(s.wait(send(s, keyed(h_.cap().getAttrRequest(words(attr)), attr))));
 }
 
@@ -810,6 +1107,12 @@ CompareExchangeResult ValueProxy::compare_exchange(const Value& expected, const 
 
 Future<std::int64_t> CounterProxy::add_async(std::int64_t delta) {
   auto& s = h_.use();
+  if (auto id = h_.import_id()) {
+    auto fill = [&](wire::Counter::AddParams::Builder params) { params.setDelta(delta); };
+    return Future<std::int64_t>(h_.session(), direct<wire::Counter::AddParams>(s, *id, capnp::typeId<wire::Counter>(),
+                                                                               kCounterAdd, kSmallRequest, fill,
+                                                                               decode_counter_add));
+  }
   auto request = h_.cap().addRequest(kSmallRequest);
   request.setDelta(delta);
   return Future<std::int64_t>(
@@ -818,11 +1121,23 @@ Future<std::int64_t> CounterProxy::add_async(std::int64_t delta) {
 
 std::int64_t CounterProxy::get() {
   auto& s = h_.use();
+  if (auto id = h_.import_id()) {
+    auto fill = [](wire::Counter::GetParams::Builder) {};
+    return detail::take_direct<std::int64_t>(
+        s, direct<wire::Counter::GetParams>(s, *id, capnp::typeId<wire::Counter>(), kCounterGet, kSmallRequest, fill,
+                                            decode_counter_get));
+  }
   return s.wait(send(s, h_.cap().getRequest(kSmallRequest))).getValue();
 }
 
 void CounterProxy::set(std::int64_t value) {
   auto& s = h_.use();
+  if (auto id = h_.import_id()) {
+    auto fill = [&](wire::Counter::SetParams::Builder params) { params.setValue(value); };
+    return detail::take_direct<void>(s, direct<wire::Counter::SetParams>(s, *id, capnp::typeId<wire::Counter>(),
+                                                                         kCounterSet, kSmallRequest, fill,
+                                                                         decode_nothing));
+  }
   auto request = h_.cap().setRequest(kSmallRequest);
   request.setValue(value);
   s.wait(send(s, request));

@@ -37,6 +37,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <kj/async.h>
@@ -102,8 +104,29 @@ T wait_for(Session& s, kj::Promise<T>& p) {
 // This process's connection of a Client: after fork() the first call in the child connects anew (and the
 // parent's connection is left alone for good). Throws what connecting throws.
 const std::shared_ptr<Session>& current_session(Endpoint& e);
-capnp::Capability::Client open_object(Session& s, std::string_view name, Kind kind, Open mode,
-                                      std::uint64_t max_size);
+// An opened object's capability, and the id under which this connection imports it when the server hosts it
+// (what the direct path of the hot calls addresses; client.cc, DirectCalls).
+struct OpenedObject {
+  capnp::Capability::Client cap;
+  std::optional<std::uint32_t> import_id;
+};
+OpenedObject open_object(Session& s, std::string_view name, Kind kind, Open mode, std::uint64_t max_size);
+
+// A call sent on the direct path: its place in its session's table of calls in flight.
+struct DirectCall {
+  std::uint32_t slot;
+};
+// The result types of the direct calls.
+template <typename T>
+inline constexpr bool kDirectResult =
+    std::is_same_v<T, void> || std::is_same_v<T, std::optional<Value>> || std::is_same_v<T, std::int64_t>;
+// Waits for a direct call's reply (owner thread; polls briefly, as wait_for) and returns it, or throws what the
+// call failed with, mapped as wait_for maps it. Defined in client.cc.
+template <typename T>
+  requires kDirectResult<T>
+T take_direct(Session& s, DirectCall call);
+// The Future of a direct call was dropped unread: its slot is freed once the reply is in.
+void drop_direct(Session& s, DirectCall call) noexcept;
 // False in a process forked after `s` was made: there `s` is a copy of the parent's connection.
 bool made_here(const Session& s) noexcept;
 // Keeps `object` (heap) alive, and never destroys it: what a child inherited of its parent's connection must not
@@ -121,10 +144,19 @@ class ObjectHandle {
  public:
   using Cap = typename Interface::Client;
 
-  ObjectHandle(std::shared_ptr<Endpoint> endpoint, std::shared_ptr<Session> session, Cap cap, ObjectRef ref)
-      : endpoint_(std::move(endpoint)), session_(std::move(session)), cap_(kj::mv(cap)), ref_(std::move(ref)) {}
+  ObjectHandle(std::shared_ptr<Endpoint> endpoint, std::shared_ptr<Session> session, OpenedObject opened,
+               ObjectRef ref)
+      : endpoint_(std::move(endpoint)),
+        session_(std::move(session)),
+        cap_(opened.cap.template castAs<Interface>()),
+        import_id_(opened.import_id),
+        ref_(std::move(ref)) {}
   ObjectHandle(ObjectHandle& other)  // capnp clients copy from non-const (a reference count)
-      : endpoint_(other.endpoint_), session_(other.session_), cap_(other.cap_), ref_(other.ref_) {}
+      : endpoint_(other.endpoint_),
+        session_(other.session_),
+        cap_(other.cap_),
+        import_id_(other.import_id_),
+        ref_(other.ref_) {}
   ObjectHandle(ObjectHandle&&) noexcept = default;
   ObjectHandle& operator=(ObjectHandle& other) {
     if (this != &other) {
@@ -132,6 +164,7 @@ class ObjectHandle {
       endpoint_ = other.endpoint_;
       session_ = other.session_;
       cap_ = other.cap_;
+      import_id_ = other.import_id_;
       ref_ = other.ref_;
     }
     return *this;
@@ -142,6 +175,7 @@ class ObjectHandle {
       endpoint_ = std::move(other.endpoint_);
       session_ = std::move(other.session_);
       cap_ = kj::mv(other.cap_);
+      import_id_ = other.import_id_;
       ref_ = std::move(other.ref_);
     }
     return *this;
@@ -155,15 +189,19 @@ class ObjectHandle {
     return *current;
   }
   Cap& cap() { return cap_; }
+  // The id the direct path addresses the object by on session(); nullopt: use cap() (the server did not host it
+  // plainly, or the open could not be matched with its reply). Valid while cap_ holds the import.
+  std::optional<std::uint32_t> import_id() const { return import_id_; }
   const std::shared_ptr<Session>& session() const { return session_; }
 
  private:
   // Only in a forked child: the object as this process's connection sees it.
   void reopen(const std::shared_ptr<Session>& current) {
     check_usable(*current);
-    Cap fresh = open_object(*current, ref_.name, ref_.kind, Open::kExisting, 0).template castAs<Interface>();
+    OpenedObject fresh = open_object(*current, ref_.name, ref_.kind, Open::kExisting, 0);
     keep_if_inherited();
-    cap_ = kj::mv(fresh);
+    cap_ = fresh.cap.template castAs<Interface>();
+    import_id_ = fresh.import_id;
     session_ = current;
   }
   void keep_if_inherited() {
@@ -173,42 +211,71 @@ class ObjectHandle {
   std::shared_ptr<Endpoint> endpoint_;
   std::shared_ptr<Session> session_;  // the connection cap_ belongs to
   Cap cap_;
+  std::optional<std::uint32_t> import_id_;
   ObjectRef ref_;
 };
 }  // namespace detail
 
-// The reply of an `_async` call. Single use: get() once. Dropping it without get() does not cancel a call that
-// already reached the server. It belongs to the process that made it: in a forked child get() throws
-// ipc::StateError, and dropping it there leaves the parent's call alone.
+// The reply of an `_async` call. Single use: get() once (a second get() throws ipc::StateError). Dropping it
+// without get() does not cancel a call that already reached the server. It belongs to the process that made it:
+// in a forked child get() throws ipc::StateError, and dropping it there leaves the parent's call alone.
+// Inside, a call is either a Cap'n Proto promise or, for the hot calls, a slot of the connection's direct path.
 template <typename T>
 class [[nodiscard]] Future {
  public:
   Future(std::shared_ptr<detail::Session> session, kj::Promise<T> promise)
-      : session_(std::move(session)), promise_(kj::mv(promise)) {}
-  Future(Future&&) noexcept = default;
+      : session_(std::move(session)), promise_(kj::mv(promise)), has_promise_(true) {}
+  Future(std::shared_ptr<detail::Session> session, detail::DirectCall call)
+      : session_(std::move(session)), promise_(nullptr), direct_(call) {}
+  Future(Future&& other) noexcept
+      : session_(std::move(other.session_)),
+        promise_(kj::mv(other.promise_)),
+        has_promise_(std::exchange(other.has_promise_, false)),
+        direct_(std::exchange(other.direct_, std::nullopt)) {}
   Future& operator=(Future&& other) noexcept {
     if (this != &other) {
-      keep_if_inherited();
+      let_go();
       promise_ = kj::mv(other.promise_);
+      has_promise_ = std::exchange(other.has_promise_, false);
+      direct_ = std::exchange(other.direct_, std::nullopt);
       session_ = std::move(other.session_);
     }
     return *this;
   }
-  ~Future() { keep_if_inherited(); }
+  ~Future() { let_go(); }
 
   // Waits for the reply (owner thread). Throws what the blocking form would.
-  T get() { return detail::wait_for(*session_, promise_); }
-
-  // The underlying promise, for KJ combinators (the Future is spent).
-  kj::Promise<T> release() && { return kj::mv(promise_); }
+  T get() {
+    if constexpr (detail::kDirectResult<T>) {
+      if (direct_) {
+        detail::DirectCall call = *direct_;
+        detail::check_usable(*session_);  // a refused get() (another thread, a forked child) leaves the call here
+        direct_.reset();
+        return detail::take_direct<T>(*session_, call);
+      }
+    }
+    if (!has_promise_) throw StateError("Future::get: the reply was already taken");
+    has_promise_ = false;
+    return detail::wait_for(*session_, promise_);
+  }
 
  private:
-  void keep_if_inherited() {
-    if (session_ && !detail::made_here(*session_)) detail::keep_forever(kj::mv(promise_));
+  // A forked child keeps the parent's promise and leaves the parent's direct call alone (never destroys either).
+  void let_go() {
+    if (!session_) return;
+    if (!detail::made_here(*session_)) {
+      if (has_promise_) detail::keep_forever(kj::mv(promise_));
+      has_promise_ = false;
+      return;
+    }
+    if (direct_) detail::drop_direct(*session_, *direct_);
+    direct_.reset();
   }
 
   std::shared_ptr<detail::Session> session_;  // declared first: destroyed after the promise
   kj::Promise<T> promise_;
+  bool has_promise_ = false;  // promise_ holds a call not yet taken
+  std::optional<detail::DirectCall> direct_;
 };
 
 class DictProxy {
@@ -506,8 +573,8 @@ class Client {
   template <typename Interface>
   detail::ObjectHandle<Interface> handle(std::string_view name, Kind kind, Open mode, std::uint64_t max_size) {
     const auto& s = detail::current_session(*endpoint_);
-    auto cap = detail::open_object(*s, name, kind, mode, max_size).template castAs<Interface>();
-    return detail::ObjectHandle<Interface>(endpoint_, s, kj::mv(cap), ObjectRef{std::string(name), kind});
+    return detail::ObjectHandle<Interface>(endpoint_, s, detail::open_object(*s, name, kind, mode, max_size),
+                                           ObjectRef{std::string(name), kind});
   }
   capnp::Capability::Client service(std::string_view name);
 

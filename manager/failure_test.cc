@@ -4,13 +4,17 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <optional>
 #include <set>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "ipc/base/process.h"
 #include "manager/client.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::manager::Client;
@@ -158,6 +162,53 @@ TEST_CASE("a pending call fails with Disconnected when the server is killed, and
   CHECK_THROWS_WITH(d.set("k", 1), Catch::Contains(server.address()));
   CHECK_THROWS_AS(ev.wait(), ipc::manager::Disconnected);
   CHECK_THROWS_AS(client.dict("other"), ipc::manager::Disconnected);
+  CHECK(server.stop() == -SIGKILL);
+}
+
+// The direct path's calls (dict set and get, counter add, and the others) are matched to their replies by the client itself: when
+// the connection ends, every one still waiting must fail as the RPC system's own calls do. The server is stopped
+// (SIGSTOP) so that the calls are surely in flight when it is killed. In a child, so that a hang is reported.
+TEST_CASE("direct calls in flight fail with Disconnected naming the address when the server is killed",
+          "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
+  auto client_process = run_child([&] {
+    Client client(server.address(), server.key());
+    auto d = client.dict("d");
+    auto c = client.counter("c");
+    d.set("k", 1);
+    if (::kill(server.pid(), SIGSTOP) != 0) return 100;
+    // kill() returns before the server stops: a server still polling its socket would answer the first calls.
+    if (!ipc::test::wait_until([&] { return ipc::test::stopped(server.pid()); })) return 102;
+    std::vector<ipc::manager::Future<void>> sets;
+    std::vector<ipc::manager::Future<std::optional<Value>>> gets;
+    std::vector<ipc::manager::Future<std::int64_t>> adds;
+    for (int i = 0; i < 100; ++i) {
+      sets.push_back(d.set_async("k", i));
+      gets.push_back(d.get_async("k"));
+      adds.push_back(c.add_async(1));
+    }
+    if (::kill(server.pid(), SIGKILL) != 0) return 101;
+    int not_disconnected = 0;
+    auto expect_disconnected = [&](auto& future) {
+      try {
+        future.get();
+        ++not_disconnected;
+      } catch (const ipc::manager::Disconnected& e) {
+        if (std::string(e.what()).find(server.address()) == std::string::npos) ++not_disconnected;
+      }
+    };
+    for (auto& f : sets) expect_disconnected(f);
+    for (auto& f : gets) expect_disconnected(f);
+    for (auto& f : adds) expect_disconnected(f);
+    auto later = d.get_async("k");  // on a connection known to be gone: fails at once
+    expect_disconnected(later);
+    return not_disconnected;
+  });
+  const std::optional<int> code = client_process.join(ipc::test::time_left());
+  if (!code) FAIL("the client process did not finish: a direct call waits on a dead connection");
+  CHECK(*code == 0);
   CHECK(server.stop() == -SIGKILL);
 }
 

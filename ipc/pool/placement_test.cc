@@ -186,6 +186,25 @@ TEST_CASE("the placement report gives the pages of each worker's queue and arena
   CHECK(p.queue_pages.pages_on(home) + p.queue_pages.pages_not_present == p.queue_pages.total_pages);
 }
 
+TEST_CASE("a worker reserves its arena at its first worker_scratch() call, not when it starts", "[pool][scratch]") {
+  ipc::PoolOptions o;
+  o.start_method = ipc::test::kStartMethod;
+  o.workers = 1;
+  o.scratch_bytes = 4u << 20;
+  ipc::Pool pool(o);
+  // A task that never asks: nothing reserved (a worker that had reserved it would have said so before this result).
+  REQUIRE(pool.apply(cpu_now, 0) >= 0);
+  REQUIRE(pool.placement().size() == 1);
+  CHECK(pool.placement().at(0).scratch_pages.total_pages == 0);
+  // The first call reserves it, and the pool hears where it is before that task's result.
+  REQUIRE(pool.apply(use_scratch, size_t{1000}) == 0);
+  const auto scratch = pool.placement().at(0).scratch_pages;
+  INFO("scratch " << scratch.to_string());
+  CHECK(scratch.total_pages >= (4u << 20) / kPageBytes);
+  CHECK(scratch.pages_not_present < scratch.total_pages);  // the page the task touched is there
+  CHECK(pool.apply(use_scratch, size_t{1000}) == 0);        // reset after the task, as before
+}
+
 TEST_CASE("worker_scratch outside a worker, or in a pool without arenas, is a StateError", "[pool][scratch]") {
   CHECK_THROWS_AS(ipc::worker_scratch(), ipc::StateError);
   ipc::PoolOptions o;

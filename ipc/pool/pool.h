@@ -107,8 +107,9 @@ struct PoolOptions {
   // How workers start (ipc/pool/init.h): kFork (default), kForkServer (needs ipc::start_fork_server() at the top
   // of main) or kExec (needs ipc::init(argc, argv) as main's first line). Else StateError at construction.
   StartMethod start_method = StartMethod::kFork;
-  // Each worker's scratch arena (ipc::worker_scratch(), ipc/pool/worker.h): bytes of address space, pages used
-  // only when a task touches them, on the worker's node when placed; reset when each task (chunk) ends. 0: none.
+  // Each worker's scratch arena (ipc::worker_scratch(), ipc/pool/worker.h): bytes of address space, reserved by
+  // the worker's first worker_scratch() call, pages used only when a task touches them, on the worker's node when
+  // placed; reset when each task (chunk) ends. 0: none.
   uint64_t scratch_bytes = uint64_t{64} << 20;
 };
 
@@ -799,7 +800,8 @@ class Pool : public detail::PoolMethods {
   // Workers started so far, replacements included.
   uint64_t workers_started() const { return core_->workers_started(); }
   // The live workers' pid, NUMA node (-1 without placement), the CPUs they are pinned to, and the pages of their
-  // pipe's rings and of their scratch arena per node (read now, from the kernel).
+  // pipe's rings and of their scratch arena per node (read now, from the kernel; no arena pages for a worker
+  // whose tasks never called worker_scratch()).
   std::vector<detail::PoolCore::WorkerPlace> placement() const { return core_->placement(); }
   // {hinted tasks that ran on their node, hinted tasks} so far: the locality achieved.
   std::pair<uint64_t, uint64_t> hinted_at_home() const { return core_->hinted_at_home(); }

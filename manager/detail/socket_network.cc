@@ -138,7 +138,10 @@ class SocketVatNetwork::Outgoing final : public capnp::OutgoingRpcMessage {
   void setFds(kj::Array<int> fds) override {
     KJ_REQUIRE(fds.size() == 0, "file descriptors cannot be sent to or from a Manager");
   }
-  void send() override { network_.send(*message_, kj::mv(receipt_)); }
+  void send() override {
+    if (network_.direct_ != nullptr) network_.note_outgoing(*message_);
+    network_.send(*message_, kj::mv(receipt_));
+  }
   size_t sizeInWords() override { return message_->sizeInWords(); }
   void track(kj::Own<Receipt> receipt) { receipt_ = kj::mv(receipt); }
 
@@ -203,6 +206,7 @@ SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, 
 }
 
 SocketVatNetwork::~SocketVatNetwork() noexcept(false) {
+  end_direct(KJ_EXCEPTION(DISCONNECTED, "the connection to the manager was closed"));
   ref_->network = nullptr;
   settle_deliveries();
 }
@@ -257,34 +261,107 @@ kj::Own<capnp::OutgoingRpcMessage> SocketVatNetwork::newOutgoingMessage(unsigned
 // ---- reading ----
 
 kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
-  const std::size_t available = in_end_ - in_begin_;
-  if (available < 8) return nullptr;
-  const kj::byte* p = in_.data() + in_begin_;
-  std::uint32_t segments = load_u32(p) + 1;
-  if (segments == 0 || segments > kMaxSegments) {
-    KJ_FAIL_REQUIRE("Message has too many segments.", segments);
+  // A loop: Returns to direct calls are consumed here, and the next message is looked at.
+  for (;;) {
+    const std::size_t available = in_end_ - in_begin_;
+    if (available < 8) return nullptr;
+    const kj::byte* p = in_.data() + in_begin_;
+    std::uint32_t segments = load_u32(p) + 1;
+    if (segments == 0 || segments > kMaxSegments) {
+      KJ_FAIL_REQUIRE("Message has too many segments.", segments);
+    }
+    std::size_t header_bytes = (4 * (1 + std::size_t{segments}) + 7) & ~std::size_t{7};
+    if (available < header_bytes) return nullptr;
+    std::uint64_t body_words = 0;
+    for (std::uint32_t i = 0; i < segments; ++i) body_words += load_u32(p + 4 + 4 * i);
+    // Refused on the announced size, before the body is read or buffered.
+    const std::uint64_t body_bytes = body_words * sizeof(capnp::word);
+    if (handshake_message_bytes_ != 0 && body_bytes > handshake_message_bytes_) {
+      throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                          kj::str("refused a message of ", body_bytes, " bytes before authentication (until the "
+                                  "peer authenticates, messages are limited to ", handshake_message_bytes_, " bytes)"));
+    }
+    if (body_words > options_.traversalLimitInWords) {
+      throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                          kj::str("refused a message of ", body_bytes, " bytes: it exceeds this connection's limit of ",
+                                  options_.traversalLimitInWords * sizeof(capnp::word), " bytes"));
+    }
+    std::size_t total = header_bytes + body_bytes;
+    if (available < total) return nullptr;  // the buffer grows as the rest arrives (receiveIncomingMessage)
+    // Frames are whole words and the buffer starts word-aligned (operator new), so every frame is word-aligned.
+    const auto* words = reinterpret_cast<const capnp::word*>(p);
+    if (direct_ != nullptr && take_if_direct(words, total / sizeof(capnp::word))) {
+      in_begin_ += total;
+      continue;
+    }
+    auto message = kj::heap<Incoming>(pool_, p, total / sizeof(capnp::word), options_);
+    in_begin_ += total;
+    return kj::Own<capnp::IncomingRpcMessage>(kj::mv(message));
   }
-  std::size_t header_bytes = (4 * (1 + std::size_t{segments}) + 7) & ~std::size_t{7};
-  if (available < header_bytes) return nullptr;
-  std::uint64_t body_words = 0;
-  for (std::uint32_t i = 0; i < segments; ++i) body_words += load_u32(p + 4 + 4 * i);
-  // Refused on the announced size, before the body is read or buffered.
-  const std::uint64_t body_bytes = body_words * sizeof(capnp::word);
-  if (handshake_message_bytes_ != 0 && body_bytes > handshake_message_bytes_) {
-    throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                        kj::str("refused a message of ", body_bytes, " bytes before authentication (until the "
-                                "peer authenticates, messages are limited to ", handshake_message_bytes_, " bytes)"));
+}
+
+// Client side: a Return to a direct question goes to the direct calls, not to the RPC system (which never asked
+// it). Everything else passes on, after a look at what the direct path needs: the capability an open returned,
+// and an Abort's reason.
+bool SocketVatNetwork::take_if_direct(const capnp::word* words, std::size_t count) {
+  capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, count), options_);
+  auto message = reader.getRoot<capnp::rpc::Message>();
+  if (message.isAbort()) {
+    auto abort = message.getAbort();
+    abort_ = kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                           kj::str("the manager ended the connection: ", abort.getReason()));
+    return false;
   }
-  if (body_words > options_.traversalLimitInWords) {
-    throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                        kj::str("refused a message of ", body_bytes, " bytes: it exceeds this connection's limit of ",
-                                options_.traversalLimitInWords * sizeof(capnp::word), " bytes"));
+  if (!message.isReturn()) return false;
+  auto ret = message.getReturn();
+  if (ret.getAnswerId() >= DirectReturns::kFirstQuestionId) {
+    direct_->returned(ret);
+    return true;
   }
-  std::size_t total = header_bytes + body_bytes;
-  if (available < total) return nullptr;  // the buffer grows as the rest arrives (receiveIncomingMessage)
-  auto message = kj::heap<Incoming>(pool_, p, total / sizeof(capnp::word), options_);
-  in_begin_ += total;
-  return kj::Own<capnp::IncomingRpcMessage>(kj::mv(message));
+  KJ_IF_MAYBE(watched, watched_open_) {
+    if (*watched == ret.getAnswerId()) {
+      watched_open_ = nullptr;
+      if (ret.isResults()) {
+        auto caps = ret.getResults().getCapTable();
+        if (caps.size() == 1 && caps[0].isSenderHosted()) opened_import_ = caps[0].getSenderHosted();
+      }
+    }
+  }
+  return false;
+}
+
+void SocketVatNetwork::note_outgoing(capnp::MessageBuilder& message) {
+  auto root = message.getRoot<capnp::rpc::Message>().asReader();
+  if (!root.isCall()) return;
+  auto call = root.getCall();
+  ++calls_sent_;
+  last_call_question_ = call.getQuestionId();
+  last_call_interface_ = call.getInterfaceId();
+  last_call_method_ = call.getMethodId();
+}
+
+void SocketVatNetwork::watch_last_call(std::uint64_t calls_before, std::uint64_t interface_id,
+                                       std::uint16_t method_id) {
+  opened_import_ = nullptr;
+  watched_open_ = nullptr;
+  if (calls_sent_ == calls_before + 1 && last_call_interface_ == interface_id && last_call_method_ == method_id) {
+    watched_open_ = last_call_question_;
+  }
+}
+
+kj::Maybe<std::uint32_t> SocketVatNetwork::take_opened_import() {
+  auto out = opened_import_;
+  opened_import_ = nullptr;
+  return out;
+}
+
+void SocketVatNetwork::end_direct(const kj::Exception& why) {
+  if (direct_ == nullptr) return;
+  KJ_IF_MAYBE(abort, abort_) {
+    direct_->ended(*abort);
+  } else {
+    direct_->ended(why);
+  }
 }
 
 kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::receiveIncomingMessage() {
@@ -293,6 +370,7 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rec
   kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> parsed;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { parsed = try_parse(); })) {
     disposer_.failure = kj::cp(*e);
+    end_direct(*e);
     return kj::mv(*e);
   }
   if (parsed != nullptr) return kj::mv(parsed);
@@ -334,6 +412,8 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
       return receiveIncomingMessage();
     }
     if (n == 0) {
+      // As the RPC system words it for its own calls.
+      end_direct(KJ_EXCEPTION(DISCONNECTED, "Peer disconnected."));
       if (in_end_ == in_begin_) return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(nullptr);
       return KJ_EXCEPTION(DISCONNECTED, "Premature EOF inside a message.");
     }
@@ -343,7 +423,9 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
       return read_more();
     }
     if (errno == ECONNRESET) peer_reset_ = true;
-    return socket_error(errno, "read from manager socket");
+    kj::Exception error = socket_error(errno, "read from manager socket");
+    end_direct(error);
+    return kj::mv(error);
   }
 }
 
@@ -502,8 +584,10 @@ void SocketVatNetwork::settle_deliveries() {
 }
 
 kj::Promise<void> SocketVatNetwork::shutdown() {
-  // Everything sent so far still goes out, then the peer sees EOF.
+  // Everything sent so far still goes out, then the peer sees EOF. The RPC system reads no more: nothing would
+  // answer a direct call.
   shut_down_ = true;
+  end_direct(KJ_EXCEPTION(DISCONNECTED, "Peer disconnected."));
   KJ_IF_MAYBE(task, flush_task_) {
     auto pending = kj::mv(*task);
     flush_task_ = nullptr;

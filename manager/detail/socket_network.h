@@ -35,6 +35,7 @@
 
 #include <capnp/message.h>
 #include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.capnp.h>
 #include <capnp/rpc.h>
 #include <kj/async-unix.h>
 #include <kj/io.h>
@@ -57,6 +58,19 @@ constexpr std::chrono::microseconds kPollWindow{50};
 kj::Promise<void> next_received_read();
 
 class SocketVatNetwork;
+
+// Client side: calls sent past the RPC system (send_direct), answered by Returns the network hands here instead of
+// to the RPC system. Their question ids start at kFirstQuestionId, far above the RPC system's own (which count up
+// from 0 and reuse the lowest free one), so the two never meet on the server's answer table.
+class DirectReturns {
+ public:
+  static constexpr std::uint32_t kFirstQuestionId = std::uint32_t{1} << 30;
+  virtual ~DirectReturns() noexcept(false) = default;
+  // The Return to one of this side's direct questions (answerId >= kFirstQuestionId).
+  virtual void returned(capnp::rpc::Return::Reader ret) = 0;
+  // The connection ended (EOF, a read error, a bad frame, an Abort, shutdown): calls still waiting fail with `why`.
+  virtual void ended(const kj::Exception& why) = 0;
+};
 
 // What became of a message someone cares about (a reply carrying a queue item), told at most once by the network
 // that sends it. A Receipt destroyed without a verdict means the message did not reach the peer: it was never
@@ -108,6 +122,18 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   bool can_send() const { return !shut_down_ && !write_failed_; }
   kj::Own<NetworkRef> ref() { return kj::addRef(*ref_); }
 
+  // Client side, the direct path (DirectReturns above). `returns` must outlive this network, or be unset first.
+  void set_direct_returns(DirectReturns* returns) { direct_ = returns; }
+  // Sends a message built outside the RPC system (a direct Call, or its Finish), after everything sent before it.
+  void send_direct(capnp::MessageBuilder& message) { send(message, kj::Own<Receipt>()); }
+  // Which object a Manager.open call returned, for the direct path to address it by its import id. The RPC
+  // system's Calls are counted as they are sent: if exactly one was sent since `calls_before`, and it called
+  // `method_id` of `interface_id` (Manager.open), watch_last_call() makes the network note the capability its
+  // Return carries (when it is one the server hosts: senderHosted), which take_opened_import() then gives, once.
+  std::uint64_t calls_sent() const { return calls_sent_; }
+  void watch_last_call(std::uint64_t calls_before, std::uint64_t interface_id, std::uint16_t method_id);
+  kj::Maybe<std::uint32_t> take_opened_import();
+
   // From now on messages up to `options.traversalLimitInWords` are accepted (the peer authenticated).
   void end_handshake();
   bool in_handshake() const { return handshake_message_bytes_ != 0; }
@@ -139,6 +165,9 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
 
   kj::Own<capnp::TwoPartyVatNetworkBase::Connection> as_connection();
   kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> try_parse();
+  bool take_if_direct(const capnp::word* words, std::size_t count);
+  void note_outgoing(capnp::MessageBuilder& message);
+  void end_direct(const kj::Exception& why);
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_more();
   void send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt);
   void note_written(std::size_t bytes);
@@ -181,6 +210,16 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   };
   std::deque<Tracked> tracked_;  // in stream order
   bool peer_reset_ = false;      // the peer closed with bytes of ours unread
+
+  // The direct path (client side only; see set_direct_returns).
+  DirectReturns* direct_ = nullptr;
+  std::uint64_t calls_sent_ = 0;
+  std::uint32_t last_call_question_ = 0;
+  std::uint64_t last_call_interface_ = 0;
+  std::uint16_t last_call_method_ = 0;
+  kj::Maybe<std::uint32_t> watched_open_;   // the question whose Return's capability to note
+  kj::Maybe<std::uint32_t> opened_import_;  // what was noted
+  kj::Maybe<kj::Exception> abort_;          // the reason of an Abort the peer sent, for the direct calls
 
   std::vector<kj::byte> out_;  // framed messages; [out_begin_, end) not written yet
   std::size_t out_begin_ = 0;

@@ -47,11 +47,21 @@ std::chrono::milliseconds time_left() {
   return std::max(left, milliseconds(1000));
 }
 
-bool sleeping(pid_t pid) {
+namespace {
+// The state letter of /proc/PID/stat, or 0 when there is no such process.
+char process_state(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const auto name_end = stat.rfind(')');  // "pid (comm) state ...": comm may hold spaces and parentheses
-  return name_end != std::string::npos && name_end + 2 < stat.size() && stat[name_end + 2] == 'S';
+  return name_end != std::string::npos && name_end + 2 < stat.size() ? stat[name_end + 2] : 0;
+}
+}  // namespace
+
+bool sleeping(pid_t pid) { return process_state(pid) == 'S'; }
+
+bool stopped(pid_t pid) {
+  const char state = process_state(pid);
+  return state == 'T' || state == 't';
 }
 
 // 100 times kWakeDeadline: a missed wake-up is never saved by a re-check during a test.

@@ -69,6 +69,9 @@ std::chrono::milliseconds time_left();
 // Whether process `pid` sleeps in the kernel now (state 'S' in /proc/PID/stat: a futex wait, a poll), for a test
 // that must act while another process is asleep. False when there is no such process. Any thread.
 bool sleeping(pid_t pid);
+// Whether process `pid` is stopped by a signal now (state 'T' or 't'): kill(pid, SIGSTOP) returns before the
+// target stops, so a test that needs it stopped waits for this. False when there is no such process. Any thread.
+bool stopped(pid_t pid);
 
 // Calls `condition` (yielding the CPU in between) until it returns true or `timeout` passes; returns whether it
 // did. For events another process makes visible in shared memory or /proc, without guessing a sleep.

@@ -69,6 +69,16 @@ struct Live {
 };
 
 
+// In a forked worker: closes its copies of the sockets of `conn` (an end of a transferable Pipe of the pool) and,
+// with `memory`, of its rings' memfd. The object itself is left as it is: the worker never uses it.
+void close_descriptors(const Connection& conn, bool memory) {
+  if (conn.closed()) return;  // the pool closed its end already: nothing of it was inherited
+  const ConnectionHandoff h = conn.handoff();
+  for (int fd : {h.in_fd, h.out_fd, memory ? h.memory_fd : -1}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
 std::string describe_exit(int code) {
   if (code >= 0) return "exited with status " + std::to_string(code);
   const char* name = sigabbrev_np(-code);
@@ -193,9 +203,11 @@ struct PoolCore::State {
       process = process_worker(Process::start(
           [this, mine, theirs, &setup] {
             // The child holds copies of every descriptor of the pool: drop all but its own end, so that the pool
-            // sees end of stream on each pipe as soon as that pipe's worker is gone.
-            theirs->close();
-            for (auto& other : workers) other->conn.close();
+            // sees end of stream on each pipe as soon as that pipe's worker is gone. Only the descriptors: the
+            // Connection objects stay untouched (Connection::close() would write to this child's copy-on-write
+            // heap pages, a fault each, and wake peers that lose nothing by a copy's close).
+            close_descriptors(*theirs, false);  // its rings' memfd is this end's too
+            for (auto& other : workers) close_descriptors(other->conn, true);
             ::close(wake_fd);
             return run_worker(*mine, setup, nullptr);
           },

@@ -274,8 +274,16 @@ std::unique_ptr<WorkerHandle> start_served(const ConnectionHandoff& end, const s
 
 // ---- exec -----------------------------------------------------------------------------------------------------
 
-// The running worker's arena (null without one, and outside workers), for worker_scratch().
-numa::ScratchArena* g_worker_scratch = nullptr;
+// The running worker's scratch arena, for worker_scratch(): reserved by the first call, not at the worker's start,
+// because most tasks never ask for one, and the reservation (a sysfs read for huge pages, an mmap and an madvise of
+// 64 MiB, their unmapping at exit) would be paid by every worker of every pool.
+struct WorkerScratch {
+  uint64_t capacity = 0;  // 0: the pool has no arenas
+  int node = -1;          // bind its pages to this node; -1: the process's policy
+  std::optional<numa::ScratchArena> arena;
+  bool announced = false;  // the pool was told where it lies (a Hello)
+};
+WorkerScratch* g_worker_scratch = nullptr;  // null outside workers
 bool g_in_worker = false;
 
 constexpr const char* kExecMarker = "--ipc-pool-worker";
@@ -315,27 +323,26 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
     for (int cpu : setup.cpus) CPU_SET(cpu, &set);
     if (sched_setaffinity(0, sizeof set, &set) != 0) throw_errno("pool worker: sched_setaffinity");
   }
-  // The arena after pinning, so that even unbound pages are first touched from the worker's node.
-  std::optional<numa::ScratchArena> scratch;
-  if (setup.scratch_bytes != 0) {
-    numa::ScratchArena::Options o;
-    o.capacity = setup.scratch_bytes;
-    if (setup.scratch_node >= 0) o.node = setup.scratch_node;
-    scratch.emplace(o);
-  }
-  // Set even without an arena: a worker forked from a process that was itself a worker must not see its arena.
-  g_worker_scratch = scratch ? &*scratch : nullptr;
+  // The arena is reserved by the first worker_scratch() call, after the pinning above: even unbound pages are
+  // first touched from the worker's node. Set even without one: a worker forked from a process that was itself a
+  // worker must not see that one's arena.
+  WorkerScratch scratch{setup.scratch_bytes, setup.scratch_node, std::nullopt, false};
+  g_worker_scratch = &scratch;
   g_in_worker = true;
   struct Unset {
     ~Unset() { g_worker_scratch = nullptr; }
   } unset;
-  {
-    const Hello hello = scratch ? Hello{reinterpret_cast<uintptr_t>(scratch->base()), scratch->capacity()} : Hello{};
+  // Where the arena lies, once it exists (a result header for kReadyId), so that the pool can report its pages.
+  auto send_hello = [&] {
+    const Hello hello =
+        scratch.arena ? Hello{reinterpret_cast<uintptr_t>(scratch.arena->base()), scratch.arena->capacity()} : Hello{};
     std::vector<std::byte> ready(kResultHeaderBytes + Codec<Hello>::encoded_size(hello), std::byte{0});
     store_field(ready.data(), kReadyId);
     Codec<Hello>::encode(hello, std::span<std::byte>(ready).subspan(kResultHeaderBytes));
-    if (conn.send_bytes(ready) != Outcome::kOk) return 0;
-  }
+    return conn.send_bytes(ready) == Outcome::kOk;
+  };
+  // A worker the pool forked is ready as soon as it runs; the others say so (their first Hello, without an arena).
+  if (code && !send_hello()) return 0;
   if (setup.initializer) setup.initializer();
   std::vector<std::byte> in, out;
   for (unsigned done = 0;;) {
@@ -358,7 +365,12 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
       Codec<std::pair<std::string, std::string>>::encode(failure,
                                                           std::span<std::byte>(out).subspan(kResultHeaderBytes));
     }
-    if (scratch) scratch->reset();  // everything the task allocated there is gone; the pages stay on the node
+    if (scratch.arena) {
+      scratch.arena->reset();  // everything the task allocated there is gone; the pages stay on the node
+      // The task made it: the pool hears where it is before the task's result.
+      if (!scratch.announced && !send_hello()) return 0;
+      scratch.announced = true;
+    }
     if (conn.send_bytes(out) != Outcome::kOk) return 0;
     if (setup.max_tasks_per_child != 0 && ++done >= setup.max_tasks_per_child) return 0;
   }
@@ -397,7 +409,16 @@ void check_start_method(StartMethod method) {
 }  // namespace detail
 
 numa::ScratchArena& worker_scratch() {
-  if (detail::g_worker_scratch) return *detail::g_worker_scratch;
+  detail::WorkerScratch* scratch = detail::g_worker_scratch;
+  if (scratch && scratch->capacity != 0) {
+    if (!scratch->arena) {
+      numa::ScratchArena::Options o;
+      o.capacity = scratch->capacity;
+      if (scratch->node >= 0) o.node = scratch->node;
+      scratch->arena.emplace(o);
+    }
+    return *scratch->arena;
+  }
   if (detail::g_in_worker) {
     throw StateError("ipc::worker_scratch: this pool was made with PoolOptions::scratch_bytes = 0 (no arena)");
   }

@@ -51,13 +51,16 @@ struct WorkerSetup {
   int scratch_node = -1;              // bind its pages to this node; -1: the process's policy
 };
 
-// Every worker's first message (a result header for kReadyId): where its scratch arena lies in its address space
-// (base, capacity; 0, 0 without one), so that the pool can report the arena's pages (numa::page_placement_in).
+// A worker's message for kReadyId (a result header for that id): where its scratch arena lies in its address space
+// (base, capacity; 0, 0 before it has one), so that the pool can report the arena's pages
+// (numa::page_placement_in). A kForkServer or kExec worker sends one first, as its ready message; any worker sends
+// one, before that task's result, after the task that made its arena (the first worker_scratch() call).
 using Hello = std::pair<uint64_t, uint64_t>;
 
-// The worker: pins itself, makes its scratch arena, sends its Hello, runs the initializer, then tasks from `conn`
-// until end of stream (or its task quota), resetting the arena after each; returns its exit status. `code`
-// translates the code words of tasks (portable addresses); null: they are addresses in this process (a fork).
+// The worker: pins itself, sends its first Hello when `code` is set, runs the initializer, then tasks from `conn`
+// until end of stream (or its task quota), resetting the scratch arena (if a task made it) after each; returns its
+// exit status. `code` translates the code words of tasks (portable addresses) of a worker that is not a fork of
+// the pool's process; null: they are addresses in this process (a fork, ready as soon as it runs).
 int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code);
 
 // kFork: `process` started by the pool.
