@@ -198,9 +198,14 @@ struct SpscWideValue {
   uint64_t seq;
   uint64_t words[4];
 };
+// Trivially copyable, small, and with no default constructor: the queue may not need one.
+struct SpscNoDefault {
+  explicit SpscNoDefault(uint64_t v) : value(v) {}
+  uint64_t value;
+};
 
 TEMPLATE_TEST_CASE("SPSC put and get that waited deliver every value in order, small and wide values",
-                   "[queue][spsc][process]", uint64_t, SpscWideValue) {
+                   "[queue][spsc][process]", uint64_t, SpscWideValue, SpscNoDefault) {
   // One slot: nearly every put waits for the consumer and nearly every get for the producer, so that the values
   // cross the out-of-line waiting paths, whose copies of the value differ from the inline path's.
   SharedMapping mem(ipc::SpscQueue<TestType>::bytes_needed(1));
@@ -209,6 +214,8 @@ TEMPLATE_TEST_CASE("SPSC put and get that waited deliver every value in order, s
   const auto make = [](uint64_t i) {
     if constexpr (std::is_same_v<TestType, uint64_t>) {
       return i + 1;
+    } else if constexpr (std::is_same_v<TestType, SpscNoDefault>) {
+      return SpscNoDefault(i + 1);
     } else {
       return SpscWideValue{i + 1, {i, ~i, i * 3, i ^ 0x5555}};
     }
@@ -221,7 +228,7 @@ TEMPLATE_TEST_CASE("SPSC put and get that waited deliver every value in order, s
     }
   });
   for (uint64_t i = 0; i < kValues; ++i) {
-    TestType v{};
+    TestType v = make(kValues);  // not a value the producer puts
     INFO("value " << i << ": the producer process did not put it in time");
     REQUIRE(q.get(v, ipc::test::time_left()) == Outcome::kOk);
     const TestType expected = make(i);

@@ -265,7 +265,8 @@ class SpscQueue {
   // then waits per `d`). For a small T the inline path works on a copy of the value and the out-of-line calls
   // take their own, so that the caller's variables never escape into them: escaped, they would be stored and
   // reloaded around every compiler barrier of the inline path (light_fence()) in the caller's loop.
-  static constexpr bool kCopyInRegisters = sizeof(T) <= 2 * sizeof(uint64_t);
+  // (A T without a default constructor takes the by-reference path: the copies need a T to copy into.)
+  static constexpr bool kCopyInRegisters = sizeof(T) <= 2 * sizeof(uint64_t) && std::is_default_constructible_v<T>;
   [[gnu::always_inline]] Outcome put_one(const T& value, const Deadline* d) {
     be_producer();
     if (closed()) [[unlikely]] return Outcome::kClosed;
