@@ -179,17 +179,21 @@ Sample sample_of(int reps, const std::function<double()>& f) {
 }
 
 SamplePair sample_alternately(int reps, const std::function<double()>& ours, const std::function<double()>& peer) {
-  std::vector<double> a, b;
-  for (int i = 0; i < reps; ++i) {
-    if (i % 2 == 0) {
-      a.push_back(ours());
-      b.push_back(peer());
-    } else {
-      b.push_back(peer());
-      a.push_back(ours());
+  const std::vector<Sample> samples = sample_in_turns(reps, {ours, peer});
+  return {samples[0], samples[1]};
+}
+
+std::vector<Sample> sample_in_turns(int reps, const std::vector<std::function<double()>>& measurements) {
+  std::vector<std::vector<double>> values(measurements.size());
+  for (int rep = 0; rep < reps; ++rep) {
+    for (size_t i = 0; i < measurements.size(); ++i) {
+      const size_t m = rep % 2 == 0 ? i : measurements.size() - 1 - i;
+      values[m].push_back(measurements[m]());
     }
   }
-  return {summarize(a), summarize(b)};
+  std::vector<Sample> samples;
+  for (const auto& v : values) samples.push_back(summarize(v));
+  return samples;
 }
 
 double python_peer(const std::string& name, const std::vector<std::string>& args) {

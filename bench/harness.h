@@ -83,6 +83,8 @@ struct SamplePair {
   Sample ours, peer;
 };
 SamplePair sample_alternately(int reps, const std::function<double()>& ours, const std::function<double()>& peer);
+// The same for any number of measurements: in turns (a, b, c, then c, b, a, ...); one Sample per measurement.
+std::vector<Sample> sample_in_turns(int reps, const std::vector<std::function<double()>>& measurements);
 // Median of samples (for per-operation latencies, where a mean is dominated by rare scheduler hiccups).
 double median(std::vector<double> samples);
 

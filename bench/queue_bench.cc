@@ -116,22 +116,6 @@ double spsc_polling_msgs_per_s(uint64_t n, bench::SpinCounts* counts) {
       counts);
 }
 
-// bench::sample_alternately() for more than two measurements: taken in turns (a, b, c, then c, b, a, ...), so
-// that each figure's repetitions span the same minutes as its peers' on a machine whose load changes. One Sample
-// per measurement.
-std::vector<bench::Sample> sample_alternated(int reps, const std::vector<std::function<double()>>& measurements) {
-  std::vector<std::vector<double>> values(measurements.size());
-  for (int rep = 0; rep < reps; ++rep) {
-    for (size_t i = 0; i < measurements.size(); ++i) {
-      const size_t m = rep % 2 == 0 ? i : measurements.size() - 1 - i;
-      values[m].push_back(measurements[m]());
-    }
-  }
-  std::vector<bench::Sample> samples;
-  for (const auto& v : values) samples.push_back(bench::summarize(v));
-  return samples;
-}
-
 // `n` 8-byte values through an SpscQueue in batches of `batch` (put_n / get_n), 1 -> 1 process: msgs/s.
 double spsc_batched_msgs_per_s(uint64_t n, size_t batch) {
   Mem mem(ipc::SpscQueue<uint64_t>::bytes_needed(4096));
@@ -302,7 +286,7 @@ using bench::RingPeer;
 
 void run(bench::Report& r) {
   constexpr uint64_t kSpscN = 4'000'000;
-  // The 1 -> 1 SPSC figures, their repetitions alternated (see sample_alternated), and the full/empty counts of
+  // The 1 -> 1 SPSC figures, their repetitions alternated (see bench::sample_in_turns), and the full/empty counts of
   // the spinning ones: near 0 per message the two sides streamed, far above 1 one of them was off its CPU.
   bench::SpinCounts boost_counts, bare_counts, polling_counts;
   std::vector<double> boost_full, boost_empty, bare_full, bare_empty, polling_full, polling_empty;
@@ -310,7 +294,7 @@ void run(bench::Report& r) {
     full.push_back(c.full_per_msg);
     empty.push_back(c.empty_per_msg);
   };
-  const std::vector<bench::Sample> one_to_one = sample_alternated(
+  const std::vector<bench::Sample> one_to_one = bench::sample_in_turns(
       kReps, {[] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096); },
               [&] {
                 const double v = spsc_polling_msgs_per_s(kSpscN, &polling_counts);
