@@ -237,9 +237,10 @@ void invoke_chunk(uintptr_t word, std::span<const std::byte> in, std::vector<std
     // from the message and each result written into `out` where Codec<std::vector<R>> puts it, with no vector of
     // either: no allocation per chunk, which on a first touch of fresh pages costs more than the work.
     ByteReader r(in);
-    const size_t n = r.get_count("vector count", sizeof(Item));
-    const std::byte* items = r.get_bytes(n * sizeof(Item), "vector elements").data();
+    const std::span<const std::byte> item_bytes = Codec<std::vector<Item>>::read_raw_elements(r);
     r.finish();
+    const size_t n = item_bytes.size() / sizeof(Item);
+    const std::byte* items = item_bytes.data();
     const size_t at = out.size();
     const size_t count_bytes = ByteWriter::varint_size(n);
     out.resize(at + count_bytes + n * sizeof(R));
@@ -356,14 +357,14 @@ class RawMapJoin {
         : shared_(std::move(shared)), first_(first), count_(count) {}
     void succeed(std::span<const std::byte> reply) override {
       try {
-        ByteReader r(reply);  // as Codec<std::vector<R>> reads it
-        const size_t n = r.get_count("vector count", sizeof(R));
+        ByteReader r(reply);
+        const std::span<const std::byte> bytes = Codec<std::vector<R>>::read_raw_elements(r);
+        r.finish();
+        const size_t n = bytes.size() / sizeof(R);
         if (n != count_) {
           throw CodecError("a map chunk of " + std::to_string(count_) + " items returned " + std::to_string(n) +
                            " results");
         }
-        const std::span<const std::byte> bytes = r.get_bytes(n * sizeof(R), "vector elements");
-        r.finish();
         if (n != 0) std::memcpy(shared_->result.data() + first_, bytes.data(), bytes.size());
       } catch (...) {
         shared_->out->fail(raise_current());  // a corrupt reply fails the map, not the pool

@@ -510,15 +510,25 @@ struct Codec<std::vector<T, Alloc>, void> : detail::StreamCodecBase<std::vector<
       for (const T& e : v) w.put(e);
     }
   }
-  static Vector read(ByteReader& r) {
+  // The raw form's elements where they lie in the input: the count read, then a view of its count x sizeof(T)
+  // bytes, which read() copies into a vector. For readers that put the elements somewhere of their own (ipc/pool's
+  // map writes each chunk's results straight into its result).
+  static std::span<const std::byte> read_raw_elements(ByteReader& r)
+    requires kRaw
+  {
     detail::check_element<T>();
     const std::size_t n = r.get_count("vector count", detail::min_bytes<T>());
+    return r.get_bytes(n * sizeof(T), "vector elements");
+  }
+  static Vector read(ByteReader& r) {
     if constexpr (kRaw) {
-      const std::span<const std::byte> bytes = r.get_bytes(n * sizeof(T), "vector elements");
-      Vector v(n);
-      if (n != 0) std::memcpy(v.data(), bytes.data(), bytes.size());
+      const std::span<const std::byte> bytes = read_raw_elements(r);
+      Vector v(bytes.size() / sizeof(T));
+      if (!bytes.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
       return v;
     } else {
+      detail::check_element<T>();
+      const std::size_t n = r.get_count("vector count", detail::min_bytes<T>());
       Vector v;
       v.reserve(n);
       for (std::size_t i = 0; i < n; ++i) v.push_back(r.get<T>());
