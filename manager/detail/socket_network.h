@@ -39,6 +39,8 @@
 #include <capnp/rpc.h>
 #include <kj/async-unix.h>
 #include <kj/io.h>
+#include <kj/map.h>
+#include <kj/vector.h>
 
 #include <chrono>
 #include <cstdint>
@@ -134,6 +136,16 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   void watch_last_call(std::uint64_t calls_before, std::uint64_t interface_id, std::uint16_t method_id);
   kj::Maybe<std::uint32_t> take_opened_import();
 
+  // Server side, the direct path: the Return of a Manager.open being built (the one message made since
+  // `created_before`) hands the client `server`'s capability. Once that Return is sent, the network answers the
+  // calls on the export it names itself, straight from the socket (see "The server's direct path" in
+  // docs/manager.md): parses the Call, runs `server.dispatchCall` at once, writes the Return, and swallows the
+  // Finish. `cap` keeps the object alive while the client may call it there.
+  // REQUIRES: every method of `server` answers or throws before it returns (a ready promise, never a rejected one),
+  //   and none takes or returns a capability.
+  void offer_plain_export(std::uint64_t created_before, capnp::Capability::Client cap,
+                          capnp::Capability::Server& server);
+
   // From now on messages up to `options.traversalLimitInWords` are accepted (the peer authenticated).
   void end_handshake();
   bool in_handshake() const { return handshake_message_bytes_ != 0; }
@@ -166,6 +178,16 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   kj::Own<capnp::TwoPartyVatNetworkBase::Connection> as_connection();
   kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> try_parse();
   bool take_if_direct(const capnp::word* words, std::size_t count);
+  struct PlainOffer {
+    capnp::Capability::Client cap;
+    capnp::Capability::Server* server;
+  };
+  bool serves_plainly() const;
+  bool take_if_plain(const capnp::word* words, std::size_t count);
+  void answer_plainly(capnp::rpc::Call::Reader call, capnp::Capability::Server& server);
+  void answer_plain_failure(std::uint32_t question, const kj::Exception& failure);
+  void note_exports(capnp::MessageBuilder& message, kj::Maybe<PlainOffer>& offer);
+  void release_plain_export(std::uint32_t export_id, std::uint32_t references);
   void note_outgoing(capnp::MessageBuilder& message);
   void end_direct(const kj::Exception& why);
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_more();
@@ -220,6 +242,21 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   kj::Maybe<std::uint32_t> watched_open_;   // the question whose Return's capability to note
   kj::Maybe<std::uint32_t> opened_import_;  // what was noted
   kj::Maybe<kj::Exception> abort_;          // the reason of an Abort the peer sent, for the direct calls
+
+  // The server's direct path (offer_plain_export). The RPC system's export table stays the authority: an entry
+  // here mirrors the references the RPC system holds for an export it sent in an offered Return (one per capTable
+  // entry sent, less the client's Release messages and the Finishes that release a Return's capabilities). An
+  // export id seen leaving in any other way is taken for reused and dropped here: calls on it go to the RPC system.
+  struct PlainExport {
+    capnp::Capability::Client cap;
+    capnp::Capability::Server* server;
+    std::uint64_t references;
+  };
+  kj::HashMap<std::uint32_t, PlainExport> plain_exports_;
+  kj::HashSet<std::uint32_t> plain_answers_;  // questions answered here whose Finish has not arrived yet
+  // The RPC system's answers whose Return carried plain exports: a Finish with releaseResultCaps releases them.
+  kj::HashMap<std::uint32_t, kj::Vector<std::uint32_t>> result_exports_;
+  unsigned reads_in_a_row_ = 0;  // reads in one synchronous chain; see read_more()
 
   std::vector<kj::byte> out_;  // framed messages; [out_begin_, end) not written yet
   std::size_t out_begin_ = 0;
