@@ -118,7 +118,8 @@ class ManagerImpl final : public wire::Manager::Server {
     const std::uint64_t created_before = network != nullptr ? network->messages_created() : 0;
     auto results = c.getResults();
     KJ_IF_MAYBE(plain, registry_.open(p.getName(), kind, p.getCreate(), p.getMaxSize(), results.initObject(), *link_)) {
-      if (network != nullptr) network->offer_plain_export(created_before, kj::mv(plain->cap), plain->server);
+      if (network != nullptr) network->offer_plain_export(created_before, kj::mv(plain->cap), plain->server, plain->interface_id,
+                                    plain->method_count);
     }
     return kj::READY_NOW;
   }

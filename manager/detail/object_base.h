@@ -7,6 +7,7 @@
 #pragma once
 
 #include <capnp/capability.h>
+#include <capnp/schema.h>
 #include <kj/async.h>
 #include <kj/timer.h>
 
@@ -60,6 +61,10 @@ struct MadeObject {
   capnp::Capability::Client cap;
   ObjectBase* object;
   capnp::Capability::Server* plain = nullptr;
+  // The one interface `plain` serves and its number of methods: a call outside them is left to the RPC system
+  // (dispatchCall reports it with a rejected promise, not a throw, which the direct path could not see).
+  std::uint64_t plain_interface = 0;
+  std::uint16_t plain_methods = 0;
 };
 
 template <typename Impl, typename... Args>
@@ -87,7 +92,9 @@ MadeObject make_plain_object(Args&&... args) {
   auto own = kj::heap<Impl>(std::forward<Args>(args)...);
   ObjectBase* raw = own.get();
   capnp::Capability::Server* server = own.get();
-  return {direct_client(kj::mv(own)), raw, server};
+  using Interface = typename Impl::Serves;
+  const auto methods = capnp::Schema::from<Interface>().getMethods().size();
+  return {direct_client(kj::mv(own)), raw, server, capnp::typeId<Interface>(), static_cast<std::uint16_t>(methods)};
 }
 
 inline std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }

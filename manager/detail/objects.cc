@@ -43,7 +43,7 @@ kj::Maybe<Registry::Plain> Registry::open(kj::StringPtr name_text, Kind kind, bo
       }
       fail(Tag::kInvalidArgument, "unknown object kind");
     }();
-    it = objects_.emplace(n, Entry{kind, kj::mv(made.cap), made.object, made.plain}).first;
+    it = objects_.emplace(n, Entry{kind, kj::mv(made.cap), made.object, made.plain, made.plain_interface, made.plain_methods}).first;
   }
   auto& cap = it->second.cap;
   switch (kind) {
@@ -59,7 +59,7 @@ kj::Maybe<Registry::Plain> Registry::open(kj::StringPtr name_text, Kind kind, bo
     case Kind::kCounter: out.setCounter(cap.castAs<wire::Counter>()); break;
   }
   if (it->second.plain == nullptr) return nullptr;
-  return Plain{cap, *it->second.plain};
+  return Plain{cap, *it->second.plain, it->second.plain_interface, it->second.plain_methods};
 }
 
 bool Registry::remove(kj::StringPtr name) {

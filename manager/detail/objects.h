@@ -34,6 +34,8 @@ class Registry {
   struct Plain {
     capnp::Capability::Client cap;
     capnp::Capability::Server& server;
+    std::uint64_t interface_id;  // the one interface it serves
+    std::uint16_t method_count;  // methods 0 .. method_count - 1
   };
   // Fills `out` with the capability of `name`, creating it when allowed. See Manager.open in manager.capnp.
   // `link` is the connection that asked: a queue's capability is its own per connection, so that the items its
@@ -53,6 +55,8 @@ class Registry {
     capnp::Capability::Client cap;
     ObjectBase* object;                  // owned through `cap`
     capnp::Capability::Server* plain;    // the same object, when its calls are plain; else null
+    std::uint64_t plain_interface;
+    std::uint16_t plain_methods;
   };
   kj::Timer& timer_;
   std::map<std::string, Entry, std::less<>> objects_;

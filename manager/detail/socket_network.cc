@@ -400,10 +400,11 @@ bool SocketVatNetwork::take_if_direct(const capnp::word* words, std::size_t coun
 // ---- the server's direct path ----
 
 void SocketVatNetwork::offer_plain_export(std::uint64_t created_before, capnp::Capability::Client cap,
-                                          capnp::Capability::Server& server) {
+                                          capnp::Capability::Server& server, std::uint64_t interface_id,
+                                          std::uint16_t method_count) {
   // Anything else than the one Return expected: that object's calls simply take the RPC system's path.
   if (messages_created_ != created_before + 1 || last_outgoing_ == nullptr) return;
-  last_outgoing_->offer(PlainOffer{kj::mv(cap), &server});
+  last_outgoing_->offer(PlainOffer{kj::mv(cap), &server, interface_id, method_count});
 }
 
 bool SocketVatNetwork::serves_plainly() const {
@@ -431,8 +432,10 @@ bool SocketVatNetwork::take_if_plain(const capnp::word* words, std::size_t count
       }
       if (!target.isImportedCap() || !call.getSendResultsTo().isCaller()) return false;
       KJ_IF_MAYBE(exported, plain_exports_.find(target.getImportedCap())) {
+        const PlainOffer& object = exported->object;
+        if (call.getInterfaceId() != object.interface_id || call.getMethodId() >= object.method_count) return false;
         if (call.getParams().getCapTable().size() != 0) return false;  // capabilities to import: the RPC system's
-        answer_plainly(call, *exported->server);
+        answer_plainly(call, *object.server);
         return true;
       }
       return false;
@@ -532,13 +535,13 @@ void SocketVatNetwork::note_exports(capnp::MessageBuilder& message, kj::Maybe<Pl
       if (answer != nullptr && caps.size() == 1) {
         // The offered object under this id, once more (the same object opened again) or for the first time.
         KJ_IF_MAYBE(known, plain_exports_.find(id)) {
-          if (known->server == o->server) {
+          if (known->object.server == o->server) {
             ++known->references;
             mirrored.add(id);
             continue;
           }
         }
-        plain_exports_.upsert(id, PlainExport{o->cap, o->server, 1},
+        plain_exports_.upsert(id, PlainExport{*o, 1},
                               [](PlainExport& old, PlainExport&& fresh) { old = kj::mv(fresh); });
         mirrored.add(id);
         continue;

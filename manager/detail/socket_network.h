@@ -140,11 +140,13 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   // `created_before`) hands the client `server`'s capability. Once that Return is sent, the network answers the
   // calls on the export it names itself, straight from the socket (see "The server's direct path" in
   // docs/manager.md): parses the Call, runs `server.dispatchCall` at once, writes the Return, and swallows the
-  // Finish. `cap` keeps the object alive while the client may call it there.
-  // REQUIRES: every method of `server` answers or throws before it returns (a ready promise, never a rejected one),
-  //   and none takes or returns a capability.
+  // Finish. `cap` keeps the object alive while the client may call it there. Only calls of methods
+  // 0 .. method_count - 1 of `interface_id` are answered so; others (which dispatchCall would fail with a rejected
+  // promise) go to the RPC system.
+  // REQUIRES: every such method answers or throws before it returns (a ready promise, never a rejected one), and
+  //   none takes or returns a capability.
   void offer_plain_export(std::uint64_t created_before, capnp::Capability::Client cap,
-                          capnp::Capability::Server& server);
+                          capnp::Capability::Server& server, std::uint64_t interface_id, std::uint16_t method_count);
 
   // From now on messages up to `options.traversalLimitInWords` are accepted (the peer authenticated).
   void end_handshake();
@@ -181,6 +183,8 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   struct PlainOffer {
     capnp::Capability::Client cap;
     capnp::Capability::Server* server;
+    std::uint64_t interface_id;
+    std::uint16_t method_count;
   };
   bool serves_plainly() const;
   bool take_if_plain(const capnp::word* words, std::size_t count);
@@ -248,8 +252,7 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   // entry sent, less the client's Release messages and the Finishes that release a Return's capabilities). An
   // export id seen leaving in any other way is taken for reused and dropped here: calls on it go to the RPC system.
   struct PlainExport {
-    capnp::Capability::Client cap;
-    capnp::Capability::Server* server;
+    PlainOffer object;
     std::uint64_t references;
   };
   kj::HashMap<std::uint32_t, PlainExport> plain_exports_;
