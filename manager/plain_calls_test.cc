@@ -182,14 +182,35 @@ TEST_CASE("an export id a plain client released and the server gave to another o
           "[manager][direct]") {
   auto server = start_server();
   PlainRpcClient client(server.address(), server.key());
+  auto set = [&](wire::Dict::Client dict, std::int64_t value) {
+    auto request = dict.setRequest();
+    request.setKey("k");
+    request.initValue().setInt(value);
+    request.send().wait(client.io.waitScope);
+  };
+  auto get = [&](wire::Dict::Client dict) {
+    auto request = dict.getRequest();
+    request.setKey("k");
+    return request.send().wait(client.io.waitScope).getValue().getInt();
+  };
   for (int round = 0; round < 3; ++round) {
+    const std::string a = "a" + std::to_string(round);
+    const std::string b = "b" + std::to_string(round);
     {
-      auto opened = client.open("d", wire::Kind::DICT);
-      auto set = opened.getObject().getDict().setRequest();
-      set.setKey("k");
-      set.initValue().setInt(round);
-      set.send().wait(client.io.waitScope);
+      auto opened = client.open(a.c_str(), wire::Kind::DICT);
+      set(opened.getObject().getDict(), 1);
     }  // the dict's capability goes: Release; its export id is free for the next capability the server sends
+    client.manager.listRequest().send().wait(client.io.waitScope);
+    {
+      auto opened = client.open(b.c_str(), wire::Kind::DICT);  // under the id `a` had
+      set(opened.getObject().getDict(), 2);
+      REQUIRE(get(opened.getObject().getDict()) == 2);
+    }
+    client.manager.listRequest().send().wait(client.io.waitScope);
+    {
+      auto opened = client.open(a.c_str(), wire::Kind::DICT);
+      REQUIRE(get(opened.getObject().getDict()) == 1);
+    }
     client.manager.listRequest().send().wait(client.io.waitScope);
     auto opened = client.open("q", wire::Kind::QUEUE);
     auto queue = opened.getObject().getQueue();
