@@ -443,7 +443,7 @@ bool SocketVatNetwork::take_if_plain(const capnp::word* words, std::size_t count
     case capnp::rpc::Message::FINISH: {
       auto finish = message.getFinish();
       const std::uint32_t question = finish.getQuestionId();
-      if (plain_answers_.eraseMatch(question)) return true;
+      if (plain_answers_.erase(question)) return true;
       KJ_IF_MAYBE(exports, result_exports_.find(question)) {
         // As the RPC system's handleFinish: the Return's capabilities go unless the client took them.
         if (finish.getReleaseResultCaps()) {
@@ -507,13 +507,15 @@ void SocketVatNetwork::answer_plain_failure(std::uint32_t question, const kj::Ex
 void SocketVatNetwork::note_exports(capnp::MessageBuilder& message, kj::Maybe<PlainOffer>& offer) {
   auto root = message.getRoot<capnp::rpc::Message>().asReader();
   capnp::List<capnp::rpc::CapDescriptor>::Reader caps;
-  kj::Maybe<std::uint32_t> answer;
+  bool is_return = false;
+  std::uint32_t answer = 0;
   switch (root.which()) {
     case capnp::rpc::Message::RETURN: {
       auto ret = root.getReturn();
       if (!ret.isResults()) return;
       caps = ret.getResults().getCapTable();
       answer = ret.getAnswerId();
+      is_return = true;
       break;
     }
     case capnp::rpc::Message::CALL:
@@ -532,7 +534,7 @@ void SocketVatNetwork::note_exports(capnp::MessageBuilder& message, kj::Maybe<Pl
     if (!cap.isSenderHosted()) continue;
     const std::uint32_t id = cap.getSenderHosted();
     KJ_IF_MAYBE(o, offer) {
-      if (answer != nullptr && caps.size() == 1) {
+      if (is_return && caps.size() == 1) {
         // The offered object under this id, once more (the same object opened again) or for the first time.
         KJ_IF_MAYBE(known, plain_exports_.find(id)) {
           if (known->object.server == o->server) {
@@ -550,13 +552,9 @@ void SocketVatNetwork::note_exports(capnp::MessageBuilder& message, kj::Maybe<Pl
     // Only an offered Return hands out a plain object: this id now names something else.
     plain_exports_.erase(id);
   }
-  KJ_IF_MAYBE(a, answer) {
-    if (mirrored.size() != 0) {
-      result_exports_.upsert(*a, kj::mv(mirrored),
-                             [](kj::Vector<std::uint32_t>& old, kj::Vector<std::uint32_t>&& fresh) {
-                               old = kj::mv(fresh);
-                             });
-    }
+  if (is_return && mirrored.size() != 0) {
+    result_exports_.upsert(answer, kj::mv(mirrored),
+                           [](kj::Vector<std::uint32_t>& old, kj::Vector<std::uint32_t>&& fresh) { old = kj::mv(fresh); });
   }
 }
 

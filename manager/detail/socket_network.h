@@ -45,6 +45,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <unordered_set>
 #include <vector>
 
 namespace ipc::manager::detail {
@@ -61,6 +62,7 @@ kj::Promise<void> next_received_read();
 
 class SocketVatNetwork;
 
+
 // Client side: calls sent past the RPC system (send_direct), answered by Returns the network hands here instead of
 // to the RPC system. Their question ids start at kFirstQuestionId, far above the RPC system's own (which count up
 // from 0 and reuse the lowest free one), so the two never meet on the server's answer table.
@@ -72,6 +74,71 @@ class DirectReturns {
   virtual void returned(capnp::rpc::Return::Reader ret) = 0;
   // The connection ended (EOF, a read error, a bad frame, an Abort, shutdown): calls still waiting fail with `why`.
   virtual void ended(const kj::Exception& why) = 0;
+};
+
+// Question ids, as the server's direct path keeps those it answered until their Finish: a bit per id in the two
+// ranges clients use (an RPC system counts up from 0 reusing the lowest free id; a direct client counts up from
+// DirectReturns::kFirstQuestionId), a hash set for any other. (kj::HashSet, tried first, cost ~8 k instructions per
+// insert and per look-up here: the erased entries of a sliding window of consecutive ids lengthen its probes.)
+class QuestionSet {
+ public:
+  bool contains(std::uint32_t id) const {
+    std::uint32_t bit;
+    if (const std::vector<std::uint64_t>* bits = dense(id, bit)) {
+      return bit / 64 < bits->size() && ((*bits)[bit / 64] >> (bit % 64) & 1) != 0;
+    }
+    return other_.count(id) != 0;
+  }
+  void insert(std::uint32_t id) {
+    std::uint32_t bit;
+    if (std::vector<std::uint64_t>* bits = dense(id, bit)) {
+      if (bit / 64 >= bits->size()) bits->resize(bit / 64 + 1);
+      std::uint64_t& word = (*bits)[bit / 64];
+      size_ += (word >> (bit % 64) & 1) == 0;
+      word |= std::uint64_t{1} << (bit % 64);
+      return;
+    }
+    size_ += other_.insert(id).second;
+  }
+  // Whether it was there.
+  bool erase(std::uint32_t id) {
+    std::uint32_t bit;
+    if (std::vector<std::uint64_t>* bits = dense(id, bit)) {
+      if (bit / 64 >= bits->size()) return false;
+      std::uint64_t& word = (*bits)[bit / 64];
+      const std::uint64_t mask = std::uint64_t{1} << (bit % 64);
+      if ((word & mask) == 0) return false;
+      word &= ~mask;
+      --size_;
+      return true;
+    }
+    if (other_.erase(id) == 0) return false;
+    --size_;
+    return true;
+  }
+  std::size_t size() const { return size_; }
+
+ private:
+  static constexpr std::uint32_t kDenseIds = 1u << 16;  // 8 KiB of bits per range at most
+  static constexpr std::uint32_t kDirectBase = DirectReturns::kFirstQuestionId;
+  const std::vector<std::uint64_t>* dense(std::uint32_t id, std::uint32_t& bit) const {
+    return const_cast<QuestionSet*>(this)->dense(id, bit);
+  }
+  std::vector<std::uint64_t>* dense(std::uint32_t id, std::uint32_t& bit) {
+    if (id < kDenseIds) {
+      bit = id;
+      return &low_;
+    }
+    if (id - kDirectBase < kDenseIds) {
+      bit = id - kDirectBase;
+      return &direct_;
+    }
+    return nullptr;
+  }
+  std::vector<std::uint64_t> low_;
+  std::vector<std::uint64_t> direct_;
+  std::unordered_set<std::uint32_t> other_;
+  std::size_t size_ = 0;
 };
 
 // What became of a message someone cares about (a reply carrying a queue item), told at most once by the network
@@ -256,7 +323,7 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
     std::uint64_t references;
   };
   kj::HashMap<std::uint32_t, PlainExport> plain_exports_;
-  kj::HashSet<std::uint32_t> plain_answers_;  // questions answered here whose Finish has not arrived yet
+  QuestionSet plain_answers_;  // questions answered here whose Finish has not arrived yet
   // The RPC system's answers whose Return carried plain exports: a Finish with releaseResultCaps releases them.
   kj::HashMap<std::uint32_t, kj::Vector<std::uint32_t>> result_exports_;
   unsigned reads_in_a_row_ = 0;  // reads in one synchronous chain; see read_more()
