@@ -20,6 +20,8 @@
 // - Allocation: a message without a size hint gets a 1 KiB first segment, not Cap'n Proto's zeroed 8 KiB; small
 //   messages (up to 2 KiB) are built in, and received into, buffers the connection reuses, not one calloc each.
 // Net effect: one write(2), one read(2) and one epoll_wait(2) per side per round trip, whatever the batch size.
+// Direct paths, past the RPC system, on the same wire: a client sends hot calls and takes their Returns itself
+// (DirectReturns); a server answers the calls on plain objects itself (offer_plain_export, docs/manager.md).
 //
 // Threads: the owning event loop's thread only. Processes: n/a.
 // Lifetime: owns and closes the socket. Must outlive the RpcSystem built on it (declare it first). onDisconnect()
