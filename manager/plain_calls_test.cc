@@ -17,6 +17,7 @@
 #include "manager/detail/auth.h"
 #include "manager/detail/raw_wire.h"
 #include "manager/manager.capnp.h"
+#include "manager/client.h"
 #include "manager/server.h"
 
 using namespace ipc::manager;
@@ -226,6 +227,19 @@ TEST_CASE("an export id a plain client released and the server gave to another o
     REQUIRE(item.getOk());
     REQUIRE(item.getValue().getInt() == round);
   }
+}
+
+TEST_CASE("a reply over the connection's size limit fails its call alone", "[manager][direct]") {
+  ServerProcessOptions options;
+  options.max_message_bytes = 64 * 1024;
+  auto server = start_server(options);
+  Client client(server.address(), server.key());
+  auto l = client.list("l");
+  const std::string part(30 * 1024, 'x');
+  for (int i = 0; i < 3; ++i) l.append(part);  // each call fits; the three together do not
+  CHECK_THROWS_WITH(l.items(), Catch::Contains("larger than our single-message size limit"));
+  CHECK(l.size() == 3);
+  CHECK(l.get(2) == Value(part));
 }
 
 TEST_CASE("the server answers every direct call once, by its question id, in order, and frees the id at its Finish",

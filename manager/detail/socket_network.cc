@@ -473,8 +473,10 @@ void SocketVatNetwork::answer_plainly(capnp::rpc::Call::Reader call, capnp::Capa
       (void)server.dispatchCall(call.getInterfaceId(), call.getMethodId(),
                                 capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer>(context));
     });
+    // A reply over the connection's size limit is refused by send() before a byte of it is queued: the call
+    // then fails alone, as on the RPC system's path.
+    if (failure == nullptr) failure = kj::runCatchingExceptions([&] { send(context.finish(), kj::Own<Receipt>()); });
     if (failure == nullptr) {
-      send(context.finish(), kj::Own<Receipt>());
       plain_answers_.insert(question);
       return;
     }
