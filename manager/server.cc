@@ -113,7 +113,14 @@ class ManagerImpl final : public wire::Manager::Server {
   kj::Promise<void> open(OpenContext c) override {
     auto p = c.getParams();
     Kind kind = detail::translate_to_wire([&] { return from_wire(p.getKind()); });
-    registry_.open(p.getName(), kind, p.getCreate(), p.getMaxSize(), c.getResults().initObject(), *link_);
+    detail::SocketVatNetwork* network = link_->network;
+    // The Return is made by the first getResults(): the network can then follow it (offer_plain_export).
+    const std::uint64_t created_before = network != nullptr ? network->messages_created() : 0;
+    auto results = c.getResults();
+    KJ_IF_MAYBE(plain, registry_.open(p.getName(), kind, p.getCreate(), p.getMaxSize(), results.initObject(), *link_)) {
+      if (network != nullptr) network->offer_plain_export(created_before, kj::mv(plain->cap), plain->server, plain->interface_id,
+                                    plain->method_count);
+    }
     return kj::READY_NOW;
   }
   kj::Promise<void> remove(RemoveContext c) override {

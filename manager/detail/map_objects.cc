@@ -134,7 +134,7 @@ class NamespaceImpl final : public wire::Namespace::Server, public MapObject {
 
 }  // namespace
 
-MadeObject make_dict(std::string name) { return make_direct_object<DictImpl>(std::move(name)); }
-MadeObject make_namespace(std::string name) { return make_direct_object<NamespaceImpl>(std::move(name)); }
+MadeObject make_dict(std::string name) { return make_plain_object<DictImpl>(std::move(name)); }
+MadeObject make_namespace(std::string name) { return make_plain_object<NamespaceImpl>(std::move(name)); }
 
 }  // namespace ipc::manager::detail

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <capnp/capability.h>
+#include <capnp/schema.h>
 #include <kj/async.h>
 #include <kj/timer.h>
 
@@ -53,10 +54,17 @@ class ObjectBase {
   bool removed_ = false;
 };
 
-// A new object: the capability that owns it, and the object itself (owned through `cap`).
+// A new object: the capability that owns it, and the object itself (owned through `cap`). `plain`: the object as a
+// Cap'n Proto server whose calls the server's direct path may answer straight from the socket (make_plain_object),
+// or null.
 struct MadeObject {
   capnp::Capability::Client cap;
   ObjectBase* object;
+  capnp::Capability::Server* plain = nullptr;
+  // The one interface `plain` serves and its number of methods: a call outside them is left to the RPC system
+  // (dispatchCall reports it with a rejected promise, not a throw, which the direct path could not see).
+  std::uint64_t plain_interface = 0;
+  std::uint16_t plain_methods = 0;
 };
 
 template <typename Impl, typename... Args>
@@ -74,6 +82,19 @@ MadeObject make_direct_object(Args&&... args) {
   auto own = kj::heap<Impl>(std::forward<Args>(args)...);
   ObjectBase* raw = own.get();
   return {direct_client(kj::mv(own)), raw};
+}
+
+// The same for an object whose every call is plain: answered or thrown before the method returns (never a promise
+// left pending or rejected), no capability taken or returned. The server's direct path answers such calls straight
+// from the socket (SocketVatNetwork::offer_plain_export); the RPC system's path stays for everything else.
+template <typename Impl, typename... Args>
+MadeObject make_plain_object(Args&&... args) {
+  auto own = kj::heap<Impl>(std::forward<Args>(args)...);
+  ObjectBase* raw = own.get();
+  capnp::Capability::Server* server = own.get();
+  using Interface = typename Impl::Serves;
+  const auto methods = capnp::Schema::from<Interface>().getMethods().size();
+  return {direct_client(kj::mv(own)), raw, server, capnp::typeId<Interface>(), static_cast<std::uint16_t>(methods)};
 }
 
 inline std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }

@@ -17,7 +17,7 @@ void validate_name(std::string_view name) {
 
 Registry::~Registry() = default;
 
-void Registry::open(kj::StringPtr name_text, Kind kind, bool create, std::uint64_t max_size,
+kj::Maybe<Registry::Plain> Registry::open(kj::StringPtr name_text, Kind kind, bool create, std::uint64_t max_size,
                     wire::Object::Builder out, NetworkRef& link) {
   std::string_view name(name_text.begin(), name_text.size());
   translate_to_wire([&] { validate_name(name); });
@@ -43,7 +43,7 @@ void Registry::open(kj::StringPtr name_text, Kind kind, bool create, std::uint64
       }
       fail(Tag::kInvalidArgument, "unknown object kind");
     }();
-    it = objects_.emplace(n, Entry{kind, kj::mv(made.cap), made.object}).first;
+    it = objects_.emplace(n, Entry{kind, kj::mv(made.cap), made.object, made.plain, made.plain_interface, made.plain_methods}).first;
   }
   auto& cap = it->second.cap;
   switch (kind) {
@@ -58,6 +58,8 @@ void Registry::open(kj::StringPtr name_text, Kind kind, bool create, std::uint64
     case Kind::kValue: out.setValue(cap.castAs<wire::SharedValue>()); break;
     case Kind::kCounter: out.setCounter(cap.castAs<wire::Counter>()); break;
   }
+  if (it->second.plain == nullptr) return nullptr;
+  return Plain{cap, *it->second.plain, it->second.plain_interface, it->second.plain_methods};
 }
 
 bool Registry::remove(kj::StringPtr name) {

@@ -30,11 +30,19 @@ class Registry {
   explicit Registry(kj::Timer& timer) : timer_(timer) {}
   ~Registry();
 
+  // An object whose calls are all plain (object_base.h, make_plain_object): its capability and its server.
+  struct Plain {
+    capnp::Capability::Client cap;
+    capnp::Capability::Server& server;
+    std::uint64_t interface_id;  // the one interface it serves
+    std::uint16_t method_count;  // methods 0 .. method_count - 1
+  };
   // Fills `out` with the capability of `name`, creating it when allowed. See Manager.open in manager.capnp.
   // `link` is the connection that asked: a queue's capability is its own per connection, so that the items its
-  // gets hand out can be followed to that client (see waiting_objects.h and SocketVatNetwork).
-  void open(kj::StringPtr name, Kind kind, bool create, std::uint64_t max_size, wire::Object::Builder out,
-            NetworkRef& link);
+  // gets hand out can be followed to that client (see waiting_objects.h and SocketVatNetwork). Returns the object
+  // when its calls are plain, for the server's direct path.
+  kj::Maybe<Plain> open(kj::StringPtr name, Kind kind, bool create, std::uint64_t max_size, wire::Object::Builder out,
+                        NetworkRef& link);
   bool remove(kj::StringPtr name);
   std::vector<ObjectRef> list() const;
 
@@ -45,7 +53,10 @@ class Registry {
   struct Entry {
     Kind kind;
     capnp::Capability::Client cap;
-    ObjectBase* object;  // owned through `cap`
+    ObjectBase* object;                  // owned through `cap`
+    capnp::Capability::Server* plain;    // the same object, when its calls are plain; else null
+    std::uint64_t plain_interface;
+    std::uint16_t plain_methods;
   };
   kj::Timer& timer_;
   std::map<std::string, Entry, std::less<>> objects_;

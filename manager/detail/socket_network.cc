@@ -44,6 +44,7 @@ constexpr std::size_t kKeepBufferBytes = 1 << 20;  // a larger buffer (one huge 
 constexpr std::uint32_t kMaxSegments = 512;
 constexpr unsigned kDefaultFirstSegmentWords = 128;  // when the RPC system gives no size hint
 constexpr std::size_t kEagerWriteBytes = 16 * 1024;  // see send()
+constexpr unsigned kReadsInOneChain = 8;              // see read_more()
 
 std::uint32_t load_u32(const kj::byte* p) {
   std::uint32_t v;
@@ -140,17 +141,79 @@ class SocketVatNetwork::Outgoing final : public capnp::OutgoingRpcMessage {
   }
   void send() override {
     if (network_.direct_ != nullptr) network_.note_outgoing(*message_);
+    if (offer_ != nullptr || network_.plain_exports_.size() != 0) network_.note_exports(*message_, offer_);
     network_.send(*message_, kj::mv(receipt_));
   }
   size_t sizeInWords() override { return message_->sizeInWords(); }
   void track(kj::Own<Receipt> receipt) { receipt_ = kj::mv(receipt); }
+  void offer(PlainOffer offer) { offer_ = kj::mv(offer); }
 
  private:
   SocketVatNetwork& network_;
   FirstSegment first_;
   std::optional<capnp::MallocMessageBuilder> message_;  // always set; optional only to pick its constructor
   kj::Own<Receipt> receipt_;  // null unless tracked
+  kj::Maybe<PlainOffer> offer_;  // set on the Return of a Manager.open that hands out a plain object
 };
+
+namespace {
+
+// A call answered on the server's direct path: its parameters read where they arrived, its results built in a
+// pooled first segment (the Return message, made when the object first asks for its results).
+class PlainCallContext final : public capnp::CallContextHook {
+ public:
+  PlainCallContext(kj::Own<SocketVatNetwork::BufferPool>& pool, std::uint32_t question,
+                   capnp::AnyPointer::Reader params)
+      : pool_(pool), question_(question), params_(params) {}
+
+  // The Return, with empty results if the object never asked for them (as the RPC system sends it).
+  capnp::MessageBuilder& finish() {
+    if (!message_) (void)getResults(capnp::MessageSize{0, 0});
+    return *message_;
+  }
+
+  capnp::AnyPointer::Reader getParams() override { return params_; }
+  void releaseParams() override {}
+  capnp::AnyPointer::Builder getResults(kj::Maybe<capnp::MessageSize> size_hint) override {
+    if (!message_) {
+      // The Return's envelope (Message, Return, Payload) adds a few words to the results.
+      std::uint64_t words = 8;
+      KJ_IF_MAYBE(hint, size_hint) { words += hint->wordCount; }
+      first_.emplace(pool_, static_cast<unsigned>(std::min<std::uint64_t>(words, 1u << 20)));
+      if (first_->buffer) {
+        message_.emplace(kj::arrayPtr(first_->buffer.get(), SocketVatNetwork::BufferPool::kWords));
+      } else {
+        message_.emplace(static_cast<unsigned>(words));
+      }
+      auto ret = message_->initRoot<capnp::rpc::Message>().initReturn();
+      ret.setAnswerId(question_);
+      ret.setReleaseParamCaps(false);
+      results_ = ret.initResults().getContent();
+    }
+    return results_;
+  }
+  // None of these is used by an object whose calls are plain (offer_plain_export's REQUIRES).
+  kj::Promise<void> tailCall(kj::Own<capnp::RequestHook>&&) override {
+    KJ_UNIMPLEMENTED("a plain call cannot tail-call");
+  }
+  void allowCancellation() override {}
+  void setPipeline(kj::Own<capnp::PipelineHook>&&) override {}
+  kj::Promise<capnp::AnyPointer::Pipeline> onTailCall() override { KJ_UNIMPLEMENTED("a plain call cannot tail-call"); }
+  capnp::ClientHook::VoidPromiseAndPipeline directTailCall(kj::Own<capnp::RequestHook>&&) override {
+    KJ_UNIMPLEMENTED("a plain call cannot tail-call");
+  }
+  kj::Own<capnp::CallContextHook> addRef() override { KJ_UNIMPLEMENTED("a plain call is answered at once"); }
+
+ private:
+  kj::Own<SocketVatNetwork::BufferPool>& pool_;
+  std::uint32_t question_;
+  capnp::AnyPointer::Reader params_;
+  std::optional<FirstSegment> first_;              // before the builder: outlives it
+  std::optional<capnp::MallocMessageBuilder> message_;
+  capnp::AnyPointer::Builder results_ = nullptr;
+};
+
+}  // namespace
 
 // A received message, in its own word-aligned copy (the receive buffer moves on; the RPC system may keep a
 // message as long as it likes): a pooled buffer when it fits in one.
@@ -294,6 +357,10 @@ kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
       in_begin_ += total;
       continue;
     }
+    if (serves_plainly() && take_if_plain(words, total / sizeof(capnp::word))) {
+      in_begin_ += total;
+      continue;
+    }
     auto message = kj::heap<Incoming>(pool_, p, total / sizeof(capnp::word), options_);
     in_begin_ += total;
     return kj::Own<capnp::IncomingRpcMessage>(kj::mv(message));
@@ -328,6 +395,179 @@ bool SocketVatNetwork::take_if_direct(const capnp::word* words, std::size_t coun
     }
   }
   return false;
+}
+
+// ---- the server's direct path ----
+
+void SocketVatNetwork::offer_plain_export(std::uint64_t created_before, capnp::Capability::Client cap,
+                                          capnp::Capability::Server& server, std::uint64_t interface_id,
+                                          std::uint16_t method_count) {
+  // Anything else than the one Return expected: that object's calls simply take the RPC system's path.
+  if (messages_created_ != created_before + 1 || last_outgoing_ == nullptr) return;
+  last_outgoing_->offer(PlainOffer{kj::mv(cap), &server, interface_id, method_count});
+}
+
+bool SocketVatNetwork::serves_plainly() const {
+  return plain_exports_.size() != 0 || plain_answers_.size() != 0 || result_exports_.size() != 0;
+}
+
+// Server side: a Call on a plain export is answered here; the Finish of such a call ends here too. Everything else
+// passes on to the RPC system, after a look at what changes the references to plain exports.
+bool SocketVatNetwork::take_if_plain(const capnp::word* words, std::size_t count) {
+  capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, count), options_);
+  auto message = reader.getRoot<capnp::rpc::Message>();
+  switch (message.which()) {
+    case capnp::rpc::Message::CALL: {
+      auto call = message.getCall();
+      const std::uint32_t question = call.getQuestionId();
+      // As the RPC system refuses a question id in use (it never sees these): the connection ends.
+      KJ_REQUIRE(!plain_answers_.contains(question), "a Call reuses a question id still in use", question);
+      auto target = call.getTarget();
+      if (target.isPromisedAnswer()) {
+        if (!plain_answers_.contains(target.getPromisedAnswer().getQuestionId())) return false;
+        // As a call pipelined on the results of a DirectClient's call fails (direct_client.cc).
+        answer_plain_failure(question, KJ_EXCEPTION(FAILED, "the results of this call hold no capabilities to "
+                                                            "pipeline on"));
+        return true;
+      }
+      if (!target.isImportedCap() || !call.getSendResultsTo().isCaller()) return false;
+      KJ_IF_MAYBE(exported, plain_exports_.find(target.getImportedCap())) {
+        const PlainOffer& object = exported->object;
+        if (call.getInterfaceId() != object.interface_id || call.getMethodId() >= object.method_count) return false;
+        if (call.getParams().getCapTable().size() != 0) return false;  // capabilities to import: the RPC system's
+        answer_plainly(call, *object.server);
+        return true;
+      }
+      return false;
+    }
+    case capnp::rpc::Message::FINISH: {
+      auto finish = message.getFinish();
+      const std::uint32_t question = finish.getQuestionId();
+      if (plain_answers_.erase(question)) return true;
+      KJ_IF_MAYBE(exports, result_exports_.find(question)) {
+        // As the RPC system's handleFinish: the Return's capabilities go unless the client took them.
+        if (finish.getReleaseResultCaps()) {
+          for (std::uint32_t id : *exports) release_plain_export(id, 1);
+        }
+        result_exports_.erase(question);
+      }
+      return false;
+    }
+    case capnp::rpc::Message::RELEASE: {
+      auto release = message.getRelease();
+      release_plain_export(release.getId(), release.getReferenceCount());
+      return false;
+    }
+    default:
+      return false;
+  }
+}
+
+void SocketVatNetwork::answer_plainly(capnp::rpc::Call::Reader call, capnp::Capability::Server& server) {
+  const std::uint32_t question = call.getQuestionId();
+  kj::Maybe<kj::Exception> failure;
+  {
+    PlainCallContext context(pool_, question, call.getParams().getContent());
+    // The method runs to completion inside dispatchCall (offer_plain_export's REQUIRES), so its promise is ready.
+    failure = kj::runCatchingExceptions([&] {
+      (void)server.dispatchCall(call.getInterfaceId(), call.getMethodId(),
+                                capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer>(context));
+    });
+    // A reply over the connection's size limit is refused by send() before a byte of it is queued: the call
+    // then fails alone, as on the RPC system's path.
+    if (failure == nullptr) failure = kj::runCatchingExceptions([&] { send(context.finish(), kj::Own<Receipt>()); });
+    if (failure == nullptr) {
+      plain_answers_.insert(question);
+      return;
+    }
+  }
+  answer_plain_failure(question, KJ_ASSERT_NONNULL(failure));
+}
+
+void SocketVatNetwork::answer_plain_failure(std::uint32_t question, const kj::Exception& failure) {
+  kj::StringPtr reason = failure.getDescription();
+  FirstSegment first(pool_, 16 + static_cast<unsigned>(std::min<std::size_t>(reason.size() / 8, 1u << 20)));
+  std::optional<capnp::MallocMessageBuilder> message;
+  if (first.buffer) {
+    message.emplace(kj::arrayPtr(first.buffer.get(), BufferPool::kWords));
+  } else {
+    message.emplace(16 + static_cast<unsigned>(reason.size() / 8));
+  }
+  auto ret = message->initRoot<capnp::rpc::Message>().initReturn();
+  ret.setAnswerId(question);
+  ret.setReleaseParamCaps(false);
+  // As the RPC system writes an exception (rpc.c++, fromException): the description and the type.
+  auto exception = ret.initException();
+  exception.setReason(reason);
+  exception.setType(static_cast<capnp::rpc::Exception::Type>(failure.getType()));
+  send(*message, kj::Own<Receipt>());
+  plain_answers_.insert(question);
+}
+
+// Server side, every message the RPC system sends while plain exports exist (or that carries an offer): the
+// references it gives out to plain exports.
+void SocketVatNetwork::note_exports(capnp::MessageBuilder& message, kj::Maybe<PlainOffer>& offer) {
+  auto root = message.getRoot<capnp::rpc::Message>().asReader();
+  capnp::List<capnp::rpc::CapDescriptor>::Reader caps;
+  bool is_return = false;
+  std::uint32_t answer = 0;
+  switch (root.which()) {
+    case capnp::rpc::Message::RETURN: {
+      auto ret = root.getReturn();
+      if (!ret.isResults()) return;
+      caps = ret.getResults().getCapTable();
+      answer = ret.getAnswerId();
+      is_return = true;
+      break;
+    }
+    case capnp::rpc::Message::CALL:
+      caps = root.getCall().getParams().getCapTable();
+      break;
+    case capnp::rpc::Message::RESOLVE: {
+      auto resolve = root.getResolve();
+      if (resolve.isCap() && resolve.getCap().isSenderHosted()) plain_exports_.erase(resolve.getCap().getSenderHosted());
+      return;
+    }
+    default:
+      return;
+  }
+  kj::Vector<std::uint32_t> mirrored;
+  for (auto cap : caps) {
+    if (!cap.isSenderHosted()) continue;
+    const std::uint32_t id = cap.getSenderHosted();
+    KJ_IF_MAYBE(o, offer) {
+      if (is_return && caps.size() == 1) {
+        // The offered object under this id, once more (the same object opened again) or for the first time.
+        KJ_IF_MAYBE(known, plain_exports_.find(id)) {
+          if (known->object.server == o->server) {
+            ++known->references;
+            mirrored.add(id);
+            continue;
+          }
+        }
+        plain_exports_.upsert(id, PlainExport{*o, 1},
+                              [](PlainExport& old, PlainExport&& fresh) { old = kj::mv(fresh); });
+        mirrored.add(id);
+        continue;
+      }
+    }
+    // Only an offered Return hands out a plain object: this id now names something else.
+    plain_exports_.erase(id);
+  }
+  if (is_return && mirrored.size() != 0) {
+    result_exports_.upsert(answer, kj::mv(mirrored),
+                           [](kj::Vector<std::uint32_t>& old, kj::Vector<std::uint32_t>&& fresh) { old = kj::mv(fresh); });
+  }
+}
+
+void SocketVatNetwork::release_plain_export(std::uint32_t export_id, std::uint32_t references) {
+  KJ_IF_MAYBE(known, plain_exports_.find(export_id)) {
+    if (known->references <= references) {
+      plain_exports_.erase(export_id);
+    } else {
+      known->references -= references;
+    }
+  }
 }
 
 void SocketVatNetwork::note_outgoing(capnp::MessageBuilder& message) {
@@ -373,7 +613,10 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rec
     end_direct(*e);
     return kj::mv(*e);
   }
-  if (parsed != nullptr) return kj::mv(parsed);
+  if (parsed != nullptr) {
+    reads_in_a_row_ = 0;
+    return kj::mv(parsed);
+  }
   // Move the unparsed tail to the front so that the buffer only grows for a message larger than it.
   if (in_begin_ > 0) {
     std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
@@ -395,6 +638,7 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
   KJ_IF_MAYBE(readable, readable_) {
     auto edge = kj::mv(*readable);
     readable_ = nullptr;
+    reads_in_a_row_ = 0;
     return edge.then([this] { return read_more(); });
   }
   for (;;) {
@@ -409,6 +653,13 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
       bool at_end = true;  // unknown counts as "maybe": read again rather than wait for an edge
       KJ_IF_MAYBE(hint, read_observer_.atEndHint()) { at_end = *hint; }
       if (static_cast<std::size_t>(n) < space && !at_end) readable_ = read_observer_.whenBecomesReadable();
+      // Messages answered here (direct calls, their Returns) hand nothing to the RPC system, so the next read
+      // follows in the same call chain: after a few, continue from the event loop, so that the stack stays short
+      // and other connections get their turn while one client keeps its socket full.
+      if (++reads_in_a_row_ >= kReadsInOneChain) {
+        reads_in_a_row_ = 0;
+        return kj::evalLater([this] { return receiveIncomingMessage(); });
+      }
       return receiveIncomingMessage();
     }
     if (n == 0) {

@@ -20,6 +20,8 @@
 // - Allocation: a message without a size hint gets a 1 KiB first segment, not Cap'n Proto's zeroed 8 KiB; small
 //   messages (up to 2 KiB) are built in, and received into, buffers the connection reuses, not one calloc each.
 // Net effect: one write(2), one read(2) and one epoll_wait(2) per side per round trip, whatever the batch size.
+// Direct paths, past the RPC system, on the same wire: a client sends hot calls and takes their Returns itself
+// (DirectReturns); a server answers the calls on plain objects itself (offer_plain_export, docs/manager.md).
 //
 // Threads: the owning event loop's thread only. Processes: n/a.
 // Lifetime: owns and closes the socket. Must outlive the RpcSystem built on it (declare it first). onDisconnect()
@@ -39,10 +41,13 @@
 #include <capnp/rpc.h>
 #include <kj/async-unix.h>
 #include <kj/io.h>
+#include <kj/map.h>
+#include <kj/vector.h>
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <unordered_set>
 #include <vector>
 
 namespace ipc::manager::detail {
@@ -59,6 +64,7 @@ kj::Promise<void> next_received_read();
 
 class SocketVatNetwork;
 
+
 // Client side: calls sent past the RPC system (send_direct), answered by Returns the network hands here instead of
 // to the RPC system. Their question ids start at kFirstQuestionId, far above the RPC system's own (which count up
 // from 0 and reuse the lowest free one), so the two never meet on the server's answer table.
@@ -70,6 +76,71 @@ class DirectReturns {
   virtual void returned(capnp::rpc::Return::Reader ret) = 0;
   // The connection ended (EOF, a read error, a bad frame, an Abort, shutdown): calls still waiting fail with `why`.
   virtual void ended(const kj::Exception& why) = 0;
+};
+
+// Question ids, as the server's direct path keeps those it answered until their Finish: a bit per id in the two
+// ranges clients use (an RPC system counts up from 0 reusing the lowest free id; a direct client counts up from
+// DirectReturns::kFirstQuestionId), a hash set for any other. (kj::HashSet, tried first, cost ~8 k instructions per
+// insert and per look-up here: the erased entries of a sliding window of consecutive ids lengthen its probes.)
+class QuestionSet {
+ public:
+  bool contains(std::uint32_t id) const {
+    std::uint32_t bit;
+    if (const std::vector<std::uint64_t>* bits = dense(id, bit)) {
+      return bit / 64 < bits->size() && ((*bits)[bit / 64] >> (bit % 64) & 1) != 0;
+    }
+    return other_.count(id) != 0;
+  }
+  void insert(std::uint32_t id) {
+    std::uint32_t bit;
+    if (std::vector<std::uint64_t>* bits = dense(id, bit)) {
+      if (bit / 64 >= bits->size()) bits->resize(bit / 64 + 1);
+      std::uint64_t& word = (*bits)[bit / 64];
+      size_ += (word >> (bit % 64) & 1) == 0;
+      word |= std::uint64_t{1} << (bit % 64);
+      return;
+    }
+    size_ += other_.insert(id).second;
+  }
+  // Whether it was there.
+  bool erase(std::uint32_t id) {
+    std::uint32_t bit;
+    if (std::vector<std::uint64_t>* bits = dense(id, bit)) {
+      if (bit / 64 >= bits->size()) return false;
+      std::uint64_t& word = (*bits)[bit / 64];
+      const std::uint64_t mask = std::uint64_t{1} << (bit % 64);
+      if ((word & mask) == 0) return false;
+      word &= ~mask;
+      --size_;
+      return true;
+    }
+    if (other_.erase(id) == 0) return false;
+    --size_;
+    return true;
+  }
+  std::size_t size() const { return size_; }
+
+ private:
+  static constexpr std::uint32_t kDenseIds = 1u << 16;  // 8 KiB of bits per range at most
+  static constexpr std::uint32_t kDirectBase = DirectReturns::kFirstQuestionId;
+  const std::vector<std::uint64_t>* dense(std::uint32_t id, std::uint32_t& bit) const {
+    return const_cast<QuestionSet*>(this)->dense(id, bit);
+  }
+  std::vector<std::uint64_t>* dense(std::uint32_t id, std::uint32_t& bit) {
+    if (id < kDenseIds) {
+      bit = id;
+      return &low_;
+    }
+    if (id - kDirectBase < kDenseIds) {
+      bit = id - kDirectBase;
+      return &direct_;
+    }
+    return nullptr;
+  }
+  std::vector<std::uint64_t> low_;
+  std::vector<std::uint64_t> direct_;
+  std::unordered_set<std::uint32_t> other_;
+  std::size_t size_ = 0;
 };
 
 // What became of a message someone cares about (a reply carrying a queue item), told at most once by the network
@@ -134,6 +205,18 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   void watch_last_call(std::uint64_t calls_before, std::uint64_t interface_id, std::uint16_t method_id);
   kj::Maybe<std::uint32_t> take_opened_import();
 
+  // Server side, the direct path: the Return of a Manager.open being built (the one message made since
+  // `created_before`) hands the client `server`'s capability. Once that Return is sent, the network answers the
+  // calls on the export it names itself, straight from the socket (see "The server's direct path" in
+  // docs/manager.md): parses the Call, runs `server.dispatchCall` at once, writes the Return, and swallows the
+  // Finish. `cap` keeps the object alive while the client may call it there. Only calls of methods
+  // 0 .. method_count - 1 of `interface_id` are answered so; others (which dispatchCall would fail with a rejected
+  // promise) go to the RPC system.
+  // REQUIRES: every such method answers or throws before it returns (a ready promise, never a rejected one), and
+  //   none takes or returns a capability.
+  void offer_plain_export(std::uint64_t created_before, capnp::Capability::Client cap,
+                          capnp::Capability::Server& server, std::uint64_t interface_id, std::uint16_t method_count);
+
   // From now on messages up to `options.traversalLimitInWords` are accepted (the peer authenticated).
   void end_handshake();
   bool in_handshake() const { return handshake_message_bytes_ != 0; }
@@ -166,6 +249,18 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   kj::Own<capnp::TwoPartyVatNetworkBase::Connection> as_connection();
   kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> try_parse();
   bool take_if_direct(const capnp::word* words, std::size_t count);
+  struct PlainOffer {
+    capnp::Capability::Client cap;
+    capnp::Capability::Server* server;
+    std::uint64_t interface_id;
+    std::uint16_t method_count;
+  };
+  bool serves_plainly() const;
+  bool take_if_plain(const capnp::word* words, std::size_t count);
+  void answer_plainly(capnp::rpc::Call::Reader call, capnp::Capability::Server& server);
+  void answer_plain_failure(std::uint32_t question, const kj::Exception& failure);
+  void note_exports(capnp::MessageBuilder& message, kj::Maybe<PlainOffer>& offer);
+  void release_plain_export(std::uint32_t export_id, std::uint32_t references);
   void note_outgoing(capnp::MessageBuilder& message);
   void end_direct(const kj::Exception& why);
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_more();
@@ -220,6 +315,20 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   kj::Maybe<std::uint32_t> watched_open_;   // the question whose Return's capability to note
   kj::Maybe<std::uint32_t> opened_import_;  // what was noted
   kj::Maybe<kj::Exception> abort_;          // the reason of an Abort the peer sent, for the direct calls
+
+  // The server's direct path (offer_plain_export). The RPC system's export table stays the authority: an entry
+  // here mirrors the references the RPC system holds for an export it sent in an offered Return (one per capTable
+  // entry sent, less the client's Release messages and the Finishes that release a Return's capabilities). An
+  // export id seen leaving in any other way is taken for reused and dropped here: calls on it go to the RPC system.
+  struct PlainExport {
+    PlainOffer object;
+    std::uint64_t references;
+  };
+  kj::HashMap<std::uint32_t, PlainExport> plain_exports_;
+  QuestionSet plain_answers_;  // questions answered here whose Finish has not arrived yet
+  // The RPC system's answers whose Return carried plain exports: a Finish with releaseResultCaps releases them.
+  kj::HashMap<std::uint32_t, kj::Vector<std::uint32_t>> result_exports_;
+  unsigned reads_in_a_row_ = 0;  // reads in one synchronous chain; see read_more()
 
   std::vector<kj::byte> out_;  // framed messages; [out_begin_, end) not written yet
   std::size_t out_begin_ = 0;

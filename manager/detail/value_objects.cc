@@ -151,8 +151,8 @@ class CounterImpl final : public wire::Counter::Server, public ObjectBase {
 
 }  // namespace
 
-MadeObject make_list(std::string name) { return make_direct_object<ListImpl>(std::move(name)); }
-MadeObject make_value(std::string name) { return make_direct_object<ValueImpl>(std::move(name)); }
-MadeObject make_counter(std::string name) { return make_direct_object<CounterImpl>(std::move(name)); }
+MadeObject make_list(std::string name) { return make_plain_object<ListImpl>(std::move(name)); }
+MadeObject make_value(std::string name) { return make_plain_object<ValueImpl>(std::move(name)); }
+MadeObject make_counter(std::string name) { return make_plain_object<CounterImpl>(std::move(name)); }
 
 }  // namespace ipc::manager::detail
