@@ -120,7 +120,7 @@ class DeferredWakes {
   DeferredWakes() { current() = this; }
   ~DeferredWakes() {
     current() = nullptr;
-    for (auto& w : waited_) w->release_waiters();
+    release();
   }
   DeferredWakes(const DeferredWakes&) = delete;
   DeferredWakes& operator=(const DeferredWakes&) = delete;
@@ -130,6 +130,12 @@ class DeferredWakes {
     return batch;
   }
   void add(std::shared_ptr<Waited> waited) { waited_.push_back(std::move(waited)); }
+  // Releases the waiters held so far; before a callback runs, so that user code never waits on a thread that
+  // waits to be released by this batch.
+  void release() {
+    for (auto& w : waited_) w->release_waiters();
+    waited_.clear();
+  }
 
  private:
   std::vector<std::shared_ptr<Waited>> waited_;
@@ -248,6 +254,7 @@ class FutureState : public Completion, public Waited, public std::enable_shared_
       waited = waiters_ != 0;
     }
     if (!callbacks.empty()) {
+      if (DeferredWakes* batch = DeferredWakes::current()) batch->release();
       for (auto& c : callbacks) c();
       std::lock_guard lock(mu_);
       done_ = true;
