@@ -208,7 +208,8 @@ void MemoryPolicy::validate() const {
 void MemoryPolicy::validate_for_this_machine() const {
   validate();
   // Relative node ids name positions within the allowed set, not real nodes, so only plain ids are checked.
-  if (!has_flag(flags_, PolicyFlags::kRelativeNodes)) {
+  // No nodes (the default policy, local): nothing to check, and no read of sysfs (a pipe is made with one).
+  if (!nodes_.empty() && !has_flag(flags_, PolicyFlags::kRelativeNodes)) {
     NodeSet offline = nodes_.minus(Topology::online_nodes());
     if (!offline.empty()) {
       throw PolicyError(PolicyRule::kNodeNotOnline, "node(s) " + offline.to_string() +

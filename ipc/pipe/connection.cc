@@ -166,6 +166,25 @@ ConnectionHandoff Connection::handoff() const {
   return h;
 }
 
+Connection::RingPages Connection::ring_pages() const {
+  check_open("ring_pages", true);
+  RingPages pages;
+  pages.shared_ = shared_;
+  return pages;
+}
+
+numa::PagePlacement Connection::RingPages::now() const {
+  if (!shared_) throw StateError("RingPages::now: an empty RingPages (take one from Connection::ring_pages())");
+  return numa::page_placement(shared_->base, shared_->bytes);
+}
+
+void Connection::close_descriptors_in_child(bool keep_memory) const {
+  if (!shared_) return;  // closed before the fork: nothing of it was inherited
+  for (int fd : {in_ ? in_->fd : -1, out_ ? out_->fd : -1, keep_memory ? -1 : shared_->memory_fd}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
 Connection Connection::adopt(const ConnectionHandoff& h) {
   auto close_all = [&] {
     for (int fd : {h.memory_fd, h.in_fd, h.out_fd}) {

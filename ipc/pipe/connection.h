@@ -51,6 +51,7 @@
 #include "ipc/base/futex.h"
 #include "ipc/base/process.h"
 #include "ipc/numa/memory_policy.h"
+#include "ipc/numa/placement.h"
 #include "ipc/pipe/detail/byte_ring.h"
 #include "ipc/shared/codec.h"
 
@@ -98,6 +99,8 @@ class Connection;
 std::pair<Connection, Connection> Pipe(const PipeOptions& options);
 
 class Connection {
+  struct Shared;  // the mapping of both rings, shared by every Connection of the pipe in this process
+
  public:
   Connection() = default;
   Connection(Connection&&) noexcept;
@@ -175,6 +178,26 @@ class Connection {
   // the memory, SystemError when the memory cannot be mapped.
   static Connection adopt(const ConnectionHandoff& h);
 
+  // --- where the rings are, and forked children ---------------------------------------------------------------
+  // Where the pages of this pipe's rings (both directions) are now, per node (numa::page_placement). It keeps the
+  // rings mapped in this process while it lives, so another thread may ask after this end is closed or moved.
+  class RingPages {
+   public:
+    numa::PagePlacement now() const;
+
+   private:
+    friend class Connection;
+    std::shared_ptr<const Shared> shared_;
+  };
+  // StateError for a closed end.
+  RingPages ring_pages() const;
+  // In a forked child that will not use this end: closes the child's copies of the end's descriptors (sockets, and
+  // the memfd of a transferable pipe unless `keep_memory`: another end of the same pipe in this child still needs
+  // it) and nothing else. The object is left as it is and must not be used in this child (nor close()d: it would
+  // write to copy-on-write pages, a fault each, and wake peers that lose nothing by a copy's close). The end stays
+  // open in every other process. Nothing for a closed end.
+  void close_descriptors_in_child(bool keep_memory = false) const;
+
   // Closes this process's copy of the end. The other end sees end of stream once every copy is closed.
   void close();
   bool closed() const { return shared_ == nullptr; }
@@ -189,7 +212,6 @@ class Connection {
   friend std::pair<Connection, Connection> Pipe(const PipeOptions&);
   friend struct WaitAccess;
   friend struct detail::PipeTestAccess;
-  struct Shared;
 
   // One direction as seen from this end: the ring, and this end's socket of the direction's socketpair (the
   // other side's doorbells arrive on it and ours leave from it).

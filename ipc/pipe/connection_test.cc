@@ -135,6 +135,55 @@ TEST_CASE("a transferable pipe's rings are reserved when it is made, not at thei
   CHECK(a.handoff().memory_bytes >= 2 * o.ring_bytes);
 }
 
+TEST_CASE("ring_pages says where both rings are, also after every end in this process is closed", "[pipe]") {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  ipc::PipeOptions o;
+  o.ring_bytes = 1 << 16;
+  auto [a, b] = ipc::Pipe(o);
+  const ipc::Connection::RingPages pages = a.ring_pages();
+  const auto before = pages.now();
+  INFO(before.to_string());
+  CHECK(before.total_pages >= 2 * o.ring_bytes / page);
+  // An anonymous pipe's pages come as they are first written: its two ring headers so far, not the whole rings.
+  CHECK(before.pages_not_present > 0);
+  CHECK(before.total_pages - before.pages_not_present >= 2);
+  REQUIRE(a.send(std::string(20000, 'x')) == ipc::Outcome::kOk);
+  const auto after = pages.now();
+  CHECK(after.pages_not_present < before.pages_not_present);  // the message's pages
+  a.close();
+  b.close();
+  // The handle keeps the mapping: asking after both ends are gone reads the same pages, not freed memory.
+  CHECK(pages.now().total_pages == before.total_pages);
+  CHECK(pages.now().pages_not_present == after.pages_not_present);
+  CHECK_THROWS_AS(a.ring_pages(), ipc::StateError);
+  CHECK_THROWS_AS(ipc::Connection::RingPages().now(), ipc::StateError);
+}
+
+TEST_CASE("a forked child that closes its copies of an end's descriptors leaves the end open elsewhere", "[pipe]") {
+  auto [parent_end, child_end] = ipc::Pipe();
+  auto [other_parent, other_child] = ipc::Pipe();
+  ipc::Process child = ipc::Process::start([&] {
+    // The child keeps only child_end: its copies of the other descriptors go, the objects stay untouched.
+    parent_end.close_descriptors_in_child();
+    other_parent.close_descriptors_in_child();
+    other_child.close_descriptors_in_child();
+    if (child_end.send(std::string("ready")) != ipc::Outcome::kOk) return 1;
+    return child_end.recv<std::string>() == "bye" ? 0 : 2;  // alive, holding child_end, until the parent is done
+  });
+  child_end.close();
+  REQUIRE(parent_end.recv<std::string>() == "ready");
+  // The other pipe is untouched in this process: both ends still talk.
+  REQUIRE(other_parent.send(std::string("still open")) == ipc::Outcome::kOk);
+  CHECK(other_child.recv<std::string>() == "still open");
+  // While the child lives: closing this process's other_child ends the stream at once, because the child holds
+  // no copy of it (one kept would hold the stream open until the child exits: a timeout here).
+  other_child.close();
+  std::string unused;
+  CHECK(other_parent.recv(unused, 60s) == ipc::Outcome::kClosed);
+  REQUIRE(parent_end.send(std::string("bye")) == ipc::Outcome::kOk);
+  REQUIRE(child.join(60s) == 0);
+}
+
 TEST_CASE("an end handed over by its descriptors works through its own mapping", "[pipe]") {
   ipc::PipeOptions o;
   o.transferable = true;

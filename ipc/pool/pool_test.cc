@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -227,6 +228,31 @@ TEST_CASE("results and arguments of megabytes cross without sizing anything", "[
   CHECK(sizes == std::vector<size_t>{size_t{3} << 20, 1});
   std::map<std::string, int> m{{"a", 1}, {"b", 2}};
   CHECK(pool.apply([](std::map<std::string, int> x) { return x.size(); }, m) == 2);
+}
+
+namespace {
+// This process's descriptors that are pipe rings' memfds (a transferable Pipe's memory).
+int ring_memfds() {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    const std::string target = std::filesystem::read_symlink(entry.path(), error).string();
+    if (!error && target.starts_with("/memfd:ipc-pipe")) ++n;
+  }
+  return n;
+}
+}  // namespace
+
+TEST_CASE("a forked pool's rings are anonymous memory: no memfd to reserve in full at start", "[pool][resources]") {
+  // A memfd's pages are all allocated when the pipe is made (to fail then, not with a SIGBUS later), which costs a
+  // forked pool's start most of its time; the anonymous mapping a fork inherits is accounted when it is mapped.
+  const int before = ring_memfds();
+  ipc::PoolOptions o;
+  o.start_method = ipc::StartMethod::kFork;
+  o.workers = 2;
+  ipc::Pool pool(o);
+  REQUIRE(pool.apply(square, 3) == 9);
+  CHECK(ring_memfds() == before);
 }
 
 TEST_CASE("many short tasks held ahead by busy workers never block the pool on small pipes with large results",

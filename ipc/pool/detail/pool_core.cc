@@ -41,43 +41,14 @@ struct Task {
   std::shared_ptr<HomeCount> count;
 };
 
-// A read-only view of a worker's pipe rings (its memfd mapped once more), for placement(): which nodes hold them.
-class QueueView {
- public:
-  explicit QueueView(const ConnectionHandoff& h) : bytes_(h.memory_bytes) {
-    void* p = ::mmap(nullptr, bytes_, PROT_READ, MAP_SHARED, h.memory_fd, 0);
-    if (p == MAP_FAILED) throw_errno("Pool: mmap of a worker's pipe rings (for placement())");
-    base_ = p;
-  }
-  ~QueueView() { ::munmap(base_, bytes_); }
-  QueueView(const QueueView&) = delete;
-  QueueView& operator=(const QueueView&) = delete;
-  numa::PagePlacement pages() const { return numa::page_placement(base_, bytes_); }
-
- private:
-  void* base_ = nullptr;
-  size_t bytes_;
-};
-
 // A live worker as placement() reports it.
 struct Live {
   int pid = -1;
   int node = -1;
   std::vector<int> cpus;
-  std::shared_ptr<const QueueView> queue;
+  Connection::RingPages queue;  // its pipe's rings
   Hello scratch{0, 0};  // its arena's base and capacity in its address space, once its Hello arrived
 };
-
-
-// In a forked worker: closes its copies of the sockets of `conn` (an end of a transferable Pipe of the pool) and,
-// with `memory`, of its rings' memfd. The object itself is left as it is: the worker never uses it.
-void close_descriptors(const Connection& conn, bool memory) {
-  if (conn.closed()) return;  // the pool closed its end already: nothing of it was inherited
-  const ConnectionHandoff h = conn.handoff();
-  for (int fd : {h.in_fd, h.out_fd, memory ? h.memory_fd : -1}) {
-    if (fd >= 0) ::close(fd);
-  }
-}
 
 std::string describe_exit(int code) {
   if (code >= 0) return "exited with status " + std::to_string(code);
@@ -201,10 +172,12 @@ struct PoolCore::State {
     if (place && place->node >= 0 && numa::Topology::discover().node(place->node).has_memory) {
       po.policy = numa::MemoryPolicy::bind({place->node});
     }
-    // Always a memfd (also for kFork, which needs no hand-off): placement() maps it again to see its pages.
-    po.transferable = true;
+    // A memfd only when the worker's end is handed over (kForkServer, kExec). A forked worker inherits the
+    // anonymous mapping, whose pages are allocated as they are first written: a pool that starts, runs a few tasks
+    // and stops pays for a few pages of its rings, not for all of them.
+    po.transferable = options->start_method != StartMethod::kFork;
     auto [pool_end, worker_end] = Pipe(po);
-    auto queue = std::make_shared<const QueueView>(pool_end.handoff());
+    Connection::RingPages queue = pool_end.ring_pages();
     WorkerSetup setup;
     setup.cpus = place ? place->cpus : std::vector<int>{};
     setup.max_tasks_per_child = options->max_tasks_per_child;
@@ -223,11 +196,9 @@ struct PoolCore::State {
       process = process_worker(Process::start(
           [this, mine, theirs, &setup] {
             // The child holds copies of every descriptor of the pool: drop all but its own end, so that the pool
-            // sees end of stream on each pipe as soon as that pipe's worker is gone. Only the descriptors: the
-            // Connection objects stay untouched (Connection::close() would write to this child's copy-on-write
-            // heap pages, a fault each, and wake peers that lose nothing by a copy's close).
-            close_descriptors(*theirs, false);  // its rings' memfd is this end's too
-            for (auto& other : workers) close_descriptors(other->conn, true);
+            // sees end of stream on each pipe as soon as that pipe's worker is gone.
+            theirs->close_descriptors_in_child(/*keep_memory=*/true);  // the memory is its own end's too
+            for (auto& other : workers) other->conn.close_descriptors_in_child();
             ::close(wake_fd);
             return run_worker(*mine, setup, nullptr);
           },
@@ -841,7 +812,7 @@ std::vector<PoolCore::WorkerPlace> PoolCore::placement() const {
   // The page queries outside the lock: they take a system call per 4096 pages.
   std::vector<WorkerPlace> places;
   for (const auto& l : live) {
-    WorkerPlace p{l.pid, l.node, l.cpus, l.queue->pages(), {}};
+    WorkerPlace p{l.pid, l.node, l.cpus, l.queue.now(), {}};
     if (l.scratch.second != 0) {
       try {
         p.scratch_pages = numa::page_placement_in(l.pid, l.scratch.first, l.scratch.second);
