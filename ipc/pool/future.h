@@ -102,6 +102,45 @@ inline std::exception_ptr to_exception_ptr(const Raise& raise) {
   return nullptr;
 }
 
+// A future's waiters, to be released (FutureState::release_waiters()) once the batch of completions that finished
+// it is over.
+class Waited {
+ public:
+  virtual ~Waited() = default;
+  virtual void release_waiters() = 0;
+};
+
+// Held by a thread that completes a batch of tasks (the pool's supervisor, for the results it read in one go): the
+// futures it finishes meanwhile that have a waiter release it when the batch ends (~DeferredWakes), not one by one.
+// A thread blocked on the first result of a batch would otherwise be woken for it, find the next one not yet
+// finished and sleep again: a wake-up per result where one per batch does. Futures nobody waits on cost nothing.
+// Not nestable; one per thread at a time.
+class DeferredWakes {
+ public:
+  DeferredWakes() { current() = this; }
+  ~DeferredWakes() {
+    current() = nullptr;
+    release();
+  }
+  DeferredWakes(const DeferredWakes&) = delete;
+  DeferredWakes& operator=(const DeferredWakes&) = delete;
+  // The batch of this thread, or null: release at once.
+  static DeferredWakes*& current() {
+    static thread_local DeferredWakes* batch = nullptr;
+    return batch;
+  }
+  void add(std::shared_ptr<Waited> waited) { waited_.push_back(std::move(waited)); }
+  // Releases the waiters held so far; before a callback runs, so that user code never waits on a thread that
+  // waits to be released by this batch.
+  void release() {
+    for (auto& w : waited_) w->release_waiters();
+    waited_.clear();
+  }
+
+ private:
+  std::vector<std::shared_ptr<Waited>> waited_;
+};
+
 // What the pool's supervisor calls when a task ends: with the encoded result, or with the failure. Exactly one of
 // the two is called, once, from the supervisor thread (or from terminate()).
 class Completion {
@@ -113,7 +152,7 @@ class Completion {
 
 // The shared state of a Future<R>: the decoded value or the error, and the callbacks.
 template <typename R>
-class FutureState : public Completion {
+class FutureState : public Completion, public Waited, public std::enable_shared_from_this<FutureState<R>> {
   using Stored = std::conditional_t<std::is_void_v<R>, bool, R>;
 
  public:
@@ -141,12 +180,18 @@ class FutureState : public Completion {
   // Blocks until done or `deadline`; true when done.
   bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) {
     std::unique_lock lock(mu_);
+    if (done_) return true;
+    ++waiters_;  // finish() wakes the waiters it finds counted here
+    bool done = true;
     if (!deadline) {
       cv_.wait(lock, [&] { return done_; });
-      return true;
+    } else {
+      done = cv_.wait_until(lock, *deadline, [&] { return done_; });
     }
-    return cv_.wait_until(lock, *deadline, [&] { return done_; });
+    --waiters_;
+    return done;
   }
+  void release_waiters() override { cv_.notify_all(); }
   bool done() const {
     std::lock_guard lock(mu_);
     return done_;
@@ -193,8 +238,11 @@ class FutureState : public Completion {
  private:
   // As Python's AsyncResult: the callbacks run before waiters are released, so a get() that returns has seen
   // them run. A callback registered meanwhile (settled_, not yet done_) runs at once in its own thread.
+  // Waiters are woken only if some wait (a future nobody waits on costs no wake-up), and when the thread holds a
+  // DeferredWakes, at the end of its batch.
   void finish(std::optional<Stored> value, Raise failure) {
     std::vector<std::function<void()>> callbacks;
+    bool waited;
     {
       std::lock_guard lock(mu_);
       if (settled_) return;
@@ -202,13 +250,24 @@ class FutureState : public Completion {
       failure_ = std::move(failure);
       settled_ = true;
       callbacks.swap(callbacks_);
+      done_ = callbacks.empty();
+      waited = waiters_ != 0;
     }
-    for (auto& c : callbacks) c();
-    {
+    if (!callbacks.empty()) {
+      if (DeferredWakes* batch = DeferredWakes::current()) batch->release();
+      for (auto& c : callbacks) c();
       std::lock_guard lock(mu_);
       done_ = true;
+      waited = waiters_ != 0;
     }
-    cv_.notify_all();
+    if (!waited) return;
+    DeferredWakes* batch = DeferredWakes::current();
+    std::shared_ptr<Waited> self = batch ? this->weak_from_this().lock() : nullptr;
+    if (self) {
+      batch->add(std::move(self));
+    } else {
+      cv_.notify_all();  // no batch, or a state no shared_ptr owns
+    }
   }
 
   Decode decode_;
@@ -216,6 +275,7 @@ class FutureState : public Completion {
   std::condition_variable cv_;
   bool settled_ = false;  // value or error stored; callbacks running
   bool done_ = false;     // callbacks have run: waiters may go
+  int waiters_ = 0;       // threads in wait_until()
   std::optional<Stored> value_;
   Raise failure_;
   std::vector<std::function<void()>> callbacks_;

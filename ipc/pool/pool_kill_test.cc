@@ -80,6 +80,15 @@ int announce_and_wait(std::string fifo) {
 int forever(int) {
   for (;;) pause();
 }
+// Appends `x` to the file `log` (one write of 4 bytes with O_APPEND: records never interleave), or dies at 1013.
+int log_or_die_at_1013(int x, std::string log) {
+  if (x == 1013) raise(SIGKILL);
+  const int fd = open(log.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  const bool logged = fd >= 0 && write(fd, &x, sizeof x) == sizeof x;
+  if (fd >= 0) close(fd);
+  if (!logged) throw std::runtime_error("cannot log to " + log);
+  return x;
+}
 
 ipc::PoolOptions workers(unsigned n) {
   ipc::PoolOptions o;
@@ -150,6 +159,48 @@ TEST_CASE("a worker dying in the middle of a large map fails only its own chunk"
   in.erase(in.begin() + 13);
   CHECK(pool.map(die_on_13, in, 10) == in);
   CHECK(pool.workers_started() >= 4);  // two replacements
+}
+
+TEST_CASE("a worker killed in a batch of small tasks fails the one it ran; each other runs exactly once",
+          "[pool][kill]") {
+  // Once tasks are seen to be short, a busy worker is sent many small ones in one message: it must still answer
+  // each as it finishes it, so that a kill fails only the task it interrupts, and the pool must put back, not
+  // lose or rerun, those behind it.
+  const std::string log = "/tmp/" + ipc::test::unique_name("numa_mp-pool-batch") + ".log";
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  REQUIRE(fd >= 0);
+  close(fd);
+  ipc::Pool pool(workers(2));
+  std::vector<ipc::Future<int>> warm_up;  // the pool learns that tasks are short
+  for (int i = 0; i < 2000; ++i) warm_up.push_back(pool.apply_async(identity, i));
+  for (auto& f : warm_up) REQUIRE(f.get(kPatience));
+  constexpr int kTasks = 3000;
+  std::vector<ipc::Future<int>> fs;
+  for (int i = 0; i < kTasks; ++i) fs.push_back(pool.apply_async(log_or_die_at_1013, i, log));
+  int lost = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    INFO("task " << i);
+    if (i == 1013) {
+      CHECK_THROWS_AS(fs[i].get(), ipc::WorkerLost);
+      ++lost;
+    } else {
+      CHECK(fs[i].get() == i);
+    }
+  }
+  CHECK(lost == 1);
+  std::vector<int> runs(kTasks, 0);
+  const int in = open(log.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(in >= 0);
+  for (int x; read(in, &x, sizeof x) == sizeof x;) {
+    REQUIRE((x >= 0 && x < kTasks));
+    ++runs[x];
+  }
+  close(in);
+  unlink(log.c_str());
+  for (int i = 0; i < kTasks; ++i) {
+    INFO("task " << i << " ran " << runs[i] << " times");
+    CHECK(runs[i] == (i == 1013 ? 0 : 1));
+  }
 }
 
 TEST_CASE("imap and imap_unordered deliver every other result around a killed worker", "[pool][kill]") {

@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <filesystem>
+#include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <ranges>
 #include <set>
@@ -153,6 +155,57 @@ TEST_CASE("apply and apply_async run one call; futures report readiness, success
   int late = 0;
   f.on_success([&](const int& x) { late = x; });
   CHECK(late == 81);
+}
+
+TEST_CASE("threads waiting on tiny tasks completed in batches are woken, and every callback runs", "[pool]") {
+  // The supervisor releases the waiters of the futures it completes at the end of each batch of results: each
+  // thread blocked in get() must still be woken, and the callbacks must still run before it returns.
+  ipc::Pool pool(workers(2));
+  std::vector<ipc::Future<int>> warm_up;  // the pool learns that tasks are short and collects results in batches
+  for (int i = 0; i < 2000; ++i) warm_up.push_back(pool.apply_async(square, i));
+  for (auto& f : warm_up) REQUIRE(f.get(kPatience));
+  constexpr int kTasks = 20000;
+  std::vector<ipc::Future<int>> fs;
+  std::vector<std::atomic<int>> called(kTasks);
+  for (int i = 0; i < kTasks; ++i) {
+    fs.push_back(pool.apply_async(add, i, 1));
+    // relaxed: the future's completion orders the callback before get() returns. On every fourth task only:
+    // a future with a callback releases its batch's waiters before the callback runs.
+    if (i % 4 == 0) {
+      fs.back().on_success([&called, i](const int&) { called[i].fetch_add(1, std::memory_order_relaxed); });
+    }
+  }
+  // Two threads take every other future in turn, each get() blocking while its task is queued or running. A wait
+  // that no completion ends would return only after kPatience: each thread says when it is through, and this
+  // thread waits for that no longer than kPatience in all.
+  std::mutex mu;
+  std::condition_variable through_cv;
+  int through = 0;  // guarded by mu
+  std::atomic<bool> give_up{false};
+  std::atomic<int> wrong{0};
+  auto take = [&](int first) {
+    // relaxed (give_up, wrong, called): flags and counters; wrong is read after the threads are joined.
+    for (int i = first; i < kTasks && !give_up.load(std::memory_order_relaxed); i += 2) {
+      if (fs[i].get(kPatience) != std::optional<int>(i + 1) ||
+          called[i].load(std::memory_order_relaxed) != (i % 4 == 0 ? 1 : 0)) {
+        wrong.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    std::lock_guard lock(mu);
+    ++through;
+    through_cv.notify_all();
+  };
+  std::thread even(take, 0), odd(take, 1);
+  bool woken;
+  {
+    std::unique_lock lock(mu);
+    woken = through_cv.wait_for(lock, kPatience, [&] { return through == 2; });
+  }
+  give_up.store(true, std::memory_order_relaxed);
+  even.join();
+  odd.join();
+  CHECK(woken);
+  CHECK(wrong.load(std::memory_order_relaxed) == 0);
 }
 
 TEST_CASE("get with a timeout returns nullopt while the task runs", "[pool]") {

@@ -62,6 +62,10 @@ std::string describe_exit(int code) {
 // is high enough that a worker holding tiny tasks does not run dry between two looks of a coalescing supervisor.
 constexpr std::chrono::nanoseconds kQueueBudget = std::chrono::milliseconds(1);
 constexpr size_t kMaxInHand = 64;
+// Tasks whose message is at most this long are sent in batches (send_chosen()); a batch is at most
+// kMaxBatchBytes, and at most a quarter of the worker's ring, as much as may wait behind a running task.
+constexpr size_t kMaxBatchedTaskBytes = 1024;
+constexpr uint64_t kMaxBatchBytes = 64 * 1024;
 // Results are collected in batches, every kCoalescePeriod, while tasks take less than kCoalesceBelow on average
 // (State::coalescing).
 constexpr std::chrono::microseconds kCoalesceBelow{20};
@@ -74,6 +78,8 @@ struct PoolCore::State {
     size_t slot = 0;           // index into options->places (its node and CPUs)
     int node = -1;
     std::deque<Task> in_hand{};  // sent, no result yet; front() is the one running
+    uint64_t held_bytes = 0;     // the sum of the in_hand tasks' message sizes
+    size_t unsent = 0;           // the last in_hand tasks, chosen by dispatch() and not sent yet
     Clock::time_point front_started{};
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
     bool killed_for_time = false;
@@ -81,6 +87,19 @@ struct PoolCore::State {
     // kForkServer and kExec: false until the worker's ready message. Its first task's time limit counts from
     // then, not from the send: starting a program (exec) must not eat into the task's time.
     bool ready = true;
+
+    void hold(Task t) {
+      held_bytes += t.message.size();
+      in_hand.push_back(std::move(t));
+    }
+    Task release_front() {
+      Task t = std::move(in_hand.front());
+      in_hand.pop_front();
+      held_bytes -= t.message.size();
+      return t;
+    }
+    // The bytes of the tasks sent behind the running one.
+    uint64_t waiting_bytes() const { return in_hand.empty() ? 0 : held_bytes - in_hand.front().message.size(); }
   };
 
   const CoreOptions* options = nullptr;
@@ -123,6 +142,7 @@ struct PoolCore::State {
   // Supervisor thread only (and the constructor before it starts).
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::byte> result_buffer;
+  std::vector<std::byte> batch_buffer;  // send_chosen()'s batch message
   // A running average of how long a task takes at a worker; starts at the queueing budget (kQueueBudget), so that
   // until tasks are seen to be short, a busy worker is sent one task to hold, not more.
   std::chrono::nanoseconds task_time = kQueueBudget;
@@ -229,12 +249,13 @@ struct PoolCore::State {
     }
   }
 
-  void handle_result(Worker& w, std::span<const std::byte> msg) {
+  // `now`: when the result was read (drain()).
+  void handle_result(Worker& w, std::span<const std::byte> msg, Clock::time_point now) {
     if (msg.size() >= kResultHeaderBytes && load_field<uint64_t>(msg.data()) == kReadyId) {
       // Its Hello (no task has id 0): set up, and where its arena is.
       if (!w.ready) {
         w.ready = true;
-        w.front_started = Clock::now();
+        w.front_started = now;
       }
       Hello hello{0, 0};
       try {
@@ -255,9 +276,7 @@ struct PoolCore::State {
       w.process->kill();
       return;
     }
-    Task t = std::move(w.in_hand.front());
-    w.in_hand.pop_front();
-    const auto now = Clock::now();
+    Task t = w.release_front();
     // The task's time at the worker (from its send to an idle worker, or from the previous result), into the
     // running estimate that decides how many tasks a busy worker may hold (dispatch()).
     task_time += (std::chrono::duration_cast<std::chrono::nanoseconds>(now - w.front_started) - task_time) / 8;
@@ -290,10 +309,14 @@ struct PoolCore::State {
 
   // Reads every complete result the worker has sent.
   void drain(Worker& w) {
+    std::optional<Clock::time_point> now;
     while (!w.conn_ended && w.conn.poll()) {
       const Outcome r = w.conn.recv_bytes(result_buffer, std::chrono::seconds(0));
       if (r == Outcome::kOk) {
-        handle_result(w, result_buffer);
+        // With a task time limit, each result's own time: the next task's limit counts from it, and a callback
+        // of an earlier result may have run long. Otherwise only the running average of task time uses it.
+        if (!now || options->task_timeout) now = Clock::now();
+        handle_result(w, result_buffer, *now);
       } else if (r == Outcome::kClosed) {
         w.conn_ended = true;
       } else {
@@ -312,8 +335,7 @@ struct PoolCore::State {
     // A worker leaves with status 0 only between tasks (its task quota reached, or end of stream), so whatever
     // it still held had not started. Otherwise the oldest task it held was running.
     if (!w.in_hand.empty() && (code != 0 || w.killed_for_time)) {
-      Task running = std::move(w.in_hand.front());
-      w.in_hand.pop_front();
+      Task running = w.release_front();
       Raise failure;
       if (w.killed_for_time) {
         failure = raise_as<TaskTimeout>(
@@ -330,6 +352,8 @@ struct PoolCore::State {
     {
       std::lock_guard lock(mu);
       for (auto it = w.in_hand.rbegin(); it != w.in_hand.rend(); ++it) pending.push_front(std::move(*it));
+      w.in_hand.clear();
+      w.held_bytes = 0;
     }
     forget_pid(pid);
     workers.erase(workers.begin() + static_cast<std::ptrdiff_t>(index));
@@ -342,7 +366,14 @@ struct PoolCore::State {
   // first queued task meant for its node (or for anywhere); only when there is none, and it is idle, does it take
   // (steal) one meant for another node.
   void dispatch() {
+    choose_tasks();
+    send_chosen();
+  }
+
+  // dispatch()'s choices: each task is taken from `pending` into a worker's in_hand, to be sent by send_chosen().
+  void choose_tasks() {
     steal_later = false;
+    const auto now = Clock::now();  // one look at the clock serves every choice of this round
     const uint64_t small = options->pipe_bytes / 4;
     auto can_take = [&](const Worker& w) {
       return !w.conn_ended && !w.killed_for_time &&
@@ -351,8 +382,7 @@ struct PoolCore::State {
     // The queued task `w` should run next (pending.end() when none fits). REQUIRES: mu held.
     auto pick = [&](const Worker& w, bool busy) {
       constexpr size_t kLookAhead = 256;  // bounded: a long queue of other nodes' tasks costs no more than this
-      uint64_t waiting_bytes = 0;  // the tasks sent behind the running one
-      for (size_t i = 1; i < w.in_hand.size(); ++i) waiting_bytes += w.in_hand[i].message.size();
+      const uint64_t waiting_bytes = w.waiting_bytes();
       auto fits = [&](const Task& t) { return !busy || waiting_bytes + t.message.size() <= small; };
       size_t looked = 0;
       for (auto it = pending.begin(); it != pending.end() && looked < kLookAhead; ++it, ++looked) {
@@ -384,7 +414,6 @@ struct PoolCore::State {
           // batches) only while what it holds is expected to take less than kQueueBudget by the running average,
           // and its task in progress is younger than that: a task queued behind a long one would wait while
           // another worker may soon be free. Among busy workers, the one holding least, then started last.
-          const auto now = Clock::now();
           for (auto& w : workers) {
             if (!can_take(*w) || (busy ? w->in_hand.empty() || w->in_hand.size() >= kMaxInHand ||
                                              task_time * static_cast<int64_t>(w->in_hand.size()) > kQueueBudget
@@ -428,17 +457,60 @@ struct PoolCore::State {
         t = std::move(*chosen);
         pending.erase(chosen);
       }
-      if (target->in_hand.empty()) target->front_started = Clock::now();
-      const Outcome sent = target->conn.send_bytes(t.message);
-      if (sent != Outcome::kOk) {
-        // The worker is gone; its pidfd will say so. The task was never received: queue it again.
-        target->conn_ended = true;
-        std::lock_guard lock(mu);
-        pending.push_front(std::move(t));
-        continue;
-      }
-      target->in_hand.push_back(std::move(t));
+      if (target->in_hand.empty()) target->front_started = now;
+      target->hold(std::move(t));
       ++target->tasks_sent;
+      ++target->unsent;
+    }
+  }
+
+  // Sends each worker the tasks choose_tasks() gave it: a run of small ones as one batch message (one send, and
+  // at most one wake-up of a worker that sleeps, for the run, not one each), any other alone.
+  void send_chosen() {
+    const uint64_t batch_limit = std::min<uint64_t>(options->pipe_bytes / 4, kMaxBatchBytes);
+    for (auto& w : workers) {
+      if (w->unsent == 0) continue;
+      size_t at = w->in_hand.size() - w->unsent;
+      w->unsent = 0;
+      while (at < w->in_hand.size()) {
+        size_t end = at;
+        uint64_t bytes = kBatchHeaderBytes;
+        while (end < w->in_hand.size() && w->in_hand[end].message.size() <= kMaxBatchedTaskBytes &&
+               bytes + batch_entry_bytes(w->in_hand[end].message.size()) <= batch_limit) {
+          bytes += batch_entry_bytes(w->in_hand[end].message.size());
+          ++end;
+        }
+        Outcome sent;
+        if (end - at >= 2) {
+          batch_buffer.assign(bytes, std::byte{0});
+          store_field(batch_buffer.data(), kBatchId);
+          size_t put = kBatchHeaderBytes;
+          for (size_t i = at; i < end; ++i) {
+            const std::vector<std::byte>& m = w->in_hand[i].message;
+            store_field(batch_buffer.data() + put, uint64_t{m.size()});
+            std::memcpy(batch_buffer.data() + put + 8, m.data(), m.size());
+            put += batch_entry_bytes(m.size());
+          }
+          sent = w->conn.send_bytes(batch_buffer);
+        } else {
+          end = at + 1;
+          sent = w->conn.send_bytes(w->in_hand[at].message);
+        }
+        if (sent != Outcome::kOk) {
+          // The worker is gone; its pidfd will say so. The tasks from `at` on were never received: queue them again,
+          // in their order, ahead of the others.
+          w->conn_ended = true;
+          std::lock_guard lock(mu);
+          while (w->in_hand.size() > at) {
+            w->held_bytes -= w->in_hand.back().message.size();
+            --w->tasks_sent;
+            pending.push_front(std::move(w->in_hand.back()));
+            w->in_hand.pop_back();
+          }
+          break;
+        }
+        at = end;
+      }
     }
   }
 
@@ -495,6 +567,7 @@ struct PoolCore::State {
       for (auto& w : workers) {
         for (auto& t : w->in_hand) pending.push_back(std::move(t));
         w->in_hand.clear();
+        w->held_bytes = 0;
       }
     }
     fail_pending("the pool was terminated before the task finished");
@@ -537,7 +610,8 @@ struct PoolCore::State {
         sentinels.push_back(w->process->sentinel());
       }
       WaitReady ready;
-      if (coalescing(Clock::now())) {
+      const bool batched = coalescing(Clock::now());
+      if (batched) {
         // Workers hold tiny tasks: take their results in batches, every kCoalescePeriod, rather than being woken
         // by each. The wait is on the sentinels only (a submit's wake-up, a worker's end), so no worker rings.
         auto period = std::chrono::nanoseconds(kCoalescePeriod);
@@ -549,13 +623,16 @@ struct PoolCore::State {
             if (p.revents) ready.sentinels.push_back(p.fd);
           }
         }
-        for (auto& w : workers) drain(*w);
       } else {
         ready = wait(conns, sentinels, next_deadline(Clock::now()));
-        for (Connection* c : ready.connections) {
-          for (auto& w : workers) {
-            if (&w->conn == c) drain(*w);
-          }
+      }
+      // The futures completed from here to the end of this turn release their waiters together, before the next
+      // wait: a thread waiting on the first of them is woken once, and finds the others finished too.
+      DeferredWakes wakes;
+      for (auto& w : workers) {
+        if (batched || std::find(ready.connections.begin(), ready.connections.end(), &w->conn) !=
+                           ready.connections.end()) {
+          drain(*w);
         }
       }
       for (int fd : ready.sentinels) {

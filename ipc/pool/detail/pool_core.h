@@ -12,6 +12,8 @@
 //   task:   u64 task id | u64 invoker address | u64 callable word | argument bytes (Codec); with kForkServer and
 //           kExec the two code words are portable addresses (detail/code_address.h), else addresses
 //           meaningful in the workers because they are fork()s of this program
+//   batch:  u64 kBatchId | per task: u64 bytes | task message | zero bytes up to a multiple of 8 (several small
+//           tasks for one worker, sent at once; the worker runs them in order and answers each as above)
 //   result: u64 task id | u8 status (0 ok, 1 failed) | ok: result bytes (Codec); failed: Codec<pair<string,string>>
 //           of (exception type name, what())
 // A kForkServer or kExec worker first receives its setup (detail/start.h) as one message and answers with a
@@ -57,6 +59,10 @@ void store_field(std::byte* p, T v) {
 // A kForkServer or kExec worker's first message, once it has its setup: a result header for task id 0 (no task
 // has that id).
 inline constexpr uint64_t kReadyId = 0;
+// The first word of a batch of tasks (no task has id 0), and the bytes an entry of `task_bytes` takes in it.
+inline constexpr uint64_t kBatchId = 0;
+inline constexpr size_t kBatchHeaderBytes = 8;
+constexpr uint64_t batch_entry_bytes(uint64_t task_bytes) { return 8 + (task_bytes + 7) / 8 * 8; }
 
 // Where one worker slot runs: its NUMA node and the CPUs it is pinned to (empty: not pinned).
 struct SlotPlace {

@@ -345,19 +345,20 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
   if (code && !send_hello()) return 0;
   if (setup.initializer) setup.initializer();
   std::vector<std::byte> in, out;
-  for (unsigned done = 0;;) {
-    if (conn.recv_bytes(in) != Outcome::kOk) return 0;  // end of stream: the pool closed or died
-    if (in.size() < kTaskHeaderBytes) {
-      throw StateError("pool worker: a task message of " + std::to_string(in.size()) + " bytes");
+  unsigned done = 0;
+  // Runs one task and sends its result; false when the worker is to end (the pool is gone, or its quota is met).
+  auto run_task = [&](std::span<const std::byte> task) {
+    if (task.size() < kTaskHeaderBytes) {
+      throw StateError("pool worker: a task message of " + std::to_string(task.size()) + " bytes");
     }
-    const auto id = load_field<uint64_t>(in.data());
+    const auto id = load_field<uint64_t>(task.data());
     out.assign(kResultHeaderBytes, std::byte{0});
     store_field(out.data(), id);
     try {
-      uintptr_t invoker = load_field<uintptr_t>(in.data() + 8);
-      uintptr_t callable = load_field<uintptr_t>(in.data() + 16);
+      uintptr_t invoker = load_field<uintptr_t>(task.data() + 8);
+      uintptr_t callable = load_field<uintptr_t>(task.data() + 16);
       if (code) invoker = code->address(invoker), callable = code->address(callable);
-      reinterpret_cast<Invoker>(invoker)(callable, std::span<const std::byte>(in).subspan(kTaskHeaderBytes), out);
+      reinterpret_cast<Invoker>(invoker)(callable, task.subspan(kTaskHeaderBytes), out);
     } catch (...) {
       const auto failure = describe_current_exception();
       out.resize(kResultHeaderBytes + Codec<std::pair<std::string, std::string>>::encoded_size(failure));
@@ -368,11 +369,30 @@ int run_worker(Connection& conn, const WorkerSetup& setup, const CodeMap* code) 
     if (scratch.arena) {
       scratch.arena->reset();  // everything the task allocated there is gone; the pages stay on the node
       // The task made it: the pool hears where it is before the task's result.
-      if (!scratch.announced && !send_hello()) return 0;
+      if (!scratch.announced && !send_hello()) return false;
       scratch.announced = true;
     }
-    if (conn.send_bytes(out) != Outcome::kOk) return 0;
-    if (setup.max_tasks_per_child != 0 && ++done >= setup.max_tasks_per_child) return 0;
+    if (conn.send_bytes(out) != Outcome::kOk) return false;
+    return setup.max_tasks_per_child == 0 || ++done < setup.max_tasks_per_child;
+  };
+  for (;;) {
+    if (conn.recv_bytes(in) != Outcome::kOk) return 0;  // end of stream: the pool closed or died
+    const std::span<const std::byte> message(in);
+    if (message.size() < kBatchHeaderBytes || load_field<uint64_t>(message.data()) != kBatchId) {
+      if (!run_task(message)) return 0;
+      continue;
+    }
+    // A batch: its tasks in order, each answered before the next runs (a kill fails the one it interrupts).
+    for (size_t at = kBatchHeaderBytes; at < message.size();) {
+      const size_t left = message.size() - at;
+      const uint64_t bytes = left >= 8 ? load_field<uint64_t>(message.data() + at) : 0;
+      if (left < 8 || bytes > left - 8 || batch_entry_bytes(bytes) > left) {
+        throw StateError("pool worker: a batch of tasks cut short at byte " + std::to_string(at) + " of " +
+                         std::to_string(message.size()));
+      }
+      if (!run_task(message.subspan(at + 8, bytes))) return 0;
+      at += batch_entry_bytes(bytes);
+    }
   }
 }
 
