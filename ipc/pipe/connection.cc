@@ -291,8 +291,10 @@ void Connection::announce_close(detail::SleepWords& peer) {
 }
 
 void Connection::wake_sleeper(Side& side, detail::SleepWords& words) {
+  // Taken, not only read: the sends that come before the woken side runs (and sets its flag again, should it
+  // sleep again) find it awake and wake nobody, so one sleep costs one futex wake-up or doorbell, not one a send.
   // relaxed: ordered by the Dekker pair (the caller's light_fence(); the sleeper's heavy_fence()).
-  switch (words.waiting.load(std::memory_order_relaxed)) {
+  switch (words.waiting.exchange(Sleeper::kAwake, std::memory_order_relaxed)) {
     case Sleeper::kOnFutex: wake_on_futex(words.wake); break;
     case Sleeper::kInPoll: ring_doorbell(side.fd); break;
     default: return;  // awake again: it re-checks the ring before it sleeps

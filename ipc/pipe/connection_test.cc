@@ -1,6 +1,8 @@
 #include "ipc/pipe/connection.h"
+#include "ipc/pipe/detail/test_access.h"
 
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -133,6 +135,20 @@ TEST_CASE("a transferable pipe's rings are reserved when it is made, not at thei
   // Every page of the memfd is allocated (a sparse file holds only the pages written so far: the ring headers).
   CHECK(static_cast<uint64_t>(st.st_blocks) * 512 >= a.handoff().memory_bytes);
   CHECK(a.handoff().memory_bytes >= 2 * o.ring_bytes);
+}
+
+TEST_CASE("a sleeping receiver is woken once, however many sends come before it runs", "[pipe][wake]") {
+  auto [a, b] = ipc::Pipe();
+  // As a receiver that went to sleep in poll(2) and has not run since: its flag says so.
+  auto& waiting = ipc::detail::PipeTestAccess::receiving_ring(b).header().consumer.waiting;
+  waiting.store(ipc::detail::Sleeper::kInPoll);
+  for (int i = 0; i < 5; ++i) REQUIRE(a.send(i) == ipc::Outcome::kOk);
+  // One doorbell on its socket, not five: the first send took the flag.
+  int queued = -1;
+  REQUIRE(ioctl(b.fileno(), FIONREAD, &queued) == 0);
+  CHECK(queued == 1);
+  CHECK(waiting.load() == ipc::detail::Sleeper::kAwake);
+  for (int i = 0; i < 5; ++i) CHECK(b.recv<int>() == i);
 }
 
 TEST_CASE("ring_pages says where both rings are, also after every end in this process is closed", "[pipe]") {
