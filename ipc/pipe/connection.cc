@@ -166,16 +166,32 @@ ConnectionHandoff Connection::handoff() const {
   return h;
 }
 
+// A second mapping of a pipe's rings, read-only: reading it to map pages into this process's page tables never
+// touches the addresses the Connection's own threads write through.
+struct Connection::RingPages::View {
+  void* base = nullptr;
+  size_t bytes = 0;
+  ~View() { ::munmap(base, bytes); }
+};
+
 Connection::RingPages Connection::ring_pages() const {
   check_open("ring_pages", true);
+  // mremap with an old size of 0 maps the same pages of a shared mapping again (an anonymous one included, which
+  // has no descriptor to map anew).
+  void* view = ::mremap(shared_->base, 0, shared_->bytes, MREMAP_MAYMOVE);
+  if (view == MAP_FAILED) throw_errno("mremap (a view of a pipe's rings)");
+  auto owned = std::make_shared<RingPages::View>();
+  owned->base = view;
+  owned->bytes = shared_->bytes;
+  if (::mprotect(view, shared_->bytes, PROT_READ) != 0) throw_errno("mprotect (a view of a pipe's rings)");
   RingPages pages;
-  pages.shared_ = shared_;
+  pages.view_ = std::move(owned);
   return pages;
 }
 
 numa::PagePlacement Connection::RingPages::now() const {
-  if (!shared_) throw StateError("RingPages::now: an empty RingPages (take one from Connection::ring_pages())");
-  return numa::page_placement(shared_->base, shared_->bytes);
+  if (!view_) throw StateError("RingPages::now: an empty RingPages (take one from Connection::ring_pages())");
+  return numa::page_placement(view_->base, view_->bytes);
 }
 
 void Connection::close_descriptors_in_child(bool keep_memory) const {

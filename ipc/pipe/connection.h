@@ -179,17 +179,19 @@ class Connection {
   static Connection adopt(const ConnectionHandoff& h);
 
   // --- where the rings are, and forked children ---------------------------------------------------------------
-  // Where the pages of this pipe's rings (both directions) are now, per node (numa::page_placement). It keeps the
-  // rings mapped in this process while it lives, so another thread may ask after this end is closed or moved.
+  // Where the pages of this pipe's rings (both directions) are now, per node (numa::page_placement). It holds a
+  // read-only view of the rings of its own (a second mapping of the same pages, which it reads to map the pages
+  // the other process wrote), so another thread may ask while this end is used, closed or moved.
   class RingPages {
    public:
     numa::PagePlacement now() const;
 
    private:
     friend class Connection;
-    std::shared_ptr<const Shared> shared_;
+    struct View;
+    std::shared_ptr<const View> view_;
   };
-  // StateError for a closed end.
+  // StateError for a closed end; SystemError when the view cannot be mapped.
   RingPages ring_pages() const;
   // In a forked child that will not use this end: closes the child's copies of the end's descriptors (sockets, and
   // the memfd of a transferable pipe unless `keep_memory`: another end of the same pipe in this child still needs
