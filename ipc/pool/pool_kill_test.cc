@@ -113,6 +113,21 @@ void require_gone(int pid) {
   REQUIRE(ready.size() == 1);
 }
 
+// Every future of `fs` gives its own index back, but the one at `killed`, whose worker died: that fails with
+// WorkerLost.
+void check_only_one_lost(std::vector<ipc::Future<int>>& fs, int killed) {
+  int lost = 0;
+  for (int i = 0; i < static_cast<int>(fs.size()); ++i) {
+    INFO("task " << i);
+    if (i == killed) {
+      CHECK_THROWS_AS(fs[i].get(), ipc::WorkerLost);
+      ++lost;
+    } else {
+      CHECK(fs[i].get() == i);
+    }
+  }
+  CHECK(lost == 1);
+}
 }  // namespace
 
 TEST_CASE("a worker killed from outside mid-task fails exactly that task, naming the pid and signal",
@@ -142,16 +157,7 @@ TEST_CASE("a worker dying in the middle of a large map fails only its own chunk"
   ipc::Pool pool(workers(2));
   std::vector<ipc::Future<int>> fs;
   for (int i = 0; i < 200; ++i) fs.push_back(pool.apply_async(die_on_13, i));
-  int lost = 0;
-  for (int i = 0; i < 200; ++i) {
-    if (i == 13) {
-      CHECK_THROWS_AS(fs[i].get(), ipc::WorkerLost);
-      ++lost;
-    } else {
-      CHECK(fs[i].get() == i);
-    }
-  }
-  CHECK(lost == 1);
+  check_only_one_lost(fs, 13);
   std::vector<int> in(300);
   std::iota(in.begin(), in.end(), 0);
   // map itself fails with the dead chunk's error; a map without the killer afterwards completes in full.
@@ -177,17 +183,7 @@ TEST_CASE("a worker killed in a batch of small tasks fails the one it ran; each 
   constexpr int kTasks = 3000;
   std::vector<ipc::Future<int>> fs;
   for (int i = 0; i < kTasks; ++i) fs.push_back(pool.apply_async(log_or_die_at_1013, i, log));
-  int lost = 0;
-  for (int i = 0; i < kTasks; ++i) {
-    INFO("task " << i);
-    if (i == 1013) {
-      CHECK_THROWS_AS(fs[i].get(), ipc::WorkerLost);
-      ++lost;
-    } else {
-      CHECK(fs[i].get() == i);
-    }
-  }
-  CHECK(lost == 1);
+  check_only_one_lost(fs, 1013);
   std::vector<int> runs(kTasks, 0);
   const int in = open(log.c_str(), O_RDONLY | O_CLOEXEC);
   REQUIRE(in >= 0);
