@@ -45,8 +45,14 @@ void setup_this_process() noexcept {
 
 void once_per_process() {
   setup_this_process();
-  // A forked child is a new process: new pid, and the membarrier registration is re-done for its own mm.
-  pthread_atfork(nullptr, nullptr, [] { setup_this_process(); });
+  // A forked child is a new process with a new pid. Its registration for membarrier is not re-done: fork copies the
+  // registration with the address space (only exec drops it; membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) in a
+  // child of a registered process reports it registered), so g_asymmetric_fences, copied with it, stays true. Two
+  // system calls fewer in every forked child (a pool worker's start).
+  pthread_atfork(nullptr, nullptr, [] {
+    // relaxed: as in setup_this_process(); the child has only this thread.
+    g_self_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+  });
 }
 
 }  // namespace

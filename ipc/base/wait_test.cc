@@ -3,6 +3,9 @@
 #include "ipc/base/wait.h"
 
 #include <catch2/catch.hpp>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -72,4 +75,29 @@ TEST_CASE("notify_marked moves the epoch only when a sleeper marked it", "[wait]
   CHECK(ws.epoch.load(std::memory_order_relaxed) == 2);  // woken: the epoch moved on, the mark cleared
   ipc::detail::notify_marked(ws);
   CHECK(ws.epoch.load(std::memory_order_relaxed) == 2);
+}
+
+// A forked child does not register for membarrier again (wait.cc's fork handler): it keeps its parent's asymmetric
+// fences and relies on fork copying the registration with the address space. Were the registration lost, the
+// child's light_fence() (a compiler barrier) would pair with a peer's heavy_fence() that no longer interrupts the
+// child's CPU: a lost wake-up. The child here checks with the kernel that it is still registered.
+TEST_CASE("a forked child keeps the membarrier registration its light fences rely on", "[wait]") {
+  constexpr int kGetRegistrations = 1 << 9;  // MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3)
+  if (!ipc::detail::asymmetric_fences()) {
+    WARN("skipped: no membarrier here (or ThreadSanitizer): both fences are full");
+    return;
+  }
+  if (syscall(SYS_membarrier, kGetRegistrations, 0, 0) < 0) {
+    WARN("skipped: the kernel cannot report membarrier registrations");
+    return;
+  }
+  ipc::Process child = ipc::Process::start([] {
+    const long registered = syscall(SYS_membarrier, kGetRegistrations, 0, 0);
+    const bool asymmetric = ipc::detail::asymmetric_fences();
+    // Asymmetric fences in the child only while the kernel has it registered; and the pid refreshed.
+    if (asymmetric && (registered < 0 || !(registered & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED))) return 1;
+    if (!asymmetric) return 2;
+    return ipc::detail::self_pid() == static_cast<uint32_t>(getpid()) ? 0 : 3;
+  });
+  REQUIRE(child.join(std::chrono::seconds(30)) == 0);
 }

@@ -21,6 +21,7 @@
 #include "ipc/base/error.h"
 #include "ipc/base/poll.h"
 #include "ipc/base/process.h"
+#include "ipc/base/wait.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/numa/topology.h"
 #include "ipc/pipe/connection.h"
@@ -188,6 +189,10 @@ struct PoolCore::State {
     bool setup_failed = false;
     if (options->start_method == StartMethod::kFork) {
       setup.initializer = options->initializer;
+      // The worker's first wait asks whether spinning pays; the verdict is cached per process for a few
+      // milliseconds, and a fork inherits the cache: asked here, at most once per period in the pool's process,
+      // it spares each worker a read of /proc/loadavg and a sched_getaffinity before its first task.
+      (void)spinning_pays();
       ProcessOptions popts;
       popts.daemon = true;  // a pool's workers die with it, also when it is SIGKILLed
       popts.name = name;
@@ -611,14 +616,16 @@ struct PoolCore::State {
       }
       WaitReady ready;
       const bool batched = coalescing(Clock::now());
-      if (batched) {
+      if (batched || conns.empty()) {
         // Workers hold tiny tasks: take their results in batches, every kCoalescePeriod, rather than being woken
         // by each. The wait is on the sentinels only (a submit's wake-up, a worker's end), so no worker rings.
-        auto period = std::chrono::nanoseconds(kCoalescePeriod);
-        if (const auto d = next_deadline(Clock::now()); d && *d < period) period = *d;
+        // Also with no stream to watch (every worker's ended: the pool is closing and waits for their exits):
+        // wait() would flag nothing asleep, yet pay the membarrier (heavy fence) that makes a flag visible.
+        std::optional<std::chrono::nanoseconds> period = next_deadline(Clock::now());
+        if (batched && (!period || *period > kCoalescePeriod)) period = kCoalescePeriod;
         std::vector<pollfd> fds;
         for (int s : sentinels) fds.push_back({s, POLLIN, 0});
-        if (poll_until(fds.data(), fds.size(), Deadline::after(period)) > 0) {
+        if (poll_until(fds.data(), fds.size(), Deadline::from(period)) > 0) {
           for (const pollfd& p : fds) {
             if (p.revents) ready.sentinels.push_back(p.fd);
           }
