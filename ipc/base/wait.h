@@ -154,7 +154,8 @@ void yield_cpu() noexcept;
 // Whether spinning can pay off now: fewer runnable tasks on the machine than CPUs this process may use, so that the
 // partner a waiter spins for has a CPU of its own. On an oversubscribed machine a spinning waiter burns the time
 // slice its partner needs, so it should sleep at once. Decided from the kernel's count of runnable tasks
-// (/proc/loadavg), re-read at most every few milliseconds per process. Any thread; never throws.
+// (/proc/loadavg), re-read at most every few milliseconds per process; a fork inherits the cached verdict (a pool
+// asks before it forks a worker, which then reads nothing before its first task). Any thread; never throws.
 bool spinning_pays() noexcept;
 
 // Registers this process for asymmetric fences and the pid cache; idempotent; called when a queue is attached.
