@@ -7,6 +7,7 @@
 //   pipe_probe asleep N GAP_US   round trips after GAP_US of idleness: median ns, Pipe then socketpair
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -149,7 +150,16 @@ void pin(bool child) {
   sched_setaffinity(0, sizeof set, &set);
 }
 
+// Sleeps (voluntary context switches) of this process and of its reaped children so far.
+long sleeps() {
+  rusage self{}, children{};
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_CHILDREN, &children);
+  return self.ru_nvcsw + children.ru_nvcsw;
+}
+
 Times pipe_rtt(uint64_t n, unsigned gap_us) {
+  const long sleeps_before = sleeps();
   auto [a, b] = ipc::Pipe();
   pin(false);
   ipc::Process child = ipc::Process::start([&, &bb = b, &aa = a] {
@@ -162,7 +172,11 @@ Times pipe_rtt(uint64_t n, unsigned gap_us) {
   const Times t =
       time_each(n, gap_us, [&] { return a.send_bytes(msg) == Outcome::kOk && a.recv_bytes(got) == Outcome::kOk; });
   a.close();
-  return join_ok(child) ? t : Times{};
+  const bool ok = join_ok(child);
+  if (std::getenv("PIPE_PROBE_SLEEPS")) {
+    std::printf("  sleeps (both processes) per round trip: %.4f\n", static_cast<double>(sleeps() - sleeps_before) / n);
+  }
+  return ok ? t : Times{};
 }
 
 Times socket_rtt(uint64_t n, unsigned gap_us) {
