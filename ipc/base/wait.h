@@ -39,6 +39,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -156,6 +157,10 @@ void yield_cpu() noexcept;
 // slice its partner needs, so it should sleep at once. Decided from the kernel's count of runnable tasks
 // (/proc/loadavg), re-read at most every few milliseconds per process. Any thread; never throws.
 bool spinning_pays() noexcept;
+// Tests: makes spinning_pays() answer `verdict` (true: spin, as on an idle machine; false: sleep at once, as on a
+// busy one) instead of reading /proc/loadavg, in this process and in children forked afterwards, so that a test of
+// a waiting path does not depend on the machine's load; std::nullopt restores the real verdict. Any thread.
+void set_spinning_verdict_for_testing(std::optional<bool> verdict) noexcept;
 
 // Registers this process for asymmetric fences and the pid cache; idempotent; called when a queue is attached.
 void ensure_process_setup() noexcept;

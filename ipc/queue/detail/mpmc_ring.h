@@ -241,6 +241,13 @@ class MpmcRing {
     return walk_claim_write(pos, check_dead);
   }
 
+  // Whether the slot of position `pos` is free for it or a later lap (consumers are past pos - capacity). Any
+  // process; a load.
+  bool free_for(uint64_t pos) const {
+    // relaxed: a hint for when to try a claim; the claim's own acquire load orders what matters.
+    return seq_diff(slot(pos).word.load(std::memory_order_relaxed), pos) >= 0;
+  }
+
   // Makes a written slot visible to consumers. Producer of `pos` only; wait-free.
   void publish(uint64_t pos, uint32_t length) const {
     SlotHeader& s = slot(pos);
