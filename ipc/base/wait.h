@@ -138,7 +138,7 @@ bool asymmetric_fences() noexcept;
 extern std::atomic<bool> g_asymmetric_fences;
 
 // The notifier's half of the Dekker pair (after publishing a state change, before reading `sleepers`).
-inline void light_fence() noexcept {
+[[gnu::always_inline]] inline void light_fence() noexcept {
   // relaxed: the flag is written once per process before any queue is used (ensure_process_setup).
   if (g_asymmetric_fences.load(std::memory_order_relaxed)) {
     std::atomic_signal_fence(std::memory_order_seq_cst);
