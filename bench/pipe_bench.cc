@@ -10,6 +10,7 @@
 
 #include "bench/harness.h"
 #include "bench/peers.h"
+#include "bench/pipe_echo.h"
 #include "bench/pipe_one_way.h"
 #include "ipc/pipe/connection.h"
 #include "ipc/queue/spsc_queue.h"
@@ -48,10 +49,7 @@ R with_echo(Measure&& measure, R failed) {
   auto [a, b] = ipc::Pipe();
   ipc::Process child = bench::fork_child([&, &bb = b, &aa = a] {
     aa.close();
-    std::vector<std::byte> m;
-    while (bb.recv_bytes(m) == Outcome::kOk) {
-      if (bb.send_bytes(m) != Outcome::kOk) return;
-    }
+    bench::echo_until_closed(bb);
   });
   b.close();
   std::vector<std::byte> msg(8), got;

@@ -284,6 +284,30 @@ double blocked_consumer_cpu_ms() {
 
 using bench::RingPeer;
 
+// The MPMC Queue between processes: 1 -> 1 beside SpscQueue and the ticket ring, 2 -> 2 beside Boost's
+// message_queue. Part of the "queue" group, and the "queue_mpmc" group on its own.
+void run_mpmc(bench::Report& r) {
+  constexpr uint64_t kSpscN = 4'000'000;
+  // Queue, SpscQueue and the ticket ring in turns (bench::sample_in_turns), so that the ratios compare runs taken
+  // under the same load; the SpscQueue figure here is its own, not the one of the SPSC rows.
+  const std::vector<bench::Sample> turns = bench::sample_in_turns(
+      kReps, {[] { return ours_msgs_per_s<ipc::Queue>(kSpscN, 1, 1, 4096); },
+              [] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096); },
+              [] { return bench::ring_peer_msgs_per_s(RingPeer::kTicketMpmc, kSpscN); }});
+  const bench::Sample& spsc = turns[1];
+  r.add("queue: Queue (MPMC) 8 B put/get, 1 -> 1 process", turns[0], "msgs/s", "SpscQueue put/get, 1 -> 1, in turns",
+        spsc);
+  r.target("queue: Queue 1 -> 1 vs SpscQueue 1 -> 1", turns[0].median / spsc.median, ">=", 0.5);
+  r.add("queue: Queue (MPMC) 8 B put/get, 1 -> 1 process", turns[0], "msgs/s", "ticket MPMC ring (rigtorp design)",
+        turns[2]);
+  const auto [ours, mq] = bench::sample_alternately(
+      kReps, [] { return ours_msgs_per_s<ipc::Queue>(2'000'000, 2, 2, 1024); },
+      [] { return bench::boost_message_queue_msgs_per_s(500'000, 2, 2); });
+  r.add("queue: Queue (MPMC) 8 B, 2 -> 2 processes", ours, "msgs/s", "Boost message_queue 2 -> 2", mq);
+  r.add("queue: Queue (MPMC) 8 B, 2 -> 2 processes", ours, "msgs/s", "SpscQueue put/get, 1 -> 1, in turns", spsc);
+  r.target("queue: MPMC 2+2 vs Boost message_queue", ours.median / mq.median, ">=", 4);
+}
+
 void run(bench::Report& r) {
   constexpr uint64_t kSpscN = 4'000'000;
   // The 1 -> 1 SPSC figures, their repetitions alternated (see bench::sample_in_turns), and the full/empty counts of
@@ -347,28 +371,7 @@ void run(bench::Report& r) {
           bench::summarize({bench::python_peer("queue")}));
     r.target("queue: SPSC vs Boost message_queue", spsc.median / mq.median, ">=", 20);
   }
-  {
-    // Queue, SpscQueue and the ticket ring in turns (bench::sample_in_turns), so that the ratios compare runs
-    // taken under the same load; the SpscQueue figure here is its own, not the one of the SPSC rows above.
-    const std::vector<bench::Sample> turns = bench::sample_in_turns(
-        kReps, {[] { return ours_msgs_per_s<ipc::Queue>(kSpscN, 1, 1, 4096); },
-                [] { return ours_msgs_per_s<ipc::SpscQueue>(kSpscN, 1, 1, 4096); },
-                [] { return bench::ring_peer_msgs_per_s(RingPeer::kTicketMpmc, kSpscN); }});
-    const bench::Sample& ours = turns[0];
-    r.add("queue: Queue (MPMC) 8 B put/get, 1 -> 1 process", ours, "msgs/s", "SpscQueue put/get, 1 -> 1, in turns",
-          turns[1]);
-    r.target("queue: Queue 1 -> 1 vs SpscQueue 1 -> 1", ours.median / turns[1].median, ">=", 0.5);
-    r.add("queue: Queue (MPMC) 8 B put/get, 1 -> 1 process", ours, "msgs/s", "ticket MPMC ring (rigtorp design)",
-          turns[2]);
-  }
-  {
-    const auto [ours, mq] = bench::sample_alternately(
-        kReps, [] { return ours_msgs_per_s<ipc::Queue>(2'000'000, 2, 2, 1024); },
-        [] { return bench::boost_message_queue_msgs_per_s(500'000, 2, 2); });
-    r.add("queue: Queue (MPMC) 8 B, 2 -> 2 processes", ours, "msgs/s", "Boost message_queue 2 -> 2", mq);
-    r.add("queue: Queue (MPMC) 8 B, 2 -> 2 processes", ours, "msgs/s", "SpscQueue put/get, 1 -> 1", spsc);
-    r.target("queue: MPMC 2+2 vs Boost message_queue", ours.median / mq.median, ">=", 4);
-  }
+  run_mpmc(r);
   {
     constexpr uint64_t kPairs = 10'000'000;
     const auto ours = bench::sample_of(kReps, [] { return ours_pair_ns<ipc::SpscQueue>(kPairs); });
@@ -450,6 +453,7 @@ void run_arena(bench::Report& r) {
 }
 
 static bench::Group g("queue", run);
+static bench::Group g_mpmc("queue_mpmc", run_mpmc);
 static bench::Group g_bytes("queue_bytes", run_bytes);
 static bench::Group g_arena("queue_arena", run_arena);
 

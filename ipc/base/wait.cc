@@ -127,7 +127,19 @@ unsigned usable_cpus() noexcept {
 
 }  // namespace
 
+namespace {
+// set_spinning_verdict_for_testing(): -1 none, else the forced verdict.
+std::atomic<int> g_forced_spinning_verdict{-1};
+}  // namespace
+
+void set_spinning_verdict_for_testing(std::optional<bool> verdict) noexcept {
+  // relaxed: set by a test before the waits it concerns, read as a hint.
+  g_forced_spinning_verdict.store(verdict ? (*verdict ? 1 : 0) : -1, std::memory_order_relaxed);
+}
+
 bool spinning_pays() noexcept {
+  // relaxed: see set_spinning_verdict_for_testing().
+  if (const int forced = g_forced_spinning_verdict.load(std::memory_order_relaxed); forced >= 0) return forced == 1;
   // How long a verdict stands: long enough that the /proc read (a few microseconds) is rare, short enough to follow
   // a machine whose load changes.
   constexpr int64_t kVerdictNs = 10'000'000;

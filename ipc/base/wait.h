@@ -39,6 +39,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -137,7 +138,7 @@ bool asymmetric_fences() noexcept;
 extern std::atomic<bool> g_asymmetric_fences;
 
 // The notifier's half of the Dekker pair (after publishing a state change, before reading `sleepers`).
-inline void light_fence() noexcept {
+[[gnu::always_inline]] inline void light_fence() noexcept {
   // relaxed: the flag is written once per process before any queue is used (ensure_process_setup).
   if (g_asymmetric_fences.load(std::memory_order_relaxed)) {
     std::atomic_signal_fence(std::memory_order_seq_cst);
@@ -157,6 +158,10 @@ void yield_cpu() noexcept;
 // (/proc/loadavg), re-read at most every few milliseconds per process; a fork inherits the cached verdict (a pool
 // asks before it forks a worker, which then reads nothing before its first task). Any thread; never throws.
 bool spinning_pays() noexcept;
+// Tests: makes spinning_pays() answer `verdict` (true: spin, as on an idle machine; false: sleep at once, as on a
+// busy one) instead of reading /proc/loadavg, in this process and in children forked afterwards, so that a test of
+// a waiting path does not depend on the machine's load; std::nullopt restores the real verdict. Any thread.
+void set_spinning_verdict_for_testing(std::optional<bool> verdict) noexcept;
 
 // Registers this process for asymmetric fences and the pid cache; idempotent; called when a queue is attached.
 void ensure_process_setup() noexcept;

@@ -131,7 +131,10 @@ std::pair<Connection, Connection> Pipe(const PipeOptions& options) {
 }
 
 Connection::Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out)
-    : shared_(std::move(shared)), in_(std::move(in)), out_(std::move(out)) {}
+    : shared_(std::move(shared)), in_(std::move(in)), out_(std::move(out)) {
+  refresh_send_now();
+  refresh_recv_now();
+}
 
 Connection::Connection(Connection&& other) noexcept { *this = std::move(other); }
 
@@ -146,6 +149,8 @@ Connection& Connection::operator=(Connection&& other) noexcept {
     partial_total_ = std::exchange(other.partial_total_, 0);
     corrupt_ = std::move(other.corrupt_);
     abandoned_ = std::exchange(other.abandoned_, false);
+    send_now_limit_ = std::exchange(other.send_now_limit_, 0);
+    recv_now_ = std::exchange(other.recv_now_, false);
   }
   return *this;
 }
@@ -267,6 +272,8 @@ void Connection::close() {
   partial_total_ = 0;
   corrupt_.clear();
   abandoned_ = false;
+  refresh_send_now();
+  refresh_recv_now();
 }
 
 int Connection::fileno() const {
@@ -457,16 +464,16 @@ Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline
   // A copy of the receiving end closed since we last looked: if it was the last, the message would go nowhere.
   look_if_peer_closed(side, side.ring.header().producer);
   if (peer_gone()) [[unlikely]] return Outcome::kClosed;
-  // The common case in one pass: a message that fits in one record, with room for it now.
-  if (!abandoned_ && message.size() <= side.ring.max_record_payload() &&
-      side.ring.try_write(RecordKind::kWhole, message)) [[likely]] {
-    wake_consumer_if_asleep(side);
-    return Outcome::kOk;
-  }
+  // The common case (try_send_now(), inline) did not apply; this one waits as needed.
   return send_waiting(message, deadline);
 }
 
 Outcome Connection::send_waiting(std::span<const std::byte> message, const Deadline& deadline) {
+  // Whatever the way out (a kAbandon written or now due, an error), the inline path's limit follows.
+  struct RefreshOnExit {
+    Connection& c;
+    ~RefreshOnExit() { c.refresh_send_now(); }
+  } refresh{*this};
   Side& side = *out_;
   // An earlier send gave up a long message part-way: the receiver learns it before anything else comes.
   if (abandoned_) {
@@ -525,34 +532,11 @@ template <typename Ring>
 // Bytes reserved ahead for a long message: a corrupt total must not allocate, a real one grows as it arrives.
 constexpr uint64_t kReserveAhead = uint64_t{64} << 20;
 
-// Replaces `out` with the `n` bytes at `p`; a small message without the general vector assignment and memcpy.
-[[gnu::always_inline]] inline void assign_message(std::vector<std::byte>& out, const std::byte* p, size_t n) {
-  if (n <= 16) {
-    out.resize(n);
-    detail::copy_bytes(out.data(), p, n);
-  } else {
-    out.assign(p, p + n);
-  }
-}
-
 }  // namespace
-
-template <typename Take>
-bool Connection::try_take_whole(size_t limit, Take&& take) {
-  if (partial_total_ != 0 || !corrupt_.empty()) [[unlikely]] return false;
-  Side& side = *in_;
-  uint32_t n;
-  const std::byte* p = side.ring.try_peek_whole(n);
-  if (!p || n > limit) return false;
-  take(p, n);
-  bool producer_sleeps = false;
-  release_and_notify(side.ring, RecordHeader{n, RecordKind::kWhole}, producer_sleeps);
-  if (producer_sleeps) [[unlikely]] wake_sleeper(side, side.ring.header().producer);
-  return true;
-}
 
 void Connection::throw_corrupt(const std::string& what) {
   corrupt_ = "pipe (receiving end, fd " + std::to_string(in_->fd) + "): " + what;
+  recv_now_ = false;
   throw StreamCorrupted(corrupt_);
 }
 
@@ -648,14 +632,17 @@ bool Connection::take_record(const RecordHeader& h, const std::byte* p, std::vec
 
 Outcome Connection::recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit) {
   check_open("recv", in_.has_value());
-  if (try_take_whole(limit, [&](const std::byte* p, size_t n) { assign_message(out, p, n); })) [[likely]] {
-    return Outcome::kOk;
-  }
+  // The common case (try_recv_now(), inline) did not apply; this one waits as needed.
   return recv_waiting(out, deadline, limit);
 }
 
 Outcome Connection::recv_waiting(std::vector<std::byte>& out, const Deadline& deadline, size_t limit) {
   if (!corrupt_.empty()) throw StreamCorrupted(corrupt_);
+  // Whatever the way out (a long message begun or completed, an error), the inline path's flag follows.
+  struct RefreshOnExit {
+    Connection& c;
+    ~RefreshOnExit() { c.refresh_recv_now(); }
+  } refresh{*this};
   Side& side = *in_;
   ByteRingHeader& header = side.ring.header();
   bool producer_sleeps = false;
@@ -692,13 +679,7 @@ Outcome Connection::recv_waiting(std::vector<std::byte>& out, const Deadline& de
 
 Outcome Connection::recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline) {
   check_open("recv", in_.has_value());
-  // A whole message waiting: straight from the ring into the buffer.
-  if (try_take_whole(buffer.size(), [&](const std::byte* p, size_t n) {
-        detail::copy_bytes(buffer.data(), p, n);
-        size = n;
-      })) {
-    return Outcome::kOk;
-  }
+  // The common case (try_recv_now_into(), inline) did not apply.
   const Outcome r = recv_waiting(scratch_, deadline, buffer.size());
   if (r == Outcome::kOk) {
     if (!scratch_.empty()) std::memcpy(buffer.data(), scratch_.data(), scratch_.size());

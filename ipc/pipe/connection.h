@@ -7,12 +7,14 @@
 //
 // Design: each direction is a single-producer/single-consumer ring of variable-size records in a MAP_SHARED
 // mapping that forked children inherit, so a message is one copy in and one copy out with no system call while
-// both sides are busy. A side with nothing to do spins briefly, then sleeps on a futex word in the ring (woken
-// only when it sleeps: a busy stream costs no syscall), and after 2 ms in poll(2) on its socket of the direction's
-// Unix socketpair (woken by a one-byte doorbell). The socket makes a Connection pollable together with others and
-// with process sentinels (wait()), and tells an end when every copy of the other end is closed — which is how the
-// death of the peer process is seen (within the 2 ms of the futex phase, at once in poll). One socketpair per
-// direction means a sending thread and a receiving thread of the same end never sleep on (or drain) the same socket.
+// both sides are busy; that common send and recv (a message of one record, room or a message there now) are inline
+// in the caller, the rest is out of line. A side with nothing to do spins briefly, then sleeps on a futex word in
+// the ring (woken only when it sleeps: a busy stream costs no syscall), and after 2 ms in poll(2) on its socket of
+// the direction's Unix socketpair (woken by a one-byte doorbell). The socket makes a Connection pollable together
+// with others and with process sentinels (wait()), and tells an end when every copy of the other end is closed —
+// which is how the death of the peer process is seen (within the 2 ms of the futex phase, at once in poll). One
+// socketpair per direction means a sending thread and a receiving thread of the same end never sleep on (or drain)
+// the same socket.
 //
 // Threads: per Connection, one thread sending and one thread receiving at a time (Python allows one thread in
 //   all); the two ends are independent.
@@ -50,6 +52,7 @@
 #include "ipc/base/error.h"
 #include "ipc/base/futex.h"
 #include "ipc/base/process.h"
+#include "ipc/base/wait.h"
 #include "ipc/numa/memory_policy.h"
 #include "ipc/numa/placement.h"
 #include "ipc/pipe/detail/byte_ring.h"
@@ -114,26 +117,38 @@ class Connection {
   // copy of the other end is closed (nothing is sent). A close() is seen by the next send; a receiving process that
   // died without closing is seen once the ring is full: what was in the ring is lost with it, as the bytes in an
   // OS pipe's buffer are.
-  [[nodiscard]] Outcome send_bytes(std::span<const std::byte> message) { return send_impl(message, Deadline::never()); }
+  [[nodiscard, gnu::always_inline]] Outcome send_bytes(std::span<const std::byte> message) {
+    if (try_send_now(message)) [[likely]] return Outcome::kOk;
+    return send_impl(message, Deadline::never());
+  }
   template <typename Rep, typename Period>
-  [[nodiscard]] Outcome send_bytes(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard, gnu::always_inline]] Outcome send_bytes(std::span<const std::byte> message,
+                                                       std::chrono::duration<Rep, Period> timeout) {
+    if (try_send_now(message)) [[likely]] return Outcome::kOk;
     return send_impl(message, Deadline::after(timeout));
   }
   // Receives one message into `out` (replacing its contents): kOk, kTimeout (with a timeout), or kClosed: end of
   // stream (every copy of the other end is closed and everything it sent has been received).
-  [[nodiscard]] Outcome recv_bytes(std::vector<std::byte>& out) { return recv_impl(out, Deadline::never()); }
+  [[nodiscard, gnu::always_inline]] Outcome recv_bytes(std::vector<std::byte>& out) {
+    if (try_recv_now(out)) [[likely]] return Outcome::kOk;
+    return recv_impl(out, Deadline::never());
+  }
   template <typename Rep, typename Period>
-  [[nodiscard]] Outcome recv_bytes(std::vector<std::byte>& out, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard, gnu::always_inline]] Outcome recv_bytes(std::vector<std::byte>& out,
+                                                       std::chrono::duration<Rep, Period> timeout) {
+    if (try_recv_now(out)) [[likely]] return Outcome::kOk;
     return recv_impl(out, Deadline::after(timeout));
   }
   // Receives one message into `buffer`; `size` gets its length. Throws BufferTooSmall (message kept) if it does
   // not fit.
-  [[nodiscard]] Outcome recv_bytes_into(std::span<std::byte> buffer, size_t& size) {
+  [[nodiscard, gnu::always_inline]] Outcome recv_bytes_into(std::span<std::byte> buffer, size_t& size) {
+    if (try_recv_now_into(buffer, size)) [[likely]] return Outcome::kOk;
     return recv_into_impl(buffer, size, Deadline::never());
   }
   template <typename Rep, typename Period>
-  [[nodiscard]] Outcome recv_bytes_into(std::span<std::byte> buffer, size_t& size,
-                                           std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard, gnu::always_inline]] Outcome recv_bytes_into(std::span<std::byte> buffer, size_t& size,
+                                                            std::chrono::duration<Rep, Period> timeout) {
+    if (try_recv_now_into(buffer, size)) [[likely]] return Outcome::kOk;
     return recv_into_impl(buffer, size, Deadline::after(timeout));
   }
 
@@ -150,13 +165,15 @@ class Connection {
   template <typename T>
   [[nodiscard]] std::optional<T> recv() {
     std::optional<T> out;
-    if (recv_impl(scratch_, Deadline::never()) == Outcome::kOk) out = Codec<T>::decode(scratch_);
+    if (try_recv_now(scratch_) || recv_impl(scratch_, Deadline::never()) == Outcome::kOk) {
+      out = Codec<T>::decode(scratch_);
+    }
     return out;
   }
   // kOk (value set), kTimeout or kClosed.
   template <typename T, typename Rep, typename Period>
   [[nodiscard]] Outcome recv(T& value, std::chrono::duration<Rep, Period> timeout) {
-    Outcome r = recv_impl(scratch_, Deadline::after(timeout));
+    const Outcome r = try_recv_now(scratch_) ? Outcome::kOk : recv_impl(scratch_, Deadline::after(timeout));
     if (r == Outcome::kOk) value = Codec<T>::decode(scratch_);
     return r;
   }
@@ -225,18 +242,90 @@ class Connection {
   };
   Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out);
 
-  // The common case (a message that fits one record, room or a message there now) in a few instructions; the rest
-  // in the *_waiting calls, out of line.
+  // The common case, inline in the caller (docs/pipe.md, "The common case, in one pass"): a message that fits one
+  // record, with room for it now (send) or there now (recv). Each call is a few compares, the copy, one store of
+  // the ring position, and a load of the other side's sleep flag; anything else returns false, and the caller
+  // takes the out-of-line *_impl call, which looks again and waits. The opening test of each is one flag that
+  // the slow paths keep (send_now_limit_, recv_now_).
+  [[gnu::always_inline]] bool try_send_now(std::span<const std::byte> message) {
+    // One compare: open, able to send, no kAbandon due, a message that fits one record.
+    if (message.size() >= send_now_limit_) [[unlikely]] return false;
+    Side& side = *out_;
+    detail::ByteRingHeader& header = side.ring.header();
+    // A copy of the receiving end closed since we last looked (send_impl looks at the socket), or it is gone.
+    // acquire: as in look_if_peer_closed().
+    if (header.producer.peer_closes.load(std::memory_order_acquire) != side.peer_closes_seen || peer_gone())
+        [[unlikely]] {
+      return false;
+    }
+    if (!side.ring.try_write(detail::RecordKind::kWhole, message)) return false;
+    detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
+    // relaxed: ordered by the fence pair.
+    if (header.consumer.waiting.load(std::memory_order_relaxed) != detail::Sleeper::kAwake) [[unlikely]] {
+      wake_sleeper(side, header.consumer);
+    }
+    return true;
+  }
+  // The common recv: when the next record is a whole message of at most `limit` bytes (and no long message is
+  // being assembled), its payload, with its length in `n` and the position after it in `next_head`, to be taken
+  // and then freed by finish_recv_now(next_head); nullptr otherwise.
+  [[gnu::always_inline]] const std::byte* try_peek_now(size_t limit, uint32_t& n, uint64_t& next_head) {
+    // One test: open, able to receive, no long message being assembled, the stream not found corrupt.
+    if (!recv_now_) [[unlikely]] return nullptr;
+    const std::byte* p = in_->ring.try_peek_whole(n, next_head);
+    return p && n <= limit ? p : nullptr;
+  }
+  [[gnu::always_inline]] void finish_recv_now(uint64_t next_head) {
+    Side& side = *in_;
+    side.ring.release_to(next_head);
+    detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
+    // relaxed: ordered by the fence pair.
+    if (side.ring.header().producer.waiting.load(std::memory_order_relaxed) != detail::Sleeper::kAwake)
+        [[unlikely]] {
+      wake_sleeper(side, side.ring.header().producer);
+    }
+  }
+  [[gnu::always_inline]] bool try_recv_now(std::vector<std::byte>& out) {
+    uint32_t n;
+    uint64_t next_head;
+    const std::byte* p = try_peek_now(SIZE_MAX, n, next_head);
+    if (!p) return false;
+    assign_message(out, p, n);
+    finish_recv_now(next_head);
+    return true;
+  }
+  [[gnu::always_inline]] bool try_recv_now_into(std::span<std::byte> buffer, size_t& size) {
+    uint32_t n;
+    uint64_t next_head;
+    const std::byte* p = try_peek_now(buffer.size(), n, next_head);
+    if (!p) return false;
+    detail::copy_bytes(buffer.data(), p, n);
+    size = n;
+    finish_recv_now(next_head);
+    return true;
+  }
+  // Replaces `out` with the `n` bytes at `p`; a small message without the general vector assignment and memcpy
+  // (nor a call of resize() when a reused vector has the length already).
+  [[gnu::always_inline]] static void assign_message(std::vector<std::byte>& out, const std::byte* p, size_t n) {
+    if (n <= 16) {
+      if (out.size() != n) out.resize(n);
+      detail::copy_bytes(out.data(), p, n);
+    } else {
+      out.assign(p, p + n);
+    }
+  }
+  // The rest, out of line: checks the end, then sends or receives, waiting as needed.
   Outcome send_impl(std::span<const std::byte> message, const Deadline& deadline);
   [[gnu::noinline]] Outcome send_waiting(std::span<const std::byte> message, const Deadline& deadline);
   // Receives one message into `out`; throws BufferTooSmall, consuming nothing, for one longer than `limit`.
   Outcome recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit = SIZE_MAX);
   [[gnu::noinline]] Outcome recv_waiting(std::vector<std::byte>& out, const Deadline& deadline, size_t limit);
   Outcome recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
-  // The common recv, without waiting: when the next record is a whole message of at most `limit` bytes (and no
-  // long message is being assembled), hands it to `take(payload, bytes)`, frees it and returns true.
-  template <typename Take>
-  bool try_take_whole(size_t limit, Take&& take);
+  // The inline paths' opening flags, from the state the slow paths change (abandoned_, partial_total_, corrupt_).
+  void refresh_send_now() {
+    send_now_limit_ = shared_ && out_ && !abandoned_ ? out_->ring.max_record_payload() + 1 : 0;
+  }
+  void refresh_recv_now() { recv_now_ = shared_ && in_ && partial_total_ == 0 && corrupt_.empty(); }
   // Waits for the next record of `side` (without consuming it): kOk with `h` and `p` set, kTimeout, or
   // kClosed once the other end is closed everywhere and nothing is left. Throws StreamCorrupted.
   Outcome next_record(Side& side, const Deadline& deadline, detail::RecordHeader& h, const std::byte*& p);
@@ -255,6 +344,7 @@ class Connection {
     const size_t n = Codec<T>::encoded_size(value);
     encode_buffer_.resize(n);
     Codec<T>::encode(value, encode_buffer_);
+    if (try_send_now(encode_buffer_)) [[likely]] return Outcome::kOk;
     return send_impl(encode_buffer_, deadline);
   }
 
@@ -266,7 +356,7 @@ class Connection {
   bool block_until(Side& side, detail::SleepWords& words, const Deadline& deadline, Ready&& ready);
   // Wakes the other side of `side` if its `words.waiting` says it sleeps: a futex wake-up on `words.wake` or a
   // doorbell on the socket. The caller has published its progress and issued light_fence().
-  void wake_sleeper(Side& side, detail::SleepWords& words);
+  [[gnu::noinline]] void wake_sleeper(Side& side, detail::SleepWords& words);
   // After a commit into `side`: wakes its consumer if it sleeps (the notifier's half of the Dekker pair).
   void wake_consumer_if_asleep(Side& side);
   static void wake_on_futex(std::atomic<uint32_t>& word);
@@ -312,6 +402,13 @@ class Connection {
   std::string corrupt_;
   // Sending: a long message was given up part-way and the receiver has not been told yet (a kAbandon is due).
   bool abandoned_ = false;
+  // The inline paths' opening tests (refresh_send_now(), refresh_recv_now()), each written by its own direction's
+  // thread (and by close and moves). Sending: one past the longest message try_send_now() may send
+  // (max_record_payload() + 1), 0 while it may send none: closed, a receive-only end, a kAbandon due. Receiving:
+  // whether try_recv_now() may take a message: open, a receiving end, no long message being assembled, the stream
+  // not found corrupt.
+  uint64_t send_now_limit_ = 0;
+  bool recv_now_ = false;
   std::vector<std::byte> scratch_, encode_buffer_;
 };
 

@@ -237,3 +237,30 @@ TEST_CASE("send with a timeout returns in time when the receiver stops reading i
   CHECK(child.wait() == 0);
   CHECK(rx.recv_bytes(got, patience(10s)) == Outcome::kClosed);
 }
+
+// The inline send path (Connection::try_send_now) must not write a small message while the kAbandon of a long one
+// given up is still due: the receiver, holding that message's parts, would take it for a stream out of step.
+TEST_CASE("a small message sent after a long one was given up arrives whole, after the receiver drained the parts",
+          "[pipe][timeout][process]") {
+  PipeOptions o;
+  o.ring_bytes = 4096;  // parts of up to 1016 bytes: a 20000-byte message cannot fit while nobody reads
+  auto [rx, tx] = Pipe(o);
+  PipeSignal timed_out, drained;
+  ForkedChild child([&, &rx_end = rx, &tx_end = tx] {
+    rx_end.close();
+    if (tx_end.send_bytes(patterned(1, 20000), 200ms) != Outcome::kTimeout) return 2;
+    timed_out.notify();
+    // The ring is empty now: a message of one record has room, and goes after the kAbandon still due.
+    if (!drained.wait(patience(10s))) return 3;
+    return tx_end.send_bytes(patterned(2, 8)) == Outcome::kOk ? 0 : 4;
+  });
+  tx.close();
+  REQUIRE(timed_out.wait(patience(10s)));
+  std::vector<std::byte> got;
+  REQUIRE(rx.recv_bytes(got, 100ms) == Outcome::kTimeout);  // takes the parts there are, and keeps them
+  drained.notify();
+  REQUIRE(rx.recv_bytes(got, patience(10s)) == Outcome::kOk);
+  CHECK(got == patterned(2, 8));
+  CHECK(child.wait() == 0);
+  CHECK(rx.recv_bytes(got, patience(10s)) == Outcome::kClosed);
+}

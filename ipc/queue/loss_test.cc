@@ -358,6 +358,23 @@ TEST_CASE("a fork()ed child takes its own hand-off entry, not its parent thread'
   CHECK(r.q.abandoned_count() == 0);
 }
 
+TEST_CASE("a ring built again at the same address: the thread takes an entry in the new ring", "[queue][threads]") {
+  Ring r;
+  REQUIRE(r.q.put(1) == Outcome::kOk);
+  REQUIRE(r.q.get() == std::optional<uint64_t>(1));
+  const uint64_t me = ipc::detail::this_thread_identity();
+  REQUIRE(r.owned_by(me) >= 0);
+  // A new ring in the same memory: its entries are all free, and the thread's memory of its last entry (the same
+  // address, the same process) must not be trusted.
+  r.q = ipc::Queue<uint64_t>::create_at(r.mem.base(), r.mem.bytes(), Ring::kCapacity);
+  REQUIRE(r.owned_by(me) < 0);
+  REQUIRE(r.q.put(2) == Outcome::kOk);
+  REQUIRE(r.q.get() == std::optional<uint64_t>(2));
+  CHECK(r.owned_by(me) >= 0);  // armed and disarmed an entry it owns, not one that nobody owns
+  CHECK(r.armed().empty());
+  CHECK(r.q.abandoned_count() == 0);
+}
+
 TEST_CASE("a consumer killed inside get() with its owned entry armed is counted once by the thread taking it over",
           "[queue][kill]") {
   Ring r;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 
+#include "ipc/base/wait.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
@@ -60,6 +61,13 @@ TEMPLATE_TEST_CASE("a consumer asleep on an empty queue is woken by a put", "[qu
 TEMPLATE_TEST_CASE("a producer asleep on a full queue is woken by a get", "[queue][wake]", FixedRing, SpscRing,
                    MessageRing) {
   ipc::test::StretchedRechecks stretched;
+  // Both ways to sleep: after spinning (an idle machine; an MPMC put then first spins looking for a run of free
+  // slots, which one get does not make, so that spin must give up), and at once (a busy machine).
+  const bool spinning_pays = GENERATE(true, false);
+  ipc::detail::set_spinning_verdict_for_testing(spinning_pays);
+  struct Restore {
+    ~Restore() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
+  } restore;
   TestType r;
   CHECK(wake_problem(
             "producer",

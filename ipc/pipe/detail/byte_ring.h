@@ -20,6 +20,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -45,6 +46,9 @@ struct RecordHeader {
   RecordKind kind;
 };
 static_assert(sizeof(RecordHeader) == 8);
+// A RecordHeader read as one little-endian word is payload_bytes + (kind << 32): the word of a kWhole of 0 bytes.
+static_assert(std::endian::native == std::endian::little, "try_peek_whole() reads a RecordHeader as one word");
+inline constexpr uint64_t kWholeHeaderBase = uint64_t{static_cast<uint32_t>(RecordKind::kWhole)} << 32;
 
 // What one side of a ring needs to sleep and be woken. The side writes `waiting`; the other side bumps `wake` to
 // wake it and `peer_closes` whenever it closes one of its copies of its end (see connection.cc).
@@ -130,22 +134,28 @@ class ByteRing {
   // first (then the caller takes try_reserve() and commit(), which also report a tail that is not a record
   // boundary). REQUIRES: payload.size() <= max_record_payload(). Lock-free; no syscall.
   [[gnu::always_inline]] bool try_write(RecordKind kind, std::span<const std::byte> payload) {
+    // The members in locals: the stores through std::byte below may alias anything, and would otherwise make the
+    // compiler read them again after each one.
+    ByteRingHeader* const h = h_;
+    std::byte* const data = data_;
+    const uint64_t capacity = capacity_;
     const uint64_t bytes = sizeof(RecordHeader) + round8(payload.size());
     // relaxed: only the producer writes tail.
-    const uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+    const uint64_t tail = h->tail.load(std::memory_order_relaxed);
     const uint64_t index = tail & mask_;
-    if (tail % 8 != 0 || bytes > capacity_ - index) [[unlikely]] return false;
-    if (tail + bytes - cached_head_ > capacity_) {
-      // acquire: partner is the consumer's release store of head in release(); the bytes it finished reading
-      // may now be overwritten.
-      cached_head_ = h_->head.load(std::memory_order_acquire);
-      if (tail + bytes - cached_head_ > capacity_) return false;
+    if (tail % 8 != 0 || bytes > capacity - index) [[unlikely]] return false;
+    if (tail + bytes - cached_head_ > capacity) {
+      // acquire: partner is the consumer's release store of head in release() and release_to(); the bytes it
+      // finished reading may now be overwritten.
+      cached_head_ = h->head.load(std::memory_order_acquire);
+      if (tail + bytes - cached_head_ > capacity) return false;
     }
-    write_header(index, static_cast<uint32_t>(payload.size()), kind);
-    copy_bytes(data_ + index + sizeof(RecordHeader), payload.data(), payload.size());
+    const RecordHeader rh{static_cast<uint32_t>(payload.size()), kind};
+    std::memcpy(data + index, &rh, sizeof rh);
+    copy_bytes(data + index + sizeof(RecordHeader), payload.data(), payload.size());
     // release: the record's bytes become visible with the new tail; partner: the acquire load of tail in peek()
     // and try_peek_whole().
-    h_->tail.store(tail + bytes, std::memory_order_release);
+    h->tail.store(tail + bytes, std::memory_order_release);
     return true;
   }
 
@@ -185,10 +195,10 @@ class ByteRing {
   }
 
   // Consumer: the payload of the next record when it is a whole message (kWhole) that keeps every rule peek()
-  // checks, with its length in `payload_bytes`; nullptr when the ring is empty or anything else comes next (a
-  // filler, a part of a long message, a header that breaks the format: the caller then looks with peek()).
-  // Free it with release(). Lock-free.
-  [[gnu::always_inline]] const std::byte* try_peek_whole(uint32_t& payload_bytes) {
+  // checks, with its length in `payload_bytes` and the position after it in `next_head`; nullptr when the ring is
+  // empty or anything else comes next (a filler, a part of a long message, a header that breaks the format: the
+  // caller then looks with peek()). Free it with release_to(next_head). Lock-free.
+  [[gnu::always_inline]] const std::byte* try_peek_whole(uint32_t& payload_bytes, uint64_t& next_head) {
     // relaxed: only the consumer writes head.
     const uint64_t head = h_->head.load(std::memory_order_relaxed);
     if (head == cached_tail_) {
@@ -200,15 +210,21 @@ class ByteRing {
     const uint64_t committed = cached_tail_ - head;
     // A header read at a record boundary lies inside the ring (the capacity is a multiple of 8).
     if (head % 8 != 0 || committed > capacity_) [[unlikely]] return nullptr;
-    RecordHeader header;
-    std::memcpy(&header, data_ + index, sizeof header);
-    const uint64_t bytes = sizeof(RecordHeader) + round8(header.payload_bytes);
-    if (header.kind != RecordKind::kWhole || header.payload_bytes > max_payload_ || bytes > capacity_ - index ||
-        bytes > committed) [[unlikely]] {
-      return nullptr;
-    }
-    payload_bytes = header.payload_bytes;
+    uint64_t word;  // the RecordHeader as one word: payload_bytes in the low half, kind in the high half
+    std::memcpy(&word, data_ + index, sizeof word);
+    // One compare for "a kWhole of at most max_payload_ bytes": any other kind leaves a difference of 2^32 or more.
+    const uint64_t payload = word - kWholeHeaderBase;
+    const uint64_t bytes = sizeof(RecordHeader) + round8(payload);
+    if (payload > max_payload_ || bytes > capacity_ - index || bytes > committed) [[unlikely]] return nullptr;
+    payload_bytes = static_cast<uint32_t>(payload);
+    next_head = head + bytes;
     return data_ + index + sizeof(RecordHeader);
+  }
+  // Consumer: frees the record try_peek_whole() returned. Lock-free.
+  [[gnu::always_inline]] void release_to(uint64_t next_head) {
+    // release: our reads of the record happen before the producer reuses its bytes; partner: the acquire load of
+    // head in try_write() and try_reserve().
+    h_->head.store(next_head, std::memory_order_release);
   }
 
   enum class Peek { kEmpty, kRecord, kCorrupt };

@@ -61,19 +61,20 @@ template <typename Write>
   uint64_t pos;
   const Outcome q = mpmc_claim_write(r, deadline, pos);
   if (q != Outcome::kOk) return q;
+  SlotHeader& s = r.slot(pos);
   if (r.closed_after_claim()) {
-    r.publish_skip(pos);
+    r.publish_skip(s, pos);
     return Outcome::kClosed;
   }
   uint32_t length;
   try {
-    length = write(r.payload(pos));
+    length = write(MpmcRing::payload(s));
   } catch (...) {
-    r.publish_skip(pos);
+    r.publish_skip(s, pos);
     throw;
   }
   test_hook(HookPoint::kPutWritten);
-  r.publish(pos, length);
+  r.publish(s, pos, length);
   return Outcome::kOk;
 }
 
@@ -85,14 +86,15 @@ template <typename Read>
     uint64_t pos;
     const Outcome q = mpmc_claim_read(r, deadline, pos);
     if (q != Outcome::kOk) return q;
-    const uint32_t length = r.slot(pos).length;
+    SlotHeader& s = r.slot(pos);
+    const uint32_t length = s.length;
     if (length == kSkipRecord) {
-      r.release_skip(pos);
+      r.release_skip(s, pos);
       continue;
     }
     if (length > r.max_payload()) {
       // Only memory overwritten behind the queue's back gets here: the slot is consumed, nothing outside it read.
-      r.release_skip(pos);
+      r.release_skip(s, pos);
       throw StreamCorrupted("queue slot for position " + std::to_string(pos) + " claims a message of " +
                             std::to_string(length) + " bytes; a slot holds at most " +
                             std::to_string(r.max_payload()));
@@ -100,10 +102,11 @@ template <typename Read>
     test_hook(HookPoint::kGetClaimed);
     struct Release {
       const MpmcRing& r;
+      SlotHeader& s;
       uint64_t pos;
-      ~Release() { r.release_read(pos); }
-    } release{r, pos};
-    read(static_cast<const std::byte*>(r.payload(pos)), length);
+      ~Release() { r.release_read(s, pos); }
+    } release{r, s, pos};
+    read(static_cast<const std::byte*>(MpmcRing::payload(s)), length);
     return Outcome::kOk;
   }
 }

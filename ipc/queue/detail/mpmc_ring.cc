@@ -207,6 +207,25 @@ uint64_t this_thread_identity_slow() noexcept {
   return thread_identity(self_pid(), static_cast<uint32_t>(::syscall(SYS_gettid)));
 }
 
+HandOff* MpmcRing::owned_hand_off_from_ways() const {
+  OwnedHandOffCache::Way& way = OwnedHandOffCache::way_for(h_);
+  const uint64_t me = this_thread_identity();
+  HandOff* entry = nullptr;
+  if (way.ring == h_ && way.owner == me && way.index != OwnedHandOffCache::kNoOwnedEntry &&
+      // relaxed: only a thread that is gone loses its entry to another, so while we live it holds our identity,
+      // unless the ring at this address was replaced (then we take an entry again).
+      h_->hand_offs[way.index].owner.load(std::memory_order_relaxed) == me) {
+    entry = &h_->hand_offs[way.index];
+  } else if (way.ring == h_ && way.owner == me && way.index == OwnedHandOffCache::kNoOwnedEntry &&
+             way.retry_after-- != 0) {
+    return nullptr;  // every owned entry was held by a live thread lately: a transient one, without looking again
+  } else {
+    entry = take_owned_hand_off(way, me);
+  }
+  if (entry) OwnedHandOffCache::last() = {h_, entry, me, self_pid()};
+  return entry;
+}
+
 HandOff* MpmcRing::take_owned_hand_off(OwnedHandOffCache::Way& way, uint64_t me) const {
   way = {h_, me, OwnedHandOffCache::kNoOwnedEntry, kRetryOwnedAfter};
   HandOff* const owned = h_->hand_offs;

@@ -137,6 +137,19 @@ struct OwnedHandOffCache {
     uint32_t index = 0;
     uint32_t retry_after = 0;
   };
+  // The entry this thread used last: in ring `ring`, while its process was `pid` (a fork()ed child has an identity
+  // of its own), taken for identity `owner`. Looked at before the ways: one compare of the ring and the pid and one
+  // load of the entry's owner on the common path.
+  struct Last {
+    const void* ring = nullptr;
+    HandOff* entry = nullptr;
+    uint64_t owner = 0;
+    uint32_t pid = 0;
+  };
+  static Last& last() {
+    static thread_local constinit Last l{};
+    return l;
+  }
   Way ways[kWays];
   static Way& way_for(const void* ring) {
     static thread_local constinit OwnedHandOffCache cache{};
@@ -216,7 +229,8 @@ class MpmcRing {
   uint64_t max_payload() const { return stride_ - sizeof(SlotHeader); }
 
   SlotHeader& slot(uint64_t pos) const { return *reinterpret_cast<SlotHeader*>(slots_ + (pos & mask_) * stride_); }
-  std::byte* payload(uint64_t pos) const { return reinterpret_cast<std::byte*>(&slot(pos)) + sizeof(SlotHeader); }
+  std::byte* payload(uint64_t pos) const { return payload(slot(pos)); }
+  static std::byte* payload(SlotHeader& s) { return reinterpret_cast<std::byte*>(&s) + sizeof(SlotHeader); }
 
   // Claims the next free slot for writing. kOk: `pos` is ours (state WRITING) until publish(pos). kFull: no free
   // slot. kBusy: no free slot, and the next one is still claimed by a consumer (or a producer) of the previous
@@ -241,9 +255,18 @@ class MpmcRing {
     return walk_claim_write(pos, check_dead);
   }
 
-  // Makes a written slot visible to consumers. Producer of `pos` only; wait-free.
-  void publish(uint64_t pos, uint32_t length) const {
-    SlotHeader& s = slot(pos);
+  // Whether the slot of position `pos` is free for it or a later lap (consumers are past pos - capacity). Any
+  // process; a load.
+  bool free_for(uint64_t pos) const {
+    // relaxed: a hint for when to try a claim; the claim's own acquire load orders what matters.
+    return seq_diff(slot(pos).word.load(std::memory_order_relaxed), pos) >= 0;
+  }
+
+  // Makes a written slot visible to consumers. Producer of `pos` only; wait-free. (The forms taking the slot too,
+  // here and below, are for a caller that has it: slot() is a multiply and three loads, which a caller's atomic
+  // operations in between make the compiler repeat.)
+  void publish(uint64_t pos, uint32_t length) const { publish(slot(pos), pos, length); }
+  void publish(SlotHeader& s, uint64_t pos, uint32_t length) const {
     s.length = length;
     // release: partner is the consumer's acquire load/CAS in try_claim_read(); the payload and length are visible.
     s.word.store(make_word(pos, kSlotFull, 0), std::memory_order_release);
@@ -272,7 +295,8 @@ class MpmcRing {
   // Returns a read slot whose message the caller has taken to producers. The message counts as delivered once
   // this returns; a consumer killed inside is counted in abandoned() (see "Hand-offs" above). Consumer of `pos`
   // only; lock-free.
-  void release_read(uint64_t pos) const {
+  void release_read(uint64_t pos) const { release_read(slot(pos), pos); }
+  [[gnu::always_inline]] void release_read(SlotHeader& s, uint64_t pos) const {
     const uint64_t armed = make_hand_off(pos, self_pid());
     HandOff* entry = owned_hand_off();
     if (entry) [[likely]] {
@@ -283,20 +307,22 @@ class MpmcRing {
     } else {
       entry = &arm_transient_hand_off(armed);
     }
-    free_slot(pos);
+    free_slot(s, pos);
     test_hook(HookPoint::kGetReleased);
     notify_marked(h_->not_full);
     // release: partner is the acquire load in settle(); nothing of ours is touched after this.
     entry->word.store(0, std::memory_order_release);
   }
   // Returns a read slot that carried no message (a skip record): nothing to count if we die. Consumer only.
-  void release_skip(uint64_t pos) const {
-    free_slot(pos);
+  void release_skip(uint64_t pos) const { release_skip(slot(pos), pos); }
+  void release_skip(SlotHeader& s, uint64_t pos) const {
+    free_slot(s, pos);
     notify_marked(h_->not_full);
   }
 
   // Abandons a claimed write without a message (an encoder threw): consumers skip it.
   void publish_skip(uint64_t pos) const { publish(pos, kSkipRecord); }
+  void publish_skip(SlotHeader& s, uint64_t pos) const { publish(s, pos, kSkipRecord); }
 
   bool closed() const {
     // acquire: partner is close()'s store; a closed ring stays closed.
@@ -388,30 +414,30 @@ class MpmcRing {
   // lap and counts an abandoned message. Returns true when the slot changed (reaped by us or anyone), so the caller
   // looks again. Slow path: a liveness check (claimer_dead()).
   bool reap(SlotHeader& s, uint64_t w) const;
-  void free_slot(uint64_t pos) const {
+  void free_slot(uint64_t pos) const { free_slot(slot(pos), pos); }
+  void free_slot(SlotHeader& s, uint64_t pos) const {
     // release: partner is the producer's acquire load/CAS in try_claim_write(); our payload reads are done.
-    slot(pos).word.store(make_word(pos + capacity(), kSlotFree, 0), std::memory_order_release);
+    s.word.store(make_word(pos + capacity(), kSlotFree, 0), std::memory_order_release);
   }
   // The claim walks behind try_claim_write()/try_claim_read(): from the index hint over stale and reaped slots.
   Claim walk_claim_write(uint64_t& pos, bool check_dead) const;
   Claim walk_claim_read(uint64_t& pos, bool check_dead) const;
   // The hand-off entry this thread owns in this ring, or nullptr when it has none (every owned entry is held by a
-  // live thread). Inline while the thread's cache knows it; else take_owned_hand_off().
+  // live thread). Inline when it is the entry this thread used last; else the ways of its cache, else
+  // take_owned_hand_off().
   [[gnu::always_inline]] HandOff* owned_hand_off() const {
-    OwnedHandOffCache::Way& way = OwnedHandOffCache::way_for(h_);
-    const uint64_t me = this_thread_identity();
-    if (way.ring == h_ && way.owner == me) [[likely]] {
-      if (way.index != OwnedHandOffCache::kNoOwnedEntry) {
-        HandOff& e = h_->hand_offs[way.index];
-        // relaxed: only a thread that is gone loses its entry to another, so while we live it holds our identity,
-        // unless the ring at this address was replaced (then we take an entry again).
-        if (e.owner.load(std::memory_order_relaxed) == me) [[likely]] return &e;
-      } else if (way.retry_after-- != 0) {
-        return nullptr;
-      }
+    const OwnedHandOffCache::Last& last = OwnedHandOffCache::last();
+    // relaxed: only a thread that is gone loses its entry to another, so while we live it holds our identity,
+    // unless the ring at this address was replaced (then the owner differs, and we take an entry again).
+    if (last.ring == h_ && last.pid == self_pid_after_setup() &&
+        last.entry->owner.load(std::memory_order_relaxed) == last.owner) [[likely]] {
+      return last.entry;
     }
-    return take_owned_hand_off(way, me);
+    return owned_hand_off_from_ways();
   }
+  // owned_hand_off() when this thread's last entry is not for this ring: the ways, else take_owned_hand_off();
+  // records what it found as the thread's last entry.
+  HandOff* owned_hand_off_from_ways() const;
   // Finds or takes an owned entry for thread `me` (its own from before, a free one, or one whose thread is gone,
   // settling the dead owner's armed hand-off first) and records it in `way`. Slow path: liveness checks.
   HandOff* take_owned_hand_off(OwnedHandOffCache::Way& way, uint64_t me) const;
