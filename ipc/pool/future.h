@@ -266,7 +266,7 @@ class FutureState : public Completion, public Waited, public std::enable_shared_
     if (self) {
       batch->add(std::move(self));
     } else {
-      cv_.notify_all();  // no batch, or a state no shared_ptr owns
+      release_waiters();  // no batch, or a state no shared_ptr owns
     }
   }
 

@@ -89,6 +89,7 @@ struct PoolCore::State {
     // then, not from the send: starting a program (exec) must not eat into the task's time.
     bool ready = true;
 
+    // in_hand changes only through these, which keep held_bytes its sum.
     void hold(Task t) {
       held_bytes += t.message.size();
       in_hand.push_back(std::move(t));
@@ -98,6 +99,16 @@ struct PoolCore::State {
       in_hand.pop_front();
       held_bytes -= t.message.size();
       return t;
+    }
+    Task release_back() {
+      Task t = std::move(in_hand.back());
+      in_hand.pop_back();
+      held_bytes -= t.message.size();
+      return t;
+    }
+    std::deque<Task> release_all() {
+      held_bytes = 0;
+      return std::exchange(in_hand, {});
     }
     // The bytes of the tasks sent behind the running one.
     uint64_t waiting_bytes() const { return in_hand.empty() ? 0 : held_bytes - in_hand.front().message.size(); }
@@ -356,9 +367,8 @@ struct PoolCore::State {
     }
     {
       std::lock_guard lock(mu);
-      for (auto it = w.in_hand.rbegin(); it != w.in_hand.rend(); ++it) pending.push_front(std::move(*it));
-      w.in_hand.clear();
-      w.held_bytes = 0;
+      std::deque<Task> held = w.release_all();
+      for (auto it = held.rbegin(); it != held.rend(); ++it) pending.push_front(std::move(*it));
     }
     forget_pid(pid);
     workers.erase(workers.begin() + static_cast<std::ptrdiff_t>(index));
@@ -507,10 +517,8 @@ struct PoolCore::State {
           w->conn_ended = true;
           std::lock_guard lock(mu);
           while (w->in_hand.size() > at) {
-            w->held_bytes -= w->in_hand.back().message.size();
             --w->tasks_sent;
-            pending.push_front(std::move(w->in_hand.back()));
-            w->in_hand.pop_back();
+            pending.push_front(w->release_back());
           }
           break;
         }
@@ -570,9 +578,7 @@ struct PoolCore::State {
     {
       std::lock_guard lock(mu);
       for (auto& w : workers) {
-        for (auto& t : w->in_hand) pending.push_back(std::move(t));
-        w->in_hand.clear();
-        w->held_bytes = 0;
+        for (auto& t : w->release_all()) pending.push_back(std::move(t));
       }
     }
     fail_pending("the pool was terminated before the task finished");
