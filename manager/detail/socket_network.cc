@@ -119,6 +119,24 @@ struct FirstSegment {
   SocketVatNetwork::BufferPool::Buffer buffer;
 };
 
+// A message builder of `words` first-segment words, on a pooled buffer when they fit in one (FirstSegment).
+class PooledBuilder {
+ public:
+  PooledBuilder(kj::Own<SocketVatNetwork::BufferPool>& pool, unsigned words) : first_(pool, words) {
+    if (first_.buffer) {
+      builder_.emplace(kj::arrayPtr(first_.buffer.get(), SocketVatNetwork::BufferPool::kWords));
+    } else {
+      builder_.emplace(words);
+    }
+  }
+  capnp::MallocMessageBuilder& operator*() { return *builder_; }
+  capnp::MallocMessageBuilder* operator->() { return &*builder_; }
+
+ private:
+  FirstSegment first_;                                  // before the builder: outlives it
+  std::optional<capnp::MallocMessageBuilder> builder_;  // always set; optional only to pick its constructor
+};
+
 }  // namespace
 
 // A message being built. send() copies it into the connection's write buffer at once, so it may be dropped (with
@@ -126,12 +144,7 @@ struct FirstSegment {
 // A tracked message that is dropped unsent takes its receipt with it (verdict: not delivered).
 class SocketVatNetwork::Outgoing final : public capnp::OutgoingRpcMessage {
  public:
-  Outgoing(SocketVatNetwork& network, unsigned words) : network_(network), first_(network.pool_, words) {
-    if (first_.buffer) {
-      message_.emplace(kj::arrayPtr(first_.buffer.get(), BufferPool::kWords));
-    } else {
-      message_.emplace(words);
-    }
+  Outgoing(SocketVatNetwork& network, unsigned words) : network_(network), message_(network.pool_, words) {
     network.last_outgoing_ = this;
     ++network.messages_created_;
   }
@@ -150,8 +163,7 @@ class SocketVatNetwork::Outgoing final : public capnp::OutgoingRpcMessage {
 
  private:
   SocketVatNetwork& network_;
-  FirstSegment first_;
-  std::optional<capnp::MallocMessageBuilder> message_;  // always set; optional only to pick its constructor
+  PooledBuilder message_;
   kj::Own<Receipt> receipt_;  // null unless tracked
   kj::Maybe<PlainOffer> offer_;  // set on the Return of a Manager.open that hands out a plain object
 };
@@ -169,7 +181,7 @@ class PlainCallContext final : public capnp::CallContextHook {
   // The Return, with empty results if the object never asked for them (as the RPC system sends it).
   capnp::MessageBuilder& finish() {
     if (!message_) (void)getResults(capnp::MessageSize{0, 0});
-    return *message_;
+    return **message_;
   }
 
   capnp::AnyPointer::Reader getParams() override { return params_; }
@@ -179,13 +191,8 @@ class PlainCallContext final : public capnp::CallContextHook {
       // The Return's envelope (Message, Return, Payload) adds a few words to the results.
       std::uint64_t words = 8;
       KJ_IF_MAYBE(hint, size_hint) { words += hint->wordCount; }
-      first_.emplace(pool_, static_cast<unsigned>(std::min<std::uint64_t>(words, 1u << 20)));
-      if (first_->buffer) {
-        message_.emplace(kj::arrayPtr(first_->buffer.get(), SocketVatNetwork::BufferPool::kWords));
-      } else {
-        message_.emplace(static_cast<unsigned>(words));
-      }
-      auto ret = message_->initRoot<capnp::rpc::Message>().initReturn();
+      message_.emplace(pool_, static_cast<unsigned>(std::min<std::uint64_t>(words, 1u << 20)));
+      auto ret = (*message_)->initRoot<capnp::rpc::Message>().initReturn();
       ret.setAnswerId(question_);
       ret.setReleaseParamCaps(false);
       results_ = ret.initResults().getContent();
@@ -208,8 +215,7 @@ class PlainCallContext final : public capnp::CallContextHook {
   kj::Own<SocketVatNetwork::BufferPool>& pool_;
   std::uint32_t question_;
   capnp::AnyPointer::Reader params_;
-  std::optional<FirstSegment> first_;              // before the builder: outlives it
-  std::optional<capnp::MallocMessageBuilder> message_;
+  std::optional<PooledBuilder> message_;
   capnp::AnyPointer::Builder results_ = nullptr;
 };
 
@@ -486,13 +492,7 @@ void SocketVatNetwork::answer_plainly(capnp::rpc::Call::Reader call, capnp::Capa
 
 void SocketVatNetwork::answer_plain_failure(std::uint32_t question, const kj::Exception& failure) {
   kj::StringPtr reason = failure.getDescription();
-  FirstSegment first(pool_, 16 + static_cast<unsigned>(std::min<std::size_t>(reason.size() / 8, 1u << 20)));
-  std::optional<capnp::MallocMessageBuilder> message;
-  if (first.buffer) {
-    message.emplace(kj::arrayPtr(first.buffer.get(), BufferPool::kWords));
-  } else {
-    message.emplace(16 + static_cast<unsigned>(reason.size() / 8));
-  }
+  PooledBuilder message(pool_, 16 + static_cast<unsigned>(std::min<std::size_t>(reason.size() / 8, 1u << 20)));
   auto ret = message->initRoot<capnp::rpc::Message>().initReturn();
   ret.setAnswerId(question);
   ret.setReleaseParamCaps(false);
