@@ -214,8 +214,8 @@ class MpmcRing {
   // Both throw InvalidArgument when the size does not fit in 64 bits.
   // A slot of up to 16 payload bytes takes half a cache line; larger ones take whole lines. Two small slots to a
   // line halve the lines that move between a producer and a consumer streaming through the ring (Queue 1 -> 1
-  // in //bench:all: +15-20% when the two run on separate cores); consumers of neighbouring slots then share a
-  // line, which costs MPMC rings with several consumers less than it saves (docs/queue.md).
+  // between processes: +15-20% when the two run on separate cores); consumers of neighbouring slots then share a
+  // line (Queue 2 -> 2 measured the same within its spread; docs/queue.md).
   static uint64_t stride_for(uint64_t payload_bytes) {
     const uint64_t bytes = checked_add(sizeof(SlotHeader), payload_bytes, "queue slot");
     return bytes <= kHalfLineSlot ? kHalfLineSlot : checked_round_up(bytes, 64, "queue slot");
