@@ -392,6 +392,28 @@ TEST_CASE("close then join lets queued work finish and the workers exit", "[pool
   for (int p : pids) CHECK(std::find(children.begin(), children.end(), p) == children.end());
 }
 
+TEST_CASE("join returns only once every worker has exited, and terminate ends those still on their way", "[pool]") {
+  for (const bool terminate : {false, true}) {
+    ipc::Pool pool(workers(2));
+    CHECK(pool.apply(square, 3) == 9);
+    const auto pids = pool.worker_pids();
+    REQUIRE(pids.size() == 2);
+    // A stopped worker cannot exit: it sees the end of its stream only once it runs again.
+    REQUIRE(kill(pids[0], SIGSTOP) == 0);
+    pool.close();
+    CHECK(pool.join(200ms) == ipc::Outcome::kTimeout);
+    CHECK(kill(pids[0], 0) == 0);
+    if (terminate) {
+      pool.terminate();  // kills it, stopped as it is
+    } else {
+      REQUIRE(kill(pids[0], SIGCONT) == 0);
+      REQUIRE(pool.join(kPatience) == ipc::Outcome::kOk);
+    }
+    CHECK(pool.worker_pids().empty());
+    for (int p : pids) CHECK(kill(p, 0) != 0);  // exited and reaped: not even a zombie is left
+  }
+}
+
 TEST_CASE("terminate and the destructor never wait for running tasks", "[pool]") {
   ipc::Future<int> f;
   std::vector<int> pids;

@@ -135,12 +135,49 @@ struct PoolCore::State {
   uint64_t initializer_address = 0;
 
   std::thread supervisor;
-  // Held by whoever joins `supervisor` (join(), join_for(), terminate(), the exit handler), which any thread may
-  // call: one joins, the others then find it joined. Not `mu`, which the supervisor needs to finish.
-  std::mutex join_mu;
-  void join_supervisor() {
-    std::lock_guard lock(join_mu);
-    if (supervisor.joinable() && supervisor.get_id() != std::this_thread::get_id()) supervisor.join();
+  // Held by whoever joins `supervisor` and reaps the workers it left (join(), join_for(), terminate(), the exit
+  // handler), which any thread may call: one joins, the others then find it joined. Not `mu`, which the supervisor
+  // needs to finish.
+  std::timed_mutex join_mu;
+  // Joins the supervisor, then waits until every worker it left has exited (killing them first when `kill`) and
+  // reaps them. false: `deadline` passed first (a later call reaps the rest). Returns at once on the supervisor
+  // thread itself (exit() or a join from a completion callback), which cannot wait for its own end.
+  bool join_all(bool kill, const Deadline& deadline) {
+    std::unique_lock lock(join_mu, std::defer_lock);
+    if (deadline.is_never()) {
+      lock.lock();
+    } else if (!lock.try_lock_for(*deadline.remaining())) {
+      return false;
+    }
+    if (supervisor.joinable()) {
+      if (supervisor.get_id() == std::this_thread::get_id()) return true;
+      supervisor.join();
+    }
+    return reap_workers(kill, deadline);
+  }
+  // The workers a supervisor that ended after close() left behind: their streams are ended and they hold no task,
+  // so they are on their way out. Waiting for their exits here, on the joining thread, and not on the supervisor's,
+  // takes one thread wake-up off close() + join() (worker exit -> joiner, not worker exit -> supervisor -> joiner).
+  // REQUIRES: join_mu held, the supervisor joined.
+  bool reap_workers(bool kill, const Deadline& deadline) {
+    if (kill) {
+      for (auto& w : workers) w->process->kill();
+    }
+    while (!workers.empty()) {
+      std::vector<pollfd> fds;
+      for (auto& w : workers) fds.push_back({w->process->sentinel(), POLLIN, 0});
+      if (poll_until(fds.data(), fds.size(), deadline) == 0) {
+        if (deadline.expired()) return false;
+        continue;
+      }
+      for (size_t i = fds.size(); i-- > 0;) {
+        if (fds[i].revents == 0) continue;
+        (void)workers[i]->process->join();  // it ended: returns at once
+        forget_pid(workers[i]->process->pid());
+        workers.erase(workers.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    return true;
   }
   // terminate()'s request, also made by the exit handler: the supervisor kills the workers and fails what is left.
   void ask_to_terminate() {
@@ -598,6 +635,9 @@ struct PoolCore::State {
         for (auto& w : workers) (void)w->process->join();
         fail_everything();
         workers.clear();
+        std::lock_guard lock(mu);
+        pids.clear();
+        live.clear();
         break;
       }
       dispatch();
@@ -609,9 +649,10 @@ struct PoolCore::State {
         }
         for (auto& w : workers) idle = idle && w->in_hand.empty();
         if (idle) {
-          // Every task is done: end each worker's stream; they exit, and their pidfds end the loop below.
+          // Every task is done: end each worker's stream; they exit, and the thread that joins the pool waits for
+          // that (reap_workers()). Nothing is left for this thread to do.
           for (auto& w : workers) w->conn.close(), w->conn_ended = true;
-          if (workers.empty()) break;
+          break;
         }
       }
       std::vector<Connection*> conns;
@@ -664,8 +705,6 @@ struct PoolCore::State {
       kill_overdue(Clock::now());
     }
     std::lock_guard lock(mu);
-    pids.clear();
-    live.clear();
     finished = true;
     finished_cv.notify_all();
   }
@@ -707,7 +746,7 @@ void PoolCore::end_at_exit() {
   // Joined only once it has finished: a supervisor held up by a callback past kExitWait is left to the exit.
   if (state_->finished_cv.wait_for(lock, kExitWait, [&] { return state_->finished; })) {
     lock.unlock();
-    state_->join_supervisor();
+    (void)state_->join_all(/*kill=*/true, Deadline::never());
   }
 }
 
@@ -791,7 +830,7 @@ void PoolCore::close() {
 
 void PoolCore::terminate() {
   state_->ask_to_terminate();
-  state_->join_supervisor();
+  (void)state_->join_all(/*kill=*/true, Deadline::never());
 }
 
 void PoolCore::join() {
@@ -799,16 +838,16 @@ void PoolCore::join() {
     std::lock_guard lock(state_->mu);
     if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
   }
-  state_->join_supervisor();
+  (void)state_->join_all(/*kill=*/false, Deadline::never());
 }
 
 bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
+  const Deadline deadline = Deadline::after(timeout);
   std::unique_lock lock(state_->mu);
   if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
   if (!state_->finished_cv.wait_for(lock, timeout, [&] { return state_->finished; })) return false;
   lock.unlock();
-  state_->join_supervisor();
-  return true;
+  return state_->join_all(/*kill=*/false, deadline);
 }
 
 std::vector<int> PoolCore::worker_pids() const {
