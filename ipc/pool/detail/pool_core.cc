@@ -85,6 +85,8 @@ struct PoolCore::State {
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
     bool killed_for_time = false;
     bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
+    // Its process exited, and its sentinel has not said so yet (a fork server's worker): no task goes to it.
+    bool exited = false;
     // kForkServer and kExec: false until the worker's ready message. Its first task's time limit counts from
     // then, not from the send: starting a program (exec) must not eat into the task's time.
     bool ready = true;
@@ -130,6 +132,13 @@ struct PoolCore::State {
   // A wake-up is on its way to the supervisor (written, not yet acted on): further submits need not write one.
   // Cleared by the supervisor under `mu` before it looks at `pending`, so a task queued after that writes anew.
   bool wake_armed = false;
+  // The supervisor sleeps with every worker idle, able to take a task, and nothing queued (park()): until it wakes
+  // (unpark()), a submit may hand its small task to an idle worker itself (dispatch_directly()) instead of waking
+  // the supervisor to do it, one thread wake-up less per task on an idle pool. The submitting thread then owns the
+  // workers' state (`dispatching_directly`), and a supervisor that wakes meanwhile waits for it (`direct_done`).
+  bool parked = false;
+  bool dispatching_directly = false;
+  std::condition_variable direct_done;
   // kForkServer and kExec: the objects code addresses are relative to, and the initializer's portable address.
   std::vector<std::string> objects;
   uint64_t initializer_address = 0;
@@ -188,7 +197,53 @@ struct PoolCore::State {
     wake();
   }
 
-  // Supervisor thread only (and the constructor before it starts).
+  // Supervisor thread, just before it sleeps: parks when every worker is idle and may be sent a task by a submit
+  // (dispatch_directly()) without the supervisor's help: no task time limit (the sleep's deadline would not cover
+  // it), no replacement owed, every stream open and its worker ready.
+  void park(bool closing) {
+    bool idle = !closing && !options->task_timeout && workers.size() == options->workers;
+    for (auto& w : workers) {
+      idle = idle && w->ready && !w->conn_ended && !w->killed_for_time && !w->exited && w->in_hand.empty() &&
+             (options->max_tasks_per_child == 0 || w->tasks_sent < options->max_tasks_per_child);
+    }
+    std::lock_guard lock(mu);
+    parked = idle && pending.empty() && !closed && !terminated;
+  }
+  // Supervisor thread, once awake: takes the workers' state back, after a direct dispatch under way.
+  void unpark() {
+    std::unique_lock lock(mu);
+    parked = false;
+    direct_done.wait(lock, [&] { return !dispatching_directly; });
+  }
+  // A submit that found the supervisor parked (and took `dispatching_directly`): sends the queued tasks to idle
+  // workers as the supervisor would, then hands the workers back. Whatever it could not settle (a task left
+  // queued, a worker found gone) wakes the supervisor.
+  void dispatch_directly() {
+    struct HandBack {
+      State& s;
+      ~HandBack() {
+        bool needed;
+        {
+          std::lock_guard lock(s.mu);
+          s.dispatching_directly = false;
+          needed = !s.pending.empty();
+          for (auto& w : s.workers) needed = needed || w->conn_ended;
+          needed = needed && !s.wake_armed;
+          s.wake_armed = s.wake_armed || needed;
+        }
+        s.direct_done.notify_all();
+        if (needed) s.wake();
+      }
+    } hand_back{*this};
+    // A worker that died since the supervisor slept is still listed, and a task sent to it would fail as if it
+    // had been running: when any did, the task is left to the supervisor, which buries it first.
+    std::vector<pollfd> fds;
+    if (any_worker_exited(fds)) return;
+    choose_tasks(/*may_spawn=*/false);
+    send_chosen();
+  }
+
+  // Supervisor thread only (and the constructor before it starts; while parked, a dispatch_directly()).
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::byte> result_buffer;
   std::vector<std::byte> batch_buffer;  // send_chosen()'s batch message
@@ -214,7 +269,9 @@ struct PoolCore::State {
   // at once. A placed worker's pipe rings are bound to its node and the worker pins itself to the node's CPUs.
   void spawn() {
     size_t slot = 0;
-    while (std::any_of(workers.begin(), workers.end(), [&](const auto& w) { return w->slot == slot; })) ++slot;
+    while (std::any_of(workers.begin(), workers.end(), [&](const auto& w) { return w->slot == slot && !w->exited; })) {
+      ++slot;
+    }
     const SlotPlace* place = slot < options->places.size() ? &options->places[slot] : nullptr;
     PipeOptions po;
     po.ring_bytes = options->pipe_bytes;
@@ -418,17 +475,46 @@ struct PoolCore::State {
   // first queued task meant for its node (or for anywhere); only when there is none, and it is idle, does it take
   // (steal) one meant for another node.
   void dispatch() {
-    choose_tasks();
+    bury_ended_idle_workers();
+    choose_tasks(/*may_spawn=*/true);
     send_chosen();
   }
 
+  // Polls every worker's exit_fd() at once (no wait) into `fds`, in the order of `workers`; true when any exited.
+  bool any_worker_exited(std::vector<pollfd>& fds) const {
+    fds.clear();
+    for (auto& w : workers) fds.push_back({w->process->exit_fd(), POLLIN, 0});
+    return retry_on_eintr([&] { return ::poll(fds.data(), fds.size(), 0); }) != 0;
+  }
+  // A worker that died since the supervisor last waited is still listed, and a task sent to it would fail as if
+  // it had been running. Before queued tasks go to idle workers (where a task that waits is sent at once), the
+  // exited ones are buried, or only marked while their status is not known yet: one poll, only then.
+  void bury_ended_idle_workers() {
+    if (std::none_of(workers.begin(), workers.end(), [](const auto& w) { return w->in_hand.empty(); })) return;
+    {
+      std::lock_guard lock(mu);
+      if (pending.empty()) return;
+    }
+    std::vector<pollfd> fds;
+    if (!any_worker_exited(fds)) return;
+    for (size_t i = fds.size(); i-- > 0;) {
+      if (fds[i].revents == 0) continue;
+      if (workers[i]->process->exit_fd() == workers[i]->process->sentinel()) {
+        bury(i);
+      } else {
+        workers[i]->exited = true;  // its sentinel buries it
+      }
+    }
+  }
+
   // dispatch()'s choices: each task is taken from `pending` into a worker's in_hand, to be sent by send_chosen().
-  void choose_tasks() {
+  // may_spawn = false (a submit dispatching directly): a task that would need a new worker stays queued.
+  void choose_tasks(bool may_spawn) {
     steal_later = false;
     const auto now = Clock::now();  // one look at the clock serves every choice of this round
     const uint64_t small = options->pipe_bytes / 4;
     auto can_take = [&](const Worker& w) {
-      return !w.conn_ended && !w.killed_for_time &&
+      return !w.conn_ended && !w.killed_for_time && !w.exited &&
              (options->max_tasks_per_child == 0 || w.tasks_sent < options->max_tasks_per_child);
     };
     // The queued task `w` should run next (pending.end() when none fits). REQUIRES: mu held.
@@ -492,6 +578,7 @@ struct PoolCore::State {
           size_t usable = 0;
           for (auto& w : workers) usable += can_take(*w) || !w->in_hand.empty() ? 1 : 0;
           if (usable < options->workers) {
+            if (!may_spawn) return;
             lock.unlock();
             try {
               spawn();
@@ -622,6 +709,7 @@ struct PoolCore::State {
   }
 
   void supervise() {
+    unpark();  // the constructor parked it: the first tasks may have gone to the workers before this thread ran
     for (;;) {
       bool closing, terminating;
       {
@@ -678,7 +766,10 @@ struct PoolCore::State {
           }
         }
       } else {
-        ready = wait(conns, sentinels, next_deadline(Clock::now()));
+        const auto deadline = next_deadline(Clock::now());
+        park(closing);  // last: from here until unpark(), a submit may change the workers' state
+        ready = wait(conns, sentinels, deadline);
+        unpark();
       }
       // The futures completed from here to the end of this turn release their waiters together, before the next
       // wait: a thread waiting on the first of them is woken once, and finds the others finished too.
@@ -776,6 +867,8 @@ PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(s
     ::close(state_->wake_fd);
     throw;
   }
+  // Parked from the start: the first submit sends its task itself rather than wait for this new thread to run.
+  state_->park(/*closing=*/false);
   state_->supervisor = std::thread([s = state_.get()] { s->supervise(); });
   // exit() with this pool alive (a static Pool, one leaked, a return from main while another thread holds one, or
   // an exit() inside a function that owns one) ends it first, as Python's multiprocessing ends its pools' workers
@@ -804,7 +897,7 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     invoker_word = portable_code_address(invoker_word, state_->objects);
     callable = portable_code_address(callable, state_->objects);
   }
-  bool wake = false;
+  bool wake = false, direct = false;
   {
     std::lock_guard lock(state_->mu);
     if (state_->terminated) throw StateError("Pool: the pool was terminated");
@@ -813,10 +906,18 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     store_field(message.data(), id);
     store_field(message.data() + 8, invoker_word);
     store_field(message.data() + 16, callable);
+    // Small: its send never waits for the worker to make room.
+    direct = state_->parked && !state_->dispatching_directly && message.size() <= kMaxBatchedTaskBytes;
     state_->pending.push_back(Task{id, std::move(message), std::move(done), node, steer, std::move(count)});
-    wake = !state_->wake_armed;
-    state_->wake_armed = true;
+    if (direct) {
+      state_->parked = false;
+      state_->dispatching_directly = true;
+    } else {
+      wake = !state_->wake_armed;
+      state_->wake_armed = true;
+    }
   }
+  if (direct) state_->dispatch_directly();
   if (wake) state_->wake();
 }
 
