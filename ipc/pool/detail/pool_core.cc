@@ -133,12 +133,13 @@ struct PoolCore::State {
   // Cleared by the supervisor under `mu` before it looks at `pending`, so a task queued after that writes anew.
   bool wake_armed = false;
   // The supervisor sleeps with every worker idle, able to take a task, and nothing queued (park()): until it wakes
-  // (unpark()), a submit may hand its small task to an idle worker itself (dispatch_directly()) instead of waking
-  // the supervisor to do it, one thread wake-up less per task on an idle pool. The submitting thread then owns the
-  // workers' state (`dispatching_directly`), and a supervisor that wakes meanwhile waits for it (`direct_done`).
+  // (unpark()), a submit may hand its small task to an idle worker itself (dispatch_directly()), and close() may end
+  // the workers' streams itself (end_streams_parked()), instead of waking the supervisor to do it: one thread wake-up
+  // less on the way of each. That thread then owns the workers' state (`lent`), and a supervisor that wakes
+  // meanwhile waits until it is handed back (`handed_back`).
   bool parked = false;
-  bool dispatching_directly = false;
-  std::condition_variable direct_done;
+  bool lent = false;
+  std::condition_variable handed_back;
   // kForkServer and kExec: the objects code addresses are relative to, and the initializer's portable address.
   std::vector<std::string> objects;
   uint64_t initializer_address = 0;
@@ -213,28 +214,31 @@ struct PoolCore::State {
   void unpark() {
     std::unique_lock lock(mu);
     parked = false;
-    direct_done.wait(lock, [&] { return !dispatching_directly; });
+    handed_back.wait(lock, [&] { return !lent; });
   }
-  // A submit that found the supervisor parked (and took `dispatching_directly`): sends the queued tasks to idle
-  // workers as the supervisor would, then hands the workers back. Whatever it could not settle (a task left
-  // queued, a worker found gone) wakes the supervisor.
-  void dispatch_directly() {
-    struct HandBack {
-      State& s;
-      ~HandBack() {
-        bool needed;
-        {
-          std::lock_guard lock(s.mu);
-          s.dispatching_directly = false;
-          needed = !s.pending.empty();
-          for (auto& w : s.workers) needed = needed || w->conn_ended;
-          needed = needed && !s.wake_armed;
-          s.wake_armed = s.wake_armed || needed;
-        }
-        s.direct_done.notify_all();
-        if (needed) s.wake();
+  // Ends `lent` (taken under `mu` from a parked supervisor) when it goes out of scope, waking the supervisor when
+  // the borrower left it something to do (a task still queued, a worker found gone; always: `wake_anyway`).
+  struct HandBack {
+    State& s;
+    bool wake_anyway = false;
+    ~HandBack() {
+      bool needed = wake_anyway;
+      {
+        std::lock_guard lock(s.mu);
+        s.lent = false;
+        needed = needed || !s.pending.empty();
+        for (auto& w : s.workers) needed = needed || w->conn_ended;
+        needed = needed && !s.wake_armed;
+        s.wake_armed = s.wake_armed || needed;
       }
-    } hand_back{*this};
+      s.handed_back.notify_all();
+      if (needed) s.wake();
+    }
+  };
+  // A submit that found the supervisor parked (and took `lent`): sends the queued tasks to idle workers as the
+  // supervisor would, then hands the workers back.
+  void dispatch_directly() {
+    HandBack hand_back{*this};
     // A worker that died since the supervisor slept is still listed, and a task sent to it would fail as if it
     // had been running: when any did, the task is left to the supervisor, which buries it first.
     std::vector<pollfd> fds;
@@ -243,7 +247,16 @@ struct PoolCore::State {
     send_chosen();
   }
 
-  // Supervisor thread only (and the constructor before it starts; while parked, a dispatch_directly()).
+  // close() of a parked pool (which took `lent`): every worker is idle, so it ends their task streams now (they exit
+  // on their own), and wakes the supervisor, which closes its ends and returns. The workers hear of the close from
+  // the closing thread, not through the supervisor's wake-up.
+  void end_streams_parked() {
+    HandBack hand_back{*this, /*wake_anyway=*/true};
+    for (auto& w : workers) w->conn.end_sending();
+  }
+
+  // Supervisor thread only (and the constructor before it starts; while parked, a dispatch_directly() or
+  // end_streams_parked()).
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::byte> result_buffer;
   std::vector<std::byte> batch_buffer;  // send_chosen()'s batch message
@@ -907,11 +920,11 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     store_field(message.data() + 8, invoker_word);
     store_field(message.data() + 16, callable);
     // Small: its send never waits for the worker to make room.
-    direct = state_->parked && !state_->dispatching_directly && message.size() <= kMaxBatchedTaskBytes;
+    direct = state_->parked && !state_->lent && message.size() <= kMaxBatchedTaskBytes;
     state_->pending.push_back(Task{id, std::move(message), std::move(done), node, steer, std::move(count)});
     if (direct) {
       state_->parked = false;
-      state_->dispatching_directly = true;
+      state_->lent = true;
     } else {
       wake = !state_->wake_armed;
       state_->wake_armed = true;
@@ -922,11 +935,21 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
 }
 
 void PoolCore::close() {
+  bool end_streams = false;
   {
     std::lock_guard lock(state_->mu);
+    if (state_->parked && !state_->lent && !state_->closed && !state_->terminated) {
+      state_->parked = false;
+      state_->lent = true;
+      end_streams = true;
+    }
     state_->closed = true;
   }
-  state_->wake();
+  if (end_streams) {
+    state_->end_streams_parked();  // wakes the supervisor when done
+  } else {
+    state_->wake();
+  }
 }
 
 void PoolCore::terminate() {
