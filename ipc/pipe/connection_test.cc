@@ -400,13 +400,13 @@ TEST_CASE("end_sending ends the stream for the other end while this end stays op
     b.close();
     REQUIRE(asleep.wait());
     Connection* const ends[] = {&a};
-    std::thread waiter([&] {
-      // Ready once the child, having seen end of stream, exits and closes its copy of b.
-      CHECK(ipc::wait(ends, 30s).connections.size() == 1);
-    });
+    size_t ready = 0;
+    // Ready once the child, having seen end of stream, exits and closes its copy of b.
+    std::thread waiter([&] { ready = ipc::wait(ends, 30s).connections.size(); });
     a.end_sending();
     CHECK(child.wait() == 0);
     waiter.join();
+    CHECK(ready == 1);
     std::vector<std::byte> got;
     CHECK(a.recv_bytes(got, 30s) == Outcome::kClosed);
   }

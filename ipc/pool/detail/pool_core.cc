@@ -145,30 +145,45 @@ struct PoolCore::State {
   uint64_t initializer_address = 0;
 
   std::thread supervisor;
-  // Held by whoever joins `supervisor` and reaps the workers it left (join(), join_for(), terminate(), the exit
-  // handler), which any thread may call: one joins, the others then find it joined. Not `mu`, which the supervisor
-  // needs to finish.
-  std::timed_mutex join_mu;
+  std::thread::id supervisor_id;  // set once, by the constructor (`supervisor` itself changes when joined)
+  // Whoever joins `supervisor` and reaps the workers it left (join(), join_for(), terminate(), the exit handler),
+  // which any thread may call, takes `joining` (under `mu`): one joins, the others wait on `joiner_left` and then
+  // find it joined. Not `mu` held throughout, which the supervisor needs to finish; not a timed mutex, whose timed
+  // lock ThreadSanitizer does not see.
+  bool joining = false;
+  std::condition_variable joiner_left;
   // Joins the supervisor, then waits until every worker it left has exited (killing them first when `kill`) and
   // reaps them. false: `deadline` passed first (a later call reaps the rest). Returns at once on the supervisor
   // thread itself (exit() or a join from a completion callback), which cannot wait for its own end.
   bool join_all(bool kill, const Deadline& deadline) {
-    std::unique_lock lock(join_mu, std::defer_lock);
-    if (deadline.is_never()) {
-      lock.lock();
-    } else if (!lock.try_lock_for(*deadline.remaining())) {
-      return false;
+    if (std::this_thread::get_id() == supervisor_id) return true;
+    {
+      std::unique_lock lock(mu);
+      const auto free = [&] { return !joining; };
+      if (deadline.is_never()) {
+        joiner_left.wait(lock, free);
+      } else if (!joiner_left.wait_for(lock, *deadline.remaining(), free)) {
+        return false;
+      }
+      joining = true;
     }
-    if (supervisor.joinable()) {
-      if (supervisor.get_id() == std::this_thread::get_id()) return true;
-      supervisor.join();
-    }
+    struct Leave {
+      State& s;
+      ~Leave() {
+        {
+          std::lock_guard lock(s.mu);
+          s.joining = false;
+        }
+        s.joiner_left.notify_all();
+      }
+    } leave{*this};
+    if (supervisor.joinable()) supervisor.join();
     return reap_workers(kill, deadline);
   }
   // The workers a supervisor that ended after close() left behind: their streams are ended and they hold no task,
   // so they are on their way out. Waiting for their exits here, on the joining thread, and not on the supervisor's,
   // takes one thread wake-up off close() + join() (worker exit -> joiner, not worker exit -> supervisor -> joiner).
-  // REQUIRES: join_mu held, the supervisor joined.
+  // REQUIRES: `joining` taken, the supervisor joined.
   bool reap_workers(bool kill, const Deadline& deadline) {
     if (kill) {
       for (auto& w : workers) w->process->kill();
@@ -845,7 +860,7 @@ void PoolCore::end_live_pools_at_exit() {
 void PoolCore::end_at_exit() {
   state_->ask_to_terminate();
   // exit() called by a completion callback, on the supervisor thread itself: it cannot finish while we wait.
-  if (state_->supervisor.get_id() == std::this_thread::get_id()) return;
+  if (state_->supervisor_id == std::this_thread::get_id()) return;
   std::unique_lock lock(state_->mu);
   // Joined only once it has finished: a supervisor held up by a callback past kExitWait is left to the exit.
   if (state_->finished_cv.wait_for(lock, kExitWait, [&] { return state_->finished; })) {
@@ -883,6 +898,7 @@ PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(s
   // Parked from the start: the first submit sends its task itself rather than wait for this new thread to run.
   state_->park(/*closing=*/false);
   state_->supervisor = std::thread([s = state_.get()] { s->supervise(); });
+  state_->supervisor_id = state_->supervisor.get_id();
   // exit() with this pool alive (a static Pool, one leaked, a return from main while another thread holds one, or
   // an exit() inside a function that owns one) ends it first, as Python's multiprocessing ends its pools' workers
   // at exit: its supervisor must not go on (replacing a worker, say) while static destructors run.
