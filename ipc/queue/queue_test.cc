@@ -279,6 +279,23 @@ TEST_CASE("zero capacity and wrong blocks are rejected", "[queue]") {
   CHECK_NOTHROW(ipc::Queue<uint64_t>::attach(mem.base(), mem.bytes()));
 }
 
+TEST_CASE("small values take half-line slots, and a stride no ring has is refused on attach", "[queue]") {
+  struct Triple {
+    uint64_t a, b, c;
+  };
+  SharedMapping mem(1 << 16);
+  auto stride = [&] { return static_cast<ipc::detail::MpmcHeader*>(mem.base())->slot_stride; };
+  (void)ipc::Queue<Triple>::create_at(mem.base(), mem.bytes(), 8);
+  CHECK(stride() == 64);  // 16 header bytes + 24: a whole line
+  (void)ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
+  CHECK(stride() == 32);  // 16 + 8: two slots to a line
+  CHECK_NOTHROW(ipc::Queue<uint64_t>::attach(mem.base(), mem.bytes()));
+  for (const uint64_t bad : {16, 48, 96}) {
+    static_cast<ipc::detail::MpmcHeader*>(mem.base())->slot_stride = bad;
+    CHECK_THROWS_AS(ipc::Queue<uint64_t>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
+  }
+}
+
 TEST_CASE("a queue whose capacity times slot size overflows is refused and allocates nothing", "[queue]") {
   auto seg = ipc::Segment::create(ipc::test::unique_name("queue_test"), 1 << 20);
   const size_t free_before = seg.free_bytes();

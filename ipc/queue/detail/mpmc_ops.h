@@ -53,16 +53,10 @@ Outcome mpmc_claim_read_after(const MpmcRing& r, const Deadline* deadline, uint6
   return mpmc_claim_read_after(r, deadline, pos, first);
 }
 
-// put: `write(std::byte* payload)` fills the claimed slot and returns the payload length. If it throws, the slot
-// is published as a skip record (consumers pass over it) and the exception propagates. A producer that finds the
-// ring closed once it holds its slot gives the slot up the same way and reports kClosed.
+// The rest of mpmc_put() once `s` (position `pos`) is claimed: the close check, the write, the publication.
 template <typename Write>
-[[gnu::always_inline]] inline Outcome mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
-  uint64_t pos;
-  const Outcome q = mpmc_claim_write(r, deadline, pos);
-  if (q != Outcome::kOk) return q;
-  SlotHeader& s = r.slot(pos);
-  if (r.closed_after_claim()) {
+[[gnu::always_inline]] inline Outcome mpmc_put_claimed(const MpmcRing& r, SlotHeader& s, uint64_t pos, Write& write) {
+  if (r.closed_after_claim()) [[unlikely]] {
     r.publish_skip(s, pos);
     return Outcome::kClosed;
   }
@@ -78,37 +72,90 @@ template <typename Write>
   return Outcome::kOk;
 }
 
-// get: `read(const std::byte* payload, uint32_t length)` consumes the claimed slot; the slot is released
-// afterwards even if `read` throws (the message is then consumed and the exception propagates).
+// mpmc_put() after a first look that claimed nothing: out of line, so that the inline call is the common case
+// alone (no frame for the waits' state).
+template <typename Write>
+[[gnu::noinline]] Outcome mpmc_put_slow(const MpmcRing& r, const Deadline* deadline, Write& write) {
+  uint64_t pos;
+  const Outcome q = mpmc_claim_write(r, deadline, pos);
+  if (q != Outcome::kOk) return q;
+  return mpmc_put_claimed(r, r.slot(pos), pos, write);
+}
+
+// put: `write(std::byte* payload)` fills the claimed slot and returns the payload length. If it throws, the slot
+// is published as a skip record (consumers pass over it) and the exception propagates. A producer that finds the
+// ring closed once it holds its slot gives the slot up the same way and reports kClosed.
+template <typename Write>
+[[gnu::always_inline]] inline Outcome mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
+  uint64_t pos;
+  SlotHeader* s;
+  if (!r.closed() && (s = r.claim_write_at_hint(pos)) != nullptr) [[likely]] {
+    return mpmc_put_claimed(r, *s, pos, write);
+  }
+  return mpmc_put_slow(r, deadline, write);
+}
+
+// Hands a claimed message of `length` bytes (at most max_payload()) to `read`, then releases its slot, also when
+// `read` throws (the message is then consumed and the exception propagates).
 template <typename Read>
-[[gnu::always_inline]] inline Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
-  for (;;) {
+[[gnu::always_inline]] inline void mpmc_deliver(const MpmcRing& r, SlotHeader& s, uint64_t pos, uint32_t length,
+                                                Read& read) {
+  test_hook(HookPoint::kGetClaimed);
+  struct Release {
+    const MpmcRing& r;
+    SlotHeader& s;
     uint64_t pos;
-    const Outcome q = mpmc_claim_read(r, deadline, pos);
-    if (q != Outcome::kOk) return q;
-    SlotHeader& s = r.slot(pos);
-    const uint32_t length = s.length;
+    [[gnu::always_inline]] ~Release() { r.release_read(s, pos); }
+  } release{r, s, pos};
+  read(static_cast<const std::byte*>(MpmcRing::payload(s)), length);
+}
+
+// A claimed slot whose length no put writes: memory overwritten behind the queue's back. Throws StreamCorrupted
+// (queue_common.cc; the message is built out of line).
+[[noreturn]] void throw_corrupt_slot(uint64_t pos, uint32_t length, uint64_t max_payload);
+
+// mpmc_get() past its common case: a first look that claimed nothing (`claimed` null), or claimed a skip record
+// or a slot of impossible length. Waits per `deadline` as mpmc_claim_read(). Out of line, as mpmc_put_slow().
+template <typename Read>
+[[gnu::noinline]] Outcome mpmc_get_slow(const MpmcRing& r, const Deadline* deadline, Read& read, SlotHeader* claimed,
+                                        uint64_t pos) {
+  for (;; claimed = nullptr) {
+    if (!claimed) {
+      const Outcome q = mpmc_claim_read(r, deadline, pos);
+      if (q != Outcome::kOk) return q;
+      claimed = &r.slot(pos);
+    }
+    const uint32_t length = claimed->length;
     if (length == kSkipRecord) {
-      r.release_skip(s, pos);
+      r.release_skip(*claimed, pos);
       continue;
     }
-    if (length > r.max_payload()) {
+    if (length > r.length_limit()) {
       // Only memory overwritten behind the queue's back gets here: the slot is consumed, nothing outside it read.
-      r.release_skip(s, pos);
-      throw StreamCorrupted("queue slot for position " + std::to_string(pos) + " claims a message of " +
-                            std::to_string(length) + " bytes; a slot holds at most " +
-                            std::to_string(r.max_payload()));
+      r.release_skip(*claimed, pos);
+      throw_corrupt_slot(pos, length, r.max_payload());
     }
-    test_hook(HookPoint::kGetClaimed);
-    struct Release {
-      const MpmcRing& r;
-      SlotHeader& s;
-      uint64_t pos;
-      ~Release() { r.release_read(s, pos); }
-    } release{r, s, pos};
-    read(static_cast<const std::byte*>(MpmcRing::payload(s)), length);
+    mpmc_deliver(r, *claimed, pos, length, read);
     return Outcome::kOk;
   }
+}
+
+// get: `read(const std::byte* payload, uint32_t length)` consumes the claimed slot; the slot is released
+// afterwards even if `read` throws (the message is then consumed and the exception propagates). Skip records are
+// passed over. Inline: the first look claiming a message (one comparison with length_limit() keeps both skip
+// records and garbage lengths off this path); the rest is mpmc_get_slow().
+template <typename Read>
+[[gnu::always_inline]] inline Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
+  uint64_t pos;
+  SlotHeader* s = r.claim_read_at_hint(pos);
+  if (s != nullptr) [[likely]] {
+    const uint32_t length = s->length;
+    if (length <= r.length_limit()) [[likely]] {
+      mpmc_deliver(r, *s, pos, length, read);
+      return Outcome::kOk;
+    }
+  }
+  return mpmc_get_slow(r, deadline, read, s, pos);
 }
 
 // Rounds a requested capacity up to the ring's power of two; throws InvalidArgument on 0 or absurd sizes.

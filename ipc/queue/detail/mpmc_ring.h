@@ -13,7 +13,7 @@
 //   |   hand_offs[64]    |  one line each: consumers between releasing a slot and returning from get(),
 //   |                    |  each owned by a thread (the first 48) or taken per get (the last 16)
 //   +--------------------+ sizeof(MpmcHeader)
-//   | slot 0             |  SlotHeader { word, length } + payload, `slot_stride` bytes (a multiple of 64)
+//   | slot 0             |  SlotHeader { word, length } + payload, `slot_stride` bytes (32, or a multiple of 64)
 //   | slot 1             |
 //   | ...                |  capacity slots, capacity a power of two
 //   +--------------------+
@@ -51,8 +51,8 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 6;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
-                                             // 6: marked waits (notify_marked)
+inline constexpr uint32_t kMpmcVersion = 7;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
+                                             // 6: marked waits (notify_marked); 7: half-line slots
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
@@ -166,7 +166,7 @@ struct MpmcHeader {
   uint32_t version;
   uint32_t flags;                 // kFlag* below
   uint64_t capacity;              // slots, a power of two
-  uint64_t slot_stride;           // bytes per slot, a multiple of 64
+  uint64_t slot_stride;           // bytes per slot: 32, or a multiple of 64 (stride_for())
   uint64_t max_payload_bytes;     // payload room per slot
   uint64_t type_size;             // sizeof(T) for typed fixed-size queues, 0 for byte queues (checked on open)
   std::atomic<uint32_t> closed;   // 0 open, 1 closed
@@ -208,11 +208,22 @@ class MpmcRing {
     mask_ = h_->capacity - 1;
     stride_ = h_->slot_stride;
     slots_ = reinterpret_cast<std::byte*>(h_) + sizeof(MpmcHeader);
+    length_limit_ = static_cast<uint32_t>(std::min<uint64_t>(max_payload(), kSkipRecord - 1));
   }
 
   // Both throw InvalidArgument when the size does not fit in 64 bits.
+  // A slot of up to 16 payload bytes takes half a cache line; larger ones take whole lines. Two small slots to a
+  // line halve the lines that move between a producer and a consumer streaming through the ring (Queue 1 -> 1
+  // between processes: +15-20% when the two run on separate cores); consumers of neighbouring slots then share a
+  // line (Queue 2 -> 2 measured the same within its spread; docs/queue.md).
   static uint64_t stride_for(uint64_t payload_bytes) {
-    return checked_round_up(checked_add(sizeof(SlotHeader), payload_bytes, "queue slot"), 64, "queue slot");
+    const uint64_t bytes = checked_add(sizeof(SlotHeader), payload_bytes, "queue slot");
+    return bytes <= kHalfLineSlot ? kHalfLineSlot : checked_round_up(bytes, 64, "queue slot");
+  }
+  static constexpr uint64_t kHalfLineSlot = 32;
+  // Whether `stride` is one stride_for() can produce (checked on attach).
+  static constexpr bool valid_stride(uint64_t stride) {
+    return stride == kHalfLineSlot || (stride != 0 && stride % 64 == 0);
   }
   static uint64_t bytes_needed(uint64_t capacity, uint64_t payload_bytes) {
     return checked_add(sizeof(MpmcHeader), checked_mul(capacity, stride_for(payload_bytes), "queue"), "queue");
@@ -227,6 +238,9 @@ class MpmcRing {
   uint64_t walk_limit() const { return 4 * capacity() + 1024; }
   // Payload bytes a slot holds (from the geometry read at attach, not from the shared header).
   uint64_t max_payload() const { return stride_ - sizeof(SlotHeader); }
+  // The longest message a slot can carry: max_payload(), and below kSkipRecord, so that `length <= length_limit()`
+  // tells a deliverable message from both a skip record and a length overwritten behind the queue's back.
+  uint32_t length_limit() const { return length_limit_; }
 
   SlotHeader& slot(uint64_t pos) const { return *reinterpret_cast<SlotHeader*>(slots_ + (pos & mask_) * stride_); }
   std::byte* payload(uint64_t pos) const { return payload(slot(pos)); }
@@ -239,6 +253,13 @@ class MpmcRing {
   // The first look is inline: the slot at the tail hint free for that position, claimed at once. Anything else
   // (a stale hint, a full ring, a dead claimer) is the walk in mpmc_ring.cc.
   [[gnu::always_inline]] Claim try_claim_write(uint64_t& pos, bool check_dead) const {
+    if (claim_write_at_hint(pos)) [[likely]] return Claim::kOk;
+    return walk_claim_write(pos, check_dead);
+  }
+  // The first look of try_claim_write() alone: the slot at the tail hint, claimed if it is free for that position.
+  // Returns the claimed slot (pos: its position), or nullptr when this look claimed nothing (then
+  // try_claim_write() says why). For a caller that keeps the walk out of line. Any process; a load and a CAS.
+  [[gnu::always_inline]] SlotHeader* claim_write_at_hint(uint64_t& pos) const {
     // relaxed: the tail is only a hint; the slot word's acquire load below orders everything that matters.
     pos = h_->tail.load(std::memory_order_relaxed);
     SlotHeader& s = slot(pos);
@@ -250,9 +271,9 @@ class MpmcRing {
         s.word.compare_exchange_strong(w, make_word(pos, kSlotWriting, self_pid()), std::memory_order_seq_cst,
                                        std::memory_order_relaxed)) [[likely]] {
       advance(h_->tail, pos);
-      return Claim::kOk;
+      return &s;
     }
-    return walk_claim_write(pos, check_dead);
+    return nullptr;
   }
 
   // Whether the slot of position `pos` is free for it or a later lap (consumers are past pos - capacity). Any
@@ -278,6 +299,11 @@ class MpmcRing {
   // Any process; lock-free.
   // As try_claim_write: the first look inline, the walk in mpmc_ring.cc.
   [[gnu::always_inline]] Claim try_claim_read(uint64_t& pos, bool check_dead) const {
+    if (claim_read_at_hint(pos)) [[likely]] return Claim::kOk;
+    return walk_claim_read(pos, check_dead);
+  }
+  // The first look of try_claim_read() alone, as claim_write_at_hint(): the claimed slot, or nullptr.
+  [[gnu::always_inline]] SlotHeader* claim_read_at_hint(uint64_t& pos) const {
     pos = h_->head.load(std::memory_order_relaxed);  // relaxed: the head is only a hint, see try_claim_write
     SlotHeader& s = slot(pos);
     // acquire: partner is publish()'s release store; the payload is visible once we see FULL(pos).
@@ -287,9 +313,9 @@ class MpmcRing {
         s.word.compare_exchange_strong(w, make_word(pos, kSlotReading, self_pid()), std::memory_order_acquire,
                                        std::memory_order_relaxed)) [[likely]] {
       advance(h_->head, pos);
-      return Claim::kOk;
+      return &s;
     }
-    return walk_claim_read(pos, check_dead);
+    return nullptr;
   }
 
   // Returns a read slot whose message the caller has taken to producers. The message counts as delivered once
@@ -453,6 +479,7 @@ class MpmcRing {
   uint64_t mask_ = 0;
   uint64_t stride_ = 0;
   std::byte* slots_ = nullptr;
+  uint32_t length_limit_ = 0;
 };
 
 }  // namespace ipc::detail

@@ -93,6 +93,11 @@ Outcome mpmc_claim_read_after(const MpmcRing& r, const Deadline* deadline, uint6
   return result;
 }
 
+void throw_corrupt_slot(uint64_t pos, uint32_t length, uint64_t max_payload) {
+  throw StreamCorrupted("queue slot for position " + std::to_string(pos) + " claims a message of " +
+                        std::to_string(length) + " bytes; a slot holds at most " + std::to_string(max_payload));
+}
+
 MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t kind_flags, std::string_view what) {
   if (!block || reinterpret_cast<uintptr_t>(block) % 64 != 0) {
     throw InvalidArgument(std::string(what) + ": the block must be 64-byte aligned");
@@ -110,7 +115,7 @@ MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t 
                           " bytes, not " + std::to_string(type_size));
   }
   const uint64_t c = h->capacity;
-  if (c == 0 || (c & (c - 1)) != 0 || h->slot_stride % 64 != 0 ||
+  if (c == 0 || (c & (c - 1)) != 0 || !MpmcRing::valid_stride(h->slot_stride) ||
       bytes < checked_add(sizeof(MpmcHeader), checked_mul(c, h->slot_stride, what), what)) {
     throw InvalidArgument(std::string(what) + ": the queue header is corrupt");
   }
