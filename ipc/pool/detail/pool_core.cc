@@ -87,6 +87,9 @@ struct PoolCore::State {
     bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
     // Its process exited, and its sentinel has not said so yet (a fork server's worker): no task goes to it.
     bool exited = false;
+    // Started by the supervisor thread (a replacement), as the pool's child: its parent-death signal follows that
+    // thread, which must not end before it has exited.
+    bool child_of_supervisor = false;
     // kForkServer and kExec: false until the worker's ready message. Its first task's time limit counts from
     // then, not from the send: starting a program (exec) must not eat into the task's time.
     bool ready = true;
@@ -293,9 +296,10 @@ struct PoolCore::State {
     (void)retry_on_eintr([&] { return ::write(wake_fd, &one, sizeof one); });
   }
 
-  // Starts one worker in the first free slot. Called by the constructor and the supervisor, never by two threads
-  // at once. A placed worker's pipe rings are bound to its node and the worker pins itself to the node's CPUs.
-  void spawn() {
+  // Starts one worker in the first free slot. Called by the constructor and the supervisor (`by_supervisor`), never
+  // by two threads at once. A placed worker's pipe rings are bound to its node and the worker pins itself to the
+  // node's CPUs.
+  void spawn(bool by_supervisor) {
     size_t slot = 0;
     while (std::any_of(workers.begin(), workers.end(), [&](const auto& w) { return w->slot == slot && !w->exited; })) {
       ++slot;
@@ -355,6 +359,7 @@ struct PoolCore::State {
     w->slot = slot;
     w->conn_ended = setup_failed;
     w->ready = options->start_method == StartMethod::kFork;
+    w->child_of_supervisor = by_supervisor && options->start_method != StartMethod::kForkServer;
     w->node = place ? place->node : -1;
     {
       std::lock_guard lock(mu);
@@ -609,7 +614,7 @@ struct PoolCore::State {
             if (!may_spawn) return;
             lock.unlock();
             try {
-              spawn();
+              spawn(/*by_supervisor=*/true);
             } catch (const std::exception& e) {
               // No worker can be started now (the fork server is gone, say, as the program exits): the queued tasks
               // fail with the reason instead of waiting for ever, and the supervisor thread lives on.
@@ -766,9 +771,13 @@ struct PoolCore::State {
         for (auto& w : workers) idle = idle && w->in_hand.empty();
         if (idle) {
           // Every task is done: end each worker's stream; they exit, and the thread that joins the pool waits for
-          // that (reap_workers()). Nothing is left for this thread to do.
+          // that (reap_workers()). Except for the workers this thread started: the parent-death signal that makes
+          // them die with the pool follows this thread, and would kill them on their way out (their last output
+          // not yet flushed) if it ended first. It waits for those, as their pidfds say, and then leaves.
           for (auto& w : workers) w->conn.close(), w->conn_ended = true;
-          break;
+          if (std::none_of(workers.begin(), workers.end(), [](const auto& w) { return w->child_of_supervisor; })) {
+            break;
+          }
         }
       }
       std::vector<Connection*> conns;
@@ -889,7 +898,7 @@ PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(s
   state_->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (state_->wake_fd < 0) throw_errno("Pool: eventfd");
   try {
-    for (unsigned i = 0; i < options_.workers; ++i) state_->spawn();
+    for (unsigned i = 0; i < options_.workers; ++i) state_->spawn(/*by_supervisor=*/false);
   } catch (...) {
     state_->workers.clear();  // kills and reaps those already started
     ::close(state_->wake_fd);
