@@ -276,6 +276,14 @@ void Connection::close() {
   refresh_recv_now();
 }
 
+void Connection::end_sending() const {
+  check_open("end_sending", out_.has_value());
+  // A socket shut down for writing reads as end of file at the other end, as the close of every copy of it does;
+  // the announcement makes a receiver asleep on the futex look at its socket, as close() does.
+  if (::shutdown(out_->fd, SHUT_WR) != 0) throw_errno("shutdown (pipe end_sending)");
+  announce_close(out_->ring.header().consumer);
+}
+
 int Connection::fileno() const {
   check_open("fileno", true);
   return in_ ? in_->fd : out_->fd;

@@ -219,6 +219,12 @@ class Connection {
 
   // Closes this process's copy of the end. The other end sees end of stream once every copy is closed.
   void close();
+  // Ends what this end sends, for the other end, now, as if every copy of this end were closed: a receiver there
+  // gets what was sent, then end of stream (and from then on counts this end as gone: its sends return kClosed).
+  // This end stays open here (it may still receive what was sent to it; close() it afterwards as usual): only its
+  // sending socket is shut down and that announced, so another thread may be receiving or waiting on it
+  // meanwhile. REQUIRES: nothing is sent on this end afterwards. StateError for a closed or receive-only end.
+  void end_sending() const;
   bool closed() const { return shared_ == nullptr; }
   bool readable_end() const { return in_.has_value(); }
   bool writable_end() const { return out_.has_value(); }

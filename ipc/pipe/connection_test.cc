@@ -372,6 +372,46 @@ TEST_CASE("a send after every copy of the receiving end was closed returns kClos
   }
 }
 
+TEST_CASE("end_sending ends the stream for the other end while this end stays open and waited on",
+          "[pipe][process]") {
+  SECTION("in one process") {
+    auto [a, b] = Pipe();
+    REQUIRE(a.send_bytes(bytes_of("last")) == Outcome::kOk);
+    REQUIRE(b.send_bytes(bytes_of("back")) == Outcome::kOk);
+    a.end_sending();
+    std::vector<std::byte> got;
+    REQUIRE(b.recv_bytes(got, 30s) == Outcome::kOk);  // what was sent first arrives
+    CHECK(got == bytes_of("last"));
+    CHECK(b.recv_bytes(got, 30s) == Outcome::kClosed);
+    CHECK(b.send_bytes(bytes_of("to nobody")) == Outcome::kClosed);  // b now counts a as gone
+    CHECK_FALSE(a.closed());
+    REQUIRE(a.recv_bytes(got, 30s) == Outcome::kOk);  // still open here, and still receiving
+    CHECK(got == bytes_of("back"));
+  }
+  SECTION("a receiver asleep in another process, while a thread here waits on the same end") {
+    auto [a, b] = Pipe();
+    ipc::test::PipeSignal asleep;
+    ForkedChild child([&, &a = a, &b = b] {
+      a.close();
+      asleep.notify();
+      std::vector<std::byte> got;
+      return b.recv_bytes(got) == Outcome::kClosed ? 0 : 2;  // no timeout: only end_sending() ends it
+    });
+    b.close();
+    REQUIRE(asleep.wait());
+    Connection* const ends[] = {&a};
+    size_t ready = 0;
+    // Ready once the child, having seen end of stream, exits and closes its copy of b.
+    std::thread waiter([&] { ready = ipc::wait(ends, 30s).connections.size(); });
+    a.end_sending();
+    CHECK(child.wait() == 0);
+    waiter.join();
+    CHECK(ready == 1);
+    std::vector<std::byte> got;
+    CHECK(a.recv_bytes(got, 30s) == Outcome::kClosed);
+  }
+}
+
 TEST_CASE("a sender blocked on a full ring gets kClosed when the receiver dies", "[pipe][kill]") {
   auto [parent_end, child_end] = Pipe(small_ring());
   ForkedChild child([&, &pe = parent_end] {

@@ -15,6 +15,7 @@
 #include <numeric>
 #include <ranges>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -228,6 +229,24 @@ TEST_CASE("imap and imap_unordered deliver every other result around a killed wo
     }
     if (!ordered) std::sort(got.begin(), got.end());
     CHECK(got == want);
+  }
+}
+
+TEST_CASE("a task given to an idle pool just after one of its workers died runs on a live worker", "[pool][kill]") {
+  ipc::Pool pool(workers(2));
+  for (int round = 0; round < 200; ++round) {
+    // Idle (the task done): a submit may now hand its task to a worker itself, not through the supervisor.
+    REQUIRE(pool.apply(identity, round) == round);
+    const auto pids = pool.worker_pids();
+    REQUIRE(!pids.empty());
+    const int sentinel = ipc::process_sentinel(pids[0]);  // the worker a task goes to first
+    REQUIRE(kill(pids[0], SIGKILL) == 0);
+    const bool dead = ipc::wait(std::span<const int>(&sentinel, 1), kPatience).size() == 1;
+    close(sentinel);
+    REQUIRE(dead);  // the supervisor may not have seen it yet
+    // Not WorkerLost: the tasks never go to the dead worker.
+    INFO("round " << round << " killed " << pids[0] << " of " << pids.size());
+    for (int i = 0; i < 2; ++i) CHECK(pool.apply(identity, i) == i);
   }
 }
 

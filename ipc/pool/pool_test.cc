@@ -9,13 +9,16 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <numeric>
 #include <ranges>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -48,6 +51,16 @@ int g_initialised = 0;
 void initialise() { g_initialised = 42; }
 int initialised(int) { return g_initialised; }
 void nothing(int) {}
+// Leaves a line in a fully buffered FILE, written out only when the worker leaves (as unflushed printf output is).
+void write_unflushed(std::string path) {
+  static FILE* file = nullptr;
+  if (!file) {
+    file = std::fopen(path.c_str(), "a");
+    if (!file) throw std::runtime_error("fopen " + path);
+    std::setvbuf(file, nullptr, _IOFBF, 1 << 16);
+  }
+  std::fputs("written when the worker left\n", file);
+}
 int forever(int) {
   for (;;) pause();
 }
@@ -390,6 +403,51 @@ TEST_CASE("close then join lets queued work finish and the workers exit", "[pool
   CHECK(pool.worker_pids().empty());
   const auto children = ipc::active_children();  // the fork server is one (pool_main starts it)
   for (int p : pids) CHECK(std::find(children.begin(), children.end(), p) == children.end());
+}
+
+TEST_CASE("join returns only once every worker has exited, and terminate ends those still on their way", "[pool]") {
+  for (const bool terminate : {false, true}) {
+    ipc::Pool pool(workers(2));
+    CHECK(pool.apply(square, 3) == 9);
+    const auto pids = pool.worker_pids();
+    REQUIRE(pids.size() == 2);
+    // A stopped worker cannot exit: it sees the end of its stream only once it runs again.
+    REQUIRE(kill(pids[0], SIGSTOP) == 0);
+    pool.close();
+    CHECK(pool.join(200ms) == ipc::Outcome::kTimeout);
+    CHECK(kill(pids[0], 0) == 0);
+    if (terminate) {
+      pool.terminate();  // kills it, stopped as it is
+    } else {
+      REQUIRE(kill(pids[0], SIGCONT) == 0);
+      REQUIRE(pool.join(kPatience) == ipc::Outcome::kOk);
+    }
+    CHECK(pool.worker_pids().empty());
+    for (int p : pids) CHECK(kill(p, 0) != 0);  // exited and reaped: not even a zombie is left
+  }
+}
+
+TEST_CASE("a replacement worker leaves on its own at close: what it left buffered is written", "[pool]") {
+  const std::string path = "/tmp/" + ipc::test::unique_name("numa_mp-pool-flush") + ".txt";
+  ipc::PoolOptions options = workers(1);
+  options.max_tasks_per_child = 2;
+  {
+    ipc::Pool pool(options);
+    pool.apply(nothing, 0);
+    pool.apply(nothing, 1);  // the first worker's quota: it leaves
+    // Its replacement, started by the supervisor thread, runs this; the close comes first, so that the supervisor
+    // ends the worker's stream as soon as the task is done.
+    auto written = pool.apply_async(write_unflushed, path);
+    pool.close();
+    pool.join();
+    written.get();
+  }
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::filesystem::remove(path);
+  // Not killed on its way out (a parent-death signal that followed a thread which ended first).
+  CHECK(text.str() == "written when the worker left\n");
 }
 
 TEST_CASE("terminate and the destructor never wait for running tasks", "[pool]") {

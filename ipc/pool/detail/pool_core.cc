@@ -85,6 +85,11 @@ struct PoolCore::State {
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
     bool killed_for_time = false;
     bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
+    // Its process exited, and its sentinel has not said so yet (a fork server's worker): no task goes to it.
+    bool exited = false;
+    // Started by the supervisor thread (a replacement), as the pool's child: its parent-death signal follows that
+    // thread, which must not end before it has exited.
+    bool child_of_supervisor = false;
     // kForkServer and kExec: false until the worker's ready message. Its first task's time limit counts from
     // then, not from the send: starting a program (exec) must not eat into the task's time.
     bool ready = true;
@@ -130,17 +135,77 @@ struct PoolCore::State {
   // A wake-up is on its way to the supervisor (written, not yet acted on): further submits need not write one.
   // Cleared by the supervisor under `mu` before it looks at `pending`, so a task queued after that writes anew.
   bool wake_armed = false;
+  // The supervisor sleeps with every worker idle, able to take a task, and nothing queued (park()): until it wakes
+  // (unpark()), a submit may hand its small task to an idle worker itself (dispatch_directly()), and close() may end
+  // the workers' streams itself (end_streams_parked()), instead of waking the supervisor to do it: one thread wake-up
+  // less on the way of each. That thread then owns the workers' state (`lent`), and a supervisor that wakes
+  // meanwhile waits until it is handed back (`handed_back`).
+  bool parked = false;
+  bool lent = false;
+  std::condition_variable handed_back;
   // kForkServer and kExec: the objects code addresses are relative to, and the initializer's portable address.
   std::vector<std::string> objects;
   uint64_t initializer_address = 0;
 
   std::thread supervisor;
-  // Held by whoever joins `supervisor` (join(), join_for(), terminate(), the exit handler), which any thread may
-  // call: one joins, the others then find it joined. Not `mu`, which the supervisor needs to finish.
-  std::mutex join_mu;
-  void join_supervisor() {
-    std::lock_guard lock(join_mu);
-    if (supervisor.joinable() && supervisor.get_id() != std::this_thread::get_id()) supervisor.join();
+  std::thread::id supervisor_id;  // set once, by the constructor (`supervisor` itself changes when joined)
+  // Whoever joins `supervisor` and reaps the workers it left (join(), join_for(), terminate(), the exit handler),
+  // which any thread may call, takes `joining` (under `mu`): one joins, the others wait on `joiner_left` and then
+  // find it joined. Not `mu` held throughout, which the supervisor needs to finish; not a timed mutex, whose timed
+  // lock ThreadSanitizer does not see.
+  bool joining = false;
+  std::condition_variable joiner_left;
+  // Joins the supervisor, then waits until every worker it left has exited (killing them first when `kill`) and
+  // reaps them. false: `deadline` passed first (a later call reaps the rest). Returns at once on the supervisor
+  // thread itself (exit() or a join from a completion callback), which cannot wait for its own end.
+  bool join_all(bool kill, const Deadline& deadline) {
+    if (std::this_thread::get_id() == supervisor_id) return true;
+    {
+      std::unique_lock lock(mu);
+      const auto free = [&] { return !joining; };
+      if (deadline.is_never()) {
+        joiner_left.wait(lock, free);
+      } else if (!joiner_left.wait_for(lock, *deadline.remaining(), free)) {
+        return false;
+      }
+      joining = true;
+    }
+    struct Leave {
+      State& s;
+      ~Leave() {
+        {
+          std::lock_guard lock(s.mu);
+          s.joining = false;
+        }
+        s.joiner_left.notify_all();
+      }
+    } leave{*this};
+    if (supervisor.joinable()) supervisor.join();
+    return reap_workers(kill, deadline);
+  }
+  // The workers a supervisor that ended after close() left behind: their streams are ended and they hold no task,
+  // so they are on their way out. Waiting for their exits here, on the joining thread, and not on the supervisor's,
+  // takes one thread wake-up off close() + join() (worker exit -> joiner, not worker exit -> supervisor -> joiner).
+  // REQUIRES: `joining` taken, the supervisor joined.
+  bool reap_workers(bool kill, const Deadline& deadline) {
+    if (kill) {
+      for (auto& w : workers) w->process->kill();
+    }
+    while (!workers.empty()) {
+      std::vector<pollfd> fds;
+      for (auto& w : workers) fds.push_back({w->process->sentinel(), POLLIN, 0});
+      if (poll_until(fds.data(), fds.size(), deadline) == 0) {
+        if (deadline.expired()) return false;
+        continue;
+      }
+      for (size_t i = fds.size(); i-- > 0;) {
+        if (fds[i].revents == 0) continue;
+        (void)workers[i]->process->join();  // it ended: returns at once
+        forget_pid(workers[i]->process->pid());
+        workers.erase(workers.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    return true;
   }
   // terminate()'s request, also made by the exit handler: the supervisor kills the workers and fails what is left.
   void ask_to_terminate() {
@@ -151,7 +216,65 @@ struct PoolCore::State {
     wake();
   }
 
-  // Supervisor thread only (and the constructor before it starts).
+  // Supervisor thread, just before it sleeps: parks when every worker is idle and may be sent a task by a submit
+  // (dispatch_directly()) without the supervisor's help: no task time limit (the sleep's deadline would not cover
+  // it), no replacement owed, every stream open and its worker ready.
+  void park(bool closing) {
+    bool idle = !closing && !options->task_timeout && workers.size() == options->workers;
+    for (auto& w : workers) {
+      idle = idle && w->ready && !w->conn_ended && !w->killed_for_time && !w->exited && w->in_hand.empty() &&
+             (options->max_tasks_per_child == 0 || w->tasks_sent < options->max_tasks_per_child);
+    }
+    std::lock_guard lock(mu);
+    parked = idle && pending.empty() && !closed && !terminated;
+  }
+  // Supervisor thread, once awake: takes the workers' state back, after a direct dispatch under way.
+  void unpark() {
+    std::unique_lock lock(mu);
+    parked = false;
+    handed_back.wait(lock, [&] { return !lent; });
+  }
+  // Ends `lent` (taken under `mu` from a parked supervisor) when it goes out of scope, waking the supervisor when
+  // the borrower left it something to do (a task still queued, a worker found gone; always: `wake_anyway`).
+  struct HandBack {
+    State& s;
+    bool wake_anyway = false;
+    ~HandBack() {
+      bool needed = wake_anyway;
+      {
+        std::lock_guard lock(s.mu);
+        s.lent = false;
+        needed = needed || !s.pending.empty();
+        for (auto& w : s.workers) needed = needed || w->conn_ended;
+        needed = needed && !s.wake_armed;
+        s.wake_armed = s.wake_armed || needed;
+      }
+      s.handed_back.notify_all();
+      if (needed) s.wake();
+    }
+  };
+  // A submit that found the supervisor parked (and took `lent`): sends the queued tasks to idle workers as the
+  // supervisor would, then hands the workers back.
+  void dispatch_directly() {
+    HandBack hand_back{*this};
+    // A worker that died since the supervisor slept is still listed, and a task sent to it would fail as if it
+    // had been running: when any did, the task is left to the supervisor, which buries it first.
+    std::vector<pollfd> fds;
+    if (any_worker_exited(fds)) return;
+    choose_tasks(/*may_spawn=*/false);
+    send_chosen();
+  }
+
+  // close() of a parked pool (which took `lent`): every worker is idle, so it ends their task streams now (they exit
+  // on their own), and wakes the supervisor, which closes its ends and returns. The workers hear of the close from
+  // the closing thread, not through the supervisor's wake-up.
+  void end_streams_parked() {
+    HandBack hand_back{*this, /*wake_anyway=*/true};
+    for (auto& w : workers) w->conn.end_sending();
+  }
+
+  // Supervisor thread only (and the constructor before it starts; while parked, a dispatch_directly() or
+  // end_streams_parked()).
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::byte> result_buffer;
   std::vector<std::byte> batch_buffer;  // send_chosen()'s batch message
@@ -173,11 +296,14 @@ struct PoolCore::State {
     (void)retry_on_eintr([&] { return ::write(wake_fd, &one, sizeof one); });
   }
 
-  // Starts one worker in the first free slot. Called by the constructor and the supervisor, never by two threads
-  // at once. A placed worker's pipe rings are bound to its node and the worker pins itself to the node's CPUs.
-  void spawn() {
+  // Starts one worker in the first free slot. Called by the constructor and the supervisor (`by_supervisor`), never
+  // by two threads at once. A placed worker's pipe rings are bound to its node and the worker pins itself to the
+  // node's CPUs.
+  void spawn(bool by_supervisor) {
     size_t slot = 0;
-    while (std::any_of(workers.begin(), workers.end(), [&](const auto& w) { return w->slot == slot; })) ++slot;
+    while (std::any_of(workers.begin(), workers.end(), [&](const auto& w) { return w->slot == slot && !w->exited; })) {
+      ++slot;
+    }
     const SlotPlace* place = slot < options->places.size() ? &options->places[slot] : nullptr;
     PipeOptions po;
     po.ring_bytes = options->pipe_bytes;
@@ -233,6 +359,7 @@ struct PoolCore::State {
     w->slot = slot;
     w->conn_ended = setup_failed;
     w->ready = options->start_method == StartMethod::kFork;
+    w->child_of_supervisor = by_supervisor && options->start_method != StartMethod::kForkServer;
     w->node = place ? place->node : -1;
     {
       std::lock_guard lock(mu);
@@ -381,17 +508,46 @@ struct PoolCore::State {
   // first queued task meant for its node (or for anywhere); only when there is none, and it is idle, does it take
   // (steal) one meant for another node.
   void dispatch() {
-    choose_tasks();
+    bury_ended_idle_workers();
+    choose_tasks(/*may_spawn=*/true);
     send_chosen();
   }
 
+  // Polls every worker's exit_fd() at once (no wait) into `fds`, in the order of `workers`; true when any exited.
+  bool any_worker_exited(std::vector<pollfd>& fds) const {
+    fds.clear();
+    for (auto& w : workers) fds.push_back({w->process->exit_fd(), POLLIN, 0});
+    return retry_on_eintr([&] { return ::poll(fds.data(), fds.size(), 0); }) != 0;
+  }
+  // A worker that died since the supervisor last waited is still listed, and a task sent to it would fail as if
+  // it had been running. Before queued tasks go to idle workers (where a task that waits is sent at once), the
+  // exited ones are buried, or only marked while their status is not known yet: one poll, only then.
+  void bury_ended_idle_workers() {
+    if (std::none_of(workers.begin(), workers.end(), [](const auto& w) { return w->in_hand.empty(); })) return;
+    {
+      std::lock_guard lock(mu);
+      if (pending.empty()) return;
+    }
+    std::vector<pollfd> fds;
+    if (!any_worker_exited(fds)) return;
+    for (size_t i = fds.size(); i-- > 0;) {
+      if (fds[i].revents == 0) continue;
+      if (workers[i]->process->exit_fd() == workers[i]->process->sentinel()) {
+        bury(i);
+      } else {
+        workers[i]->exited = true;  // its sentinel buries it
+      }
+    }
+  }
+
   // dispatch()'s choices: each task is taken from `pending` into a worker's in_hand, to be sent by send_chosen().
-  void choose_tasks() {
+  // may_spawn = false (a submit dispatching directly): a task that would need a new worker stays queued.
+  void choose_tasks(bool may_spawn) {
     steal_later = false;
     const auto now = Clock::now();  // one look at the clock serves every choice of this round
     const uint64_t small = options->pipe_bytes / 4;
     auto can_take = [&](const Worker& w) {
-      return !w.conn_ended && !w.killed_for_time &&
+      return !w.conn_ended && !w.killed_for_time && !w.exited &&
              (options->max_tasks_per_child == 0 || w.tasks_sent < options->max_tasks_per_child);
     };
     // The queued task `w` should run next (pending.end() when none fits). REQUIRES: mu held.
@@ -455,9 +611,10 @@ struct PoolCore::State {
           size_t usable = 0;
           for (auto& w : workers) usable += can_take(*w) || !w->in_hand.empty() ? 1 : 0;
           if (usable < options->workers) {
+            if (!may_spawn) return;
             lock.unlock();
             try {
-              spawn();
+              spawn(/*by_supervisor=*/true);
             } catch (const std::exception& e) {
               // No worker can be started now (the fork server is gone, say, as the program exits): the queued tasks
               // fail with the reason instead of waiting for ever, and the supervisor thread lives on.
@@ -585,6 +742,7 @@ struct PoolCore::State {
   }
 
   void supervise() {
+    unpark();  // the constructor parked it: the first tasks may have gone to the workers before this thread ran
     for (;;) {
       bool closing, terminating;
       {
@@ -598,6 +756,9 @@ struct PoolCore::State {
         for (auto& w : workers) (void)w->process->join();
         fail_everything();
         workers.clear();
+        std::lock_guard lock(mu);
+        pids.clear();
+        live.clear();
         break;
       }
       dispatch();
@@ -609,9 +770,14 @@ struct PoolCore::State {
         }
         for (auto& w : workers) idle = idle && w->in_hand.empty();
         if (idle) {
-          // Every task is done: end each worker's stream; they exit, and their pidfds end the loop below.
+          // Every task is done: end each worker's stream; they exit, and the thread that joins the pool waits for
+          // that (reap_workers()). Except for the workers this thread started: the parent-death signal that makes
+          // them die with the pool follows this thread, and would kill them on their way out (their last output
+          // not yet flushed) if it ended first. It waits for those, as their pidfds say, and then leaves.
           for (auto& w : workers) w->conn.close(), w->conn_ended = true;
-          if (workers.empty()) break;
+          if (std::none_of(workers.begin(), workers.end(), [](const auto& w) { return w->child_of_supervisor; })) {
+            break;
+          }
         }
       }
       std::vector<Connection*> conns;
@@ -637,7 +803,10 @@ struct PoolCore::State {
           }
         }
       } else {
-        ready = wait(conns, sentinels, next_deadline(Clock::now()));
+        const auto deadline = next_deadline(Clock::now());
+        park(closing);  // last: from here until unpark(), a submit may change the workers' state
+        ready = wait(conns, sentinels, deadline);
+        unpark();
       }
       // The futures completed from here to the end of this turn release their waiters together, before the next
       // wait: a thread waiting on the first of them is woken once, and finds the others finished too.
@@ -664,8 +833,6 @@ struct PoolCore::State {
       kill_overdue(Clock::now());
     }
     std::lock_guard lock(mu);
-    pids.clear();
-    live.clear();
     finished = true;
     finished_cv.notify_all();
   }
@@ -702,12 +869,12 @@ void PoolCore::end_live_pools_at_exit() {
 void PoolCore::end_at_exit() {
   state_->ask_to_terminate();
   // exit() called by a completion callback, on the supervisor thread itself: it cannot finish while we wait.
-  if (state_->supervisor.get_id() == std::this_thread::get_id()) return;
+  if (state_->supervisor_id == std::this_thread::get_id()) return;
   std::unique_lock lock(state_->mu);
   // Joined only once it has finished: a supervisor held up by a callback past kExitWait is left to the exit.
   if (state_->finished_cv.wait_for(lock, kExitWait, [&] { return state_->finished; })) {
     lock.unlock();
-    state_->join_supervisor();
+    (void)state_->join_all(/*kill=*/true, Deadline::never());
   }
 }
 
@@ -731,13 +898,16 @@ PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(s
   state_->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (state_->wake_fd < 0) throw_errno("Pool: eventfd");
   try {
-    for (unsigned i = 0; i < options_.workers; ++i) state_->spawn();
+    for (unsigned i = 0; i < options_.workers; ++i) state_->spawn(/*by_supervisor=*/false);
   } catch (...) {
     state_->workers.clear();  // kills and reaps those already started
     ::close(state_->wake_fd);
     throw;
   }
+  // Parked from the start: the first submit sends its task itself rather than wait for this new thread to run.
+  state_->park(/*closing=*/false);
   state_->supervisor = std::thread([s = state_.get()] { s->supervise(); });
+  state_->supervisor_id = state_->supervisor.get_id();
   // exit() with this pool alive (a static Pool, one leaked, a return from main while another thread holds one, or
   // an exit() inside a function that owns one) ends it first, as Python's multiprocessing ends its pools' workers
   // at exit: its supervisor must not go on (replacing a worker, say) while static destructors run.
@@ -765,7 +935,7 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     invoker_word = portable_code_address(invoker_word, state_->objects);
     callable = portable_code_address(callable, state_->objects);
   }
-  bool wake = false;
+  bool wake = false, direct = false;
   {
     std::lock_guard lock(state_->mu);
     if (state_->terminated) throw StateError("Pool: the pool was terminated");
@@ -774,24 +944,42 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     store_field(message.data(), id);
     store_field(message.data() + 8, invoker_word);
     store_field(message.data() + 16, callable);
+    // Small: its send never waits for the worker to make room.
+    direct = state_->parked && !state_->lent && message.size() <= kMaxBatchedTaskBytes;
     state_->pending.push_back(Task{id, std::move(message), std::move(done), node, steer, std::move(count)});
-    wake = !state_->wake_armed;
-    state_->wake_armed = true;
+    if (direct) {
+      state_->parked = false;
+      state_->lent = true;
+    } else {
+      wake = !state_->wake_armed;
+      state_->wake_armed = true;
+    }
   }
+  if (direct) state_->dispatch_directly();
   if (wake) state_->wake();
 }
 
 void PoolCore::close() {
+  bool end_streams = false;
   {
     std::lock_guard lock(state_->mu);
+    if (state_->parked && !state_->lent && !state_->closed && !state_->terminated) {
+      state_->parked = false;
+      state_->lent = true;
+      end_streams = true;
+    }
     state_->closed = true;
   }
-  state_->wake();
+  if (end_streams) {
+    state_->end_streams_parked();  // wakes the supervisor when done
+  } else {
+    state_->wake();
+  }
 }
 
 void PoolCore::terminate() {
   state_->ask_to_terminate();
-  state_->join_supervisor();
+  (void)state_->join_all(/*kill=*/true, Deadline::never());
 }
 
 void PoolCore::join() {
@@ -799,16 +987,16 @@ void PoolCore::join() {
     std::lock_guard lock(state_->mu);
     if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
   }
-  state_->join_supervisor();
+  (void)state_->join_all(/*kill=*/false, Deadline::never());
 }
 
 bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
+  const Deadline deadline = Deadline::after(timeout);
   std::unique_lock lock(state_->mu);
   if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
   if (!state_->finished_cv.wait_for(lock, timeout, [&] { return state_->finished; })) return false;
   lock.unlock();
-  state_->join_supervisor();
-  return true;
+  return state_->join_all(/*kill=*/false, deadline);
 }
 
 std::vector<int> PoolCore::worker_pids() const {

@@ -136,6 +136,7 @@ class ServedWorker : public WorkerHandle {
   }
   int pid() const override { return pid_; }
   int sentinel() const override { return status_fd_; }
+  int exit_fd() const override { return pidfd_; }
   void kill() override {
     if (!code_) (void)::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);  // ESRCH: already gone
   }

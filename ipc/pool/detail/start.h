@@ -33,6 +33,9 @@ class WorkerHandle {
   virtual int pid() const = 0;
   // Readable once the worker ended (and its status can be read without waiting).
   virtual int sentinel() const = 0;
+  // Readable once the worker's process exited: with sentinel(), or before it when its status comes later (a fork
+  // server's worker, whose status the server sends once it has reaped it).
+  virtual int exit_fd() const { return sentinel(); }
   virtual void kill() = 0;
   // Waits for the end; the exit status, or minus the signal that killed it.
   virtual int join() = 0;
