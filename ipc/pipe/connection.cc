@@ -454,16 +454,8 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   if (total) std::memcpy(p, &*total, sizeof *total);
   if (!chunk.empty()) std::memcpy(p + prefix, chunk.data(), chunk.size());
   ring.commit(payload, kind);
-  wake_consumer_if_asleep(side);
+  wake_if_asleep(side, side.ring.header().consumer);
   return Outcome::kOk;
-}
-
-void Connection::wake_consumer_if_asleep(Side& side) {
-  detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
-  // relaxed: ordered by the fence pair.
-  if (side.ring.header().consumer.waiting.load(std::memory_order_relaxed) != Sleeper::kAwake) [[unlikely]] {
-    wake_sleeper(side, side.ring.header().consumer);
-  }
 }
 
 Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {

@@ -265,11 +265,7 @@ class Connection {
       return false;
     }
     if (!side.ring.try_write(detail::RecordKind::kWhole, message)) return false;
-    detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
-    // relaxed: ordered by the fence pair.
-    if (header.consumer.waiting.load(std::memory_order_relaxed) != detail::Sleeper::kAwake) [[unlikely]] {
-      wake_sleeper(side, header.consumer);
-    }
+    wake_if_asleep(side, header.consumer);
     return true;
   }
   // The common recv: when the next record is a whole message of at most `limit` bytes (and no long message is
@@ -284,12 +280,7 @@ class Connection {
   [[gnu::always_inline]] void finish_recv_now(uint64_t next_head) {
     Side& side = *in_;
     side.ring.release_to(next_head);
-    detail::light_fence();  // the notifier's half of the Dekker pair; partner: heavy_fence() in block_until()
-    // relaxed: ordered by the fence pair.
-    if (side.ring.header().producer.waiting.load(std::memory_order_relaxed) != detail::Sleeper::kAwake)
-        [[unlikely]] {
-      wake_sleeper(side, side.ring.header().producer);
-    }
+    wake_if_asleep(side, side.ring.header().producer);
   }
   [[gnu::always_inline]] bool try_recv_now(std::vector<std::byte>& out) {
     uint32_t n;
@@ -363,8 +354,16 @@ class Connection {
   // Wakes the other side of `side` if its `words.waiting` says it sleeps: a futex wake-up on `words.wake` or a
   // doorbell on the socket. The caller has published its progress and issued light_fence().
   [[gnu::noinline]] void wake_sleeper(Side& side, detail::SleepWords& words);
-  // After a commit into `side`: wakes its consumer if it sleeps (the notifier's half of the Dekker pair).
-  void wake_consumer_if_asleep(Side& side);
+  // After publishing progress in `side` (a commit, or a release): wakes the other side, whose sleep words are
+  // `words`, if it sleeps. The notifier's half of the Dekker pair; inline, as the common send and recv are: a fence
+  // that is only a compiler barrier and one load while nobody sleeps.
+  [[gnu::always_inline]] void wake_if_asleep(Side& side, detail::SleepWords& words) {
+    detail::light_fence();  // partner: heavy_fence() in block_until()
+    // relaxed: ordered by the fence pair.
+    if (words.waiting.load(std::memory_order_relaxed) != detail::Sleeper::kAwake) [[unlikely]] {
+      wake_sleeper(side, words);
+    }
+  }
   static void wake_on_futex(std::atomic<uint32_t>& word);
   // Counts a close of one of this process's copies of an end in `peer`, the other side's sleep words, and wakes
   // that side if it sleeps on its futex.
