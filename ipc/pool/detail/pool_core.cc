@@ -228,6 +228,14 @@ struct PoolCore::State {
     std::lock_guard lock(mu);
     parked = idle && pending.empty() && !closed && !terminated;
   }
+  // A submit or close() that finds the supervisor parked takes the workers' state from it (`lent`): true when it
+  // did; the caller then hands it back with a HandBack. REQUIRES: mu held.
+  bool borrow_parked_workers() {
+    if (!parked || lent) return false;
+    parked = false;
+    lent = true;
+    return true;
+  }
   // Supervisor thread, once awake: takes the workers' state back, after a direct dispatch under way.
   void unpark() {
     std::unique_lock lock(mu);
@@ -945,12 +953,9 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
     store_field(message.data() + 8, invoker_word);
     store_field(message.data() + 16, callable);
     // Small: its send never waits for the worker to make room.
-    direct = state_->parked && !state_->lent && message.size() <= kMaxBatchedTaskBytes;
+    direct = message.size() <= kMaxBatchedTaskBytes && state_->borrow_parked_workers();
     state_->pending.push_back(Task{id, std::move(message), std::move(done), node, steer, std::move(count)});
-    if (direct) {
-      state_->parked = false;
-      state_->lent = true;
-    } else {
+    if (!direct) {
       wake = !state_->wake_armed;
       state_->wake_armed = true;
     }
@@ -963,11 +968,7 @@ void PoolCore::close() {
   bool end_streams = false;
   {
     std::lock_guard lock(state_->mu);
-    if (state_->parked && !state_->lent && !state_->closed && !state_->terminated) {
-      state_->parked = false;
-      state_->lent = true;
-      end_streams = true;
-    }
+    end_streams = !state_->closed && !state_->terminated && state_->borrow_parked_workers();
     state_->closed = true;
   }
   if (end_streams) {
