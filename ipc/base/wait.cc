@@ -140,9 +140,6 @@ void set_spinning_verdict_for_testing(std::optional<bool> verdict) noexcept {
 bool spinning_pays() noexcept {
   // relaxed: see set_spinning_verdict_for_testing().
   if (const int forced = g_forced_spinning_verdict.load(std::memory_order_relaxed); forced >= 0) return forced == 1;
-  // How long a verdict stands: long enough that the /proc read (a few microseconds) is rare, short enough to follow
-  // a machine whose load changes.
-  constexpr int64_t kVerdictNs = 10'000'000;
   // A process-wide cache: the verdict in the low bit, the time it was reached (ns) above it. relaxed: a hint;
   // a stale or lost update costs one more /proc read or one spin too many, never correctness.
   static std::atomic<int64_t> cached{0};
@@ -150,7 +147,7 @@ bool spinning_pays() noexcept {
   const int64_t now =
       std::chrono::duration_cast<std::chrono::nanoseconds>(Deadline::Clock::now().time_since_epoch()).count();
   const int64_t c = cached.load(std::memory_order_relaxed);
-  if (c != 0 && now - (c >> 1) < kVerdictNs) return c & 1;
+  if (c != 0 && spinning_verdict_stands(c & 1, c >> 1, now)) return c & 1;
   const unsigned runnable = runnable_tasks();
   // `runnable` counts this waiter; spinning pays while every runnable task can have a CPU.
   const bool pays = runnable == 0 || runnable <= cpus;

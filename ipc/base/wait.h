@@ -155,9 +155,19 @@ void yield_cpu() noexcept;
 // Whether spinning can pay off now: fewer runnable tasks on the machine than CPUs this process may use, so that the
 // partner a waiter spins for has a CPU of its own. On an oversubscribed machine a spinning waiter burns the time
 // slice its partner needs, so it should sleep at once. Decided from the kernel's count of runnable tasks
-// (/proc/loadavg), re-read at most every few milliseconds per process; a fork inherits the cached verdict (a pool
-// asks before it forks a worker, which then reads nothing before its first task). Any thread; never throws.
+// (/proc/loadavg), re-read at most every few milliseconds per process (spinning_verdict_stands()); a fork inherits
+// the cached verdict (a pool asks before it forks a worker, which then reads nothing before its first task). Any
+// thread; never throws.
 bool spinning_pays() noexcept;
+// Whether a verdict of spinning_pays() (`pays`) reached at `reached_ns` still stands at `now_ns` (steady clock).
+// "Spin" stands for 10 ms: long enough that the /proc read (a few microseconds) is rare, short enough to follow a
+// machine whose load changes. "Sleep" stands for 1 ms only: the count is one instant's, and it often includes a
+// kernel thread that runs for microseconds (softirq work, a kworker); held for 10 ms, one such sample turned every
+// wait of the process into a sleep and a wake-up for that long (Queue 1 -> 1 fell to a third). On a machine that
+// is really oversubscribed the verdict is read again each millisecond and stays "sleep".
+constexpr bool spinning_verdict_stands(bool pays, int64_t reached_ns, int64_t now_ns) {
+  return now_ns - reached_ns < (pays ? 10'000'000 : 1'000'000);
+}
 // Tests: makes spinning_pays() answer `verdict` (true: spin, as on an idle machine; false: sleep at once, as on a
 // busy one) instead of reading /proc/loadavg, in this process and in children forked afterwards, so that a test of
 // a waiting path does not depend on the machine's load; std::nullopt restores the real verdict. Any thread.

@@ -1,5 +1,5 @@
 // The WaitSet's sleeper count heals (a process that died asleep stops costing notifiers a syscall within two
-// rounds) without dropping live sleepers, and the notifiers cannot throw.
+// rounds) without dropping live sleepers, the notifiers cannot throw, and a "do not spin" verdict is short-lived.
 #include "ipc/base/wait.h"
 
 #include <catch2/catch.hpp>
@@ -25,6 +25,20 @@ static_assert(noexcept(ipc::detail::notify_all(std::declval<WaitSet&>())));
 static_assert(noexcept(ipc::detail::notify_marked(std::declval<WaitSet&>())));
 static_assert(noexcept(ipc::futex_wake(std::declval<std::atomic<uint32_t>&>(), 1)));
 static_assert(noexcept(std::declval<ipc::detail::SleeperCount&>().heal()));
+
+TEST_CASE("a verdict that spinning does not pay is read again after a millisecond, one that it pays after ten",
+          "[wait]") {
+  using ipc::detail::spinning_verdict_stands;
+  constexpr int64_t kMs = 1'000'000;
+  const int64_t at = GENERATE(int64_t{0}, int64_t{5'000} * kMs);  // any point of the steady clock
+  // "Sleep": one sample of the runnable count may have caught a kernel thread that runs for microseconds.
+  CHECK(spinning_verdict_stands(false, at, at));
+  CHECK(spinning_verdict_stands(false, at, at + kMs - 1));
+  CHECK_FALSE(spinning_verdict_stands(false, at, at + kMs));
+  // "Spin": the /proc read stays rare.
+  CHECK(spinning_verdict_stands(true, at, at + 10 * kMs - 1));
+  CHECK_FALSE(spinning_verdict_stands(true, at, at + 10 * kMs));
+}
 
 TEST_CASE("a sleeper counted by a process that died is cleared by notifies within two rounds", "[wait]") {
   WaitSet ws;
