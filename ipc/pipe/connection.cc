@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "ipc/base/checked_math.h"
 #include "ipc/base/poll.h"
@@ -171,32 +172,45 @@ ConnectionHandoff Connection::handoff() const {
   return h;
 }
 
-// A second mapping of a pipe's rings, read-only: reading it to map pages into this process's page tables never
-// touches the addresses the Connection's own threads write through.
+// The pipe's mapping, held so that it outlives every end in this process, and a second mapping of its rings,
+// read-only, made the first time someone asks: reading it to map pages into this process's page tables never
+// touches the addresses the Connection's own threads write through. Most holders never ask (a pool keeps one per
+// worker for placement()), and the view costs an mremap, an mprotect, a munmap and a mapping that every later
+// fork() copies.
 struct Connection::RingPages::View {
-  void* base = nullptr;
-  size_t bytes = 0;
-  ~View() { ::munmap(base, bytes); }
+  std::shared_ptr<const Shared> shared;
+  std::once_flag made;
+  void* base = nullptr;  // the read-only view once made
+  ~View() {
+    if (base) ::munmap(base, shared->bytes);
+  }
 };
 
 Connection::RingPages Connection::ring_pages() const {
   check_open("ring_pages", true);
-  // mremap with an old size of 0 maps the same pages of a shared mapping again (an anonymous one included, which
-  // has no descriptor to map anew).
-  void* view = ::mremap(shared_->base, 0, shared_->bytes, MREMAP_MAYMOVE);
-  if (view == MAP_FAILED) throw_errno("mremap (a view of a pipe's rings)");
-  auto owned = std::make_shared<RingPages::View>();
-  owned->base = view;
-  owned->bytes = shared_->bytes;
-  if (::mprotect(view, shared_->bytes, PROT_READ) != 0) throw_errno("mprotect (a view of a pipe's rings)");
   RingPages pages;
-  pages.view_ = std::move(owned);
+  auto view = std::make_shared<RingPages::View>();
+  view->shared = shared_;
+  pages.view_ = std::move(view);
   return pages;
 }
 
 numa::PagePlacement Connection::RingPages::now() const {
   if (!view_) throw StateError("RingPages::now: an empty RingPages (take one from Connection::ring_pages())");
-  return numa::page_placement(view_->base, view_->bytes);
+  View& v = *view_;
+  std::call_once(v.made, [&] {
+    // mremap with an old size of 0 maps the same pages of a shared mapping again (an anonymous one included, which
+    // has no descriptor to map anew). A failure leaves the flag unset: the next call tries again.
+    void* base = ::mremap(v.shared->base, 0, v.shared->bytes, MREMAP_MAYMOVE);
+    if (base == MAP_FAILED) throw_errno("mremap (a view of a pipe's rings)");
+    if (::mprotect(base, v.shared->bytes, PROT_READ) != 0) {
+      const int e = errno;
+      ::munmap(base, v.shared->bytes);
+      throw SystemError(e, "mprotect (a view of a pipe's rings)");
+    }
+    v.base = base;
+  });
+  return numa::page_placement(v.base, v.shared->bytes);
 }
 
 void Connection::close_descriptors_in_child(bool keep_memory) const {
@@ -256,15 +270,19 @@ Connection Connection::adopt(const ConnectionHandoff& h) {
   }
 }
 
-void Connection::close() {
+void Connection::close() { close_copy(/*announce=*/true); }
+
+void Connection::release_to_child() { close_copy(/*announce=*/false); }
+
+void Connection::close_copy(bool announce) {
   if (in_) ::close(in_->fd);
   if (out_) ::close(out_->fd);
   // A peer learns of a hang-up only when it looks at its socket, which a waiter on the futex does not do: count
   // the close where it looks before it sleeps (a wait that starts after this), and wake one asleep now. Either
   // finds end of stream on its socket if ours were the last copies, and sleeps again otherwise (a copy in another
   // process is still open).
-  if (in_) announce_close(in_->ring.header().producer);
-  if (out_) announce_close(out_->ring.header().consumer);
+  if (announce && in_) announce_close(in_->ring.header().producer);
+  if (announce && out_) announce_close(out_->ring.header().consumer);
   in_.reset();
   out_.reset();
   shared_.reset();

@@ -196,9 +196,10 @@ class Connection {
   static Connection adopt(const ConnectionHandoff& h);
 
   // --- where the rings are, and forked children ---------------------------------------------------------------
-  // Where the pages of this pipe's rings (both directions) are now, per node (numa::page_placement). It holds a
-  // read-only view of the rings of its own (a second mapping of the same pages, which it reads to map the pages
-  // the other process wrote), so another thread may ask while this end is used, closed or moved.
+  // Where the pages of this pipe's rings (both directions) are now, per node (numa::page_placement). It keeps the
+  // rings mapped, and on the first now() makes a read-only view of them of its own (a second mapping of the same
+  // pages, which it reads to map the pages the other process wrote), so another thread may ask while this end is
+  // used, closed or moved. now(): SystemError when the view cannot be mapped. Copies share the view; any thread.
   class RingPages {
    public:
     numa::PagePlacement now() const;
@@ -206,9 +207,9 @@ class Connection {
    private:
     friend class Connection;
     struct View;
-    std::shared_ptr<const View> view_;
+    std::shared_ptr<View> view_;
   };
-  // StateError for a closed end; SystemError when the view cannot be mapped.
+  // StateError for a closed end. Makes no mapping and no system call until now() is asked.
   RingPages ring_pages() const;
   // In a forked child that will not use this end: closes the child's copies of the end's descriptors (sockets, and
   // the memfd of a transferable pipe unless `keep_memory`: another end of the same pipe in this child still needs
@@ -216,6 +217,11 @@ class Connection {
   // write to copy-on-write pages, a fault each, and wake peers that lose nothing by a copy's close). The end stays
   // open in every other process. Nothing for a closed end.
   void close_descriptors_in_child(bool keep_memory = false) const;
+  // In the parent, once a child forked (or exec'd) with this end: closes this process's copy and leaves the object
+  // closed, as close() does, but without telling the peer, since the child's copy keeps the end open. close() would
+  // count a close where the peer looks before it sleeps and wake it, and that peer would then look at its socket
+  // only to find the end still open. Nothing for a closed end.
+  void release_to_child();
 
   // Closes this process's copy of the end. The other end sees end of stream once every copy is closed.
   void close();
@@ -368,6 +374,8 @@ class Connection {
   // Counts a close of one of this process's copies of an end in `peer`, the other side's sleep words, and wakes
   // that side if it sleeps on its futex.
   static void announce_close(detail::SleepWords& peer);
+  // close() (`announce`) and release_to_child(): closes the descriptors, announces when asked, resets the object.
+  void close_copy(bool announce);
   // Sleeps in poll(2) on the side's socket until a doorbell, a hang-up or the deadline; reads the doorbells and
   // notes when the other end is gone.
   void poll_socket(Side& side, const Deadline& deadline);

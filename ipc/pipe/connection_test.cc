@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <random>
@@ -173,6 +174,68 @@ TEST_CASE("ring_pages says where both rings are, also after every end in this pr
   CHECK(pages.now().pages_not_present == after.pages_not_present);
   CHECK_THROWS_AS(a.ring_pages(), ipc::StateError);
   CHECK_THROWS_AS(ipc::Connection::RingPages().now(), ipc::StateError);
+}
+
+TEST_CASE("ring_pages maps nothing until asked, and a first ask after every end is closed reads the rings", "[pipe]") {
+  auto mappings = [] {
+    std::ifstream maps("/proc/self/maps");
+    int n = 0;
+    for (std::string line; std::getline(maps, line);) ++n;
+    return n;
+  };
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  ipc::PipeOptions o;
+  o.ring_bytes = 1 << 16;
+  auto [a, b] = ipc::Pipe(o);
+  const int before = mappings();
+  const ipc::Connection::RingPages pages = a.ring_pages();
+  const ipc::Connection::RingPages copy = pages;
+  CHECK(mappings() == before);  // no view yet: a pool keeps one of these per worker and rarely asks
+  a.close();
+  b.close();
+  CHECK(mappings() == before);  // the rings stay mapped for the handle, nothing more
+  const auto placed = copy.now();
+  INFO(placed.to_string());
+  CHECK(placed.total_pages >= 2 * o.ring_bytes / page);
+  CHECK(placed.total_pages - placed.pages_not_present >= 2);  // the two ring headers, written by Pipe()
+  CHECK(mappings() == before + 1);                             // the read-only view, made once ...
+  CHECK(pages.now().total_pages == placed.total_pages);
+  CHECK(mappings() == before + 1);  // ... and shared by the copies
+}
+
+TEST_CASE("release_to_child closes this process's copy of a child's end without telling the peer", "[pipe]") {
+  auto [parent_end, child_end] = ipc::Pipe();
+  // Where the peer (parent_end) counts closes of child_end's copies: on its sending and on its receiving side.
+  auto& sending = ipc::detail::PipeTestAccess::sending_ring(parent_end).header().producer;
+  auto& receiving = ipc::detail::PipeTestAccess::receiving_ring(parent_end).header().consumer;
+  auto closes = [&] {
+    // relaxed: read in this thread after the calls that change them.
+    return std::pair{sending.peer_closes.load(std::memory_order_relaxed),
+                     receiving.peer_closes.load(std::memory_order_relaxed)};
+  };
+  ipc::Process child = ipc::Process::start([&] {
+    parent_end.close_descriptors_in_child();
+    if (child_end.send(std::string("ready")) != ipc::Outcome::kOk) return 1;
+    return child_end.recv<std::string>() == "bye" ? 0 : 2;  // holds child_end until the parent is done
+  });
+  const auto before = closes();
+  child_end.release_to_child();
+  // close() would count one on each side and wake the peer.
+  CHECK(closes().first == before.first);
+  CHECK(closes().second == before.second);
+  CHECK_THROWS_AS(child_end.send(std::string("x")), ipc::StateError);  // closed in this process
+  REQUIRE(parent_end.recv<std::string>() == "ready");
+  REQUIRE(parent_end.send(std::string("bye")) == ipc::Outcome::kOk);
+  REQUIRE(child.join(60s) == 0);
+  // The child's copy was the last one: end of stream (this process's descriptors are closed too, or this waits).
+  std::string unused;
+  CHECK(parent_end.recv(unused, 60s) == ipc::Outcome::kClosed);
+  // The counts are what the test reads: a close() does move them.
+  auto [x, y] = ipc::Pipe();
+  auto& counted = ipc::detail::PipeTestAccess::receiving_ring(x).header().consumer.peer_closes;
+  const uint32_t was = counted.load(std::memory_order_relaxed);  // relaxed: as above
+  y.close();
+  CHECK(counted.load(std::memory_order_relaxed) == was + 1);  // relaxed: as above
 }
 
 TEST_CASE("a forked child that closes its copies of an end's descriptors leaves the end open elsewhere", "[pipe]") {

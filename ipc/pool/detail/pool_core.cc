@@ -353,7 +353,7 @@ struct PoolCore::State {
             return run_worker(*mine, setup, nullptr);
           },
           popts));
-      worker_end.close();
+      worker_end.release_to_child();  // the child's copy keeps it open: nothing for the pool's end to hear of
     } else {
       // The worker gets its end as descriptors, and its setup (code addresses made portable) as the first message.
       setup.initializer_address = initializer_address;
