@@ -220,7 +220,9 @@ class Connection {
   // In the parent, once a child forked (or exec'd) with this end: closes this process's copy and leaves the object
   // closed, as close() does, but without telling the peer, since the child's copy keeps the end open. close() would
   // count a close where the peer looks before it sleeps and wake it, and that peer would then look at its socket
-  // only to find the end still open. Nothing for a closed end.
+  // only to find the end still open. Should the child have died already, this copy was the last: a peer asleep on
+  // its futex then sees the hang-up when its futex phase ends (a few milliseconds), one in poll(2) at once. Nothing
+  // for a closed end.
   void release_to_child();
 
   // Closes this process's copy of the end. The other end sees end of stream once every copy is closed.
