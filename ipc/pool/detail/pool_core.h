@@ -3,11 +3,12 @@
 // One supervisor thread per pool owns every worker's Connection (a duplex Pipe per worker: tasks down, results
 // up), the workers' pidfds, and the queue of tasks not yet sent. Callers only append to that queue (under a
 // mutex) and ring an eventfd, except while the supervisor is parked (asleep with every worker idle): a submit then
-// sends its small task to an idle worker itself (State::dispatch_directly()). The supervisor sends a task to a worker with nothing in hand, or a second (small)
-// one to a worker busy with one, so that it never blocks on a full pipe while the worker blocks on a full result
-// pipe; it completes futures as results arrive; it sees a worker's death on its pidfd, drains what the worker
-// finished, fails the task it was running (WorkerLost, or TaskTimeout when the supervisor killed it for running
-// too long), puts back the task it had not started, and starts a replacement when there is work for it.
+// sends its small task to an idle worker itself (State::dispatch_directly()). The supervisor sends a task to a
+// worker with nothing in hand, or a second (small) one to a worker busy with one, so that it never blocks on a full
+// pipe while the worker blocks on a full result pipe; it completes futures as results arrive; it sees a worker's death
+// on its pidfd, drains what the worker finished, fails the task it was running (WorkerLost, or TaskTimeout when the
+// supervisor killed it for running too long), puts back the task it had not started, and starts a replacement when
+// there is work for it.
 //
 // Wire format (one Pipe message each; every integer little-endian as in memory, both ends are the same binary):
 //   task:   u64 task id | u64 invoker address | u64 callable word | argument bytes (Codec); with kForkServer and
