@@ -89,24 +89,24 @@ template <typename Write>
 [[gnu::always_inline]] inline Outcome mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
   uint64_t pos;
   SlotHeader* s;
-  if (!r.closed() && (s = r.claim_write_at_hint(pos)) != nullptr) [[likely]] {
-    return mpmc_put_claimed(r, *s, pos, write);
-  }
+  if (!r.closed() && r.claim_write_at_hint(pos, s)) [[likely]] return mpmc_put_claimed(r, *s, pos, write);
   return mpmc_put_slow(r, deadline, write);
 }
 
 // Hands a claimed message of `length` bytes (at most max_payload()) to `read`, then releases its slot, also when
-// `read` throws (the message is then consumed and the exception propagates).
+// `read` throws (the message is then consumed and the exception propagates). `claim_word`: the READING word of
+// the claim (release_read()).
 template <typename Read>
-[[gnu::always_inline]] inline void mpmc_deliver(const MpmcRing& r, SlotHeader& s, uint64_t pos, uint32_t length,
-                                                Read& read) {
+[[gnu::always_inline]] inline void mpmc_deliver(const MpmcRing& r, SlotHeader& s, uint64_t pos, uint64_t claim_word,
+                                                uint32_t length, Read& read) {
   test_hook(HookPoint::kGetClaimed);
   struct Release {
     const MpmcRing& r;
     SlotHeader& s;
     uint64_t pos;
-    [[gnu::always_inline]] ~Release() { r.release_read(s, pos); }
-  } release{r, s, pos};
+    uint64_t claim_word;
+    [[gnu::always_inline]] ~Release() { r.release_read(s, pos, claim_word); }
+  } release{r, s, pos, claim_word};
   read(static_cast<const std::byte*>(MpmcRing::payload(s)), length);
 }
 
@@ -135,7 +135,7 @@ template <typename Read>
       r.release_skip(*claimed, pos);
       throw_corrupt_slot(pos, length, r.max_payload());
     }
-    mpmc_deliver(r, *claimed, pos, length, read);
+    mpmc_deliver(r, *claimed, pos, make_hand_off(pos, claimer_pid()), length, read);
     return Outcome::kOk;
   }
 }
@@ -147,15 +147,17 @@ template <typename Read>
 template <typename Read>
 [[gnu::always_inline]] inline Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
   uint64_t pos;
-  SlotHeader* s = r.claim_read_at_hint(pos);
-  if (s != nullptr) [[likely]] {
+  SlotHeader* s;
+  uint64_t claim_word;
+  if (r.claim_read_at_hint(pos, s, claim_word)) [[likely]] {
     const uint32_t length = s->length;
     if (length <= r.length_limit()) [[likely]] {
-      mpmc_deliver(r, *s, pos, length, read);
+      mpmc_deliver(r, *s, pos, claim_word, length, read);
       return Outcome::kOk;
     }
+    return mpmc_get_slow(r, deadline, read, s, pos);
   }
-  return mpmc_get_slow(r, deadline, read, s, pos);
+  return mpmc_get_slow(r, deadline, read, nullptr, pos);
 }
 
 // Rounds a requested capacity up to the ring's power of two; throws InvalidArgument on 0 or absurd sizes.

@@ -51,8 +51,9 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 7;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
-                                             // 6: marked waits (notify_marked); 7: half-line slots
+inline constexpr uint32_t kMpmcVersion = 8;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
+                                             // 6: marked waits (notify_marked); 7: half-line slots;
+                                             // 8: hand-offs hold the claim word
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
@@ -90,24 +91,26 @@ struct SlotHeader {
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot words must be lock-free in shared memory");
 static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 16);
 
-// A consumer between freeing its slot and returning from get(): `word` is (pos mod 2^40) << kPidBits | pid while
-// armed, 0 otherwise. `owner` names the thread that owns the entry, thread_identity(pid, tid), 0 when nobody does
-// (always 0 for the transient entries). Its own cache line, so that consumers in different processes arming at
-// once do not share one.
+// A consumer between freeing its slot and returning from get(): `word` is the consumer's claim word, READING(pos,
+// pid), while armed (never 0), 0 otherwise. `owner` names the thread that owns the entry, thread_identity(pid,
+// tid), 0 when nobody does (always 0 for the transient entries). Its own cache line, so that consumers in
+// different processes arming at once do not share one.
 struct alignas(64) HandOff {
   std::atomic<uint64_t> word;
   std::atomic<uint64_t> owner;
 };
 inline constexpr uint32_t kHandOffs = 64;       // consumers that can be in the window at once before one waits
 inline constexpr uint32_t kOwnedHandOffs = 48;  // of which owned by a thread; the rest are taken per get
-constexpr uint64_t make_hand_off(uint64_t pos, uint32_t pid) { return ((pos & kSeqMask) << kPidBits) | (pid & kPidMask); }
-constexpr uint32_t hand_off_pid(uint64_t h) { return static_cast<uint32_t>(h & kPidMask); }
-constexpr uint64_t hand_off_seq(uint64_t h) { return h >> kPidBits; }
+// An armed entry holds the claim word itself, so that a get arms it with the value its claim CAS wrote.
+constexpr uint64_t make_hand_off(uint64_t pos, uint32_t pid) { return make_word(pos, kSlotReading, pid); }
+constexpr uint32_t hand_off_pid(uint64_t h) { return word_pid(h); }
+constexpr uint64_t hand_off_seq(uint64_t h) { return h >> (kPidBits + kStateBits); }
 constexpr uint64_t thread_identity(uint32_t pid, uint32_t tid) { return uint64_t{pid} << 32 | tid; }
 constexpr uint32_t identity_pid(uint64_t id) { return static_cast<uint32_t>(id >> 32); }
 constexpr uint32_t identity_tid(uint64_t id) { return static_cast<uint32_t>(id); }
 static_assert(hand_off_pid(make_hand_off(kSeqMask, 4194303)) == 4194303);
 static_assert(hand_off_seq(make_hand_off(kSeqMask + 6, 1)) == 5, "positions are kept mod 2^40, as in slot words");
+static_assert(make_hand_off(0, 0) != 0, "an armed entry is never 0");
 static_assert(identity_tid(thread_identity(7, 4194303)) == 4194303 && identity_pid(thread_identity(7, 9)) == 7);
 static_assert(sizeof(HandOff) == 64);
 static_assert(kOwnedHandOffs < kHandOffs, "a thread that cannot own an entry needs a transient one");
@@ -195,6 +198,14 @@ static_assert(sizeof(MpmcHeader) % 64 == 0);
 static_assert(std::is_standard_layout_v<MpmcHeader>);
 static_assert(std::atomic<int64_t>::is_always_lock_free);
 
+// This process's pid as it goes into a claim word: self_pid_after_setup() (an MpmcRing exists only in a process
+// that set up), which the compiler may take to fit in kPidBits (Linux pids are below PID_MAX_LIMIT, 2^22).
+[[gnu::always_inline]] inline uint32_t claimer_pid() noexcept {
+  const uint32_t pid = self_pid_after_setup();
+  if (pid > kPidMask) __builtin_unreachable();
+  return pid;
+}
+
 // What one non-blocking claim attempt found.
 enum class Claim { kOk, kFull, kEmpty, kBusy };
 
@@ -205,6 +216,7 @@ class MpmcRing {
   // The geometry is read once, here (checked_mpmc() validated it): a header overwritten later cannot move a slot
   // or a payload outside the block.
   explicit MpmcRing(void* block) : h_(static_cast<MpmcHeader*>(block)) {
+    ensure_process_setup();  // the hot paths read this process's pid with claimer_pid()
     mask_ = h_->capacity - 1;
     stride_ = h_->slot_stride;
     slots_ = reinterpret_cast<std::byte*>(h_) + sizeof(MpmcHeader);
@@ -253,13 +265,14 @@ class MpmcRing {
   // The first look is inline: the slot at the tail hint free for that position, claimed at once. Anything else
   // (a stale hint, a full ring, a dead claimer) is the walk in mpmc_ring.cc.
   [[gnu::always_inline]] Claim try_claim_write(uint64_t& pos, bool check_dead) const {
-    if (claim_write_at_hint(pos)) [[likely]] return Claim::kOk;
+    SlotHeader* claimed;
+    if (claim_write_at_hint(pos, claimed)) [[likely]] return Claim::kOk;
     return walk_claim_write(pos, check_dead);
   }
   // The first look of try_claim_write() alone: the slot at the tail hint, claimed if it is free for that position.
-  // Returns the claimed slot (pos: its position), or nullptr when this look claimed nothing (then
+  // True: `claimed` is the claimed slot, `pos` its position; false when this look claimed nothing (then
   // try_claim_write() says why). For a caller that keeps the walk out of line. Any process; a load and a CAS.
-  [[gnu::always_inline]] SlotHeader* claim_write_at_hint(uint64_t& pos) const {
+  [[gnu::always_inline]] bool claim_write_at_hint(uint64_t& pos, SlotHeader*& claimed) const {
     // relaxed: the tail is only a hint; the slot word's acquire load below orders everything that matters.
     pos = h_->tail.load(std::memory_order_relaxed);
     SlotHeader& s = slot(pos);
@@ -268,12 +281,13 @@ class MpmcRing {
     uint64_t w = s.word.load(std::memory_order_acquire);
     // seq_cst on success: see walk_claim_write().
     if (w == make_word(pos, kSlotFree, 0) &&
-        s.word.compare_exchange_strong(w, make_word(pos, kSlotWriting, self_pid()), std::memory_order_seq_cst,
+        s.word.compare_exchange_strong(w, make_word(pos, kSlotWriting, claimer_pid()), std::memory_order_seq_cst,
                                        std::memory_order_relaxed)) [[likely]] {
       advance(h_->tail, pos);
-      return &s;
+      claimed = &s;
+      return true;
     }
-    return nullptr;
+    return false;
   }
 
   // Whether the slot of position `pos` is free for it or a later lap (consumers are past pos - capacity). Any
@@ -299,31 +313,36 @@ class MpmcRing {
   // Any process; lock-free.
   // As try_claim_write: the first look inline, the walk in mpmc_ring.cc.
   [[gnu::always_inline]] Claim try_claim_read(uint64_t& pos, bool check_dead) const {
-    if (claim_read_at_hint(pos)) [[likely]] return Claim::kOk;
+    SlotHeader* claimed;
+    uint64_t claim_word;
+    if (claim_read_at_hint(pos, claimed, claim_word)) [[likely]] return Claim::kOk;
     return walk_claim_read(pos, check_dead);
   }
-  // The first look of try_claim_read() alone, as claim_write_at_hint(): the claimed slot, or nullptr.
-  [[gnu::always_inline]] SlotHeader* claim_read_at_hint(uint64_t& pos) const {
+  // The first look of try_claim_read() alone, as claim_write_at_hint(); `claim_word` is the READING word it wrote
+  // (for release_read()).
+  [[gnu::always_inline]] bool claim_read_at_hint(uint64_t& pos, SlotHeader*& claimed, uint64_t& claim_word) const {
     pos = h_->head.load(std::memory_order_relaxed);  // relaxed: the head is only a hint, see try_claim_write
     SlotHeader& s = slot(pos);
     // acquire: partner is publish()'s release store; the payload is visible once we see FULL(pos).
     uint64_t w = s.word.load(std::memory_order_acquire);
+    claim_word = make_word(pos, kSlotReading, claimer_pid());
     // acquire on success: same partner as the load above.
     if (w == make_word(pos, kSlotFull, 0) &&
-        s.word.compare_exchange_strong(w, make_word(pos, kSlotReading, self_pid()), std::memory_order_acquire,
-                                       std::memory_order_relaxed)) [[likely]] {
+        s.word.compare_exchange_strong(w, claim_word, std::memory_order_acquire, std::memory_order_relaxed))
+        [[likely]] {
       advance(h_->head, pos);
-      return &s;
+      claimed = &s;
+      return true;
     }
-    return nullptr;
+    return false;
   }
 
   // Returns a read slot whose message the caller has taken to producers. The message counts as delivered once
   // this returns; a consumer killed inside is counted in abandoned() (see "Hand-offs" above). Consumer of `pos`
-  // only; lock-free.
-  void release_read(uint64_t pos) const { release_read(slot(pos), pos); }
-  [[gnu::always_inline]] void release_read(SlotHeader& s, uint64_t pos) const {
-    const uint64_t armed = make_hand_off(pos, self_pid());
+  // only; lock-free. `claim_word`: the READING word of the claim (what the hand-off entry is armed with).
+  void release_read(uint64_t pos) const { release_read(slot(pos), pos, make_hand_off(pos, claimer_pid())); }
+  [[gnu::always_inline]] void release_read(SlotHeader& s, uint64_t pos, uint64_t claim_word) const {
+    const uint64_t armed = claim_word;
     HandOff* entry = owned_hand_off();
     if (entry) [[likely]] {
       // release: partner is the acquire loads in reap(), settle() and abandoned(): a settler that sees the entry
@@ -378,7 +397,7 @@ class MpmcRing {
   // killed while returning. The entry is a transient one (this thread's owned entry serves its next get), so at
   // most kHandOffs - kOwnedHandOffs consumers hold one at once; more wait. Consumer of `pos` only; lock-free.
   HandOff& begin_release(uint64_t pos) const {
-    HandOff& entry = arm_transient_hand_off(make_hand_off(pos, self_pid()));
+    HandOff& entry = arm_transient_hand_off(make_hand_off(pos, claimer_pid()));
     free_slot(pos);
     test_hook(HookPoint::kGetReleased);
     notify_marked(h_->not_full);
