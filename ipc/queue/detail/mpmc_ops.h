@@ -73,9 +73,10 @@ template <typename Write>
 }
 
 // mpmc_put() after a first look that claimed nothing: out of line, so that the inline call is the common case
-// alone (no frame for the waits' state).
+// alone (no frame for the waits' state). `write` by value: the caller's functor never has its address taken, so
+// the common case keeps it in registers.
 template <typename Write>
-[[gnu::noinline]] Outcome mpmc_put_slow(const MpmcRing& r, const Deadline* deadline, Write& write) {
+[[gnu::noinline]] Outcome mpmc_put_slow(const MpmcRing& r, const Deadline* deadline, Write write) {
   uint64_t pos;
   const Outcome q = mpmc_claim_write(r, deadline, pos);
   if (q != Outcome::kOk) return q;
@@ -85,12 +86,15 @@ template <typename Write>
 // put: `write(std::byte* payload)` fills the claimed slot and returns the payload length. If it throws, the slot
 // is published as a skip record (consumers pass over it) and the exception propagates. A producer that finds the
 // ring closed once it holds its slot gives the slot up the same way and reports kClosed.
+// The common case works on a copy of the handle, whose few fields stay in registers across its atomic operations
+// (the handle itself, in the caller's object, would be read again after each); the rest gets the handle.
 template <typename Write>
-[[gnu::always_inline]] inline Outcome mpmc_put(const MpmcRing& r, const Deadline* deadline, Write&& write) {
+[[gnu::always_inline]] inline Outcome mpmc_put(const MpmcRing& ring, const Deadline* deadline, Write&& write) {
+  const MpmcRing r = ring;
   uint64_t pos;
   SlotHeader* s;
   if (!r.closed() && r.claim_write_at_hint(pos, s)) [[likely]] return mpmc_put_claimed(r, *s, pos, write);
-  return mpmc_put_slow(r, deadline, write);
+  return mpmc_put_slow(ring, deadline, write);
 }
 
 // Hands a claimed message of `length` bytes (at most max_payload()) to `read`, then releases its slot, also when
@@ -117,7 +121,7 @@ template <typename Read>
 // mpmc_get() past its common case: a first look that claimed nothing (`claimed` null), or claimed a skip record
 // or a slot of impossible length. Waits per `deadline` as mpmc_claim_read(). Out of line, as mpmc_put_slow().
 template <typename Read>
-[[gnu::noinline]] Outcome mpmc_get_slow(const MpmcRing& r, const Deadline* deadline, Read& read, SlotHeader* claimed,
+[[gnu::noinline]] Outcome mpmc_get_slow(const MpmcRing& r, const Deadline* deadline, Read read, SlotHeader* claimed,
                                         uint64_t pos) {
   for (;; claimed = nullptr) {
     if (!claimed) {
@@ -144,8 +148,10 @@ template <typename Read>
 // afterwards even if `read` throws (the message is then consumed and the exception propagates). Skip records are
 // passed over. Inline: the first look claiming a message (one comparison with length_limit() keeps both skip
 // records and garbage lengths off this path); the rest is mpmc_get_slow().
+// As mpmc_put(), the common case works on a copy of the handle.
 template <typename Read>
-[[gnu::always_inline]] inline Outcome mpmc_get(const MpmcRing& r, const Deadline* deadline, Read&& read) {
+[[gnu::always_inline]] inline Outcome mpmc_get(const MpmcRing& ring, const Deadline* deadline, Read&& read) {
+  const MpmcRing r = ring;
   uint64_t pos;
   SlotHeader* s;
   uint64_t claim_word;
@@ -155,9 +161,9 @@ template <typename Read>
       mpmc_deliver(r, *s, pos, claim_word, length, read);
       return Outcome::kOk;
     }
-    return mpmc_get_slow(r, deadline, read, s, pos);
+    return mpmc_get_slow(ring, deadline, read, s, pos);
   }
-  return mpmc_get_slow(r, deadline, read, nullptr, pos);
+  return mpmc_get_slow(ring, deadline, read, nullptr, pos);
 }
 
 // Rounds a requested capacity up to the ring's power of two; throws InvalidArgument on 0 or absurd sizes.

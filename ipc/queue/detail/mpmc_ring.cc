@@ -1,5 +1,6 @@
 #include "ipc/queue/detail/mpmc_ring.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -207,6 +208,23 @@ uint64_t this_thread_identity_slow() noexcept {
   return thread_identity(self_pid(), static_cast<uint32_t>(::syscall(SYS_gettid)));
 }
 
+namespace {
+
+// A fork()ed child's copy of the forking thread's last entry names its parent's entry, whose owner is still the
+// parent's identity: the child forgets it, and its first get finds or takes an entry for its own identity.
+void forget_last_in_fork_child() { OwnedHandOffCache::last() = {}; }
+
+}  // namespace
+
+HandOff& MpmcRing::arm_hand_off_slow(uint64_t armed) const {
+  if (HandOff* entry = owned_hand_off_from_ways()) {
+    // release: as in arm_hand_off().
+    entry->word.store(armed, std::memory_order_release);
+    return *entry;
+  }
+  return arm_transient_hand_off(armed);
+}
+
 HandOff* MpmcRing::owned_hand_off_from_ways() const {
   OwnedHandOffCache::Way& way = OwnedHandOffCache::way_for(h_);
   const uint64_t me = this_thread_identity();
@@ -222,7 +240,12 @@ HandOff* MpmcRing::owned_hand_off_from_ways() const {
   } else {
     entry = take_owned_hand_off(way, me);
   }
-  if (entry) OwnedHandOffCache::last() = {h_, entry, me, self_pid()};
+  if (entry) {
+    // Before the first entry is recorded, and once per process (a child inherits the registration).
+    static const bool forgets_in_children = pthread_atfork(nullptr, nullptr, forget_last_in_fork_child) == 0;
+    if (!forgets_in_children) return nullptr;  // without the handler a child would use its parent's entry
+    OwnedHandOffCache::last() = {h_, entry, me};
+  }
   return entry;
 }
 

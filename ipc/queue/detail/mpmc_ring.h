@@ -140,14 +140,14 @@ struct OwnedHandOffCache {
     uint32_t index = 0;
     uint32_t retry_after = 0;
   };
-  // The entry this thread used last: in ring `ring`, while its process was `pid` (a fork()ed child has an identity
-  // of its own), taken for identity `owner`. Looked at before the ways: one compare of the ring and the pid and one
-  // load of the entry's owner on the common path.
+  // The entry this thread used last: in ring `ring`, taken for identity `owner`. Looked at before the ways: one
+  // compare of the ring and one load of the entry's owner on the common path. A fork()ed child forgets its copy
+  // (forget_last_in_fork_child(), mpmc_ring.cc): it has an identity of its own, while the entry still names its
+  // parent's.
   struct Last {
     const void* ring = nullptr;
     HandOff* entry = nullptr;
     uint64_t owner = 0;
-    uint32_t pid = 0;
   };
   static Last& last() {
     static thread_local constinit Last l{};
@@ -342,21 +342,12 @@ class MpmcRing {
   // only; lock-free. `claim_word`: the READING word of the claim (what the hand-off entry is armed with).
   void release_read(uint64_t pos) const { release_read(slot(pos), pos, make_hand_off(pos, claimer_pid())); }
   [[gnu::always_inline]] void release_read(SlotHeader& s, uint64_t pos, uint64_t claim_word) const {
-    const uint64_t armed = claim_word;
-    HandOff* entry = owned_hand_off();
-    if (entry) [[likely]] {
-      // release: partner is the acquire loads in reap(), settle() and abandoned(): a settler that sees the entry
-      // armed sees what this consumer did before. A plain store: only the owner writes an owned entry's word while
-      // it lives, and it found the word 0 when it took the entry.
-      entry->word.store(armed, std::memory_order_release);
-    } else {
-      entry = &arm_transient_hand_off(armed);
-    }
+    HandOff& entry = arm_hand_off(claim_word);
     free_slot(s, pos);
     test_hook(HookPoint::kGetReleased);
     notify_marked(h_->not_full);
     // release: partner is the acquire load in settle(); nothing of ours is touched after this.
-    entry->word.store(0, std::memory_order_release);
+    entry.word.store(0, std::memory_order_release);
   }
   // Returns a read slot that carried no message (a skip record): nothing to count if we die. Consumer only.
   void release_skip(uint64_t pos) const { release_skip(slot(pos), pos); }
@@ -467,21 +458,27 @@ class MpmcRing {
   // The claim walks behind try_claim_write()/try_claim_read(): from the index hint over stale and reaped slots.
   Claim walk_claim_write(uint64_t& pos, bool check_dead) const;
   Claim walk_claim_read(uint64_t& pos, bool check_dead) const;
-  // The hand-off entry this thread owns in this ring, or nullptr when it has none (every owned entry is held by a
-  // live thread). Inline when it is the entry this thread used last; else the ways of its cache, else
-  // take_owned_hand_off().
-  [[gnu::always_inline]] HandOff* owned_hand_off() const {
+  // Arms a hand-off entry with `armed` for a get of this thread and returns it: the entry this thread owns in this
+  // ring, inline when it is the one it used last; else arm_hand_off_slow().
+  [[gnu::always_inline]] HandOff& arm_hand_off(uint64_t armed) const {
     const OwnedHandOffCache::Last& last = OwnedHandOffCache::last();
     // relaxed: only a thread that is gone loses its entry to another, so while we live it holds our identity,
     // unless the ring at this address was replaced (then the owner differs, and we take an entry again).
-    if (last.ring == h_ && last.pid == self_pid_after_setup() &&
-        last.entry->owner.load(std::memory_order_relaxed) == last.owner) [[likely]] {
-      return last.entry;
+    if (last.ring == h_ && last.entry->owner.load(std::memory_order_relaxed) == last.owner) [[likely]] {
+      // release: partner is the acquire loads in reap(), settle() and abandoned(): a settler that sees the entry
+      // armed sees what this consumer did before. A plain store: only the owner writes an owned entry's word while
+      // it lives, and it found the word 0 when it took the entry.
+      last.entry->word.store(armed, std::memory_order_release);
+      return *last.entry;
     }
-    return owned_hand_off_from_ways();
+    return MpmcRing(*this).arm_hand_off_slow(armed);  // a copy: the caller's handle stays in registers
   }
-  // owned_hand_off() when this thread's last entry is not for this ring: the ways, else take_owned_hand_off();
-  // records what it found as the thread's last entry.
+  // arm_hand_off() past the thread's last entry: its owned entry from owned_hand_off_from_ways() (a plain store),
+  // else a transient one (arm_transient_hand_off()).
+  HandOff& arm_hand_off_slow(uint64_t armed) const;
+  // The hand-off entry this thread owns in this ring, or nullptr when it has none (every owned entry is held by a
+  // live thread): the ways of its cache, else take_owned_hand_off(). Records what it found as the thread's last
+  // entry.
   HandOff* owned_hand_off_from_ways() const;
   // Finds or takes an owned entry for thread `me` (its own from before, a free one, or one whose thread is gone,
   // settling the dead owner's armed hand-off first) and records it in `way`. Slow path: liveness checks.
