@@ -796,13 +796,15 @@ class Pool : public detail::PoolMethods {
                                                                                            : Outcome::kTimeout;
   }
 
-  // The live workers' pids (changes as workers are replaced). Any thread.
+  // The pids of the workers the pool runs (changes as workers are replaced). A worker that died is listed until the
+  // pool has noticed, a few milliseconds later (a fork server's worker may be gone already by then: its parent is
+  // the server); process_dead() (ipc/base/process.h) tells. Any thread.
   std::vector<int> worker_pids() const { return core_->worker_pids(); }
   // Workers started so far, replacements included.
   uint64_t workers_started() const { return core_->workers_started(); }
-  // The live workers' pid, NUMA node (-1 without placement), the CPUs they are pinned to, and the pages of their
-  // pipe's rings and of their scratch arena per node (read now, from the kernel; no arena pages for a worker
-  // whose tasks never called worker_scratch()).
+  // The workers' (those of worker_pids()) pid, NUMA node (-1 without placement), the CPUs they are pinned to, and the
+  // pages of their pipe's rings and of their scratch arena per node (read now, from the kernel; no arena pages for a
+  // worker whose tasks never called worker_scratch()).
   std::vector<detail::PoolCore::WorkerPlace> placement() const { return core_->placement(); }
   // {hinted tasks that ran on their node, hinted tasks} so far: the locality achieved.
   std::pair<uint64_t, uint64_t> hinted_at_home() const { return core_->hinted_at_home(); }

@@ -132,7 +132,8 @@ class PoolCore final : public TaskSink {
   bool join_for(std::chrono::nanoseconds timeout);
 
   unsigned worker_count() const override { return options_.workers; }
-  // The pids of the live workers (for tests and tools). Any thread.
+  // The pids of the workers the pool runs (for tests and tools): a worker that died is listed until the supervisor
+  // has buried it. Any thread.
   std::vector<int> worker_pids() const;
   // Workers started so far, replacements included.
   uint64_t workers_started() const;
