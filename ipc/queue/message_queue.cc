@@ -83,7 +83,6 @@ uint64_t MessageQueue::bytes_needed(const Options& options) { return geometry(op
 
 MessageQueue MessageQueue::create_typed(Segment& segment, std::string_view name, const Options& options,
                                         std::string_view type) {
-  detail::ensure_process_setup();
   const Geometry g = geometry(options);
   auto b = segment.create_block(name, g.bytes, 64, detail::mpmc_kind(kFlags), [&](void* p) { init_block(p, g, type); });
   return attach(b.ptr, b.bytes);
@@ -111,7 +110,6 @@ std::string MessageQueue::type_name() const {
 }
 
 MessageQueue MessageQueue::create_at(void* block, uint64_t bytes, const Options& options) {
-  detail::ensure_process_setup();
   const Geometry g = geometry(options);
   if (bytes < g.bytes) {
     throw InvalidArgument("MessageQueue::create_at: " + std::to_string(bytes) + " bytes is too small (" +
@@ -122,7 +120,6 @@ MessageQueue MessageQueue::create_at(void* block, uint64_t bytes, const Options&
 }
 
 MessageQueue MessageQueue::attach(void* block, uint64_t bytes) {
-  detail::ensure_process_setup();
   const detail::MpmcRing ring = detail::checked_mpmc(block, bytes, 0, kFlags, "MessageQueue");
   // checked_mpmc() made sure the ring fits in `bytes`; the arena follows it.
   const uint64_t ring_bytes = sizeof(detail::MpmcHeader) + ring.capacity() * (ring.max_payload() +

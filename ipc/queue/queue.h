@@ -69,7 +69,6 @@ class Queue {
   }
   // Attaches to a queue built by create_at (in this or another process); checks that it is a Queue<T>.
   static Queue attach(void* block, uint64_t bytes) {
-    detail::ensure_process_setup();
     return Queue(detail::checked_mpmc(block, bytes, sizeof(T), kFlags, "Queue::attach"));
   }
 
@@ -129,7 +128,6 @@ class Queue {
   explicit Queue(detail::MpmcRing ring) : ring_(ring) {}
 
   static detail::MpmcRing init_ring(void* block, uint64_t bytes, uint64_t capacity, uint32_t flags) {
-    detail::ensure_process_setup();
     const uint64_t c = detail::ring_capacity(capacity, "Queue");
     if (bytes < detail::MpmcRing::bytes_needed(c, sizeof(T))) {
       throw InvalidArgument("Queue::create_at: " + std::to_string(bytes) + " bytes is too small for " +
@@ -139,7 +137,6 @@ class Queue {
     return detail::checked_mpmc(block, bytes, sizeof(T), flags, "Queue::create_at");
   }
   static detail::MpmcRing create_ring(Segment& segment, std::string_view name, uint64_t capacity, uint32_t flags) {
-    detail::ensure_process_setup();
     const uint64_t c = detail::ring_capacity(capacity, "Queue");
     const uint64_t bytes = detail::MpmcRing::bytes_needed(c, sizeof(T));
     void* p = detail::create_block(segment, name, bytes, detail::mpmc_kind(flags),
@@ -147,7 +144,6 @@ class Queue {
     return detail::MpmcRing(p);
   }
   static detail::MpmcRing open_ring(const Segment& segment, std::string_view name, uint32_t flags) {
-    detail::ensure_process_setup();
     auto b = detail::find_queue_block(segment, name, detail::mpmc_kind(flags));
     return detail::checked_mpmc(b.ptr, b.bytes, sizeof(T), flags, "Queue::open");
   }
@@ -194,7 +190,6 @@ class JoinableQueue {
     return JoinableQueue(Queue<T>::init_ring(block, bytes, capacity, kJoinFlags));
   }
   static JoinableQueue attach(void* block, uint64_t bytes) {
-    detail::ensure_process_setup();
     return JoinableQueue(detail::checked_mpmc(block, bytes, sizeof(T), kJoinFlags, "JoinableQueue::attach"));
   }
   JoinableQueue() = default;

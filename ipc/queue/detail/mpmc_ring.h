@@ -216,7 +216,9 @@ class MpmcRing {
   // The geometry is read once, here (checked_mpmc() validated it): a header overwritten later cannot move a slot
   // or a payload outside the block.
   explicit MpmcRing(void* block) : h_(static_cast<MpmcHeader*>(block)) {
-    ensure_process_setup();  // the hot paths read this process's pid with claimer_pid()
+    // The one place the queues over this ring (Queue, JoinableQueue, MessageQueue) set the process up: every
+    // handle is made here, and the hot paths read this process's pid with claimer_pid().
+    ensure_process_setup();
     mask_ = h_->capacity - 1;
     stride_ = h_->slot_stride;
     slots_ = reinterpret_cast<std::byte*>(h_) + sizeof(MpmcHeader);
