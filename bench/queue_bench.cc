@@ -143,11 +143,12 @@ double spsc_batched_msgs_per_s(uint64_t n, size_t batch) {
   return t > 0 ? static_cast<double>(n) / t : -1;
 }
 
-// One try_put and one try_get in one process, the ring in L1: ns per pair.
+// One try_put and one try_get in one process, the ring in L1: ns per pair. A put and a get walk the whole ring, so
+// it has bench::kPairRingSlots slots (Queue's 32-byte slots: 8 KiB), as the peers in the same rows.
 template <template <typename> class Q>
 double ours_pair_ns(uint64_t n) {
-  Mem mem(Q<uint64_t>::bytes_needed(4096));
-  auto q = Q<uint64_t>::create_at(mem.p, mem.bytes, 4096);
+  Mem mem(Q<uint64_t>::bytes_needed(bench::kPairRingSlots));
+  auto q = Q<uint64_t>::create_at(mem.p, mem.bytes, bench::kPairRingSlots);
   uint64_t sum = 0, v = 0;
   const double t0 = bench::now_seconds();
   for (uint64_t i = 0; i < n; ++i) {

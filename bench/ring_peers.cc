@@ -16,8 +16,16 @@ namespace bench {
 namespace {
 
 constexpr uint64_t kCapacity = 4096;  // as the SpscQueue rows
+// The rings of the one-process rows: small enough that the largest (the ticket ring's 64-byte slots, 16 KiB) fits
+// in L1d beside the others, as ours_pair_ns() in queue_bench.cc does for our queues.
+constexpr uint64_t kL1Capacity = 256;
+static_assert(kL1Capacity == kPairRingSlots);
 
-using BoostSpsc = boost::lockfree::spsc_queue<uint64_t, boost::lockfree::capacity<kCapacity>>;
+template <uint64_t Capacity>
+using BoostSpscOf = boost::lockfree::spsc_queue<uint64_t, boost::lockfree::capacity<Capacity>>;
+using BoostSpsc = BoostSpscOf<kCapacity>;
+template <typename Ring>
+constexpr bool kIsBoostSpsc = std::is_same_v<Ring, BoostSpsc> || std::is_same_v<Ring, BoostSpscOf<kL1Capacity>>;
 
 // A ring of one type placed in its own shared mapping, built before the fork.
 template <typename Ring>
@@ -34,41 +42,43 @@ struct Shared {
 // The ticket MPMC ring: position t goes to slot t % capacity on lap t / capacity; a slot's turn is 2 * lap while
 // free for that lap and 2 * lap + 1 once written. One fetch_add claims a position; the producer (consumer) then
 // waits for its slot's turn. Blocking only (a claimed position must be served), as rigtorp's push/pop.
-struct TicketMpmc {
+template <uint64_t Capacity>
+struct TicketMpmcOf {
   struct alignas(64) Slot {
     std::atomic<uint64_t> turn{0};
     uint64_t value = 0;
   };
   alignas(64) std::atomic<uint64_t> tail{0};
   alignas(64) std::atomic<uint64_t> head{0};
-  Slot slots[kCapacity];
+  Slot slots[Capacity];
 
   bool push(uint64_t v) {
     // relaxed: the slot's turn carries the synchronisation.
     const uint64_t t = tail.fetch_add(1, std::memory_order_relaxed);
-    Slot& s = slots[t % kCapacity];
+    Slot& s = slots[t % Capacity];
     // acquire: partner is the consumer's release store of the turn (its read of the value is done).
-    while (s.turn.load(std::memory_order_acquire) != 2 * (t / kCapacity)) {
+    while (s.turn.load(std::memory_order_acquire) != 2 * (t / Capacity)) {
     }
     s.value = v;
-    s.turn.store(2 * (t / kCapacity) + 1, std::memory_order_release);  // release: partner is pop()'s acquire
+    s.turn.store(2 * (t / Capacity) + 1, std::memory_order_release);  // release: partner is pop()'s acquire
     return true;
   }
   bool pop(uint64_t& v) {
     const uint64_t h = head.fetch_add(1, std::memory_order_relaxed);  // relaxed: as in push()
-    Slot& s = slots[h % kCapacity];
-    while (s.turn.load(std::memory_order_acquire) != 2 * (h / kCapacity) + 1) {  // acquire: partner is push()
+    Slot& s = slots[h % Capacity];
+    while (s.turn.load(std::memory_order_acquire) != 2 * (h / Capacity) + 1) {  // acquire: partner is push()
     }
     v = s.value;
-    s.turn.store(2 * (h / kCapacity) + 2, std::memory_order_release);  // release: partner is push()'s acquire
+    s.turn.store(2 * (h / Capacity) + 2, std::memory_order_release);  // release: partner is push()'s acquire
     return true;
   }
 };
+using TicketMpmc = TicketMpmcOf<kCapacity>;
 
 // Uniform spinning put/get over both peers; each adds its failed tries to `spins`.
 template <typename Ring>
 void put(Ring& r, uint64_t v, uint64_t& spins) {
-  if constexpr (std::is_same_v<Ring, BoostSpsc>) {
+  if constexpr (kIsBoostSpsc<Ring>) {
     while (!r.push(v)) ++spins;
   } else {
     r.push(v);
@@ -184,7 +194,8 @@ double ring_peer_msgs_per_s(RingPeer peer, uint64_t messages, SpinCounts* counts
                                       : msgs_per_s<TicketMpmc>(messages, counts);
 }
 double ring_peer_pair_ns(RingPeer peer, uint64_t pairs) {
-  return peer == RingPeer::kBoostSpsc ? pair_ns<BoostSpsc>(pairs) : pair_ns<TicketMpmc>(pairs);
+  return peer == RingPeer::kBoostSpsc ? pair_ns<BoostSpscOf<kL1Capacity>>(pairs)
+                                      : pair_ns<TicketMpmcOf<kL1Capacity>>(pairs);
 }
 double ring_peer_rtt_ns(RingPeer peer, uint64_t round_trips) {
   return peer == RingPeer::kBoostSpsc ? rtt_ns<BoostSpsc>(round_trips) : rtt_ns<TicketMpmc>(round_trips);

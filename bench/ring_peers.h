@@ -31,7 +31,9 @@ struct SpinCounts {
 // 8-byte values, 1 producer process -> 1 consumer process, both spinning on full/empty, no pause: msgs/s.
 // `counts`, when given, receives the run's SpinCounts (kBoostSpsc only; the ticket ring spins inside its calls).
 double ring_peer_msgs_per_s(RingPeer peer, uint64_t messages, SpinCounts* counts = nullptr);
-// One put and one get in one process, the ring in L1 (the cost of the calls themselves): ns per pair.
+// One put and one get in one process, the ring in L1 (the cost of the calls themselves): ns per pair. The ring
+// has kPairRingSlots slots, as our queues in the same rows.
+inline constexpr uint64_t kPairRingSlots = 256;
 double ring_peer_pair_ns(RingPeer peer, uint64_t pairs);
 // Round trip through two rings between two processes, both polling: ns.
 double ring_peer_rtt_ns(RingPeer peer, uint64_t round_trips);
