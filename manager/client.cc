@@ -3,6 +3,8 @@
 #include <capnp/message.h>
 #include <capnp/rpc-twoparty.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/time.h>
 #include <kj/async-unix.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -121,9 +123,57 @@ void unlist_socket(int fd) {
   v.erase(std::remove(v.begin(), v.end(), fd), v.end());
 }
 
-// A stream socket connected to the Manager at `address` (the first of a host name's addresses that accepts),
-// listed in fork_state().sockets from its creation on. TCP sockets are configured as the server's (configure_tcp).
-int connect_manager(const Address& address) {
+using ConnectClock = std::chrono::steady_clock;
+
+// Milliseconds from now to `deadline`, rounded up (a wait of 0 would not wait at all), 0 once it has passed, at
+// most what poll(2) takes.
+int ms_until(ConnectClock::time_point deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - ConnectClock::now()).count();
+  return static_cast<int>(std::clamp<std::int64_t>(left, 0, std::numeric_limits<int>::max()));
+}
+
+// Connects `fd` to `target` before `deadline`: 0, or the errno of the failure (ETIMEDOUT once the deadline passed).
+// A TCP socket connects non-blocking and polls for the handshake, so that neither a host that drops the SYN (the
+// kernel's own timeout is minutes) nor a signal mid-way (a blocking connect interrupted by one goes on in the
+// kernel, and a second connect() only says EALREADY) gets in the way. A Unix socket connects at once unless the
+// server's backlog is full; then a blocking connect waits for room, bounded by SO_SNDTIMEO, and may be repeated
+// after a signal (a non-blocking one would fail with EAGAIN, with nothing to wait on).
+int connect_before(int fd, const SocketTarget& target, bool tcp, ConnectClock::time_point deadline) {
+  if (tcp) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return errno;
+    if (::connect(fd, target.address(), target.size) == 0) return 0;
+    if (errno != EINPROGRESS && errno != EINTR) return errno;
+    for (;;) {
+      pollfd p{fd, POLLOUT, 0};
+      const int ready = ::poll(&p, 1, ms_until(deadline));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready < 0) return errno;
+      if (ready == 0) return ETIMEDOUT;
+      int err = 0;
+      socklen_t size = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &size) != 0) return errno;
+      return err;
+    }
+  }
+  for (;;) {
+    const int ms = ms_until(deadline);
+    if (ms == 0) return ETIMEDOUT;
+    const timeval limit{ms / 1000, (ms % 1000) * 1000};
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit) != 0) return errno;
+    if (::connect(fd, target.address(), target.size) == 0) {
+      const timeval none{};  // the connection's sends are the event loop's, non-blocking
+      return ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none) == 0 ? 0 : errno;
+    }
+    if (errno == EINTR) continue;
+    return errno == EAGAIN ? ETIMEDOUT : errno;
+  }
+}
+
+// A stream socket connected to the Manager at `address` (the first of a host name's addresses that accepts) before
+// `deadline`, listed in fork_state().sockets from its creation on. TCP sockets are configured as the server's
+// (configure_tcp). `timeout`: what the deadline was made from, for the error.
+int connect_manager(const Address& address, ConnectClock::time_point deadline, std::chrono::milliseconds timeout) {
   int err = 0;
   for (const SocketTarget& target : resolve(address, /*passive=*/false)) {
     int fd;
@@ -135,7 +185,8 @@ int connect_manager(const Address& address) {
       if (fd < 0) throw_errno("socket");
       state.sockets.push_back(fd);
     }
-    if (retry_on_eintr([&] { return ::connect(fd, target.address(), target.size); }) == 0) {
+    err = connect_before(fd, target, address.tcp, deadline);
+    if (err == 0) {
       try {
         if (address.tcp) {
           configure_tcp(fd);
@@ -153,12 +204,15 @@ int connect_manager(const Address& address) {
         }
         err = e.code();
       }
-    } else {
-      err = errno;
     }
     std::lock_guard lock(fork_state().mu);
     unlist_socket(fd);
     ::close(fd);
+    if (ms_until(deadline) == 0) break;  // the time is spent: the next address would fail at once
+  }
+  if (err == ETIMEDOUT && ms_until(deadline) == 0) {
+    throw SystemError(err, "connect to manager at " + address.text + ": no connection within " +
+                               std::to_string(timeout.count()) + " ms (ClientOptions::connect_timeout)");
   }
   throw SystemError(err, "connect to manager at " + address.text);
 }
@@ -354,15 +408,17 @@ class DirectCalls final : public DirectReturns {
 // One authenticated connection, used by the thread that made it, in the process that made it.
 class Session {
  public:
-  Session(const Address& address, std::span<const std::uint8_t> key)
+  // Connects and authenticates within `timeout` (ClientOptions::connect_timeout).
+  Session(const Address& address, std::span<const std::uint8_t> key, std::chrono::milliseconds timeout)
       : loop_(thread_loop()), context_("manager at " + address.text) {
     if (key.size() < kMinKeyBytes) {
       throw InvalidArgument("manager key must be at least " + std::to_string(kMinKeyBytes) + " bytes");
     }
+    const auto deadline = ConnectClock::now() + timeout;
     // The server is trusted once it proved it knows the key, so replies may be as large as memory allows.
     capnp::ReaderOptions options;
     options.traversalLimitInWords = std::uint64_t{1} << 40;
-    socket_ = connect_manager(address);
+    socket_ = connect_manager(address, deadline, timeout);
     {
       // Under the fork lock: if this throws, the network has closed the socket, which must leave the list at once.
       std::lock_guard lock(fork_state().mu);
@@ -376,7 +432,7 @@ class Session {
       }
     }
     try {
-      authenticate(key);
+      authenticate(key, deadline, timeout);
     } catch (...) {
       close();
       throw;
@@ -424,7 +480,24 @@ class Session {
   const unsigned generation = fork_generation();
 
  private:
-  void authenticate(std::span<const std::uint8_t> key) {
+  // Waits for a reply of the authentication handshake until `deadline`. A peer that accepted the connection but
+  // does not answer (not a Manager, or one that hangs) is given up on: SystemError (ETIMEDOUT).
+  template <typename T>
+  T wait_handshake(kj::Promise<T>&& reply, ConnectClock::time_point deadline, std::chrono::milliseconds timeout) {
+    kj::Promise<kj::Maybe<T>> answered = reply.then([](T&& r) { return kj::Maybe<T>(kj::mv(r)); });
+    kj::Promise<kj::Maybe<T>> expired = loop_->port.getTimer()
+                                            .afterDelay(ms_until(deadline) * kj::MILLISECONDS)
+                                            .then([]() -> kj::Maybe<T> { return nullptr; });
+    KJ_IF_MAYBE(r, wait(answered.exclusiveJoin(kj::mv(expired)))) {
+      return kj::mv(*r);
+    }
+    throw SystemError(ETIMEDOUT, context_ + ": the peer accepted the connection but did not complete the handshake "
+                                            "within " + std::to_string(timeout.count()) +
+                                     " ms (ClientOptions::connect_timeout)");
+  }
+
+  void authenticate(std::span<const std::uint8_t> key, ConnectClock::time_point deadline,
+                    std::chrono::milliseconds timeout) {
     rpc_ = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*network_));
     capnp::word scratch[4] = {};
     capnp::MallocMessageBuilder vat_message(scratch);
@@ -432,14 +505,14 @@ class Session {
     vat.setSide(capnp::rpc::twoparty::Side::SERVER);
     auto auth = rpc_->bootstrap(vat).castAs<wire::Authenticator>();
 
-    auto challenge = wait(auth.challengeRequest().send());
+    auto challenge = wait_handshake(auth.challengeRequest().send(), deadline, timeout);
     auto server_nonce = challenge.getServerNonce();
     auto client_nonce = random_bytes(kNonceBytes);
     auto proof = client_proof(key, {server_nonce.begin(), server_nonce.size()}, client_nonce);
     auto request = auth.respondRequest();
     request.setProof(capnp::Data::Reader(proof.data(), proof.size()));
     request.setClientNonce(capnp::Data::Reader(client_nonce.data(), client_nonce.size()));
-    auto response = wait(request.send());
+    auto response = wait_handshake(request.send(), deadline, timeout);
     auto expected = server_proof(key, {server_nonce.begin(), server_nonce.size()}, client_nonce);
     auto got = response.getServerProof();
     if (!equal_constant_time(expected, {got.begin(), got.size()})) {
@@ -471,8 +544,18 @@ class Session {
 
 namespace {
 
-std::shared_ptr<Session> make_session(const Address& address, std::span<const std::uint8_t> key) {
-  return std::shared_ptr<Session>(new Session(address, key), DeleteIfMadeHere<Session>());
+std::shared_ptr<Session> make_session(const Address& address, std::span<const std::uint8_t> key,
+                                      std::chrono::milliseconds timeout) {
+  return std::shared_ptr<Session>(new Session(address, key, timeout), DeleteIfMadeHere<Session>());
+}
+
+// ClientOptions::connect_timeout, checked, and at most what poll(2) and the deadline arithmetic take (24.8 days).
+std::chrono::milliseconds checked_connect_timeout(std::chrono::milliseconds timeout) {
+  if (timeout <= std::chrono::milliseconds::zero()) {
+    throw InvalidArgument("ClientOptions::connect_timeout must be positive (got " + std::to_string(timeout.count()) +
+                          " ms)");
+  }
+  return std::min(timeout, std::chrono::milliseconds(std::numeric_limits<int>::max()));
 }
 
 // A Client's address: a server's only (port 0 means "any free port" to a server; a client must name one).
@@ -491,8 +574,11 @@ Address client_address(const std::string& text) {
 // never changes; a forked child replaces it on its first call (the parent's is kept by DeleteIfMadeHere).
 class Endpoint {
  public:
-  Endpoint(const std::string& address, std::span<const std::uint8_t> key)
-      : address_(client_address(address)), key_(key.begin(), key.end()), session_(make_session(address_, key)) {}
+  Endpoint(const std::string& address, std::span<const std::uint8_t> key, const ClientOptions& options)
+      : address_(client_address(address)),
+        key_(key.begin(), key.end()),
+        connect_timeout_(checked_connect_timeout(options.connect_timeout)),
+        session_(make_session(address_, key, connect_timeout_)) {}
   ~Endpoint() { ::explicit_bzero(key_.data(), key_.size()); }
 
   const std::shared_ptr<Session>& session() {
@@ -515,7 +601,7 @@ class Endpoint {
                        "to one thread");
     }
     if (generation_.load(std::memory_order_relaxed) != fork_generation()) {
-      session_ = make_session(address_, key_);
+      session_ = make_session(address_, key_, connect_timeout_);
       // Release: partner of the acquire in session(): the new session_ is visible to whoever sees the generation.
       generation_.store(fork_generation(), std::memory_order_release);
     }
@@ -524,6 +610,7 @@ class Endpoint {
 
   const Address address_;
   std::vector<std::uint8_t> key_;  // kept to connect anew after fork(); zeroed when the Client goes
+  const std::chrono::milliseconds connect_timeout_;  // ClientOptions'; each connection (anew after fork()) has it
   std::mutex mu_;                  // taken only to replace session_ after fork()
   std::shared_ptr<Session> session_;
   std::atomic<unsigned> generation_{fork_generation()};  // of session_
@@ -741,8 +828,8 @@ detail::OpenedObject detail::open_object(Session& s, std::string_view name, Kind
   throw Unsupported(s.context() + ": the server returned an object kind this client does not know");
 }
 
-Client::Client(const std::string& address, std::span<const std::uint8_t> key)
-    : endpoint_(std::make_shared<detail::Endpoint>(address, key)) {}
+Client::Client(const std::string& address, std::span<const std::uint8_t> key, ClientOptions options)
+    : endpoint_(std::make_shared<detail::Endpoint>(address, key, options)) {}
 Client::~Client() = default;
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;

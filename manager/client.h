@@ -27,7 +27,9 @@
 //   (ipc::Outcome kTimeout / kClosed, ipc/base/error.h). Timeouts are std::chrono durations; std::nullopt (the
 //   default) waits forever. Opening a missing object with Open::kExisting throws ipc::NotFound.
 //   A dead or stopped server makes every pending and later call throw Disconnected, never hang. A request larger
-//   than the server accepts throws ipc::InvalidArgument before anything is sent.
+//   than the server accepts throws ipc::InvalidArgument before anything is sent. Connecting is bounded too
+//   (ClientOptions::connect_timeout): a host that does not answer, or a peer that accepts the connection but
+//   never completes the handshake, is an ipc::SystemError (ETIMEDOUT) naming the address.
 #pragma once
 
 #include <chrono>
@@ -512,14 +514,26 @@ class CounterProxy {
   detail::ObjectHandle<wire::Counter> h_;
 };
 
+// How a Client connects.
+struct ClientOptions {
+  // How long connecting may take: reaching the server (TCP's handshake with a host that may be down or behind a
+  // firewall that drops packets, or a Unix socket whose server is too busy to accept) and the authentication
+  // handshake with it. Past it the Client's constructor, or the first call in a forked child that connects anew,
+  // throws ipc::SystemError with ETIMEDOUT, naming the address. Resolving a host name is not bounded by it (the
+  // system resolver has its own timeouts). Must be positive; more than 24.8 days (2^31 ms) counts as that much.
+  std::chrono::milliseconds connect_timeout = std::chrono::seconds(30);
+};
+
 class Client {
  public:
   // Connects to the Manager at `address` (a Unix socket path, or "tcp:HOST:PORT" as ServerOptions::address says,
-  // with a port other than 0) and authenticates with `key` (mutually: the server must prove it knows the key too).
-  // Throws ipc::InvalidArgument for a malformed address, ipc::NotFound for a host name that does not resolve,
-  // ipc::SystemError when the server cannot be reached (naming the address), AuthenticationFailed for a wrong key,
-  // Disconnected when the server goes away meanwhile.
-  Client(const std::string& address, std::span<const std::uint8_t> key);
+  // with a port other than 0) and authenticates with `key` (mutually: the server must prove it knows the key too),
+  // within options.connect_timeout.
+  // Throws ipc::InvalidArgument for a malformed address or a connect_timeout that is not positive, ipc::NotFound for
+  // a host name that does not resolve, ipc::SystemError when the server cannot be reached or does not answer in
+  // time (naming the address), AuthenticationFailed for a wrong key, Disconnected when the server goes away
+  // meanwhile.
+  Client(const std::string& address, std::span<const std::uint8_t> key, ClientOptions options = {});
   ~Client();
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;

@@ -1,9 +1,19 @@
 // What dies, and what the survivors see: clients killed while holding or waiting, servers killed under clients.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -241,6 +251,118 @@ TEST_CASE("connecting to a stopped server fails with a system error naming the a
   CHECK(server.stop() == 0);
   CHECK_THROWS_AS(Client(path, key), ipc::SystemError);
   CHECK_THROWS_WITH(Client(path, key), Catch::Contains(path));
+}
+
+namespace {
+
+// A listening socket nothing ever accepts from, on TCP loopback (a port the kernel picks) or a Unix socket in a
+// fresh private directory; `backlog` as listen(2) takes it. A peer that is not a Manager, or one too busy to accept.
+class SilentListener {
+ public:
+  SilentListener(const std::string& transport, int backlog) {
+    if (transport == kTcpLoopback) {
+      fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t size = sizeof a;
+      REQUIRE(::bind(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+      REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &size) == 0);
+      address_ = "tcp:127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+      target_.assign(reinterpret_cast<const char*>(&a), sizeof a);
+    } else {
+      std::string dir = (std::filesystem::temp_directory_path() / "silent-XXXXXX").string();
+      REQUIRE(::mkdtemp(dir.data()) != nullptr);
+      dir_ = dir;
+      address_ = dir + "/socket";
+      fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      std::strncpy(a.sun_path, address_.c_str(), sizeof a.sun_path - 1);
+      REQUIRE(::bind(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+      target_.assign(reinterpret_cast<const char*>(&a), sizeof a);
+    }
+    REQUIRE(::listen(fd_, backlog) == 0);
+  }
+  ~SilentListener() {
+    for (int fd : fillers_) ::close(fd);
+    ::close(fd_);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+
+  const std::string& address() const { return address_; }
+
+  // Connects one raw socket and waits until the kernel has queued it for accept() (the listener reads as ready),
+  // so that a backlog of 0 is then full: the next TCP SYN is dropped, the next Unix connect must wait for room.
+  void fill_backlog() {
+    const auto* target = reinterpret_cast<const sockaddr*>(target_.data());
+    const int fd = ::socket(target->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fillers_.push_back(fd);
+    REQUIRE(::connect(fd, target, static_cast<socklen_t>(target_.size())) == 0);
+    pollfd queued{fd_, POLLIN, 0};
+    REQUIRE(::poll(&queued, 1, 60'000) == 1);
+  }
+
+ private:
+  int fd_ = -1;
+  std::string address_;
+  std::string dir_;
+  std::string target_;  // the bound sockaddr
+  std::vector<int> fillers_;
+};
+
+// Expects `connect` to throw SystemError(ETIMEDOUT) naming `address` and saying `says`, and to give up within a
+// bound far below what the kernel would take alone (TCP's SYN retries run for minutes, a Unix connect to a full
+// backlog waits for ever).
+template <typename Connect>
+void check_gives_up(Connect&& connect, const std::string& address, const std::string& says) {
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    connect();
+    FAIL("connected to " << address);
+  } catch (const ipc::SystemError& e) {
+    CHECK(e.code() == ETIMEDOUT);
+    CHECK_THAT(e.what(), Catch::Contains(address) && Catch::Contains(says) &&
+                             Catch::Contains("ClientOptions::connect_timeout"));
+  }
+  CHECK(std::chrono::steady_clock::now() - start < 30s);
+}
+
+}  // namespace
+
+TEST_CASE("connecting gives up after connect_timeout when the server cannot accept the connection",
+          "[manager][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  SilentListener busy(transport, 0);
+  busy.fill_backlog();
+  INFO("listener on " << busy.address());
+  const auto key = ipc::manager::random_bytes(32);
+  check_gives_up([&] { Client(busy.address(), key, {.connect_timeout = 300ms}); }, busy.address(),
+                 "no connection within 300 ms");
+}
+
+TEST_CASE("connecting gives up after connect_timeout when the peer accepts but never answers the handshake",
+          "[manager][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  SilentListener mute(transport, 16);
+  INFO("listener on " << mute.address());
+  const auto key = ipc::manager::random_bytes(32);
+  check_gives_up([&] { Client(mute.address(), key, {.connect_timeout = 300ms}); }, mute.address(),
+                 "did not complete the handshake within 300 ms");
+}
+
+TEST_CASE("a connect_timeout that is not positive is InvalidArgument", "[manager]") {
+  auto server = server_on(kUnixSocket);
+  const auto key = server.key();
+  CHECK_THROWS_MATCHES(Client(server.address(), key, {.connect_timeout = 0ms}), ipc::InvalidArgument,
+                       Catch::Message("ClientOptions::connect_timeout must be positive (got 0 ms)"));
+  CHECK_THROWS_AS(Client(server.address(), key, {.connect_timeout = -5ms}), ipc::InvalidArgument);
+  CHECK(Client(server.address(), key, {.connect_timeout = 60'000ms}).address() == server.address());
+  // Longer than poll(2) or the clock's arithmetic can take: connects as one that long would.
+  CHECK(Client(server.address(), key, {.connect_timeout = std::chrono::milliseconds::max()}).address() ==
+        server.address());
 }
 
 TEST_CASE("a new server replaces the socket of a killed one, but not of a live one", "[manager][kill]") {
