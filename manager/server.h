@@ -52,9 +52,9 @@ struct ServerOptions {
   // - "tcp:HOST:PORT": HOST an IPv4 address, an IPv6 address ("[::1]"), or a host name (the first of its addresses
   //   that binds); "tcp:0.0.0.0:PORT" listens on every interface. PORT 0: the kernel picks a free port, which
   //   address() reports.
-  std::string address;
+  std::string address{};
   // The shared key (at least 16 bytes). Clients prove knowledge of it; it never crosses the socket.
-  std::vector<std::uint8_t> key;
+  std::vector<std::uint8_t> key{};
   // Largest incoming message accepted; a larger one drops that connection. Clients learn the limit when they
   // authenticate and refuse to send more, with a clear error.
   std::size_t max_message_bytes = std::size_t{64} << 20;
@@ -93,13 +93,13 @@ class Server {
 
 // A Manager server running in a child process, owned by this handle.
 struct ServerProcessOptions {
-  std::string address;                 // as ServerOptions::address (empty: a private temporary directory, removed
+  std::string address{};               // as ServerOptions::address (empty: a private temporary directory, removed
                                        // at shutdown; "tcp:127.0.0.1:0": a free port on loopback)
-  std::vector<std::uint8_t> key;       // empty: 32 random bytes
+  std::vector<std::uint8_t> key{};     // empty: 32 random bytes
   std::size_t max_message_bytes = std::size_t{64} << 20;
   std::chrono::milliseconds authentication_timeout = std::chrono::seconds(10);  // see ServerOptions
   // Runs in the child before serving, e.g. to serve() user interfaces.
-  std::function<void(Server&)> setup;
+  std::function<void(Server&)> setup{};
 };
 
 class ServerProcess {

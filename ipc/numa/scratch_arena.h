@@ -55,7 +55,7 @@ class ScratchArena {
   };
   struct Options {
     uint64_t capacity = uint64_t{64} << 20;  // bytes of address space; pages are used only when touched
-    std::optional<int> node;                 // bind the pages to this node; nullopt: the process's own policy
+    std::optional<int> node{};               // bind the pages to this node; nullopt: the process's own policy
     HugePages huge_pages = HugePages::kAdvise;
   };
 

@@ -81,7 +81,7 @@ struct PipeOptions {
   // Ring bytes per direction (a power of two >= 4096); messages of any size pass, in parts of a quarter of this.
   uint64_t ring_bytes = 1 << 20;
   // Where the rings' pages go (e.g. the node of the two processes); default: the kernel's default.
-  numa::MemoryPolicy policy;
+  numa::MemoryPolicy policy{};
   // true: the rings live in a memfd rather than anonymous memory, so that an end can be handed to a process that
   // is not a fork of this one (Connection::handoff() and Connection::adopt()). Costs one descriptor per pipe.
   bool transferable = false;

@@ -88,22 +88,22 @@ struct Placement {
 struct PoolOptions {
   // Worker processes; default: cpu_count() (the CPUs this process may use, affinity and cgroup quota included).
   // 0 is InvalidArgument.
-  std::optional<unsigned> workers;
+  std::optional<unsigned> workers{};
   // Runs once in each worker (replacements included) before its first task. With kFork it may capture: it runs
   // in a fork of this process. With kForkServer and kExec only code crosses: it must hold a plain void()
   // function (+[] { ... } turns a captureless lambda into one), else InvalidArgument at construction. An
   // exception from it ends that worker; the task it was given fails with WorkerLost.
-  std::function<void()> initializer;
+  std::function<void()> initializer{};
   // A worker exits after this many tasks (a chunk counts as one) and is replaced; 0: never. Bounds leaks.
   unsigned max_tasks_per_child = 0;
   // imap/imap_unordered: chunks submitted ahead of the consumer; 0: twice the worker count.
   unsigned read_ahead = 0;
   // A task (a chunk) running longer than this fails with TaskTimeout; its worker is killed and replaced.
-  std::optional<std::chrono::nanoseconds> task_timeout;
+  std::optional<std::chrono::nanoseconds> task_timeout{};
   // Ring bytes per direction of each worker's pipe (a power of two >= 4096); messages of any size pass.
   uint64_t pipe_bytes = uint64_t{1} << 18;
   // NUMA placement of the workers (default: none; the kernel schedules them anywhere).
-  Placement placement;
+  Placement placement{};
   // How workers start (ipc/pool/init.h): kFork (default), kForkServer (needs ipc::start_fork_server() at the top
   // of main) or kExec (needs ipc::init(argc, argv) as main's first line). Else StateError at construction.
   StartMethod start_method = StartMethod::kFork;
@@ -116,7 +116,7 @@ struct PoolOptions {
 // Pool::map_array: how the array is cut and where the chunks go.
 struct ArrayMapOptions {
   // Elements per chunk (0 is InvalidArgument); default: whole pages, about 4 chunks per worker.
-  std::optional<size_t> chunk_elements;
+  std::optional<size_t> chunk_elements{};
   // true: each chunk goes to a worker on the node that holds most of its pages (an idle worker of another node
   // takes it rather than sit idle); false: to whichever worker is free (the same map without locality, for
   // contrast). Either way the result counts the chunks that ran at home.

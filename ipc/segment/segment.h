@@ -63,7 +63,7 @@ enum class HugePages {
 };
 
 struct SegmentOptions {
-  numa::MemoryPolicy policy;   // applied before the first touch; default = the kernel's default policy
+  numa::MemoryPolicy policy{};  // applied before the first touch; default = the kernel's default policy
   mode_t permissions = 0600;   // only owner by default
   HugePages huge_pages = HugePages::kNo;
   // How many named blocks the segment holds at once (128 bytes of directory each); 0: one per 4 KiB of segment,

@@ -43,7 +43,7 @@ namespace ipc {
 
 struct ArrayOptions {
   // Where the element pages go; nullopt: wherever the segment's own policy puts them.
-  std::optional<numa::MemoryPolicy> policy;
+  std::optional<numa::MemoryPolicy> policy{};
 };
 
 // What inspect_array() reports about an Array of any element type.

@@ -301,7 +301,8 @@ class Round {
         ledger_.lock_inconsistent.fetch_add(1, std::memory_order_relaxed);
       }
       ++pair_.a;
-      for (volatile int spin = 0; spin < 200; ++spin) {
+      for (int spin = 0; spin < 200; ++spin) {
+        asm volatile("");  // a window between the two increments that the compiler keeps
       }
       ++pair_.b;
       ledger_.lock_rounds.fetch_add(1, std::memory_order_relaxed);
