@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <typeinfo>
 #include <utility>
 
@@ -201,6 +203,22 @@ void report_exception(const std::string& type, const char* message) noexcept {
   ::_exit(code);
 }
 
+// The running kernel's release ("6.1.0-18-amd64"), for the errors that name what it lacks.
+std::string kernel_release() {
+  utsname u{};
+  return ::uname(&u) == 0 ? std::string(u.release) : std::string("unknown");
+}
+
+// A failed pidfd_open(2) (`err`) of `what`: Unsupported when the kernel has no such call (ENOSYS: Linux < 5.3, or
+// a seccomp filter that refuses it), as for every missing kernel feature; else SystemError.
+[[noreturn]] void throw_pidfd_open_failed(int err, const std::string& what) {
+  if (err == ENOSYS) {
+    throw Unsupported(what + ": processes are watched through pidfds, and this kernel (" + kernel_release() +
+                      ") has no pidfd_open(2) (Linux >= 5.3), or a seccomp filter refuses it");
+  }
+  throw SystemError(err, what);
+}
+
 // pidfd_open for a child just forked; on failure the child is killed and reaped before the error is thrown.
 int open_child_pidfd(pid_t pid, const std::string& name) {
   const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -208,7 +226,7 @@ int open_child_pidfd(pid_t pid, const std::string& name) {
   const int err = errno;
   ::kill(pid, SIGKILL);
   retry_on_eintr([&] { return ::waitpid(pid, nullptr, 0); });
-  throw SystemError(err, "pidfd_open " + name);
+  throw_pidfd_open_failed(err, "pidfd_open " + name);
 }
 
 // Names the child (options.name, when empty) and arms the exit handler of daemon children; returns the child's
@@ -393,6 +411,11 @@ void Process::reap() {
   if (retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED); }) != 0) {
     const int err = errno;
     if (err == ECHILD) remove_child(pid_);
+    if (err == EINVAL) {
+      // Linux 5.3 has pidfd_open(2) but not waitid(P_PIDFD) (5.4). The child stays a zombie until we exit.
+      throw Unsupported("waitid " + name_ + ": reaping through a pidfd needs waitid(P_PIDFD) (Linux >= 5.4); this "
+                        "kernel (" + kernel_release() + ") refuses it, or a seccomp filter does");
+    }
     throw SystemError(err, "waitid " + name_ +
                                (err == ECHILD ? " (reaped elsewhere: waitpid(-1) or SIGCHLD ignored?)" : ""));
   }
@@ -467,7 +490,7 @@ std::vector<pid_t> active_children() {
 
 int process_sentinel(pid_t pid) {
   const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) throw_errno("pidfd_open(" + std::to_string(pid) + ")");
+  if (fd < 0) throw_pidfd_open_failed(errno, "pidfd_open(" + std::to_string(pid) + ")");
   return fd;
 }
 

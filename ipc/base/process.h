@@ -19,7 +19,9 @@
 //   child also dies with its parent, even when the parent is SIGKILLed. Reaping is this handle's job: a
 //   waitpid(-1) elsewhere or SIGCHLD set to SIG_IGN steals the exit status (join then throws SystemError ECHILD).
 // Errors: fork, pidfd and wait failures throw SystemError, exec failures too (with the child's errno); bad
-//   arguments throw InvalidArgument; a join that times out returns nullopt.
+//   arguments throw InvalidArgument; a join that times out returns nullopt. A kernel without pidfds throws
+//   Unsupported naming its release: start()/exec()/process_sentinel() without pidfd_open(2) (Linux < 5.3), join()
+//   and is_alive() without waitid(P_PIDFD) (5.3). (A seccomp filter that refuses either looks the same.)
 #pragma once
 
 #include <sys/types.h>
@@ -151,7 +153,8 @@ std::vector<pid_t> active_children();
 // cpu.max, v1 cfs quota: ceil(quota / period)), at least 1. Any thread. Throws SystemError.
 unsigned cpu_count();
 
-// A pidfd for any process `pid`: readable once it ends, for wait(). The caller closes it. Throws SystemError.
+// A pidfd for any process `pid`: readable once it ends, for wait(). The caller closes it. Throws SystemError
+// (ESRCH: no such process), Unsupported on a kernel without pidfd_open(2).
 int process_sentinel(pid_t pid);
 
 // True only when `pid` certainly no longer runs: no such process, or a zombie waiting to be reaped (a killed

@@ -4,9 +4,13 @@
 #include "ipc/base/process.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +18,8 @@
 #include <array>
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <cstddef>
+#include <cstdio>
 #include <csignal>
 #include <future>
 #include <map>
@@ -339,6 +345,110 @@ TEST_CASE("current_process names the main process and each child", "[process]") 
   });
   CHECK(nested.name().rfind("Process-", 0) == 0);
   CHECK(nested.join(30s) == 0);
+}
+
+namespace {
+
+// What a seccomp filter makes the kernel refuse, as an older kernel would.
+enum class Refuse {
+  kPidfdOpen,    // pidfd_open(2) fails with ENOSYS, as before Linux 5.3
+  kWaitidPidfd,  // waitid(P_PIDFD, ...) fails with EINVAL, as on Linux 5.3
+};
+
+// Installs the filter in this process (and its future children): true, or false when the kernel takes no seccomp
+// filters here.
+bool refuse(Refuse what) {
+  constexpr auto kNr = offsetof(seccomp_data, nr);
+  constexpr auto kArg0 = offsetof(seccomp_data, args);  // low 32 bits of args[0] (little-endian)
+  const sock_filter pidfd_open[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  const sock_filter waitid_pidfd[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_waitid, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArg0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, P_PIDFD, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{};
+  if (what == Refuse::kPidfdOpen) {
+    program = {static_cast<unsigned short>(std::size(pidfd_open)), const_cast<sock_filter*>(pidfd_open)};
+  } else {
+    program = {static_cast<unsigned short>(std::size(waitid_pidfd)), const_cast<sock_filter*>(waitid_pidfd)};
+  }
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
+}
+
+constexpr int kNoSeccomp = 77;
+
+// Runs `check` in a child under a filter refusing `what`: its exit code (kNoSeccomp when no filter can be
+// installed), or FAILs naming the child when it does not finish.
+template <typename Check>
+int under_older_kernel(Refuse what, Check check) {
+  Process child = Process::start([&] { return refuse(what) ? check() : kNoSeccomp; });
+  const std::optional<int> code = child.join(60s);
+  if (!code) FAIL("child " << child.pid() << " still runs after 60 s");
+  return *code;
+}
+
+// 0 when `call` throws Unsupported whose message holds every one of `says`; else 1 (printed).
+template <typename Call>
+int unsupported_saying(Call call, std::initializer_list<std::string> says) {
+  try {
+    call();
+    std::fprintf(stderr, "no exception\n");
+    return 1;
+  } catch (const ipc::Unsupported& e) {
+    for (const std::string& s : says) {
+      if (std::string(e.what()).find(s) == std::string::npos) {
+        std::fprintf(stderr, "'%s' does not say '%s'\n", e.what(), s.c_str());
+        return 1;
+      }
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "not Unsupported: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a kernel without pidfd_open is Unsupported naming the version, and no child is left behind",
+          "[process]") {
+  const int code = under_older_kernel(Refuse::kPidfdOpen, [] {
+    utsname u{};
+    ::uname(&u);
+    if (unsupported_saying([] { Process::start([] { return 0; }); }, {"pidfd_open(2) (Linux >= 5.3)", u.release})) {
+      return 1;
+    }
+    if (unsupported_saying([] { Process::exec("/bin/true", {}); }, {"pidfd_open(2)"})) return 2;
+    if (unsupported_saying([] { ipc::process_sentinel(::getppid()); }, {"pidfd_open(2)"})) return 3;
+    // The children forked before the refused pidfd_open were killed and reaped.
+    if (!ipc::active_children().empty()) return 4;
+    return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD ? 0 : 5;
+  });
+  if (code == kNoSeccomp) {
+    WARN("skipped: this kernel takes no seccomp filter here");
+    return;
+  }
+  CHECK(code == 0);
+}
+
+TEST_CASE("a kernel without waitid(P_PIDFD) makes join() Unsupported naming the version", "[process]") {
+  const int code = under_older_kernel(Refuse::kWaitidPidfd, [] {
+    Process quick = Process::start([] { return 0; });
+    return unsupported_saying([&] { quick.join(); }, {"waitid(P_PIDFD) (Linux >= 5.4)"});
+  });
+  if (code == kNoSeccomp) {
+    WARN("skipped: this kernel takes no seccomp filter here");
+    return;
+  }
+  CHECK(code == 0);
 }
 
 TEST_CASE("the destructor of a running Process kills and reaps it", "[process]") {
