@@ -9,7 +9,8 @@
 # - inspect: a queue holding items, a lock whose holder was killed, an interleaved array in a default-policy segment
 #   (its own policy shown, also in `segments`);
 # - manager key/status: key file permissions and overwrite refusal; status of a running ipc-manager with a client,
-#   on a Unix socket and on TCP (127.0.0.1, a port the server picks and prints).
+#   on a Unix socket and on TCP (127.0.0.1, a port the server picks and prints); --timeout-ms against a listener
+#   that never answers.
 set -u
 cli=$1
 maker=$2
@@ -280,6 +281,29 @@ check "a malformed TCP address is named with what is wrong, exit 1" \
 stop_holder_and_manager " on TCP"
 run manager status "$address" --key-file "$key"
 check "status of a stopped TCP server fails naming the address, exit 1" '[ $rc -eq 1 ] && [[ "$err" == *"$address"* ]]'
+
+# ---- a peer that accepts and never answers ----
+silent="$dir/run/silent.sock"
+coproc SILENT {
+  exec python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(8)
+print("listening", flush=True)
+sys.stdin.read()  # until the test closes our stdin; nothing is ever accepted or answered
+' "$silent"
+}
+silent_pid=$SILENT_PID
+read -r listening <&"${SILENT[0]}"
+check "a silent listener (pid $silent_pid) listens" '[ "$listening" = listening ]'
+run manager status "$silent" --key-file "$key" --timeout-ms 300
+check "manager status --timeout-ms gives up on a peer that never answers, naming it, exit 1" \
+  '[ $rc -eq 1 ] && [[ "$err" == *"$silent"*"did not complete the handshake within 300 ms"* ]]'
+run manager status "$silent" --key-file "$key" --timeout-ms 0
+check "manager status --timeout-ms 0 is a usage error, exit 2" '[ $rc -eq 2 ] && [[ "$err" == *"--timeout-ms"* ]]'
+eval "exec ${SILENT[1]}>&-"
+wait "$silent_pid"
 rm -rf "$dir" "$errfile"
 
 # The Catch2-style summary line that .ci/run counts.

@@ -6,7 +6,7 @@
 //   numa_mp clean [--dry-run] [--prefix P]
 //                                         remove segments no live process uses, and temporaries of dead creators
 //   numa_mp policy TEXT|JSON              validate a memory policy for this machine and print both forms
-//   numa_mp manager status ADDRESS [--key-file FILE]
+//   numa_mp manager status ADDRESS [--key-file FILE] [--timeout-ms N]
 //                                         objects and connected clients of a running Manager
 //   numa_mp manager key FILE [--force]    write a new random key file (0600)
 //
@@ -48,7 +48,7 @@ constexpr const char* kUsage =
     "  inspect SEGMENT                   the objects inside a segment (queues, locks, arrays, ...)\n"
     "  clean [--dry-run] [--prefix P]    remove segments no live process uses\n"
     "  policy TEXT|JSON                  validate a memory policy for this machine\n"
-    "  manager status ADDRESS [--key-file FILE]\n"
+    "  manager status ADDRESS [--key-file FILE] [--timeout-ms N]\n"
     "                                    objects and connected clients of a running Manager\n"
     "  manager key FILE [--force]        write a new random Manager key file (mode 0600)\n"
     "\n"
@@ -405,13 +405,17 @@ int cmd_policy(const std::vector<std::string>& args) {
 // ---- manager ----
 
 int cmd_manager_status(const std::vector<std::string>& args) {
-  CommandLine cl("manager status ADDRESS [--key-file FILE]",
+  CommandLine cl("manager status ADDRESS [--key-file FILE] [--timeout-ms N]",
                  "The objects and connected clients of a running Manager (ipc-manager). ADDRESS is its Unix socket\n"
                  "path or tcp:HOST:PORT. The key file defaults to $NUMA_MP_MANAGER_KEY.",
                  {"ADDRESS"});
   cl.add_options()("key-file", po::value<std::string>(), "the Manager's key file (mode 0600)")(
-      "key", po::value<std::string>(), "the same as --key-file");
+      "key", po::value<std::string>(), "the same as --key-file")(
+      "timeout-ms", po::value<long long>()->default_value(30'000),
+      "give up connecting after N ms (a host that does not answer, a server that does not complete the handshake)");
   if (!cl.parse(args)) return 0;
+  const long long timeout_ms = cl.values()["timeout-ms"].as<long long>();
+  if (timeout_ms <= 0) throw UsageError{"manager status: --timeout-ms must be positive"};
   std::string key_file;
   if (cl.values().count("key-file") && cl.values().count("key")) {
     throw UsageError{"manager status: give --key-file or --key, not both"};
@@ -425,7 +429,8 @@ int cmd_manager_status(const std::vector<std::string>& args) {
   } else {
     throw UsageError{"manager status: missing --key-file FILE (or NUMA_MP_MANAGER_KEY)"};
   }
-  ipc::manager::Client client(cl.positional(0), ipc::manager::load_key(key_file));
+  ipc::manager::Client client(cl.positional(0), ipc::manager::load_key(key_file),
+                              {.connect_timeout = std::chrono::milliseconds(timeout_ms)});
   const auto status = client.status();
   if (cl.json()) {
     Json::Array objects, clients;
@@ -486,7 +491,7 @@ int dispatch(const std::vector<std::pair<std::string, Command>>& commands, const
 }
 
 constexpr const char* kManagerUsage =
-    "usage: numa_mp manager status ADDRESS [--key-file FILE] [--json]\n"
+    "usage: numa_mp manager status ADDRESS [--key-file FILE] [--timeout-ms N] [--json]\n"
     "       numa_mp manager key FILE [--force] [--json]\n";
 
 int cmd_manager(const std::vector<std::string>& args) {
