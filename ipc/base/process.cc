@@ -203,18 +203,18 @@ void report_exception(const std::string& type, const char* message) noexcept {
   ::_exit(code);
 }
 
-// The running kernel's release ("6.1.0-18-amd64"), for the errors that name what it lacks.
-std::string kernel_release() {
+// refused_call_reason() for the running kernel's release.
+std::string refused_because(int major, int minor) {
   utsname u{};
-  return ::uname(&u) == 0 ? std::string(u.release) : std::string("unknown");
+  return detail::refused_call_reason(::uname(&u) == 0 ? u.release : "", major, minor);
 }
 
-// A failed pidfd_open(2) (`err`) of `what`: Unsupported when the kernel has no such call (ENOSYS: Linux < 5.3, or
-// a seccomp filter that refuses it), as for every missing kernel feature; else SystemError.
+// A failed pidfd_open(2) (`err`) of `what`: Unsupported when the call is refused (ENOSYS), as for every missing
+// kernel feature; else SystemError.
 [[noreturn]] void throw_pidfd_open_failed(int err, const std::string& what) {
   if (err == ENOSYS) {
-    throw Unsupported(what + ": processes are watched through pidfds, and this kernel (" + kernel_release() +
-                      ") has no pidfd_open(2) (Linux >= 5.3), or a seccomp filter refuses it");
+    throw Unsupported(what + ": processes are watched through pidfds, which need pidfd_open(2) (Linux >= 5.3); " +
+                      refused_because(5, 3));
   }
   throw SystemError(err, what);
 }
@@ -413,8 +413,8 @@ void Process::reap() {
     if (err == ECHILD) remove_child(pid_);
     if (err == EINVAL) {
       // Linux 5.3 has pidfd_open(2) but not waitid(P_PIDFD) (5.4). The child stays a zombie until we exit.
-      throw Unsupported("waitid " + name_ + ": reaping through a pidfd needs waitid(P_PIDFD) (Linux >= 5.4); this "
-                        "kernel (" + kernel_release() + ") refuses it, or a seccomp filter does");
+      throw Unsupported("waitid " + name_ + ": reaping through a pidfd needs waitid(P_PIDFD) (Linux >= 5.4); " +
+                        refused_because(5, 4));
     }
     throw SystemError(err, "waitid " + name_ +
                                (err == ECHILD ? " (reaped elsewhere: waitpid(-1) or SIGCHLD ignored?)" : ""));

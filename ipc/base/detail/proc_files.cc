@@ -213,4 +213,24 @@ unsigned affinity_cpu_count() {
   }
 }
 
+std::string refused_call_reason(std::string_view release, int major, int minor) {
+  const std::string needs = "Linux " + std::to_string(major) + "." + std::to_string(minor);
+  int running[2] = {0, 0};
+  const char* p = release.data();
+  const char* end = release.data() + release.size();
+  for (int i = 0; i < 2; ++i) {
+    const auto [next, error] = std::from_chars(p, end, running[i]);
+    if (error != std::errc() || (i == 0 && (next == end || *next != '.'))) {
+      return "the kernel (release '" + std::string(release) + "') is older than " + needs +
+             ", or a seccomp filter or a tool such as valgrind refuses the call";
+    }
+    p = next + 1;
+  }
+  if (running[0] > major || (running[0] == major && running[1] >= minor)) {
+    return "this kernel (" + std::string(release) + ") has it, so something refuses it: a seccomp filter, or a tool "
+           "that does not know the call (valgrind up to 3.19)";
+  }
+  return "this kernel (" + std::string(release) + ") is older than " + needs;
+}
+
 }  // namespace ipc::detail

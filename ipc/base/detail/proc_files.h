@@ -1,4 +1,5 @@
-// ipc/base/detail/proc_files.h: the parsing behind process_dead() and cpu_count(), as pure functions of the files'
+// ipc/base/detail/proc_files.h: the parsing behind process_dead(), cpu_count() and the errors that name the kernel's
+// release, as pure functions of the files'
 // contents so that tests can feed them every case (empty, cut short, quotas) without a kernel that produces it.
 // Internal to ipc/base: not part of the library's API.
 #pragma once
@@ -36,6 +37,12 @@ std::optional<unsigned> cgroup_cpu_limit(std::string_view proc_self_cgroup, std:
                                          const ReadFile& read_file);
 // The same for the running process, from the real files.
 std::optional<unsigned> cgroup_cpu_limit();
+
+// Why a system call that Linux `major`.`minor` added was refused (ENOSYS, or EINVAL for a new flag), given the
+// running kernel's release ("6.1.0-18-amd64", uname): the kernel is older, or it is not and something between
+// refuses the call (a seccomp filter, or a tool such as valgrind that does not know it). An unreadable release
+// names both.
+std::string refused_call_reason(std::string_view release, int major, int minor);
 
 // The CPUs in this process's affinity mask (sched_getaffinity). Throws SystemError.
 unsigned affinity_cpu_count();
