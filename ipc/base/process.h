@@ -22,7 +22,7 @@
 //   arguments throw InvalidArgument; a join that times out returns nullopt. A kernel without pidfds throws
 //   Unsupported naming its release: start()/exec()/process_sentinel() without pidfd_open(2) (Linux < 5.3), join()
 //   and is_alive() without waitid(P_PIDFD) (5.3). A newer kernel behind something that refuses the call (a seccomp
-//   filter, valgrind up to 3.19) gets Unsupported too, saying so.
+//   filter, or valgrind 3.19, which does not know pidfd_open) gets Unsupported too, saying so.
 #pragma once
 
 #include <sys/types.h>

@@ -228,7 +228,7 @@ std::string refused_call_reason(std::string_view release, int major, int minor) 
   }
   if (running[0] > major || (running[0] == major && running[1] >= minor)) {
     return "this kernel (" + std::string(release) + ") has it, so something refuses it: a seccomp filter, or a tool "
-           "that does not know the call (valgrind up to 3.19)";
+           "that does not know the call (valgrind 3.19, for one)";
   }
   return "this kernel (" + std::string(release) + ") is older than " + needs;
 }
