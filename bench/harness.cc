@@ -1,4 +1,5 @@
 #include "bench/harness.h"
+#include "bench/cpu_share.h"
 #include "ipc/pool/init.h"
 
 #include <unistd.h>
@@ -47,7 +48,7 @@ std::string json_escape(const std::string& s) {
 
 Group::Group(const char* name, std::function<void(Report&)> run) { registry().emplace_back(name, std::move(run)); }
 
-Report::Report() : load_start_(load_average()) {}
+Report::Report(double others_at_start) : load_start_(load_average()), others_at_start_(others_at_start) {}
 
 void Report::add(const std::string& name, double value, const std::string& unit, const std::string& peer,
                  double peer_value) {
@@ -89,13 +90,14 @@ void Report::print_table() const {
   }
 }
 
-void Report::write_json(const std::string& path) const {
+void Report::write_json(const std::string& path, double others_during) const {
   std::ofstream out(path);
   const double load_end = load_average();
   const double cpus = std::max(1u, std::thread::hardware_concurrency());
   out << "{\n  \"load_average\": {\"start\": " << load_start_ << ", \"end\": " << load_end << "},\n";
+  out << "  \"others_cpu_share\": {\"start\": " << others_at_start_ << ", \"during\": " << others_during << "},\n";
   out << "  \"cpus\": " << cpus << ",\n  \"unreliable\": "
-      << (load_start_ > cpus || load_end > cpus ? "true" : "false") << ",\n";
+      << (others_at_start_ > kBusyShare || others_during > kBusyShare ? "true" : "false") << ",\n";
   out << "  \"rows\": [\n";
   for (size_t i = 0; i < rows_.size(); ++i) {
     const Row& r = rows_[i];
@@ -248,12 +250,19 @@ int main(int argc, char** argv) {
   (void)setsid();
   const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
   const double load = bench::load_average();
-  // More runnable tasks than CPUs on average: every busy-polling row measures the CPU share the others leave.
-  const bool busy = load > cpus;
-  std::printf("load average %.2f at the start, %u CPUs, session %s%s\n", load, cpus,
+  // What other processes take of the CPUs now (a quarter of a second) and over the whole run (bench/cpu_share.h):
+  // the load average alone would also count this benchmark's own spinning, from its previous rows or runs.
+  const bench::CpuSample at_start = bench::sample_cpu();
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  const bench::CpuSample start = bench::sample_cpu();
+  const double others_at_start = bench::others_share(at_start, start);
+  // Others using more than a tenth of the machine: every busy-polling row measures the CPU share they leave.
+  const bool busy = others_at_start > bench::kBusyShare;
+  std::printf("load average %.2f at the start, %u CPUs, other processes using %.0f%% of them, session %s%s\n", load,
+              cpus, 100 * others_at_start,
               getsid(0) == getpid() ? "own" : "shared (run under setsid for an autogroup of its own)",
               busy ? "  ** BUSY MACHINE: UNRELIABLE RUN, figures are the CPU share the others leave **" : "");
-  bench::Report report;
+  bench::Report report(others_at_start);
   for (auto& [name, run] : bench::registry()) {
     if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
     std::printf("== %s\n", name.c_str());
@@ -261,9 +270,12 @@ int main(int argc, char** argv) {
     run(report);
   }
   report.print_table();
+  const double others_during = bench::others_share(start, bench::sample_cpu());
   const double load_end = bench::load_average();
-  std::printf("load average %.2f at the end%s\n", load_end,
-              busy || load_end > cpus ? "  ** UNRELIABLE: the machine was busy during this run **" : "");
-  if (!json_path.empty()) report.write_json(json_path);
+  const bool busy_during = busy || others_during > bench::kBusyShare;
+  std::printf("load average %.2f at the end (this run's own processes included); other processes took %.0f%% of the "
+              "CPU time during the run%s\n",
+              load_end, 100 * others_during, busy_during ? "  ** UNRELIABLE: the machine was busy during this run **" : "");
+  if (!json_path.empty()) report.write_json(json_path, others_during);
   return 0;
 }

@@ -36,7 +36,9 @@ struct Row {
 
 class Report {
  public:
-  Report();  // notes the load average at the start (for the JSON copy)
+  // Notes the load average at the start and `others_at_start`, the share of the CPUs other processes took then
+  // (bench/cpu_share.h), for the JSON copy.
+  explicit Report(double others_at_start = 0);
   // Adds a row; the ratio is value / peer_value.
   void add(const std::string& name, double value, const std::string& unit, const std::string& peer = "",
            double peer_value = 0);
@@ -47,7 +49,8 @@ class Report {
   void target(const std::string& what, double ratio, const std::string& op, double bound);
 
   void print_table() const;
-  void write_json(const std::string& path) const;
+  // `others_during`: the share of the CPU time other processes took during the run.
+  void write_json(const std::string& path, double others_during) const;
   const std::vector<Row>& rows() const { return rows_; }
 
  private:
@@ -62,7 +65,11 @@ class Report {
   std::vector<Row> rows_;
   std::vector<Verdict> verdicts_;
   double load_start_;
+  double others_at_start_;
 };
+
+// Other processes taking more than this share of the machine's CPU time make a run unreliable.
+inline constexpr double kBusyShare = 0.1;
 
 // Registers a group of figures, run by //bench:all. Use at namespace scope:
 //   static bench::Group g("queue", [](bench::Report& r) { ... });

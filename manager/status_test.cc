@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -51,7 +52,10 @@ struct TempDir {
     REQUIRE(::mkdtemp(templ.data()) != nullptr);
     path = templ;
   }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
 };
 
 void write_file(const std::string& path, const std::string& text, mode_t mode) {

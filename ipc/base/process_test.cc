@@ -444,7 +444,7 @@ TEST_CASE("a kernel without pidfd_open is Unsupported naming the version, and no
 TEST_CASE("a kernel without waitid(P_PIDFD) makes join() Unsupported naming the version", "[process]") {
   const int code = under_older_kernel(Refuse::kWaitidPidfd, [] {
     Process quick = Process::start([] { return 0; });
-    return unsupported_saying([&] { quick.join(); }, {"waitid(P_PIDFD) (Linux >= 5.4)"});
+    return unsupported_saying([&] { (void)quick.join(); }, {"waitid(P_PIDFD) (Linux >= 5.4)"});
   });
   if (code == kNoSeccomp) {
     WARN("skipped: this kernel takes no seccomp filter here");

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -31,10 +32,13 @@ struct FakeSysfs {
       write("kernel/mm/mempolicy/weighted_interleave/node" + std::to_string(n), std::to_string(n + 1) + "\n");
     }
   }
-  ~FakeSysfs() { std::system(("rm -rf " + root).c_str()); }
+  ~FakeSysfs() {
+    std::error_code ignored;
+    std::filesystem::remove_all(root, ignored);
+  }
   void write(const std::string& rel, const std::string& text) {
-    std::string path = root + "/" + rel;
-    std::system(("mkdir -p $(dirname " + path + ")").c_str());
+    const std::filesystem::path path = root + "/" + rel;
+    std::filesystem::create_directories(path.parent_path());
     std::ofstream(path) << text;
   }
   std::string root;

@@ -318,8 +318,8 @@ std::optional<Connection> Listener::accept_until(const Deadline& deadline) {
       if (fd == im.bound.fd) {
         im.take_new_clients();
       } else if (fd == im.timer_fd) {
-        uint64_t expirations;
-        (void)::read(im.timer_fd, &expirations, sizeof expirations);
+        uint64_t expirations;  // not needed: reading only clears the timer's readiness (EAGAIN when already clear)
+        [[maybe_unused]] const ssize_t r = ::read(im.timer_fd, &expirations, sizeof expirations);
       } else {
         got = im.advance(fd);
       }
