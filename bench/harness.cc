@@ -275,7 +275,8 @@ int main(int argc, char** argv) {
   const bool busy_during = busy || others_during > bench::kBusyShare;
   std::printf("load average %.2f at the end (this run's own processes included); other processes took %.0f%% of the "
               "CPU time during the run%s\n",
-              load_end, 100 * others_during, busy_during ? "  ** UNRELIABLE: the machine was busy during this run **" : "");
+              load_end, 100 * others_during,
+              busy_during ? "  ** UNRELIABLE: the machine was busy during this run **" : "");
   if (!json_path.empty()) report.write_json(json_path, others_during);
   return 0;
 }
