@@ -277,6 +277,7 @@ class SilentListener {
       address_ = dir + "/socket";
       fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_un a{};
+      REQUIRE(address_.size() < sizeof a.sun_path);  // strncpy below would cut a longer path
       a.sun_family = AF_UNIX;
       std::strncpy(a.sun_path, address_.c_str(), sizeof a.sun_path - 1);
       REQUIRE(::bind(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);

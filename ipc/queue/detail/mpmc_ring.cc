@@ -240,12 +240,11 @@ HandOff* MpmcRing::owned_hand_off_from_ways() const {
   } else {
     entry = take_owned_hand_off(way, me);
   }
-  if (entry) {
-    // Before the first entry is recorded, and once per process (a child inherits the registration).
-    static const bool forgets_in_children = pthread_atfork(nullptr, nullptr, forget_last_in_fork_child) == 0;
-    if (!forgets_in_children) return nullptr;  // without the handler a child would use its parent's entry
-    OwnedHandOffCache::last() = {h_, entry, me};
-  }
+  // Registered before the first entry is recorded as the thread's last, once per process (a child inherits the
+  // registration). Without the handler a child would arm its parent's entry through last(), so nothing is recorded
+  // there: the entry still serves through the ways above, which compare this thread's identity, pid included.
+  static const bool forgets_in_children = pthread_atfork(nullptr, nullptr, forget_last_in_fork_child) == 0;
+  if (entry && forgets_in_children) OwnedHandOffCache::last() = {h_, entry, me};
   return entry;
 }
 
