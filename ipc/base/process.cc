@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -26,6 +27,7 @@
 #include <utility>
 
 #include "ipc/base/detail/proc_files.h"
+#include "ipc/base/detail/process_identity.h"
 #include "ipc/base/error.h"
 
 namespace ipc {
@@ -64,6 +66,8 @@ int g_report_fd = -1;
 std::string g_name;
 std::string g_identity;
 std::atomic<unsigned> g_started{0};
+// parent_process(): set in a child of start() (fork_child) or by a pool worker's start; reset in every other fork.
+std::optional<ParentProcess> g_parent;
 
 void before_fork() { registry().mu.lock(); }
 void after_fork_in_parent() { registry().mu.unlock(); }
@@ -82,6 +86,7 @@ void after_fork_in_child() {
     g_report_fd = -1;
   }
   g_started.store(0, std::memory_order_relaxed);  // relaxed: this is the child's only thread
+  g_parent.reset();  // fork_child() sets it again in a child of start(): a child forked otherwise has none
   r.mu.unlock();
 }
 
@@ -245,10 +250,12 @@ template <typename InChild>
 pid_t fork_child(ProcessOptions& options, ReportPipe& report, InChild&& in_child) {
   const std::string identity = prepare_child(options);
   const pid_t parent = ::getpid();
+  std::string parent_name = current_process().name;
   const pid_t pid = fork_keeping(report);
   if (pid == 0) {
     ::close(report.read_end);
     if (options.daemon) arm_parent_death(parent);
+    g_parent = ParentProcess{parent, std::move(parent_name), true};
     in_child(identity);
   }
   const int fork_errno = errno;
@@ -477,6 +484,33 @@ void Process::send_signal(int signal) {
 // ---- free functions ---------------------------------------------------------------------------------------------
 
 ProcessInfo current_process() { return {::getpid(), g_name.empty() ? std::string("MainProcess") : g_name}; }
+
+std::optional<ParentProcess> parent_process() { return g_parent; }
+
+bool ParentProcess::is_alive() const noexcept {
+  // A process that ends hands its children to init (or a subreaper) at once, before it is reaped.
+  if (direct) return ::getppid() == pid;
+  return !process_dead(static_cast<uint32_t>(pid));
+}
+
+int ParentProcess::sentinel() const {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0 && errno != ESRCH) throw_pidfd_open_failed(errno, "pidfd_open of the parent " + name);
+  // Opened after the parent's end, the pid could name a newer process: the descriptor counts only while the
+  // parent is still alive after it was opened.
+  if (fd >= 0 && is_alive()) return fd;
+  if (fd >= 0) ::close(fd);
+  const int ended = ::eventfd(1, EFD_CLOEXEC);  // readable at once: the parent has ended
+  if (ended < 0) throw_errno("eventfd (sentinel of an ended parent)");
+  return ended;
+}
+
+namespace detail {
+
+void set_process_name(std::string name) { g_name = std::move(name); }
+void set_parent_process(ParentProcess parent) { g_parent = std::move(parent); }
+
+}  // namespace detail
 
 std::vector<pid_t> active_children() {
   std::lock_guard lock(registry().mu);

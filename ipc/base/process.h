@@ -6,9 +6,9 @@
 //   auto ready = ipc::wait(std::array{p.sentinel(), sh.sentinel()}, std::chrono::seconds(1));  // poll.h
 //
 // Threads: a Process handle is used by one thread at a time (move it to hand it over); separate handles may be
-//   used by separate threads at once. current_process(), active_children(), cpu_count(), process_dead() and
-//   wait() are thread-safe. Everything the child did before it ended happens before the join() or is_alive()
-//   that reports its end.
+//   used by separate threads at once. current_process(), parent_process(), active_children(), cpu_count(),
+//   process_dead() and wait() are thread-safe. Everything the child did before it ended happens before the
+//   join() or is_alive() that reports its end.
 // Processes: start() forks. In a program with several threads the child holds only the thread that called
 //   start(), and a lock another thread held at that moment stays locked in the child: the usual fork hazard (see
 //   docs/process.md). A handle belongs to the process that started the child; a copy inherited by a forked child
@@ -145,6 +145,30 @@ struct ProcessInfo {
 };
 // This process. Any thread.
 ProcessInfo current_process();
+
+// The process that started this one, as Python's multiprocessing.parent_process() gives it.
+struct ParentProcess {
+  pid_t pid = 0;
+  std::string name{};  // its current_process().name when it started this one
+  // Whether it still runs: false from the moment it ends, before anyone reaps it. Never throws.
+  bool is_alive() const noexcept;
+  // A descriptor that becomes readable when it ends (at once if it has ended), for wait() (poll.h): a worker can
+  // wait for its work and for its parent's end together. The caller closes it. Throws SystemError, and Unsupported
+  // as process_sentinel() does.
+  int sentinel() const;
+
+  // The parent in the kernel's process tree (getppid() tells whether it still runs); false for a fork-server
+  // worker, whose parent_process() is the program that made its pool, two generations up.
+  bool direct = true;
+};
+// Who started this process:
+//   - in a child of Process::start(), the process that called it;
+//   - in a Pool's worker, the process that made the pool's workers, for every start method (for
+//     StartMethod::kForkServer the program, not the fork server in between; for kExec the process that exec'd it);
+//   - nullopt in the main process, in a program run by Process::exec() (it starts afresh), and in a child forked
+//     by other means than these.
+// Any thread.
+std::optional<ParentProcess> parent_process();
 
 // The children started through Process by this process that still run (ended ones are left out even before they
 // are reaped). Empty in a freshly forked child: its parent's children are not its own. Any thread.

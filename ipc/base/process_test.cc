@@ -347,6 +347,87 @@ TEST_CASE("current_process names the main process and each child", "[process]") 
   CHECK(nested.join(30s) == 0);
 }
 
+// Whether `fd` is readable now (0 ms) or within `timeout`.
+bool readable(int fd, std::chrono::milliseconds timeout = 0ms) {
+  return ipc::wait(std::array<int, 1>{fd}, timeout).size() == 1;
+}
+
+TEST_CASE("parent_process: none in the main process; a child's names its parent, which runs", "[process]") {
+  CHECK_FALSE(ipc::parent_process().has_value());
+  const pid_t test_pid = ::getpid();
+  const std::string test_name = ipc::current_process().name;
+  Process child = Process::start([&] {
+    const auto parent = ipc::parent_process();
+    if (!parent) return 2;
+    if (parent->pid != test_pid || parent->name != test_name || !parent->direct || !parent->is_alive()) return 3;
+    const int sentinel = parent->sentinel();
+    const bool quiet = !readable(sentinel);  // not readable while the parent runs
+    ::close(sentinel);
+    if (!quiet) return 4;
+    // A child of this child names this one.
+    const pid_t me = ::getpid();
+    const std::string my_name = ipc::current_process().name;
+    Process grandchild = Process::start([&] {
+      const auto p = ipc::parent_process();
+      return p && p->pid == me && p->name == my_name && p->is_alive() ? 0 : 1;
+    });
+    if (grandchild.join() != 0) return 5;
+    // A child forked by other means has none: the parent it would inherit is this process's own.
+    const pid_t raw = ::fork();
+    if (raw == 0) ::_exit(ipc::parent_process() ? 1 : 0);
+    int status = 0;
+    if (raw < 0 || ::waitpid(raw, &status, 0) != raw || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 6;
+    return 0;
+  });
+  CHECK(child.join(30s) == 0);  // 2: no parent; 3: wrong pid, name or liveness; 4: sentinel readable; 5, 6: nested
+}
+
+// A child whose parent ended: is_alive() turns false and the sentinel it holds becomes readable; one asked for
+// afterwards is readable at once. The test is the subreaper of its grandchild, so that the orphan is reaped here.
+TEST_CASE("parent_process: the end of the parent is seen by is_alive and by its sentinel", "[process][kill]") {
+  REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+  struct NotSubreaperAfter {
+    ~NotSubreaperAfter() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  } not_subreaper_after;
+  RawPipe report;  // the grandchild's pid, then its verdict
+  PipeSignal waiting;
+  Process middle = Process::start([&] {
+    Process orphan = Process::start([&] {
+      const pid_t me = ::getpid();
+      if (::write(report.write_end(), &me, sizeof me) != sizeof me) return 1;
+      const auto parent = ipc::parent_process();
+      if (!parent) return 3;
+      const int sentinel = parent->sentinel();
+      waiting.notify();
+      char verdict = 'T';  // the sentinel did not become readable in time
+      if (readable(sentinel, 60s)) {
+        verdict = parent->is_alive() ? 'A' : 'E';  // 'A': readable, yet the parent looks alive
+        const int late = parent->sentinel();
+        if (verdict == 'E' && !readable(late)) verdict = 'L';  // asked for after the end, yet not readable
+        ::close(late);
+      }
+      ::close(sentinel);
+      return ::write(report.write_end(), &verdict, 1) == 1 ? 0 : 1;
+    });
+    if (!waiting.wait()) return 2;
+    ::_exit(0);  // leaves the grandchild running (~Process would kill it)
+  });
+  CHECK(middle.join(30s) == 0);
+  pid_t orphan = -1;
+  char verdict = '?';
+  REQUIRE(readable(report.read_end(), 60s));
+  REQUIRE(::read(report.read_end(), &orphan, sizeof orphan) == sizeof orphan);
+  if (readable(report.read_end(), 90s)) {
+    CHECK(::read(report.read_end(), &verdict, 1) == 1);
+  } else {
+    ::kill(orphan, SIGKILL);  // it did not report in time
+  }
+  CHECK(verdict == 'E');  // T: sentinel never readable; A: parent alive after it; L: late sentinel not readable
+  int status = 0;
+  CHECK(::waitpid(orphan, &status, 0) == orphan);  // ours to reap, as its subreaper
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+}
+
 namespace {
 
 // What a seccomp filter makes the kernel refuse, as an older kernel would.

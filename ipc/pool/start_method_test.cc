@@ -58,6 +58,14 @@ int initialised(int) { return g_initialised; }
 
 int square(int x) { return x * x; }
 
+// What a worker knows of who started it: "<parent pid> <parent name> <alive|ended> | <its own name>".
+std::string who_started_me(int) {
+  const auto parent = ipc::parent_process();
+  if (!parent) return "no parent | " + ipc::current_process().name;
+  return std::to_string(parent->pid) + " " + parent->name + " " + (parent->is_alive() ? "alive" : "ended") + " | " +
+         ipc::current_process().name;
+}
+
 // Threads that a real program might have when it makes its pools: one holding a lock, one allocating all the time.
 class BusyThreads {
  public:
@@ -142,6 +150,18 @@ TEST_CASE("the initializer crosses as a plain function; a closure is refused at 
     }
     o.initializer = [] { g_initialised = 9; };  // captureless, but held as a lambda, not a function pointer
     CHECK_THROWS_AS(ipc::Pool(o), ipc::InvalidArgument);
+  }
+}
+
+TEST_CASE("a worker of every start method names the pool's process as its parent, and itself by its name",
+          "[pool][start]") {
+  const std::string parent = std::to_string(::getpid()) + " " + ipc::current_process().name + " alive | ";
+  for (auto method : {ipc::StartMethod::kFork, ipc::StartMethod::kForkServer, ipc::StartMethod::kExec}) {
+    INFO("start method " << static_cast<int>(method));
+    ipc::Pool pool(options(method, 1));
+    const std::string got = pool.apply(who_started_me, 0);
+    CHECK(got.rfind(parent, 0) == 0);  // for the fork server: the program, not the server
+    CHECK(got.substr(got.find(" | ") + 3) == "Pool-" + std::to_string(::getpid()) + "-worker-1");
   }
 }
 

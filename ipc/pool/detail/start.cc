@@ -14,12 +14,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <tuple>
 #include <typeinfo>
 #include <utility>
 
+#include "ipc/base/detail/process_identity.h"
 #include "ipc/base/error.h"
 #include "ipc/base/unix_socket.h"
 #include "ipc/numa/scratch_arena.h"
@@ -190,6 +192,10 @@ int serve(int requests) {
   std::vector<Child> children;
   std::vector<std::byte> bytes;
   std::vector<int> fds;
+  // The program that started this server: the parent its workers report (parent_process()), as the process that
+  // asked for them, rather than this server in between.
+  std::optional<ParentProcess> program = parent_process();
+  if (program) program->direct = false;
   auto report = [](int status_fd, std::span<const std::byte> packet) {
     try {
       send_packet(status_fd, packet);
@@ -229,6 +235,7 @@ int serve(int requests) {
             ::close(requests);
             for (auto& c : children) ::close(c.status_fd);
             ::close(status_fd);
+            if (program) detail::set_parent_process(*program);
             return remote_worker_main(end);
           },
           o);
@@ -307,12 +314,16 @@ ConnectionHandoff parse_handoff(const char* text) {
   return h;
 }
 
+// The worker's arguments: the marker, its ends (describe()), then its name, and its parent's pid and name (for
+// current_process() and parent_process() in the worker; init() reads them).
 std::unique_ptr<WorkerHandle> start_exec(const ConnectionHandoff& end, const std::string& name) {
   ProcessOptions o;
   o.name = name;
   o.daemon = true;
   o.pass_fds = {end.memory_fd, end.in_fd, end.out_fd};
-  return process_worker(Process::exec("/proc/self/exe", {g_argv0, kExecMarker, describe(end)}, o));
+  const ProcessInfo self = current_process();
+  return process_worker(Process::exec(
+      "/proc/self/exe", {g_argv0, kExecMarker, describe(end), name, std::to_string(self.pid), self.name}, o));
 }
 
 }  // namespace
@@ -450,6 +461,10 @@ void init(int argc, char** argv) {
   if (argc >= 3 && std::strcmp(argv[1], detail::kExecMarker) == 0) {
     int code = 1;
     try {
+      if (argc >= 6) {  // see start_exec()
+        detail::set_process_name(argv[3]);
+        detail::set_parent_process(ParentProcess{static_cast<pid_t>(std::atoll(argv[4])), argv[5], true});
+      }
       code = detail::remote_worker_main(detail::parse_handoff(argv[2]));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "ipc pool worker %d: %s\n", static_cast<int>(::getpid()), e.what());

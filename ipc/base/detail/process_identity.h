@@ -1,0 +1,20 @@
+// ipc/base/detail/process_identity.h: how a process that was not started by Process::start() takes the identity a
+// pool gave it (internal, for ipc/pool): an exec'd worker learns its name and parent from its arguments, and a
+// fork-server worker has the program, not the server, as its parent.
+//
+// Threads/Processes: call at the start of the process, before it starts a thread or reads its own identity.
+// Errors: none.
+#pragma once
+
+#include <string>
+
+#include "ipc/base/process.h"
+
+namespace ipc::detail {
+
+// current_process().name from now on.
+void set_process_name(std::string name);
+// parent_process() from now on.
+void set_parent_process(ParentProcess parent);
+
+}  // namespace ipc::detail
