@@ -314,21 +314,28 @@ void Connection::throw_not_open(const char* what, bool direction_ok) const {
                                                             : "receive (send-only end of a simplex Pipe)"));
 }
 
-void Connection::ring_doorbell(int fd) {
+bool Connection::ring_doorbell(int fd) {
   const char bell = 1;
   // MSG_DONTWAIT: a full socket buffer means a doorbell is already pending, which is all the peer needs.
-  // MSG_NOSIGNAL: a peer that is gone must not kill us with SIGPIPE; its absence is seen by poll instead.
+  // MSG_NOSIGNAL: a peer that is gone must not kill us with SIGPIPE; the error says it instead.
   for (;;) {
     ssize_t r = ::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (r >= 0 || errno == EAGAIN || errno == EPIPE || errno == ECONNRESET) return;
+    if (r >= 0 || errno == EAGAIN) return true;
+    if (errno == EPIPE || errno == ECONNRESET) return false;
     if (errno != EINTR) throw_errno("pipe doorbell");
   }
 }
 
-void Connection::wake_on_futex(std::atomic<uint32_t>& word) {
+void Connection::note_hang_up(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  // Doorbells pending on the socket are left for this side's own waits, which drain them.
+  if (retry_on_eintr([&] { return ::poll(&p, 1, 0); }) > 0 && (p.revents & (POLLHUP | POLLERR))) mark_peer_gone();
+}
+
+int Connection::wake_on_futex(std::atomic<uint32_t>& word) {
   // release: a side that sees the new word (futex_wait compares it) also sees what we published before.
   word.fetch_add(1, std::memory_order_release);
-  futex_wake_all(word);
+  return futex_wake_all(word);
 }
 
 void Connection::announce_close(detail::SleepWords& peer) {
@@ -339,16 +346,23 @@ void Connection::announce_close(detail::SleepWords& peer) {
   wake_on_futex(peer.wake);
 }
 
-void Connection::wake_sleeper(Side& side, detail::SleepWords& words) {
+bool Connection::wake_sleeper(Side& side, detail::SleepWords& words) {
   // Taken, not only read: the sends that come before the woken side runs (and sets its flag again, should it
   // sleep again) find it awake and wake nobody, so one sleep costs one futex wake-up or doorbell, not one a send.
   // relaxed: ordered by the Dekker pair (the caller's light_fence(); the sleeper's heavy_fence()).
   switch (words.waiting.exchange(Sleeper::kAwake, std::memory_order_relaxed)) {
-    case Sleeper::kOnFutex: wake_on_futex(words.wake); break;
-    case Sleeper::kInPoll: ring_doorbell(side.fd); break;
-    default: return;  // awake again: it re-checks the ring before it sleeps
+    case Sleeper::kOnFutex:
+      // Woke nobody: the sleeper is between its flag and its futex wait (it will see our progress), or it died
+      // asleep, which only its socket tells (the kernel hangs it up once every copy of the other end is closed).
+      if (wake_on_futex(words.wake) == 0) note_hang_up(side.fd);
+      break;
+    case Sleeper::kInPoll:
+      if (!ring_doorbell(side.fd)) mark_peer_gone();
+      break;
+    default: return true;  // awake again: it re-checks the ring before it sleeps
   }
   t_woke_peer_at = Deadline::Clock::now();
+  return !peer_gone();
 }
 
 void Connection::drain_doorbells(int fd) {
@@ -472,8 +486,8 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   if (total) std::memcpy(p, &*total, sizeof *total);
   if (!chunk.empty()) std::memcpy(p + prefix, chunk.data(), chunk.size());
   ring.commit(payload, kind);
-  wake_if_asleep(side, side.ring.header().consumer);
-  return Outcome::kOk;
+  // The receiver found gone as we woke it: the record went nowhere.
+  return wake_if_asleep(side, side.ring.header().consumer) ? Outcome::kOk : Outcome::kClosed;
 }
 
 Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {

@@ -114,9 +114,10 @@ class Connection {
 
   // --- raw bytes ---------------------------------------------------------------------------------------------
   // Sends one message (any size; blocks while the ring is full): kOk, kTimeout (with a timeout), or kClosed: every
-  // copy of the other end is closed (nothing is sent). A close() is seen by the next send; a receiving process that
-  // died without closing is seen once the ring is full: what was in the ring is lost with it, as the bytes in an
-  // OS pipe's buffer are.
+  // copy of the other end is closed (nothing is sent). A close() is seen by the next send, and so is a receiving
+  // process that died asleep waiting for a message (as an idle receiver does): the send that would wake it finds
+  // it gone. One that died while busy is seen once the ring is full. What was in the ring is lost with it, as the
+  // bytes in an OS pipe's buffer are.
   [[nodiscard, gnu::always_inline]] Outcome send_bytes(std::span<const std::byte> message) {
     if (try_send_now(message)) [[likely]] return Outcome::kOk;
     return send_impl(message, Deadline::never());
@@ -273,8 +274,9 @@ class Connection {
       return false;
     }
     if (!side.ring.try_write(detail::RecordKind::kWhole, message)) return false;
-    wake_if_asleep(side, header.consumer);
-    return true;
+    // false also when the wake-up found the receiver gone: peer_gone() is then set, and send_impl() reports kClosed
+    // without sending again (the message went nowhere).
+    return wake_if_asleep(side, header.consumer);
   }
   // The common recv: when the next record is a whole message of at most `limit` bytes (and no long message is
   // being assembled), its payload, with its length in `n` and the position after it in `next_head`, to be taken
@@ -288,7 +290,7 @@ class Connection {
   [[gnu::always_inline]] void finish_recv_now(uint64_t next_head) {
     Side& side = *in_;
     side.ring.release_to(next_head);
-    wake_if_asleep(side, side.ring.header().producer);
+    (void)wake_if_asleep(side, side.ring.header().producer);  // a producer found gone is noted in peer_gone()
   }
   [[gnu::always_inline]] bool try_recv_now(std::vector<std::byte>& out) {
     uint32_t n;
@@ -360,19 +362,23 @@ class Connection {
   template <typename Ready>
   bool block_until(Side& side, detail::SleepWords& words, const Deadline& deadline, Ready&& ready);
   // Wakes the other side of `side` if its `words.waiting` says it sleeps: a futex wake-up on `words.wake` or a
-  // doorbell on the socket. The caller has published its progress and issued light_fence().
-  [[gnu::noinline]] void wake_sleeper(Side& side, detail::SleepWords& words);
+  // doorbell on the socket. The caller has published its progress and issued light_fence(). Returns false when the
+  // other side is gone (every copy of its end closed: it died asleep, as an idle receiver does), which the doorbell
+  // or, when the futex wake-up woke nobody, a look at the socket tells; peer_gone() is then set.
+  [[gnu::noinline]] bool wake_sleeper(Side& side, detail::SleepWords& words);
   // After publishing progress in `side` (a commit, or a release): wakes the other side, whose sleep words are
   // `words`, if it sleeps. The notifier's half of the Dekker pair; inline, as the common send and recv are: a fence
-  // that is only a compiler barrier and one load while nobody sleeps.
-  [[gnu::always_inline]] void wake_if_asleep(Side& side, detail::SleepWords& words) {
+  // that is only a compiler barrier and one load while nobody sleeps. False: the other side is gone (wake_sleeper()).
+  [[gnu::always_inline]] bool wake_if_asleep(Side& side, detail::SleepWords& words) {
     detail::light_fence();  // partner: heavy_fence() in block_until()
     // relaxed: ordered by the fence pair.
     if (words.waiting.load(std::memory_order_relaxed) != detail::Sleeper::kAwake) [[unlikely]] {
-      wake_sleeper(side, words);
+      return wake_sleeper(side, words);
     }
+    return true;
   }
-  static void wake_on_futex(std::atomic<uint32_t>& word);
+  // Returns how many sleepers the wake-up woke.
+  static int wake_on_futex(std::atomic<uint32_t>& word);
   // Counts a close of one of this process's copies of an end in `peer`, the other side's sleep words, and wakes
   // that side if it sleeps on its futex.
   static void announce_close(detail::SleepWords& peer);
@@ -394,7 +400,10 @@ class Connection {
     drain_doorbells(side.fd);
     return true;
   }
-  void ring_doorbell(int fd);
+  // False when the doorbell cannot be rung because every copy of the other end of `fd` is closed.
+  bool ring_doorbell(int fd);
+  // Sets peer_gone() when `fd` is hung up (every copy of the other end closed). A zero-timeout poll(2).
+  void note_hang_up(int fd);
   // Throws StateError unless the end is open and `direction_ok`. Inline: it runs on every send and recv.
   void check_open(const char* what, bool direction_ok) const {
     if (!shared_ || !direction_ok) [[unlikely]] throw_not_open(what, direction_ok);

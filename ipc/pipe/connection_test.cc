@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -472,6 +473,42 @@ TEST_CASE("end_sending ends the stream for the other end while this end stays op
     CHECK(ready == 1);
     std::vector<std::byte> got;
     CHECK(a.recv_bytes(got, 30s) == Outcome::kClosed);
+  }
+}
+
+// A receiver killed while it sleeps waiting for a message, as an idle receiver does, in each phase of its sleep: on
+// the ring's futex word (kept there by StretchedRechecks) and in poll(2) on its socket. The send that would wake it
+// finds it gone, and reports kClosed: the message went nowhere, as a write to an OS pipe fails with EPIPE.
+TEST_CASE("a send to a receiver that died asleep in recv gets kClosed at once", "[pipe][kill]") {
+  using ipc::detail::Sleeper;
+  for (const Sleeper phase : {Sleeper::kOnFutex, Sleeper::kInPoll}) {
+    INFO((phase == Sleeper::kOnFutex ? "asleep on the futex" : "asleep in poll"));
+    std::optional<ipc::test::StretchedRechecks> stretched;
+    if (phase == Sleeper::kOnFutex) stretched.emplace();
+    auto [parent_end, child_end] = Pipe();
+    ipc::test::PipeSignal first_taken;
+    ForkedChild child([&, &pe = parent_end, &ce = child_end] {
+      pe.close();
+      int first = 0;
+      if (ce.recv(first, ipc::test::kWakeDeadline) != Outcome::kOk || first != 1) return 2;
+      first_taken.notify();
+      std::vector<std::byte> got;
+      (void)ce.recv_bytes(got);
+      return 1;  // never woken: the parent sends nothing more while it lives
+    });
+    child_end.close();
+    // One exchange while the child lives, so that the sender has taken note of every close before (its own copy
+    // of the child's end): only the kill is left to be found.
+    REQUIRE(parent_end.send(1) == Outcome::kOk);
+    REQUIRE(first_taken.wait());
+    auto& waiting = ipc::detail::PipeTestAccess::sending_ring(parent_end).header().consumer.waiting;
+    const auto deadline = std::chrono::steady_clock::now() + ipc::test::kWakeDeadline;
+    while (waiting.load() != phase && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    REQUIRE(waiting.load() == phase);
+    child.kill(SIGKILL);
+    REQUIRE(child.wait() == -SIGKILL);  // reaped: every copy of its end is closed now
+    CHECK(parent_end.send(7) == Outcome::kClosed);
+    CHECK(parent_end.send(8) == Outcome::kClosed);
   }
 }
 
