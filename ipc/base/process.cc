@@ -27,8 +27,8 @@
 #include <utility>
 
 #include "ipc/base/detail/proc_files.h"
-#include "ipc/base/detail/process_identity.h"
 #include "ipc/base/error.h"
+#include "ipc/base/process_identity.h"
 
 namespace ipc {
 

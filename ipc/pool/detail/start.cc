@@ -21,8 +21,8 @@
 #include <typeinfo>
 #include <utility>
 
-#include "ipc/base/detail/process_identity.h"
 #include "ipc/base/error.h"
+#include "ipc/base/process_identity.h"
 #include "ipc/base/unix_socket.h"
 #include "ipc/numa/scratch_arena.h"
 #include "ipc/pool/worker.h"

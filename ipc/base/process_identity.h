@@ -1,4 +1,4 @@
-// ipc/base/detail/process_identity.h: how a process that was not started by Process::start() takes the identity a
+// ipc/base/process_identity.h: how a process that was not started by Process::start() takes the identity a
 // pool gave it (internal, for ipc/pool): an exec'd worker learns its name and parent from its arguments, and a
 // fork-server worker has the program, not the server, as its parent.
 //
