@@ -154,6 +154,36 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
   CHECK(q.get(0s).status == Outcome::kTimeout);  // and nothing more
 }
 
+// The reply that carries an item reaches the consumer's kernel (over TCP, it is acknowledged), but the consumer is
+// stopped and never reads it, and is then killed: its kernel resets the connection with the reply unread, and the
+// item goes back to the queue. Over both transports: SIOCOUTQ of a TCP socket counts only what the peer's kernel
+// has not acknowledged, so the verdict must come from the reset, not from an empty send queue.
+TEST_CASE("an item whose reply a stopped consumer never read goes back to the queue when it is killed",
+          "[manager][kill][tcp]") {
+  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  auto server = server_on(transport);
+  INFO("server on " << server.address());
+  Client survivor(server.address(), server.key());
+  auto q = survivor.queue("q");
+  constexpr int kRounds = 5;
+  for (int i = 0; i < kRounds; ++i) {
+    INFO("round " << i);
+    auto consumer = consumer_waiting_in_get(server, "q");
+    REQUIRE(::kill(consumer.pid(), SIGSTOP) == 0);
+    REQUIRE(ipc::test::wait_until([&] { return ipc::test::stopped(consumer.pid()); }));
+    REQUIRE(q.put(i) == Outcome::kOk);
+    // The server hands the item to the stopped consumer's pending get: it leaves the queue, and its reply is
+    // written to the consumer's socket.
+    REQUIRE(ipc::test::wait_until([&] { return q.size_approx() == 0; }));
+    consumer.kill();
+    CHECK(consumer.join() == -SIGKILL);
+    auto item = q.get(30s);
+    REQUIRE(item.status == Outcome::kOk);  // given back, not lost
+    CHECK(item.value == Value(static_cast<std::int64_t>(i)));
+  }
+  CHECK(q.abandoned_count() == 0);
+}
+
 TEST_CASE("a pending call fails with Disconnected when the server is killed, and so do later calls",
           "[manager][kill][tcp]") {
   const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);

@@ -182,7 +182,8 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   //   - the peer consumed every byte written after it (SIOCOUTQ reads 0, checked after each read that brought
   //     bytes while a tracked message waits, and at the end), or closed having read everything: delivered();
   //     over TCP SIOCOUTQ counts what the peer's kernel has not acknowledged, so there "consumed" means received
-  //     by the peer's host, not yet necessarily read by its process (docs/manager.md, "Over TCP");
+  //     by the peer's host; a peer process that dies before reading still resets the connection (next case),
+  //     only a peer host that vanished does not (docs/manager.md, "Over TCP");
   //   - the peer closed with unread bytes (the kernel then reports ECONNRESET): the last message written was not
   //     read completely, so if that is the tracked one its receipt is destroyed; an earlier one: fate_unknown();
   //   - the connection ended while the peer, still alive, had not read it: fate_unknown().
