@@ -3,9 +3,10 @@
 // the same. A task counts the words of a batch of files; the parent merges the counts as they arrive (in any
 // order), shows the progress and prints the top words.
 //
-// A word is a run of ASCII letters, lowercased. Only regular files count (symbolic links are not followed), and
-// files ending in .gz are skipped (counted in the summary): most of /usr/share/doc's changelogs are gzip'd.
-// A file that cannot be read is named on stderr and makes the exit code 1; the other files still count.
+// A word is a run of ASCII letters, lowercased. Only regular files count (symbolic links are not followed); files
+// ending in .gz are read gunzipped (most of /usr/share/doc's changelogs are gzip'd), their size on disk counting
+// for the batches and the progress. A file that cannot be read (or a .gz that is not valid gzip) is named on stderr
+// and makes the exit code 1; the other files still count.
 #pragma once
 
 #include <cstddef>

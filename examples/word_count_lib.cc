@@ -1,3 +1,7 @@
+#include <fcntl.h>
+#include <kj/compat/gzip.h>
+#include <kj/exception.h>
+#include <kj/io.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +31,28 @@ void count_words(const std::string& text, Counts& counts) {
   if (!word.empty()) ++counts[word];
 }
 
+bool is_gzipped(const std::filesystem::path& path) { return path.extension() == ".gz"; }
+
+// The text of `path` into `text`, gunzipped when its name ends in .gz (KJ's zlib stream, from Cap'n Proto's
+// libkj-gzip). False when it cannot be read, or is not valid gzip.
+bool read_text(const std::string& path, std::string& text) {
+  text.clear();
+  if (!is_gzipped(path)) {
+    std::ifstream in(path, std::ios::binary);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return in.is_open() && !in.bad();
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  kj::FdInputStream file{kj::AutoCloseFd(fd)};
+  auto failure = kj::runCatchingExceptions([&] {
+    kj::GzipInputStream gunzipped(file);
+    char buffer[1 << 16];
+    while (const size_t n = gunzipped.tryRead(buffer, 1, sizeof buffer)) text.append(buffer, n);
+  });
+  return failure == nullptr;
+}
+
 }  // namespace
 
 Command parse_command(int argc, char** argv) {
@@ -49,13 +75,12 @@ Command parse_command(int argc, char** argv) {
 BatchCounts count_batch(Batch batch) {
   BatchCounts result;
   result.first = std::get<0>(batch);
+  std::string text;
   for (const std::string& path : std::get<1>(batch)) {
-    std::ifstream in(path, std::ios::binary);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad() || !in.is_open()) {
-      result.second.second.push_back(path);
-    } else {
+    if (read_text(path, text)) {
       count_words(text, result.second.first);
+    } else {
+      result.second.second.push_back(path);
     }
   }
   return result;
@@ -67,10 +92,7 @@ WordCount::WordCount(const std::string& folder, unsigned workers)
   std::vector<std::pair<std::string, uint64_t>> files;
   for (const auto& entry : fs::recursive_directory_iterator(folder, fs::directory_options::skip_permission_denied)) {
     if (entry.is_symlink() || !entry.is_regular_file()) continue;
-    if (entry.path().extension() == ".gz") {
-      ++gzipped_;
-      continue;
-    }
+    if (is_gzipped(entry.path())) ++gzipped_;
     files.emplace_back(entry.path().string(), entry.file_size());
     bytes_ += files.back().second;
   }
@@ -117,8 +139,8 @@ int WordCount::report(const std::string& who, size_t top) const {
                     [](auto& a, auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
   uint64_t words = 0;
   for (const auto& [word, c] : counts_) words += c;
-  std::printf("%zu files (%.1f MiB) under %s, %zu gzip'd files skipped, %s: %llu words, %zu different\n", files_,
-              static_cast<double>(bytes_) / (1 << 20), folder_.c_str(), gzipped_, who.c_str(),
+  std::printf("%zu files (%.1f MiB, %zu gzip'd) under %s, %s: %llu words, %zu different\n", files_,
+              static_cast<double>(bytes_) / (1 << 20), gzipped_, folder_.c_str(), who.c_str(),
               static_cast<unsigned long long>(words), counts_.size());
   std::printf("top %zu:\n", n);
   for (size_t i = 0; i < n; ++i) {

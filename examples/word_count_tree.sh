@@ -1,10 +1,10 @@
 # examples/word_count_tree.sh: sourced by the word count tests (word_count_test.sh, word_count_mpi_test.sh).
-#   make_tree DIR    40 files in three folders of DIR whose words have known counts, and a gzip'd file to skip
+#   make_tree DIR    41 files in three folders of DIR whose words have known counts, one of them gzip'd
 #   $known           the top 6 "COUNT word" lines such a tree must give
 #   reference DIR    the top 6 of DIR counted by one process with coreutils (find | tr | sort | uniq -c)
 #   reference_words DIR   the number of words in DIR, counted the same way
 # Per file: beta 13, alpha 10, gamma 5, delta 3, epsilon 3 (a tie, broken alphabetically), file 1; in mixed case,
-# split by punctuation and digits.
+# split by punctuation and digits. The gzip'd file holds "Zeta" 3 times: seven different words in all.
 make_tree() {
   local tree=$1 i dir
   mkdir -p "$tree/a/b" "$tree/c"
@@ -15,10 +15,13 @@ make_tree() {
       echo "beta2beta3beta (file $i) DELTA delta delta epsilon.epsilon.epsilon"
     } > "$dir/file$i.txt"
   done
-  printf 'zeta %.0s' $(seq 1 1000) | gzip > "$tree/c/skipped.gz"
+  printf 'Zeta, zeta ZETA' | gzip > "$tree/c/notes.gz"
 }
 known=$'520 beta\n400 alpha\n200 gamma\n120 delta\n120 epsilon\n40 file'
-tree_words() { find "$1" -type f ! -name '*.gz' -exec cat {} + | LC_ALL=C tr -cs 'A-Za-z' '\n' | grep -v '^$'; }
+tree_words() {
+  { find "$1" -type f ! -name '*.gz' -exec cat {} +; echo; find "$1" -type f -name '*.gz' -exec zcat {} +; } |
+    LC_ALL=C tr -cs 'A-Za-z' '\n' | grep -v '^$'
+}
 reference() {
   tree_words "$1" | LC_ALL=C tr 'A-Z' 'a-z' | LC_ALL=C sort | uniq -c | LC_ALL=C sort -k1,1nr -k2,2 | head -n 6 |
     awk '{print $1, $2}'
