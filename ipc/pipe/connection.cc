@@ -326,12 +326,6 @@ bool Connection::ring_doorbell(int fd) {
   }
 }
 
-void Connection::note_hang_up(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  // Doorbells pending on the socket are left for this side's own waits, which drain them.
-  if (retry_on_eintr([&] { return ::poll(&p, 1, 0); }) > 0 && (p.revents & (POLLHUP | POLLERR))) mark_peer_gone();
-}
-
 int Connection::wake_on_futex(std::atomic<uint32_t>& word) {
   // release: a side that sees the new word (futex_wait compares it) also sees what we published before.
   word.fetch_add(1, std::memory_order_release);
@@ -353,8 +347,10 @@ bool Connection::wake_sleeper(Side& side, detail::SleepWords& words) {
   switch (words.waiting.exchange(Sleeper::kAwake, std::memory_order_relaxed)) {
     case Sleeper::kOnFutex:
       // Woke nobody: the sleeper is between its flag and its futex wait (it will see our progress), or it died
-      // asleep, which only its socket tells (the kernel hangs it up once every copy of the other end is closed).
-      if (wake_on_futex(words.wake) == 0) note_hang_up(side.fd);
+      // asleep, which only its socket tells (the kernel hangs it up once every copy of the other end is closed):
+      // one look at it, as a wait with no time left takes. The socket is this thread's own (one sending and one
+      // receiving thread per end), so draining a stale doorbell there costs this side nothing.
+      if (wake_on_futex(words.wake) == 0) poll_socket(side, Deadline::after(std::chrono::nanoseconds(0)));
       break;
     case Sleeper::kInPoll:
       if (!ring_doorbell(side.fd)) mark_peer_gone();

@@ -402,8 +402,6 @@ class Connection {
   }
   // False when the doorbell cannot be rung because every copy of the other end of `fd` is closed.
   bool ring_doorbell(int fd);
-  // Sets peer_gone() when `fd` is hung up (every copy of the other end closed). A zero-timeout poll(2).
-  void note_hang_up(int fd);
   // Throws StateError unless the end is open and `direction_ok`. Inline: it runs on every send and recv.
   void check_open(const char* what, bool direction_ok) const {
     if (!shared_ || !direction_ok) [[unlikely]] throw_not_open(what, direction_ok);

@@ -502,9 +502,9 @@ TEST_CASE("a send to a receiver that died asleep in recv gets kClosed at once", 
     REQUIRE(parent_end.send(1) == Outcome::kOk);
     REQUIRE(first_taken.wait());
     auto& waiting = ipc::detail::PipeTestAccess::sending_ring(parent_end).header().consumer.waiting;
-    const auto deadline = std::chrono::steady_clock::now() + ipc::test::kWakeDeadline;
-    while (waiting.load() != phase && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-    REQUIRE(waiting.load() == phase);
+    // relaxed: only watched until the child's flag shows the phase; the kill below is what the test orders.
+    REQUIRE(ipc::test::wait_until([&] { return waiting.load(std::memory_order_relaxed) == phase; },
+                                  ipc::test::kWakeDeadline));
     child.kill(SIGKILL);
     REQUIRE(child.wait() == -SIGKILL);  // reaped: every copy of its end is closed now
     CHECK(parent_end.send(7) == Outcome::kClosed);
