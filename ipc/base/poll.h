@@ -1,4 +1,5 @@
-// ipc/base/poll.h: waiting for file descriptors against a Deadline: process sentinels (pidfds), pipes, sockets.
+// ipc/base/poll.h: waiting for file descriptors against a Deadline: process sentinels (pidfds, or life pipes on
+// kernels without them: process.h), pipes, sockets.
 //
 // Threads: any thread. Processes: the file descriptors of the calling process. Lifetime: nothing is owned.
 // Errors: a timeout is an empty result, never an exception; a descriptor that is not open throws InvalidArgument;

@@ -23,6 +23,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <typeinfo>
 #include <utility>
 
@@ -36,9 +37,17 @@ namespace {
 
 // ---- process-wide state -------------------------------------------------------------------------------------
 
+// How this process watches its children. kPidfd (Linux >= 5.4): a pidfd each, signalled and reaped through it,
+// so nothing can reach a process that reused the pid. kLifePipe (older kernels, where pidfd_open(2) or
+// waitid(P_PIDFD) is refused): the read end of a pipe whose only write end the child holds, which hangs up when
+// the child ends, as Python's multiprocessing sentinels do; signals and waitid() go by pid, which stays the
+// child's until this process reaps it.
+enum class Watch { kPidfd, kLifePipe };
+
 struct Child {
   pid_t pid;
-  int pidfd;
+  int sentinel;
+  Watch watch;
   bool daemon;
 };
 
@@ -57,10 +66,13 @@ Registry& registry() {
   return *r;
 }
 
-// The report pipe write end this thread is forking for: that child keeps it, every other child closes it.
-thread_local int t_forking_for = -1;
-// In a child started by start(): the write end its exception report goes to.
+// The pipe write ends (report, life) this thread is forking for: that child keeps them, every other child closes
+// them.
+thread_local int t_forking_for[2] = {-1, -1};
+// In a child started by start(): the write end its exception report goes to, and under Watch::kLifePipe the write
+// end of its life pipe (its children close both).
 int g_report_fd = -1;
+int g_life_fd = -1;
 // This process's name and identity ("" in the main process, "2:1" in the first child of Process-2), and how many
 // children it started. Written only in a freshly forked child before it runs anything else.
 std::string g_name;
@@ -77,13 +89,12 @@ void after_fork_in_parent() { registry().mu.unlock(); }
 void after_fork_in_child() {
   Registry& r = registry();
   for (int fd : r.open_write_ends) {
-    if (fd != t_forking_for) ::close(fd);
+    if (fd != t_forking_for[0] && fd != t_forking_for[1]) ::close(fd);
   }
   r.open_write_ends.clear();
   r.children.clear();
-  if (g_report_fd >= 0) {
-    ::close(g_report_fd);
-    g_report_fd = -1;
+  for (int* fd : {&g_report_fd, &g_life_fd}) {
+    if (*fd >= 0) ::close(std::exchange(*fd, -1));
   }
   g_started.store(0, std::memory_order_relaxed);  // relaxed: this is the child's only thread
   g_parent.reset();  // fork_child() sets it again in a child of start(): a child forked otherwise has none
@@ -95,13 +106,19 @@ void install_fork_handlers() {
   if (rc != 0) throw SystemError(rc, "pthread_atfork");
 }
 
+// Sends `signal` to child `pid` watched through `sentinel`: 0, or -1 with errno set.
+int signal_child(Watch watch, int sentinel, pid_t pid, int signal) noexcept {
+  if (watch == Watch::kPidfd) return static_cast<int>(::syscall(SYS_pidfd_send_signal, sentinel, signal, nullptr, 0));
+  return ::kill(pid, signal);  // not reaped yet, so the pid is still the child's
+}
+
 // Normal exit of the parent: daemon children go first, before static destructors run. (A parent that dies
 // otherwise takes them with it through the parent-death signal.)
 void kill_daemon_children() {
   Registry& r = registry();
   std::lock_guard lock(r.mu);
   for (const Child& c : r.children) {
-    if (c.daemon) ::syscall(SYS_pidfd_send_signal, c.pidfd, SIGKILL, nullptr, 0);
+    if (c.daemon) signal_child(c.watch, c.sentinel, c.pid, SIGKILL);
   }
 }
 
@@ -150,14 +167,23 @@ struct ReportPipe {
   }
 };
 
-// fork() with the report pipe's write end kept only in this child. Flushes stdio first so that the child does not
+// While alive, marks the write ends this thread's next fork (or vfork) keeps in its child.
+struct ForkingFor {
+  ForkingFor(const ReportPipe& report, const std::optional<ReportPipe>& life) {
+    t_forking_for[0] = report.write_end;
+    t_forking_for[1] = life ? life->write_end : -1;
+  }
+  ~ForkingFor() { t_forking_for[0] = t_forking_for[1] = -1; }
+  ForkingFor(const ForkingFor&) = delete;
+  ForkingFor& operator=(const ForkingFor&) = delete;
+};
+
+// fork() with the pipes' write ends kept only in this child. Flushes stdio first so that the child does not
 // inherit, and print a second time, output the parent has buffered.
-pid_t fork_keeping(const ReportPipe& pipe) {
+pid_t fork_keeping(const ReportPipe& report, const std::optional<ReportPipe>& life) {
   std::fflush(nullptr);
-  t_forking_for = pipe.write_end;
-  const pid_t pid = ::fork();
-  t_forking_for = -1;
-  return pid;
+  ForkingFor keep(report, life);
+  return ::fork();
 }
 
 // Child, first thing for a daemon: die with the parent. The signal is armed only now, so the parent may already
@@ -189,14 +215,21 @@ void report_exception(const std::string& type, const char* message) noexcept {
   [[maybe_unused]] ssize_t n = retry_on_eintr([&] { return ::write(g_report_fd, buf, head + message_len); });
 }
 
-[[noreturn]] void run_child(int (*body)(void*), void* fn, int report_fd, const std::string& name,
+[[noreturn]] void run_child(int (*body)(void*), void* fn, int report_fd, int life_fd, const std::string& name,
                             const std::string& identity) {
   g_report_fd = report_fd;
+  g_life_fd = life_fd;
   g_name = name;
   g_identity = identity;
   int code = 1;
   try {
     code = body(fn);
+  } catch (const abi::__forced_unwind&) {
+    // pthread_exit() in the callable. The unwinding stops here, so that it never runs the caller's frames this
+    // child copied; only this thread ends (exit(2), not exit_group): the process lives on in its other threads,
+    // and ends with the last of them, as after pthread_exit() in main().
+    std::fflush(nullptr);
+    ::syscall(SYS_exit, 0);
   } catch (const std::exception& e) {
     report_exception(demangle(typeid(e).name()), e.what());
   } catch (...) {
@@ -214,14 +247,57 @@ std::string refused_because(int major, int minor) {
   return detail::refused_call_reason(::uname(&u) == 0 ? u.release : "", major, minor);
 }
 
-// A failed pidfd_open(2) (`err`) of `what`: Unsupported when the call is refused (ENOSYS), as for every missing
-// kernel feature; else SystemError.
+// Whether a failed call's errno means the kernel refused it: ENOSYS from a kernel that lacks it, or from a seccomp
+// filter; EPERM from a container runtime's filter that does not know the call (Docker before 20.10).
+bool refused(int err) { return err == ENOSYS || err == EPERM; }
+
+// A failed pidfd_open(2) (`err`) of `what`: Unsupported when the call is refused, as for every missing kernel
+// feature; else SystemError.
 [[noreturn]] void throw_pidfd_open_failed(int err, const std::string& what) {
-  if (err == ENOSYS) {
+  if (refused(err)) {
     throw Unsupported(what + ": processes are watched through pidfds, which need pidfd_open(2) (Linux >= 5.3); " +
                       refused_because(5, 3));
   }
   throw SystemError(err, what);
+}
+
+// How this process watches its children: asked of the kernel once per process (a fork()ed child asks again, since
+// a seccomp filter may refuse in it what its parent had). Throws SystemError when the question cannot be put.
+Watch watch_mode() {
+  static std::atomic<pid_t> asked_in{0};
+  static std::atomic<Watch> answer{Watch::kPidfd};
+  const pid_t self = ::getpid();
+  if (asked_in.load(std::memory_order_acquire) == self) return answer.load(std::memory_order_relaxed);
+  Watch watch = Watch::kLifePipe;
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, self, 0));
+  if (fd < 0 && !refused(errno)) throw_errno("pidfd_open (of this process, to learn whether the kernel has it)");
+  if (fd >= 0) {
+    // This process is not its own child: ECHILD where waitid(P_PIDFD) exists (Linux 5.4), EINVAL before.
+    siginfo_t info{};
+    if (::waitid(P_PIDFD, static_cast<id_t>(fd), &info, WEXITED | WNOHANG) != 0 && errno == ECHILD) {
+      watch = Watch::kPidfd;
+    }
+    ::close(fd);
+  }
+  answer.store(watch, std::memory_order_relaxed);
+  asked_in.store(self, std::memory_order_release);  // pairs with the acquire above: `answer` is read after it
+  return watch;
+}
+
+// Whether child `pid` has begun to exit (PF_EXITING in its /proc/PID/stat flags: set before its descriptors close,
+// a few microseconds before it can be reaped). False when that cannot be read.
+bool begun_to_exit(pid_t pid) {
+  constexpr unsigned long kPfExiting = 0x4;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  const ssize_t n = retry_on_eintr([&] { return ::read(fd, buf, sizeof buf); });
+  ::close(fd);
+  if (n <= 0) return false;
+  const std::optional<unsigned long> flags = detail::stat_flags(std::string_view(buf, static_cast<size_t>(n)));
+  return flags && (*flags & kPfExiting) != 0;
 }
 
 // pidfd_open for a child just forked; on failure the child is killed and reaped before the error is thrown.
@@ -247,19 +323,21 @@ std::string prepare_child(ProcessOptions& options) {
 // Forks, and in the child arms the parent-death signal of a daemon and runs `in_child(identity)`, which never
 // returns. Returns the child's pid in the parent.
 template <typename InChild>
-pid_t fork_child(ProcessOptions& options, ReportPipe& report, InChild&& in_child) {
+pid_t fork_child(ProcessOptions& options, ReportPipe& report, std::optional<ReportPipe>& life, InChild&& in_child) {
   const std::string identity = prepare_child(options);
   const pid_t parent = ::getpid();
   std::string parent_name = current_process().name;
-  const pid_t pid = fork_keeping(report);
+  const pid_t pid = fork_keeping(report, life);
   if (pid == 0) {
     ::close(report.read_end);
+    if (life) ::close(life->read_end);
     if (options.daemon) arm_parent_death(parent);
     g_parent = ParentProcess{parent, std::move(parent_name), true};
     in_child(identity);
   }
   const int fork_errno = errno;
   report.close_write_end();
+  if (life) life->close_write_end();
   if (pid < 0) throw SystemError(fork_errno, "fork " + options.name);
   return pid;
 }
@@ -274,6 +352,7 @@ struct ExecPlan {
   pid_t parent;
   const sigset_t* mask;  // the parent thread's signal mask, for the program
   int report_fd;         // gets the child's errno when it cannot exec
+  int life_fd;           // Watch::kLifePipe: the life pipe's write end, which the program keeps; else -1
 };
 
 // The child of exec()'s vfork(): it borrows the parent's memory (and stack, below the parent's frame) until its
@@ -295,6 +374,7 @@ struct ExecPlan {
   for (size_t i = 0; i < plan.pass_fd_count && err == 0; ++i) {
     if (::fcntl(plan.pass_fds[i], F_SETFD, 0) != 0) err = errno;
   }
+  if (err == 0 && plan.life_fd >= 0 && ::fcntl(plan.life_fd, F_SETFD, 0) != 0) err = errno;
   if (err == 0) {
     ::pthread_sigmask(SIG_SETMASK, plan.mask, nullptr);
     ::execvp(plan.program, plan.argv);
@@ -308,21 +388,24 @@ struct ExecPlan {
 
 // ---- Process --------------------------------------------------------------------------------------------------
 
-Process::Process(pid_t pid, ProcessOptions options)
+Process::Process(pid_t pid, int life_read_end, ProcessOptions options)
     : pid_(pid),
       owner_(::getpid()),
-      pidfd_(open_child_pidfd(pid, options.name)),
+      sentinel_(life_read_end >= 0 ? life_read_end : open_child_pidfd(pid, options.name)),
+      by_pidfd_(life_read_end < 0),
       name_(std::move(options.name)),
       daemon_(options.daemon) {
-  add_child({pid_, pidfd_, daemon_});
+  add_child({pid_, sentinel_, by_pidfd_ ? Watch::kPidfd : Watch::kLifePipe, daemon_});
 }
 
 Process Process::start_child(ChildBody body, void* fn, ProcessOptions options) {
   ReportPipe report(O_NONBLOCK);
-  const pid_t pid = fork_child(options, report, [&](const std::string& identity) {
-    run_child(body, fn, report.write_end, options.name, identity);
+  std::optional<ReportPipe> life;
+  if (watch_mode() == Watch::kLifePipe) life.emplace(0);
+  const pid_t pid = fork_child(options, report, life, [&](const std::string& identity) {
+    run_child(body, fn, report.write_end, life ? life->write_end : -1, options.name, identity);
   });
-  Process p(pid, std::move(options));
+  Process p(pid, life ? life->take_read_end() : -1, std::move(options));
   p.report_fd_ = report.take_read_end();
   return p;
 }
@@ -340,20 +423,26 @@ Process Process::exec(const std::string& program, const std::vector<std::string>
   // This thread waits meanwhile. Blocking: the report pipe is read until end of file, which the exec closes
   // (O_CLOEXEC), or the child's errno. (Under ThreadSanitizer vfork() is a fork(), which the pipe also covers.)
   ReportPipe report(0);
+  std::optional<ReportPipe> life;
+  if (watch_mode() == Watch::kLifePipe) life.emplace(0);
   sigset_t all, mask;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &mask);
   const ExecPlan plan{program.c_str(), argv.data(), options.pass_fds.data(), options.pass_fds.size(),
-                      options.daemon,  ::getpid(),  &mask,                   report.write_end};
-  t_forking_for = report.write_end;  // a fork()ing vfork (above) keeps this pipe in the child
+                      options.daemon,    ::getpid(),  &mask,                   report.write_end,
+                      life ? life->write_end : -1};
+  // A fork()ing vfork (above) keeps these pipes in the child.
+  t_forking_for[0] = report.write_end;
+  t_forking_for[1] = life ? life->write_end : -1;
   const pid_t pid = ::vfork();
   if (pid == 0) exec_in_child(plan);
   const int fork_errno = errno;
-  t_forking_for = -1;
+  t_forking_for[0] = t_forking_for[1] = -1;
   ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
   report.close_write_end();
+  if (life) life->close_write_end();
   if (pid < 0) throw SystemError(fork_errno, "vfork " + options.name);
-  Process p(pid, std::move(options));
+  Process p(pid, life ? life->take_read_end() : -1, std::move(options));
   int child_errno = 0;
   const ssize_t got = retry_on_eintr([&] { return ::read(report.read_end, &child_errno, sizeof child_errno); });
   if (got < 0) throw_errno("read exec report of " + p.name_);  // ~Process kills and reaps the child
@@ -367,7 +456,8 @@ Process Process::exec(const std::string& program, const std::vector<std::string>
 Process::Process(Process&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
       owner_(std::exchange(other.owner_, -1)),
-      pidfd_(std::exchange(other.pidfd_, -1)),
+      sentinel_(std::exchange(other.sentinel_, -1)),
+      by_pidfd_(other.by_pidfd_),
       report_fd_(std::exchange(other.report_fd_, -1)),
       name_(std::move(other.name_)),
       daemon_(other.daemon_),
@@ -379,7 +469,8 @@ Process& Process::operator=(Process&& other) noexcept {
     release();
     pid_ = std::exchange(other.pid_, -1);
     owner_ = std::exchange(other.owner_, -1);
-    pidfd_ = std::exchange(other.pidfd_, -1);
+    sentinel_ = std::exchange(other.sentinel_, -1);
+    by_pidfd_ = other.by_pidfd_;
     report_fd_ = std::exchange(other.report_fd_, -1);
     name_ = std::move(other.name_);
     daemon_ = other.daemon_;
@@ -393,16 +484,21 @@ Process::~Process() { release(); }
 
 void Process::release() noexcept {
   if (pid_ > 0 && owner_ == ::getpid() && !exitcode_) {
-    ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+    signal_child(by_pidfd_ ? Watch::kPidfd : Watch::kLifePipe, sentinel_, pid_, SIGKILL);
     siginfo_t info{};
-    retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED); });
+    retry_on_eintr([&] { return wait_for_child(info, WEXITED); });
     remove_child(pid_);
   }
-  if (pidfd_ >= 0) ::close(pidfd_);
+  if (sentinel_ >= 0) ::close(sentinel_);
   if (report_fd_ >= 0) ::close(report_fd_);
   pid_ = -1;
-  pidfd_ = -1;
+  sentinel_ = -1;
   report_fd_ = -1;
+}
+
+int Process::wait_for_child(siginfo_t& info, int flags) const {
+  if (by_pidfd_) return ::waitid(P_PIDFD, static_cast<id_t>(sentinel_), &info, flags);
+  return ::waitid(P_PID, static_cast<id_t>(pid_), &info, flags);
 }
 
 void Process::check_usable(const char* what) const {
@@ -413,22 +509,52 @@ void Process::check_usable(const char* what) const {
   }
 }
 
-void Process::reap() {
-  siginfo_t info{};
-  if (retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED); }) != 0) {
+bool Process::reap(bool block) {
+  siginfo_t info{};  // si_pid stays 0 when WNOHANG finds the child still running
+  if (retry_on_eintr([&] { return wait_for_child(info, WEXITED | (block ? 0 : WNOHANG)); }) != 0) {
     const int err = errno;
     if (err == ECHILD) remove_child(pid_);
     if (err == EINVAL) {
-      // Linux 5.3 has pidfd_open(2) but not waitid(P_PIDFD) (5.4). The child stays a zombie until we exit.
+      // waitid(P_PIDFD) refused after watch_mode() found it (a seccomp filter installed since). The child stays a
+      // zombie until this process exits.
       throw Unsupported("waitid " + name_ + ": reaping through a pidfd needs waitid(P_PIDFD) (Linux >= 5.4); " +
                         refused_because(5, 4));
     }
     throw SystemError(err, "waitid " + name_ +
                                (err == ECHILD ? " (reaped elsewhere: waitpid(-1) or SIGCHLD ignored?)" : ""));
   }
+  if (info.si_pid == 0) return false;
   exitcode_ = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
   remove_child(pid_);
   read_report();
+  return true;
+}
+
+// A life pipe hangs up when the last copy of its write end closes: as the child exits, a few microseconds before it
+// can be reaped, or earlier when the child closed the descriptor itself (a program that closes every descriptor it
+// did not open). Reaps the child, waiting through the first case (bounded, in case the main thread alone exited);
+// false in the second.
+bool Process::reap_after_hang_up() {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  while (!reap(false)) {
+    if (!begun_to_exit(pid_) || std::chrono::steady_clock::now() > until) return false;
+    ::sched_yield();
+  }
+  return true;
+}
+
+// join() after the life pipe hung up: when the child closed it before its end, waitid() is asked again after
+// pauses that grow from 100 us to 10 ms, until the end or the deadline.
+std::optional<int> Process::join_after_hang_up(const Deadline& deadline) {
+  if (reap_after_hang_up()) return exitcode_;
+  std::chrono::microseconds pause{100};
+  while (!reap(false)) {
+    const std::optional<Deadline::Clock::duration> left = deadline.remaining();
+    if (left && *left <= Deadline::Clock::duration::zero()) return std::nullopt;
+    std::this_thread::sleep_for(left ? std::min<Deadline::Clock::duration>(pause, *left) : pause);
+    pause = std::min(pause * 2, std::chrono::microseconds{10'000});
+  }
+  return exitcode_;
 }
 
 void Process::read_report() {
@@ -450,22 +576,23 @@ void Process::read_report() {
 bool Process::is_alive() {
   if (exitcode_) return false;
   check_usable("is_alive");
-  pollfd p{pidfd_, POLLIN, 0};
+  pollfd p{sentinel_, POLLIN, 0};
   if (retry_on_eintr([&] { return ::poll(&p, 1, 0); }) < 0) throw_errno("poll " + name_);
   if (p.revents == 0) return true;
-  reap();
-  return false;
+  // A pidfd is readable once the child ended; a life pipe may hang up before (reap_after_hang_up()).
+  return by_pidfd_ ? !reap(true) : !reap_after_hang_up();
 }
 
 std::optional<int> Process::join(std::optional<std::chrono::nanoseconds> timeout) {
   if (exitcode_) return exitcode_;
   check_usable("join");
   const Deadline deadline = Deadline::from(timeout);
-  pollfd p{pidfd_, POLLIN, 0};
+  pollfd p{sentinel_, POLLIN, 0};
   while (poll_until(&p, 1, deadline) == 0) {
     if (deadline.expired()) return std::nullopt;
   }
-  reap();
+  if (!by_pidfd_) return join_after_hang_up(deadline);
+  reap(true);
   return exitcode_;
 }
 
@@ -476,8 +603,8 @@ void Process::send_signal(int signal) {
   check_usable("send_signal");
   if (exitcode_) return;
   // ESRCH: it ended meanwhile (a zombie still takes signals, so this is rare); the next join() sees the end.
-  if (::syscall(SYS_pidfd_send_signal, pidfd_, signal, nullptr, 0) != 0 && errno != ESRCH) {
-    throw_errno("pidfd_send_signal " + std::to_string(signal) + " to " + name_);
+  if (signal_child(by_pidfd_ ? Watch::kPidfd : Watch::kLifePipe, sentinel_, pid_, signal) != 0 && errno != ESRCH) {
+    throw_errno((by_pidfd_ ? "pidfd_send_signal " : "kill ") + std::to_string(signal) + " to " + name_);
   }
 }
 
@@ -516,7 +643,7 @@ std::vector<pid_t> active_children() {
   std::lock_guard lock(registry().mu);
   std::vector<pid_t> live;
   for (const Child& c : registry().children) {
-    pollfd p{c.pidfd, POLLIN, 0};
+    pollfd p{c.sentinel, POLLIN, 0};
     if (retry_on_eintr([&] { return ::poll(&p, 1, 0); }) == 0) live.push_back(c.pid);
   }
   return live;

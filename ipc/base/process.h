@@ -18,13 +18,18 @@
 //   so no child outlives its handle unnoticed and none is left a zombie: join() first to let it finish. A daemon
 //   child also dies with its parent, even when the parent is SIGKILLed. Reaping is this handle's job: a
 //   waitpid(-1) elsewhere or SIGCHLD set to SIG_IGN steals the exit status (join then throws SystemError ECHILD).
+// Kernels: children are watched through pidfds where the kernel has pidfd_open(2) and waitid(P_PIDFD) (Linux
+//   >= 5.4). Where it refuses either (an older kernel, a seccomp filter, valgrind 3.19), start() and exec() watch
+//   the child through a pipe whose only write end the child holds, as Python's multiprocessing does: the sentinel
+//   hangs up when the child ends, signals and waitid() go by pid (still the child's until this handle reaps it).
+//   There a program run by exec() that starts children of its own hands them that write end, so its end is seen
+//   once theirs is too (docs/process.md). process_sentinel() and ParentProcess::sentinel() need pidfd_open(2)
+//   (Linux >= 5.3) and throw Unsupported naming the release without it.
 // Errors: fork, pidfd and wait failures throw SystemError, exec failures too (with the child's errno); bad
-//   arguments throw InvalidArgument; a join that times out returns nullopt. A kernel without pidfds throws
-//   Unsupported naming its release: start()/exec()/process_sentinel() without pidfd_open(2) (Linux < 5.3), join()
-//   and is_alive() without waitid(P_PIDFD) (5.3). A newer kernel behind something that refuses the call (a seccomp
-//   filter, or valgrind 3.19, which does not know pidfd_open) gets Unsupported too, saying so.
+//   arguments throw InvalidArgument; a join that times out returns nullopt.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -103,35 +108,41 @@ class Process {
   // Whether the child still runs; reaps it if it ended.
   bool is_alive();
   // Waits for the child to end and reaps it; returns exitcode(), or nullopt when the timeout passed first (the
-  // child keeps running). Returns at once once reaped. No CPU while waiting (poll on the pidfd).
+  // child keeps running). Returns at once once reaped. No CPU while waiting (poll on the sentinel).
   [[nodiscard]] std::optional<int> join(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
   // The exit status, or minus the signal that killed it (-9 after kill()); nullopt until join() or is_alive()
   // saw the end.
   std::optional<int> exitcode() const { return exitcode_; }
-  // SIGTERM, SIGKILL, or any signal. Nothing once the child is reaped. Signals go through the pidfd, so they
-  // cannot reach another process that reused the pid.
+  // SIGTERM, SIGKILL, or any signal. Nothing once the child is reaped. Signals go through the pidfd, or by pid
+  // before the child is reaped, so they cannot reach another process that reused the pid.
   void terminate();
   void kill();
   void send_signal(int signal);
-  // A pidfd: readable (POLLIN) once the child ended, for wait() beside other descriptors. Valid while the handle
-  // lives; do not close it.
-  int sentinel() const { return pidfd_; }
+  // Ready once the child ended, for wait() beside other descriptors: a pidfd (readable), or where the kernel has
+  // none the read end of the child's life pipe (hung up, POLLHUP). Valid while the handle lives; do not close it.
+  int sentinel() const { return sentinel_; }
   // What escaped the child's callable; set once join() or is_alive() saw the end of a child that threw.
   const std::optional<ChildException>& exception() const { return exception_; }
 
  private:
   using ChildBody = int (*)(void*);
   static Process start_child(ChildBody body, void* fn, ProcessOptions options);
-  // Takes a child just forked: opens its pidfd and lists it in active_children().
-  Process(pid_t pid, ProcessOptions options);
+  // Takes a child just forked: watches it through `life_read_end`, or through a pidfd it opens when that is -1,
+  // and lists it in active_children().
+  Process(pid_t pid, int life_read_end, ProcessOptions options);
   void check_usable(const char* what) const;
-  void reap();
+  int wait_for_child(siginfo_t& info, int flags) const;  // waitid() through the pidfd or by pid
+  // Collects the exit status (waits for it when `block`); false when the child still runs.
+  bool reap(bool block);
+  bool reap_after_hang_up();
+  std::optional<int> join_after_hang_up(const Deadline& deadline);
   void read_report();
   void release() noexcept;
 
   pid_t pid_ = -1;
   pid_t owner_ = -1;    // the process that started the child; the handle is inert elsewhere
-  int pidfd_ = -1;
+  int sentinel_ = -1;    // a pidfd, or the life pipe's read end
+  bool by_pidfd_ = true;
   int report_fd_ = -1;  // read end of the child's exception report pipe (start() only)
   std::string name_;
   bool daemon_ = false;
@@ -182,8 +193,9 @@ unsigned cpu_count();
 // (ESRCH: no such process), Unsupported on a kernel without pidfd_open(2).
 int process_sentinel(pid_t pid);
 
-// True only when `pid` certainly no longer runs: no such process, or a zombie waiting to be reaped (a killed
-// process stays a zombie until its parent reaps it, and it will never finish what it started). pid 0 is "nobody
+// True only when `pid` certainly no longer runs: no such process, or a zombie waiting to be reaped with no thread
+// left (a killed process stays a zombie until its parent reaps it, and it will never finish what it started; a
+// main thread that called pthread_exit() is a zombie too, but while other threads of it run it is alive). pid 0 is "nobody
 // yet" and counts as alive. A pid reused by a new process looks alive until that process ends. When liveness
 // cannot be decided the process counts as alive (the safe answer: nobody reclaims what a live process may still
 // hold); an unreadable or cut-short /proc entry is decided by asking the kernel again. Any thread; never throws.

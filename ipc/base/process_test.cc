@@ -4,8 +4,6 @@
 #include "ipc/base/process.h"
 
 #include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -21,15 +19,18 @@
 #include <cstddef>
 #include <cstdio>
 #include <csignal>
+#include <fstream>
 #include <future>
 #include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ipc/base/detail/proc_files.h"
 #include "ipc/base/error.h"
+#include "tests/support/older_kernel.h"
 #include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
@@ -50,11 +51,17 @@ struct RawPipe {
   int fds[2];
   RawPipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
   ~RawPipe() {
-    ::close(fds[0]);
-    ::close(fds[1]);
+    close_read_end();
+    close_write_end();
   }
   int read_end() const { return fds[0]; }
   int write_end() const { return fds[1]; }
+  void close_read_end() {
+    if (fds[0] >= 0) ::close(std::exchange(fds[0], -1));
+  }
+  void close_write_end() {
+    if (fds[1] >= 0) ::close(std::exchange(fds[1], -1));
+  }
 };
 
 std::vector<int> wait_one(int fd, std::chrono::nanoseconds timeout) {
@@ -236,7 +243,7 @@ TEST_CASE("an exec'd program gets the caller's signal mask and ignored signals, 
   CHECK((mask_of("SigIgn") & (uint64_t{1} << (SIGUSR1 - 1))) != 0);
 }
 
-TEST_CASE("a daemon program started by exec dies when its parent is SIGKILLed", "[process][kill]") {
+TEST_CASE("a daemon program started by exec dies when its parent is SIGKILLed", "[pidfd][process][kill]") {
   auto [middle, program] = parent_with_blocked_grandchild(true, true);
   CHECK(wait_one(program, 0ms).empty());
   middle.kill();
@@ -284,7 +291,7 @@ TEST_CASE("a sentinel works in wait() beside a pipe, which reports the one that 
   CHECK_THROWS_AS(ipc::wait(std::array<int, 0>{}), ipc::InvalidArgument);
 }
 
-TEST_CASE("a daemon child dies when its parent is SIGKILLed", "[process][kill]") {
+TEST_CASE("a daemon child dies when its parent is SIGKILLed", "[pidfd][process][kill]") {
   auto [middle, grandchild] = parent_with_blocked_grandchild(true);
   CHECK(wait_one(grandchild, 0ms).empty());
   middle.kill();
@@ -293,7 +300,7 @@ TEST_CASE("a daemon child dies when its parent is SIGKILLed", "[process][kill]")
   ::close(grandchild);
 }
 
-TEST_CASE("a non-daemon child survives its parent's death", "[process][kill]") {
+TEST_CASE("a non-daemon child survives its parent's death", "[pidfd][process][kill]") {
   auto [middle, grandchild] = parent_with_blocked_grandchild(false);
   middle.kill();
   REQUIRE(middle.join(30s) == -SIGKILL);
@@ -352,7 +359,7 @@ bool readable(int fd, std::chrono::milliseconds timeout = 0ms) {
   return ipc::wait(std::array<int, 1>{fd}, timeout).size() == 1;
 }
 
-TEST_CASE("parent_process: none in the main process; a child's names its parent, which runs", "[process]") {
+TEST_CASE("parent_process: none in the main process; a child's names its parent, which runs", "[pidfd][process]") {
   CHECK_FALSE(ipc::parent_process().has_value());
   const pid_t test_pid = ::getpid();
   const std::string test_name = ipc::current_process().name;
@@ -384,7 +391,7 @@ TEST_CASE("parent_process: none in the main process; a child's names its parent,
 
 // A child whose parent ended: is_alive() turns false and the sentinel it holds becomes readable; one asked for
 // afterwards is readable at once. The test is the subreaper of its grandchild, so that the orphan is reaped here.
-TEST_CASE("parent_process: the end of the parent is seen by is_alive and by its sentinel", "[process][kill]") {
+TEST_CASE("parent_process: the end of the parent is seen by is_alive and by its sentinel", "[pidfd][process][kill]") {
   REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
   struct NotSubreaperAfter {
     ~NotSubreaperAfter() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
@@ -430,49 +437,15 @@ TEST_CASE("parent_process: the end of the parent is seen by is_alive and by its 
 
 namespace {
 
-// What a seccomp filter makes the kernel refuse, as an older kernel would.
-enum class Refuse {
-  kPidfdOpen,    // pidfd_open(2) fails with ENOSYS, as before Linux 5.3
-  kWaitidPidfd,  // waitid(P_PIDFD, ...) fails with EINVAL, as on Linux 5.3
-};
-
-// Installs the filter in this process (and its future children): true, or false when the kernel takes no seccomp
-// filters here.
-bool refuse(Refuse what) {
-  constexpr auto kNr = offsetof(seccomp_data, nr);
-  constexpr auto kArg0 = offsetof(seccomp_data, args);  // low 32 bits of args[0] (little-endian)
-  const sock_filter pidfd_open[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  const sock_filter waitid_pidfd[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_waitid, 0, 3),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArg0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, P_PIDFD, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog program{};
-  if (what == Refuse::kPidfdOpen) {
-    program = {static_cast<unsigned short>(std::size(pidfd_open)), const_cast<sock_filter*>(pidfd_open)};
-  } else {
-    program = {static_cast<unsigned short>(std::size(waitid_pidfd)), const_cast<sock_filter*>(waitid_pidfd)};
-  }
-  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
-}
-
 constexpr int kNoSeccomp = 77;
 
-// Runs `check` in a child under a filter refusing `what`: its exit code (kNoSeccomp when no filter can be
+// Runs `check` in a child acting as `kernel` (older_kernel.h): its exit code (kNoSeccomp when no filter can be
 // installed), or FAILs naming the child when it does not finish.
 template <typename Check>
-int under_older_kernel(Refuse what, Check check) {
-  Process child = Process::start([&] { return refuse(what) ? check() : kNoSeccomp; });
-  const std::optional<int> code = child.join(60s);
-  if (!code) FAIL("child " << child.pid() << " still runs after 60 s");
+int under_older_kernel(ipc::test::OlderKernel kernel, Check check) {
+  Process child = Process::start([&] { return ipc::test::act_as_older_kernel(kernel) ? check() : kNoSeccomp; });
+  const std::optional<int> code = child.join(ipc::test::time_left());
+  if (!code) FAIL("child " << child.pid() << " did not finish");
   return *code;
 }
 
@@ -497,41 +470,100 @@ int unsupported_saying(Call call, std::initializer_list<std::string> says) {
   }
 }
 
+// start(), exec(), join(), is_alive() and kill() of children, checked where the kernel acts older: 0, or the
+// number of the check that failed (printed).
+int children_work() {
+  Process seven = Process::start([] { return 7; });
+  if (seven.join(60s) != 7) return 11;
+  Process program = Process::exec("/bin/sh", {"sh", "-c", "exit 5"});
+  if (program.join(60s) != 5) return 12;
+  PipeSignal never;
+  Process blocked = Process::start([&] { return never.wait() ? 0 : 2; });
+  if (!blocked.is_alive() || blocked.join(10ms) != std::nullopt) return 13;
+  blocked.kill();
+  if (blocked.join(60s) != -SIGKILL) return 14;
+  // Nothing left behind: every child reaped.
+  if (!ipc::active_children().empty()) return 15;
+  return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD ? 0 : 16;
+}
+
 }  // namespace
 
-TEST_CASE("a kernel without pidfd_open is Unsupported naming the version, and no child is left behind",
+TEST_CASE("where pidfd_open is refused children are watched through a pipe, and process_sentinel is Unsupported",
           "[process]") {
-  const int code = under_older_kernel(Refuse::kPidfdOpen, [] {
+  const int code = under_older_kernel(ipc::test::OlderKernel::kWithoutPidfdOpen, [] {
+    if (const int failed = children_work()) return failed;
     utsname u{};
     ::uname(&u);
     // This kernel has the call (the other tests need it), so the message blames the filter, naming the release.
-    if (unsupported_saying([] { Process::start([] { return 0; }); },
+    if (unsupported_saying([] { ipc::process_sentinel(::getppid()); },
                            {"pidfd_open(2) (Linux >= 5.3)", u.release, "has it", "seccomp filter"})) {
       return 1;
     }
-    if (unsupported_saying([] { Process::exec("/bin/true", {}); }, {"pidfd_open(2)"})) return 2;
-    if (unsupported_saying([] { ipc::process_sentinel(::getppid()); }, {"pidfd_open(2)"})) return 3;
-    // The children forked before the refused pidfd_open were killed and reaped.
-    if (!ipc::active_children().empty()) return 4;
-    return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD ? 0 : 5;
+    // A child of Process::start(): parent_process() is this test's process; its sentinel needs a pidfd too.
+    if (unsupported_saying([] { (void)ipc::parent_process().value().sentinel(); }, {"pidfd_open(2)"})) return 2;
+    return 0;
   });
   if (code == kNoSeccomp) {
     WARN("skipped: this kernel takes no seccomp filter here");
     return;
   }
-  CHECK(code == 0);
+  CHECK(code == 0);  // 1, 2: not Unsupported as said; 11-16: children_work()
 }
 
-TEST_CASE("a kernel without waitid(P_PIDFD) makes join() Unsupported naming the version", "[process]") {
-  const int code = under_older_kernel(Refuse::kWaitidPidfd, [] {
-    Process quick = Process::start([] { return 0; });
-    return unsupported_saying([&] { (void)quick.join(); }, {"waitid(P_PIDFD) (Linux >= 5.4)"});
-  });
+TEST_CASE("where waitid(P_PIDFD) is refused (Linux 5.3) children are watched through a pipe", "[process]") {
+  const int code = under_older_kernel(ipc::test::OlderKernel::kLinux5_3, children_work);
   if (code == kNoSeccomp) {
     WARN("skipped: this kernel takes no seccomp filter here");
     return;
   }
-  CHECK(code == 0);
+  CHECK(code == 0);  // 11-16: children_work()
+}
+
+TEST_CASE("a child's own children do not hold back its end: join returns while its grandchildren run",
+          "[process]") {
+  // The grandchildren (one from Process::start, whose handle is never destroyed, one from a raw fork()) read
+  // `release` until the test closes it; the child returns 4 at once. On a kernel without pidfds the child's end
+  // is its life pipe hanging up, which a grandchild holding a copy of the write end would delay.
+  RawPipe release;
+  Process child = Process::start([&] {
+    release.close_write_end();
+    auto wait_for_release = [&] {
+      char c;
+      return ::read(release.read_end(), &c, 1) == 0 ? 0 : 1;
+    };
+    new Process(Process::start(wait_for_release));  // leaked: its destructor would kill it
+    const pid_t raw = ::fork();
+    if (raw == 0) ::_exit(wait_for_release());
+    return raw > 0 ? 4 : 5;
+  });
+  const std::optional<int> code = child.join(ipc::test::time_left());
+  release.close_write_end();  // the grandchildren end now (reaped by init)
+  INFO("child " << child.pid() << (code ? " ended" : " still not joined: its grandchildren hold back its end"));
+  CHECK(code == 4);
+}
+
+TEST_CASE("a child that closes its descriptors is joined at its end, not when its descriptors close",
+          "[process]") {
+  // Where there are no pidfds, the sentinel is a pipe the child holds; a program that closes every descriptor
+  // hangs it up early, and join() must still wait for the child's end (and is_alive() say it runs).
+  RawPipe gate, closed;
+  Process child = Process::start([&] {
+    for (int fd = 3; fd < 1024; ++fd) {
+      if (fd != gate.read_end() && fd != closed.write_end()) ::close(fd);
+    }
+    ::close(closed.write_end());  // tells the test its descriptors are closed
+    char c;
+    return ::read(gate.read_end(), &c, 1) == 1 ? 3 : 2;
+  });
+  closed.close_write_end();
+  gate.close_read_end();
+  char c;
+  REQUIRE(::read(closed.read_end(), &c, 1) == 0);  // end of file: the child closed everything
+  CHECK(child.is_alive());
+  CHECK(child.join(20ms) == std::nullopt);
+  REQUIRE(::write(gate.write_end(), "g", 1) == 1);
+  CHECK(child.join(60s) == 3);
 }
 
 TEST_CASE("the destructor of a running Process kills and reaps it", "[process]") {
@@ -602,12 +634,51 @@ TEST_CASE("stat_state reads the state letter and refuses empty or cut-short text
   CHECK(stat_state("42 (cat) ") == std::nullopt);
 }
 
+TEST_CASE("process_dead: a process whose main thread ended while another runs is alive", "[process][process_dead]") {
+  RawPipe release;
+  Process p = Process::start([&] {
+    release.close_write_end();
+    std::thread([&] {
+      char c;
+      (void)::read(release.read_end(), &c, 1);  // end of file: the test closed its end
+      std::exit(6);
+    }).detach();
+    ::pthread_exit(nullptr);  // the main thread ends; the process lives on in the other one
+  });
+  release.close_read_end();
+  auto main_thread_state = [pid = p.pid()] {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    return ipc::detail::stat_state(line);
+  };
+  INFO("child " << p.pid());
+  REQUIRE(ipc::test::wait_until([&] { return main_thread_state() == 'Z'; }));
+  CHECK_FALSE(ipc::process_dead(static_cast<uint32_t>(p.pid())));
+  CHECK(p.is_alive());
+  release.close_write_end();
+  CHECK(p.join(ipc::test::time_left()) == 6);
+}
+
+TEST_CASE("stat_flags reads the kernel's flags word (PF_EXITING as a process exits)", "[process]") {
+  using ipc::detail::stat_flags;
+  CHECK(stat_flags("42 (cat) S 1 42 42 0 -1 4194560 120 0") == 4194560ul);
+  CHECK(stat_flags("42 (a) b) R 1 42 42 0 -1 4194564 120") == 4194564ul);  // comm with ") ", PF_EXITING set
+  CHECK(stat_flags("42 (cat) S 1 42 42 0 -1") == std::nullopt);          // cut short
+  CHECK(stat_flags("42 (cat) S 1 42 42 0 -1 x") == std::nullopt);
+  CHECK(stat_flags("") == std::nullopt);
+}
+
 TEST_CASE("process_dead: a reaped child is dead even when its stat file read came back empty",
           "[process][process_dead]") {
   Process p = Process::start([] { return 0; });
   const pid_t pid = p.pid();
   REQUIRE(wait_one(p.sentinel(), 30s).size() == 1);
-  CHECK(ipc::process_dead(static_cast<uint32_t>(pid)));  // a zombie counts as dead
+  // A zombie counts as dead. (A life pipe, on a kernel without pidfds, hangs up as the child exits, a few
+  // microseconds before it is a zombie.)
+  CHECK(ipc::test::wait_until([pid] { return ipc::process_dead(static_cast<uint32_t>(pid)); }, 30s));
   REQUIRE(p.join() == 0);
   // The read raced with the reaping: empty, cut short, or no file at all.
   CHECK(ipc::detail::dead_from_stat(pid, ""));
@@ -618,6 +689,10 @@ TEST_CASE("process_dead: a reaped child is dead even when its stat file read cam
   CHECK_FALSE(ipc::detail::dead_from_stat(::getpid(), ""));
   CHECK_FALSE(ipc::detail::dead_from_stat(::getpid(), std::nullopt));
   CHECK(ipc::detail::dead_from_stat(::getpid(), "1 (x) Z 0"));
+  // A zombie main thread with other threads left (num_threads, field 20) is not dead yet; with none it is.
+  const std::string zombie = "1 (x) Z 0 1 1 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 ";
+  CHECK_FALSE(ipc::detail::dead_from_stat(::getpid(), zombie + "3 0 100"));
+  CHECK(ipc::detail::dead_from_stat(::getpid(), zombie + "1 0 100"));
   CHECK_FALSE(ipc::process_dead(static_cast<uint32_t>(::getpid())));
   CHECK_FALSE(ipc::process_dead(0));
 }

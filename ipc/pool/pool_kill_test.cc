@@ -102,18 +102,8 @@ ipc::PoolOptions workers(unsigned n) {
 
 // Fails the test (with which pid) unless `pid` ends within kPatience.
 void require_gone(int pid) {
-  if (kill(pid, 0) != 0) return;  // already gone (and reaped by init)
-  int fd;
-  try {
-    fd = ipc::process_sentinel(pid);
-  } catch (const ipc::SystemError& e) {
-    REQUIRE(e.code() == ESRCH);  // ended between the two calls
-    return;
-  }
-  const auto ready = ipc::wait(std::span<const int>(&fd, 1), kPatience);
-  close(fd);
   INFO("process " << pid << " still runs after " << kPatience.count() / 1000 << " s");
-  REQUIRE(ready.size() == 1);
+  REQUIRE(ipc::test::wait_gone(pid, kPatience));
 }
 
 // Every future of `fs` gives its own index back, but the one at `killed`, whose worker died: that fails with
@@ -244,18 +234,8 @@ TEST_CASE("a task given to an idle pool just after one of its workers died runs 
     // The worker a task goes to first. It may be gone already: the worker killed in the round before, still listed
     // until the supervisor buries it, and reaped by its parent, the fork server (kForkServer): that is the case
     // this test is about too.
-    int sentinel = -1;
-    try {
-      sentinel = ipc::process_sentinel(pids[0]);
-    } catch (const ipc::SystemError& e) {
-      if (e.code() != ESRCH) throw;
-    }
-    if (sentinel >= 0) {
-      REQUIRE(kill(pids[0], SIGKILL) == 0);
-      const bool dead = ipc::wait(std::span<const int>(&sentinel, 1), kPatience).size() == 1;
-      close(sentinel);
-      REQUIRE(dead);  // the supervisor may not have seen it yet
-    }
+    // Gone before the next task, which the supervisor may not have seen yet.
+    if (kill(pids[0], SIGKILL) == 0) REQUIRE(ipc::test::wait_gone(pids[0], kPatience));
     // Not WorkerLost: the tasks never go to the dead worker.
     INFO("round " << round << " killed " << pids[0] << " of " << pids.size());
     for (int i = 0; i < 2; ++i) CHECK(pool.apply(identity, i) == i);

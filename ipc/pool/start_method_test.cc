@@ -228,13 +228,10 @@ TEST_CASE("the fork server and its workers die with their program, also when it 
   std::vector<int> gone;
   for (int i = 0; i < 3; ++i) gone.push_back(pids[i].load(std::memory_order_relaxed));  // relaxed: as above
   REQUIRE(gone[0] != 0);
-  std::vector<int> sentinels;
-  for (int p : gone) sentinels.push_back(ipc::process_sentinel(p));
   owner.kill(SIGKILL);
   REQUIRE(owner.wait(kPatience).has_value());
-  for (size_t i = 0; i < sentinels.size(); ++i) {
+  for (size_t i = 0; i < gone.size(); ++i) {
     INFO("process " << gone[i] << (i == 0 ? " (the fork server)" : " (a worker)") << " outlived its program");
-    CHECK(ipc::wait(std::span<const int>(&sentinels[i], 1), kPatience).size() == 1);
-    close(sentinels[i]);
+    CHECK(ipc::test::wait_gone(gone[i], kPatience));
   }
 }

@@ -138,4 +138,19 @@ OtherUserServer::~OtherUserServer() {
   ::rmdir(socket_path_.substr(0, socket_path_.rfind('/')).c_str());
 }
 
+bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
+  int fd = -1;
+  try {
+    fd = process_sentinel(pid);
+  } catch (const Unsupported&) {
+    return wait_until([pid] { return process_dead(static_cast<uint32_t>(pid)); }, timeout);
+  } catch (const SystemError& e) {
+    if (e.code() == ESRCH) return true;  // gone (and reaped) already
+    throw;
+  }
+  const bool ended = ipc::wait(std::span<const int>(&fd, 1), timeout).size() == 1;
+  ::close(fd);
+  return ended;
+}
+
 }  // namespace ipc::test

@@ -86,6 +86,11 @@ bool wait_until(F condition, std::chrono::milliseconds timeout = time_left()) {
   return true;
 }
 
+// Waits until process `pid` no longer runs (ended, or a zombie not yet reaped): true, or false once `timeout`
+// passed. Through a pidfd where the kernel has them (no CPU while waiting); else, as a kernel older than 5.3
+// gives no descriptor for a process that is not our child, by asking process_dead() in a wait_until() loop.
+bool wait_gone(pid_t pid, std::chrono::milliseconds timeout = time_left());
+
 // An anonymous MAP_SHARED mapping: the simplest memory a parent and the children it forks afterwards share. The
 // pages start zeroed.
 class SharedMapping {

@@ -139,9 +139,32 @@ std::optional<char> stat_state(std::string_view stat) {
   return state;
 }
 
+// Field `n` of a /proc/PID/stat line as proc(5) numbers them (3: the state, 9: flags, 20: num_threads), as a
+// non-negative number; nullopt when the text is empty, cut short or malformed.
+std::optional<int64_t> stat_field(std::string_view stat, size_t n) {
+  if (n < 3 || !stat_state(stat)) return std::nullopt;
+  const std::vector<std::string_view> f = split(trim(stat.substr(stat.rfind(')') + 2)), ' ');
+  if (f.size() <= n - 3) return std::nullopt;
+  const auto value = to_int(f[n - 3]);
+  if (!value || *value < 0) return std::nullopt;
+  return value;
+}
+
+std::optional<unsigned long> stat_flags(std::string_view stat) {
+  const std::optional<int64_t> flags = stat_field(stat, 9);
+  if (!flags) return std::nullopt;
+  return static_cast<unsigned long>(*flags);
+}
+
 bool dead_from_stat(pid_t pid, std::optional<std::string_view> stat) noexcept {
   if (stat) {
-    if (const std::optional<char> state = stat_state(*stat)) return *state == 'Z' || *state == 'X';
+    if (const std::optional<char> state = stat_state(*stat)) {
+      if (*state != 'Z' && *state != 'X') return false;
+      // A zombie main thread whose process still has other threads (num_threads > 1: after pthread_exit() in
+      // main, or while a killed process's last threads exit) is not dead yet: those threads may still run.
+      const std::optional<int64_t> threads = stat_field(*stat, 20);
+      return !threads || *threads <= 1;
+    }
   }
   return ::kill(pid, 0) != 0 && errno == ESRCH;
 }

@@ -17,8 +17,12 @@ namespace ipc::detail {
 // or not of the form "pid (comm) S ...". comm may itself contain ") ", so the last ')' ends it.
 std::optional<char> stat_state(std::string_view stat);
 
+// The kernel's flags word of a /proc/PID/stat line (its 9th field; PF_EXITING = 0x4 is set as the process
+// begins to exit), or nullopt when the text is empty, cut short or malformed.
+std::optional<unsigned long> stat_flags(std::string_view stat);
+
 // Whether `pid` is certainly dead given the contents of its /proc/PID/stat (nullopt: the file could not be read).
-// A zombie counts as dead. When the contents say nothing (unreadable, empty, cut short: the process may have been
+// A zombie counts as dead, unless other threads of it remain (num_threads > 1). When the contents say nothing (unreadable, empty, cut short: the process may have been
 // reaped between the caller's liveness check and the read), asks the kernel again: dead only on ESRCH.
 bool dead_from_stat(pid_t pid, std::optional<std::string_view> stat) noexcept;
 

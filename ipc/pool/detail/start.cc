@@ -120,10 +120,12 @@ class ProcessWorker : public WorkerHandle {
   Process p_;  // its destructor kills and reaps
 };
 
-// A child of the fork server: signalled through a pidfd the server sent, its end reported on `status_fd`.
+// A child of the fork server: signalled through the pidfd the server sent, its end reported on `status_fd`. Where
+// the kernel has no pidfds the server sent the worker's life pipe (ipc/base/process.h): it is signalled by pid
+// while that pipe has not hung up, that is while it runs (the server reaps it only after its end).
 class ServedWorker : public WorkerHandle {
  public:
-  ServedWorker(pid_t pid, int pidfd, int status_fd) : pid_(pid), pidfd_(pidfd), status_fd_(status_fd) {}
+  ServedWorker(pid_t pid, int exit_fd, int status_fd) : pid_(pid), exit_fd_(exit_fd), status_fd_(status_fd) {}
   ~ServedWorker() override {
     if (!code_) {
       kill();
@@ -133,14 +135,17 @@ class ServedWorker : public WorkerHandle {
         std::fprintf(stderr, "ipc::Pool: worker %d: %s\n", pid_, e.what());
       }
     }
-    ::close(pidfd_);
+    ::close(exit_fd_);
     ::close(status_fd_);
   }
   int pid() const override { return pid_; }
   int sentinel() const override { return status_fd_; }
-  int exit_fd() const override { return pidfd_; }
+  int exit_fd() const override { return exit_fd_; }
   void kill() override {
-    if (!code_) (void)::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);  // ESRCH: already gone
+    if (code_) return;
+    if (::syscall(SYS_pidfd_send_signal, exit_fd_, SIGKILL, nullptr, 0) == 0 || errno == ESRCH) return;  // ESRCH: gone
+    pollfd p{exit_fd_, POLLIN, 0};  // not a pidfd: the life pipe
+    if (retry_on_eintr([&] { return ::poll(&p, 1, 0); }) == 0) ::kill(pid_, SIGKILL);
   }
   int join() override {
     if (code_) return *code_;
@@ -162,7 +167,7 @@ class ServedWorker : public WorkerHandle {
 
  private:
   pid_t pid_;
-  int pidfd_, status_fd_;
+  int exit_fd_, status_fd_;  // exit_fd_: a pidfd, or the life pipe
   std::optional<int> code_;
   std::optional<ChildException> exception_;
 };
@@ -239,8 +244,8 @@ int serve(int requests) {
             return remote_worker_main(end);
           },
           o);
-      const int pidfd = p.sentinel();
-      send_packet(status_fd, encode(Reply(p.pid(), "")), std::span<const int>(&pidfd, 1));
+      const int exit_fd = p.sentinel();  // a pidfd, or the life pipe (process.h)
+      send_packet(status_fd, encode(Reply(p.pid(), "")), std::span<const int>(&exit_fd, 1));
       children.push_back({std::move(p), status_fd});
     } catch (const std::exception& e) {
       report(status_fd, encode(Reply(-1, e.what())));

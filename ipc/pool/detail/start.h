@@ -7,8 +7,9 @@
 //   (setup_message) before its tasks. Code addresses in tasks are portable (code_address.h) for these methods.
 // The fork server: a daemon child of the process that called start_fork_server(). It reads requests on a
 //   SOCK_SEQPACKET socketpair (the worker's pipe descriptors and a status socket), forks the worker with
-//   Process::start (a daemon: it dies with the server), sends back its pid and a pidfd, and, once it has reaped
-//   the worker, its exit status and escaped exception on the status socket: the pool's sentinel for the worker.
+//   Process::start (a daemon: it dies with the server), sends back its pid and its sentinel (a pidfd, or a life
+//   pipe on older kernels), and, once it has reaped the worker, its exit status and escaped exception on the
+//   status socket: the pool's sentinel for the worker.
 #pragma once
 
 #include <cstddef>
