@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -215,8 +216,11 @@ void report_exception(const std::string& type, const char* message) noexcept {
   [[maybe_unused]] ssize_t n = retry_on_eintr([&] { return ::write(g_report_fd, buf, head + message_len); });
 }
 
-[[noreturn]] void run_child(int (*body)(void*), void* fn, int report_fd, int life_fd, const std::string& name,
-                            const std::string& identity) {
+// no_sanitize_undefined: pthread_exit()'s forced unwinding carries no C++ object, so the reference its handler
+// binds is null (UBSan reports the binding); the handler only stops the unwinding, never reading it.
+[[noreturn]] __attribute__((no_sanitize_undefined)) void run_child(int (*body)(void*), void* fn, int report_fd,
+                                                                  int life_fd, const std::string& name,
+                                                                  const std::string& identity) {
   g_report_fd = report_fd;
   g_life_fd = life_fd;
   g_name = name;
@@ -353,7 +357,25 @@ struct ExecPlan {
   const sigset_t* mask;  // the parent thread's signal mask, for the program
   int report_fd;         // gets the child's errno when it cannot exec
   int life_fd;           // Watch::kLifePipe: the life pipe's write end, which the program keeps; else -1
+  char* const* envp;     // with life_fd: the environment naming it (kLifeFdVariable); else nullptr (environ)
 };
+
+// The environment variable through which exec() tells the program the number of its life pipe's write end, so
+// that a program of this library can keep it from its own children (adopt_life_pipe()).
+constexpr char kLifeFdVariable[] = "IPC_PROCESS_LIFE_FD";
+
+// This process's environment without kLifeFdVariable, plus kLifeFdVariable=`fd`: the strings in `storage`.
+std::vector<char*> environment_naming_life_fd(int fd, std::vector<std::string>& storage) {
+  const std::string prefix = std::string(kLifeFdVariable) + "=";
+  for (char** e = environ; e && *e; ++e) {
+    if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) storage.emplace_back(*e);
+  }
+  storage.push_back(prefix + std::to_string(fd));
+  std::vector<char*> envp;
+  for (std::string& v : storage) envp.push_back(v.data());
+  envp.push_back(nullptr);
+  return envp;
+}
 
 // The child of exec()'s vfork(): it borrows the parent's memory (and stack, below the parent's frame) until its
 // execvp() or _exit(), so it calls only functions that make system calls, and nothing that locks or allocates.
@@ -377,7 +399,11 @@ struct ExecPlan {
   if (err == 0 && plan.life_fd >= 0 && ::fcntl(plan.life_fd, F_SETFD, 0) != 0) err = errno;
   if (err == 0) {
     ::pthread_sigmask(SIG_SETMASK, plan.mask, nullptr);
-    ::execvp(plan.program, plan.argv);
+    if (plan.envp) {
+      ::execvpe(plan.program, plan.argv, plan.envp);
+    } else {
+      ::execvp(plan.program, plan.argv);
+    }
     err = errno;
   }
   [[maybe_unused]] ssize_t w = ::write(plan.report_fd, &err, sizeof err);
@@ -424,13 +450,18 @@ Process Process::exec(const std::string& program, const std::vector<std::string>
   // (O_CLOEXEC), or the child's errno. (Under ThreadSanitizer vfork() is a fork(), which the pipe also covers.)
   ReportPipe report(0);
   std::optional<ReportPipe> life;
-  if (watch_mode() == Watch::kLifePipe) life.emplace(0);
+  std::vector<std::string> env_storage;
+  std::vector<char*> envp;
+  if (watch_mode() == Watch::kLifePipe) {
+    life.emplace(0);
+    envp = environment_naming_life_fd(life->write_end, env_storage);
+  }
   sigset_t all, mask;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &mask);
   const ExecPlan plan{program.c_str(), argv.data(), options.pass_fds.data(), options.pass_fds.size(),
                       options.daemon,    ::getpid(),  &mask,                   report.write_end,
-                      life ? life->write_end : -1};
+                      life ? life->write_end : -1,  life ? envp.data() : nullptr};
   // A fork()ing vfork (above) keeps these pipes in the child.
   t_forking_for[0] = report.write_end;
   t_forking_for[1] = life ? life->write_end : -1;
@@ -636,6 +667,24 @@ namespace detail {
 
 void set_process_name(std::string name) { g_name = std::move(name); }
 void set_parent_process(ParentProcess parent) { g_parent = std::move(parent); }
+
+void adopt_life_pipe() {
+  const char* value = std::getenv(kLifeFdVariable);
+  if (!value) return;
+  char* end = nullptr;
+  const long fd = std::strtol(value, &end, 10);
+  ::unsetenv(kLifeFdVariable);  // this process's children are not its parent's to watch
+  struct stat st{};
+  // Only a pipe this process holds open is taken (a variable copied by hand, or one a parent left for a program
+  // in between that did not take it, is dropped).
+  if (end == value || *end != '\0' || fd < 0 || fd > INT_MAX || ::fstat(static_cast<int>(fd), &st) != 0 ||
+      !S_ISFIFO(st.st_mode) || (::fcntl(static_cast<int>(fd), F_GETFL) & O_ACCMODE) != O_WRONLY) {
+    return;
+  }
+  install_fork_handlers();
+  ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);  // programs this one execs do not hold it either
+  g_life_fd = static_cast<int>(fd);
+}
 
 }  // namespace detail
 

@@ -22,8 +22,9 @@
 //   >= 5.4). Where it refuses either (an older kernel, a seccomp filter, valgrind 3.19), start() and exec() watch
 //   the child through a pipe whose only write end the child holds, as Python's multiprocessing does: the sentinel
 //   hangs up when the child ends, signals and waitid() go by pid (still the child's until this handle reaps it).
-//   There a program run by exec() that starts children of its own hands them that write end, so its end is seen
-//   once theirs is too (docs/process.md). process_sentinel() and ParentProcess::sentinel() need pidfd_open(2)
+//   A program run by exec() gets the write end's number in its environment (IPC_PROCESS_LIFE_FD), which
+//   ipc::init() takes; another program that starts children of its own hands them that write end, so its end is
+//   seen once theirs is too (docs/process.md). process_sentinel() and ParentProcess::sentinel() need pidfd_open(2)
 //   (Linux >= 5.3) and throw Unsupported naming the release without it.
 // Errors: fork, pidfd and wait failures throw SystemError, exec failures too (with the child's errno); bad
 //   arguments throw InvalidArgument; a join that times out returns nullopt.

@@ -35,7 +35,8 @@ enum class StartMethod {
 };
 
 // The first line of main. In a worker started by StartMethod::kExec it runs the worker and never returns;
-// otherwise it notes that the program can be exec'd as a worker and returns at once.
+// otherwise it notes that the program can be exec'd as a worker and returns at once. In a program started by
+// Process::exec() on a kernel without pidfds it also takes the program's life pipe (ipc/base/process.h).
 void init(int argc, char** argv);
 
 // Starts this process's fork server (once; later calls do nothing). Call it before any thread starts.

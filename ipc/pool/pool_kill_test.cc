@@ -80,6 +80,22 @@ int announce_and_wait(std::string fifo) {
   close(fd);
   for (;;) pause();
 }
+// Forks a child that outlives this worker (as a task that starts a server does), writes the child's pid and then
+// its own into `fifo`, and waits to be killed.
+int fork_announce_and_wait(std::string fifo) {
+  const pid_t child = fork();
+  if (child == 0) {
+    for (;;) pause();
+  }
+  const int fd = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+  const int pids[2] = {child, getpid()};
+  if (child < 0 || fd < 0 || write(fd, &pids[0], sizeof(int)) != sizeof(int) ||
+      write(fd, &pids[1], sizeof(int)) != sizeof(int)) {
+    return -1;
+  }
+  close(fd);
+  for (;;) pause();
+}
 int forever(int) {
   for (;;) pause();
 }
@@ -144,6 +160,25 @@ TEST_CASE("a worker killed from outside mid-task fails exactly that task, naming
   for (int i = 0; i < 40; ++i) CHECK(others[i].get() == i);
   CHECK(pool.apply(identity, 7) == 7);  // still usable
   CHECK(pool.worker_pids().size() <= 2);
+}
+
+TEST_CASE("a worker killed while a child it forked runs on is seen dead at once", "[pool][kill]") {
+  // The child holds copies of the worker's descriptors. On a kernel without pidfds the pool sees the worker's end
+  // as its life pipe hanging up, which the child would hold back had it kept a copy of that pipe's write end.
+  PidFifo running;
+  ipc::Pool pool(workers(1));
+  auto task = pool.apply_async(fork_announce_and_wait, running.path());
+  const int child = running.wait();
+  const int victim = running.wait();
+  REQUIRE(child != 0);  // else: the task never started
+  REQUIRE(victim != 0);
+  REQUIRE(kill(victim, SIGKILL) == 0);
+  const bool failed_in_time = task.wait(kPatience) == ipc::Outcome::kOk;
+  kill(child, SIGKILL);  // now it may go (init reaps it)
+  INFO("worker " << victim << " killed; its child " << child << " still ran");
+  REQUIRE(failed_in_time);
+  CHECK_THROWS_AS(task.get(), ipc::WorkerLost);
+  CHECK(pool.apply(identity, 7) == 7);
 }
 
 TEST_CASE("a worker dying in the middle of a large map fails only its own chunk", "[pool][kill]") {

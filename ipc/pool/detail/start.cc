@@ -463,6 +463,7 @@ numa::ScratchArena& worker_scratch() {
 }
 
 void init(int argc, char** argv) {
+  detail::adopt_life_pipe();  // a program exec'd by Process::exec on a kernel without pidfds
   if (argc >= 3 && std::strcmp(argv[1], detail::kExecMarker) == 0) {
     int code = 1;
     try {
