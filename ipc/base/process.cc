@@ -216,11 +216,11 @@ void report_exception(const std::string& type, const char* message) noexcept {
   [[maybe_unused]] ssize_t n = retry_on_eintr([&] { return ::write(g_report_fd, buf, head + message_len); });
 }
 
-// no_sanitize_undefined: pthread_exit()'s forced unwinding carries no C++ object, so the reference its handler
+// no_sanitize("undefined"): pthread_exit()'s forced unwinding carries no C++ object, so the reference its handler
 // binds is null (UBSan reports the binding); the handler only stops the unwinding, never reading it.
-[[noreturn]] __attribute__((no_sanitize_undefined)) void run_child(int (*body)(void*), void* fn, int report_fd,
-                                                                  int life_fd, const std::string& name,
-                                                                  const std::string& identity) {
+[[noreturn]] __attribute__((no_sanitize("undefined"))) void run_child(int (*body)(void*), void* fn, int report_fd,
+                                                                     int life_fd, const std::string& name,
+                                                                     const std::string& identity) {
   g_report_fd = report_fd;
   g_life_fd = life_fd;
   g_name = name;
