@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -38,17 +39,15 @@ namespace {
 
 // ---- process-wide state -------------------------------------------------------------------------------------
 
-// How this process watches its children. kPidfd (Linux >= 5.4): a pidfd each, signalled and reaped through it,
-// so nothing can reach a process that reused the pid. kLifePipe (older kernels, where pidfd_open(2) or
-// waitid(P_PIDFD) is refused): the read end of a pipe whose only write end the child holds, which hangs up when
-// the child ends, as Python's multiprocessing sentinels do; signals and waitid() go by pid, which stays the
+// How this process watches a child: by pidfd (Linux >= 5.4), signalled and reaped through it, so nothing can
+// reach a process that reused the pid; or, where pidfd_open(2) or waitid(P_PIDFD) is refused (older kernels),
+// through its life pipe: the read end of a pipe whose only write end the child holds, which hangs up when the
+// child ends, as Python's multiprocessing sentinels do; signals and waitid() then go by pid, which stays the
 // child's until this process reaps it.
-enum class Watch { kPidfd, kLifePipe };
-
 struct Child {
   pid_t pid;
-  int sentinel;
-  Watch watch;
+  int sentinel;  // a pidfd, or the life pipe's read end
+  bool by_pidfd;
   bool daemon;
 };
 
@@ -70,8 +69,8 @@ Registry& registry() {
 // The pipe write ends (report, life) this thread is forking for: that child keeps them, every other child closes
 // them.
 thread_local int t_forking_for[2] = {-1, -1};
-// In a child started by start(): the write end its exception report goes to, and under Watch::kLifePipe the write
-// end of its life pipe (its children close both).
+// In a child started by start(): the write end its exception report goes to, and where there are no pidfds the
+// write end of its life pipe (its children close both).
 int g_report_fd = -1;
 int g_life_fd = -1;
 // This process's name and identity ("" in the main process, "2:1" in the first child of Process-2), and how many
@@ -108,8 +107,8 @@ void install_fork_handlers() {
 }
 
 // Sends `signal` to child `pid` watched through `sentinel`: 0, or -1 with errno set.
-int signal_child(Watch watch, int sentinel, pid_t pid, int signal) noexcept {
-  if (watch == Watch::kPidfd) return static_cast<int>(::syscall(SYS_pidfd_send_signal, sentinel, signal, nullptr, 0));
+int signal_child(bool by_pidfd, int sentinel, pid_t pid, int signal) noexcept {
+  if (by_pidfd) return static_cast<int>(::syscall(SYS_pidfd_send_signal, sentinel, signal, nullptr, 0));
   return ::kill(pid, signal);  // not reaped yet, so the pid is still the child's
 }
 
@@ -119,7 +118,7 @@ void kill_daemon_children() {
   Registry& r = registry();
   std::lock_guard lock(r.mu);
   for (const Child& c : r.children) {
-    if (c.daemon) signal_child(c.watch, c.sentinel, c.pid, SIGKILL);
+    if (c.daemon) signal_child(c.by_pidfd, c.sentinel, c.pid, SIGKILL);
   }
 }
 
@@ -168,23 +167,22 @@ struct ReportPipe {
   }
 };
 
-// While alive, marks the write ends this thread's next fork (or vfork) keeps in its child.
-struct ForkingFor {
-  ForkingFor(const ReportPipe& report, const std::optional<ReportPipe>& life) {
-    t_forking_for[0] = report.write_end;
-    t_forking_for[1] = life ? life->write_end : -1;
-  }
-  ~ForkingFor() { t_forking_for[0] = t_forking_for[1] = -1; }
-  ForkingFor(const ForkingFor&) = delete;
-  ForkingFor& operator=(const ForkingFor&) = delete;
-};
+// Marks the write ends this thread's next fork (or a fork()ing vfork) keeps in its child; forget_forking_for()
+// after it.
+void keep_in_next_fork(const ReportPipe& report, const std::optional<ReportPipe>& life) {
+  t_forking_for[0] = report.write_end;
+  t_forking_for[1] = life ? life->write_end : -1;
+}
+void forget_forking_for() { t_forking_for[0] = t_forking_for[1] = -1; }
 
 // fork() with the pipes' write ends kept only in this child. Flushes stdio first so that the child does not
 // inherit, and print a second time, output the parent has buffered.
 pid_t fork_keeping(const ReportPipe& report, const std::optional<ReportPipe>& life) {
   std::fflush(nullptr);
-  ForkingFor keep(report, life);
-  return ::fork();
+  keep_in_next_fork(report, life);
+  const pid_t pid = ::fork();
+  forget_forking_for();
+  return pid;
 }
 
 // Child, first thing for a daemon: die with the parent. The signal is armed only now, so the parent may already
@@ -265,42 +263,50 @@ bool refused(int err) { return err == ENOSYS || err == EPERM; }
   throw SystemError(err, what);
 }
 
-// How this process watches its children: asked of the kernel once per process (a fork()ed child asks again, since
-// a seccomp filter may refuse in it what its parent had). Throws SystemError when the question cannot be put.
-Watch watch_mode() {
+// Whether this process watches its children by pidfd (else through life pipes: see Child): asked of the kernel
+// once per process (a fork()ed child asks again, since a seccomp filter may refuse in it what its parent had).
+// Throws SystemError when the question cannot be put.
+bool children_have_pidfds() {
   static std::atomic<pid_t> asked_in{0};
-  static std::atomic<Watch> answer{Watch::kPidfd};
+  static std::atomic<bool> answer{true};
   const pid_t self = ::getpid();
   if (asked_in.load(std::memory_order_acquire) == self) return answer.load(std::memory_order_relaxed);
-  Watch watch = Watch::kLifePipe;
+  bool pidfds = false;
   const int fd = static_cast<int>(::syscall(SYS_pidfd_open, self, 0));
   if (fd < 0 && !refused(errno)) throw_errno("pidfd_open (of this process, to learn whether the kernel has it)");
   if (fd >= 0) {
     // This process is not its own child: ECHILD where waitid(P_PIDFD) exists (Linux 5.4), EINVAL before.
     siginfo_t info{};
     if (::waitid(P_PIDFD, static_cast<id_t>(fd), &info, WEXITED | WNOHANG) != 0 && errno == ECHILD) {
-      watch = Watch::kPidfd;
+      pidfds = true;
     }
     ::close(fd);
   }
-  answer.store(watch, std::memory_order_relaxed);
+  answer.store(pidfds, std::memory_order_relaxed);
   asked_in.store(self, std::memory_order_release);  // pairs with the acquire above: `answer` is read after it
-  return watch;
+  return pidfds;
+}
+
+// The start of /proc/PID/stat read into `buf` (its first 512 bytes reach past num_threads), or nullopt when it
+// cannot be opened or read.
+std::optional<std::string_view> read_proc_stat(uint32_t pid, std::array<char, 512>& buf) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  const ssize_t n = retry_on_eintr([&] { return ::read(fd, buf.data(), buf.size()); });
+  ::close(fd);
+  if (n < 0) return std::nullopt;
+  return std::string_view(buf.data(), static_cast<size_t>(n));
 }
 
 // Whether child `pid` has begun to exit (PF_EXITING in its /proc/PID/stat flags: set before its descriptors close,
 // a few microseconds before it can be reaped). False when that cannot be read.
 bool begun_to_exit(pid_t pid) {
   constexpr unsigned long kPfExiting = 0x4;
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[512];
-  const ssize_t n = retry_on_eintr([&] { return ::read(fd, buf, sizeof buf); });
-  ::close(fd);
-  if (n <= 0) return false;
-  const std::optional<unsigned long> flags = detail::stat_flags(std::string_view(buf, static_cast<size_t>(n)));
+  std::array<char, 512> buf;
+  const std::optional<std::string_view> stat = read_proc_stat(static_cast<uint32_t>(pid), buf);
+  const std::optional<unsigned long> flags = stat ? detail::stat_flags(*stat) : std::nullopt;
   return flags && (*flags & kPfExiting) != 0;
 }
 
@@ -356,7 +362,7 @@ struct ExecPlan {
   pid_t parent;
   const sigset_t* mask;  // the parent thread's signal mask, for the program
   int report_fd;         // gets the child's errno when it cannot exec
-  int life_fd;           // Watch::kLifePipe: the life pipe's write end, which the program keeps; else -1
+  int life_fd;           // without pidfds: the life pipe's write end, which the program keeps; else -1
   char* const* envp;     // with life_fd: the environment naming it (kLifeFdVariable); else nullptr (environ)
 };
 
@@ -421,13 +427,13 @@ Process::Process(pid_t pid, int life_read_end, ProcessOptions options)
       by_pidfd_(life_read_end < 0),
       name_(std::move(options.name)),
       daemon_(options.daemon) {
-  add_child({pid_, sentinel_, by_pidfd_ ? Watch::kPidfd : Watch::kLifePipe, daemon_});
+  add_child({pid_, sentinel_, by_pidfd_, daemon_});
 }
 
 Process Process::start_child(ChildBody body, void* fn, ProcessOptions options) {
   ReportPipe report(O_NONBLOCK);
   std::optional<ReportPipe> life;
-  if (watch_mode() == Watch::kLifePipe) life.emplace(0);
+  if (!children_have_pidfds()) life.emplace(0);
   const pid_t pid = fork_child(options, report, life, [&](const std::string& identity) {
     run_child(body, fn, report.write_end, life ? life->write_end : -1, options.name, identity);
   });
@@ -452,7 +458,7 @@ Process Process::exec(const std::string& program, const std::vector<std::string>
   std::optional<ReportPipe> life;
   std::vector<std::string> env_storage;
   std::vector<char*> envp;
-  if (watch_mode() == Watch::kLifePipe) {
+  if (!children_have_pidfds()) {
     life.emplace(0);
     envp = environment_naming_life_fd(life->write_end, env_storage);
   }
@@ -462,13 +468,11 @@ Process Process::exec(const std::string& program, const std::vector<std::string>
   const ExecPlan plan{program.c_str(), argv.data(), options.pass_fds.data(), options.pass_fds.size(),
                       options.daemon,    ::getpid(),  &mask,                   report.write_end,
                       life ? life->write_end : -1,  life ? envp.data() : nullptr};
-  // A fork()ing vfork (above) keeps these pipes in the child.
-  t_forking_for[0] = report.write_end;
-  t_forking_for[1] = life ? life->write_end : -1;
+  keep_in_next_fork(report, life);  // a fork()ing vfork (above) keeps these pipes in the child
   const pid_t pid = ::vfork();
   if (pid == 0) exec_in_child(plan);
   const int fork_errno = errno;
-  t_forking_for[0] = t_forking_for[1] = -1;
+  forget_forking_for();
   ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
   report.close_write_end();
   if (life) life->close_write_end();
@@ -515,7 +519,7 @@ Process::~Process() { release(); }
 
 void Process::release() noexcept {
   if (pid_ > 0 && owner_ == ::getpid() && !exitcode_) {
-    signal_child(by_pidfd_ ? Watch::kPidfd : Watch::kLifePipe, sentinel_, pid_, SIGKILL);
+    signal_child(by_pidfd_, sentinel_, pid_, SIGKILL);
     siginfo_t info{};
     retry_on_eintr([&] { return wait_for_child(info, WEXITED); });
     remove_child(pid_);
@@ -546,8 +550,8 @@ bool Process::reap(bool block) {
     const int err = errno;
     if (err == ECHILD) remove_child(pid_);
     if (err == EINVAL) {
-      // waitid(P_PIDFD) refused after watch_mode() found it (a seccomp filter installed since). The child stays a
-      // zombie until this process exits.
+      // waitid(P_PIDFD) refused after children_have_pidfds() found it (a seccomp filter installed since). The
+      // child stays a zombie until this process exits.
       throw Unsupported("waitid " + name_ + ": reaping through a pidfd needs waitid(P_PIDFD) (Linux >= 5.4); " +
                         refused_because(5, 4));
     }
@@ -634,7 +638,7 @@ void Process::send_signal(int signal) {
   check_usable("send_signal");
   if (exitcode_) return;
   // ESRCH: it ended meanwhile (a zombie still takes signals, so this is rare); the next join() sees the end.
-  if (signal_child(by_pidfd_ ? Watch::kPidfd : Watch::kLifePipe, sentinel_, pid_, signal) != 0 && errno != ESRCH) {
+  if (signal_child(by_pidfd_, sentinel_, pid_, signal) != 0 && errno != ESRCH) {
     throw_errno((by_pidfd_ ? "pidfd_send_signal " : "kill ") + std::to_string(signal) + " to " + name_);
   }
 }
@@ -713,15 +717,8 @@ unsigned cpu_count() {
 bool process_dead(uint32_t pid) noexcept {
   if (pid == 0) return false;
   if (::kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return detail::dead_from_stat(static_cast<pid_t>(pid), std::nullopt);
-  char buf[512];
-  const ssize_t n = retry_on_eintr([&] { return ::read(fd, buf, sizeof buf); });
-  ::close(fd);
-  if (n < 0) return detail::dead_from_stat(static_cast<pid_t>(pid), std::nullopt);
-  return detail::dead_from_stat(static_cast<pid_t>(pid), std::string_view(buf, static_cast<size_t>(n)));
+  std::array<char, 512> buf;
+  return detail::dead_from_stat(static_cast<pid_t>(pid), read_proc_stat(pid, buf));
 }
 
 }  // namespace ipc

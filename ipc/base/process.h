@@ -194,12 +194,12 @@ unsigned cpu_count();
 // (ESRCH: no such process), Unsupported on a kernel without pidfd_open(2).
 int process_sentinel(pid_t pid);
 
-// True only when `pid` certainly no longer runs: no such process, or a zombie waiting to be reaped with no thread
-// left (a killed process stays a zombie until its parent reaps it, and it will never finish what it started; a
-// main thread that called pthread_exit() is a zombie too, but while other threads of it run it is alive). pid 0 is "nobody
-// yet" and counts as alive. A pid reused by a new process looks alive until that process ends. When liveness
-// cannot be decided the process counts as alive (the safe answer: nobody reclaims what a live process may still
-// hold); an unreadable or cut-short /proc entry is decided by asking the kernel again. Any thread; never throws.
+// True only when `pid` certainly no longer runs: no such process, or a zombie waiting to be reaped with no thread left
+// (a killed process stays a zombie until its parent reaps it, and it will never finish what it started; a main thread
+// that called pthread_exit() is a zombie too, but while other threads of it run it is alive). pid 0 is "nobody yet" and
+// counts as alive. A pid reused by a new process looks alive until that process ends. When liveness cannot be decided
+// the process counts as alive (the safe answer: nobody reclaims what a live process may still hold); an unreadable or
+// cut-short /proc entry is decided by asking the kernel again. Any thread; never throws.
 bool process_dead(uint32_t pid) noexcept;
 
 }  // namespace ipc

@@ -22,4 +22,8 @@ enum class OlderKernel {
 
 bool act_as_older_kernel(OlderKernel kernel);
 
+// For a test binary's main: act_as_older_kernel(kBefore5_1), or when no filter can be installed, say on stderr that
+// the binary's tests are skipped and return false (main then returns 0 without running them).
+bool act_as_older_kernel_in_main();
+
 }  // namespace ipc::test

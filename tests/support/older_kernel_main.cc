@@ -3,14 +3,9 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
-#include <cstdio>
-
 #include "tests/support/older_kernel.h"
 
 int main(int argc, char** argv) {
-  if (!ipc::test::act_as_older_kernel(ipc::test::OlderKernel::kBefore5_1)) {
-    std::fprintf(stderr, "skipped: this kernel takes no seccomp filter here, so no older kernel can be acted\n");
-    return 0;
-  }
+  if (!ipc::test::act_as_older_kernel_in_main()) return 0;
   return Catch::Session().run(argc, argv);
 }

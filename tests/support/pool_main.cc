@@ -8,17 +8,12 @@
 #include "ipc/pool/init.h"
 
 #ifdef IPC_TEST_OLDER_KERNEL
-#include <cstdio>
-
 #include "tests/support/older_kernel.h"
 #endif
 
 int main(int argc, char** argv) {
 #ifdef IPC_TEST_OLDER_KERNEL
-  if (!ipc::test::act_as_older_kernel(ipc::test::OlderKernel::kBefore5_1)) {
-    std::fprintf(stderr, "skipped: this kernel takes no seccomp filter here, so no older kernel can be acted\n");
-    return 0;
-  }
+  if (!ipc::test::act_as_older_kernel_in_main()) return 0;
 #endif
   ipc::init(argc, argv);
   ipc::start_fork_server();
