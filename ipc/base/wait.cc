@@ -80,6 +80,11 @@ void heavy_fence() noexcept {
   }
 }
 
+bool barrier_every_cpu() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
+}
+
 void yield_cpu() noexcept { sched_yield(); }
 
 void notify_marked_slow(WaitSet& ws) noexcept {

@@ -149,6 +149,13 @@ extern std::atomic<bool> g_asymmetric_fences;
 // The waiter's half (after incrementing `sleepers`, before re-checking the state).
 void heavy_fence() noexcept;
 
+// A full memory barrier on every CPU that runs a thread of a process registered for membarrier (the processes
+// whose light_fence() is a compiler barrier), the caller's included: membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED),
+// which needs no registration of the caller. False when the kernel refuses it (too old, or a seccomp filter):
+// then only the caller's own seq_cst fence ran. For a thread that must know, not just hope, that another
+// process's light-fenced store before a load is visible (the queues' leases). A few microseconds.
+bool barrier_every_cpu() noexcept;
+
 // sched_yield(), for the short phase between spinning and sleeping.
 void yield_cpu() noexcept;
 

@@ -7,7 +7,13 @@
 //     thread, looked at in the ring's header: threads that come and go (more than there are owned entries) reuse
 //     the entries of ended threads; a fork()ed child takes its own; a consumer killed with its owned entry armed
 //     is counted once, by the thread taking the entry over; one that finds every owned entry held by a live
-//     thread arms a transient entry and is counted too.
+//     thread arms a transient entry and is counted too;
+//   - the leases of a lone producer and a lone consumer (ipc/queue/detail/mpmc_ring.h, "Leases"), who claim their
+//     slots by a plain store: taken by the first claimers; revoked by a producer or consumer arriving mid-stream
+//     (processes and threads), after which every value still arrives once, in order per producer, and the holder
+//     claims by CAS; a close while the holder is inside its claim does not strand its value; a holder stopped
+//     inside holds the others back while stopped; one killed inside does not wedge its side (the lease passes on);
+//     one killed after claiming by store loses that one value, counted.
 #include <catch2/catch.hpp>
 #include <signal.h>
 #include <sys/wait.h>
@@ -33,6 +39,8 @@ using namespace std::chrono_literals;
 using ipc::Outcome;
 using ipc::detail::HookPoint;
 using ipc::detail::kHandOffs;
+using ipc::detail::kLeaseFree;
+using ipc::detail::kLeaseShared;
 using ipc::detail::kOwnedHandOffs;
 
 namespace {
@@ -40,21 +48,25 @@ namespace {
 // Generous: sanitizer builds on a busy 2-core machine.
 constexpr auto kPatience = ipc::test::patience(std::chrono::seconds(60));
 
-// The child side: at `g_stop_at`, tell the parent and stop (SIGSTOP) until it resumes or kills us.
+// The child side: at the g_passes_left-th pass through `g_stop_at`, tell the parent and stop (SIGSTOP) until it
+// resumes or kills us.
 HookPoint g_stop_at;
+uint32_t g_passes_left = 0;
 ipc::test::PipeSignal* g_arrived = nullptr;
 void stop_here(HookPoint point) {
-  if (point != g_stop_at) return;
+  if (point != g_stop_at || g_passes_left == 0 || --g_passes_left != 0) return;
   g_arrived->notify();
   raise(SIGSTOP);
 }
 
-// Forks a child that runs `body` with the hook armed for `point`, and returns once the child is stopped there.
+// Forks a child that runs `body` with the hook armed for its `passes`-th pass through `point` (the first by
+// default), and returns once the child is stopped there.
 template <typename Body>
-ipc::test::ForkedChild stopped_inside(HookPoint point, Body body) {
+ipc::test::ForkedChild stopped_inside(HookPoint point, Body body, uint32_t passes = 1) {
   ipc::test::PipeSignal arrived;
   ipc::test::ForkedChild child([&] {
     g_stop_at = point;
+    g_passes_left = passes;
     g_arrived = &arrived;
     ipc::detail::g_test_hook.store(stop_here, std::memory_order_relaxed);
     body();
@@ -554,4 +566,301 @@ TEST_CASE("opening a MessageQueue reclaims the pages of a viewer that died, and 
       ipc::detail::ChunkArena::bytes_needed(kWholeArena / ipc::detail::kArenaPageBytes), "test");
   CHECK(arena.has_room(kWholeArena / ipc::detail::kArenaPageBytes));
   CHECK(opened.abandoned_count() == 1);
+}
+
+// Leases.
+
+namespace {
+
+// For the lease tests: a Queue<uint64_t> in a MAP_SHARED mapping, with a view of its header and room after the ring
+// for counters the children write.
+struct LeasedRing {
+  explicit LeasedRing(uint64_t capacity)
+      : mem(ipc::Queue<uint64_t>::bytes_needed(capacity) + sizeof(Counters)),
+        q(ipc::Queue<uint64_t>::create_at(mem.base(), ipc::Queue<uint64_t>::bytes_needed(capacity), capacity)),
+        h(*mem.as<ipc::detail::MpmcHeader>()),
+        counters(*mem.as<Counters>(ipc::Queue<uint64_t>::bytes_needed(capacity))) {}
+
+  // relaxed loads: read once the writers are stopped, reaped or joined, or as a poll.
+  uint64_t producers() const { return h.producers.holder.load(std::memory_order_relaxed); }
+  uint64_t consumers() const { return h.consumers.holder.load(std::memory_order_relaxed); }
+
+  struct Counters {
+    std::atomic<uint64_t> put[2];    // values each producer has put (or consumer has got) so far
+    std::atomic<uint64_t> by_store;  // claims by store a child counted at its hook point
+  };
+  ipc::test::SharedMapping mem;
+  ipc::Queue<uint64_t> q;
+  ipc::detail::MpmcHeader& h;
+  Counters& counters;
+};
+
+// The identity of a forked child's only thread: its tid is its pid.
+uint64_t child_identity(pid_t pid) {
+  return ipc::detail::thread_identity(static_cast<uint32_t>(pid), static_cast<uint32_t>(pid));
+}
+
+// Values carry their producer and their number, so that the consumer can check order per producer.
+constexpr uint64_t value_of(uint64_t producer, uint64_t n) { return producer << 40 | n; }
+
+// Counts this process's claims by store into the ring's counter (installed in a child).
+std::atomic<uint64_t>* g_by_store = nullptr;
+void count_by_store(HookPoint point) {
+  if (point == HookPoint::kPutByStore || point == HookPoint::kGetByStore) {
+    g_by_store->fetch_add(1, std::memory_order_relaxed);  // relaxed: read after the child is reaped
+  }
+}
+
+// Gets `count` values, checking that each producer's values arrive once each, in order; returns what is wrong
+// ("" when nothing).
+std::string drain_in_order(ipc::Queue<uint64_t>& q, uint64_t count, int producers) {
+  std::vector<uint64_t> next(producers, 0);
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t v = 0;
+    if (q.get(v, kPatience) != Outcome::kOk) {
+      return "get " + std::to_string(i) + " of " + std::to_string(count) + " timed out";
+    }
+    const uint64_t p = v >> 40, n = v & ((uint64_t{1} << 40) - 1);
+    if (p >= static_cast<uint64_t>(producers) || n != next[p]) {
+      return "value " + std::to_string(n) + " of producer " + std::to_string(p) + " arrived where " +
+             (p < next.size() ? std::to_string(next[p]) : std::string("nothing")) + " was due";
+    }
+    ++next[p];
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a lone producer and a lone consumer take the leases and claim by store", "[queue][lease]") {
+  constexpr uint64_t kN = 100'000;
+  LeasedRing r(64);
+  CHECK(r.producers() == kLeaseFree);
+  ipc::test::ForkedChild producer([&] {
+    g_by_store = &r.counters.by_store;
+    ipc::detail::g_test_hook.store(count_by_store, std::memory_order_relaxed);
+    for (uint64_t i = 0; i < kN; ++i) {
+      if (r.q.put(value_of(0, i), kPatience) != Outcome::kOk) throw ipc::Error("put timed out");
+    }
+  });
+  CHECK(drain_in_order(r.q, kN, 1) == "");
+  CHECK(ipc::test::exit_problem(producer, 0, "producer") == "");
+  CHECK(r.producers() == child_identity(producer.pid()));
+  CHECK(r.consumers() == ipc::detail::this_thread_identity());
+  // Every put that found a free slot at the hint claimed it by store: all but the first (which took the lease) and
+  // those that found the ring full. Without leases there would be none.
+  CHECK(r.counters.by_store.load() > kN / 2);
+  CHECK(r.q.abandoned_count() == 0);
+}
+
+TEST_CASE("a producer arriving mid-stream revokes the lease; every value arrives once, in order per producer",
+          "[queue][lease]") {
+  constexpr uint64_t kN = 200'000;
+  const bool threads = GENERATE(false, true);
+  CAPTURE(threads);
+  LeasedRing r(64);
+  auto produce = [&](uint64_t producer) {
+    for (uint64_t i = 0; i < kN; ++i) {
+      if (r.q.put(value_of(producer, i), kPatience) != Outcome::kOk) throw ipc::Error("put timed out");
+      // relaxed: a progress hint for the second producer's start
+      r.counters.put[producer].store(i + 1, std::memory_order_relaxed);
+    }
+  };
+  // The second producer starts once the first has put a quarter of its values, and holds the lease.
+  auto second = [&] {
+    ipc::test::wait_until([&] { return r.counters.put[0].load(std::memory_order_relaxed) >= kN / 4; });
+    produce(1);
+  };
+  std::string problem;
+  if (threads) {
+    std::thread a([&] { produce(0); });
+    std::thread b(second);
+    problem = drain_in_order(r.q, 2 * kN, 2);
+    a.join();
+    b.join();
+  } else {
+    ipc::test::ForkedChild a([&] { produce(0); });
+    ipc::test::ForkedChild b(second);
+    problem = drain_in_order(r.q, 2 * kN, 2);
+    CHECK(ipc::test::exit_problem(a, 0, "first producer") == "");
+    CHECK(ipc::test::exit_problem(b, 0, "second producer") == "");
+  }
+  CHECK(problem == "");
+  CHECK(r.producers() == kLeaseShared);
+  CHECK(r.q.abandoned_count() == 0);
+  uint64_t v;
+  CHECK(r.q.try_get(v) == Outcome::kEmpty);
+}
+
+TEST_CASE("a consumer arriving mid-stream revokes the lease; every value arrives exactly once", "[queue][lease]") {
+  constexpr uint64_t kN = 200'000;
+  LeasedRing r(64);
+  ipc::test::SharedMapping seen(kN);  // one byte per value: how often it arrived
+  auto consume = [&](uint64_t consumer) {
+    for (;;) {
+      uint64_t v = 0;
+      const Outcome o = r.q.get(v, kPatience);
+      if (o == Outcome::kClosed) return 0;
+      if (o != Outcome::kOk || v >= kN) return 1;
+      reinterpret_cast<std::atomic<uint8_t>*>(seen.as<uint8_t>(v))->fetch_add(1, std::memory_order_relaxed);
+      r.counters.put[consumer].fetch_add(1, std::memory_order_relaxed);  // relaxed: a progress hint
+    }
+  };
+  ipc::test::ForkedChild first([&] { return consume(0); });
+  ipc::test::ForkedChild second([&] {
+    ipc::test::wait_until([&] { return r.counters.put[0].load(std::memory_order_relaxed) >= kN / 4; });
+    return consume(1);
+  });
+  for (uint64_t i = 0; i < kN; ++i) REQUIRE(r.q.put(i, kPatience) == Outcome::kOk);
+  r.q.close();
+  CHECK(ipc::test::exit_problem(first, 0, "first consumer") == "");
+  CHECK(ipc::test::exit_problem(second, 0, "second consumer") == "");
+  uint64_t wrong = 0;
+  for (uint64_t i = 0; i < kN; ++i) wrong += *seen.as<uint8_t>(i) != 1;
+  CHECK(wrong == 0);
+  CHECK(r.counters.put[1].load() > 0);  // the second consumer took part
+  CHECK(r.consumers() == kLeaseShared);
+  CHECK(r.producers() == ipc::detail::this_thread_identity());
+}
+
+TEST_CASE("a revoked lease holder claims by CAS from then on, before the revoker marks the side shared",
+          "[queue][lease]") {
+  const bool producers = GENERATE(true, false);
+  CAPTURE(producers);
+  LeasedRing r(8);
+  uint64_t v = 0;
+  // This thread takes the side's lease, then a child stops right after revoking it (before it marks the side
+  // shared): from the child's barrier on, our claims must not be by store.
+  const auto claim = [&] { return producers ? r.q.put(value_of(0, v++)) : r.q.get(v); };
+  for (uint64_t n = 0; n < 4; ++n) REQUIRE(r.q.put(value_of(0, n)) == Outcome::kOk);
+  v = producers ? 4 : 0;
+  REQUIRE(claim() == Outcome::kOk);
+  REQUIRE((producers ? r.producers() : r.consumers()) == ipc::detail::this_thread_identity());
+  auto revoker = stopped_inside(HookPoint::kRevoked, [&] {
+    uint64_t out;
+    if ((producers ? r.q.put(value_of(1, 0)) : r.q.get(out)) != Outcome::kOk) throw ipc::Error("the claim failed");
+  });
+  g_by_store = &r.counters.by_store;
+  ipc::detail::g_test_hook.store(count_by_store, std::memory_order_relaxed);
+  const Outcome o = claim();
+  ipc::detail::g_test_hook.store(nullptr, std::memory_order_relaxed);
+  REQUIRE(o == Outcome::kOk);
+  CHECK(r.counters.by_store.load() == 0);
+  // We saw the revocation and marked the side shared ourselves.
+  CHECK((producers ? r.producers() : r.consumers()) == kLeaseShared);
+  revoker.kill(SIGCONT);
+  CHECK(ipc::test::exit_problem(revoker, 0, "revoker") == "");
+}
+
+TEST_CASE("a close while the producers' lease holder is inside its claim does not strand its value",
+          "[queue][lease][close]") {
+  LeasedRing r(8);
+  // The child's first put takes the lease (a claim by CAS); its second claims by store and stops inside.
+  auto writer = stopped_inside(HookPoint::kPutByStore, [&] {
+    if (r.q.put(1) != Outcome::kOk || r.q.put(2) != Outcome::kOk) throw ipc::Error("a put failed");
+  });
+  r.q.close();
+  uint64_t out = 0;
+  REQUIRE(r.q.get(out) == Outcome::kOk);
+  CHECK(out == 1);
+  // The holder read `closed` before the close and will claim: not drained yet.
+  CHECK(r.q.try_get(out) == Outcome::kEmpty);
+  CHECK(r.q.get(out, 50ms) == Outcome::kTimeout);
+  writer.kill(SIGCONT);
+  CHECK(ipc::test::exit_problem(writer, 0, "writer") == "");
+  REQUIRE(r.q.get(out, kPatience) == Outcome::kOk);
+  CHECK(out == 2);
+  CHECK(r.q.get(out) == Outcome::kClosed);
+}
+
+TEST_CASE("a producer waits while the lease holder is stopped inside its claim, and goes on once it resumes",
+          "[queue][lease]") {
+  LeasedRing r(8);
+  auto holder = stopped_inside(HookPoint::kPutByStore, [&] {
+    if (r.q.put(value_of(0, 0)) != Outcome::kOk || r.q.put(value_of(0, 1)) != Outcome::kOk) {
+      throw ipc::Error("a put failed");
+    }
+  });
+  CHECK(r.producers() == child_identity(holder.pid()));
+  // The lease cannot be revoked while its holder may still store its claim: our claim waits.
+  CHECK(r.q.put(value_of(0, 2), 50ms) == Outcome::kTimeout);
+  CHECK(r.q.try_put(value_of(0, 2)) == Outcome::kFull);
+  holder.kill(SIGCONT);
+  CHECK(ipc::test::exit_problem(holder, 0, "holder") == "");
+  REQUIRE(r.q.put(value_of(0, 2), kPatience) == Outcome::kOk);
+  CHECK(r.producers() == kLeaseShared);
+  r.q.close();
+  CHECK(drain_in_order(r.q, 3, 1) == "");
+}
+
+TEST_CASE("a producers' lease holder killed inside its claim leaves nothing behind; the next producer takes the lease",
+          "[queue][lease][kill]") {
+  LeasedRing r(8);
+  auto holder = stopped_inside(HookPoint::kPutByStore, [&] {
+    (void)r.q.put(value_of(0, 0));
+    (void)r.q.put(1);
+  });
+  kill_and_reap(holder);
+  for (uint64_t n = 1; n <= 3; ++n) REQUIRE(r.q.put(value_of(0, n), kPatience) == Outcome::kOk);
+  CHECK(r.producers() == ipc::detail::this_thread_identity());
+  CHECK(drain_in_order(r.q, 4, 1) == "");
+  CHECK(r.q.abandoned_count() == 0);  // it died before its claim: its put never happened
+}
+
+TEST_CASE("a consumers' lease holder killed inside its claim leaves nothing behind; the next consumer takes the lease",
+          "[queue][lease][kill]") {
+  LeasedRing r(8);
+  for (uint64_t n = 0; n < 5; ++n) REQUIRE(r.q.put(value_of(0, n)) == Outcome::kOk);
+  uint64_t first = 99;
+  auto holder = stopped_inside(HookPoint::kGetByStore, [&] {
+    (void)r.q.get(first);
+    (void)r.q.get(first);
+  });
+  kill_and_reap(holder);
+  std::vector<uint64_t> got;
+  uint64_t v = 0;
+  while (r.q.try_get(v) == Outcome::kOk) got.push_back(v);
+  CHECK(got == std::vector<uint64_t>{1, 2, 3, 4});  // 0 was the child's; nothing else was taken
+  CHECK(r.consumers() == ipc::detail::this_thread_identity());
+  CHECK(r.q.abandoned_count() == 0);
+}
+
+TEST_CASE("a producer killed after claiming by store loses that value, counted; the others still arrive",
+          "[queue][lease][kill]") {
+  LeasedRing r(8);
+  // kPutWritten's second pass: the child's second put, claimed by store, written, not yet published.
+  auto holder = stopped_inside(
+      HookPoint::kPutWritten,
+      [&] {
+        (void)r.q.put(value_of(0, 0));
+        (void)r.q.put(value_of(0, 99));
+      },
+      2);
+  kill_and_reap(holder);
+  for (uint64_t n = 1; n <= 3; ++n) REQUIRE(r.q.put(value_of(0, n), kPatience) == Outcome::kOk);
+  CHECK(drain_in_order(r.q, 4, 1) == "");  // 0, 1, 2, 3: the dead claim was reaped on the way
+  CHECK(r.q.abandoned_count() == 1);
+}
+
+TEST_CASE("a consumer killed after claiming by store loses that value, counted; producers do not stay blocked",
+          "[queue][lease][kill]") {
+  LeasedRing r(8);
+  for (uint64_t n = 0; n < 8; ++n) REQUIRE(r.q.put(n) == Outcome::kOk);  // full
+  uint64_t v = 0;
+  // kGetClaimed's second pass: the child's second get, claimed by store, not yet read.
+  auto holder = stopped_inside(
+      HookPoint::kGetClaimed,
+      [&] {
+        (void)r.q.get(v);
+        (void)r.q.get(v);
+      },
+      2);
+  kill_and_reap(holder);
+  // Two puts go round to the slots of 0 (freed) and 1 (held by the dead consumer: reaped, counted).
+  REQUIRE(r.q.put(8, kPatience) == Outcome::kOk);
+  REQUIRE(r.q.put(9, kPatience) == Outcome::kOk);
+  CHECK(r.q.abandoned_count() == 1);
+  std::vector<uint64_t> got;
+  while (r.q.try_get(v) == Outcome::kOk) got.push_back(v);
+  CHECK(got == std::vector<uint64_t>{2, 3, 4, 5, 6, 7, 8, 9});
 }

@@ -16,7 +16,8 @@
 // Typed: create<T>(...) records T (its codec_type_name<T>()) in the queue; open<T>() refuses a queue made for
 // another type at once, naming both (docs/queue.md).
 //
-// Threads: every method from any number of threads at once (lock-free claims, then a copy in or out).
+// Threads: every method from any number of threads at once (lock-free claims, then a copy in or out; a lone
+//   producer's or consumer's claims by store and their revocation as in queue.h).
 // Processes: everything lives in one block of shared memory, holds no pointers, and is used from any number of
 //   processes. Happens-before: everything a producer did before put(m) happens before the get() that returns m.
 // Lifetime: as Queue<T> (queue.h). A process killed mid-put, mid-get or while it holds a MessageView loses at

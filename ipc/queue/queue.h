@@ -9,7 +9,9 @@
 //   Job j; switch (jobs.get(j, 100ms)) { case ipc::Outcome::kOk: ... case kTimeout: ... case kClosed: ... }
 //
 // Threads: every method may be called from any number of threads at once (lock-free claims; blocking calls
-//   spin briefly, then sleep on a futex).
+//   spin briefly, then sleep on a futex). A lone producer and a lone consumer claim by a plain store instead of a
+//   CAS (a lease per side); the second thread to put (get) revokes that lease, once, which costs it a barrier of
+//   a few microseconds and waits out the holder's claim if one is in flight (docs/queue.md, "Leases").
 // Processes: the ring lives in a segment (or any MAP_SHARED memory) and holds no pointers; any number of
 //   processes may put and get. Ordering: FIFO per producer; values from different producers interleave.
 //   Happens-before: everything a producer did before put(v) happens before the get() that returns v.

@@ -53,13 +53,10 @@ Outcome mpmc_claim_read_after(const MpmcRing& r, const Deadline* deadline, uint6
   return mpmc_claim_read_after(r, deadline, pos, first);
 }
 
-// The rest of mpmc_put() once `s` (position `pos`) is claimed: the close check, the write, the publication.
+// The rest of mpmc_put() once `s` (position `pos`) is claimed and the close checked: the write, the publication.
 template <typename Write>
-[[gnu::always_inline]] inline Outcome mpmc_put_claimed(const MpmcRing& r, SlotHeader& s, uint64_t pos, Write& write) {
-  if (r.closed_after_claim()) [[unlikely]] {
-    r.publish_skip(s, pos);
-    return Outcome::kClosed;
-  }
+[[gnu::always_inline]] inline Outcome mpmc_write_claimed(const MpmcRing& r, SlotHeader& s, uint64_t pos,
+                                                         Write& write) {
   uint32_t length;
   try {
     length = write(MpmcRing::payload(s));
@@ -70,6 +67,17 @@ template <typename Write>
   test_hook(HookPoint::kPutWritten);
   r.publish(s, pos, length);
   return Outcome::kOk;
+}
+
+// The rest of mpmc_put() once `s` (position `pos`) is claimed by CAS: the close check, the write, the publication.
+// (A claim by store checked `closed` inside its bracket: see MpmcRing::closed_after_claim().)
+template <typename Write>
+[[gnu::always_inline]] inline Outcome mpmc_put_claimed(const MpmcRing& r, SlotHeader& s, uint64_t pos, Write& write) {
+  if (r.closed_after_claim()) [[unlikely]] {
+    r.publish_skip(s, pos);
+    return Outcome::kClosed;
+  }
+  return mpmc_write_claimed(r, s, pos, write);
 }
 
 // mpmc_put() after a first look that claimed nothing: out of line, so that the inline call is the common case
@@ -87,13 +95,20 @@ template <typename Write>
 // is published as a skip record (consumers pass over it) and the exception propagates. A producer that finds the
 // ring closed once it holds its slot gives the slot up the same way and reports kClosed.
 // The common case works on a copy of the handle, whose few fields stay in registers across its atomic operations
-// (the handle itself, in the caller's object, would be read again after each); the rest gets the handle.
+// (the handle itself, in the caller's object, would be read again after each); the rest gets the handle. It is the
+// first look at the tail hint: by CAS on a shared side, by store for the lease holder (mpmc_ring.h, "Leases"); a
+// thread that is neither (the first claimer, another thread while a lease is held) enters the side in the slow path.
 template <typename Write>
 [[gnu::always_inline]] inline Outcome mpmc_put(const MpmcRing& ring, const Deadline* deadline, Write&& write) {
   const MpmcRing r = ring;
   uint64_t pos;
   SlotHeader* s;
-  if (!r.closed() && r.claim_write_at_hint(pos, s)) [[likely]] return mpmc_put_claimed(r, *s, pos, write);
+  const uint64_t holder = r.producers_holder();
+  if (holder == kLeaseShared) {
+    if (!r.closed() && r.claim_write_at_hint(pos, s)) [[likely]] return mpmc_put_claimed(r, *s, pos, write);
+  } else if (holder == this_thread_identity() && r.claim_write_leased(pos, s)) [[likely]] {
+    return mpmc_write_claimed(r, *s, pos, write);
+  }
   return mpmc_put_slow(ring, deadline, write);
 }
 
@@ -148,14 +163,18 @@ template <typename Read>
 // afterwards even if `read` throws (the message is then consumed and the exception propagates). Skip records are
 // passed over. Inline: the first look claiming a message (one comparison with length_limit() keeps both skip
 // records and garbage lengths off this path); the rest is mpmc_get_slow().
-// As mpmc_put(), the common case works on a copy of the handle.
+// As mpmc_put(), the common case works on a copy of the handle, and claims by CAS or by store.
 template <typename Read>
 [[gnu::always_inline]] inline Outcome mpmc_get(const MpmcRing& ring, const Deadline* deadline, Read&& read) {
   const MpmcRing r = ring;
-  uint64_t pos;
+  uint64_t pos = 0;  // unused by mpmc_get_slow() when nothing was claimed
   SlotHeader* s;
   uint64_t claim_word;
-  if (r.claim_read_at_hint(pos, s, claim_word)) [[likely]] {
+  const uint64_t holder = r.consumers_holder();
+  const bool claimed = holder == kLeaseShared ? r.claim_read_at_hint(pos, s, claim_word)
+                                              : holder == this_thread_identity() &&
+                                                    r.claim_read_leased(pos, s, claim_word);
+  if (claimed) [[likely]] {
     const uint32_t length = s->length;
     if (length <= r.length_limit()) [[likely]] {
       mpmc_deliver(r, *s, pos, claim_word, length, read);

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <new>
+#include <thread>
 
 namespace ipc::detail {
 
@@ -203,6 +204,104 @@ bool thread_gone(uint64_t id) {
 }
 
 }  // namespace
+
+namespace {
+
+// Whether threads of this process take leases: where light_fence() is only a compiler barrier (registered for
+// membarrier), a claim by store saves the CAS's locked instruction; elsewhere it would cost a full fence, no less
+// than the CAS, so the side is marked shared. A TSan build takes them with full fences (the fences wait.cc uses
+// there), so that its runs cover the lease protocol.
+bool process_takes_leases() {
+#if defined(__SANITIZE_THREAD__)
+  return true;
+#else
+  return asymmetric_fences();
+#endif
+}
+
+// Where the kernel refuses the barrier (membarrier) in this process, a store the lease holder made before it read
+// our flag reaches the other CPUs in nanoseconds (store buffers drain as fast as the memory system takes them), so
+// waiting this long before reading its `busy` stands in for the barrier. Only processes with different seccomp
+// filters get here: the holder's process registered for membarrier, ours may not call it.
+constexpr std::chrono::milliseconds kStoreBufferDrain{1};
+
+}  // namespace
+
+bool MpmcRing::wait_out_claim_by_store(Lease& lease, uint64_t holder) const {
+  if (!barrier_every_cpu()) std::this_thread::sleep_for(kStoreBufferDrain);
+  // A claim by store takes nanoseconds: spin for about as long as a context switch, then yield to a holder that
+  // may share our CPU, then ask whether it is gone (killed inside its claim).
+  constexpr int kSpins = 1024;
+  constexpr int kYields = 64;
+  for (int i = 0; i < kSpins + kYields; ++i) {
+    // acquire: partner is the holder's release store clearing `busy`, or the release CAS that moved the lease on:
+    // the claim word it stored is visible to our claims.
+    if (lease.busy.load(std::memory_order_acquire) == 0 || lease.holder.load(std::memory_order_acquire) != holder) {
+      return true;
+    }
+    if (i < kSpins) {
+      cpu_relax();
+    } else {
+      yield_cpu();
+    }
+  }
+  return thread_gone(holder);
+}
+
+bool MpmcRing::enter_side(Lease& lease) const {
+  const uint64_t me = this_thread_identity();
+  // acquire: partner is the CAS that set the holder (a taker's, or a revoker's after its wait).
+  uint64_t holder = lease.holder.load(std::memory_order_acquire);
+  for (;;) {
+    if (holder == kLeaseShared) return true;
+    if (holder == me) {
+      // relaxed: a revocation we do not see yet is seen by our next claim bracket; our claims by CAS are right
+      // either way.
+      if (lease.revoke.load(std::memory_order_relaxed) == 0) return true;
+      // Revoked: we claim by CAS from now on (our brackets see `revoke`); mark the side shared for the revoker.
+      // acq_rel: as the revoker's CAS below.
+      if (lease.holder.compare_exchange_strong(holder, kLeaseShared, std::memory_order_acq_rel,
+                                               std::memory_order_acquire)) {
+        return true;
+      }
+      continue;
+    }
+    // A holder word no thread can have (memory overwritten behind the queue's back) counts as gone.
+    const bool impossible = identity_pid(holder) > kPidMask || identity_tid(holder) > kPidMask;
+    if (holder == kLeaseFree || impossible || thread_gone(holder)) {
+      // A free lease, or one whose holder's thread ended (its process killed, maybe inside a claim by store: that
+      // claim is reaped like any dead claimer's). Taken, unless a revocation is pending or this process does not
+      // take leases: then the side becomes shared.
+      const bool take = process_takes_leases() && lease.revoke.load(std::memory_order_relaxed) == 0;
+      // seq_cst: the taker's half of the close protocol (claims_by_store_done()): a consumer that found the lease
+      // free after the close, before this CAS, is followed by our brackets' seq_cst loads of `closed`, which see it.
+      if (lease.holder.compare_exchange_strong(holder, take ? me : kLeaseShared, std::memory_order_seq_cst,
+                                               std::memory_order_acquire)) {
+        return true;
+      }
+      continue;
+    }
+    // Another live thread holds the lease: revoke it. seq_cst: before the barrier in wait_out_claim_by_store().
+    if (lease.revoke.load(std::memory_order_relaxed) == 0) lease.revoke.store(1, std::memory_order_seq_cst);
+    if (!wait_out_claim_by_store(lease, holder)) return false;
+    test_hook(HookPoint::kRevoked);
+    // acq_rel: release pairs with the acquire loads of the holder above (claimers after us find the side shared);
+    // acquire with the CAS that made `holder` the holder.
+    if (lease.holder.compare_exchange_strong(holder, kLeaseShared, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+      return true;
+    }
+  }
+}
+
+bool MpmcRing::claims_by_store_done() const {
+  Lease& lease = h_->producers;
+  // seq_cst: after the caller's seq_cst fence that follows its look at `closed`; see enter_side() for a lease
+  // taken after this load.
+  const uint64_t holder = lease.holder.load(std::memory_order_seq_cst);
+  if (holder == kLeaseFree || holder == kLeaseShared) return true;
+  return wait_out_claim_by_store(lease, holder);
+}
 
 uint64_t this_thread_identity_slow() noexcept {
   return thread_identity(self_pid(), static_cast<uint32_t>(::syscall(SYS_gettid)));

@@ -7,6 +7,7 @@
 //   |                    |  message type identity
 //   |   tail   (own line)|  next position producers claim
 //   |   head   (own line)|  next position consumers claim
+//   |   producers, consumers |  a Lease each (own line): the side's lone claimer, which claims by a store
 //   |   not_empty        |  WaitSet consumers sleep on (marked: notify_marked(), ipc/base/wait.h)
 //   |   not_full         |  WaitSet producers sleep on (marked)
 //   |   join             |  WaitSet join() sleeps on
@@ -25,6 +26,24 @@
 // `tail`/`head` with a CAS that anyone may perform ("helping"): an index is only a hint of where to look, the
 // slot words are the truth. A claim whose process died is found by whoever is blocked behind it (its pid no
 // longer runs), and that process moves the slot on to FREE(p + capacity), counting one abandoned message.
+//
+// Leases. A claim CAS is a locked instruction, which a lone producer or a lone consumer does not need: nobody else
+// writes the slot words it claims (FREE(p) is changed only by a producer's claim, FULL(p) only by a consumer's;
+// reapers and settlers change only WRITING/READING words of dead claimers). So the first thread to claim on a side
+// becomes its lease holder (`Lease::holder`, its thread identity) and claims at the hint with a plain store while
+// it holds the lease. A claim by store is bracketed: the holder sets `busy`, light_fence(), reads `revoke` (and,
+// producers, `closed`), and only if both are clear stores its claim word and clears `busy` (release). Another
+// thread that wants to claim on that side first revokes the lease (revoke_lease() in mpmc_ring.cc): it sets
+// `revoke`, runs a barrier on every CPU (membarrier, heavy_fence()'s syscall), then waits until `busy` is clear or
+// the holder's thread is gone, and marks the side kLeaseShared: from then on every claimer there, the former
+// holder included, uses the CAS, as before leases. The barrier and the bracket are a Dekker pair: either the
+// holder's read of `revoke` sees it set (and it claims by CAS), or the reviser sees `busy` and waits out that one
+// claim. A consumer that finds the ring empty and closed does the same wait on the producers' lease before its
+// second look (see closed_after_claim()). A holder killed inside the bracket leaves `busy` set: the reviser's
+// liveness check of the holder's thread ends the wait, and its claimed slot is reaped like any dead claimer's. The
+// lease of a holder whose thread is gone passes to the next claimer. A process takes leases only where its
+// light_fence() pairs with that barrier: registered for membarrier (asymmetric_fences()), or in a TSan build, whose
+// light fences are full fences. A shared side stays shared.
 //
 // Hand-offs. A consumer has copied its message out before it frees the slot, but its get() has not returned: the
 // wake-up of sleeping producers (a futex syscall, where SIGKILL is most often delivered) still follows. So that a
@@ -51,9 +70,9 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 8;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
+inline constexpr uint32_t kMpmcVersion = 9;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
                                              // 6: marked waits (notify_marked); 7: half-line slots;
-                                             // 8: hand-offs hold the claim word
+                                             // 8: hand-offs hold the claim word; 9: leases
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
@@ -161,6 +180,17 @@ struct OwnedHandOffCache {
   }
 };
 
+// One side's lease (producers or consumers; see "Leases" above). Its own cache line: the holder writes `busy` on
+// every claim, and the line stays in its cache while nobody else claims on that side.
+struct alignas(64) Lease {
+  std::atomic<uint64_t> holder;  // kLeaseFree, the holder's thread_identity(), or kLeaseShared
+  std::atomic<uint32_t> busy;    // 1 while the holder is inside a claim by store; written by the holder only
+  std::atomic<uint32_t> revoke;  // 1 once another thread asked to claim on this side
+};
+inline constexpr uint64_t kLeaseFree = 0;
+inline constexpr uint64_t kLeaseShared = ~uint64_t{0};  // every claimer uses the CAS (no thread identity is ~0)
+static_assert(sizeof(Lease) == 64);
+
 inline constexpr size_t kTypeNameBytes = 192;
 
 struct MpmcHeader {
@@ -183,6 +213,8 @@ struct MpmcHeader {
 
   alignas(64) std::atomic<uint64_t> tail;  // hint: next position to produce (written by all producers)
   alignas(64) std::atomic<uint64_t> head;  // hint: next position to consume (written by all consumers)
+  Lease producers;
+  Lease consumers;
   alignas(64) WaitSet not_empty;
   WaitSet not_full;
   WaitSet join;
@@ -193,7 +225,8 @@ struct MpmcHeader {
 };
 static_assert(offsetof(MpmcHeader, tail) % 64 == 0 && offsetof(MpmcHeader, head) % 64 == 0);
 static_assert(offsetof(MpmcHeader, head) - offsetof(MpmcHeader, tail) >= 64, "tail and head on their own lines");
-static_assert(offsetof(MpmcHeader, not_empty) - offsetof(MpmcHeader, head) >= 64);
+static_assert(offsetof(MpmcHeader, producers) - offsetof(MpmcHeader, head) >= 64);
+static_assert(offsetof(MpmcHeader, not_empty) - offsetof(MpmcHeader, consumers) >= 64);
 static_assert(sizeof(MpmcHeader) % 64 == 0);
 static_assert(std::is_standard_layout_v<MpmcHeader>);
 static_assert(std::atomic<int64_t>::is_always_lock_free);
@@ -263,10 +296,12 @@ class MpmcRing {
   // Claims the next free slot for writing. kOk: `pos` is ours (state WRITING) until publish(pos). kFull: no free
   // slot. kBusy: no free slot, and the next one is still claimed by a consumer (or a producer) of the previous
   // lap. `check_dead`: look at the claimer of a slot we are stuck behind and reap it if it died.
-  // Any process; lock-free.
+  // kBusy also while another thread's lease on the producers cannot be revoked yet (its holder is inside a
+  // claim, e.g. stopped there by a debugger). Any process; lock-free.
   // The first look is inline: the slot at the tail hint free for that position, claimed at once. Anything else
   // (a stale hint, a full ring, a dead claimer) is the walk in mpmc_ring.cc.
   [[gnu::always_inline]] Claim try_claim_write(uint64_t& pos, bool check_dead) const {
+    if (!may_claim_by_cas(h_->producers)) [[unlikely]] return Claim::kBusy;
     SlotHeader* claimed;
     if (claim_write_at_hint(pos, claimed)) [[likely]] return Claim::kOk;
     return walk_claim_write(pos, check_dead);
@@ -274,6 +309,7 @@ class MpmcRing {
   // The first look of try_claim_write() alone: the slot at the tail hint, claimed if it is free for that position.
   // True: `claimed` is the claimed slot, `pos` its position; false when this look claimed nothing (then
   // try_claim_write() says why). For a caller that keeps the walk out of line. Any process; a load and a CAS.
+  // REQUIRES: the producers' side is shared (holder kLeaseShared), or may_claim_by_cas() said yes.
   [[gnu::always_inline]] bool claim_write_at_hint(uint64_t& pos, SlotHeader*& claimed) const {
     // relaxed: the tail is only a hint; the slot word's acquire load below orders everything that matters.
     pos = h_->tail.load(std::memory_order_relaxed);
@@ -290,6 +326,39 @@ class MpmcRing {
       return true;
     }
     return false;
+  }
+
+  // claim_write_at_hint() by the producers' lease holder: a store instead of the CAS (see "Leases" above). False
+  // when the lease was revoked, the ring closed or the slot at the hint is not free for it: then the holder takes
+  // the way of every claimer (try_claim_write()). REQUIRES: this thread holds the producers' lease.
+  [[gnu::always_inline]] bool claim_write_leased(uint64_t& pos, SlotHeader*& claimed) const {
+    Lease& lease = h_->producers;
+    // relaxed: ordered by light_fence() against the revoker's barrier (or the closing consumer's); only this
+    // thread writes `busy`.
+    lease.busy.store(1, std::memory_order_relaxed);
+    light_fence();
+    bool ok = false;
+    // relaxed `revoke`: see above. seq_cst `closed`: the holder's half of the close protocol with a lease
+    // (claims_by_store_done()); a plain load on x86.
+    if (lease.revoke.load(std::memory_order_relaxed) == 0 && h_->closed.load(std::memory_order_seq_cst) == 0)
+        [[likely]] {
+      test_hook(HookPoint::kPutByStore);
+      pos = h_->tail.load(std::memory_order_relaxed);  // relaxed: a hint, which only this thread writes now
+      SlotHeader& s = slot(pos);
+      // acquire: partner is the consumer's release store of FREE(pos), as in claim_write_at_hint().
+      if (s.word.load(std::memory_order_acquire) == make_word(pos, kSlotFree, 0)) [[likely]] {
+        // relaxed: nobody else writes a FREE(pos) word while the lease holds; a consumer reads the payload only
+        // after publish()'s release store.
+        s.word.store(make_word(pos, kSlotWriting, claimer_pid()), std::memory_order_relaxed);
+        h_->tail.store(pos + 1, std::memory_order_relaxed);  // relaxed: a hint
+        claimed = &s;
+        ok = true;
+      }
+    }
+    // release: partner is the acquire load of `busy` in wait_out_claim_by_store(): whoever waited this claim out
+    // sees its word.
+    lease.busy.store(0, std::memory_order_release);
+    return ok;
   }
 
   // Whether the slot of position `pos` is free for it or a later lap (consumers are past pos - capacity). Any
@@ -312,16 +381,17 @@ class MpmcRing {
 
   // Claims the next full slot for reading. kOk: `pos` is ours (state READING) until release_read(pos). kEmpty:
   // nothing to read. kBusy: the next message is being written (`obstacle` = its producer's pid).
-  // Any process; lock-free.
+  // kBusy also as try_claim_write() (the consumers' lease). Any process; lock-free.
   // As try_claim_write: the first look inline, the walk in mpmc_ring.cc.
   [[gnu::always_inline]] Claim try_claim_read(uint64_t& pos, bool check_dead) const {
+    if (!may_claim_by_cas(h_->consumers)) [[unlikely]] return Claim::kBusy;
     SlotHeader* claimed;
     uint64_t claim_word;
     if (claim_read_at_hint(pos, claimed, claim_word)) [[likely]] return Claim::kOk;
     return walk_claim_read(pos, check_dead);
   }
   // The first look of try_claim_read() alone, as claim_write_at_hint(); `claim_word` is the READING word it wrote
-  // (for release_read()).
+  // (for release_read()). REQUIRES: as claim_write_at_hint(), for the consumers' side.
   [[gnu::always_inline]] bool claim_read_at_hint(uint64_t& pos, SlotHeader*& claimed, uint64_t& claim_word) const {
     pos = h_->head.load(std::memory_order_relaxed);  // relaxed: the head is only a hint, see try_claim_write
     SlotHeader& s = slot(pos);
@@ -338,6 +408,41 @@ class MpmcRing {
     }
     return false;
   }
+
+  // claim_read_at_hint() by the consumers' lease holder, as claim_write_leased(). REQUIRES: this thread holds the
+  // consumers' lease.
+  [[gnu::always_inline]] bool claim_read_leased(uint64_t& pos, SlotHeader*& claimed, uint64_t& claim_word) const {
+    Lease& lease = h_->consumers;
+    lease.busy.store(1, std::memory_order_relaxed);  // relaxed: as in claim_write_leased()
+    light_fence();
+    bool ok = false;
+    if (lease.revoke.load(std::memory_order_relaxed) == 0) [[likely]] {  // relaxed: as in claim_write_leased()
+      test_hook(HookPoint::kGetByStore);
+      pos = h_->head.load(std::memory_order_relaxed);  // relaxed: a hint, which only this thread writes now
+      SlotHeader& s = slot(pos);
+      // acquire: partner is publish()'s release store; the payload is visible once we see FULL(pos).
+      if (s.word.load(std::memory_order_acquire) == make_word(pos, kSlotFull, 0)) [[likely]] {
+        claim_word = make_word(pos, kSlotReading, claimer_pid());
+        s.word.store(claim_word, std::memory_order_relaxed);  // relaxed: nobody else writes a FULL(pos) word now
+        h_->head.store(pos + 1, std::memory_order_relaxed);  // relaxed: a hint
+        claimed = &s;
+        ok = true;
+      }
+    }
+    lease.busy.store(0, std::memory_order_release);  // release: as in claim_write_leased()
+    return ok;
+  }
+
+  // The holder of the producers' (consumers') lease: kLeaseShared when every claimer there uses the CAS, this
+  // thread's identity (this_thread_identity()) when it may claim by store. One load, for the inline first look.
+  [[gnu::always_inline]] uint64_t producers_holder() const { return holder(h_->producers); }
+  [[gnu::always_inline]] uint64_t consumers_holder() const { return holder(h_->consumers); }
+
+  // For a consumer that found the ring empty and closed, before it looks again (the close protocol, see
+  // closed_after_claim()): waits out a claim by store of the producers' lease holder that may have missed the
+  // close. False when that claim may still be in flight (its holder stopped inside it): the caller looks again
+  // later instead of reporting the ring drained. Slow path: a barrier on every CPU when a lease is held.
+  bool claims_by_store_done() const;
 
   // Returns a read slot whose message the caller has taken to producers. The message counts as delivered once
   // this returns; a consumer killed inside is counted in abandoned() (see "Hand-offs" above). Consumer of `pos`
@@ -370,7 +475,9 @@ class MpmcRing {
   // when it is set; a consumer that found the ring empty and closed looks at the ring once more. With the claim
   // CAS, this load, close()'s store and the consumer's fence all seq_cst, either the producer sees the close (and
   // its put fails), or the consumer's second look sees the claimed slot (and waits for the message): a put that
-  // succeeded is never left behind a get that returned kClosed.
+  // succeeded is never left behind a get that returned kClosed. A lease holder's claim by store is no seq_cst RMW:
+  // it reads `closed` inside its claim bracket instead, and the consumer, after its fence, waits that claim out
+  // (claims_by_store_done()) before its second look.
   bool closed_after_claim() const { return h_->closed.load(std::memory_order_seq_cst) != 0; }
   void close() const;
 
@@ -424,6 +531,26 @@ class MpmcRing {
   }
 
  private:
+  static uint64_t holder(const Lease& lease) {
+    // relaxed: a side marked shared stays shared, and claims by CAS need nothing ordered before them; only this
+    // thread makes itself the holder, and only another thread's revocation takes the lease away, which the claim
+    // bracket checks.
+    return lease.holder.load(std::memory_order_relaxed);
+  }
+  // Whether this thread may claim on the side of `lease` by CAS now: the side is shared, or this thread holds its
+  // lease; else enter_side() settles the lease first. Inline, a load, on a shared side.
+  [[gnu::always_inline]] bool may_claim_by_cas(Lease& lease) const {
+    return holder(lease) == kLeaseShared || enter_side(lease);
+  }
+  // The lease of a side that is not shared: takes it when free (or its holder's thread is gone), acknowledges a
+  // revocation of our own lease, or revokes another thread's. True once this thread may claim there by CAS; false
+  // when the holder is still inside a claim by store after a short wait. Slow path.
+  bool enter_side(Lease& lease) const;
+  // Waits until the holder `holder` of `lease` is outside any claim by store that may have missed a flag set
+  // before this call (`revoke`, `closed`): a barrier on every CPU, then until `busy` reads clear, the holder's
+  // thread is gone or the lease changed hands. False when the holder is still inside after a short wait.
+  bool wait_out_claim_by_store(Lease& lease, uint64_t holder) const;
+
   // Moves an index hint from `pos` to `pos + 1` unless someone already moved it. A load and a store, not a CAS,
   // so that a put or get costs one atomic read-modify-write (the slot claim): two claimers racing here may move
   // the hint back to an older position, which only costs the next claimer a few steps forward over slots that

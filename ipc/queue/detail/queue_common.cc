@@ -73,8 +73,10 @@ Outcome mpmc_claim_read_after(const MpmcRing& r, const Deadline* deadline, uint6
     if (c == Claim::kOk) return Outcome::kOk;
     if (c == Claim::kBusy || !r.closed()) return Outcome::kEmpty;
     // Empty and closed. seq_cst fence: with the producers' seq_cst claim CAS and closed_after_claim(), a slot
-    // claimed by a producer that missed the close is visible to the second look (see MpmcRing::closed_after_claim).
+    // claimed by a producer that missed the close is visible to the second look (see MpmcRing::closed_after_claim);
+    // a claim by store of the producers' lease holder is waited out first.
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!r.claims_by_store_done()) return Outcome::kEmpty;
     switch (r.try_claim_read(pos, check_dead)) {
       case Claim::kOk: return Outcome::kOk;
       case Claim::kEmpty: return Outcome::kClosed;

@@ -13,6 +13,9 @@ enum class HookPoint {
   kPutWritten,   // a producer claimed its slot, passed the closed check and wrote the payload; not yet published
   kGetClaimed,   // a consumer claimed a slot that holds a message; not yet read or freed
   kGetReleased,  // a consumer took its message and freed the slot; the wake-up of producers and return follow
+  kPutByStore,   // the producers' lease holder, `busy` set, found its lease and the ring open; it claims by store next
+  kGetByStore,   // the consumers' lease holder, `busy` set, found its lease; it looks at the head slot next
+  kRevoked,      // a claimer revoked another thread's lease and waited its claim out; it marks the side shared next
 };
 
 using TestHook = void (*)(HookPoint);
