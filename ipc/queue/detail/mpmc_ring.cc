@@ -205,19 +205,15 @@ bool thread_gone(uint64_t id) {
 
 }  // namespace
 
-namespace {
-
-// Whether threads of this process take leases: where light_fence() is only a compiler barrier (registered for
-// membarrier), a claim by store saves the CAS's locked instruction; elsewhere it would cost a full fence, no less
-// than the CAS, so the side is marked shared. A TSan build takes them with full fences (the fences wait.cc uses
-// there), so that its runs cover the lease protocol.
-bool process_takes_leases() {
+bool process_takes_leases() noexcept {
 #if defined(__SANITIZE_THREAD__)
   return true;
 #else
   return asymmetric_fences();
 #endif
 }
+
+namespace {
 
 // Where the kernel refuses the barrier (membarrier) in this process, a store the lease holder made before it read
 // our flag reaches the other CPUs in nanoseconds (store buffers drain as fast as the memory system takes them), so

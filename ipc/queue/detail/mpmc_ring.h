@@ -7,7 +7,8 @@
 //   |                    |  message type identity
 //   |   tail   (own line)|  next position producers claim
 //   |   head   (own line)|  next position consumers claim
-//   |   producers, consumers |  a Lease each (own line): the side's lone claimer, which claims by a store
+//   |   producers        |  Lease (own line): the lone producer, which claims by a store (see "Leases")
+//   |   consumers        |  Lease (own line): the lone consumer, likewise
 //   |   not_empty        |  WaitSet consumers sleep on (marked: notify_marked(), ipc/base/wait.h)
 //   |   not_full         |  WaitSet producers sleep on (marked)
 //   |   join             |  WaitSet join() sleeps on
@@ -33,17 +34,16 @@
 // becomes its lease holder (`Lease::holder`, its thread identity) and claims at the hint with a plain store while
 // it holds the lease. A claim by store is bracketed: the holder sets `busy`, light_fence(), reads `revoke` (and,
 // producers, `closed`), and only if both are clear stores its claim word and clears `busy` (release). Another
-// thread that wants to claim on that side first revokes the lease (revoke_lease() in mpmc_ring.cc): it sets
-// `revoke`, runs a barrier on every CPU (membarrier, heavy_fence()'s syscall), then waits until `busy` is clear or
+// thread that wants to claim on that side first revokes the lease (enter_side() in mpmc_ring.cc): it sets
+// `revoke`, runs a barrier on every CPU (barrier_every_cpu(), a membarrier), then waits until `busy` is clear or
 // the holder's thread is gone, and marks the side kLeaseShared: from then on every claimer there, the former
 // holder included, uses the CAS, as before leases. The barrier and the bracket are a Dekker pair: either the
-// holder's read of `revoke` sees it set (and it claims by CAS), or the reviser sees `busy` and waits out that one
+// holder's read of `revoke` sees it set (and it claims by CAS), or the revoker sees `busy` and waits out that one
 // claim. A consumer that finds the ring empty and closed does the same wait on the producers' lease before its
-// second look (see closed_after_claim()). A holder killed inside the bracket leaves `busy` set: the reviser's
+// second look (see closed_after_claim()). A holder killed inside the bracket leaves `busy` set: the revoker's
 // liveness check of the holder's thread ends the wait, and its claimed slot is reaped like any dead claimer's. The
-// lease of a holder whose thread is gone passes to the next claimer. A process takes leases only where its
-// light_fence() pairs with that barrier: registered for membarrier (asymmetric_fences()), or in a TSan build, whose
-// light fences are full fences. A shared side stays shared.
+// lease of a holder whose thread is gone passes to the next claimer. A process takes leases only where they pay
+// (process_takes_leases()). A shared side stays shared.
 //
 // Hand-offs. A consumer has copied its message out before it frees the slot, but its get() has not returned: the
 // wake-up of sleeping producers (a futex syscall, where SIGKILL is most often delivered) still follows. So that a
@@ -179,6 +179,12 @@ struct OwnedHandOffCache {
     return cache.ways[((a >> 6) ^ (a >> 12) ^ (a >> 20)) % kWays];
   }
 };
+
+// Whether threads of this process take leases: where light_fence() is only a compiler barrier (registered for
+// membarrier), a claim by store saves the CAS's locked instruction; elsewhere it would cost a full fence, no less
+// than the CAS, so the side is marked shared at the first claim. A TSan build takes them with full fences (the
+// fences ipc/base/wait.cc uses there), so that its runs cover the lease protocol.
+bool process_takes_leases() noexcept;
 
 // One side's lease (producers or consumers; see "Leases" above). Its own cache line: the holder writes `busy` on
 // every claim, and the line stays in its cache while nobody else claims on that side.
