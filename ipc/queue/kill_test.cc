@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "ipc/queue/detail/mpmc_ring.h"
 #include "ipc/queue/detail/test_hook.h"
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
@@ -321,6 +322,163 @@ TEST_CASE("a message queue with an arena survives producers and consumers killed
   for (int round = 0; round < 16; ++round) {
     INFO("round " << round);
     kill_round<ArenaAdapter>(rng, static_cast<Pace>(round % 3), static_cast<Window>(round % kWindows));
+  }
+}
+
+namespace {
+
+// Where a 1 -> 1 round's kill lands: the lone producer and consumer hold the leases and claim by store.
+enum class LeaseWindow {
+  kAnywhere,
+  kPutBracket,  // the producer is inside its claim bracket, about to claim by store (HookPoint::kPutByStore)
+  kPutClaim,    // the producer claimed by store and wrote its value, not yet published (kPutWritten)
+  kGetBracket,  // the consumer is inside its claim bracket, about to claim by store (kGetByStore)
+  kGetClaim,    // the consumer claimed by store, value not yet read (kGetClaimed)
+};
+constexpr int kLeaseWindows = 5;
+
+// One round 1 -> 1: the producer or the consumer is killed (at a random moment or inside one of its calls), and a
+// successor of its role carries on: it takes the dead holder's lease over. Every value arrives at most once; every
+// value put before the kill (or by the successor) arrives, except the one message the dead process held, which is
+// counted when it held a claim.
+void lease_kill_round(std::mt19937& rng, Pace mode, LeaseWindow window) {
+  SharedMapping shared_mem(sizeof(Shared) + sizeof(WindowState));
+  auto* sh = new (shared_mem.base()) Shared{};
+  auto* window_state = shared_mem.as<WindowState>(sizeof(Shared));
+  FixedAdapter q(8);
+  ipc::detail::MpmcRing ring(q.mem.base());
+  const bool kill_producer = window == LeaseWindow::kAnywhere
+                                 ? rng() % 2
+                                 : window == LeaseWindow::kPutBracket || window == LeaseWindow::kPutClaim;
+  const uint32_t window_calls = 2 + rng() % 200;  // past the first claim, which takes the lease (by CAS)
+  auto arm = [&](bool victim_role) {
+    using ipc::detail::HookPoint;
+    if (!victim_role || window == LeaseWindow::kAnywhere) return;
+    arm_window(window == LeaseWindow::kPutBracket ? HookPoint::kPutByStore
+               : window == LeaseWindow::kPutClaim ? HookPoint::kPutWritten
+               : window == LeaseWindow::kGetBracket ? HookPoint::kGetByStore
+                                                    : HookPoint::kGetClaimed,
+               window_calls, 0, window_state);
+  };
+  auto consume = [&] {
+    for (uint32_t i = 0;;) {
+      pace(mode == Pace::kSlowConsumers, ++i);
+      uint32_t p = 0, seq = 0;
+      const Outcome r = q.get(p, seq);
+      if (r == Outcome::kClosed) return;
+      if (r != Outcome::kOk) throw ipc::Error("get failed");
+      if (p != 0 || seq >= kPer) {
+        sh->corrupt.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        sh->received[0][seq].fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  };
+  auto produce = [&](uint32_t from) {
+    for (uint32_t seq = from; seq < kPer; ++seq) {
+      pace(mode == Pace::kSlowProducers, seq);
+      if (q.put(0, seq) != Outcome::kOk) throw ipc::Error("put failed");
+      sh->committed[0].store(seq + 1, std::memory_order_relaxed);
+    }
+  };
+  std::optional<ipc::test::ForkedChild> producer, consumer;
+  consumer.emplace([&] {
+    arm(!kill_producer);
+    consume();
+  });
+  producer.emplace([&] {
+    arm(kill_producer);
+    produce(0);
+  });
+  if (window == LeaseWindow::kAnywhere) {
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+  } else {
+    INFO("no " << (kill_producer ? "producer" : "consumer") << " made pass " << window_calls
+               << " through the hook point");
+    REQUIRE(ipc::test::wait_until([&] { return window_state->stopped.load(std::memory_order_relaxed) != 0; }));
+  }
+  ipc::test::ForkedChild& victim = kill_producer ? *producer : *consumer;
+  victim.kill(SIGKILL);
+  const std::optional<int> victim_status = victim.wait();
+  REQUIRE(victim_status.has_value());
+  const bool really_killed = *victim_status < 0;
+  const uint32_t committed_at_kill = sh->committed[0].load(std::memory_order_relaxed);
+  // The successor: a producer goes on after the dead one's last committed value (the one it had in flight, if
+  // any, arrived or was lost); a consumer goes on taking.
+  std::optional<ipc::test::ForkedChild> successor;
+  if (kill_producer) {
+    successor.emplace([&] { produce(committed_at_kill + 1); });
+    CHECK(ipc::test::exit_problem(*successor, 0, "successor producer") == "");
+  } else {
+    successor.emplace(consume);
+    CHECK(ipc::test::exit_problem(*producer, 0, "producer") == "");
+  }
+  q.close();
+  CHECK(ipc::test::exit_problem(kill_producer ? *consumer : *successor, 0, "consumer") == "");
+  // The side of the dead process now belongs to its successor (which claimed there at least once: a consumer
+  // always, a producer unless the dead one had put everything).
+  const bool successor_claimed = !kill_producer || sh->committed[0].load(std::memory_order_relaxed) > committed_at_kill;
+  const ipc::detail::Lease& killed_side = kill_producer ? ring.header().producers : ring.header().consumers;
+  // relaxed: every process that wrote it has been reaped.
+  const uint64_t killed_side_holder = killed_side.holder.load(std::memory_order_relaxed);
+
+  uint64_t lost = 0, duplicated = 0, beyond = 0;
+  const uint32_t committed = sh->committed[0].load(std::memory_order_relaxed);
+  for (uint32_t seq = 0; seq < kPer; ++seq) {
+    const uint32_t n = sh->received[0][seq].load(std::memory_order_relaxed);
+    duplicated += n > 1;
+    // The dead producer's in-flight value (committed_at_kill) may arrive only from a random kill.
+    const bool in_flight = kill_producer && seq == committed_at_kill;
+    if (in_flight) {
+      beyond += n != 0 && window != LeaseWindow::kAnywhere;
+    } else if (seq < committed) {
+      lost += n == 0;
+    } else {
+      beyond += n != 0;
+    }
+  }
+  const uint64_t abandoned = q.abandoned_count();
+  INFO("killed the " << (kill_producer ? "producer" : "consumer") << (really_killed ? "" : " (it had exited)")
+                     << " in window " << static_cast<int>(window) << ", lost " << lost << ", abandoned "
+                     << abandoned);
+  CHECK(sh->corrupt.load(std::memory_order_relaxed) == 0);
+  CHECK(duplicated == 0);
+  CHECK(beyond == 0);
+  if (ipc::detail::process_takes_leases() && really_killed && successor_claimed) {
+    CHECK(killed_side_holder == ipc::detail::thread_identity(successor->pid(), successor->pid()));
+  }
+  switch (window) {
+    case LeaseWindow::kAnywhere:
+      CHECK(lost <= (kill_producer ? 0u : 1u));
+      CHECK(abandoned <= (kill_producer ? 1u : lost));
+      break;
+    case LeaseWindow::kPutBracket:  // killed before its claim: its put never happened
+    case LeaseWindow::kGetBracket:
+      CHECK(really_killed);
+      CHECK(lost == 0);
+      CHECK(abandoned == 0);
+      break;
+    case LeaseWindow::kPutClaim:  // its claimed slot was reaped and counted
+      CHECK(really_killed);
+      CHECK(lost == 0);
+      CHECK(abandoned == 1);
+      break;
+    case LeaseWindow::kGetClaim:  // the message it held is lost, and counted
+      CHECK(really_killed);
+      CHECK(lost == 1);
+      CHECK(abandoned == 1);
+      break;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a 1 -> 1 queue survives its lease holders killed at random points and inside their claims by store",
+          "[queue][kill][lease]") {
+  std::mt19937 rng(2026);
+  for (int round = 0; round < 20; ++round) {
+    INFO("round " << round);
+    lease_kill_round(rng, static_cast<Pace>(round % 3), static_cast<LeaseWindow>(round % kLeaseWindows));
   }
 }
 

@@ -11,7 +11,9 @@
 // Threads: every method may be called from any number of threads at once (lock-free claims; blocking calls
 //   spin briefly, then sleep on a futex). A lone producer and a lone consumer claim by a plain store instead of a
 //   CAS (a lease per side); the second thread to put (get) revokes that lease, once, which costs it a barrier of
-//   a few microseconds and waits out the holder's claim if one is in flight (docs/queue.md, "Leases").
+//   a few microseconds and waits out the holder's claim if one is in flight (docs/queue.md, "Leases"). Not
+//   async-signal-safe: a put or get from a signal handler that interrupted a call of the same thread on the same
+//   queue may lose a value uncounted (a thread's claims by store and its hand-off entry are not reentrant).
 // Processes: the ring lives in a segment (or any MAP_SHARED memory) and holds no pointers; any number of
 //   processes may put and get. Ordering: FIFO per producer; values from different producers interleave.
 //   Happens-before: everything a producer did before put(v) happens before the get() that returns v.
