@@ -158,6 +158,7 @@ run inspect "$objects" --json
 check "inspect --json: queue, dead lock owner and array placement with their types" '[ $rc -eq 0 ] && json_ok "
   (lambda o: o[\"jobs\"][\"kind\"] == \"Queue\" and o[\"jobs\"][\"size_approx\"] == 3 and o[\"jobs\"][\"capacity\"] == 8
    and o[\"jobs\"][\"abandoned_count\"] == 0 and o[\"jobs\"][\"closed\"] is False
+   and o[\"jobs\"][\"lone_producer\"] in ($objects_pid, None) and o[\"jobs\"][\"lone_consumer\"] is None
    and o[\"ledger\"][\"owner\"] == {\"pid\": $objects_pid, \"alive\": False}
    and o[\"spread\"][\"policy\"] == \"interleave:0\" and o[\"spread\"][\"own_policy\"] is True
    and o[\"spread\"][\"length\"] == 1024 and o[\"spread\"][\"element_bytes\"] == 8

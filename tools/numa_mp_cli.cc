@@ -275,12 +275,17 @@ struct ObjectView {
 
 ObjectView view_queue(const ipc::Segment& seg, const ipc::BlockInfo& b) {
   const auto q = ipc::queue_status(seg, b.name);
+  const auto lone = [](uint32_t pid) { return pid ? Json(pid) : Json(); };
   return {std::to_string(q.size_approx) + "/" + std::to_string(q.capacity) + " items, " +
-              std::to_string(q.abandoned_count) + " abandoned" + (q.closed ? ", closed" : ""),
+              std::to_string(q.abandoned_count) + " abandoned" + (q.closed ? ", closed" : "") +
+              (q.lone_producer ? ", lone producer " + std::to_string(q.lone_producer) : "") +
+              (q.lone_consumer ? ", lone consumer " + std::to_string(q.lone_consumer) : ""),
           {{"size_approx", q.size_approx},
            {"capacity", q.capacity},
            {"abandoned_count", q.abandoned_count},
-           {"closed", q.closed}}};
+           {"closed", q.closed},
+           {"lone_producer", lone(q.lone_producer)},
+           {"lone_consumer", lone(q.lone_consumer)}}};
 }
 
 template <typename L>

@@ -1,6 +1,8 @@
 // Single-process semantics of every queue, plus the few multi-process behaviours that need no stress: a blocked
 // consumer in another process wakes on put and on close, sleeps without using CPU, and queues are found by name.
 #include <catch2/catch.hpp>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -601,4 +603,25 @@ TEST_CASE("queue_status covers every queue kind and refuses other objects", "[qu
   CHECK(ipc::queue_status(seg, "joinable").capacity == 2);
   CHECK_THROWS_AS(ipc::queue_status(seg, "plain"), ipc::InvalidArgument);
   CHECK_THROWS_AS(ipc::queue_status(seg, "missing"), ipc::NotFound);
+}
+
+TEST_CASE("queue_status names the lone producer and consumer that hold the leases, none once a side is shared",
+          "[queue][status][lease]") {
+  auto seg = ipc::Segment::create(ipc::test::unique_name("queue_status_leases"), 1 << 20);
+  auto q = ipc::Queue<int>::create(seg, "q", 8);
+  CHECK(ipc::queue_status(seg, "q").lone_producer == 0);  // nobody claimed yet
+  REQUIRE(q.put(1) == Outcome::kOk);
+  REQUIRE(q.put(2) == Outcome::kOk);
+  int v = 0;
+  REQUIRE(q.get(v) == Outcome::kOk);
+  if (!ipc::detail::process_takes_leases()) {
+    WARN("skipped: this process takes no leases (the kernel refuses membarrier here)");
+    return;
+  }
+  const auto me = static_cast<uint32_t>(getpid());
+  CHECK(ipc::queue_status(seg, "q").lone_producer == me);
+  CHECK(ipc::queue_status(seg, "q").lone_consumer == me);
+  std::thread([&] { REQUIRE(q.put(3) == Outcome::kOk); }).join();  // a second producer: the side is shared
+  CHECK(ipc::queue_status(seg, "q").lone_producer == 0);
+  CHECK(ipc::queue_status(seg, "q").lone_consumer == me);
 }

@@ -57,6 +57,13 @@ QueueStatus queue_status(const Segment& segment, std::string_view name) {
   s.size_approx = ring.size_approx();
   s.abandoned_count = ring.abandoned();
   s.closed = ring.closed();
+  auto lone = [](const detail::Lease& lease) -> uint32_t {
+    // relaxed: a snapshot.
+    const uint64_t holder = lease.holder.load(std::memory_order_relaxed);
+    return holder == detail::kLeaseFree || holder == detail::kLeaseShared ? 0 : detail::identity_pid(holder);
+  };
+  s.lone_producer = lone(h->producers);
+  s.lone_consumer = lone(h->consumers);
   return s;
 }
 

@@ -25,6 +25,11 @@ struct QueueStatus {
   uint64_t size_approx = 0;  // messages in the queue (an estimate while others put and get)
   uint64_t abandoned_count = 0;  // messages lost to processes killed mid-operation (as abandoned_count())
   bool closed = false;
+  // Queue, JoinableQueue, MessageQueue: the pid of the lone producer (consumer) whose thread holds that side's
+  // lease and claims by store (docs/queue.md, "Leases"); 0 when the side is shared or nobody claimed there yet.
+  // It may have died since: the next claimer takes the lease over. SpscQueue: 0.
+  uint32_t lone_producer = 0;
+  uint32_t lone_consumer = 0;
 };
 
 // Whether the named block is one of this library's queues (Queue, JoinableQueue, SimpleQueue's Queue,
