@@ -5,8 +5,8 @@
 //   perf_driver pipe N WINDOW  dict set_async with WINDOW calls in flight
 // Prints the time per call. The client runs on the main thread (PERF_DRIVER_THREAD=1: on a second thread).
 // PERF_DRIVER_ADDRESS=ADDR PERF_DRIVER_KEY_FILE=FILE: use a server started apart (`ipc-manager --listen ADDR
-// --key-file FILE`) instead of forking one; valgrind needs this, as it does not know pidfd_open, which
-// start_server's ipc::Process uses.
+// --key-file FILE`) instead of forking one, so that the server can run under a valgrind of its own (under the
+// driver's valgrind, which does not know pidfd_open, the driver watches the server it starts through a life pipe).
 // Examples: strace -c -f perf_driver get 10000; valgrind --tool=callgrind perf_driver pipe 20000 1000 with the
 // server under its own valgrind --tool=callgrind ipc-manager ...
 #include <chrono>
