@@ -680,7 +680,7 @@ TEST_CASE("a producer arriving mid-stream revokes the lease; every value arrives
       }
     }
   };
-  // The second producer starts once the first has put a quarter of its values, and holds the lease.
+  // The second producer starts once the first, the lease holder, has put a quarter of its values.
   auto second = [&] {
     ipc::test::wait_until([&] { return r.counters.put[0].load(std::memory_order_relaxed) >= kN / 4; });
     produce(1);
