@@ -98,6 +98,15 @@ void arm_window(ipc::detail::HookPoint point, uint32_t calls, uint32_t index, Wi
   ipc::detail::g_test_hook.store(wait_in_window, std::memory_order_relaxed);
 }
 
+// Kills a round's victim with SIGKILL and reaps it. True when the kill ended it; false when it had exited by
+// itself (its work done) before the signal came.
+bool kill_victim(ipc::test::ForkedChild& victim) {
+  victim.kill(SIGKILL);
+  const std::optional<int> status = victim.wait();
+  REQUIRE(status.has_value());  // else: the killed victim did not end within the test's time
+  return *status < 0;           // minus a signal
+}
+
 // One round on an MPMC ring adapter `Q` (put(uint32 p, uint32 seq) / get -> optional pair).
 template <typename Adapter>
 void kill_round(std::mt19937& rng, Pace mode, Window window) {
@@ -155,10 +164,7 @@ void kill_round(std::mt19937& rng, Pace mode, Window window) {
   }
   ipc::test::ForkedChild& victim = kill_producer ? prods[victim_index] : cons[victim_index];
   const std::string victim_name = (kill_producer ? "producer " : "consumer ") + std::to_string(victim_index);
-  victim.kill(SIGKILL);
-  const std::optional<int> victim_status = victim.wait();
-  REQUIRE(victim_status.has_value());
-  const bool really_killed = *victim_status < 0;  // minus a signal: it had not exited by itself
+  const bool really_killed = kill_victim(victim);
 
   for (int p = 0; p < kProducers; ++p) {
     if (!(kill_producer && p == victim_index)) {
@@ -398,10 +404,7 @@ void lease_kill_round(std::mt19937& rng, Pace mode, LeaseWindow window) {
     REQUIRE(ipc::test::wait_until([&] { return window_state->stopped.load(std::memory_order_relaxed) != 0; }));
   }
   ipc::test::ForkedChild& victim = kill_producer ? *producer : *consumer;
-  victim.kill(SIGKILL);
-  const std::optional<int> victim_status = victim.wait();
-  REQUIRE(victim_status.has_value());
-  const bool really_killed = *victim_status < 0;
+  const bool really_killed = kill_victim(victim);
   const uint32_t committed_at_kill = sh->committed[0].load(std::memory_order_relaxed);
   // The successor: a producer goes on after the dead one's last committed value (the one it had in flight, if
   // any, arrived or was lost); a consumer goes on taking.
