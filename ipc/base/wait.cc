@@ -72,17 +72,18 @@ bool asymmetric_fences() noexcept {
   return g_asymmetric_fences.load(std::memory_order_relaxed);
 }
 
-void heavy_fence() noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (g_asymmetric_fences.load(std::memory_order_relaxed)) {
-    // Fails only if the kernel withdrew support after registration; the bounded sleep then covers the race.
-    syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
-  }
-}
-
 bool barrier_every_cpu() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
+}
+
+void heavy_fence() noexcept {
+  if (g_asymmetric_fences.load(std::memory_order_relaxed)) {
+    // Fails only if the kernel withdrew support after registration; the bounded sleep then covers the race.
+    (void)barrier_every_cpu();
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
 }
 
 void yield_cpu() noexcept { sched_yield(); }
