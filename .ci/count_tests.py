@@ -15,6 +15,9 @@ Per expected target:
   - a Bazel verdict other than PASSED/FLAKY (FAILED, TIMEOUT, ...) is at least one failed case, whatever the log says;
   - a sanitizer report in the log is at least one failed case too (ASan, LSan, TSan, UBSan "runtime error:");
   - a log without any summary is one failed case.
+Only the last attempt of a test counts when the stage retries (--flaky_test_attempts, the asan stage): an earlier
+attempt that failed is accepted only as a hang (Bazel's TIMEOUT, no sanitizer report in its log), and said; any
+other failed attempt fails the target. (Why the asan stage retries hangs: the comment at its call in .ci/run.)
 Every target that contributes a failure is named with the reason. The last line printed is
 "NAME: P passed, F failed" (plus ", S skipped" when something was skipped); the exit status is 1 when F > 0.
 """
@@ -47,8 +50,9 @@ def read_events(path):
 
 
 def test_results(events):
-    """label -> list of (status, log path) for the last attempt of every run and shard of that label."""
-    latest = {}  # (label, run, shard) -> (attempt, status, log)
+    """(label -> list of (status, log path) for the last attempt of every run and shard of that label,
+    label -> list of (attempt, status, log path) for the earlier attempts)."""
+    attempts = {}  # (label, run, shard) -> {attempt: (status, log)}
     for event in events:
         key = event.get("id", {}).get("testResult")
         if key is None:
@@ -59,13 +63,50 @@ def test_results(events):
             if output.get("name") == "test.log" and output.get("uri", "").startswith("file://"):
                 log = urllib.parse.unquote(output["uri"][len("file://"):])
         slot = (key["label"], key.get("run", 1), key.get("shard", 1))
-        attempt = key.get("attempt", 1)
-        if slot not in latest or attempt >= latest[slot][0]:
-            latest[slot] = (attempt, result.get("status", "NO_STATUS"), log)
-    by_label = {}
-    for (label, _, _), (_, status, log) in sorted(latest.items()):
-        by_label.setdefault(label, []).append((status, log))
-    return by_label
+        attempts.setdefault(slot, {})[key.get("attempt", 1)] = (result.get("status", "NO_STATUS"), log)
+    last, earlier = {}, {}
+    for (label, _, _), by_attempt in sorted(attempts.items()):
+        final = max(by_attempt)
+        last.setdefault(label, []).append(by_attempt[final])
+        earlier.setdefault(label, []).extend(
+            (attempt, status, log) for attempt, (status, log) in sorted(by_attempt.items()) if attempt != final)
+    return last, earlier
+
+
+def read_log(log, problems):
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except (OSError, TypeError):
+        problems.append(f"test log {log!r} cannot be read")
+        return ""
+
+
+def sanitizer_reports(text):
+    """One "NAME reported N time(s)" per sanitizer that reported in `text`."""
+    reports = []
+    for name, pattern in SANITIZER_REPORTS:
+        hits = len(pattern.findall(text))
+        if hits:
+            reports.append(f"{name} reported {hits} time(s)")
+    return reports
+
+
+def count_retried(earlier):
+    """(failed, problems, notes) of the attempts before the last: a hang is a note, anything else a failure."""
+    failed, problems, notes = 0, [], []
+    for attempt, status, log in earlier:
+        if status in GOOD_STATUSES:
+            continue
+        attempt_problems = []
+        reports = sanitizer_reports(read_log(log, attempt_problems))
+        if status == "TIMEOUT" and not reports and not attempt_problems:
+            notes.append(f"attempt {attempt} hung (TIMEOUT) and was retried; log: {log}")
+        else:
+            failed = 1
+            problems.extend([f"attempt {attempt}: Bazel says {status}"] + reports + attempt_problems +
+                            [f"log: {log}"])
+    return failed, problems, notes
 
 
 def count_log(text):
@@ -91,22 +132,16 @@ def count_target(label, results):
     passed = failed = skipped = 0
     problems = []
     for status, log in results:
-        try:
-            with open(log, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except (OSError, TypeError):
-            text = ""
-            problems.append(f"test log {log!r} cannot be read")
+        text = read_log(log, problems)
         counts = count_log(text)
         p, f, s = counts if counts else (0, 0, 0)
         if status not in GOOD_STATUSES:
             problems.append(f"Bazel says {status}")
             f = max(f, 1)
-        for name, pattern in SANITIZER_REPORTS:
-            hits = len(pattern.findall(text))
-            if hits:
-                problems.append(f"{name} reported {hits} time(s)")
-                f = max(f, 1)
+        reports = sanitizer_reports(text)
+        if reports:
+            problems.extend(reports)
+            f = max(f, 1)
         if counts is None:
             problems.append("the log has no test summary")
             f = max(f, 1)
@@ -130,14 +165,18 @@ def main():
     with open(args.targets, encoding="utf-8") as f:
         expected = [line.strip() for line in f if line.strip().startswith("//")]
     try:
-        results = test_results(read_events(args.bep))
+        results, retried = test_results(read_events(args.bep))
     except (OSError, ValueError) as e:
         print(f"{args.stage}: cannot read the build events {args.bep}: {e}")
-        results = {}
+        results, retried = {}, {}
 
     passed = failed = skipped = 0
     for label in expected:
         p, f, s, problems = count_target(label, results.get(label, []))
+        retry_failed, retry_problems, notes = count_retried(retried.get(label, []))
+        f, problems = max(f, retry_failed), problems + retry_problems
+        for note in notes:
+            print(f"{args.stage}: note: {label}: {note}")
         passed, failed, skipped = passed + p, failed + f, skipped + s
         if f:
             print(f"{args.stage}: FAILED {label}: " + "; ".join(problems))
