@@ -122,17 +122,33 @@ void require_gone(int pid) {
   REQUIRE(ipc::test::wait_gone(pid, kPatience));
 }
 
+// `f`, once it finished within kPatience; else fails the test naming the pool's workers, so that a worker that
+// hangs (or a lost result) is reported at once rather than left to Bazel's timeout.
+template <typename T>
+ipc::Future<T>& in_time(ipc::Future<T>& f, const ipc::Pool& pool) {
+  if (f.wait(kPatience) != ipc::Outcome::kOk) {
+    std::string workers;
+    for (int pid : pool.worker_pids()) workers += " " + std::to_string(pid);
+    FAIL("a task did not finish within " << kPatience.count() / 1000 << " s; the pool's workers:" << workers);
+  }
+  return f;
+}
+template <typename T>
+ipc::Future<T>&& in_time(ipc::Future<T>&& f, const ipc::Pool& pool) {
+  return std::move(in_time(f, pool));
+}
+
 // Every future of `fs` gives its own index back, but the one at `killed`, whose worker died: that fails with
 // WorkerLost.
-void check_only_one_lost(std::vector<ipc::Future<int>>& fs, int killed) {
+void check_only_one_lost(std::vector<ipc::Future<int>>& fs, int killed, const ipc::Pool& pool) {
   int lost = 0;
   for (int i = 0; i < static_cast<int>(fs.size()); ++i) {
     INFO("task " << i);
     if (i == killed) {
-      CHECK_THROWS_AS(fs[i].get(), ipc::WorkerLost);
+      CHECK_THROWS_AS(in_time(fs[i], pool).get(), ipc::WorkerLost);
       ++lost;
     } else {
-      CHECK(fs[i].get() == i);
+      CHECK(in_time(fs[i], pool).get() == i);
     }
   }
   CHECK(lost == 1);
@@ -150,15 +166,15 @@ TEST_CASE("a worker killed from outside mid-task fails exactly that task, naming
   for (int i = 0; i < 40; ++i) others.push_back(pool.apply_async(identity, i));
   REQUIRE(kill(victim, SIGKILL) == 0);
   try {
-    victim_task.get();
+    in_time(victim_task, pool).get();
     FAIL("the killed task succeeded");
   } catch (const ipc::WorkerLost& e) {
     CHECK(e.pid() == victim);
     CHECK(e.exitcode() == -SIGKILL);
     CHECK_THAT(e.what(), Catch::Contains(std::to_string(victim)) && Catch::Contains("SIGKILL"));
   }
-  for (int i = 0; i < 40; ++i) CHECK(others[i].get() == i);
-  CHECK(pool.apply(identity, 7) == 7);  // still usable
+  for (int i = 0; i < 40; ++i) CHECK(in_time(others[i], pool).get() == i);
+  CHECK(in_time(pool.apply_async(identity, 7), pool).get() == 7);  // still usable
   CHECK(pool.worker_pids().size() <= 2);
 }
 
@@ -177,21 +193,21 @@ TEST_CASE("a worker killed while a child it forked runs on is seen dead at once"
   kill(child, SIGKILL);  // now it may go (init reaps it)
   INFO("worker " << victim << " killed; its child " << child << " still ran");
   REQUIRE(failed_in_time);
-  CHECK_THROWS_AS(task.get(), ipc::WorkerLost);
-  CHECK(pool.apply(identity, 7) == 7);
+  CHECK_THROWS_AS(in_time(task, pool).get(), ipc::WorkerLost);
+  CHECK(in_time(pool.apply_async(identity, 7), pool).get() == 7);
 }
 
 TEST_CASE("a worker dying in the middle of a large map fails only its own chunk", "[pool][kill]") {
   ipc::Pool pool(workers(2));
   std::vector<ipc::Future<int>> fs;
   for (int i = 0; i < 200; ++i) fs.push_back(pool.apply_async(die_on_13, i));
-  check_only_one_lost(fs, 13);
+  check_only_one_lost(fs, 13, pool);
   std::vector<int> in(300);
   std::iota(in.begin(), in.end(), 0);
   // map itself fails with the dead chunk's error; a map without the killer afterwards completes in full.
-  CHECK_THROWS_AS(pool.map(die_on_13, in, 10), ipc::WorkerLost);
+  CHECK_THROWS_AS(in_time(pool.map_async(die_on_13, in, 10), pool).get(), ipc::WorkerLost);
   in.erase(in.begin() + 13);
-  CHECK(pool.map(die_on_13, in, 10) == in);
+  CHECK(in_time(pool.map_async(die_on_13, in, 10), pool).get() == in);
   CHECK(pool.workers_started() >= 4);  // two replacements
 }
 
@@ -211,7 +227,7 @@ TEST_CASE("a worker killed in a batch of small tasks fails the one it ran; each 
   constexpr int kTasks = 3000;
   std::vector<ipc::Future<int>> fs;
   for (int i = 0; i < kTasks; ++i) fs.push_back(pool.apply_async(log_or_die_at_1013, i, log));
-  check_only_one_lost(fs, 1013);
+  check_only_one_lost(fs, 1013, pool);
   std::vector<int> runs(kTasks, 0);
   const int in = open(log.c_str(), O_RDONLY | O_CLOEXEC);
   REQUIRE(in >= 0);
@@ -263,7 +279,7 @@ TEST_CASE("a task given to an idle pool just after one of its workers died runs 
   ipc::Pool pool(workers(2));
   for (int round = 0; round < 200; ++round) {
     // Idle (the task done): a submit may now hand its task to a worker itself, not through the supervisor.
-    REQUIRE(pool.apply(identity, round) == round);
+    REQUIRE(in_time(pool.apply_async(identity, round), pool).get() == round);
     const auto pids = pool.worker_pids();
     REQUIRE(!pids.empty());
     // The worker a task goes to first. It may be gone already: the worker killed in the round before, still listed
@@ -273,7 +289,7 @@ TEST_CASE("a task given to an idle pool just after one of its workers died runs 
     if (kill(pids[0], SIGKILL) == 0) REQUIRE(ipc::test::wait_gone(pids[0], kPatience));
     // Not WorkerLost: the tasks never go to the dead worker.
     INFO("round " << round << " killed " << pids[0] << " of " << pids.size());
-    for (int i = 0; i < 2; ++i) CHECK(pool.apply(identity, i) == i);
+    for (int i = 0; i < 2; ++i) CHECK(in_time(pool.apply_async(identity, i), pool).get() == i);
   }
 }
 
@@ -282,13 +298,13 @@ TEST_CASE("crashes report their signal or exit status", "[pool][kill]") {
   const int expected[] = {-SIGSEGV, -SIGABRT, 3};
   for (int how = 0; how < 3; ++how) {
     try {
-      (void)pool.apply(crash, how);
+      (void)in_time(pool.apply_async(crash, how), pool).get();
       FAIL("the crash went unnoticed");
     } catch (const ipc::WorkerLost& e) {
       CHECK(e.exitcode() == expected[how]);
     }
   }
-  CHECK(pool.apply(identity, 5) == 5);
+  CHECK(in_time(pool.apply_async(identity, 5), pool).get() == 5);
 }
 
 TEST_CASE("a task past its time limit fails with TaskTimeout; its worker is replaced", "[pool][kill]") {
@@ -298,9 +314,9 @@ TEST_CASE("a task past its time limit fails with TaskTimeout; its worker is repl
   auto stuck = pool.apply_async(forever, 0);
   std::vector<ipc::Future<int>> fine;
   for (int i = 0; i < 20; ++i) fine.push_back(pool.apply_async(identity, i));
-  CHECK_THROWS_AS(stuck.get(), ipc::TaskTimeout);
-  for (int i = 0; i < 20; ++i) CHECK(fine[i].get() == i);
-  CHECK(pool.apply(identity, 1) == 1);
+  CHECK_THROWS_AS(in_time(stuck, pool).get(), ipc::TaskTimeout);
+  for (int i = 0; i < 20; ++i) CHECK(in_time(fine[i], pool).get() == i);
+  CHECK(in_time(pool.apply_async(identity, 1), pool).get() == 1);
 }
 
 TEST_CASE("when the pool's process is SIGKILLed its workers exit too", "[pool][kill]") {
