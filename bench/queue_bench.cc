@@ -188,12 +188,14 @@ double ours_polling_rtt_ns(uint64_t round_trips) {
   return bench::wait_child(child) ? ns : -1;
 }
 
-// Ping-pong through two SPSC queues; `idle_gap_us` > 0 pauses before each ping so that the echo side is asleep.
+// Ping-pong through two Qs with blocking put/get; `idle_gap_us` > 0 pauses before each ping so that the echo side
+// is asleep.
+template <template <typename> class Q>
 double queue_rtt_ns(uint64_t round_trips, unsigned idle_gap_us) {
-  const size_t bytes = ipc::SpscQueue<uint64_t>::bytes_needed(64);
+  const size_t bytes = Q<uint64_t>::bytes_needed(64);
   Mem mem(2 * bytes + 64);
-  auto ping = ipc::SpscQueue<uint64_t>::create_at(mem.p, bytes, 64);
-  auto pong = ipc::SpscQueue<uint64_t>::create_at(static_cast<char*>(mem.p) + bytes, bytes, 64);
+  auto ping = Q<uint64_t>::create_at(mem.p, bytes, 64);
+  auto pong = Q<uint64_t>::create_at(static_cast<char*>(mem.p) + bytes, bytes, 64);
   ipc::Process child = bench::fork_child([&] {
     uint64_t v;
     while (ping.get(v) == Outcome::kOk) (void)pong.put(v);
@@ -384,10 +386,12 @@ void run(bench::Report& r) {
     r.add("queue: Queue try_put+try_get, one process, in L1", mpmc, "ns", "ticket MPMC ring (rigtorp design)", ticket);
   }
   {
-    const auto ours = bench::sample_of(kReps, [] { return queue_rtt_ns(50'000, 0); });
+    const auto ours = bench::sample_of(kReps, [] { return queue_rtt_ns<ipc::SpscQueue>(50'000, 0); });
     const auto floor = bench::sample_of(kReps, [] { return bench::atomic_pingpong_rtt_ns(200'000); });
     r.add("queue: SpscQueue round trip put/get, both active", ours, "ns", "atomic ping-pong, one cache line", floor);
     r.target("queue: active round trip vs atomic ping-pong (lower is better)", ours.median / floor.median, "<=", 3);
+    const auto mpmc = bench::sample_of(kReps, [] { return queue_rtt_ns<ipc::Queue>(50'000, 0); });
+    r.add("queue: Queue round trip put/get, both active", mpmc, "ns", "SpscQueue put/get", ours);
     const auto spsc_poll = bench::sample_of(kReps, [] { return ours_polling_rtt_ns<ipc::SpscQueue>(50'000); });
     const auto lockfree = bench::sample_of(kReps, [] { return bench::ring_peer_rtt_ns(RingPeer::kBoostSpsc, 50'000); });
     r.add("queue: SpscQueue round trip try_put/try_get, polling", spsc_poll, "ns", "Boost.Lockfree spsc_queue", lockfree);
@@ -397,7 +401,7 @@ void run(bench::Report& r) {
              1.5);
   }
   {
-    const auto ours = bench::sample_of(kReps, [] { return queue_rtt_ns(2'000, 200); });
+    const auto ours = bench::sample_of(kReps, [] { return queue_rtt_ns<ipc::SpscQueue>(2'000, 200); });
     const auto sp = bench::sample_of(kReps, [] { return bench::socketpair_rtt_ns(2'000, 200); });
     r.add("queue: round trip, receiver asleep (futex)", ours, "ns", "socketpair round trip, same idle gap", sp);
     r.target("queue: asleep round trip vs socketpair (lower is better)", ours.median / sp.median, "<=", 1.5);

@@ -52,6 +52,13 @@ struct SpscRing : Ring<ipc::SpscQueue<uint64_t>> {
 TEMPLATE_TEST_CASE("a consumer asleep on an empty queue is woken by a put", "[queue][wake]", FixedRing, SpscRing,
                    MessageRing) {
   ipc::test::StretchedRechecks stretched;
+  // Both ways to sleep, as for the producer below: after spinning (an MPMC get first spins looking for a run of
+  // messages, which one put does not make, so that spin must give up), and at once.
+  const bool spinning_pays = GENERATE(true, false);
+  ipc::detail::set_spinning_verdict_for_testing(spinning_pays);
+  struct Restore {
+    ~Restore() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
+  } restore;
   TestType r;
   CHECK(wake_problem(
             "consumer", [&] { uint64_t v = 0; return r.get(v) == Outcome::kOk && v == 7; },

@@ -374,6 +374,15 @@ class MpmcRing {
     return seq_diff(slot(pos).word.load(std::memory_order_relaxed), pos) >= 0;
   }
 
+  // Whether the slot of position `pos` has held its message: it is full, being read, or gone round to a later lap.
+  // Any process; a load.
+  bool filled_for(uint64_t pos) const {
+    // relaxed: a hint for when to try a claim, as free_for().
+    const uint64_t w = slot(pos).word.load(std::memory_order_relaxed);
+    const int64_t d = seq_diff(w, pos);
+    return d > 0 || (d == 0 && word_state(w) >= kSlotFull);
+  }
+
   // Makes a written slot visible to consumers. Producer of `pos` only; wait-free. (The forms taking the slot too,
   // here and below, are for a caller that has it: slot() is a multiply and three loads, which a caller's atomic
   // operations in between make the compiler repeat.)

@@ -36,6 +36,28 @@ bool wait_for_room(const MpmcRing& r, uint64_t pos) {
   }
   return false;
 }
+
+// The mirror of wait_for_room() for a get that found the ring empty at `pos`: the producers are about to write the
+// very slot it would claim, and each look at that slot takes its cache line away from them (the producer's claim and
+// publication then wait for the line to come back). Instead, look at the slot kMessagesAhead positions on, which the
+// producers reach only that many messages later, and come back once it holds a message (or has been taken): the get
+// then finds a run of messages and takes them without meeting a producer (Queue 1 -> 1 in //bench:all: level, or up
+// to x1.5 in a fluctuating regime; docs/benchmarks.md). A lone message at `pos` is looked for every kLoneEvery
+// pauses (and a close), so a get that waits for one message waits at most that many pauses longer. Bounded by
+// kMessagesSpins pauses, and skipped when spinning cannot pay off. Returns true when a message came (or the ring
+// closed).
+bool wait_for_messages(const MpmcRing& r, uint64_t pos) {
+  constexpr uint64_t kMessagesAhead = 16;
+  constexpr int kMessagesSpins = 256;
+  constexpr int kLoneEvery = 4;
+  const uint64_t ahead = std::min(kMessagesAhead, r.capacity() / 2);
+  if (ahead == 0 || !spinning_pays()) return false;
+  for (int i = 1; i <= kMessagesSpins; ++i) {
+    cpu_relax();
+    if (r.filled_for(pos + ahead) || (i % kLoneEvery == 0 && (r.filled_for(pos) || r.closed()))) return true;
+  }
+  return false;
+}
 }  // namespace
 
 Outcome mpmc_claim_write_after(const MpmcRing& r, const Deadline* deadline, uint64_t& pos, Claim first) {
@@ -85,6 +107,11 @@ Outcome mpmc_claim_read_after(const MpmcRing& r, const Deadline* deadline, uint6
   };
   Outcome result = verdict(first, false);
   if (result != Outcome::kEmpty || !deadline) return result;
+  // Empty (not closed): wait for a run of messages before the blocking wait.
+  if (first == Claim::kEmpty && wait_for_messages(r, pos)) {
+    result = verdict(r.try_claim_read(pos, false), false);
+    if (result != Outcome::kEmpty) return result;
+  }
   result = Outcome::kTimeout;
   block_until<Arming::kMarked>(r.header().not_empty, *deadline, [&](bool check_dead) {
     Outcome q = verdict(r.try_claim_read(pos, check_dead), check_dead);
