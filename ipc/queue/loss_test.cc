@@ -792,6 +792,43 @@ TEST_CASE("a close while the producers' lease holder is inside its claim does no
   CHECK(r.q.get(out) == Outcome::kClosed);
 }
 
+namespace {
+// Counts this process's waits for the producers' lease holder after a close.
+std::atomic<int> g_close_waits{0};
+void count_close_waits(HookPoint point) {
+  if (point == HookPoint::kCloseWaitOut) g_close_waits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a count
+}
+}  // namespace
+
+TEST_CASE("gets on a closed ring wait out the producers' lease holder once, not once per get",
+          "[queue][lease][close]") {
+  // Each wait is a barrier on every CPU (membarrier: an interrupt on each CPU running a registered process). A
+  // consumer polling try_get on a closed queue must not send one per call while a producer holds the lease.
+  if (!leases_here()) return;
+  LeasedRing r(8);
+  ipc::test::PipeSignal holding, done;
+  ipc::test::ForkedChild holder([&] {
+    if (r.q.put(1) != Outcome::kOk) throw ipc::Error("put failed");  // takes the lease
+    holding.notify();
+    done.wait(kPatience);  // alive, and holding the lease, until the test has looked
+  });
+  REQUIRE(holding.wait(kPatience));
+  REQUIRE(r.producers() == child_identity(holder.pid()));
+  r.q.close();
+  g_close_waits.store(0, std::memory_order_relaxed);  // relaxed: this thread only
+  ipc::detail::g_test_hook.store(count_close_waits, std::memory_order_relaxed);
+  uint64_t out = 0;
+  CHECK(r.q.get(out) == Outcome::kOk);
+  CHECK(out == 1);
+  for (int i = 0; i < 100; ++i) CHECK(r.q.try_get(out) == Outcome::kClosed);
+  CHECK(r.q.get(out) == Outcome::kClosed);
+  ipc::detail::g_test_hook.store(nullptr, std::memory_order_relaxed);
+  CHECK(g_close_waits.load(std::memory_order_relaxed) == 1);  // relaxed: this thread only
+  CHECK(r.producers() == child_identity(holder.pid()));  // still held: the waits were needed
+  done.notify();
+  CHECK(ipc::test::exit_problem(holder, 0, "holder") == "");
+}
+
 TEST_CASE("a producer waits while the lease holder is stopped inside its claim, and goes on once it resumes",
           "[queue][lease]") {
   if (!leases_here()) return;

@@ -292,11 +292,19 @@ bool MpmcRing::enter_side(Lease& lease) const {
 
 bool MpmcRing::claims_by_store_done() const {
   Lease& lease = h_->producers;
+  // acquire: partner is the release store below; the claims that wait saw finished are visible to our next look.
+  if (lease.closed_fenced.load(std::memory_order_acquire) != 0) return true;
   // seq_cst: after the caller's seq_cst fence that follows its look at `closed`; see enter_side() for a lease
   // taken after this load.
   const uint64_t holder = lease.holder.load(std::memory_order_seq_cst);
   if (holder == kLeaseFree || holder == kLeaseShared) return true;
-  return wait_out_claim_by_store(lease, holder);
+  test_hook(HookPoint::kCloseWaitOut);
+  if (!wait_out_claim_by_store(lease, holder)) return false;
+  // The ring was closed before our barrier, so every bracket after it reads `closed` set and claims nothing by
+  // store (as does a later holder, whose taking CAS is seq_cst: see enter_side()). release: the claim we waited
+  // out is visible to whoever reads the flag.
+  lease.closed_fenced.store(1, std::memory_order_release);
+  return true;
 }
 
 uint64_t this_thread_identity_slow() noexcept {

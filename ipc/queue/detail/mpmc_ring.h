@@ -192,6 +192,10 @@ struct alignas(64) Lease {
   std::atomic<uint64_t> holder;  // kLeaseFree, the holder's thread_identity(), or kLeaseShared
   std::atomic<uint32_t> busy;    // 1 while the holder is inside a claim by store; written by the holder only
   std::atomic<uint32_t> revoke;  // 1 once another thread asked to claim on this side
+  // Producers' lease only: 1 once a consumer that found the ring closed waited out the holder's claim by store
+  // (claims_by_store_done()). Every bracket after that wait reads `closed` set, so later consumers need not wait.
+  std::atomic<uint32_t> closed_fenced;
+  uint32_t reserved;
 };
 inline constexpr uint64_t kLeaseFree = 0;
 inline constexpr uint64_t kLeaseShared = ~uint64_t{0};  // every claimer uses the CAS (no thread identity is ~0)
@@ -456,7 +460,8 @@ class MpmcRing {
   // For a consumer that found the ring empty and closed, before it looks again (the close protocol, see
   // closed_after_claim()): waits out a claim by store of the producers' lease holder that may have missed the
   // close. False when that claim may still be in flight (its holder stopped inside it): the caller looks again
-  // later instead of reporting the ring drained. Slow path: a barrier on every CPU when a lease is held.
+  // later instead of reporting the ring drained. Slow path: a barrier on every CPU when a lease is held, once per
+  // ring (Lease::closed_fenced). REQUIRES: the caller saw the ring closed.
   bool claims_by_store_done() const;
 
   // Returns a read slot whose message the caller has taken to producers. The message counts as delivered once

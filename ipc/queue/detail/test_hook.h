@@ -16,6 +16,7 @@ enum class HookPoint {
   kPutByStore,   // the producers' lease holder, `busy` set, found its lease and the ring open; it claims by store next
   kGetByStore,   // the consumers' lease holder, `busy` set, found its lease; it looks at the head slot next
   kRevoked,      // a claimer revoked another thread's lease and waited its claim out; it marks the side shared next
+  kCloseWaitOut,  // a consumer that found the ring empty and closed waits out the producers' lease holder's claim
 };
 
 using TestHook = void (*)(HookPoint);
