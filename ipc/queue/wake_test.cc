@@ -47,6 +47,15 @@ struct SpscRing : Ring<ipc::SpscQueue<uint64_t>> {
   SpscRing() : Ring(ipc::SpscQueue<uint64_t>::bytes_needed(kCapacity)) {}
 };
 
+// Makes the waits spin first (true, as on an idle machine) or sleep at once (false, a busy machine) for as long
+// as it lives, whatever the machine's load.
+struct ForcedSpinningVerdict {
+  explicit ForcedSpinningVerdict(bool spinning_pays) { ipc::detail::set_spinning_verdict_for_testing(spinning_pays); }
+  ~ForcedSpinningVerdict() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
+  ForcedSpinningVerdict(const ForcedSpinningVerdict&) = delete;
+  ForcedSpinningVerdict& operator=(const ForcedSpinningVerdict&) = delete;
+};
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("a consumer asleep on an empty queue is woken by a put", "[queue][wake]", FixedRing, SpscRing,
@@ -55,10 +64,7 @@ TEMPLATE_TEST_CASE("a consumer asleep on an empty queue is woken by a put", "[qu
   // Both ways to sleep, as for the producer below: after spinning (an MPMC get first spins looking for a run of
   // messages, which one put does not make, so that spin must give up), and at once.
   const bool spinning_pays = GENERATE(true, false);
-  ipc::detail::set_spinning_verdict_for_testing(spinning_pays);
-  struct Restore {
-    ~Restore() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
-  } restore;
+  ForcedSpinningVerdict forced(spinning_pays);
   TestType r;
   CHECK(wake_problem(
             "consumer", [&] { uint64_t v = 0; return r.get(v) == Outcome::kOk && v == 7; },
@@ -71,10 +77,7 @@ TEMPLATE_TEST_CASE("a producer asleep on a full queue is woken by a get", "[queu
   // Both ways to sleep: after spinning (an idle machine; an MPMC put then first spins looking for a run of free
   // slots, which one get does not make, so that spin must give up), and at once (a busy machine).
   const bool spinning_pays = GENERATE(true, false);
-  ipc::detail::set_spinning_verdict_for_testing(spinning_pays);
-  struct Restore {
-    ~Restore() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
-  } restore;
+  ForcedSpinningVerdict forced(spinning_pays);
   TestType r;
   CHECK(wake_problem(
             "producer",
