@@ -121,8 +121,9 @@ class ProcessWorker : public WorkerHandle {
 };
 
 // A child of the fork server: signalled through the pidfd the server sent, its end reported on `status_fd`. Where
-// the kernel has no pidfds the server sent the worker's life pipe (ipc/base/process.h): it is signalled by pid
-// while that pipe has not hung up, that is while it runs (the server reaps it only after its end).
+// the kernel has no pidfds the server sent the worker's life pipe (ipc/base/process.h), and a kill is asked of the
+// server (a packet on `status_fd`): the server is the worker's parent and signals it before it reaps it, so the
+// signal cannot reach another process that took the pid over, as a kill(2) by pid from here could.
 class ServedWorker : public WorkerHandle {
  public:
   ServedWorker(pid_t pid, int exit_fd, int status_fd) : pid_(pid), exit_fd_(exit_fd), status_fd_(status_fd) {}
@@ -144,9 +145,12 @@ class ServedWorker : public WorkerHandle {
   void kill() override {
     if (code_) return;
     if (::syscall(SYS_pidfd_send_signal, exit_fd_, SIGKILL, nullptr, 0) == 0 || errno == ESRCH) return;  // ESRCH: gone
-    pollfd p{exit_fd_, POLLIN, 0};  // not a pidfd: the life pipe
-    if (retry_on_eintr([&] { return ::poll(&p, 1, 0); }) == 0) ::kill(pid_, SIGKILL);
+    // Not a pidfd: the life pipe. The request fails (EPIPE, ECONNRESET) only once the server closed its end, after
+    // it reported the worker's end: nothing left to kill.
+    (void)::send(status_fd_, &kKillRequest, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
+  // What kill() sends the fork server on a kernel without pidfds (any one-byte packet would do).
+  static constexpr char kKillRequest = 'k';
   int join() override {
     if (code_) return *code_;
     std::vector<std::byte> bytes;
@@ -209,9 +213,22 @@ int serve(int requests) {
     }
   };
   for (;;) {
+    // The requests, each child's end (its sentinel), and each child's status socket: a packet there from the pool
+    // asks for the child's death (ServedWorker::kill() on a kernel without pidfds).
     std::vector<pollfd> polled{{requests, POLLIN, 0}};
     for (auto& c : children) polled.push_back({c.process.sentinel(), POLLIN, 0});
+    for (auto& c : children) polled.push_back({c.status_fd, POLLIN, 0});
     if (retry_on_eintr([&] { return ::poll(polled.data(), polled.size(), -1); }) < 0) throw_errno("fork server: poll");
+    const size_t kill_requests = 1 + children.size();
+    for (size_t i = 0; i < children.size(); ++i) {
+      if (polled[kill_requests + i].revents == 0) continue;
+      std::byte request[1];
+      // A packet, or the pool's end closed (its handle gone without a kill: the worker must not outlive it). Not
+      // yet reaped, so the pid is still the child's.
+      if (::recv(children[i].status_fd, request, sizeof request, MSG_DONTWAIT) >= 0 || errno != EAGAIN) {
+        children[i].process.kill();
+      }
+    }
     for (size_t i = children.size(); i-- > 0;) {
       if (polled[i + 1].revents == 0) continue;
       Child& c = children[i];
