@@ -100,6 +100,7 @@ std::pair<Connection, Connection> Pipe(const PipeOptions& options) {
   auto make_ring = [&](size_t offset) {
     auto* h = new (static_cast<char*>(shared->base) + offset) ByteRingHeader();
     h->capacity = cap;
+    h->format = detail::kRecordFormat;
     return h;
   };
   ByteRingHeader* a = make_ring(0);
@@ -235,6 +236,12 @@ Connection Connection::adopt(const ConnectionHandoff& h) {
                             std::to_string(h.memory_bytes) + " bytes");
     }
     auto* header = reinterpret_cast<ByteRingHeader*>(static_cast<char*>(shared->base) + offset);
+    if (header->format != detail::kRecordFormat) {
+      throw InvalidArgument("Connection::adopt: the ring at offset " + std::to_string(offset) +
+                            " holds records of format " + std::to_string(header->format) +
+                            ", this library reads format " + std::to_string(detail::kRecordFormat) +
+                            " (the rings come from another version of it)");
+    }
     const uint64_t cap = header->capacity;
     if (cap < 4096 || (cap & (cap - 1)) != 0 || h.memory_bytes - offset - sizeof(ByteRingHeader) < cap) {
       throw InvalidArgument("Connection::adopt: a ring of " + std::to_string(cap) + " bytes at offset " +

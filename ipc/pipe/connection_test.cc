@@ -2,7 +2,9 @@
 #include "ipc/pipe/detail/test_access.h"
 
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,7 +48,7 @@ bool check_patterned(const std::vector<std::byte>& m, uint64_t seq, size_t size)
 
 PipeOptions small_ring() {
   PipeOptions o;
-  o.ring_bytes = 4096;  // records of up to 1016 bytes: exercises wrap-around and multi-part messages
+  o.ring_bytes = 4096;  // records of up to 1020 bytes: exercises wrap-around and multi-part messages
   return o;
 }
 
@@ -73,7 +75,7 @@ TEST_CASE("messages of every size arrive intact and in order across wrap-around"
   // thread plays both sides, so every message is a single record here (multi-part ones need a concurrent reader
   // and are covered across processes below).
   std::vector<size_t> sizes;
-  for (int i = 0; i < 4000; ++i) sizes.push_back(rng() % 3 == 0 ? rng() % 1016 : rng() % 64);
+  for (int i = 0; i < 4000; ++i) sizes.push_back(rng() % 3 == 0 ? rng() % 1020 : rng() % 64);
   size_t next_recv = 0;
   std::vector<std::byte> got;
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -264,16 +266,30 @@ TEST_CASE("a forked child that closes its copies of an end's descriptors leaves 
   REQUIRE(child.join(60s) == 0);
 }
 
-TEST_CASE("an end handed over by its descriptors works through its own mapping", "[pipe]") {
+namespace {
+
+// A duplex Pipe whose ends can be handed over (4 KiB rings).
+std::pair<ipc::Connection, ipc::Connection> transferable_pipe() {
   ipc::PipeOptions o;
   o.transferable = true;
   o.ring_bytes = 4096;
-  auto [a, b] = ipc::Pipe(o);
-  ipc::ConnectionHandoff h = b.handoff();
-  // What a receiver of SCM_RIGHTS gets: its own descriptors. adopt() maps the memory afresh.
+  return ipc::Pipe(o);
+}
+
+// What a receiver of `end`'s handoff over SCM_RIGHTS gets: the same handoff with descriptors of its own.
+ipc::ConnectionHandoff received_handoff(const ipc::Connection& end) {
+  ipc::ConnectionHandoff h = end.handoff();
   h.memory_fd = dup(h.memory_fd);
   h.in_fd = dup(h.in_fd);
   h.out_fd = dup(h.out_fd);
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("an end handed over by its descriptors works through its own mapping", "[pipe]") {
+  auto [a, b] = transferable_pipe();
+  ipc::ConnectionHandoff h = received_handoff(b);  // adopt() maps the memory afresh
   b.close();
   ipc::Connection c = ipc::Connection::adopt(h);
   const std::string big(3000, 'x');  // three ring parts (fits the ring: one thread sends and receives)
@@ -291,6 +307,20 @@ TEST_CASE("an end handed over by its descriptors works through its own mapping",
   bad.out_fd = -1;
   bad.in_offset = 8;
   CHECK_THROWS_AS(ipc::Connection::adopt(bad), ipc::InvalidArgument);
+}
+
+TEST_CASE("an end whose rings hold another record format is refused on adoption, naming both formats", "[pipe]") {
+  auto [a, b] = transferable_pipe();
+  ipc::ConnectionHandoff h = received_handoff(b);
+  // What a program built with an older library would have made: the same rings, of record format 1.
+  void* memory = mmap(nullptr, h.memory_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, h.memory_fd, 0);
+  REQUIRE(memory != MAP_FAILED);
+  auto* ring = reinterpret_cast<ipc::detail::ByteRingHeader*>(static_cast<char*>(memory) + h.in_offset);
+  REQUIRE(ring->format == ipc::detail::kRecordFormat);
+  ring->format = 1;
+  munmap(memory, h.memory_bytes);
+  CHECK_THROWS_WITH(ipc::Connection::adopt(h), Catch::Contains("holds records of format 1, this library reads format 2"));
+  CHECK(fcntl(h.memory_fd, F_GETFD) == -1);  // the descriptors were the call's: closed on failure
 }
 
 TEST_CASE("misuse of an end is a clear error", "[pipe]") {

@@ -31,7 +31,7 @@ std::vector<std::byte> patterned(uint64_t seq, size_t size) {
   return m;
 }
 
-// 16 KiB rings carry records of up to 4088 bytes: a 6000-byte message is two parts, a 10000-byte one three, and
+// 16 KiB rings carry records of up to 4092 bytes: a 6000-byte message is two parts, a 10000-byte one three, and
 // either fits the ring whole while nobody reads.
 PipeOptions ring_16k() {
   PipeOptions o;
@@ -39,9 +39,27 @@ PipeOptions ring_16k() {
   return o;
 }
 
-// The record header at byte `offset` of the ring's record space.
-RecordHeader* record_at(ipc::detail::ByteRing& ring, size_t offset) {
-  return reinterpret_cast<RecordHeader*>(reinterpret_cast<std::byte*>(&ring.header() + 1) + offset);
+// The record at byte `offset` of the ring's record space: its header word (ipc::detail::header_word()) read and
+// overwritten as the receiver would find it, and its payload.
+struct RecordAt {
+  std::byte* at;
+  RecordHeader header() const {
+    uint32_t w;
+    std::memcpy(&w, at, sizeof w);
+    return ipc::detail::decode_header(w);
+  }
+  RecordKind kind() const { return header().kind; }
+  uint32_t payload_bytes() const { return header().payload_bytes; }
+  void set(uint32_t payload_bytes, RecordKind kind) {
+    const uint32_t w = ipc::detail::header_word(payload_bytes, kind);
+    std::memcpy(at, &w, sizeof w);
+  }
+  void set_kind(RecordKind kind) { set(payload_bytes(), kind); }
+  void set_payload_bytes(uint32_t n) { set(n, kind()); }
+  std::byte* payload() const { return at + ipc::detail::kHeaderBytes; }
+};
+RecordAt record_at(ipc::detail::ByteRing& ring, size_t offset) {
+  return RecordAt{reinterpret_cast<std::byte*>(&ring.header() + 1) + offset};
 }
 
 // Matches a StreamCorrupted whose message contains `expected`.
@@ -86,25 +104,29 @@ TEST_CASE("a corrupt record in shared memory is StreamCorrupted, never an over-r
   auto [rx, tx] = Pipe(ring_16k());
   REQUIRE(tx.send_bytes(patterned(1, 10000)) == Outcome::kOk);  // kFirst at 0, kMore at 4096, kLast at 8192
   auto& ring = PipeTestAccess::receiving_ring(rx);
-  REQUIRE(record_at(ring, 0)->kind == RecordKind::kFirst);
-  REQUIRE(record_at(ring, 4096)->kind == RecordKind::kMore);
+  REQUIRE(record_at(ring, 0).kind() == RecordKind::kFirst);
+  REQUIRE(record_at(ring, 4096).kind() == RecordKind::kMore);
   std::string expected;
   SECTION("a part longer than the ring allows") {
-    record_at(ring, 4096)->payload_bytes = 0x7fff0000;
-    expected = "record of 2147418112 bytes";
+    record_at(ring, 4096).set_payload_bytes(ipc::detail::kMaxLengthField);
+    expected = "record of 268435455 bytes";
   }
   SECTION("a record kind that does not exist") {
-    record_at(ring, 0)->kind = static_cast<RecordKind>(77);
-    expected = "unknown record kind 77";
+    record_at(ring, 0).set_kind(static_cast<RecordKind>(9));
+    expected = "unknown record kind 9";
+  }
+  SECTION("a record kind of 0") {
+    record_at(ring, 0).set_kind(static_cast<RecordKind>(0));
+    expected = "unknown record kind 0";
   }
   SECTION("a message total larger than its parts") {
     const uint64_t huge = uint64_t{1} << 62;
-    std::memcpy(record_at(ring, 0) + 1, &huge, sizeof huge);
+    std::memcpy(record_at(ring, 0).payload(), &huge, sizeof huge);
     expected = "ended after 10000 of its 4611686018427387904 bytes";
   }
   SECTION("a message total smaller than its parts") {
     const uint64_t small = 5000;
-    std::memcpy(record_at(ring, 0) + 1, &small, sizeof small);
+    std::memcpy(record_at(ring, 0).payload(), &small, sizeof small);
     expected = "overruns its 5000 bytes";
   }
   std::vector<std::byte> got;
@@ -119,13 +141,13 @@ TEST_CASE("a corrupt header of a whole message is StreamCorrupted, never an over
   auto [rx, tx] = Pipe(ring_16k());
   for (uint64_t seq = 1; seq <= 3; ++seq) REQUIRE(tx.send_bytes(patterned(seq, 4000)) == Outcome::kOk);
   auto& ring = PipeTestAccess::receiving_ring(rx);
-  REQUIRE(record_at(ring, 0)->kind == RecordKind::kWhole);
+  REQUIRE(record_at(ring, 0).kind() == RecordKind::kWhole);
   std::string expected;
   SECTION("a length past what the sender committed") {
     REQUIRE(tx.send_bytes(patterned(4, 100)) == Outcome::kOk);
-    RecordHeader* last = record_at(ring, 3 * 4008);
-    REQUIRE((last->kind == RecordKind::kWhole && last->payload_bytes == 100));
-    last->payload_bytes = 1000;  // a part may be this long, but only 108 bytes were committed
+    RecordAt last = record_at(ring, 3 * 4004);
+    REQUIRE((last.kind() == RecordKind::kWhole && last.payload_bytes() == 100));
+    last.set_payload_bytes(1000);  // a part may be this long, but only 104 bytes were committed
     expected = "a record of 1000 bytes does not fit";
     std::vector<std::byte> got;
     for (uint64_t seq = 1; seq <= 3; ++seq) {
@@ -134,8 +156,8 @@ TEST_CASE("a corrupt header of a whole message is StreamCorrupted, never an over
     }
   }
   SECTION("a length longer than a part, inside what the sender committed") {
-    record_at(ring, 0)->payload_bytes = 4090;  // parts carry at most 4088 bytes
-    expected = "parts carry at most 4088 bytes";
+    record_at(ring, 0).set_payload_bytes(4094);  // parts carry at most 4092 bytes
+    expected = "parts carry at most 4092 bytes";
   }
   std::vector<std::byte> got;
   CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault(expected));
@@ -149,9 +171,9 @@ TEST_CASE("a whole message after the first part of a long one that a recv kept i
   REQUIRE(tx.send_bytes(patterned(1, 4000)) == Outcome::kOk);
   // The record now starts a 5000-byte message: a recv takes it, finds nothing more and keeps it.
   auto& ring = PipeTestAccess::receiving_ring(rx);
-  record_at(ring, 0)->kind = RecordKind::kFirst;
+  record_at(ring, 0).set_kind(RecordKind::kFirst);
   const uint64_t total = 5000;
-  std::memcpy(record_at(ring, 0) + 1, &total, sizeof total);
+  std::memcpy(record_at(ring, 0).payload(), &total, sizeof total);
   std::vector<std::byte> got;
   REQUIRE(rx.recv_bytes(got, 0ms) == Outcome::kTimeout);
   REQUIRE(tx.send_bytes(patterned(2, 100)) == Outcome::kOk);
@@ -215,7 +237,7 @@ TEST_CASE("send with a timeout returns in time when the receiver stops reading i
           "and the receiver never sees that message",
           "[pipe][timeout][process]") {
   PipeOptions o;
-  o.ring_bytes = 4096;  // parts of up to 1016 bytes: a 20000-byte message cannot fit while nobody reads
+  o.ring_bytes = 4096;  // parts of up to 1020 bytes: a 20000-byte message cannot fit while nobody reads
   auto [rx, tx] = Pipe(o);
   PipeSignal timed_out;
   ForkedChild child([&, &rx_end = rx, &tx_end = tx] {
@@ -243,7 +265,7 @@ TEST_CASE("send with a timeout returns in time when the receiver stops reading i
 TEST_CASE("a small message sent after a long one was given up arrives whole, after the receiver drained the parts",
           "[pipe][timeout][process]") {
   PipeOptions o;
-  o.ring_bytes = 4096;  // parts of up to 1016 bytes: a 20000-byte message cannot fit while nobody reads
+  o.ring_bytes = 4096;  // parts of up to 1020 bytes: a 20000-byte message cannot fit while nobody reads
   auto [rx, tx] = Pipe(o);
   PipeSignal timed_out, drained;
   ForkedChild child([&, &rx_end = rx, &tx_end = tx] {

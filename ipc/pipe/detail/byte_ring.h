@@ -2,10 +2,12 @@
 // shared memory, the data path of one direction of a Pipe.
 //
 // Layout: a ByteRingHeader (three cache lines) followed by `capacity` bytes (a power of two). Positions are byte
-// counters that only grow; index = position & (capacity - 1). Each record is an 8-byte RecordHeader and its
-// payload, padded to 8 bytes. A record never wraps: when it does not fit before the end, the producer writes a
-// kPad record that fills the rest and starts at the beginning. A record's payload is at most max_record_payload()
-// (a quarter of the capacity), so a message larger than that is split into kFirst/kMore/kLast records.
+// counters that only grow; index = position & (capacity - 1). Each record is a 4-byte header word (header_word():
+// the payload length in its low 28 bits, the RecordKind above them) and its payload, padded to 4 bytes: an 8-byte
+// message takes 12 bytes, five to a cache line. A record never wraps: when it does not fit before the end, the
+// producer writes a kPad record that fills the rest and starts at the beginning. A record's payload is at most
+// max_record_payload() (a quarter of the capacity, and below 2^28), so a message larger than that is split into
+// kFirst/kMore/kLast records.
 //
 // Threads/Processes: one producer and one consumer at a time (any processes); the header holds no pointers.
 // Happens-before: everything the producer wrote into a record before commit() happens before the consumer's
@@ -20,6 +22,7 @@
 #pragma once
 
 #include <atomic>
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -41,14 +44,30 @@ enum class RecordKind : uint32_t {
   kAbandon = 6,  // no payload: the long message whose parts came before was given up (its send timed out)
 };
 
+// A record's header as the consumer reads it (decode_header()); in the ring it is one 32-bit word.
 struct RecordHeader {
   uint32_t payload_bytes;
   RecordKind kind;
 };
-static_assert(sizeof(RecordHeader) == 8);
-// A RecordHeader read as one little-endian word is payload_bytes + (kind << 32): the word of a kWhole of 0 bytes.
-static_assert(std::endian::native == std::endian::little, "try_peek_whole() reads a RecordHeader as one word");
-inline constexpr uint64_t kWholeHeaderBase = uint64_t{static_cast<uint32_t>(RecordKind::kWhole)} << 32;
+inline constexpr uint64_t kHeaderBytes = 4;  // a record's header word; also the records' alignment
+inline constexpr int kKindShift = 28;
+inline constexpr uint32_t kMaxLengthField = (uint32_t{1} << kKindShift) - 1;
+// The header word of a record: `payload` (at most kMaxLengthField) in the low bits, `kind` above.
+constexpr uint32_t header_word(uint32_t payload, RecordKind kind) {
+  return payload | (static_cast<uint32_t>(kind) << kKindShift);
+}
+constexpr RecordHeader decode_header(uint32_t w) {
+  return RecordHeader{w & kMaxLengthField, static_cast<RecordKind>(w >> kKindShift)};
+}
+// The header word of a kWhole of 0 bytes: a word minus it is the payload length of a kWhole, and 2^28 or more for
+// any other kind (try_peek_whole()'s one compare).
+inline constexpr uint64_t kWholeHeaderBase = uint64_t{static_cast<uint32_t>(RecordKind::kWhole)} << kKindShift;
+static_assert(decode_header(header_word(kMaxLengthField, RecordKind::kAbandon)).kind == RecordKind::kAbandon);
+static_assert(decode_header(header_word(12, RecordKind::kWhole)).payload_bytes == 12);
+
+// The record format a ring holds (ByteRingHeader::format): adopt() refuses rings of another one (a handoff from a
+// program built with another version of the library). 2: 4-byte header words (1: 8-byte RecordHeaders).
+inline constexpr uint32_t kRecordFormat = 2;
 
 // What one side of a ring needs to sleep and be woken. The side writes `waiting`; the other side bumps `wake` to
 // wake it and `peer_closes` whenever it closes one of its copies of its end (see connection.cc).
@@ -71,6 +90,7 @@ struct ByteRingHeader {
   alignas(64) SleepWords consumer;
   SleepWords producer;
   uint64_t capacity = 0;  // bytes of record space after the header; a power of two; immutable after creation
+  uint32_t format = 0;    // kRecordFormat of the library that made the ring; immutable after creation
 };
 
 // How a side sleeps, in its `waiting` word: on the futex word of its direction (woken by a futex wake), or in
@@ -83,7 +103,8 @@ static_assert(offsetof(SleepWords, wake) % 4 == 0 && offsetof(ByteRingHeader, co
                   offsetof(ByteRingHeader, producer) % 4 == 0,
               "futex words are aligned 32-bit words");
 
-inline constexpr uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+// A payload's length padded to the records' alignment.
+inline constexpr uint64_t round_up_record(uint64_t n) { return (n + 3) & ~uint64_t{3}; }
 
 // Copies `n` bytes; a message of up to 16 bytes (the common small message) without a call into the C library,
 // whose general memcpy costs more than the rest of a small send or recv.
@@ -121,7 +142,7 @@ class ByteRing {
         data_(reinterpret_cast<std::byte*>(header + 1)),
         capacity_(header->capacity),
         mask_(capacity_ - 1),
-        max_payload_(capacity_ / 4 - sizeof(RecordHeader)) {}
+        max_payload_(std::min<uint64_t>(capacity_ / 4 - kHeaderBytes, kMaxLengthField)) {}
 
   static uint64_t bytes_needed(uint64_t capacity) { return sizeof(ByteRingHeader) + capacity; }
   ByteRingHeader& header() const { return *h_; }
@@ -139,20 +160,20 @@ class ByteRing {
     ByteRingHeader* const h = h_;
     std::byte* const data = data_;
     const uint64_t capacity = capacity_;
-    const uint64_t bytes = sizeof(RecordHeader) + round8(payload.size());
+    const uint64_t bytes = kHeaderBytes + round_up_record(payload.size());
     // relaxed: only the producer writes tail.
     const uint64_t tail = h->tail.load(std::memory_order_relaxed);
     const uint64_t index = tail & mask_;
-    if (tail % 8 != 0 || bytes > capacity - index) [[unlikely]] return false;
+    if (tail % kHeaderBytes != 0 || bytes > capacity - index) [[unlikely]] return false;
     if (tail + bytes - cached_head_ > capacity) {
       // acquire: partner is the consumer's release store of head in release() and release_to(); the bytes it
       // finished reading may now be overwritten.
       cached_head_ = h->head.load(std::memory_order_acquire);
       if (tail + bytes - cached_head_ > capacity) return false;
     }
-    const RecordHeader rh{static_cast<uint32_t>(payload.size()), kind};
+    const uint32_t rh = header_word(static_cast<uint32_t>(payload.size()), kind);
     std::memcpy(data + index, &rh, sizeof rh);
-    copy_bytes(data + index + sizeof(RecordHeader), payload.data(), payload.size());
+    copy_bytes(data + index + kHeaderBytes, payload.data(), payload.size());
     // release: the record's bytes become visible with the new tail; partner: the acquire load of tail in peek()
     // and try_peek_whole().
     h->tail.store(tail + bytes, std::memory_order_release);
@@ -163,10 +184,10 @@ class ByteRing {
   // room now. REQUIRES: payload <= max_record_payload(). Throws StreamCorrupted when the tail in shared memory is
   // not a record boundary (overwritten: writing there would run past the end of the ring). Lock-free; no syscall.
   std::byte* try_reserve(uint32_t payload) {
-    const uint64_t need = sizeof(RecordHeader) + round8(payload);
+    const uint64_t need = kHeaderBytes + round_up_record(payload);
     // relaxed: only the producer writes tail.
     uint64_t tail = h_->tail.load(std::memory_order_relaxed);
-    if (tail % 8 != 0) {
+    if (tail % kHeaderBytes != 0) {
       throw StreamCorrupted("pipe ring (sending end): the tail position " + std::to_string(tail) +
                             " is not a record boundary");
     }
@@ -180,18 +201,18 @@ class ByteRing {
       if (tail + total - cached_head_ > capacity()) return nullptr;
     }
     if (need > to_end) {
-      write_header(index, static_cast<uint32_t>(to_end - sizeof(RecordHeader)), RecordKind::kPad);
+      write_header(index, static_cast<uint32_t>(to_end - kHeaderBytes), RecordKind::kPad);
       tail += to_end;
     }
     reserved_at_ = tail;
-    return data_ + (tail & mask_) + sizeof(RecordHeader);
+    return data_ + (tail & mask_) + kHeaderBytes;
   }
   // Producer: publishes the record reserved last with its kind. Lock-free; no syscall.
   void commit(uint32_t payload, RecordKind kind) {
     write_header(reserved_at_ & mask_, payload, kind);
     // release: the record's bytes (and a pad header) become visible with the new tail; partner: the acquire
     // load of tail in peek().
-    h_->tail.store(reserved_at_ + sizeof(RecordHeader) + round8(payload), std::memory_order_release);
+    h_->tail.store(reserved_at_ + kHeaderBytes + round_up_record(payload), std::memory_order_release);
   }
 
   // Consumer: the payload of the next record when it is a whole message (kWhole) that keeps every rule peek()
@@ -208,17 +229,18 @@ class ByteRing {
     }
     const uint64_t index = head & mask_;
     const uint64_t committed = cached_tail_ - head;
-    // A header read at a record boundary lies inside the ring (the capacity is a multiple of 8).
-    if (head % 8 != 0 || committed > capacity_) [[unlikely]] return nullptr;
-    uint64_t word;  // the RecordHeader as one word: payload_bytes in the low half, kind in the high half
+    // A header read at a record boundary lies inside the ring (the capacity is a multiple of 4).
+    if (head % kHeaderBytes != 0 || committed > capacity_) [[unlikely]] return nullptr;
+    uint32_t word;  // the header word
     std::memcpy(&word, data_ + index, sizeof word);
-    // One compare for "a kWhole of at most max_payload_ bytes": any other kind leaves a difference of 2^32 or more.
+    // One compare for "a kWhole of at most max_payload_ bytes": any other kind leaves a difference of 2^28 or more
+    // (or wraps round, for kind 0), and max_payload_ is below 2^28.
     const uint64_t payload = word - kWholeHeaderBase;
-    const uint64_t bytes = sizeof(RecordHeader) + round8(payload);
+    const uint64_t bytes = kHeaderBytes + round_up_record(payload);
     if (payload > max_payload_ || bytes > capacity_ - index || bytes > committed) [[unlikely]] return nullptr;
     payload_bytes = static_cast<uint32_t>(payload);
     next_head = head + bytes;
-    return data_ + index + sizeof(RecordHeader);
+    return data_ + index + kHeaderBytes;
   }
   // Consumer: frees the record try_peek_whole() returned. Lock-free.
   [[gnu::always_inline]] void release_to(uint64_t next_head) {
@@ -241,12 +263,14 @@ class ByteRing {
         if (head == cached_tail_) return Peek::kEmpty;
       }
       const uint64_t committed = cached_tail_ - head;
-      if (head % 8 != 0 || committed > capacity() || committed < sizeof(RecordHeader)) [[unlikely]] {
+      if (head % kHeaderBytes != 0 || committed > capacity() || committed < kHeaderBytes) [[unlikely]] {
         return corrupt_at(head, nullptr);
       }
-      std::memcpy(&header, data_ + (head & mask_), sizeof header);
+      uint32_t word;
+      std::memcpy(&word, data_ + (head & mask_), sizeof word);
+      header = decode_header(word);
       const uint64_t to_end = capacity() - (head & mask_);
-      const uint64_t bytes = sizeof(RecordHeader) + round8(header.payload_bytes);
+      const uint64_t bytes = kHeaderBytes + round_up_record(header.payload_bytes);
       if (header.kind == RecordKind::kPad) {
         if (bytes != to_end || bytes > committed) [[unlikely]] return corrupt_at(head, &header);
         head += bytes;
@@ -260,7 +284,7 @@ class ByteRing {
       }
       break;
     }
-    payload = data_ + (head & mask_) + sizeof(RecordHeader);
+    payload = data_ + (head & mask_) + kHeaderBytes;
     return Peek::kRecord;
   }
   // What the last kCorrupt from peek() found, with the byte position.
@@ -270,7 +294,7 @@ class ByteRing {
     const uint64_t head = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
     // release: our reads of the record happen before the producer reuses its bytes; partner: the acquire load of
     // head in try_reserve().
-    h_->head.store(head + sizeof(RecordHeader) + round8(header.payload_bytes), std::memory_order_release);
+    h_->head.store(head + kHeaderBytes + round_up_record(header.payload_bytes), std::memory_order_release);
   }
 
   // Either side: whether a record may be waiting (acquire: partner is commit()'s release store).
@@ -281,7 +305,7 @@ class ByteRing {
   bool writable(uint32_t payload) const {
     const uint64_t tail = h_->tail.load(std::memory_order_relaxed);
     const uint64_t to_end = capacity() - (tail & mask_);
-    const uint64_t need = sizeof(RecordHeader) + round8(payload);
+    const uint64_t need = kHeaderBytes + round_up_record(payload);
     const uint64_t total = need <= to_end ? need : to_end + need;
     // acquire: partner is release()'s release store of head.
     return tail + total - h_->head.load(std::memory_order_acquire) <= capacity();
@@ -289,7 +313,7 @@ class ByteRing {
 
  private:
   void write_header(uint64_t index, uint32_t payload, RecordKind kind) {
-    const RecordHeader rh{payload, kind};
+    const uint32_t rh = header_word(payload, kind);
     std::memcpy(data_ + index, &rh, sizeof rh);
   }
 
