@@ -498,6 +498,12 @@ Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline
   Side& side = *out_;
   // A copy of the receiving end closed since we last looked: if it was the last, the message would go nowhere.
   look_if_peer_closed(side, side.ring.header().producer);
+  // Every kSendsBetweenLooks sends: a receiver that died while busy closed nothing and sleeps nowhere; only its
+  // socket, hung up, says it is gone.
+  if (side.sends_before_look == 0) {
+    side.sends_before_look = kSendsBetweenLooks;
+    poll_socket(side, Deadline::after(std::chrono::milliseconds(0)));
+  }
   if (peer_gone()) [[unlikely]] return Outcome::kClosed;
   // The common case (try_send_now(), inline) did not apply; this one waits as needed.
   return send_waiting(message, deadline);

@@ -116,8 +116,11 @@ class Connection {
   // Sends one message (any size; blocks while the ring is full): kOk, kTimeout (with a timeout), or kClosed: every
   // copy of the other end is closed (nothing is sent). A close() is seen by the next send, and so is a receiving
   // process that died asleep waiting for a message (as an idle receiver does): the send that would wake it finds
-  // it gone. One that died while busy is seen once the ring is full. What was in the ring is lost with it, as the
-  // bytes in an OS pipe's buffer are.
+  // it gone. One that died while busy is seen within kSendsBetweenLooks sends, or once the ring is full if that
+  // comes first. What was in the ring is lost with it, as the bytes in an OS pipe's buffer are.
+  // The sending side looks at its socket (one zero-timeout poll(2)) once per this many sends (two instructions per
+  // send, a system call per 4096): the only sign of a receiver that died while busy is its socket, hung up.
+  static constexpr uint32_t kSendsBetweenLooks = 4096;
   [[nodiscard, gnu::always_inline]] Outcome send_bytes(std::span<const std::byte> message) {
     if (try_send_now(message)) [[likely]] return Outcome::kOk;
     return send_impl(message, Deadline::never());
@@ -254,6 +257,9 @@ class Connection {
     int fd = -1;
     // The other end's close count (SleepWords::peer_closes) when this side last looked at its socket.
     uint32_t peer_closes_seen = 0;
+    // Sends on the inline path left before the sending side looks at its socket for a receiver that died while
+    // busy (neither closed its end nor slept, so nothing else tells): kSendsBetweenLooks, counted down.
+    uint32_t sends_before_look = kSendsBetweenLooks;
   };
   Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out);
 
@@ -274,6 +280,8 @@ class Connection {
       return false;
     }
     if (!side.ring.try_write(detail::RecordKind::kWhole, message)) return false;
+    // The next send takes send_impl(), which looks at the socket for a receiver that died while busy.
+    if (--side.sends_before_look == 0) [[unlikely]] send_now_limit_ = 0;
     // false also when the wake-up found the receiver gone: peer_gone() is then set, and send_impl() reports kClosed
     // without sending again (the message went nowhere).
     return wake_if_asleep(side, header.consumer);

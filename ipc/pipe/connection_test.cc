@@ -285,6 +285,20 @@ ipc::ConnectionHandoff received_handoff(const ipc::Connection& end) {
   return h;
 }
 
+// A child that takes one message, the int 1, on `child_end` (after closing its copy of `parent_end`), says so on
+// `first_taken`, and then runs `then(child_end)`, whose result is its exit code.
+template <typename Then>
+ForkedChild receiver_of_one(ipc::Connection& parent_end, ipc::Connection& child_end,
+                            ipc::test::PipeSignal& first_taken, Then then) {
+  return ForkedChild([&, then] {
+    parent_end.close();
+    int first = 0;
+    if (child_end.recv(first, ipc::test::kWakeDeadline) != Outcome::kOk || first != 1) return 2;
+    first_taken.notify();
+    return then(child_end);
+  });
+}
+
 }  // namespace
 
 TEST_CASE("an end handed over by its descriptors works through its own mapping", "[pipe]") {
@@ -517,13 +531,9 @@ TEST_CASE("a send to a receiver that died asleep in recv gets kClosed at once", 
     if (phase == Sleeper::kOnFutex) stretched.emplace();
     auto [parent_end, child_end] = Pipe();
     ipc::test::PipeSignal first_taken;
-    ForkedChild child([&, &pe = parent_end, &ce = child_end] {
-      pe.close();
-      int first = 0;
-      if (ce.recv(first, ipc::test::kWakeDeadline) != Outcome::kOk || first != 1) return 2;
-      first_taken.notify();
+    ForkedChild child = receiver_of_one(parent_end, child_end, first_taken, [](ipc::Connection& end) {
       std::vector<std::byte> got;
-      (void)ce.recv_bytes(got);
+      (void)end.recv_bytes(got);
       return 1;  // never woken: the parent sends nothing more while it lives
     });
     child_end.close();
@@ -540,6 +550,30 @@ TEST_CASE("a send to a receiver that died asleep in recv gets kClosed at once", 
     CHECK(parent_end.send(7) == Outcome::kClosed);
     CHECK(parent_end.send(8) == Outcome::kClosed);
   }
+}
+
+// A receiver killed while busy (it neither closed its end nor slept in recv, so no close count and no failed
+// wake-up tells): the sender sees it within kSendsBetweenLooks sends, long before the 1 MiB ring is full (87381
+// 8-byte messages), and every send after that reports kClosed.
+TEST_CASE("a sender sees a receiver killed while busy within a bounded number of sends", "[pipe][kill]") {
+  auto [parent_end, child_end] = Pipe();
+  ipc::test::PipeSignal first_taken;
+  ForkedChild child = receiver_of_one(parent_end, child_end, first_taken, [](ipc::Connection&) {
+    for (;;) pause();  // busy elsewhere: never back in recv
+    return 0;
+  });
+  child_end.close();
+  REQUIRE(parent_end.send(1) == Outcome::kOk);  // every close before (our copy of its end) is noted
+  REQUIRE(first_taken.wait());
+  child.kill(SIGKILL);
+  REQUIRE(child.wait() == -SIGKILL);  // reaped: every copy of its end is closed now
+  const uint64_t eight = 8;
+  const auto bytes = std::as_bytes(std::span(&eight, 1));
+  uint32_t sent = 0;
+  while (sent < 20000 && parent_end.send_bytes(bytes) == Outcome::kOk) ++sent;
+  INFO(sent << " sends succeeded after the receiver was gone");
+  CHECK(sent <= ipc::Connection::kSendsBetweenLooks);
+  CHECK(parent_end.send_bytes(bytes) == Outcome::kClosed);
 }
 
 TEST_CASE("a sender blocked on a full ring gets kClosed when the receiver dies", "[pipe][kill]") {
