@@ -21,8 +21,8 @@
 //   writing outside it (pipe_fuzz).
 #pragma once
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
