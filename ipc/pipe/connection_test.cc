@@ -1,8 +1,8 @@
 #include "ipc/pipe/connection.h"
 #include "ipc/pipe/detail/test_access.h"
 
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -333,7 +333,8 @@ TEST_CASE("an end whose rings hold another record format is refused on adoption,
   REQUIRE(ring->format == ipc::detail::kRecordFormat);
   ring->format = 1;
   munmap(memory, h.memory_bytes);
-  CHECK_THROWS_WITH(ipc::Connection::adopt(h), Catch::Contains("holds records of format 1, this library reads format 2"));
+  CHECK_THROWS_WITH(ipc::Connection::adopt(h),
+                    Catch::Contains("holds records of format 1, this library reads format 2"));
   CHECK(fcntl(h.memory_fd, F_GETFD) == -1);  // the descriptors were the call's: closed on failure
 }
 
