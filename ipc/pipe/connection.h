@@ -336,9 +336,11 @@ class Connection {
   Outcome recv_impl(std::vector<std::byte>& out, const Deadline& deadline, size_t limit = SIZE_MAX);
   [[gnu::noinline]] Outcome recv_waiting(std::vector<std::byte>& out, const Deadline& deadline, size_t limit);
   Outcome recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
-  // The inline paths' opening flags, from the state the slow paths change (abandoned_, partial_total_, corrupt_).
+  // The inline paths' opening flags, from the state the slow paths change (abandoned_, the sending side's
+  // sends_before_look, partial_total_, corrupt_).
   void refresh_send_now() {
-    send_now_limit_ = shared_ && out_ && !abandoned_ ? out_->ring.max_record_payload() + 1 : 0;
+    send_now_limit_ =
+        shared_ && out_ && !abandoned_ && out_->sends_before_look != 0 ? out_->ring.max_record_payload() + 1 : 0;
   }
   void refresh_recv_now() { recv_now_ = shared_ && in_ && partial_total_ == 0 && corrupt_.empty(); }
   // Waits for the next record of `side` (without consuming it): kOk with `h` and `p` set, kTimeout, or
@@ -434,9 +436,9 @@ class Connection {
   bool abandoned_ = false;
   // The inline paths' opening tests (refresh_send_now(), refresh_recv_now()), each written by its own direction's
   // thread (and by close and moves). Sending: one past the longest message try_send_now() may send
-  // (max_record_payload() + 1), 0 while it may send none: closed, a receive-only end, a kAbandon due. Receiving:
-  // whether try_recv_now() may take a message: open, a receiving end, no long message being assembled, the stream
-  // not found corrupt.
+  // (max_record_payload() + 1), 0 while it may send none: closed, a receive-only end, a kAbandon due, a look at
+  // the socket due (Side::sends_before_look). Receiving: whether try_recv_now() may take a message: open, a
+  // receiving end, no long message being assembled, the stream not found corrupt.
   uint64_t send_now_limit_ = 0;
   bool recv_now_ = false;
   std::vector<std::byte> scratch_, encode_buffer_;
