@@ -28,6 +28,7 @@
 
 namespace ipc::manager {
 namespace detail {
+using Transport = ClientOptions::Transport;
 namespace {
 
 // What fork() must find consistent, and so is locked across every fork() of the process (the handlers in
@@ -215,6 +216,57 @@ int connect_manager(const Address& address, ConnectClock::time_point deadline, s
                                std::to_string(timeout.count()) + " ms (ClientOptions::connect_timeout)");
   }
   throw SystemError(err, "connect to manager at " + address.text);
+}
+
+// Asks the server for the shared-memory transport on a fresh Unix connection (ring_stream.h), before `deadline`:
+// the rings, or none when the server keeps the connection on its socket. `fd` is still blocking here.
+RingStream ask_for_ring(int fd, ConnectClock::time_point deadline, std::chrono::milliseconds timeout,
+                        const std::string& context) {
+  ssize_t sent;
+  do {
+    sent = ::send(fd, kRingRequest, sizeof kRingRequest, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent != static_cast<ssize_t>(sizeof kRingRequest)) {
+    if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+      throw Disconnected(context + ": the server closed the connection before the handshake");
+    }
+    throw SystemError(sent < 0 ? errno : EIO, context + ": send the transport request");
+  }
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    const int ready = ::poll(&p, 1, ms_until(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) throw SystemError(errno, context + ": poll");
+    if (ready == 0) {
+      throw SystemError(ETIMEDOUT, context + ": the peer accepted the connection but did not complete the handshake "
+                                             "within " + std::to_string(timeout.count()) +
+                                       " ms (ClientOptions::connect_timeout)");
+    }
+    break;
+  }
+  std::byte answer{};
+  std::vector<int> fds;
+  bool truncated = false;
+  const ssize_t n = ipc::detail::recv_with_fds(fd, std::span<std::byte>(&answer, 1), fds, truncated, MSG_DONTWAIT);
+  const int err = errno;
+  std::vector<kj::AutoCloseFd> received;
+  for (int f : fds) received.emplace_back(f);
+  if (n == 0 || (n < 0 && err == ECONNRESET)) {
+    throw Disconnected(context + ": the server closed the connection during the handshake");
+  }
+  if (n < 0) throw SystemError(err, context + ": receive the answer to the transport request");
+  const auto byte = static_cast<unsigned char>(answer);
+  if (byte == kRingRefused && received.empty()) return {};
+  if (byte != kRingGranted || received.size() != 1 || truncated) {
+    throw SystemError(EPROTO, context + ": the peer is not a Manager (it did not answer the shared-memory transport "
+                                        "request as one; ClientOptions::transport = Transport::kSocket speaks plain "
+                                        "Cap'n Proto)");
+  }
+  try {
+    return RingStream::open(std::move(received[0]));
+  } catch (const kj::Exception& e) {
+    throw SystemError(EPROTO, context + ": " + e.getDescription().cStr());
+  }
 }
 
 }  // namespace
@@ -409,7 +461,8 @@ class DirectCalls final : public DirectReturns {
 class Session {
  public:
   // Connects and authenticates within `timeout` (ClientOptions::connect_timeout).
-  Session(const Address& address, std::span<const std::uint8_t> key, std::chrono::milliseconds timeout)
+  Session(const Address& address, std::span<const std::uint8_t> key, std::chrono::milliseconds timeout,
+          Transport transport)
       : loop_(thread_loop()), context_("manager at " + address.text) {
     if (key.size() < kMinKeyBytes) {
       throw InvalidArgument("manager key must be at least " + std::to_string(kMinKeyBytes) + " bytes");
@@ -419,12 +472,23 @@ class Session {
     capnp::ReaderOptions options;
     options.traversalLimitInWords = std::uint64_t{1} << 40;
     socket_ = connect_manager(address, deadline, timeout);
+    RingStream ring;
+    if (!address.tcp && transport == Transport::kSharedMemory) {
+      try {
+        ring = ask_for_ring(socket_, deadline, timeout, context_);
+      } catch (...) {
+        std::lock_guard lock(fork_state().mu);
+        unlist_socket(socket_);
+        ::close(socket_);
+        throw;
+      }
+    }
     {
       // Under the fork lock: if this throws, the network has closed the socket, which must leave the list at once.
       std::lock_guard lock(fork_state().mu);
       try {
         network_ = kj::heap<SocketVatNetwork>(loop_->port, kj::AutoCloseFd(socket_),
-                                              capnp::rpc::twoparty::Side::CLIENT, options);
+                                              capnp::rpc::twoparty::Side::CLIENT, options, 0, std::move(ring));
         network_->set_direct_returns(&direct_calls_.emplace(*network_, context_));
       } catch (...) {
         unlist_socket(socket_);
@@ -471,6 +535,8 @@ class Session {
   }
 
   kj::WaitScope& wait_scope() { return *loop_->scope; }
+  // Runs what is ready on the event loop, without polling its port (no system call).
+  void run_ready() { loop_->loop.run(); }
   wire::Manager::Client& manager() { return *manager_; }
   SocketVatNetwork& network() { return *network_; }
   DirectCalls& direct_calls() { return *direct_calls_; }
@@ -545,8 +611,8 @@ class Session {
 namespace {
 
 std::shared_ptr<Session> make_session(const Address& address, std::span<const std::uint8_t> key,
-                                      std::chrono::milliseconds timeout) {
-  return std::shared_ptr<Session>(new Session(address, key, timeout), DeleteIfMadeHere<Session>());
+                                      std::chrono::milliseconds timeout, Transport transport) {
+  return std::shared_ptr<Session>(new Session(address, key, timeout, transport), DeleteIfMadeHere<Session>());
 }
 
 // ClientOptions::connect_timeout, checked, and at most what poll(2) and the deadline arithmetic take (24.8 days).
@@ -578,7 +644,8 @@ class Endpoint {
       : address_(client_address(address)),
         key_(key.begin(), key.end()),
         connect_timeout_(checked_connect_timeout(options.connect_timeout)),
-        session_(make_session(address_, key, connect_timeout_)) {}
+        transport_(options.transport),
+        session_(make_session(address_, key, connect_timeout_, transport_)) {}
   ~Endpoint() { ::explicit_bzero(key_.data(), key_.size()); }
 
   const std::shared_ptr<Session>& session() {
@@ -601,7 +668,7 @@ class Endpoint {
                        "to one thread");
     }
     if (generation_.load(std::memory_order_relaxed) != fork_generation()) {
-      session_ = make_session(address_, key_, connect_timeout_);
+      session_ = make_session(address_, key_, connect_timeout_, transport_);
       // Release: partner of the acquire in session(): the new session_ is visible to whoever sees the generation.
       generation_.store(fork_generation(), std::memory_order_release);
     }
@@ -611,19 +678,28 @@ class Endpoint {
   const Address address_;
   std::vector<std::uint8_t> key_;  // kept to connect anew after fork(); zeroed when the Client goes
   const std::chrono::milliseconds connect_timeout_;  // ClientOptions'; each connection (anew after fork()) has it
+  const Transport transport_;                       // likewise
   std::mutex mu_;                  // taken only to replace session_ after fork()
   std::shared_ptr<Session> session_;
   std::atomic<unsigned> generation_{fork_generation()};  // of session_
 };
 
 void check_usable(Session& s) { s.check_usable(); }
-void poll_briefly(kj::FunctionParam<bool()> ready) {
+void poll_briefly(kj::FunctionParam<bool(bool poll_port)> ready) {
   // As the queues do; the server polls likewise while requests flow. Bounded: a long call (a lock, a queue get)
   // sleeps after the spin. Only while every runnable task has a CPU: on a busy machine a spinning client takes
   // the CPU its server needs to answer (measured: 2-7x slower pairs at load ~10), so it sleeps at once.
+  // A connection on shared rings is looked at every turn with one load (poll_rings), the event port (its socket,
+  // other connections) every kTurnsBetweenPolls turns; a connection on its socket alone, every turn.
   if (!ipc::detail::spinning_pays()) return;
+  constexpr unsigned kTurnsBetweenPolls = 32;
+  RingSpin spin;
   const auto spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
-  while (!ready() && std::chrono::steady_clock::now() < spin_end) {
+  for (unsigned turn = 0;; ++turn) {
+    const bool ring_bytes = poll_rings();
+    const bool poll_port = !ring_bytes && (turn % kTurnsBetweenPolls == kTurnsBetweenPolls - 1 || !rings_waiting());
+    if ((ring_bytes || poll_port || turn == 0) && ready(poll_port)) return;
+    if (std::chrono::steady_clock::now() >= spin_end) return;
   }
 }
 kj::WaitScope& wait_scope(Session& s) { return s.wait_scope(); }
@@ -638,8 +714,12 @@ DirectCalls::Slot& await_direct(Session& s, DirectCall call) {
   if (!calls.done(call)) {
     try {
       kj::WaitScope& scope = s.wait_scope();
-      poll_briefly([&] {
-        scope.poll();
+      poll_briefly([&](bool poll_port) {
+        if (poll_port) {
+          scope.poll();
+        } else {
+          s.run_ready();  // bytes on a ring, or (first turn) the call's own write: no epoll_wait needed
+        }
         return calls.done(call);
       });
       while (!calls.done(call)) calls.next_completion().wait(scope);
@@ -885,7 +965,7 @@ ManagerStatus Client::status() {
   for (auto c : response.getClients()) {
     out.clients.push_back(ConnectedClient{c.getPid(), c.getUid(), c.getAuthenticated(),
                                           std::chrono::milliseconds(c.getConnectedMs()), str(c.getAddress()),
-                                          c.getCaller()});
+                                          c.getCaller(), c.getSharedMemory()});
   }
   return out;
 }

@@ -61,6 +61,7 @@ struct ConnectedClient {
   std::chrono::milliseconds connected_for{0};
   std::string address;  // a TCP peer's "tcp:HOST:PORT"; empty for a Unix socket peer
   bool caller = false;  // the connection that asked for this status (Client::status())
+  bool shared_memory = false;  // its bytes go through rings in shared memory (ClientOptions::Transport), not the socket
 };
 
 // What a Manager holds: its objects (sorted by name) and its open connections.
@@ -83,11 +84,11 @@ class Endpoint;
 void check_usable(Session& s);
 kj::WaitScope& wait_scope(Session& s);
 [[noreturn]] void rethrow(Session& s, const kj::Exception& e);
-// Calls `ready` (one turn of the event loop and a non-blocking epoll_wait) until it returns true or a short spin
-// (50 us) ends, and only while spinning pays (every runnable task has a CPU): a server that is awake answers a
-// small call within microseconds, while a sleep and a wake-up through epoll cost as much again or far more on a
-// virtual machine.
-void poll_briefly(kj::FunctionParam<bool()> ready);
+// Calls `ready` until it returns true or a short spin (50 us) ends, and only while spinning pays (every runnable task
+// has a CPU): a server that is awake answers a small call within microseconds, while a sleep and a wake-up through
+// epoll cost as much again or far more on a virtual machine. `ready(poll_port)` runs the event loop: with a
+// non-blocking epoll_wait when `poll_port`, else only what is ready (bytes a shared ring brought: no system call).
+void poll_briefly(kj::FunctionParam<bool(bool poll_port)> ready);
 
 // Every wait of a Client for a reply: polls briefly, then sleeps until `p` resolves; maps kj exceptions to
 // errors.h. REQUIRES: `p` was made on `s`.
@@ -96,7 +97,7 @@ T wait_for(Session& s, kj::Promise<T>& p) {
   check_usable(s);
   try {
     kj::WaitScope& scope = wait_scope(s);
-    poll_briefly([&] { return p.poll(scope); });
+    poll_briefly([&](bool) { return p.poll(scope); });
     return p.wait(scope);
   } catch (const kj::Exception& e) {
     rethrow(s, e);
@@ -522,6 +523,16 @@ struct ClientOptions {
   // throws ipc::SystemError with ETIMEDOUT, naming the address. Resolving a host name is not bounded by it (the
   // system resolver has its own timeouts). Must be positive; more than 24.8 days (2^31 ms) counts as that much.
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(30);
+  // How the calls of a client of a Unix socket address travel (over TCP always through the socket):
+  //   kSharedMemory: right after connecting, the client asks the server for a pair of rings in shared memory, one per
+  //     direction, and the connection's bytes go through them; the socket only wakes a side that sleeps and tells
+  //     each side when the other is gone. While both sides are busy, a call and its reply take no system call.
+  //     A server that cannot make the rings keeps the connection on its socket.
+  //   kSocket: every byte through the socket, as Cap'n Proto's own two-party transport (what another Cap'n Proto
+  //     implementation serving the same schema understands).
+  // Either way the messages, the guarantees and the errors are the same (docs/manager.md).
+  enum class Transport { kSharedMemory, kSocket };
+  Transport transport = Transport::kSharedMemory;
 };
 
 class Client {

@@ -89,10 +89,11 @@ namespace {
 // Forks a client process whose get() on queue `name` is waiting on the server when this returns. Once answered it
 // pauses: it ends only when killed.
 ipc::Process consumer_waiting_in_get(const ipc::manager::ServerProcess& server,
-                                                            const char* name) {
+                                                            const char* name,
+                                                            ipc::manager::ClientOptions options = {}) {
   Signal waiting;
   auto child = run_child([&] {
-    Client c(server.address(), server.key());
+    Client c(server.address(), server.key(), options);
     auto q = c.queue(name);
     auto request = q.capability().getRequest();
     request.setTimeoutNs(-1);
@@ -156,19 +157,26 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
 
 // The reply that carries an item reaches the consumer's kernel (over TCP, it is acknowledged), but the consumer is
 // stopped and never reads it, and is then killed: its kernel resets the connection with the reply unread, and the
-// item goes back to the queue. Over both transports: SIOCOUTQ of a TCP socket counts only what the peer's kernel
-// has not acknowledged, so the verdict must come from the reset, not from an empty send queue.
+// item goes back to the queue. Over every transport: SIOCOUTQ of a TCP socket counts only what the peer's kernel
+// has not acknowledged, so the verdict must come from the reset, not from an empty send queue; on a shared ring
+// (a local client's default) it comes from the consumer's read position, which never moved past the reply.
 TEST_CASE("an item whose reply a stopped consumer never read goes back to the queue when it is killed",
           "[manager][kill][tcp]") {
-  const std::string transport = GENERATE(kUnixSocket, kTcpLoopback);
+  using Transport = ipc::manager::ClientOptions::Transport;
+  const auto [transport, client_transport] =
+      GENERATE(std::make_pair(std::string(kUnixSocket), Transport::kSharedMemory),
+               std::make_pair(std::string(kUnixSocket), Transport::kSocket),
+               std::make_pair(std::string(kTcpLoopback), Transport::kSharedMemory));
+  ipc::manager::ClientOptions consumer_options;
+  consumer_options.transport = client_transport;
   auto server = server_on(transport);
-  INFO("server on " << server.address());
+  INFO("server on " << server.address() << (client_transport == Transport::kSocket ? ", consumer on the socket" : ""));
   Client survivor(server.address(), server.key());
   auto q = survivor.queue("q");
   constexpr int kRounds = 5;
   for (int i = 0; i < kRounds; ++i) {
     INFO("round " << i);
-    auto consumer = consumer_waiting_in_get(server, "q");
+    auto consumer = consumer_waiting_in_get(server, "q", consumer_options);
     REQUIRE(::kill(consumer.pid(), SIGSTOP) == 0);
     REQUIRE(ipc::test::wait_until([&] { return ipc::test::stopped(consumer.pid()); }));
     REQUIRE(q.put(i) == Outcome::kOk);

@@ -102,6 +102,7 @@ struct ConnectedClient {
   connectedMs @3 :UInt64;      # how long ago it connected, in milliseconds
   address @4 :Text;            # a TCP peer's "tcp:HOST:PORT" (its pid and uid are then 0: unknown); empty for Unix
   caller @5 :Bool;             # the connection that asked for this status
+  sharedMemory @6 :Bool;       # its bytes go through rings in shared memory (ClientOptions::transport), not the socket
 }
 
 interface Dict {

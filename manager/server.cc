@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <list>
+#include <optional>
 #include <utility>
 
 #include "ipc/base/error.h"
@@ -76,6 +77,7 @@ class ClientTable {
       out[i].setUid(e.peer.uid);
       out[i].setAddress(capnp::Text::Reader(e.address.data(), e.address.size()));
       out[i].setCaller(e.network == caller);
+      out[i].setSharedMemory(e.network->on_ring());
       out[i].setAuthenticated(!e.network->in_handshake());
       out[i].setConnectedMs(static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::milliseconds>(now - e.since).count()));
@@ -219,7 +221,10 @@ struct Connection {
         network(port, kj::mv(fd), capnp::rpc::twoparty::Side::SERVER, options, detail::kHandshakeMessageBytes),
         rpc(capnp::makeRpcServer(
             network, kj::heap<AuthenticatorImpl>(server.key, registry, clients, server.max_message_bytes, network))),
-        member(clients, ClientTable::Entry{peer, address, std::chrono::steady_clock::now(), &network}) {}
+        member(clients, ClientTable::Entry{peer, address, std::chrono::steady_clock::now(), &network}) {
+    // A local client may ask for the shared-memory transport (ring_stream.h); over TCP there is no shared memory.
+    if (!tcp) network.offer_ring();
+  }
   ucred peer;
   std::string address;
   detail::SocketVatNetwork network;
@@ -361,8 +366,12 @@ void Server::stop() noexcept {
 }
 
 void Server::run() {
-  auto io = kj::setupAsyncIo();
-  kj::Timer& timer = io.provider->getTimer();
+  // The loop itself (not kj::setupAsyncIo()): the spin below runs it turn by turn (EventLoop::run) when a shared
+  // ring has bytes, without polling the event port.
+  kj::UnixEventPort port;
+  kj::EventLoop loop(port);
+  kj::WaitScope wait_scope(loop);
+  kj::Timer& timer = port.getTimer();
   detail::Registry registry(timer);
   for (auto& [name, service] : impl_->pending_services) {
     registry.serve(name, capnp::Capability::Client(kj::mv(service)));
@@ -377,11 +386,11 @@ void Server::run() {
   ConnectionErrors errors;
   // Declared after the registry so that connections (and the capabilities they hold) go first.
   kj::TaskSet connections(errors);
-  kj::UnixEventPort::FdObserver listening(io.unixEventPort, impl_->bound.fd,
+  kj::UnixEventPort::FdObserver listening(port, impl_->bound.fd,
                                           kj::UnixEventPort::FdObserver::OBSERVE_READ);
-  auto accepting = impl_->accept_loop(io.unixEventPort, listening, connections, timer).eagerlyEvaluate(nullptr);
+  auto accepting = impl_->accept_loop(port, listening, connections, timer).eagerlyEvaluate(nullptr);
 
-  kj::UnixEventPort::FdObserver stop_observer(io.unixEventPort, impl_->stop_fd,
+  kj::UnixEventPort::FdObserver stop_observer(port, impl_->stop_fd,
                                               kj::UnixEventPort::FdObserver::OBSERVE_READ);
   for (;;) {
     std::uint64_t count = 0;
@@ -392,10 +401,20 @@ void Server::run() {
     // client's next call is picked up without a wake-up, which costs tens of microseconds on a virtual machine.
     // The spin is bounded (an idle server sleeps and costs no CPU), and happens only while every runnable task
     // has a CPU: on a busy machine the spin would take the CPU a client or another process needs.
+    // Clients on shared rings are looked at every turn without a system call (detail::poll_rings: one load per
+    // ring), and their requests run at once; the event port (sockets, new connections, the stop request) is
+    // polled every kTurnsBetweenPolls turns, or every turn when no ring waits.
+    constexpr unsigned kTurnsBetweenPolls = 32;
     auto spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
     std::uint64_t seen = detail::received_reads();
     bool stop_requested = false;
-    while (!(stop_requested = stopping.poll(io.waitScope))) {
+    std::optional<detail::RingSpin> ring_spin(std::in_place);
+    for (unsigned turn = 0;; ++turn) {
+      if (detail::poll_rings()) {
+        loop.run();
+      } else if (turn % kTurnsBetweenPolls == 0 || !detail::rings_waiting()) {
+        if ((stop_requested = stopping.poll(wait_scope))) break;
+      }
       if (detail::received_reads() != seen) {
         seen = detail::received_reads();
         spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
@@ -403,9 +422,10 @@ void Server::run() {
         break;
       }
     }
+    ring_spin.reset();  // readers on rings ask for doorbells again before the loop may sleep
     if (stop_requested) continue;  // the read at the top takes the stop request
     // Sleep until a request arrives or a stop is requested (connections are served meanwhile).
-    stopping.exclusiveJoin(detail::next_received_read()).wait(io.waitScope);
+    stopping.exclusiveJoin(detail::next_received_read()).wait(wait_scope);
   }
 }
 

@@ -449,6 +449,7 @@ int cmd_manager_status(const std::vector<std::string>& args) {
                                         {"address", c.address},
                                         {"authenticated", c.authenticated},
                                         {"connected_ms", c.connected_for.count()},
+                                        {"transport", c.shared_memory ? "shared memory" : "socket"},
                                         {"this_command", c.caller}});
     }
     print_json(Json::Object{{"address", client.address()}, {"objects", objects}, {"clients", clients}});
@@ -458,12 +459,12 @@ int cmd_manager_status(const std::vector<std::string>& args) {
               status.objects.size(), status.clients.size());
   std::printf("%-32s %s\n", "OBJECT", "KIND");
   for (const auto& o : status.objects) std::printf("%-32s %s\n", o.name.c_str(), ipc::manager::kind_name(o.kind));
-  std::printf("%-30s %-6s %-14s %s\n", "PID / ADDRESS", "UID", "AUTHENTICATED", "CONNECTED");
+  std::printf("%-30s %-6s %-14s %-14s %s\n", "PID / ADDRESS", "UID", "AUTHENTICATED", "TRANSPORT", "CONNECTED");
   for (const auto& c : status.clients) {
     const std::string who = c.address.empty() ? std::to_string(c.pid) : c.address;
     const std::string uid = c.address.empty() ? std::to_string(c.uid) : "-";
-    std::printf("%-30s %-6s %-14s %.1f s%s\n", who.c_str(), uid.c_str(), c.authenticated ? "yes" : "no",
-                static_cast<double>(c.connected_for.count()) / 1000.0, c.caller ? " (this command)" : "");
+    std::printf("%-30s %-6s %-14s %-14s %.1f s%s\n", who.c_str(), uid.c_str(), c.authenticated ? "yes" : "no",
+                c.shared_memory ? "shared memory" : "socket", static_cast<double>(c.connected_for.count()) / 1000.0, c.caller ? " (this command)" : "");
   }
   return 0;
 }

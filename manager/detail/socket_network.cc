@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <kj/debug.h>
 #include <linux/sockios.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,9 +12,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
+
+#include "ipc/base/unix_socket.h"
 
 namespace ipc::manager::detail {
 
@@ -255,7 +260,7 @@ class SocketVatNetwork::Incoming final : public capnp::IncomingRpcMessage {
 };
 
 SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
-                                   capnp::ReaderOptions options, std::size_t handshake_message_bytes)
+                                   capnp::ReaderOptions options, std::size_t handshake_message_bytes, RingStream ring)
     : port_(port),
       fd_(make_nonblocking(kj::mv(fd))),
       side_(side),
@@ -263,7 +268,8 @@ SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, 
       handshake_message_bytes_(handshake_message_bytes),
       read_observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
       in_(read_chunk_bytes()),
-      pool_(kj::refcounted<BufferPool>()) {
+      pool_(kj::refcounted<BufferPool>()),
+      ring_(std::move(ring)) {
   ref_ = kj::refcounted<NetworkRef>();
   ref_->network = this;
   peer_vat_id_.initRoot<capnp::rpc::twoparty::VatId>().setSide(side == capnp::rpc::twoparty::Side::CLIENT
@@ -275,6 +281,7 @@ SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, 
 }
 
 SocketVatNetwork::~SocketVatNetwork() noexcept(false) {
+  leave_ring_readers();
   end_direct(KJ_EXCEPTION(DISCONNECTED, "the connection to the manager was closed"));
   ref_->network = nullptr;
   settle_deliveries();
@@ -635,6 +642,7 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rec
 }
 
 kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::read_more() {
+  if (ring_) return read_from_ring();
   KJ_IF_MAYBE(readable, readable_) {
     auto edge = kj::mv(*readable);
     readable_ = nullptr;
@@ -653,6 +661,22 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
       bool at_end = true;  // unknown counts as "maybe": read again rather than wait for an edge
       KJ_IF_MAYBE(hint, read_observer_.atEndHint()) { at_end = *hint; }
       if (static_cast<std::size_t>(n) < space && !at_end) readable_ = read_observer_.whenBecomesReadable();
+      if (offer_ring_) {
+        // The first bytes: a request for the shared-memory transport, or a plain Cap'n Proto peer's first frame.
+        const std::size_t have = in_end_ - in_begin_;
+        if (std::memcmp(in_.data() + in_begin_, kRingRequest, std::min(have, sizeof kRingRequest)) != 0) {
+          offer_ring_ = false;
+        } else if (have < sizeof kRingRequest) {
+          return read_more();  // the rest of the request is on its way
+        } else if (have > sizeof kRingRequest) {
+          return KJ_EXCEPTION(FAILED, "the client sent bytes after asking for the shared-memory transport, before "
+                                      "the answer");
+        } else {
+          in_begin_ = in_end_ = 0;
+          KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { grant_ring(); })) { return kj::mv(*e); }
+          return read_more();
+        }
+      }
       // Messages answered here (direct calls, their Returns) hand nothing to the RPC system, so the next read
       // follows in the same call chain: after a few, continue from the event loop, so that the stack stays short
       // and other connections get their turn while one client keeps its socket full.
@@ -662,12 +686,7 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
       }
       return receiveIncomingMessage();
     }
-    if (n == 0) {
-      // As the RPC system words it for its own calls.
-      end_direct(KJ_EXCEPTION(DISCONNECTED, "Peer disconnected."));
-      if (in_end_ == in_begin_) return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(nullptr);
-      return KJ_EXCEPTION(DISCONNECTED, "Premature EOF inside a message.");
-    }
+    if (n == 0) return peer_ended();
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       readable_ = read_observer_.whenBecomesReadable();
@@ -678,6 +697,194 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::rea
     end_direct(error);
     return kj::mv(error);
   }
+}
+
+kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::peer_ended() {
+  // As the RPC system words it for its own calls.
+  end_direct(KJ_EXCEPTION(DISCONNECTED, "Peer disconnected."));
+  if (in_end_ == in_begin_) return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(nullptr);
+  return KJ_EXCEPTION(DISCONNECTED, "Premature EOF inside a message.");
+}
+
+// ---- the shared-memory transport ----
+
+namespace {
+thread_local bool t_ring_spinning = false;
+// This thread's networks whose reader waited on its ring since it last read bytes (a few may have been woken by
+// their doorbell since, and are looked at once more for nothing): a list through the networks themselves, so that
+// it needs no memory and no destructor (a Client in a static object may go after this thread's thread_locals).
+thread_local SocketVatNetwork* t_ring_readers = nullptr;
+
+// A forked child inherits the forking thread's list, naming its parent's networks, which the child never runs (a
+// spinner there would disarm the parent's rings and fulfil the parent's promises): it starts with none.
+void forget_rings_in_child() {
+  t_ring_readers = nullptr;
+  t_ring_spinning = false;
+}
+[[maybe_unused]] const int g_ring_fork_handler = ::pthread_atfork(nullptr, nullptr, forget_rings_in_child);
+}  // namespace
+
+void SocketVatNetwork::join_ring_readers() {
+  if (in_ring_readers_) return;
+  in_ring_readers_ = true;
+  ring_prev_ = nullptr;
+  ring_next_ = t_ring_readers;
+  if (ring_next_ != nullptr) ring_next_->ring_prev_ = this;
+  t_ring_readers = this;
+}
+
+void SocketVatNetwork::leave_ring_readers() {
+  if (!in_ring_readers_) return;
+  in_ring_readers_ = false;
+  if (ring_prev_ != nullptr) {
+    ring_prev_->ring_next_ = ring_next_;
+  } else if (t_ring_readers == this) {  // else: a forked child's copy, whose list was forgotten
+    t_ring_readers = ring_next_;
+  }
+  if (ring_next_ != nullptr) ring_next_->ring_prev_ = ring_prev_;
+  ring_prev_ = ring_next_ = nullptr;
+}
+
+void SocketVatNetwork::wake_ring_reader() {
+  leave_ring_readers();
+  if (ring_reader_) kj::mv(ring_reader_)->fulfill();
+}
+
+RingSpin::RingSpin() {
+  t_ring_spinning = true;
+  for (SocketVatNetwork* n = t_ring_readers; n != nullptr; n = n->ring_next_) n->ring_.disarm_reader();
+}
+
+RingSpin::~RingSpin() {
+  t_ring_spinning = false;
+  // Every waiting reader asks for its doorbell again; one whose bytes came meanwhile is woken instead.
+  for (SocketVatNetwork* n = t_ring_readers; n != nullptr;) {
+    SocketVatNetwork* next = n->ring_next_;
+    if (n->ring_.arm_reader()) n->wake_ring_reader();  // leaves the list
+    n = next;
+  }
+}
+
+bool poll_rings() {
+  bool any = false;
+  for (SocketVatNetwork* n = t_ring_readers; n != nullptr;) {
+    SocketVatNetwork* next = n->ring_next_;
+    if (n->ring_.readable()) {
+      n->wake_ring_reader();  // leaves the list
+      any = true;
+    }
+    n = next;
+  }
+  return any;
+}
+
+bool rings_waiting() { return t_ring_readers != nullptr; }
+
+void SocketVatNetwork::grant_ring() {
+  offer_ring_ = false;
+  kj::AutoCloseFd memory;
+  RingStream ring;
+  bool made = true;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { ring = RingStream::create(memory); })) {
+    // No memory for it (memfd_create or mmap failed): this client is served over the socket.
+    std::fprintf(stderr, "ipc-manager: a connection stays on its socket: %s\n", e->getDescription().cStr());
+    made = false;
+  }
+  const auto answer = static_cast<std::byte>(made ? kRingGranted : kRingRefused);
+  const int fds[] = {memory.get()};
+  const ssize_t sent = ipc::detail::send_with_fds(fd_, std::span<const std::byte>(&answer, 1),
+                                                  made ? std::span<const int>(fds) : std::span<const int>(),
+                                                  MSG_DONTWAIT);
+  if (sent != 1) throw socket_error(sent < 0 ? errno : EAGAIN, "answer the shared-memory transport request");
+  if (!made) return;
+  // The socket's readable edge is the doorbell's from now on (doorbell()); nobody waits for it as a stream.
+  readable_ = nullptr;
+  ring_ = std::move(ring);
+}
+
+kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::read_from_ring() {
+  for (;;) {
+    std::size_t n = 0;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+      n = ring_.read_some(reinterpret_cast<unsigned char*>(in_.data() + in_end_), in_.size() - in_end_);
+    })) {
+      disposer_.failure = kj::cp(*e);
+      end_direct(*e);
+      return kj::mv(*e);
+    }
+    if (n > 0) {
+      if (ring_.take_writer_wakeup()) ring_doorbell();
+      note_received_read();
+      in_end_ += n;
+      if (!tracked_.empty()) confirm_deliveries();
+      if (++reads_in_a_row_ >= kReadsInOneChain) {  // as read_more()
+        reads_in_a_row_ = 0;
+        return kj::evalLater([this] { return receiveIncomingMessage(); });
+      }
+      return receiveIncomingMessage();
+    }
+    // Bytes the peer wrote before it went are all in the ring (it wrote them before its socket ended).
+    if (peer_gone_) return peer_ended();
+    reads_in_a_row_ = 0;
+    return ring_bytes_or_doorbell().then([this] { return read_from_ring(); });
+  }
+}
+
+// Resolves when the ring may have bytes: a spinner saw them (poll_rings), or the doorbell rang, or the socket ended.
+kj::Promise<void> SocketVatNetwork::ring_bytes_or_doorbell() {
+  kj::Promise<void> bell = doorbell();  // listened for before the reader arms: a doorbell cannot come unheard
+  join_ring_readers();
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  ring_reader_ = kj::mv(paf.fulfiller);
+  if (t_ring_spinning) {
+    ring_.disarm_reader();  // the spinner looks (poll_rings); when it stops, it arms
+  } else if (ring_.arm_reader()) {
+    wake_ring_reader();
+  }
+  return paf.promise.exclusiveJoin(kj::mv(bell));
+}
+
+// The socket's next readable edge, drained. Edge-triggered: an edge that comes while nobody listens is lost, so
+// whoever waits takes this before arming its flag (the peer rings only after it saw the flag).
+kj::Promise<void> SocketVatNetwork::doorbell() {
+  if (doorbell_hub_ == nullptr || hub_fires_ != doorbell_fires_) {
+    hub_fires_ = doorbell_fires_;
+    doorbell_hub_ = read_observer_.whenBecomesReadable().then([this] { drain_doorbells(); }).fork();
+  }
+  return KJ_ASSERT_NONNULL(doorbell_hub_).addBranch();
+}
+
+void SocketVatNetwork::drain_doorbells() {
+  ++doorbell_fires_;
+  unsigned char bells[64];
+  for (;;) {
+    const ssize_t n = ::read(fd_, bells, sizeof bells);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    peer_gone_ = true;  // EOF, or a reset: the peer closed its socket (or died)
+    return;
+  }
+}
+
+void SocketVatNetwork::ring_doorbell() {
+  const unsigned char bell = 1;
+  // A peer that is gone makes this fail (EPIPE): its end is seen by the read side. The socket never fills: one
+  // doorbell per arming.
+  (void)::send(fd_, &bell, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+std::size_t SocketVatNetwork::write_to_ring() {
+  std::size_t total = 0;
+  while (out_begin_ < out_.size()) {
+    const std::size_t n = ring_.write_some(reinterpret_cast<const unsigned char*>(out_.data() + out_begin_),
+                                           out_.size() - out_begin_);
+    if (n == 0) break;
+    note_written(n);
+    total += n;
+  }
+  if (total != 0 && ring_.take_reader_wakeup()) ring_doorbell();
+  return total;
 }
 
 // ---- writing ----
@@ -733,6 +940,18 @@ void SocketVatNetwork::send(capnp::MessageBuilder& message, kj::Own<Receipt> rec
 }
 
 void SocketVatNetwork::write_now() {
+  if (ring_) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { write_to_ring(); })) {
+      write_failed_ = true;  // as below: the read side sees the end
+      out_.clear();
+      out_begin_ = 0;
+      return;
+    }
+    if (out_begin_ < out_.size()) return;  // full: the scheduled flush waits for room
+    out_.clear();
+    out_begin_ = 0;
+    return;
+  }
   while (out_begin_ < out_.size()) {
     ssize_t n = ::send(fd_, out_.data() + out_begin_, out_.size() - out_begin_, MSG_NOSIGNAL);
     if (n >= 0) {
@@ -753,6 +972,15 @@ void SocketVatNetwork::write_now() {
 }
 
 kj::Promise<void> SocketVatNetwork::write_out() {
+  while (ring_ && out_begin_ < out_.size()) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { write_to_ring(); })) { return kj::mv(*e); }
+    if (out_begin_ == out_.size()) break;
+    if (peer_gone_) return KJ_EXCEPTION(DISCONNECTED, "write to manager ring: the peer is gone");
+    // Full: wait for the peer to take bytes out (its doorbell), listening before arming, as the reader does.
+    kj::Promise<void> bell = doorbell();
+    if (ring_.arm_writer()) continue;
+    return bell.then([this] { return write_out(); });
+  }
   while (out_begin_ < out_.size()) {
     // MSG_NOSIGNAL: a vanished peer is an EPIPE error here, not a SIGPIPE for the process.
     ssize_t n = ::send(fd_, out_.data() + out_begin_, out_.size() - out_begin_, MSG_NOSIGNAL);
@@ -798,6 +1026,7 @@ void SocketVatNetwork::track_last_message(std::uint64_t created_before, kj::Own<
 
 bool SocketVatNetwork::peer_reset() {
   if (peer_reset_) return true;
+  if (ring_) return false;  // on the ring, what the peer took out is known exactly (confirm_deliveries)
   int err = 0;
   socklen_t len = sizeof err;
   // SO_ERROR reads and clears the pending error; remember it, as the read that would have reported it will not.
@@ -809,6 +1038,16 @@ bool SocketVatNetwork::peer_reset() {
 // what the peer has not consumed yet). A peer that dies has its unread bytes discarded, which empties the queue
 // too, but the kernel first marks this socket with ECONNRESET: so the error is checked after the queue.
 void SocketVatNetwork::confirm_deliveries() {
+  if (ring_) {
+    // The peer's read position: every message that ends at or before it was taken out by the peer.
+    std::uint64_t consumed = 0;
+    if (kj::runCatchingExceptions([&] { consumed = ring_.consumed_by_peer(); }) != nullptr) return;
+    while (!tracked_.empty() && tracked_.front().end <= consumed) {
+      tracked_.front().receipt->delivered();
+      tracked_.pop_front();
+    }
+    return;
+  }
   int unread = 0;
   if (::ioctl(fd_, SIOCOUTQ, &unread) != 0 || unread != 0 || peer_reset()) return;
   while (!tracked_.empty() && tracked_.front().end <= written_bytes_) {
@@ -826,6 +1065,8 @@ void SocketVatNetwork::settle_deliveries() {
   for (auto& t : left) {
     if (t.end > written_bytes_) {
       t.receipt = nullptr;  // never completely written
+    } else if (ring_ && peer_gone_) {
+      t.receipt = nullptr;  // the peer is gone and did not take it out (confirm_deliveries above)
     } else if (peer_reset_ && t.end == written_bytes_) {
       t.receipt = nullptr;  // the peer closed with unread bytes: at least the last one written, so all of this
     } else {

@@ -50,6 +50,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "manager/detail/ring_stream.h"
+
 namespace ipc::manager::detail {
 
 // Activity of this thread's connections: the number of reads that brought bytes, and a promise for the next one.
@@ -63,6 +65,25 @@ constexpr std::chrono::microseconds kPollWindow{50};
 kj::Promise<void> next_received_read();
 
 class SocketVatNetwork;
+
+// Spinning over shared rings (RingStream). A connection on the shared-memory transport whose ring is empty waits
+// for its peer's doorbell, which the peer rings only for a side that asked for it (armed its reader). A thread that
+// spins instead (a server while requests flow, a client waiting for its reply) marks the span with a RingSpin:
+// meanwhile waiting readers do not ask for doorbells, and the spinner finds their bytes with poll_rings(), one load
+// per ring and no system call. When the span ends every waiting reader asks for its doorbell again (and one whose
+// bytes came meanwhile is woken), so that the thread may sleep in epoll_wait afterwards without missing anything.
+class RingSpin {
+ public:
+  RingSpin();
+  ~RingSpin();
+  RingSpin(const RingSpin&) = delete;
+  RingSpin& operator=(const RingSpin&) = delete;
+};
+// Wakes every reader of this thread waiting on a ring that has bytes now (their reads run on the event loop's next
+// turns): true if any. One load per waiting ring.
+bool poll_rings();
+// Whether a reader of this thread waits on a ring (if none, a spinner must poll the event port to see anything).
+bool rings_waiting();
 
 
 // Client side: calls sent past the RPC system (send_direct), answered by Returns the network hands here instead of
@@ -166,8 +187,10 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   // Takes `fd` (a connected SOCK_STREAM socket, Unix or TCP) and makes it non-blocking. `options` bound what is read.
   // A non-zero `handshake_message_bytes` bounds every message body until end_handshake(): the server's limit for a
   // peer that has not authenticated yet, so that such a peer cannot make it buffer more than that.
+  // A non-empty `ring` (a client's, from RingStream::open) carries the bytes in shared memory from the start; the
+  // socket then carries doorbells only (see ring_stream.h).
   SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, capnp::rpc::twoparty::Side side,
-                   capnp::ReaderOptions options, std::size_t handshake_message_bytes = 0);
+                   capnp::ReaderOptions options, std::size_t handshake_message_bytes = 0, RingStream ring = {});
   ~SocketVatNetwork() noexcept(false);
   KJ_DISALLOW_COPY(SocketVatNetwork);
 
@@ -218,6 +241,12 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   void offer_plain_export(std::uint64_t created_before, capnp::Capability::Client cap,
                           capnp::Capability::Server& server, std::uint64_t interface_id, std::uint16_t method_count);
 
+  // Server, on a Unix socket, before anything was read: a client whose first bytes are kRingRequest gets the
+  // shared-memory transport (a RingStream made here, its memory sent with kRingGranted); any other first bytes are
+  // a plain Cap'n Proto peer's, served over the socket.
+  void offer_ring() { offer_ring_ = true; }
+  bool on_ring() const { return static_cast<bool>(ring_); }
+
   // From now on messages up to `options.traversalLimitInWords` are accepted (the peer authenticated).
   void end_handshake();
   bool in_handshake() const { return handshake_message_bytes_ != 0; }
@@ -265,6 +294,7 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   void note_outgoing(capnp::MessageBuilder& message);
   void end_direct(const kj::Exception& why);
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_more();
+  kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> peer_ended();
   void send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt);
   void note_written(std::size_t bytes);
   void confirm_deliveries();
@@ -273,6 +303,19 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   void write_now();
   kj::Promise<void> write_out();
   std::size_t read_chunk_bytes() const;
+  // The shared-memory transport (ring_ set).
+  friend class RingSpin;
+  friend bool poll_rings();
+  kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_from_ring();
+  kj::Promise<void> ring_bytes_or_doorbell();
+  kj::Promise<void> doorbell();
+  void drain_doorbells();
+  void ring_doorbell();
+  std::size_t write_to_ring();
+  void grant_ring();
+  void join_ring_readers();
+  void leave_ring_readers();
+  void wake_ring_reader();
 
   kj::UnixEventPort& port_;
   kj::AutoCloseFd fd_;
@@ -339,6 +382,23 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   // Only while a write waits for buffer space: a dup of fd_ watched for EPOLLOUT.
   kj::AutoCloseFd write_fd_;
   kj::Maybe<kj::Own<kj::UnixEventPort::FdObserver>> write_observer_;
+
+  // The shared-memory transport: bytes go through ring_, the socket carries one-byte doorbells and its end.
+  RingStream ring_;
+  bool offer_ring_ = false;  // server: the first bytes may still ask for a ring (offer_ring())
+  bool peer_gone_ = false;   // on the ring: the socket ended (EOF or an error): the peer writes and reads no more
+  // The socket's next readable edge (a doorbell, or its end), shared by the reader and a writer waiting for room;
+  // replaced once it fired (doorbell_fires_ counts the firings, hub_fires_ is the count when it was made).
+  kj::Maybe<kj::ForkedPromise<void>> doorbell_hub_;
+  std::uint64_t doorbell_fires_ = 0;
+  std::uint64_t hub_fires_ = 0;
+  // The reader's wait while its thread spins (RingSpin): poll_rings() fulfils it. In the thread's list of waiting
+  // readers while in_ring_readers_.
+  kj::Own<kj::PromiseFulfiller<void>> ring_reader_;
+  bool in_ring_readers_ = false;
+  SocketVatNetwork* ring_prev_ = nullptr;  // neighbours in the thread's list of waiting readers
+  SocketVatNetwork* ring_next_ = nullptr;
+
   kj::Maybe<kj::Promise<void>> flush_task_;  // last: destroyed first, it refers to the members above
 };
 
