@@ -1,7 +1,8 @@
 // Manager figures for //bench:all: dict round trips against Python's Manager and a bare socketpair round trip (wall
 // clock, and CPU time of both sides, which a busy machine disturbs less), pipelined calls per second, and
-// throughput with several client processes; then the pair and the pipeline over TCP on 127.0.0.1, beside the same
-// over the Unix socket and Python's Manager over TCP.
+// throughput with several client processes; the pair with every byte on the Unix socket (Transport::kSocket) beside
+// the default shared-memory rings; then the pair and the pipeline over TCP on 127.0.0.1, beside the same over the
+// Unix socket address and Python's Manager over TCP.
 #include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -203,6 +204,16 @@ static bench::Group g("manager", [](bench::Report& r) {
     r.target("Manager pipelined calls vs 500 k calls/s", piped / 500e3, ">=", 1);
     one_client_calls_per_s = 2.0 / pair_s;
   }
+  {
+    // The same client with every byte on the socket: what the shared-memory transport saves.
+    ipc::manager::ClientOptions on_socket;
+    on_socket.transport = ipc::manager::ClientOptions::Transport::kSocket;
+    Client client(server.address(), server.key(), on_socket);
+    dict_pair(client, 500);  // warm-up
+    const bench::Sample socket_pair_us = bench::sample_of(kReps, [&] { return dict_pair(client, 5000) * 1e6; });
+    r.add("Manager dict set+get pair, shared-memory rings", unix_pair_us, "us", "every byte on the socket",
+          socket_pair_us);
+  }
   for (int clients : {2, 4}) {
     double total = bench::median_of(3, [&] { return multi_client(server, clients, 5000); });
     r.add("Manager dict set+get, " + std::to_string(clients) + " client processes", total, "calls/s",
@@ -225,11 +236,11 @@ static bench::Group g("manager", [](bench::Report& r) {
     r.target("Manager dict set+get over TCP vs Python Manager over TCP (speed-up)",
              py_tcp_pair_us.median / tcp_pair_us.median, ">=", 3);
   }
-  r.add("Manager dict set+get pair, TCP 127.0.0.1 vs Unix socket", tcp_pair_us, "us", "the same over the Unix socket",
+  r.add("Manager dict set+get pair, TCP 127.0.0.1 vs Unix socket", tcp_pair_us, "us", "the same, Unix socket + rings",
         unix_pair_us);
   const bench::Sample tcp_piped = bench::sample_of(kReps, [&] { return pipelined(tcp, 200000, 1000); });
   r.add("Manager calls pipelined (1000 in flight), TCP 127.0.0.1", tcp_piped, "calls/s",
-        "the same over the Unix socket", unix_piped);
+        "the same, Unix socket + rings", unix_piped);
 });
 
 }  // namespace

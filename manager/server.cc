@@ -402,28 +402,36 @@ void Server::run() {
     // The spin is bounded (an idle server sleeps and costs no CPU), and happens only while every runnable task
     // has a CPU: on a busy machine the spin would take the CPU a client or another process needs.
     // Clients on shared rings are looked at every turn without a system call (detail::poll_rings: one load per
-    // ring), and their requests run at once; the event port (sockets, new connections, the stop request) is
-    // polled every kTurnsBetweenPolls turns, or every turn when no ring waits.
-    constexpr unsigned kTurnsBetweenPolls = 32;
-    auto spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
+    // ring), and their requests run at once (EventLoop::run, without polling the port). The event port (sockets,
+    // new connections, the stop request) is polled at the start and then every kPortPollInterval, or every turn
+    // when no ring waits: the poll is also what moves the loop's timer on (kj::Timer reads the clock only when the
+    // port is polled), so a request is never timed from a clock read longer ago than that (a queue get's timeout).
+    constexpr auto kPortPollInterval = std::chrono::microseconds(20);
+    constexpr unsigned kTurnsPerRun = 256;  // a client that keeps its ring full cannot keep the port unpolled
+    auto now = std::chrono::steady_clock::now();
+    auto spin_end = now + detail::kPollWindow;
+    auto port_polled = now - kPortPollInterval;  // poll at once
     std::uint64_t seen = detail::received_reads();
     bool stop_requested = false;
-    std::optional<detail::RingSpin> ring_spin(std::in_place);
-    for (unsigned turn = 0;; ++turn) {
-      if (detail::poll_rings()) {
-        loop.run();
-      } else if (turn % kTurnsBetweenPolls == 0 || !detail::rings_waiting()) {
+    detail::RingSpin ring_spin;
+    for (;;) {
+      if (now - port_polled >= kPortPollInterval || !detail::rings_waiting()) {
         if ((stop_requested = stopping.poll(wait_scope))) break;
+        port_polled = now;
       }
+      if (detail::poll_rings() || loop.isRunnable()) loop.run(kTurnsPerRun);
+      now = std::chrono::steady_clock::now();
       if (detail::received_reads() != seen) {
         seen = detail::received_reads();
-        spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
-      } else if (std::chrono::steady_clock::now() >= spin_end || !ipc::detail::spinning_pays()) {
+        spin_end = now + detail::kPollWindow;
+      } else if (now >= spin_end || !ipc::detail::spinning_pays()) {
         break;
       }
     }
-    ring_spin.reset();  // readers on rings ask for doorbells again before the loop may sleep
     if (stop_requested) continue;  // the read at the top takes the stop request
+    // Readers on rings ask for doorbells again before the loop may sleep. Bytes that came meanwhile are run by the
+    // next spin, which polls the port first (no request is run on a stale timer).
+    if (ring_spin.end()) continue;
     // Sleep until a request arrives or a stop is requested (connections are served meanwhile).
     stopping.exclusiveJoin(detail::next_received_read()).wait(wait_scope);
   }

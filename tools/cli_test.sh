@@ -215,11 +215,12 @@ read -r ready <&"${HOLDER[0]}"
 check "a client (pid $holder_pid) connected and made its objects" '[ "$ready" = ready ]'
 run manager status "$sock" --key "$key"
 check "manager status lists the objects and the clients" \
-  '[ $rc -eq 0 ] && [[ "$out" == *"config"*"dict"*"jobs"*"queue"* ]] && [[ "$out" == *"$holder_pid"*yes* ]]'
+  '[ $rc -eq 0 ] && [[ "$out" == *"config"*"dict"*"jobs"*"queue"* ]] && [[ "$out" == *"$holder_pid"*yes*"shared memory"* ]]'
 run manager status "$sock" --key "$key" --json
-check "manager status --json: objects with kinds, clients with integer pids, this command marked" '[ $rc -eq 0 ] && json_ok "
+check "manager status --json: objects with kinds, clients with integer pids and their transport, this command marked" '[ $rc -eq 0 ] && json_ok "
   j[\"objects\"] == [{\"name\": \"config\", \"kind\": \"dict\"}, {\"name\": \"jobs\", \"kind\": \"queue\"}]
   and any(c[\"pid\"] == $holder_pid and c[\"authenticated\"] is True and c[\"this_command\"] is False for c in j[\"clients\"])
+  and all(c[\"transport\"] == \"shared memory\" for c in j[\"clients\"])
   and [c[\"this_command\"] for c in j[\"clients\"]].count(True) == 1
   and all(type(c[\"connected_ms\"]) is int and type(c[\"uid\"]) is int for c in j[\"clients\"])" <<<"$out"'
 NUMA_MP_MANAGER_KEY="$key" run manager status "$sock"

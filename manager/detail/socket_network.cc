@@ -270,6 +270,7 @@ SocketVatNetwork::SocketVatNetwork(kj::UnixEventPort& port, kj::AutoCloseFd fd, 
       in_(read_chunk_bytes()),
       pool_(kj::refcounted<BufferPool>()),
       ring_(std::move(ring)) {
+  if (ring_) start_doorbell_watch();
   ref_ = kj::refcounted<NetworkRef>();
   ref_->network = this;
   peer_vat_id_.initRoot<capnp::rpc::twoparty::VatId>().setSide(side == capnp::rpc::twoparty::Side::CLIENT
@@ -756,6 +757,7 @@ RingSpin::RingSpin() {
 }
 
 RingSpin::~RingSpin() {
+  if (ended_) return;
   t_ring_spinning = false;
   // Every waiting reader asks for its doorbell again; one whose bytes came meanwhile is woken instead.
   for (SocketVatNetwork* n = t_ring_readers; n != nullptr;) {
@@ -763,6 +765,14 @@ RingSpin::~RingSpin() {
     if (n->ring_.arm_reader()) n->wake_ring_reader();  // leaves the list
     n = next;
   }
+}
+
+bool RingSpin::end() {
+  ended_ = true;
+  t_ring_spinning = false;
+  bool bytes = false;
+  for (SocketVatNetwork* n = t_ring_readers; n != nullptr; n = n->ring_next_) bytes |= n->ring_.arm_reader();
+  return bytes;
 }
 
 bool poll_rings() {
@@ -797,9 +807,10 @@ void SocketVatNetwork::grant_ring() {
                                                   MSG_DONTWAIT);
   if (sent != 1) throw socket_error(sent < 0 ? errno : EAGAIN, "answer the shared-memory transport request");
   if (!made) return;
-  // The socket's readable edge is the doorbell's from now on (doorbell()); nobody waits for it as a stream.
+  // The socket's readable edge is the doorbell's from now on (watch_doorbells); nobody waits for it as a stream.
   readable_ = nullptr;
   ring_ = std::move(ring);
+  start_doorbell_watch();
 }
 
 kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> SocketVatNetwork::read_from_ring() {
@@ -844,18 +855,41 @@ kj::Promise<void> SocketVatNetwork::ring_bytes_or_doorbell() {
   return paf.promise.exclusiveJoin(kj::mv(bell));
 }
 
-// The socket's next readable edge, drained. Edge-triggered: an edge that comes while nobody listens is lost, so
-// whoever waits takes this before arming its flag (the peer rings only after it saw the flag).
-kj::Promise<void> SocketVatNetwork::doorbell() {
-  if (doorbell_hub_ == nullptr || hub_fires_ != doorbell_fires_) {
-    hub_fires_ = doorbell_fires_;
-    doorbell_hub_ = read_observer_.whenBecomesReadable().then([this] { drain_doorbells(); }).fork();
-  }
-  return KJ_ASSERT_NONNULL(doorbell_hub_).addBranch();
+// Resolves at the next doorbell or the socket's end, once the socket was drained. Whoever waits takes this before
+// arming its flag (the peer rings only after it saw the flag), so no doorbell can come unheard.
+kj::Promise<void> SocketVatNetwork::doorbell() { return KJ_ASSERT_NONNULL(bell_).addBranch(); }
+
+// On the ring, the socket is watched for reads for as long as the connection lasts: its edges are epoll's
+// (edge-triggered), and one that came while nobody listened would be lost, and with it a peer's end that came
+// while this side was busy. Each edge drains the socket and re-listens in the same event-loop turn, before any
+// epoll_wait can run, then resolves what doorbell() handed out.
+void SocketVatNetwork::start_doorbell_watch() {
+  next_bell();
+  doorbell_watch_ = watch_doorbells().eagerlyEvaluate(nullptr);
+}
+
+void SocketVatNetwork::next_bell() {
+  auto next = kj::newPromiseAndFulfiller<void>();
+  bell_ = next.promise.fork();
+  bell_rung_ = kj::mv(next.fulfiller);
+}
+
+kj::Promise<void> SocketVatNetwork::watch_doorbells() {
+  return read_observer_.whenBecomesReadable().then([this]() -> kj::Promise<void> {
+    drain_doorbells();
+    auto rung = kj::mv(bell_rung_);
+    if (peer_gone_) {
+      bell_ = kj::Promise<void>(kj::READY_NOW).fork();  // the end stays: whoever asks later need not wait
+      rung->fulfill();
+      return kj::READY_NOW;
+    }
+    next_bell();
+    rung->fulfill();
+    return watch_doorbells();  // listens again in this turn
+  });
 }
 
 void SocketVatNetwork::drain_doorbells() {
-  ++doorbell_fires_;
   unsigned char bells[64];
   for (;;) {
     const ssize_t n = ::read(fd_, bells, sizeof bells);

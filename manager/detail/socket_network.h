@@ -20,6 +20,10 @@
 // - Allocation: a message without a size hint gets a 1 KiB first segment, not Cap'n Proto's zeroed 8 KiB; small
 //   messages (up to 2 KiB) are built in, and received into, buffers the connection reuses, not one calloc each.
 // Net effect: one write(2), one read(2) and one epoll_wait(2) per side per round trip, whatever the batch size.
+// On a Unix socket the same bytes may instead go through two rings in shared memory (ring_stream.h: the client
+// asks at connect, offer_ring() on the server): the writes and reads above become copies into and out of a ring,
+// the socket carries one-byte doorbells to a side that sleeps, and a spinning thread finds its bytes without a
+// system call (RingSpin, poll_rings below).
 // Direct paths, past the RPC system, on the same wire: a client sends hot calls and takes their Returns itself
 // (DirectReturns); a server answers the calls on plain objects itself (offer_plain_export, docs/manager.md).
 //
@@ -75,9 +79,17 @@ class SocketVatNetwork;
 class RingSpin {
  public:
   RingSpin();
+  // Ends the span if end() did not: readers whose bytes came meanwhile are woken (their reads run on the loop's next
+  // turns).
   ~RingSpin();
+  // Ends the span without waking anyone: true if a waiting reader's ring has bytes now (the caller should look
+  // again, with a new RingSpin, rather than sleep).
+  bool end();
   RingSpin(const RingSpin&) = delete;
   RingSpin& operator=(const RingSpin&) = delete;
+
+ private:
+  bool ended_ = false;
 };
 // Wakes every reader of this thread waiting on a ring that has bytes now (their reads run on the event loop's next
 // turns): true if any. One load per waiting ring.
@@ -309,6 +321,9 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_from_ring();
   kj::Promise<void> ring_bytes_or_doorbell();
   kj::Promise<void> doorbell();
+  void start_doorbell_watch();
+  void next_bell();
+  kj::Promise<void> watch_doorbells();
   void drain_doorbells();
   void ring_doorbell();
   std::size_t write_to_ring();
@@ -387,11 +402,11 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   RingStream ring_;
   bool offer_ring_ = false;  // server: the first bytes may still ask for a ring (offer_ring())
   bool peer_gone_ = false;   // on the ring: the socket ended (EOF or an error): the peer writes and reads no more
-  // The socket's next readable edge (a doorbell, or its end), shared by the reader and a writer waiting for room;
-  // replaced once it fired (doorbell_fires_ counts the firings, hub_fires_ is the count when it was made).
-  kj::Maybe<kj::ForkedPromise<void>> doorbell_hub_;
-  std::uint64_t doorbell_fires_ = 0;
-  std::uint64_t hub_fires_ = 0;
+  // The next doorbell (or the socket's end), shared by the reader and a writer waiting for room: bell_ resolves
+  // when bell_rung_ is fulfilled by the watch of the socket (watch_doorbells), which lasts the connection's life.
+  kj::Maybe<kj::ForkedPromise<void>> bell_;
+  kj::Own<kj::PromiseFulfiller<void>> bell_rung_;
+  kj::Maybe<kj::Promise<void>> doorbell_watch_;  // after bell_rung_: destroyed first, it refers to the members above
   // The reader's wait while its thread spins (RingSpin): poll_rings() fulfils it. In the thread's list of waiting
   // readers while in_ring_readers_.
   kj::Own<kj::PromiseFulfiller<void>> ring_reader_;
