@@ -551,6 +551,10 @@ class Session {
   template <typename T>
   T wait_handshake(kj::Promise<T>&& reply, ConnectClock::time_point deadline, std::chrono::milliseconds timeout) {
     kj::Promise<kj::Maybe<T>> answered = reply.then([](T&& r) { return kj::Maybe<T>(kj::mv(r)); });
+    // KJ's timer reads the clock only when the loop polls for I/O, which a thread whose loop was idle (or whose
+    // calls all went through shared rings) has not done for a while: one poll first, so that the deadline is
+    // counted from now and not from the loop's last poll.
+    loop_->scope->poll();
     kj::Promise<kj::Maybe<T>> expired = loop_->port.getTimer()
                                             .afterDelay(ms_until(deadline) * kj::MILLISECONDS)
                                             .then([]() -> kj::Maybe<T> { return nullptr; });

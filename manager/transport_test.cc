@@ -218,3 +218,18 @@ TEST_CASE("a client killed while its calls stream through the ring leaves the se
     CHECK(std::all_of(text.begin() + 1, text.end(), [](char ch) { return ch == 'v'; }));
   }
 }
+
+TEST_CASE("a Client connected on a thread whose loop was idle longer than connect_timeout connects",
+          "[manager][transport]") {
+  // The thread's event loop reads the clock only when it polls for I/O: a handshake timed from the clock the loop
+  // read at its last call (seconds ago) would give up at once.
+  auto server = ipc::manager::start_server();
+  const auto t = GENERATE(Transport::kSharedMemory, Transport::kSocket);
+  Client first(server.address(), server.key(), with(t));
+  first.dict("d").set("k", 1);
+  std::this_thread::sleep_for(1500ms);  // the scenario: this thread does other work, not a wait for a process
+  ClientOptions short_timeout = with(t);
+  short_timeout.connect_timeout = 1s;
+  Client second(server.address(), server.key(), short_timeout);
+  CHECK(second.dict("d").get("k") == Value(std::int64_t{1}));
+}
