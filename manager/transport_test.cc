@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ipc/base/unix_socket.h"
+#include "ipc/base/wait.h"
 #include "manager/client.h"
 #include "manager/detail/raw_wire.h"
 #include "manager/detail/ring_stream.h"
@@ -39,6 +40,13 @@ using ipc::manager::testing::Signal;
 using Transport = ClientOptions::Transport;
 
 namespace {
+
+// Spinning on or off in this process and the server it forks afterwards, whatever the machine's load: with it the
+// sides find each other's bytes by looking at the rings, without it every wait sleeps and is woken by a doorbell.
+struct ForcedSpinningVerdict {
+  explicit ForcedSpinningVerdict(bool spinning_pays) { ipc::detail::set_spinning_verdict_for_testing(spinning_pays); }
+  ~ForcedSpinningVerdict() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
+};
 
 ClientOptions with(Transport t) {
   ClientOptions o;
@@ -114,7 +122,10 @@ TEST_CASE("a local client's calls go through shared memory unless it asks for th
                           Case{"unix, socket", ipc::manager::testing::kUnixSocket, Transport::kSocket, false},
                           Case{"tcp, shared memory asked", ipc::manager::testing::kTcpLoopback,
                                Transport::kSharedMemory, false});
+  const bool spin = GENERATE(true, false);
+  ForcedSpinningVerdict verdict(spin);
   auto server = server_on(c.address);
+  INFO((spin ? "spinning" : "sleeping at once"));
   INFO(c.name);
   Client client(server.address(), server.key(), with(c.transport));
   CHECK(caller_of(client.status().clients).shared_memory == c.shared_memory);
