@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ipc/base/poll.h"
 #include "ipc/base/unix_socket.h"
 #include "ipc/base/wait.h"
 #include "manager/detail/address.h"
@@ -232,17 +233,11 @@ RingStream ask_for_ring(int fd, ConnectClock::time_point deadline, std::chrono::
     }
     throw SystemError(sent < 0 ? errno : EIO, context + ": send the transport request");
   }
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    const int ready = ::poll(&p, 1, ms_until(deadline));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready < 0) throw SystemError(errno, context + ": poll");
-    if (ready == 0) {
-      throw SystemError(ETIMEDOUT, context + ": the peer accepted the connection but did not complete the handshake "
-                                             "within " + std::to_string(timeout.count()) +
-                                       " ms (ClientOptions::connect_timeout)");
-    }
-    break;
+  const int answering[] = {fd};
+  if (ipc::wait(answering, std::chrono::milliseconds(ms_until(deadline))).empty()) {
+    throw SystemError(ETIMEDOUT, context + ": the peer accepted the connection but did not complete the handshake "
+                                           "within " + std::to_string(timeout.count()) +
+                                     " ms (ClientOptions::connect_timeout)");
   }
   std::byte answer{};
   std::vector<int> fds;

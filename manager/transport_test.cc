@@ -16,12 +16,12 @@
 #include <vector>
 
 #include "ipc/base/unix_socket.h"
-#include "ipc/base/wait.h"
 #include "manager/client.h"
 #include "manager/detail/raw_wire.h"
 #include "manager/detail/ring_stream.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
+#include "tests/support/test_support.h"
 
 using namespace std::chrono_literals;
 using ipc::Outcome;
@@ -41,13 +41,6 @@ using Transport = ClientOptions::Transport;
 
 namespace {
 
-// Spinning on or off in this process and the server it forks afterwards, whatever the machine's load: with it the
-// sides find each other's bytes by looking at the rings, without it every wait sleeps and is woken by a doorbell.
-struct ForcedSpinningVerdict {
-  explicit ForcedSpinningVerdict(bool spinning_pays) { ipc::detail::set_spinning_verdict_for_testing(spinning_pays); }
-  ~ForcedSpinningVerdict() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
-};
-
 ClientOptions with(Transport t) {
   ClientOptions o;
   o.transport = t;
@@ -60,17 +53,10 @@ const ConnectedClient& caller_of(const std::vector<ConnectedClient>& clients) {
   return *it;
 }
 
-// Polls status() until no connection of `pid` is listed, up to a generous deadline.
+// Whether status() lists no connection of `pid`.
 bool gone_from_status(Client& client, int pid) {
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto clients = client.status().clients;
-    if (std::none_of(clients.begin(), clients.end(), [&](const ConnectedClient& c) { return c.pid == pid; })) {
-      return true;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
+  const auto clients = client.status().clients;
+  return std::none_of(clients.begin(), clients.end(), [&](const ConnectedClient& c) { return c.pid == pid; });
 }
 
 // A raw connection that asked for the rings and got them: the socket, and the rings' memory mapped here as the
@@ -122,8 +108,10 @@ TEST_CASE("a local client's calls go through shared memory unless it asks for th
                           Case{"unix, socket", ipc::manager::testing::kUnixSocket, Transport::kSocket, false},
                           Case{"tcp, shared memory asked", ipc::manager::testing::kTcpLoopback,
                                Transport::kSharedMemory, false});
+  // Spinning on or off here and in the server forked afterwards: with it the sides find each other's bytes by
+  // looking at the rings, without it every wait sleeps and is woken by a doorbell.
   const bool spin = GENERATE(true, false);
-  ForcedSpinningVerdict verdict(spin);
+  ipc::test::ForcedSpinningVerdict verdict(spin);
   auto server = server_on(c.address);
   INFO((spin ? "spinning" : "sleeping at once"));
   INFO(c.name);
@@ -218,7 +206,7 @@ TEST_CASE("a client killed while its calls stream through the ring leaves the se
     REQUIRE(streaming.wait_for(60s));
     child.kill();
     CHECK(child.join() == -SIGKILL);
-    CHECK(gone_from_status(survivor, child.pid()));
+    CHECK(ipc::test::wait_until([&] { return gone_from_status(survivor, child.pid()); }));
     d.set("k", round);
     CHECK(d.get("k") == Value(std::int64_t{round}));
     const auto last = d.get("child");

@@ -17,6 +17,7 @@
 #include "tests/support/test_support.h"
 
 using ipc::Outcome;
+using ipc::test::ForcedSpinningVerdict;
 using ipc::test::kWakeDeadline;
 using ipc::test::SharedMapping;
 using ipc::test::wake_problem;
@@ -45,15 +46,6 @@ struct FixedRing : Ring<ipc::Queue<uint64_t>> {
 };
 struct SpscRing : Ring<ipc::SpscQueue<uint64_t>> {
   SpscRing() : Ring(ipc::SpscQueue<uint64_t>::bytes_needed(kCapacity)) {}
-};
-
-// Makes the waits spin first (true, as on an idle machine) or sleep at once (false, a busy machine) for as long
-// as it lives, whatever the machine's load.
-struct ForcedSpinningVerdict {
-  explicit ForcedSpinningVerdict(bool spinning_pays) { ipc::detail::set_spinning_verdict_for_testing(spinning_pays); }
-  ~ForcedSpinningVerdict() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
-  ForcedSpinningVerdict(const ForcedSpinningVerdict&) = delete;
-  ForcedSpinningVerdict& operator=(const ForcedSpinningVerdict&) = delete;
 };
 
 }  // namespace

@@ -757,21 +757,25 @@ RingSpin::RingSpin() {
 }
 
 RingSpin::~RingSpin() {
-  if (ended_) return;
-  t_ring_spinning = false;
-  // Every waiting reader asks for its doorbell again; one whose bytes came meanwhile is woken instead.
-  for (SocketVatNetwork* n = t_ring_readers; n != nullptr;) {
-    SocketVatNetwork* next = n->ring_next_;
-    if (n->ring_.arm_reader()) n->wake_ring_reader();  // leaves the list
-    n = next;
-  }
+  if (!ended_) arm_readers(/*wake=*/true);
 }
 
-bool RingSpin::end() {
+bool RingSpin::end() { return arm_readers(/*wake=*/false); }
+
+// Every waiting reader asks for its doorbell again. One whose bytes came meanwhile is woken if `wake` (it leaves the
+// list), else left waiting; true if there was one.
+bool RingSpin::arm_readers(bool wake) {
   ended_ = true;
   t_ring_spinning = false;
   bool bytes = false;
-  for (SocketVatNetwork* n = t_ring_readers; n != nullptr; n = n->ring_next_) bytes |= n->ring_.arm_reader();
+  for (SocketVatNetwork* n = t_ring_readers; n != nullptr;) {
+    SocketVatNetwork* next = n->ring_next_;
+    if (n->ring_.arm_reader()) {
+      bytes = true;
+      if (wake) n->wake_ring_reader();
+    }
+    n = next;
+  }
   return bytes;
 }
 
@@ -975,13 +979,11 @@ void SocketVatNetwork::send(capnp::MessageBuilder& message, kj::Own<Receipt> rec
 
 void SocketVatNetwork::write_now() {
   if (ring_) {
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { write_to_ring(); })) {
+    if (kj::runCatchingExceptions([&] { write_to_ring(); }) != nullptr) {
       write_failed_ = true;  // as below: the read side sees the end
-      out_.clear();
-      out_begin_ = 0;
-      return;
+    } else if (out_begin_ < out_.size()) {
+      return;  // full: the scheduled flush waits for room
     }
-    if (out_begin_ < out_.size()) return;  // full: the scheduled flush waits for room
     out_.clear();
     out_begin_ = 0;
     return;
@@ -1060,7 +1062,6 @@ void SocketVatNetwork::track_last_message(std::uint64_t created_before, kj::Own<
 
 bool SocketVatNetwork::peer_reset() {
   if (peer_reset_) return true;
-  if (ring_) return false;  // on the ring, what the peer took out is known exactly (confirm_deliveries)
   int err = 0;
   socklen_t len = sizeof err;
   // SO_ERROR reads and clears the pending error; remember it, as the read that would have reported it will not.

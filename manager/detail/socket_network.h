@@ -89,6 +89,7 @@ class RingSpin {
   RingSpin& operator=(const RingSpin&) = delete;
 
  private:
+  bool arm_readers(bool wake);
   bool ended_ = false;
 };
 // Wakes every reader of this thread waiting on a ring that has bytes now (their reads run on the event loop's next

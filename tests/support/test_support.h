@@ -31,6 +31,7 @@
 
 #include "ipc/base/error.h"
 #include "ipc/base/process.h"
+#include "ipc/base/wait.h"
 
 namespace ipc::test {
 
@@ -72,6 +73,16 @@ bool sleeping(pid_t pid);
 // Whether process `pid` is stopped by a signal now (state 'T' or 't'): kill(pid, SIGSTOP) returns before the
 // target stops, so a test that needs it stopped waits for this. False when there is no such process. Any thread.
 bool stopped(pid_t pid);
+
+// Makes every wait of this process (and of children it forks meanwhile) spin first (true, as on an idle machine) or
+// sleep at once (false, a busy one) for as long as it lives, whatever the machine's load
+// (ipc::detail::set_spinning_verdict_for_testing), so that a test covers a waiting path it chose.
+struct ForcedSpinningVerdict {
+  explicit ForcedSpinningVerdict(bool spinning_pays) { ipc::detail::set_spinning_verdict_for_testing(spinning_pays); }
+  ~ForcedSpinningVerdict() { ipc::detail::set_spinning_verdict_for_testing(std::nullopt); }
+  ForcedSpinningVerdict(const ForcedSpinningVerdict&) = delete;
+  ForcedSpinningVerdict& operator=(const ForcedSpinningVerdict&) = delete;
+};
 
 // Calls `condition` (yielding the CPU in between) until it returns true or `timeout` passes; returns whether it
 // did. For events another process makes visible in shared memory or /proc, without guessing a sleep.
