@@ -56,12 +56,17 @@ double timed_processes(int producers, int consumers, Produce produce, Consume co
 }
 
 // `n` 8-byte values through a Q (SpscQueue or Queue) of `capacity`, `producers` -> `consumers` processes, with
-// the blocking put/get or (`polling`) try_put/try_get in a spin loop: msgs/s.
+// the blocking put/get or (`polling`) try_put/try_get in a spin loop: msgs/s. Each consumer adds up the values it
+// takes, as the peers' consumers do (ring_peers.cc): a loop that dropped them would let the compiler drop the
+// read of each value, and with it the cache line it sits on, which the peers pay for. The sums are checked.
 template <template <typename> class Q>
 double ours_msgs_per_s(uint64_t n, int producers, int consumers, uint64_t capacity, bool polling = false) {
   Mem mem(Q<uint64_t>::bytes_needed(capacity));
   auto q = Q<uint64_t>::create_at(mem.p, mem.bytes, capacity);
   const uint64_t per_p = n / producers, per_c = per_p * producers / consumers;
+  if (per_c * consumers != per_p * producers) throw std::invalid_argument("ours_msgs_per_s: uneven split");
+  Mem total_mem(sizeof(std::atomic<uint64_t>));
+  auto* total = new (total_mem.p) std::atomic<uint64_t>(0);
   const double t = timed_processes(
       producers, consumers,
       [&](int) {
@@ -76,16 +81,24 @@ double ours_msgs_per_s(uint64_t n, int producers, int consumers, uint64_t capaci
         }
       },
       [&](int) {
-        uint64_t v;
+        uint64_t v = 0, sum = 0;
         if (polling) {
           for (uint64_t i = 0; i < per_c; ++i) {
             while (q.try_get(v) != Outcome::kOk) {
             }
+            sum += v;
           }
         } else {
-          for (uint64_t i = 0; i < per_c; ++i) (void)q.get(v);
+          for (uint64_t i = 0; i < per_c; ++i) {
+            (void)q.get(v);
+            sum += v;
+          }
         }
+        total->fetch_add(sum, std::memory_order_relaxed);  // relaxed: read after the child's exit is waited for
       });
+  if (t > 0 && total->load(std::memory_order_relaxed) != producers * (per_p * (per_p - 1) / 2)) {
+    throw std::runtime_error("queue lost or duplicated values");
+  }
   return t > 0 ? static_cast<double>(per_c * consumers) / t : -1;
 }
 

@@ -240,6 +240,53 @@ TEMPLATE_TEST_CASE("SPSC put and get that waited deliver every value in order, s
   CHECK(producer.wait() == 0);
 }
 
+TEST_CASE("a blocking SPSC get that waits for a run of values takes them in order, and one sent alone arrives",
+          "[queue][spsc][process]") {
+  // With spinning forced on, a get that has taken every value it knew of, right behind a producer in another
+  // process, waits for a run of values before taking them (SpscQueue::refill()): the values must still come in
+  // order, none twice or skipped, across the end of the ring. Then values sent one at a time, each answered
+  // before the next: a get that waited for a run that never comes would hang here.
+  ipc::test::ForcedSpinningVerdict spinning(true);
+  constexpr uint64_t kCapacity = 256;
+  SharedMapping mem(2 * ipc::SpscQueue<uint64_t>::bytes_needed(kCapacity));
+  auto* second = static_cast<std::byte*>(mem.base()) + ipc::SpscQueue<uint64_t>::bytes_needed(kCapacity);
+  auto ping = ipc::SpscQueue<uint64_t>::create_at(mem.base(), ipc::SpscQueue<uint64_t>::bytes_needed(kCapacity),
+                                                  kCapacity);
+  auto pong = ipc::SpscQueue<uint64_t>::create_at(second, ipc::SpscQueue<uint64_t>::bytes_needed(kCapacity),
+                                                  kCapacity);
+  constexpr uint64_t kStreamed = 300000;
+  constexpr uint64_t kAlone = 2000;
+  ipc::test::ForkedChild producer([&] {
+    for (uint64_t i = 0; i < kStreamed; ++i) {
+      if (ping.put(i + 1, ipc::test::time_left()) != Outcome::kOk) {
+        throw ipc::Error("producer: put " + std::to_string(i) + " failed");
+      }
+    }
+    for (uint64_t i = 0; i < kAlone; ++i) {
+      uint64_t answer = 0;
+      if (ping.put(i, ipc::test::time_left()) != Outcome::kOk || pong.get(answer, ipc::test::time_left()) != Outcome::kOk ||
+          answer != i) {
+        throw ipc::Error("producer: round trip " + std::to_string(i) + " failed");
+      }
+    }
+  });
+  for (uint64_t i = 0; i < kStreamed; ++i) {
+    uint64_t v = 0;
+    INFO("streamed value " << i << ": the producer process did not put it in time");
+    REQUIRE(ping.get(v, ipc::test::time_left()) == Outcome::kOk);
+    REQUIRE(v == i + 1);
+  }
+  for (uint64_t i = 0; i < kAlone; ++i) {
+    uint64_t v = kAlone;
+    INFO("value " << i << " sent alone did not arrive in time");
+    REQUIRE(ping.get(v, ipc::test::time_left()) == Outcome::kOk);
+    REQUIRE(v == i);
+    REQUIRE(pong.put(v) == Outcome::kOk);
+  }
+  INFO("the producer process did not finish");
+  CHECK(producer.wait() == 0);
+}
+
 TEST_CASE("a second live SPSC producer is refused", "[queue][process]") {
   SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(8));
   auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);

@@ -6,7 +6,9 @@
 //   batches:   size_t n; q.put_n(values, n);  uint64_t buf[64]; q.get_n(buf, n);   // n: how many went through
 //
 // Threads: at most one thread puts and at most one thread gets at a time (they may differ). size/closed/close
-//   from any thread.
+//   from any thread. Blocking calls spin briefly, then sleep on a futex; a blocking get() that finds only a few
+//   values while the producer is still adding some waits (spinning, a few hundred nanoseconds at most) for a run
+//   of them, which keeps it off the producer's cache lines (docs/queue.md); try_get() takes what is there.
 // Processes: the ring lives in shared memory and holds no pointers. The first process to put becomes the
 //   producer and the first to get becomes the consumer; another live process that tries to put (get) throws
 //   StateError. A process may take over a role whose holder died. Happens-before: everything the producer did
@@ -281,6 +283,9 @@ class SpscQueue {
   }
   [[gnu::always_inline]] Outcome get_one(T& out, const Deadline* d) {
     be_consumer();
+    // A blocking get that has taken every value it knew of looks at `tail` through refill() (`d` is a constant
+    // once inlined: get() tests the index, try_get() nothing).
+    if (d != nullptr && tail_cache_ == h_->head.load(std::memory_order_relaxed)) [[unlikely]] refill();
     if constexpr (kCopyInRegisters) {
       T taken;
       if (try_pop(&taken, 1) != 0) [[likely]] {
@@ -354,6 +359,34 @@ class SpscQueue {
       return detail::Attempt::kDone;
     });
     return result;
+  }
+
+  // For a blocking get() that has taken every value it knew of: reloads `tail`, and while the producer keeps adding
+  // values and spinning pays, waits for a run of kRefillRun before taking them. Every look at `tail` takes its
+  // cache line from the producer, whose next store of `tail` then waits for it (and every store behind that one,
+  // in order): a consumer that takes each value as it comes, right behind the producer, looks once every few
+  // values and slows the producer it waits for (SpscQueue 1 -> 1 between processes on distant cores ran at
+  // 37-65 M values/s so, 70-92 M waiting for runs; docs/benchmarks.md). A producer that stopped (`tail` the same
+  // at two looks kRefillPauses apart) is not waited for: a value sent alone waits at most that many pauses longer
+  // (a few tens of nanoseconds), and at most kRefillLooks looks in all. An empty ring is left to get()'s wait.
+  [[gnu::noinline]] void refill() {
+    constexpr uint64_t kRefillRun = 32;
+    constexpr int kRefillLooks = 4;
+    constexpr int kRefillPauses = 4;
+    const uint64_t hd = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
+    const uint64_t run = std::min(kRefillRun, (mask_ + 1) / 2);
+    // acquire (each load of tail): partner is the producer's release store of tail.
+    uint64_t t = h_->tail.load(std::memory_order_acquire);
+    if (t != hd && t - hd < run && detail::spinning_pays()) {
+      for (int look = 0; look < kRefillLooks; ++look) {
+        for (int i = 0; i < kRefillPauses; ++i) cpu_relax();
+        const uint64_t now = h_->tail.load(std::memory_order_acquire);
+        const bool stopped = now == t;
+        t = now;
+        if (stopped || t - hd >= run) break;
+      }
+    }
+    tail_cache_ = t;
   }
 
   inline static const Deadline kNever = Deadline::never();
