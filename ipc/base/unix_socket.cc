@@ -145,7 +145,16 @@ ssize_t recv_with_fds(int sock, std::span<std::byte> buffer, std::vector<int>& f
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  const ssize_t n = retry_on_eintr([&] { return ::recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC); });
+  ssize_t n = retry_on_eintr([&] { return ::recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC); });
+  if (n < 0 && errno == ECONNRESET) {
+    // The peer closed while something we sent lay unread in its queue. Linux reports that once, ahead of what the
+    // peer had sent before it closed, which is still queued (a datagram or seqpacket socket): read again. A fork
+    // server that closed a worker's status socket just as the pool sent it a kill request left the worker's last
+    // report behind the reset.
+    msg.msg_controllen = sizeof control;
+    msg.msg_flags = 0;
+    n = retry_on_eintr([&] { return ::recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC); });
+  }
   truncated = false;
   if (n < 0) return n;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {

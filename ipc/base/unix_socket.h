@@ -67,7 +67,8 @@ ssize_t send_with_fds(int sock, std::span<const std::byte> bytes, std::span<cons
 
 // Receives into `buffer` once, EINTR retried, appending the descriptors that came with it (close-on-exec) to `fds`.
 // Returns what recvmsg(2) returns (-1 with errno set); `truncated` is set when bytes (of a datagram) or descriptors
-// did not fit. Descriptors beyond kMaxPassedFds are closed by the kernel.
+// did not fit. Descriptors beyond kMaxPassedFds are closed by the kernel. A peer that closed with bytes of ours
+// unread is not an error while it left packets of its own queued: they are received first, then the end (0).
 ssize_t recv_with_fds(int sock, std::span<std::byte> buffer, std::vector<int>& fds, bool& truncated, int flags = 0);
 
 }  // namespace ipc::detail

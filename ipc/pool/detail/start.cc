@@ -155,7 +155,18 @@ class ServedWorker : public WorkerHandle {
     if (code_) return *code_;
     std::vector<std::byte> bytes;
     std::vector<int> fds;
-    if (!recv_packet(status_fd_, bytes, fds)) {
+    bool reported;
+    try {
+      reported = recv_packet(status_fd_, bytes, fds);
+    } catch (const Error& e) {
+      // The report cannot be read: the worker's end is not known, and nobody can tell any more. Called on the pool's
+      // supervisor thread, which must go on: the worker counts as lost.
+      code_ = -SIGKILL;
+      exception_ = ChildException{"ipc::StateError", std::string("the fork server's report of this worker's end "
+                                                                  "could not be read: ") + e.what()};
+      return *code_;
+    }
+    if (!reported) {
       // The server died (and with it, by its parent-death signal, the worker).
       code_ = -SIGKILL;
       exception_ = ChildException{"ipc::StateError", "the fork server ended before it reported this worker's end"};
