@@ -5,6 +5,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -14,6 +18,15 @@
 #include "ipc/base/error.h"
 
 namespace ipc {
+
+bool detail::cpu_has_prefetchw() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_PRFCHW) != 0;
+#else
+  return false;
+#endif
+}
 
 std::optional<Deadline::Clock::duration> Deadline::remaining() const {
   if (!at_) return std::nullopt;

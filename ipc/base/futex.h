@@ -1,4 +1,5 @@
-// ipc/base/futex.h: sleeping and waking on a 32-bit word in shared memory (Linux futex, process-shared).
+// ipc/base/futex.h: sleeping and waking on a 32-bit word in shared memory (Linux futex, process-shared), and the
+// CPU hints of the loops around them (cpu_relax, prefetch_for_write).
 //
 // Threads: any thread may wait or wake.
 // Processes: the word may live in any MAP_SHARED mapping; waiters and wakers may be in different processes and
@@ -65,6 +66,26 @@ inline void cpu_relax() {
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
+}
+
+namespace detail {
+// Whether the CPU has PREFETCHW (CPUID 0x80000001, ECX bit 8). Read once, at dynamic initialization: a call of
+// prefetch_for_write() before that gets the weaker hint, never a fault.
+bool cpu_has_prefetchw() noexcept;
+inline const bool g_cpu_has_prefetchw = cpu_has_prefetchw();
+}  // namespace detail
+
+// A CPU hint before writing the cache line that holds `p` soon: asks for the line in a writable state now, so that
+// the write does not wait for another CPU to give it up (PREFETCHW where the CPU has it, else a prefetch for
+// writing the compiler knows). Only a hint: nothing any thread reads changes.
+inline void prefetch_for_write(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (detail::g_cpu_has_prefetchw) {
+    asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+    return;
+  }
+#endif
+  __builtin_prefetch(p, 1, 3);
 }
 
 }  // namespace ipc

@@ -264,8 +264,8 @@ TEST_CASE("a blocking SPSC get that waits for a run of values takes them in orde
     }
     for (uint64_t i = 0; i < kAlone; ++i) {
       uint64_t answer = 0;
-      if (ping.put(i, ipc::test::time_left()) != Outcome::kOk || pong.get(answer, ipc::test::time_left()) != Outcome::kOk ||
-          answer != i) {
+      if (ping.put(i, ipc::test::time_left()) != Outcome::kOk ||
+          pong.get(answer, ipc::test::time_left()) != Outcome::kOk || answer != i) {
         throw ipc::Error("producer: round trip " + std::to_string(i) + " failed");
       }
     }

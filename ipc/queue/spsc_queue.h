@@ -215,6 +215,12 @@ class SpscQueue {
     if (first < n) std::memcpy(out + first, slots, (n - first) * sizeof(T));
   }
 
+  // How far ahead of the tail a put asks for its cache line (try_push): far enough that the line arrives before
+  // the puts reach it where the two CPUs are far apart (a round trip of 0.5 us is about 30 puts), near enough to
+  // stay in the room of a ring that is not nearly full. SpscQueue 1 -> 1 between processes on distant cores:
+  // 49-93 M values/s without, 87-310 M with (docs/benchmarks.md).
+  static constexpr uint64_t kPrefetchBytes = 1024;
+  static constexpr uint64_t kPrefetchSlots = kPrefetchBytes / sizeof(T) > 0 ? kPrefetchBytes / sizeof(T) : 1;
   // Puts up to `n` values at once; how many. The header, slots and mask are read into locals once: the compiler
   // barrier in notify() (light_fence) and the stores to the header would otherwise make it reload them from the
   // handle after each.
@@ -231,6 +237,12 @@ class SpscQueue {
       if (room == 0) return 0;
     }
     const uint64_t k = std::min(n, room);
+    // A put that starts a new cache line asks for the line kPrefetchBytes ahead, which the consumer has left (it is
+    // inside the room): the consumer read that line a lap ago, and a write waits until the consumer's copy is
+    // gone, one cross-core round trip per line if asked only then (ipc::prefetch_for_write).
+    if (room > kPrefetchSlots && ((t & mask) * sizeof(T)) % 64 < sizeof(T)) {
+      prefetch_for_write(slot(slots, mask, t + kPrefetchSlots));
+    }
     copy_in(slots, mask, t, values, k);
     // release: partner is the consumer's acquire load of tail; the slots' bytes are visible with it.
     h.tail.store(t + k, std::memory_order_release);
@@ -365,10 +377,11 @@ class SpscQueue {
   // values and spinning pays, waits for a run of kRefillRun before taking them. Every look at `tail` takes its
   // cache line from the producer, whose next store of `tail` then waits for it (and every store behind that one,
   // in order): a consumer that takes each value as it comes, right behind the producer, looks once every few
-  // values and slows the producer it waits for (SpscQueue 1 -> 1 between processes on distant cores ran at
-  // 37-65 M values/s so, 70-92 M waiting for runs; docs/benchmarks.md). A producer that stopped (`tail` the same
-  // at two looks kRefillPauses apart) is not waited for: a value sent alone waits at most that many pauses longer
-  // (a few tens of nanoseconds), and at most kRefillLooks looks in all. An empty ring is left to get()'s wait.
+  // values and slows the producer it waits for (SpscQueue 1 -> 1 between processes on distant cores, alternated
+  // runs: 45-90 M values/s so, 65-83 M waiting for runs; docs/benchmarks.md). A producer that stopped (`tail`
+  // the same at two looks kRefillPauses apart) is not waited for: a value sent alone waits at most that many
+  // pauses longer (a few tens of nanoseconds), and at most kRefillLooks looks in all. An empty ring is left to
+  // get()'s wait.
   [[gnu::noinline]] void refill() {
     constexpr uint64_t kRefillRun = 32;
     constexpr int kRefillLooks = 4;

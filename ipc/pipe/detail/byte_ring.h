@@ -32,6 +32,7 @@
 #include <type_traits>
 
 #include "ipc/base/error.h"
+#include "ipc/base/futex.h"
 
 namespace ipc::detail {
 
@@ -150,6 +151,8 @@ class ByteRing {
   uint64_t capacity() const { return capacity_; }
   uint64_t max_record_payload() const { return max_payload_; }
 
+  // How far ahead of the tail try_write() asks for a cache line (as SpscQueue's kPrefetchBytes).
+  static constexpr uint64_t kPrefetchBytes = 1024;
   // Producer: writes a record of `kind` carrying `payload` (header, bytes, then the tail: one pass) when there is
   // room for it before the end of the ring; false when there is no room now or the record would need a filler
   // first (then the caller takes try_reserve() and commit(), which also report a tail that is not a record
@@ -170,6 +173,12 @@ class ByteRing {
       // finished reading may now be overwritten.
       cached_head_ = h->head.load(std::memory_order_acquire);
       if (tail + bytes - cached_head_ > capacity) return false;
+    }
+    // A record that reaches into a new cache line asks for the line kPrefetchBytes ahead when the consumer has left
+    // it (it lies inside the room): a write to a line the consumer read a lap ago otherwise waits a cross-core
+    // round trip for it (as SpscQueue's puts; ipc::prefetch_for_write).
+    if ((index ^ (index + bytes)) >= 64 && tail + kPrefetchBytes + 64 - cached_head_ <= capacity) {
+      prefetch_for_write(data + ((tail + kPrefetchBytes) & mask_));
     }
     const uint32_t rh = header_word(static_cast<uint32_t>(payload.size()), kind);
     std::memcpy(data + index, &rh, sizeof rh);
