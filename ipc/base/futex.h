@@ -75,6 +75,12 @@ bool cpu_has_prefetchw() noexcept;
 inline const bool g_cpu_has_prefetchw = cpu_has_prefetchw();
 }  // namespace detail
 
+// How far ahead of its writes a producer streaming through a ring in shared memory asks for a line with
+// prefetch_for_write() (SpscQueue's puts, the Pipe's writes): far enough that the line arrives before the writes reach
+// it where two CPUs are far apart (a round trip of 0.5 us is about 30 puts of 8 bytes), near enough to stay inside
+// the room of a ring that is not nearly full.
+inline constexpr uint64_t kPrefetchAheadBytes = 1024;
+
 // A CPU hint before writing the cache line that holds `p` soon: asks for the line in a writable state now, so that
 // the write does not wait for another CPU to give it up (PREFETCHW where the CPU has it, else a prefetch for
 // writing the compiler knows). Only a hint: nothing any thread reads changes.

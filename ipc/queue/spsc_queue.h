@@ -215,12 +215,10 @@ class SpscQueue {
     if (first < n) std::memcpy(out + first, slots, (n - first) * sizeof(T));
   }
 
-  // How far ahead of the tail a put asks for its cache line (try_push): far enough that the line arrives before
-  // the puts reach it where the two CPUs are far apart (a round trip of 0.5 us is about 30 puts), near enough to
-  // stay in the room of a ring that is not nearly full. SpscQueue 1 -> 1 between processes on distant cores:
-  // 49-93 M values/s without, 87-310 M with (docs/benchmarks.md).
-  static constexpr uint64_t kPrefetchBytes = 1024;
-  static constexpr uint64_t kPrefetchSlots = kPrefetchBytes / sizeof(T) > 0 ? kPrefetchBytes / sizeof(T) : 1;
+  // How far ahead of the tail a put asks for its cache line (try_push; ipc::kPrefetchAheadBytes). SpscQueue 1 -> 1
+  // between processes on distant cores: 49-93 M values/s without, 87-310 M with (docs/benchmarks.md).
+  static constexpr uint64_t kPrefetchSlots =
+      kPrefetchAheadBytes / sizeof(T) > 0 ? kPrefetchAheadBytes / sizeof(T) : 1;
   // Puts up to `n` values at once; how many. The header, slots and mask are read into locals once: the compiler
   // barrier in notify() (light_fence) and the stores to the header would otherwise make it reload them from the
   // handle after each.
@@ -237,7 +235,7 @@ class SpscQueue {
       if (room == 0) return 0;
     }
     const uint64_t k = std::min(n, room);
-    // A put that starts a new cache line asks for the line kPrefetchBytes ahead, which the consumer has left (it is
+    // A put that starts a new cache line asks for the line kPrefetchSlots ahead, which the consumer has left (it is
     // inside the room): the consumer read that line a lap ago, and a write waits until the consumer's copy is
     // gone, one cross-core round trip per line if asked only then (ipc::prefetch_for_write).
     if (room > kPrefetchSlots && ((t & mask) * sizeof(T)) % 64 < sizeof(T)) {

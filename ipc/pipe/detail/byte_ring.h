@@ -151,8 +151,6 @@ class ByteRing {
   uint64_t capacity() const { return capacity_; }
   uint64_t max_record_payload() const { return max_payload_; }
 
-  // How far ahead of the tail try_write() asks for a cache line (as SpscQueue's kPrefetchBytes).
-  static constexpr uint64_t kPrefetchBytes = 1024;
   // Producer: writes a record of `kind` carrying `payload` (header, bytes, then the tail: one pass) when there is
   // room for it before the end of the ring; false when there is no room now or the record would need a filler
   // first (then the caller takes try_reserve() and commit(), which also report a tail that is not a record
@@ -174,11 +172,11 @@ class ByteRing {
       cached_head_ = h->head.load(std::memory_order_acquire);
       if (tail + bytes - cached_head_ > capacity) return false;
     }
-    // A record that reaches into a new cache line asks for the line kPrefetchBytes ahead when the consumer has left
-    // it (it lies inside the room): a write to a line the consumer read a lap ago otherwise waits a cross-core
+    // A record that reaches into a new cache line asks for the line kPrefetchAheadBytes ahead when the consumer has
+    // left it (it lies inside the room): a write to a line the consumer read a lap ago otherwise waits a cross-core
     // round trip for it (as SpscQueue's puts; ipc::prefetch_for_write).
-    if ((index ^ (index + bytes)) >= 64 && tail + kPrefetchBytes + 64 - cached_head_ <= capacity) {
-      prefetch_for_write(data + ((tail + kPrefetchBytes) & mask_));
+    if ((index ^ (index + bytes)) >= 64 && tail + kPrefetchAheadBytes + 64 - cached_head_ <= capacity) {
+      prefetch_for_write(data + ((tail + kPrefetchAheadBytes) & mask_));
     }
     const uint32_t rh = header_word(static_cast<uint32_t>(payload.size()), kind);
     std::memcpy(data + index, &rh, sizeof rh);
