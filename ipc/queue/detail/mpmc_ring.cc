@@ -31,6 +31,17 @@ void MpmcRing::init(void* block, uint64_t capacity, uint64_t payload_bytes, uint
   }
 }
 
+bool MpmcRing::look_at_tail(Lease& lease, uint64_t pos, uint64_t line_end) const {
+  // relaxed: the window is only a hint, written by this thread alone while it holds the lease.
+  if (pos < lease.look_again_at.load(std::memory_order_relaxed)) return false;
+  // relaxed: the tail is a hint; the slot words decide every claim, and a line asked for early is only a hint.
+  const uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+  lease.lines_ahead_end.store(tail, std::memory_order_relaxed);
+  if (line_end < tail) return true;
+  lease.look_again_at.store(pos + kLookAgainSlots, std::memory_order_relaxed);
+  return false;
+}
+
 void MpmcRing::close() const {
   // seq_cst: partner is closed_after_claim() (see there) and the acquire load in closed().
   h_->closed.store(1, std::memory_order_seq_cst);

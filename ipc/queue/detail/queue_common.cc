@@ -22,12 +22,15 @@ namespace {
 // slows the consumer it waits for; Queue 1 -> 1 in //bench:all ran at 21 M msgs/s so, 39 M without). Instead,
 // look at the slot kRoomAhead positions further on, which the consumers reach only that many messages later, and
 // come back once it is free: the put then finds a run of free slots and writes them without meeting a consumer.
-// Bounded by kRoomSpins pauses (microseconds), and skipped when spinning cannot pay off: a consumer that stopped
-// after taking fewer messages leaves the put to the blocking wait, which looks at `pos` itself (and reaps a dead
-// claimer there). Returns true when the room came.
+// Far enough ahead that the look does not meet a lone consumer's lines either, which it asks for up to 1 KiB
+// (32 slots of 8 bytes) ahead of its gets (MpmcRing::ask_for_lines_ahead()): 1024 slots (Queue 1 -> 1 where the
+// CPUs are far apart: 76-89 M msgs/s with 64, 95-117 M with 1024). Bounded by kRoomSpins pauses (about 20
+// microseconds, the time a consumer takes for kRoomAhead messages), and skipped when spinning cannot pay off: a
+// consumer that stopped after taking fewer messages leaves the put to the blocking wait, which looks at `pos` itself
+// (and reaps a dead claimer there). Returns true when the room came.
 bool wait_for_room(const MpmcRing& r, uint64_t pos) {
-  constexpr uint64_t kRoomAhead = 64;
-  constexpr int kRoomSpins = 256;
+  constexpr uint64_t kRoomAhead = 1024;
+  constexpr int kRoomSpins = 1024;
   const uint64_t ahead = std::min(kRoomAhead, r.capacity() / 2);
   if (ahead == 0 || !spinning_pays()) return false;
   for (int i = 0; i < kRoomSpins; ++i) {
