@@ -219,6 +219,7 @@ class SpscQueue {
   // between processes on distant cores: 49-93 M values/s without, 87-310 M with (docs/benchmarks.md).
   static constexpr uint64_t kPrefetchSlots =
       kPrefetchAheadBytes / sizeof(T) > 0 ? kPrefetchAheadBytes / sizeof(T) : 1;
+  static constexpr uint64_t kSlotsPerLine = sizeof(T) >= 64 ? 1 : 64 / sizeof(T);
   // Puts up to `n` values at once; how many. The header, slots and mask are read into locals once: the compiler
   // barrier in notify() (light_fence) and the stores to the header would otherwise make it reload them from the
   // handle after each.
@@ -235,11 +236,15 @@ class SpscQueue {
       if (room == 0) return 0;
     }
     const uint64_t k = std::min(n, room);
-    // A put that starts a new cache line asks for the line kPrefetchSlots ahead, which the consumer has left (it is
+    // Each new cache line a put starts asks for the line kPrefetchSlots ahead, which the consumer has left (it is
     // inside the room): the consumer read that line a lap ago, and a write waits until the consumer's copy is
-    // gone, one cross-core round trip per line if asked only then (ipc::prefetch_for_write).
-    if (room > kPrefetchSlots && ((t & mask) * sizeof(T)) % 64 < sizeof(T)) {
-      prefetch_for_write(slot(slots, mask, t + kPrefetchSlots));
+    // gone, one cross-core round trip per line if asked only then (ipc::prefetch_for_write). A batch asks for
+    // every line it starts (a slot that holds a line's first byte, then one slot in kSlotsPerLine).
+    if (room > kPrefetchSlots) {
+      const uint64_t end = t + std::min(k, room - kPrefetchSlots);
+      uint64_t p = t;
+      while (p < end && ((p & mask) * sizeof(T)) % 64 >= sizeof(T)) ++p;
+      for (; p < end; p += kSlotsPerLine) prefetch_for_write(slot(slots, mask, p + kPrefetchSlots));
     }
     copy_in(slots, mask, t, values, k);
     // release: partner is the consumer's acquire load of tail; the slots' bytes are visible with it.
