@@ -1,5 +1,5 @@
 // ipc/base/futex.h: sleeping and waking on a 32-bit word in shared memory (Linux futex, process-shared), and the
-// CPU hints of the loops around them (cpu_relax, prefetch_for_write).
+// CPU hints of the loops around them (cpu_relax, prefetch_for_write) and a consumer's wait for a run (wait_for_run).
 //
 // Threads: any thread may wait or wake.
 // Processes: the word may live in any MAP_SHARED mapping; waiters and wakers may be in different processes and
@@ -92,6 +92,29 @@ inline void prefetch_for_write(const void* p) {
   }
 #endif
   __builtin_prefetch(p, 1, 3);
+}
+
+// For a consumer of a single-producer ring that has taken everything it knew of, right behind its producer (SpscQueue
+// gets, the Pipe's receives): the producer's position `tail` (loaded with acquire), and while the producer keeps
+// adding and fewer than `run` units lie between `head` and it, a wait for a run: a look at `tail` every 4 pauses,
+// up to 4 looks. Each look takes the line of `tail` from the producer, whose next store of it then waits for the
+// line (and every store behind that one, in order): a consumer that looks after each item slows the producer it
+// waits for. A producer that stopped (or lost its CPU: `tail` the same at two looks) is not waited for, so an item
+// sent alone waits 4 pauses longer; an empty ring is left to the caller's wait. No clock, no syscall.
+inline uint64_t wait_for_run(const std::atomic<uint64_t>& tail, uint64_t head, uint64_t run) {
+  constexpr int kLooks = 4;
+  constexpr int kPauses = 4;
+  // acquire (each load): partner is the producer's release store of its position; what it wrote is visible.
+  uint64_t t = tail.load(std::memory_order_acquire);
+  if (t == head || t - head >= run) return t;
+  for (int look = 0; look < kLooks; ++look) {
+    for (int i = 0; i < kPauses; ++i) cpu_relax();
+    const uint64_t now = tail.load(std::memory_order_acquire);
+    const bool stopped = now == t;
+    t = now;
+    if (stopped || t - head >= run) break;
+  }
+  return t;
 }
 
 }  // namespace ipc

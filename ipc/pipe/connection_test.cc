@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -382,6 +383,56 @@ TEST_CASE("a child's stream of messages arrives exactly once and in order, then 
     REQUIRE(check_patterned(got, i, size));
   }
   CHECK(parent_end.recv_bytes(got, 30s) == Outcome::kClosed);
+  CHECK(child.wait() == 0);
+}
+
+TEST_CASE("a receiver that waits for a run of messages takes them in order, and one sent alone arrives",
+          "[pipe][process]") {
+  // A receive that has taken every byte it knew of, right behind a sender in another process, waits for a run of
+  // messages before taking them (ByteRing::refill()): the messages must still come in order, none twice or
+  // skipped, across the end of the ring. Then messages sent one at a time, each answered before the next: a
+  // receive that waited for a run that never comes would hang here.
+  auto [parent_end, child_end] = Pipe(small_ring());
+  constexpr uint64_t kStreamed = 200000;
+  constexpr uint64_t kAlone = 2000;
+  auto bytes_of = [](uint64_t v) {
+    std::vector<std::byte> b(sizeof v);
+    std::memcpy(b.data(), &v, sizeof v);
+    return b;
+  };
+  auto value_of = [](const std::vector<std::byte>& b) {
+    uint64_t v = ~uint64_t{0};
+    if (b.size() == sizeof v) std::memcpy(&v, b.data(), sizeof v);
+    return v;
+  };
+  ForkedChild child([&, &ce = child_end, &pe = parent_end] {
+    pe.close();
+    for (uint64_t i = 0; i < kStreamed; ++i) {
+      if (ce.send_bytes(bytes_of(i + 1), ipc::test::time_left()) != Outcome::kOk) return 2;
+    }
+    std::vector<std::byte> answer;
+    for (uint64_t i = 0; i < kAlone; ++i) {
+      if (ce.send_bytes(bytes_of(i), ipc::test::time_left()) != Outcome::kOk ||
+          ce.recv_bytes(answer, ipc::test::time_left()) != Outcome::kOk || value_of(answer) != i) {
+        return 3;
+      }
+    }
+    return 0;
+  });
+  child_end.close();
+  std::vector<std::byte> got;
+  for (uint64_t i = 0; i < kStreamed; ++i) {
+    INFO("streamed message " << i << ": the sending process did not send it in time");
+    REQUIRE(parent_end.recv_bytes(got, ipc::test::time_left()) == Outcome::kOk);
+    REQUIRE(value_of(got) == i + 1);
+  }
+  for (uint64_t i = 0; i < kAlone; ++i) {
+    INFO("message " << i << " sent alone did not arrive in time");
+    REQUIRE(parent_end.recv_bytes(got, ipc::test::time_left()) == Outcome::kOk);
+    REQUIRE(value_of(got) == i);
+    REQUIRE(parent_end.send_bytes(got) == Outcome::kOk);
+  }
+  INFO("the sending process did not finish");
   CHECK(child.wait() == 0);
 }
 

@@ -242,11 +242,10 @@ TEMPLATE_TEST_CASE("SPSC put and get that waited deliver every value in order, s
 
 TEST_CASE("a blocking SPSC get that waits for a run of values takes them in order, and one sent alone arrives",
           "[queue][spsc][process]") {
-  // With spinning forced on, a get that has taken every value it knew of, right behind a producer in another
-  // process, waits for a run of values before taking them (SpscQueue::refill()): the values must still come in
-  // order, none twice or skipped, across the end of the ring. Then values sent one at a time, each answered
-  // before the next: a get that waited for a run that never comes would hang here.
-  ipc::test::ForcedSpinningVerdict spinning(true);
+  // A get that has taken every value it knew of, right behind a producer in another process, waits for a run of
+  // values before taking them (SpscQueue::refill()): the values must still come in order, none twice or skipped,
+  // across the end of the ring. Then values sent one at a time, each answered before the next: a get that waited
+  // for a run that never comes would hang here.
   constexpr uint64_t kCapacity = 256;
   SharedMapping mem(2 * ipc::SpscQueue<uint64_t>::bytes_needed(kCapacity));
   auto* second = static_cast<std::byte*>(mem.base()) + ipc::SpscQueue<uint64_t>::bytes_needed(kCapacity);

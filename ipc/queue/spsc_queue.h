@@ -376,33 +376,15 @@ class SpscQueue {
     return result;
   }
 
-  // For a blocking get() that has taken every value it knew of: reloads `tail`, and while the producer keeps adding
-  // values and spinning pays, waits for a run of kRefillRun before taking them. Every look at `tail` takes its
-  // cache line from the producer, whose next store of `tail` then waits for it (and every store behind that one,
-  // in order): a consumer that takes each value as it comes, right behind the producer, looks once every few
-  // values and slows the producer it waits for (SpscQueue 1 -> 1 between processes on distant cores, alternated
-  // runs: 45-90 M values/s so, 65-83 M waiting for runs; docs/benchmarks.md). A producer that stopped (`tail`
-  // the same at two looks kRefillPauses apart) is not waited for: a value sent alone waits at most that many
-  // pauses longer (a few tens of nanoseconds), and at most kRefillLooks looks in all. An empty ring is left to
-  // get()'s wait.
+  // For a blocking get() that has taken every value it knew of: reloads `tail`, waiting for a run of kRefillRun
+  // values while the producer keeps adding (ipc::wait_for_run(): a value sent alone waits 4 pauses longer).
+  // SpscQueue 1 -> 1 between processes on distant cores, alternated runs: 45-90 M values/s without, 65-83 M with
+  // (docs/benchmarks.md). It asks no spinning_pays() verdict, which reads the clock: a consumer right behind its
+  // producer comes here every few values, and the wait's stop rule ends it for a producer that lost its CPU.
   [[gnu::noinline]] void refill() {
     constexpr uint64_t kRefillRun = 32;
-    constexpr int kRefillLooks = 4;
-    constexpr int kRefillPauses = 4;
     const uint64_t hd = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
-    const uint64_t run = std::min(kRefillRun, (mask_ + 1) / 2);
-    // acquire (each load of tail): partner is the producer's release store of tail.
-    uint64_t t = h_->tail.load(std::memory_order_acquire);
-    if (t != hd && t - hd < run && detail::spinning_pays()) {
-      for (int look = 0; look < kRefillLooks; ++look) {
-        for (int i = 0; i < kRefillPauses; ++i) cpu_relax();
-        const uint64_t now = h_->tail.load(std::memory_order_acquire);
-        const bool stopped = now == t;
-        t = now;
-        if (stopped || t - hd >= run) break;
-      }
-    }
-    tail_cache_ = t;
+    tail_cache_ = wait_for_run(h_->tail, hd, std::min(kRefillRun, (mask_ + 1) / 2));
   }
 
   inline static const Deadline kNever = Deadline::never();

@@ -249,6 +249,19 @@ class ByteRing {
     next_head = head + bytes;
     return data_ + index + kHeaderBytes;
   }
+  // Consumer: whether it has taken every committed byte it knew of (its next look reloads tail).
+  [[gnu::always_inline]] bool taken_all_known() const {
+    return h_->head.load(std::memory_order_relaxed) == cached_tail_;  // relaxed: only the consumer writes head
+  }
+  // Consumer, before a look that would reload tail (taken_all_known()): reloads it, waiting for a run of
+  // kRefillRunBytes while the producer keeps committing (ipc::wait_for_run(), as SpscQueue::refill(): a message sent
+  // alone waits 4 pauses longer). Pipe 8 B one way, alternated runs of a scratch program: 41-81 M msgs/s without,
+  // 71-131 M with (docs/pipe.md). Lock-free; no syscall.
+  [[gnu::noinline]] void refill() {
+    constexpr uint64_t kRefillRunBytes = 1536;  // 128 records of an 8-byte message (12 bytes each)
+    const uint64_t head = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
+    cached_tail_ = wait_for_run(h_->tail, head, std::min<uint64_t>(kRefillRunBytes, capacity_ / 2));
+  }
   // Consumer: frees the record try_peek_whole() returned. Lock-free.
   [[gnu::always_inline]] void release_to(uint64_t next_head) {
     // release: our reads of the record happen before the producer reuses its bytes; partner: the acquire load of
