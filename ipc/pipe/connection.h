@@ -294,10 +294,7 @@ class Connection {
   [[gnu::always_inline]] const std::byte* try_peek_now(size_t limit, uint32_t& n, uint64_t& next_head) {
     // One test: open, able to receive, no long message being assembled, the stream not found corrupt.
     if (!recv_now_) [[unlikely]] return nullptr;
-    detail::ByteRing& ring = in_->ring;
-    // Right behind the sender: wait for a run of messages before looking at tail again (ByteRing::refill()).
-    if (ring.taken_all_known()) [[unlikely]] ring.refill();
-    const std::byte* p = ring.try_peek_whole(n, next_head);
+    const std::byte* p = in_->ring.try_peek_whole(n, next_head);
     return p && n <= limit ? p : nullptr;
   }
   [[gnu::always_inline]] void finish_recv_now(uint64_t next_head) {

@@ -389,7 +389,7 @@ TEST_CASE("a child's stream of messages arrives exactly once and in order, then 
 TEST_CASE("a receiver that waits for a run of messages takes them in order, and one sent alone arrives",
           "[pipe][process]") {
   // A receive that has taken every byte it knew of, right behind a sender in another process, waits for a run of
-  // messages before taking them (ByteRing::refill()): the messages must still come in order, none twice or
+  // messages before taking them (ByteRing::tail_after_run()): the messages must still come in order, none twice or
   // skipped, across the end of the ring. Then messages sent one at a time, each answered before the next: a
   // receive that waited for a run that never comes would hang here.
   auto [parent_end, child_end] = Pipe(small_ring());

@@ -225,13 +225,13 @@ class ByteRing {
   // Consumer: the payload of the next record when it is a whole message (kWhole) that keeps every rule peek()
   // checks, with its length in `payload_bytes` and the position after it in `next_head`; nullptr when the ring is
   // empty or anything else comes next (a filler, a part of a long message, a header that breaks the format: the
-  // caller then looks with peek()). Free it with release_to(next_head). Lock-free.
+  // caller then looks with peek()). Free it with release_to(next_head). Having taken every byte it knew of, it
+  // reloads tail through tail_after_run(), which waits for a run of messages behind a busy sender. Lock-free.
   [[gnu::always_inline]] const std::byte* try_peek_whole(uint32_t& payload_bytes, uint64_t& next_head) {
     // relaxed: only the consumer writes head.
     const uint64_t head = h_->head.load(std::memory_order_relaxed);
     if (head == cached_tail_) {
-      // acquire: partner is the release store of tail in commit() and try_write(); the record's bytes are visible.
-      cached_tail_ = h_->tail.load(std::memory_order_acquire);
+      cached_tail_ = tail_after_run(head);
       if (head == cached_tail_) return nullptr;
     }
     const uint64_t index = head & mask_;
@@ -249,18 +249,14 @@ class ByteRing {
     next_head = head + bytes;
     return data_ + index + kHeaderBytes;
   }
-  // Consumer: whether it has taken every committed byte it knew of (its next look reloads tail).
-  [[gnu::always_inline]] bool taken_all_known() const {
-    return h_->head.load(std::memory_order_relaxed) == cached_tail_;  // relaxed: only the consumer writes head
-  }
-  // Consumer, before a look that would reload tail (taken_all_known()): reloads it, waiting for a run of
-  // kRefillRunBytes while the producer keeps committing (ipc::wait_for_run(), as SpscQueue::refill(): a message sent
-  // alone waits 4 pauses longer). Pipe 8 B one way, alternated runs of a scratch program: 41-81 M msgs/s without,
-  // 71-131 M with (docs/pipe.md). Lock-free; no syscall.
-  [[gnu::noinline]] void refill() {
+  // Consumer, at `head` with every byte it knew of taken: tail, and while the producer keeps committing, after a
+  // wait for a run of kRefillRunBytes (ipc::wait_for_run(), as SpscQueue::refill(): a message sent alone waits 4
+  // pauses longer). Each look at tail takes its line from the producer. Pipe 8 B one way, alternated runs of a
+  // scratch program: 41-81 M msgs/s without, 71-131 M with (docs/pipe.md). Out of line: once per run.
+  [[gnu::noinline]] uint64_t tail_after_run(uint64_t head) const {
     constexpr uint64_t kRefillRunBytes = 1536;  // 128 records of an 8-byte message (12 bytes each)
-    const uint64_t head = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
-    cached_tail_ = wait_for_run(h_->tail, head, std::min<uint64_t>(kRefillRunBytes, capacity_ / 2));
+    // acquire (inside): partner is the release store of tail in commit() and try_write(); the bytes are visible.
+    return wait_for_run(h_->tail, head, std::min<uint64_t>(kRefillRunBytes, capacity_ / 2));
   }
   // Consumer: frees the record try_peek_whole() returned. Lock-free.
   [[gnu::always_inline]] void release_to(uint64_t next_head) {
