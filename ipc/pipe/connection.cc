@@ -488,7 +488,8 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   }
   if (total) std::memcpy(p, &*total, sizeof *total);
   if (!chunk.empty()) std::memcpy(p + prefix, chunk.data(), chunk.size());
-  ring.commit(payload, kind);
+  // A look at the socket falls due on this path too (see try_send_now()).
+  if (ring.commit(payload, kind)) side.look_due = true;
   // The receiver found gone as we woke it: the record went nowhere.
   return wake_if_asleep(side, side.ring.header().consumer) ? Outcome::kOk : Outcome::kClosed;
 }
@@ -498,10 +499,10 @@ Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline
   Side& side = *out_;
   // A copy of the receiving end closed since we last looked: if it was the last, the message would go nowhere.
   look_if_peer_closed(side, side.ring.header().producer);
-  // Every kSendsBetweenLooks sends: a receiver that died while busy closed nothing and sleeps nowhere; only its
+  // Every kBytesBetweenLooks bytes: a receiver that died while busy closed nothing and sleeps nowhere; only its
   // socket, hung up, says it is gone.
-  if (side.sends_before_look == 0) {
-    side.sends_before_look = kSendsBetweenLooks;
+  if (side.look_due) {
+    side.look_due = false;
     poll_socket(side, Deadline::after(std::chrono::milliseconds(0)));
   }
   if (peer_gone()) [[unlikely]] return Outcome::kClosed;

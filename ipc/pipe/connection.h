@@ -118,11 +118,13 @@ class Connection {
   // Sends one message (any size; blocks while the ring is full): kOk, kTimeout (with a timeout), or kClosed: every
   // copy of the other end is closed (nothing is sent). A close() is seen by the next send, and so is a receiving
   // process that died asleep waiting for a message (as an idle receiver does): the send that would wake it finds
-  // it gone. One that died while busy is seen within kSendsBetweenLooks sends, or once the ring is full if that
-  // comes first. What was in the ring is lost with it, as the bytes in an OS pipe's buffer are.
-  // The sending side looks at its socket (one zero-timeout poll(2)) once per this many sends (two instructions per
-  // send, a system call per 4096): the only sign of a receiver that died while busy is its socket, hung up.
-  static constexpr uint32_t kSendsBetweenLooks = 4096;
+  // it gone. One that died while busy is seen within kBytesBetweenLooks bytes of sends, or once the ring is full if
+  // that comes first. What was in the ring is lost with it, as the bytes in an OS pipe's buffer are.
+  // The sending side looks at its socket (one zero-timeout poll(2)) each time this many bytes of records went out
+  // (the stream's position crossed a multiple of it; 21845 sends of 8 bytes, 63 of 4 KiB): the only sign of a
+  // receiver that died while busy is its socket, hung up. Sending does not count: the ring's write finds the
+  // crossing in the branch it takes once per cache line anyway.
+  static constexpr uint64_t kBytesBetweenLooks = detail::kBytesBetweenLooks;
   [[nodiscard, gnu::always_inline]] Outcome send_bytes(std::span<const std::byte> message) {
     if (try_send_now(message)) [[likely]] return Outcome::kOk;
     return send_impl(message, Deadline::never());
@@ -259,9 +261,9 @@ class Connection {
     int fd = -1;
     // The other end's close count (SleepWords::peer_closes) when this side last looked at its socket.
     uint32_t peer_closes_seen = 0;
-    // Sends on the inline path left before the sending side looks at its socket for a receiver that died while
-    // busy (neither closed its end nor slept, so nothing else tells): kSendsBetweenLooks, counted down.
-    uint32_t sends_before_look = kSendsBetweenLooks;
+    // The sending side: the stream crossed a multiple of kBytesBetweenLooks, so the next send looks at the socket
+    // for a receiver that died while busy (neither closed its end nor slept, so nothing else tells).
+    bool look_due = false;
   };
   Connection(std::shared_ptr<Shared> shared, std::optional<Side> in, std::optional<Side> out);
 
@@ -281,9 +283,13 @@ class Connection {
         [[unlikely]] {
       return false;
     }
-    if (!side.ring.try_write(detail::RecordKind::kWhole, message)) return false;
-    // The next send takes send_impl(), which looks at the socket for a receiver that died while busy.
-    if (--side.sends_before_look == 0) [[unlikely]] send_now_limit_ = 0;
+    // When a look at the socket is due, the next send takes send_impl(), which looks for a receiver that died
+    // while busy.
+    const auto look_due = [&] {
+      side.look_due = true;
+      send_now_limit_ = 0;
+    };
+    if (!side.ring.try_write(detail::RecordKind::kWhole, message, look_due)) return false;
     // false also when the wake-up found the receiver gone: peer_gone() is then set, and send_impl() reports kClosed
     // without sending again (the message went nowhere).
     return wake_if_asleep(side, header.consumer);
@@ -339,10 +345,10 @@ class Connection {
   [[gnu::noinline]] Outcome recv_waiting(std::vector<std::byte>& out, const Deadline& deadline, size_t limit);
   Outcome recv_into_impl(std::span<std::byte> buffer, size_t& size, const Deadline& deadline);
   // The inline paths' opening flags, from the state the slow paths change (abandoned_, the sending side's
-  // sends_before_look, partial_total_, corrupt_).
+  // look_due, partial_total_, corrupt_).
   void refresh_send_now() {
     send_now_limit_ =
-        shared_ && out_ && !abandoned_ && out_->sends_before_look != 0 ? out_->ring.max_record_payload() + 1 : 0;
+        shared_ && out_ && !abandoned_ && !out_->look_due ? out_->ring.max_record_payload() + 1 : 0;
   }
   void refresh_recv_now() { recv_now_ = shared_ && in_ && partial_total_ == 0 && corrupt_.empty(); }
   // Waits for the next record of `side` (without consuming it): kOk with `h` and `p` set, kTimeout, or
@@ -439,7 +445,7 @@ class Connection {
   // The inline paths' opening tests (refresh_send_now(), refresh_recv_now()), each written by its own direction's
   // thread (and by close and moves). Sending: one past the longest message try_send_now() may send
   // (max_record_payload() + 1), 0 while it may send none: closed, a receive-only end, a kAbandon due, a look at
-  // the socket due (Side::sends_before_look). Receiving: whether try_recv_now() may take a message: open, a
+  // the socket due (Side::look_due). Receiving: whether try_recv_now() may take a message: open, a
   // receiving end, no long message being assembled, the stream not found corrupt.
   uint64_t send_now_limit_ = 0;
   bool recv_now_ = false;

@@ -605,8 +605,8 @@ TEST_CASE("a send to a receiver that died asleep in recv gets kClosed at once", 
 }
 
 // A receiver killed while busy (it neither closed its end nor slept in recv, so no close count and no failed
-// wake-up tells): the sender sees it within kSendsBetweenLooks sends, long before the 1 MiB ring is full (87381
-// 8-byte messages), and every send after that reports kClosed.
+// wake-up tells): the sender sees it within kBytesBetweenLooks bytes of records (21845 8-byte messages, 12 bytes a
+// record), long before the 1 MiB ring is full (87381 of them), and every send after that reports kClosed.
 TEST_CASE("a sender sees a receiver killed while busy within a bounded number of sends", "[pipe][kill]") {
   auto [parent_end, child_end] = Pipe();
   ipc::test::PipeSignal first_taken;
@@ -621,11 +621,37 @@ TEST_CASE("a sender sees a receiver killed while busy within a bounded number of
   REQUIRE(child.wait() == -SIGKILL);  // reaped: every copy of its end is closed now
   const uint64_t eight = 8;
   const auto bytes = std::as_bytes(std::span(&eight, 1));
+  constexpr uint64_t kRecordBytes = 4 + sizeof eight;  // a record's header word, then the message
   uint32_t sent = 0;
-  while (sent < 20000 && parent_end.send_bytes(bytes) == Outcome::kOk) ++sent;
+  while (sent < 80000 && parent_end.send_bytes(bytes) == Outcome::kOk) ++sent;
   INFO(sent << " sends succeeded after the receiver was gone");
-  CHECK(sent <= ipc::Connection::kSendsBetweenLooks);
+  CHECK(sent <= ipc::Connection::kBytesBetweenLooks / kRecordBytes + 1);
   CHECK(parent_end.send_bytes(bytes) == Outcome::kClosed);
+}
+
+// The same for long messages, which go out in parts on the out-of-line path (a 4 MiB ring takes records of up to
+// 1 MiB - 4 bytes): the ring holds three messages of 1 MiB and 1 KiB, and the first of them crosses
+// kBytesBetweenLooks, so the send after it looks and reports kClosed (without that look it would be the fourth,
+// once the ring is full).
+TEST_CASE("a sender of long messages sees a receiver killed while busy before the ring is full", "[pipe][kill]") {
+  PipeOptions options;
+  options.ring_bytes = 4 << 20;
+  auto [parent_end, child_end] = Pipe(options);
+  ipc::test::PipeSignal first_taken;
+  ForkedChild child = receiver_of_one(parent_end, child_end, first_taken, [](ipc::Connection&) {
+    for (;;) pause();  // busy elsewhere: never back in recv
+    return 0;
+  });
+  child_end.close();
+  REQUIRE(parent_end.send(1) == Outcome::kOk);
+  REQUIRE(first_taken.wait());
+  child.kill(SIGKILL);
+  REQUIRE(child.wait() == -SIGKILL);
+  const std::vector<std::byte> message((1 << 20) + 1024, std::byte{5});
+  uint32_t sent = 0;
+  while (sent < 4 && parent_end.send_bytes(message) == Outcome::kOk) ++sent;
+  CHECK(sent == 1);
+  CHECK(parent_end.send_bytes(message) == Outcome::kClosed);
 }
 
 TEST_CASE("a sender blocked on a full ring gets kClosed when the receiver dies", "[pipe][kill]") {

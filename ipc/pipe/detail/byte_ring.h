@@ -70,6 +70,12 @@ static_assert(decode_header(header_word(12, RecordKind::kWhole)).payload_bytes =
 // program built with another version of the library). 2: 4-byte header words (1: 8-byte RecordHeaders).
 inline constexpr uint32_t kRecordFormat = 2;
 
+// How many bytes of the stream pass between two looks of the sending side at its socket, the only sign of a
+// receiver that died while busy (Connection::kBytesBetweenLooks): the producer learns that one is due when its
+// tail crosses a multiple of it. A power of two, above a cache line.
+inline constexpr uint64_t kBytesBetweenLooks = uint64_t{1} << 18;
+static_assert((kBytesBetweenLooks & (kBytesBetweenLooks - 1)) == 0 && kBytesBetweenLooks > 64);
+
 // What one side of a ring needs to sleep and be woken. The side writes `waiting`; the other side bumps `wake` to
 // wake it and `peer_closes` whenever it closes one of its copies of its end (see connection.cc).
 struct SleepWords {
@@ -154,8 +160,10 @@ class ByteRing {
   // Producer: writes a record of `kind` carrying `payload` (header, bytes, then the tail: one pass) when there is
   // room for it before the end of the ring; false when there is no room now or the record would need a filler
   // first (then the caller takes try_reserve() and commit(), which also report a tail that is not a record
-  // boundary). REQUIRES: payload.size() <= max_record_payload(). Lock-free; no syscall.
-  [[gnu::always_inline]] bool try_write(RecordKind kind, std::span<const std::byte> payload) {
+  // boundary). Calls `look_due()` when the record crosses a multiple of kBytesBetweenLooks. REQUIRES:
+  // payload.size() <= max_record_payload(). Lock-free; no syscall.
+  template <typename LookDue>
+  [[gnu::always_inline]] bool try_write(RecordKind kind, std::span<const std::byte> payload, LookDue&& look_due) {
     // The members in locals: the stores through std::byte below may alias anything, and would otherwise make the
     // compiler read them again after each one.
     ByteRingHeader* const h = h_;
@@ -172,11 +180,15 @@ class ByteRing {
       cached_head_ = h->head.load(std::memory_order_acquire);
       if (tail + bytes - cached_head_ > capacity) return false;
     }
-    // A record that reaches into a new cache line asks for the line kPrefetchAheadBytes ahead when the consumer has
-    // left it (it lies inside the room): a write to a line the consumer read a lap ago otherwise waits a cross-core
-    // round trip for it (as SpscQueue's puts; ipc::prefetch_for_write).
-    if ((index ^ (index + bytes)) >= 64 && tail + kPrefetchAheadBytes + 64 - cached_head_ <= capacity) {
-      prefetch_for_write(data + ((tail + kPrefetchAheadBytes) & mask_));
+    // Once per cache line, not per record: a record that reaches into a new line asks for the line
+    // kPrefetchAheadBytes ahead when the consumer has left it (it lies inside the room): a write to a line the
+    // consumer read a lap ago otherwise waits a cross-core round trip for it (as SpscQueue's puts;
+    // ipc::prefetch_for_write). A multiple of kBytesBetweenLooks is also a line's start, so the look is due here.
+    if (const uint64_t crossed = tail ^ (tail + bytes); crossed >= 64) [[unlikely]] {
+      if (tail + kPrefetchAheadBytes + 64 - cached_head_ <= capacity) {
+        prefetch_for_write(data + ((tail + kPrefetchAheadBytes) & mask_));
+      }
+      if (crossed >= kBytesBetweenLooks) look_due();
     }
     const uint32_t rh = header_word(static_cast<uint32_t>(payload.size()), kind);
     std::memcpy(data + index, &rh, sizeof rh);
@@ -214,12 +226,17 @@ class ByteRing {
     reserved_at_ = tail;
     return data_ + (tail & mask_) + kHeaderBytes;
   }
-  // Producer: publishes the record reserved last with its kind. Lock-free; no syscall.
-  void commit(uint32_t payload, RecordKind kind) {
+  // Producer: publishes the record reserved last with its kind; whether the tail crossed a multiple of
+  // kBytesBetweenLooks since the last publication (as try_write()'s look_due). Lock-free; no syscall.
+  bool commit(uint32_t payload, RecordKind kind) {
     write_header(reserved_at_ & mask_, payload, kind);
+    // relaxed: only the producer writes tail.
+    const uint64_t old_tail = h_->tail.load(std::memory_order_relaxed);
+    const uint64_t new_tail = reserved_at_ + kHeaderBytes + round_up_record(payload);
     // release: the record's bytes (and a pad header) become visible with the new tail; partner: the acquire
     // load of tail in peek().
-    h_->tail.store(reserved_at_ + kHeaderBytes + round_up_record(payload), std::memory_order_release);
+    h_->tail.store(new_tail, std::memory_order_release);
+    return (old_tail ^ new_tail) >= kBytesBetweenLooks;
   }
 
   // Consumer: the payload of the next record when it is a whole message (kWhole) that keeps every rule peek()
