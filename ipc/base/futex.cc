@@ -7,6 +7,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <emmintrin.h>
 #endif
 
 #include <algorithm>
@@ -25,6 +26,48 @@ bool detail::cpu_has_prefetchw() noexcept {
   return __get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_PRFCHW) != 0;
 #else
   return false;
+#endif
+}
+
+size_t streaming_copy_bytes() noexcept {
+  static const size_t bytes = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? static_cast<size_t>(l2) : size_t{1} << 20;
+  }();
+  return bytes;
+}
+
+void copy_for_reader(void* dst, const void* src, size_t n) noexcept {
+  if (n >= streaming_copy_bytes()) {
+    detail::copy_streaming(dst, src, n);
+  } else if (n != 0) {
+    std::memcpy(dst, src, n);
+  }
+}
+
+void detail::copy_streaming(void* dst, const void* src, size_t n) noexcept {
+  auto* d = static_cast<std::byte*>(dst);
+  const auto* s = static_cast<const std::byte*>(src);
+#if defined(__x86_64__)
+  // Up to the first line boundary of the destination, and after its last whole line: memcpy.
+  const size_t head = std::min(n, (64 - reinterpret_cast<uintptr_t>(d) % 64) % 64);
+  if (head != 0) std::memcpy(d, s, head);
+  size_t i = head;
+  for (; n - i >= 64; i += 64) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+    const __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+  }
+  if (i < n) std::memcpy(d + i, s + i, n - i);
+  // Streaming stores are weakly ordered: the fence puts them before the caller's release store that publishes them.
+  _mm_sfence();
+#else
+  if (n != 0) std::memcpy(d, s, n);
 #endif
 }
 

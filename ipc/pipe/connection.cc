@@ -487,7 +487,8 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
     p = ring.try_reserve(payload);
   }
   if (total) std::memcpy(p, &*total, sizeof *total);
-  if (!chunk.empty()) std::memcpy(p + prefix, chunk.data(), chunk.size());
+  // A part of a few MiB (rings of 4 MiB and more) is streamed into the ring (copy_for_reader).
+  copy_for_reader(p + prefix, chunk.data(), chunk.size());
   // A look at the socket falls due on this path too (see try_send_now()).
   if (ring.commit(payload, kind)) side.look_due = true;
   // The receiver found gone as we woke it: the record went nowhere.

@@ -252,6 +252,36 @@ constexpr size_t kStopBytes = 4;  // a consumer stops at a message this short
 
 }  // namespace
 
+// Messages from the size on which put() streams them into the arena (ipc::copy_for_reader: non-temporal stores and
+// a store fence before the slot is published) reach a consumer in another process whole, in order.
+TEST_CASE("messages large enough to be streamed into the arena arrive whole in another process", "[queue][arena]") {
+  const size_t streamed = ipc::streaming_copy_bytes();
+  const std::vector<size_t> sizes{streamed, streamed + 13, 2 * streamed + 5, 300};
+  ArenaQueue a({.capacity = 8, .inline_bytes = 256, .arena_bytes = 6 * streamed});
+  constexpr uint32_t kMessages = 24;
+  ipc::test::ForkedChild producer([&] {
+    for (uint32_t seq = 0; seq < kMessages; ++seq) {
+      if (a.q.put(pattern(0, seq, sizes[seq % sizes.size()])) != Outcome::kOk) return 1;
+    }
+    return 0;
+  });
+  std::vector<std::byte> out;
+  MessageView view;
+  for (uint32_t i = 0; i < kMessages; ++i) {
+    uint32_t p = 0, seq = 0;
+    INFO("message " << i << ", " << sizes[i % sizes.size()] << " bytes (streamed from " << streamed << ")");
+    if (i % 2 == 0) {
+      REQUIRE(a.q.get(out, ipc::test::kWakeDeadline) == Outcome::kOk);
+      CHECK((intact(out, p, seq, sizes[i % sizes.size()]) && seq == i));
+    } else {
+      REQUIRE(a.q.get_view(view, ipc::test::kWakeDeadline) == Outcome::kOk);
+      CHECK((intact(view.bytes(), p, seq, sizes[i % sizes.size()]) && seq == i));
+      view.reset();
+    }
+  }
+  CHECK(ipc::test::exit_problem(producer, 0, "producer") == "");
+}
+
 TEST_CASE("mixed small and large messages from 2 producer processes to 2 consumers arrive once, every byte intact",
           "[queue][arena][stress]") {
   ArenaQueue a({.capacity = 16, .inline_bytes = 256, .arena_bytes = 1 << 20});

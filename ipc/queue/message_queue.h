@@ -318,9 +318,8 @@ class MessageQueue {
   }
 
   Outcome put_bytes(std::span<const std::byte> m, const Deadline* d) {
-    return put_with(m.size(), d, [&](std::byte* p) {
-      if (!m.empty()) std::memcpy(p, m.data(), m.size());
-    });
+    // A large message is streamed into the arena (copy_for_reader): the consumer reads it from another CPU.
+    return put_with(m.size(), d, [&](std::byte* p) { copy_for_reader(p, m.data(), m.size()); });
   }
   Outcome get_vector(std::vector<std::byte>& out, const Deadline* d) {
     return get_with(d, [&](const std::byte* p, size_t n) { out.assign(p, p + n); });
