@@ -104,9 +104,10 @@ size_t streaming_copy_bytes() noexcept;
 // of a Pipe's long message. From streaming_copy_bytes() on, with non-temporal (streaming) stores, then a store
 // fence; below that, memcpy. A copy that fills the writer's L2 cache does not stay there until the reader takes it,
 // and a cached write first fetches each line for ownership, from the reader's cache where the previous lap lies.
-// MessageQueue, 1 MiB messages 1 -> 1 process through an 8 MiB arena (this 2-vCPU machine, docs/queue.md): 5 GB/s
-// cached, 11-13 GB/s streamed; 128-512 KiB messages the same either way. The bytes are visible to another CPU once
-// the caller's release store publishes them, as after memcpy.
+// MessageQueue, 1 MiB messages 1 -> 1 process through an 8 MiB arena (a 2-vCPU VM, docs/queue.md): where the two
+// vCPUs were far apart 4.6-5.0 GB/s cached, 11.5-14.0 streamed; where close, 11.6-13.7 cached, 9.3-11.8 streamed;
+// 128-512 KiB messages the same either way. The bytes are visible to another CPU once the caller's release store
+// publishes them, as after memcpy.
 void copy_for_reader(void* dst, const void* src, size_t n) noexcept;
 
 namespace detail {

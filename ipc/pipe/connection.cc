@@ -487,7 +487,8 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
     p = ring.try_reserve(payload);
   }
   if (total) std::memcpy(p, &*total, sizeof *total);
-  // A part of a few MiB (rings of 4 MiB and more) is streamed into the ring (copy_for_reader).
+  // A part as large as the L2 cache (in rings of four times that and more) is streamed into the ring
+  // (copy_for_reader).
   copy_for_reader(p + prefix, chunk.data(), chunk.size());
   // A look at the socket falls due on this path too (see try_send_now()).
   if (ring.commit(payload, kind)) side.look_due = true;
