@@ -686,19 +686,24 @@ class Endpoint {
 void check_usable(Session& s) { s.check_usable(); }
 void poll_briefly(kj::FunctionParam<bool(bool poll_port)> ready) {
   // As the queues do; the server polls likewise while requests flow. Bounded: a long call (a lock, a queue get)
-  // sleeps after the spin. Only while every runnable task has a CPU: on a busy machine a spinning client takes
-  // the CPU its server needs to answer (measured: 2-7x slower pairs at load ~10), so it sleeps at once.
+  // sleeps after the spin. Spinning only while every runnable task has a CPU: on a busy machine a spinning client
+  // takes the CPU its server needs to answer (measured: 2-7x slower pairs at load ~10). There it gives its CPU away
+  // and looks again, kYieldsBeforeSleep times, before it sleeps: the server may be what waits for this CPU.
   // A connection on shared rings is looked at every turn with one load (poll_rings), the event port (its socket,
   // other connections) every kTurnsBetweenPolls turns; a connection on its socket alone, every turn.
-  if (!ipc::detail::spinning_pays()) return;
+  const bool spin = ipc::detail::spinning_pays();
   constexpr unsigned kTurnsBetweenPolls = 32;
-  RingSpin spin;
+  RingSpin ring_spin;
   const auto spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
   for (unsigned turn = 0;; ++turn) {
+    if (!spin) {
+      if (turn == detail::kYieldsBeforeSleep) return;
+      ipc::detail::yield_cpu();
+    }
     const bool ring_bytes = poll_rings();
     const bool poll_port = !ring_bytes && (turn % kTurnsBetweenPolls == kTurnsBetweenPolls - 1 || !rings_waiting());
     if ((ring_bytes || poll_port || turn == 0) && ready(poll_port)) return;
-    if (std::chrono::steady_clock::now() >= spin_end) return;
+    if (spin && std::chrono::steady_clock::now() >= spin_end) return;
   }
 }
 kj::WaitScope& wait_scope(Session& s) { return s.wait_scope(); }

@@ -400,7 +400,9 @@ void Server::run() {
     // While requests keep arriving, stay awake: poll the event loop (non-blocking epoll) instead of sleeping, so a
     // client's next call is picked up without a wake-up, which costs tens of microseconds on a virtual machine.
     // The spin is bounded (an idle server sleeps and costs no CPU), and happens only while every runnable task
-    // has a CPU: on a busy machine the spin would take the CPU a client or another process needs.
+    // has a CPU: on a busy machine the spin would take the CPU a client or another process needs. There the server
+    // gives its CPU away and looks again, kYieldsBeforeSleep times after the last request, before it sleeps: a
+    // client about to send may be what waits for this CPU.
     // Clients on shared rings are looked at every turn without a system call (detail::poll_rings: one load per
     // ring), and their requests run at once (EventLoop::run, without polling the port). The event port (sockets,
     // new connections, the stop request) is polled at the start and then every kPortPollInterval, or every turn
@@ -414,6 +416,7 @@ void Server::run() {
     std::uint64_t seen = detail::received_reads();
     bool stop_requested = false;
     detail::RingSpin ring_spin;
+    unsigned yields = 0;  // since the last request, where spinning does not pay
     for (;;) {
       if (now - port_polled >= kPortPollInterval || !detail::rings_waiting()) {
         if ((stop_requested = stopping.poll(wait_scope))) break;
@@ -424,8 +427,13 @@ void Server::run() {
       if (detail::received_reads() != seen) {
         seen = detail::received_reads();
         spin_end = now + detail::kPollWindow;
-      } else if (now >= spin_end || !ipc::detail::spinning_pays()) {
+        yields = 0;
+      } else if (now >= spin_end) {
         break;
+      } else if (!ipc::detail::spinning_pays()) {
+        if (yields == detail::kYieldsBeforeSleep) break;
+        ++yields;
+        ipc::detail::yield_cpu();
       }
     }
     if (stop_requested) continue;  // the read at the top takes the stop request

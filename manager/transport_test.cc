@@ -109,7 +109,7 @@ TEST_CASE("a local client's calls go through shared memory unless it asks for th
                           Case{"tcp, shared memory asked", ipc::manager::testing::kTcpLoopback,
                                Transport::kSharedMemory, false});
   // Spinning on or off here and in the server forked afterwards: with it the sides find each other's bytes by
-  // looking at the rings, without it every wait sleeps and is woken by a doorbell.
+  // looking at the rings, without it every wait yields a few times, then sleeps and is woken by a doorbell.
   const bool spin = GENERATE(true, false);
   ipc::test::ForcedSpinningVerdict verdict(spin);
   auto server = server_on(c.address);
