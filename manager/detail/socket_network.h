@@ -67,8 +67,9 @@ std::uint64_t received_reads();
 constexpr std::chrono::microseconds kPollWindow{50};
 // Where spinning does not pay (more runnable tasks than CPUs), how many times a server or a client waiting for its
 // reply gives its CPU away (sched_yield) and looks again before it sleeps, as the queues' waits do (block_until() in
-// ipc/base/wait.h): the process it waits for may be the one waiting for this CPU. The server and two busy clients on
-// two CPUs: 47-58 k calls/s in all when every wait slept at once, 87-225 k with these yields (docs/manager.md).
+// ipc/base/wait.h): the process it waits for may be the one waiting for this CPU. The server and four busy clients on
+// two CPUs: 56-58 k calls/s in all when every wait slept at once, 92-95 k with these yields; two clients 50-58 k,
+// 55-116 k (docs/manager.md).
 constexpr unsigned kYieldsBeforeSleep = 4;
 // Resolves at the next read that brings bytes on any connection of this thread (one waiter at a time).
 kj::Promise<void> next_received_read();
