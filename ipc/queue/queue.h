@@ -78,8 +78,12 @@ class Queue {
 
   Queue() = default;  // an empty handle; assign a created or opened one before use
 
+  // The put/get calls are inline in the caller, as SpscQueue's, down to their first look at the ring (a claim at
+  // the index hint); the walks, waits and reaping stay out of line (mpmc_ops.h). Left to the compiler, a program
+  // that calls them from several places got them out of line, each call a frame of six saved registers: a put + get
+  // pair in one process took 222 instructions so, 172 inline (callgrind; docs/queue.md).
   // Blocks while the queue is full. Returns kOk or kClosed. Any process/thread.
-  [[nodiscard]] Outcome put(const T& value) { return put_until(value, nullptr); }
+  [[nodiscard, gnu::always_inline]] Outcome put(const T& value) { return put_until(value, nullptr); }
   // As put(), giving up after `timeout`: kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
@@ -87,12 +91,12 @@ class Queue {
     return put_until(value, &d);
   }
   // Never blocks: kOk, kFull or kClosed. Lock-free.
-  [[nodiscard]] Outcome try_put(const T& value) {
+  [[nodiscard, gnu::always_inline]] Outcome try_put(const T& value) {
     return detail::mpmc_put(ring_, nullptr, [&](std::byte* p) { return write(p, value); });
   }
 
   // Blocks while the queue is empty. kOk (value in `out`) or kClosed (closed and drained). Any process/thread.
-  [[nodiscard]] Outcome get(T& out) { return get_until(out, nullptr); }
+  [[nodiscard, gnu::always_inline]] Outcome get(T& out) { return get_until(out, nullptr); }
   // As get(T&), giving up after `timeout`: kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
@@ -100,11 +104,11 @@ class Queue {
     return get_until(out, &d);
   }
   // Never blocks: kOk, kEmpty or kClosed (closed and drained). Lock-free.
-  [[nodiscard]] Outcome try_get(T& out) {
+  [[nodiscard, gnu::always_inline]] Outcome try_get(T& out) {
     return detail::mpmc_get(ring_, nullptr, [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
   }
   // Blocks for the next value; nullopt when the queue is closed and drained.
-  [[nodiscard]] std::optional<T> get() {
+  [[nodiscard, gnu::always_inline]] std::optional<T> get() {
     T v;
     if (get(v) == Outcome::kOk) return v;
     return std::nullopt;
@@ -156,10 +160,10 @@ class Queue {
     std::memcpy(p, &value, sizeof(T));
     return sizeof(T);
   }
-  Outcome put_until(const T& value, const Deadline* d) {
+  [[gnu::always_inline]] Outcome put_until(const T& value, const Deadline* d) {
     return detail::mpmc_put(ring_, d ? d : &kNever, [&](std::byte* p) { return write(p, value); });
   }
-  Outcome get_until(T& out, const Deadline* d) {
+  [[gnu::always_inline]] Outcome get_until(T& out, const Deadline* d) {
     return detail::mpmc_get(ring_, d ? d : &kNever,
                             [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
   }
@@ -199,21 +203,23 @@ class JoinableQueue {
   JoinableQueue() = default;
 
   // As Queue<T>; a put that returns kOk adds one to the unfinished count.
-  [[nodiscard]] Outcome put(const T& value) { return counted([&] { return q_.put(value); }); }
+  [[nodiscard, gnu::always_inline]] Outcome put(const T& value) { return counted([&] { return q_.put(value); }); }
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     return counted([&] { return q_.put(value, timeout); });
   }
-  [[nodiscard]] Outcome try_put(const T& value) { return counted([&] { return q_.try_put(value); }); }
+  [[nodiscard, gnu::always_inline]] Outcome try_put(const T& value) {
+    return counted([&] { return q_.try_put(value); });
+  }
 
   // As Queue<T>.
-  [[nodiscard]] Outcome get(T& out) { return q_.get(out); }
+  [[nodiscard, gnu::always_inline]] Outcome get(T& out) { return q_.get(out); }
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome get(T& out, std::chrono::duration<Rep, Period> timeout) {
     return q_.get(out, timeout);
   }
-  [[nodiscard]] Outcome try_get(T& out) { return q_.try_get(out); }
-  [[nodiscard]] std::optional<T> get() { return q_.get(); }
+  [[nodiscard, gnu::always_inline]] Outcome try_get(T& out) { return q_.try_get(out); }
+  [[nodiscard, gnu::always_inline]] std::optional<T> get() { return q_.get(); }
   void close() { q_.close(); }
   bool closed() const { return q_.closed(); }
   uint64_t size_approx() const { return q_.size_approx(); }
@@ -251,7 +257,7 @@ class JoinableQueue {
 
   // The count goes up *before* the value can be got, so that a fast task_done() never finds it at zero.
   template <typename Put>
-  Outcome counted(Put&& put) {
+  [[gnu::always_inline]] Outcome counted(Put&& put) {
     auto& u = header().unfinished;
     u.fetch_add(1, std::memory_order_relaxed);  // relaxed: ordered before the value's publication (release)
     const Outcome r = put();
@@ -288,9 +294,9 @@ class SimpleQueue {
   SimpleQueue() = default;
 
   // Blocks while full: kOk or kClosed.
-  [[nodiscard]] Outcome put(const T& value) { return q_.put(value); }
+  [[nodiscard, gnu::always_inline]] Outcome put(const T& value) { return q_.put(value); }
   // Blocks while empty; nullopt when the queue is closed and drained.
-  [[nodiscard]] std::optional<T> get() { return q_.get(); }
+  [[nodiscard, gnu::always_inline]] std::optional<T> get() { return q_.get(); }
   bool empty() const { return q_.empty_approx(); }
   void close() { q_.close(); }
 
