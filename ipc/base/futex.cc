@@ -37,10 +37,10 @@ size_t streaming_copy_bytes() noexcept {
   return bytes;
 }
 
-void copy_for_reader(void* dst, const void* src, size_t n) noexcept {
+void detail::copy_for_reader_large(void* dst, const void* src, size_t n) noexcept {
   if (n >= streaming_copy_bytes()) {
-    detail::copy_streaming(dst, src, n);
-  } else if (n != 0) {
+    copy_streaming(dst, src, n);
+  } else {
     std::memcpy(dst, src, n);
   }
 }

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 
 namespace ipc {
@@ -107,14 +108,28 @@ size_t streaming_copy_bytes() noexcept;
 // MessageQueue, 1 MiB messages 1 -> 1 process through an 8 MiB arena (a 2-vCPU VM, docs/queue.md): where the two
 // vCPUs were far apart 4.6-5.0 GB/s cached, 11.5-14.0 streamed; where close, 11.6-13.7 cached, 9.3-11.8 streamed;
 // 128-512 KiB messages the same either way. The bytes are visible to another CPU once the caller's release store
-// publishes them, as after memcpy.
-void copy_for_reader(void* dst, const void* src, size_t n) noexcept;
+// publishes them, as after memcpy. Inline: a message below kNeverStreamedBytes is a memcpy in the caller, with no
+// call and no look at the threshold (MessageQueue's small puts); from there on, copy_for_reader_large().
+[[gnu::always_inline]] inline void copy_for_reader(void* dst, const void* src, size_t n) noexcept;
 
 namespace detail {
+// Below this many bytes copy_for_reader() never streams: less than any L2 cache of the CPUs this library runs on, so
+// below streaming_copy_bytes() (checked in futex_test).
+inline constexpr size_t kNeverStreamedBytes = size_t{64} << 10;
+// copy_for_reader() from kNeverStreamedBytes on: streams from streaming_copy_bytes() on, else memcpy.
+void copy_for_reader_large(void* dst, const void* src, size_t n) noexcept;
 // copy_for_reader()'s streaming copy, at any size (tests reach it below the threshold): non-temporal stores of the
 // whole 64-byte lines of `dst`, memcpy for the bytes before the first and after the last, then a store fence.
 void copy_streaming(void* dst, const void* src, size_t n) noexcept;
 }  // namespace detail
+
+inline void copy_for_reader(void* dst, const void* src, size_t n) noexcept {
+  if (n < detail::kNeverStreamedBytes) [[likely]] {
+    if (n != 0) std::memcpy(dst, src, n);  // an empty message may come with a null pointer
+    return;
+  }
+  detail::copy_for_reader_large(dst, src, n);
+}
 
 // For a consumer of a single-producer ring that has taken everything it knew of, right behind its producer (SpscQueue
 // gets, the Pipe's receives): the producer's position `tail` (loaded with acquire), and while the producer keeps

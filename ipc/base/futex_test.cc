@@ -53,8 +53,11 @@ TEST_CASE("the streaming copy puts every byte in place at any size and alignment
 
 TEST_CASE("copy_for_reader copies exactly below, at and above the size from which it streams", "[futex][copy]") {
   const size_t threshold = ipc::streaming_copy_bytes();
-  REQUIRE(threshold > 0);
-  for (size_t n : {size_t{0}, size_t{1}, size_t{100}, threshold - 1, threshold, threshold + 77}) {
+  // The inline part copies below kNeverStreamedBytes without asking for the threshold: it must lie below.
+  REQUIRE(threshold > ipc::detail::kNeverStreamedBytes);
+  const size_t inline_end = ipc::detail::kNeverStreamedBytes;
+  for (size_t n : {size_t{0}, size_t{1}, size_t{100}, inline_end - 1, inline_end, inline_end + 1, threshold - 1,
+                   threshold, threshold + 77}) {
     INFO("size " << n << " (streams from " << threshold << ")");
     CHECK(copies_exactly(n, 5, 9, ipc::copy_for_reader));
   }

@@ -63,9 +63,6 @@ void init_block(void* block, const Geometry& g, std::string_view type) {
   detail::ChunkArena::init(static_cast<std::byte*>(block) + g.ring_bytes, g.arena_pages);
 }
 
-// The slot lengths are 32 bits, and the largest value marks a skip record.
-constexpr uint64_t kLongestMessage = detail::kSkipRecord - 1;
-
 }  // namespace
 
 void MessageView::reset() noexcept {
@@ -135,10 +132,6 @@ void MessageQueue::close() {
   detail::notify_all(arena_.space());  // producers waiting for room see the close
 }
 
-uint64_t MessageQueue::max_message_bytes() const {
-  return std::max(max_inline_bytes(), std::min(arena_bytes(), kLongestMessage));
-}
-
 void MessageQueue::reclaim() const {
   for (uint64_t i = 0; i < ring_.capacity(); ++i) {
     // acquire: as the claim walks' loads (mpmc_ring.h); message_gone() looks again before reaping.
@@ -167,16 +160,10 @@ void MessageQueue::throw_too_large(uint64_t bytes) const {
                         std::to_string(arena_bytes()) + " bytes out of line)");
 }
 
-Outcome MessageQueue::get_span(std::span<std::byte> buffer, size_t& size, const Deadline* d) {
-  if (buffer.size() < max_message_bytes()) {
-    throw InvalidArgument("MessageQueue::get: the buffer (" + std::to_string(buffer.size()) +
-                          " bytes) is smaller than max_message_bytes() (" + std::to_string(max_message_bytes()) +
-                          "); get_view() reads a message in place");
-  }
-  return get_with(d, [&](const std::byte* p, size_t n) {
-    if (n) std::memcpy(buffer.data(), p, n);
-    size = n;
-  });
+void MessageQueue::throw_buffer_too_small(size_t buffer_bytes) const {
+  throw InvalidArgument("MessageQueue::get: the buffer (" + std::to_string(buffer_bytes) +
+                        " bytes) is smaller than max_message_bytes() (" + std::to_string(max_message_bytes()) +
+                        "); get_view() reads a message in place");
 }
 
 Outcome MessageQueue::put_out_of_line(uint64_t bytes, const Deadline* d, void (*write)(void*, std::byte*),
@@ -246,34 +233,45 @@ Outcome MessageQueue::put_out_of_line(uint64_t bytes, const Deadline* d, void (*
 Outcome MessageQueue::claim(const Deadline* d, Claimed& c) {
   for (;;) {
     uint64_t pos;
-    const Outcome q = detail::mpmc_claim_read(ring_, d, pos);
-    if (q != Outcome::kOk) return q;
-    const uint32_t length = ring_.slot(pos).length;
-    if (length == detail::kSkipRecord) {
-      ring_.release_skip(pos);
-      continue;
+    // The first look as Queue's gets take it (by store for a lone consumer: no read-modify-write), then the walk
+    // and the waits. (Before, every get went the second way: for the lease holder a call that found the lease
+    // its own, then the CAS.)
+    detail::SlotHeader* s;
+    uint64_t claim_word;
+    if (!detail::mpmc_claim_read_first(ring_, pos, s, claim_word)) {
+      const Outcome q = detail::mpmc_claim_read(ring_, d, pos);
+      if (q != Outcome::kOk) return q;
     }
-    c = Claimed{pos, 0, 0, ring_.payload(pos), length};
-    if (length > max_inline_bytes()) {
-      detail::ChunkRef ref;
-      std::memcpy(&ref, ring_.payload(pos), sizeof ref);
-      c.first_page = ref.first_page;
-      c.pages = detail::ChunkArena::pages_needed(length);
-      if (!arena_.bound_to(c.first_page, c.pages, pos)) {
-        // Only memory overwritten behind the queue's back gets here. The slot is consumed; pages still bound to
-        // its position are reclaimed once it has moved on. Nothing outside the arena is read.
-        ring_.release_skip(pos);
-        throw StreamCorrupted("queue slot for position " + std::to_string(pos) + " claims a message of " +
-                              std::to_string(length) + " bytes in arena pages " + std::to_string(c.first_page) +
-                              ".." + std::to_string(c.first_page + c.pages) +
-                              ", which are not its own (the arena has " + std::to_string(arena_.pages()) +
-                              " pages; a slot holds " + std::to_string(max_inline_bytes()) + " bytes inline)");
-      }
-      c.data = arena_.data(c.first_page);
-    }
-    detail::test_hook(detail::HookPoint::kGetClaimed);
-    return Outcome::kOk;
+    if (describe_claimed(pos, c)) return Outcome::kOk;
   }
+}
+
+bool MessageQueue::describe_claimed(uint64_t pos, Claimed& c) {
+  const uint32_t length = ring_.slot(pos).length;
+  if (length == detail::kSkipRecord) {
+    ring_.release_skip(pos);
+    return false;
+  }
+  c = Claimed{pos, 0, 0, ring_.payload(pos), length};
+  if (length > max_inline_bytes()) {
+    detail::ChunkRef ref;
+    std::memcpy(&ref, ring_.payload(pos), sizeof ref);
+    c.first_page = ref.first_page;
+    c.pages = detail::ChunkArena::pages_needed(length);
+    if (!arena_.bound_to(c.first_page, c.pages, pos)) {
+      // Only memory overwritten behind the queue's back gets here. The slot is consumed; pages still bound to
+      // its position are reclaimed once it has moved on. Nothing outside the arena is read.
+      ring_.release_skip(pos);
+      throw StreamCorrupted("queue slot for position " + std::to_string(pos) + " claims a message of " +
+                            std::to_string(length) + " bytes in arena pages " + std::to_string(c.first_page) +
+                            ".." + std::to_string(c.first_page + c.pages) +
+                            ", which are not its own (the arena has " + std::to_string(arena_.pages()) +
+                            " pages; a slot holds " + std::to_string(max_inline_bytes()) + " bytes inline)");
+    }
+    c.data = arena_.data(c.first_page);
+  }
+  detail::test_hook(detail::HookPoint::kGetClaimed);
+  return true;
 }
 
 Outcome MessageQueue::take(const Deadline* d, MessageView& view) {

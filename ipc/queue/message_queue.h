@@ -32,6 +32,7 @@
 //   get (the slot is consumed); no call reads or writes outside the block or hangs (message_queue_fuzz).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -164,7 +165,9 @@ class MessageQueue {
   MessageQueue() = default;
 
   // Blocks while the ring or the arena is full: kOk or kClosed. Throws MessageTooLarge. Any process/thread.
-  [[nodiscard]] Outcome put(std::span<const std::byte> message) { return put_bytes(message, &kNever); }
+  [[nodiscard, gnu::always_inline]] Outcome put(std::span<const std::byte> message) {
+    return put_bytes(message, &kNever);
+  }
   // kOk, kTimeout or kClosed.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome put(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
@@ -172,26 +175,30 @@ class MessageQueue {
     return put_bytes(message, &d);
   }
   // Never blocks: kOk, kFull (no free slot, or no free run of arena pages for it) or kClosed. Lock-free.
-  [[nodiscard]] Outcome try_put(std::span<const std::byte> message) { return put_bytes(message, nullptr); }
+  [[nodiscard, gnu::always_inline]] Outcome try_put(std::span<const std::byte> message) {
+    return put_bytes(message, nullptr);
+  }
 
   // Blocks while empty: kOk (the message replaces `out`'s contents) or kClosed (closed and drained).
-  [[nodiscard]] Outcome get(std::vector<std::byte>& out) { return get_vector(out, &kNever); }
+  [[nodiscard, gnu::always_inline]] Outcome get(std::vector<std::byte>& out) { return get_vector(out, &kNever); }
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome get(std::vector<std::byte>& out, std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return get_vector(out, &d);
   }
   // Never blocks: kOk, kEmpty or kClosed.
-  [[nodiscard]] Outcome try_get(std::vector<std::byte>& out) { return get_vector(out, nullptr); }
+  [[nodiscard, gnu::always_inline]] Outcome try_get(std::vector<std::byte>& out) { return get_vector(out, nullptr); }
   // Into a caller buffer of at least max_message_bytes() (else InvalidArgument); `size` receives the length.
-  [[nodiscard]] Outcome get(std::span<std::byte> buffer, size_t& size) { return get_span(buffer, size, &kNever); }
+  [[nodiscard, gnu::always_inline]] Outcome get(std::span<std::byte> buffer, size_t& size) {
+    return get_span(buffer, size, &kNever);
+  }
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome get(std::span<std::byte> buffer, size_t& size,
                                 std::chrono::duration<Rep, Period> timeout) {
     const Deadline d = Deadline::after(timeout);
     return get_span(buffer, size, &d);
   }
-  [[nodiscard]] Outcome try_get(std::span<std::byte> buffer, size_t& size) {
+  [[nodiscard, gnu::always_inline]] Outcome try_get(std::span<std::byte> buffer, size_t& size) {
     return get_span(buffer, size, nullptr);
   }
   // In place, no copy: `view` (first handing back whatever it held) receives the next message. Blocks while
@@ -244,7 +251,9 @@ class MessageQueue {
   uint64_t capacity() const { return ring_.capacity(); }
   // The largest message this queue can ever carry: the larger of max_inline_bytes() and arena_bytes() (at least
   // what was asked at creation).
-  uint64_t max_message_bytes() const;
+  uint64_t max_message_bytes() const {
+    return std::max(max_inline_bytes(), std::min(arena_bytes(), kLongestMessage));
+  }
   // Messages up to this size travel inside their slot (at least Options::inline_bytes).
   uint64_t max_inline_bytes() const { return ring_.max_payload(); }
   // The arena's size (Options::arena_bytes rounded up to 4 KiB pages); 0 without one.
@@ -273,7 +282,7 @@ class MessageQueue {
   // Shared by the bytes API and the typed one: write(std::byte* dst) fills the `bytes` of the message at dst (in
   // its slot or its arena pages). Throws MessageTooLarge first.
   template <typename Write>
-  Outcome put_with(uint64_t bytes, const Deadline* d, Write&& write) {
+  [[gnu::always_inline]] Outcome put_with(uint64_t bytes, const Deadline* d, Write&& write) {
     check_size(bytes);
     if (bytes <= max_inline_bytes()) {
       return detail::mpmc_put(ring_, d, [&](std::byte* p) {
@@ -294,6 +303,10 @@ class MessageQueue {
   };
   // Claims the next message, waiting per `d`. kOk, or the outcome of the wait.
   Outcome claim(const Deadline* d, Claimed& c);
+  // The message in the slot of `pos`, which this thread claimed for reading, into `c`; false when the slot held a
+  // skip record (then released). Throws StreamCorrupted for a length or chunk record that cannot be (the slot is
+  // consumed).
+  bool describe_claimed(uint64_t pos, Claimed& c);
   // Hands a claimed message back: its pages, then its slot.
   void finish(const Claimed& c) const noexcept {
     if (c.pages != 0) arena_.give_back(c.first_page, c.pages);
@@ -303,11 +316,34 @@ class MessageQueue {
   Outcome take(const Deadline* d, MessageView& view);
   // read(const std::byte* message, size_t bytes) consumes the next message in place; it is handed back after,
   // also when `read` throws (the message is then consumed and the exception propagates).
+  // The common case is inline, as Queue's get: the first look (mpmc_claim_read_first()) claims a message that
+  // travelled in its slot, whose length (at most length_limit(), which keeps skip records and out-of-line messages
+  // off this path) needs no other check, and hands it over where it lies. Anything else is get_slow().
   template <typename Read>
-  Outcome get_with(const Deadline* d, Read&& read) {
+  [[gnu::always_inline]] Outcome get_with(const Deadline* d, Read&& read) {
+    const detail::MpmcRing r = ring_;  // a copy: its fields stay in registers across the claim's atomics
+    uint64_t pos;
+    detail::SlotHeader* s;
+    uint64_t claim_word;
+    if (detail::mpmc_claim_read_first(r, pos, s, claim_word)) [[likely]] {
+      const uint32_t length = s->length;
+      if (length <= r.length_limit()) [[likely]] {
+        detail::mpmc_deliver(r, *s, pos, claim_word, length, read);
+        return Outcome::kOk;
+      }
+      return get_slow(d, read, &pos);
+    }
+    return get_slow(d, read, nullptr);
+  }
+  // get_with() past its first look: `claimed` (when not null) is the position it claimed, whose slot holds a message
+  // out of line, a skip record, or a length that cannot be. Out of line; `read` by value, as mpmc_get_slow().
+  template <typename Read>
+  [[gnu::noinline]] Outcome get_slow(const Deadline* d, Read read, const uint64_t* claimed) {
     Claimed c;
-    const Outcome q = claim(d, c);
-    if (q != Outcome::kOk) return q;
+    if (!claimed || !describe_claimed(*claimed, c)) {
+      const Outcome q = claim(d, c);
+      if (q != Outcome::kOk) return q;
+    }
     struct Finish {
       const MessageQueue& q;
       const Claimed& c;
@@ -317,14 +353,21 @@ class MessageQueue {
     return Outcome::kOk;
   }
 
-  Outcome put_bytes(std::span<const std::byte> m, const Deadline* d) {
+  [[gnu::always_inline]] Outcome put_bytes(std::span<const std::byte> m, const Deadline* d) {
     // A large message is streamed into the arena (copy_for_reader): the consumer reads it from another CPU.
     return put_with(m.size(), d, [&](std::byte* p) { copy_for_reader(p, m.data(), m.size()); });
   }
-  Outcome get_vector(std::vector<std::byte>& out, const Deadline* d) {
+  [[gnu::always_inline]] Outcome get_vector(std::vector<std::byte>& out, const Deadline* d) {
     return get_with(d, [&](const std::byte* p, size_t n) { out.assign(p, p + n); });
   }
-  Outcome get_span(std::span<std::byte> buffer, size_t& size, const Deadline* d);
+  [[gnu::always_inline]] Outcome get_span(std::span<std::byte> buffer, size_t& size, const Deadline* d) {
+    if (buffer.size() < max_message_bytes()) [[unlikely]] throw_buffer_too_small(buffer.size());
+    return get_with(d, [&](const std::byte* p, size_t n) {
+      if (n) std::memcpy(buffer.data(), p, n);
+      size = n;
+    });
+  }
+  [[noreturn]] void throw_buffer_too_small(size_t buffer_bytes) const;
 
   template <typename T>
   Outcome put_encoded(const T& value, const Deadline* d) {
@@ -336,6 +379,8 @@ class MessageQueue {
     return get_with(d, [&](const std::byte* p, size_t n) { out = Codec<T>::decode(std::span(p, n)); });
   }
 
+  // The slot lengths are 32 bits, and the largest value marks a skip record.
+  static constexpr uint64_t kLongestMessage = detail::kSkipRecord - 1;
   inline static const Deadline kNever = Deadline::never();
   detail::MpmcRing ring_;
   detail::ChunkArena arena_;

@@ -159,6 +159,17 @@ template <typename Read>
   }
 }
 
+// The first look of a get, inline: the slot at the head hint, claimed at once if it holds its message: by store for
+// the consumers' lease holder, by CAS on a shared side (mpmc_ring.h, "Leases"). A thread that is neither (the first
+// claimer, another thread while a lease is held) claims nothing here and enters the side in the slow path
+// (mpmc_claim_read()). True: `s` (position `pos`) is claimed, `claim_word` is its READING word.
+[[gnu::always_inline]] inline bool mpmc_claim_read_first(const MpmcRing& r, uint64_t& pos, SlotHeader*& s,
+                                                         uint64_t& claim_word) {
+  const uint64_t holder = r.consumers_holder();
+  return holder == kLeaseShared ? r.claim_read_at_hint(pos, s, claim_word)
+                                : holder == this_thread_identity() && r.claim_read_leased(pos, s, claim_word);
+}
+
 // get: `read(const std::byte* payload, uint32_t length)` consumes the claimed slot; the slot is released
 // afterwards even if `read` throws (the message is then consumed and the exception propagates). Skip records are
 // passed over. Inline: the first look claiming a message (one comparison with length_limit() keeps both skip
@@ -170,11 +181,7 @@ template <typename Read>
   uint64_t pos = 0;  // unused by mpmc_get_slow() when nothing was claimed
   SlotHeader* s;
   uint64_t claim_word;
-  const uint64_t holder = r.consumers_holder();
-  const bool claimed = holder == kLeaseShared ? r.claim_read_at_hint(pos, s, claim_word)
-                                              : holder == this_thread_identity() &&
-                                                    r.claim_read_leased(pos, s, claim_word);
-  if (claimed) [[likely]] {
+  if (mpmc_claim_read_first(r, pos, s, claim_word)) [[likely]] {
     const uint32_t length = s->length;
     if (length <= r.length_limit()) [[likely]] {
       mpmc_deliver(r, *s, pos, claim_word, length, read);
