@@ -604,11 +604,12 @@ TEST_CASE("a send to a receiver that died asleep in recv gets kClosed at once", 
   }
 }
 
+namespace {
+
 // A receiver killed while busy (it neither closed its end nor slept in recv, so no close count and no failed
-// wake-up tells): the sender sees it within kBytesBetweenLooks bytes of records (21845 8-byte messages, 12 bytes a
-// record), long before the 1 MiB ring is full (87381 of them), and every send after that reports kClosed.
-TEST_CASE("a sender sees a receiver killed while busy within a bounded number of sends", "[pipe][kill]") {
-  auto [parent_end, child_end] = Pipe();
+// wake-up tells): a child that takes one message from `child_end` and then never comes back to recv, killed and
+// reaped once it took it. Every copy of `child_end` is closed when this returns; `parent_end` is open.
+void kill_a_busy_receiver(ipc::Connection& parent_end, ipc::Connection& child_end) {
   ipc::test::PipeSignal first_taken;
   ForkedChild child = receiver_of_one(parent_end, child_end, first_taken, [](ipc::Connection&) {
     for (;;) pause();  // busy elsewhere: never back in recv
@@ -619,6 +620,15 @@ TEST_CASE("a sender sees a receiver killed while busy within a bounded number of
   REQUIRE(first_taken.wait());
   child.kill(SIGKILL);
   REQUIRE(child.wait() == -SIGKILL);  // reaped: every copy of its end is closed now
+}
+
+}  // namespace
+
+// The sender sees a receiver killed while busy within kBytesBetweenLooks bytes of records (21845 8-byte messages,
+// 12 bytes a record), long before the 1 MiB ring is full (87381 of them), and every send after that reports kClosed.
+TEST_CASE("a sender sees a receiver killed while busy within a bounded number of sends", "[pipe][kill]") {
+  auto [parent_end, child_end] = Pipe();
+  kill_a_busy_receiver(parent_end, child_end);
   const uint64_t eight = 8;
   const auto bytes = std::as_bytes(std::span(&eight, 1));
   constexpr uint64_t kRecordBytes = 4 + sizeof eight;  // a record's header word, then the message
@@ -637,16 +647,7 @@ TEST_CASE("a sender of long messages sees a receiver killed while busy before th
   PipeOptions options;
   options.ring_bytes = 4 << 20;
   auto [parent_end, child_end] = Pipe(options);
-  ipc::test::PipeSignal first_taken;
-  ForkedChild child = receiver_of_one(parent_end, child_end, first_taken, [](ipc::Connection&) {
-    for (;;) pause();  // busy elsewhere: never back in recv
-    return 0;
-  });
-  child_end.close();
-  REQUIRE(parent_end.send(1) == Outcome::kOk);
-  REQUIRE(first_taken.wait());
-  child.kill(SIGKILL);
-  REQUIRE(child.wait() == -SIGKILL);
+  kill_a_busy_receiver(parent_end, child_end);
   const std::vector<std::byte> message((1 << 20) + 1024, std::byte{5});
   uint32_t sent = 0;
   while (sent < 4 && parent_end.send_bytes(message) == Outcome::kOk) ++sent;
