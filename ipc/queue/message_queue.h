@@ -316,24 +316,15 @@ class MessageQueue {
   Outcome take(const Deadline* d, MessageView& view);
   // read(const std::byte* message, size_t bytes) consumes the next message in place; it is handed back after,
   // also when `read` throws (the message is then consumed and the exception propagates).
-  // The common case is inline, as Queue's get: the first look (mpmc_claim_read_first()) claims a message that
-  // travelled in its slot, whose length (at most length_limit(), which keeps skip records and out-of-line messages
-  // off this path) needs no other check, and hands it over where it lies. Anything else is get_slow().
+  // The common case is inline, as Queue's get (detail::mpmc_deliver_first()): a message that travelled in its
+  // slot is handed over where it lies. Anything else (a message in the arena, a skip record) is get_slow().
   template <typename Read>
   [[gnu::always_inline]] Outcome get_with(const Deadline* d, Read&& read) {
     const detail::MpmcRing r = ring_;  // a copy: its fields stay in registers across the claim's atomics
-    uint64_t pos;
-    detail::SlotHeader* s;
-    uint64_t claim_word;
-    if (detail::mpmc_claim_read_first(r, pos, s, claim_word)) [[likely]] {
-      const uint32_t length = s->length;
-      if (length <= r.length_limit()) [[likely]] {
-        detail::mpmc_deliver(r, *s, pos, claim_word, length, read);
-        return Outcome::kOk;
-      }
-      return get_slow(d, read, &pos);
-    }
-    return get_slow(d, read, nullptr);
+    uint64_t pos = 0;
+    detail::SlotHeader* claimed;
+    if (detail::mpmc_deliver_first(r, read, claimed, pos)) [[likely]] return Outcome::kOk;
+    return get_slow(d, read, claimed ? &pos : nullptr);
   }
   // get_with() past its first look: `claimed` (when not null) is the position it claimed, whose slot holds a message
   // out of line, a skip record, or a length that cannot be. Out of line; `read` by value, as mpmc_get_slow().

@@ -170,26 +170,38 @@ template <typename Read>
                                 : holder == this_thread_identity() && r.claim_read_leased(pos, s, claim_word);
 }
 
+// The common case of a get (mpmc_get(), MessageQueue's gets): the first look, and a message of at most
+// length_limit() bytes (one comparison keeps skip records, messages out of line and garbage lengths off this path)
+// handed to `read` where it lies, its slot released after. True when delivered; else `claimed` is the slot the
+// first look claimed (position `pos`) for the caller's slow path to take on, or nullptr when it claimed none.
+template <typename Read>
+[[gnu::always_inline]] inline bool mpmc_deliver_first(const MpmcRing& r, Read& read, SlotHeader*& claimed,
+                                                      uint64_t& pos) {
+  SlotHeader* s;
+  uint64_t claim_word;
+  claimed = nullptr;
+  if (!mpmc_claim_read_first(r, pos, s, claim_word)) return false;
+  const uint32_t length = s->length;
+  if (length > r.length_limit()) [[unlikely]] {
+    claimed = s;
+    return false;
+  }
+  mpmc_deliver(r, *s, pos, claim_word, length, read);
+  return true;
+}
+
 // get: `read(const std::byte* payload, uint32_t length)` consumes the claimed slot; the slot is released
 // afterwards even if `read` throws (the message is then consumed and the exception propagates). Skip records are
 // passed over. Inline: the first look claiming a message (one comparison with length_limit() keeps both skip
-// records and garbage lengths off this path); the rest is mpmc_get_slow().
+// records and garbage lengths off this path: mpmc_deliver_first()); the rest is mpmc_get_slow().
 // As mpmc_put(), the common case works on a copy of the handle, and claims by CAS or by store.
 template <typename Read>
 [[gnu::always_inline]] inline Outcome mpmc_get(const MpmcRing& ring, const Deadline* deadline, Read&& read) {
   const MpmcRing r = ring;
   uint64_t pos = 0;  // unused by mpmc_get_slow() when nothing was claimed
-  SlotHeader* s;
-  uint64_t claim_word;
-  if (mpmc_claim_read_first(r, pos, s, claim_word)) [[likely]] {
-    const uint32_t length = s->length;
-    if (length <= r.length_limit()) [[likely]] {
-      mpmc_deliver(r, *s, pos, claim_word, length, read);
-      return Outcome::kOk;
-    }
-    return mpmc_get_slow(ring, deadline, read, s, pos);
-  }
-  return mpmc_get_slow(ring, deadline, read, nullptr, pos);
+  SlotHeader* claimed;
+  if (mpmc_deliver_first(r, read, claimed, pos)) [[likely]] return Outcome::kOk;
+  return mpmc_get_slow(ring, deadline, read, claimed, pos);
 }
 
 // Rounds a requested capacity up to the ring's power of two; throws InvalidArgument on 0 or absurd sizes.
