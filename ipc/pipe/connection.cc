@@ -476,22 +476,22 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   ByteRing& ring = side.ring;
   const size_t prefix = total ? sizeof(uint64_t) : 0;
   const uint32_t payload = static_cast<uint32_t>(prefix + chunk.size());
-  std::byte* p = ring.try_reserve(payload);
+  std::byte* p = ring.try_reserve(kind, payload);
   while (!p) {
     if (peer_gone()) return Outcome::kClosed;
     if (!block_until(side, ring.header().producer, deadline,
-                     [&] { return ring.writable(payload) || peer_gone(); })) {
+                     [&] { return ring.writable(kind, payload) || peer_gone(); })) {
       return Outcome::kTimeout;
     }
     if (peer_gone()) return Outcome::kClosed;
-    p = ring.try_reserve(payload);
+    p = ring.try_reserve(kind, payload);
   }
   if (total) std::memcpy(p, &*total, sizeof *total);
   // A part as large as the L2 cache (in rings of four times that and more) is streamed into the ring
   // (copy_for_reader).
   copy_for_reader(p + prefix, chunk.data(), chunk.size());
   // A look at the socket falls due on this path too (see try_send_now()).
-  if (ring.commit(payload, kind)) side.look_due = true;
+  if (ring.commit()) side.look_due = true;
   // The receiver found gone as we woke it: the record went nowhere.
   return wake_if_asleep(side, side.ring.header().consumer) ? Outcome::kOk : Outcome::kClosed;
 }
@@ -544,7 +544,7 @@ Outcome Connection::send_waiting(std::span<const std::byte> message, const Deadl
         // The message is not sent: tell the receiver to drop its parts, now if there is room, else first thing
         // in the next send (put_record does not wait when the ring has room).
         abandoned_ = true;
-        if (side.ring.writable(0) &&
+        if (side.ring.writable(RecordKind::kAbandon, 0) &&
             put_record(side, RecordKind::kAbandon, {}, std::nullopt, deadline) == Outcome::kOk) {
           abandoned_ = false;
         }

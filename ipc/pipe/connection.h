@@ -121,7 +121,7 @@ class Connection {
   // it gone. One that died while busy is seen within kBytesBetweenLooks bytes of sends, or once the ring is full if
   // that comes first. What was in the ring is lost with it, as the bytes in an OS pipe's buffer are.
   // The sending side looks at its socket (one zero-timeout poll(2)) each time this many bytes of records went out
-  // (the stream's position crossed a multiple of it; 21845 sends of 8 bytes, 63 of 4 KiB): the only sign of a
+  // (the stream's position crossed a multiple of it; 29127 sends of 8 bytes, 63 of 4 KiB): the only sign of a
   // receiver that died while busy is its socket, hung up. Sending does not count: the ring's write finds the
   // crossing in the branch it takes once per cache line anyway.
   static constexpr uint64_t kBytesBetweenLooks = detail::kBytesBetweenLooks;
@@ -289,7 +289,7 @@ class Connection {
       side.look_due = true;
       send_now_limit_ = 0;
     };
-    if (!side.ring.try_write(detail::RecordKind::kWhole, message, look_due)) return false;
+    if (!side.ring.try_write_whole(message, look_due)) return false;
     // false also when the wake-up found the receiver gone: peer_gone() is then set, and send_impl() reports kClosed
     // without sending again (the message went nowhere).
     return wake_if_asleep(side, header.consumer);

@@ -49,7 +49,7 @@ bool check_patterned(const std::vector<std::byte>& m, uint64_t seq, size_t size)
 
 PipeOptions small_ring() {
   PipeOptions o;
-  o.ring_bytes = 4096;  // records of up to 1020 bytes: exercises wrap-around and multi-part messages
+  o.ring_bytes = 4096;  // records of up to 1019 bytes: exercises wrap-around and multi-part messages
   return o;
 }
 
@@ -327,15 +327,15 @@ TEST_CASE("an end handed over by its descriptors works through its own mapping",
 TEST_CASE("an end whose rings hold another record format is refused on adoption, naming both formats", "[pipe]") {
   auto [a, b] = transferable_pipe();
   ipc::ConnectionHandoff h = received_handoff(b);
-  // What a program built with an older library would have made: the same rings, of record format 1.
+  // What a program built with an older library would have made: the same rings, of record format 2.
   void* memory = mmap(nullptr, h.memory_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, h.memory_fd, 0);
   REQUIRE(memory != MAP_FAILED);
   auto* ring = reinterpret_cast<ipc::detail::ByteRingHeader*>(static_cast<char*>(memory) + h.in_offset);
   REQUIRE(ring->format == ipc::detail::kRecordFormat);
-  ring->format = 1;
+  ring->format = 2;
   munmap(memory, h.memory_bytes);
   CHECK_THROWS_WITH(ipc::Connection::adopt(h),
-                    Catch::Contains("holds records of format 1, this library reads format 2"));
+                    Catch::Contains("holds records of format 2, this library reads format 3"));
   CHECK(fcntl(h.memory_fd, F_GETFD) == -1);  // the descriptors were the call's: closed on failure
 }
 
@@ -624,23 +624,23 @@ void kill_a_busy_receiver(ipc::Connection& parent_end, ipc::Connection& child_en
 
 }  // namespace
 
-// The sender sees a receiver killed while busy within kBytesBetweenLooks bytes of records (21845 8-byte messages,
-// 12 bytes a record), long before the 1 MiB ring is full (87381 of them), and every send after that reports kClosed.
+// The sender sees a receiver killed while busy within kBytesBetweenLooks bytes of records (29127 8-byte messages,
+// 9 bytes a record), long before the 1 MiB ring is full (116508 of them), and every send after that reports kClosed.
 TEST_CASE("a sender sees a receiver killed while busy within a bounded number of sends", "[pipe][kill]") {
   auto [parent_end, child_end] = Pipe();
   kill_a_busy_receiver(parent_end, child_end);
   const uint64_t eight = 8;
   const auto bytes = std::as_bytes(std::span(&eight, 1));
-  constexpr uint64_t kRecordBytes = 4 + sizeof eight;  // a record's header word, then the message
+  constexpr uint64_t kRecordBytes = 1 + sizeof eight;  // a record's header byte, then the message
   uint32_t sent = 0;
-  while (sent < 80000 && parent_end.send_bytes(bytes) == Outcome::kOk) ++sent;
+  while (sent < 110000 && parent_end.send_bytes(bytes) == Outcome::kOk) ++sent;
   INFO(sent << " sends succeeded after the receiver was gone");
   CHECK(sent <= ipc::Connection::kBytesBetweenLooks / kRecordBytes + 1);
   CHECK(parent_end.send_bytes(bytes) == Outcome::kClosed);
 }
 
 // The same for long messages, which go out in parts on the out-of-line path (a 4 MiB ring takes records of up to
-// 1 MiB - 4 bytes): the ring holds three messages of 1 MiB and 1 KiB, and the first of them crosses
+// 1 MiB - 5 bytes): the ring holds three messages of 1 MiB and 1 KiB, and the first of them crosses
 // kBytesBetweenLooks, so the send after it looks and reports kClosed (without that look it would be the fourth,
 // once the ring is full).
 TEST_CASE("a sender of long messages sees a receiver killed while busy before the ring is full", "[pipe][kill]") {

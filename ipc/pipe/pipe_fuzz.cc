@@ -1,6 +1,6 @@
 // Fuzz target (tests/fuzz.bzl, docs/fuzzing.md): the records a Pipe's receiving end reads back out of its shared
 // ring (detail/byte_ring.h), which another process may have overwritten. Each input is a small program run on a
-// fresh simplex Pipe with a 4 KiB ring (records of at most 1020 bytes, so longer messages go in parts): send a
+// fresh simplex Pipe with a 4 KiB ring (records of at most 1019 bytes, so longer messages go in parts): send a
 // message of a given length without waiting, receive without waiting, close the sending end, or overwrite 1 or 8
 // bytes anywhere in the ring (its header with head, tail and capacity, or its records). Property: no crash,
 // overrun or hang; until the first overwrite every recv returns exactly the next message sent whole (kTimeout when

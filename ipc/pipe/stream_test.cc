@@ -31,7 +31,7 @@ std::vector<std::byte> patterned(uint64_t seq, size_t size) {
   return m;
 }
 
-// 16 KiB rings carry records of up to 4092 bytes: a 6000-byte message is two parts, a 10000-byte one three, and
+// 16 KiB rings carry records of up to 4091 bytes: a 6000-byte message is two parts, a 10000-byte one three, and
 // either fits the ring whole while nobody reads.
 PipeOptions ring_16k() {
   PipeOptions o;
@@ -39,24 +39,41 @@ PipeOptions ring_16k() {
   return o;
 }
 
-// The record at byte `offset` of the ring's record space: its header word (ipc::detail::header_word()) read and
-// overwritten as the receiver would find it, and its payload.
+// The record at byte `offset` of the ring's record space (detail/byte_ring.h: a one-byte header for a small whole
+// message, a tag byte and a 4-byte length for the others), read and overwritten as the receiver would find it, and
+// its payload.
 struct RecordAt {
   std::byte* at;
+  uint32_t first() const { return std::to_integer<uint32_t>(at[0]); }
+  bool long_header() const {
+    return first() >= ipc::detail::tag_of(RecordKind::kWhole) && first() <= ipc::detail::tag_of(RecordKind::kLast);
+  }
   RecordHeader header() const {
-    uint32_t w;
-    std::memcpy(&w, at, sizeof w);
-    return ipc::detail::decode_header(w);
+    if (first() - 1u < ipc::detail::kShortWholeLimit) return RecordHeader{first() - 1u, RecordKind::kWhole, 1};
+    if (!long_header()) return RecordHeader{0, static_cast<RecordKind>(first() - ipc::detail::kTagBase), 1};
+    uint32_t n;
+    std::memcpy(&n, at + 1, sizeof n);
+    return RecordHeader{n, static_cast<RecordKind>(first() - ipc::detail::kTagBase),
+                        static_cast<uint32_t>(ipc::detail::kLongHeaderBytes)};
   }
   RecordKind kind() const { return header().kind; }
   uint32_t payload_bytes() const { return header().payload_bytes; }
-  void set(uint32_t payload_bytes, RecordKind kind) {
-    const uint32_t w = ipc::detail::header_word(payload_bytes, kind);
-    std::memcpy(at, &w, sizeof w);
+  uint32_t header_bytes() const { return header().header_bytes; }
+  // A length of the header's own form: a short header's below kShortWholeLimit.
+  void set_payload_bytes(uint32_t n) {
+    if (long_header()) {
+      std::memcpy(at + 1, &n, sizeof n);
+    } else {
+      REQUIRE(n < ipc::detail::kShortWholeLimit);
+      at[0] = static_cast<std::byte>(n + 1);
+    }
   }
-  void set_kind(RecordKind kind) { set(payload_bytes(), kind); }
-  void set_payload_bytes(uint32_t n) { set(n, kind()); }
-  std::byte* payload() const { return at + ipc::detail::kHeaderBytes; }
+  // The tag byte of a long header (`kind` may be one that does not exist).
+  void set_kind(RecordKind kind) {
+    REQUIRE(long_header());
+    at[0] = static_cast<std::byte>(ipc::detail::kTagBase + static_cast<uint32_t>(kind));
+  }
+  std::byte* payload() const { return at + header_bytes(); }
 };
 RecordAt record_at(ipc::detail::ByteRing& ring, size_t offset) {
   return RecordAt{reinterpret_cast<std::byte*>(&ring.header() + 1) + offset};
@@ -113,11 +130,15 @@ TEST_CASE("a corrupt record in shared memory is StreamCorrupted, never an over-r
   }
   SECTION("a record kind that does not exist") {
     record_at(ring, 0).set_kind(static_cast<RecordKind>(9));
-    expected = "unknown record kind 9";
+    expected = "unknown record header byte 249";
   }
   SECTION("a record kind of 0") {
     record_at(ring, 0).set_kind(static_cast<RecordKind>(0));
-    expected = "unknown record kind 0";
+    expected = "unknown record header byte 240";
+  }
+  SECTION("a header byte of 0 (zeros never read as a message)") {
+    record_at(ring, 0).at[0] = std::byte{0};
+    expected = "unknown record header byte 0";
   }
   SECTION("a message total larger than its parts") {
     const uint64_t huge = uint64_t{1} << 62;
@@ -145,10 +166,10 @@ TEST_CASE("a corrupt header of a whole message is StreamCorrupted, never an over
   std::string expected;
   SECTION("a length past what the sender committed") {
     REQUIRE(tx.send_bytes(patterned(4, 100)) == Outcome::kOk);
-    RecordAt last = record_at(ring, 3 * 4004);
-    REQUIRE((last.kind() == RecordKind::kWhole && last.payload_bytes() == 100));
-    last.set_payload_bytes(1000);  // a part may be this long, but only 104 bytes were committed
-    expected = "a record of 1000 bytes does not fit";
+    RecordAt last = record_at(ring, 3 * 4005);
+    REQUIRE((last.kind() == RecordKind::kWhole && last.payload_bytes() == 100 && last.header_bytes() == 1));
+    last.set_payload_bytes(200);  // a one-byte header may say this, but only 101 bytes were committed
+    expected = "a record of 200 bytes does not fit";
     std::vector<std::byte> got;
     for (uint64_t seq = 1; seq <= 3; ++seq) {
       REQUIRE(rx.recv_bytes(got) == Outcome::kOk);
@@ -156,8 +177,8 @@ TEST_CASE("a corrupt header of a whole message is StreamCorrupted, never an over
     }
   }
   SECTION("a length longer than a part, inside what the sender committed") {
-    record_at(ring, 0).set_payload_bytes(4094);  // parts carry at most 4092 bytes
-    expected = "parts carry at most 4092 bytes";
+    record_at(ring, 0).set_payload_bytes(4092);  // parts carry at most 4091 bytes
+    expected = "parts carry at most 4091 bytes";
   }
   std::vector<std::byte> got;
   CHECK_THROWS_MATCHES(rx.recv_bytes(got), ipc::StreamCorrupted, names_the_fault(expected));
@@ -182,22 +203,66 @@ TEST_CASE("a whole message after the first part of a long one that a recv kept i
 
 // Regression (pipe_fuzz, corpus/pipe_fuzz/regression-write-past-ring): both sides bounded records by the capacity
 // in the ring's shared header, and the sender wrote a record header at a tail that was not a record boundary: an
-// overwritten header made send write past the end of the ring.
+// overwritten header made send write past the end of the ring. Each side now bounds records by the capacity it read
+// when it was made, and every byte is a record boundary, so an overwritten tail moves where the sender writes,
+// never outside the ring; the receiver reports the break.
 TEST_CASE("an overwritten ring capacity or tail never makes send write past the ring", "[pipe][corrupt][fuzz]") {
   PipeOptions o = ring_16k();
   o.duplex = false;
   auto [rx, tx] = Pipe(o);
   ipc::detail::ByteRing& ring = PipeTestAccess::receiving_ring(rx);
+  // The ring of a simplex Pipe starts its mapping, whose last page is zeros after the ring (as in pipe_fuzz).
+  auto* end = reinterpret_cast<std::byte*>(&ring.header()) + ipc::detail::ByteRing::bytes_needed(16384);
+  const std::vector<std::byte> after_the_ring(end, end + 64);
+  REQUIRE(after_the_ring == std::vector<std::byte>(64));
   ring.header().capacity = uint64_t{1} << 40;  // ignored: each side read the capacity when it was made
   const std::vector<std::byte> sent = patterned(1, 10000);
   REQUIRE(tx.send_bytes(sent, 1s) == Outcome::kOk);  // still in parts of at most a quarter of the real ring
   std::vector<std::byte> got;
   REQUIRE(rx.recv_bytes(got, 1s) == Outcome::kOk);
   CHECK(got == sent);
-  // A tail inside a record: the next record header would straddle the end.
-  ring.header().tail.fetch_add(3, std::memory_order_seq_cst);
-  CHECK_THROWS_AS(tx.send_bytes(patterned(2, 100), 1s), ipc::StreamCorrupted);
-  CHECK_THROWS_AS(rx.recv_bytes(got, 1s), ipc::StreamCorrupted);
+  const uint64_t head = ring.header().head.load(std::memory_order_seq_cst);
+  // A tail 3 bytes before the end of the ring, inside what the receiver has not read: a record of 100 bytes does
+  // not fit there, so the sender writes a one-byte filler and the record at the start of the ring.
+  ring.header().tail.store(16384 - 3, std::memory_order_seq_cst);
+  CHECK(tx.send_bytes(patterned(2, 100), 1s) == Outcome::kOk);
+  CHECK(ring.header().tail.load(std::memory_order_seq_cst) == 16384 + 101);
+  CHECK(std::vector<std::byte>(end, end + 64) == after_the_ring);
+  CHECK(record_at(ring, 0).payload_bytes() == 100);
+  // The receiver, at `head`, finds zeros where the sender never wrote: no record starts with a 0.
+  REQUIRE(head < 16384 - 3);
+  CHECK_THROWS_WITH(rx.recv_bytes(got, 1s), Contains("unknown record header byte 0"));
+}
+
+// A whole message of fewer than kShortWholeLimit bytes has a one-byte header, a longer one five bytes: both kinds,
+// on either side of the limit, through both receive paths (inline and out of line, as after a filler).
+TEST_CASE("messages on either side of the one-byte header's limit arrive intact", "[pipe]") {
+  PipeOptions o;
+  o.ring_bytes = 4096;
+  o.duplex = false;
+  auto [rx, tx] = Pipe(o);
+  auto& ring = PipeTestAccess::receiving_ring(rx);
+  const uint32_t limit = ipc::detail::kShortWholeLimit;
+  std::vector<std::byte> got, buffer(4096);
+  uint64_t seq = 0;
+  for (int round = 0; round < 12; ++round) {  // 1.7 KiB a round: five laps of the ring, with fillers at its end
+    for (const uint32_t n : {0u, 1u, limit - 1, limit, limit + 1, 1019u}) {
+      const uint64_t at = ring.header().tail.load(std::memory_order_seq_cst);
+      REQUIRE(tx.send_bytes(patterned(++seq, n), 0ms) == Outcome::kOk);
+      const uint64_t written = ring.header().tail.load(std::memory_order_seq_cst) - at;
+      // The record and, when it did not fit before the end, the filler before it.
+      const uint64_t record = (n < limit ? 1 : ipc::detail::kLongHeaderBytes) + n;
+      CHECK((written == record || (at % 4096 + record > 4096 && written == 4096 - at % 4096 + record)));
+      if (seq % 2 == 0) {
+        REQUIRE(rx.recv_bytes(got, 0ms) == Outcome::kOk);
+        CHECK(got == patterned(seq, n));
+      } else {
+        size_t size = 0;
+        REQUIRE(rx.recv_bytes_into(buffer, size, 0ms) == Outcome::kOk);
+        CHECK(std::vector<std::byte>(buffer.begin(), buffer.begin() + size) == patterned(seq, n));
+      }
+    }
+  }
 }
 
 TEST_CASE("two senders on one end put the stream out of step: StreamCorrupted, not a heap overflow",
@@ -237,7 +302,7 @@ TEST_CASE("send with a timeout returns in time when the receiver stops reading i
           "and the receiver never sees that message",
           "[pipe][timeout][process]") {
   PipeOptions o;
-  o.ring_bytes = 4096;  // parts of up to 1020 bytes: a 20000-byte message cannot fit while nobody reads
+  o.ring_bytes = 4096;  // parts of up to 1019 bytes: a 20000-byte message cannot fit while nobody reads
   auto [rx, tx] = Pipe(o);
   PipeSignal timed_out;
   ForkedChild child([&, &rx_end = rx, &tx_end = tx] {
@@ -265,7 +330,7 @@ TEST_CASE("send with a timeout returns in time when the receiver stops reading i
 TEST_CASE("a small message sent after a long one was given up arrives whole, after the receiver drained the parts",
           "[pipe][timeout][process]") {
   PipeOptions o;
-  o.ring_bytes = 4096;  // parts of up to 1020 bytes: a 20000-byte message cannot fit while nobody reads
+  o.ring_bytes = 4096;  // parts of up to 1019 bytes: a 20000-byte message cannot fit while nobody reads
   auto [rx, tx] = Pipe(o);
   PipeSignal timed_out, drained;
   ForkedChild child([&, &rx_end = rx, &tx_end = tx] {

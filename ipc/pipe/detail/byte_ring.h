@@ -2,11 +2,15 @@
 // shared memory, the data path of one direction of a Pipe.
 //
 // Layout: a ByteRingHeader (three cache lines) followed by `capacity` bytes (a power of two). Positions are byte
-// counters that only grow; index = position & (capacity - 1). Each record is a 4-byte header word (header_word():
-// the payload length in its low 28 bits, the RecordKind above them) and its payload, padded to 4 bytes: an 8-byte
-// message takes 12 bytes, five to a cache line. A record never wraps: when it does not fit before the end, the
-// producer writes a kPad record that fills the rest and starts at the beginning. A record's payload is at most
-// max_record_payload() (a quarter of the capacity, and below 2^28), so a message larger than that is split into
+// counters that only grow; index = position & (capacity - 1). Each record is a header and its payload, byte after
+// byte with no padding (payloads are unaligned; every copy in and out is a memcpy). The header of a whole message
+// of fewer than kShortWholeLimit bytes is one byte, its length plus one: an 8-byte message takes 9 bytes, seven to
+// a cache line. Any other record starts with a tag byte (kTagBase + its RecordKind); a kPad (the rest of the ring
+// is filler) and a kAbandon (no payload) are that byte alone, the others (kWhole of kShortWholeLimit bytes or more,
+// kFirst, kMore, kLast) follow it with their payload length (4 bytes, little-endian). A header byte of 0 starts no
+// record, so zeros never read as a message. A record never wraps: when it does not fit before the end, the
+// producer writes a kPad there and starts at the beginning. A record's payload is at most max_record_payload() (a
+// quarter of the capacity less the longest header, and below 2^28), so a message larger than that is split into
 // kFirst/kMore/kLast records.
 //
 // Threads/Processes: one producer and one consumer at a time (any processes); the header holds no pointers.
@@ -17,8 +21,8 @@
 // Errors: the producer's caller checks sizes (record payloads are bounded by max_record_payload()). Neither side
 //   trusts what it reads from shared memory: the capacity is read once when the handle is made, peek() checks
 //   every record header against it and the producer's tail and reports kCorrupt (with fault()) instead of reading
-//   outside the ring, and try_reserve() throws StreamCorrupted for a tail that is not a record boundary instead of
-//   writing outside it (pipe_fuzz).
+//   outside the ring, and the producer bounds every record it writes by its own copy of the capacity, so an
+//   overwritten tail moves where it writes but never outside the ring (pipe_fuzz).
 #pragma once
 
 #include <algorithm>
@@ -45,30 +49,43 @@ enum class RecordKind : uint32_t {
   kAbandon = 6,  // no payload: the long message whose parts came before was given up (its send timed out)
 };
 
-// A record's header as the consumer reads it (decode_header()); in the ring it is one 32-bit word.
+// A record's header as the consumer reads it (peek()); in the ring it is 1 or kLongHeaderBytes bytes.
 struct RecordHeader {
   uint32_t payload_bytes;
   RecordKind kind;
+  uint32_t header_bytes;  // 1 or kLongHeaderBytes
+  uint64_t record_bytes() const { return uint64_t{header_bytes} + payload_bytes; }
 };
-inline constexpr uint64_t kHeaderBytes = 4;  // a record's header word; also the records' alignment
-inline constexpr int kKindShift = 28;
-inline constexpr uint32_t kMaxLengthField = (uint32_t{1} << kKindShift) - 1;
-// The header word of a record: `payload` (at most kMaxLengthField) in the low bits, `kind` above.
-constexpr uint32_t header_word(uint32_t payload, RecordKind kind) {
-  return payload | (static_cast<uint32_t>(kind) << kKindShift);
+// A whole message of fewer bytes than this has a one-byte header: its length plus one (1 to kShortWholeLimit).
+inline constexpr uint32_t kShortWholeLimit = 0xE0;
+// The tag byte of any other record: kTagBase + its kind (0xF1 to 0xF6). Header bytes above kShortWholeLimit and
+// below kTagBase + kWhole, above kTagBase + kAbandon, and 0 start no record.
+inline constexpr uint32_t kTagBase = 0xF0;
+inline constexpr uint64_t kLongHeaderBytes = 5;  // the tag, then the payload length (uint32, little-endian)
+// The longest payload a record's header may announce (the length field is 32 bits; parts stay well below).
+inline constexpr uint32_t kMaxLengthField = (uint32_t{1} << 28) - 1;
+constexpr uint32_t tag_of(RecordKind kind) { return kTagBase + static_cast<uint32_t>(kind); }
+// The bytes of the header of a record of `kind` carrying `payload` bytes.
+constexpr uint64_t header_bytes(RecordKind kind, uint64_t payload) {
+  if (kind == RecordKind::kWhole) return payload < kShortWholeLimit ? 1 : kLongHeaderBytes;
+  return kind == RecordKind::kPad || kind == RecordKind::kAbandon ? 1 : kLongHeaderBytes;
 }
-constexpr RecordHeader decode_header(uint32_t w) {
-  return RecordHeader{w & kMaxLengthField, static_cast<RecordKind>(w >> kKindShift)};
+// Writes the header of a record of `kind` carrying `payload` bytes at `at` (header_bytes(kind, payload) bytes).
+inline void write_record_header(std::byte* at, RecordKind kind, uint32_t payload) {
+  if (header_bytes(kind, payload) == 1) {
+    at[0] = static_cast<std::byte>(kind == RecordKind::kWhole ? payload + 1 : tag_of(kind));
+    return;
+  }
+  at[0] = static_cast<std::byte>(tag_of(kind));
+  std::memcpy(at + 1, &payload, sizeof payload);  // little-endian on every target (static_assert below)
 }
-// The header word of a kWhole of 0 bytes: a word minus it is the payload length of a kWhole, and 2^28 or more for
-// any other kind (try_peek_whole()'s one compare).
-inline constexpr uint64_t kWholeHeaderBase = uint64_t{static_cast<uint32_t>(RecordKind::kWhole)} << kKindShift;
-static_assert(decode_header(header_word(kMaxLengthField, RecordKind::kAbandon)).kind == RecordKind::kAbandon);
-static_assert(decode_header(header_word(12, RecordKind::kWhole)).payload_bytes == 12);
+static_assert(std::endian::native == std::endian::little, "record lengths are little-endian in the ring");
+static_assert(header_bytes(RecordKind::kWhole, 8) == 1 && header_bytes(RecordKind::kWhole, 1000) == 5);
 
 // The record format a ring holds (ByteRingHeader::format): adopt() refuses rings of another one (a handoff from a
-// program built with another version of the library). 2: 4-byte header words (1: 8-byte RecordHeaders).
-inline constexpr uint32_t kRecordFormat = 2;
+// program built with another version of the library). 3: one-byte headers for small whole messages, no padding
+// (2: 4-byte header words, payloads padded to 4; 1: 8-byte headers).
+inline constexpr uint32_t kRecordFormat = 3;
 
 // How many bytes of the stream pass between two looks of the sending side at its socket, the only sign of a
 // receiver that died while busy (Connection::kBytesBetweenLooks): the producer learns that one is due when its
@@ -110,9 +127,6 @@ static_assert(offsetof(SleepWords, wake) % 4 == 0 && offsetof(ByteRingHeader, co
                   offsetof(ByteRingHeader, producer) % 4 == 0,
               "futex words are aligned 32-bit words");
 
-// A payload's length padded to the records' alignment.
-inline constexpr uint64_t round_up_record(uint64_t n) { return (n + 3) & ~uint64_t{3}; }
-
 // Copies `n` bytes; a message of up to 16 bytes (the common small message) without a call into the C library,
 // whose general memcpy costs more than the rest of a small send or recv.
 [[gnu::always_inline]] inline void copy_bytes(std::byte* to, const std::byte* from, size_t n) {
@@ -149,7 +163,7 @@ class ByteRing {
         data_(reinterpret_cast<std::byte*>(header + 1)),
         capacity_(header->capacity),
         mask_(capacity_ - 1),
-        max_payload_(std::min<uint64_t>(capacity_ / 4 - kHeaderBytes, kMaxLengthField)) {}
+        max_payload_(std::min<uint64_t>(capacity_ / 4 - kLongHeaderBytes, kMaxLengthField)) {}
 
   static uint64_t bytes_needed(uint64_t capacity) { return sizeof(ByteRingHeader) + capacity; }
   ByteRingHeader& header() const { return *h_; }
@@ -157,23 +171,24 @@ class ByteRing {
   uint64_t capacity() const { return capacity_; }
   uint64_t max_record_payload() const { return max_payload_; }
 
-  // Producer: writes a record of `kind` carrying `payload` (header, bytes, then the tail: one pass) when there is
+  // Producer: writes a whole message `payload` as one record (header, bytes, then the tail: one pass) when there is
   // room for it before the end of the ring; false when there is no room now or the record would need a filler
-  // first (then the caller takes try_reserve() and commit(), which also report a tail that is not a record
-  // boundary). Calls `look_due()` when the record crosses a multiple of kBytesBetweenLooks. REQUIRES:
-  // payload.size() <= max_record_payload(). Lock-free; no syscall.
+  // first (then the caller takes try_reserve() and commit()). Calls `look_due()` when the record crosses a multiple
+  // of kBytesBetweenLooks. REQUIRES: payload.size() <= max_record_payload(). Lock-free; no syscall.
   template <typename LookDue>
-  [[gnu::always_inline]] bool try_write(RecordKind kind, std::span<const std::byte> payload, LookDue&& look_due) {
+  [[gnu::always_inline]] bool try_write_whole(std::span<const std::byte> payload, LookDue&& look_due) {
     // The members in locals: the stores through std::byte below may alias anything, and would otherwise make the
     // compiler read them again after each one.
     ByteRingHeader* const h = h_;
     std::byte* const data = data_;
     const uint64_t capacity = capacity_;
-    const uint64_t bytes = kHeaderBytes + round_up_record(payload.size());
+    const uint64_t n = payload.size();
+    const bool short_header = n < kShortWholeLimit;
+    const uint64_t bytes = (short_header ? 1 : kLongHeaderBytes) + n;
     // relaxed: only the producer writes tail.
     const uint64_t tail = h->tail.load(std::memory_order_relaxed);
     const uint64_t index = tail & mask_;
-    if (tail % kHeaderBytes != 0 || bytes > capacity - index) [[unlikely]] return false;
+    if (bytes > capacity - index) [[unlikely]] return false;
     if (tail + bytes - cached_head_ > capacity) {
       // acquire: partner is the consumer's release store of head in release() and release_to(); the bytes it
       // finished reading may now be overwritten.
@@ -190,26 +205,27 @@ class ByteRing {
       }
       if (crossed >= kBytesBetweenLooks) look_due();
     }
-    const uint32_t rh = header_word(static_cast<uint32_t>(payload.size()), kind);
-    std::memcpy(data + index, &rh, sizeof rh);
-    copy_bytes(data + index + kHeaderBytes, payload.data(), payload.size());
+    std::byte* const at = data + index;
+    if (short_header) [[likely]] {
+      at[0] = static_cast<std::byte>(n + 1);
+      copy_bytes(at + 1, payload.data(), n);
+    } else {
+      write_record_header(at, RecordKind::kWhole, static_cast<uint32_t>(n));
+      copy_bytes(at + kLongHeaderBytes, payload.data(), n);
+    }
     // release: the record's bytes become visible with the new tail; partner: the acquire load of tail in peek()
     // and try_peek_whole().
     h->tail.store(tail + bytes, std::memory_order_release);
     return true;
   }
 
-  // Producer: reserves a record of `payload` bytes and returns where to write it, or nullptr when there is no
-  // room now. REQUIRES: payload <= max_record_payload(). Throws StreamCorrupted when the tail in shared memory is
-  // not a record boundary (overwritten: writing there would run past the end of the ring). Lock-free; no syscall.
-  std::byte* try_reserve(uint32_t payload) {
-    const uint64_t need = kHeaderBytes + round_up_record(payload);
+  // Producer: reserves a record of `kind` carrying `payload` bytes (after a kPad when it does not fit before the
+  // end of the ring) and returns where to write the payload, or nullptr when there is no room now. REQUIRES:
+  // payload <= max_record_payload(). Lock-free; no syscall.
+  std::byte* try_reserve(RecordKind kind, uint32_t payload) {
+    const uint64_t need = header_bytes(kind, payload) + payload;
     // relaxed: only the producer writes tail.
     uint64_t tail = h_->tail.load(std::memory_order_relaxed);
-    if (tail % kHeaderBytes != 0) {
-      throw StreamCorrupted("pipe ring (sending end): the tail position " + std::to_string(tail) +
-                            " is not a record boundary");
-    }
     const uint64_t index = tail & mask_;
     const uint64_t to_end = capacity() - index;
     const uint64_t total = need <= to_end ? need : to_end + need;  // with a kPad record when it does not fit
@@ -220,19 +236,21 @@ class ByteRing {
       if (tail + total - cached_head_ > capacity()) return nullptr;
     }
     if (need > to_end) {
-      write_header(index, static_cast<uint32_t>(to_end - kHeaderBytes), RecordKind::kPad);
+      write_record_header(data_ + index, RecordKind::kPad, 0);  // one byte: the rest of the ring is filler
       tail += to_end;
     }
     reserved_at_ = tail;
-    return data_ + (tail & mask_) + kHeaderBytes;
+    reserved_kind_ = kind;
+    reserved_payload_ = payload;
+    return data_ + (tail & mask_) + header_bytes(kind, payload);
   }
-  // Producer: publishes the record reserved last with its kind; whether the tail crossed a multiple of
-  // kBytesBetweenLooks since the last publication (as try_write()'s look_due). Lock-free; no syscall.
-  bool commit(uint32_t payload, RecordKind kind) {
-    write_header(reserved_at_ & mask_, payload, kind);
+  // Producer: publishes the record reserved last; whether the tail crossed a multiple of kBytesBetweenLooks since
+  // the last publication (as try_write_whole()'s look_due). Lock-free; no syscall.
+  bool commit() {
+    write_record_header(data_ + (reserved_at_ & mask_), reserved_kind_, reserved_payload_);
     // relaxed: only the producer writes tail.
     const uint64_t old_tail = h_->tail.load(std::memory_order_relaxed);
-    const uint64_t new_tail = reserved_at_ + kHeaderBytes + round_up_record(payload);
+    const uint64_t new_tail = reserved_at_ + header_bytes(reserved_kind_, reserved_payload_) + reserved_payload_;
     // release: the record's bytes (and a pad header) become visible with the new tail; partner: the acquire
     // load of tail in peek().
     h_->tail.store(new_tail, std::memory_order_release);
@@ -252,33 +270,43 @@ class ByteRing {
       if (head == cached_tail_) return nullptr;
     }
     const uint64_t index = head & mask_;
-    const uint64_t committed = cached_tail_ - head;
-    // A header read at a record boundary lies inside the ring (the capacity is a multiple of 4).
-    if (head % kHeaderBytes != 0 || committed > capacity_) [[unlikely]] return nullptr;
-    uint32_t word;  // the header word
-    std::memcpy(&word, data_ + index, sizeof word);
-    // One compare for "a kWhole of at most max_payload_ bytes": any other kind leaves a difference of 2^28 or more
-    // (or wraps round, for kind 0), and max_payload_ is below 2^28.
-    const uint64_t payload = word - kWholeHeaderBase;
-    const uint64_t bytes = kHeaderBytes + round_up_record(payload);
-    if (payload > max_payload_ || bytes > capacity_ - index || bytes > committed) [[unlikely]] return nullptr;
+    const uint64_t committed = cached_tail_ - head;  // at least 1: the header byte lies inside the ring
+    if (committed > capacity_) [[unlikely]] return nullptr;
+    const std::byte* const at = data_ + index;
+    // One compare for "a whole message with a one-byte header": a header byte of 0 wraps round, and tags lie above.
+    uint64_t payload = std::to_integer<uint32_t>(at[0]) - 1u;
+    uint64_t header = 1;
+    if (payload >= kShortWholeLimit) [[unlikely]] {
+      if (std::to_integer<uint32_t>(at[0]) != tag_of(RecordKind::kWhole) ||
+          kLongHeaderBytes > std::min(committed, capacity_ - index)) {
+        return nullptr;
+      }
+      uint32_t length;
+      std::memcpy(&length, at + 1, sizeof length);
+      if (length > max_payload_) return nullptr;
+      payload = length;
+      header = kLongHeaderBytes;
+    }
+    const uint64_t bytes = header + payload;
+    if (bytes > capacity_ - index || bytes > committed) [[unlikely]] return nullptr;
     payload_bytes = static_cast<uint32_t>(payload);
     next_head = head + bytes;
-    return data_ + index + kHeaderBytes;
+    return at + header;
   }
   // Consumer, at `head` with every byte it knew of taken: tail, and while the producer keeps committing, after a
   // wait for a run of kRefillRunBytes (ipc::wait_for_run(), as SpscQueue::refill(): a message sent alone waits 4
   // pauses longer). Each look at tail takes its line from the producer. Pipe 8 B one way, alternated runs of a
   // scratch program: 41-81 M msgs/s without, 71-131 M with (docs/pipe.md). Out of line: once per run.
   [[gnu::noinline]] uint64_t tail_after_run(uint64_t head) const {
-    constexpr uint64_t kRefillRunBytes = 1536;  // 128 records of an 8-byte message (12 bytes each)
-    // acquire (inside): partner is the release store of tail in commit() and try_write(); the bytes are visible.
+    constexpr uint64_t kRefillRunBytes = 1536;  // 170 records of an 8-byte message (9 bytes each)
+    // acquire (inside): partner is the release store of tail in commit() and try_write_whole(); the bytes are
+    // visible.
     return wait_for_run(h_->tail, head, std::min<uint64_t>(kRefillRunBytes, capacity_ / 2));
   }
   // Consumer: frees the record try_peek_whole() returned. Lock-free.
   [[gnu::always_inline]] void release_to(uint64_t next_head) {
     // release: our reads of the record happen before the producer reuses its bytes; partner: the acquire load of
-    // head in try_write() and try_reserve().
+    // head in try_write_whole() and try_reserve().
     h_->head.store(next_head, std::memory_order_release);
   }
 
@@ -296,29 +324,35 @@ class ByteRing {
         if (head == cached_tail_) return Peek::kEmpty;
       }
       const uint64_t committed = cached_tail_ - head;
-      if (head % kHeaderBytes != 0 || committed > capacity() || committed < kHeaderBytes) [[unlikely]] {
-        return corrupt_at(head, nullptr);
-      }
-      uint32_t word;
-      std::memcpy(&word, data_ + (head & mask_), sizeof word);
-      header = decode_header(word);
-      const uint64_t to_end = capacity() - (head & mask_);
-      const uint64_t bytes = kHeaderBytes + round_up_record(header.payload_bytes);
-      if (header.kind == RecordKind::kPad) {
-        if (bytes != to_end || bytes > committed) [[unlikely]] return corrupt_at(head, &header);
-        head += bytes;
+      if (committed > capacity()) [[unlikely]] return corrupt_at(head, nullptr, 0);
+      const uint64_t index = head & mask_;
+      const uint64_t to_end = capacity() - index;
+      const uint64_t readable = std::min(committed, to_end);  // at least 1
+      const uint32_t first = std::to_integer<uint32_t>(data_[index]);
+      if (first - 1u < kShortWholeLimit) {
+        header = RecordHeader{first - 1u, RecordKind::kWhole, 1};
+      } else if (first == tag_of(RecordKind::kPad)) {
+        if (to_end > committed) [[unlikely]] return corrupt_at(head, nullptr, first);
+        head += to_end;
         // release: partner is the producer's acquire load of head in try_reserve().
         h_->head.store(head, std::memory_order_release);
         continue;
+      } else if (first == tag_of(RecordKind::kAbandon)) {
+        header = RecordHeader{0, RecordKind::kAbandon, 1};
+      } else if (first >= tag_of(RecordKind::kWhole) && first <= tag_of(RecordKind::kLast)) {
+        if (readable < kLongHeaderBytes) [[unlikely]] return corrupt_at(head, nullptr, first);
+        uint32_t length;
+        std::memcpy(&length, data_ + index + 1, sizeof length);
+        header = RecordHeader{length, static_cast<RecordKind>(first - kTagBase), kLongHeaderBytes};
+      } else {
+        return corrupt_at(head, nullptr, first);
       }
-      if (header.kind < RecordKind::kWhole || header.kind > RecordKind::kAbandon ||
-          header.payload_bytes > max_record_payload() || bytes > to_end || bytes > committed) [[unlikely]] {
-        return corrupt_at(head, &header);
+      if (header.payload_bytes > max_record_payload() || header.record_bytes() > readable) [[unlikely]] {
+        return corrupt_at(head, &header, first);
       }
-      break;
+      payload = data_ + index + header.header_bytes;
+      return Peek::kRecord;
     }
-    payload = data_ + (head & mask_) + kHeaderBytes;
-    return Peek::kRecord;
   }
   // What the last kCorrupt from peek() found, with the byte position.
   const std::string& fault() const { return fault_; }
@@ -327,48 +361,45 @@ class ByteRing {
     const uint64_t head = h_->head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
     // release: our reads of the record happen before the producer reuses its bytes; partner: the acquire load of
     // head in try_reserve().
-    h_->head.store(head + kHeaderBytes + round_up_record(header.payload_bytes), std::memory_order_release);
+    h_->head.store(head + header.record_bytes(), std::memory_order_release);
   }
 
   // Either side: whether a record may be waiting (acquire: partner is commit()'s release store).
   bool readable() const {
     return h_->head.load(std::memory_order_relaxed) != h_->tail.load(std::memory_order_acquire);
   }
-  // Either side: whether a record of `payload` bytes would fit now (for the producer's wait).
-  bool writable(uint32_t payload) const {
+  // Either side: whether a record of `kind` carrying `payload` bytes would fit now (for the producer's wait).
+  bool writable(RecordKind kind, uint32_t payload) const {
     const uint64_t tail = h_->tail.load(std::memory_order_relaxed);
     const uint64_t to_end = capacity() - (tail & mask_);
-    const uint64_t need = kHeaderBytes + round_up_record(payload);
+    const uint64_t need = header_bytes(kind, payload) + payload;
     const uint64_t total = need <= to_end ? need : to_end + need;
     // acquire: partner is release()'s release store of head.
     return tail + total - h_->head.load(std::memory_order_acquire) <= capacity();
   }
 
  private:
-  void write_header(uint64_t index, uint32_t payload, RecordKind kind) {
-    const uint32_t rh = header_word(payload, kind);
-    std::memcpy(data_ + index, &rh, sizeof rh);
-  }
-
-  // Says which rule the record at `head` broke (`header`: nullptr when the positions themselves are wrong). Out of
-  // line, so that peek()'s checks stay a few compares.
-  [[gnu::cold, gnu::noinline]] Peek corrupt_at(uint64_t head, const RecordHeader* header) {
-    if (!header) {
+  // Says which rule the record at `head` broke (`header`: nullptr when its header could not be read; `first`: its
+  // first byte). Out of line, so that peek()'s checks stay a few compares.
+  [[gnu::cold, gnu::noinline]] Peek corrupt_at(uint64_t head, const RecordHeader* header, uint32_t first) {
+    const uint64_t committed = cached_tail_ - head;
+    if (committed > capacity()) {
       return corrupt(head, "positions out of order (head " + std::to_string(head) + ", tail " +
                                std::to_string(cached_tail_) + ")");
     }
-    const uint64_t committed = cached_tail_ - head;
     const uint64_t to_end = capacity() - (head & mask_);
-    if (header->kind == RecordKind::kPad) {
-      return corrupt(head, "a filler of " + std::to_string(header->payload_bytes) + " bytes that does not end "
-                           "at the end of the ring (" + std::to_string(to_end) + " bytes left)");
+    if (first == tag_of(RecordKind::kPad)) {
+      return corrupt(head, "a filler up to the end of the ring (" + std::to_string(to_end) +
+                               " bytes) that the sender did not commit (" + std::to_string(committed) + " bytes)");
     }
-    if (header->kind < RecordKind::kWhole || header->kind > RecordKind::kAbandon) {
-      return corrupt(head, "unknown record kind " + std::to_string(static_cast<uint32_t>(header->kind)));
+    if (!header && first >= tag_of(RecordKind::kWhole) && first <= tag_of(RecordKind::kLast)) {
+      return corrupt(head, "a record header of " + std::to_string(kLongHeaderBytes) + " bytes does not fit (" +
+                               std::to_string(std::min(to_end, committed)) + " bytes are left)");
     }
+    if (!header) return corrupt(head, "unknown record header byte " + std::to_string(first));
     return corrupt(head, "a record of " + std::to_string(header->payload_bytes) + " bytes does not fit (parts "
                          "carry at most " + std::to_string(max_record_payload()) + " bytes; " +
-                         std::to_string(std::min(to_end, committed)) + " bytes are left)");
+                         std::to_string(std::min(to_end, committed) - header->header_bytes) + " bytes are left)");
   }
   Peek corrupt(uint64_t head, const std::string& what) {
     fault_ = "corrupt record at byte " + std::to_string(head) + ": " + what;
@@ -383,6 +414,8 @@ class ByteRing {
   uint64_t cached_head_ = 0;  // producer side: last head seen
   uint64_t cached_tail_ = 0;  // consumer side: last tail seen
   uint64_t reserved_at_ = 0;  // producer side: where the reserved record's header goes
+  RecordKind reserved_kind_ = RecordKind::kWhole;  // producer side: the reserved record's kind and payload
+  uint32_t reserved_payload_ = 0;
   std::string fault_;         // consumer side: what peek() last found corrupt
 };
 
