@@ -688,7 +688,8 @@ void poll_briefly(kj::FunctionParam<bool(bool poll_port)> ready) {
   // As the queues do; the server polls likewise while requests flow. Bounded: a long call (a lock, a queue get)
   // sleeps after the spin. Spinning only while every runnable task has a CPU: on a busy machine a spinning client
   // takes the CPU its server needs to answer (measured: 2-7x slower pairs at load ~10). There it gives its CPU away
-  // and looks again, kYieldsBeforeSleep times, before it sleeps: the server may be what waits for this CPU.
+  // and looks again, kYieldsBeforeSleep times, before it sleeps: the server may be what waits for this CPU. The first
+  // look comes before the first yield: it runs the event loop, which may still have this call's own request to write.
   // A connection on shared rings is looked at every turn with one load (poll_rings), the event port (its socket,
   // other connections) every kTurnsBetweenPolls turns; a connection on its socket alone, every turn.
   const bool spin = ipc::detail::spinning_pays();
@@ -696,8 +697,8 @@ void poll_briefly(kj::FunctionParam<bool(bool poll_port)> ready) {
   RingSpin ring_spin;
   const auto spin_end = std::chrono::steady_clock::now() + detail::kPollWindow;
   for (unsigned turn = 0;; ++turn) {
-    if (!spin) {
-      if (turn == detail::kYieldsBeforeSleep) return;
+    if (!spin && turn > 0) {
+      if (turn > detail::kYieldsBeforeSleep) return;
       ipc::detail::yield_cpu();
     }
     const bool ring_bytes = poll_rings();
