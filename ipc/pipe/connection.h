@@ -36,8 +36,8 @@
 //   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError. A stream that
 //   breaks its format (two processes sending on one end at once, overwritten memory) throws StreamCorrupted
 //   from recv, and from every recv after it: the receiver never reads outside the ring nor takes a wrong
-//   message for a right one. A sender whose ring positions were overwritten throws StreamCorrupted from send
-//   rather than write outside the ring (pipe_fuzz).
+//   message for a right one. A sender whose ring positions were overwritten still writes only inside the ring
+//   (pipe_fuzz); the receiver reports the break it then finds.
 #pragma once
 
 #include <atomic>
