@@ -45,9 +45,7 @@ PipeOptions ring_16k() {
 struct RecordAt {
   std::byte* at;
   uint32_t first() const { return std::to_integer<uint32_t>(at[0]); }
-  bool long_header() const {
-    return first() >= ipc::detail::tag_of(RecordKind::kWhole) && first() <= ipc::detail::tag_of(RecordKind::kLast);
-  }
+  bool long_header() const { return ipc::detail::has_long_header(first()); }
   RecordHeader header() const {
     if (first() - 1u < ipc::detail::kShortWholeLimit) return RecordHeader{first() - 1u, RecordKind::kWhole, 1};
     if (!long_header()) return RecordHeader{0, static_cast<RecordKind>(first() - ipc::detail::kTagBase), 1};

@@ -65,6 +65,11 @@ inline constexpr uint64_t kLongHeaderBytes = 5;  // the tag, then the payload le
 // The longest payload a record's header may announce (the length field is 32 bits; parts stay well below).
 inline constexpr uint32_t kMaxLengthField = (uint32_t{1} << 28) - 1;
 constexpr uint32_t tag_of(RecordKind kind) { return kTagBase + static_cast<uint32_t>(kind); }
+// Whether a record whose header starts with the byte `first` has the long header: a tag (kWhole, kFirst, kMore,
+// kLast) followed by the payload length.
+constexpr bool has_long_header(uint32_t first) {
+  return first >= tag_of(RecordKind::kWhole) && first <= tag_of(RecordKind::kLast);
+}
 // The bytes of the header of a record of `kind` carrying `payload` bytes.
 constexpr uint64_t header_bytes(RecordKind kind, uint64_t payload) {
   if (kind == RecordKind::kWhole) return payload < kShortWholeLimit ? 1 : kLongHeaderBytes;
@@ -339,7 +344,7 @@ class ByteRing {
         continue;
       } else if (first == tag_of(RecordKind::kAbandon)) {
         header = RecordHeader{0, RecordKind::kAbandon, 1};
-      } else if (first >= tag_of(RecordKind::kWhole) && first <= tag_of(RecordKind::kLast)) {
+      } else if (has_long_header(first)) {
         if (readable < kLongHeaderBytes) [[unlikely]] return corrupt_at(head, nullptr, first);
         uint32_t length;
         std::memcpy(&length, data_ + index + 1, sizeof length);
@@ -392,7 +397,7 @@ class ByteRing {
       return corrupt(head, "a filler up to the end of the ring (" + std::to_string(to_end) +
                                " bytes) that the sender did not commit (" + std::to_string(committed) + " bytes)");
     }
-    if (!header && first >= tag_of(RecordKind::kWhole) && first <= tag_of(RecordKind::kLast)) {
+    if (!header && has_long_header(first)) {
       return corrupt(head, "a record header of " + std::to_string(kLongHeaderBytes) + " bytes does not fit (" +
                                std::to_string(std::min(to_end, committed)) + " bytes are left)");
     }
