@@ -1151,9 +1151,25 @@ QueueItem QueueProxy::get(std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().getRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
+  // On the shared rings, the server learns that this process took the item (and not only read its reply) from
+  // the count below: killed in between, the item is counted as abandoned (docs/manager.md).
+  const bool counts_taken = s.network().counts_taken_items();
+  request.setCountsTaken(counts_taken);
   auto r = s.wait(send(s, request));
-  if (r.getOk()) return QueueItem{Outcome::kOk, from_wire(r.getValue())};
-  return QueueItem{r.getClosed() ? Outcome::kClosed : Outcome::kTimeout, Value()};
+  if (!r.getOk()) return QueueItem{r.getClosed() ? Outcome::kClosed : Outcome::kTimeout, Value()};
+  if (!counts_taken) return QueueItem{Outcome::kOk, from_wire(r.getValue())};
+  QueueItem item;
+  try {
+    item = QueueItem{Outcome::kOk, from_wire(r.getValue())};
+  } catch (...) {
+    // Counted all the same: the server numbers the items this connection takes in the order it sent them, and a
+    // count that fell behind would mark every later one as abandoned. This one fails in a live process, which
+    // the exception tells.
+    s.network().count_item_taken();
+    throw;
+  }
+  s.network().count_item_taken();  // the last step: nothing that can fail comes after it
+  return item;
 }
 
 std::size_t QueueProxy::size_approx() {

@@ -375,11 +375,14 @@ class QueueProxy {
   }
   // Waits up to `timeout` (nullopt: forever) while the queue is empty: status kOk, kTimeout or kClosed (closed
   // and drained). Items come out in the order the server received them. An item whose reply did not reach this
-  // process (it died first) goes back to the front of the queue for the next get.
+  // process (it died first) goes back to the front of the queue for the next get; on the shared-memory transport,
+  // one whose reply this process read but that get() never returned (it died in between) is counted in
+  // abandoned_count().
   [[nodiscard]] QueueItem get(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
   [[nodiscard]] std::size_t size_approx();
-  // Items lost to consumers that died: handed to a consumer whose connection then ended without the server
-  // knowing whether the consumer received them (see docs/manager.md, "Failure semantics"). Any process.
+  // Items lost to consumers that died: handed to a consumer that read them but died inside get(), or whose
+  // connection ended without the server knowing whether the consumer received them (see docs/manager.md, "Queue
+  // items and dying consumers"). Any process.
   [[nodiscard]] std::uint64_t abandoned_count();
   // Wakes every waiter: later puts return kClosed; gets drain what is left, then return kClosed.
   void close();

@@ -22,6 +22,7 @@
 
 #include "ipc/base/process.h"
 #include "manager/client.h"
+#include "manager/detail/test_hooks.h"
 #include "manager/detail/test_util.h"
 #include "manager/server.h"
 #include "tests/support/test_support.h"
@@ -153,6 +154,73 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
     REQUIRE(received.size() + abandoned == static_cast<std::size_t>(i) + 1);
   }
   CHECK(q.get(0s).status == Outcome::kTimeout);  // and nothing more
+}
+
+// The worst moment of a get: the consumer read the reply that carries its item out of the shared ring (which alone
+// used to make the item delivered) and dies before get() returns it. The item is gone with the process, and the
+// survivors must be able to count it.
+TEST_CASE("a consumer killed inside get(), after it read the item's reply, has the item counted as abandoned",
+          "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  Client survivor(server.address(), server.key());
+  auto q = survivor.queue("q");
+  constexpr int kRounds = 3;
+  for (int i = 0; i < kRounds; ++i) {
+    INFO("round " << i);
+    REQUIRE(q.put(i) == Outcome::kOk);
+    auto consumer = run_child([&] {
+      Client c(server.address(), server.key());
+      auto mine = c.queue("q");
+      ipc::manager::detail::g_manager_test_hook.store(
+          [](ipc::manager::detail::ManagerHookPoint point) {
+            if (point == ipc::manager::detail::ManagerHookPoint::kItemRead) ::raise(SIGKILL);
+          },
+          std::memory_order_relaxed);
+      (void)mine.get(30s);
+      return 0;  // not reached: killed inside the get
+    });
+    CHECK(consumer.join() == -SIGKILL);
+    const auto counted = [&] { return q.abandoned_count() == static_cast<std::uint64_t>(i) + 1; };
+    REQUIRE(ipc::test::wait_until(counted, 30s));
+    CHECK(q.size_approx() == 0);  // not given back: the consumer had read it
+  }
+  CHECK(q.get(0s).status == Outcome::kTimeout);
+}
+
+// The other side of the count: items whose get() returned are delivered, whether the consumer then exits or is
+// killed, and however its connection ends.
+TEST_CASE("items a consumer's get() returned stay delivered when it exits or is killed afterwards",
+          "[manager][kill]") {
+  auto server = ipc::manager::start_server();
+  Client survivor(server.address(), server.key());
+  auto q = survivor.queue("q");
+  constexpr int kEach = 3;
+  for (int i = 0; i < 2 * kEach; ++i) REQUIRE(q.put(i) == Outcome::kOk);
+  auto take = [&] {
+    Client c(server.address(), server.key());
+    auto mine = c.queue("q");
+    for (int i = 0; i < kEach; ++i) {
+      if (!mine.get(30s)) return 1;
+    }
+    return 0;
+  };
+  auto exits = run_child(take);
+  CHECK(exits.join() == 0);
+  Signal took;
+  auto killed = run_child([&] {
+    const int r = take();
+    took.notify();
+    ::pause();  // killed here, with its items in hand
+    return r;
+  });
+  REQUIRE(took.wait_for(30s));
+  killed.kill();
+  CHECK(killed.join() == -SIGKILL);
+  // The server settles a connection's items as it drops it from its table, in one turn of its loop: once only
+  // the survivor is listed, both verdicts are in.
+  REQUIRE(ipc::test::wait_until([&] { return survivor.status().clients.size() == 1; }, 30s));
+  CHECK(q.abandoned_count() == 0);
+  CHECK(q.get(0s).status == Outcome::kTimeout);  // none given back either
 }
 
 // The reply that carries an item reaches the consumer's kernel (over TCP, it is acknowledged), but the consumer is

@@ -36,6 +36,7 @@ constexpr std::size_t kRingBytesAt = 8;
 constexpr std::size_t kToServer = 64;   // client -> server positions
 constexpr std::size_t kToClient = 320;  // server -> client positions
 constexpr std::size_t kTail = 0, kHead = 64, kReaderWaiting = 128, kWriterWaiting = 192;
+constexpr std::size_t kItemsTaken = 576;  // the client's count of queue items taken (after both positions)
 constexpr std::size_t kToServerData = 4096;
 constexpr std::size_t kToClientData = 4096 + kRing;
 constexpr std::size_t kMemoryBytes = 4096 + 2 * kRing;
@@ -178,6 +179,17 @@ TEST_CASE("the shared memory has the documented layout", "[ring_stream]") {
   CHECK(m.u32(kToClient + kWriterWaiting) == 0);
   CHECK(p.server.arm_writer());
   CHECK(m.u32(kToClient + kWriterWaiting) == 1);
+
+  // The count of queue items the client took: its own word, which the server reads and nothing else moves.
+  CHECK(p.server.items_taken_by_client() == 0);
+  p.client.count_item_taken();
+  p.client.count_item_taken();
+  CHECK(m.u64(kItemsTaken) == 2);
+  CHECK(p.server.items_taken_by_client() == 2);
+  CHECK(m.u64(kToServer + kTail) == 7);
+  CHECK(m.u64(kToClient + kHead) == 3);
+  m.set_u64(kItemsTaken, 41);  // a peer may write anything there: the server reads it as it is
+  CHECK(p.server.items_taken_by_client() == 41);
 }
 
 TEST_CASE("bytes arrive in order both ways, across the rings' wrap-around", "[ring_stream]") {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -14,14 +15,15 @@
 
 namespace ipc::manager::detail {
 
-// The memory: a header page (the format, then each direction's positions), then the client -> server ring, then
-// the server -> client ring.
+// The memory: a header page (the format, each direction's positions, the client's count of queue items taken),
+// then the client -> server ring, then the server -> client ring.
 struct RingStream::Layout {
   std::uint32_t format;
   std::uint32_t reserved;
   std::uint64_t ring_bytes;
   Positions to_server;
   Positions to_client;
+  alignas(64) std::atomic<std::uint64_t> items_taken;  // the client
 };
 
 namespace {
@@ -54,6 +56,8 @@ RingStream& RingStream::operator=(RingStream&& o) noexcept {
     out_data_ = o.out_data_;
     in_head_ = o.in_head_;
     out_tail_ = o.out_tail_;
+    items_taken_ = o.items_taken_;
+    items_counted_ = o.items_counted_;
   }
   return *this;
 }
@@ -69,6 +73,7 @@ RingStream RingStream::map(int fd, Side side) {
   s.base_ = static_cast<unsigned char*>(p);
   s.bytes_ = kMemoryBytes;
   auto* layout = reinterpret_cast<Layout*>(s.base_);
+  s.items_taken_ = &layout->items_taken;
   unsigned char* to_server = s.base_ + kHeaderBytes;
   unsigned char* to_client = to_server + kRingBytes;
   if (side == Side::kServer) {
@@ -94,6 +99,7 @@ RingStream RingStream::create(kj::AutoCloseFd& memory) {
   if (::fcntl(memory, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) throw system_error("F_ADD_SEALS");
   RingStream s = map(memory, Side::kServer);
   // A fresh memfd reads as zeros: every position and flag starts at 0. The atomics are made in place.
+  static_assert(sizeof(Layout) <= kHeaderBytes, "the header page holds the layout");
   auto* layout = new (s.base_) Layout{};
   layout->format = kFormat;
   layout->ring_bytes = kRingBytes;
@@ -132,6 +138,17 @@ std::uint64_t RingStream::checked_peer_head() const {
 }
 
 std::uint64_t RingStream::consumed_by_peer() const { return checked_peer_head(); }
+
+void RingStream::count_item_taken() {
+  // release: the server reads the count after the bytes this side writes next (or after its socket ended), and
+  // must find it there; partner: the acquire load in items_taken_by_client().
+  items_taken_->store(++items_counted_, std::memory_order_release);
+}
+
+std::uint64_t RingStream::items_taken_by_client() const {
+  // acquire: partner is the release store in count_item_taken().
+  return items_taken_->load(std::memory_order_acquire);
+}
 
 std::size_t RingStream::write_some(const unsigned char* bytes, std::size_t n) {
   const std::uint64_t head = checked_peer_head();

@@ -16,7 +16,9 @@
 // position (`tail`, release); the consumer copies them out and publishes its own (`head`). A side about to sleep
 // sets its waiting flag (arm_reader / arm_writer) and looks again; the other side, after publishing, takes the flag
 // and rings the doorbell (Dekker: a seq_cst store and a seq_cst fence on each side, so either the sleeper sees the
-// bytes or the publisher sees the flag). One doorbell per arming: the socket never fills.
+// bytes or the publisher sees the flag). One doorbell per arming: the socket never fills. The header page also
+// holds how many queue items the client's get() calls took (count_item_taken), which the server reads to tell an
+// item whose reply the client read but never returned from get() (it died in between) from one it took.
 //
 // Trust: the peer can write anything into the shared memory. Each side keeps its own position privately and only
 // reads the other's, which it checks (a producer ahead of its consumer by more than the ring, or a consumer ahead of
@@ -52,7 +54,7 @@ inline constexpr unsigned char kRingRefused = 'S';
 class RingStream {
  public:
   enum class Side { kServer, kClient };
-  static constexpr std::uint32_t kFormat = 1;
+  static constexpr std::uint32_t kFormat = 2;  // 2: the header page holds the count of queue items taken
   static constexpr std::size_t kRingBytes = std::size_t{256} << 10;  // per direction, a power of two
 
   RingStream() = default;
@@ -93,6 +95,13 @@ class RingStream {
   std::uint64_t written() const { return out_tail_; }
   std::uint64_t consumed_by_peer() const;
 
+  // Queue items (docs/manager.md, "Queue items and dying consumers"). Client: counts one more item that a get()
+  // with countsTaken set has in the caller's hands, as its last step before it returns; the count lives in the
+  // shared memory, where the server still finds it after this process died. Server: the client's count, as it
+  // wrote it (a client that writes a wrong one only misplaces its own items between delivered and abandoned).
+  void count_item_taken();
+  std::uint64_t items_taken_by_client() const;
+
  private:
   // One direction's positions and flags, each on its own cache line (who writes it: see the comments).
   struct alignas(64) Positions {
@@ -113,6 +122,8 @@ class RingStream {
   unsigned char* out_data_ = nullptr;
   std::uint64_t in_head_ = 0;   // this side's own positions, kept here: the shared copies are only published
   std::uint64_t out_tail_ = 0;
+  std::atomic<std::uint64_t>* items_taken_ = nullptr;  // in the header page (count_item_taken)
+  std::uint64_t items_counted_ = 0;                     // the client's own count, kept here as the positions are
 };
 
 }  // namespace ipc::manager::detail

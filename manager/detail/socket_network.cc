@@ -19,8 +19,11 @@
 #include <span>
 
 #include "ipc/base/unix_socket.h"
+#include "manager/detail/test_hooks.h"
 
 namespace ipc::manager::detail {
+
+std::atomic<ManagerTestHook> g_manager_test_hook{nullptr};
 
 namespace {
 thread_local std::uint64_t t_received_reads = 0;
@@ -160,16 +163,20 @@ class SocketVatNetwork::Outgoing final : public capnp::OutgoingRpcMessage {
   void send() override {
     if (network_.direct_ != nullptr) network_.note_outgoing(*message_);
     if (offer_ != nullptr || network_.plain_exports_.size() != 0) network_.note_exports(*message_, offer_);
-    network_.send(*message_, kj::mv(receipt_));
+    network_.send(*message_, kj::mv(receipt_), counts_taken_);
   }
   size_t sizeInWords() override { return message_->sizeInWords(); }
-  void track(kj::Own<Receipt> receipt) { receipt_ = kj::mv(receipt); }
+  void track(kj::Own<Receipt> receipt, bool counts_taken) {
+    receipt_ = kj::mv(receipt);
+    counts_taken_ = counts_taken;
+  }
   void offer(PlainOffer offer) { offer_ = kj::mv(offer); }
 
  private:
   SocketVatNetwork& network_;
   PooledBuilder message_;
   kj::Own<Receipt> receipt_;  // null unless tracked
+  bool counts_taken_ = false;  // tracked, and the peer counts taking what it carries (track_last_message)
   kj::Maybe<PlainOffer> offer_;  // set on the Return of a Manager.open that hands out a plain object
 };
 
@@ -927,7 +934,7 @@ std::size_t SocketVatNetwork::write_to_ring() {
 
 // ---- writing ----
 
-void SocketVatNetwork::send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt) {
+void SocketVatNetwork::send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt, bool counts_taken) {
   auto segments = message.getSegmentsForOutput();
   std::size_t body_words = 0;
   for (auto segment : segments) body_words += segment.size();
@@ -960,7 +967,11 @@ void SocketVatNetwork::send(capnp::MessageBuilder& message, kj::Own<Receipt> rec
     out += bytes.size();
   }
   queued_bytes_ += (header_words + body_words) * sizeof(capnp::word);
-  if (receipt.get() != nullptr) tracked_.push_back(Tracked{queued_bytes_, kj::mv(receipt)});
+  if (receipt.get() != nullptr) {
+    // The peer counts the messages it takes in the order they arrive, which is the order they are queued here.
+    const std::uint64_t ordinal = counts_taken && ring_ ? ++counted_messages_ : 0;
+    tracked_.push_back(Tracked{queued_bytes_, ordinal, kj::mv(receipt)});
+  }
   if (!flush_scheduled_) {
     flush_scheduled_ = true;
     // evalLast: runs once everything already queued on the event loop ran, so one turn's messages share a write.
@@ -1054,10 +1065,19 @@ void SocketVatNetwork::note_written(std::size_t bytes) {
 
 // ---- delivery tracking ----
 
-void SocketVatNetwork::track_last_message(std::uint64_t created_before, kj::Own<Receipt> receipt) {
+void SocketVatNetwork::count_item_taken() {
+  // relaxed: a test installs its hook before the get it wants to stop, in the same thread.
+  if (auto hook = g_manager_test_hook.load(std::memory_order_relaxed)) [[unlikely]] {
+    hook(ManagerHookPoint::kItemRead);
+  }
+  ring_.count_item_taken();
+}
+
+void SocketVatNetwork::track_last_message(std::uint64_t created_before, kj::Own<Receipt> receipt,
+                                          bool counts_taken) {
   KJ_REQUIRE(messages_created_ == created_before + 1 && last_outgoing_ != nullptr,
              "track_last_message: no single new message to track", created_before, messages_created_);
-  last_outgoing_->track(kj::mv(receipt));
+  last_outgoing_->track(kj::mv(receipt), counts_taken);
 }
 
 bool SocketVatNetwork::peer_reset() {
@@ -1074,10 +1094,12 @@ bool SocketVatNetwork::peer_reset() {
 // too, but the kernel first marks this socket with ECONNRESET: so the error is checked after the queue.
 void SocketVatNetwork::confirm_deliveries() {
   if (ring_) {
-    // The peer's read position: every message that ends at or before it was taken out by the peer.
+    // The peer's read position: every message that ends at or before it was taken out by the peer. One whose
+    // taking the peer counts is delivered once the count reached it too (the read comes first).
     std::uint64_t consumed = 0;
     if (kj::runCatchingExceptions([&] { consumed = ring_.consumed_by_peer(); }) != nullptr) return;
-    while (!tracked_.empty() && tracked_.front().end <= consumed) {
+    const std::uint64_t taken = ring_.items_taken_by_client();
+    while (!tracked_.empty() && tracked_.front().end <= consumed && tracked_.front().taken_ordinal <= taken) {
       tracked_.front().receipt->delivered();
       tracked_.pop_front();
     }
@@ -1097,9 +1119,19 @@ void SocketVatNetwork::settle_deliveries() {
   // Receipts may act at once (give an item back to a queue, which may hand it to another connection's waiter):
   // take them out first.
   auto left = kj::mv(tracked_);
+  std::uint64_t consumed = 0;  // on a ring: how far the peer read (0 when its position is broken: nothing known)
+  if (ring_) (void)kj::runCatchingExceptions([&] { consumed = ring_.consumed_by_peer(); });
+  const std::uint64_t taken = ring_ ? ring_.items_taken_by_client() : 0;
   for (auto& t : left) {
     if (t.end > written_bytes_) {
       t.receipt = nullptr;  // never completely written
+    } else if (ring_ && t.end <= consumed) {
+      // Read by the peer, and left above because the peer did not count it (or one before it) as taken.
+      if (t.taken_ordinal <= taken) {
+        t.receipt->delivered();
+      } else {
+        t.receipt->fate_unknown();  // read, and the get that read it never returned: the peer died in between
+      }
     } else if (ring_ && peer_gone_) {
       t.receipt = nullptr;  // the peer is gone and did not take it out (confirm_deliveries above)
     } else if (peer_reset_ && t.end == written_bytes_) {

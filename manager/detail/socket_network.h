@@ -229,12 +229,22 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   //   - the peer closed with unread bytes (the kernel then reports ECONNRESET): the last message written was not
   //     read completely, so if that is the tracked one its receipt is destroyed; an earlier one: fate_unknown();
   //   - the connection ended while the peer, still alive, had not read it: fate_unknown().
+  // `counts_taken` (on the shared-memory transport; ignored without it): the peer counts each such message it
+  // takes, in the ring's header page (RingStream::count_item_taken(), a QueueProxy::get that set countsTaken), as
+  // its last step before handing it to its caller. Reading it is then not enough: it is delivered() once the count
+  // reached it too, and one read but never counted when the connection ends (the peer died in between) gets
+  // fate_unknown().
   std::uint64_t messages_created() const { return messages_created_; }
   // REQUIRES: exactly one message was created since `messages_created()` returned `created_before`, and not sent.
-  void track_last_message(std::uint64_t created_before, kj::Own<Receipt> receipt);
+  void track_last_message(std::uint64_t created_before, kj::Own<Receipt> receipt, bool counts_taken = false);
   // false once nothing more will be sent (shut down, or a write failed).
   bool can_send() const { return !shut_down_ && !write_failed_; }
   kj::Own<NetworkRef> ref() { return kj::addRef(*ref_); }
+
+  // Client side, queue items (`counts_taken` above): whether this connection can count the items its gets take
+  // (it has shared rings), and the count of one more, once it is in the caller's hands.
+  bool counts_taken_items() const { return static_cast<bool>(ring_); }
+  void count_item_taken();
 
   // Client side, the direct path (DirectReturns above). `returns` must outlive this network, or be unset first.
   void set_direct_returns(DirectReturns* returns) { direct_ = returns; }
@@ -314,7 +324,7 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   void end_direct(const kj::Exception& why);
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_more();
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> peer_ended();
-  void send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt);
+  void send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt, bool counts_taken = false);
   void note_written(std::size_t bytes);
   void confirm_deliveries();
   bool peer_reset();
@@ -366,10 +376,12 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   std::uint64_t queued_bytes_ = 0;     // appended to out_, ever
   std::uint64_t written_bytes_ = 0;    // handed to the kernel, ever
   struct Tracked {
-    std::uint64_t end;  // queued_bytes_ just after the message
+    std::uint64_t end;            // queued_bytes_ just after the message
+    std::uint64_t taken_ordinal;  // its place among the messages whose taking the peer counts; 0: not counted
     kj::Own<Receipt> receipt;
   };
   std::deque<Tracked> tracked_;  // in stream order
+  std::uint64_t counted_messages_ = 0;  // tracked messages sent whose taking the peer counts (taken_ordinal)
   bool peer_reset_ = false;      // the peer closed with bytes of ours unread
 
   // The direct path (client side only; see set_direct_returns).

@@ -70,10 +70,12 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
   // A get from the connection `link` refers to (see QueueEndpoint).
   kj::Promise<void> get_from(GetContext c, NetworkRef& link) {
     check_alive();
+    // Read now: the parameters need not outlive the wait below.
+    const bool counts_taken = c.getParams().getCountsTaken();
     if (!items_.empty()) {
       auto delivery = kj::heap<Delivery>(*this, thisCap(), std::move(items_.front()));
       items_.pop_front();
-      reply_with(c, kj::mv(delivery), link);
+      reply_with(c, kj::mv(delivery), link, counts_taken);
       admit_putter();
       return kj::READY_NOW;
     }
@@ -88,8 +90,8 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     auto paf = kj::newPromiseAndFulfiller<GetOutcome>();
     push_waiter(getters_, kj::mv(paf.fulfiller), fulfiller_gone<GetOutcome>);
     return with_timeout(timer_, kj::mv(paf.promise), timeout, [] { return GetOutcome{}; })
-        .then([c, link = kj::addRef(link)](GetOutcome o) mutable {
-          if (o.state == GetOutcome::kValue) return reply_with(c, kj::mv(o.delivery), *link);
+        .then([c, link = kj::addRef(link), counts_taken](GetOutcome o) mutable {
+          if (o.state == GetOutcome::kValue) return reply_with(c, kj::mv(o.delivery), *link, counts_taken);
           c.getResults(kScalarResults).setClosed(o.state == GetOutcome::kClosed);
         });
   }
@@ -143,9 +145,10 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
     kj::Own<kj::PromiseFulfiller<PutOutcome>> fulfiller;
   };
 
-  // Fills a get's reply with the item and ties the item to the message that carries it to the consumer.
+  // Fills a get's reply with the item and ties the item to the message that carries it to the consumer (which
+  // counts taking it when `counts_taken`: SocketVatNetwork::track_last_message).
   // REQUIRES: the call's results were not asked for yet (so that this makes the reply's message).
-  static void reply_with(GetContext& c, kj::Own<Delivery> delivery, NetworkRef& link) {
+  static void reply_with(GetContext& c, kj::Own<Delivery> delivery, NetworkRef& link, bool counts_taken) {
     SocketVatNetwork* network = link.network;
     // The connection is gone or going: the reply would reach no one, and `delivery` gives the item back.
     if (network == nullptr || !network->can_send()) return;
@@ -158,7 +161,7 @@ class QueueImpl final : public wire::Queue::Server, public ObjectBase {
       // results go straight to it.
       delivery->delivered();
     } else {
-      network->track_last_message(created, kj::mv(delivery));
+      network->track_last_message(created, kj::mv(delivery), counts_taken);
     }
   }
 
