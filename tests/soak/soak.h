@@ -14,7 +14,8 @@
 //     killed (the one message a killed consumer may hold); the pipe delivers everything sent completely, in order;
 //     a Lock's holder killed is reported as kOwnerDied to the next holder (the counters it guarded are repaired,
 //     never silently inconsistent); each pool task returns its value or fails with WorkerLost naming a worker that
-//     was killed; Manager items missing <= QueueProxy::abandoned_count() + consumers killed;
+//     was killed; Manager items missing <= QueueProxy::abandoned_count() + consumers killed (the soak's own window
+//     between get()'s return and its ledger), and abandoned_count() <= consumers killed;
 //   - no segment left: after the soak, Segment::list() shows none of its names.
 // Threads: run() is called from one thread of a process that has no other children to reap.
 // Processes: run() forks; the children never return into the caller (they _exit).
