@@ -140,14 +140,15 @@ interface Queue {
   # close() fails every waiter and later put with ok = false / closed = true; get drains what is left first.
   # An item whose get reply never reached the consumer (its connection died first) goes back to the front.
   # countsTaken: the caller counts each item it takes in the connection's shared rings (a local client's
-  # QueueProxy::get, docs/manager.md "Delivery"), so that an item whose reply it read but whose get never returned
-  # (the process died in between) is counted as abandoned. Ignored on a connection without shared rings.
+  # QueueProxy::get; docs/manager.md, "Queue items and dying consumers"), so that an item whose reply it read but
+  # whose get never returned (the process died in between) is counted as abandoned. Ignored without shared rings.
   put @0 (value :Value, timeoutNs :Int64) -> (ok :Bool, closed :Bool);
   get @1 (timeoutNs :Int64, countsTaken :Bool) -> (ok :Bool, closed :Bool, value :Value);
   size @2 () -> (size :UInt64);
   close @3 ();
 
-  # Items handed to a consumer whose connection then died without the server knowing whether it received them.
+  # Items handed to a consumer that read them and died inside its get (countsTaken), or whose connection then died
+  # without the server knowing whether it received them.
   abandoned @4 () -> (count :UInt64);
 }
 
