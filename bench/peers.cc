@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -63,6 +64,12 @@ void* map_shared(size_t bytes) {
   return p;
 }
 void free_shared(void* p, size_t bytes) { munmap(p, bytes); }
+
+StreamStart::StreamStart() : at_(new (map_shared(sizeof(std::atomic<double>))) std::atomic<double>(0)) {}
+StreamStart::~StreamStart() { free_shared(at_, sizeof(std::atomic<double>)); }
+// release: partner is the acquire load below (the producer's sends, which the consumer received, order it too).
+void StreamStart::stamp() { at_->store(now_seconds(), std::memory_order_release); }
+double StreamStart::seconds_since() const { return now_seconds() - at_->load(std::memory_order_acquire); }
 
 double atomic_pingpong_rtt_ns(uint64_t round_trips) {
   auto* line = static_cast<std::atomic<uint64_t>*>(map_shared(4096));

@@ -6,6 +6,7 @@
 // Errors: an OS failure throws std::runtime_error; a child that fails makes the figure negative ("n/a").
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -43,5 +44,25 @@ bool wait_child(ipc::Process& child);
 // A MAP_SHARED anonymous mapping shared with children forked later; freed by free_shared.
 void* map_shared(size_t bytes);
 void free_shared(void* p, size_t bytes);
+
+// When the timed part of a one-way stream began: the producer process stamps it (now_seconds(), the machine's
+// monotonic clock, the same in every process) just before it sends its first timed message, and the consumer reads
+// it once it received the last one. A stream timed so leaves out what comes before its first timed message (the
+// child's start, the first lap through fresh memory) and counts none of the producer's lead as the consumer's
+// speed: the messages the producer had queued before that send were sent untimed. Make it before the fork.
+class StreamStart {
+ public:
+  StreamStart();
+  ~StreamStart();
+  StreamStart(const StreamStart&) = delete;
+  StreamStart& operator=(const StreamStart&) = delete;
+  // Producer, before it sends the first timed message.
+  void stamp();
+  // Consumer, after it received the last message: seconds since stamp().
+  double seconds_since() const;
+
+ private:
+  std::atomic<double>* at_;
+};
 
 }  // namespace bench

@@ -10,26 +10,31 @@ namespace bench {
 
 using ipc::Outcome;
 
-double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes) {
+double pipe_one_way(uint64_t n, size_t size, uint64_t ring_bytes, uint64_t warm) {
   ipc::PipeOptions options;
   options.duplex = false;
   options.ring_bytes = ring_bytes;
   auto [rx, tx] = ipc::Pipe(options);
   std::vector<std::byte> msg(size, std::byte{7});
+  StreamStart started;
   ipc::Process child = fork_child([&, &t = tx, &r = rx] {
     r.close();
-    for (uint64_t i = 0; i < n; ++i) {
+    for (uint64_t i = 0; i < warm + n; ++i) {
+      if (i == warm) started.stamp();
       if (t.send_bytes(msg) != Outcome::kOk) throw std::runtime_error("send failed");
     }
   });
   tx.close();
   std::vector<std::byte> got;
   got.reserve(size);
+  for (uint64_t i = 0; i < warm; ++i) {
+    if (rx.recv_bytes(got) != Outcome::kOk) return -1;
+  }
   const double t0 = now_seconds();
   for (uint64_t i = 0; i < n; ++i) {
     if (rx.recv_bytes(got) != Outcome::kOk) return -1;
   }
-  const double dt = now_seconds() - t0;
+  const double dt = warm > 0 ? started.seconds_since() : now_seconds() - t0;
   return wait_child(child) ? n / dt : -1;
 }
 
