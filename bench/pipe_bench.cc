@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,19 +29,24 @@ double spsc_one_way(uint64_t n, uint64_t warm) {
   const size_t bytes = ipc::SpscQueue<uint64_t>::bytes_needed(4096);
   void* mem = bench::map_shared(bytes);
   auto q = ipc::SpscQueue<uint64_t>::create_at(mem, bytes, 4096);
-  bench::StreamStart started;
+  std::optional<bench::StreamStart> started;  // as in pipe_one_way()
+  if (warm > 0) started.emplace();
   ipc::Process child = bench::fork_child([&] {
-    for (uint64_t i = 0; i < warm + n; ++i) {
-      if (i == warm) started.stamp();
-      if (q.put(i) != Outcome::kOk) throw std::runtime_error("put failed");
-    }
+    auto put = [&](uint64_t from, uint64_t to) {
+      for (uint64_t i = from; i < to; ++i) {
+        if (q.put(i) != Outcome::kOk) throw std::runtime_error("put failed");
+      }
+    };
+    put(0, warm);
+    if (started) started->stamp();
+    put(warm, warm + n);
   });
   uint64_t v = 0;
   bool ok = true;
   for (uint64_t i = 0; i < warm && ok; ++i) ok = q.get(v) == Outcome::kOk && v == i;
   const double t0 = bench::now_seconds();
   for (uint64_t i = warm; i < warm + n && ok; ++i) ok = q.get(v) == Outcome::kOk && v == i;
-  const double dt = warm > 0 ? started.seconds_since() : bench::now_seconds() - t0;
+  const double dt = started ? started->seconds_since() : bench::now_seconds() - t0;
   ok = bench::wait_child(child) && ok;
   bench::free_shared(mem, bytes);
   return ok ? n / dt : -1;
