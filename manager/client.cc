@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/time.h>
 #include <kj/async-unix.h>
+#include <kj/common.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1157,19 +1158,11 @@ QueueItem QueueProxy::get(std::optional<std::chrono::nanoseconds> timeout) {
   request.setCountsTaken(counts_taken);
   auto r = s.wait(send(s, request));
   if (!r.getOk()) return QueueItem{r.getClosed() ? Outcome::kClosed : Outcome::kTimeout, Value()};
-  if (!counts_taken) return QueueItem{Outcome::kOk, from_wire(r.getValue())};
-  QueueItem item;
-  try {
-    item = QueueItem{Outcome::kOk, from_wire(r.getValue())};
-  } catch (...) {
-    // Counted all the same: the server numbers the items this connection takes in the order it sent them, and a
-    // count that fell behind would mark every later one as abandoned. This one fails in a live process, which
-    // the exception tells.
-    s.network().count_item_taken();
-    throw;
-  }
-  s.network().count_item_taken();  // the last step: nothing that can fail comes after it
-  return item;
+  // The last step, once the item is decoded into the value returned, and also when decoding throws: the server
+  // numbers the items this connection takes in the order it sent them, and a count that fell behind would mark
+  // every later one as abandoned (an item that fails in a live process is told by the exception).
+  KJ_DEFER(if (counts_taken) s.network().count_item_taken());
+  return QueueItem{Outcome::kOk, from_wire(r.getValue())};
 }
 
 std::size_t QueueProxy::size_approx() {
