@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "ipc/queue/detail/mpmc_ring.h"
 #include "ipc/queue/message_queue.h"
 #include "tests/support/test_support.h"
 
@@ -163,6 +164,100 @@ TEST_CASE("sizes and buffers that can never work are refused with an error that 
   CHECK_THROWS_WITH(MessageQueue::create_at(mem.base(), mem.bytes(), {.capacity = 4, .inline_bytes = 64,
                                                                       .arena_bytes = 1 << 20}),
                     Contains("too small"));
+}
+
+TEST_CASE("slots of nearly 4 GiB report limits their 32-bit length field can carry", "[queue][arena]") {
+  // The largest inline room asked for rounds the slot up past 4 GiB; a message of 2^32 - 1 bytes would write the
+  // skip marker as its length (lost), one of 2^32 a length of 0 (delivered empty). The mapping stays untouched
+  // beyond the header and the slot's first page.
+  const MessageQueue::Options huge{.capacity = 1, .inline_bytes = 0xfffffffe};
+  SharedMapping mem(MessageQueue::bytes_needed(huge));
+  auto q = MessageQueue::create_at(mem.base(), mem.bytes(), huge);
+  CHECK(q.max_inline_bytes() == 0xfffffffe);
+  CHECK(q.max_message_bytes() == 0xfffffffe);
+  const std::span<const std::byte> longer(static_cast<const std::byte*>(mem.base()), uint64_t{0xffffffff});
+  CHECK_THROWS_AS(q.try_put(longer), ipc::MessageTooLarge);
+  CHECK(q.size_approx() == 0);
+}
+
+// A view read in place keeps one of ipc::detail::kViewHandOffs (12) hand-off entries armed; the next ones get
+// copies, and no get_view() waits for a view to be handed back (try_get_view() "never blocks").
+TEST_CASE("views beyond those read in place are copies, and get_view never waits for one to be handed back",
+          "[queue][arena]") {
+  constexpr uint32_t kViews = 17;
+  ArenaQueue a({.capacity = 32, .inline_bytes = 64, .arena_bytes = 32 * 4096});
+  MessageQueue& q = a.q;
+  for (uint32_t i = 0; i < kViews + 1; ++i) REQUIRE(q.try_put(pattern(0, i, 1000)) == Outcome::kOk);
+  std::vector<MessageView> views(kViews);
+  std::atomic<bool> done{false};
+  std::thread taker([&] {
+    for (MessageView& v : views) (void)q.try_get_view(v);
+    done = true;
+  });
+  const bool returned = ipc::test::wait_until([&] { return done.load(); }, ipc::test::kWakeDeadline);
+  if (!returned) views[0].reset();  // lets a waiting try_get_view() finish, so that the thread can be joined
+  taker.join();
+  REQUIRE(returned);
+  uint32_t in_place = 0;
+  for (uint32_t i = 0; i < kViews; ++i) {
+    uint32_t p, seq;
+    REQUIRE(views[i].holds_message());
+    CHECK((intact(views[i].bytes(), p, seq, 1000) && seq == i));
+    CHECK(views[i].in_place() == a.inside(views[i].bytes().data()));
+    in_place += views[i].in_place();
+  }
+  CHECK(in_place == ipc::detail::kViewHandOffs);
+  MessageView more;
+  CHECK(q.get_view(more, 50ms) == Outcome::kOk);  // the last one, as a copy, at once
+  CHECK(!more.in_place());
+  CHECK(q.get_view(more, 10ms) == Outcome::kTimeout);
+  // A view handed back frees its entry for the next one.
+  views[0].reset();
+  REQUIRE(q.try_put(pattern(0, 99, 1000)) == Outcome::kOk);
+  REQUIRE(q.try_get_view(more) == Outcome::kOk);
+  CHECK(more.in_place());
+  views.clear();
+  more.reset();
+  CHECK(q.abandoned_count() == 0);
+  CHECK(q.size_approx() == 0);
+}
+
+// docs/guarantees.md: an overwrite cannot make a non-blocking call hang. Here every hand-off entry looks taken by
+// a live process (pid 1).
+TEST_CASE("try_get and try_get_view return when every hand-off entry was overwritten as held", "[queue][arena]") {
+  ArenaQueue a({.capacity = 8, .inline_bytes = 64, .arena_bytes = 8 * 4096});
+  MessageQueue& q = a.q;
+  auto* h = static_cast<ipc::detail::MpmcHeader*>(a.mem.base());
+  REQUIRE(q.try_put(pattern(1, 0, 1000)) == Outcome::kOk);
+  REQUIRE(q.try_put(pattern(1, 1, 40)) == Outcome::kOk);
+  for (uint32_t i = ipc::detail::kOwnedHandOffs; i < ipc::detail::kHandOffs; ++i) {
+    h->hand_offs[i].word.store(ipc::detail::make_hand_off(12345, 1));
+  }
+  for (uint32_t i = 0; i < ipc::detail::kOwnedHandOffs; ++i) {
+    h->hand_offs[i].owner.store(ipc::detail::thread_identity(1, 1));
+  }
+  std::atomic<int> done{0};
+  MessageView view;
+  std::vector<std::byte> small;
+  Outcome first = Outcome::kTimeout, second = Outcome::kTimeout;
+  std::thread t([&] {  // a fresh thread: it owns no entry, and none is free
+    first = q.try_get_view(view);
+    done = 1;
+    second = q.try_get(small);
+    done = 2;
+  });
+  const bool returned = ipc::test::wait_until([&] { return done.load() == 2; }, ipc::test::kWakeDeadline);
+  // Frees the table if the calls are stuck, so that the thread can be joined.
+  for (uint32_t i = ipc::detail::kOwnedHandOffs; i < ipc::detail::kHandOffs; ++i) h->hand_offs[i].word.store(0);
+  t.join();
+  INFO("calls returned: " << done.load());
+  REQUIRE(returned);
+  uint32_t p, seq;
+  CHECK(first == Outcome::kOk);
+  CHECK(!view.in_place());
+  CHECK((intact(view.bytes(), p, seq, 1000) && seq == 0));
+  CHECK(second == Outcome::kOk);
+  CHECK((intact(small, p, seq, 40) && seq == 1));
 }
 
 TEST_CASE("a view holds its pages until reset, reassigned or destroyed, and reports empty, timeout and closed",

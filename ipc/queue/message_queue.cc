@@ -70,7 +70,7 @@ void MessageView::reset() noexcept {
   held_ = false;
   data_ = nullptr;
   size_ = 0;
-  if (pages_ == 0) return;  // an inline message: its slot went back when it was copied
+  if (pages_ == 0) return;  // a copy: the message went back when it was copied
   // The pages first, while the entry still holds the message (chunk_arena.h).
   arena_.give_back(first_page_, pages_);
   ring_.end_release(*entry_);
@@ -279,8 +279,11 @@ Outcome MessageQueue::take(const Deadline* d, MessageView& view) {
   Claimed c;
   const Outcome q = claim(d, c);
   if (q != Outcome::kOk) return q;
-  view.pages_ = c.pages;
-  if (c.pages == 0) {
+  // An out-of-line message is read in place: its slot goes back now (producers may come round to it), and an armed
+  // hand-off entry holds the message until reset(). When every entry a view may keep is held, or the message is
+  // inline, the view gets a copy, and the message goes back at once, as after a get.
+  detail::HandOff* entry = c.pages == 0 ? nullptr : ring_.try_begin_release(c.pos);
+  if (entry == nullptr) {
     try {
       view.copy_.assign(c.data, c.data + c.size);
     } catch (...) {
@@ -288,10 +291,11 @@ Outcome MessageQueue::take(const Deadline* d, MessageView& view) {
       throw;
     }
     finish(c);
+    view.pages_ = 0;
     view.data_ = view.copy_.data();
   } else {
-    // The slot goes back now (producers may come round to it); the armed entry holds the message until reset().
-    view.entry_ = &ring_.begin_release(c.pos);
+    view.pages_ = c.pages;
+    view.entry_ = entry;
     view.ring_ = ring_;
     view.arena_ = arena_;
     view.first_page_ = c.first_page;

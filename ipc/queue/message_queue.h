@@ -58,8 +58,9 @@ namespace ipc {
 // pages until it is reset, reassigned or destroyed. A message that travelled inline (small) is copied into the
 // view, whose buffer is reused by the next get_view() into it. Move-only; one thread at a time. A process killed
 // while it holds a view of an out-of-line message loses that message, counted in abandoned_count(). At most
-// 16 views of out-of-line messages are held at once across all processes (each arms one of the ring's 16
-// transient hand-off entries, docs/queue.md): a 17th get_view() of one waits until a view is handed back.
+// 12 views read in place at once across all processes (each keeps one of the ring's hand-off entries armed,
+// docs/queue.md): while 12 are held, get_view() of another out-of-line message copies it into the view
+// (in_place() false), without waiting.
 class MessageView {
  public:
   MessageView() = default;
@@ -254,8 +255,9 @@ class MessageQueue {
   uint64_t max_message_bytes() const {
     return std::max(max_inline_bytes(), std::min(arena_bytes(), kLongestMessage));
   }
-  // Messages up to this size travel inside their slot (at least Options::inline_bytes).
-  uint64_t max_inline_bytes() const { return ring_.max_payload(); }
+  // Messages up to this size travel inside their slot (at least Options::inline_bytes, and below 4 GiB: a slot's
+  // length field has 32 bits, and its all-ones value marks a skipped slot).
+  uint64_t max_inline_bytes() const { return ring_.length_limit(); }
   // The arena's size (Options::arena_bytes rounded up to 4 KiB pages); 0 without one.
   uint64_t arena_bytes() const { return arena_.capacity_bytes(); }
   // Messages lost because a process died holding a claim on them (mid-put, mid-get, or holding a MessageView),

@@ -173,6 +173,50 @@ TEST_CASE("SPSC batches keep order across the end of the ring and take what is t
   CHECK(q.get_n(out, n) == Outcome::kClosed);
 }
 
+// A role belongs to a process, so two handles of one process (a copy passed by value, another thread's) may take
+// turns on one side; what each remembers of the other side must never make it read or write past the other.
+TEST_CASE("SPSC handles that take turns on one side within a process neither read past tail nor overwrite values",
+          "[queue][spsc]") {
+  SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(4));
+  auto producer = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 4);
+  const auto producer_copy = producer;
+  auto consumer = ipc::SpscQueue<uint64_t>::attach(mem.base(), mem.bytes());
+  auto consumer_copy = consumer;
+  uint64_t v = 0;
+  SECTION("consumers") {
+    REQUIRE(producer.try_put(1) == Outcome::kOk);
+    REQUIRE(consumer.try_get(v) == Outcome::kOk);  // `consumer` last saw tail at 1
+    CHECK(v == 1);
+    REQUIRE(producer.try_put(2) == Outcome::kOk);
+    REQUIRE(producer.try_put(3) == Outcome::kOk);
+    REQUIRE(consumer_copy.try_get(v) == Outcome::kOk);
+    REQUIRE(consumer_copy.try_get(v) == Outcome::kOk);
+    CHECK(v == 3);
+    // Empty, and `consumer`'s view of tail lies behind head.
+    CHECK(consumer.try_get(v) == Outcome::kEmpty);
+    REQUIRE(producer.try_put(4) == Outcome::kOk);
+    REQUIRE(consumer.try_get(v) == Outcome::kOk);
+    CHECK(v == 4);
+    CHECK(consumer.try_get(v) == Outcome::kEmpty);
+  }
+  SECTION("producers") {
+    auto other = producer_copy;
+    REQUIRE(producer.try_put(0) == Outcome::kOk);  // `producer` last saw head at 0
+    REQUIRE(consumer.try_get(v) == Outcome::kOk);
+    for (uint64_t i = 1; i <= 4; ++i) REQUIRE(other.try_put(i) == Outcome::kOk);
+    for (uint64_t i = 1; i <= 4; ++i) REQUIRE(consumer.try_get(v) == Outcome::kOk);
+    for (uint64_t i = 5; i <= 8; ++i) REQUIRE(other.try_put(i) == Outcome::kOk);
+    // Full with 5..8 unread, and `producer`'s view of head lies more than a lap behind tail.
+    CHECK(producer.try_put(99) == Outcome::kFull);
+    std::vector<uint64_t> got;
+    while (got.size() < 8 && consumer.try_get(v) == Outcome::kOk) got.push_back(v);
+    CHECK(got == std::vector<uint64_t>{5, 6, 7, 8});
+    REQUIRE(producer.try_put(9) == Outcome::kOk);
+    REQUIRE(consumer.try_get(v) == Outcome::kOk);
+    CHECK(v == 9);
+  }
+}
+
 TEST_CASE("SPSC put_n blocks until a consumer process has taken room for the whole batch", "[queue][spsc][process]") {
   SharedMapping mem(ipc::SpscQueue<uint64_t>::bytes_needed(4));
   auto q = ipc::SpscQueue<uint64_t>::create_at(mem.base(), mem.bytes(), 4);
@@ -342,6 +386,10 @@ TEST_CASE("small values take half-line slots, and a stride no ring has is refuse
     static_cast<ipc::detail::MpmcHeader*>(mem.base())->slot_stride = bad;
     CHECK_THROWS_AS(ipc::Queue<uint64_t>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
   }
+  // A header whose value size was overwritten to match a wider T: 32-byte slots hold 16 payload bytes, not 24.
+  (void)ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
+  static_cast<ipc::detail::MpmcHeader*>(mem.base())->type_size = sizeof(Triple);
+  CHECK_THROWS_AS(ipc::Queue<Triple>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
 }
 
 TEST_CASE("a queue whose capacity times slot size overflows is refused and allocates nothing", "[queue]") {

@@ -228,13 +228,17 @@ class SpscQueue {
     std::byte* const slots = slots_;
     const uint64_t mask = mask_;
     const uint64_t t = h.tail.load(std::memory_order_relaxed);  // relaxed: only the producer writes tail
-    uint64_t room = mask + 1 - (t - head_cache_);
-    if (room < n) {
+    // What this handle last saw of head may lie more than a lap behind `t`: another handle of this process (a
+    // copy, another thread's) may have put since. Then `used` exceeds the capacity, and the reload below
+    // corrects it; an unchecked `mask + 1 - used` would wrap round to a huge room and overwrite unread values.
+    uint64_t used = t - head_cache_;
+    if (used >= mask + 1 || n > mask + 1 - used) {
       // acquire: partner is the consumer's release store of head; its reads of the slots are done.
       head_cache_ = h.head.load(std::memory_order_acquire);
-      room = mask + 1 - (t - head_cache_);
-      if (room == 0) return 0;
+      used = t - head_cache_;
+      if (used >= mask + 1) return 0;  // full (or positions out of order: nothing is written)
     }
+    const uint64_t room = mask + 1 - used;
     const uint64_t k = std::min(n, room);
     // Each new cache line a put starts asks for the line kPrefetchSlots ahead, which the consumer has left (it is
     // inside the room): the consumer read that line a lap ago, and a write waits until the consumer's copy is
@@ -258,12 +262,14 @@ class SpscQueue {
     std::byte* const slots = slots_;
     const uint64_t mask = mask_;
     const uint64_t hd = h.head.load(std::memory_order_relaxed);  // relaxed: only the consumer writes head
+    // As in try_push: what this handle last saw of tail may lie behind `hd` (another handle of this process took
+    // values since), which reads as more than a lap ready; the reload corrects it.
     uint64_t ready = tail_cache_ - hd;
-    if (ready < n) {
+    if (ready < n || ready > mask + 1) {
       // acquire: partner is the producer's release store of tail.
       tail_cache_ = h.tail.load(std::memory_order_acquire);
       ready = tail_cache_ - hd;
-      if (ready == 0) return 0;
+      if (ready == 0 || ready > mask + 1) return 0;  // empty (or positions out of order: nothing is read)
     }
     const uint64_t k = std::min(n, ready);
     copy_out(slots, mask, hd, out, k);

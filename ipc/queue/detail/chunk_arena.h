@@ -15,7 +15,7 @@
 //
 // Ownership needs no pids and counts nothing: a page belongs to the message at ring position p (word BOUND(p))
 // exactly while that message is held: its slot is still at position p (WRITING, FULL or READING), or a consumer
-// that freed the slot still reads the message in place, with its hand-off entry armed (MpmcRing::begin_release).
+// that freed the slot still reads the message in place, with its hand-off entry armed (MpmcRing::try_begin_release).
 // A producer takes pages only while it holds the slot WRITING(p), and a consumer frees them before it frees the
 // slot or disarms its entry. Once neither holds (the slot moved past p, and no entry is armed for p, or the
 // holder died and the ring reaped its claim or settled its entry, counting the loss once in abandoned()), a page

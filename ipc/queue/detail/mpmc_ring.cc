@@ -408,6 +408,7 @@ HandOff& MpmcRing::arm_transient_hand_off(uint64_t armed) const {
   constexpr uint32_t kTransient = kHandOffs - kOwnedHandOffs;
   // Start where this thread succeeded last time: that line is then usually still in our cache and free.
   thread_local uint32_t hint = static_cast<uint32_t>(syscall(SYS_gettid)) % kTransient;
+  std::chrono::steady_clock::time_point give_up{};
   for (uint32_t round = 0;; ++round) {
     for (uint32_t k = 0; k < kTransient; ++k) {
       HandOff& e = h_->hand_offs[kOwnedHandOffs + (hint + k) % kTransient];
@@ -426,8 +427,40 @@ HandOff& MpmcRing::arm_transient_hand_off(uint64_t armed) const {
       const uint64_t h = e.word.load(std::memory_order_acquire);  // acquire: as in reap()
       if (h != 0 && process_dead(hand_off_pid(h))) settle(e, h);
     }
-    if (round > 0) yield_cpu();
+    const auto now = std::chrono::steady_clock::now();
+    if (round == 0) {
+      give_up = now + kTransientHandOffWait;
+    } else if (now >= give_up) {
+      // No settler ever looks at this one: the caller's window goes uncounted, but its get completes.
+      thread_local HandOff outside_the_table{};
+      outside_the_table.word.store(armed, std::memory_order_relaxed);  // relaxed: no other thread reads it
+      return outside_the_table;
+    } else {
+      yield_cpu();
+    }
   }
+}
+
+HandOff* MpmcRing::try_arm_view_hand_off(uint64_t armed) const {
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t k = kOwnedHandOffs; k < kOwnedHandOffs + kViewHandOffs; ++k) {
+      HandOff& e = h_->hand_offs[k];
+      uint64_t expected = 0;
+      // As in arm_transient_hand_off().
+      if (e.word.load(std::memory_order_relaxed) == 0 &&
+          e.word.compare_exchange_strong(expected, armed, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        return &e;
+      }
+    }
+    if (pass == 1) break;
+    // Every one in use: some may belong to dead consumers.
+    for (uint32_t k = kOwnedHandOffs; k < kOwnedHandOffs + kViewHandOffs; ++k) {
+      HandOff& e = h_->hand_offs[k];
+      const uint64_t h = e.word.load(std::memory_order_acquire);  // acquire: as in reap()
+      if (h != 0 && process_dead(hand_off_pid(h))) settle(e, h);
+    }
+  }
+  return nullptr;
 }
 
 void MpmcRing::settle(HandOff& entry, uint64_t armed) const {

@@ -59,6 +59,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -120,6 +121,13 @@ struct alignas(64) HandOff {
 };
 inline constexpr uint32_t kHandOffs = 64;       // consumers that can be in the window at once before one waits
 inline constexpr uint32_t kOwnedHandOffs = 48;  // of which owned by a thread; the rest are taken per get
+// Of the transient entries, those a held MessageView may keep armed (MpmcRing::try_begin_release); the other four
+// stay for the gets of threads that own no entry, which hold one only for a moment.
+inline constexpr uint32_t kViewHandOffs = 12;
+static_assert(kViewHandOffs < kHandOffs - kOwnedHandOffs);
+// How long a get waits for a transient entry while every one is armed (by live processes, or so an overwritten
+// table says) before it goes on without one (MpmcRing::arm_transient_hand_off).
+inline constexpr std::chrono::milliseconds kTransientHandOffWait{100};
 // An armed entry holds the claim word itself, so that a get arms it with the value its claim CAS wrote.
 constexpr uint64_t make_hand_off(uint64_t pos, uint32_t pid) { return make_word(pos, kSlotReading, pid); }
 constexpr uint32_t hand_off_pid(uint64_t h) { return word_pid(h); }
@@ -544,12 +552,15 @@ class MpmcRing {
   uint64_t abandoned() const;
 
   // release_read() in two halves, for a consumer that keeps reading its message after the slot is free
-  // (MessageQueue's MessageView of a message in its arena): begin_release() frees the slot and leaves the
+  // (MessageQueue's MessageView of a message in its arena): try_begin_release() frees the slot and leaves the
   // hand-off entry armed until end_release(), so that a consumer killed in between is counted once, as one
-  // killed while returning. The entry is a transient one (this thread's owned entry serves its next get), so at
-  // most kHandOffs - kOwnedHandOffs consumers hold one at once; more wait. Consumer of `pos` only; lock-free.
-  HandOff& begin_release(uint64_t pos) const {
-    HandOff& entry = arm_transient_hand_off(make_hand_off(pos, claimer_pid()));
+  // killed while returning. The entry is one of the kViewHandOffs transient entries a view may keep (this
+  // thread's owned entry serves its next get), so at most that many consumers hold one at once. Never waits:
+  // when none is free (even after settling those of dead consumers) it returns nullptr, and the slot is still
+  // READING and the caller's, to release as a get does. Consumer of `pos` only; lock-free.
+  HandOff* try_begin_release(uint64_t pos) const {
+    HandOff* entry = try_arm_view_hand_off(make_hand_off(pos, claimer_pid()));
+    if (entry == nullptr) return nullptr;
     free_slot(pos);
     test_hook(HookPoint::kGetReleased);
     notify_marked(h_->not_full);
@@ -561,7 +572,7 @@ class MpmcRing {
   }
 
   // Whether the message at `pos` is gone: its slot moved past `pos` (taken, or its claim reaped) and no consumer
-  // holds it through an armed hand-off (begin_release). A dead claimer of the slot, or a dead consumer's armed
+  // holds it through an armed hand-off (try_begin_release). A dead claimer of the slot, or a dead consumer's armed
   // entry, is reaped or settled first (counted once in abandoned()). For MessageQueue's arena, whose pages live
   // as long as their message. Any process; slow path (liveness checks, a look at every hand-off entry).
   bool message_gone(uint64_t pos) const {
@@ -664,8 +675,14 @@ class MpmcRing {
   // Finds or takes an owned entry for thread `me` (its own from before, a free one, or one whose thread is gone,
   // settling the dead owner's armed hand-off first) and records it in `way`. Slow path: liveness checks.
   HandOff* take_owned_hand_off(OwnedHandOffCache::Way& way, uint64_t me) const;
-  // Arms a free transient entry with `armed` (a CAS). Waits (yielding) only if all of them are in use.
+  // Arms a free transient entry with `armed` (a CAS). Waits (yielding) only if all of them are in use, at most
+  // kTransientHandOffWait: then (an overwritten table, or more consumers in the window than entries, held up
+  // that long) it returns an entry of this thread outside the table, so that the get completes; a death in its
+  // window then goes uncounted.
   HandOff& arm_transient_hand_off(uint64_t armed) const;
+  // Arms a free entry of the kViewHandOffs a view may keep, settling those of dead consumers if none is free;
+  // nullptr when all are held by live ones. Never waits.
+  HandOff* try_arm_view_hand_off(uint64_t armed) const;
   // For an entry armed by a dead consumer: frees its slot if it had not, clears the entry and counts the loss
   // once (whoever clears the entry counts). REQUIRES: the entry's pid is dead.
   void settle(HandOff& entry, uint64_t armed) const;

@@ -147,7 +147,10 @@ MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t 
                           " bytes, not " + std::to_string(type_size));
   }
   const uint64_t c = h->capacity;
+  // A slot must hold a value of type_size after its header: a stride too small for it would put a value's last
+  // bytes in the next slot, or past the block's end.
   if (c == 0 || (c & (c - 1)) != 0 || !MpmcRing::valid_stride(h->slot_stride) ||
+      h->slot_stride - sizeof(SlotHeader) < type_size ||
       bytes < checked_add(sizeof(MpmcHeader), checked_mul(c, h->slot_stride, what), what)) {
     throw InvalidArgument(std::string(what) + ": the queue header is corrupt");
   }
