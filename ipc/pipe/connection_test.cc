@@ -324,6 +324,37 @@ TEST_CASE("an end handed over by its descriptors works through its own mapping",
   CHECK_THROWS_AS(ipc::Connection::adopt(bad), ipc::InvalidArgument);
 }
 
+// Each handle of a receiving end remembers the tail it last saw; another handle (this process's before a fork, or
+// the end before it was handed off) may have received past it since.
+TEST_CASE("an end that received, then was handed off, receives on through its new handle", "[pipe]") {
+  auto [a, b] = transferable_pipe();
+  REQUIRE(a.send(std::string("first")) == Outcome::kOk);
+  REQUIRE(b.recv<std::string>() == std::string("first"));
+  ipc::ConnectionHandoff h = received_handoff(b);
+  b.close();
+  ipc::Connection adopted = ipc::Connection::adopt(h);
+  REQUIRE(a.send(std::string("second")) == Outcome::kOk);
+  CHECK(adopted.recv<std::string>() == std::string("second"));
+  REQUIRE(a.send(std::string("third")) == Outcome::kOk);
+  CHECK(adopted.recv<std::string>() == std::string("third"));
+}
+
+TEST_CASE("a receiving end used by a parent, then by its forked child, delivers every message once", "[pipe][process]") {
+  auto [a, b] = ipc::Pipe();
+  ipc::test::PipeSignal parent_done;
+  REQUIRE(a.send(std::string("one")) == Outcome::kOk);
+  ForkedChild child([&, &a = a, &b = b] {
+    a.close_descriptors_in_child();
+    parent_done.wait();  // the parent took "one" meanwhile
+    const auto m = b.recv<std::string>();
+    return m && *m == "two" ? 0 : 2;
+  });
+  REQUIRE(b.recv<std::string>() == std::string("one"));
+  REQUIRE(a.send(std::string("two")) == Outcome::kOk);
+  parent_done.notify();  // from now on only the child receives
+  CHECK(ipc::test::exit_problem(child, 0, "child receiver (an exception: StreamCorrupted)") == "");
+}
+
 TEST_CASE("an end whose rings hold another record format is refused on adoption, naming both formats", "[pipe]") {
   auto [a, b] = transferable_pipe();
   ipc::ConnectionHandoff h = received_handoff(b);

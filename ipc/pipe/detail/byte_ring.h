@@ -329,7 +329,14 @@ class ByteRing {
         if (head == cached_tail_) return Peek::kEmpty;
       }
       const uint64_t committed = cached_tail_ - head;
-      if (committed > capacity()) [[unlikely]] return corrupt_at(head, nullptr, 0);
+      if (committed > capacity()) [[unlikely]] {
+        // What this handle last saw of tail may lie behind head: another handle of this end received since (this
+        // process's before a fork, or before the end was handed off). Only the shared tail says it is corrupt.
+        // acquire: as above.
+        cached_tail_ = h_->tail.load(std::memory_order_acquire);
+        if (cached_tail_ - head > capacity()) return corrupt_at(head, nullptr, 0);
+        continue;
+      }
       const uint64_t index = head & mask_;
       const uint64_t to_end = capacity() - index;
       const uint64_t readable = std::min(committed, to_end);  // at least 1
