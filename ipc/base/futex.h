@@ -29,9 +29,16 @@ class Deadline {
   using Clock = std::chrono::steady_clock;
 
   static Deadline never() { return Deadline(std::nullopt); }
+  // A timeout past what the clock can count (hours::max(), say) never expires: the sum would overflow.
   template <typename Rep, typename Period>
   static Deadline after(std::chrono::duration<Rep, Period> timeout) {
-    return Deadline(Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout));
+    const Clock::time_point now = Clock::now();
+    // Compared in double seconds, which hold any duration's count without overflow. Half the room left: what
+    // rounding in that compare may hide stays far from the limit.
+    const double seconds = std::chrono::duration<double>(timeout).count();
+    if (seconds >= std::chrono::duration<double>(Clock::time_point::max() - now).count() / 2) return never();
+    if (seconds <= 0) return Deadline(now);
+    return Deadline(now + std::chrono::duration_cast<Clock::duration>(timeout));
   }
   // nullopt means "wait forever".
   template <typename Rep, typename Period>
@@ -40,6 +47,8 @@ class Deadline {
   }
 
   bool is_never() const { return !at_; }
+  // The point in time; nullopt for "never".
+  std::optional<Clock::time_point> time_point() const { return at_; }
   bool expired() const { return at_ && Clock::now() >= *at_; }
   // Time left (zero once expired); nullopt for "never".
   std::optional<Clock::duration> remaining() const;

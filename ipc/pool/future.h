@@ -12,15 +12,18 @@
 // Lifetime: copies share the state; it outlives the Pool (a Pool destroyed first fails its futures with
 //   PoolTerminated). Callbacks run once, in the pool's supervisor thread when the task completes, or at once in the
 //   registering thread if it already had; keep them short (they delay other completions), and do not block on
-//   other futures of the same pool inside them.
+//   other futures of the same pool inside them. A callback run by the pool that throws is reported on stderr; the
+//   other callbacks still run and the future is still ready.
 // Errors: get() rethrows the task's failure: TaskError (the task threw), WorkerLost (its worker died), TaskTimeout
 //   (it ran past PoolOptions::task_timeout), PoolTerminated. A timeout of get()/wait() is a return value
 //   (nullopt, or ipc::Outcome::kTimeout).
-//   successful() on an unfinished future throws StateError.
+//   successful() on an unfinished future throws StateError, and so does any call but valid() on a Future that
+//   refers to no task (default-made).
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include "ipc/base/error.h"
+#include "ipc/base/futex.h"
 
 namespace ipc {
 
@@ -255,7 +259,7 @@ class FutureState : public Completion, public Waited, public std::enable_shared_
     }
     if (!callbacks.empty()) {
       if (DeferredWakes* batch = DeferredWakes::current()) batch->release();
-      for (auto& c : callbacks) c();
+      for (auto& c : callbacks) run_callback(c);
       std::lock_guard lock(mu_);
       done_ = true;
       waited = waiters_ != 0;
@@ -267,6 +271,18 @@ class FutureState : public Completion, public Waited, public std::enable_shared_
       batch->add(std::move(self));
     } else {
       release_waiters();  // no batch, or a state no shared_ptr owns
+    }
+  }
+
+  // Runs a callback the task's completion calls: user code, on the pool's thread. One that throws is reported on
+  // stderr, and the rest still run and the waiters are still released.
+  static void run_callback(const std::function<void()>& callback) noexcept {
+    try {
+      callback();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ipc::Pool: a completion callback threw %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "ipc::Pool: a completion callback threw something that is not a std::exception\n");
     }
   }
 
@@ -305,6 +321,7 @@ class Future {
 
   // Blocks until the task finished; returns its result or throws its failure (see the Errors above).
   R get() const {
+    check_valid("get");
     state_->wait_until(std::nullopt);
     if constexpr (std::is_void_v<R>) {
       (void)state_->value();
@@ -316,6 +333,7 @@ class Future {
   // finished.
   template <typename Rep, typename Period>
   [[nodiscard]] auto get(std::chrono::duration<Rep, Period> timeout) const {
+    check_valid("get");
     const bool done = wait(timeout) == Outcome::kOk;
     if constexpr (std::is_void_v<R>) {
       if (done) (void)state_->value();
@@ -324,23 +342,32 @@ class Future {
       return done ? std::optional<R>(state_->value()) : std::nullopt;
     }
   }
-  void wait() const { state_->wait_until(std::nullopt); }
-  // kOk when the task finished within `timeout`, else kTimeout.
+  void wait() const {
+    check_valid("wait");
+    state_->wait_until(std::nullopt);
+  }
+  // kOk when the task finished within `timeout`, else kTimeout. A timeout past what the clock counts waits as
+  // long as it takes.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome wait(std::chrono::duration<Rep, Period> timeout) const {
-    return state_->wait_until(std::chrono::steady_clock::now() +
-                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout))
-               ? Outcome::kOk
-               : Outcome::kTimeout;
+    check_valid("wait");
+    return state_->wait_until(Deadline::after(timeout).time_point()) ? Outcome::kOk : Outcome::kTimeout;
   }
-  bool ready() const { return state_->done(); }
+  bool ready() const {
+    check_valid("ready");
+    return state_->done();
+  }
   // Whether the task finished without failing. Throws StateError if it has not finished.
-  bool successful() const { return state_->succeeded(); }
+  bool successful() const {
+    check_valid("successful");
+    return state_->succeeded();
+  }
   bool valid() const { return state_ != nullptr; }
 
   // Runs `callback` with the result once the task succeeded (Python's apply_async callback).
   template <typename Callback>
   const Future& on_success(Callback callback) const {
+    check_valid("on_success");
     std::weak_ptr<State> weak = state_;  // the state must not own itself through its own callback
     state_->on_done([weak, callback = std::move(callback)]() mutable {
       auto s = weak.lock();
@@ -356,6 +383,7 @@ class Future {
   // Runs `callback` with the failure (an exception_ptr to rethrow) once the task failed (error_callback).
   template <typename Callback>
   const Future& on_error(Callback callback) const {
+    check_valid("on_error");
     std::weak_ptr<State> weak = state_;
     state_->on_done([weak, callback = std::move(callback)]() mutable {
       auto s = weak.lock();
@@ -366,6 +394,11 @@ class Future {
   }
 
  private:
+  // A default-made (or moved-from) Future refers to no task.
+  void check_valid(const char* what) const {
+    if (!state_) throw StateError(std::string("Future::") + what + "(): this Future refers to no task");
+  }
+
   std::shared_ptr<State> state_;
 };
 

@@ -23,7 +23,8 @@
 //   that ipc::start_fork_server() started at the top of main; safe in a threaded program; workers see globals as
 //   they were then. kExec: this program exec'd, its ipc::init() running the worker; a fresh process. With both,
 //   task code crosses as (object, offset): a task in a library dlopen()ed after the pool started, or code made
-//   at run time, is InvalidArgument at submission (docs/pool.md). A Pool is not usable in a forked child.
+//   at run time, is InvalidArgument at submission (docs/pool.md). A Pool is not usable in a forked child: a call
+//   there throws StateError, and the child's copy may be destroyed (it leaves the parent's workers alone).
 // Lifetime: the workers are daemon children (kForkServer: of the fork server, itself a daemon child): they die
 //   with the pool's process, even when it is SIGKILLed, and no shared memory is left behind (the pipes are
 //   anonymous memory). A worker that ran map_array keeps the array's segment mapped until it exits (it counts
@@ -36,8 +37,8 @@
 //   name and message), WorkerLost (its worker died mid-task: pid and signal/exit code; the worker is replaced and
 //   every other task completes), TaskTimeout (it ran past task_timeout), PoolTerminated. Misuse throws at once:
 //   InvalidArgument (0 workers, chunksize 0), StateError (a task after close()/terminate(), join() before
-//   either; kForkServer without start_fork_server(), kExec without init()). Worker start failures throw
-//   SystemError.
+//   either, any call in a forked child; kForkServer without start_fork_server(), kExec without init()). Worker
+//   start failures throw SystemError.
 // Over MPI ranks, the same methods: ipc::mpi::Pool (ipc/pool/mpi/pool.h, opt-in).
 #pragma once
 
@@ -390,7 +391,7 @@ class RawMapJoin {
 template <typename Item, typename It, typename End>
 std::vector<Item> take_chunk(It& it, const End& end, size_t n) {
   std::vector<Item> chunk;
-  chunk.reserve(n);
+  chunk.reserve(std::min<size_t>(n, 1024));  // n is a chunk size, which may be far beyond the items there are
   for (; chunk.size() < n && it != end; ++it) chunk.push_back(static_cast<Item>(*it));
   return chunk;
 }
@@ -639,7 +640,7 @@ class PoolMethods {
     const size_t per = 4 * size_t{size()};
     const size_t chunksize = chunk_option ? *chunk_option : (n == 0 ? 1 : (n + per - 1) / per);
     auto out = std::make_shared<FutureState<std::vector<R>>>();
-    const size_t chunks = (n + chunksize - 1) / chunksize;
+    const size_t chunks = n / chunksize + (n % chunksize != 0);  // (n + chunksize - 1) would wrap for a huge one
     if (chunks == 0) {
       out->deliver({});
       return out;
@@ -742,7 +743,7 @@ class Pool : public detail::PoolMethods {
       const size_t target = 4 * size_t{size()};
       per = std::max<size_t>(1, (pages + target - 1) / target * Array<T>::kPageBytes / sizeof(T));
     }
-    const size_t chunks = (n + per - 1) / per;
+    const size_t chunks = n / per + (n % per != 0);  // (n + per - 1) would wrap for a huge chunk_elements
     auto count = std::make_shared<detail::HomeCount>();
     auto out = std::make_shared<detail::FutureState<ArrayMapResult<R>>>();
     auto with_home = std::make_shared<uint64_t>(0);
@@ -792,8 +793,9 @@ class Pool : public detail::PoolMethods {
   // As join(), giving up after `timeout`: kOk, or kTimeout when the workers are still busy.
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome join(std::chrono::duration<Rep, Period> timeout) {
-    return core_->join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout)) ? Outcome::kOk
-                                                                                           : Outcome::kTimeout;
+    // Through a Deadline: a timeout past what the clock counts (hours::max()) waits as long as it takes.
+    const auto left = Deadline::after(timeout).remaining();
+    return core_->join_for(left ? *left : std::chrono::nanoseconds::max()) ? Outcome::kOk : Outcome::kTimeout;
   }
 
   // The pids of the workers the pool runs (changes as workers are replaced). A worker that died is listed until the

@@ -84,6 +84,7 @@ struct PoolCore::State {
     Clock::time_point front_started{};
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
     bool killed_for_time = false;
+    std::string stream_fault;  // why its result stream was found corrupt (drain()); empty: it was not
     bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
     // Its process exited, and its sentinel has not said so yet (a fork server's worker): no task goes to it.
     bool exited = false;
@@ -200,7 +201,7 @@ struct PoolCore::State {
       }
       for (size_t i = fds.size(); i-- > 0;) {
         if (fds[i].revents == 0) continue;
-        (void)workers[i]->process->join();  // it ended: returns at once
+        (void)reap(*workers[i]);  // it ended: returns at once
         forget_pid(workers[i]->process->pid());
         workers.erase(workers.begin() + static_cast<std::ptrdiff_t>(i));
       }
@@ -390,6 +391,8 @@ struct PoolCore::State {
       t.done->succeed(result);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "ipc::Pool: a completion callback threw %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "ipc::Pool: a completion callback threw something that is not a std::exception\n");
     }
   }
   static void complete(Task& t, Raise failure) {
@@ -397,6 +400,8 @@ struct PoolCore::State {
       t.done->fail(std::move(failure));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "ipc::Pool: an error callback threw %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "ipc::Pool: an error callback threw something that is not a std::exception\n");
     }
   }
 
@@ -458,11 +463,20 @@ struct PoolCore::State {
     complete(t, std::move(failure));
   }
 
-  // Reads every complete result the worker has sent.
+  // Reads every complete result the worker has sent. A stream found corrupt (a worker that overwrote its rings)
+  // ends there: the worker is killed, and bury() fails the task it was running, saying why.
   void drain(Worker& w) {
     std::optional<Clock::time_point> now;
     while (!w.conn_ended && w.conn.poll()) {
-      const Outcome r = w.conn.recv_bytes(result_buffer, std::chrono::seconds(0));
+      Outcome r;
+      try {
+        r = w.conn.recv_bytes(result_buffer, std::chrono::seconds(0));
+      } catch (const StreamCorrupted& e) {
+        w.stream_fault = e.what();
+        w.conn_ended = true;
+        w.process->kill();
+        break;
+      }
       if (r == Outcome::kOk) {
         // With a task time limit, each result's own time: the next task's limit counts from it, and a callback
         // of an earlier result may have run long. Otherwise only the running average of task time uses it.
@@ -476,16 +490,30 @@ struct PoolCore::State {
     }
   }
 
+  // Joins a worker whose process ended (its pidfd or sentinel said so: this returns at once): its exit code, or
+  // nullopt when the status is gone (a program that ignores SIGCHLD has its children reaped by the kernel), with
+  // why in `why_lost`.
+  static std::optional<int> reap(Worker& w, std::string* why_lost = nullptr) {
+    try {
+      return w.process->join();
+    } catch (const SystemError& e) {
+      if (why_lost) *why_lost = e.what();
+      return std::nullopt;
+    }
+  }
+
   // The worker's process ended: collect what it finished, fail what it was running, put back what it had not
   // started.
   void bury(size_t index) {
     Worker& w = *workers[index];
     drain(w);
     const int pid = w.process->pid();
-    const int code = w.process->join();  // the pidfd said it ended: returns at once
-    // A worker leaves with status 0 only between tasks (its task quota reached, or end of stream), so whatever
-    // it still held had not started. Otherwise the oldest task it held was running.
-    if (!w.in_hand.empty() && (code != 0 || w.killed_for_time)) {
+    std::string status_lost;
+    const std::optional<int> code = reap(w, &status_lost);
+    // A worker that leaves of its own accord does so between tasks, holding none: its task quota reached (it is
+    // never sent more), or end of stream. One that leaves holding tasks was running the oldest: it died, or it
+    // ended inside the task (an exit() there, even with status 0), or its result could not be sent.
+    if (!w.in_hand.empty()) {
       Task running = w.release_front();
       Raise failure;
       if (w.killed_for_time) {
@@ -494,9 +522,13 @@ struct PoolCore::State {
             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(*options->task_timeout).count()) +
             " ms; its worker (pid " + std::to_string(pid) + ") was killed and replaced");
       } else {
-        std::string what = "worker " + std::to_string(pid) + " " + describe_exit(code) + " while running this task";
+        std::string what = "worker " + std::to_string(pid) + " " +
+                           (code ? describe_exit(*code) : "ended, its exit status lost (" + status_lost + ")") +
+                           " while running this task";
+        if (!w.stream_fault.empty()) what += " (its result stream was corrupt: " + w.stream_fault + ")";
+        if (code == 0) what += " (inside the task, by exit(), or it could not send the result)";
         if (const auto& ex = w.process->exception()) what += " (" + ex->type_name + ": " + ex->message + ")";
-        failure = raise_as<WorkerLost>(pid, code, what);
+        failure = raise_as<WorkerLost>(pid, code.value_or(-1), what);
       }
       complete(running, std::move(failure));
     }
@@ -709,8 +741,9 @@ struct PoolCore::State {
     if (!options->task_timeout) return wait;
     for (auto& w : workers) {
       if (!w->ready || w->in_hand.empty() || w->killed_for_time) continue;
-      const auto left = std::max<std::chrono::nanoseconds>(std::chrono::nanoseconds(0),
-                                                          w->front_started + *options->task_timeout - now);
+      // Subtracted first: the limit plus the start could overflow (a limit of nanoseconds::max(), say).
+      const auto ran = std::chrono::duration_cast<std::chrono::nanoseconds>(now - w->front_started);
+      const auto left = std::max<std::chrono::nanoseconds>(std::chrono::nanoseconds(0), *options->task_timeout - ran);
       if (!wait || left < *wait) wait = left;
     }
     return wait;
@@ -761,7 +794,7 @@ struct PoolCore::State {
       }
       if (terminating) {
         for (auto& w : workers) w->process->kill();
-        for (auto& w : workers) (void)w->process->join();
+        for (auto& w : workers) (void)reap(*w);
         fail_everything();
         workers.clear();
         std::lock_guard lock(mu);
@@ -886,7 +919,8 @@ void PoolCore::end_at_exit() {
   }
 }
 
-PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(std::make_unique<State>()) {
+PoolCore::PoolCore(CoreOptions options)
+    : options_(std::move(options)), state_(std::make_unique<State>()), owner_pid_(::getpid()) {
   if (options_.workers == 0) throw InvalidArgument("Pool: the worker count must be at least 1");
   state_->options = &options_;
   if (options_.start_method != StartMethod::kFork) {
@@ -926,6 +960,12 @@ PoolCore::PoolCore(CoreOptions options) : options_(std::move(options)), state_(s
 }
 
 PoolCore::~PoolCore() {
+  if (::getpid() != owner_pid_) {
+    // A forked child's copy: the workers, their rings and the supervisor are the parent's. Nothing here may be
+    // touched (the copied supervisor thread object names a thread this process does not have): leave it.
+    (void)state_.release();
+    return;
+  }
   {
     std::lock_guard lock(live_pools().mu);
     std::erase_if(live_pools().cores, [&](const auto& entry) { return entry.second == this; });
@@ -934,8 +974,17 @@ PoolCore::~PoolCore() {
   ::close(state_->wake_fd);
 }
 
+void PoolCore::check_owner(const char* what) const {
+  if (::getpid() != owner_pid_) {
+    throw StateError(std::string("Pool::") + what + ": the pool belongs to process " + std::to_string(owner_pid_) +
+                     ", which made it; this is process " + std::to_string(::getpid()) +
+                     " (a forked child cannot use its parent's pool)");
+  }
+}
+
 void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte> message,
                       std::shared_ptr<Completion> done, int node, bool steer, std::shared_ptr<HomeCount> count) {
+  check_owner("submit");
   if (message.size() < kTaskHeaderBytes) throw InvalidArgument("Pool: a task message without room for its header");
   uint64_t invoker_word = reinterpret_cast<uintptr_t>(invoker);
   if (options_.start_method != StartMethod::kFork) {
@@ -965,6 +1014,7 @@ void PoolCore::submit(Invoker invoker, uintptr_t callable, std::vector<std::byte
 }
 
 void PoolCore::close() {
+  check_owner("close");
   bool end_streams = false;
   {
     std::lock_guard lock(state_->mu);
@@ -979,11 +1029,13 @@ void PoolCore::close() {
 }
 
 void PoolCore::terminate() {
+  check_owner("terminate");
   state_->ask_to_terminate();
   (void)state_->join_all(/*kill=*/true, Deadline::never());
 }
 
 void PoolCore::join() {
+  check_owner("join");
   {
     std::lock_guard lock(state_->mu);
     if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
@@ -992,10 +1044,16 @@ void PoolCore::join() {
 }
 
 bool PoolCore::join_for(std::chrono::nanoseconds timeout) {
+  check_owner("join");
   const Deadline deadline = Deadline::after(timeout);
   std::unique_lock lock(state_->mu);
   if (!state_->closed && !state_->terminated) throw StateError("Pool::join: call close() or terminate() first");
-  if (!state_->finished_cv.wait_for(lock, timeout, [&] { return state_->finished; })) return false;
+  const auto finished = [&] { return state_->finished; };
+  if (const auto at = deadline.time_point()) {
+    if (!state_->finished_cv.wait_until(lock, *at, finished)) return false;
+  } else {
+    state_->finished_cv.wait(lock, finished);
+  }
   lock.unlock();
   return state_->join_all(/*kill=*/false, deadline);
 }

@@ -159,9 +159,13 @@ class PoolCore final : public TaskSink {
   // terminate() for the exit handler: waits at most a bounded time for the supervisor to finish (a callback may
   // block it), then joins it; returns at once when exit() was called on the supervisor thread (by a callback).
   void end_at_exit();
+  // Throws StateError in any process but the one that made the pool (a forked child has a copy of the object,
+  // without the supervisor thread and with the parent's workers' rings).
+  void check_owner(const char* what) const;
 
   CoreOptions options_;
   std::unique_ptr<State> state_;
+  int owner_pid_;  // the process that made the pool
 };
 
 }  // namespace ipc::detail
