@@ -98,6 +98,13 @@ BarrierWait Barrier::wait_impl(const Deadline& deadline, void (*action)(void*), 
     }
     index = count_.load(std::memory_order_relaxed);
     if (index + 1 == parties_) {
+      // A party that died waiting is counted as arrived, and no one else may look before this release: the round
+      // must not pass for it (docs/sync.md). One try_lock per waiting slot's robust mutex, no system call.
+      if (find_dead_waiter(nullptr)) {
+        break_locked(BrokenReason::kPartyDied);
+        mu_.release();
+        return {BarrierStatus::kBroken, 0};
+      }
       if (action) {
         try {
           action(action_ctx);

@@ -141,6 +141,23 @@ TEST_CASE("a party killed while waiting breaks the barrier for the others instea
   for (auto& k : kids) CHECK(k.wait() == 0);
 }
 
+// The last party to arrive would release the round at once: it looks for a dead waiter first (a try_lock of each
+// waiting slot's robust mutex, no system call), so that a death never passes for an arrival.
+TEST_CASE("the last party to arrive after a waiting party was killed is told the barrier broke", "[barrier][kill]") {
+  SharedMapping mem(1 << 16);
+  auto& b = mem.make<ipc::Barrier>(0, 2u);
+  ForkedChild doomed([&] { return b.wait().passed() ? 0 : 1; });
+  REQUIRE(await_waiting(b, 1));
+  doomed.kill(SIGKILL);
+  REQUIRE(doomed.wait() == -SIGKILL);  // it died waiting at the barrier
+  CHECK(b.wait(30s).status == BarrierStatus::kBroken);
+  CHECK(b.broken_reason() == BrokenReason::kPartyDied);
+  b.reset();
+  ForkedChild partner([&] { return b.wait(30s).passed() ? 0 : 1; });
+  CHECK(b.wait(30s).passed());
+  CHECK(partner.wait() == 0);
+}
+
 TEST_CASE("a barrier created in a segment is opened by name", "[barrier][segment]") {
   auto segment = ipc::Segment::create(ipc::test::unique_name("sync_barrier"), 1 << 16);
   ipc::Barrier& b = ipc::Barrier::create(segment, "b", 4);

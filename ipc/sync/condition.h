@@ -8,7 +8,8 @@
 // Processes: lives in shared memory (a Segment, by name, or any MAP_SHARED mapping; address-free). Built from a
 //   robust Lock and a futex sequence word, not a pthread_cond_t: a process killed in the middle of a
 //   pthread_cond_wait can leave a shared pthread_cond_t wedged, while here a dead waiter simply stops being a
-//   kernel futex waiter, so notify(n) still wakes n live ones.
+//   kernel futex waiter, so notify(n) still wakes n live ones. One killed after a notify woke it, while it waits
+//   to re-acquire the lock, takes that wake-up with it (as in Python): notify_all() reaches every live waiter.
 // Lifetime: create() in a Segment or construct in place once. A process that dies holding the lock is reported
 //   to the next acquirer, including a waiter re-acquiring it on its way out of wait(): then wait() returns
 //   kOwnerDied, the caller holds the lock and must repair and mark_consistent() (see lock.h). A process that dies

@@ -11,8 +11,8 @@
 //   holding units does not give them back (a semaphore cannot know who holds what: use a Lock when the holder
 //   must be tracked); a process that dies while waiting leaves nothing behind (its place in the sleeper count
 //   heals: ipc/base/wait.h).
-// Errors: timeout is a result (false). BoundedSemaphore::release beyond the initial value throws StateError;
-//   a value above kMaxValue throws InvalidArgument.
+// Errors: a timeout is a result (Outcome::kTimeout). BoundedSemaphore::release beyond the initial value throws
+//   StateError; a value above kMaxValue throws InvalidArgument.
 #pragma once
 
 #include <atomic>
