@@ -19,25 +19,6 @@ uint64_t checked_max(uint64_t max_message_bytes) {
   return max_message_bytes;
 }
 
-// FNV-1a: a hash of a type's full name, never 0 (0 marks an untyped queue).
-uint64_t fingerprint(std::string_view type) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (char c : type) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
-  return h ? h : 1;
-}
-
-void record_type(void* block, std::string_view type) {
-  auto* h = static_cast<detail::MpmcHeader*>(block);
-  h->type_fingerprint = fingerprint(type);
-  constexpr size_t kRoom = detail::kTypeNameBytes - 1;  // and the NUL, which MpmcHeader{} wrote
-  if (type.size() <= kRoom) {
-    std::memcpy(h->type_name, type.data(), type.size());
-  } else {
-    std::memcpy(h->type_name, type.data(), kRoom - 3);
-    std::memcpy(h->type_name + kRoom - 3, "...", 3);
-  }
-}
-
 // The ring of `options` and the arena after it, each size checked.
 struct Geometry {
   uint64_t capacity;
@@ -59,7 +40,7 @@ Geometry geometry(const MessageQueue::Options& options) {
 
 void init_block(void* block, const Geometry& g, std::string_view type) {
   detail::MpmcRing::init(block, g.capacity, g.inline_bytes, 0, kFlags);
-  if (!type.empty()) record_type(block, type);
+  if (!type.empty()) detail::record_type(*static_cast<detail::MpmcHeader*>(block), type);
   detail::ChunkArena::init(static_cast<std::byte*>(block) + g.ring_bytes, g.arena_pages);
 }
 
@@ -92,7 +73,7 @@ MessageQueue MessageQueue::open(const Segment& segment, std::string_view name) {
 
 MessageQueue MessageQueue::open_typed(const Segment& segment, std::string_view name, std::string_view type) {
   MessageQueue q = open(segment, name);
-  if (q.ring_.header().type_fingerprint != fingerprint(type)) {
+  if (q.ring_.header().type_fingerprint != detail::type_fingerprint(type)) {
     const std::string carried = q.type_name();
     throw InvalidArgument("queue '" + std::string(name) + "' in segment '" + segment.name() + "' carries " +
                           (carried.empty() ? "untyped bytes (it was created without a type)" : carried) +

@@ -44,6 +44,7 @@
 #include "ipc/queue/detail/mpmc_ring.h"
 #include "ipc/queue/result.h"
 #include "ipc/segment/segment.h"
+#include "ipc/shared/codec.h"
 
 namespace ipc {
 
@@ -73,7 +74,7 @@ class Queue {
   }
   // Attaches to a queue built by create_at (in this or another process); checks that it is a Queue<T>.
   static Queue attach(void* block, uint64_t bytes) {
-    return Queue(detail::checked_mpmc(block, bytes, sizeof(T), kFlags, "Queue::attach"));
+    return Queue(checked_ring(block, bytes, kFlags, "Queue::attach"));
   }
 
   Queue() = default;  // an empty handle; assign a created or opened one before use
@@ -141,19 +142,29 @@ class Queue {
       throw InvalidArgument("Queue::create_at: " + std::to_string(bytes) + " bytes is too small for " +
                             std::to_string(c) + " values");
     }
-    detail::MpmcRing::init(block, c, sizeof(T), sizeof(T), flags);
+    init_typed(block, c, flags);
     return detail::checked_mpmc(block, bytes, sizeof(T), flags, "Queue::create_at");
+  }
+  // A ring of T: its geometry, and T's name for the checks on open and attach.
+  static void init_typed(void* block, uint64_t capacity, uint32_t flags) {
+    detail::MpmcRing::init(block, capacity, sizeof(T), sizeof(T), flags);
+    detail::record_type(*static_cast<detail::MpmcHeader*>(block), codec_type_name<T>());
+  }
+  static detail::MpmcRing checked_ring(void* block, uint64_t bytes, uint32_t flags, std::string_view what) {
+    detail::MpmcRing ring = detail::checked_mpmc(block, bytes, sizeof(T), flags, what);
+    detail::check_type(ring.header(), codec_type_name<T>(), what);
+    return ring;
   }
   static detail::MpmcRing create_ring(Segment& segment, std::string_view name, uint64_t capacity, uint32_t flags) {
     const uint64_t c = detail::ring_capacity(capacity, "Queue");
     const uint64_t bytes = detail::MpmcRing::bytes_needed(c, sizeof(T));
     void* p = detail::create_block(segment, name, bytes, detail::mpmc_kind(flags),
-                                   [&](void* b) { detail::MpmcRing::init(b, c, sizeof(T), sizeof(T), flags); });
+                                   [&](void* b) { init_typed(b, c, flags); });
     return detail::MpmcRing(p);
   }
   static detail::MpmcRing open_ring(const Segment& segment, std::string_view name, uint32_t flags) {
     auto b = detail::find_queue_block(segment, name, detail::mpmc_kind(flags));
-    return detail::checked_mpmc(b.ptr, b.bytes, sizeof(T), flags, "Queue::open");
+    return checked_ring(b.ptr, b.bytes, flags, "Queue::open");
   }
 
   static uint32_t write(std::byte* p, const T& value) {
@@ -198,7 +209,7 @@ class JoinableQueue {
     return JoinableQueue(Queue<T>::init_ring(block, bytes, capacity, kJoinFlags));
   }
   static JoinableQueue attach(void* block, uint64_t bytes) {
-    return JoinableQueue(detail::checked_mpmc(block, bytes, sizeof(T), kJoinFlags, "JoinableQueue::attach"));
+    return JoinableQueue(Queue<T>::checked_ring(block, bytes, kJoinFlags, "JoinableQueue::attach"));
   }
   JoinableQueue() = default;
 

@@ -389,7 +389,25 @@ TEST_CASE("small values take half-line slots, and a stride no ring has is refuse
   // A header whose value size was overwritten to match a wider T: 32-byte slots hold 16 payload bytes, not 24.
   (void)ipc::Queue<uint64_t>::create_at(mem.base(), mem.bytes(), 8);
   static_cast<ipc::detail::MpmcHeader*>(mem.base())->type_size = sizeof(Triple);
+  static_cast<ipc::detail::MpmcHeader*>(mem.base())->type_fingerprint = 0;  // as a queue that recorded no type
   CHECK_THROWS_AS(ipc::Queue<Triple>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
+}
+
+TEST_CASE("a fixed-size queue opened as another type of the same size is refused, naming both", "[queue]") {
+  SharedMapping mem(1 << 16);
+  auto ints = ipc::Queue<int32_t>::create_at(mem.base(), mem.bytes(), 8);
+  REQUIRE(ints.try_put(0x3f800000) == Outcome::kOk);
+  CHECK_THROWS_WITH(ipc::Queue<float>::attach(mem.base(), mem.bytes()),
+                    Catch::Matchers::Contains("int") && Catch::Matchers::Contains("float"));
+  CHECK_NOTHROW(ipc::Queue<int32_t>::attach(mem.base(), mem.bytes()));
+  (void)ipc::SpscQueue<int32_t>::create_at(mem.base(), mem.bytes(), 8);
+  CHECK_THROWS_AS(ipc::SpscQueue<float>::attach(mem.base(), mem.bytes()), ipc::InvalidArgument);
+  CHECK_NOTHROW(ipc::SpscQueue<int32_t>::attach(mem.base(), mem.bytes()));
+  ipc::Segment seg = ipc::Segment::create(ipc::test::unique_name("typed-queues"), 1 << 20);
+  (void)ipc::Queue<uint32_t>::create(seg, "q", 8);
+  CHECK_THROWS_AS(ipc::Queue<int32_t>::open(seg, "q"), ipc::InvalidArgument);
+  CHECK_NOTHROW(ipc::Queue<uint32_t>::open(seg, "q"));
+  ipc::Segment::remove(seg.name());
 }
 
 TEST_CASE("a queue whose capacity times slot size overflows is refused and allocates nothing", "[queue]") {

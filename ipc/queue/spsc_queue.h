@@ -39,6 +39,7 @@
 #include "ipc/queue/detail/spsc_ring.h"
 #include "ipc/queue/result.h"
 #include "ipc/segment/segment.h"
+#include "ipc/shared/codec.h"
 
 namespace ipc {
 
@@ -58,7 +59,7 @@ class SpscQueue {
     detail::ensure_process_setup();
     const uint64_t c = detail::ring_capacity(capacity, "SpscQueue");
     void* p = detail::create_block(segment, name, detail::spsc_bytes_needed(c, sizeof(T)), detail::kSpscQueueKind,
-                                   [&](void* b) { detail::spsc_init(b, c, sizeof(T)); });
+                                   [&](void* b) { detail::spsc_init(b, c, sizeof(T), type_hash()); });
     return SpscQueue(p);
   }
   // Opens the queue named `name`. Throws NotFound, or InvalidArgument when it is not an SpscQueue<T>.
@@ -74,7 +75,7 @@ class SpscQueue {
       throw InvalidArgument("SpscQueue::create_at: the block must be 64-byte aligned and hold " + std::to_string(c) +
                             " values");
     }
-    detail::spsc_init(block, c, sizeof(T));
+    detail::spsc_init(block, c, sizeof(T), type_hash());
     return SpscQueue(block);
   }
   // Attaches to a queue built by create_at; checks that it is an SpscQueue<T>.
@@ -86,6 +87,10 @@ class SpscQueue {
         bytes < detail::spsc_bytes_needed(h->capacity, sizeof(T))) {
       throw InvalidArgument("SpscQueue::attach: the block is not an SpscQueue of " + std::to_string(sizeof(T)) +
                             "-byte values");
+    }
+    if (h->type_hash != 0 && h->type_hash != type_hash()) {
+      throw InvalidArgument("SpscQueue::attach: the queue holds values of another type than " + codec_type_name<T>() +
+                            " (of the same size)");
     }
     return SpscQueue(block);
   }
@@ -394,6 +399,8 @@ class SpscQueue {
   }
 
   inline static const Deadline kNever = Deadline::never();
+  // T's name, hashed, as the header records it (checked on attach and open).
+  static uint32_t type_hash() { return detail::spsc_type_hash(detail::type_fingerprint(codec_type_name<T>())); }
   detail::SpscHeader* h_ = nullptr;
   std::byte* slots_ = nullptr;
   uint64_t mask_ = 0;

@@ -210,6 +210,13 @@ uint64_t ring_capacity(uint64_t requested, std::string_view what);
 // Checks that `block` (of `bytes` bytes) holds an MPMC ring of the expected kind; throws InvalidArgument.
 MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t kind_flags, std::string_view what);
 
+// A hash of a type's full name (FNV-1a, codec_type_name<T>()), never 0: 0 marks a queue that recorded no type.
+uint64_t type_fingerprint(std::string_view type);
+// Records `type` in a ring's header (its fingerprint, and its name shortened to fit), before the ring is found.
+void record_type(MpmcHeader& header, std::string_view type);
+// Throws InvalidArgument, naming both types, when the ring recorded a type other than `type` (none: accepted).
+void check_type(const MpmcHeader& header, std::string_view type, std::string_view what);
+
 // The kinds of queue a segment records with their names (checked on open).
 inline constexpr BlockKind kQueueKind{block_kind_tag("QUEU"), "Queue"};
 inline constexpr BlockKind kJoinableQueueKind{block_kind_tag("JQUE"), "JoinableQueue"};

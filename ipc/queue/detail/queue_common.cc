@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "ipc/queue/detail/mpmc_ops.h"
@@ -155,6 +156,30 @@ MpmcRing checked_mpmc(void* block, uint64_t bytes, uint64_t type_size, uint32_t 
     throw InvalidArgument(std::string(what) + ": the queue header is corrupt");
   }
   return MpmcRing(block);
+}
+
+uint64_t type_fingerprint(std::string_view type) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : type) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  return h ? h : 1;
+}
+
+void record_type(MpmcHeader& header, std::string_view type) {
+  header.type_fingerprint = type_fingerprint(type);
+  constexpr size_t kRoom = kTypeNameBytes - 1;  // and the NUL, which MpmcHeader{} wrote
+  if (type.size() <= kRoom) {
+    std::memcpy(header.type_name, type.data(), type.size());
+  } else {
+    std::memcpy(header.type_name, type.data(), kRoom - 3);
+    std::memcpy(header.type_name + kRoom - 3, "...", 3);
+  }
+}
+
+void check_type(const MpmcHeader& header, std::string_view type, std::string_view what) {
+  if (header.type_fingerprint == 0 || header.type_fingerprint == type_fingerprint(type)) return;
+  const std::string_view recorded(header.type_name, strnlen(header.type_name, kTypeNameBytes));
+  throw InvalidArgument(std::string(what) + ": the queue holds " + std::string(recorded) + ", not " +
+                        std::string(type));
 }
 
 Segment::NamedBlock find_queue_block(const Segment& segment, std::string_view name, const BlockKind& kind) {

@@ -36,7 +36,7 @@ inline constexpr uint32_t kSpscVersion = 6;  // 2: returning + abandoned; 3: hea
 struct SpscHeader {
   uint64_t magic;
   uint32_t version;
-  uint32_t reserved;
+  uint32_t type_hash;    // the low 32 bits of type_fingerprint(codec_type_name<T>()), never 0; 0: none recorded
   uint64_t capacity;     // slots, a power of two
   uint64_t slot_bytes;   // sizeof(T)
   std::atomic<uint32_t> closed;
@@ -65,12 +65,18 @@ inline uint64_t spsc_bytes_needed(uint64_t capacity, uint64_t slot_bytes) {
   return checked_add(sizeof(SpscHeader), checked_mul(capacity, slot_bytes, "SpscQueue"), "SpscQueue");
 }
 
-inline void spsc_init(void* block, uint64_t capacity, uint64_t slot_bytes) {
+inline void spsc_init(void* block, uint64_t capacity, uint64_t slot_bytes, uint32_t type_hash) {
   auto* h = new (block) SpscHeader{};
   h->magic = kSpscMagic;
   h->version = kSpscVersion;
+  h->type_hash = type_hash;
   h->capacity = capacity;
   h->slot_bytes = slot_bytes;
+}
+// SpscHeader::type_hash of a type named `type` (codec_type_name<T>()).
+inline uint32_t spsc_type_hash(uint64_t fingerprint) {
+  const auto h = static_cast<uint32_t>(fingerprint);
+  return h ? h : 1;
 }
 
 // If the consumer role's holder `pid` is dead and was returning messages when it died (it moved `head` past
