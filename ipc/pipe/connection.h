@@ -25,7 +25,8 @@
 // Happens-before: everything the sender did before send(m) happens before the recv() that returns m.
 // Lifetime: the mapping lives while any Connection of the pipe in any process is open; the kernel frees it with
 //   the last one. A process killed mid-send loses at most the message it was sending: the receiver drops a
-//   partial long message and reports end of stream.
+//   partial long message and reports end of stream. (While another process keeps a copy of the sending end and
+//   sends on, its next message is StreamCorrupted instead: docs/guarantees.md, "What is not covered".)
 // Timeouts: a timeout bounds the whole call, every part of a long message included. A send that returns
 //   kTimeout did not send its message: if some parts were already out, the receiver drops them (the next send,
 //   or the timed-out one when there is room, marks the message given up). A recv that returns kTimeout keeps
