@@ -149,6 +149,7 @@ Connection& Connection::operator=(Connection&& other) noexcept {
     peer_gone_.store(other.peer_gone_.exchange(false, std::memory_order_relaxed), std::memory_order_relaxed);
     partial_ = std::move(other.partial_);
     partial_total_ = std::exchange(other.partial_total_, 0);
+    partial_sender_ = std::exchange(other.partial_sender_, 0);
     corrupt_ = std::move(other.corrupt_);
     abandoned_ = std::exchange(other.abandoned_, false);
     send_now_limit_ = std::exchange(other.send_now_limit_, 0);
@@ -295,6 +296,7 @@ void Connection::close_copy(bool announce) {
   shared_.reset();
   partial_.clear();
   partial_total_ = 0;
+  partial_sender_ = 0;
   corrupt_.clear();
   abandoned_ = false;
   refresh_send_now();
@@ -528,6 +530,10 @@ Outcome Connection::send_waiting(std::span<const std::byte> message, const Deadl
   }
   const uint64_t max_part = side.ring.max_record_payload();
   if (message.size() <= max_part) return put_record(side, RecordKind::kWhole, message, std::nullopt, deadline);
+  if (message.size() > detail::kMaxLongMessageBytes) {
+    throw InvalidArgument("pipe: a message of " + std::to_string(message.size()) + " bytes exceeds the " +
+                          std::to_string(detail::kMaxLongMessageBytes) + "-byte maximum");
+  }
   // A long message: its first part carries the total length, the others follow back to back (one sender per
   // end), all under the one deadline.
   size_t sent = 0;
@@ -537,8 +543,10 @@ Outcome Connection::send_waiting(std::span<const std::byte> message, const Deadl
     const RecordKind kind = first                                ? RecordKind::kFirst
                             : sent + chunk == message.size() ? RecordKind::kLast
                                                               : RecordKind::kMore;
-    const Outcome r = put_record(side, kind, message.subspan(sent, chunk),
-                                    first ? std::optional<uint64_t>(message.size()) : std::nullopt, deadline);
+    // The first part names this process, for a receiver that finds the message cut short (see take_record()).
+    const std::optional<uint64_t> total =
+        first ? std::optional<uint64_t>(detail::first_part_word(message.size(), detail::self_pid())) : std::nullopt;
+    const Outcome r = put_record(side, kind, message.subspan(sent, chunk), total, deadline);
     if (r != Outcome::kOk) {
       if (!first && r == Outcome::kTimeout) {
         // The message is not sent: tell the receiver to drop its parts, now if there is room, else first thing
@@ -605,13 +613,21 @@ Outcome Connection::next_record(Side& side, const Deadline& deadline, RecordHead
   return Outcome::kOk;
 }
 
-uint64_t Connection::message_total(const RecordHeader& h, const std::byte* p) {
+Connection::FirstPart Connection::first_part(const RecordHeader& h, const std::byte* p) {
   if (h.payload_bytes < sizeof(uint64_t)) {
     throw_corrupt("a first part of " + std::to_string(h.payload_bytes) + " bytes has no room for the total length");
   }
-  uint64_t total;
-  std::memcpy(&total, p, sizeof total);
-  return total;
+  uint64_t word;
+  std::memcpy(&word, p, sizeof word);
+  return {detail::first_part_total(word), detail::first_part_sender(word)};
+}
+
+void Connection::drop_parts_of_dead_sender() {
+  if (partial_total_ == 0 || partial_sender_ == 0 || !process_dead(partial_sender_)) return;
+  // Its sender was killed in the middle of it: the message was never sent (as when the last sender dies).
+  partial_.clear();
+  partial_total_ = 0;
+  partial_sender_ = 0;
 }
 
 bool Connection::take_record(const RecordHeader& h, const std::byte* p, std::vector<std::byte>& out) {
@@ -627,16 +643,17 @@ bool Connection::take_record(const RecordHeader& h, const std::byte* p, std::vec
       return true;
     case RecordKind::kFirst: {
       if (partial_total_) out_of_step("a new message started");
-      const uint64_t total = message_total(h, p);
-      const uint64_t part = h.payload_bytes - sizeof total;
+      const auto [total, sender] = first_part(h, p);
+      const uint64_t part = h.payload_bytes - sizeof(uint64_t);
       if (total <= part) {
         throw_corrupt("a long message of " + std::to_string(total) + " bytes starts with a part of " +
                       std::to_string(part));
       }
       partial_.clear();
       partial_.reserve(std::min(total, kReserveAhead));
-      partial_.insert(partial_.end(), p + sizeof total, p + h.payload_bytes);
+      partial_.insert(partial_.end(), p + sizeof(uint64_t), p + h.payload_bytes);
       partial_total_ = total;
+      partial_sender_ = sender;
       return false;
     }
     case RecordKind::kMore:
@@ -696,6 +713,9 @@ Outcome Connection::recv_waiting(std::vector<std::byte>& out, const Deadline& de
     const std::byte* p;
     r = next_record(side, deadline, h, p);
     if (r != Outcome::kOk) break;
+    if (partial_total_ != 0 && (h.kind == RecordKind::kWhole || h.kind == RecordKind::kFirst)) {
+      drop_parts_of_dead_sender();
+    }
     if (h.kind == RecordKind::kWhole && partial_total_ == 0 && h.payload_bytes <= limit) [[likely]] {
       assign_message(out, p, h.payload_bytes);  // the common case, as take_record() would
       release_and_notify(side.ring, h, producer_sleeps);
@@ -703,7 +723,7 @@ Outcome Connection::recv_waiting(std::vector<std::byte>& out, const Deadline& de
     }
     // A message larger than `limit` is refused before any of it is consumed (a given-up one is not a message).
     const uint64_t needed = partial_total_                    ? (h.kind == RecordKind::kAbandon ? 0 : partial_total_)
-                            : h.kind == RecordKind::kFirst ? message_total(h, p)
+                            : h.kind == RecordKind::kFirst ? first_part(h, p).total
                                                            : h.payload_bytes;
     if (needed > limit) throw BufferTooSmall(needed, limit);
     const bool whole = take_record(h, p, out);

@@ -25,14 +25,16 @@
 // Happens-before: everything the sender did before send(m) happens before the recv() that returns m.
 // Lifetime: the mapping lives while any Connection of the pipe in any process is open; the kernel frees it with
 //   the last one. A process killed mid-send loses at most the message it was sending: the receiver drops a
-//   partial long message and reports end of stream. (While another process keeps a copy of the sending end and
-//   sends on, its next message is StreamCorrupted instead: docs/guarantees.md, "What is not covered".)
+//   partial long message and reports end of stream. While another process keeps a copy of the sending end and
+//   sends on, the receiver drops the dead sender's parts when the next message starts (a first part names its
+//   sender's pid).
 // Timeouts: a timeout bounds the whole call, every part of a long message included. A send that returns
 //   kTimeout did not send its message: if some parts were already out, the receiver drops them (the next send,
 //   or the timed-out one when there is room, marks the message given up). A recv that returns kTimeout keeps
 //   the parts it took, and the next recv goes on with them: nothing is lost.
 // Errors: end of stream, timeouts and a closed peer are return values (Outcome / Outcome / std::optional).
-//   A buffer too small for recv_bytes_into throws BufferTooSmall (the message stays queued, nothing is lost);
+//   A buffer too small for recv_bytes_into throws BufferTooSmall (the message stays queued, nothing is lost); a
+//   message of 2^40 bytes (1 TiB) or more throws InvalidArgument from send;
 //   using a closed Connection, sending on a receive-only end or receiving on a send-only end throws StateError;
 //   a corrupt typed message throws CodecError (it is consumed); OS failures throw SystemError. A stream that
 //   breaks its format (two processes sending on one end at once, overwritten memory) throws StreamCorrupted
@@ -358,8 +360,16 @@ class Connection {
   // Adds the record to the message being received; true when `out` now holds a whole message. Throws
   // StreamCorrupted when the record is not what the stream needs next.
   bool take_record(const detail::RecordHeader& h, const std::byte* p, std::vector<std::byte>& out);
-  // The total length a kFirst record announces. Throws StreamCorrupted.
-  uint64_t message_total(const detail::RecordHeader& h, const std::byte* p);
+  // What a kFirst record announces: the message's total length and its sender's pid. Throws StreamCorrupted.
+  struct FirstPart {
+    uint64_t total;
+    uint32_t sender;
+  };
+  FirstPart first_part(const detail::RecordHeader& h, const std::byte* p);
+  // Before a record that starts a new message while the parts of another are still held: drops those parts when
+  // their sender is dead (it was killed mid-message, and another copy of the sending end sends on). Otherwise
+  // take_record() reports the stream out of step.
+  void drop_parts_of_dead_sender();
   [[noreturn]] void throw_corrupt(const std::string& what);
   // Writes one record (a part of `total` bytes starts with that total), waiting for room until `deadline`.
   Outcome put_record(Side& side, detail::RecordKind kind, std::span<const std::byte> chunk,
@@ -440,6 +450,7 @@ class Connection {
   // (0: none); what made the stream corrupt (empty: nothing).
   std::vector<std::byte> partial_;
   uint64_t partial_total_ = 0;
+  uint32_t partial_sender_ = 0;  // the pid its first part names (0: none, or a ring made before format 4)
   std::string corrupt_;
   // Sending: a long message was given up part-way and the receiver has not been told yet (a kAbandon is due).
   bool abandoned_ = false;

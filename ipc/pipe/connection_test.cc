@@ -366,7 +366,8 @@ TEST_CASE("an end whose rings hold another record format is refused on adoption,
   ring->format = 2;
   munmap(memory, h.memory_bytes);
   CHECK_THROWS_WITH(ipc::Connection::adopt(h),
-                    Catch::Contains("holds records of format 2, this library reads format 3"));
+                    Catch::Contains("holds records of format 2, this library reads format " +
+                                    std::to_string(ipc::detail::kRecordFormat)));
   CHECK(fcntl(h.memory_fd, F_GETFD) == -1);  // the descriptors were the call's: closed on failure
 }
 
@@ -530,6 +531,31 @@ TEST_CASE("a sender killed in the middle of long messages never delivers a parti
     CHECK(r == Outcome::kClosed);
     CHECK(child.wait() == -SIGKILL);
   }
+}
+
+// Two processes with copies of one sending end, taking turns: the first parts of a message whose sender was killed
+// mid-message lie in the stream when the other's next message comes. The receiver drops them (the first part names
+// its sender, who is dead), where before it reported "two senders on one end" and stayed broken.
+TEST_CASE("a sender killed mid-message while another copy of its end sends on costs only its message",
+          "[pipe][kill]") {
+  PipeOptions o = small_ring();
+  o.duplex = false;
+  auto [rx, tx] = Pipe(o);
+  ForkedChild child([&, &rx = rx, &tx = tx] {
+    rx.close_descriptors_in_child();
+    ipc::detail::g_pipe_test_hook.store([](ipc::detail::PipeHookPoint point) {
+      if (point == ipc::detail::PipeHookPoint::kPartSent) ::raise(SIGKILL);
+    });
+    return tx.send_bytes(patterned(1, 10000)) == Outcome::kOk ? 0 : 2;
+  });
+  REQUIRE(child.wait() == -SIGKILL);  // killed after its first part was in the ring
+  REQUIRE(tx.send_bytes(patterned(2, 100)) == Outcome::kOk);
+  REQUIRE(tx.send_bytes(patterned(3, 2500)) == Outcome::kOk);  // three parts, and room for them beside the rest
+  std::vector<std::byte> got;
+  REQUIRE(rx.recv_bytes(got, 30s) == Outcome::kOk);
+  CHECK(check_patterned(got, 2, 100));
+  REQUIRE(rx.recv_bytes(got, 30s) == Outcome::kOk);
+  CHECK(check_patterned(got, 3, 2500));
 }
 
 TEST_CASE("a send after every copy of the receiving end was closed returns kClosed, not before", "[pipe]") {

@@ -42,7 +42,7 @@ namespace ipc::detail {
 
 enum class RecordKind : uint32_t {
   kWhole = 1,  // a complete message
-  kFirst = 2,  // first part of a long message; the payload starts with the message's total length (uint64)
+  kFirst = 2,  // first part of a long message; the payload starts with its total length and sender (first_part_word)
   kMore = 3,   // a middle part
   kLast = 4,   // the final part
   kPad = 5,    // filler up to the end of the buffer; skipped
@@ -88,9 +88,22 @@ static_assert(std::endian::native == std::endian::little, "record lengths are li
 static_assert(header_bytes(RecordKind::kWhole, 8) == 1 && header_bytes(RecordKind::kWhole, 1000) == 5);
 
 // The record format a ring holds (ByteRingHeader::format): adopt() refuses rings of another one (a handoff from a
-// program built with another version of the library). 3: one-byte headers for small whole messages, no padding
-// (2: 4-byte header words, payloads padded to 4; 1: 8-byte headers).
-inline constexpr uint32_t kRecordFormat = 3;
+// program built with another version of the library). 4: a kFirst record names its sender's pid beside the total
+// (3: the total alone; one-byte headers for small whole messages, no padding since 3; 2: 4-byte header words,
+// payloads padded to 4; 1: 8-byte headers).
+inline constexpr uint32_t kRecordFormat = 4;
+
+// The uint64 that starts a kFirst record's payload: the message's total length in the low kTotalBits bits, the
+// sending process's pid above them. A receiver holding the first parts of a message when a new message starts
+// can then tell a sender that died in the middle of it (another process with a copy of the sending end sends on:
+// the parts are dropped) from two processes sending at once (StreamCorrupted).
+inline constexpr unsigned kTotalBits = 40;
+inline constexpr uint64_t kMaxLongMessageBytes = (uint64_t{1} << kTotalBits) - 1;  // 1 TiB less a byte
+constexpr uint64_t first_part_word(uint64_t total, uint32_t pid) { return total | uint64_t{pid} << kTotalBits; }
+constexpr uint64_t first_part_total(uint64_t word) { return word & kMaxLongMessageBytes; }
+constexpr uint32_t first_part_sender(uint64_t word) { return static_cast<uint32_t>(word >> kTotalBits); }
+static_assert(first_part_sender(first_part_word(kMaxLongMessageBytes, 4194303)) == 4194303 &&
+              first_part_total(first_part_word(kMaxLongMessageBytes, 4194303)) == kMaxLongMessageBytes);
 
 // How many bytes of the stream pass between two looks of the sending side at its socket, the only sign of a
 // receiver that died while busy (Connection::kBytesBetweenLooks): the producer learns that one is due when its
