@@ -339,7 +339,8 @@ TEST_CASE("an end that received, then was handed off, receives on through its ne
   CHECK(adopted.recv<std::string>() == std::string("third"));
 }
 
-TEST_CASE("a receiving end used by a parent, then by its forked child, delivers every message once", "[pipe][process]") {
+TEST_CASE("a receiving end used by a parent, then by its forked child, delivers every message once",
+          "[pipe][process]") {
   auto [a, b] = ipc::Pipe();
   ipc::test::PipeSignal parent_done;
   REQUIRE(a.send(std::string("one")) == Outcome::kOk);
