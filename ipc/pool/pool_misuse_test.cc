@@ -187,13 +187,17 @@ TEST_CASE("every call on a Future that refers to no task is a StateError", "[poo
   CHECK_THROWS_AS(f.on_success([](const int&) {}), ipc::StateError);
 }
 
-// Both run in a child of the test: the one ignores SIGCHLD, the other's worker overwrites every shared mapping it
-// has. A fork server's workers are not its children, and one forked child has none: the fork binaries only.
-TEST_CASE("a worker's death in a program that ignores SIGCHLD fails only its task", "[pool][inherits]") {
-  ipc::test::ForkedChild child([] {
-    ::signal(SIGCHLD, SIG_IGN);  // as many daemons do: the kernel reaps the children, and their status is gone
+// In a child of the test, after `setup`: a one-worker pool runs `task`, which kills its worker; the task must fail
+// with WorkerLost and the pool go on. Both cases below run there: the one ignores SIGCHLD, the other's worker
+// overwrites every shared mapping it has. A fork server's workers are not its children, and one forked child has
+// none: the fork binaries only.
+namespace {
+
+std::string lost_task_problem(void (*setup)(), int (*task)(int)) {
+  ipc::test::ForkedChild child([&] {
+    setup();
     ipc::Pool pool(workers(1));
-    auto f = pool.apply_async(die, 0);
+    auto f = pool.apply_async(task, 0);
     if (f.wait(ipc::test::kWakeDeadline) != ipc::Outcome::kOk) return 2;
     try {
       (void)f.get();
@@ -202,20 +206,16 @@ TEST_CASE("a worker's death in a program that ignores SIGCHLD fails only its tas
     }
     return pool.apply(identity, 5) == 5 ? 0 : 4;
   });
-  CHECK(ipc::test::exit_problem(child, 0, "child (2: no result, 3: no WorkerLost, 4: the pool broke)") == "");
+  return ipc::test::exit_problem(child, 0, "child (2: no result, 3: no WorkerLost, 4: the pool broke)");
+}
+
+}  // namespace
+
+TEST_CASE("a worker's death in a program that ignores SIGCHLD fails only its task", "[pool][inherits]") {
+  // As many daemons do: the kernel reaps the children, and their status is gone.
+  CHECK(lost_task_problem([] { ::signal(SIGCHLD, SIG_IGN); }, die) == "");
 }
 
 TEST_CASE("a worker that overwrites its rings before it dies fails only its task", "[pool][inherits]") {
-  ipc::test::ForkedChild child([] {
-    ipc::Pool pool(workers(1));
-    auto f = pool.apply_async(scribble, 0);
-    if (f.wait(ipc::test::kWakeDeadline) != ipc::Outcome::kOk) return 2;
-    try {
-      (void)f.get();
-      return 3;
-    } catch (const ipc::WorkerLost&) {
-    }
-    return pool.apply(identity, 5) == 5 ? 0 : 4;
-  });
-  CHECK(ipc::test::exit_problem(child, 0, "child (2: no result, 3: no WorkerLost, 4: the pool broke)") == "");
+  CHECK(lost_task_problem([] {}, scribble) == "");
 }

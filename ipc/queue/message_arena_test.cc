@@ -192,9 +192,10 @@ TEST_CASE("views beyond those read in place are copies, and get_view never waits
   std::atomic<bool> done{false};
   std::thread taker([&] {
     for (MessageView& v : views) (void)q.try_get_view(v);
-    done = true;
+    done.store(true, std::memory_order_release);  // release: the views it took are filled
   });
-  const bool returned = ipc::test::wait_until([&] { return done.load(); }, ipc::test::kWakeDeadline);
+  const bool returned =
+      ipc::test::wait_until([&] { return done.load(std::memory_order_acquire); }, ipc::test::kWakeDeadline);
   if (!returned) views[0].reset();  // lets a waiting try_get_view() finish, so that the thread can be joined
   taker.join();
   REQUIRE(returned);
@@ -231,10 +232,10 @@ TEST_CASE("try_get and try_get_view return when every hand-off entry was overwri
   REQUIRE(q.try_put(pattern(1, 0, 1000)) == Outcome::kOk);
   REQUIRE(q.try_put(pattern(1, 1, 40)) == Outcome::kOk);
   for (uint32_t i = ipc::detail::kOwnedHandOffs; i < ipc::detail::kHandOffs; ++i) {
-    h->hand_offs[i].word.store(ipc::detail::make_hand_off(12345, 1));
+    h->hand_offs[i].word.store(ipc::detail::make_hand_off(12345, 1), std::memory_order_relaxed);  // before the thread
   }
   for (uint32_t i = 0; i < ipc::detail::kOwnedHandOffs; ++i) {
-    h->hand_offs[i].owner.store(ipc::detail::thread_identity(1, 1));
+    h->hand_offs[i].owner.store(ipc::detail::thread_identity(1, 1), std::memory_order_relaxed);
   }
   std::atomic<int> done{0};
   MessageView view;
@@ -242,15 +243,18 @@ TEST_CASE("try_get and try_get_view return when every hand-off entry was overwri
   Outcome first = Outcome::kTimeout, second = Outcome::kTimeout;
   std::thread t([&] {  // a fresh thread: it owns no entry, and none is free
     first = q.try_get_view(view);
-    done = 1;
+    done.store(1, std::memory_order_release);  // release: what the calls returned is written
     second = q.try_get(small);
-    done = 2;
+    done.store(2, std::memory_order_release);
   });
-  const bool returned = ipc::test::wait_until([&] { return done.load() == 2; }, ipc::test::kWakeDeadline);
+  const bool returned =
+      ipc::test::wait_until([&] { return done.load(std::memory_order_acquire) == 2; }, ipc::test::kWakeDeadline);
   // Frees the table if the calls are stuck, so that the thread can be joined.
-  for (uint32_t i = ipc::detail::kOwnedHandOffs; i < ipc::detail::kHandOffs; ++i) h->hand_offs[i].word.store(0);
+  for (uint32_t i = ipc::detail::kOwnedHandOffs; i < ipc::detail::kHandOffs; ++i) {
+    h->hand_offs[i].word.store(0, std::memory_order_release);  // release: as a consumer's end_release()
+  }
   t.join();
-  INFO("calls returned: " << done.load());
+  INFO("calls returned: " << done.load(std::memory_order_relaxed));  // relaxed: the thread was joined
   REQUIRE(returned);
   uint32_t p, seq;
   CHECK(first == Outcome::kOk);

@@ -422,11 +422,7 @@ HandOff& MpmcRing::arm_transient_hand_off(uint64_t armed) const {
       }
     }
     // Every transient entry in use: some may belong to dead consumers.
-    for (uint32_t k = kOwnedHandOffs; k < kHandOffs; ++k) {
-      HandOff& e = h_->hand_offs[k];
-      const uint64_t h = e.word.load(std::memory_order_acquire);  // acquire: as in reap()
-      if (h != 0 && process_dead(hand_off_pid(h))) settle(e, h);
-    }
+    settle_dead_entries(kOwnedHandOffs, kHandOffs);
     const auto now = std::chrono::steady_clock::now();
     if (round == 0) {
       give_up = now + kTransientHandOffWait;
@@ -454,13 +450,17 @@ HandOff* MpmcRing::try_arm_view_hand_off(uint64_t armed) const {
     }
     if (pass == 1) break;
     // Every one in use: some may belong to dead consumers.
-    for (uint32_t k = kOwnedHandOffs; k < kOwnedHandOffs + kViewHandOffs; ++k) {
-      HandOff& e = h_->hand_offs[k];
-      const uint64_t h = e.word.load(std::memory_order_acquire);  // acquire: as in reap()
-      if (h != 0 && process_dead(hand_off_pid(h))) settle(e, h);
-    }
+    settle_dead_entries(kOwnedHandOffs, kOwnedHandOffs + kViewHandOffs);
   }
   return nullptr;
+}
+
+void MpmcRing::settle_dead_entries(uint32_t first, uint32_t end) const {
+  for (uint32_t k = first; k < end; ++k) {
+    HandOff& e = h_->hand_offs[k];
+    const uint64_t h = e.word.load(std::memory_order_acquire);  // acquire: as in reap()
+    if (h != 0 && process_dead(hand_off_pid(h))) settle(e, h);
+  }
 }
 
 void MpmcRing::settle(HandOff& entry, uint64_t armed) const {

@@ -686,6 +686,8 @@ class MpmcRing {
   // For an entry armed by a dead consumer: frees its slot if it had not, clears the entry and counts the loss
   // once (whoever clears the entry counts). REQUIRES: the entry's pid is dead.
   void settle(HandOff& entry, uint64_t armed) const;
+  // settle() for each armed entry in hand_offs[first, end) whose consumer is dead.
+  void settle_dead_entries(uint32_t first, uint32_t end) const;
   // The loss of one message: the counter, a joinable queue's unfinished count, and the waiters that care.
   void count_abandoned() const;
 
