@@ -494,8 +494,24 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   copy_for_reader(p + prefix, chunk.data(), chunk.size());
   // A look at the socket falls due on this path too (see try_send_now()).
   if (ring.commit()) side.look_due = true;
-  // The receiver found gone as we woke it: the record went nowhere.
-  return wake_if_asleep(side, side.ring.header().consumer) ? Outcome::kOk : Outcome::kClosed;
+  if (kind == RecordKind::kWhole || kind == RecordKind::kLast) {
+    // relaxed: a test installs its hook before the send it wants to stop, in the same thread.
+    if (auto hook = detail::g_pipe_test_hook.load(std::memory_order_relaxed)) [[unlikely]] {
+      hook(detail::PipeHookPoint::kMessageCommitted);
+    }
+  }
+  if (wake_if_asleep(side, side.ring.header().consumer)) return Outcome::kOk;
+  // The receiver found gone as we woke it: the message went nowhere, unless it took the message's last record
+  // before it went (the parts before it are taken in order). A first or middle part taken alone is no message.
+  const bool received = (kind == RecordKind::kWhole || kind == RecordKind::kLast) && taken_before_gone(side);
+  return received ? Outcome::kOk : Outcome::kClosed;
+}
+
+bool Connection::taken_before_gone(Side& side) {
+  const detail::ByteRingHeader& h = side.ring.header();
+  // acquire: partner is the receiver's release store of head (release_to(), release()); relaxed: this side wrote
+  // tail. The receiver is gone, so head moves no more.
+  return h.head.load(std::memory_order_acquire) == h.tail.load(std::memory_order_relaxed);
 }
 
 Outcome Connection::send_impl(std::span<const std::byte> message, const Deadline& deadline) {

@@ -119,10 +119,12 @@ class Connection {
 
   // --- raw bytes ---------------------------------------------------------------------------------------------
   // Sends one message (any size; blocks while the ring is full): kOk, kTimeout (with a timeout), or kClosed: every
-  // copy of the other end is closed (nothing is sent). A close() is seen by the next send, and so is a receiving
-  // process that died asleep waiting for a message (as an idle receiver does): the send that would wake it finds
-  // it gone. One that died while busy is seen within kBytesBetweenLooks bytes of sends, or once the ring is full if
-  // that comes first. What was in the ring is lost with it, as the bytes in an OS pipe's buffer are.
+  // copy of the other end is closed, and the message was not received. A close() is seen by the next send, and so
+  // is a receiving process that died asleep waiting for a message (as an idle receiver does): the send that would
+  // wake it finds it gone. When the receiver had taken this very message before it died (it read it as the send
+  // went to wake it), the send is kOk and the next one kClosed. One that died while busy is seen within
+  // kBytesBetweenLooks bytes of sends, or once the ring is full if that comes first. What was in the ring is lost
+  // with it, as the bytes in an OS pipe's buffer are.
   // The sending side looks at its socket (one zero-timeout poll(2)) each time this many bytes of records went out
   // (the stream's position crossed a multiple of it; 29127 sends of 8 bytes, 63 of 4 KiB): the only sign of a
   // receiver that died while busy is its socket, hung up. Sending does not count: the ring's write finds the
@@ -293,9 +295,10 @@ class Connection {
       send_now_limit_ = 0;
     };
     if (!side.ring.try_write_whole(message, look_due)) return false;
-    // false also when the wake-up found the receiver gone: peer_gone() is then set, and send_impl() reports kClosed
-    // without sending again (the message went nowhere).
-    return wake_if_asleep(side, header.consumer);
+    // false also when the wake-up found the receiver gone before it took the message: peer_gone() is then set, and
+    // send_impl() reports kClosed without sending again (the message went nowhere). One that took it, then died
+    // (as the wake-up found it gone), received it: kOk, and the next send reports kClosed.
+    return wake_if_asleep(side, header.consumer) || taken_before_gone(side);
   }
   // The common recv: when the next record is a whole message of at most `limit` bytes (and no long message is
   // being assembled), its payload, with its length in `n` and the position after it in `next_head`, to be taken
@@ -406,6 +409,11 @@ class Connection {
     }
     return true;
   }
+  // Sender, after a wake-up that found the receiver gone: whether it took every record committed to the ring
+  // before it went (its head reached the tail), so that the message just sent was received. A receiver that read
+  // a message and died at once (a pool worker that runs its task and crashes) looks, to the send that woke it,
+  // like one that died asleep; only its head tells the two apart. Out of line: once per receiver's death.
+  [[gnu::cold, gnu::noinline]] static bool taken_before_gone(Side& side);
   // Returns how many sleepers the wake-up woke.
   static int wake_on_futex(std::atomic<uint32_t>& word);
   // Counts a close of one of this process's copies of an end in `peer`, the other side's sleep words, and wakes

@@ -559,6 +559,60 @@ TEST_CASE("a sender killed mid-message while another copy of its end sends on co
   CHECK(check_patterned(got, 3, 2500));
 }
 
+namespace {
+
+// For the test below: the receiving process, and the end its hook marks.
+ForkedChild* g_receiver = nullptr;
+Connection* g_sender = nullptr;
+std::string g_receiver_problem;
+
+// At a message's last commit, before the send looks whether the receiver sleeps: waits for the receiver to end
+// (having taken the message, or not), then leaves its sleep flag as a receiver does whose flag the send read just
+// before it cleared it (it had set it, found the message at its last look, and took it): the send's wake-up then
+// finds it gone.
+void receiver_ends_as_woken(ipc::detail::PipeHookPoint point) {
+  if (point != ipc::detail::PipeHookPoint::kMessageCommitted) return;
+  g_receiver_problem = ipc::test::exit_problem(*g_receiver, 0, "the receiver");
+  // relaxed: the flag is read by this thread next.
+  ipc::detail::PipeTestAccess::sending_ring(*g_sender).header().consumer.waiting.store(ipc::detail::kOnFutex,
+                                                                                         std::memory_order_relaxed);
+}
+
+}  // namespace
+
+// A pool worker that reads its task and dies at once, as the send goes to wake it: the wake-up finds it gone. The
+// send reported kClosed, and the pool ran the task again on another worker; it is kOk when the receiver took the
+// message (the pool then fails that task with WorkerLost), and kClosed when it did not.
+TEST_CASE("a send whose receiver took the message, then died as the send woke it, is kOk; the next is kClosed",
+          "[pipe][kill]") {
+  const bool takes_it = GENERATE(true, false);
+  CAPTURE(takes_it);
+  PipeOptions o = small_ring();
+  o.duplex = false;
+  auto [rx, tx] = Pipe(o);
+  ForkedChild receiver([&, &rx = rx, &tx = tx] {
+    tx.close_descriptors_in_child();
+    if (!takes_it) return 0;
+    std::vector<std::byte> got;
+    Outcome r;
+    // Looks without sleeping (no time to wait), so that it never sets its sleep flag itself.
+    while ((r = rx.recv_bytes(got, 0ms)) == Outcome::kTimeout) {
+    }
+    return r == Outcome::kOk && check_patterned(got, 1, 2500) ? 0 : 2;
+  });
+  rx.close();
+  g_receiver = &receiver;
+  g_sender = &tx;
+  g_receiver_problem.clear();
+  ipc::detail::g_pipe_test_hook.store(receiver_ends_as_woken, std::memory_order_relaxed);
+  // Three parts (records of up to 1019 bytes): the last one's commit calls the hook.
+  const Outcome sent = tx.send_bytes(patterned(1, 2500));
+  ipc::detail::g_pipe_test_hook.store(nullptr, std::memory_order_relaxed);
+  REQUIRE(g_receiver_problem == "");
+  CHECK(sent == (takes_it ? Outcome::kOk : Outcome::kClosed));
+  CHECK(tx.send_bytes(patterned(2, 10)) == Outcome::kClosed);
+}
+
 TEST_CASE("a send after every copy of the receiving end was closed returns kClosed, not before", "[pipe]") {
   SECTION("in one process") {
     auto [a, b] = Pipe();

@@ -32,6 +32,7 @@
 #include "ipc/queue/message_queue.h"
 #include "ipc/queue/queue.h"
 #include "ipc/queue/spsc_queue.h"
+#include "ipc/queue/status.h"
 #include "ipc/segment/segment.h"
 #include "tests/support/test_support.h"
 
@@ -549,6 +550,18 @@ TEST_CASE("a process killed while it holds a view of an out-of-line message lose
   whole_arena_round_trip(q);
   CHECK(q.abandoned_count() == 1);
   CHECK(q.abandoned_count() == 1);  // settled once, not again
+}
+
+TEST_CASE("queue_status counts a MessageQueue writer killed mid-put as abandoned_count() does, reclaiming first",
+          "[queue][arena][kill][status]") {
+  Fixture f;
+  auto q = arena_queue(f);
+  auto writer = stopped_inside(HookPoint::kPutWritten, [&] { (void)q.put(filled(kWholeArena, 1)); });
+  kill_and_reap(writer);
+  // Asked before any get passed the dead writer's slot: its loss counts already.
+  CHECK(ipc::queue_status(f.seg, "a").abandoned_count == 1);
+  CHECK(q.abandoned_count() == 1);  // counted once
+  CHECK(ipc::queue_status(f.seg, "a").abandoned_count == 1);
 }
 
 TEST_CASE("opening a MessageQueue reclaims the pages of a viewer that died, and counts the loss",

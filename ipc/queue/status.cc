@@ -3,6 +3,7 @@
 #include "ipc/queue/detail/mpmc_ops.h"
 #include "ipc/queue/detail/mpmc_ring.h"
 #include "ipc/queue/detail/spsc_ring.h"
+#include "ipc/queue/message_queue.h"
 
 namespace ipc {
 
@@ -55,7 +56,10 @@ QueueStatus queue_status(const Segment& segment, std::string_view name) {
   detail::MpmcRing ring = detail::checked_mpmc(block.ptr, block.bytes, h->type_size, h->flags, "queue_status");
   s.capacity = ring.capacity();
   s.size_approx = ring.size_approx();
-  s.abandoned_count = ring.abandoned();
+  // A MessageQueue's count is complete once the slots and arena pages of dead processes are reclaimed, as its own
+  // abandoned_count() does first (attach() reclaims; it takes no role).
+  s.abandoned_count = kind == &detail::kMessageQueueKind ? MessageQueue::attach(block.ptr, block.bytes).abandoned_count()
+                                                         : ring.abandoned();
   s.closed = ring.closed();
   auto lone = [](const detail::Lease& lease) -> uint32_t {
     // relaxed: a snapshot.

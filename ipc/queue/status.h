@@ -36,8 +36,9 @@ struct QueueStatus {
 // MessageQueue, SpscQueue).
 bool is_queue(const BlockInfo& block);
 
-// The state of the queue named `name` in `segment`. Settles a consumer that died mid-get first, as
-// abandoned_count() does. Any process.
+// The state of the queue named `name` in `segment`. Settles what dead processes held first, as the queue's own
+// abandoned_count() does (a MessageQueue: the slots and arena pages of processes killed mid-put or mid-get). Any
+// process.
 QueueStatus queue_status(const Segment& segment, std::string_view name);
 
 }  // namespace ipc

@@ -1,4 +1,4 @@
-// ipc/pipe/detail/test_access.h (internal, for tests only): a point inside send() where a test can stop a process,
+// ipc/pipe/detail/test_access.h (internal, for tests only): points inside send() where a test can stop a process,
 // and the rings behind a Connection, so that a test can stop a sender between the parts of a long message or
 // corrupt a record in shared memory. The library never installs a hook.
 //
@@ -14,6 +14,9 @@ namespace ipc::detail {
 
 enum class PipeHookPoint {
   kPartSent,  // a sender committed one part of a multi-part message and rang the receiver; more parts follow
+  // A sender committed the last record of a message that took the out-of-line path (a long message's last part,
+  // or a whole message sent after a wait) and has not yet looked whether the receiver sleeps.
+  kMessageCommitted,
 };
 
 using PipeTestHook = void (*)(PipeHookPoint);
