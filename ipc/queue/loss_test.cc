@@ -235,6 +235,49 @@ TEST_CASE("join() returns when the consumer of the last item is killed while ret
   CHECK(q.unfinished_approx() == 0);
 }
 
+// The count went up before the put held a slot: a producer killed asleep on a full queue left it one high for
+// good, and join() never returned.
+TEST_CASE("join() returns after a producer is killed asleep in put on a full JoinableQueue, which put nothing",
+          "[queue][kill]") {
+  Fixture f;
+  auto q = ipc::JoinableQueue<uint64_t>::create(f.seg, "j", 2);
+  while (q.try_put(1) == Outcome::kOk) {
+  }
+  const int64_t full = q.unfinished_approx();
+  REQUIRE(full == static_cast<int64_t>(q.capacity()));
+  ipc::test::ForkedChild producer([&] { return q.put(2) == Outcome::kOk ? 0 : 1; });
+  REQUIRE(ipc::test::wait_until([&] { return ipc::test::sleeping(producer.pid()); }));  // inside put, asleep
+  kill_and_reap(producer);
+  CHECK(q.unfinished_approx() == full);
+  uint64_t v = 0;
+  for (int64_t i = 0; i < full; ++i) {
+    REQUIRE(q.get(v, kPatience) == Outcome::kOk);
+    CHECK(v == 1);
+    q.task_done();
+  }
+  CHECK(q.unfinished_approx() == 0);
+  CHECK(q.join(kPatience) == Outcome::kOk);
+  CHECK(q.abandoned_count() == 0);  // it put nothing, so nothing was lost
+}
+
+// Killed holding its slot, after the count: the value is lost, counted, and taken off the count again.
+TEST_CASE("join() returns after a JoinableQueue producer is killed holding its written slot; the loss is counted",
+          "[queue][kill]") {
+  Fixture f;
+  auto q = ipc::JoinableQueue<uint64_t>::create(f.seg, "j", 8);
+  auto producer = stopped_inside(HookPoint::kPutWritten, [&] { (void)q.put(7); });
+  CHECK(q.unfinished_approx() == 1);  // counted before it could be got
+  kill_and_reap(producer);
+  REQUIRE(q.put(8) == Outcome::kOk);
+  uint64_t v = 0;
+  REQUIRE(q.get(v, kPatience) == Outcome::kOk);  // passes the dead producer's slot, reaping it
+  CHECK(v == 8);
+  q.task_done();
+  CHECK(q.join(kPatience) == Outcome::kOk);
+  CHECK(q.abandoned_count() == 1);
+  CHECK(q.unfinished_approx() == 0);
+}
+
 TEST_CASE("an SpscQueue consumer killed while returning its value is counted, and a successor takes over",
           "[queue][spsc][kill]") {
   Fixture f;

@@ -174,6 +174,14 @@ class Queue {
   [[gnu::always_inline]] Outcome put_until(const T& value, const Deadline* d) {
     return detail::mpmc_put(ring_, d ? d : &kNever, [&](std::byte* p) { return write(p, value); });
   }
+  // JoinableQueue's puts (`d`: nullptr for try_put): as put_until(), counting the value into `unfinished` once the
+  // slot is held, before it is published (MpmcRing::count_put()).
+  [[gnu::always_inline]] Outcome put_counted(const T& value, const Deadline* d) {
+    return detail::mpmc_put(ring_, d, [&](std::byte* p) {
+      ring_.count_put(p);
+      return write(p, value);
+    });
+  }
   [[gnu::always_inline]] Outcome get_until(T& out, const Deadline* d) {
     return detail::mpmc_get(ring_, d ? d : &kNever,
                             [&](const std::byte* p, uint32_t) { std::memcpy(&out, p, sizeof(T)); });
@@ -187,9 +195,9 @@ class Queue {
 // task_done() removes one, join() waits until the count is zero. It has a Queue<T> rather than being one, so no
 // put can reach the ring around the count (a JoinableQueue does not convert to Queue<T>&).
 // Threads/Processes: as Queue<T>; task_done() and join() from any process.
-// Lifetime: as Queue<T>. A message lost to a killed process (abandoned_count()) is also removed from the count; a
-//   consumer killed after get() but before task_done() leaves its item counted: use join(timeout) where workers
-//   may die.
+// Lifetime: as Queue<T>. A message lost to a killed process (abandoned_count()) is also removed from the count, and
+//   a producer killed before its put held a slot (asleep on a full queue) never added one; a consumer killed after
+//   get() but before task_done() leaves its item counted: use join(timeout) where workers may die.
 // Errors: as Queue<T>; task_done() called more times than values were put throws StateError.
 template <typename T>
 class JoinableQueue {
@@ -213,15 +221,16 @@ class JoinableQueue {
   }
   JoinableQueue() = default;
 
-  // As Queue<T>; a put that returns kOk adds one to the unfinished count.
-  [[nodiscard, gnu::always_inline]] Outcome put(const T& value) { return counted([&] { return q_.put(value); }); }
+  // As Queue<T>; a put that returns kOk adds one to the unfinished count. The count is taken once the put holds
+  // its slot, just before the value is written: a producer killed before (asleep on a full queue, say) put nothing,
+  // and one killed after is a loss, counted in abandoned_count() and taken off the count again.
+  [[nodiscard, gnu::always_inline]] Outcome put(const T& value) { return q_.put_counted(value, &Queue<T>::kNever); }
   template <typename Rep, typename Period>
   [[nodiscard]] Outcome put(const T& value, std::chrono::duration<Rep, Period> timeout) {
-    return counted([&] { return q_.put(value, timeout); });
+    const Deadline d = Deadline::after(timeout);
+    return q_.put_counted(value, &d);
   }
-  [[nodiscard, gnu::always_inline]] Outcome try_put(const T& value) {
-    return counted([&] { return q_.try_put(value); });
-  }
+  [[nodiscard, gnu::always_inline]] Outcome try_put(const T& value) { return q_.put_counted(value, nullptr); }
 
   // As Queue<T>.
   [[nodiscard, gnu::always_inline]] Outcome get(T& out) { return q_.get(out); }
@@ -266,15 +275,6 @@ class JoinableQueue {
   explicit JoinableQueue(detail::MpmcRing ring) : q_(ring) {}
   detail::MpmcHeader& header() const { return q_.ring_.header(); }
 
-  // The count goes up *before* the value can be got, so that a fast task_done() never finds it at zero.
-  template <typename Put>
-  [[gnu::always_inline]] Outcome counted(Put&& put) {
-    auto& u = header().unfinished;
-    u.fetch_add(1, std::memory_order_relaxed);  // relaxed: ordered before the value's publication (release)
-    const Outcome r = put();
-    if (r != Outcome::kOk && u.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::notify_all(header().join);
-    return r;
-  }
   bool join_until(const Deadline& d) {
     return detail::block_until(header().join, d, [&](bool check_dead) {
       // A consumer killed while returning an item never task_done()s it: settling its hand-off removes it.

@@ -50,9 +50,9 @@ void MpmcRing::close() const {
   notify_all(h_->join);
 }
 
-void MpmcRing::count_abandoned() const {
+void MpmcRing::count_abandoned(bool counted) const {
   h_->abandoned.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
-  if (h_->flags & MpmcHeader::kFlagJoinable) {
+  if (counted && (h_->flags & MpmcHeader::kFlagJoinable)) {
     // The lost message will never be task_done()'d: account for it so that join() can return.
     if (h_->unfinished.fetch_sub(1, std::memory_order_acq_rel) == 1) notify_all(h_->join);
   }
@@ -190,9 +190,14 @@ bool MpmcRing::reap(SlotHeader& s, uint64_t w) const {
   }
   // acq_rel: acquire pairs with the dead claimer's CAS (we take over its slot); release pairs with the next
   // claimer's acquire, like free_slot(). Only one reaper wins, so the loss is counted once.
+  // A producer's value is in a joinable queue's unfinished count once its tag says so (count_put()); a consumer's
+  // always is. Read before the slot is freed, after the claimer's death made its writes final.
+  // relaxed: the dead producer wrote it before it died; the CAS below decides who counts.
+  const bool counted = word_state(w) != kSlotWriting ||
+                       s.counted_lap.load(std::memory_order_relaxed) == lap_tag(slot_pos, capacity_log2_);
   if (s.word.compare_exchange_strong(w, make_word(slot_pos + capacity(), kSlotFree, 0), std::memory_order_acq_rel,
                                      std::memory_order_relaxed)) {
-    count_abandoned();
+    count_abandoned(counted);
     notify(h_->not_full);
     notify(h_->not_empty);
   }

@@ -59,6 +59,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -71,9 +72,9 @@
 namespace ipc::detail {
 
 inline constexpr uint64_t kMpmcMagic = 0x4e4d505f4d504d43ull;  // "NMP_MPMC"
-inline constexpr uint32_t kMpmcVersion = 9;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
-                                             // 6: marked waits (notify_marked); 7: half-line slots;
-                                             // 8: hand-offs hold the claim word; 9: leases
+inline constexpr uint32_t kMpmcVersion = 10;  // 2: hand-offs; 3: message type; 4: healing WaitSet; 5: owned hand-offs;
+                                              // 6: marked waits (notify_marked); 7: half-line slots;
+                                              // 8: hand-offs hold the claim word; 9: leases; 10: counted_lap
 
 enum SlotState : uint64_t { kSlotFree = 0, kSlotWriting = 1, kSlotFull = 2, kSlotReading = 3 };
 
@@ -106,9 +107,16 @@ inline constexpr uint32_t kSkipRecord = 0xffffffffu;
 struct SlotHeader {
   std::atomic<uint64_t> word;  // seq | state | pid, see above
   uint32_t length;             // payload bytes; written by the claiming producer, read by the claiming consumer
-  uint32_t reserved;
+  // JoinableQueue: lap_tag() of the position for which the producer holding the slot added its value to
+  // `unfinished` (MpmcRing::count_put()); any other value: it did not. 0 in every other kind of queue.
+  std::atomic<uint32_t> counted_lap;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot words must be lock-free in shared memory");
+// A slot's counted_lap for position `pos` of a ring of 2^`capacity_log2` slots: its lap, plus one, so that the
+// zero a slot starts with names no lap. A tag left from an earlier lap equals this one only 2^32 laps later.
+constexpr uint32_t lap_tag(uint64_t pos, int capacity_log2) {
+  return static_cast<uint32_t>(pos >> capacity_log2) + 1;
+}
 static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 16);
 
 // A consumer between freeing its slot and returning from get(): `word` is the consumer's claim word, READING(pos,
@@ -280,6 +288,7 @@ class MpmcRing {
     stride_ = h_->slot_stride;
     slots_ = reinterpret_cast<std::byte*>(h_) + sizeof(MpmcHeader);
     length_limit_ = static_cast<uint32_t>(std::min<uint64_t>(max_payload(), kSkipRecord - 1));
+    capacity_log2_ = std::countr_zero(h_->capacity);  // a power of two (checked_mpmc())
   }
 
   // Both throw InvalidArgument when the size does not fit in 64 bits.
@@ -404,6 +413,20 @@ class MpmcRing {
   // Makes a written slot visible to consumers. Producer of `pos` only; wait-free. (The forms taking the slot too,
   // here and below, are for a caller that has it: slot() is a multiply and three loads, which a caller's atomic
   // operations in between make the compiler repeat.)
+  // JoinableQueue's put, inside its write (the slot claimed for writing, the close checked): adds the value to
+  // `unfinished`, then tags the slot as counted for its lap, before the value is published (so that a fast
+  // task_done() never finds the count at zero). reap() of a producer killed holding the slot takes the value off
+  // the count only when the tag says it was added: a producer killed before the count (asleep in put on a full
+  // queue, say) put nothing. One killed between the two instructions leaves the count one high.
+  void count_put(std::byte* payload) const {
+    SlotHeader& s = *reinterpret_cast<SlotHeader*>(payload - sizeof(SlotHeader));
+    // relaxed: published with the value by publish()'s release store; the task_done() that takes it off reads
+    // it after acquiring that.
+    h_->unfinished.fetch_add(1, std::memory_order_relaxed);
+    // relaxed: our own claim word; the tag is read by a reaper only once we are dead.
+    const uint64_t pos = s.word.load(std::memory_order_relaxed) >> (kPidBits + kStateBits);
+    s.counted_lap.store(lap_tag(pos, capacity_log2_), std::memory_order_relaxed);
+  }
   void publish(uint64_t pos, uint32_t length) const { publish(slot(pos), pos, length); }
   void publish(SlotHeader& s, uint64_t pos, uint32_t length) const {
     s.length = length;
@@ -688,14 +711,16 @@ class MpmcRing {
   void settle(HandOff& entry, uint64_t armed) const;
   // settle() for each armed entry in hand_offs[first, end) whose consumer is dead.
   void settle_dead_entries(uint32_t first, uint32_t end) const;
-  // The loss of one message: the counter, a joinable queue's unfinished count, and the waiters that care.
-  void count_abandoned() const;
+  // The loss of one message: the counter, a joinable queue's unfinished count (unless `counted` is false: a
+  // producer that died before it counted its value), and the waiters that care.
+  void count_abandoned(bool counted = true) const;
 
   MpmcHeader* h_ = nullptr;
   uint64_t mask_ = 0;
   uint64_t stride_ = 0;
   std::byte* slots_ = nullptr;
   uint32_t length_limit_ = 0;
+  int capacity_log2_ = 0;
 };
 
 }  // namespace ipc::detail
