@@ -19,6 +19,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ipc/base/error.h"
@@ -98,6 +99,10 @@ int fork_announce_and_wait(std::string fifo) {
 }
 int forever(int) {
   for (;;) pause();
+}
+int sleep_for_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
 }
 // Appends `x` to the file `log` (one write of 4 bytes with O_APPEND: records never interleave), or dies at 1013.
 int log_or_die_at_1013(int x, std::string log) {
@@ -317,6 +322,26 @@ TEST_CASE("a task past its time limit fails with TaskTimeout; its worker is repl
   CHECK_THROWS_AS(in_time(stuck, pool).get(), ipc::TaskTimeout);
   for (int i = 0; i < 20; ++i) CHECK(in_time(fine[i], pool).get() == i);
   CHECK(in_time(pool.apply_async(identity, 1), pool).get() == 1);
+}
+
+// The supervisor was held in a completion callback (x's) while a task (a) finished within its limit but past the
+// time its limit counted to; its result lay unread. The supervisor then killed a's worker as overdue, and the task
+// batched behind it (b), which had run 0.6 s of its 1 s, failed with TaskTimeout.
+TEST_CASE("a task behind one whose result came in while the supervisor was busy is not failed with TaskTimeout",
+          "[pool][kill]") {
+  ipc::PoolOptions o = workers(2);
+  o.task_timeout = 1s;
+  ipc::Pool pool(o);
+  // Short tasks first: the running estimate of a task's time then lets a busy worker hold the next one.
+  for (int i = 0; i < 32; ++i) REQUIRE(in_time(pool.apply_async(identity, i), pool).get() == i);
+  const auto start = std::chrono::steady_clock::now();
+  auto x = pool.apply_async(sleep_for_ms, 50);   // an idle worker
+  auto a = pool.apply_async(sleep_for_ms, 600);  // the other idle worker
+  auto b = pool.apply_async(sleep_for_ms, 800);  // behind a, the task started last
+  x.on_success([start](const int&) { std::this_thread::sleep_until(start + 1200ms); });
+  CHECK(in_time(x, pool).get() == 50);
+  CHECK(in_time(a, pool).get() == 600);
+  CHECK(in_time(b, pool).get() == 800);
 }
 
 TEST_CASE("when the pool's process is SIGKILLed its workers exit too", "[pool][kill]") {

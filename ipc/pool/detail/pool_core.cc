@@ -84,6 +84,7 @@ struct PoolCore::State {
     Clock::time_point front_started{};
     uint64_t tasks_sent = 0;   // against max_tasks_per_child: never send a worker more than it will run
     bool killed_for_time = false;
+    uint64_t overdue_id = 0;   // killed_for_time: the id of the task that ran past its limit
     std::string stream_fault;  // why its result stream was found corrupt (drain()); empty: it was not
     bool conn_ended = false;   // end of stream seen: only the pidfd is waited on now
     // Its process exited, and its sentinel has not said so yet (a fork server's worker): no task goes to it.
@@ -516,7 +517,7 @@ struct PoolCore::State {
     if (!w.in_hand.empty()) {
       Task running = w.release_front();
       Raise failure;
-      if (w.killed_for_time) {
+      if (w.killed_for_time && running.id == w.overdue_id) {
         failure = raise_as<TaskTimeout>(
             "the task ran longer than its timeout of " +
             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(*options->task_timeout).count()) +
@@ -526,7 +527,14 @@ struct PoolCore::State {
                            (code ? describe_exit(*code) : "ended, its exit status lost (" + status_lost + ")") +
                            " while running this task";
         if (!w.stream_fault.empty()) what += " (its result stream was corrupt: " + w.stream_fault + ")";
-        if (code == 0) what += " (inside the task, by exit(), or it could not send the result)";
+        if (w.killed_for_time) {
+          // The overdue task's result came in between the supervisor's last look and the kill: that task got its
+          // result, and the one after it, which had barely started, lost its worker.
+          what += " (the pool killed it because the task before this one ran past its timeout, and that task "
+                  "finished as it was killed)";
+        } else if (code == 0) {
+          what += " (inside the task, by exit(), or it could not send the result)";
+        }
         if (const auto& ex = w.process->exception()) what += " (" + ex->type_name + ": " + ex->message + ")";
         failure = raise_as<WorkerLost>(pid, code.value_or(-1), what);
       }
@@ -726,12 +734,19 @@ struct PoolCore::State {
 
   void kill_overdue(Clock::time_point now) {
     if (!options->task_timeout) return;
+    auto overdue = [&](const Worker& w) {
+      return w.ready && !w.in_hand.empty() && !w.killed_for_time && now - w.front_started >= *options->task_timeout;
+    };
     for (auto& w : workers) {
-      if (w->ready && !w->in_hand.empty() && !w->killed_for_time &&
-          now - w->front_started >= *options->task_timeout) {
-        w->killed_for_time = true;
-        w->process->kill();
-      }
+      if (!overdue(*w)) continue;
+      // The supervisor may have been busy (in a completion callback, say) while the task ended: its result, read
+      // now, completes it, and the next task's time counts from now. Without this look, the worker was killed and
+      // the next task, batched behind the finished one, failed with TaskTimeout a moment after it started.
+      drain(*w);
+      if (!overdue(*w)) continue;
+      w->killed_for_time = true;
+      w->overdue_id = w->in_hand.front().id;
+      w->process->kill();
     }
   }
 
