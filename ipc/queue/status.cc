@@ -58,8 +58,9 @@ QueueStatus queue_status(const Segment& segment, std::string_view name) {
   s.size_approx = ring.size_approx();
   // A MessageQueue's count is complete once the slots and arena pages of dead processes are reclaimed, as its own
   // abandoned_count() does first (attach() reclaims; it takes no role).
-  s.abandoned_count = kind == &detail::kMessageQueueKind ? MessageQueue::attach(block.ptr, block.bytes).abandoned_count()
-                                                         : ring.abandoned();
+  s.abandoned_count = kind == &detail::kMessageQueueKind
+                          ? MessageQueue::attach(block.ptr, block.bytes).abandoned_count()
+                          : ring.abandoned();
   s.closed = ring.closed();
   auto lone = [](const detail::Lease& lease) -> uint32_t {
     // relaxed: a snapshot.

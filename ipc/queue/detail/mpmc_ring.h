@@ -410,9 +410,6 @@ class MpmcRing {
     return d > 0 || (d == 0 && word_state(w) >= kSlotFull);
   }
 
-  // Makes a written slot visible to consumers. Producer of `pos` only; wait-free. (The forms taking the slot too,
-  // here and below, are for a caller that has it: slot() is a multiply and three loads, which a caller's atomic
-  // operations in between make the compiler repeat.)
   // JoinableQueue's put, inside its write (the slot claimed for writing, the close checked): adds the value to
   // `unfinished`, then tags the slot as counted for its lap, before the value is published (so that a fast
   // task_done() never finds the count at zero). reap() of a producer killed holding the slot takes the value off
@@ -427,6 +424,9 @@ class MpmcRing {
     const uint64_t pos = s.word.load(std::memory_order_relaxed) >> (kPidBits + kStateBits);
     s.counted_lap.store(lap_tag(pos, capacity_log2_), std::memory_order_relaxed);
   }
+  // Makes a written slot visible to consumers. Producer of `pos` only; wait-free. (The forms taking the slot too,
+  // here and below, are for a caller that has it: slot() is a multiply and three loads, which a caller's atomic
+  // operations in between make the compiler repeat.)
   void publish(uint64_t pos, uint32_t length) const { publish(slot(pos), pos, length); }
   void publish(SlotHeader& s, uint64_t pos, uint32_t length) const {
     s.length = length;
