@@ -1152,8 +1152,9 @@ QueueItem QueueProxy::get(std::optional<std::chrono::nanoseconds> timeout) {
   auto& s = h_.use();
   auto request = h_.cap().getRequest(kSmallRequest);
   request.setTimeoutNs(timeout_ns(timeout));
-  // On the shared rings, the server learns that this process took the item (and not only read its reply) from
-  // the count below: killed in between, the item is counted as abandoned (docs/manager.md).
+  // The server learns that this process took the item (and not only read its reply) from the count below, in the
+  // shared rings' header page or as a frame on the socket: killed in between, the item is counted as abandoned
+  // (docs/manager.md).
   const bool counts_taken = s.network().counts_taken_items();
   request.setCountsTaken(counts_taken);
   auto r = s.wait(send(s, request));

@@ -156,12 +156,39 @@ TEST_CASE("items handed to consumers killed while blocked in get reach a survivo
   CHECK(q.get(0s).status == Outcome::kTimeout);  // and nothing more
 }
 
-// The worst moment of a get: the consumer read the reply that carries its item out of the shared ring (which alone
-// used to make the item delivered) and dies before get() returns it. The item is gone with the process, and the
-// survivors must be able to count it.
+namespace {
+
+using Transport = ipc::manager::ClientOptions::Transport;
+
+// The server's address kind and the consumer's transport: the shared rings, a Unix socket, TCP (always a socket).
+struct ConsumerPath {
+  std::string address_kind;
+  Transport transport;
+  ipc::manager::ClientOptions options() const {
+    ipc::manager::ClientOptions o;
+    o.transport = transport;
+    return o;
+  }
+  std::string describe() const {
+    if (!address_kind.empty()) return "server on " + address_kind + ", consumer on the socket";
+    return transport == Transport::kSocket ? "Unix socket, consumer on the socket" : "Unix socket, shared rings";
+  }
+};
+ConsumerPath every_consumer_path() {
+  return GENERATE(ConsumerPath{kUnixSocket, Transport::kSharedMemory}, ConsumerPath{kUnixSocket, Transport::kSocket},
+                  ConsumerPath{kTcpLoopback, Transport::kSharedMemory});
+}
+
+}  // namespace
+
+// The worst moment of a get: the consumer read the reply that carries its item (out of the shared ring, or from its
+// socket: either alone used to make the item delivered) and dies before get() returns it. The item is gone with the
+// process, and the survivors must be able to count it.
 TEST_CASE("a consumer killed inside get(), after it read the item's reply, has the item counted as abandoned",
-          "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+          "[manager][kill][tcp]") {
+  const ConsumerPath path = every_consumer_path();
+  INFO(path.describe());
+  auto server = server_on(path.address_kind);
   Client survivor(server.address(), server.key());
   auto q = survivor.queue("q");
   constexpr int kRounds = 3;
@@ -169,7 +196,7 @@ TEST_CASE("a consumer killed inside get(), after it read the item's reply, has t
     INFO("round " << i);
     REQUIRE(q.put(i) == Outcome::kOk);
     auto consumer = run_child([&] {
-      Client c(server.address(), server.key());
+      Client c(server.address(), server.key(), path.options());
       auto mine = c.queue("q");
       ipc::manager::detail::g_manager_test_hook.store(
           [](ipc::manager::detail::ManagerHookPoint point) {
@@ -190,14 +217,16 @@ TEST_CASE("a consumer killed inside get(), after it read the item's reply, has t
 // The other side of the count: items whose get() returned are delivered, whether the consumer then exits or is
 // killed, and however its connection ends.
 TEST_CASE("items a consumer's get() returned stay delivered when it exits or is killed afterwards",
-          "[manager][kill]") {
-  auto server = ipc::manager::start_server();
+          "[manager][kill][tcp]") {
+  const ConsumerPath path = every_consumer_path();
+  INFO(path.describe());
+  auto server = server_on(path.address_kind);
   Client survivor(server.address(), server.key());
   auto q = survivor.queue("q");
   constexpr int kEach = 3;
   for (int i = 0; i < 2 * kEach; ++i) REQUIRE(q.put(i) == Outcome::kOk);
   auto take = [&] {
-    Client c(server.address(), server.key());
+    Client c(server.address(), server.key(), path.options());
     auto mine = c.queue("q");
     for (int i = 0; i < kEach; ++i) {
       if (!mine.get(30s)) return 1;
@@ -230,21 +259,15 @@ TEST_CASE("items a consumer's get() returned stay delivered when it exits or is 
 // (a local client's default) it comes from the consumer's read position, which never moved past the reply.
 TEST_CASE("an item whose reply a stopped consumer never read goes back to the queue when it is killed",
           "[manager][kill][tcp]") {
-  using Transport = ipc::manager::ClientOptions::Transport;
-  const auto [transport, client_transport] =
-      GENERATE(std::make_pair(std::string(kUnixSocket), Transport::kSharedMemory),
-               std::make_pair(std::string(kUnixSocket), Transport::kSocket),
-               std::make_pair(std::string(kTcpLoopback), Transport::kSharedMemory));
-  ipc::manager::ClientOptions consumer_options;
-  consumer_options.transport = client_transport;
-  auto server = server_on(transport);
-  INFO("server on " << server.address() << (client_transport == Transport::kSocket ? ", consumer on the socket" : ""));
+  const ConsumerPath path = every_consumer_path();
+  auto server = server_on(path.address_kind);
+  INFO(path.describe() << " (" << server.address() << ")");
   Client survivor(server.address(), server.key());
   auto q = survivor.queue("q");
   constexpr int kRounds = 5;
   for (int i = 0; i < kRounds; ++i) {
     INFO("round " << i);
-    auto consumer = consumer_waiting_in_get(server, "q", consumer_options);
+    auto consumer = consumer_waiting_in_get(server, "q", path.options());
     REQUIRE(::kill(consumer.pid(), SIGSTOP) == 0);
     REQUIRE(ipc::test::wait_until([&] { return ipc::test::stopped(consumer.pid()); }));
     REQUIRE(q.put(i) == Outcome::kOk);

@@ -139,9 +139,9 @@ interface Queue {
   # put waits while a bounded queue is full; get waits while it is empty. Both return false on timeout.
   # close() fails every waiter and later put with ok = false / closed = true; get drains what is left first.
   # An item whose get reply never reached the consumer (its connection died first) goes back to the front.
-  # countsTaken: the caller counts each item it takes in the connection's shared rings (a local client's
-  # QueueProxy::get; docs/manager.md, "Queue items and dying consumers"), so that an item whose reply it read but
-  # whose get never returned (the process died in between) is counted as abandoned. Ignored without shared rings.
+  # countsTaken: the caller counts each item it takes (QueueProxy::get; docs/manager.md, "Queue items and dying
+  # consumers"): in the connection's shared rings, or with a kItemTaken frame on a socket, so that an item whose
+  # reply it read but whose get never returned (the process died in between) is counted as abandoned.
   put @0 (value :Value, timeoutNs :Int64) -> (ok :Bool, closed :Bool);
   get @1 (timeoutNs :Int64, countsTaken :Bool) -> (ok :Bool, closed :Bool, value :Value);
   size @2 () -> (size :UInt64);

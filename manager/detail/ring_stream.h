@@ -46,6 +46,11 @@ namespace ipc::manager::detail {
 // never start a Cap'n Proto frame (a segment count of 2^32), so a server tells it from a plain Cap'n Proto peer,
 // which it serves over the socket as before.
 inline constexpr unsigned char kRingRequest[8] = {0xff, 0xff, 0xff, 0xff, 'R', 'I', 'N', 'G'};
+// On a socket (TCP, or a Unix socket without rings), what a client sends after each queue item its get() took, as
+// the last step before the get returns it (SocketVatNetwork::count_item_taken(); on the rings the count is a word
+// in shared memory instead). Like kRingRequest, no Cap'n Proto frame starts with it; it may come between any two
+// frames.
+inline constexpr unsigned char kItemTaken[8] = {0xff, 0xff, 0xff, 0xff, 'T', 'A', 'K', 'E'};
 // The server's one-byte answer: kRingGranted comes with the memfd (SCM_RIGHTS); kRingRefused (no memory could be
 // made) keeps the connection on the socket.
 inline constexpr unsigned char kRingGranted = 'R';

@@ -350,6 +350,13 @@ kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> SocketVatNetwork::try_parse() {
     const std::size_t available = in_end_ - in_begin_;
     if (available < 8) return nullptr;
     const kj::byte* p = in_.data() + in_begin_;
+    if (side_ == capnp::rpc::twoparty::Side::SERVER && std::memcmp(p, kItemTaken, sizeof kItemTaken) == 0) {
+      // A client on a socket took one more queue item: those it read may now count as delivered.
+      ++taken_frames_;
+      in_begin_ += sizeof kItemTaken;
+      if (!tracked_.empty()) confirm_deliveries();
+      continue;
+    }
     std::uint32_t segments = load_u32(p) + 1;
     if (segments == 0 || segments > kMaxSegments) {
       KJ_FAIL_REQUIRE("Message has too many segments.", segments);
@@ -969,9 +976,25 @@ void SocketVatNetwork::send(capnp::MessageBuilder& message, kj::Own<Receipt> rec
   queued_bytes_ += (header_words + body_words) * sizeof(capnp::word);
   if (receipt.get() != nullptr) {
     // The peer counts the messages it takes in the order they arrive, which is the order they are queued here.
-    const std::uint64_t ordinal = counts_taken && ring_ ? ++counted_messages_ : 0;
+    const std::uint64_t ordinal = counts_taken ? ++counted_messages_ : 0;
     tracked_.push_back(Tracked{queued_bytes_, ordinal, kj::mv(receipt)});
   }
+  schedule_flush();
+  // A long burst (many pipelined calls, or the replies to them) goes out in pieces as it grows, so that the peer
+  // works on the first calls while this side still produces the rest: both processes busy, not taking turns.
+  if (out_.size() - out_begin_ >= kEagerWriteBytes && write_observer_ == nullptr) write_now();
+}
+
+void SocketVatNetwork::send_item_taken() {
+  if (shut_down_ || write_failed_) return;
+  out_.insert(out_.end(), std::begin(kItemTaken), std::end(kItemTaken));
+  queued_bytes_ += sizeof kItemTaken;
+  schedule_flush();
+  // Out now, not at the event loop's next turn: the get returns to a caller that may not call again for long.
+  if (write_observer_ == nullptr) write_now();
+}
+
+void SocketVatNetwork::schedule_flush() {
   if (!flush_scheduled_) {
     flush_scheduled_ = true;
     // evalLast: runs once everything already queued on the event loop ran, so one turn's messages share a write.
@@ -983,9 +1006,6 @@ void SocketVatNetwork::send(capnp::MessageBuilder& message, kj::Own<Receipt> rec
       out_begin_ = 0;
     });
   }
-  // A long burst (many pipelined calls, or the replies to them) goes out in pieces as it grows, so that the peer
-  // works on the first calls while this side still produces the rest: both processes busy, not taking turns.
-  if (out_.size() - out_begin_ >= kEagerWriteBytes && write_observer_ == nullptr) write_now();
 }
 
 void SocketVatNetwork::write_now() {
@@ -1070,7 +1090,11 @@ void SocketVatNetwork::count_item_taken() {
   if (auto hook = g_manager_test_hook.load(std::memory_order_relaxed)) [[unlikely]] {
     hook(ManagerHookPoint::kItemRead);
   }
-  ring_.count_item_taken();
+  if (ring_) {
+    ring_.count_item_taken();
+  } else {
+    send_item_taken();
+  }
 }
 
 void SocketVatNetwork::track_last_message(std::uint64_t created_before, kj::Own<Receipt> receipt,
@@ -1107,7 +1131,8 @@ void SocketVatNetwork::confirm_deliveries() {
   }
   int unread = 0;
   if (::ioctl(fd_, SIOCOUTQ, &unread) != 0 || unread != 0 || peer_reset()) return;
-  while (!tracked_.empty() && tracked_.front().end <= written_bytes_) {
+  while (!tracked_.empty() && tracked_.front().end <= written_bytes_ &&
+         tracked_.front().taken_ordinal <= taken_frames_) {
     tracked_.front().receipt->delivered();
     tracked_.pop_front();
   }
@@ -1121,13 +1146,15 @@ void SocketVatNetwork::settle_deliveries() {
   auto left = kj::mv(tracked_);
   std::uint64_t consumed = 0;  // on a ring: how far the peer read (0 when its position is broken: nothing known)
   if (ring_) (void)kj::runCatchingExceptions([&] { consumed = ring_.consumed_by_peer(); });
-  const std::uint64_t taken = ring_ ? ring_.items_taken_by_client() : 0;
+  const std::uint64_t taken = ring_ ? ring_.items_taken_by_client() : taken_frames_;
   for (auto& t : left) {
     if (t.end > written_bytes_) {
       t.receipt = nullptr;  // never completely written
+    } else if (t.taken_ordinal != 0 && t.taken_ordinal <= taken) {
+      t.receipt->delivered();  // the peer counted it: its get returned it (on a socket, whatever SIOCOUTQ says)
     } else if (ring_ && t.end <= consumed) {
       // Read by the peer, and left above because the peer did not count it (or one before it) as taken.
-      if (t.taken_ordinal <= taken) {
+      if (t.taken_ordinal == 0) {
         t.receipt->delivered();
       } else {
         t.receipt->fate_unknown();  // read, and the get that read it never returned: the peer died in between

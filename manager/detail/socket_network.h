@@ -229,11 +229,11 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   //   - the peer closed with unread bytes (the kernel then reports ECONNRESET): the last message written was not
   //     read completely, so if that is the tracked one its receipt is destroyed; an earlier one: fate_unknown();
   //   - the connection ended while the peer, still alive, had not read it: fate_unknown().
-  // `counts_taken` (on the shared-memory transport; ignored without it): the peer counts each such message it
-  // takes, in the ring's header page (RingStream::count_item_taken(), a QueueProxy::get that set countsTaken), as
-  // its last step before handing it to its caller. Reading it is then not enough: it is delivered() once the count
-  // reached it too, and one read but never counted when the connection ends (the peer died in between) gets
-  // fate_unknown().
+  // `counts_taken`: the peer counts each such message it takes (a QueueProxy::get that set countsTaken), as its
+  // last step before handing it to its caller: in the ring's header page on the shared-memory transport
+  // (RingStream::count_item_taken()), with a kItemTaken frame on a socket. Reading it is then not enough: it is
+  // delivered() once the count reached it too, and one read but never counted when the connection ends (the peer
+  // died in between, or over TCP its host vanished) gets fate_unknown().
   std::uint64_t messages_created() const { return messages_created_; }
   // REQUIRES: exactly one message was created since `messages_created()` returned `created_before`, and not sent.
   void track_last_message(std::uint64_t created_before, kj::Own<Receipt> receipt, bool counts_taken = false);
@@ -241,9 +241,10 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   bool can_send() const { return !shut_down_ && !write_failed_; }
   kj::Own<NetworkRef> ref() { return kj::addRef(*ref_); }
 
-  // Client side, queue items (`counts_taken` above): whether this connection can count the items its gets take
-  // (it has shared rings), and the count of one more, once it is in the caller's hands.
-  bool counts_taken_items() const { return static_cast<bool>(ring_); }
+  // Client side, queue items (`counts_taken` above): whether this connection counts the items its gets take (every
+  // connection of this library does: in the rings' header page, or with a kItemTaken frame on a socket), and the
+  // count of one more, once it is in the caller's hands.
+  bool counts_taken_items() const { return true; }
   void count_item_taken();
 
   // Client side, the direct path (DirectReturns above). `returns` must outlive this network, or be unset first.
@@ -325,6 +326,10 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_more();
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> peer_ended();
   void send(capnp::MessageBuilder& message, kj::Own<Receipt> receipt, bool counts_taken = false);
+  // Client, on a socket: a kItemTaken frame, written at once (count_item_taken()).
+  void send_item_taken();
+  // Writes out_ at the end of this turn of the event loop, unless already asked.
+  void schedule_flush();
   void note_written(std::size_t bytes);
   void confirm_deliveries();
   bool peer_reset();
@@ -382,6 +387,7 @@ class SocketVatNetwork final : public capnp::TwoPartyVatNetworkBase,
   };
   std::deque<Tracked> tracked_;  // in stream order
   std::uint64_t counted_messages_ = 0;  // tracked messages sent whose taking the peer counts (taken_ordinal)
+  std::uint64_t taken_frames_ = 0;      // server, on a socket: kItemTaken frames received (items the peer took)
   bool peer_reset_ = false;      // the peer closed with bytes of ours unread
 
   // The direct path (client side only; see set_direct_returns).
