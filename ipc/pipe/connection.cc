@@ -494,7 +494,8 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   copy_for_reader(p + prefix, chunk.data(), chunk.size());
   // A look at the socket falls due on this path too (see try_send_now()).
   if (ring.commit()) side.look_due = true;
-  if (kind == RecordKind::kWhole || kind == RecordKind::kLast) {
+  const bool ends_message = kind == RecordKind::kWhole || kind == RecordKind::kLast;
+  if (ends_message) {
     // relaxed: a test installs its hook before the send it wants to stop, in the same thread.
     if (auto hook = detail::g_pipe_test_hook.load(std::memory_order_relaxed)) [[unlikely]] {
       hook(detail::PipeHookPoint::kMessageCommitted);
@@ -503,8 +504,7 @@ Outcome Connection::put_record(Side& side, RecordKind kind, std::span<const std:
   if (wake_if_asleep(side, side.ring.header().consumer)) return Outcome::kOk;
   // The receiver found gone as we woke it: the message went nowhere, unless it took the message's last record
   // before it went (the parts before it are taken in order). A first or middle part taken alone is no message.
-  const bool received = (kind == RecordKind::kWhole || kind == RecordKind::kLast) && taken_before_gone(side);
-  return received ? Outcome::kOk : Outcome::kClosed;
+  return ends_message && taken_before_gone(side) ? Outcome::kOk : Outcome::kClosed;
 }
 
 bool Connection::taken_before_gone(Side& side) {

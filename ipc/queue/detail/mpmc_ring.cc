@@ -194,7 +194,7 @@ bool MpmcRing::reap(SlotHeader& s, uint64_t w) const {
   // always is. Read before the slot is freed, after the claimer's death made its writes final.
   // relaxed: the dead producer wrote it before it died; the CAS below decides who counts.
   const bool counted = word_state(w) != kSlotWriting ||
-                       s.counted_lap.load(std::memory_order_relaxed) == lap_tag(slot_pos, capacity_log2_);
+                       s.counted_lap.load(std::memory_order_relaxed) == lap_tag(slot_pos, capacity());
   if (s.word.compare_exchange_strong(w, make_word(slot_pos + capacity(), kSlotFree, 0), std::memory_order_acq_rel,
                                      std::memory_order_relaxed)) {
     count_abandoned(counted);
@@ -484,10 +484,7 @@ void MpmcRing::settle(HandOff& entry, uint64_t armed) const {
 }
 
 uint64_t MpmcRing::abandoned() const {
-  for (HandOff& e : h_->hand_offs) {
-    const uint64_t h = e.word.load(std::memory_order_acquire);  // acquire: as in reap()
-    if (h != 0 && process_dead(hand_off_pid(h))) settle(e, h);
-  }
+  settle_dead_entries(0, kHandOffs);
   return h_->abandoned.load(std::memory_order_relaxed);  // relaxed: a counter, nothing is published with it
 }
 

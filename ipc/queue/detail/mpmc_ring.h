@@ -112,10 +112,10 @@ struct SlotHeader {
   std::atomic<uint32_t> counted_lap;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot words must be lock-free in shared memory");
-// A slot's counted_lap for position `pos` of a ring of 2^`capacity_log2` slots: its lap, plus one, so that the
-// zero a slot starts with names no lap. A tag left from an earlier lap equals this one only 2^32 laps later.
-constexpr uint32_t lap_tag(uint64_t pos, int capacity_log2) {
-  return static_cast<uint32_t>(pos >> capacity_log2) + 1;
+// A slot's counted_lap for position `pos` of a ring of `capacity` slots (a power of two): its lap, plus one, so
+// that the zero a slot starts with names no lap. A tag left from an earlier lap equals this one only 2^32 laps later.
+constexpr uint32_t lap_tag(uint64_t pos, uint64_t capacity) {
+  return static_cast<uint32_t>(pos >> std::countr_zero(capacity)) + 1;
 }
 static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 16);
 
@@ -288,7 +288,6 @@ class MpmcRing {
     stride_ = h_->slot_stride;
     slots_ = reinterpret_cast<std::byte*>(h_) + sizeof(MpmcHeader);
     length_limit_ = static_cast<uint32_t>(std::min<uint64_t>(max_payload(), kSkipRecord - 1));
-    capacity_log2_ = std::countr_zero(h_->capacity);  // a power of two (checked_mpmc())
   }
 
   // Both throw InvalidArgument when the size does not fit in 64 bits.
@@ -422,7 +421,7 @@ class MpmcRing {
     h_->unfinished.fetch_add(1, std::memory_order_relaxed);
     // relaxed: our own claim word; the tag is read by a reaper only once we are dead.
     const uint64_t pos = s.word.load(std::memory_order_relaxed) >> (kPidBits + kStateBits);
-    s.counted_lap.store(lap_tag(pos, capacity_log2_), std::memory_order_relaxed);
+    s.counted_lap.store(lap_tag(pos, capacity()), std::memory_order_relaxed);
   }
   // Makes a written slot visible to consumers. Producer of `pos` only; wait-free. (The forms taking the slot too,
   // here and below, are for a caller that has it: slot() is a multiply and three loads, which a caller's atomic
@@ -720,7 +719,6 @@ class MpmcRing {
   uint64_t stride_ = 0;
   std::byte* slots_ = nullptr;
   uint32_t length_limit_ = 0;
-  int capacity_log2_ = 0;
 };
 
 }  // namespace ipc::detail
